@@ -1,0 +1,104 @@
+// Collector configuration: defaults, then LOOPWATCH_* environment variables, then explicit
+// overrides (CLI flags), validated by one zod schema so a bad value fails at start with its name.
+import { z } from 'zod';
+
+const MiB = 1024 * 1024;
+
+export const configSchema = z.object({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.coerce.number().int().min(0).max(65535).default(4318),
+  /** Embedded database, spool and other state live here. */
+  dataDir: z.string().min(1).default('.loopwatch'),
+  clickhouse: z
+    .object({
+      /** A ClickHouse server (http[s]://host:8123); unset = embedded chDB under dataDir. */
+      url: z.string().url().optional(),
+      user: z.string().default('default'),
+      password: z.string().default(''),
+      database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('default'),
+    })
+    .default({ user: 'default', password: '', database: 'default' }),
+  retentionDays: z.coerce.number().int().min(1).max(36500).default(30),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  limits: z
+    .object({
+      maxBodyBytes: z.coerce.number().int().positive().default(16 * MiB),
+      maxDecompressedBytes: z.coerce.number().int().positive().default(64 * MiB),
+      maxSpansPerRequest: z.coerce.number().int().positive().default(100_000),
+      maxAttributes: z.coerce.number().int().positive().default(256),
+      maxAttributeLength: z.coerce.number().int().positive().default(64 * 1024),
+      maxValueDepth: z.coerce.number().int().positive().default(16),
+    })
+    .prefault({}),
+  spool: z
+    .object({
+      /** Acknowledged data not yet in the store, at most; past it ingest answers 503. */
+      maxBytes: z.coerce.number().int().positive().default(1024 * MiB),
+      /** A segment is sealed and handed to the loader at this size or age. */
+      segmentMaxBytes: z.coerce.number().int().positive().default(8 * MiB),
+      segmentMaxAgeMs: z.coerce.number().int().positive().default(200),
+    })
+    .prefault({}),
+  detect: z
+    .object({
+      enabled: z.boolean().default(true),
+      intervalMs: z.coerce.number().int().min(100).default(5000),
+    })
+    .prefault({}),
+});
+
+export type CollectorConfig = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+function envNumber(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v === '' ? undefined : v;
+}
+
+/** Reads LOOPWATCH_* variables into the config shape (strings; the schema coerces and checks them). */
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput {
+  const pick = (name: string) => envNumber(env, name);
+  const drop = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+  return drop({
+    host: pick('LOOPWATCH_HOST'),
+    port: pick('LOOPWATCH_PORT') as unknown as number,
+    dataDir: pick('LOOPWATCH_DATA_DIR'),
+    retentionDays: pick('LOOPWATCH_RETENTION_DAYS') as unknown as number,
+    logLevel: pick('LOOPWATCH_LOG_LEVEL') as ConfigInput['logLevel'],
+    clickhouse: drop({
+      url: pick('LOOPWATCH_CLICKHOUSE_URL'),
+      user: pick('LOOPWATCH_CLICKHOUSE_USER'),
+      password: pick('LOOPWATCH_CLICKHOUSE_PASSWORD'),
+      database: pick('LOOPWATCH_CLICKHOUSE_DATABASE'),
+    }),
+    detect: drop({ intervalMs: pick('LOOPWATCH_DETECT_INTERVAL_MS') as unknown as number }),
+  });
+}
+
+function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    if (v === undefined) continue;
+    const prev = out[k];
+    out[k] =
+      v && typeof v === 'object' && !Array.isArray(v) && prev && typeof prev === 'object'
+        ? merge(prev as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
+  }
+  return out;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** Environment, then overrides; throws ConfigError naming the first bad setting. */
+export function loadConfig(overrides: ConfigInput = {}, env: NodeJS.ProcessEnv = process.env): CollectorConfig {
+  const input = merge(configFromEnv(env) as Record<string, unknown>, overrides as Record<string, unknown>);
+  const parsed = configSchema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ConfigError(`invalid configuration ${issue?.path.join('.') ?? ''}: ${issue?.message ?? ''}`);
+  }
+  return parsed.data;
+}

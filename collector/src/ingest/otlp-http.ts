@@ -1,0 +1,161 @@
+// POST /v1/traces: OTLP/HTTP trace ingest.
+// content type -> size limit -> gunzip (bounded) -> retry check -> decode -> rows -> spool
+// (fdatasync) -> 200. Errors follow the OTLP/HTTP spec: 400 bad data (not retried), 413 too
+// large, 415 unsupported type, 503 + Retry-After when the spool is full (retried); bodies are
+// google.rpc.Status in the request's encoding.
+import { gunzip } from 'node:zlib';
+import { promisify } from 'node:util';
+import type { Context, Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { CollectorConfig } from '../config.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import { SpoolFullError, type Spool } from '../spool/spool.js';
+import { decodeTraceRequestJson } from './otlp-json.js';
+import { decodeTraceRequest, encodeRpcStatus, encodeTraceResponse } from './otlp-proto.js';
+import { RetryCache, type Outcome } from './retry-cache.js';
+import { BadRequestError, toSpanRows, type IngestLimits, type SpanRow } from './span-rows.js';
+
+const gunzipAsync = promisify(gunzip);
+
+type Encoding = 'protobuf' | 'json';
+
+// gRPC status codes used in google.rpc.Status bodies.
+const INVALID_ARGUMENT = 3;
+const RESOURCE_EXHAUSTED = 8;
+const UNAVAILABLE = 14;
+
+function encodingOf(contentType: string | undefined): Encoding | null {
+  const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type === 'application/x-protobuf' || type === 'application/protobuf') return 'protobuf';
+  if (type === 'application/json') return 'json';
+  return null;
+}
+
+function reply(c: Context, enc: Encoding, status: 200 | 400 | 401 | 413 | 415 | 429 | 503, body: { rejected?: number; reason?: string; code?: number; message?: string }, headers: Record<string, string> = {}): Response {
+  for (const [k, v] of Object.entries(headers)) c.header(k, v);
+  if (status === 200) {
+    const rejected = body.rejected ?? 0;
+    if (enc === 'protobuf') {
+      c.header('Content-Type', 'application/x-protobuf');
+      return c.body(encodeTraceResponse(rejected, body.reason ?? '') as Uint8Array<ArrayBuffer>, 200);
+    }
+    return c.json(rejected > 0 ? { partialSuccess: { rejectedSpans: String(rejected), errorMessage: body.reason ?? '' } } : {}, 200);
+  }
+  const code = body.code ?? INVALID_ARGUMENT;
+  const message = body.message ?? 'error';
+  if (enc === 'protobuf') {
+    c.header('Content-Type', 'application/x-protobuf');
+    return c.body(encodeRpcStatus(code, message) as Uint8Array<ArrayBuffer>, status);
+  }
+  return c.json({ code, message }, status);
+}
+
+export interface IngestDeps {
+  config: CollectorConfig;
+  spool: Spool;
+  metrics: Metrics;
+  log: Logger;
+  retryCache: RetryCache;
+}
+
+export function serializeRows(rows: SpanRow[]): Buffer {
+  let text = '';
+  for (const r of rows) text += JSON.stringify(r) + '\n';
+  return Buffer.from(text, 'utf8');
+}
+
+export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
+  const { config, spool, metrics, log, retryCache } = deps;
+  const limits: IngestLimits = config.limits;
+  const retryAfter = { 'Retry-After': '5' };
+
+  app.post(
+    '/v1/traces',
+    async (c, next) => {
+      metrics.inc('loopwatch_requests_received_total');
+      const enc = encodingOf(c.req.header('content-type'));
+      if (!enc) {
+        metrics.inc('loopwatch_requests_rejected_total');
+        return c.json({ code: INVALID_ARGUMENT, message: `unsupported content type '${c.req.header('content-type') ?? ''}': use application/x-protobuf or application/json` }, 415);
+      }
+      c.set('encoding' as never, enc as never);
+      await next();
+    },
+    bodyLimit({
+      maxSize: config.limits.maxBodyBytes,
+      onError: (c) => {
+        metrics.inc('loopwatch_requests_rejected_total');
+        const enc = c.get('encoding' as never) as Encoding;
+        return reply(c, enc, 413, { code: RESOURCE_EXHAUSTED, message: `request body larger than ${config.limits.maxBodyBytes} bytes` });
+      },
+    }),
+    async (c) => {
+      const enc = c.get('encoding' as never) as Encoding;
+      const fail = (status: 400 | 413 | 415 | 503, code: number, message: string, headers: Record<string, string> = {}) => {
+        metrics.inc('loopwatch_requests_rejected_total');
+        return reply(c, enc, status, { code, message }, headers);
+      };
+      let body = new Uint8Array(await c.req.arrayBuffer());
+      const contentEncoding = (c.req.header('content-encoding') ?? 'identity').trim().toLowerCase();
+      if (contentEncoding === 'gzip') {
+        try {
+          body = await gunzipAsync(body, { maxOutputLength: config.limits.maxDecompressedBytes });
+        } catch (err) {
+          if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
+            return fail(413, RESOURCE_EXHAUSTED, `decompressed body larger than ${config.limits.maxDecompressedBytes} bytes`);
+          }
+          return fail(400, INVALID_ARGUMENT, `body is not valid gzip: ${(err as Error).message}`);
+        }
+      } else if (contentEncoding !== 'identity' && contentEncoding !== '') {
+        return fail(415, INVALID_ARGUMENT, `unsupported content encoding '${contentEncoding}': use gzip or none`);
+      }
+
+      const key = RetryCache.key(body, enc);
+      const earlier = retryCache.get(key);
+      if (earlier) {
+        try {
+          const outcome = await earlier;
+          return reply(c, enc, 200, { rejected: outcome.rejectedSpans, reason: outcome.rejectReason });
+        } catch {
+          // the earlier attempt failed and was forgotten: process this one afresh
+        }
+      }
+
+      let converted;
+      try {
+        const req = enc === 'protobuf' ? decodeProtobuf(body) : decodeTraceRequestJson(body);
+        converted = toSpanRows(req, limits);
+      } catch (err) {
+        if (err instanceof BadRequestError) return fail(400, INVALID_ARGUMENT, err.message);
+        if (err instanceof RangeError) return fail(400, INVALID_ARGUMENT, `request nested too deeply: ${err.message}`);
+        throw err;
+      }
+      const { rows, rejectedSpans, rejectReason } = converted;
+      metrics.add('loopwatch_spans_received_total', rows.length + rejectedSpans);
+      metrics.add('loopwatch_spans_rejected_total', rejectedSpans);
+      if (rows.length === 0) return reply(c, enc, 200, { rejected: rejectedSpans, reason: rejectReason });
+
+      const stored: Promise<Outcome> = spool.append(serializeRows(rows)).then(() => ({ rejectedSpans, rejectReason }));
+      retryCache.track(key, stored);
+      try {
+        await stored;
+      } catch (err) {
+        if (err instanceof SpoolFullError) return fail(503, UNAVAILABLE, 'collector is over capacity (spool full); retry later', retryAfter);
+        log.error({ err }, 'spool append failed');
+        return fail(503, UNAVAILABLE, 'collector could not persist the request; retry later', retryAfter);
+      }
+      metrics.add('loopwatch_spans_accepted_total', rows.length);
+      return reply(c, enc, 200, { rejected: rejectedSpans, reason: rejectReason });
+    },
+  );
+}
+
+function decodeProtobuf(body: Uint8Array) {
+  try {
+    return decodeTraceRequest(body);
+  } catch (err) {
+    if (err instanceof RangeError && /call stack/i.test(err.message)) throw err;
+    throw new BadRequestError(`body is not a valid OTLP protobuf ExportTraceServiceRequest: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,290 @@
+// Turns decoded OTLP trace data (from protobuf or JSON; both decoders hand over the same
+// shape) into rows of `otel_traces`, the OpenTelemetry Collector ClickHouse exporter's layout.
+// Spans that are malformed in themselves (bad ids) are rejected one by one and reported as
+// OTLP partial success; limits that protect the collector reject the whole request.
+import type Long from 'long';
+
+/** A 64-bit unsigned value as either decoder delivers it. */
+export type U64 = Long | string | number | bigint | null | undefined;
+/** Bytes as protobuf delivers them, or the hex / base64 text of OTLP JSON. */
+export type Bytes = Uint8Array | string | null | undefined;
+
+export interface AnyValueIn {
+  stringValue?: string | null;
+  boolValue?: boolean | null;
+  intValue?: U64;
+  doubleValue?: number | string | null;
+  arrayValue?: { values?: AnyValueIn[] | null } | null;
+  kvlistValue?: { values?: KeyValueIn[] | null } | null;
+  bytesValue?: Bytes;
+}
+export interface KeyValueIn {
+  key?: string | null;
+  value?: AnyValueIn | null;
+}
+export interface SpanIn {
+  traceId?: Bytes;
+  spanId?: Bytes;
+  traceState?: string | null;
+  parentSpanId?: Bytes;
+  name?: string | null;
+  kind?: number | string | null;
+  startTimeUnixNano?: U64;
+  endTimeUnixNano?: U64;
+  attributes?: KeyValueIn[] | null;
+  events?: { timeUnixNano?: U64; name?: string | null; attributes?: KeyValueIn[] | null }[] | null;
+  links?: { traceId?: Bytes; spanId?: Bytes; traceState?: string | null; attributes?: KeyValueIn[] | null }[] | null;
+  status?: { code?: number | string | null; message?: string | null } | null;
+}
+export interface TraceRequestIn {
+  resourceSpans?:
+    | {
+        resource?: { attributes?: KeyValueIn[] | null } | null;
+        scopeSpans?: { scope?: { name?: string | null; version?: string | null } | null; spans?: SpanIn[] | null }[] | null;
+      }[]
+    | null;
+}
+
+/** One row of otel_traces, keyed by column name as JSONEachRow expects (Nested flattened). */
+export interface SpanRow {
+  Timestamp: string;
+  TraceId: string;
+  SpanId: string;
+  ParentSpanId: string;
+  TraceState: string;
+  SpanName: string;
+  SpanKind: string;
+  ServiceName: string;
+  ResourceAttributes: Record<string, string>;
+  ScopeName: string;
+  ScopeVersion: string;
+  SpanAttributes: Record<string, string>;
+  Duration: string;
+  StatusCode: string;
+  StatusMessage: string;
+  'Events.Timestamp': string[];
+  'Events.Name': string[];
+  'Events.Attributes': Record<string, string>[];
+  'Links.TraceId': string[];
+  'Links.SpanId': string[];
+  'Links.TraceState': string[];
+  'Links.Attributes': Record<string, string>[];
+}
+
+export interface IngestLimits {
+  /** Most attributes one span, event, link or resource may carry. */
+  maxAttributes: number;
+  /** Longest attribute key or value, in characters, after conversion to text. */
+  maxAttributeLength: number;
+  /** Deepest nesting of array / key-value-list attribute values. */
+  maxValueDepth: number;
+  /** Most spans in one request. */
+  maxSpansPerRequest: number;
+}
+
+/** The request as a whole is unacceptable: answer 400 with this message. */
+export class BadRequestError extends Error {
+  override readonly name = 'BadRequestError';
+}
+
+export interface ConvertResult {
+  rows: SpanRow[];
+  rejectedSpans: number;
+  rejectReason: string;
+}
+
+// The exporter writes the short pdata names; older exporter versions wrote the proto enum
+// names (SPAN_KIND_SERVER, STATUS_CODE_ERROR). Readers of the table accept both.
+const SPAN_KINDS = ['Unspecified', 'Internal', 'Server', 'Client', 'Producer', 'Consumer'];
+const STATUS_CODES = ['Unset', 'Ok', 'Error'];
+const SPAN_KIND_NAMES: Record<string, number> = {
+  SPAN_KIND_UNSPECIFIED: 0, SPAN_KIND_INTERNAL: 1, SPAN_KIND_SERVER: 2, SPAN_KIND_CLIENT: 3, SPAN_KIND_PRODUCER: 4, SPAN_KIND_CONSUMER: 5,
+};
+const STATUS_CODE_NAMES: Record<string, number> = { STATUS_CODE_UNSET: 0, STATUS_CODE_OK: 1, STATUS_CODE_ERROR: 2 };
+
+function enumIndex(v: number | string | null | undefined, names: Record<string, number>): number {
+  if (v === null || v === undefined) return 0;
+  if (typeof v === 'number') return v;
+  return names[v] ?? -1;
+}
+
+const HEX = /^[0-9a-fA-F]*$/;
+
+/** Lower-case hex of an id; '' when absent; null when malformed (wrong length or not hex). */
+export function idToHex(v: Bytes, bytes: number): string | null {
+  if (v === null || v === undefined) return '';
+  if (typeof v === 'string') {
+    if (v.length === 0) return '';
+    return v.length === bytes * 2 && HEX.test(v) ? v.toLowerCase() : null;
+  }
+  if (v.length === 0) return '';
+  if (v.length !== bytes) return null;
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex');
+}
+
+const TWO_32 = 4294967296n;
+
+/** A u64 as bigint; null when it is not a non-negative integer. */
+export function u64(v: U64): bigint | null {
+  if (v === null || v === undefined) return 0n;
+  if (typeof v === 'bigint') return v >= 0n ? v : null;
+  if (typeof v === 'number') return Number.isInteger(v) && v >= 0 && v < 2 ** 64 ? BigInt(v) : null;
+  if (typeof v === 'string') return /^\d{1,20}$/.test(v) ? BigInt(v) : null;
+  return BigInt(v.high >>> 0) * TWO_32 + BigInt(v.low >>> 0);
+}
+
+/** Nanoseconds since the epoch as the decimal seconds text DateTime64(9) parses exactly. */
+export function nanosToDateTime64(ns: bigint): string {
+  const s = ns.toString().padStart(10, '0');
+  return `${s.slice(0, -9)}.${s.slice(-9)}`;
+}
+
+function int64Text(v: U64): string {
+  if (v === null || v === undefined) return '0';
+  if (typeof v === 'object') return v.toString(); // Long knows its own sign
+  return String(v);
+}
+
+function bytesText(v: Bytes): string {
+  if (v === null || v === undefined) return '';
+  return typeof v === 'string' ? v : Buffer.from(v).toString('base64');
+}
+
+class Converter {
+  constructor(private readonly limits: IngestLimits) {}
+
+  private tooLong(what: string): never {
+    throw new BadRequestError(`${what} is longer than ${this.limits.maxAttributeLength} characters`);
+  }
+
+  /** An attribute value as the ClickHouse exporter stores it: scalars as text, arrays and maps as JSON. */
+  valueText(v: AnyValueIn | null | undefined): string {
+    if (!v) return '';
+    if (v.stringValue !== undefined && v.stringValue !== null) return v.stringValue;
+    if (v.boolValue !== undefined && v.boolValue !== null) return v.boolValue ? 'true' : 'false';
+    if (v.intValue !== undefined && v.intValue !== null) return int64Text(v.intValue);
+    if (v.doubleValue !== undefined && v.doubleValue !== null) return String(v.doubleValue);
+    if (v.bytesValue !== undefined && v.bytesValue !== null) return bytesText(v.bytesValue);
+    if (v.arrayValue || v.kvlistValue) return JSON.stringify(this.plain(v, 1));
+    return '';
+  }
+
+  private plain(v: AnyValueIn | null | undefined, depth: number): unknown {
+    if (depth > this.limits.maxValueDepth) {
+      throw new BadRequestError(`attribute value nested deeper than ${this.limits.maxValueDepth} levels`);
+    }
+    if (!v) return null;
+    if (v.arrayValue) return (v.arrayValue.values ?? []).map((x) => this.plain(x, depth + 1));
+    if (v.kvlistValue) {
+      const o: Record<string, unknown> = {};
+      for (const kv of v.kvlistValue.values ?? []) o[kv.key ?? ''] = this.plain(kv.value, depth + 1);
+      return o;
+    }
+    if (v.boolValue !== undefined && v.boolValue !== null) return v.boolValue;
+    if (v.doubleValue !== undefined && v.doubleValue !== null) return Number(v.doubleValue);
+    if (v.intValue !== undefined && v.intValue !== null) {
+      const t = int64Text(v.intValue);
+      const n = Number(t);
+      return Number.isSafeInteger(n) ? n : t;
+    }
+    return this.valueText(v);
+  }
+
+  attributes(kvs: KeyValueIn[] | null | undefined, where: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    if (!kvs) return out;
+    if (kvs.length > this.limits.maxAttributes) {
+      throw new BadRequestError(`${where} has ${kvs.length} attributes, more than the limit of ${this.limits.maxAttributes}`);
+    }
+    const max = this.limits.maxAttributeLength;
+    for (const kv of kvs) {
+      const key = kv.key ?? '';
+      if (key.length > max) this.tooLong(`attribute key on ${where}`);
+      const value = this.valueText(kv.value);
+      if (value.length > max) this.tooLong(`attribute '${key}' on ${where}`);
+      out[key] = value;
+    }
+    return out;
+  }
+
+  convert(req: TraceRequestIn): ConvertResult {
+    const rows: SpanRow[] = [];
+    let rejected = 0;
+    let reason = '';
+    let seen = 0;
+    for (const rs of req.resourceSpans ?? []) {
+      const resourceAttributes = this.attributes(rs.resource?.attributes, 'resource');
+      const serviceName = resourceAttributes['service.name'] ?? '';
+      for (const ss of rs.scopeSpans ?? []) {
+        const scopeName = ss.scope?.name ?? '';
+        const scopeVersion = ss.scope?.version ?? '';
+        for (const span of ss.spans ?? []) {
+          if (++seen > this.limits.maxSpansPerRequest) {
+            throw new BadRequestError(`request has more than ${this.limits.maxSpansPerRequest} spans`);
+          }
+          const problem = this.spanProblem(span);
+          if (problem) {
+            rejected++;
+            reason ||= problem;
+            continue;
+          }
+          rows.push(this.row(span, resourceAttributes, serviceName, scopeName, scopeVersion));
+        }
+      }
+    }
+    return { rows, rejectedSpans: rejected, rejectReason: reason };
+  }
+
+  private spanProblem(span: SpanIn): string {
+    const traceId = idToHex(span.traceId, 16);
+    if (!traceId || /^0+$/.test(traceId)) return 'span with missing or invalid trace_id (16 bytes, not all zero)';
+    const spanId = idToHex(span.spanId, 8);
+    if (!spanId || /^0+$/.test(spanId)) return 'span with missing or invalid span_id (8 bytes, not all zero)';
+    if (idToHex(span.parentSpanId, 8) === null) return 'span with invalid parent_span_id (8 bytes)';
+    const start = u64(span.startTimeUnixNano);
+    const end = u64(span.endTimeUnixNano);
+    if (start === null || end === null) return 'span with invalid start/end time (unsigned 64-bit nanoseconds)';
+    const kind = enumIndex(span.kind, SPAN_KIND_NAMES);
+    if (kind < 0 || kind >= SPAN_KINDS.length) return `span with unknown kind ${String(span.kind)}`;
+    const code = enumIndex(span.status?.code, STATUS_CODE_NAMES);
+    if (code < 0 || code >= STATUS_CODES.length) return `span with unknown status code ${String(span.status?.code)}`;
+    return '';
+  }
+
+  private row(span: SpanIn, resourceAttributes: Record<string, string>, serviceName: string, scopeName: string, scopeVersion: string): SpanRow {
+    const start = u64(span.startTimeUnixNano) ?? 0n;
+    const end = u64(span.endTimeUnixNano) ?? 0n;
+    const events = span.events ?? [];
+    const links = span.links ?? [];
+    const spanName = span.name ?? '';
+    if (spanName.length > this.limits.maxAttributeLength) this.tooLong('span name');
+    return {
+      Timestamp: nanosToDateTime64(start),
+      TraceId: idToHex(span.traceId, 16) ?? '',
+      SpanId: idToHex(span.spanId, 8) ?? '',
+      ParentSpanId: idToHex(span.parentSpanId, 8) ?? '',
+      TraceState: span.traceState ?? '',
+      SpanName: spanName,
+      SpanKind: SPAN_KINDS[enumIndex(span.kind, SPAN_KIND_NAMES)] ?? 'Unspecified',
+      ServiceName: serviceName,
+      ResourceAttributes: resourceAttributes,
+      ScopeName: scopeName,
+      ScopeVersion: scopeVersion,
+      SpanAttributes: this.attributes(span.attributes, `span '${spanName}'`),
+      Duration: (end > start ? end - start : 0n).toString(),
+      StatusCode: STATUS_CODES[enumIndex(span.status?.code, STATUS_CODE_NAMES)] ?? 'Unset',
+      StatusMessage: span.status?.message ?? '',
+      'Events.Timestamp': events.map((e) => nanosToDateTime64(u64(e.timeUnixNano) ?? 0n)),
+      'Events.Name': events.map((e) => e.name ?? ''),
+      'Events.Attributes': events.map((e) => this.attributes(e.attributes, `event '${e.name ?? ''}'`)),
+      'Links.TraceId': links.map((l) => idToHex(l.traceId, 16) ?? ''),
+      'Links.SpanId': links.map((l) => idToHex(l.spanId, 8) ?? ''),
+      'Links.TraceState': links.map((l) => l.traceState ?? ''),
+      'Links.Attributes': links.map((l) => this.attributes(l.attributes, 'link')),
+    };
+  }
+}
+
+export function toSpanRows(req: TraceRequestIn, limits: IngestLimits): ConvertResult {
+  return new Converter(limits).convert(req);
+}

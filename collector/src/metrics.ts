@@ -1,0 +1,68 @@
+// Collector self-metrics (Prometheus text format on GET /metrics), on prom-client.
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+const COUNTERS = {
+  loopwatch_requests_received_total: 'OTLP export requests received',
+  loopwatch_requests_rejected_total: 'OTLP export requests answered with an error status',
+  loopwatch_spans_received_total: 'spans in requests that were decoded',
+  loopwatch_spans_accepted_total: 'spans acknowledged (durable in the spool)',
+  loopwatch_spans_rejected_total: 'spans rejected as malformed (partial success or 400)',
+  loopwatch_spans_duplicate_total: 'spans in requests recognised as retries of an acknowledged request',
+  loopwatch_spans_inserted_total: 'spans inserted into the store',
+  loopwatch_spans_dropped_total: 'acknowledged spans lost (must stay 0)',
+  loopwatch_insert_failures_total: 'failed inserts into the store (retried)',
+  loopwatch_spool_quarantined_segments_total: 'spool segments the store refused as data, kept in spool/quarantine',
+  loopwatch_spool_corrupt_segments_total: 'spool segments with a checksum failure',
+  loopwatch_detector_runs_total: 'detector passes',
+  loopwatch_findings_total: 'new findings stored',
+} as const;
+
+export type CounterName = keyof typeof COUNTERS;
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly counters = new Map<string, Counter>();
+  private readonly insertDuration: Histogram;
+  private readonly detectDuration: Histogram;
+
+  constructor(gauges: Record<string, { help: string; get: () => number }> = {}) {
+    for (const [name, help] of Object.entries(COUNTERS)) {
+      this.counters.set(name, new Counter({ name, help, registers: [this.registry] }));
+    }
+    this.insertDuration = new Histogram({
+      name: 'loopwatch_insert_duration_seconds',
+      help: 'time of one spool-segment INSERT into the store',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [this.registry],
+    });
+    this.detectDuration = new Histogram({
+      name: 'loopwatch_detector_duration_seconds',
+      help: 'time of one detector pass',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [this.registry],
+    });
+    for (const [name, g] of Object.entries(gauges)) {
+      new Gauge({ name, help: g.help, registers: [this.registry], collect() { this.set(g.get()); } });
+    }
+  }
+
+  inc(name: CounterName): void {
+    this.counters.get(name)!.inc();
+  }
+
+  add(name: CounterName, n: number): void {
+    if (n > 0) this.counters.get(name)!.inc(n);
+  }
+
+  observe(name: 'loopwatch_insert_duration_seconds' | 'loopwatch_detector_duration_seconds', seconds: number): void {
+    (name === 'loopwatch_insert_duration_seconds' ? this.insertDuration : this.detectDuration).observe(seconds);
+  }
+
+  async value(name: CounterName): Promise<number> {
+    return (await this.counters.get(name)!.get()).values[0]?.value ?? 0;
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

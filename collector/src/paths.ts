@@ -1,0 +1,20 @@
+// Files the collector reads at run time (SQL, .proto) live beside the code in the package;
+// the same lookup works from TypeScript sources (tests) and from the compiled dist/ tree.
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+function findPackageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'loopwatch') return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new Error('loopwatch package root not found');
+    dir = up;
+  }
+}
+
+export const packageRoot = findPackageRoot();
+export const queriesDir = join(packageRoot, 'queries');
+export const protoDir = join(packageRoot, 'collector', 'proto');

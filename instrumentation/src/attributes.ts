@@ -1,0 +1,15 @@
+// Attribute names Loopwatch emits: OpenTelemetry GenAI semantic conventions, plus loopwatch.*
+// for what the conventions do not carry (hashes that let raw arguments stay in the process).
+export const ATTR = {
+  operationName: 'gen_ai.operation.name',
+  toolName: 'gen_ai.tool.name',
+  toolType: 'gen_ai.tool.type',
+  toolCallId: 'gen_ai.tool.call.id',
+  toolCallArguments: 'gen_ai.tool.call.arguments',
+  toolCallResult: 'gen_ai.tool.call.result',
+  conversationId: 'gen_ai.conversation.id',
+  agentName: 'gen_ai.agent.name',
+  errorType: 'error.type',
+  argsHash: 'loopwatch.tool.args_hash',
+  resultHash: 'loopwatch.tool.result_hash',
+} as const;

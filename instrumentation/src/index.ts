@@ -1,0 +1,20 @@
+// `import 'loopwatch/instrumentation'` (or `node --import loopwatch/instrumentation app.js`):
+// starts OpenTelemetry tracing to the Loopwatch collector and exposes the API. Set
+// LOOPWATCH_INSTRUMENTATION=off to load the API without starting the SDK (e.g. when the
+// application configures OpenTelemetry itself).
+import { startLoopwatch, type LoopwatchHandle } from './sdk.js';
+
+export * from './api.js';
+export { startLoopwatch, SessionSpanProcessor, type StartOptions, type LoopwatchHandle } from './sdk.js';
+
+const g = globalThis as { __loopwatch?: LoopwatchHandle };
+if (process.env.LOOPWATCH_INSTRUMENTATION !== 'off' && !g.__loopwatch) {
+  g.__loopwatch = startLoopwatch();
+  const stop = () => void g.__loopwatch?.shutdown();
+  process.once('beforeExit', stop);
+}
+
+/** The running SDK started by this import, if any (flush before a short-lived process exits). */
+export function loopwatch(): LoopwatchHandle | undefined {
+  return g.__loopwatch;
+}
