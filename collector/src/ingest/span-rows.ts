@@ -160,6 +160,10 @@ class Converter {
   /** An attribute value as the ClickHouse exporter stores it: scalars as text, arrays and maps as JSON. */
   valueText(v: AnyValueIn | null | undefined): string {
     if (!v) return '';
+    // protobufjs messages carry the oneof's set field in `value` and defaults ('' / 0 / false)
+    // for the others, which must not be mistaken for values.
+    const which = (v as { value?: unknown }).value;
+    if (typeof which === 'string') return this.valueText({ [which]: (v as Record<string, unknown>)[which] } as AnyValueIn);
     if (v.stringValue !== undefined && v.stringValue !== null) return v.stringValue;
     if (v.boolValue !== undefined && v.boolValue !== null) return v.boolValue ? 'true' : 'false';
     if (v.intValue !== undefined && v.intValue !== null) return int64Text(v.intValue);
@@ -174,6 +178,8 @@ class Converter {
       throw new BadRequestError(`attribute value nested deeper than ${this.limits.maxValueDepth} levels`);
     }
     if (!v) return null;
+    const which = (v as { value?: unknown }).value;
+    if (typeof which === 'string') return this.plain({ [which]: (v as Record<string, unknown>)[which] } as AnyValueIn, depth);
     if (v.arrayValue) return (v.arrayValue.values ?? []).map((x) => this.plain(x, depth + 1));
     if (v.kvlistValue) {
       const o: Record<string, unknown> = {};

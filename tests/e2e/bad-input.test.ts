@@ -1,0 +1,103 @@
+// (c) Bad bodies get a clear 4xx in the request's encoding, and the collector stays up.
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeRpcStatus, decodeTraceResponse, encodeTraceRequest } from '../../collector/src/ingest/otlp-proto.js';
+import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+
+let tc: TestCollector;
+beforeAll(async () => {
+  tc = await startTestCollector({ limits: { maxBodyBytes: 64 * 1024, maxDecompressedBytes: 256 * 1024 } });
+});
+afterAll(async () => {
+  await tc.close();
+});
+
+const PROTO = 'application/x-protobuf';
+const JSON_TYPE = 'application/json';
+
+async function post(body: BodyInit, contentType: string, headers: Record<string, string> = {}) {
+  const res = await fetch(`${tc.url}/v1/traces`, { method: 'POST', body, headers: { 'content-type': contentType, ...headers } });
+  return { status: res.status, type: res.headers.get('content-type') ?? '', body: new Uint8Array(await res.arrayBuffer()) };
+}
+
+function jsonSpan(traceId: string, spanId: string) {
+  return { traceId, spanId, name: 'execute_tool x', startTimeUnixNano: '1795431517000000000', endTimeUnixNano: '1795431517100000000' };
+}
+function jsonRequest(spans: object[]) {
+  return JSON.stringify({ resourceSpans: [{ resource: { attributes: [] }, scopeSpans: [{ spans }] }] });
+}
+
+describe('bad input', () => {
+  it('415 for other content types, with a message naming the accepted ones', async () => {
+    const r = await post('hello', 'text/plain');
+    expect(r.status).toBe(415);
+    expect(new TextDecoder().decode(r.body)).toContain('application/x-protobuf');
+  });
+
+  it('400 for a body that is not protobuf, answered as google.rpc.Status in protobuf', async () => {
+    const r = await post(new Uint8Array([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]), PROTO);
+    expect(r.status).toBe(400);
+    expect(r.type).toContain(PROTO);
+    const status = decodeRpcStatus(r.body);
+    expect(status.code).toBe(3);
+    expect(status.message).toMatch(/not a valid OTLP protobuf/);
+  });
+
+  it('400 for malformed JSON and for JSON of the wrong shape, naming the field', async () => {
+    const a = await post('{"resourceSpans": [', JSON_TYPE);
+    expect(a.status).toBe(400);
+    expect(JSON.parse(new TextDecoder().decode(a.body)).message).toMatch(/not valid JSON/);
+    const b = await post(JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: [{ startTimeUnixNano: 'soon' }] }] }] }), JSON_TYPE);
+    expect(b.status).toBe(400);
+    expect(JSON.parse(new TextDecoder().decode(b.body)).message).toMatch(/startTimeUnixNano/);
+  });
+
+  it('partial success: spans with bad ids are rejected and counted, the rest stored', async () => {
+    const good = jsonSpan('0af7651916cd43dd8448eb211c80319c', 'b7ad6b7169203331');
+    const r = await post(jsonRequest([good, jsonSpan('abc', 'b7ad6b7169203332'), jsonSpan('0af7651916cd43dd8448eb211c80319c', '0000000000000000')]), JSON_TYPE);
+    expect(r.status).toBe(200);
+    const body = JSON.parse(new TextDecoder().decode(r.body));
+    expect(body.partialSuccess.rejectedSpans).toBe('2');
+    expect(body.partialSuccess.errorMessage).toMatch(/trace_id/);
+    const p = await post(
+      encodeTraceRequest({ resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: Buffer.alloc(3, 1), spanId: Buffer.alloc(8, 1), name: 'x' }] }] }] }),
+      PROTO,
+    );
+    expect(p.status).toBe(200);
+    expect(Number(decodeTraceResponse(p.body).partialSuccess?.rejectedSpans)).toBe(1);
+  });
+
+  it('413 over the body size limit', async () => {
+    const r = await post(new Uint8Array(65 * 1024), PROTO);
+    expect(r.status).toBe(413);
+  });
+
+  it('413 for a gzip bomb (small compressed, large decompressed), 400 for broken gzip', async () => {
+    const bomb = gzipSync(Buffer.alloc(4 * 1024 * 1024, 0x20));
+    expect(bomb.length).toBeLessThan(64 * 1024);
+    const r = await post(bomb, JSON_TYPE, { 'content-encoding': 'gzip' });
+    expect(r.status).toBe(413);
+    expect(JSON.parse(new TextDecoder().decode(r.body)).message).toMatch(/decompressed/);
+    const broken = await post(new Uint8Array([0x1f, 0x8b, 1, 2, 3]), JSON_TYPE, { 'content-encoding': 'gzip' });
+    expect(broken.status).toBe(400);
+    const unknown = await post('{}', JSON_TYPE, { 'content-encoding': 'br' });
+    expect(unknown.status).toBe(415);
+  });
+
+  it('accepts gzip bodies and 64-bit integers as strings or numbers', async () => {
+    const body = JSON.stringify({
+      resourceSpans: [{ scopeSpans: [{ spans: [{ ...jsonSpan('1af7651916cd43dd8448eb211c80319c', 'c7ad6b7169203331'), startTimeUnixNano: 1795431517000000000, kind: 3, status: { code: 2 } }] }] }],
+    });
+    const r = await post(gzipSync(body), JSON_TYPE, { 'content-encoding': 'gzip' });
+    expect(r.status).toBe(200);
+    await tc.collector.flush();
+    const rows = await tc.rows<{ SpanKind: string; StatusCode: string }>(`SELECT SpanKind, StatusCode FROM otel_traces WHERE SpanId = 'c7ad6b7169203331'`);
+    expect(rows).toEqual([{ SpanKind: 'Client', StatusCode: 'Error' }]);
+  });
+
+  it('stays up after all of it', async () => {
+    const res = await fetch(`${tc.url}/healthz`);
+    expect(res.status).toBe(200);
+    expect((await res.json()).status).toBe('ok');
+  });
+});
