@@ -14,7 +14,7 @@ import { SpoolFullError, type Spool } from '../spool/spool.js';
 import { decodeTraceRequestJson } from './otlp-json.js';
 import { decodeTraceRequest, encodeRpcStatus, encodeTraceResponse } from './otlp-proto.js';
 import { RetryCache, type Outcome } from './retry-cache.js';
-import { BadRequestError, toSpanRows, type IngestLimits, type SpanRow } from './span-rows.js';
+import { BadRequestError, serializeRows, toSpanRows, type IngestLimits } from './span-rows.js';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -57,12 +57,6 @@ export interface IngestDeps {
   metrics: Metrics;
   log: Logger;
   retryCache: RetryCache;
-}
-
-export function serializeRows(rows: SpanRow[]): Buffer {
-  let text = '';
-  for (const r of rows) text += JSON.stringify(r) + '\n';
-  return Buffer.from(text, 'utf8');
 }
 
 export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {

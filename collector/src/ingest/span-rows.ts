@@ -71,6 +71,26 @@ export interface SpanRow {
   'Links.Attributes': Record<string, string>[];
 }
 
+/** otel_traces columns in the order the spool records carry them (JSONCompactEachRow). */
+export const SPAN_COLUMNS = [
+  'Timestamp', 'TraceId', 'SpanId', 'ParentSpanId', 'TraceState', 'SpanName', 'SpanKind', 'ServiceName',
+  'ResourceAttributes', 'ScopeName', 'ScopeVersion', 'SpanAttributes', 'Duration', 'StatusCode', 'StatusMessage',
+  'Events.Timestamp', 'Events.Name', 'Events.Attributes', 'Links.TraceId', 'Links.SpanId', 'Links.TraceState', 'Links.Attributes',
+] as const satisfies readonly (keyof SpanRow)[];
+
+/** The INSERT a batch of serialized rows goes into the store with. */
+export const SPAN_INSERT_SQL = `INSERT INTO otel_traces (${SPAN_COLUMNS.map((c) => `\`${c}\``).join(', ')}) FORMAT JSONCompactEachRow`;
+
+/**
+ * Rows as JSONCompactEachRow text: positional arrays parse about twice as fast in ClickHouse
+ * as keyed objects (measured in bench/ingest), and the spool stores exactly this text.
+ */
+export function serializeRows(rows: SpanRow[]): Buffer {
+  let text = '';
+  for (const r of rows) text += JSON.stringify(SPAN_COLUMNS.map((c) => r[c])) + '\n';
+  return Buffer.from(text, 'utf8');
+}
+
 export interface IngestLimits {
   /** Most attributes one span, event, link or resource may carry. */
   maxAttributes: number;

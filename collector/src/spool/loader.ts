@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { drainStream, type ClickHouseClient } from '@clickhouse/client';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import { SPAN_INSERT_SQL } from '../ingest/span-rows.js';
 import { readRecords, type SealedSegment, type Spool } from './spool.js';
 
 const MAX_DATA_FAILURES = 5;
@@ -20,7 +21,6 @@ function isDataError(err: unknown): boolean {
 }
 
 export interface LoaderOptions {
-  table?: string;
   maxBackoffMs?: number;
 }
 
@@ -94,10 +94,10 @@ export class Loader {
     let rows = 0;
     for (const r of records) rows += countLines(r);
     if (rows > 0) {
-      // exec with a raw body: the records already are JSONEachRow text (client.insert would
-      // re-encode stream chunks as row objects).
+      // exec with a raw body: the records already are JSONCompactEachRow text (client.insert
+      // would re-encode stream chunks as row objects).
       const result = await this.client.exec({
-        query: `INSERT INTO ${this.opts.table ?? 'otel_traces'} FORMAT JSONEachRow`,
+        query: SPAN_INSERT_SQL,
         values: Readable.from(records),
         clickhouse_settings: {
           insert_deduplication_token: seg.token,
