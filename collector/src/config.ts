@@ -35,8 +35,8 @@ export const configSchema = z.object({
       /** Acknowledged data not yet in the store, at most; past it ingest answers 503. */
       maxBytes: z.coerce.number().int().positive().default(1024 * MiB),
       /** A segment is sealed and handed to the loader at this size or age. */
-      segmentMaxBytes: z.coerce.number().int().positive().default(8 * MiB),
-      segmentMaxAgeMs: z.coerce.number().int().positive().default(200),
+      segmentMaxBytes: z.coerce.number().int().positive().default(32 * MiB),
+      segmentMaxAgeMs: z.coerce.number().int().positive().default(1000),
     })
     .prefault({}),
   detect: z
