@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { createClient, type ClickHouseClient, type ClickHouseClientConfigOptions } from '@clickhouse/client';
 import { createChdbConnection } from 'chdb/connection';
 import type { CollectorConfig } from '../config.js';
+import { scopeSettingsPerQuery } from './inline-settings.js';
 
 export interface Store {
   client: ClickHouseClient;
@@ -32,7 +33,7 @@ export function openStore(config: Pick<CollectorConfig, 'dataDir' | 'clickhouse'
   mkdirSync(dir, { recursive: true });
   // chdb types its Connection against @clickhouse/client-common, the client bundles its own
   // copy of the same interface; the shapes are identical.
-  const connection = createChdbConnection({ path: dir }) as unknown as NonNullable<ClickHouseClientConfigOptions['connection']>;
+  const connection = scopeSettingsPerQuery(createChdbConnection({ path: dir }) as unknown as NonNullable<ClickHouseClientConfigOptions['connection']>);
   const client = createClient({ connection });
   return { client, mode: 'embedded', location: dir, close: () => client.close() };
 }
