@@ -4,14 +4,20 @@ import { join, resolve } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { CollectorConfig } from './config.js';
+import { registerApiRoutes } from './api/routes.js';
 import { registerOtlpRoutes } from './ingest/otlp-http.js';
 import { RetryCache } from './ingest/retry-cache.js';
+import { createAuth, registerAuth } from './auth.js';
+import { InFlight } from './ingest/inflight.js';
 import { createLogger, type Logger } from './logger.js';
+import { DetectorScheduler } from './detect/scheduler.js';
+import { loadModelPrices } from './detect/prices.js';
 import { Metrics } from './metrics.js';
 import { Loader } from './spool/loader.js';
 import { Spool } from './spool/spool.js';
 import { openStore, type Store } from './store/client.js';
 import { migrate } from './store/migrate.js';
+import { SchemaSetup } from './store/schema-setup.js';
 
 export interface Collector {
   app: Hono;
@@ -20,6 +26,8 @@ export interface Collector {
   spool: Spool;
   loader: Loader;
   metrics: Metrics;
+  /** Loop and waste detector schedule (started by listen() when config.detect.enabled). */
+  detectors: DetectorScheduler;
   log: Logger;
   /** Where it listens, once listening. */
   url: string;
@@ -30,39 +38,64 @@ export interface Collector {
 }
 
 export async function createCollector(config: CollectorConfig, log: Logger = createLogger(config.logLevel)): Promise<Collector> {
+  const auth = createAuth(config); // refuses to listen beyond loopback without keys
   const store = openStore(config);
-  await migrate(store.client, { retentionDays: config.retentionDays });
+  // A server that is down must not stop ingest: the spool takes it, the schema follows later.
+  const schema = new SchemaSetup(
+    async () => {
+      await migrate(store.client, { retentionDays: config.retentionDays });
+      await loadModelPrices(store.client);
+    },
+    log,
+    { retryInBackground: store.mode === 'server' },
+  );
+  await schema.start();
   const spool = new Spool({ dir: resolve(join(config.dataDir, 'spool')), ...config.spool });
   spool.start();
+  const inflight = new InFlight({ maxRequests: config.limits.maxConcurrentRequests, maxBytes: config.limits.maxInFlightBytes });
   const metrics = new Metrics({
     loopwatch_spool_bytes: { help: 'acknowledged bytes not yet in the store', get: () => spool.heldBytes },
     loopwatch_spool_segments: { help: 'sealed spool segments waiting for the store (queue depth)', get: () => spool.sealedCount },
+    loopwatch_inflight_requests: { help: 'ingest requests being read, decoded or spooled', get: () => inflight.requests },
+    loopwatch_inflight_bytes: { help: 'request bytes held by ingest requests in flight', get: () => inflight.bytes },
+    loopwatch_schema_ready: { help: '1 once migrations are applied (the loader waits for it)', get: () => (schema.isReady ? 1 : 0) },
   });
   const loader = new Loader(spool, store.client, log, metrics);
-  loader.start();
+  let closing = false;
+  void schema.ready.then(() => {
+    if (!closing) loader.start();
+  });
+  const detectors = new DetectorScheduler(store.client, log, metrics, { intervalMs: config.detect.intervalMs });
 
   const app = new Hono();
   app.onError((err, c) => {
     log.error({ err }, 'unhandled error in request');
     return c.json({ code: 13, message: 'internal error' }, 500);
   });
+  registerAuth(app, auth, { log, metrics }); // before any route
   app.get('/healthz', (c) =>
-    c.json({ status: 'ok', store: store.mode, spool: { bytes: spool.heldBytes, segments: spool.sealedCount } }),
+    c.json({ status: 'ok', store: store.mode, schema: schema.isReady ? 'ready' : 'pending', auth: auth.enabled, spool: { bytes: spool.heldBytes, segments: spool.sealedCount } }),
   );
   app.get('/metrics', async (c) => {
     c.header('Content-Type', metrics.registry.contentType);
     return c.body(await metrics.text());
   });
-  registerOtlpRoutes(app, { config, spool, metrics, log, retryCache: new RetryCache({ maxEntries: 50_000, ttlMs: 10 * 60_000 }) });
+  registerApiRoutes(app, { client: store.client, log }); // read API for the CLI: /api/v1/*
+  registerOtlpRoutes(app, { config, spool, metrics, log, retryCache: new RetryCache({ maxEntries: 50_000, ttlMs: 10 * 60_000 }), inflight });
 
   let server: ServerType | null = null;
   const collector: Collector = {
-    app, config, store, spool, loader, metrics, log,
+    app, config, store, spool, loader, metrics, log, detectors,
     url: '',
     listen() {
       return new Promise((resolveUrl, reject) => {
         const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
           collector.url = `http://${info.family === 'IPv6' ? `[${info.address}]` : info.address}:${info.port}`;
+          if (config.detect.enabled) {
+            void schema.ready.then(() => {
+              if (!closing) detectors.start();
+            });
+          }
           resolveUrl(collector.url);
         });
         s.once('error', reject);
@@ -73,11 +106,18 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
       await loader.drained();
     },
     async close() {
+      closing = true;
+      schema.stop();
       if (server) {
         const s = server;
+        // Stop accepting; requests in progress finish (and are acknowledged or not) first. A
+        // client that keeps a connection busy past the grace period is cut off, unacknowledged.
+        const cut = setTimeout(() => (s as { closeAllConnections?: () => void }).closeAllConnections?.(), 5_000);
         await new Promise<void>((r) => s.close(() => r()));
+        clearTimeout(cut);
         server = null;
       }
+      await detectors.stop();
       await spool.close();
       await Promise.race([loader.drained(), new Promise((r) => setTimeout(r, 10_000))]);
       await loader.stop();

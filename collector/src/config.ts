@@ -4,6 +4,13 @@ import { z } from 'zod';
 
 const MiB = 1024 * 1024;
 
+/** A key's SHA-256 as 64 hex digits (optionally `sha256:`-prefixed); a clear-text key is refused. */
+export const keyHash = z
+  .string()
+  .trim()
+  .transform((s) => s.replace(/^sha256:/i, '').toLowerCase())
+  .refine((s) => /^[0-9a-f]{64}$/.test(s), 'must be a SHA-256 hash of the key (64 hex digits; `loopwatch keys hash <key>`), not the key itself');
+
 export const configSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.coerce.number().int().min(0).max(65535).default(4318),
@@ -28,6 +35,12 @@ export const configSchema = z.object({
       maxAttributes: z.coerce.number().int().positive().default(256),
       maxAttributeLength: z.coerce.number().int().positive().default(64 * 1024),
       maxValueDepth: z.coerce.number().int().positive().default(16),
+      /** Protobuf messages / JSON objects and arrays in one request (decoded heap ~100 B each). */
+      maxObjectsPerRequest: z.coerce.number().int().positive().default(2_000_000),
+      /** Ingest requests being read, decompressed and decoded at once; past it ingest answers 429. */
+      maxConcurrentRequests: z.coerce.number().int().positive().default(64),
+      /** Request bytes (received plus decompressed) held by those requests at once; past it 429. */
+      maxInFlightBytes: z.coerce.number().int().positive().default(128 * MiB),
     })
     .prefault({}),
   spool: z
@@ -37,6 +50,18 @@ export const configSchema = z.object({
       /** A segment is sealed and handed to the loader at this size or age. */
       segmentMaxBytes: z.coerce.number().int().positive().default(32 * MiB),
       segmentMaxAgeMs: z.coerce.number().int().positive().default(1000),
+    })
+    .prefault({}),
+  /**
+   * API keys, as SHA-256 hashes (64 hex digits; `loopwatch keys hash <key>`), never in clear.
+   * Any key configured enables auth; listening beyond loopback requires keys (see auth.ts).
+   */
+  auth: z
+    .object({
+      ingestKeyHashes: z.array(keyHash).default([]),
+      readKeyHashes: z.array(keyHash).default([]),
+      /** Lines of `ingest|read <sha256-hex>`; `#` starts a comment. */
+      keysFile: z.string().min(1).optional(),
     })
     .prefault({}),
   detect: z
@@ -55,6 +80,10 @@ function envNumber(env: NodeJS.ProcessEnv, name: string): string | undefined {
   return v === undefined || v === '' ? undefined : v;
 }
 
+function list(v: string | undefined): string[] | undefined {
+  return v === undefined ? undefined : v.split(/[\s,]+/).filter((x) => x.length > 0);
+}
+
 /** Reads LOOPWATCH_* variables into the config shape (strings; the schema coerces and checks them). */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput {
   const pick = (name: string) => envNumber(env, name);
@@ -71,7 +100,25 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
       password: pick('LOOPWATCH_CLICKHOUSE_PASSWORD'),
       database: pick('LOOPWATCH_CLICKHOUSE_DATABASE'),
     }),
-    detect: drop({ intervalMs: pick('LOOPWATCH_DETECT_INTERVAL_MS') as unknown as number }),
+    detect: drop({
+      intervalMs: pick('LOOPWATCH_DETECT_INTERVAL_MS') as unknown as number,
+      enabled: pick('LOOPWATCH_DETECT_ENABLED') === undefined ? undefined : !/^(0|false|no|off)$/i.test(pick('LOOPWATCH_DETECT_ENABLED')!),
+    }),
+    spool: drop({
+      maxBytes: pick('LOOPWATCH_SPOOL_MAX_BYTES') as unknown as number,
+      segmentMaxBytes: pick('LOOPWATCH_SPOOL_SEGMENT_MAX_BYTES') as unknown as number,
+      segmentMaxAgeMs: pick('LOOPWATCH_SPOOL_SEGMENT_MAX_AGE_MS') as unknown as number,
+    }),
+    limits: drop({
+      maxBodyBytes: pick('LOOPWATCH_MAX_BODY_BYTES') as unknown as number,
+      maxConcurrentRequests: pick('LOOPWATCH_MAX_CONCURRENT_REQUESTS') as unknown as number,
+      maxInFlightBytes: pick('LOOPWATCH_MAX_IN_FLIGHT_BYTES') as unknown as number,
+    }),
+    auth: drop({
+      ingestKeyHashes: list(pick('LOOPWATCH_INGEST_KEY_HASHES')),
+      readKeyHashes: list(pick('LOOPWATCH_READ_KEY_HASHES')),
+      keysFile: pick('LOOPWATCH_KEYS_FILE'),
+    }),
   });
 }
 

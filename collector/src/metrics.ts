@@ -4,17 +4,22 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 const COUNTERS = {
   loopwatch_requests_received_total: 'OTLP export requests received',
   loopwatch_requests_rejected_total: 'OTLP export requests answered with an error status',
+  loopwatch_requests_throttled_total: 'OTLP export requests answered 429 (too many requests or bytes in flight)',
+  loopwatch_requests_spool_full_total: 'OTLP export requests answered 503 because the spool was full',
+  loopwatch_requests_unauthorized_total: 'requests answered 401 (missing or invalid API key)',
   loopwatch_spans_received_total: 'spans in requests that were decoded',
   loopwatch_spans_accepted_total: 'spans acknowledged (durable in the spool)',
   loopwatch_spans_rejected_total: 'spans rejected as malformed (partial success or 400)',
   loopwatch_spans_duplicate_total: 'spans in requests recognised as retries of an acknowledged request',
+  loopwatch_spool_written_bytes_total: 'row bytes written to the spool (durable) by acknowledged requests',
   loopwatch_spans_inserted_total: 'spans inserted into the store',
-  loopwatch_spans_dropped_total: 'acknowledged spans lost (must stay 0)',
+  loopwatch_spans_dropped_total: 'acknowledged spans that did not reach the store (quarantined segments; must stay 0)',
   loopwatch_insert_failures_total: 'failed inserts into the store (retried)',
   loopwatch_spool_quarantined_segments_total: 'spool segments the store refused as data, kept in spool/quarantine',
   loopwatch_spool_corrupt_segments_total: 'spool segments with a checksum failure',
   loopwatch_detector_runs_total: 'detector passes',
   loopwatch_findings_total: 'new findings stored',
+  loopwatch_detector_errors_total: 'detector passes or detector files that failed',
 } as const;
 
 export type CounterName = keyof typeof COUNTERS;

@@ -13,6 +13,15 @@ export { sessionFrom, type SessionInfo } from './context.js';
 
 const tracer = () => trace.getTracer('loopwatch', '0.1.0');
 
+/**
+ * Epoch milliseconds with sub-millisecond precision (monotonic within the process). The SDK's
+ * default start time is Date.now(), whole milliseconds: calls made within one millisecond would
+ * tie, and the order of a session's calls (what loop detection reads) would be lost.
+ */
+export function preciseNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 /** Runs fn with every span inside it attributed to the session (and agent). */
 export function withSession<T>(session: string | SessionInfo, fn: () => T): T {
   const info = typeof session === 'string' ? { sessionId: session } : session;
@@ -26,6 +35,10 @@ export interface TraceToolOptions {
   type?: string;
   /** What identifies the call among the arguments (default: the one argument, or all of them). */
   argsOf?: (args: unknown[]) => unknown;
+  /** What of the returned value is the result (default: all of it), e.g. a message's content. */
+  resultOf?: (result: unknown) => unknown;
+  /** Extra span attributes (e.g. mcp.method.name); they cannot override the gen_ai.* ones. */
+  attributes?: Record<string, string>;
 }
 
 /** What a traced call reports to observers (the loop guard among them). */
@@ -76,6 +89,7 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     const argsHash = hash64Hex(argsText);
     const callId = typeof opts.callId === 'function' ? opts.callId(args) : opts.callId;
     const attributes: Record<string, string> = {
+      ...opts.attributes,
       [ATTR.operationName]: 'execute_tool',
       [ATTR.toolName]: name,
       [ATTR.toolType]: opts.type ?? 'function',
@@ -84,14 +98,14 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     if (callId) attributes[ATTR.toolCallId] = callId;
     const capturedArgs = capturedText(argsText, 'arguments', name);
     if (capturedArgs !== undefined) attributes[ATTR.toolCallArguments] = capturedArgs;
-    return tracer().startActiveSpan(`execute_tool ${name}`, { kind: SpanKind.INTERNAL, attributes }, (span) => {
+    return tracer().startActiveSpan(`execute_tool ${name}`, { kind: SpanKind.INTERNAL, attributes, startTime: preciseNow() }, (span) => {
       const startedAt = Date.now();
       const finish = (status: 'ok' | 'error', result: unknown, err?: unknown): void => {
         let resultHash: string | undefined;
         let errorType: string | undefined;
         let errorMessage: string | undefined;
         if (status === 'ok') {
-          const resultText = canonicalJson(result);
+          const resultText = canonicalJson(opts.resultOf ? opts.resultOf(result) : result);
           resultHash = hash64Hex(resultText);
           span.setAttribute(ATTR.resultHash, resultHash);
           const capturedResult = capturedText(resultText, 'result', name);
@@ -104,15 +118,17 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
           span.recordException(e);
           span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
         }
-        const record: ToolCallRecord = {
-          sessionId: session?.sessionId, agent: session?.agent, tool: name, argsHash, resultHash,
-          status, errorType, errorMessage, startedAt, endedAt: Date.now(), span,
-        };
-        for (const o of observers) o(record);
-        span.end();
+        if (observers.size > 0) {
+          const record: ToolCallRecord = {
+            sessionId: session?.sessionId, agent: session?.agent, tool: name, argsHash, resultHash,
+            status, errorType, errorMessage, startedAt, endedAt: Date.now(), span,
+          };
+          for (const o of observers) o(record);
+        }
+        span.end(preciseNow());
       };
       try {
-        for (const o of beforeObservers) o({ sessionId: session?.sessionId, agent: session?.agent, tool: name, argsHash, span });
+        if (beforeObservers.size > 0) for (const o of beforeObservers) o({ sessionId: session?.sessionId, agent: session?.agent, tool: name, argsHash, span });
         const out = fn.apply(this, args);
         if (isPromiseLike(out)) {
           return Promise.resolve(out).then(

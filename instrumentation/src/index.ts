@@ -3,8 +3,10 @@
 // LOOPWATCH_INSTRUMENTATION=off to load the API without starting the SDK (e.g. when the
 // application configures OpenTelemetry itself).
 import { startLoopwatch, type LoopwatchHandle } from './sdk.js';
+import { enableLoopGuard, guardPolicyFromEnv, type LoopGuardHandle } from './guard/enable.js';
 
 export * from './api.js';
+export * from './integrations/index.js';
 export { startLoopwatch, SessionSpanProcessor, type StartOptions, type LoopwatchHandle } from './sdk.js';
 
 const g = globalThis as { __loopwatch?: LoopwatchHandle };
@@ -18,3 +20,9 @@ if (process.env.LOOPWATCH_INSTRUMENTATION !== 'off' && !g.__loopwatch) {
 export function loopwatch(): LoopwatchHandle | undefined {
   return g.__loopwatch;
 }
+
+// Loop guard: enableLoopGuard() in code, or LOOPWATCH_GUARD=warn|halt for every traced tool call.
+export * from './guard/index.js';
+const guardPolicy = guardPolicyFromEnv();
+const gg = globalThis as { __loopwatchGuard?: LoopGuardHandle };
+if (guardPolicy && guardPolicy !== 'off' && !gg.__loopwatchGuard) gg.__loopwatchGuard = enableLoopGuard({ policy: guardPolicy });

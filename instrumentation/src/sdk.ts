@@ -7,6 +7,7 @@ import { NodeSDK } from '@opentelemetry/sdk-node';
 import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ATTR } from './attributes.js';
 import { sessionFrom } from './context.js';
+import { AiSdkSpanProcessor } from './integrations/ai-sdk.js';
 
 /** Stamps session and agent from the context on every span, whichever library started it. */
 export class SessionSpanProcessor implements SpanProcessor {
@@ -31,7 +32,7 @@ export interface StartOptions {
   serviceName?: string;
   /** Replace the exporter (e.g. the OTLP/JSON one). */
   exporter?: SpanExporter;
-  /** Extra span processors, after the session stamper and before the exporter. */
+  /** Extra span processors, after the session stamper (and the AI SDK span processor) and before the exporter. */
   spanProcessors?: SpanProcessor[];
 }
 
@@ -57,7 +58,7 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
   const batch = new BatchSpanProcessor(exporter, { scheduledDelayMillis: 500 });
   const sdk = new NodeSDK({
     serviceName: opts.serviceName ?? process.env.OTEL_SERVICE_NAME,
-    spanProcessors: [new SessionSpanProcessor(), ...(opts.spanProcessors ?? []), batch],
+    spanProcessors: [new SessionSpanProcessor(), new AiSdkSpanProcessor(), ...(opts.spanProcessors ?? []), batch],
   });
   sdk.start();
   return {

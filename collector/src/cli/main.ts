@@ -1,76 +1,27 @@
 #!/usr/bin/env node
-// The `loopwatch` command.
-import { Command, InvalidArgumentError } from 'commander';
-import { createCollector } from '../collector.js';
-import { ConfigError, loadConfig, type ConfigInput } from '../config.js';
-import { createLogger } from '../logger.js';
-
-function int(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError('must be an integer');
-  return n;
-}
+// The `loopwatch` command: one file per command (up.ts, keys.ts, demo.ts, sessions.ts, …).
+import { Command } from 'commander';
+import { ConfigError } from '../config.js';
+import { CliError, registerReadCommands } from './register.js';
+import { registerKeysCommand } from './keys.js';
+import { registerUpCommand } from './up.js';
 
 const program = new Command()
   .name('loopwatch')
   .description('Loopwatch: catch AI agents that loop. OTLP collector, ClickHouse store, loop and waste detectors.')
   .showHelpAfterError();
 
-program
-  .command('up')
-  .description('start the collector (OTLP/HTTP on :4318) on the embedded store, or a ClickHouse server with --clickhouse-url')
-  .option('--host <host>', 'address to listen on (LOOPWATCH_HOST)')
-  .option('-p, --port <port>', 'port to listen on (LOOPWATCH_PORT)', int)
-  .option('-d, --data-dir <dir>', 'embedded database and spool directory (LOOPWATCH_DATA_DIR)')
-  .option('--clickhouse-url <url>', 'use a ClickHouse server instead of the embedded engine (LOOPWATCH_CLICKHOUSE_URL)')
-  .option('--retention-days <days>', 'keep data this many days (LOOPWATCH_RETENTION_DAYS)', int)
-  .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (LOOPWATCH_LOG_LEVEL)')
-  .option('--json', 'print the start-up summary as JSON')
-  .action(async (opts: { host?: string; port?: number; dataDir?: string; clickhouseUrl?: string; retentionDays?: number; logLevel?: string; json?: boolean }) => {
-    const overrides: ConfigInput = {
-      host: opts.host, port: opts.port, dataDir: opts.dataDir, retentionDays: opts.retentionDays,
-      logLevel: opts.logLevel as ConfigInput['logLevel'],
-      clickhouse: opts.clickhouseUrl ? { url: opts.clickhouseUrl } : undefined,
-    };
-    const config = loadConfig(overrides);
-    const log = createLogger(config.logLevel);
-    const collector = await createCollector(config, log);
-    const url = await collector.listen();
-    const summary = { url, otlpTracesEndpoint: `${url}/v1/traces`, store: collector.store.mode, storeLocation: collector.store.location };
-    if (opts.json) {
-      process.stdout.write(JSON.stringify(summary) + '\n');
-    } else {
-      process.stdout.write(
-        [
-          `loopwatch collector listening on ${url}`,
-          `  OTLP/HTTP traces: POST ${summary.otlpTracesEndpoint} (protobuf or JSON)`,
-          `  store: ${collector.store.mode} (${collector.store.location})`,
-          '',
-          'Instrument an agent (Node 20+):',
-          `  OTEL_EXPORTER_OTLP_ENDPOINT=${url} node --import loopwatch/instrumentation your-agent.js`,
-          "  or add `import 'loopwatch/instrumentation'` as the first import of your agent.",
-          '',
-        ].join('\n'),
-      );
-    }
-    let closing = false;
-    const shutdown = (signal: string) => {
-      if (closing) return;
-      closing = true;
-      log.info({ signal }, 'shutting down: stop accepting, flush spool to store');
-      collector.close().then(
-        () => process.exit(0),
-        (err: unknown) => {
-          log.error({ err }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-    };
-    process.on('SIGTERM', () => shutdown('SIGTERM'));
-    process.on('SIGINT', () => shutdown('SIGINT'));
-  });
+registerUpCommand(program);
+
+registerKeysCommand(program);
+
+registerReadCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof CliError) {
+    process.stderr.write(`loopwatch: ${err.message}\n`);
+    process.exit(err.exitCode);
+  }
   if (err instanceof ConfigError) {
     process.stderr.write(`loopwatch: ${err.message}\n`);
     process.exit(2);

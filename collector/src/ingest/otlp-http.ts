@@ -1,8 +1,9 @@
 // POST /v1/traces: OTLP/HTTP trace ingest.
-// content type -> size limit -> gunzip (bounded) -> retry check -> decode -> rows -> spool
-// (fdatasync) -> 200. Errors follow the OTLP/HTTP spec: 400 bad data (not retried), 413 too
-// large, 415 unsupported type, 503 + Retry-After when the spool is full (retried); bodies are
-// google.rpc.Status in the request's encoding.
+// content type -> admission (requests and bytes in flight) -> size limit -> gunzip (bounded)
+// -> retry check -> prescan (object count, depth) -> decode -> rows -> spool (fdatasync) -> 200.
+// Errors follow the OTLP/HTTP spec: 400 bad data (not retried), 413 too large, 415 unsupported
+// type, 429 + Retry-After when too much is in flight, 503 + Retry-After when the spool is full
+// (both retried); bodies are google.rpc.Status in the request's encoding.
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import type { Context, Hono } from 'hono';
@@ -13,6 +14,8 @@ import type { Metrics } from '../metrics.js';
 import { SpoolFullError, type Spool } from '../spool/spool.js';
 import { decodeTraceRequestJson } from './otlp-json.js';
 import { decodeTraceRequest, encodeRpcStatus, encodeTraceResponse } from './otlp-proto.js';
+import { InFlight, type Ticket } from './inflight.js';
+import { prescanJson, prescanProtobuf } from './prescan.js';
 import { RetryCache, type Outcome } from './retry-cache.js';
 import { BadRequestError, serializeRows, toSpanRows, type IngestLimits } from './span-rows.js';
 
@@ -57,12 +60,17 @@ export interface IngestDeps {
   metrics: Metrics;
   log: Logger;
   retryCache: RetryCache;
+  /** Admission bound (requests and bytes in flight); made from config.limits when absent. */
+  inflight?: InFlight;
 }
 
 export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
   const { config, spool, metrics, log, retryCache } = deps;
+  const inflight = deps.inflight ?? new InFlight({ maxRequests: config.limits.maxConcurrentRequests, maxBytes: config.limits.maxInFlightBytes });
   const limits: IngestLimits = config.limits;
   const retryAfter = { 'Retry-After': '5' };
+  const throttleAfter = { 'Retry-After': '1' };
+  const prescanLimits = { maxObjects: config.limits.maxObjectsPerRequest, maxDepth: 4 * config.limits.maxValueDepth + 16 };
 
   app.post(
     '/v1/traces',
@@ -74,7 +82,20 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
         return c.json({ code: INVALID_ARGUMENT, message: `unsupported content type '${c.req.header('content-type') ?? ''}': use application/x-protobuf or application/json` }, 415);
       }
       c.set('encoding' as never, enc as never);
-      await next();
+      // Admission before the body is read: a request past the bound costs a short answer.
+      const declared = Math.min(Number(c.req.header('content-length')) || 0, config.limits.maxBodyBytes);
+      const ticket = inflight.enter(declared);
+      if (!ticket) {
+        metrics.inc('loopwatch_requests_rejected_total');
+        metrics.inc('loopwatch_requests_throttled_total');
+        return reply(c, enc, 429, { code: RESOURCE_EXHAUSTED, message: `collector is busy (${inflight.requests} requests, ${inflight.bytes} bytes in flight); retry later` }, throttleAfter);
+      }
+      c.set('ticket' as never, ticket as never);
+      try {
+        await next();
+      } finally {
+        ticket.release();
+      }
     },
     bodyLimit({
       maxSize: config.limits.maxBodyBytes,
@@ -86,11 +107,13 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
     }),
     async (c) => {
       const enc = c.get('encoding' as never) as Encoding;
-      const fail = (status: 400 | 413 | 415 | 503, code: number, message: string, headers: Record<string, string> = {}) => {
+      const ticket = c.get('ticket' as never) as Ticket;
+      const fail = (status: 400 | 413 | 415 | 429 | 503, code: number, message: string, headers: Record<string, string> = {}) => {
         metrics.inc('loopwatch_requests_rejected_total');
         return reply(c, enc, status, { code, message }, headers);
       };
       let body = new Uint8Array(await c.req.arrayBuffer());
+      ticket.set(body.length);
       const contentEncoding = (c.req.header('content-encoding') ?? 'identity').trim().toLowerCase();
       if (contentEncoding === 'gzip') {
         try {
@@ -101,6 +124,10 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
           }
           return fail(400, INVALID_ARGUMENT, `body is not valid gzip: ${(err as Error).message}`);
         }
+        if (!ticket.grow(body.length)) {
+          metrics.inc('loopwatch_requests_throttled_total');
+          return fail(429, RESOURCE_EXHAUSTED, `collector is busy (${inflight.bytes} bytes in flight); retry later`, throttleAfter);
+        }
       } else if (contentEncoding !== 'identity' && contentEncoding !== '') {
         return fail(415, INVALID_ARGUMENT, `unsupported content encoding '${contentEncoding}': use gzip or none`);
       }
@@ -110,10 +137,18 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
       if (earlier) {
         try {
           const outcome = await earlier;
+          metrics.add('loopwatch_spans_duplicate_total', outcome.acceptedSpans + outcome.rejectedSpans);
           return reply(c, enc, 200, { rejected: outcome.rejectedSpans, reason: outcome.rejectReason });
         } catch {
           // the earlier attempt failed and was forgotten: process this one afresh
         }
+      }
+
+      const scan = enc === 'protobuf' ? prescanProtobuf(body, prescanLimits) : prescanJson(body, prescanLimits);
+      if (!scan.ok) {
+        return scan.reason === 'objects'
+          ? fail(413, RESOURCE_EXHAUSTED, `request has more than ${prescanLimits.maxObjects} objects (spans, attributes, events, links, values); send smaller batches`)
+          : fail(400, INVALID_ARGUMENT, `request nested deeper than ${prescanLimits.maxDepth} levels (attribute values may nest ${config.limits.maxValueDepth})`);
       }
 
       let converted;
@@ -130,16 +165,22 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
       metrics.add('loopwatch_spans_rejected_total', rejectedSpans);
       if (rows.length === 0) return reply(c, enc, 200, { rejected: rejectedSpans, reason: rejectReason });
 
-      const stored: Promise<Outcome> = spool.append(serializeRows(rows)).then(() => ({ rejectedSpans, rejectReason }));
+      const payload = serializeRows(rows);
+      ticket.set(body.length + payload.length);
+      const stored: Promise<Outcome> = spool.append(payload).then(() => ({ acceptedSpans: rows.length, rejectedSpans, rejectReason }));
       retryCache.track(key, stored);
       try {
         await stored;
       } catch (err) {
-        if (err instanceof SpoolFullError) return fail(503, UNAVAILABLE, 'collector is over capacity (spool full); retry later', retryAfter);
+        if (err instanceof SpoolFullError) {
+          metrics.inc('loopwatch_requests_spool_full_total');
+          return fail(503, UNAVAILABLE, 'collector is over capacity (spool full); retry later', retryAfter);
+        }
         log.error({ err }, 'spool append failed');
         return fail(503, UNAVAILABLE, 'collector could not persist the request; retry later', retryAfter);
       }
       metrics.add('loopwatch_spans_accepted_total', rows.length);
+      metrics.add('loopwatch_spool_written_bytes_total', payload.length);
       return reply(c, enc, 200, { rejected: rejectedSpans, reason: rejectReason });
     },
   );

@@ -10,6 +10,7 @@ export interface RetryCacheOptions {
 }
 
 export interface Outcome {
+  acceptedSpans: number;
   rejectedSpans: number;
   rejectReason: string;
 }

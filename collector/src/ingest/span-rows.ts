@@ -89,7 +89,17 @@ export const SPAN_INSERT_SQL = `INSERT INTO otel_traces (${SPAN_COLUMNS.map((c) 
  * as keyed objects (measured with bench/ingest), and the spool stores exactly this text.
  */
 export function serializeRows(rows: SpanRow[]): Buffer {
-  return Buffer.from(rows.map((r) => JSON.stringify(r)).join('\n') + '\n', 'utf8');
+  const text = rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+  return Buffer.from(text.includes('\\u') ? wellFormedEscapes(text) : text, 'utf8');
+}
+
+// JSON.stringify writes an unpaired UTF-16 surrogate (from a protobuf string with bad UTF-8 or a
+// JSON "\ud800") as the escape \udXXX; ClickHouse refuses the whole insert over it (found by
+// fuzzing). Paired surrogates are written as raw UTF-8, so every such escape (one not itself
+// escaped, i.e. after an even number of backslashes) is unpaired: replace it with U+FFFD.
+const LONE_SURROGATE_ESCAPE = /(?<=(?:^|[^\\])(?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/gi;
+function wellFormedEscapes(text: string): string {
+  return text.replace(LONE_SURROGATE_ESCAPE, '\\ufffd');
 }
 
 export interface IngestLimits {
@@ -153,6 +163,8 @@ export function idToHex(v: Bytes, bytes: number): string | null {
 }
 
 const TWO_32 = 4294967296n;
+/** The latest instant DateTime64(9) holds (2262-04-11T23:47:16.854775807Z); later ones make the store refuse the whole insert. */
+export const MAX_NANOS = 2n ** 63n - 1n;
 
 /** A u64 as bigint; null when it is not a non-negative integer. */
 export function u64(v: U64): bigint | null {
@@ -163,9 +175,13 @@ export function u64(v: U64): bigint | null {
   return BigInt(v.high >>> 0) * TWO_32 + BigInt(v.low >>> 0);
 }
 
-/** Nanoseconds since the epoch as the decimal seconds text DateTime64(9) parses exactly. */
+/**
+ * Nanoseconds since the epoch as the decimal seconds text DateTime64(9) parses exactly. The
+ * seconds are zero-padded to 10 digits: best_effort parsing reads a shorter "1.412500723" as a
+ * day of month and refuses the whole insert (found by fuzzing).
+ */
 export function nanosToDateTime64(ns: bigint): string {
-  const s = ns.toString().padStart(10, '0');
+  const s = ns.toString().padStart(19, '0');
   return `${s.slice(0, -9)}.${s.slice(-9)}`;
 }
 
@@ -276,11 +292,16 @@ class Converter {
     const start = u64(span.startTimeUnixNano);
     const end = u64(span.endTimeUnixNano);
     if (start === null || end === null) return 'span with invalid start/end time (unsigned 64-bit nanoseconds)';
+    if (start > MAX_NANOS || end > MAX_NANOS) return 'span with start/end time past 2262-04-11 (the store keeps nanoseconds as a signed 64-bit number)';
     const kind = SPAN_KINDS[enumIndex(span.kind, SPAN_KIND_NAMES)];
     if (kind === undefined) return `span with unknown kind ${String(span.kind)}`;
     const status = STATUS_CODES[enumIndex(span.status?.code, STATUS_CODE_NAMES)];
     if (status === undefined) return `span with unknown status code ${String(span.status?.code)}`;
     const events = span.events ?? [];
+    for (const e of events) {
+      const t = u64(e.timeUnixNano);
+      if (t === null || t > MAX_NANOS) return 'span with an event time that is not unsigned 64-bit nanoseconds before 2262-04-11';
+    }
     const links = span.links ?? [];
     const spanName = span.name ?? '';
     if (spanName.length > this.limits.maxAttributeLength) this.tooLong('span name');

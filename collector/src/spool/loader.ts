@@ -1,7 +1,10 @@
 // Moves sealed spool segments into otel_traces, oldest first, one INSERT per segment with the
 // segment's deduplication token: a crash between the INSERT and the delete replays the segment
-// and the store drops the copy. A store that is down is retried with backoff, forever; only a
-// segment the store rejects as data, repeatedly, is quarantined (kept on disk, logged, counted).
+// and the store drops the copy. A store that is down is retried with backoff, forever. A segment
+// the store rejects as data is split in halves, recursively, each half inserted with a token
+// derived from the segment's (so a replay stays idempotent), until only the rows the store
+// refuses are left: those go to spool/quarantine/<segment>.rejected (kept, logged, counted as
+// dropped), and every other row of the segment is stored. One bad row never blocks the spool.
 import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { drainStream, type ClickHouseClient } from '@clickhouse/client';
@@ -13,7 +16,10 @@ import { readRecords, type SealedSegment, type Spool } from './spool.js';
 const MAX_DATA_FAILURES = 5;
 
 /** ClickHouse error codes that mean "this data cannot be inserted", not "the store is unwell". */
-const DATA_ERROR_CODES = new Set(['6', '26', '27', '32', '38', '41', '53', '62', '69', '70', '72', '117', '130', '131', '144']);
+const DATA_ERROR_CODES = new Set([
+  '6', '25', '26', '27', '32', '33', '36', '38', '41', '43', '53', '62', '69', '70', '72', '117', '130', '131', '144',
+  '190', '306', '321', '349', '395', '407',
+]);
 
 function isDataError(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
@@ -68,8 +74,11 @@ export class Loader {
       } catch (err) {
         if (this.abort.signal.aborted) return;
         if (isDataError(err) && ++dataFailures >= MAX_DATA_FAILURES) {
+          // Acknowledged spans that will not reach the store unless a human re-feeds the file.
+          const rows = await readFile(seg.path).then((b) => readRecords(b).records.reduce((n, r) => n + countLines(r), 0), () => 0);
           const where = await this.spool.quarantine(seg);
           this.metrics.inc('loopwatch_spool_quarantined_segments_total');
+          this.metrics.add('loopwatch_spans_dropped_total', rows);
           this.log.error({ err, segment: where }, 'store rejects segment as data; quarantined it for inspection');
           dataFailures = 0;
           continue;
@@ -93,25 +102,81 @@ export class Loader {
     const started = performance.now();
     let rows = 0;
     for (const r of records) rows += countLines(r);
+    let rejected: Buffer[] = [];
     if (rows > 0) {
-      // exec with a raw body: the records already are JSONCompactEachRow text (client.insert
-      // would re-encode stream chunks as row objects).
-      const result = await this.client.exec({
-        query: SPAN_INSERT_SQL,
-        values: Readable.from(records),
-        clickhouse_settings: {
-          insert_deduplication_token: seg.token,
-          deduplicate_blocks_in_dependent_materialized_views: 1,
-          date_time_input_format: 'best_effort',
-        },
-      });
-      await drainStream(result.stream);
+      try {
+        await this.insert(records, seg.token);
+      } catch (err) {
+        if (!isDataError(err)) throw err;
+        this.log.warn({ segment: seg.name, code: (err as { code?: unknown }).code, err: (err as Error).message }, 'store refuses a row of the segment; isolating it');
+        rejected = await this.insertSplitting(splitLines(records), seg.token);
+      }
     }
     this.metrics.observe('loopwatch_insert_duration_seconds', (performance.now() - started) / 1000);
-    this.metrics.add('loopwatch_spans_inserted_total', rows);
+    this.metrics.add('loopwatch_spans_inserted_total', rows - rejected.length);
+    if (rejected.length > 0) {
+      const where = await this.spool.quarantineRows(seg, rejected);
+      this.metrics.add('loopwatch_spans_dropped_total', rejected.length);
+      this.log.error({ segment: seg.name, rows: rejected.length, file: where }, 'store refused rows as data; kept them in quarantine, stored the rest');
+    }
     if (corrupt) await this.spool.quarantine(seg);
     else await this.spool.release(seg);
   }
+
+  private async insert(chunks: Buffer[], token: string): Promise<void> {
+    // exec with a raw body: the records already are JSONCompactEachRow text (client.insert
+    // would re-encode stream chunks as row objects).
+    const result = await this.client.exec({
+      query: SPAN_INSERT_SQL,
+      values: Readable.from(chunks),
+      clickhouse_settings: {
+        insert_deduplication_token: token,
+        deduplicate_blocks_in_dependent_materialized_views: 1,
+        date_time_input_format: 'best_effort',
+        // A segment's spans may span many days (backfills, skewed clocks): one partition per
+        // day must not make the store refuse the segment (found by fuzzing; it wedged the loader).
+        max_partitions_per_insert_block: '0',
+      },
+    });
+    await drainStream(result.stream);
+  }
+
+  /** Inserts what the store accepts of `lines` (halving around refusals); returns the refused lines. */
+  private async insertSplitting(lines: Buffer[], token: string): Promise<Buffer[]> {
+    const refused: Buffer[] = [];
+    const go = async (part: Buffer[], tok: string): Promise<void> => {
+      if (part.length === 0) return;
+      try {
+        await this.insert(part, tok);
+      } catch (err) {
+        if (!isDataError(err)) throw err; // store unwell: the whole segment is retried later
+        if (part.length === 1) {
+          refused.push(part[0]!);
+          return;
+        }
+        const mid = part.length >> 1;
+        await go(part.slice(0, mid), `${tok}.0`);
+        await go(part.slice(mid), `${tok}.1`);
+      }
+    };
+    const mid = lines.length >> 1;
+    await go(lines.slice(0, mid), `${token}.0`);
+    await go(lines.slice(mid), `${token}.1`);
+    return refused;
+  }
+}
+
+/** The rows (one JSON line each, newline included) of the records. */
+function splitLines(records: Buffer[]): Buffer[] {
+  const lines: Buffer[] = [];
+  for (const r of records) {
+    let start = 0;
+    for (let i = r.indexOf(10); i !== -1; i = r.indexOf(10, start)) {
+      lines.push(r.subarray(start, i + 1));
+      start = i + 1;
+    }
+  }
+  return lines;
 }
 
 function countLines(b: Buffer): number {

@@ -241,6 +241,22 @@ export class Spool {
     return target;
   }
 
+  /** Writes rows the store refuses as data to quarantine/<segment>.rejected (fsynced); returns the path. */
+  async quarantineRows(seg: SealedSegment, lines: Buffer[]): Promise<string> {
+    const dir = join(this.opts.dir, 'quarantine');
+    await mkdir(dir, { recursive: true });
+    const target = join(dir, `${seg.name}.rejected`);
+    const fh = await open(target, 'w');
+    try {
+      await fh.writeFile(Buffer.concat(lines));
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    fsyncDir(dir);
+    return target;
+  }
+
   /** Flushes and seals what is pending; afterwards appends are refused. */
   async close(): Promise<void> {
     if (this.flushing) await this.flushing;

@@ -1,0 +1,150 @@
+// bench/instrument: what instrumentation costs an agent, measured in one run on one machine.
+//   1. a traced tool call (traceTool: execute_tool span, canonical JSON + hashes of arguments and
+//      result, session from the context) against a bare OpenTelemetry span around the same
+//      function, through the same SDK pipeline (session stamper, batch processor, a discarding
+//      exporter). Target: ratio <= 1.25.
+//   2. the in-process LoopGuard's observe() per call (target <= 1 µs), on a realistic stream:
+//      many sessions, mostly distinct calls, some loops.
+// Rounds alternate between the variants and the median round counts, so drift hits all alike.
+// Usage: npm run bench:instrument [-- --calls 20000 --rounds 15]
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { trace, SpanKind } from '@opentelemetry/api';
+import { ExportResultCode } from '@opentelemetry/core';
+import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import { packageRoot } from '../collector/src/paths.js';
+import { traceTool, withSession } from '../instrumentation/src/api.js';
+import { SessionSpanProcessor } from '../instrumentation/src/sdk.js';
+
+const { values } = parseArgs({ options: { calls: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '15' } } });
+const CALLS = Number(values.calls);
+const ROUNDS = Number(values.rounds);
+
+class DiscardExporter implements SpanExporter {
+  exported = 0;
+  export(spans: ReadableSpan[], done: (r: { code: ExportResultCode }) => void): void {
+    this.exported += spans.length;
+    done({ code: ExportResultCode.SUCCESS });
+  }
+  shutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+const exporter = new DiscardExporter();
+const provider = new NodeTracerProvider({
+  spanProcessors: [new SessionSpanProcessor(), new BatchSpanProcessor(exporter, { maxQueueSize: 100_000, maxExportBatchSize: 4096, scheduledDelayMillis: 50 })],
+});
+provider.register(); // global tracer provider and AsyncLocalStorage context, as the Node SDK sets up
+const tracer = trace.getTracer('bench');
+
+// A typical coding-agent tool call: a small argument object, a small result.
+const writeFile = (args: { path: string; content: string }) => ({ ok: true, bytes: args.content.length });
+const argsFor = (i: number) => ({ path: `src/file${i % 50}.ts`, content: 'export const x = 1;\n' });
+
+const bare = (args: { path: string; content: string }) =>
+  tracer.startActiveSpan('execute_tool write_file', { kind: SpanKind.INTERNAL, attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'write_file' } }, (span) => {
+    const r = writeFile(args);
+    span.end();
+    return r;
+  });
+const traced = traceTool('write_file', writeFile);
+
+function timeRound(fn: (a: { path: string; content: string }) => unknown): number {
+  const args = Array.from({ length: 64 }, (_, i) => argsFor(i));
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < CALLS; i++) fn(args[i & 63]!);
+  return Number(process.hrtime.bigint() - t0) / CALLS;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function spanBench() {
+  const variants = {
+    plain: (a: { path: string; content: string }) => writeFile(a),
+    bareSpan: bare,
+    traceTool: traced,
+  };
+  const samples: Record<keyof typeof variants, number[]> = { plain: [], bareSpan: [], traceTool: [] };
+  await withSession({ sessionId: 'bench-session', agent: 'bench' }, async () => {
+    for (const v of Object.values(variants)) timeRound(v); // warm up
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const [name, v] of Object.entries(variants)) {
+        samples[name as keyof typeof variants].push(timeRound(v));
+        await provider.forceFlush(); // export outside the timed loop, alike for both
+      }
+    }
+  });
+  const ns = { plain: median(samples.plain), bareSpan: median(samples.bareSpan), traceTool: median(samples.traceTool) };
+  return { nsPerCall: ns, ratio: ns.traceTool / ns.bareSpan, overheadNs: ns.traceTool - ns.bareSpan };
+}
+
+async function guardBench() {
+  let mod: typeof import('../instrumentation/src/guard/loop-guard.js');
+  try {
+    mod = await import('../instrumentation/src/guard/loop-guard.js');
+  } catch (err) {
+    return { available: false, error: (err as Error).message };
+  }
+  const N = 200_000;
+  const hex = (n: number) => n.toString(16).padStart(16, '0');
+  // 1,000 sessions; per session a mix: distinct reads, polls with changing results, a repeat run, a failing retry
+  const calls = Array.from({ length: N }, (_, i) => {
+    const session = `s${i % 1000}`;
+    const k = Math.floor(i / 1000);
+    const kind = k % 10;
+    const tool = kind < 5 ? 'read_file' : kind < 7 ? 'poll' : kind < 9 ? 'write_file' : 'run_shell';
+    const failing = tool === 'run_shell';
+    return {
+      sessionId: session, tool, spanId: hex(i), ts: 1_700_000_000_000 + i, endTs: 1_700_000_000_000 + i + 0.5,
+      argsHash: hex(tool === 'read_file' ? k : tool === 'write_file' ? 7 : 1),
+      resultHash: failing ? '' : hex(tool === 'poll' ? k : 3),
+      status: failing ? 'error' : 'ok', errorType: failing ? 'Error' : undefined, errorMessage: failing ? 'command not found: deploy' : undefined,
+    };
+  });
+  const samples: number[] = [];
+  let findings = 0;
+  for (let r = 0; r < 7; r++) {
+    const guard = new mod.LoopGuard();
+    const t0 = process.hrtime.bigint();
+    for (const c of calls) findings += guard.observe(c).length;
+    samples.push(Number(process.hrtime.bigint() - t0) / N);
+  }
+  return { available: true, calls: N, sessions: 1000, nsPerObserve: median(samples.slice(1)), findingsRaised: findings / 7 };
+}
+
+const span = await spanBench();
+const guard = await guardBench();
+await provider.shutdown();
+
+const result = {
+  date: new Date().toISOString(),
+  node: process.version,
+  callsPerRound: CALLS,
+  rounds: ROUNDS,
+  targets: { ratioToBareSpan: 1.25, guardNsPerCall: 1000 },
+  span,
+  guard,
+  exportedSpans: exporter.exported,
+  pass: { ratio: span.ratio <= 1.25, guard: guard.available ? (guard as { nsPerObserve: number }).nsPerObserve <= 1000 : null },
+};
+
+const f = (n: number) => n.toFixed(0).padStart(7);
+process.stdout.write(
+  [
+    `per call, median of ${ROUNDS} rounds x ${CALLS} calls (ns):`,
+    `  plain function        ${f(span.nsPerCall.plain)}`,
+    `  bare OTel span        ${f(span.nsPerCall.bareSpan)}`,
+    `  traceTool             ${f(span.nsPerCall.traceTool)}   ratio ${span.ratio.toFixed(2)}x (target <= 1.25x), +${span.overheadNs.toFixed(0)} ns`,
+    guard.available
+      ? `  LoopGuard.observe     ${f((guard as { nsPerObserve: number }).nsPerObserve)}   (target <= 1000 ns; ${(guard as { calls: number }).calls} calls, 1000 sessions)`
+      : `  LoopGuard             not available: ${(guard as { error: string }).error}`,
+    '',
+  ].join('\n'),
+);
+const dir = join(packageRoot, 'bench', 'results');
+mkdirSync(dir, { recursive: true });
+writeFileSync(join(dir, 'instrument.json'), JSON.stringify(result, null, 2) + '\n');
+process.stdout.write(`wrote bench/results/instrument.json\n`);

@@ -1,0 +1,174 @@
+// Read API for the CLI and scripts: JSON over HTTP under /api/v1/ (the auth middleware guards
+// /api/* with read keys). It exists so that nothing else has to open the embedded database, which
+// chDB locks to the collector's process. Bound query parameters only; every input is validated.
+//
+//   GET /api/v1/sessions?since=&until=&agent=&limit=        latest sessions, scored (session-scorecard report)
+//   GET /api/v1/sessions/:id                                 one session: scorecard, findings, first calls
+//   GET /api/v1/sessions/:id/calls?offset=&limit=            its tool and LLM calls in start order (paged)
+//   GET /api/v1/sessions/:id/export                          the same as JSON Lines (application/x-ndjson)
+//   GET /api/v1/findings?session=&detector=&since=&limit=   loop and waste findings, newest first
+//   GET /api/v1/models?since=&until=&model=&agent=          per-model, per-day reliability (model-reliability report)
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { Context, Hono } from 'hono';
+import { z } from 'zod';
+import { runReport } from '../../../queries/src/reports.js';
+import type { Logger } from '../logger.js';
+import { findingsQuery, sessionCallsQuery, sessionCallCountQuery, type CallRow, type FindingRow } from './queries.js';
+
+export const API_PREFIX = '/api/v1';
+
+/** A time: ISO text, epoch milliseconds, or an age like 30m, 24h, 7d (before now). */
+export function parseTime(text: string, now = Date.now()): Date {
+  const age = /^(\d+(?:\.\d+)?)(s|m|h|d|w)$/.exec(text.trim());
+  if (age) {
+    const unit = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 604800e3 }[age[2] as 's' | 'm' | 'h' | 'd' | 'w'];
+    return new Date(now - Number(age[1]) * unit);
+  }
+  if (/^\d{10,}$/.test(text.trim())) return new Date(Number(text));
+  const d = new Date(text);
+  if (Number.isNaN(d.getTime())) throw new Error(`not a time: ${text} (ISO, epoch ms, or an age like 24h)`);
+  return d;
+}
+
+const time = z.string().transform((s, ctx) => {
+  try {
+    return parseTime(s);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+const name = z.string().max(512);
+const limit = (max: number, dflt: number) => z.coerce.number().int().min(1).max(max).default(dflt);
+
+const sessionsQuery = z.object({ since: time.optional(), until: time.optional(), agent: name.default(''), limit: limit(1000, 50) });
+const callsQuery = z.object({ offset: z.coerce.number().int().min(0).default(0), limit: limit(10_000, 1000) });
+const findingsParams = z.object({ session: name.default(''), detector: name.default(''), since: time.optional(), limit: limit(10_000, 100) });
+const modelsQuery = z.object({ since: time.optional(), until: time.optional(), model: name.default(''), agent: name.default('') });
+const sessionId = z.string().min(1).max(512);
+
+class BadRequest extends Error {}
+
+function parse<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
+  const r = schema.safeParse(input);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new BadRequest(`${i?.path.join('.') || 'query'}: ${i?.message ?? 'invalid'}`);
+  }
+  return r.data;
+}
+
+async function rows<T>(client: ClickHouseClient, query: string, params: Record<string, unknown>): Promise<T[]> {
+  const rs = await client.query({ query, format: 'JSONEachRow', query_params: params, clickhouse_settings: { output_format_json_quote_64bit_integers: 0 } });
+  return rs.json<T>();
+}
+
+const DAY = 86_400_000;
+
+export interface ApiDeps {
+  client: ClickHouseClient;
+  log?: Logger;
+}
+
+export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
+  const { client } = deps;
+  const handle =
+    (fn: (c: Context) => Promise<Response>) =>
+    async (c: Context): Promise<Response> => {
+      try {
+        return await fn(c);
+      } catch (err) {
+        if (err instanceof BadRequest) return c.json({ error: 'bad_request', message: err.message }, 400);
+        deps.log?.error({ err }, 'read API query failed');
+        return c.json({ error: 'query_failed', message: (err as Error).message.split('\n')[0] }, 503);
+      }
+    };
+
+  const calls = (id: string, offset: number, lim: number) => rows<CallRow>(client, sessionCallsQuery, { session: id, offset, limit: lim });
+  const callCount = async (id: string) => Number((await rows<{ n: number }>(client, sessionCallCountQuery, { session: id }))[0]?.n ?? 0);
+  const findings = (p: { session: string; detector: string; since: Date; limit: number }) =>
+    rows<FindingRow>(client, findingsQuery, { session: p.session, detector: p.detector, since: (p.since.getTime() / 1000).toFixed(3), limit: p.limit });
+
+  app.get(`${API_PREFIX}/sessions`, handle(async (c) => {
+    const q = parse(sessionsQuery, c.req.query());
+    const until = q.until ?? new Date(Date.now() + DAY);
+    const since = q.since ?? new Date(Date.now() - 7 * DAY);
+    const scored = await runReport(client, 'session-scorecard', { from: since, to: until, agent: q.agent, limit: 100_000 });
+    // the report lists sessions oldest first: the latest `limit`, newest first
+    const sessions = scored.slice(-q.limit).reverse();
+    return c.json({ since: since.toISOString(), until: until.toISOString(), sessions });
+  }));
+
+  app.get(`${API_PREFIX}/sessions/:id`, handle(async (c) => {
+    const id = parse(sessionId, c.req.param('id'));
+    const q = parse(callsQuery, c.req.query());
+    const [score, total, page, found] = await Promise.all([
+      runReport(client, 'session-scorecard', { from: 0, to: new Date(Date.now() + DAY), session_id: id, limit: 1 }),
+      callCount(id),
+      calls(id, q.offset, q.limit),
+      findings({ session: id, detector: '', since: new Date(0), limit: 10_000 }),
+    ]);
+    if (total === 0 && found.length === 0) return c.json({ error: 'not_found', message: `no session ${id}` }, 404);
+    return c.json({ session_id: id, scorecard: score[0] ?? null, total_calls: total, offset: q.offset, calls: page, findings: found });
+  }));
+
+  app.get(`${API_PREFIX}/sessions/:id/calls`, handle(async (c) => {
+    const id = parse(sessionId, c.req.param('id'));
+    const q = parse(callsQuery, c.req.query());
+    const [total, page] = await Promise.all([callCount(id), calls(id, q.offset, q.limit)]);
+    return c.json({ session_id: id, total, offset: q.offset, calls: page });
+  }));
+
+  app.get(`${API_PREFIX}/sessions/:id/export`, handle(async (c) => {
+    const id = parse(sessionId, c.req.param('id'));
+    const total = await callCount(id);
+    if (total === 0) return c.json({ error: 'not_found', message: `no calls in session ${id}` }, 404);
+    const lines: string[] = [JSON.stringify(exportHeader(id, total))];
+    for (let offset = 0; offset < total; offset += 5000) for (const call of await calls(id, offset, 5000)) lines.push(JSON.stringify(exportLine(call)));
+    c.header('Content-Type', 'application/x-ndjson; charset=utf-8');
+    c.header('Content-Disposition', `attachment; filename="loopwatch-session.jsonl"`);
+    return c.body(lines.join('\n') + '\n');
+  }));
+
+  app.get(`${API_PREFIX}/findings`, handle(async (c) => {
+    const q = parse(findingsParams, c.req.query());
+    const found = await findings({ session: q.session, detector: q.detector, since: q.since ?? new Date(0), limit: q.limit });
+    return c.json({ findings: found });
+  }));
+
+  app.get(`${API_PREFIX}/models`, handle(async (c) => {
+    const q = parse(modelsQuery, c.req.query());
+    const until = q.until ?? new Date(Date.now() + DAY);
+    const since = q.since ?? new Date(Date.now() - 30 * DAY);
+    const models = await runReport(client, 'model-reliability', { from: since, to: until, model: q.model, agent: q.agent });
+    return c.json({ since: since.toISOString(), until: until.toISOString(), models });
+  }));
+}
+
+/** First line of an export: what the file is. */
+export function exportHeader(sessionId: string, calls: number): Record<string, unknown> {
+  return { type: 'session', format: 'loopwatch.session.v1', session_id: sessionId, calls, exported_at: new Date().toISOString() };
+}
+
+/**
+ * One call of an export: enough to replay it (tool, arguments when captured, result, status in
+ * start order; argument and result hashes always) or to attach to a bug report.
+ */
+export function exportLine(c: CallRow): Record<string, unknown> {
+  const common = { ts: c.ts, end_ts: c.end_ts, duration_ms: c.duration_ms, trace_id: c.trace_id, span_id: c.span_id, parent_span_id: c.parent_span_id, agent: c.agent, service: c.service, status: c.status, error_type: c.error_type || undefined };
+  if (c.kind === 'llm') {
+    return { type: 'llm_call', ...common, model: c.name, provider: c.provider, input_tokens: c.input_tokens, output_tokens: c.output_tokens, cost_usd: c.cost_usd };
+  }
+  const parse = (s: string): unknown => {
+    if (!s) return undefined;
+    try {
+      return JSON.parse(s) as unknown;
+    } catch {
+      return s;
+    }
+  };
+  return {
+    type: 'tool_call', ...common, tool: c.name, call_id: c.call_id || undefined, args_hash: c.args_hash, result_hash: c.result_hash,
+    arguments: parse(c.arguments), result: parse(c.result), error_message: c.error_message || undefined,
+  };
+}

@@ -1,0 +1,24 @@
+// Options every read command shares: --url and --json.
+import { InvalidArgumentError, type Command } from 'commander';
+import { ApiClient, resolveUrl } from './http-api.js';
+
+export interface CommonOpts {
+  url?: string;
+  json?: boolean;
+}
+
+export function withCommon(cmd: Command): Command {
+  return cmd
+    .option('--url <url>', 'collector URL (LOOPWATCH_URL; default http://127.0.0.1:4318); a read key comes from LOOPWATCH_API_KEY')
+    .option('--json', 'print JSON instead of text');
+}
+
+export function apiFor(opts: CommonOpts): ApiClient {
+  return new ApiClient(resolveUrl(opts.url));
+}
+
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}

@@ -1,0 +1,129 @@
+// `loopwatch demo`: a newcomer's first minute. Uses the collector at --url when one answers,
+// else starts one (temporary data dir unless --data-dir) with the detectors on a short interval;
+// runs the bundled sample agent (a coding agent that loops) against it, waits for the detectors'
+// findings, and shows the session's timeline with the loops highlighted.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import type { Command } from 'commander';
+import { createCollector, type Collector } from '../collector.js';
+import { loadConfig } from '../config.js';
+import { packageRoot } from '../paths.js';
+import type { FindingRow } from '../api/queries.js';
+import { apiFor, positiveInt, withCommon, type CommonOpts } from './common.js';
+import { c, progress, writeJson } from './format.js';
+import { CliError } from './http-api.js';
+import { loopsOf, renderSession, type SessionDetail } from './session.js';
+
+const run = promisify(execFile);
+
+interface DemoOpts extends CommonOpts {
+  dataDir?: string;
+  timeout: number;
+  keep?: boolean;
+}
+
+async function startOwnCollector(url: string, dataDir: string): Promise<Collector> {
+  const u = new URL(url);
+  const config = loadConfig({ host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : 4318, dataDir, logLevel: 'warn', detect: { intervalMs: 1000 } });
+  const collector = await createCollector(config);
+  try {
+    await collector.listen();
+  } catch (err) {
+    await collector.close();
+    throw new CliError(`cannot listen on ${url}: ${(err as Error).message}`);
+  }
+  return collector;
+}
+
+export function registerDemoCommand(program: Command): void {
+  withCommon(program.command('demo'))
+    .description('see a loop detected within a minute: runs the bundled sample agent against a collector (started here unless one answers at --url)')
+    .option('-d, --data-dir <dir>', 'data directory for the collector started here (default: a temporary one, removed afterwards)')
+    .option('--timeout <seconds>', 'wait at most this long for findings', positiveInt, 60)
+    .option('--keep', 'keep the collector started here running afterwards (Ctrl-C stops it)')
+    .action(async (opts: DemoOpts) => {
+      const api = apiFor(opts);
+      const say = (s: string) => {
+        if (!opts.json) process.stderr.write(s + '\n');
+      };
+      let own: Collector | null = null;
+      let tempDir: string | null = null;
+      if (await api.reachable()) {
+        say(`using the collector at ${api.url}`);
+      } else {
+        const dataDir = opts.dataDir ?? (tempDir = mkdtempSync(join(tmpdir(), 'loopwatch-demo-')));
+        say(`no collector at ${api.url}: starting one (data in ${dataDir})`);
+        own = await startOwnCollector(api.url, dataDir);
+      }
+      try {
+        const agent = join(packageRoot, 'dist', 'instrumentation', 'examples', 'sample-agent.js');
+        const register = join(packageRoot, 'dist', 'instrumentation', 'src', 'index.js');
+        if (!existsSync(agent) || !existsSync(register)) throw new CliError(`sample agent not built (${agent}): run \`npm run build\``);
+        const session = `demo-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+        say(`running the sample agent (session ${session}): it rewrites one file, bounces between tests and edits, retries a command that cannot work`);
+        await run(process.execPath, ['--import', pathToFileURL(register).href, agent, session], {
+          cwd: packageRoot,
+          env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: api.url, OTEL_SERVICE_NAME: 'loopwatch-demo', LOOPWATCH_INSTRUMENTATION: 'on' },
+        });
+        if (own) await own.flush();
+
+        // Wait for the detectors: they run every few seconds on sessions with new calls.
+        const deadline = Date.now() + opts.timeout * 1000;
+        const bar = progress(opts.timeout, { json: opts.json, label: 'waiting for the detectors' });
+        const started = Date.now();
+        let findings: FindingRow[] = [];
+        let settledAt = 0;
+        while (Date.now() < deadline) {
+          findings = (await api.get<{ findings: FindingRow[] }>('/api/v1/findings', { session, since: '1d', limit: 1000 })).findings;
+          bar.update(Math.min(opts.timeout, Math.round((Date.now() - started) / 1000)), { stage: `${findings.length} findings` });
+          // once something is found, give the other detectors one more pass to report theirs
+          if (findings.length && !settledAt) settledAt = Date.now() + 2500;
+          if (settledAt && Date.now() >= settledAt) break;
+          await new Promise((r) => setTimeout(r, 500));
+        }
+        bar.stop();
+        const detail = await api.get<SessionDetail>(`/api/v1/sessions/${encodeURIComponent(session)}`, { limit: 500 });
+        if (opts.json) {
+          writeJson({
+            session_id: session,
+            collector: { url: api.url, started: !!own, data_dir: own ? own.config.dataDir : undefined },
+            findings: detail.findings,
+            scorecard: detail.scorecard,
+            calls: detail.calls.map((call) => ({ ...call, loops: loopsOf(call, detail.findings).map((f) => f.detector) })),
+          });
+        } else {
+          process.stdout.write(renderSession(detail));
+          process.stdout.write(
+            [
+              '',
+              detail.findings.length
+                ? c.yellow(`${detail.findings.length} loop/waste findings in ${Math.round((Date.now() - started) / 1000)}s.`)
+                : c.red(`no findings within ${opts.timeout}s (is the collector's detector scheduler on?)`),
+              'Next:',
+              `  loopwatch findings --url ${api.url}                 all findings`,
+              `  loopwatch session ${session} --url ${api.url}`,
+              `  loopwatch export ${session} -o session.jsonl --url ${api.url}`,
+              `  instrument your agent: OTEL_EXPORTER_OTLP_ENDPOINT=${api.url} node --import loopwatch/instrumentation your-agent.js`,
+              '',
+            ].join('\n'),
+          );
+        }
+        if (!detail.findings.length) process.exitCode = 1;
+        if (own && opts.keep) {
+          say(`collector running on ${api.url} (Ctrl-C to stop)`);
+          const stop = () => void own!.close().then(() => process.exit(0));
+          process.once('SIGINT', stop);
+          process.once('SIGTERM', stop);
+          own = null; // the signal handler closes it
+          tempDir = null;
+        }
+      } finally {
+        if (own) await own.close();
+        if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+      }
+    });
+}

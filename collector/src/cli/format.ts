@@ -1,0 +1,49 @@
+// Terminal output helpers: colors only on a terminal (NO_COLOR respected, FORCE_COLOR forces),
+// plain aligned tables, and progress bars on stderr for long work.
+import { SingleBar } from 'cli-progress';
+
+const colorOn = (): boolean => (process.env.FORCE_COLOR ? process.env.FORCE_COLOR !== '0' : !process.env.NO_COLOR && !!process.stdout.isTTY);
+const paint = (code: string) => (s: string) => (colorOn() ? `\x1b[${code}m${s}\x1b[0m` : s);
+export const c = { bold: paint('1'), dim: paint('2'), red: paint('31'), green: paint('32'), yellow: paint('33'), cyan: paint('36'), inverse: paint('7'), magenta: paint('35') };
+
+// eslint-disable-next-line no-control-regex
+const visible = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '').length;
+
+export function table(headers: string[], rows: Array<Array<string | number>>): string {
+  const cells = rows.map((r) => r.map((v) => String(v)));
+  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => visible(r[i] ?? ''))));
+  const line = (r: string[]) => r.map((v, i) => v + ' '.repeat(Math.max(0, widths[i]! - visible(v)))).join('  ').trimEnd();
+  return [c.bold(line(headers)), ...cells.map(line)].join('\n') + '\n';
+}
+
+export function usd(v: number | null | undefined): string {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '-';
+  return v === 0 ? '$0' : v < 0.01 ? `$${v.toFixed(4)}` : `$${v.toFixed(2)}`;
+}
+
+export function pct(v: number | null | undefined): string {
+  return v === null || v === undefined ? '-' : `${(v * 100).toFixed(1)}%`;
+}
+
+export function ms(v: number): string {
+  if (v < 1) return `${(v * 1000).toFixed(0)}µs`;
+  if (v < 1000) return `${v.toFixed(v < 10 ? 1 : 0)}ms`;
+  if (v < 60_000) return `${(v / 1000).toFixed(1)}s`;
+  return `${Math.floor(v / 60_000)}m${Math.round((v % 60_000) / 1000)}s`;
+}
+
+export function short(s: string, n: number): string {
+  return s.length > n ? `${s.slice(0, n - 1)}…` : s;
+}
+
+export function writeJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value) + '\n');
+}
+
+/** A progress bar on stderr when it is a terminal and output is not JSON; otherwise a no-op. */
+export function progress(total: number, opts: { json?: boolean; label: string }): { update(n: number, payload?: Record<string, string>): void; stop(): void } {
+  if (opts.json || !process.stderr.isTTY) return { update() {}, stop() {} };
+  const bar = new SingleBar({ stream: process.stderr, format: `${opts.label} [{bar}] {value}/{total} {stage}`, hideCursor: true, clearOnComplete: true });
+  bar.start(total, 0, { stage: '' });
+  return { update: (n, payload) => bar.update(n, payload), stop: () => bar.stop() };
+}

@@ -1,0 +1,62 @@
+// The CLI's way to a collector: its read API over HTTP (never the embedded database, which the
+// running collector holds locked). --url, else LOOPWATCH_URL, else http://127.0.0.1:4318; a read
+// key from LOOPWATCH_API_KEY goes in `Authorization: Bearer`.
+export const DEFAULT_URL = 'http://127.0.0.1:4318';
+
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+export function resolveUrl(url?: string): string {
+  return (url || process.env.LOOPWATCH_URL || DEFAULT_URL).replace(/\/+$/, '');
+}
+
+export class ApiClient {
+  constructor(
+    readonly url: string,
+    private readonly key = process.env.LOOPWATCH_API_KEY || undefined,
+  ) {}
+
+  private headers(): Record<string, string> {
+    return this.key ? { authorization: `Bearer ${this.key}` } : {};
+  }
+
+  /** Whether a collector answers /healthz at the URL. */
+  async reachable(timeoutMs = 1500): Promise<boolean> {
+    try {
+      const r = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
+      return r.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  async get<T>(path: string, params: Record<string, string | number | undefined> = {}): Promise<T> {
+    const u = new URL(this.url + path);
+    for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') u.searchParams.set(k, String(v));
+    let res: Response;
+    try {
+      res = await fetch(u, { headers: this.headers(), signal: AbortSignal.timeout(120_000) });
+    } catch (err) {
+      throw new CliError(`no collector at ${this.url} (${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}); start one with \`loopwatch up\` or pass --url`, 3);
+    }
+    const text = await res.text();
+    if (!res.ok) {
+      let message = text;
+      try {
+        message = (JSON.parse(text) as { message?: string }).message ?? text;
+      } catch {
+        // not JSON
+      }
+      if (res.status === 401 || res.status === 403) throw new CliError(`${res.status} from ${u.pathname}: ${message} (set LOOPWATCH_API_KEY to a read key)`, 4);
+      if (res.status === 404) throw new CliError(message || `not found: ${u.pathname}`, 5);
+      throw new CliError(`${res.status} from ${u.pathname}: ${message}`);
+    }
+    return JSON.parse(text) as T;
+  }
+}

@@ -1,0 +1,93 @@
+// `loopwatch session <id>`: a terminal timeline of the session's calls, loops highlighted.
+import type { Command } from 'commander';
+import type { SessionScorecardRow } from '../../../queries/src/reports.js';
+import type { CallRow, FindingRow } from '../api/queries.js';
+import { apiFor, positiveInt, withCommon, type CommonOpts } from './common.js';
+import { c, ms, pct, short, usd, writeJson } from './format.js';
+
+export interface SessionDetail {
+  session_id: string;
+  scorecard: SessionScorecardRow | null;
+  total_calls: number;
+  offset: number;
+  calls: CallRow[];
+  findings: FindingRow[];
+}
+
+/** Which findings a call is part of: a call of one of the finding's tools within its span of time. */
+export function loopsOf(call: CallRow, findings: FindingRow[]): FindingRow[] {
+  return findings.filter((f) => call.kind === 'tool' && f.tools.includes(call.name) && call.ts >= f.first_ts && call.ts <= f.last_ts);
+}
+
+const MARKS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
+
+/** Epoch ms of an ISO time with up to nanosecond digits (Date.parse keeps only milliseconds). */
+export function isoMs(iso: string): number {
+  const m = /^(.*T\d{2}:\d{2}:\d{2})(?:\.(\d+))?Z$/.exec(iso);
+  if (!m) return Date.parse(iso);
+  return Date.parse(`${m[1]}Z`) + (m[2] ? Number(`0.${m[2]}`) * 1000 : 0);
+}
+
+export function renderSession(d: SessionDetail): string {
+  const out: string[] = [];
+  const s = d.scorecard;
+  out.push(c.bold(`session ${d.session_id}`) + (s ? c.dim(`  agent ${s.agent}  service ${s.service}${s.model ? `  model ${s.model}` : ''}`) : ''));
+  if (s) {
+    out.push(
+      `  ${s.calls} tool calls, ${s.llm_calls} LLM calls, ${s.errors} errors, ${s.loops_entered} loops entered, ` +
+        `${s.tokens} tokens, ${usd(s.cost_usd)}, wall ${s.wall_time_s.toFixed(1)}s, waste ${pct(s.waste_ratio)}, ${s.ended_cleanly ? c.green('ended cleanly') : c.red('did not end cleanly')}`,
+    );
+  }
+  const detectorMark = new Map<string, string>();
+  if (d.findings.length) {
+    out.push('', c.bold('loops and waste found:'));
+    d.findings.forEach((f, i) => {
+      const mark = MARKS[i % MARKS.length]!;
+      detectorMark.set(f.finding_id, mark);
+      out.push(
+        `  ${c.yellow(mark)} ${c.yellow(f.detector.padEnd(12))} ${f.tools.join(' → ')}  ×${f.repeats}  wasted ${f.wasted_calls} calls` +
+          `${f.wasted_tokens ? `, ${f.wasted_tokens} tokens` : ''}${f.wasted_cost_usd ? `, ${usd(f.wasted_cost_usd)}` : ''}${f.wasted_time_ms ? `, ${ms(f.wasted_time_ms)}` : ''}`,
+      );
+      if (f.message) out.push(`    ${c.dim(f.message)}`);
+    });
+  } else {
+    out.push('', c.green('no loops found (yet: detectors run every few seconds)'));
+  }
+  out.push('', c.bold('timeline:'));
+  const t0 = d.calls[0] ? isoMs(d.calls[0].ts) : 0;
+  d.calls.forEach((call, i) => {
+    const loops = loopsOf(call, d.findings);
+    const marks = d.findings.map((f) => (loops.includes(f) ? detectorMark.get(f.finding_id)! : ' ')).join('');
+    const at = `+${ms(Math.max(0, isoMs(call.ts) - t0))}`.padStart(8);
+    const n = String(d.offset + i + 1).padStart(4);
+    let what: string;
+    if (call.kind === 'llm') {
+      what = `${c.cyan('llm ')} ${short(call.name || '?', 28).padEnd(28)} ${call.input_tokens}→${call.output_tokens} tok ${usd(call.cost_usd)}`;
+    } else {
+      const args = call.arguments ? short(call.arguments.replace(/\s+/g, ' '), 40) : c.dim(`args#${call.args_hash.slice(0, 8)}`);
+      const result = call.status === 'error' ? c.red(short(`${call.error_type}: ${call.error_message}`, 50)) : call.result ? short(call.result.replace(/\s+/g, ' '), 30) : c.dim(`result#${call.result_hash.slice(0, 8)}`);
+      what = `${'tool'} ${short(call.name, 28).padEnd(28)} ${args}  → ${result}`;
+    }
+    const line = `${c.yellow(marks || '')} ${n} ${at} ${ms(call.duration_ms).padStart(7)}  ${what}`;
+    const tag = loops.length ? `  ${c.yellow(`⟲ ${[...new Set(loops.map((f) => f.detector))].join(', ')}`)}` : '';
+    out.push(loops.length ? c.bold(line) + tag : line);
+  });
+  if (d.total_calls > d.offset + d.calls.length) out.push(c.dim(`  … ${d.total_calls - d.offset - d.calls.length} more calls (--offset, --limit, or \`loopwatch export\`)`));
+  return out.join('\n') + '\n';
+}
+
+export function registerSessionCommand(program: Command): void {
+  withCommon(program.command('session'))
+    .description('show one session as a timeline of its tool and LLM calls, loops highlighted')
+    .argument('<id>', 'session id')
+    .option('--offset <n>', 'start at this call (0-based)', (v) => Math.max(0, Number(v) | 0), 0)
+    .option('-n, --limit <n>', 'show at most this many calls', positiveInt, 500)
+    .action(async (id: string, opts: CommonOpts & { offset: number; limit: number }) => {
+      const d = await apiFor(opts).get<SessionDetail>(`/api/v1/sessions/${encodeURIComponent(id)}`, { offset: opts.offset, limit: opts.limit });
+      if (opts.json) {
+        const calls = d.calls.map((call) => ({ ...call, loops: loopsOf(call, d.findings).map((f) => f.detector) }));
+        return writeJson({ ...d, calls });
+      }
+      process.stdout.write(renderSession(d));
+    });
+}

@@ -1,0 +1,69 @@
+// `loopwatch up`: start the collector.
+import { InvalidArgumentError, type Command } from 'commander';
+import { createCollector } from '../collector.js';
+import { loadConfig, type ConfigInput } from '../config.js';
+import { createLogger } from '../logger.js';
+
+function int(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError('must be an integer');
+  return n;
+}
+
+export function registerUpCommand(program: Command): void {
+  program
+    .command('up')
+    .description('start the collector (OTLP/HTTP on :4318) on the embedded store, or a ClickHouse server with --clickhouse-url')
+    .option('--host <host>', 'address to listen on (LOOPWATCH_HOST)')
+    .option('-p, --port <port>', 'port to listen on (LOOPWATCH_PORT)', int)
+    .option('-d, --data-dir <dir>', 'embedded database and spool directory (LOOPWATCH_DATA_DIR)')
+    .option('--clickhouse-url <url>', 'use a ClickHouse server instead of the embedded engine (LOOPWATCH_CLICKHOUSE_URL)')
+    .option('--retention-days <days>', 'keep data this many days (LOOPWATCH_RETENTION_DAYS)', int)
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (LOOPWATCH_LOG_LEVEL)')
+    .option('--keys-file <path>', 'API key hashes, lines of "ingest|read <sha256>" (LOOPWATCH_KEYS_FILE)')
+    .option('--json', 'print the start-up summary as JSON')
+    .action(async (opts: { host?: string; port?: number; dataDir?: string; clickhouseUrl?: string; retentionDays?: number; logLevel?: string; json?: boolean; keysFile?: string }) => {
+      const overrides: ConfigInput = {
+        host: opts.host, port: opts.port, dataDir: opts.dataDir, retentionDays: opts.retentionDays,
+        logLevel: opts.logLevel as ConfigInput['logLevel'],
+        clickhouse: opts.clickhouseUrl ? { url: opts.clickhouseUrl } : undefined,
+        auth: opts.keysFile ? { keysFile: opts.keysFile } : undefined,
+      };
+      const config = loadConfig(overrides);
+      const log = createLogger(config.logLevel);
+      const collector = await createCollector(config, log);
+      const url = await collector.listen();
+      const summary = { url, otlpTracesEndpoint: `${url}/v1/traces`, store: collector.store.mode, storeLocation: collector.store.location };
+      if (opts.json) {
+        process.stdout.write(JSON.stringify(summary) + '\n');
+      } else {
+        process.stdout.write(
+          [
+            `loopwatch collector listening on ${url}`,
+            `  OTLP/HTTP traces: POST ${summary.otlpTracesEndpoint} (protobuf or JSON)`,
+            `  store: ${collector.store.mode} (${collector.store.location})`,
+            '',
+            'Instrument an agent (Node 20+):',
+            `  OTEL_EXPORTER_OTLP_ENDPOINT=${url} node --import loopwatch/instrumentation your-agent.js`,
+            "  or add `import 'loopwatch/instrumentation'` as the first import of your agent.",
+            '',
+          ].join('\n'),
+        );
+      }
+      let closing = false;
+      const shutdown = (signal: string) => {
+        if (closing) return;
+        closing = true;
+        log.info({ signal }, 'shutting down: stop accepting, flush spool to store');
+        collector.close().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            log.error({ err }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
+      process.on('SIGINT', () => shutdown('SIGINT'));
+    });
+}

@@ -1,0 +1,48 @@
+// Model list prices for waste cost: queries/prices/model-prices.json, with an operator's file
+// (LOOPWATCH_MODEL_PRICES) merged over it entry by entry (same model + match replaces), loaded
+// into the model_prices table that the detectors' view prices LLM calls with.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ClickHouseClient } from '@clickhouse/client';
+import { z } from 'zod';
+import { queriesDir } from '../paths.js';
+
+const priceFileSchema = z.object({
+  updated: z.string().regex(/^\d{4}-\d{2}-\d{2}$/),
+  models: z.array(
+    z.object({
+      model: z.string().min(1),
+      match: z.enum(['prefix', 'exact']).default('prefix'),
+      input_per_mtok: z.number().nonnegative(),
+      output_per_mtok: z.number().nonnegative(),
+      cached_input_per_mtok: z.number().nonnegative().default(0),
+    }),
+  ),
+});
+
+export type ModelPrice = z.infer<typeof priceFileSchema>['models'][number];
+
+export const DEFAULT_PRICES_PATH = join(queriesDir, 'prices', 'model-prices.json');
+
+export function readPriceFile(path: string): ModelPrice[] {
+  const parsed = priceFileSchema.safeParse(JSON.parse(readFileSync(path, 'utf8')));
+  if (!parsed.success) throw new Error(`invalid model price file ${path}: ${parsed.error.issues[0]?.path.join('.')} ${parsed.error.issues[0]?.message}`);
+  // Lookup keys are lower case (loopwatch_model_key lowercases the model id too).
+  return parsed.data.models.map((m) => ({ ...m, model: m.model.toLowerCase() }));
+}
+
+/** Defaults with the override file's entries replacing same (model, match) ones. */
+export function mergedPrices(overridePath?: string): ModelPrice[] {
+  const byKey = new Map<string, ModelPrice>();
+  for (const m of readPriceFile(DEFAULT_PRICES_PATH)) byKey.set(`${m.match}:${m.model}`, m);
+  if (overridePath) for (const m of readPriceFile(overridePath)) byKey.set(`${m.match}:${m.model}`, m);
+  return [...byKey.values()];
+}
+
+/** Replaces the model_prices table's contents; returns how many prices were loaded. */
+export async function loadModelPrices(client: ClickHouseClient, overridePath = process.env.LOOPWATCH_MODEL_PRICES || undefined): Promise<number> {
+  const prices = mergedPrices(overridePath);
+  await client.command({ query: 'TRUNCATE TABLE IF EXISTS model_prices' });
+  await client.insert({ table: 'model_prices', values: prices, format: 'JSONEachRow' });
+  return prices.length;
+}

@@ -1,0 +1,370 @@
+// Runs every loop and waste detector (queries/detectors/*.sql) over the sessions that received
+// calls since the last pass, stores new or grown findings in agent_findings, and writes each
+// stored finding version as a `loopwatch.loop` span into the looping session's trace.
+//
+// ## Detector file contract
+// A detector is one file `queries/detectors/<name>.sql` holding one SELECT; <name> ([a-z0-9_]+)
+// becomes the finding's `detector`. Files starting with `_` are skipped.
+//
+// Parameters (ClickHouse `{name:Type}` placeholders; bind only what you use, an unknown one is
+// an error):
+//   {since:DateTime64(3)}, {until:DateTime64(3)}  the pass's window of *insertion* time; read
+//       the calls through `loopwatch_detector_calls(since = {since:DateTime64(3)},
+//       until = {until:DateTime64(3)})` (queries/schema/004_detectors.sql), which returns the
+//       whole, deduplicated history of every session with calls inserted in that window.
+//   every setting of queries/src/detector-defaults.ts in snake_case, e.g.
+//       {repeat_min_run:UInt32}, {budget_max_cost_usd:Float64} (types: DETECTOR_PARAM_TYPES).
+//
+// Columns, one row per finding (required: session_id, first_span_id, last_span_id, repeats):
+//   session_id String, first_span_id String (with detector and session: the finding's identity,
+//   so it must not move as the loop grows), last_span_id String, repeats UInt,
+//   trace_id String, parent_span_id String (parent of the first looping call: where the loop
+//   span hangs), service, agent, model String, tools Array(String),
+//   first_ts, last_ts String (toString(DateTime64(9)): start of the first, end of the last call),
+//   wasted_calls UInt, wasted_tokens, wasted_cost_usd, wasted_time_ns Float,
+//   severity ('info' | 'warning' | 'critical'), message String (a sentence), details String (JSON).
+// A finding is stored as a new version when repeats, wasted_calls or last_span_id change.
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ClickHouseClient } from '@clickhouse/client';
+import {
+  DETECTOR_DEFAULTS,
+  DETECTOR_PARAM_TYPES,
+  resolveDetectorParams,
+  sqlParamName,
+  type DetectorParams,
+} from '../../../queries/src/detector-defaults.js';
+import { queriesDir } from '../paths.js';
+import { queryRows } from '../store/client.js';
+
+export interface DetectorFile {
+  name: string;
+  sql: string;
+  /** Placeholder names the file uses. */
+  params: string[];
+}
+
+export interface RunDetectorsOptions {
+  params?: Partial<DetectorParams>;
+  /** Ignore watermarks: examine every session (still no duplicate findings). */
+  full?: boolean;
+  /** End of the pass's window (default: the store's clock). */
+  now?: Date;
+  /** Directory of detector files (default queries/detectors). */
+  dir?: string;
+}
+
+export interface RunDetectorsResult {
+  /** Findings the detectors report for the sessions examined (stored or already known). */
+  findings: number;
+  /** Findings stored for the first time. */
+  newFindings: number;
+  /** Known findings stored again as a higher version because the loop grew. */
+  grownFindings: number;
+  durationMs: number;
+  /** Findings reported per detector. */
+  perDetector: Record<string, number>;
+  /** Sessions examined (with calls inserted since the oldest watermark). */
+  sessions: number;
+  /** Detectors that failed this pass (their watermark does not move), with the error. */
+  errors: Record<string, string>;
+}
+
+export interface FindingRow {
+  finding_id: string;
+  version: number;
+  detector: string;
+  severity: string;
+  detected_at: string;
+  session_id: string;
+  trace_id: string;
+  service: string;
+  agent: string;
+  model: string;
+  tools: string[];
+  first_span_id: string;
+  last_span_id: string;
+  first_ts: string;
+  last_ts: string;
+  repeats: number;
+  wasted_calls: number;
+  wasted_tokens: number;
+  wasted_cost_usd: number;
+  wasted_time_ns: number;
+  message: string;
+  details: string;
+}
+
+const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_]*):([^{}]+)\}/g;
+
+export function loadDetectorFiles(dir = join(queriesDir, 'detectors')): DetectorFile[] {
+  return readdirSync(dir)
+    .filter((f) => /^[a-z0-9][a-z0-9_]*\.sql$/.test(f))
+    .sort()
+    .map((f) => {
+      const sql = readFileSync(join(dir, f), 'utf8');
+      const params = [...new Set([...stripComments(sql).matchAll(PLACEHOLDER)].map((m) => m[1]!))];
+      return { name: f.slice(0, -4), sql: stripComments(sql), params };
+    });
+}
+
+/** Comments out: they document parameters by name and must not be taken for placeholders. */
+function stripComments(sql: string): string {
+  return sql
+    .split('\n')
+    .filter((l) => !l.trimStart().startsWith('--'))
+    .join('\n')
+    .trim()
+    .replace(/;\s*$/, '');
+}
+
+/** finding_id: stable for (detector, session, first looping span). */
+export function findingId(detector: string, sessionId: string, firstSpanId: string): string {
+  return createHash('sha256').update(`${detector}\n${sessionId}\n${firstSpanId}`).digest('hex').slice(0, 32);
+}
+
+/** The loop span of one finding version. */
+export function loopSpanId(id: string, version: number): string {
+  return createHash('sha256').update(`${id}:${version}`).digest('hex').slice(0, 16);
+}
+
+/** DateTime64 text -> nanoseconds since the epoch (the clock's zone cancels out in differences). */
+function nanos(text: string): bigint {
+  const m = /^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?$/.exec(text);
+  if (!m) return 0n;
+  const ms = Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!);
+  return BigInt(ms) * 1_000_000n + BigInt((m[7] ?? '0').padEnd(9, '0'));
+}
+
+const epochSeconds = (ms: number) => (ms / 1000).toFixed(3);
+// chDB's connection keeps settings from one query to the next: an insert after the loop-span
+// insert must clear its deduplication token, or the store would drop it as a repeat.
+const NO_DEDUP_TOKEN = { insert_deduplication_token: '' };
+const str = (v: unknown) => (v === undefined || v === null ? '' : String(v));
+const num = (v: unknown) => {
+  const n = Number(v);
+  return Number.isFinite(n) ? n : 0;
+};
+
+// One pass at a time per store: a scheduled pass and a manual one must not both store version n+1.
+const running = new WeakMap<ClickHouseClient, Promise<unknown>>();
+
+export async function runDetectors(client: ClickHouseClient, opts: RunDetectorsOptions = {}): Promise<RunDetectorsResult> {
+  const prev = running.get(client) ?? Promise.resolve();
+  const next = prev.catch(() => undefined).then(() => runOnce(client, opts));
+  running.set(client, next);
+  return next;
+}
+
+async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Promise<RunDetectorsResult> {
+  const started = performance.now();
+  const params = resolveDetectorParams(opts.params);
+  const files = loadDetectorFiles(opts.dir);
+  // the store's clock and time zone: insertion times are the store's now64()
+  const [clock] = await queryRows<{ ms: number; text: string }>(
+    client,
+    'SELECT toUnixTimestamp64Milli(t) AS ms, toString(t) AS text FROM (SELECT if({ms:Int64} > 0, fromUnixTimestamp64Milli({ms:Int64}), now64(3)) AS t)',
+    { ms: opts.now ? opts.now.getTime() : 0 },
+  );
+  const untilMs = num(clock?.ms);
+  const watermarks = new Map(
+    (await queryRows<{ detector: string; ms: number }>(
+      client,
+      'SELECT detector, toUnixTimestamp64Milli(watermark) AS ms FROM loopwatch_detector_state FINAL',
+    )).map((r) => [r.detector, num(r.ms)]),
+  );
+  const sinceOf = (name: string): number => {
+    const wm = watermarks.get(name);
+    return opts.full || wm === undefined ? 0 : Math.max(0, wm - params.watermarkOverlapS * 1000);
+  };
+
+  const bound: Record<string, unknown> = { until: epochSeconds(untilMs) };
+  for (const key of Object.keys(DETECTOR_DEFAULTS) as (keyof DetectorParams)[]) bound[sqlParamName(key)] = params[key];
+
+  const perDetector: Record<string, number> = {};
+  const errors: Record<string, string> = {};
+  const candidates: Candidate[] = [];
+  const detectedAt = str(clock?.text);
+  const done: string[] = [];
+  const oldest = files.length ? Math.min(...files.map((f) => sinceOf(f.name))) : 0;
+  const [scanned] = await queryRows<{ n: number }>(
+    client,
+    'SELECT uniqExact(session_id) AS n FROM agent_call_activity WHERE inserted_at > {since:DateTime64(3)} AND inserted_at <= {until:DateTime64(3)}',
+    { since: epochSeconds(oldest), until: epochSeconds(untilMs) },
+  );
+  const sessions = num(scanned?.n);
+  for (const file of files) {
+    // nothing new since any watermark: every detector would return nothing
+    if (sessions === 0) {
+      perDetector[file.name] = 0;
+      done.push(file.name);
+      continue;
+    }
+    try {
+      const values: Record<string, unknown> = {};
+      for (const p of file.params) {
+        if (p === 'since') values.since = epochSeconds(sinceOf(file.name));
+        else if (p in bound) values[p] = bound[p];
+        else throw new Error(`unknown parameter {${p}} (known: since, until, ${Object.keys(DETECTOR_PARAM_TYPES).map(sqlParamName).join(', ')})`);
+      }
+      const rows = await queryRows<Record<string, unknown>>(client, file.sql, values);
+      perDetector[file.name] = rows.length;
+      for (const r of rows) candidates.push(toFinding(file.name, r, detectedAt));
+      done.push(file.name);
+    } catch (err) {
+      errors[file.name] = (err as Error).message;
+    }
+  }
+
+  const { fresh, grown } = await storeFindings(client, candidates);
+
+  if (done.length > 0) {
+    await client.command({
+      query: `INSERT INTO loopwatch_detector_state (detector, watermark)
+               SELECT arrayJoin({names:Array(String)}), fromUnixTimestamp64Milli({ms:Int64})`,
+      query_params: { names: done, ms: untilMs },
+      clickhouse_settings: NO_DEDUP_TOKEN,
+    });
+  }
+  const result: RunDetectorsResult = {
+    findings: candidates.length,
+    newFindings: fresh,
+    grownFindings: grown,
+    durationMs: performance.now() - started,
+    perDetector,
+    sessions,
+    errors,
+  };
+  return result;
+}
+
+/** A detector's row as a finding, plus where its loop span hangs (not a column of agent_findings). */
+type Candidate = FindingRow & { parent_span_id: string };
+
+function toFinding(detector: string, r: Record<string, unknown>, detectedAt: string): Candidate {
+  const session = str(r.session_id);
+  const first = str(r.first_span_id);
+  if (!session || !first) throw new Error(`detector ${detector}: a row without session_id or first_span_id`);
+  const details = r.details === undefined ? '{}' : typeof r.details === 'string' ? r.details : JSON.stringify(r.details);
+  return {
+    finding_id: findingId(detector, session, first),
+    version: 1,
+    detector,
+    severity: str(r.severity) || 'warning',
+    detected_at: detectedAt,
+    session_id: session,
+    trace_id: str(r.trace_id),
+    service: str(r.service),
+    agent: str(r.agent),
+    model: str(r.model),
+    tools: Array.isArray(r.tools) ? r.tools.map(String) : [],
+    first_span_id: first,
+    last_span_id: str(r.last_span_id) || first,
+    first_ts: str(r.first_ts) || '1970-01-01 00:00:00',
+    last_ts: str(r.last_ts) || str(r.first_ts) || '1970-01-01 00:00:00',
+    repeats: Math.max(0, Math.round(num(r.repeats))),
+    wasted_calls: Math.max(0, Math.round(num(r.wasted_calls))),
+    wasted_tokens: Math.max(0, Math.round(num(r.wasted_tokens))),
+    wasted_cost_usd: Math.max(0, num(r.wasted_cost_usd)),
+    wasted_time_ns: Math.max(0, Math.round(num(r.wasted_time_ns))),
+    message: str(r.message) || `${detector} loop in session ${session}`,
+    details,
+    parent_span_id: str(r.parent_span_id),
+  };
+}
+
+/** Stores findings that are new or grew (version + 1) and their loop spans; returns counts. */
+async function storeFindings(client: ClickHouseClient, candidates: Candidate[]): Promise<{ stored: number; fresh: number; grown: number }> {
+  if (candidates.length === 0) return { stored: 0, fresh: 0, grown: 0 };
+  const known = new Map<string, { version: number; repeats: number; wasted_calls: number; last_span_id: string }>();
+  const sessions = [...new Set(candidates.map((c) => c.session_id))];
+  for (let i = 0; i < sessions.length; i += 1000) {
+    const rows = await queryRows<{ finding_id: string; version: number; repeats: number; wasted_calls: number; last_span_id: string }>(
+      client,
+      `SELECT finding_id, version, repeats, wasted_calls, last_span_id FROM agent_findings FINAL
+       WHERE session_id IN {sessions:Array(String)}`,
+      { sessions: sessions.slice(i, i + 1000) },
+    );
+    for (const r of rows) known.set(r.finding_id, { version: num(r.version), repeats: num(r.repeats), wasted_calls: num(r.wasted_calls), last_span_id: r.last_span_id });
+  }
+  const toStore: Candidate[] = [];
+  let fresh = 0;
+  let grown = 0;
+  const seen = new Set<string>();
+  for (const c of candidates) {
+    if (seen.has(c.finding_id)) continue; // a detector reporting one identity twice: first wins
+    seen.add(c.finding_id);
+    const k = known.get(c.finding_id);
+    if (!k) {
+      fresh++;
+      toStore.push(c);
+    } else if (k.repeats !== c.repeats || k.wasted_calls !== c.wasted_calls || k.last_span_id !== c.last_span_id) {
+      grown++;
+      toStore.push({ ...c, version: k.version + 1 });
+    }
+  }
+  if (toStore.length === 0) return { stored: 0, fresh, grown };
+  // Spans first, with a token: a pass that dies between the two inserts re-sends identical
+  // spans, which the engine drops, and then stores the findings.
+  const spans = toStore.map(loopSpanRow);
+  await client.insert({
+    table: 'otel_traces',
+    values: spans,
+    format: 'JSONEachRow',
+    clickhouse_settings: { insert_deduplication_token: createHash('sha256').update(spans.map((s) => s.SpanId).join(',')).digest('hex') },
+  });
+  await client.insert({
+    table: 'agent_findings',
+    values: toStore.map(({ parent_span_id: _parent, ...row }) => row),
+    format: 'JSONEachRow',
+    clickhouse_settings: NO_DEDUP_TOKEN,
+  });
+  return { stored: toStore.length, fresh, grown };
+}
+
+/** A finding version as an otel_traces row (the exporter layout), beside the looping calls. */
+export function loopSpanRow(f: FindingRow & { parent_span_id?: string }): Record<string, unknown> & { SpanId: string } {
+  const start = nanos(f.first_ts);
+  const end = nanos(f.last_ts);
+  return {
+    Timestamp: f.first_ts,
+    TraceId: f.trace_id,
+    SpanId: loopSpanId(f.finding_id, f.version),
+    ParentSpanId: f.parent_span_id ?? '',
+    TraceState: '',
+    SpanName: 'loopwatch.loop',
+    SpanKind: 'Internal',
+    ServiceName: f.service,
+    ResourceAttributes: { 'service.name': f.service },
+    ScopeName: 'loopwatch.detectors',
+    ScopeVersion: '0.1.0',
+    SpanAttributes: {
+      'loop.detector': f.detector,
+      'loop.session_id': f.session_id,
+      'loop.agent': f.agent,
+      'loop.model': f.model,
+      'loop.tools': f.tools.join(','),
+      'loop.repeats': String(f.repeats),
+      'loop.first_span_id': f.first_span_id,
+      'loop.last_span_id': f.last_span_id,
+      'loop.wasted_calls': String(f.wasted_calls),
+      'loop.wasted_tokens': String(f.wasted_tokens),
+      'loop.wasted_cost_usd': String(f.wasted_cost_usd),
+      'loop.wasted_time_ns': String(f.wasted_time_ns),
+      'loop.finding_id': f.finding_id,
+      'loop.version': String(f.version),
+      'loop.severity': f.severity,
+    },
+    Duration: String(end > start ? end - start : 0n),
+    StatusCode: 'Error',
+    StatusMessage: f.message,
+    'Events.Timestamp': [],
+    'Events.Name': [],
+    'Events.Attributes': [],
+    'Links.TraceId': [],
+    'Links.SpanId': [],
+    'Links.TraceState': [],
+    'Links.Attributes': [],
+  };
+}

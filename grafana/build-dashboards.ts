@@ -1,0 +1,894 @@
+// Source of the Loopwatch Grafana dashboards: `npx tsx grafana/build-dashboards.ts` writes
+// grafana/dashboards/*.json. Edit here, not in the JSON (tests/grafana checks they agree).
+//
+// Every panel carries its own SQL for the grafana-clickhouse-datasource plugin, with the
+// plugin's macros: $__timeFilter(col), $__timeInterval(col), $__conditionalAll(cond, $var),
+// template variables as ${var:singlequote}. Findings are read with FINAL (ReplacingMergeTree
+// by version), typed call tables with FINAL too (a span that arrived twice counts once).
+// A finding is placed in time by last_ts (when its waste was last accrued).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+export const DATASOURCE = { type: 'grafana-clickhouse-datasource', uid: 'loopwatch-clickhouse' } as const;
+const PLUGIN_VERSION = '4.0.0';
+
+// ---------------------------------------------------------------------------------------
+// Filters from the template variables (agent, model, service). `$__conditionalAll` turns a
+// filter into 1=1 when "All" is selected. Written as plain strings: `${agent:singlequote}` is
+// Grafana's syntax, not a template literal.
+const cond = (expr: string, v: string) => '$__conditionalAll(' + expr + ' IN (${' + v + ':singlequote}), $' + v + ')';
+
+/** Rows with agent, model, service columns (agent_llm_calls, agent_findings). */
+const F_DIRECT = [cond('agent', 'agent'), cond('model', 'model'), cond('service', 'service')].join(' AND ');
+
+/** agent_tool_calls: tool spans rarely carry a model, so a session belongs to a model when
+ * its tool calls say so or its LLM calls do. */
+const F_TOOLS =
+  [cond('agent', 'agent'), cond('service', 'service')].join(' AND ') +
+  ' AND $__conditionalAll((model IN (${model:singlequote}) OR session_id IN (SELECT session_id FROM agent_llm_calls WHERE $__timeFilter(ts) AND model IN (${model:singlequote}))), $model)';
+
+/** otel_traces loop spans carry loop.agent / loop.model / ServiceName. */
+const F_LOOP_SPANS = [
+  "$__conditionalAll(SpanAttributes['loop.agent'] IN (${agent:singlequote}), $agent)",
+  "$__conditionalAll(SpanAttributes['loop.model'] IN (${model:singlequote}), $model)",
+  '$__conditionalAll(ServiceName IN (${service:singlequote}), $service)',
+].join(' AND ');
+
+// ---------------------------------------------------------------------------------------
+// Panel helpers
+
+interface Target {
+  refId: string;
+  datasource: typeof DATASOURCE;
+  editorType: 'sql';
+  format: number;
+  queryType: 'table' | 'timeseries';
+  rawSql: string;
+  pluginVersion: string;
+}
+
+type Json = Record<string, unknown>;
+
+const FORMAT = { timeseries: 0, table: 1 } as const;
+
+function target(sql: string, kind: 'table' | 'timeseries' = 'table', refId = 'A'): Target {
+  return { refId, datasource: DATASOURCE, editorType: 'sql', format: FORMAT[kind], queryType: kind, rawSql: sql.trim(), pluginVersion: PLUGIN_VERSION };
+}
+
+interface PanelSpec {
+  title: string;
+  description?: string;
+  type: 'stat' | 'timeseries' | 'table' | 'barchart' | 'piechart' | 'bargauge';
+  sql: string;
+  w: number;
+  h: number;
+  unit?: string;
+  decimals?: number;
+  overrides?: Json[];
+  options?: Json;
+  custom?: Json;
+}
+
+/** A link from a trace id cell to the plugin's trace view (the plugin's own "View trace"
+ * link shape: a builder query in trace-id mode on the configured traces table). */
+export function traceLink(title = 'Open trace in the trace view'): Json {
+  return {
+    title,
+    url: '',
+    targetBlank: false,
+    internal: {
+      datasourceUid: DATASOURCE.uid,
+      datasourceName: DATASOURCE.type,
+      query: {
+        refId: 'Trace ID',
+        datasource: DATASOURCE,
+        editorType: 'builder',
+        queryType: 'traces',
+        format: 3,
+        rawSql: '',
+        pluginVersion: PLUGIN_VERSION,
+        builderOptions: {
+          database: 'default',
+          table: 'otel_traces',
+          queryType: 'traces',
+          columns: [
+            { name: 'Timestamp', hint: 'time' },
+            { name: 'TraceId', hint: 'trace_id' },
+            { name: 'SpanId', hint: 'trace_span_id' },
+            { name: 'ParentSpanId', hint: 'trace_parent_span_id' },
+            { name: 'ServiceName', hint: 'trace_service_name' },
+            { name: 'SpanName', hint: 'trace_operation_name' },
+            { name: 'Duration', hint: 'trace_duration_time' },
+            { name: 'SpanAttributes', hint: 'trace_tags' },
+            { name: 'ResourceAttributes', hint: 'trace_service_tags' },
+            { name: 'StatusCode', hint: 'trace_status_code' },
+            { name: 'StatusMessage', hint: 'trace_status_message' },
+            { name: 'SpanKind', hint: 'trace_kind' },
+          ],
+          filters: [],
+          orderBy: [],
+          meta: {
+            minimized: true,
+            isTraceIdMode: true,
+            traceId: '${__value.raw}',
+            otelEnabled: true,
+            otelVersion: 'latest',
+            traceDurationUnit: 'nanoseconds',
+            traceEventsColumnPrefix: 'Events',
+            traceLinksColumnPrefix: 'Links',
+          },
+        },
+      },
+    },
+  };
+}
+
+const traceIdOverride = (column = 'trace_id'): Json => ({
+  matcher: { id: 'byName', options: column },
+  properties: [{ id: 'links', value: [traceLink()] }],
+});
+
+const unitOverride = (column: string, unit: string, extra: Json[] = []): Json => ({
+  matcher: { id: 'byName', options: column },
+  properties: [{ id: 'unit', value: unit }, ...extra],
+});
+
+const rightAxis = (column: string, unit: string): Json => ({
+  matcher: { id: 'byName', options: column },
+  properties: [
+    { id: 'unit', value: unit },
+    { id: 'custom.axisPlacement', value: 'right' },
+  ],
+});
+
+function layout(specs: PanelSpec[][]): Json[] {
+  const panels: Json[] = [];
+  let id = 1;
+  let y = 0;
+  for (const row of specs) {
+    let x = 0;
+    let rowH = 0;
+    for (const p of row) {
+      panels.push(panel(p, id++, { x, y, w: p.w, h: p.h }));
+      x += p.w;
+      rowH = Math.max(rowH, p.h);
+    }
+    y += rowH;
+  }
+  return panels;
+}
+
+function panel(p: PanelSpec, id: number, gridPos: Json): Json {
+  const kind = p.type === 'timeseries' ? 'timeseries' : 'table';
+  const defaults: Json = { ...(p.unit ? { unit: p.unit } : {}), ...(p.decimals !== undefined ? { decimals: p.decimals } : {}) };
+  if (p.custom) defaults.custom = p.custom;
+  if (p.type === 'timeseries') defaults.custom = { drawStyle: 'line', lineWidth: 1, fillOpacity: 10, showPoints: 'auto', spanNulls: true, ...(p.custom ?? {}) };
+  if (p.type === 'table') defaults.custom = { align: 'auto', cellOptions: { type: 'auto' }, filterable: true, ...(p.custom ?? {}) };
+  const options: Json =
+    p.type === 'stat'
+      ? { reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false }, colorMode: 'value', graphMode: 'none', textMode: 'auto', justifyMode: 'auto', orientation: 'auto' }
+      : p.type === 'timeseries'
+        ? { legend: { displayMode: 'list', placement: 'bottom', showLegend: true }, tooltip: { mode: 'multi', sort: 'desc' } }
+        : p.type === 'table'
+          ? { showHeader: true, cellHeight: 'sm', footer: { show: false, reducer: ['sum'], fields: '' } }
+          : p.type === 'piechart'
+            ? { reduceOptions: { calcs: ['lastNotNull'], fields: '', values: true }, pieType: 'donut', legend: { displayMode: 'table', placement: 'right', showLegend: true, values: ['value'] } }
+            : p.type === 'bargauge'
+              ? { reduceOptions: { calcs: ['lastNotNull'], fields: '', values: true }, orientation: 'horizontal', displayMode: 'gradient', showUnfilled: true }
+              : { orientation: 'horizontal', xTickLabelRotation: 0, showValue: 'auto', legend: { displayMode: 'list', placement: 'bottom', showLegend: true } };
+  return {
+    id,
+    type: p.type,
+    title: p.title,
+    ...(p.description ? { description: p.description } : {}),
+    gridPos,
+    datasource: DATASOURCE,
+    targets: [target(p.sql, kind)],
+    fieldConfig: { defaults, overrides: p.overrides ?? [] },
+    options: { ...options, ...(p.options ?? {}) },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Template variables (agent, model, service), from agent_tool_calls; model also from the
+// LLM calls, because tool spans rarely carry the model that asked for them.
+
+function queryVariable(name: string, label: string, sql: string): Json {
+  return {
+    name,
+    label,
+    type: 'query',
+    datasource: DATASOURCE,
+    query: sql,
+    definition: sql,
+    refresh: 2,
+    multi: true,
+    includeAll: true,
+    current: { selected: true, text: ['All'], value: ['$__all'] },
+    options: [],
+    sort: 1,
+    hide: 0,
+    skipUrlSync: false,
+  };
+}
+
+export const VARIABLES: Json[] = [
+  queryVariable('agent', 'Agent', "SELECT DISTINCT agent FROM agent_tool_calls WHERE $__timeFilter(ts) AND agent != '' ORDER BY agent"),
+  queryVariable(
+    'model',
+    'Model',
+    "SELECT model FROM (SELECT DISTINCT model FROM agent_tool_calls WHERE $__timeFilter(ts) AND model != '' UNION DISTINCT SELECT DISTINCT model FROM agent_llm_calls WHERE $__timeFilter(ts) AND model != '') ORDER BY model",
+  ),
+  queryVariable('service', 'Service', "SELECT DISTINCT service FROM agent_tool_calls WHERE $__timeFilter(ts) AND service != '' ORDER BY service"),
+];
+
+// ---------------------------------------------------------------------------------------
+// Shared SQL. Definitions follow queries/reports/session-scorecard.sql and
+// model-reliability.sql (Grafana needs the SQL inline, so it is repeated here):
+// - detectors overlap (a stuck run is also a repeat and redundant), so a session's waste is,
+//   per measure, the largest of the per-detector sums of its findings, never their total;
+// - LLM cost is the reported cost when > 0, else tokens x model_prices;
+// - a tool call belongs to the model of the session's latest LLM call that ended before it.
+
+/** Per session (findings active in the range, degradation apart): loops entered and waste. */
+const SESSION_WASTE = `
+  sw AS (
+    SELECT session_id, any(d_agent) AS agent, any(d_model) AS model, any(d_service) AS service, any(d_trace) AS trace_id,
+           max(d_last) AS last_ts, sum(n) AS loops, arraySort(groupArray(detector)) AS kinds,
+           max(d_calls) AS wasted_calls, max(d_tokens) AS wasted_tokens, max(d_cost) AS wasted_cost_usd, max(d_time) AS wasted_time_ns,
+           argMax(detector, tuple(d_calls, d_cost)) AS top_detector
+    FROM (
+      SELECT session_id, detector, any(agent) AS d_agent, any(model) AS d_model, any(service) AS d_service, any(trace_id) AS d_trace,
+             max(last_ts) AS d_last, count() AS n, sum(wasted_calls) AS d_calls, sum(wasted_tokens) AS d_tokens,
+             sum(wasted_cost_usd) AS d_cost, sum(wasted_time_ns) AS d_time
+      FROM agent_findings FINAL
+      WHERE detector != 'degradation' AND $__timeFilter(last_ts) AND ${F_DIRECT}
+      GROUP BY session_id, detector
+    )
+    GROUP BY session_id
+  )`;
+
+/** LLM calls in the range (with the variables' filters) and their price key. */
+const LLM_CALLS = `
+  llm AS (
+    SELECT session_id, ts, end_ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens, total_tokens,
+           reported_cost_usd, status, loopwatch_model_key(model) AS model_key
+    FROM agent_llm_calls FINAL
+    WHERE $__timeFilter(ts) AND model != '' AND ${F_DIRECT}
+  ),
+  prices AS (
+    SELECT k.model_key AS model_key,
+           argMax(tuple(p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok), tuple(p.match = 'exact', length(p.model))) AS price
+    FROM (SELECT DISTINCT model_key FROM llm) AS k CROSS JOIN (SELECT * FROM model_prices FINAL) AS p
+    WHERE (p.match = 'exact' AND k.model_key = p.model) OR (p.match = 'prefix' AND startsWith(k.model_key, p.model))
+    GROUP BY k.model_key
+  )`;
+
+/** An LLM call's cost, in a query over `llm AS l LEFT JOIN prices AS pr`. */
+const LLM_COST = `if(l.reported_cost_usd > 0, l.reported_cost_usd,
+                      (greatest(toInt64(l.input_tokens) - toInt64(l.cache_read_tokens), 0) * tupleElement(pr.price, 1)
+                       + l.cache_read_tokens * if(tupleElement(pr.price, 3) > 0, tupleElement(pr.price, 3), tupleElement(pr.price, 1))
+                       + l.output_tokens * tupleElement(pr.price, 2)) / 1e6)`;
+
+/** Tool calls in the range attributed to the model that requested them (needs LLM_CALLS). */
+const TOOLS_BY_MODEL = `
+  tools AS (
+    SELECT t.session_id AS session_id, t.ts AS ts, t.tool AS tool, t.status AS status, l.model AS model
+    FROM (
+      SELECT session_id, ts, tool, status FROM agent_tool_calls FINAL
+      WHERE $__timeFilter(ts) AND session_id IN (SELECT session_id FROM llm)
+    ) AS t
+    ASOF INNER JOIN (SELECT session_id, end_ts, model FROM llm) AS l ON t.session_id = l.session_id AND t.ts >= l.end_ts
+  )`;
+
+/** One row per session with a tool call in the range: the scorecard of
+ * queries/reports/session-scorecard.sql (whole history of those sessions), plus its trace. */
+const SESSION_SCORECARD = `
+WITH
+  scope AS (
+    SELECT DISTINCT session_id FROM agent_tool_calls
+    WHERE $__timeFilter(ts) AND ${F_TOOLS}
+  ),
+  calls AS (
+    SELECT session_id, ts, end_ts, span_id, trace_id, tool, args_hash, status, agent, service,
+           row_number() OVER (PARTITION BY session_id ORDER BY ts, span_id) AS seq
+    FROM agent_tool_calls FINAL
+    WHERE session_id IN (SELECT session_id FROM scope)
+  ),
+  marked AS (
+    SELECT *,
+           lagInFrame(tool, 1, '') OVER w = tool AND lagInFrame(args_hash, 1, 0) OVER w = args_hash
+               AND lagInFrame(status, 1, '') OVER w = 'error' AS is_retry
+    FROM calls
+    WINDOW w AS (PARTITION BY session_id ORDER BY seq ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+  ),
+  per_session AS (
+    SELECT session_id, any(agent) AS s_agent, any(service) AS s_service, argMin(trace_id, seq) AS s_trace,
+           count() AS calls, countIf(status = 'error') AS errors, countIf(is_retry) AS retries,
+           argMax(status, seq) AS last_status, max(ts) AS last_call_ts, min(ts) AS first_tool_ts, max(end_ts) AS last_tool_end
+    FROM marked
+    GROUP BY session_id
+  ),
+  recovery AS (
+    SELECT session_id, countIf(first_error > 0) AS failed_tools, countIf(first_error > 0 AND last_ok > first_error) AS recovered_tools
+    FROM (
+      SELECT session_id, tool, minIf(seq, status = 'error') AS first_error, maxIf(seq, status = 'ok') AS last_ok
+      FROM calls GROUP BY session_id, tool
+    )
+    GROUP BY session_id
+  ),
+  findings AS (
+    SELECT session_id, sum(n) AS loops, max(wasted) AS wasted_calls, max(cost) AS wasted_cost, max(last_end) AS last_finding_end,
+           arrayStringConcat(arraySort(groupArray(detector)), ', ') AS kinds
+    FROM (
+      SELECT session_id, detector, count() AS n, sum(wasted_calls) AS wasted, sum(wasted_cost_usd) AS cost, max(last_ts) AS last_end
+      FROM agent_findings FINAL
+      WHERE session_id IN (SELECT session_id FROM scope) AND detector != 'degradation'
+      GROUP BY session_id, detector
+    )
+    GROUP BY session_id
+  ),
+  llm AS (
+    SELECT session_id, model, ts, end_ts, input_tokens, output_tokens, cache_read_tokens, total_tokens, reported_cost_usd,
+           loopwatch_model_key(model) AS model_key
+    FROM agent_llm_calls FINAL
+    WHERE session_id IN (SELECT session_id FROM scope)
+  ),
+  prices AS (
+    SELECT k.model_key AS model_key,
+           argMax(tuple(p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok), tuple(p.match = 'exact', length(p.model))) AS price
+    FROM (SELECT DISTINCT model_key FROM llm) AS k CROSS JOIN (SELECT * FROM model_prices FINAL) AS p
+    WHERE (p.match = 'exact' AND k.model_key = p.model) OR (p.match = 'prefix' AND startsWith(k.model_key, p.model))
+    GROUP BY k.model_key
+  ),
+  llm_session AS (
+    SELECT l.session_id AS session_id, count() AS llm_calls, sum(l.total_tokens) AS tokens,
+           sum(${LLM_COST}) AS cost_usd,
+           topKWeighted(1)(l.model, l.total_tokens)[1] AS model, min(l.ts) AS first_llm_ts, max(l.end_ts) AS last_llm_end
+    FROM llm AS l LEFT JOIN prices AS pr ON l.model_key = pr.model_key
+    GROUP BY l.session_id
+  )
+SELECT
+  s.session_id AS session_id,
+  s.s_trace AS trace_id,
+  s.s_agent AS agent,
+  s.s_service AS service,
+  l.model AS model,
+  if(l.llm_calls > 0, least(s.first_tool_ts, l.first_llm_ts), s.first_tool_ts) AS started,
+  round((toUnixTimestamp64Nano(if(l.llm_calls > 0, greatest(s.last_tool_end, l.last_llm_end), s.last_tool_end))
+         - toUnixTimestamp64Nano(started)) / 1e9, 3) AS wall_time_s,
+  s.calls AS tool_calls,
+  s.errors AS tool_errors,
+  round(s.errors / s.calls, 4) AS error_rate,
+  s.retries AS retries,
+  toUInt8(r.recovered_tools > 0) AS recovered,
+  toUInt8(s.last_status = 'ok' AND NOT (f.loops > 0 AND f.last_finding_end >= s.last_call_ts)) AS ended_cleanly,
+  l.llm_calls AS llm_calls,
+  l.tokens AS tokens,
+  round(l.cost_usd, 6) AS cost_usd,
+  f.loops AS loops,
+  f.kinds AS loop_kinds,
+  least(f.wasted_calls, s.calls) AS wasted_calls,
+  round(f.wasted_cost, 6) AS wasted_cost_usd,
+  round(least(f.wasted_calls, s.calls) / s.calls, 4) AS waste_ratio
+FROM per_session AS s
+LEFT JOIN recovery AS r ON r.session_id = s.session_id
+LEFT JOIN findings AS f ON f.session_id = s.session_id
+LEFT JOIN llm_session AS l ON l.session_id = s.session_id
+ORDER BY started DESC
+LIMIT 500`;
+
+// ---------------------------------------------------------------------------------------
+// Dashboards
+
+const links = [{ title: 'Loopwatch', type: 'dashboards', tags: ['loopwatch'], asDropdown: true, includeVars: true, keepTime: true, icon: 'external link' }];
+
+function dashboard(uid: string, title: string, description: string, panels: Json[], extra: Json = {}): Json {
+  return {
+    uid,
+    title,
+    description,
+    tags: ['loopwatch'],
+    editable: true,
+    graphTooltip: 1,
+    timezone: 'utc',
+    schemaVersion: 39,
+    version: 1,
+    refresh: '30s',
+    time: { from: 'now-24h', to: 'now' },
+    timepicker: {},
+    fiscalYearStartMonth: 0,
+    liveNow: false,
+    links,
+    templating: { list: VARIABLES },
+    annotations: {
+      list: [
+        {
+          builtIn: 1,
+          datasource: { type: 'grafana', uid: '-- Grafana --' },
+          enable: true,
+          hide: true,
+          iconColor: 'rgba(0, 211, 255, 1)',
+          name: 'Annotations & Alerts',
+          type: 'dashboard',
+        },
+        ...((extra.annotations as Json[] | undefined) ?? []),
+      ],
+    },
+    panels,
+  };
+}
+
+const overview = dashboard(
+  'loopwatch-overview',
+  'Loopwatch / Overview',
+  'Sessions, tool calls, loop findings by kind, waste over time, the agents and tools that loop most.',
+  layout([
+    [
+      { title: 'Sessions', type: 'stat', w: 4, h: 4, sql: `SELECT uniqExact(session_id) AS sessions FROM agent_tool_calls FINAL WHERE $__timeFilter(ts) AND ${F_TOOLS}` },
+      { title: 'Tool calls', type: 'stat', w: 4, h: 4, sql: `SELECT count() AS tool_calls FROM agent_tool_calls FINAL WHERE ts >= $__fromTime AND ts <= $__toTime AND ${F_TOOLS}` },
+      {
+        title: 'Tool error rate', type: 'stat', w: 4, h: 4, unit: 'percentunit', decimals: 1,
+        sql: `SELECT countIf(status = 'error') / greatest(count(), 1) AS error_rate FROM agent_tool_calls FINAL WHERE $__timeFilter(ts) AND ${F_TOOLS}`,
+      },
+      {
+        title: 'Loop findings', type: 'stat', w: 4, h: 4,
+        sql: `SELECT countIf(detector != 'degradation') AS findings FROM agent_findings FINAL WHERE $__timeFilter(last_ts) AND ${F_DIRECT}`,
+      },
+      {
+        title: 'Wasted tokens', type: 'stat', w: 4, h: 4, unit: 'short',
+        sql: `WITH${SESSION_WASTE}
+SELECT sum(wasted_tokens) AS wasted_tokens FROM sw`,
+      },
+      {
+        title: 'Wasted cost', type: 'stat', w: 4, h: 4, unit: 'currencyUSD', decimals: 2,
+        sql: `WITH${SESSION_WASTE}
+SELECT sum(wasted_cost_usd) AS wasted_cost_usd FROM sw`,
+      },
+    ],
+    [
+      {
+        title: 'Findings by kind over time', type: 'timeseries', w: 12, h: 8,
+        custom: { drawStyle: 'bars', fillOpacity: 60, stacking: { mode: 'normal', group: 'A' } },
+        sql: `
+SELECT $__timeInterval(last_ts) AS time, detector, count() AS findings
+FROM agent_findings FINAL
+WHERE $__timeFilter(last_ts) AND ${F_DIRECT}
+GROUP BY time, detector
+ORDER BY time`,
+      },
+      {
+        title: 'Waste over time (tokens, cost)', type: 'timeseries', w: 12, h: 8, unit: 'short',
+        overrides: [rightAxis('wasted_cost_usd', 'currencyUSD')],
+        description: 'A session’s waste is placed at its last loop’s end; overlapping detectors are not added up.',
+        sql: `
+WITH${SESSION_WASTE}
+SELECT $__timeInterval(last_ts) AS time, sum(wasted_tokens) AS wasted_tokens, sum(wasted_cost_usd) AS wasted_cost_usd
+FROM sw
+GROUP BY time
+ORDER BY time`,
+      },
+    ],
+    [
+      {
+        title: 'Tool calls over time by status', type: 'timeseries', w: 12, h: 8,
+        custom: { stacking: { mode: 'normal', group: 'A' } },
+        sql: `
+SELECT $__timeInterval(ts) AS time, status, count() AS calls
+FROM agent_tool_calls FINAL
+WHERE $__timeFilter(ts) AND ${F_TOOLS}
+GROUP BY time, status
+ORDER BY time`,
+      },
+      {
+        title: 'Findings by kind', type: 'piechart', w: 12, h: 8,
+        sql: `
+SELECT detector AS kind, count() AS findings
+FROM agent_findings FINAL
+WHERE $__timeFilter(last_ts) AND ${F_DIRECT}
+GROUP BY kind
+ORDER BY findings DESC`,
+      },
+    ],
+    [
+      {
+        title: 'Top looping agents', type: 'table', w: 12, h: 8,
+        overrides: [unitOverride('wasted_cost_usd', 'currencyUSD')],
+        description: 'loops: loop findings; waste per session is the largest detector’s (detectors overlap).',
+        sql: `
+WITH${SESSION_WASTE}
+SELECT agent, sum(loops) AS loops, count() AS sessions, sum(wasted_calls) AS wasted_calls, sum(wasted_tokens) AS wasted_tokens,
+       round(sum(wasted_cost_usd), 6) AS wasted_cost_usd
+FROM sw
+GROUP BY agent
+ORDER BY loops DESC, wasted_cost_usd DESC
+LIMIT 10`,
+      },
+      {
+        title: 'Top looping tools', type: 'table', w: 12, h: 8,
+        description: 'loops: loop findings naming the tool. Waste: each session’s largest detector, a finding over several tools (an oscillation) split evenly between them.',
+        overrides: [unitOverride('wasted_cost_usd', 'currencyUSD')],
+        sql: `
+WITH${SESSION_WASTE}
+SELECT tool, count() AS loops, uniqExact(session_id) AS sessions, groupUniqArray(agent) AS agents,
+       round(sumIf(wasted_calls / length(tools), (session_id, detector) IN (SELECT session_id, top_detector FROM sw)), 1) AS wasted_calls,
+       round(sumIf(wasted_cost_usd / length(tools), (session_id, detector) IN (SELECT session_id, top_detector FROM sw)), 6) AS wasted_cost_usd
+FROM agent_findings FINAL
+ARRAY JOIN tools AS tool
+WHERE $__timeFilter(last_ts) AND detector != 'degradation' AND ${F_DIRECT}
+GROUP BY tool
+ORDER BY loops DESC, wasted_cost_usd DESC
+LIMIT 10`,
+      },
+    ],
+  ]),
+);
+
+const sessions = dashboard(
+  'loopwatch-sessions',
+  'Loopwatch / Sessions',
+  'One scorecard row per agent session; a trace id opens the session in the trace view.',
+  layout([
+    [
+      {
+        title: 'Sessions over time', type: 'timeseries', w: 24, h: 7,
+        sql: `
+SELECT $__timeInterval(started) AS time, count() AS sessions, countIf(looped) AS looping_sessions
+FROM (
+  SELECT session_id, min(ts) AS started,
+         session_id IN (SELECT session_id FROM agent_findings FINAL WHERE detector != 'degradation') AS looped
+  FROM agent_tool_calls FINAL
+  WHERE $__timeFilter(ts) AND ${F_TOOLS}
+  GROUP BY session_id
+)
+GROUP BY time
+ORDER BY time`,
+      },
+    ],
+    [
+      {
+        title: 'Session scorecard', type: 'table', w: 24, h: 14,
+        description: 'waste_ratio = wasted calls / tool calls. Click a trace id to open the session in the trace view.',
+        overrides: [
+          traceIdOverride('trace_id'),
+          unitOverride('cost_usd', 'currencyUSD'),
+          unitOverride('wasted_cost_usd', 'currencyUSD'),
+          unitOverride('error_rate', 'percentunit'),
+          unitOverride('waste_ratio', 'percentunit', [{ id: 'custom.cellOptions', value: { type: 'color-background', mode: 'gradient' } }, { id: 'thresholds', value: { mode: 'absolute', steps: [{ color: 'green', value: null }, { color: 'orange', value: 0.1 }, { color: 'red', value: 0.3 }] } }]),
+          unitOverride('wall_time_s', 's'),
+        ],
+        sql: SESSION_SCORECARD,
+      },
+    ],
+    [
+      {
+        title: 'Loop spans (loopwatch.loop)', type: 'table', w: 24, h: 9,
+        description: 'The span each finding writes into the looping session’s trace; click a trace id to see it in place.',
+        overrides: [traceIdOverride('trace_id'), unitOverride('wasted_cost_usd', 'currencyUSD')],
+        sql: `
+SELECT Timestamp AS time, TraceId AS trace_id, ServiceName AS service,
+       SpanAttributes['loop.agent'] AS agent, SpanAttributes['loop.detector'] AS detector,
+       SpanAttributes['loop.severity'] AS severity, SpanAttributes['loop.tools'] AS tools,
+       toUInt32OrZero(SpanAttributes['loop.repeats']) AS repeats,
+       toFloat64OrZero(SpanAttributes['loop.wasted_cost_usd']) AS wasted_cost_usd,
+       SpanAttributes['loop.session_id'] AS session_id, StatusMessage AS message
+FROM otel_traces
+WHERE $__timeFilter(Timestamp) AND SpanName = 'loopwatch.loop' AND SpanAttributes['loop.detector'] != 'degradation' AND ${F_LOOP_SPANS}
+ORDER BY Timestamp DESC
+LIMIT 500`,
+      },
+    ],
+  ]),
+);
+
+const loops = dashboard(
+  'loopwatch-loops',
+  'Loopwatch / Loops & waste',
+  'Every loop finding, and the calls, tokens, money and time it wasted by agent, model and tool.',
+  layout([
+    [
+      {
+        title: 'Findings', type: 'table', w: 24, h: 12,
+        overrides: [traceIdOverride('trace_id'), unitOverride('wasted_cost_usd', 'currencyUSD'), unitOverride('wasted_time_s', 's')],
+        sql: `
+SELECT last_ts AS time, detector, severity, agent, model, service, arrayStringConcat(tools, ', ') AS tools,
+       repeats, wasted_calls, wasted_tokens, round(wasted_cost_usd, 6) AS wasted_cost_usd,
+       round(wasted_time_ns / 1e9, 3) AS wasted_time_s, message, session_id, trace_id
+FROM agent_findings FINAL
+WHERE $__timeFilter(last_ts) AND ${F_DIRECT}
+ORDER BY last_ts DESC
+LIMIT 1000`,
+      },
+    ],
+    [
+      {
+        title: 'Waste by agent', type: 'table', w: 8, h: 9,
+        overrides: [unitOverride('wasted_cost_usd', 'currencyUSD'), unitOverride('wasted_time_s', 's')],
+        sql: `
+WITH${SESSION_WASTE}
+SELECT agent, sum(loops) AS findings, count() AS sessions, sum(wasted_calls) AS wasted_calls, sum(wasted_tokens) AS wasted_tokens,
+       round(sum(wasted_cost_usd), 6) AS wasted_cost_usd, round(sum(wasted_time_ns) / 1e9, 3) AS wasted_time_s
+FROM sw
+GROUP BY agent
+ORDER BY wasted_cost_usd DESC`,
+      },
+      {
+        title: 'Waste by model', type: 'table', w: 8, h: 9,
+        overrides: [unitOverride('wasted_cost_usd', 'currencyUSD'), unitOverride('wasted_time_s', 's')],
+        sql: `
+WITH${SESSION_WASTE}
+SELECT model, sum(loops) AS findings, count() AS sessions, sum(wasted_calls) AS wasted_calls, sum(wasted_tokens) AS wasted_tokens,
+       round(sum(wasted_cost_usd), 6) AS wasted_cost_usd, round(sum(wasted_time_ns) / 1e9, 3) AS wasted_time_s
+FROM sw
+GROUP BY model
+ORDER BY wasted_cost_usd DESC`,
+      },
+      {
+        title: 'Waste by tool', type: 'table', w: 8, h: 9,
+        description: 'Waste of each session’s largest detector; a finding over several tools splits its waste evenly between them.',
+        overrides: [unitOverride('wasted_cost_usd', 'currencyUSD')],
+        sql: `
+WITH${SESSION_WASTE}
+SELECT tool, count() AS findings,
+       round(sumIf(wasted_calls / length(tools), (session_id, detector) IN (SELECT session_id, top_detector FROM sw)), 1) AS wasted_calls,
+       round(sumIf(wasted_tokens / length(tools), (session_id, detector) IN (SELECT session_id, top_detector FROM sw))) AS wasted_tokens,
+       round(sumIf(wasted_cost_usd / length(tools), (session_id, detector) IN (SELECT session_id, top_detector FROM sw)), 6) AS wasted_cost_usd
+FROM agent_findings FINAL
+ARRAY JOIN tools AS tool
+WHERE $__timeFilter(last_ts) AND detector != 'degradation' AND ${F_DIRECT}
+GROUP BY tool
+ORDER BY wasted_cost_usd DESC`,
+      },
+    ],
+    [
+      {
+        title: 'Wasted cost by detector over time', type: 'timeseries', w: 12, h: 8, unit: 'currencyUSD',
+        description: 'Each detector’s own findings: detectors overlap, so the series are not to be added up.',
+        custom: { drawStyle: 'bars', fillOpacity: 60, stacking: { mode: 'normal', group: 'A' } },
+        sql: `
+SELECT $__timeInterval(last_ts) AS time, detector, sum(wasted_cost_usd) AS wasted_cost_usd
+FROM agent_findings FINAL
+WHERE $__timeFilter(last_ts) AND detector != 'degradation' AND ${F_DIRECT}
+GROUP BY time, detector
+ORDER BY time`,
+      },
+      {
+        title: 'Wasted calls by detector and severity', type: 'barchart', w: 12, h: 8,
+        options: { stacking: 'normal' },
+        sql: `
+SELECT detector, sumIf(wasted_calls, severity = 'critical') AS critical, sumIf(wasted_calls, severity = 'warning') AS warning,
+       sumIf(wasted_calls, severity NOT IN ('critical', 'warning')) AS other
+FROM agent_findings FINAL
+WHERE $__timeFilter(last_ts) AND detector != 'degradation' AND ${F_DIRECT}
+GROUP BY detector
+ORDER BY detector`,
+      },
+    ],
+  ]),
+);
+
+const tools = dashboard(
+  'loopwatch-tools',
+  'Loopwatch / Tools',
+  'Calls, error rate and latency percentiles (p50, p95, p99) per tool.',
+  layout([
+    [
+      {
+        title: 'Tools', type: 'table', w: 24, h: 10,
+        overrides: [unitOverride('error_rate', 'percentunit'), unitOverride('p50_ms', 'ms'), unitOverride('p95_ms', 'ms'), unitOverride('p99_ms', 'ms')],
+        sql: `
+SELECT tool, count() AS calls, countIf(status = 'error') AS errors, round(errors / calls, 4) AS error_rate,
+       uniqExact(session_id) AS sessions, round(calls / sessions, 2) AS calls_per_session,
+       round(quantileExact(0.5)(duration_ns) / 1e6, 3) AS p50_ms,
+       round(quantileExact(0.95)(duration_ns) / 1e6, 3) AS p95_ms,
+       round(quantileExact(0.99)(duration_ns) / 1e6, 3) AS p99_ms
+FROM agent_tool_calls FINAL
+WHERE $__timeFilter(ts) AND ${F_TOOLS}
+GROUP BY tool
+ORDER BY calls DESC`,
+      },
+    ],
+    [
+      {
+        title: 'Calls per tool', type: 'timeseries', w: 8, h: 8,
+        sql: `
+SELECT $__timeInterval(ts) AS time, tool, count() AS calls
+FROM agent_tool_calls FINAL
+WHERE $__timeFilter(ts) AND ${F_TOOLS}
+GROUP BY time, tool
+ORDER BY time`,
+      },
+      {
+        title: 'Error rate per tool', type: 'timeseries', w: 8, h: 8, unit: 'percentunit',
+        sql: `
+SELECT $__timeInterval(ts) AS time, tool, countIf(status = 'error') / count() AS error_rate
+FROM agent_tool_calls FINAL
+WHERE $__timeFilter(ts) AND ${F_TOOLS}
+GROUP BY time, tool
+ORDER BY time`,
+      },
+      {
+        title: 'Latency p95 per tool', type: 'timeseries', w: 8, h: 8, unit: 'ms',
+        sql: `
+SELECT $__timeInterval(ts) AS time, tool, quantile(0.95)(duration_ns) / 1e6 AS p95_ms
+FROM agent_tool_calls FINAL
+WHERE $__timeFilter(ts) AND ${F_TOOLS}
+GROUP BY time, tool
+ORDER BY time`,
+      },
+    ],
+    [
+      {
+        title: 'Top tool errors', type: 'table', w: 24, h: 8,
+        sql: `
+SELECT tool, error_type, any(error_message) AS example_message, count() AS errors,
+       uniqExact(session_id) AS sessions, max(ts) AS last_seen
+FROM agent_tool_calls FINAL
+WHERE $__timeFilter(ts) AND status = 'error' AND ${F_TOOLS}
+GROUP BY tool, error_type
+ORDER BY errors DESC
+LIMIT 50`,
+      },
+    ],
+  ]),
+);
+
+const models = dashboard(
+  'loopwatch-models',
+  'Loopwatch / Models',
+  'Per-model reliability (tool-call error rate, loop rate, recovery rate, cost per session, latency) and its daily trend, with degradation findings.',
+  layout([
+    [
+      {
+        title: 'Model reliability', type: 'table', w: 24, h: 9,
+        description:
+          'Per model over the range, as queries/reports/model-reliability.sql per day. A tool call belongs to the model whose LLM call requested it. loop_rate = sessions with a loop finding / sessions; recovery_rate = sessions where a failed tool later succeeded / sessions with a failed tool; cost = reported, else tokens x model_prices.',
+        overrides: [
+          unitOverride('tool_error_rate', 'percentunit'),
+          unitOverride('loop_rate', 'percentunit'),
+          unitOverride('recovery_rate', 'percentunit'),
+          unitOverride('llm_error_rate', 'percentunit'),
+          unitOverride('cost_per_session_usd', 'currencyUSD'),
+          unitOverride('llm_p50_ms', 'ms'),
+          unitOverride('llm_p95_ms', 'ms'),
+          unitOverride('llm_p99_ms', 'ms'),
+        ],
+        sql: `
+WITH
+${LLM_CALLS},
+  llm_model AS (
+    SELECT l.model AS model, uniqExact(l.session_id) AS sessions, count() AS llm_calls, countIf(l.status = 'error') AS llm_errors,
+           sum(l.total_tokens) AS tokens, sum(${LLM_COST}) AS cost_usd,
+           quantilesExact(0.5, 0.95, 0.99)(l.duration_ns / 1e6) AS latency_ms
+    FROM llm AS l LEFT JOIN prices AS pr ON l.model_key = pr.model_key
+    GROUP BY model
+  ),
+${TOOLS_BY_MODEL},
+  tool_slices AS (
+    SELECT model, session_id, tool, count() AS calls, countIf(status = 'error') AS errors,
+           minIf(ts, status = 'error') AS first_error, maxIf(ts, status = 'ok') AS last_ok
+    FROM tools GROUP BY model, session_id, tool
+  ),
+  session_slices AS (
+    SELECT model, session_id, sum(calls) AS session_calls, sum(errors) AS session_errors,
+           max(errors > 0 AND last_ok > first_error) AS recovered
+    FROM tool_slices GROUP BY model, session_id
+  ),
+  tool_model AS (
+    SELECT model, sum(session_calls) AS tool_calls, sum(session_errors) AS tool_errors,
+           countIf(session_errors > 0) AS error_sessions, countIf(session_errors > 0 AND recovered) AS recovered_sessions
+    FROM session_slices GROUP BY model
+  ),
+  loop_model AS (
+    SELECT model, uniqExact(session_id) AS loop_sessions
+    FROM llm
+    WHERE session_id IN (SELECT session_id FROM agent_findings FINAL WHERE detector != 'degradation')
+    GROUP BY model
+  )
+SELECT
+  d.model AS model,
+  d.sessions AS sessions,
+  t.tool_calls AS tool_calls,
+  round(if(t.tool_calls > 0, t.tool_errors / t.tool_calls, 0), 4) AS tool_error_rate,
+  round(lp.loop_sessions / d.sessions, 4) AS loop_rate,
+  if(t.error_sessions > 0, round(t.recovered_sessions / t.error_sessions, 4), NULL) AS recovery_rate,
+  d.llm_calls AS llm_calls,
+  round(d.llm_errors / d.llm_calls, 4) AS llm_error_rate,
+  d.tokens AS tokens,
+  round(d.cost_usd / d.sessions, 6) AS cost_per_session_usd,
+  round(d.latency_ms[1], 1) AS llm_p50_ms,
+  round(d.latency_ms[2], 1) AS llm_p95_ms,
+  round(d.latency_ms[3], 1) AS llm_p99_ms
+FROM llm_model AS d
+LEFT JOIN tool_model AS t ON t.model = d.model
+LEFT JOIN loop_model AS lp ON lp.model = d.model
+ORDER BY sessions DESC, model`,
+      },
+    ],
+    [
+      {
+        title: 'Tool-call error rate by model, daily', type: 'timeseries', w: 12, h: 8, unit: 'percentunit',
+        sql: `
+WITH
+${LLM_CALLS},
+${TOOLS_BY_MODEL}
+SELECT toDateTime(toStartOfDay(ts)) AS time, model, countIf(status = 'error') / count() AS tool_error_rate
+FROM tools
+GROUP BY time, model
+ORDER BY time`,
+      },
+      {
+        title: 'LLM latency p95 by model, daily', type: 'timeseries', w: 12, h: 8, unit: 'ms',
+        sql: `
+SELECT toDateTime(toStartOfDay(ts)) AS time, model, quantileExact(0.95)(duration_ns) / 1e6 AS p95_ms
+FROM agent_llm_calls FINAL
+WHERE $__timeFilter(ts) AND model != '' AND ${F_DIRECT}
+GROUP BY time, model
+ORDER BY time`,
+      },
+    ],
+    [
+      {
+        title: 'Cost per session by model, daily', type: 'timeseries', w: 12, h: 8, unit: 'currencyUSD',
+        sql: `
+WITH
+${LLM_CALLS}
+SELECT toDateTime(toStartOfDay(l.ts)) AS time, l.model AS model, sum(${LLM_COST}) / uniqExact(l.session_id) AS cost_per_session_usd
+FROM llm AS l LEFT JOIN prices AS pr ON l.model_key = pr.model_key
+GROUP BY time, model
+ORDER BY time`,
+      },
+      {
+        title: 'Degradation findings', type: 'table', w: 12, h: 8,
+        description: 'A model-day worse than the same model’s trailing 7 days (tool error rate, loop rate or latency).',
+        sql: `
+SELECT detected_at AS time, model, agent, service, severity, arrayStringConcat(tools, ', ') AS worse, message, details
+FROM agent_findings FINAL
+WHERE $__timeFilter(last_ts) AND detector = 'degradation' AND ${F_DIRECT}
+ORDER BY detected_at DESC
+LIMIT 200`,
+      },
+    ],
+  ]),
+  {
+    annotations: [
+      {
+        name: 'Degradation findings',
+        datasource: DATASOURCE,
+        enable: true,
+        hide: false,
+        iconColor: 'red',
+        target: target(
+          `SELECT detected_at AS time, concat(model, ': ', message) AS text, arrayStringConcat([detector, severity, model], ',') AS tags
+FROM agent_findings FINAL
+WHERE $__timeFilter(detected_at) AND detector = 'degradation'
+ORDER BY detected_at DESC
+LIMIT 100`,
+          'table',
+          'Anno',
+        ),
+      },
+    ],
+  },
+);
+
+export const DASHBOARDS: Record<string, Json> = {
+  'overview.json': overview,
+  'sessions.json': sessions,
+  'loops-and-waste.json': loops,
+  'tools.json': tools,
+  'models.json': models,
+};
+
+export const dashboardsDir = join(dirname(fileURLToPath(import.meta.url)), 'dashboards');
+
+export function renderDashboard(d: Json): string {
+  return JSON.stringify(d, null, 2) + '\n';
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  mkdirSync(dashboardsDir, { recursive: true });
+  for (const [file, d] of Object.entries(DASHBOARDS)) writeFileSync(join(dashboardsDir, file), renderDashboard(d));
+  process.stdout.write(`wrote ${Object.keys(DASHBOARDS).length} dashboards to ${dashboardsDir}\n`);
+}

@@ -1,0 +1,127 @@
+// LLM call cost from the model price table the collector also loads (queries/prices/model-prices.json),
+// so a span's loopwatch.cost_usd and the collector's computed waste agree. An operator's file
+// (LOOPWATCH_MODEL_PRICES, same shape) or configurePrices() entries replace same (model, match) ones.
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface ModelPrice {
+  /** Model id or prefix, compared lower case after the provider path (openai/gpt-4o -> gpt-4o). */
+  model: string;
+  match: 'prefix' | 'exact';
+  /** USD per million input tokens (not cached). */
+  input_per_mtok: number;
+  output_per_mtok: number;
+  /** USD per million cache-read input tokens; 0 = priced as ordinary input. */
+  cached_input_per_mtok?: number;
+}
+
+export interface PriceFile {
+  updated: string;
+  models: ModelPrice[];
+}
+
+/** Token counts of one LLM call, GenAI-semconv style: inputTokens includes cache reads and writes. */
+export interface TokenUsage {
+  inputTokens?: number;
+  outputTokens?: number;
+  cacheReadTokens?: number;
+  cacheCreationTokens?: number;
+}
+
+function findPriceFile(): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = join(dir, 'queries', 'prices', 'model-prices.json');
+    if (existsSync(candidate)) return candidate;
+    const up = dirname(dir);
+    if (up === dir) return undefined;
+    dir = up;
+  }
+}
+
+function validEntries(data: unknown, source: string): ModelPrice[] {
+  const models = (data as { models?: unknown })?.models;
+  if (!Array.isArray(models)) throw new Error(`model price file ${source}: "models" must be an array`);
+  return models.map((m: Partial<ModelPrice>, i) => {
+    if (typeof m?.model !== 'string' || !m.model || typeof m.input_per_mtok !== 'number' || typeof m.output_per_mtok !== 'number') {
+      throw new Error(`model price file ${source}: models[${i}] needs model, input_per_mtok, output_per_mtok`);
+    }
+    return {
+      model: m.model.toLowerCase(),
+      match: m.match === 'exact' ? 'exact' : 'prefix',
+      input_per_mtok: m.input_per_mtok,
+      output_per_mtok: m.output_per_mtok,
+      cached_input_per_mtok: typeof m.cached_input_per_mtok === 'number' ? m.cached_input_per_mtok : 0,
+    };
+  });
+}
+
+function readEntries(path: string): ModelPrice[] {
+  return validEntries(JSON.parse(readFileSync(path, 'utf8')) as unknown, path);
+}
+
+let table: Map<string, ModelPrice> | undefined;
+const cache = new Map<string, ModelPrice | null>();
+
+function put(into: Map<string, ModelPrice>, entries: ModelPrice[]): void {
+  for (const e of entries) into.set(`${e.match}:${e.model}`, e);
+}
+
+function prices(): Map<string, ModelPrice> {
+  if (table) return table;
+  table = new Map();
+  const bundled = findPriceFile();
+  if (bundled) put(table, readEntries(bundled));
+  const override = process.env.LOOPWATCH_MODEL_PRICES;
+  if (override) put(table, readEntries(override));
+  return table;
+}
+
+/**
+ * Adds or replaces prices (same model + match replaces), from entries or a file of the price
+ * file's shape; `{ replace: true }` drops the bundled table first.
+ */
+export function configurePrices(source: ModelPrice[] | PriceFile | { path: string }, opts: { replace?: boolean } = {}): void {
+  const entries = 'path' in source ? readEntries(source.path) : validEntries(Array.isArray(source) ? { models: source } : source, 'configurePrices');
+  if (opts.replace) table = new Map();
+  put(prices(), entries);
+  cache.clear();
+}
+
+/** Lookup key of a model id: lower case, provider path dropped, Bedrock's [region.]anthropic. dropped (as loopwatch_model_key in SQL). */
+export function modelKey(model: string): string {
+  const last = model.split('/').pop() ?? model;
+  return last.toLowerCase().replace(/^([a-z]{2}\.)?anthropic\./, '');
+}
+
+/** The price entry for a model: an exact match wins, then the longest prefix. */
+export function priceFor(model: string): ModelPrice | undefined {
+  const key = modelKey(model);
+  const hit = cache.get(key);
+  if (hit !== undefined) return hit ?? undefined;
+  let best: ModelPrice | undefined;
+  for (const p of prices().values()) {
+    if (p.match === 'exact' ? p.model === key : key.startsWith(p.model)) {
+      if (!best || (p.match === 'exact' && best.match !== 'exact') || (p.match === best.match && p.model.length > best.model.length)) best = p;
+    }
+  }
+  cache.set(key, best ?? null);
+  return best;
+}
+
+/**
+ * USD cost of one call, or undefined for a model without a price. Cache reads are priced at
+ * cached_input_per_mtok (input price when 0), other input tokens (cache writes included) at the
+ * input price: the formula the collector's reports use.
+ */
+export function costUsd(model: string | undefined, usage: TokenUsage): number | undefined {
+  if (!model) return undefined;
+  const p = priceFor(model);
+  if (!p) return undefined;
+  const input = usage.inputTokens ?? 0;
+  const cacheRead = usage.cacheReadTokens ?? 0;
+  const cachedPrice = p.cached_input_per_mtok && p.cached_input_per_mtok > 0 ? p.cached_input_per_mtok : p.input_per_mtok;
+  const usd = (Math.max(input - cacheRead, 0) * p.input_per_mtok + cacheRead * cachedPrice + (usage.outputTokens ?? 0) * p.output_per_mtok) / 1e6;
+  return Math.round(usd * 1e9) / 1e9;
+}

@@ -1,0 +1,112 @@
+// Connects a LoopGuard to the instrumentation's tool hooks (traceTool / wrapTools calls).
+// warn: a loop found in the completed calls is logged and recorded as a
+// `loopwatch.loop_detected` event on the tool span that completed it. halt: the same, and a
+// call that would continue a detected loop throws LoopDetectedError before it runs (the agent
+// can catch it, e.g. to re-plan); the stopped call's span records the error.
+import type { Span } from '@opentelemetry/api';
+import type { DetectorParams } from '../../../queries/src/detector-defaults.js';
+import { beforeToolCall, onToolCall } from '../api.js';
+import { LoopDetectedError, LoopGuard, type GuardFinding } from './loop-guard.js';
+
+export type GuardPolicy = 'warn' | 'halt' | 'off';
+
+export interface EnableLoopGuardOptions {
+  /** Default: LOOPWATCH_GUARD, else 'warn'. */
+  policy?: GuardPolicy;
+  params?: Partial<DetectorParams>;
+  /** Where warnings go (default console.warn). */
+  log?: (message: string, finding: GuardFinding) => void;
+  /** Called for every new finding, whatever the policy. */
+  onLoop?: (finding: GuardFinding) => void;
+  maxSessions?: number;
+}
+
+export interface LoopGuardHandle {
+  guard: LoopGuard;
+  policy: GuardPolicy;
+  disable(): void;
+}
+
+export function guardPolicyFromEnv(env: NodeJS.ProcessEnv = process.env): GuardPolicy | undefined {
+  const v = env.LOOPWATCH_GUARD?.trim().toLowerCase();
+  return v === 'warn' || v === 'halt' || v === 'off' ? v : undefined;
+}
+
+function spanIds(span: Span): { spanId: string; traceId: string; parentSpanId: string | undefined } {
+  const ctx = span.spanContext();
+  // SDK 2.x exposes parentSpanContext, 1.x parentSpanId (both on the SDK's span object)
+  const s = span as unknown as { parentSpanContext?: { spanId?: string }; parentSpanId?: string };
+  return { spanId: ctx.spanId, traceId: ctx.traceId, parentSpanId: s.parentSpanContext?.spanId ?? s.parentSpanId };
+}
+
+function eventAttributes(f: GuardFinding, action: 'warn' | 'halt'): Record<string, string | number> {
+  return {
+    'loop.detector': f.kind,
+    'loop.session_id': f.sessionId,
+    'loop.first_span_id': f.firstSpanId,
+    'loop.last_span_id': f.lastSpanId,
+    'loop.repeats': f.repeats,
+    'loop.severity': f.severity,
+    'loop.tools': f.tools.join(','),
+    'loop.action': action,
+    'loop.message': f.message,
+  };
+}
+
+let current: LoopGuardHandle | null = null;
+
+/** Starts the guard (replacing one started before); returns it with a disable function. */
+export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHandle {
+  current?.disable();
+  const policy = opts.policy ?? guardPolicyFromEnv() ?? 'warn';
+  const guard = new LoopGuard({ params: opts.params, maxSessions: opts.maxSessions });
+  const log = opts.log ?? ((message: string) => console.warn(`[loopwatch] ${message}`));
+  const unsubscribe: (() => void)[] = [];
+  if (policy !== 'off') {
+    unsubscribe.push(
+      onToolCall((call) => {
+        const ids = spanIds(call.span);
+        const raised = guard.observe({
+          sessionId: call.sessionId ?? ids.traceId,
+          tool: call.tool,
+          argsHash: call.argsHash,
+          resultHash: call.resultHash,
+          status: call.status,
+          errorType: call.errorType,
+          errorMessage: call.errorMessage,
+          ts: call.startedAt,
+          endTs: call.endedAt,
+          spanId: ids.spanId,
+          parentSpanId: ids.parentSpanId,
+        });
+        for (const f of raised) {
+          if (!f.isNew) continue;
+          call.span.addEvent('loopwatch.loop_detected', eventAttributes(f, 'warn'));
+          log(`${f.kind} loop in session ${f.sessionId}: ${f.message}`, f);
+          opts.onLoop?.(f);
+        }
+      }),
+    );
+  }
+  if (policy === 'halt') {
+    unsubscribe.push(
+      beforeToolCall((call) => {
+        const ids = spanIds(call.span);
+        const f = guard.check({ sessionId: call.sessionId ?? ids.traceId, tool: call.tool, argsHash: call.argsHash });
+        if (!f || f.kind === 'redundant') return;
+        call.span.addEvent('loopwatch.loop_detected', eventAttributes(f, 'halt'));
+        throw new LoopDetectedError(f);
+      }),
+    );
+  }
+  const handle: LoopGuardHandle = {
+    guard,
+    policy,
+    disable() {
+      for (const u of unsubscribe.splice(0)) u();
+      if (current === handle) current = null;
+    },
+  };
+  current = handle;
+  return handle;
+}

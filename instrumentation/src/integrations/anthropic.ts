@@ -1,0 +1,103 @@
+// Anthropic SDK: instrumentAnthropic(client) makes every messages.create call a GenAI
+// `chat {model}` span: models, tokens (gen_ai.usage.input_tokens = input + cache read + cache
+// write, as the conventions count them; the cache parts also separately), cost, stop reason and
+// the tool_use blocks the model requested. Streams (stream: true) are observed as they are read.
+// Recent SDK versions trace their own calls (an `anthropic.messages.create` span with GenAI
+// attributes but no cost, finish reason or requested tool calls) once a tracer provider is
+// registered: by default this wrapper switches those off on the instrumented client so each call
+// is one span (nativeSpans: 'keep' keeps the SDK's spans and adds none).
+// Only types come from `@anthropic-ai/sdk` (an optional peer dependency).
+import type { Message, RawMessageStreamEvent, Usage } from '@anthropic-ai/sdk/resources/messages';
+import { markOnce, observeCall, startChatSpan, type ChatOutcome, type RequestedToolCall } from './llm-span.js';
+
+const INSTRUMENTED = Symbol.for('loopwatch.anthropic');
+
+type CreateFn = (body: Record<string, unknown>, options?: unknown) => unknown;
+interface AnthropicClientLike {
+  messages?: { create: CreateFn };
+}
+
+type UsageLike = Partial<Pick<Usage, 'input_tokens' | 'output_tokens' | 'cache_read_input_tokens' | 'cache_creation_input_tokens'>>;
+
+function usageOf(u: UsageLike | undefined | null): ChatOutcome['usage'] {
+  if (!u) return undefined;
+  const cacheRead = u.cache_read_input_tokens ?? 0;
+  const cacheCreation = u.cache_creation_input_tokens ?? 0;
+  return {
+    inputTokens: (u.input_tokens ?? 0) + cacheRead + cacheCreation,
+    outputTokens: u.output_tokens ?? 0,
+    cacheReadTokens: cacheRead,
+    cacheCreationTokens: cacheCreation,
+  };
+}
+
+function messageOutcome(value: unknown): ChatOutcome {
+  const m = value as Partial<Message>;
+  const toolCalls: RequestedToolCall[] = [];
+  for (const block of m.content ?? []) {
+    if (block.type === 'tool_use') toolCalls.push({ id: block.id, name: block.name, arguments: block.input });
+  }
+  return { responseModel: m.model, responseId: m.id, finishReasons: m.stop_reason ? [m.stop_reason] : [], toolCalls, usage: usageOf(m.usage) };
+}
+
+function streamChunk(acc: ChatOutcome & { raw?: UsageLike }, value: unknown): void {
+  const e = value as RawMessageStreamEvent;
+  switch (e.type) {
+    case 'message_start':
+      acc.responseModel = e.message.model;
+      acc.responseId = e.message.id;
+      acc.raw = { ...e.message.usage };
+      break;
+    case 'content_block_start':
+      if (e.content_block.type === 'tool_use') (acc.toolCalls ??= []).push({ id: e.content_block.id, name: e.content_block.name, arguments: '' });
+      break;
+    case 'content_block_delta':
+      if (e.delta.type === 'input_json_delta') {
+        const last = acc.toolCalls?.[acc.toolCalls.length - 1];
+        if (last) last.arguments = String(last.arguments ?? '') + e.delta.partial_json;
+      }
+      break;
+    case 'message_delta': {
+      if (e.delta.stop_reason) acc.finishReasons = [e.delta.stop_reason];
+      const raw = (acc.raw ??= {});
+      for (const [k, v] of Object.entries(e.usage ?? {})) if (typeof v === 'number') (raw as Record<string, number>)[k] = v;
+      break;
+    }
+    default:
+      break;
+  }
+  if (acc.raw) acc.usage = usageOf(acc.raw);
+}
+
+export interface InstrumentAnthropicOptions {
+  /** gen_ai.provider.name (default "anthropic"; e.g. "aws.bedrock" for a Bedrock client). */
+  provider?: string;
+  /** The SDK's own spans: 'replace' (default) turns them off for this client, 'keep' leaves the client as it is. */
+  nativeSpans?: 'replace' | 'keep';
+}
+
+/** Traces the client's messages.create calls; returns the same client. */
+export function instrumentAnthropic<T extends object>(client: T, opts: InstrumentAnthropicOptions = {}): T {
+  if (opts.nativeSpans === 'keep') return client;
+  if (!markOnce(client, INSTRUMENTED)) return client;
+  // The SDK reads this (internal) field before starting its own call span; unset = no span.
+  if ('_tracer' in client) (client as { _tracer?: unknown })._tracer = undefined;
+  const messages = (client as AnthropicClientLike).messages;
+  if (!messages || typeof messages.create !== 'function') return client;
+  const original = messages.create;
+  const provider = opts.provider ?? 'anthropic';
+  messages.create = function (this: unknown, body: Record<string, unknown>, options?: unknown) {
+    const chat = startChatSpan({
+      provider,
+      model: typeof body?.model === 'string' ? body.model : undefined,
+      maxTokens: body?.max_tokens as number | undefined,
+      temperature: body?.temperature as number | undefined,
+    });
+    return observeCall(chat, () => original.call(this ?? messages, body, options), {
+      streaming: body?.stream === true,
+      outcome: messageOutcome,
+      chunk: streamChunk,
+    });
+  };
+  return client;
+}

@@ -1,0 +1,202 @@
+// One GenAI-semconv `chat {model}` span per LLM call, shared by the provider SDK wrappers
+// (openai.ts, anthropic.ts): request/response model, token usage (input includes cache reads and
+// writes, as the conventions say), loopwatch.cost_usd from the price table, finish reasons, and
+// the tool calls the model requested (ids and names as attributes, one event per call with the
+// arguments' hash). Message content is never recorded; requested tool arguments only when
+// capture is on (configureCapture), truncated and redacted like tool arguments.
+import { context, SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
+import { preciseNow } from '../api.js';
+import { canonicalJson, hash64Hex } from '../canonical.js';
+import { costUsd, type TokenUsage } from '../cost.js';
+import { capturedText } from '../options.js';
+
+export const LLM_ATTR = {
+  operationName: 'gen_ai.operation.name',
+  providerName: 'gen_ai.provider.name',
+  requestModel: 'gen_ai.request.model',
+  requestMaxTokens: 'gen_ai.request.max_tokens',
+  requestTemperature: 'gen_ai.request.temperature',
+  responseModel: 'gen_ai.response.model',
+  responseId: 'gen_ai.response.id',
+  finishReasons: 'gen_ai.response.finish_reasons',
+  inputTokens: 'gen_ai.usage.input_tokens',
+  outputTokens: 'gen_ai.usage.output_tokens',
+  cacheReadTokens: 'gen_ai.usage.cache_read.input_tokens',
+  cacheCreationTokens: 'gen_ai.usage.cache_creation.input_tokens',
+  costUsd: 'loopwatch.cost_usd',
+  toolCallIds: 'loopwatch.response.tool_call.ids',
+  toolCallNames: 'loopwatch.response.tool_call.names',
+  toolCallRequested: 'loopwatch.tool_call.requested',
+} as const;
+
+/** A tool call the model asked for in its response. */
+export interface RequestedToolCall {
+  id: string;
+  name: string;
+  /** Arguments as the model sent them (a JSON string or a value). */
+  arguments?: unknown;
+}
+
+export interface ChatOutcome {
+  responseModel?: string;
+  responseId?: string;
+  finishReasons?: string[];
+  usage?: TokenUsage;
+  toolCalls?: RequestedToolCall[];
+}
+
+export interface ChatSpan {
+  span: Span;
+  /** The context to run the provider call in (the chat span active). */
+  ctx: Context;
+  end(outcome: ChatOutcome): void;
+  fail(err: unknown): void;
+}
+
+const tracer = () => trace.getTracer('loopwatch', '0.1.0');
+
+export function startChatSpan(req: { provider: string; model: string | undefined; maxTokens?: number; temperature?: number; operation?: string }): ChatSpan {
+  const operation = req.operation ?? 'chat';
+  const attributes: Record<string, string | number> = {
+    [LLM_ATTR.operationName]: operation,
+    [LLM_ATTR.providerName]: req.provider,
+  };
+  if (req.model) attributes[LLM_ATTR.requestModel] = req.model;
+  if (typeof req.maxTokens === 'number') attributes[LLM_ATTR.requestMaxTokens] = req.maxTokens;
+  if (typeof req.temperature === 'number') attributes[LLM_ATTR.requestTemperature] = req.temperature;
+  const parent = context.active();
+  const span = tracer().startSpan(req.model ? `${operation} ${req.model}` : operation, { kind: SpanKind.CLIENT, attributes, startTime: preciseNow() }, parent);
+  let done = false;
+  return {
+    span,
+    ctx: trace.setSpan(parent, span),
+    end(o) {
+      if (done) return;
+      done = true;
+      if (o.responseModel) span.setAttribute(LLM_ATTR.responseModel, o.responseModel);
+      if (o.responseId) span.setAttribute(LLM_ATTR.responseId, o.responseId);
+      if (o.finishReasons?.length) span.setAttribute(LLM_ATTR.finishReasons, o.finishReasons);
+      const u = o.usage;
+      if (u) {
+        if (u.inputTokens !== undefined) span.setAttribute(LLM_ATTR.inputTokens, u.inputTokens);
+        if (u.outputTokens !== undefined) span.setAttribute(LLM_ATTR.outputTokens, u.outputTokens);
+        if (u.cacheReadTokens) span.setAttribute(LLM_ATTR.cacheReadTokens, u.cacheReadTokens);
+        if (u.cacheCreationTokens) span.setAttribute(LLM_ATTR.cacheCreationTokens, u.cacheCreationTokens);
+        const cost = costUsd(o.responseModel ?? req.model, u);
+        if (cost !== undefined) span.setAttribute(LLM_ATTR.costUsd, cost);
+      }
+      const calls = o.toolCalls ?? [];
+      if (calls.length) {
+        span.setAttribute(LLM_ATTR.toolCallIds, calls.map((c) => c.id));
+        span.setAttribute(LLM_ATTR.toolCallNames, calls.map((c) => c.name));
+        for (const c of calls) {
+          const argsText = canonicalJson(c.arguments);
+          const event: Record<string, string> = { 'gen_ai.tool.call.id': c.id, 'gen_ai.tool.name': c.name, 'loopwatch.tool.args_hash': hash64Hex(argsText) };
+          const captured = capturedText(argsText, 'arguments', c.name);
+          if (captured !== undefined) event['gen_ai.tool.call.arguments'] = captured;
+          span.addEvent(LLM_ATTR.toolCallRequested, event);
+        }
+      }
+      span.end(preciseNow());
+    },
+    fail(err) {
+      if (done) return;
+      done = true;
+      const e = err instanceof Error ? err : new Error(String(err));
+      const status = (err as { status?: unknown })?.status;
+      span.setAttribute('error.type', typeof status === 'number' ? String(status) : e.name && e.name !== 'Error' ? e.name : (e.constructor?.name ?? 'Error'));
+      span.recordException(e);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
+      span.end(preciseNow());
+    },
+  };
+}
+
+function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
+  return !!v && typeof (v as { then?: unknown }).then === 'function';
+}
+
+type AsyncIterableObject = { [Symbol.asyncIterator](): AsyncIterator<unknown> };
+
+/**
+ * Calls the provider method inside the chat span and returns its own promise object untouched
+ * (the SDKs' promises carry extra methods such as withResponse()). A non-streaming response ends
+ * the span with `outcome(value)`; a stream is observed chunk by chunk as the caller reads it, and
+ * the span ends when the stream is finished (or abandoned).
+ */
+export function observeCall<R>(
+  chat: ChatSpan,
+  call: () => R,
+  handlers: { outcome: (value: unknown) => ChatOutcome; streaming: boolean; chunk: (acc: ChatOutcome, chunk: unknown) => void },
+): R {
+  let out: R;
+  try {
+    out = context.with(chat.ctx, call);
+  } catch (err) {
+    chat.fail(err);
+    throw err;
+  }
+  if (!isPromiseLike(out)) {
+    chat.end(handlers.outcome(out));
+    return out;
+  }
+  out.then(
+    (value) => {
+      if (handlers.streaming && value && typeof (value as Partial<AsyncIterableObject>)[Symbol.asyncIterator] === 'function') {
+        observeStream(chat, value as AsyncIterableObject, handlers.chunk);
+      } else {
+        try {
+          chat.end(handlers.outcome(value));
+        } catch (err) {
+          chat.fail(err);
+        }
+      }
+    },
+    (err: unknown) => chat.fail(err),
+  );
+  return out;
+}
+
+function observeStream(chat: ChatSpan, stream: AsyncIterableObject, chunk: (acc: ChatOutcome, c: unknown) => void): void {
+  const original = stream[Symbol.asyncIterator].bind(stream);
+  const acc: ChatOutcome = {};
+  Object.defineProperty(stream, Symbol.asyncIterator, {
+    configurable: true,
+    value() {
+      const it = original();
+      return {
+        async next(...args: [] | [unknown]) {
+          try {
+            const r = await it.next(...args);
+            if (r.done) chat.end(acc);
+            else chunk(acc, r.value);
+            return r;
+          } catch (err) {
+            chat.fail(err);
+            throw err;
+          }
+        },
+        async return(value?: unknown) {
+          chat.end(acc);
+          return it.return ? it.return(value) : { done: true as const, value };
+        },
+        async throw(err?: unknown) {
+          chat.fail(err);
+          if (it.throw) return it.throw(err);
+          throw err;
+        },
+        [Symbol.asyncIterator]() {
+          return this;
+        },
+      };
+    },
+  });
+}
+
+/** Marks an object as instrumented once (wrapping twice would double every span). */
+export function markOnce(target: object, key: symbol): boolean {
+  const t = target as Record<symbol, unknown>;
+  if (t[key]) return false;
+  Object.defineProperty(target, key, { value: true, enumerable: false });
+  return true;
+}

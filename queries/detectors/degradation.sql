@@ -1,0 +1,123 @@
+-- degradation: a model-day significantly worse than the same model's trailing 7-day baseline
+-- (the 7 UTC days before it, pooled). One finding per (model, day), judged on a full pass for
+-- every day and then hourly for yesterday and today (see scope below); it grows (new version)
+-- as the day goes on. Compared:
+--   tool error rate  failed / tool calls requested by the model (the tool call's requesting LLM
+--                    call: the session's latest LLM call ended before it started)
+--   loop rate        sessions with a loop finding (other detectors, earlier passes) / sessions
+--   LLM latency p50  median LLM call duration vs the mean of the baseline days' medians
+-- A rate is worse when the day has enough data (>= 50 calls, >= 20 sessions for the loop rate),
+-- the baseline has >= 3 days and >= 100 calls, the one-sided two-proportion z score is >= 3,
+-- and the rate is both >= 1.5x and >= 5 points above the baseline. Latency is worse at >= 2x
+-- the baseline with >= 50 LLM calls on both sides.
+-- Identity: session_id 'model:<model>@<day>', first_span_id a hash of (model, day); no trace, so
+-- the loop span carries no trace id (alert rules key on loop.detector = 'degradation').
+-- Wasted: the day's excess failed calls over the baseline rate.
+-- Thresholds are constants here (DETECTOR_DEFAULTS has no degradation settings yet).
+-- Contract: see collector/src/detect/run-detectors.ts.
+WITH
+    -- Which days to judge: a full pass (since = epoch) every day with LLM calls; otherwise only
+    -- when the pass window crosses an hour boundary (insertion time), yesterday and today. A
+    -- model-day's figures need all its sessions and the 7 days before, so this detector is paid
+    -- for once an hour, not on every incremental pass.
+    {since:DateTime64(3)} < toDateTime64('1971-01-01 00:00:00', 3) AS full_pass,
+    toStartOfHour({since:DateTime64(3)}) < toStartOfHour({until:DateTime64(3)}) AS hour_crossed,
+    scope AS (
+        SELECT DISTINCT model, toDate(ts) AS day
+        FROM agent_llm_calls
+        WHERE (full_pass OR hour_crossed)
+          AND ts >= if(full_pass, toDateTime64('1971-01-01 00:00:00', 3), toDateTime64(toDate({until:DateTime64(3)}) - 1, 3))
+          AND ts < toDateTime64(toDate({until:DateTime64(3)}) + 1, 3)
+          AND model != ''
+    ),
+    llm AS (
+        SELECT session_id, ts, end_ts, duration_ns, model, agent, service
+        FROM agent_llm_calls FINAL
+        WHERE ts >= toDateTime64((SELECT min(day) FROM scope) - 7, 3) AND ts < toDateTime64((SELECT max(day) FROM scope) + 1, 3)
+          AND model IN (SELECT model FROM scope)
+    ),
+    tools AS (
+        SELECT t.session_id AS session_id, t.ts AS ts, t.end_ts AS end_ts, t.status AS status, l.model AS model
+        FROM (
+            SELECT session_id, ts, end_ts, status FROM agent_tool_calls FINAL
+            WHERE ts >= toDateTime64((SELECT min(day) FROM scope) - 7, 3) AND ts < toDateTime64((SELECT max(day) FROM scope) + 1, 3)
+              AND session_id IN (SELECT session_id FROM llm)
+        ) AS t
+        ASOF INNER JOIN (SELECT session_id, end_ts, model FROM llm) AS l ON t.session_id = l.session_id AND t.ts >= l.end_ts
+    ),
+    looped AS (
+        SELECT DISTINCT session_id FROM agent_findings FINAL
+        WHERE detector != 'degradation' AND session_id IN (SELECT session_id FROM llm)
+    ),
+    tool_daily AS (
+        SELECT model, toDate(ts) AS day, count() AS n, countIf(status = 'error') AS e,
+               uniqExact(session_id) AS s, uniqExactIf(session_id, session_id IN (SELECT session_id FROM looped)) AS ls,
+               max(end_ts) AS last_end
+        FROM tools GROUP BY model, day
+    ),
+    llm_daily AS (
+        SELECT model, toDate(ts) AS day, count() AS ln, quantileExact(0.5)(duration_ns) / 1e6 AS p50_ms, any(agent) AS agent, any(service) AS service
+        FROM llm GROUP BY model, day
+    ),
+    daily AS (
+        SELECT d.model AS model, d.day AS day, d.n AS n, d.e AS e, d.s AS s, d.ls AS ls, d.last_end AS last_end,
+               l.ln AS ln, l.p50_ms AS p50_ms, l.agent AS agent, l.service AS service
+        FROM tool_daily AS d LEFT JOIN llm_daily AS l ON l.model = d.model AND l.day = d.day
+    ),
+    compared AS (
+        SELECT sc.model AS model, sc.day AS day,
+               anyIf(b.n, b.day = sc.day) AS n, anyIf(b.e, b.day = sc.day) AS e,
+               anyIf(b.s, b.day = sc.day) AS s, anyIf(b.ls, b.day = sc.day) AS ls,
+               anyIf(b.ln, b.day = sc.day) AS ln, anyIf(b.p50_ms, b.day = sc.day) AS p50_ms,
+               anyIf(b.last_end, b.day = sc.day) AS last_end,
+               anyIf(b.agent, b.day = sc.day) AS agent, anyIf(b.service, b.day = sc.day) AS service,
+               countIf(b.day >= sc.day - 7 AND b.day < sc.day) AS base_days,
+               sumIf(b.n, b.day >= sc.day - 7 AND b.day < sc.day) AS bn,
+               sumIf(b.e, b.day >= sc.day - 7 AND b.day < sc.day) AS be,
+               sumIf(b.s, b.day >= sc.day - 7 AND b.day < sc.day) AS bs,
+               sumIf(b.ls, b.day >= sc.day - 7 AND b.day < sc.day) AS bls,
+               sumIf(b.ln, b.day >= sc.day - 7 AND b.day < sc.day) AS bln,
+               avgIf(b.p50_ms, b.day >= sc.day - 7 AND b.day < sc.day AND b.ln > 0) AS bp50_ms
+        FROM scope AS sc INNER JOIN daily AS b ON b.model = sc.model
+        GROUP BY sc.model, sc.day
+    ),
+    scored AS (
+        SELECT *,
+               e / n AS rate, be / bn AS base_rate,
+               (e / n - be / bn) / sqrt(greatest((e + be) / (n + bn) * (1 - (e + be) / (n + bn)) * (1 / n + 1 / bn), 1e-12)) AS z_err,
+               ls / s AS loop_rate, bls / bs AS base_loop_rate,
+               (ls / s - bls / bs) / sqrt(greatest((ls + bls) / (s + bs) * (1 - (ls + bls) / (s + bs)) * (1 / s + 1 / bs), 1e-12)) AS z_loop,
+               base_days >= 3 AND bn >= 100 AND n >= 50 AND z_err >= 3 AND rate >= 1.5 * base_rate AND rate >= base_rate + 0.05 AS err_worse,
+               base_days >= 3 AND bs >= 20 AND s >= 20 AND z_loop >= 3 AND loop_rate >= 1.5 * base_loop_rate AND loop_rate >= base_loop_rate + 0.05 AS loop_worse,
+               base_days >= 3 AND bln >= 50 AND ln >= 50 AND bp50_ms > 0 AND p50_ms >= 2 * bp50_ms AS latency_worse
+        FROM compared
+        WHERE n > 0 AND bn > 0
+    )
+SELECT
+    concat('model:', model, '@', toString(day)) AS session_id,
+    '' AS trace_id,
+    '' AS parent_span_id,
+    lower(hex(substring(SHA256(concat('degradation|', model, '|', toString(day))), 1, 8))) AS first_span_id,
+    lower(hex(substring(SHA256(concat('degradation|', model, '|', toString(day))), 1, 8))) AS last_span_id,
+    toString(toDateTime64(day, 9)) AS first_ts,
+    toString(last_end) AS last_ts,
+    service,
+    agent,
+    model,
+    arrayFilter(x -> x != '', [if(err_worse, 'tool_error_rate', ''), if(loop_worse, 'loop_rate', ''), if(latency_worse, 'latency_p50', '')]) AS tools,
+    toUInt32(err_worse + loop_worse + latency_worse) AS repeats,
+    toUInt32(greatest(e - round(n * base_rate), 0)) AS wasted_calls,
+    0 AS wasted_tokens,
+    0. AS wasted_cost_usd,
+    0 AS wasted_time_ns,
+    if(err_worse + loop_worse + latency_worse >= 2 OR rate >= 3 * base_rate, 'critical', 'warning') AS severity,
+    concat(model, ' on ', toString(day), ' is worse than its previous 7 days:',
+           if(err_worse, concat(' tool error rate ', toString(round(100 * rate, 1)), '% vs ', toString(round(100 * base_rate, 1)), '% (z=', toString(round(z_err, 1)), ');'), ''),
+           if(loop_worse, concat(' loop rate ', toString(round(100 * loop_rate, 1)), '% vs ', toString(round(100 * base_loop_rate, 1)), '% (z=', toString(round(z_loop, 1)), ');'), ''),
+           if(latency_worse, concat(' LLM latency p50 ', toString(round(p50_ms)), ' ms vs ', toString(round(bp50_ms)), ' ms;'), '')) AS message,
+    toJSONString(map(
+        'day', toString(day), 'calls', toString(n), 'errors', toString(e), 'error_rate', toString(rate), 'baseline_error_rate', toString(base_rate),
+        'z_error', toString(z_err), 'sessions', toString(s), 'loop_rate', toString(loop_rate), 'baseline_loop_rate', toString(base_loop_rate),
+        'z_loop', toString(z_loop), 'latency_p50_ms', toString(p50_ms), 'baseline_latency_p50_ms', toString(bp50_ms), 'baseline_days', toString(base_days))) AS details
+FROM scored
+WHERE err_worse OR loop_worse OR latency_worse

@@ -1,0 +1,33 @@
+-- error_loop (impossible task): the same error, identified by tool + error type + normalized
+-- message (loopwatch_error_norm: numbers and ids ignored), {error_loop_min_count} or more times
+-- in a session, with other calls in between at least once (the agent tried something else and
+-- came back to the same wall; an uninterrupted burst of failures is a retry_storm).
+-- Wasted: every occurrence after the first.
+-- Contract: see collector/src/detect/run-detectors.ts.
+WITH
+    c AS (SELECT * FROM loopwatch_detector_calls(since = {since:DateTime64(3)}, until = {until:DateTime64(3)}))
+SELECT
+    session_id,
+    argMin(trace_id, seq) AS trace_id,
+    argMin(parent_span_id, seq) AS parent_span_id,
+    argMin(span_id, seq) AS first_span_id,
+    argMax(span_id, seq) AS last_span_id,
+    toString(min(ts)) AS first_ts,
+    toString(max(end_ts)) AS last_ts,
+    any(service) AS service,
+    any(agent) AS agent,
+    anyIf(model, model != '') AS model,
+    [any(tool)] AS tools,
+    count() AS repeats,
+    count() - 1 AS wasted_calls,
+    sum(tokens) - argMin(tokens, seq) AS wasted_tokens,
+    sum(cost_usd) - argMin(cost_usd, seq) AS wasted_cost_usd,
+    sum(time_ns) - argMin(time_ns, seq) AS wasted_time_ns,
+    'critical' AS severity,
+    concat('Tool ', any(tool), ' hit the same error ', toString(count()), ' times in this session (',
+           any(error_type), ': ', leftUTF8(argMin(error_message, seq), 120), '): the task may be impossible as attempted.') AS message,
+    toJSONString(map('error_key', error_key, 'distinct_args', toString(uniqExact(call_key)))) AS details
+FROM c
+WHERE status = 'error'
+GROUP BY session_id, error_key
+HAVING count() >= {error_loop_min_count:UInt32} AND max(seq) - min(seq) + 1 > count()

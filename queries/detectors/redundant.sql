@@ -1,0 +1,33 @@
+-- redundant (waste): the same call (tool + arguments) returning the same successful result
+-- {redundant_min_calls} or more times in a session, consecutive or not: every call after the
+-- first could have reused the first one's result. Unknown results never match, and neither do
+-- empty results: a call that returns nothing (sleep, a write) is an action, not a read.
+-- Wasted: every identical call after the first.
+-- Contract: see collector/src/detect/run-detectors.ts.
+WITH
+    c AS (SELECT * FROM loopwatch_detector_calls(since = {since:DateTime64(3)}, until = {until:DateTime64(3)}))
+SELECT
+    session_id,
+    argMin(trace_id, seq) AS trace_id,
+    argMin(parent_span_id, seq) AS parent_span_id,
+    argMin(span_id, seq) AS first_span_id,
+    argMax(span_id, seq) AS last_span_id,
+    toString(min(ts)) AS first_ts,
+    toString(max(end_ts)) AS last_ts,
+    any(service) AS service,
+    any(agent) AS agent,
+    anyIf(model, model != '') AS model,
+    [any(tool)] AS tools,
+    count() AS repeats,
+    count() - 1 AS wasted_calls,
+    sum(tokens) - argMin(tokens, seq) AS wasted_tokens,
+    sum(cost_usd) - argMin(cost_usd, seq) AS wasted_cost_usd,
+    sum(time_ns) - argMin(time_ns, seq) AS wasted_time_ns,
+    'info' AS severity,
+    concat('Tool ', any(tool), ' was called ', toString(count()), ' times with the same arguments and got the same result: ',
+           toString(count() - 1), ' redundant calls.') AS message,
+    '{}' AS details
+FROM c
+WHERE startsWith(outcome, 'R') AND NOT result_empty
+GROUP BY session_id, call_key, outcome
+HAVING count() >= {redundant_min_calls:UInt32}

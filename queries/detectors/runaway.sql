@@ -1,0 +1,93 @@
+-- runaway: one finding per session that either stops making progress (a run of
+-- {runaway_no_progress_run} or more calls in a row, none of which returns a result the session
+-- had not seen from that tool; failed calls are never progress, unknown results always are) or
+-- blows a budget: calls {budget_max_calls}, tokens {budget_max_tokens}, cost {budget_max_cost_usd},
+-- wall time {budget_max_wall_time_s} s, nesting depth of tool calls inside tool calls
+-- {budget_max_tool_depth} (followed through parent_span_id, across non-tool spans). 0 disables
+-- a budget. Anchored on the session's first call so it stays one finding as the session grows;
+-- details.trigger_span_id is where it first crossed. Wasted: calls in no-progress runs and calls
+-- past a budget. Tokens and cost are those attributed to tool calls (see loopwatch_detector_calls).
+-- Contract: see collector/src/detect/run-detectors.ts.
+WITH RECURSIVE
+    c AS (SELECT * FROM loopwatch_detector_calls(since = {since:DateTime64(3)}, until = {until:DateTime64(3)})),
+    -- depth walk over the raw spans of the sessions' traces (cheap inputs: not the view)
+    scoped AS (
+        SELECT span_id, parent_span_id, trace_id FROM agent_tool_calls
+        WHERE {budget_max_tool_depth:UInt32} > 0
+          AND session_id IN (SELECT session_id FROM agent_call_activity
+                             WHERE inserted_at > {since:DateTime64(3)} AND inserted_at <= {until:DateTime64(3)})
+    ),
+    spans AS (
+        SELECT SpanId AS span_id, any(ParentSpanId) AS parent_span_id, toUInt32(SpanId IN (SELECT span_id FROM scoped)) AS is_tool
+        FROM otel_traces
+        WHERE TraceId IN (SELECT trace_id FROM scoped) AND SpanName != 'loopwatch.loop'
+        GROUP BY SpanId
+    ),
+    -- walk up from every tool call; each tool span passed adds one level
+    walk AS (
+        SELECT span_id AS leaf, parent_span_id AS cur, toUInt32(1) AS depth, toUInt32(0) AS steps
+        FROM scoped
+        WHERE parent_span_id != ''
+        UNION ALL
+        SELECT w.leaf AS leaf, s.parent_span_id AS cur, w.depth + s.is_tool AS depth, w.steps + 1 AS steps
+        FROM walk AS w INNER JOIN spans AS s ON s.span_id = w.cur
+        WHERE w.cur != '' AND w.steps < 64
+    ),
+    depths AS (SELECT leaf, max(depth) AS depth FROM walk GROUP BY leaf),
+    firsts AS (
+        SELECT *, startsWith(outcome, 'U')
+                  OR (startsWith(outcome, 'R') AND row_number() OVER (PARTITION BY session_id, tool, outcome ORDER BY seq) = 1) AS is_new,
+               -- the session's first call anchors the finding
+               first_value(tuple(span_id, parent_span_id, trace_id)) OVER (PARTITION BY session_id ORDER BY seq
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS anchor,
+               anyIf(model, model != '') OVER (PARTITION BY session_id) AS any_model
+        FROM c
+    ),
+    cumulative AS (
+        SELECT f.*, d.depth AS depth,
+               sum(is_new) OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS grp,
+               sum(tokens) OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS cum_tokens,
+               sum(cost_usd) OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS cum_cost,
+               min(ts) OVER (PARTITION BY session_id) AS session_start
+        FROM firsts AS f LEFT JOIN depths AS d ON d.leaf = f.span_id
+    ),
+    flagged AS (
+        SELECT *,
+               NOT is_new AND countIf(NOT is_new) OVER (PARTITION BY session_id, grp) >= {runaway_no_progress_run:UInt32} AS no_progress,
+               arrayFilter(x -> x != '', [
+                   if(no_progress, 'no_progress', ''),
+                   if({budget_max_calls:UInt32} > 0 AND seq > {budget_max_calls:UInt32}, 'calls', ''),
+                   if({budget_max_tokens:Float64} > 0 AND cum_tokens > {budget_max_tokens:Float64}, 'tokens', ''),
+                   if({budget_max_cost_usd:Float64} > 0 AND cum_cost > {budget_max_cost_usd:Float64}, 'cost', ''),
+                   if({budget_max_wall_time_s:Float64} > 0
+                      AND (toUnixTimestamp64Nano(end_ts) - toUnixTimestamp64Nano(session_start)) / 1e9 > {budget_max_wall_time_s:Float64}, 'wall_time', ''),
+                   if({budget_max_tool_depth:UInt32} > 0 AND depth > {budget_max_tool_depth:UInt32}, 'depth', '')
+               ]) AS reasons
+        FROM cumulative
+    )
+SELECT
+    w.session_id AS session_id,
+    tupleElement(any(w.anchor), 3) AS trace_id,
+    tupleElement(any(w.anchor), 2) AS parent_span_id,
+    tupleElement(any(w.anchor), 1) AS first_span_id,
+    argMax(w.span_id, w.seq) AS last_span_id,
+    toString(min(w.ts)) AS first_ts,
+    toString(max(w.end_ts)) AS last_ts,
+    any(w.service) AS service,
+    any(w.agent) AS agent,
+    if(anyIf(w.model, w.model != '') != '', anyIf(w.model, w.model != ''), any(w.any_model)) AS model,
+    arraySort(groupUniqArray(w.tool)) AS tools,
+    toUInt32(count()) AS repeats,
+    toUInt32(count()) AS wasted_calls,
+    sum(w.tokens) AS wasted_tokens,
+    sum(w.cost_usd) AS wasted_cost_usd,
+    sum(w.time_ns) AS wasted_time_ns,
+    'critical' AS severity,
+    concat('Runaway session: ', arrayStringConcat(arraySort(groupUniqArrayArray(w.reasons)), ', '), ' (',
+           toString(count()), ' calls wasted since ', toString(min(w.ts)), ').') AS message,
+    toJSONString(map('reasons', arrayStringConcat(arraySort(groupUniqArrayArray(w.reasons)), ','),
+                     'trigger_span_id', argMin(w.span_id, w.seq),
+                     'max_tool_depth', toString(max(w.depth)))) AS details
+FROM flagged AS w
+WHERE length(w.reasons) > 0
+GROUP BY w.session_id

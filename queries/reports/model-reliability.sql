@@ -1,0 +1,100 @@
+-- model-reliability: one row per model and UTC day in [from, to), optionally one model or agent.
+-- Parameters: {from:DateTime64(3)}, {to:DateTime64(3)}, {model:String}, {agent:String} ('' = any).
+-- Run with queries/src/reports.ts runReport().
+-- A tool call belongs to the model of the LLM call that requested it (the session's latest LLM
+-- call ended at or before the tool call started), a session to every model it called that day.
+--   sessions           sessions with LLM calls of the model that day
+--   tool_error_rate    failed tool calls / tool calls requested by the model
+--   loop_rate          sessions with a loop finding (any detector but degradation) / sessions
+--   recovery_rate      of the sessions whose calls (by this model) failed, those where the failed
+--                      tool later succeeded; NULL when nothing failed
+--   cost_per_session   LLM cost (reported when > 0, else tokens x model_prices) / sessions
+--   latency_*_ms       LLM call duration quantiles (exact)
+WITH
+    llm AS (
+        SELECT session_id, ts, end_ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens, total_tokens,
+               reported_cost_usd, status, loopwatch_model_key(model) AS model_key
+        FROM agent_llm_calls FINAL
+        WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)}
+          AND ({model:String} = '' OR model = {model:String})
+          AND ({agent:String} = '' OR agent = {agent:String})
+    ),
+    prices AS (
+        SELECT k.model_key AS model_key,
+               argMax(tuple(p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok), tuple(p.match = 'exact', length(p.model))) AS price
+        FROM (SELECT DISTINCT model_key FROM llm) AS k CROSS JOIN (SELECT * FROM model_prices FINAL) AS p
+        WHERE (p.match = 'exact' AND k.model_key = p.model) OR (p.match = 'prefix' AND startsWith(k.model_key, p.model))
+        GROUP BY k.model_key
+    ),
+    llm_day AS (
+        SELECT l.model AS model, toDate(l.ts) AS day,
+               uniqExact(l.session_id) AS sessions,
+               count() AS llm_calls,
+               countIf(l.status = 'error') AS llm_errors,
+               sum(l.total_tokens) AS tokens,
+               sum(if(l.reported_cost_usd > 0, l.reported_cost_usd,
+                      (greatest(toInt64(l.input_tokens) - toInt64(l.cache_read_tokens), 0) * tupleElement(pr.price, 1)
+                       + l.cache_read_tokens * if(tupleElement(pr.price, 3) > 0, tupleElement(pr.price, 3), tupleElement(pr.price, 1))
+                       + l.output_tokens * tupleElement(pr.price, 2)) / 1e6)) AS cost_usd,
+               quantilesExact(0.5, 0.95, 0.99)(l.duration_ns / 1e6) AS latency_ms
+        FROM llm AS l LEFT JOIN prices AS pr ON l.model_key = pr.model_key
+        GROUP BY model, day
+    ),
+    tools AS (
+        SELECT t.session_id AS session_id, t.ts AS ts, t.tool AS tool, t.status AS status, l.model AS model
+        FROM (
+            SELECT session_id, ts, tool, status FROM agent_tool_calls FINAL
+            WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)}
+              AND ({agent:String} = '' OR agent = {agent:String})
+        ) AS t
+        ASOF INNER JOIN (SELECT session_id, end_ts, model FROM llm) AS l ON t.session_id = l.session_id AND t.ts >= l.end_ts
+    ),
+    -- per session, model, day and tool: did it fail, and did it succeed after its first failure
+    tool_slices AS (
+        SELECT model, toDate(ts) AS day, session_id, tool, count() AS calls, countIf(status = 'error') AS errors,
+               minIf(ts, status = 'error') AS first_error, maxIf(ts, status = 'ok') AS last_ok
+        FROM tools GROUP BY model, day, session_id, tool
+    ),
+    session_slices AS (
+        SELECT model, day, session_id, sum(calls) AS session_calls, sum(errors) AS session_errors,
+               max(errors > 0 AND last_ok > first_error) AS recovered
+        FROM tool_slices GROUP BY model, day, session_id
+    ),
+    tool_day AS (
+        SELECT model, day, sum(session_calls) AS tool_calls, sum(session_errors) AS tool_errors,
+               countIf(session_errors > 0) AS error_sessions, countIf(session_errors > 0 AND recovered) AS recovered_sessions
+        FROM session_slices GROUP BY model, day
+    ),
+    loop_day AS (
+        SELECT m.model AS model, m.day AS day, count() AS loop_sessions
+        FROM (SELECT DISTINCT model, toDate(ts) AS day, session_id FROM llm) AS m
+        WHERE m.session_id IN (
+            SELECT session_id FROM agent_findings FINAL
+            WHERE detector != 'degradation' AND session_id IN (SELECT session_id FROM llm)
+        )
+        GROUP BY model, day
+    )
+SELECT
+    d.day AS day,
+    d.model AS model,
+    d.sessions AS sessions,
+    d.llm_calls AS llm_calls,
+    d.llm_errors AS llm_errors,
+    t.tool_calls AS tool_calls,
+    t.tool_errors AS tool_errors,
+    round(if(t.tool_calls > 0, t.tool_errors / t.tool_calls, 0), 4) AS tool_error_rate,
+    lp.loop_sessions AS loop_sessions,
+    round(lp.loop_sessions / d.sessions, 4) AS loop_rate,
+    t.error_sessions AS error_sessions,
+    t.recovered_sessions AS recovered_sessions,
+    if(t.error_sessions > 0, round(t.recovered_sessions / t.error_sessions, 4), NULL) AS recovery_rate,
+    d.tokens AS tokens,
+    round(d.cost_usd, 6) AS cost_usd,
+    round(d.cost_usd / d.sessions, 6) AS cost_per_session,
+    round(d.latency_ms[1], 1) AS latency_p50_ms,
+    round(d.latency_ms[2], 1) AS latency_p95_ms,
+    round(d.latency_ms[3], 1) AS latency_p99_ms
+FROM llm_day AS d
+LEFT JOIN tool_day AS t ON t.model = d.model AND t.day = d.day
+LEFT JOIN loop_day AS lp ON lp.model = d.model AND lp.day = d.day
+ORDER BY day, model

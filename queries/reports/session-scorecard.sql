@@ -1,0 +1,141 @@
+-- session-scorecard: one row per session active in [from, to) (any tool call started in the
+-- range; the whole history of those sessions is scored), optionally one agent, service or session.
+-- Parameters: {from:DateTime64(3)}, {to:DateTime64(3)}, {agent:String}, {service:String},
+-- {session_id:String} ('' = any), {limit:UInt32}. Run with queries/src/reports.ts runReport().
+--   calls            tool calls
+--   retries          calls that repeat the session's previous call (same tool and arguments) after it failed
+--   loops_entered    loop findings of the session (agent_findings, any detector but degradation)
+--   failed_tools     tools that failed at least once; recovered_tools: of those, the ones that later succeeded
+--   recovered        1 when some failure was followed later by a success of the same tool
+--   ended_cleanly    the last call succeeded and no loop was still open at the end (a finding reaching the last call)
+--   files / commands distinct path-like arguments of read/write/edit tools, distinct commands of shell tools
+--                    (from captured arguments: gen_ai.tool.call.arguments and equivalents)
+--   tokens, cost_usd LLM calls of the session; cost = reported cost when > 0, else tokens x model_prices
+--   wall_time_s      first call start to last call end (tool and LLM calls)
+--   waste_ratio      wasted calls / calls; wasted calls: the largest of the per-detector sums of
+--                    findings' wasted_calls (detectors overlap: a stuck run is also a repeat), at most calls
+WITH
+    scope AS (
+        SELECT DISTINCT session_id FROM agent_tool_calls
+        WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)}
+          AND ({agent:String} = '' OR agent = {agent:String})
+          AND ({service:String} = '' OR service = {service:String})
+          AND ({session_id:String} = '' OR session_id = {session_id:String})
+    ),
+    calls AS (
+        SELECT session_id, ts, end_ts, span_id, tool, args_hash, status, arguments, agent, service,
+               row_number() OVER (PARTITION BY session_id ORDER BY ts, span_id) AS seq
+        FROM agent_tool_calls FINAL
+        WHERE session_id IN (SELECT session_id FROM scope)
+    ),
+    marked AS (
+        SELECT *,
+               lagInFrame(tool, 1, '') OVER w = tool AND lagInFrame(args_hash, 1, 0) OVER w = args_hash
+                   AND lagInFrame(status, 1, '') OVER w = 'error' AS is_retry,
+               multiIf(match(tool, '(?i)(read|write|edit|create|delete|patch|open|view|file)'),
+                       coalesce(nullIf(JSONExtractString(arguments, 'path'), ''), nullIf(JSONExtractString(arguments, 'file_path'), ''),
+                                nullIf(JSONExtractString(arguments, 'file'), ''), nullIf(JSONExtractString(arguments, 'filename'), ''),
+                                nullIf(JSONExtractString(arguments, 'target_file'), ''), ''),
+                       '') AS file,
+               multiIf(match(tool, '(?i)(shell|bash|terminal|exec|cmd|command|run_tests?)'),
+                       coalesce(nullIf(JSONExtractString(arguments, 'command'), ''), nullIf(JSONExtractString(arguments, 'cmd'), ''), ''),
+                       '') AS command
+        FROM calls
+        WINDOW w AS (PARTITION BY session_id ORDER BY seq ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+    ),
+    per_session AS (
+        SELECT session_id,
+               any(agent) AS agent,
+               any(service) AS service,
+               count() AS calls,
+               countIf(status = 'error') AS errors,
+               countIf(is_retry) AS retries,
+               argMax(status, seq) AS last_status,
+               max(ts) AS last_call_ts,
+               min(ts) AS first_tool_ts,
+               max(end_ts) AS last_tool_end,
+               arraySort(groupUniqArrayIf(file, file != '')) AS files,
+               arraySort(groupUniqArrayIf(command, command != '')) AS commands
+        FROM marked
+        GROUP BY session_id
+    ),
+    recovery AS (
+        SELECT session_id, countIf(first_error > 0) AS failed_tools, countIf(first_error > 0 AND last_ok > first_error) AS recovered_tools
+        FROM (
+            SELECT session_id, tool, minIf(seq, status = 'error') AS first_error, maxIf(seq, status = 'ok') AS last_ok
+            FROM calls GROUP BY session_id, tool
+        )
+        GROUP BY session_id
+    ),
+    -- wasted calls: per detector the sum over its findings, then the largest detector (findings
+    -- of different detectors often cover the same calls: a stuck run is also a repeat)
+    findings AS (
+        SELECT session_id, sum(n) AS loops, max(wasted) AS wasted_calls, max(last_end) AS last_finding_end,
+               arraySort(groupArray(detector)) AS detectors
+        FROM (
+            SELECT session_id, detector, count() AS n, sum(wasted_calls) AS wasted, max(last_ts) AS last_end
+            FROM agent_findings FINAL
+            WHERE session_id IN (SELECT session_id FROM scope) AND detector != 'degradation'
+            GROUP BY session_id, detector
+        )
+        GROUP BY session_id
+    ),
+    llm AS (
+        SELECT session_id, model, duration_ns, ts, end_ts, input_tokens, output_tokens, cache_read_tokens, total_tokens,
+               reported_cost_usd, loopwatch_model_key(model) AS model_key
+        FROM agent_llm_calls FINAL
+        WHERE session_id IN (SELECT session_id FROM scope)
+    ),
+    prices AS (
+        SELECT k.model_key AS model_key,
+               argMax(tuple(p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok), tuple(p.match = 'exact', length(p.model))) AS price
+        FROM (SELECT DISTINCT model_key FROM llm) AS k CROSS JOIN (SELECT * FROM model_prices FINAL) AS p
+        WHERE (p.match = 'exact' AND k.model_key = p.model) OR (p.match = 'prefix' AND startsWith(k.model_key, p.model))
+        GROUP BY k.model_key
+    ),
+    llm_session AS (
+        SELECT l.session_id AS session_id,
+               count() AS llm_calls,
+               sum(l.total_tokens) AS tokens,
+               sum(if(l.reported_cost_usd > 0, l.reported_cost_usd,
+                      (greatest(toInt64(l.input_tokens) - toInt64(l.cache_read_tokens), 0) * tupleElement(pr.price, 1)
+                       + l.cache_read_tokens * if(tupleElement(pr.price, 3) > 0, tupleElement(pr.price, 3), tupleElement(pr.price, 1))
+                       + l.output_tokens * tupleElement(pr.price, 2)) / 1e6)) AS cost_usd,
+               topKWeighted(1)(l.model, l.total_tokens)[1] AS model,
+               min(l.ts) AS first_llm_ts,
+               max(l.end_ts) AS last_llm_end
+        FROM llm AS l LEFT JOIN prices AS pr ON l.model_key = pr.model_key
+        GROUP BY l.session_id
+    )
+SELECT
+    s.session_id AS session_id,
+    s.agent AS agent,
+    s.service AS service,
+    l.model AS model,
+    toString(if(l.llm_calls > 0, least(s.first_tool_ts, l.first_llm_ts), s.first_tool_ts)) AS started_at,
+    s.calls AS calls,
+    l.llm_calls AS llm_calls,
+    s.errors AS errors,
+    s.retries AS retries,
+    f.loops AS loops_entered,
+    f.detectors AS loop_kinds,
+    r.failed_tools AS failed_tools,
+    r.recovered_tools AS recovered_tools,
+    toUInt8(r.recovered_tools > 0) AS recovered,
+    toUInt8(s.last_status = 'ok' AND NOT (f.loops > 0 AND f.last_finding_end >= s.last_call_ts)) AS ended_cleanly,
+    length(s.files) AS files_touched,
+    length(s.commands) AS commands_run,
+    arraySlice(s.files, 1, 50) AS files,
+    arraySlice(s.commands, 1, 50) AS commands,
+    l.tokens AS tokens,
+    round(l.cost_usd, 6) AS cost_usd,
+    round((toUnixTimestamp64Nano(if(l.llm_calls > 0, greatest(s.last_tool_end, l.last_llm_end), s.last_tool_end))
+           - toUnixTimestamp64Nano(if(l.llm_calls > 0, least(s.first_tool_ts, l.first_llm_ts), s.first_tool_ts))) / 1e9, 3) AS wall_time_s,
+    least(f.wasted_calls, s.calls) AS wasted_calls,
+    round(least(f.wasted_calls, s.calls) / s.calls, 4) AS waste_ratio
+FROM per_session AS s
+LEFT JOIN recovery AS r ON r.session_id = s.session_id
+LEFT JOIN findings AS f ON f.session_id = s.session_id
+LEFT JOIN llm_session AS l ON l.session_id = s.session_id
+ORDER BY started_at, session_id
+LIMIT {limit:UInt32}

@@ -1,0 +1,132 @@
+-- Support for the loop and waste detectors (queries/detectors/*.sql, run by
+-- collector/src/detect/run-detectors.ts): activity log for incremental runs, per-detector
+-- watermarks, model prices, and one parameterized view of the calls every detector reads.
+
+-- Which sessions received calls when (insertion time, not span time): an incremental detector
+-- pass reads the sessions active since its watermark and then their whole history. Filled by
+-- views on the typed tables, so loop spans (no convention, never in those tables) do not feed it.
+CREATE TABLE IF NOT EXISTS agent_call_activity
+(
+    inserted_at DateTime64(3) CODEC(Delta, ZSTD(1)),
+    session_id String CODEC(ZSTD(1))
+)
+ENGINE = MergeTree
+PARTITION BY toDate(inserted_at)
+ORDER BY (inserted_at, session_id)
+TTL toDateTime(inserted_at) + toIntervalDay({{retention_days}})
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS agent_call_activity_tools_mv TO agent_call_activity AS
+SELECT now64(3) AS inserted_at, session_id FROM agent_tool_calls GROUP BY session_id;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS agent_call_activity_llm_mv TO agent_call_activity AS
+SELECT now64(3) AS inserted_at, session_id FROM agent_llm_calls GROUP BY session_id;
+
+-- Sessions stored before this migration count as active now (one first full pass).
+INSERT INTO agent_call_activity SELECT now64(3), session_id FROM agent_tool_calls GROUP BY session_id;
+
+-- Per-detector watermark: the insertion time up to which sessions have been examined.
+CREATE TABLE IF NOT EXISTS loopwatch_detector_state
+(
+    detector String,
+    watermark DateTime64(3),
+    updated_at DateTime64(3) DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY detector;
+
+-- Model list prices (USD per million tokens), loaded at collector start from
+-- queries/prices/model-prices.json merged with LOOPWATCH_MODEL_PRICES. match: 'exact' or
+-- 'prefix' (a dated or suffixed model id matches its family); the longest match wins.
+CREATE TABLE IF NOT EXISTS model_prices
+(
+    model String,
+    match LowCardinality(String),
+    input_per_mtok Float64,
+    output_per_mtok Float64,
+    cached_input_per_mtok Float64
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (model, match);
+
+-- Price lookup key of a model id: lower case, provider path dropped (openai/gpt-4o,
+-- models/gemini-2.5-pro), Bedrock's [region.]anthropic. prefix dropped.
+CREATE FUNCTION IF NOT EXISTS loopwatch_model_key AS (m) ->
+    replaceRegexpOne(lowerUTF8(arrayElement(splitByChar('/', m), -1)), '^([a-z]{2}\\.)?anthropic\\.', '');
+
+-- Error identity across a session; queries/src/detector-defaults.ts normalizeErrorMessage is
+-- the same function: numbers and long hex ids must not make two occurrences differ.
+CREATE FUNCTION IF NOT EXISTS loopwatch_error_norm AS (msg) ->
+    leftUTF8(trimBoth(replaceRegexpAll(replaceRegexpAll(lowerUTF8(msg), '[0-9a-f]{8,}|[0-9]+', '#'), '[ \t\r\n]+', ' ')), 200);
+
+-- Every detector reads this: the tool calls (deduplicated, FINAL) of the sessions with calls
+-- inserted in (since, until], whole history, numbered per session (seq, by start time), with
+--   call_key  tool + arguments hash (what "the same call" means)
+--   result_empty  the call succeeded and returned nothing (an action, not a read)
+--   outcome   what the call returned: R<result hash> | E<error key> | U<span id> when the result
+--             is unknown (not captured): an unknown result never equals another, so it never
+--             counts as "nothing new"
+--   tokens, cost_usd, time_ns: the share of the LLM call that requested it (latest LLM call of
+--             the session ended at or before the call started, split evenly among the calls it
+--             requested) plus, for time, the call's own duration. Cost: reported_cost_usd when
+--             > 0, else tokens x model_prices.
+CREATE VIEW IF NOT EXISTS loopwatch_detector_calls AS
+WITH
+    scope AS (
+        SELECT DISTINCT session_id FROM agent_call_activity
+        WHERE inserted_at > {since:DateTime64(3)} AND inserted_at <= {until:DateTime64(3)}
+    ),
+    calls AS (
+        SELECT * FROM agent_tool_calls FINAL
+        WHERE session_id IN (SELECT session_id FROM scope)
+          -- a call the in-process LoopGuard stopped before it ran is not part of the loop
+          AND error_type != 'LoopDetectedError'
+    ),
+    llm AS (
+        SELECT session_id, span_id, end_ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens,
+               total_tokens, reported_cost_usd, loopwatch_model_key(model) AS model_key
+        FROM agent_llm_calls FINAL WHERE session_id IN (SELECT session_id FROM scope)
+    ),
+    prices AS (
+        SELECT k.model_key AS model_key,
+               argMax(tuple(p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok), tuple(p.match = 'exact', length(p.model))) AS price
+        FROM (SELECT DISTINCT model_key FROM llm) AS k CROSS JOIN (SELECT * FROM model_prices FINAL) AS p
+        WHERE (p.match = 'exact' AND k.model_key = p.model) OR (p.match = 'prefix' AND startsWith(k.model_key, p.model))
+        GROUP BY k.model_key
+    ),
+    llm_cost AS (
+        SELECT l.session_id AS session_id, l.span_id AS span_id, l.end_ts AS end_ts, l.duration_ns AS duration_ns,
+               l.model AS model, l.total_tokens AS total_tokens,
+               if(l.reported_cost_usd > 0, l.reported_cost_usd,
+                  (greatest(toInt64(l.input_tokens) - toInt64(l.cache_read_tokens), 0) * tupleElement(pr.price, 1)
+                   + l.cache_read_tokens * if(tupleElement(pr.price, 3) > 0, tupleElement(pr.price, 3), tupleElement(pr.price, 1))
+                   + l.output_tokens * tupleElement(pr.price, 2)) / 1e6) AS cost_usd
+        FROM llm AS l LEFT JOIN prices AS pr ON l.model_key = pr.model_key
+    ),
+    joined AS (
+        SELECT c.session_id AS session_id, c.ts AS ts, c.end_ts AS end_ts, c.duration_ns AS duration_ns,
+               c.trace_id AS trace_id, c.span_id AS span_id, c.parent_span_id AS parent_span_id,
+               c.service AS service, c.agent AS agent, c.model AS call_model, c.tool AS tool,
+               c.args_hash AS args_hash, c.result_hash AS result_hash, c.has_result AS has_result,
+               c.status AS status, c.error_type AS error_type, c.error_message AS error_message,
+               l.span_id AS llm_span_id, l.model AS llm_model, l.total_tokens AS llm_tokens,
+               l.cost_usd AS llm_cost_usd, l.duration_ns AS llm_duration_ns
+        FROM calls AS c ASOF LEFT JOIN llm_cost AS l ON c.session_id = l.session_id AND c.ts >= l.end_ts
+    )
+SELECT
+    session_id,
+    row_number() OVER (PARTITION BY session_id ORDER BY ts, span_id) AS seq,
+    ts, end_ts, duration_ns, trace_id, span_id, parent_span_id, service, agent,
+    if(call_model != '', call_model, llm_model) AS model,
+    tool,
+    concat(tool, '|', hex(args_hash)) AS call_key,
+    status, error_type, error_message, has_result,
+    has_result = 1 AND result_hash = loopwatch_hash64('') AS result_empty,
+    concat(tool, '|', error_type, '|', loopwatch_error_norm(error_message)) AS error_key,
+    multiIf(status = 'error', concat('E', error_type, '|', loopwatch_error_norm(error_message)),
+            has_result = 1, concat('R', hex(result_hash)),
+            concat('U', span_id)) AS outcome,
+    if(llm_span_id = '', 0., llm_tokens / count() OVER (PARTITION BY session_id, llm_span_id)) AS tokens,
+    if(llm_span_id = '', 0., llm_cost_usd / count() OVER (PARTITION BY session_id, llm_span_id)) AS cost_usd,
+    duration_ns + if(llm_span_id = '', 0., llm_duration_ns / count() OVER (PARTITION BY session_id, llm_span_id)) AS time_ns
+FROM joined;

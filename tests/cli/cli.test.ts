@@ -1,0 +1,136 @@
+// The compiled `loopwatch` CLI against a real collector (embedded store, detectors on) fed by the
+// real sample agent over OTLP: sessions, session timeline, findings, models, export, demo
+// (against the running collector), --help and --json everywhere, errors and exit codes.
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+import { assertBuilt, cli, freePort, runSampleAgent, until } from './helpers.js';
+
+let tc: TestCollector;
+const session = `cli-${Date.now()}`;
+
+beforeAll(async () => {
+  assertBuilt();
+  tc = await startTestCollector({ detect: { enabled: true, intervalMs: 200 } });
+  await runSampleAgent(tc.url, session); // 16 tool calls, each asked for by a model call, and a final model call
+  await tc.collector.flush();
+  const api = `${tc.url}/api/v1/findings?session=${encodeURIComponent(session)}`;
+  await until(async () => ((await (await fetch(api)).json()) as { findings: Array<{ detector: string }> }).findings.some((f) => f.detector === 'repeat'));
+}, 90_000);
+afterAll(async () => {
+  await tc?.close();
+});
+
+describe('loopwatch CLI', () => {
+  it('--help lists the commands, and every command has --help, --json and --url', async () => {
+    const top = await cli(['--help']);
+    expect(top.code).toBe(0);
+    for (const cmd of ['up', 'demo', 'sessions', 'session', 'findings', 'models', 'export']) expect(top.stdout).toContain(cmd);
+    for (const cmd of ['demo', 'sessions', 'session', 'findings', 'models', 'export']) {
+      const h = await cli([cmd, '--help']);
+      expect(h.code, cmd).toBe(0);
+      expect(h.stdout, cmd).toContain('--json');
+      expect(h.stdout, cmd).toContain('--url');
+    }
+    expect((await cli(['up', '--help'])).stdout).toContain('--json');
+  });
+
+  it('sessions: the session, scored', async () => {
+    const r = await cli(['sessions', '--json', '--url', tc.url]);
+    expect(r.code, r.stderr).toBe(0);
+    const s = (JSON.parse(r.stdout) as { sessions: Array<{ session_id: string; calls: number; errors: number; loops_entered: number; llm_calls: number }> }).sessions.find((x) => x.session_id === session);
+    expect(s).toMatchObject({ calls: 16, errors: 4, llm_calls: 17 });
+    expect((s as unknown as { cost_usd: number }).cost_usd).toBeGreaterThan(0);
+    expect(s!.loops_entered).toBeGreaterThan(0);
+    const text = await cli(['sessions', '--url', tc.url]);
+    expect(text.stdout).toContain(session);
+    // LOOPWATCH_URL works as --url
+    expect((await cli(['sessions', '--json'], { LOOPWATCH_URL: tc.url })).code).toBe(0);
+  });
+
+  it('session <id>: the timeline in call order, loops highlighted', async () => {
+    const r = await cli(['session', session, '--json', '--url', tc.url]);
+    expect(r.code, r.stderr).toBe(0);
+    const d = JSON.parse(r.stdout) as { total_calls: number; calls: Array<{ kind: string; name: string; loops: string[]; args_hash: string }>; findings: Array<{ detector: string }> };
+    expect(d.total_calls).toBe(33);
+    const tools = d.calls.filter((c) => c.kind === 'tool');
+    expect(tools.map((c) => c.name)).toEqual([
+      'read_file', 'write_file', 'write_file', 'write_file', 'write_file', 'write_file',
+      'run_tests', 'edit_file', 'run_tests', 'edit_file', 'run_tests', 'edit_file',
+      'run_shell', 'run_shell', 'run_shell', 'run_shell',
+    ]);
+    expect(tools[1]!.args_hash).toMatch(/^[0-9a-f]{16}$/);
+    expect(tools[2]!.loops).toContain('repeat');
+    expect(tools[0]!.loops).toEqual([]);
+    // model and tool calls alternate, in start order
+    expect(d.calls.slice(0, 4).map((c) => `${c.kind}:${c.name}`)).toEqual(['llm:gpt-4o-mini-2024-07-18', 'tool:read_file', 'llm:gpt-4o-mini-2024-07-18', 'tool:write_file']);
+
+    const text = await cli(['session', session, '--url', tc.url]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('loops and waste found:');
+    expect(text.stdout).toMatch(/write_file .*⟲ .*repeat/);
+    expect(text.stdout).toContain('command not found');
+  });
+
+  it('findings: filtered by session and detector', async () => {
+    const r = await cli(['findings', '--json', '--url', tc.url, '--session', session]);
+    expect(r.code).toBe(0);
+    const f = (JSON.parse(r.stdout) as { findings: Array<{ detector: string; session_id: string; tools: string[]; wasted_calls: number }> }).findings;
+    const repeat = f.find((x) => x.detector === 'repeat');
+    expect(repeat).toMatchObject({ session_id: session, tools: ['write_file'] });
+    expect(repeat!.wasted_calls).toBeGreaterThan(0);
+    const only = JSON.parse((await cli(['findings', '--json', '--url', tc.url, '--detector', 'repeat'])).stdout) as { findings: Array<{ detector: string }> };
+    expect(only.findings.every((x) => x.detector === 'repeat')).toBe(true);
+    expect((await cli(['findings', '--url', tc.url])).stdout).toContain('repeat');
+  });
+
+  it('models: the per-model reliability table', async () => {
+    const r = await cli(['models', '--json', '--url', tc.url]);
+    expect(r.code, r.stderr).toBe(0);
+    const m = (JSON.parse(r.stdout) as { models: Array<{ model: string; sessions: number; llm_calls: number; tool_calls: number; cost_usd: number }> }).models.find((x) => x.model === 'gpt-4o-mini-2024-07-18');
+    expect(m).toMatchObject({ sessions: 1, llm_calls: 17, tool_calls: 16 });
+    expect(m!.cost_usd).toBeGreaterThan(0);
+    expect((await cli(['models', '--url', tc.url])).stdout).toContain('gpt-4o-mini-2024-07-18');
+  });
+
+  it('export: JSON Lines of the session, to a file and to stdout', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'lw-export-')), 's.jsonl');
+    const r = await cli(['export', session, '-o', file, '--json', '--url', tc.url]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ session_id: session, calls: 33, file });
+    const lines = readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines[0]).toMatchObject({ type: 'session', format: 'loopwatch.session.v1', session_id: session, calls: 33 });
+    expect(lines.slice(1).filter((l) => l.type === 'tool_call')).toHaveLength(16);
+    expect(lines.slice(1).filter((l) => l.type === 'llm_call')).toHaveLength(17);
+    const shell = lines.find((l) => l.tool === 'run_shell');
+    expect(shell).toMatchObject({ status: 'error', error_message: 'command not found: pnpx' });
+    const stdout = await cli(['export', session, '--url', tc.url]);
+    expect(stdout.stdout.trimEnd().split('\n')).toHaveLength(34);
+  });
+
+  it('demo: uses the running collector, runs the sample agent, shows a finding', async () => {
+    const r = await cli(['demo', '--json', '--url', tc.url, '--timeout', '60']);
+    expect(r.code, r.stderr).toBe(0);
+    const d = JSON.parse(r.stdout) as { session_id: string; collector: { started: boolean }; findings: Array<{ detector: string }>; calls: Array<{ loops: string[] }> };
+    expect(d.collector.started).toBe(false);
+    expect(d.findings.length).toBeGreaterThan(0);
+    expect(d.calls.some((c) => c.loops.length > 0)).toBe(true);
+  });
+
+  it('errors: unknown session, bad arguments, no collector', async () => {
+    const missing = await cli(['session', 'no-such-session', '--url', tc.url]);
+    expect(missing.code).toBe(5);
+    expect(missing.stderr).toContain('no session no-such-session');
+    expect((await cli(['export', 'no-such-session', '--url', tc.url])).code).toBe(5);
+    expect((await cli(['sessions', '--limit', 'x', '--url', tc.url])).code).not.toBe(0);
+    const bad = await fetch(`${tc.url}/api/v1/sessions?limit=0`);
+    expect(bad.status).toBe(400);
+    const badTime = await fetch(`${tc.url}/api/v1/findings?since=yesterday-ish`);
+    expect(badTime.status).toBe(400);
+    const down = await cli(['sessions', '--url', `http://127.0.0.1:${await freePort()}`]);
+    expect(down.code).toBe(3);
+    expect(down.stderr).toContain('no collector at');
+  });
+});

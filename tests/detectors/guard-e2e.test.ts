@@ -1,0 +1,68 @@
+// The guard and the collector together: an agent process halts its own loop; its spans travel
+// over real OTLP/HTTP (protobuf) to a real collector; the SQL detectors find the same loop and
+// ignore the call the guard stopped.
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runDetectors } from '../../collector/src/detect/run-detectors.js';
+import { traceTool, withSession } from '../../instrumentation/src/api.js';
+import { enableLoopGuard } from '../../instrumentation/src/guard/enable.js';
+import { LoopDetectedError } from '../../instrumentation/src/guard/loop-guard.js';
+import { SessionSpanProcessor } from '../../instrumentation/src/sdk.js';
+import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+
+let tc: TestCollector;
+let provider: NodeTracerProvider;
+
+beforeAll(async () => {
+  tc = await startTestCollector({ detect: { enabled: false } });
+  provider = new NodeTracerProvider({
+    spanProcessors: [new SessionSpanProcessor(), new SimpleSpanProcessor(new OTLPTraceExporter({ url: `${tc.url}/v1/traces` }))],
+  });
+  provider.register();
+});
+afterAll(async () => {
+  await provider?.shutdown();
+  await tc?.close();
+});
+
+describe('LoopGuard halt + SQL detectors on the same session', () => {
+  it('agree on the loop; the halted call is stored but not counted', async () => {
+    const guard = enableLoopGuard({ policy: 'halt', log: () => undefined });
+    let runs = 0;
+    const search = traceTool('search_docs', async (q: string) => {
+      runs++;
+      return { hits: [], query: q };
+    });
+    let halted: LoopDetectedError | undefined;
+    await withSession({ sessionId: 'guard-e2e', agent: 'doc-agent' }, async () => {
+      try {
+        for (let i = 0; i < 5; i++) await search('how to exit vim');
+      } catch (err) {
+        if (err instanceof LoopDetectedError) halted = err;
+        else throw err;
+      }
+    });
+    guard.disable();
+    expect(runs).toBe(3);
+    expect(halted?.finding.kind).toBe('stuck');
+    await provider.forceFlush();
+    await tc.collector.flush();
+
+    const calls = await tc.rows<{ status: string; error_type: string }>(
+      `SELECT status, error_type FROM agent_tool_calls FINAL WHERE session_id = 'guard-e2e' ORDER BY ts`);
+    expect(calls.map((c) => c.error_type)).toEqual(['', '', '', 'LoopDetectedError']);
+
+    const r = await runDetectors(tc.collector.store.client);
+    expect(r.errors).toEqual({});
+    const findings = await tc.rows<{ detector: string; first_span_id: string; last_span_id: string; repeats: number; agent: string }>(
+      `SELECT detector, first_span_id, last_span_id, repeats, agent FROM agent_findings FINAL WHERE session_id = 'guard-e2e' ORDER BY detector`);
+    expect(findings.map((f) => f.detector)).toEqual(['redundant', 'stuck']);
+    const stuck = findings.find((f) => f.detector === 'stuck')!;
+    expect(stuck.first_span_id).toBe(halted!.finding.firstSpanId);
+    expect(stuck.last_span_id).toBe(halted!.finding.lastSpanId);
+    expect(Number(stuck.repeats)).toBe(halted!.finding.repeats);
+    expect(stuck.agent).toBe('doc-agent');
+  });
+});

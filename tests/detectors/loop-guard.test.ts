@@ -1,0 +1,194 @@
+// The in-process LoopGuard through the real OpenTelemetry SDK: warn adds a
+// loopwatch.loop_detected event to the tool span that completed a loop; halt throws a typed
+// LoopDetectedError before the next looping call runs. The InMemorySpanExporter only reads
+// what the SDK produced.
+import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { traceTool, withSession } from '../../instrumentation/src/api.js';
+import { enableLoopGuard, guardPolicyFromEnv, type LoopGuardHandle } from '../../instrumentation/src/guard/enable.js';
+import { LoopDetectedError, LoopGuard, type GuardFinding } from '../../instrumentation/src/guard/loop-guard.js';
+import { SessionSpanProcessor } from '../../instrumentation/src/sdk.js';
+import { DETECTOR_DEFAULTS } from '../../queries/src/detector-defaults.js';
+
+const exporter = new InMemorySpanExporter();
+const provider = new NodeTracerProvider({ spanProcessors: [new SessionSpanProcessor(), new SimpleSpanProcessor(exporter)] });
+let handle: LoopGuardHandle | null = null;
+
+beforeAll(() => {
+  provider.register();
+});
+afterAll(async () => {
+  await provider.shutdown();
+});
+afterEach(() => {
+  handle?.disable();
+  handle = null;
+  exporter.reset();
+});
+
+const loopEvents = (s: ReadableSpan) => s.events.filter((e) => e.name === 'loopwatch.loop_detected');
+const toolSpans = () => exporter.getFinishedSpans().filter((s) => s.name.startsWith('execute_tool'));
+
+describe('LoopGuard policy warn', () => {
+  it('logs and marks the span that completed the loop; every call still runs', async () => {
+    const warnings: GuardFinding[] = [];
+    handle = enableLoopGuard({ policy: 'warn', log: (_m, f) => warnings.push(f) });
+    let runs = 0;
+    const read = traceTool('read_file', async (path: string) => {
+      runs++;
+      return `contents of ${path}`;
+    });
+    await withSession('guard-warn', async () => {
+      for (let i = 0; i < 4; i++) await read('a.ts');
+    });
+    expect(runs).toBe(4);
+    const spans = toolSpans();
+    expect(spans).toHaveLength(4);
+    // stuck fires on the 3rd identical call (stuckMinRun = 3), redundant at the same time
+    expect(loopEvents(spans[0]!)).toHaveLength(0);
+    expect(loopEvents(spans[1]!)).toHaveLength(0);
+    const ev = loopEvents(spans[2]!);
+    expect(ev.map((e) => e.attributes?.['loop.detector']).sort()).toEqual(['redundant', 'stuck']);
+    const stuck = ev.find((e) => e.attributes?.['loop.detector'] === 'stuck')!;
+    expect(stuck.attributes?.['loop.first_span_id']).toBe(spans[0]!.spanContext().spanId);
+    expect(stuck.attributes?.['loop.last_span_id']).toBe(spans[2]!.spanContext().spanId);
+    expect(stuck.attributes?.['loop.repeats']).toBe(3);
+    expect(stuck.attributes?.['loop.session_id']).toBe('guard-warn');
+    expect(loopEvents(spans[3]!)).toHaveLength(0); // raised once; growth is not re-announced
+    expect(warnings.map((w) => w.kind).sort()).toEqual(['redundant', 'stuck']);
+  });
+
+  it('stays quiet on polling whose result changes, pagination and reading different files', async () => {
+    handle = enableLoopGuard({ policy: 'halt', log: () => undefined });
+    let tick = 0;
+    const status = traceTool('job_status', async (_id: number) => `progress ${tick++}`);
+    const sleep = traceTool('sleep', async (_s: number) => undefined);
+    const list = traceTool('list_items', async (page: number) => [`item ${page}`]);
+    const read = traceTool('read_file', async (path: string) => `contents of ${path}`);
+    await withSession('guard-negatives', async () => {
+      for (let i = 0; i < 8; i++) {
+        await sleep(1);
+        await status(7);
+      }
+      for (let i = 0; i < 8; i++) await list(i);
+      for (let i = 0; i < 10; i++) await read(`f${i}.ts`);
+    });
+    expect(toolSpans().flatMap(loopEvents)).toHaveLength(0);
+    expect(handle.guard.findings('guard-negatives')).toEqual([]);
+  });
+});
+
+describe('LoopGuard policy halt', () => {
+  it('throws LoopDetectedError before the next looping call runs; other calls go on', async () => {
+    handle = enableLoopGuard({ policy: 'halt', log: () => undefined });
+    let runs = 0;
+    const search = traceTool('search', async (q: string) => {
+      runs++;
+      return q === 'x' ? 'no results' : `results for ${q}`;
+    });
+    let caught: unknown;
+    await withSession('guard-halt', async () => {
+      for (let i = 0; i < 3; i++) await search('x');
+      try {
+        await search('x');
+      } catch (err) {
+        caught = err;
+      }
+      await search('y'); // a different call is not part of the loop
+    });
+    expect(runs).toBe(4); // 3 looping calls ran, the 4th was stopped, then 'y'
+    expect(caught).toBeInstanceOf(LoopDetectedError);
+    const f = (caught as LoopDetectedError).finding;
+    expect(f.kind).toBe('stuck');
+    expect(f.repeats).toBe(3);
+    const spans = toolSpans();
+    expect(spans).toHaveLength(5);
+    const halted = spans[3]!;
+    expect(halted.status.code).toBe(2); // ERROR
+    expect(halted.attributes['error.type']).toBe('LoopDetectedError');
+    expect(loopEvents(halted).map((e) => e.attributes?.['loop.action'])).toEqual(['halt']);
+    expect(spans[4]!.status.code).not.toBe(2);
+  });
+
+  it('stops a retry storm: the same tool failing retryStormMinRun times in a row', async () => {
+    handle = enableLoopGuard({ policy: 'halt', log: () => undefined });
+    let runs = 0;
+    const get = traceTool('http_get', async (url: string) => {
+      runs++;
+      throw new Error(`503 from ${url}`);
+    });
+    const errors: unknown[] = [];
+    await withSession('guard-storm', async () => {
+      for (let i = 0; i < DETECTOR_DEFAULTS.retryStormMinRun + 2; i++) {
+        try {
+          await get(`https://example.test/${i}`);
+        } catch (err) {
+          errors.push(err);
+        }
+      }
+    });
+    expect(runs).toBe(DETECTOR_DEFAULTS.retryStormMinRun);
+    expect(errors.slice(DETECTOR_DEFAULTS.retryStormMinRun).every((e) => e instanceof LoopDetectedError && e.finding.kind === 'retry_storm')).toBe(true);
+  });
+
+  it('a retry that then succeeds is not stopped', async () => {
+    handle = enableLoopGuard({ policy: 'halt', log: () => undefined });
+    let n = 0;
+    const flaky = traceTool('flaky', async () => {
+      if (n++ < 2) throw new Error('ECONNRESET');
+      return 'ok';
+    });
+    await withSession('guard-retry', async () => {
+      for (let i = 0; i < 3; i++) await flaky().catch(() => undefined);
+    });
+    expect(n).toBe(3);
+    expect(toolSpans().flatMap(loopEvents)).toHaveLength(0);
+  });
+});
+
+describe('LoopGuard without OpenTelemetry', () => {
+  const row = (i: number, over: Partial<Parameters<LoopGuard['observe']>[0]> = {}) => ({
+    sessionId: 's', tool: 'a', argsHash: '1', resultHash: '2', status: 'ok', errorType: '', errorMessage: '',
+    ts: 1_700_000_000_000 + i * 1000, spanId: `span${i}`, parentSpanId: 'root', ...over,
+  });
+
+  it('observe() returns what a call raised, then grows it', () => {
+    const g = new LoopGuard();
+    expect(g.observe(row(1))).toEqual([]);
+    expect(g.observe(row(2))).toEqual([]);
+    const third = g.observe(row(3));
+    expect(third.map((f) => [f.kind, f.isNew, f.firstSpanId, f.lastSpanId, f.repeats])).toEqual([
+      ['stuck', true, 'span1', 'span3', 3],
+      ['redundant', true, 'span1', 'span3', 3],
+    ]);
+    const fourth = g.observe(row(4));
+    expect(fourth.find((f) => f.kind === 'stuck')).toMatchObject({ isNew: false, repeats: 4, lastSpanId: 'span4' });
+  });
+
+  it('oscillation A B C A B C A B C with identical args and results', () => {
+    const g = new LoopGuard();
+    const keys = ['e', 'b', 'r'];
+    for (let i = 0; i < 9; i++) g.observe(row(i, { tool: keys[i % 3]!, argsHash: keys[i % 3]!, resultHash: `res-${keys[i % 3]}` }));
+    const osc = g.findings('s').filter((f) => f.kind === 'oscillation');
+    expect(osc.map((f) => [f.firstSpanId, f.lastSpanId, f.repeats, f.wastedCalls])).toEqual([['span0', 'span8', 9, 6]]);
+  });
+
+  it('state is bounded: sessions beyond maxSessions are forgotten, long sessions keep bounded maps', () => {
+    const g = new LoopGuard({ maxSessions: 100 });
+    const t = performance.now();
+    for (let i = 0; i < 50_000; i++) {
+      g.observe(row(i, { sessionId: `s${i % 500}`, argsHash: String(i), resultHash: String(i) }));
+    }
+    const perCall = (performance.now() - t) / 50_000;
+    expect((g as unknown as { sessions: Map<string, unknown> }).sessions.size).toBe(100);
+    expect(perCall).toBeLessThan(0.5); // ms: generous, it is microseconds
+  });
+
+  it('LOOPWATCH_GUARD selects the policy', () => {
+    expect(guardPolicyFromEnv({ LOOPWATCH_GUARD: 'halt' })).toBe('halt');
+    expect(guardPolicyFromEnv({ LOOPWATCH_GUARD: 'OFF' })).toBe('off');
+    expect(guardPolicyFromEnv({ LOOPWATCH_GUARD: 'bogus' })).toBeUndefined();
+    expect(enableLoopGuard({ policy: 'off' }).policy).toBe('off');
+  });
+});

@@ -1,0 +1,49 @@
+// The detector schedule inside a real collector: OTLP over loopback HTTP -> spool -> store ->
+// scheduled detector pass -> finding, within 10 s of the looping call reaching the collector
+// with the default interval (5 s: at most one interval plus one pass).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+import { buildSession, otlpJson, times } from './helpers.js';
+
+let tc: TestCollector;
+beforeAll(async () => {
+  tc = await startTestCollector(); // default detect settings: enabled, every 5 s
+});
+afterAll(async () => {
+  await tc?.close();
+});
+
+async function post(body: string): Promise<void> {
+  const res = await fetch(`${tc.url}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  expect(res.status).toBe(200);
+  await res.arrayBuffer();
+}
+
+describe('detector scheduler', () => {
+  it('stores a finding within 10 s of the Nth repeat reaching the collector', async () => {
+    expect(tc.collector.config.detect.intervalMs).toBe(5000);
+    const s = buildSession('sched-stuck', times(3, { tool: 'read_file', args: { path: 'x' }, result: 'same' }), { startMs: Date.now() - 5_000 });
+    const cut = s.toolRowIndex[1]! + 1;
+    await post(otlpJson(s.rows.slice(0, cut))); // two repeats: not a loop yet
+    await new Promise((r) => setTimeout(r, 1500));
+    await post(otlpJson(s.rows.slice(cut))); // the 3rd identical call completes the stuck loop
+    const t0 = Date.now();
+    let found = 0;
+    while (Date.now() - t0 < 20_000) {
+      const [r] = await tc.rows<{ n: string }>(`SELECT count() AS n FROM agent_findings FINAL WHERE session_id = 'sched-stuck' AND detector = 'stuck'`);
+      found = Number(r!.n);
+      if (found > 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const latencyMs = Date.now() - t0;
+    expect(found).toBe(1);
+    expect(latencyMs).toBeLessThanOrEqual(10_000);
+
+    const m = tc.collector.metrics;
+    expect(await m.value('loopwatch_detector_runs_total')).toBeGreaterThanOrEqual(1);
+    expect(await m.value('loopwatch_findings_total')).toBeGreaterThanOrEqual(1);
+    expect(await m.value('loopwatch_detector_errors_total')).toBe(0);
+    const text = await (await fetch(`${tc.url}/metrics`)).text();
+    expect(text).toMatch(/loopwatch_detector_duration_seconds_count [1-9]/);
+  });
+});

@@ -1,0 +1,310 @@
+// Each SQL detector fires on its loop and stays quiet on its hard negatives, on sessions
+// inserted as OpenTelemetry spans into otel_traces (the real views normalize them) in the real
+// embedded ClickHouse.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadModelPrices, mergedPrices } from '../../collector/src/detect/prices.js';
+import { findingId, loopSpanId, runDetectors } from '../../collector/src/detect/run-detectors.js';
+import { LoopGuard, type GuardFinding } from '../../instrumentation/src/guard/loop-guard.js';
+import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+import { buildSession, insertSession, insertSpans, times, type BuiltSession, type CallSpec } from './helpers.js';
+
+let tc: TestCollector;
+interface F { finding_id: string; detector: string; session_id: string; first_span_id: string; last_span_id: string; repeats: number; wasted_calls: number; wasted_tokens: number; wasted_cost_usd: number; wasted_time_ns: number; tools: string[]; model: string; message: string; details: string; version: number }
+const sessions: Record<string, BuiltSession> = {};
+let findings: F[] = [];
+const PARAMS = { budgetMaxCalls: 10, budgetMaxToolDepth: 3 };
+
+const fail = (message: string, type = 'ToolError'): CallSpec['error'] => ({ type, message });
+
+// name -> calls; loops first, then hard negatives
+const CASES: Record<string, CallSpec[]> = {
+  repeat_loop: times(6, { tool: 'search', args: { q: 'x' }, error: fail('timeout after 30s') }).map((c, i) => (i % 2 ? { ...c, error: undefined, result: 'none' } : c)),
+  stuck_loop: [{ tool: 'plan', args: {} }, ...times(4, { tool: 'read_file', args: { path: 'a.ts' }, result: 'same' })],
+  osc2_loop: [0, 1, 2].flatMap(() => [{ tool: 'open', args: { id: 1 }, result: 'page1' }, { tool: 'back', args: {}, result: 'home' }]),
+  osc3_loop: [0, 1, 2].flatMap(() => [
+    { tool: 'edit', args: { f: 'a', v: 1 }, result: 'ok' }, { tool: 'build', args: {}, result: 'err E1' }, { tool: 'revert', args: { f: 'a' }, result: 'ok' },
+  ]),
+  storm_loop: Array.from({ length: 6 }, (_, i) => ({ tool: 'http_get', args: { url: `u${i}` }, error: fail(`503 from upstream ${1000 + i}`) })),
+  error_loop: [0, 1, 2, 3].flatMap((i) => [
+    { tool: 'edit', args: { f: 'x', v: i }, result: `ok${i}` }, { tool: 'compile', args: { n: i }, error: fail(`cannot find module 'foo' at line ${i + 10}`, 'CompileError') },
+  ]),
+  redundant_waste: [
+    { tool: 'read_file', args: { path: 'cfg' }, result: 'A' }, { tool: 'ls', args: { d: '.' }, result: 'l1' },
+    { tool: 'read_file', args: { path: 'cfg' }, result: 'A' }, { tool: 'ls', args: { d: 'src' }, result: 'l2' },
+    { tool: 'read_file', args: { path: 'cfg' }, result: 'A' },
+  ],
+  runaway_budget: Array.from({ length: 12 }, (_, i) => ({ tool: 'step', args: { i }, result: `r${i}` })),
+  runaway_depth: [
+    { tool: 'agent', args: { d: 0 }, result: 'r0' },
+    { tool: 'agent', args: { d: 1 }, result: 'r1', parentCall: 0 },
+    { tool: 'agent', args: { d: 2 }, result: 'r2', parentCall: 1 },
+    { tool: 'agent', args: { d: 3 }, result: 'r3', parentCall: 2 },
+  ],
+  runaway_no_progress: Array.from({ length: 22 }, (_, i) => ({ tool: 'web_search', args: { q: `query ${i}` }, result: { results: [] } })),
+  // calls the in-process guard stopped (never ran) are not failures: no retry storm
+  halted_calls: [
+    ...times(3, { tool: 'read_file', args: { path: 'b.ts' }, result: 'same' }),
+    ...times(5, { tool: 'read_file', args: { path: 'b.ts' }, error: fail('Loopwatch halted a looping tool call', 'LoopDetectedError') }),
+  ],
+  // hard negatives
+  neg_polling: Array.from({ length: 8 }, (_, i) => ({ tool: 'job_status', args: { id: 7 }, result: `progress ${i * 10}%` })),
+  neg_pagination: Array.from({ length: 8 }, (_, i) => ({ tool: 'list_items', args: { page: i }, result: `items ${i}` })),
+  neg_reading_files: Array.from({ length: 10 }, (_, i) => ({ tool: 'read_file', args: { path: `src/f${i}.ts` }, result: `content ${i}` })),
+  neg_retry_succeeds: [
+    { tool: 'http_get', args: { url: 'a' }, error: fail('ECONNRESET') }, { tool: 'http_get', args: { url: 'a' }, error: fail('ECONNRESET') },
+    { tool: 'http_get', args: { url: 'a' }, result: 'data' }, { tool: 'parse', args: {}, result: 'parsed' },
+  ],
+  neg_tests_after_edits: [0, 1, 2, 3].flatMap((i) => [
+    { tool: 'edit_file', args: { path: 'a.ts', patch: `p${i}` }, result: 'ok' }, { tool: 'run_tests', args: {}, result: `${4 - i} failing` },
+  ]),
+  neg_polling_with_sleep: [0, 1, 2, 3].flatMap((i) => [{ tool: 'sleep', args: { s: 5 }, result: '' }, { tool: 'job_status', args: { id: 1 }, result: `step ${i}` }]),
+};
+
+const EXPECT: Record<string, string[]> = {
+  repeat_loop: ['redundant', 'repeat'],
+  stuck_loop: ['redundant', 'stuck'],
+  osc2_loop: ['oscillation', 'redundant'],
+  osc3_loop: ['oscillation', 'redundant'],
+  storm_loop: ['retry_storm'],
+  error_loop: ['error_loop'],
+  redundant_waste: ['redundant'],
+  runaway_budget: ['runaway'],
+  runaway_depth: ['runaway'],
+  runaway_no_progress: ['runaway'],
+  halted_calls: ['redundant', 'stuck'],
+};
+
+beforeAll(async () => {
+  tc = await startTestCollector({ detect: { enabled: false } });
+  const client = tc.collector.store.client;
+  for (const [name, calls] of Object.entries(CASES)) sessions[name] = await insertSession(client, buildSession(`sql-${name}`, calls));
+  const r = await runDetectors(client, { params: PARAMS });
+  expect(r.errors).toEqual({});
+  findings = await tc.rows<F>('SELECT * FROM agent_findings FINAL ORDER BY session_id, detector');
+});
+afterAll(async () => {
+  await tc?.close();
+});
+
+const of = (name: string) => findings.filter((f) => f.session_id === `sql-${name}`);
+
+describe('SQL detectors on hand-written sessions', () => {
+  for (const name of Object.keys(CASES)) {
+    const expected = EXPECT[name] ?? [];
+    it(`${name}: ${expected.length ? expected.join(' + ') : 'no finding'}`, () => {
+      const got = [...new Set(of(name).map((f) => f.detector))].sort();
+      if (name.startsWith('runaway')) expect(got).toContain('runaway');
+      else expect(got).toEqual(expected);
+    });
+  }
+});
+
+describe('runaway reasons', () => {
+  const details = (name: string) => JSON.parse(of(name).find((f) => f.detector === 'runaway')!.details) as Record<string, string>;
+  it('calls budget: anchored on the first call, wasted = calls past the budget', () => {
+    const f = of('runaway_budget').find((x) => x.detector === 'runaway')!;
+    expect(details('runaway_budget').reasons).toBe('calls');
+    expect(f.first_span_id).toBe(sessions.runaway_budget!.spanIds[0]);
+    expect(Number(f.wasted_calls)).toBe(2);
+    expect(details('runaway_budget').trigger_span_id).toBe(sessions.runaway_budget!.spanIds[10]);
+  });
+  it('depth: tool calls nested through parent_span_id', () => {
+    expect(details('runaway_depth').reasons).toBe('depth');
+    expect(details('runaway_depth').max_tool_depth).toBe('4');
+  });
+  it('no progress: a long run of calls returning nothing new', () => {
+    const f = of('runaway_no_progress').find((x) => x.detector === 'runaway')!;
+    expect(details('runaway_no_progress').reasons.split(',')).toContain('no_progress'); // and calls (budget 10 here)
+    expect(Number(f.wasted_calls)).toBe(21); // the first empty answer was new
+  });
+  it('token, cost and wall-time budgets', async () => {
+    const client = tc.collector.store.client;
+    await insertSession(client, buildSession('sql-budget-tokens', Array.from({ length: 6 }, (_, i) => ({ tool: 't', args: { i }, result: i, tokensIn: 3000 }))));
+    await insertSession(client, buildSession('sql-budget-cost', Array.from({ length: 6 }, (_, i) => ({ tool: 't', args: { i }, result: i, tokensIn: 100_000, tokensOut: 0, model: 'claude-opus-4-1-20250805' }))));
+    await insertSession(client, buildSession('sql-budget-wall', Array.from({ length: 6 }, (_, i) => ({ tool: 't', args: { i }, result: i, durMs: 1000 }))));
+    const r = await runDetectors(client, { params: { ...PARAMS, budgetMaxTokens: 10_000, budgetMaxCostUsd: 5, budgetMaxWallTimeS: 3.5 } });
+    expect(r.errors).toEqual({});
+    const rows = await tc.rows<{ session_id: string; details: string; wasted_calls: number }>(
+      `SELECT session_id, details, wasted_calls FROM agent_findings FINAL WHERE detector = 'runaway' AND session_id LIKE 'sql-budget-%' ORDER BY session_id`);
+    const reasons = Object.fromEntries(rows.map((x) => [x.session_id, (JSON.parse(x.details) as { reasons: string }).reasons]));
+    // 3100 tokens per call: past 10k at the 4th call; opus 4.1 at $15/Mtok input: $1.5 per call, past $5 at the 4th
+    expect(reasons).toMatchObject({ 'sql-budget-tokens': 'tokens', 'sql-budget-wall': 'wall_time' });
+    expect(reasons['sql-budget-cost']!.split(',')).toContain('cost');
+    expect(Number(rows.find((x) => x.session_id === 'sql-budget-tokens')!.wasted_calls)).toBe(3);
+  });
+});
+
+describe('model prices', () => {
+  it('LOOPWATCH_MODEL_PRICES entries replace the defaults; prefix and exact matching', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'loopwatch-prices-'));
+    const path = join(dir, 'prices.json');
+    writeFileSync(path, JSON.stringify({ updated: '2026-01-01', models: [
+      { model: 'gpt-4o', match: 'prefix', input_per_mtok: 100, output_per_mtok: 0 },
+      { model: 'acme-1', match: 'exact', input_per_mtok: 1, output_per_mtok: 2 },
+    ] }));
+    const merged = mergedPrices(path);
+    expect(merged.find((m) => m.model === 'gpt-4o' && m.match === 'prefix')!.input_per_mtok).toBe(100);
+    expect(merged.find((m) => m.model === 'acme-1')).toBeTruthy();
+    expect(merged.find((m) => m.model.startsWith('claude-sonnet-4'))).toBeTruthy();
+    const client = tc.collector.store.client;
+    const n = await loadModelPrices(client, path);
+    try {
+      const key = async (m: string) => (await tc.rows<{ k: string; p: number }>(
+        `SELECT loopwatch_model_key({m:String}) AS k,
+                (SELECT argMax(input_per_mtok, tuple(match = 'exact', length(model))) FROM model_prices FINAL
+                 WHERE (match = 'exact' AND model = k) OR (match = 'prefix' AND startsWith(k, model))) AS p`, { m }))[0]!;
+      expect(await key('openai/GPT-4o-2024-11-20')).toEqual({ k: 'gpt-4o-2024-11-20', p: 100 });
+      expect((await key('gpt-4o-mini')).p).toBe(0.15); // the longer prefix wins
+      expect((await key('us.anthropic.claude-sonnet-4-5-20250929-v1:0')).p).toBe(3);
+    } finally {
+      await loadModelPrices(client, undefined);
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(n).toBe(merged.length);
+  });
+});
+
+describe('waste accounting', () => {
+  it('stuck: wasted calls, tokens (ASOF-attributed), cost (model_prices), time', () => {
+    const f = of('stuck_loop').find((x) => x.detector === 'stuck')!;
+    const s = sessions.stuck_loop!;
+    expect(f.first_span_id).toBe(s.spanIds[1]);
+    expect(f.last_span_id).toBe(s.spanIds[4]);
+    expect(Number(f.repeats)).toBe(4);
+    expect(Number(f.wasted_calls)).toBe(3);
+    expect(Number(f.wasted_tokens)).toBe(3 * 1100); // each looping call was requested by a 1000+100 token gpt-4o call
+    expect(f.wasted_cost_usd).toBeCloseTo(3 * (1000 * 2.5 + 100 * 10) / 1e6, 9);
+    expect(Number(f.wasted_time_ns)).toBe(3 * (50 + 20) * 1e6); // tool call + the LLM call that asked for it
+    expect(f.model).toBe('gpt-4o');
+    expect(f.tools).toEqual(['read_file']);
+  });
+
+  it('oscillation: wasted = calls after the first cycle', () => {
+    const f = of('osc3_loop').find((x) => x.detector === 'oscillation')!;
+    expect(Number(f.repeats)).toBe(9);
+    expect(Number(f.wasted_calls)).toBe(6);
+    expect(f.first_span_id).toBe(sessions.osc3_loop!.spanIds[0]);
+    expect(f.last_span_id).toBe(sessions.osc3_loop!.spanIds[8]);
+    expect([...f.tools].sort()).toEqual(['build', 'edit', 'revert']);
+  });
+
+  it('reported cost wins over the price table', async () => {
+    const client = tc.collector.store.client;
+    const s = buildSession('sql-reported-cost', times(3, { tool: 'ping', args: {}, result: 'same', model: 'some-unpriced-model' }));
+    // the same LLM spans, with a reported cost
+    for (const r of s.rows) {
+      const a = r.SpanAttributes as Record<string, string>;
+      if (a['gen_ai.operation.name'] === 'chat') a['llm.cost.total'] = '0.25';
+    }
+    await insertSession(client, s);
+    await runDetectors(client, { params: PARAMS });
+    const [f] = await tc.rows<F>(`SELECT * FROM agent_findings FINAL WHERE session_id = 'sql-reported-cost' AND detector = 'stuck'`);
+    expect(f!.wasted_cost_usd).toBeCloseTo(0.5, 9);
+  });
+});
+
+describe('guard and SQL agree (same rules, same defaults)', () => {
+  for (const name of Object.keys(CASES)) {
+    it(name, () => {
+      const guard = new LoopGuard({ params: PARAMS });
+      for (const row of sessions[name]!.guardRows) guard.observe(row);
+      const key = (f: { kind: string; first: string; last: string; repeats: number }) => `${f.kind} ${f.first} ${f.last} ${f.repeats}`;
+      const fromGuard = guard.findings().filter((f) => f.kind !== 'runaway' || !name.endsWith('depth'))
+        .map((f: GuardFinding) => key({ kind: f.kind, first: f.firstSpanId, last: f.lastSpanId, repeats: f.repeats })).sort();
+      const fromSql = of(name).filter((f) => f.detector !== 'runaway' || !name.endsWith('depth'))
+        .map((f) => key({ kind: f.detector, first: f.first_span_id, last: f.last_span_id, repeats: Number(f.repeats) })).sort();
+      expect(fromGuard).toEqual(fromSql);
+    });
+  }
+});
+
+describe('loop spans', () => {
+  it('land in the looping trace, under the first looping call\'s parent, and are not tool or LLM calls', async () => {
+    const s = sessions.stuck_loop!;
+    const f = of('stuck_loop').find((x) => x.detector === 'stuck')!;
+    const spans = await tc.rows<{ SpanId: string; ParentSpanId: string; ServiceName: string; StatusCode: string; StatusMessage: string; a: Record<string, string>; Duration: string }>(
+      `SELECT SpanId, ParentSpanId, ServiceName, StatusCode, StatusMessage, SpanAttributes AS a, toString(Duration) AS Duration
+       FROM otel_traces WHERE TraceId = {t:String} AND SpanName = 'loopwatch.loop' AND SpanAttributes['loop.detector'] = 'stuck'`,
+      { t: s.traceId },
+    );
+    expect(spans).toHaveLength(1);
+    const sp = spans[0]!;
+    expect(sp.SpanId).toBe(loopSpanId(findingId('stuck', s.sessionId, s.spanIds[1]!), 1));
+    expect(sp.ParentSpanId).toBe(s.rootSpanId);
+    expect(sp.ServiceName).toBe('test-agent-svc');
+    expect(sp.StatusCode).toBe('Error');
+    expect(sp.StatusMessage).toMatch(/read_file .* 4 times in a row/);
+    expect(sp.a['loop.session_id']).toBe(s.sessionId);
+    expect(sp.a['loop.agent']).toBe('test-agent');
+    expect(sp.a['loop.model']).toBe('gpt-4o');
+    expect(sp.a['loop.tools']).toBe('read_file');
+    expect(sp.a['loop.repeats']).toBe('4');
+    expect(sp.a['loop.first_span_id']).toBe(s.spanIds[1]);
+    expect(sp.a['loop.last_span_id']).toBe(s.spanIds[4]);
+    expect(sp.a['loop.wasted_calls']).toBe('3');
+    expect(sp.a['loop.wasted_tokens']).toBe('3300');
+    expect(Number(sp.a['loop.wasted_cost_usd'])).toBeCloseTo(0.0105, 9);
+    expect(sp.a['loop.wasted_time_ns']).toBe(String(210e6));
+    expect(sp.a['loop.finding_id']).toBe(f.finding_id);
+    expect(sp.a['loop.severity']).toBe('warning');
+    expect(Number(sp.Duration)).toBe((4 * 50 + 3 * (20 + 10 + 10)) * 1e6); // first call start -> last call end
+    const [n] = await tc.rows<{ tools: string; llm: string }>(
+      `SELECT (SELECT count() FROM agent_tool_calls WHERE span_id IN (SELECT SpanId FROM otel_traces WHERE SpanName = 'loopwatch.loop')) AS tools,
+              (SELECT count() FROM agent_llm_calls WHERE span_id IN (SELECT SpanId FROM otel_traces WHERE SpanName = 'loopwatch.loop')) AS llm`,
+    );
+    expect(Number(n!.tools)).toBe(0);
+    expect(Number(n!.llm)).toBe(0);
+  });
+});
+
+describe('idempotent and incremental', () => {
+  it('a full re-run stores nothing new: no duplicate findings, no duplicate loop spans', async () => {
+    const client = tc.collector.store.client;
+    const count = async () => (await tc.rows<{ f: string; s: string }>(
+      `SELECT (SELECT count() FROM agent_findings) AS f, (SELECT count() FROM otel_traces WHERE SpanName = 'loopwatch.loop') AS s`))[0]!;
+    const before = await count();
+    const r = await runDetectors(client, { params: PARAMS, full: true });
+    expect(r.errors).toEqual({});
+    expect(r.findings).toBeGreaterThan(10);
+    expect(r.newFindings).toBe(0);
+    expect(r.grownFindings).toBe(0);
+    expect(await count()).toEqual(before);
+  });
+
+  it('a growing loop is the same finding with a higher version and a new loop span', async () => {
+    const client = tc.collector.store.client;
+    const s = buildSession('sql-growing', times(7, { tool: 'fetch', args: { u: 1 }, result: 'same' }));
+    const cut = s.toolRowIndex[3]! + 1; // first 4 calls
+    await insertSpans(client, s.rows.slice(0, cut));
+    await runDetectors(client, { params: { ...PARAMS, watermarkOverlapS: 0 } });
+    const v1 = await tc.rows<F>(`SELECT * FROM agent_findings FINAL WHERE session_id = 'sql-growing' AND detector = 'stuck'`);
+    expect(v1.map((f) => [Number(f.version), Number(f.repeats)])).toEqual([[1, 4]]);
+    await insertSpans(client, s.rows.slice(cut));
+    const r = await runDetectors(client, { params: { ...PARAMS, watermarkOverlapS: 0 } });
+    expect(r.sessions).toBe(1); // only the session that received calls
+    const v2 = await tc.rows<F>(`SELECT * FROM agent_findings FINAL WHERE session_id = 'sql-growing' AND detector = 'stuck'`);
+    expect(v2.map((f) => [Number(f.version), Number(f.repeats), f.last_span_id])).toEqual([[2, 7, s.spanIds[6]]]);
+    expect(v2[0]!.finding_id).toBe(v1[0]!.finding_id);
+    const spans = await tc.rows<{ v: string }>(
+      `SELECT SpanAttributes['loop.version'] AS v FROM otel_traces WHERE SpanName = 'loopwatch.loop' AND SpanAttributes['loop.finding_id'] = {id:String} ORDER BY v`,
+      { id: v1[0]!.finding_id },
+    );
+    expect(spans.map((x) => x.v)).toEqual(['1', '2']);
+  });
+
+  it('an incremental pass examines only sessions with new calls', async () => {
+    const client = tc.collector.store.client;
+    const quiet = await runDetectors(client, { params: { ...PARAMS, watermarkOverlapS: 0 } });
+    expect(quiet.sessions).toBe(0);
+    expect(quiet.findings).toBe(0);
+    await insertSession(client, buildSession('sql-incr-a', times(3, { tool: 'x', args: {}, result: 'y' })));
+    await insertSession(client, buildSession('sql-incr-b', times(2, { tool: 'x', args: {}, result: 'y' })));
+    const r = await runDetectors(client, { params: { ...PARAMS, watermarkOverlapS: 0 } });
+    expect(r.sessions).toBe(2);
+    expect(r.perDetector.stuck).toBe(1);
+    expect(r.newFindings).toBe(2); // stuck + redundant of sql-incr-a
+  });
+});

@@ -1,0 +1,59 @@
+// The provisioned alert rules fire on seeded loops: loop spans in the last 5 minutes per
+// agent, waste cost over the hourly budget, degradation findings. Their SQL runs, with the
+// plugin's macros expanded over each rule's time range, on the embedded ClickHouse of a real
+// collector fed over OTLP.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+import { evaluateRule } from './alerts.js';
+import { alertRules } from './files.js';
+import { seedLoops } from './seed.js';
+
+let tc: TestCollector;
+const rules = Object.fromEntries(alertRules().map((r) => [r.uid, r]));
+
+beforeAll(async () => {
+  tc = await startTestCollector();
+  await seedLoops(tc, new Date());
+}, 120_000);
+
+afterAll(async () => {
+  await tc?.close();
+});
+
+const firing = (xs: { labels: Record<string, string>; firing: boolean }[]) => xs.filter((x) => x.firing).map((x) => x.labels);
+
+describe('alert rules on looping agents', () => {
+  it('loop detected: one instance per agent with a loopwatch.loop span in the last 5 minutes', async () => {
+    const instances = await evaluateRule(tc, rules['loopwatch-loop-detected']!);
+    expect(firing(instances).sort((a, b) => a.agent!.localeCompare(b.agent!))).toEqual([
+      { agent: 'coder', service: 'coder-svc' },
+      { agent: 'planner', service: 'browser-svc' },
+      { agent: 'researcher', service: 'research-svc' },
+    ]);
+    for (const i of instances) expect(i.value).toBeGreaterThanOrEqual(1);
+  });
+
+  it('loop detected: quiet once the loops are older than the rule’s 5 minute window', async () => {
+    const later = new Date(Date.now() + 10 * 60_000);
+    expect(firing(await evaluateRule(tc, rules['loopwatch-loop-detected']!, later))).toEqual([]);
+  });
+
+  it('waste over budget: fires for the agent whose loops cost more than 5 USD in the hour, not for cheap loops', async () => {
+    const instances = await evaluateRule(tc, rules['loopwatch-waste-over-budget']!);
+    expect(firing(instances)).toEqual([{ agent: 'researcher' }]);
+    expect(instances[0]!.value).toBeCloseTo(7.2, 4);
+  });
+
+  it('waste over budget: the budget is the profile setting, 5 USD when unset', async () => {
+    const rs = await tc.collector.store.client.query({
+      query: "SELECT toFloat64OrZero(toString(getSettingOrDefault('custom_loopwatch_waste_budget_usd_per_hour', '5'))) AS budget",
+      format: 'JSONEachRow',
+    });
+    expect(await rs.json()).toEqual([{ budget: 5 }]);
+  });
+
+  it('model degradation: fires for the degraded model and agent', async () => {
+    const instances = await evaluateRule(tc, rules['loopwatch-model-degradation']!);
+    expect(firing(instances)).toEqual([{ model: 'gpt-4o', agent: 'coder' }]);
+  });
+});

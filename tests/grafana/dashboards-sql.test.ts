@@ -1,0 +1,217 @@
+// Every dashboard query (panels, template variables, annotations), with the plugin's macros
+// and variables expanded as the plugin does, runs on the embedded ClickHouse against a real
+// collector seeded over OTLP with looping and clean sessions, and returns the expected
+// columns and rows.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+import { dashboards, panelsOf, type Json } from './files.js';
+import { expandPanelQuery, type VariableValue } from './macros.js';
+import { seedLoops } from './seed.js';
+
+let tc: TestCollector;
+const now = new Date();
+const range = { from: new Date(now.getTime() - 7 * 86_400_000), to: new Date(now.getTime() + 60_000), intervalMs: 3_600_000 };
+let options: Record<string, string[]> = {};
+
+beforeAll(async () => {
+  tc = await startTestCollector();
+  await seedLoops(tc, now);
+}, 120_000);
+
+afterAll(async () => {
+  await tc?.close();
+});
+
+interface Result {
+  columns: string[];
+  rows: Record<string, unknown>[];
+}
+
+async function run(sql: string): Promise<Result> {
+  const rs = await tc.collector.store.client.query({ query: sql, format: 'JSON' });
+  const out = (await rs.json()) as { meta: { name: string }[]; data: Record<string, unknown>[] };
+  return { columns: out.meta.map((m) => m.name), rows: out.data };
+}
+
+const all: Record<string, VariableValue> = {};
+function allSelected(): Record<string, VariableValue> {
+  return Object.fromEntries(Object.entries(options).map(([k, opts]) => [k, { current: ['$__all'], options: opts }]));
+}
+
+/** Expected result columns, per dashboard and panel title. */
+const EXPECTED: Record<string, Record<string, string[]>> = {
+  'overview.json': {
+    Sessions: ['sessions'],
+    'Tool calls': ['tool_calls'],
+    'Tool error rate': ['error_rate'],
+    'Loop findings': ['findings'],
+    'Wasted tokens': ['wasted_tokens'],
+    'Wasted cost': ['wasted_cost_usd'],
+    'Findings by kind over time': ['time', 'detector', 'findings'],
+    'Waste over time (tokens, cost)': ['time', 'wasted_tokens', 'wasted_cost_usd'],
+    'Tool calls over time by status': ['time', 'status', 'calls'],
+    'Findings by kind': ['kind', 'findings'],
+    'Top looping agents': ['agent', 'loops', 'sessions', 'wasted_calls', 'wasted_tokens', 'wasted_cost_usd'],
+    'Top looping tools': ['tool', 'loops', 'sessions', 'agents', 'wasted_calls', 'wasted_cost_usd'],
+  },
+  'sessions.json': {
+    'Sessions over time': ['time', 'sessions', 'looping_sessions'],
+    'Session scorecard': [
+      'session_id', 'trace_id', 'agent', 'service', 'model', 'started', 'wall_time_s', 'tool_calls', 'tool_errors', 'error_rate',
+      'retries', 'recovered', 'ended_cleanly', 'llm_calls', 'tokens', 'cost_usd', 'loops', 'loop_kinds', 'wasted_calls',
+      'wasted_cost_usd', 'waste_ratio',
+    ],
+    'Loop spans (loopwatch.loop)': ['time', 'trace_id', 'service', 'agent', 'detector', 'severity', 'tools', 'repeats', 'wasted_cost_usd', 'session_id', 'message'],
+  },
+  'loops-and-waste.json': {
+    Findings: ['time', 'detector', 'severity', 'agent', 'model', 'service', 'tools', 'repeats', 'wasted_calls', 'wasted_tokens', 'wasted_cost_usd', 'wasted_time_s', 'message', 'session_id', 'trace_id'],
+    'Waste by agent': ['agent', 'findings', 'sessions', 'wasted_calls', 'wasted_tokens', 'wasted_cost_usd', 'wasted_time_s'],
+    'Waste by model': ['model', 'findings', 'sessions', 'wasted_calls', 'wasted_tokens', 'wasted_cost_usd', 'wasted_time_s'],
+    'Waste by tool': ['tool', 'findings', 'wasted_calls', 'wasted_tokens', 'wasted_cost_usd'],
+    'Wasted cost by detector over time': ['time', 'detector', 'wasted_cost_usd'],
+    'Wasted calls by detector and severity': ['detector', 'critical', 'warning', 'other'],
+  },
+  'tools.json': {
+    Tools: ['tool', 'calls', 'errors', 'error_rate', 'sessions', 'calls_per_session', 'p50_ms', 'p95_ms', 'p99_ms'],
+    'Calls per tool': ['time', 'tool', 'calls'],
+    'Error rate per tool': ['time', 'tool', 'error_rate'],
+    'Latency p95 per tool': ['time', 'tool', 'p95_ms'],
+    'Top tool errors': ['tool', 'error_type', 'example_message', 'errors', 'sessions', 'last_seen'],
+  },
+  'models.json': {
+    'Model reliability': [
+      'model', 'sessions', 'tool_calls', 'tool_error_rate', 'loop_rate', 'recovery_rate', 'llm_calls', 'llm_error_rate', 'tokens',
+      'cost_per_session_usd', 'llm_p50_ms', 'llm_p95_ms', 'llm_p99_ms',
+    ],
+    'Tool-call error rate by model, daily': ['time', 'model', 'tool_error_rate'],
+    'LLM latency p95 by model, daily': ['time', 'model', 'p95_ms'],
+    'Cost per session by model, daily': ['time', 'model', 'cost_per_session_usd'],
+    'Degradation findings': ['time', 'model', 'agent', 'service', 'severity', 'worse', 'message', 'details'],
+  },
+};
+
+const boards = dashboards();
+
+describe('template variables', () => {
+  it('list the seeded agents, models and services', async () => {
+    // the same three variables on every dashboard
+    const vars = boards[0]!.json.templating.list as Json[];
+    for (const { json } of boards) expect(json.templating.list).toEqual(vars);
+    for (const v of vars) {
+      const res = await run(expandPanelQuery(v.query as string, { ...range, variables: all }));
+      expect(res.columns).toHaveLength(1);
+      options[v.name as string] = res.rows.map((r) => String(Object.values(r)[0]));
+    }
+    expect(options.agent).toEqual(['coder', 'planner', 'researcher']);
+    expect(options.model).toEqual(['claude-sonnet-4-5', 'gpt-4o', 'gpt-4o-mini']);
+    expect(options.service).toEqual(['browser-svc', 'coder-svc', 'research-svc']);
+  });
+});
+
+describe.each(boards.map((b) => [b.file, b.json] as const))('%s', (file, json) => {
+  const expected = EXPECTED[file]!;
+
+  it('has a column expectation for every panel', () => {
+    expect(panelsOf(json).map((p) => p.title).sort()).toEqual(Object.keys(expected).sort());
+  });
+
+  for (const p of panelsOf(json)) {
+    it(`${String(p.title)}: returns its columns and rows with All selected`, async () => {
+      const sql = expandPanelQuery((p.targets as Json[])[0]!.rawSql as string, { ...range, variables: allSelected() });
+      expect(sql).not.toMatch(/\$/);
+      const res = await run(sql);
+      expect(res.columns).toEqual(expected[p.title as string]);
+      expect(res.rows.length, `${String(p.title)} returned no rows`).toBeGreaterThan(0);
+      if (p.type === 'timeseries') expect(res.columns[0]).toBe('time');
+    });
+
+    it(`${String(p.title)}: runs with one agent, two models and one service selected`, async () => {
+      const variables: Record<string, VariableValue> = {
+        agent: { current: ['coder'], options: options.agent },
+        model: { current: ['gpt-4o', 'gpt-4o-mini'], options: options.model },
+        service: { current: ['coder-svc'], options: options.service },
+      };
+      const sql = expandPanelQuery((p.targets as Json[])[0]!.rawSql as string, { ...range, variables });
+      expect(sql).toContain("'coder'");
+      const res = await run(sql);
+      expect(res.columns).toEqual(expected[p.title as string]);
+      for (const r of res.rows) {
+        if ('agent' in r) expect(r.agent).toBe('coder');
+        if ('service' in r) expect(r.service).toBe('coder-svc');
+        if ('model' in r && file !== 'sessions.json') expect(['gpt-4o', 'gpt-4o-mini']).toContain(r.model);
+      }
+    });
+  }
+
+  for (const a of (json.annotations.list as Json[]).filter((x) => !x.builtIn)) {
+    it(`annotation ${String(a.name)}: returns time and text`, async () => {
+      const res = await run(expandPanelQuery(a.target.rawSql as string, { ...range, variables: allSelected() }));
+      expect(res.columns.slice(0, 2)).toEqual(['time', 'text']);
+      expect(res.rows.length).toBeGreaterThan(0);
+    });
+  }
+});
+
+describe('what the panels show on the seeded data', () => {
+  const sql = (file: string, title: string, variables = allSelected()) => {
+    const p = panelsOf(boards.find((b) => b.file === file)!.json).find((x) => x.title === title)!;
+    return expandPanelQuery((p.targets as Json[])[0]!.rawSql as string, { ...range, variables });
+  };
+
+  it('Overview counts loop findings by kind, degradation apart', async () => {
+    const kinds = (await run(sql('overview.json', 'Findings by kind'))).rows.map((r) => r.kind);
+    expect(kinds).toEqual(expect.arrayContaining(['degradation', 'oscillation', 'retry_storm', 'stuck']));
+    const loops = await run(sql('overview.json', 'Loop findings'));
+    expect(Number(loops.rows[0]!.findings)).toBeGreaterThanOrEqual(3);
+    // the waste of overlapping detectors (stuck, repeat, redundant on one run) is counted once
+    const cost = await run(sql('overview.json', 'Wasted cost'));
+    expect(Number(cost.rows[0]!.wasted_cost_usd)).toBeLessThan(7.2 + 1);
+    expect(Number(cost.rows[0]!.wasted_cost_usd)).toBeGreaterThan(7.2);
+    const top = (await run(sql('overview.json', 'Top looping tools'))).rows.map((r) => r.tool);
+    expect(top).toEqual(expect.arrayContaining(['search_web', 'run_tests', 'open_page', 'go_back']));
+  });
+
+  it('Sessions: the scorecard row of a looping session carries its loops, waste and trace id', async () => {
+    const rows = (await run(sql('sessions.json', 'Session scorecard'))).rows;
+    const stuck = rows.find((r) => String(r.loop_kinds).split(', ').includes('stuck'))!;
+    expect(stuck.agent).toBe('researcher');
+    expect(stuck.model).toBe('claude-sonnet-4-5');
+    expect(Number(stuck.tool_calls)).toBe(9);
+    expect(Number(stuck.wasted_calls)).toBe(8);
+    expect(Number(stuck.waste_ratio)).toBeCloseTo(8 / 9, 3);
+    expect(Number(stuck.wasted_cost_usd)).toBeCloseTo(7.2, 6);
+    expect(stuck.trace_id).toMatch(/^[0-9a-f]{32}$/);
+    // the trace id is the one the loop span was written into
+    const spans = (await run(sql('sessions.json', 'Loop spans (loopwatch.loop)'))).rows;
+    expect(spans.find((s) => s.detector === 'stuck')!.trace_id).toBe(stuck.trace_id);
+    const clean = rows.filter((r) => Number(r.loops) === 0);
+    expect(clean.length).toBeGreaterThan(10);
+    for (const r of clean) expect(Number(r.waste_ratio)).toBe(0);
+    // a session that failed and then succeeded with the same tool recovered
+    expect(rows.some((r) => Number(r.recovered) === 1 && Number(r.loops) === 0)).toBe(true);
+  });
+
+  it('Tools: latency percentiles are ordered and error rates are fractions', async () => {
+    for (const r of (await run(sql('tools.json', 'Tools'))).rows) {
+      expect(Number(r.p50_ms)).toBeLessThanOrEqual(Number(r.p95_ms));
+      expect(Number(r.p95_ms)).toBeLessThanOrEqual(Number(r.p99_ms));
+      expect(Number(r.error_rate)).toBeGreaterThanOrEqual(0);
+      expect(Number(r.error_rate)).toBeLessThanOrEqual(1);
+    }
+  });
+
+  it('Models: gpt-4o shows the worst tool error rate and its degradation finding', async () => {
+    const rows = (await run(sql('models.json', 'Model reliability'))).rows;
+    expect(rows.map((r) => r.model).sort()).toEqual(['claude-sonnet-4-5', 'gpt-4o', 'gpt-4o-mini']);
+    const rate = (m: string) => Number(rows.find((r) => r.model === m)!.tool_error_rate);
+    expect(rate('gpt-4o')).toBeGreaterThan(rate('gpt-4o-mini'));
+    // run_tests failed then passed in every session of gpt-4o-mini that failed: recovered
+    expect(Number(rows.find((r) => r.model === 'gpt-4o-mini')!.recovery_rate)).toBe(1);
+    expect(Number(rows.find((r) => r.model === 'gpt-4o')!.cost_per_session_usd)).toBeGreaterThan(0);
+    expect(Number(rows.find((r) => r.model === 'claude-sonnet-4-5')!.loop_rate)).toBeGreaterThan(0);
+    const deg = (await run(sql('models.json', 'Degradation findings'))).rows;
+    expect(deg.map((r) => r.model)).toEqual(['gpt-4o']);
+    const trend = (await run(sql('models.json', 'Tool-call error rate by model, daily'))).rows;
+    expect(new Set(trend.map((r) => String(r.time).slice(0, 10))).size).toBeGreaterThanOrEqual(6);
+  });
+});

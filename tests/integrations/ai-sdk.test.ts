@@ -1,0 +1,113 @@
+// The Vercel AI SDK (v6) with its own OpenTelemetry integration, a real provider
+// (@ai-sdk/openai) pointed at a loopback server standing in for the API; Loopwatch's SDK
+// (with its AI SDK span processor) exports over OTLP to a real collector.
+import { createOpenAI } from '@ai-sdk/openai';
+import { generateText, stepCountIs, tool } from 'ai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { configureCapture, valueHash, withSession, wrapTools } from '../../instrumentation/src/api.js';
+import { aiSdkTelemetry } from '../../instrumentation/src/integrations/ai-sdk.js';
+import { fakeApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
+
+let p: Pipeline;
+let api: FakeApi;
+let provider: ReturnType<typeof createOpenAI>;
+
+// One agent turn: the model asks for read_file twice (same arguments), then answers.
+beforeAll(async () => {
+  p = await startPipeline('ai-sdk-agent');
+  api = await fakeApi((req) => {
+    const body = req.body as { messages: Array<{ role: string }> };
+    const toolResults = body.messages.filter((m) => m.role === 'tool').length;
+    const usage = { prompt_tokens: 1000, completion_tokens: 50, total_tokens: 1050, prompt_tokens_details: { cached_tokens: 200 } };
+    if (toolResults < 2) {
+      return { json: {
+        id: `c${toolResults}`, object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18',
+        choices: [{ index: 0, finish_reason: 'tool_calls', message: { role: 'assistant', content: null, tool_calls: [
+          { id: `call_${toolResults}`, type: 'function', function: { name: 'read_file', arguments: '{"path":"src/app.ts"}' } },
+        ] } }],
+        usage,
+      } };
+    }
+    return { json: { id: 'c9', object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18', choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'done' } }], usage } };
+  });
+  provider = createOpenAI({ apiKey: 'test-key', baseURL: `${api.url}/v1` });
+});
+afterAll(async () => {
+  configureCapture({ captureContent: false, redact: undefined });
+  await p?.close();
+  await api?.close();
+});
+
+const readFile = (secret: string) =>
+  tool({ description: 'read a file', inputSchema: z.object({ path: z.string() }), execute: async ({ path }) => `${secret} in ${path}` });
+
+async function agentTurn(telemetry: Parameters<typeof generateText>[0]['experimental_telemetry'], tools: Record<string, ReturnType<typeof readFile>>) {
+  const r = await generateText({ model: provider.chat('gpt-4o-mini'), prompt: 'fix the bug', tools, stopWhen: stepCountIs(5), experimental_telemetry: telemetry });
+  expect(r.text).toBe('done');
+  api.requests.length = 0;
+}
+
+interface ToolRow { tool: string; call_id: string; args_hash: string; result_hash: string; convention: string; agent: string; arguments: string; result: string }
+const toolRows = (s: string) =>
+  p.tc.rows<ToolRow>(`SELECT tool, call_id, toString(args_hash) AS args_hash, toString(result_hash) AS result_hash, convention, agent, arguments, result
+                      FROM agent_tool_calls FINAL WHERE session_id = {s:String} ORDER BY ts`, { s });
+
+describe('Vercel AI SDK telemetry', () => {
+  it('maps ai.* spans (model calls and tool calls) to the session named in telemetry metadata', async () => {
+    const session = `aisdk-meta-${Date.now()}`;
+    // no withSession: the session comes only from the AI SDK's metadata
+    await agentTurn({ isEnabled: true, functionId: 'coder', metadata: { sessionId: session } }, { read_file: readFile('secret-token-123') });
+    await p.landed();
+
+    const llm = await p.tc.rows<{ convention: string; operation: string; model: string; provider: string; input_tokens: string; output_tokens: string; cache_read_tokens: string; reported_cost_usd: number; agent: string }>(
+      `SELECT convention, operation, model, provider, toString(input_tokens) AS input_tokens, toString(output_tokens) AS output_tokens,
+              toString(cache_read_tokens) AS cache_read_tokens, reported_cost_usd, agent
+       FROM agent_llm_calls FINAL WHERE session_id = {s:String} ORDER BY ts`, { s: session });
+    expect(llm).toHaveLength(3);
+    expect(llm[0]).toMatchObject({ convention: 'ai_sdk', operation: 'ai.generateText.doGenerate', model: 'gpt-4o-mini-2024-07-18', input_tokens: '1000', output_tokens: '50', cache_read_tokens: '200', agent: 'coder' });
+    expect(llm[0]!.reported_cost_usd).toBeGreaterThan(0); // loopwatch.cost_usd from the price table
+
+    const tools = await toolRows(session);
+    expect(tools.map((t) => `${t.tool}:${t.call_id}:${t.convention}`)).toEqual(['read_file:call_0:ai_sdk', 'read_file:call_1:ai_sdk']);
+    expect(tools[0]!.args_hash).toBe(tools[1]!.args_hash);
+    expect(tools[0]!.result_hash).toBe(tools[1]!.result_hash);
+    // capture is off: the AI SDK's recorded arguments, results and prompts never left the process
+    expect(tools.every((t) => t.arguments === '' && t.result === '')).toBe(true);
+    const [leaks] = await p.tc.rows<{ n: string }>(
+      `SELECT count() AS n FROM otel_traces WHERE TraceId IN (SELECT trace_id FROM agent_tool_calls WHERE session_id = {s:String})
+         AND (arrayExists(v -> position(v, 'secret-token-123') > 0, mapValues(SpanAttributes)) OR arrayExists(v -> position(v, 'fix the bug') > 0, mapValues(SpanAttributes)))`,
+      { s: session });
+    expect(Number(leaks!.n)).toBe(0);
+    // the hash is the one the collector computes from raw arguments
+    const [h] = await p.tc.rows<{ h: string }>(`SELECT toString(loopwatch_hash64(loopwatch_canonical_json('{"path":"src/app.ts"}'))) AS h`);
+    expect(tools[0]!.args_hash).toBe(h!.h);
+  });
+
+  it('session and agent from withSession via aiSdkTelemetry(); wrapTools inside counts each call once', async () => {
+    const session = `aisdk-wrap-${Date.now()}`;
+    await withSession({ sessionId: session, agent: 'wrapped-coder' }, () =>
+      agentTurn(aiSdkTelemetry(), wrapTools({ read_file: readFile('x') })),
+    );
+    await p.landed();
+    const tools = await toolRows(session);
+    expect(tools.map((t) => `${t.tool}:${t.call_id}:${t.convention}`)).toEqual(['read_file:call_0:genai', 'read_file:call_1:genai']);
+    expect(tools[0]!.agent).toBe('wrapped-coder');
+    expect(tools[0]!.args_hash).toBe(BigInt.asUintN(64, Buffer.from(valueHash({ path: 'src/app.ts' }), 'hex').readBigUInt64LE()).toString());
+    const [wrappers] = await p.tc.rows<{ n: string }>(
+      `SELECT count() AS n FROM otel_traces WHERE SpanName = 'ai.toolCall.wrapper' AND SpanAttributes['gen_ai.conversation.id'] = {s:String}`, { s: session });
+    expect(Number(wrappers!.n)).toBe(2);
+  });
+
+  it('capture on: arguments and results are sent truncated and redacted', async () => {
+    configureCapture({ captureContent: true, maxContentLength: 24, redact: (t) => t.replaceAll(/secret-[a-z0-9-]+/g, '[redacted]') });
+    const session = `aisdk-capture-${Date.now()}`;
+    await agentTurn({ isEnabled: true, metadata: { session_id: session } }, { read_file: readFile('secret-token-123 and a long tail of text') });
+    configureCapture({ captureContent: false, redact: undefined });
+    await p.landed();
+    const tools = await toolRows(session);
+    expect(tools).toHaveLength(2);
+    expect(tools[0]!.arguments).toBe('{"path":"src/app.ts"}');
+    expect(tools[0]!.result).toBe('"[redacted] and a long t…[truncated]');
+  });
+});

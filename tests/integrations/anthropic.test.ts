@@ -1,0 +1,94 @@
+// instrumentAnthropic against the real `@anthropic-ai/sdk`, a loopback server standing in for
+// the Messages API, spans exported over OTLP to a real collector.
+import Anthropic from '@anthropic-ai/sdk';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withSession } from '../../instrumentation/src/api.js';
+import { costUsd } from '../../instrumentation/src/cost.js';
+import { instrumentAnthropic } from '../../instrumentation/src/integrations/anthropic.js';
+import { fakeApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
+
+let p: Pipeline;
+let api: FakeApi;
+let client: Anthropic;
+
+beforeAll(async () => {
+  p = await startPipeline('anthropic-agent');
+  api = await fakeApi((req) => {
+    const body = req.body as { model: string; stream?: boolean };
+    if (body.model === 'claude-overloaded') return { status: 529, json: { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } } };
+    if (body.stream) {
+      return { sse: [
+        { event: 'message_start', data: { type: 'message_start', message: { id: 'msg_2', type: 'message', role: 'assistant', model: 'claude-haiku-4-5', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 30, output_tokens: 1, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 } } } },
+        { event: 'content_block_start', data: { type: 'content_block_start', index: 0, content_block: { type: 'tool_use', id: 'toolu_s', name: 'run_shell', input: {} } } },
+        { event: 'content_block_delta', data: { type: 'content_block_delta', index: 0, delta: { type: 'input_json_delta', partial_json: '{"cmd":"ls"}' } } },
+        { event: 'content_block_stop', data: { type: 'content_block_stop', index: 0 } },
+        { event: 'message_delta', data: { type: 'message_delta', delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { output_tokens: 12 } } },
+        { event: 'message_stop', data: { type: 'message_stop' } },
+      ] };
+    }
+    return { json: {
+      id: 'msg_1', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5-20250929', stop_reason: 'tool_use', stop_sequence: null,
+      content: [{ type: 'text', text: 'Reading.' }, { type: 'tool_use', id: 'toolu_1', name: 'read_file', input: { path: 'a.ts' } }],
+      usage: { input_tokens: 100, output_tokens: 20, cache_read_input_tokens: 2000, cache_creation_input_tokens: 500 },
+    } };
+  });
+  client = instrumentAnthropic(new Anthropic({ apiKey: 'test-key', baseURL: api.url, maxRetries: 0 }));
+});
+afterAll(async () => {
+  await p?.close();
+  await api?.close();
+});
+
+interface LlmRow { request_model: string; response_model: string; provider: string; input_tokens: string; output_tokens: string; cache_read_tokens: string; cache_creation_tokens: string; reported_cost_usd: number; status: string; error_type: string }
+
+describe('instrumentAnthropic', () => {
+  it('records messages.create (plain, streamed, failed) as GenAI chat spans in agent_llm_calls', async () => {
+    const session = `anthropic-${Date.now()}`;
+    await withSession(session, async () => {
+      const m = await client.messages.create({ model: 'claude-sonnet-4-5-20250929', max_tokens: 256, messages: [{ role: 'user', content: 'fix' }] });
+      expect(m.stop_reason).toBe('tool_use');
+      const stream = await client.messages.create({ model: 'claude-haiku-4-5', max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'go' }] });
+      const types: string[] = [];
+      for await (const e of stream) types.push(e.type);
+      expect(types).toContain('message_stop');
+      await expect(client.messages.create({ model: 'claude-overloaded', max_tokens: 8, messages: [{ role: 'user', content: 'x' }] })).rejects.toThrow();
+    });
+    await p.landed();
+
+    const rows = await p.tc.rows<LlmRow>(
+      `SELECT request_model, response_model, provider, toString(input_tokens) AS input_tokens, toString(output_tokens) AS output_tokens,
+              toString(cache_read_tokens) AS cache_read_tokens, toString(cache_creation_tokens) AS cache_creation_tokens, reported_cost_usd, status, error_type
+       FROM agent_llm_calls FINAL WHERE session_id = {s:String} ORDER BY ts`, { s: session });
+    expect(rows.map((r) => r.request_model)).toEqual(['claude-sonnet-4-5-20250929', 'claude-haiku-4-5', 'claude-overloaded']);
+    const [plain, streamed, failed] = rows as [LlmRow, LlmRow, LlmRow];
+    // input tokens count cache reads and writes (GenAI semconv), the parts are kept separately too
+    expect(plain).toMatchObject({ provider: 'anthropic', response_model: 'claude-sonnet-4-5-20250929', input_tokens: '2600', output_tokens: '20', cache_read_tokens: '2000', cache_creation_tokens: '500', status: 'ok' });
+    const expected = costUsd('claude-sonnet-4-5-20250929', { inputTokens: 2600, outputTokens: 20, cacheReadTokens: 2000, cacheCreationTokens: 500 })!;
+    expect(expected).toBeGreaterThan(0);
+    expect(plain.reported_cost_usd).toBeCloseTo(expected, 9);
+    expect(streamed).toMatchObject({ response_model: 'claude-haiku-4-5', input_tokens: '30', output_tokens: '12', status: 'ok' });
+    expect(failed).toMatchObject({ status: 'error', error_type: '529' });
+
+    const spans = await p.tc.rows<{ SpanName: string; fr: string; ids: string; names: string; ev: string[] }>(
+      `SELECT SpanName, SpanAttributes['gen_ai.response.finish_reasons'] AS fr, SpanAttributes['loopwatch.response.tool_call.ids'] AS ids,
+              SpanAttributes['loopwatch.response.tool_call.names'] AS names, Events.Name AS ev
+       FROM otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] = {s:String} ORDER BY Timestamp`, { s: session });
+    expect(spans[0]).toMatchObject({ SpanName: 'chat claude-sonnet-4-5-20250929' });
+    expect(JSON.parse(spans[0]!.fr)).toEqual(['tool_use']);
+    expect(JSON.parse(spans[0]!.ids)).toEqual(['toolu_1']);
+    expect(JSON.parse(spans[1]!.names)).toEqual(['run_shell']);
+    expect(spans[1]!.ev).toEqual(['loopwatch.tool_call.requested']);
+    // one span per call: the SDK's own call spans are switched off on the instrumented client
+    expect(spans.map((s) => s.SpanName).filter((n) => n.startsWith('anthropic.'))).toEqual([]);
+    expect(spans).toHaveLength(3);
+  });
+
+  it("nativeSpans: 'keep' leaves the SDK's own span and adds none", async () => {
+    const session = `anthropic-keep-${Date.now()}`;
+    const kept = instrumentAnthropic(new Anthropic({ apiKey: 'test-key', baseURL: api.url, maxRetries: 0 }), { nativeSpans: 'keep' });
+    await withSession(session, () => kept.messages.create({ model: 'claude-sonnet-4-5-20250929', max_tokens: 16, messages: [{ role: 'user', content: 'x' }] }));
+    await p.landed();
+    const spans = await p.tc.rows<{ SpanName: string }>(`SELECT SpanName FROM otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] = {s:String}`, { s: session });
+    expect(spans.map((s) => s.SpanName)).toEqual(['anthropic.messages.create']);
+  });
+});

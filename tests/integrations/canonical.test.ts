@@ -1,0 +1,67 @@
+// canonicalJson's direct writer (the hot path of every traced call) against the reference
+// definition (prune, then JSON.stringify) it replaced, on generated values.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { canonicalJson } from '../../instrumentation/src/canonical.js';
+
+function prune(value: unknown, seen: WeakSet<object>): unknown {
+  if (value === null || value === undefined) return undefined;
+  if (typeof value === 'bigint') return Number(value);
+  if (typeof value !== 'object') return typeof value === 'function' || typeof value === 'symbol' ? undefined : value;
+  if (seen.has(value)) return '[circular]';
+  seen.add(value);
+  try {
+    if (value instanceof Date) return value.toISOString();
+    if (Array.isArray(value)) return value.map((v) => prune(v, seen) ?? null);
+    if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return prune((value as { toJSON(): unknown }).toJSON(), seen);
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) {
+      const v = prune((value as Record<string, unknown>)[key], seen);
+      if (v === undefined) continue;
+      if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0) continue;
+      out[key] = v;
+    }
+    return out;
+  } finally {
+    seen.delete(value);
+  }
+}
+function reference(value: unknown): string {
+  if (typeof value === 'string') {
+    const t = value.trim();
+    if (t.startsWith('{')) {
+      try {
+        return reference(JSON.parse(t) as unknown);
+      } catch {
+        return t;
+      }
+    }
+    return t;
+  }
+  if (value === undefined || value === null) return '';
+  const pruned = prune(value, new WeakSet());
+  if (pruned === undefined) return '';
+  return typeof pruned === 'string' ? pruned : JSON.stringify(pruned);
+}
+
+const leaf = fc.oneof(fc.string(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.constant(undefined), fc.bigInt({ min: -(2n ** 60n), max: 2n ** 60n }), fc.date({ noInvalidDate: true }));
+const key = fc.oneof(fc.string(), fc.constantFrom('0', '1', '2', '10', '9', '01', '-1', '4294967295', '4294967294', 'a', 'B', '__proto__x'));
+const { value } = fc.letrec((tie) => ({
+  value: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('value'), { maxLength: 4 }), fc.dictionary(key, tie('value'), { maxKeys: 5 })),
+}));
+
+describe('canonicalJson', () => {
+  it('writes what prune + JSON.stringify wrote', () => {
+    fc.assert(fc.property(value, (v) => {
+      expect(canonicalJson(v)).toBe(reference(v));
+    }), { numRuns: 3000 });
+  });
+  it('handles cycles, functions, symbols, toJSON and nested empties like the reference', () => {
+    const a: Record<string, unknown> = { x: 1, f: () => 1, s: Symbol('s'), e: {}, n: { m: { k: undefined } }, arr: [() => 1, {}, undefined], d: new Date(0) };
+    a.self = a;
+    const withToJson = { toJSON: () => ({ z: 1, a: [1, { b: null }] }) };
+    for (const v of [' {"b": 1, "a": {"c": null}} ', 'plain text', a, withToJson, [withToJson], { w: withToJson }, new Date(5), { 10: 'a', 9: 'b', x: 'c' }, 5n, 3.5, true]) {
+      expect(canonicalJson(v)).toBe(reference(v));
+    }
+  });
+});

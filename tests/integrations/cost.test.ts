@@ -1,0 +1,61 @@
+// instrumentation/src/cost.ts: the same price file the collector loads, the same lookup and
+// formula (checked against the collector's SQL on the loaded model_prices table), overrides.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+
+let tc: TestCollector;
+beforeAll(async () => {
+  tc = await startTestCollector({ detect: { enabled: false } });
+});
+afterAll(async () => {
+  await tc.close();
+});
+
+describe('costUsd', () => {
+  it('prices like the collector: exact over longest prefix, provider path dropped, cache reads at the cached price', async () => {
+    const { costUsd, priceFor, modelKey } = await import('../../instrumentation/src/cost.js');
+    expect(modelKey('openai/GPT-4o-2024-08-06')).toBe('gpt-4o-2024-08-06');
+    expect(modelKey('us.anthropic.claude-sonnet-4-5-20250929-v1:0')).toBe('claude-sonnet-4-5-20250929-v1:0');
+    expect(priceFor('gpt-4o-mini-2024-07-18')?.model).toBe('gpt-4o-mini'); // longest prefix, not gpt-4o
+    expect(costUsd('no-such-model', { inputTokens: 10 })).toBeUndefined();
+
+    const cases = [
+      { model: 'gpt-4o-2024-08-06', input: 1200, cached: 1000, output: 40 },
+      { model: 'openai/gpt-4.1-mini', input: 5000, cached: 0, output: 700 },
+      { model: 'claude-sonnet-4-5-20250929', input: 2600, cached: 2000, output: 20 },
+      { model: 'gemini-2.5-flash', input: 100, cached: 0, output: 1 },
+    ];
+    for (const c of cases) {
+      const [row] = await tc.rows<{ cost: number }>(
+        `WITH loopwatch_model_key({m:String}) AS k,
+              (SELECT argMax(tuple(input_per_mtok, output_per_mtok, cached_input_per_mtok), tuple(match = 'exact', length(model)))
+               FROM model_prices FINAL WHERE (match = 'exact' AND k = model) OR (match = 'prefix' AND startsWith(k, model))) AS pr
+         SELECT (greatest({i:Int64} - {c:Int64}, 0) * pr.1 + {c:Int64} * if(pr.3 > 0, pr.3, pr.1) + {o:Int64} * pr.2) / 1e6 AS cost`,
+        { m: c.model, i: c.input, c: c.cached, o: c.output });
+      expect(costUsd(c.model, { inputTokens: c.input, cacheReadTokens: c.cached, outputTokens: c.output })).toBeCloseTo(row!.cost, 9);
+    }
+  });
+
+  it('configurePrices and LOOPWATCH_MODEL_PRICES override entries of the bundled table', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lw-prices-'));
+    const file = join(dir, 'prices.json');
+    writeFileSync(file, JSON.stringify({ updated: '2026-01-01', models: [{ model: 'my-model', match: 'exact', input_per_mtok: 1, output_per_mtok: 2 }, { model: 'gpt-4o', match: 'prefix', input_per_mtok: 100, output_per_mtok: 100, cached_input_per_mtok: 100 }] }));
+    vi.resetModules();
+    process.env.LOOPWATCH_MODEL_PRICES = file;
+    const cost = await import('../../instrumentation/src/cost.js');
+    expect(cost.costUsd('my-model', { inputTokens: 1_000_000, outputTokens: 1_000_000 })).toBe(3); // the table loads on first use
+    delete process.env.LOOPWATCH_MODEL_PRICES;
+    expect(cost.costUsd('gpt-4o', { inputTokens: 1_000_000 })).toBe(100);
+    expect(cost.costUsd('claude-haiku-4-5', { inputTokens: 1_000_000 })).toBeGreaterThan(0); // the rest is still there
+
+    cost.configurePrices([{ model: 'My-Model', match: 'exact', input_per_mtok: 10, output_per_mtok: 0 }]);
+    expect(cost.costUsd('my-model', { inputTokens: 1_000_000, outputTokens: 5 })).toBe(10);
+    cost.configurePrices({ updated: '2026-01-02', models: [{ model: 'only', match: 'prefix', input_per_mtok: 1, output_per_mtok: 1 }] }, { replace: true });
+    expect(cost.costUsd('gpt-4o', { inputTokens: 1 })).toBeUndefined();
+    expect(cost.costUsd('only-this', { inputTokens: 1_000_000 })).toBe(1);
+    expect(() => cost.configurePrices([{ model: 'bad' } as never])).toThrow(/input_per_mtok/);
+  });
+});

@@ -1,0 +1,74 @@
+// instrumentMcpClient against a real MCP client and a real in-process MCP server (linked
+// in-memory transports), spans exported over OTLP to a real collector.
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { onToolCall, valueHash, withSession, type ToolCallRecord } from '../../instrumentation/src/api.js';
+import { instrumentMcpClient } from '../../instrumentation/src/integrations/mcp.js';
+import { startPipeline, type Pipeline } from './helpers.js';
+
+let p: Pipeline;
+let client: Client;
+let server: McpServer;
+let polls = 0;
+
+beforeAll(async () => {
+  p = await startPipeline('mcp-agent');
+  server = new McpServer({ name: 'files-server', version: '1.0.0' });
+  server.registerTool('read_file', { description: 'read a file', inputSchema: { path: z.string() } }, async ({ path }) => ({
+    content: [{ type: 'text', text: `contents of ${path}` }],
+  }));
+  server.registerTool('deploy', { description: 'deploy', inputSchema: { env: z.string() } }, async ({ env }) => ({
+    isError: true,
+    content: [{ type: 'text', text: `permission denied for ${env}` }],
+  }));
+  server.registerTool('poll', { description: 'poll a job' }, async () => ({ content: [{ type: 'text', text: `status ${++polls}` }] }));
+  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+  await server.connect(serverSide);
+  client = instrumentMcpClient(new Client({ name: 'test-agent', version: '1.0.0' }));
+  await client.connect(clientSide);
+});
+afterAll(async () => {
+  await client?.close();
+  await server?.close();
+  await p?.close();
+});
+
+describe('instrumentMcpClient', () => {
+  it('records callTool as execute_tool spans: hashes, isError as error status, results returned as they were', async () => {
+    const session = `mcp-${Date.now()}`;
+    const seen: ToolCallRecord[] = [];
+    const off = onToolCall((c) => seen.push(c));
+    await withSession({ sessionId: session, agent: 'mcp-agent' }, async () => {
+      for (let i = 0; i < 3; i++) {
+        const r = await client.callTool({ name: 'read_file', arguments: { path: 'src/a.ts' } });
+        expect(r.content).toEqual([{ type: 'text', text: 'contents of src/a.ts' }]);
+      }
+      const failed = await client.callTool({ name: 'deploy', arguments: { env: 'prod' } });
+      expect(failed.isError).toBe(true); // the caller still gets the tool's result
+      await client.callTool({ name: 'poll' });
+      await client.callTool({ name: 'poll' });
+    });
+    off();
+    expect(seen.map((c) => `${c.tool}:${c.status}`)).toEqual(['read_file:ok', 'read_file:ok', 'read_file:ok', 'deploy:error', 'poll:ok', 'poll:ok']);
+    expect(seen[0]!.argsHash).toBe(valueHash({ path: 'src/a.ts' }));
+    await p.landed();
+
+    const rows = await p.tc.rows<{ tool: string; args_hash: string; result_hash: string; status: string; error_type: string; error_message: string; agent: string; convention: string; arguments: string }>(
+      `SELECT tool, toString(args_hash) AS args_hash, toString(result_hash) AS result_hash, status, error_type, error_message, agent, convention, arguments
+       FROM agent_tool_calls FINAL WHERE session_id = {s:String} ORDER BY ts`, { s: session });
+    expect(rows.map((r) => r.tool)).toEqual(['read_file', 'read_file', 'read_file', 'deploy', 'poll', 'poll']);
+    expect(new Set(rows.slice(0, 3).map((r) => r.args_hash)).size).toBe(1);
+    expect(new Set(rows.slice(0, 3).map((r) => r.result_hash)).size).toBe(1);
+    expect(rows[4]!.result_hash).not.toBe(rows[5]!.result_hash); // a poll whose result changes
+    expect(rows[3]).toMatchObject({ status: 'error', error_type: 'McpToolError', error_message: 'permission denied for prod' });
+    expect(rows.every((r) => r.convention === 'genai' && r.agent === 'mcp-agent' && r.arguments === '')).toBe(true);
+
+    const [attrs] = await p.tc.rows<{ server: string; method: string; type: string }>(
+      `SELECT SpanAttributes['mcp.server.name'] AS server, SpanAttributes['mcp.method.name'] AS method, SpanAttributes['gen_ai.tool.type'] AS type
+       FROM otel_traces WHERE SpanName = 'execute_tool read_file' AND SpanAttributes['gen_ai.conversation.id'] = {s:String} LIMIT 1`, { s: session });
+    expect(attrs).toEqual({ server: 'files-server', method: 'tools/call', type: 'extension' });
+  });
+});

@@ -1,0 +1,108 @@
+// instrumentOpenAI against the real `openai` SDK, a loopback server standing in for the API,
+// spans exported over OTLP to a real collector.
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withSession } from '../../instrumentation/src/api.js';
+import { costUsd } from '../../instrumentation/src/cost.js';
+import { instrumentOpenAI } from '../../instrumentation/src/integrations/openai.js';
+import { fakeApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
+
+let p: Pipeline;
+let api: FakeApi;
+let client: OpenAI;
+
+const toolCallResponse = {
+  id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: 'gpt-4o-2024-08-06',
+  choices: [{
+    index: 0, finish_reason: 'tool_calls', logprobs: null,
+    message: { role: 'assistant', content: null, refusal: null, tool_calls: [
+      { id: 'call_a', type: 'function', function: { name: 'read_file', arguments: '{"path":"a.ts"}' } },
+      { id: 'call_b', type: 'function', function: { name: 'run_tests', arguments: '{}' } },
+    ] },
+  }],
+  usage: { prompt_tokens: 1200, completion_tokens: 40, total_tokens: 1240, prompt_tokens_details: { cached_tokens: 1000 } },
+};
+
+beforeAll(async () => {
+  p = await startPipeline('openai-agent');
+  api = await fakeApi((req) => {
+    const body = req.body as { model: string; stream?: boolean };
+    if (body.model === 'gpt-broken') return { status: 400, json: { error: { message: 'bad model', type: 'invalid_request_error' } } };
+    if (req.path.endsWith('/responses')) {
+      return { json: {
+        id: 'resp_1', object: 'response', created_at: 1, model: 'gpt-4.1-mini', status: 'completed',
+        output: [{ type: 'function_call', id: 'fc_1', call_id: 'call_r', name: 'search', arguments: '{"q":"x"}', status: 'completed' }],
+        usage: { input_tokens: 100, output_tokens: 10, total_tokens: 110, input_tokens_details: { cached_tokens: 0 }, output_tokens_details: { reasoning_tokens: 0 } },
+      } };
+    }
+    if (body.stream) {
+      return { sse: [
+        { data: { id: 'c2', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { role: 'assistant', tool_calls: [{ index: 0, id: 'call_s', type: 'function', function: { name: 'write_file', arguments: '{"path":' } }] }, finish_reason: null }] } },
+        { data: { id: 'c2', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '"b.ts"}' } }] }, finish_reason: 'tool_calls' }] } },
+        { data: { id: 'c2', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [], usage: { prompt_tokens: 50, completion_tokens: 5, total_tokens: 55 } } },
+        { data: '[DONE]' },
+      ] };
+    }
+    return { json: toolCallResponse };
+  });
+  client = instrumentOpenAI(new OpenAI({ apiKey: 'test-key', baseURL: `${api.url}/v1`, maxRetries: 0 }));
+});
+afterAll(async () => {
+  await p?.close();
+  await api?.close();
+});
+
+interface LlmRow { span_name: string; provider: string; request_model: string; response_model: string; input_tokens: string; output_tokens: string; cache_read_tokens: string; reported_cost_usd: number; status: string; error_type: string; convention: string; operation: string }
+
+describe('instrumentOpenAI', () => {
+  it('records chat completions, streams, responses and failures as GenAI chat spans in agent_llm_calls', async () => {
+    const session = `openai-${Date.now()}`;
+    await withSession({ sessionId: session, agent: 'oa' }, async () => {
+      const r = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'fix it' }] });
+      expect(r.choices[0]!.message.tool_calls).toHaveLength(2); // the caller's result is untouched
+      const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'go' }] });
+      let chunks = 0;
+      for await (const _c of stream) chunks++;
+      expect(chunks).toBe(3);
+      const resp = await client.responses.create({ model: 'gpt-4.1-mini', input: 'search' });
+      expect(resp.id).toBe('resp_1');
+      await expect(client.chat.completions.create({ model: 'gpt-broken', messages: [{ role: 'user', content: 'x' }] })).rejects.toThrow();
+    });
+    expect(api.requests).toHaveLength(4);
+    await p.landed();
+
+    const rows = await p.tc.rows<LlmRow>(
+      `SELECT request_model, response_model, provider, toString(input_tokens) AS input_tokens, toString(output_tokens) AS output_tokens,
+              toString(cache_read_tokens) AS cache_read_tokens, reported_cost_usd, status, error_type, convention, operation
+       FROM agent_llm_calls FINAL WHERE session_id = {s:String} ORDER BY ts`, { s: session });
+    expect(rows.map((r) => r.request_model)).toEqual(['gpt-4o', 'gpt-4o-mini', 'gpt-4.1-mini', 'gpt-broken']);
+    const [chat, streamed, responses, failed] = rows as [LlmRow, LlmRow, LlmRow, LlmRow];
+    expect(chat).toMatchObject({ provider: 'openai', response_model: 'gpt-4o-2024-08-06', input_tokens: '1200', output_tokens: '40', cache_read_tokens: '1000', status: 'ok', convention: 'genai', operation: 'chat' });
+    expect(chat.reported_cost_usd).toBeCloseTo(costUsd('gpt-4o-2024-08-06', { inputTokens: 1200, outputTokens: 40, cacheReadTokens: 1000 })!, 9);
+    expect(chat.reported_cost_usd).toBeGreaterThan(0);
+    expect(streamed).toMatchObject({ response_model: 'gpt-4o-mini', input_tokens: '50', output_tokens: '5', status: 'ok' });
+    expect(responses).toMatchObject({ response_model: 'gpt-4.1-mini', input_tokens: '100', output_tokens: '10', status: 'ok' });
+    expect(failed).toMatchObject({ status: 'error', error_type: '400' });
+
+    // the requested tool calls: finish reasons, ids and names, one event per call with the args hash
+    const spans = await p.tc.rows<{ SpanName: string; fr: string; ids: string; names: string; ev: string[]; evattrs: Array<Record<string, string>> }>(
+      `SELECT SpanName, SpanAttributes['gen_ai.response.finish_reasons'] AS fr, SpanAttributes['loopwatch.response.tool_call.ids'] AS ids,
+              SpanAttributes['loopwatch.response.tool_call.names'] AS names, Events.Name AS ev, Events.Attributes AS evattrs
+       FROM otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] = {s:String} ORDER BY Timestamp`, { s: session });
+    expect(spans[0]!.SpanName).toBe('chat gpt-4o');
+    expect(JSON.parse(spans[0]!.fr)).toEqual(['tool_calls']);
+    expect(JSON.parse(spans[0]!.ids)).toEqual(['call_a', 'call_b']);
+    expect(JSON.parse(spans[0]!.names)).toEqual(['read_file', 'run_tests']);
+    expect(spans[0]!.ev).toEqual(['loopwatch.tool_call.requested', 'loopwatch.tool_call.requested']);
+    expect(spans[0]!.evattrs[0]!['gen_ai.tool.call.id']).toBe('call_a');
+    expect(spans[0]!.evattrs[0]!['loopwatch.tool.args_hash']).toMatch(/^[0-9a-f]{16}$/);
+    expect(spans[0]!.evattrs[0]!['gen_ai.tool.call.arguments']).toBeUndefined(); // capture is off by default
+    expect(JSON.parse(spans[1]!.ids)).toEqual(['call_s']);
+    expect(JSON.parse(spans[2]!.names)).toEqual(['search']);
+  });
+
+  it('wraps a client once', () => {
+    const again = instrumentOpenAI(client);
+    expect(again).toBe(client);
+  });
+});

@@ -1,0 +1,211 @@
+// Reports (queries/reports/*.sql through queries/src/reports.ts) and the degradation detector
+// (queries/detectors/degradation.sql) on data sent through a real collector: hand-made sessions
+// with known answers for the scorecard, eight days of generated sessions for the per-model-day
+// report and the degradation baseline.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadDetectorFiles, runDetectors } from '../../collector/src/detect/run-detectors.js';
+import { DETECTOR_DEFAULTS, sqlParamName } from '../../queries/src/detector-defaults.js';
+import { generateDailySessions, MODEL_PRICES, Rng, SessionBuilder, type LlmCall, type Session, type ToolCall } from '../../corpus/generate.js';
+import { sendSessions } from '../../corpus/otlp.js';
+import { runReport, type ModelReliabilityRow, type SessionScorecardRow } from '../../queries/src/reports.js';
+import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+
+const DAY = 86_400_000;
+const firstDay = Math.floor(Date.now() / DAY) * DAY - 8 * DAY;
+const handStart = firstDay + 7 * DAY + 20 * 3600_000; // yesterday 20:00 UTC
+
+function hand(id: string, agent: 'coder' | 'support' | 'research', at: number, fill: (b: SessionBuilder) => void): Session {
+  const b = new SessionBuilder(new Rng(id.length * 31 + at), id, agent, 'hand', at, 'gpt-4o');
+  fill(b);
+  return b.build();
+}
+
+const clean = hand('rep-clean', 'coder', handStart, (b) => {
+  b.tool('read_file', { path: 'src/a.ts' }, { result: { content: 'a' } });
+  b.tool('read_file', { path: 'src/b.ts' }, { result: { content: 'b' } });
+  b.tool('edit_file', { path: 'src/a.ts', old: 'x', new: 'y' }, { result: { ok: true } });
+  b.tool('run_tests', { command: 'npm test' }, { error: ['TestFailure', '1 test failed'] });
+  b.tool('run_tests', { command: 'npm test' }, { result: { passed: 3, failed: 0 } });
+  b.tool('run_shell', { command: 'git status' }, { result: { exitCode: 0 } });
+  b.tool('run_shell', { command: 'git diff' }, { result: { exitCode: 0 } });
+});
+const openLoop = hand('rep-open-loop', 'coder', handStart + 600_000, (b) => {
+  b.tool('search_code', { query: 'parseConfig' }, { result: { matches: [] } });
+  for (let i = 0; i < 5; i++) b.tool('read_file', { path: 'src/config.ts' }, { result: { content: 'same' } });
+});
+const closedLoop = hand('rep-closed-loop', 'research', handStart + 1_200_000, (b) => {
+  for (let i = 0; i < 4; i++) b.tool('fetch_url', { url: 'https://example.com/x' }, { result: { status: 200, text: 'same' } });
+  b.tool('web_search', { query: 'other angle' }, { result: { results: ['https://example.com/y'] } });
+  b.tool('summarize', { topic: 'x', docs: 2 }, { result: { summary: 'done' } });
+});
+const failedEnd = hand('rep-failed-end', 'support', handStart + 1_800_000, (b) => {
+  b.tool('lookup_customer', { email: 'a@example.com' }, { result: { id: 'cus_1' } });
+  b.tool('refund', { order_id: 'ORD-1', amount: 10 }, { error: ['RefundWindowExpired', 'order is older than 30 days'] });
+});
+const handMade = [clean, openLoop, closedLoop, failedEnd];
+
+const daily = generateDailySessions({
+  firstDayMs: firstDay, days: 8, sessionsPerDay: 30, models: ['gpt-4o', 'claude-sonnet-4-5'],
+  errorRate: (m, d) => (m === 'gpt-4o' && d === 7 ? 0.3 : 0.03),
+  latencyScale: (m, d) => (m === 'claude-sonnet-4-5' && d === 7 ? 3 : 1),
+});
+
+let tc: TestCollector;
+let firstPass: Awaited<ReturnType<typeof runDetectors>>;
+beforeAll(async () => {
+  tc = await startTestCollector({ detect: { enabled: false } });
+  await sendSessions(tc.url, [...daily, ...handMade]);
+  await tc.collector.flush();
+  firstPass = await runDetectors(tc.collector.store.client, { full: true });
+}, 120_000);
+afterAll(async () => {
+  await tc?.close();
+});
+
+const tools = (s: Session) => s.calls.filter((c): c is ToolCall => c.type === 'tool');
+const llms = (s: Session) => s.calls.filter((c): c is LlmCall => c.type === 'llm');
+
+describe('session-scorecard', () => {
+  let rows: Map<string, SessionScorecardRow>;
+  beforeAll(async () => {
+    const list = await runReport(tc.collector.store.client, 'session-scorecard', { from: handStart - 1000, to: handStart + 3 * 3600_000 });
+    rows = new Map(list.map((r) => [r.session_id, r]));
+  });
+
+  it('reports only sessions active in the time range', () => {
+    expect([...rows.keys()].sort()).toEqual(handMade.map((s) => s.sessionId).sort());
+  });
+
+  it('a session that recovered from a failure and ended cleanly', () => {
+    const r = rows.get('rep-clean')!;
+    expect(r).toMatchObject({
+      agent: 'coder', service: 'coder-agent', model: 'gpt-4o', calls: 7, llm_calls: 7, errors: 1, retries: 1,
+      loops_entered: 0, failed_tools: 1, recovered_tools: 1, recovered: 1, ended_cleanly: 1,
+      files_touched: 2, files: ['src/a.ts', 'src/b.ts'], commands_run: 3, commands: ['git diff', 'git status', 'npm test'],
+      wasted_calls: 0, waste_ratio: 0,
+    });
+    const l = llms(clean);
+    expect(r.tokens).toBe(l.reduce((a, c) => a + c.inputTokens + c.outputTokens, 0));
+    const p = MODEL_PRICES['gpt-4o']!;
+    expect(r.cost_usd).toBeCloseTo(l.reduce((a, c) => a + (c.inputTokens * p.input + c.outputTokens * p.output) / 1e6, 0), 5);
+    expect(r.wall_time_s).toBeCloseTo((clean.calls.at(-1)!.endMs - clean.calls[0]!.startMs) / 1000, 2);
+  });
+
+  it('a session still looping at its end did not end cleanly; its waste is counted once', () => {
+    const r = rows.get('rep-open-loop')!;
+    expect(r.loops_entered).toBeGreaterThanOrEqual(1);
+    expect(r.loop_kinds).toContain('stuck');
+    expect(r.ended_cleanly).toBe(0);
+    expect(r.wasted_calls).toBe(4); // 5 identical reads: 4 wasted, whichever detectors saw it
+    expect(r.waste_ratio).toBeCloseTo(4 / 6, 4);
+    expect(r.files).toEqual(['src/config.ts']);
+  });
+
+  it('a loop the agent got out of: ended cleanly', () => {
+    const r = rows.get('rep-closed-loop')!;
+    expect(r.loops_entered).toBeGreaterThanOrEqual(1);
+    expect(r.ended_cleanly).toBe(1);
+    expect(r.files_touched).toBe(0);
+  });
+
+  it('a session whose last call failed', () => {
+    expect(rows.get('rep-failed-end')).toMatchObject({ errors: 1, failed_tools: 1, recovered: 0, ended_cleanly: 0, retries: 0, loops_entered: 0 });
+  });
+
+  it('filters: agent, session, empty range', async () => {
+    const c = tc.collector.store.client;
+    const range = { from: handStart - 1000, to: handStart + 3 * 3600_000 };
+    expect((await runReport(c, 'session-scorecard', { ...range, agent: 'support' })).map((r) => r.session_id)).toEqual(['rep-failed-end']);
+    expect((await runReport(c, 'session-scorecard', { ...range, session_id: 'rep-clean' })).map((r) => r.session_id)).toEqual(['rep-clean']);
+    expect(await runReport(c, 'session-scorecard', { from: handStart + 10 * 3600_000, to: handStart + 11 * 3600_000 })).toEqual([]);
+    expect((await runReport(c, 'session-scorecard', { ...range, limit: 2 })).length).toBe(2);
+  });
+});
+
+describe('model-reliability', () => {
+  let rows: ModelReliabilityRow[];
+  beforeAll(async () => {
+    // the daily sessions only: the hand-made ones start at 20:00 on the last day
+    rows = await runReport(tc.collector.store.client, 'model-reliability', { from: firstDay, to: firstDay + 7 * DAY + 19 * 3600_000 });
+  });
+
+  it('one row per model and day, with the sessions, calls and errors that were sent', () => {
+    expect(rows).toHaveLength(16);
+    for (const r of rows) {
+      const day = Math.round((Date.parse(`${r.day}T00:00:00Z`) - firstDay) / DAY);
+      const sent = daily.filter((s) => s.model === r.model && s.sessionId.includes(`-d${day}-`));
+      const calls = sent.flatMap(tools);
+      expect(r.sessions).toBe(30);
+      expect(r.llm_calls).toBe(sent.flatMap(llms).length);
+      expect(r.tool_calls).toBe(calls.length);
+      expect(r.tool_errors).toBe(calls.filter((c) => c.status === 'error').length);
+      expect(r.tool_error_rate).toBeCloseTo(r.tool_errors / r.tool_calls, 4);
+      const p = MODEL_PRICES[r.model]!;
+      const cost = sent.flatMap(llms).reduce((a, c) => a + (c.inputTokens * p.input + c.outputTokens * p.output) / 1e6, 0);
+      expect(r.cost_per_session).toBeCloseTo(cost / 30, 5);
+      expect(r.latency_p50_ms).toBeLessThanOrEqual(r.latency_p95_ms);
+      expect(r.latency_p95_ms).toBeLessThanOrEqual(r.latency_p99_ms);
+      expect(r.loop_rate).toBeCloseTo(r.loop_sessions / r.sessions, 4);
+      if (r.error_sessions > 0) expect(r.recovery_rate).toBeCloseTo(r.recovered_sessions / r.error_sessions, 4);
+      else expect(r.recovery_rate).toBeNull();
+    }
+  });
+
+  it('shows the bad day: gpt-4o errors, claude-sonnet-4-5 latency', () => {
+    const last = rows.filter((r) => r.day === rows.at(-1)!.day);
+    const base = rows.filter((r) => r.day !== rows.at(-1)!.day);
+    const gpt = last.find((r) => r.model === 'gpt-4o')!;
+    expect(gpt.tool_error_rate).toBeGreaterThan(0.2);
+    for (const r of base) expect(r.tool_error_rate).toBeLessThan(0.1);
+    const claude = last.find((r) => r.model === 'claude-sonnet-4-5')!;
+    const claudeBase = base.filter((r) => r.model === 'claude-sonnet-4-5');
+    expect(claude.latency_p50_ms).toBeGreaterThan(2 * Math.max(...claudeBase.map((r) => r.latency_p50_ms)));
+  });
+
+  it('filters by model', async () => {
+    const only = await runReport(tc.collector.store.client, 'model-reliability', { from: firstDay, to: firstDay + 8 * DAY, model: 'gpt-4o' });
+    expect(new Set(only.map((r) => r.model))).toEqual(new Set(['gpt-4o']));
+    expect(only).toHaveLength(8);
+  });
+});
+
+describe('degradation detector', () => {
+  it('flags exactly the worse model-days against their trailing 7-day baseline', async () => {
+    expect(firstPass.errors).toEqual({});
+    const found = await tc.rows<{ session_id: string; model: string; tools: string[]; message: string; details: string; first_ts: string }>(
+      `SELECT session_id, model, tools, message, details, toString(first_ts) AS first_ts FROM agent_findings FINAL WHERE detector = 'degradation' ORDER BY model`,
+    );
+    const lastDay = new Date(firstDay + 7 * DAY).toISOString().slice(0, 10);
+    expect(found.map((f) => [f.session_id, f.tools])).toEqual([
+      [`model:claude-sonnet-4-5@${lastDay}`, ['latency_p50']],
+      [`model:gpt-4o@${lastDay}`, ['tool_error_rate']],
+    ]);
+    expect(found[1]!.message).toMatch(/tool error rate \d+(\.\d)?% vs \d(\.\d)?%/);
+    expect(JSON.parse(found[1]!.details)).toMatchObject({ baseline_days: '7' });
+  });
+
+  it('a second pass stores nothing new', async () => {
+    const again = await runDetectors(tc.collector.store.client, { full: true });
+    expect(again.perDetector.degradation).toBe(2);
+    expect(again.newFindings).toBe(0);
+    const [n] = await tc.rows<{ n: string }>(`SELECT toString(count()) AS n FROM agent_findings FINAL WHERE detector = 'degradation'`);
+    expect(n!.n).toBe('2');
+  });
+
+  it('between full passes it judges yesterday and today once an hour, not on every pass', async () => {
+    const file = loadDetectorFiles().find((f) => f.name === 'degradation')!;
+    const today = firstDay + 8 * DAY;
+    const run = (sinceMs: number, untilMs: number) => {
+      const bound: Record<string, unknown> = { since: (sinceMs / 1000).toFixed(3), until: (untilMs / 1000).toFixed(3) };
+      for (const [k, v] of Object.entries(DETECTOR_DEFAULTS)) bound[sqlParamName(k)] = v;
+      return tc.rows<{ session_id: string }>(file.sql, Object.fromEntries(file.params.map((p) => [p, bound[p]])));
+    };
+    // within one hour: nothing to do
+    expect(await run(today + 10 * 3600_000 + 60_000, today + 10 * 3600_000 + 120_000)).toEqual([]);
+    // across an hour boundary: yesterday (the bad day) is judged
+    const crossed = await run(today + 10 * 3600_000 - 5_000, today + 10 * 3600_000 + 5_000);
+    expect(crossed.map((r) => r.session_id).sort()).toEqual([`model:claude-sonnet-4-5@${new Date(firstDay + 7 * DAY).toISOString().slice(0, 10)}`, `model:gpt-4o@${new Date(firstDay + 7 * DAY).toISOString().slice(0, 10)}`]);
+    // two days later the bad day is no longer judged by hourly passes
+    expect(await run(today + 2 * DAY + 3600_000 - 5_000, today + 2 * DAY + 3600_000 + 5_000)).toEqual([]);
+  });
+});

@@ -1,0 +1,179 @@
+// (4) Limits and backpressure: every bound answers a clear 4xx (or 429 + Retry-After) instead of
+// costing memory, and the collector keeps serving. Real collector on loopback, small limits.
+import { request } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCollector, type Collector } from '../../collector/src/collector.js';
+import { loadConfig } from '../../collector/src/config.js';
+import { decodeRpcStatus, encodeTraceRequest } from '../../collector/src/ingest/otlp-proto.js';
+import { postProto, range, toolSpansRequest } from './helpers.js';
+
+let dataDir: string;
+let collector: Collector;
+let url: string;
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'lw-safety-limits-'));
+  const config = loadConfig(
+    {
+      port: 0, dataDir, logLevel: 'silent', detect: { enabled: false },
+      limits: {
+        maxBodyBytes: 64 * 1024, maxDecompressedBytes: 256 * 1024, maxSpansPerRequest: 100, maxAttributes: 8,
+        maxAttributeLength: 100, maxValueDepth: 4, maxObjectsPerRequest: 5000, maxConcurrentRequests: 3, maxInFlightBytes: 100 * 1024,
+      },
+    },
+    {},
+  );
+  collector = await createCollector(config);
+  url = await collector.listen();
+});
+afterAll(async () => {
+  await collector.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+const TRACE = Buffer.from('0af7651916cd43dd8448eb211c80319c', 'hex');
+let nextSpan = 1;
+function span(extra: object = {}) {
+  const id = Buffer.alloc(8);
+  id.writeUInt32BE(0x30, 0);
+  id.writeUInt32BE(nextSpan++, 4);
+  return { traceId: TRACE, spanId: id, name: 'execute_tool x', startTimeUnixNano: '1795431517000000000', endTimeUnixNano: '1795431517100000000', ...extra };
+}
+function proto(spans: object[]): Uint8Array {
+  return encodeTraceRequest({ resourceSpans: [{ scopeSpans: [{ spans }] }] });
+}
+async function expectStatus(res: Response, status: number, message: RegExp) {
+  expect(res.status).toBe(status);
+  const body = new Uint8Array(await res.arrayBuffer());
+  const text = (res.headers.get('content-type') ?? '').includes('protobuf') ? decodeRpcStatus(body).message ?? '' : new TextDecoder().decode(body);
+  expect(text).toMatch(message);
+}
+const attr = (key: string, value: object) => ({ key, value });
+
+describe('request limits', () => {
+  it('413 for a body over maxBodyBytes', async () => {
+    await expectStatus(await postProto(url, new Uint8Array(70 * 1024)), 413, /request body larger than 65536 bytes/);
+  });
+
+  it('413 for a gzip bomb (decompressed size bounded while inflating)', async () => {
+    const bomb = gzipSync(Buffer.alloc(50 * 1024 * 1024)); // ~50 KB that inflates to 50 MiB
+    expect(bomb.length).toBeLessThan(64 * 1024);
+    await expectStatus(await postProto(url, bomb, { 'content-encoding': 'gzip' }), 413, /decompressed body larger than 262144 bytes/);
+  });
+
+  it('400 for bad gzip and 415 for unknown encodings', async () => {
+    await expectStatus(await postProto(url, Buffer.from('not gzip'), { 'content-encoding': 'gzip' }), 400, /not valid gzip/);
+    await expectStatus(await postProto(url, proto([span()]), { 'content-encoding': 'br' }), 415, /unsupported content encoding/);
+  });
+
+  it('400 for too many attributes, too long keys / values / names, too deep values, too many spans', async () => {
+    const many = Array.from({ length: 9 }, (_, i) => attr(`k${i}`, { stringValue: 'v' }));
+    await expectStatus(await postProto(url, proto([span({ attributes: many })])), 400, /9 attributes, more than the limit of 8/);
+    await expectStatus(await postProto(url, proto([span({ attributes: [attr('k', { stringValue: 'x'.repeat(101) })] })])), 400, /attribute 'k' .* longer than 100 characters/);
+    await expectStatus(await postProto(url, proto([span({ attributes: [attr('k'.repeat(101), { stringValue: 'v' })] })])), 400, /attribute key .* longer than 100/);
+    await expectStatus(await postProto(url, proto([span({ name: 'n'.repeat(101) })])), 400, /span name is longer than 100/);
+    let deep: object = { stringValue: 'leaf' };
+    for (let i = 0; i < 6; i++) deep = { arrayValue: { values: [deep] } };
+    await expectStatus(await postProto(url, proto([span({ attributes: [attr('deep', deep)] })])), 400, /nested deeper than 4 levels/);
+    const events = Array.from({ length: 3 }, () => ({ name: 'e', attributes: many }));
+    await expectStatus(await postProto(url, proto([span({ events })])), 400, /event 'e' has 9 attributes/);
+    await expectStatus(await postProto(url, proto(Array.from({ length: 101 }, () => span()))), 400, /more than 100 spans/);
+    const res = await fetch(`${url}/v1/traces`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ resourceSpans: [{ resource: { attributes: Array.from({ length: 9 }, (_, i) => ({ key: `r${i}`, value: { stringValue: 'v' } })) }, scopeSpans: [] }] }),
+    });
+    await expectStatus(res, 400, /resource has 9 attributes/);
+  });
+
+  it('nesting and object-count bombs are refused before decoding (protobuf and JSON)', async () => {
+    // 500 levels of arrayValue in 2 KB: the prescan refuses it without recursing.
+    let deep = Buffer.from([0x0a, 0x01, 0x78]); // AnyValue{string_value:"x"}
+    for (let i = 0; i < 500; i++) {
+      const list = Buffer.concat([Buffer.from([0x0a]), varint(deep.length), deep]); // ArrayValue{values}
+      deep = Buffer.concat([Buffer.from([0x2a]), varint(list.length), list]); // AnyValue{array_value}
+    }
+    const kv = Buffer.concat([Buffer.from([0x0a, 0x01, 0x6b, 0x12]), varint(deep.length), deep]);
+    const spanBytes = Buffer.concat([Buffer.from([0x4a]), varint(kv.length), kv]);
+    const ss = Buffer.concat([Buffer.from([0x12]), varint(spanBytes.length), spanBytes]);
+    const rs = Buffer.concat([Buffer.from([0x12]), varint(ss.length), ss]);
+    const req = Buffer.concat([Buffer.from([0x0a]), varint(rs.length), rs]);
+    await expectStatus(await postProto(url, req), 400, /nested deeper than 32 levels/);
+    const jsonDeep = '{"resourceSpans":' + '['.repeat(5000) + ']'.repeat(5000) + '}';
+    await expectStatus(await fetch(`${url}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: jsonDeep }), 400, /nested deeper/);
+    // 10,000 empty spans in 20 KB (2 bytes each): decoded, ~1 MB of objects; refused by count.
+    const empty = Buffer.alloc(20_000);
+    for (let i = 0; i < 10_000; i++) empty.set([0x12, 0x00], i * 2);
+    const ssBomb = Buffer.concat([Buffer.from([0x12]), varint(empty.length), empty]);
+    const rsBomb = Buffer.concat([Buffer.from([0x0a]), varint(ssBomb.length), ssBomb]);
+    await expectStatus(await postProto(url, rsBomb), 413, /more than 5000 objects/);
+    const jsonBomb = JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: Array.from({ length: 6000 }, () => ({})) }] }] });
+    await expectStatus(await fetch(`${url}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: jsonBomb }), 413, /more than 5000 objects/);
+  });
+
+  it('429 + Retry-After past maxConcurrentRequests and maxInFlightBytes; served again once they finish', async () => {
+    const { body } = toolSpansRequest(range(30, 0, 20));
+    // Requests that announce their size and then stall mid-body hold their admission.
+    const stalled = (bytes: number) => {
+      const full = Buffer.concat([Buffer.from(body), Buffer.alloc(Math.max(0, bytes - body.length))]);
+      const u = new URL(`${url}/v1/traces`);
+      let finish!: () => void;
+      const done = new Promise<number>((resolve, reject) => {
+        const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/x-protobuf', 'content-length': full.length } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.write(full.subarray(0, 10));
+        finish = () => req.end(full.subarray(10));
+      });
+      return { done, finish: () => finish() };
+    };
+    const waitInFlight = async (n: number) => {
+      for (let i = 0; i < 200; i++) {
+        const m = await (await fetch(`${url}/metrics`)).text();
+        if (new RegExp(`loopwatch_inflight_requests ${n}\\b`).test(m)) return;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      throw new Error(`never ${n} in flight`);
+    };
+    // bytes: 60 KB held, another 60 KB would pass 100 KB
+    const a = stalled(60 * 1024);
+    await waitInFlight(1);
+    const tooBig = await postProto(url, new Uint8Array(Buffer.concat([Buffer.from(body), Buffer.alloc(60 * 1024 - body.length)])));
+    expect(tooBig.status).toBe(429);
+    expect(tooBig.headers.get('retry-after')).toBe('1');
+    expect(decodeRpcStatus(new Uint8Array(await tooBig.arrayBuffer())).message).toMatch(/busy/);
+    // requests: 3 held, the 4th is refused
+    const b = stalled(body.length);
+    const c = stalled(body.length);
+    await waitInFlight(3);
+    const fourth = await postProto(url, body);
+    expect(fourth.status).toBe(429);
+    expect(fourth.headers.get('retry-after')).toBe('1');
+    await fourth.arrayBuffer();
+    b.finish();
+    c.finish();
+    a.finish();
+    expect(await b.done).toBe(200);
+    expect(await c.done).toBe(200);
+    expect(await a.done).toBe(400); // padded with zeros: not valid protobuf past the spans; still answered
+    await waitInFlight(0);
+    expect((await postProto(url, toolSpansRequest(range(30, 100, 20)).body)).status).toBe(200);
+    const m = await (await fetch(`${url}/metrics`)).text();
+    expect(m).toMatch(/loopwatch_requests_throttled_total 2/);
+  });
+});
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return Buffer.from(out);
+}
