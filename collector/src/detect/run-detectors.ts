@@ -138,9 +138,6 @@ function nanos(text: string): bigint {
 }
 
 const epochSeconds = (ms: number) => (ms / 1000).toFixed(3);
-// chDB's connection keeps settings from one query to the next: an insert after the loop-span
-// insert must clear its deduplication token, or the store would drop it as a repeat.
-const NO_DEDUP_TOKEN = { insert_deduplication_token: '' };
 const str = (v: unknown) => (v === undefined || v === null ? '' : String(v));
 const num = (v: unknown) => {
   const n = Number(v);
@@ -224,7 +221,6 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
       query: `INSERT INTO loopwatch_detector_state (detector, watermark)
                SELECT arrayJoin({names:Array(String)}), fromUnixTimestamp64Milli({ms:Int64})`,
       query_params: { names: done, ms: untilMs },
-      clickhouse_settings: NO_DEDUP_TOKEN,
     });
   }
   const result: RunDetectorsResult = {
@@ -318,7 +314,6 @@ async function storeFindings(client: ClickHouseClient, candidates: Candidate[]):
     table: 'agent_findings',
     values: toStore.map(({ parent_span_id: _parent, ...row }) => row),
     format: 'JSONEachRow',
-    clickhouse_settings: NO_DEDUP_TOKEN,
   });
   return { stored: toStore.length, fresh, grown };
 }
