@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import type { ClickHouseClient } from '@clickhouse/client';
-import { loadDetectorFiles, runDetectors } from '../collector/src/detect/run-detectors.js';
+import { loadDetectorFiles, runDetectors, withCallsTable } from '../collector/src/detect/run-detectors.js';
 import { loadModelPrices } from '../collector/src/detect/prices.js';
 import { loadConfig } from '../collector/src/config.js';
 import { packageRoot } from '../collector/src/paths.js';
@@ -206,11 +206,16 @@ async function runSize(calls: number, sessions: number): Promise<SizeResult> {
         const out: Record<string, number> = {};
         const bound: Record<string, unknown> = { since: sinceText, until: (Date.now() / 1000 + 1).toFixed(3) };
         for (const [k, v] of Object.entries(DETECTOR_DEFAULTS)) bound[sqlParamName(k)] = v;
-        for (const f of loadDetectorFiles()) {
-          const params = Object.fromEntries(f.params.map((p) => [p, bound[p]]));
-          const [, ms] = await timed(() => queryRows(client, f.sql, params));
-          out[f.name] = Math.round(ms);
-        }
+        // the shared copy of the calls, as runDetectors builds it once per pass
+        const [, buildMs] = await timed(() =>
+          withCallsTable(client, { since: sinceText, until: bound.until as string }, async (table) => {
+            for (const f of loadDetectorFiles()) {
+              const params = Object.fromEntries(f.params.map((p) => [p, p === 'calls' ? table : bound[p]]));
+              const [, ms] = await timed(() => queryRows(client, f.sql, params));
+              out[f.name] = Math.round(ms);
+            }
+          }));
+        out['(calls table + all detectors)'] = Math.round(buildMs);
         return out;
       };
       const [wm] = await queryRows<{ ms: string }>(client, 'SELECT toString(max(toUnixTimestamp64Milli(watermark))) AS ms FROM loopwatch_detector_state FINAL');

@@ -4,8 +4,6 @@
 -- came back to the same wall; an uninterrupted burst of failures is a retry_storm).
 -- Wasted: every occurrence after the first.
 -- Contract: see collector/src/detect/run-detectors.ts.
-WITH
-    c AS (SELECT * FROM loopwatch_detector_calls(since = {since:DateTime64(3)}, until = {until:DateTime64(3)}))
 SELECT
     session_id,
     argMin(trace_id, seq) AS trace_id,
@@ -26,8 +24,8 @@ SELECT
     'critical' AS severity,
     concat('Tool ', any(tool), ' hit the same error ', toString(count()), ' times in this session (',
            any(error_type), ': ', leftUTF8(argMin(error_message, seq), 120), '): the task may be impossible as attempted.') AS message,
-    toJSONString(map('error_key', error_key, 'distinct_args', toString(uniqExact(call_key)))) AS details
-FROM c
+    toJSONString(map('error_key', concat(any(tool), '|', any(error_type), '|', loopwatch_error_norm(argMin(error_message, seq))), 'distinct_args', toString(uniqExact(call_key)))) AS details
+FROM {calls:Identifier}
 WHERE status = 'error'
 GROUP BY session_id, error_key
 HAVING count() >= {error_loop_min_count:UInt32} AND max(seq) - min(seq) + 1 > count()

@@ -5,25 +5,13 @@
 -- Wasted: every call after the first cycle.
 -- Contract: see collector/src/detect/run-detectors.ts.
 WITH
-    c AS (SELECT * FROM loopwatch_detector_calls(since = {since:DateTime64(3)}, until = {until:DateTime64(3)})),
-    lagged AS (
-        SELECT *,
-               seq > 2 AND call_key = lagInFrame(call_key, 2, '') OVER w AND outcome = lagInFrame(outcome, 2, '') OVER w AS m2,
-               seq > 3 AND call_key = lagInFrame(call_key, 3, '') OVER w AND outcome = lagInFrame(outcome, 3, '') OVER w AS m3,
-               seq > 4 AND call_key = lagInFrame(call_key, 4, '') OVER w AND outcome = lagInFrame(outcome, 4, '') OVER w AS m4,
-               -- the call one period back: the loop's first call when this row starts an island
-               tuple(lagInFrame(span_id, 2, '') OVER w, lagInFrame(parent_span_id, 2, '') OVER w, lagInFrame(ts, 2) OVER w) AS b2,
-               tuple(lagInFrame(span_id, 3, '') OVER w, lagInFrame(parent_span_id, 3, '') OVER w, lagInFrame(ts, 3) OVER w) AS b3,
-               tuple(lagInFrame(span_id, 4, '') OVER w, lagInFrame(parent_span_id, 4, '') OVER w, lagInFrame(ts, 4) OVER w) AS b4
-        FROM c
-        WINDOW w AS (PARTITION BY session_id ORDER BY seq ROWS BETWEEN 4 PRECEDING AND CURRENT ROW)
-    ),
     -- one row per call and period whose call repeats the one a period earlier
     matched AS (
-        SELECT *, tupleElement(pm, 1) AS period, tupleElement(pm, 3) AS back
-        FROM lagged
-        ARRAY JOIN [(2, m2, b2), (3, m3, b3), (4, m4, b4)] AS pm
-        WHERE tupleElement(pm, 2) AND tupleElement(pm, 1) <= {oscillation_max_period:UInt32}
+        SELECT *, period
+        FROM {calls:Identifier}
+        ARRAY JOIN arrayFilter(p -> p <= {oscillation_max_period:UInt32},
+                               arrayConcat(if(cycle2, [2], []), if(cycle3, [3], []), if(cycle4, [4], []))) AS period
+        WHERE cycle2 OR cycle3 OR cycle4
     ),
     -- consecutive matching calls form an island; the loop is the island plus the cycle before it
     islands AS (
@@ -33,7 +21,7 @@ WITH
     loops AS (
         SELECT
             session_id, period,
-            argMin(back, seq) AS first,
+            toUInt64(min(seq) - period) AS first_seq,
             any(trace_id) AS trace_id,
             any(service) AS service,
             any(agent) AS agent,
@@ -48,14 +36,19 @@ WITH
         FROM islands
         GROUP BY session_id, period, island
         HAVING uniqExact(call_key) = period AND count() + period >= period * {oscillation_min_cycles:UInt32}
+    ),
+    -- the loop's first call: one period before the island's first call
+    firsts AS (
+        SELECT session_id, seq, span_id, parent_span_id, ts FROM {calls:Identifier}
+        WHERE (session_id, seq) IN (SELECT session_id, first_seq FROM loops)
     )
 SELECT
     l.session_id AS session_id,
     l.trace_id AS trace_id,
-    tupleElement(l.first, 2) AS parent_span_id,
-    tupleElement(l.first, 1) AS first_span_id,
+    f.parent_span_id AS parent_span_id,
+    f.span_id AS first_span_id,
     l.last_span_id AS last_span_id,
-    toString(tupleElement(l.first, 3)) AS first_ts,
+    toString(f.ts) AS first_ts,
     toString(l.last_ts) AS last_ts,
     l.service AS service,
     l.agent AS agent,
@@ -71,3 +64,4 @@ SELECT
            toString(intDiv(l.wasted_calls + l.period, l.period)), ' times with the same arguments and results.') AS message,
     toJSONString(map('period', l.period)) AS details
 FROM loops AS l
+INNER JOIN firsts AS f ON f.session_id = l.session_id AND f.seq = l.first_seq

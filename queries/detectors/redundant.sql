@@ -4,8 +4,6 @@
 -- empty results: a call that returns nothing (sleep, a write) is an action, not a read.
 -- Wasted: every identical call after the first.
 -- Contract: see collector/src/detect/run-detectors.ts.
-WITH
-    c AS (SELECT * FROM loopwatch_detector_calls(since = {since:DateTime64(3)}, until = {until:DateTime64(3)}))
 SELECT
     session_id,
     argMin(trace_id, seq) AS trace_id,
@@ -27,7 +25,7 @@ SELECT
     concat('Tool ', any(tool), ' was called ', toString(count()), ' times with the same arguments and got the same result: ',
            toString(count() - 1), ' redundant calls.') AS message,
     '{}' AS details
-FROM c
-WHERE startsWith(outcome, 'R') AND NOT result_empty
+FROM {calls:Identifier}
+WHERE outcome_kind = 'R' AND NOT result_empty
 GROUP BY session_id, call_key, outcome
 HAVING count() >= {redundant_min_calls:UInt32}

@@ -4,15 +4,14 @@
 -- Wasted: every call of the run after the first.
 -- Contract: see collector/src/detect/run-detectors.ts.
 WITH
-    c AS (SELECT * FROM loopwatch_detector_calls(since = {since:DateTime64(3)}, until = {until:DateTime64(3)})),
-    marked AS (
-        SELECT *, call_key != lagInFrame(call_key, 1, '') OVER w AS starts_run
-        FROM c
-        WINDOW w AS (PARTITION BY session_id ORDER BY seq ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+    -- only calls with an identical neighbour can be in a run of two or more
+    paired AS (
+        SELECT * FROM {calls:Identifier}
+        WHERE same_call_prev OR same_call_next OR {repeat_min_run:UInt32} <= 1
     ),
     runs AS (
-        SELECT *, sum(starts_run) OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS run_id
-        FROM marked
+        SELECT *, sum(NOT same_call_prev) OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS run_id
+        FROM paired
     )
 SELECT
     session_id,

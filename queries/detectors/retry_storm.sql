@@ -3,16 +3,14 @@
 -- Wasted: every failed call of the run after the first.
 -- Contract: see collector/src/detect/run-detectors.ts.
 WITH
-    c AS (SELECT * FROM loopwatch_detector_calls(since = {since:DateTime64(3)}, until = {until:DateTime64(3)})),
-    marked AS (
-        SELECT *,
-               NOT (status = 'error' AND lagInFrame(status, 1, '') OVER w = 'error' AND tool = lagInFrame(tool, 1, '') OVER w) AS starts_run
-        FROM c
-        WINDOW w AS (PARTITION BY session_id ORDER BY seq ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+    -- only failures next to another failure of the same tool can be in a run of two or more
+    paired AS (
+        SELECT * FROM {calls:Identifier}
+        WHERE status = 'error' AND (fail_run_prev OR fail_run_next OR {retry_storm_min_run:UInt32} <= 1)
     ),
     runs AS (
-        SELECT *, sum(starts_run) OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS run_id
-        FROM marked
+        SELECT *, sum(NOT fail_run_prev) OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS run_id
+        FROM paired
     )
 SELECT
     session_id,
@@ -36,6 +34,5 @@ SELECT
            ' distinct argument sets; last error: ', argMax(error_type, seq), ').') AS message,
     toJSONString(map('distinct_args', toString(uniqExact(call_key)), 'last_error', argMax(error_message, seq))) AS details
 FROM runs
-WHERE status = 'error'
 GROUP BY session_id, run_id
 HAVING count() >= {retry_storm_min_run:UInt32}

@@ -9,18 +9,37 @@
 -- past a budget. Tokens and cost are those attributed to tool calls (see loopwatch_detector_calls).
 -- Contract: see collector/src/detect/run-detectors.ts.
 WITH RECURSIVE
-    c AS (SELECT * FROM loopwatch_detector_calls(since = {since:DateTime64(3)}, until = {until:DateTime64(3)})),
-    -- depth walk over the raw spans of the sessions' traces (cheap inputs: not the view)
+    -- traces where a chain deeper than the budget is possible: a chain of depth d has d - 1 tool
+    -- calls that other spans hang under
+    deep_traces AS (
+        SELECT trace_id FROM {calls:Identifier}
+        WHERE {budget_max_tool_depth:UInt32} > 0 AND has_children
+        GROUP BY trace_id
+        HAVING count() >= {budget_max_tool_depth:UInt32}
+    ),
+    -- sessions that can run away: over a budget in total, with at least a run's worth of calls
+    -- that returned nothing new, or in a deep trace; everything below looks only at these
+    candidates AS (
+        SELECT session_id FROM {calls:Identifier}
+        GROUP BY session_id
+        HAVING ({budget_max_calls:UInt32} > 0 AND count() > {budget_max_calls:UInt32})
+            OR ({budget_max_tokens:Float64} > 0 AND sum(tokens) > {budget_max_tokens:Float64})
+            OR ({budget_max_cost_usd:Float64} > 0 AND sum(cost_usd) > {budget_max_cost_usd:Float64})
+            OR ({budget_max_wall_time_s:Float64} > 0
+                AND (toUnixTimestamp64Nano(max(end_ts)) - toUnixTimestamp64Nano(min(ts))) / 1e9 > {budget_max_wall_time_s:Float64})
+            OR countIf(outcome_kind != 'U') - uniqExactIf((tool, outcome), outcome_kind = 'R') >= {runaway_no_progress_run:UInt32}
+            OR max(trace_id IN (SELECT trace_id FROM deep_traces))
+    ),
+    c AS (SELECT * FROM {calls:Identifier} WHERE session_id IN (SELECT session_id FROM candidates)),
+    -- depth walk over the raw spans of the deep traces (cheap inputs: not the view)
     scoped AS (
-        SELECT span_id, parent_span_id, trace_id FROM agent_tool_calls
-        WHERE {budget_max_tool_depth:UInt32} > 0
-          AND session_id IN (SELECT session_id FROM agent_call_activity
-                             WHERE inserted_at > {since:DateTime64(3)} AND inserted_at <= {until:DateTime64(3)})
+        SELECT span_id, parent_span_id, trace_id FROM {calls:Identifier}
+        WHERE trace_id IN (SELECT trace_id FROM deep_traces)
     ),
     spans AS (
         SELECT SpanId AS span_id, any(ParentSpanId) AS parent_span_id, toUInt32(SpanId IN (SELECT span_id FROM scoped)) AS is_tool
         FROM otel_traces
-        WHERE TraceId IN (SELECT trace_id FROM scoped) AND SpanName != 'loopwatch.loop'
+        WHERE TraceId IN (SELECT trace_id FROM deep_traces) AND SpanName != 'loopwatch.loop'
         GROUP BY SpanId
     ),
     -- walk up from every tool call; each tool span passed adds one level
@@ -35,8 +54,8 @@ WITH RECURSIVE
     ),
     depths AS (SELECT leaf, max(depth) AS depth FROM walk GROUP BY leaf),
     firsts AS (
-        SELECT *, startsWith(outcome, 'U')
-                  OR (startsWith(outcome, 'R') AND row_number() OVER (PARTITION BY session_id, tool, outcome ORDER BY seq) = 1) AS is_new,
+        SELECT *, outcome_kind = 'U'
+                  OR (outcome_kind = 'R' AND row_number() OVER (PARTITION BY session_id, tool, outcome ORDER BY seq) = 1) AS is_new,
                -- the session's first call anchors the finding
                first_value(tuple(span_id, parent_span_id, trace_id)) OVER (PARTITION BY session_id ORDER BY seq
                    ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS anchor,

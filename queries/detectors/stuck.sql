@@ -3,16 +3,15 @@
 -- Wasted: every call of the run after the first.
 -- Contract: see collector/src/detect/run-detectors.ts.
 WITH
-    c AS (SELECT * FROM loopwatch_detector_calls(since = {since:DateTime64(3)}, until = {until:DateTime64(3)})),
-    marked AS (
-        SELECT *,
-               NOT (call_key = lagInFrame(call_key, 1, '') OVER w AND outcome = lagInFrame(outcome, 1, '') OVER w) AS starts_run
-        FROM c
-        WINDOW w AS (PARTITION BY session_id ORDER BY seq ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+    -- only calls with an identical neighbour (call and outcome) can be in a run of two or more
+    paired AS (
+        SELECT *, same_call_prev AND same_outcome_prev AS continues
+        FROM {calls:Identifier}
+        WHERE (same_call_prev AND same_outcome_prev) OR (same_call_next AND same_outcome_next) OR {stuck_min_run:UInt32} <= 1
     ),
     runs AS (
-        SELECT *, sum(starts_run) OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS run_id
-        FROM marked
+        SELECT *, sum(NOT continues) OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS run_id
+        FROM paired
     )
 SELECT
     session_id,
@@ -37,4 +36,4 @@ SELECT
     '{}' AS details
 FROM runs
 GROUP BY session_id, run_id
-HAVING count() >= {stuck_min_run:UInt32} AND startsWith(any(outcome), 'R')
+HAVING count() >= {stuck_min_run:UInt32} AND any(outcome_kind) = 'R'

@@ -59,15 +59,26 @@ CREATE FUNCTION IF NOT EXISTS loopwatch_model_key AS (m) ->
 CREATE FUNCTION IF NOT EXISTS loopwatch_error_norm AS (msg) ->
     leftUTF8(trimBoth(replaceRegexpAll(replaceRegexpAll(lowerUTF8(msg), '[0-9a-f]{8,}|[0-9]+', '#'), '[ \t\r\n]+', ' ')), 200);
 
--- Every detector reads this: the tool calls (deduplicated, FINAL) of the sessions with calls
--- inserted in (since, until], whole history, numbered per session (seq, by start time), with
---   call_key  tool + arguments hash (what "the same call" means)
+-- The per-call features every detector reads. A detector pass materializes this once, for the
+-- sessions with calls inserted in (since, until] and, for a full pass split in buckets, those
+-- with cityHash64(session_id) % buckets = bucket (collector/src/detect/run-detectors.ts), and
+-- each detector then scans the copy: the FINAL read, the LLM join and the one sort by call order
+-- are paid once per pass, not once per detector. Columns, one row per tool call (deduplicated),
+-- each session's whole history:
+--   seq       position in the session (by start time, then span id)
+--   call_key  tool + arguments hash: what "the same call" means
+--   outcome_kind, outcome  what the call returned: 'R' + result hash, 'E' + error identity (type,
+--             normalized message), or 'U' + span id when the result is unknown (not captured): an
+--             unknown result never equals another, so it never counts as "nothing new"
 --   result_empty  the call succeeded and returned nothing (an action, not a read)
---   outcome   what the call returned: R<result hash> | E<error key> | U<span id> when the result
---             is unknown (not captured): an unknown result never equals another, so it never
---             counts as "nothing new"
---   tokens, cost_usd, time_ns: the share of the LLM call that requested it (latest LLM call of
---             the session ended at or before the call started, split evenly among the calls it
+--   error_key     tool + error type + normalized message (0 for a successful call)
+--   same_call_prev/next, same_outcome_prev/next  the neighbouring call (seq -+ 1) has the same
+--             call_key / outcome: runs of repeats are found from these without another sort
+--   fail_run_prev/next  this call and its neighbour both failed, on the same tool
+--   cycle2..cycle4  same call_key and outcome as the call 2..4 places earlier (oscillation)
+--   has_children  some span in the trace has this call as its parent (nesting depth)
+--   tokens, cost_usd, time_ns  the share of the LLM call that requested it (the session's latest
+--             LLM call ended at or before the call started, split evenly among the calls it
 --             requested) plus, for time, the call's own duration. Cost: reported_cost_usd when
 --             > 0, else tokens x model_prices.
 CREATE VIEW IF NOT EXISTS loopwatch_detector_calls AS
@@ -75,9 +86,12 @@ WITH
     scope AS (
         SELECT DISTINCT session_id FROM agent_call_activity
         WHERE inserted_at > {since:DateTime64(3)} AND inserted_at <= {until:DateTime64(3)}
+          AND cityHash64(session_id) % {buckets:UInt32} = {bucket:UInt32}
     ),
     calls AS (
-        SELECT * FROM agent_tool_calls FINAL
+        SELECT session_id, ts, end_ts, duration_ns, trace_id, span_id, parent_span_id, service, agent, model, tool,
+               args_hash, result_hash, has_result, status, error_type, error_message
+        FROM agent_tool_calls FINAL
         WHERE session_id IN (SELECT session_id FROM scope)
           -- a call the in-process LoopGuard stopped before it ran is not part of the loop
           AND error_type != 'LoopDetectedError'
@@ -103,30 +117,60 @@ WITH
                    + l.output_tokens * tupleElement(pr.price, 2)) / 1e6) AS cost_usd
         FROM llm AS l LEFT JOIN prices AS pr ON l.model_key = pr.model_key
     ),
-    joined AS (
+    -- tool calls that are some span's parent. Span ids are unique, so no trace filter is
+    -- needed; children start after their parent (an hour of clock skew allowed), which keeps an
+    -- incremental pass to the recent partitions.
+    scope_calls AS (SELECT span_id, ts FROM agent_tool_calls WHERE session_id IN (SELECT session_id FROM scope)),
+    parents AS (
+        SELECT DISTINCT ParentSpanId AS span_id FROM otel_traces
+        WHERE Timestamp >= (SELECT min(ts) - INTERVAL 1 HOUR FROM scope_calls)
+          AND ParentSpanId IN (SELECT span_id FROM scope_calls)
+    ),
+    keyed AS (
         SELECT c.session_id AS session_id, c.ts AS ts, c.end_ts AS end_ts, c.duration_ns AS duration_ns,
                c.trace_id AS trace_id, c.span_id AS span_id, c.parent_span_id AS parent_span_id,
-               c.service AS service, c.agent AS agent, c.model AS call_model, c.tool AS tool,
-               c.args_hash AS args_hash, c.result_hash AS result_hash, c.has_result AS has_result,
-               c.status AS status, c.error_type AS error_type, c.error_message AS error_message,
-               l.span_id AS llm_span_id, l.model AS llm_model, l.total_tokens AS llm_tokens,
-               l.cost_usd AS llm_cost_usd, l.duration_ns AS llm_duration_ns
+               c.service AS service, c.agent AS agent, if(c.model != '', c.model, l.model) AS model, c.tool AS tool,
+               CAST(c.status, 'String') AS status, c.error_type AS error_type, c.error_message AS error_message,
+               c.has_result AS has_result,
+               c.has_result = 1 AND c.result_hash = loopwatch_hash64('') AS result_empty,
+               cityHash64(c.tool, c.args_hash) AS call_key,
+               multiIf(c.status = 'error', 'E', c.has_result = 1, 'R', 'U') AS outcome_kind,
+               multiIf(c.status = 'error', cityHash64('E', c.error_type, loopwatch_error_norm(c.error_message)),
+                       c.has_result = 1, cityHash64('R', c.result_hash),
+                       cityHash64('U', c.span_id)) AS outcome,
+               if(c.status = 'error', cityHash64(c.tool, c.error_type, loopwatch_error_norm(c.error_message)), 0) AS error_key,
+               c.span_id IN (SELECT span_id FROM parents) AS has_children,
+               l.span_id AS llm_span_id, l.total_tokens AS llm_tokens, l.cost_usd AS llm_cost_usd, l.duration_ns AS llm_duration_ns
         FROM calls AS c ASOF LEFT JOIN llm_cost AS l ON c.session_id = l.session_id AND c.ts >= l.end_ts
+    ),
+    windowed AS (
+        SELECT *,
+            row_number() OVER w AS seq,
+            lagInFrame(call_key, 1, 0) OVER w AS k1, leadInFrame(call_key, 1, 0) OVER w AS kn,
+            lagInFrame(outcome, 1, 0) OVER w AS o1, leadInFrame(outcome, 1, 0) OVER w AS on,
+            lagInFrame(tool, 1, '') OVER w AS t1, leadInFrame(tool, 1, '') OVER w AS tn,
+            lagInFrame(status, 1, '') OVER w AS s1, leadInFrame(status, 1, '') OVER w AS sn,
+            lagInFrame(call_key, 2, 0) OVER w AS k2, lagInFrame(outcome, 2, 0) OVER w AS o2,
+            lagInFrame(call_key, 3, 0) OVER w AS k3, lagInFrame(outcome, 3, 0) OVER w AS o3,
+            lagInFrame(call_key, 4, 0) OVER w AS k4, lagInFrame(outcome, 4, 0) OVER w AS o4,
+            if(llm_span_id = '', 0, count() OVER (PARTITION BY session_id, llm_span_id)) AS llm_share
+        FROM keyed
+        WINDOW w AS (PARTITION BY session_id ORDER BY ts, span_id ROWS BETWEEN 4 PRECEDING AND 1 FOLLOWING)
     )
 SELECT
-    session_id,
-    row_number() OVER (PARTITION BY session_id ORDER BY ts, span_id) AS seq,
-    ts, end_ts, duration_ns, trace_id, span_id, parent_span_id, service, agent,
-    if(call_model != '', call_model, llm_model) AS model,
-    tool,
-    concat(tool, '|', hex(args_hash)) AS call_key,
-    status, error_type, error_message, has_result,
-    has_result = 1 AND result_hash = loopwatch_hash64('') AS result_empty,
-    concat(tool, '|', error_type, '|', loopwatch_error_norm(error_message)) AS error_key,
-    multiIf(status = 'error', concat('E', error_type, '|', loopwatch_error_norm(error_message)),
-            has_result = 1, concat('R', hex(result_hash)),
-            concat('U', span_id)) AS outcome,
-    if(llm_span_id = '', 0., llm_tokens / count() OVER (PARTITION BY session_id, llm_span_id)) AS tokens,
-    if(llm_span_id = '', 0., llm_cost_usd / count() OVER (PARTITION BY session_id, llm_span_id)) AS cost_usd,
-    duration_ns + if(llm_span_id = '', 0., llm_duration_ns / count() OVER (PARTITION BY session_id, llm_span_id)) AS time_ns
-FROM joined;
+    session_id, seq, ts, end_ts, duration_ns, trace_id, span_id, parent_span_id, service, agent, model, tool,
+    status, error_type, error_message, has_result, result_empty, call_key, outcome_kind, outcome, error_key,
+    seq > 1 AND call_key = k1 AS same_call_prev,
+    kn != 0 AND call_key = kn AS same_call_next,
+    seq > 1 AND outcome = o1 AS same_outcome_prev,
+    on != 0 AND outcome = on AS same_outcome_next,
+    status = 'error' AND s1 = 'error' AND tool = t1 AS fail_run_prev,
+    status = 'error' AND sn = 'error' AND tool = tn AS fail_run_next,
+    seq > 2 AND call_key = k2 AND outcome = o2 AS cycle2,
+    seq > 3 AND call_key = k3 AND outcome = o3 AS cycle3,
+    seq > 4 AND call_key = k4 AND outcome = o4 AS cycle4,
+    has_children,
+    if(llm_share = 0, 0., llm_tokens / llm_share) AS tokens,
+    if(llm_share = 0, 0., llm_cost_usd / llm_share) AS cost_usd,
+    duration_ns + if(llm_share = 0, 0., llm_duration_ns / llm_share) AS time_ns
+FROM windowed;

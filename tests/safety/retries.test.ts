@@ -185,7 +185,7 @@ describe('retries', () => {
     expect(tools.size).toBe(100);
     expect([...tools.values()].every((n) => n === 1)).toBe(true);
     const [{ n: calls }] = await rows<{ n: string }>(
-      "SELECT count() AS n FROM loopwatch_detector_calls(since = toDateTime64('2000-01-01 00:00:00', 3), until = toDateTime64('2100-01-01 00:00:00', 3)) WHERE session_id = 'safety-rebatch'",
+      "SELECT count() AS n FROM loopwatch_detector_calls(since = toDateTime64('2000-01-01 00:00:00', 3), until = toDateTime64('2100-01-01 00:00:00', 3), buckets = 1, bucket = 0) WHERE session_id = 'safety-rebatch'",
     ) as [{ n: string }];
     expect(Number(calls)).toBe(100);
   });

@@ -8,10 +8,14 @@
 //
 // Parameters (ClickHouse `{name:Type}` placeholders; bind only what you use, an unknown one is
 // an error):
-//   {since:DateTime64(3)}, {until:DateTime64(3)}  the pass's window of *insertion* time; read
-//       the calls through `loopwatch_detector_calls(since = {since:DateTime64(3)},
-//       until = {until:DateTime64(3)})` (queries/schema/004_detectors.sql), which returns the
-//       whole, deduplicated history of every session with calls inserted in that window.
+//   {calls:Identifier}  the pass's copy of `loopwatch_detector_calls` (queries/schema/
+//       004_detectors.sql): one row per tool call, with precomputed keys and neighbour flags,
+//       of the whole deduplicated history of every session with calls inserted since the
+//       oldest detector watermark (re-examining a session is harmless: findings are idempotent). The runner builds it once per pass (in buckets of sessions when a
+//       full pass is large) and every detector scans it, so a detector pays for its own logic
+//       only; a detector that reads it runs once per bucket.
+//   {since:DateTime64(3)}, {until:DateTime64(3)}  the pass's window of *insertion* time, for a
+//       detector that reads other tables (degradation); such a detector runs once per pass.
 //   every setting of queries/src/detector-defaults.ts in snake_case, e.g.
 //       {repeat_min_run:UInt32}, {budget_max_cost_usd:Float64} (types: DETECTOR_PARAM_TYPES).
 //
@@ -24,7 +28,7 @@
 //   wasted_calls UInt, wasted_tokens, wasted_cost_usd, wasted_time_ns Float,
 //   severity ('info' | 'warning' | 'critical'), message String (a sentence), details String (JSON).
 // A finding is stored as a new version when repeats, wasted_calls or last_span_id change.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
@@ -94,6 +98,48 @@ export interface FindingRow {
   wasted_time_ns: number;
   message: string;
   details: string;
+}
+
+// A full pass over many sessions is split so that one copy of the calls stays around this size
+// (a few hundred bytes a call in memory).
+const CALLS_PER_BUCKET = 1_000_000;
+// A pass table older than this belongs to a pass that died (a crash mid-pass): dropped.
+const STALE_PASS_TABLE_MS = 3600_000;
+
+/**
+ * Materializes loopwatch_detector_calls for one window (and bucket of sessions) into a table of
+ * its own, runs fn with its name, and drops it. Detectors bind the name as {calls:Identifier}.
+ */
+export async function withCallsTable<T>(
+  client: ClickHouseClient,
+  scope: { since: string; until: string; buckets?: number; bucket?: number },
+  fn: (table: string) => Promise<T>,
+): Promise<T> {
+  const table = `loopwatch_pass_${Date.now()}_${randomBytes(4).toString('hex')}`;
+  try {
+    await client.command({
+      query: `CREATE TABLE ${table} ENGINE = Memory AS
+              SELECT * FROM loopwatch_detector_calls(since = {since:DateTime64(3)}, until = {until:DateTime64(3)},
+                                                     buckets = {buckets:UInt32}, bucket = {bucket:UInt32})`,
+      query_params: { since: scope.since, until: scope.until, buckets: scope.buckets ?? 1, bucket: scope.bucket ?? 0 },
+    });
+    return await fn(table);
+  } finally {
+    await client.command({ query: `DROP TABLE IF EXISTS ${table}` }).catch(() => undefined);
+  }
+}
+
+async function dropStalePassTables(client: ClickHouseClient): Promise<void> {
+  const rows = await queryRows<{ name: string }>(
+    client,
+    "SELECT name FROM system.tables WHERE database = currentDatabase() AND startsWith(name, 'loopwatch_pass_')",
+  );
+  for (const { name } of rows) {
+    const created = Number(/^loopwatch_pass_(\d+)_[0-9a-f]+$/.exec(name)?.[1]);
+    if (Number.isFinite(created) && Date.now() - created > STALE_PASS_TABLE_MS) {
+      await client.command({ query: `DROP TABLE IF EXISTS ${name}` });
+    }
+  }
 }
 
 const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_]*):([^{}]+)\}/g;
@@ -183,35 +229,60 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
   const errors: Record<string, string> = {};
   const candidates: Candidate[] = [];
   const detectedAt = str(clock?.text);
-  const done: string[] = [];
   const oldest = files.length ? Math.min(...files.map((f) => sinceOf(f.name))) : 0;
-  const [scanned] = await queryRows<{ n: number }>(
+  const window = { since: epochSeconds(oldest), until: epochSeconds(untilMs) };
+  const [scanned] = await queryRows<{ n: number; calls: number }>(
     client,
-    'SELECT uniqExact(session_id) AS n FROM agent_call_activity WHERE inserted_at > {since:DateTime64(3)} AND inserted_at <= {until:DateTime64(3)}',
-    { since: epochSeconds(oldest), until: epochSeconds(untilMs) },
+    `WITH scope AS (SELECT DISTINCT session_id FROM agent_call_activity WHERE inserted_at > {since:DateTime64(3)} AND inserted_at <= {until:DateTime64(3)})
+     SELECT (SELECT count() FROM scope) AS n, (SELECT count() FROM agent_tool_calls WHERE session_id IN (SELECT session_id FROM scope)) AS calls`,
+    window,
   );
   const sessions = num(scanned?.n);
-  for (const file of files) {
-    // nothing new since any watermark: every detector would return nothing
-    if (sessions === 0) {
-      perDetector[file.name] = 0;
-      done.push(file.name);
-      continue;
-    }
-    try {
-      const values: Record<string, unknown> = {};
-      for (const p of file.params) {
-        if (p === 'since') values.since = epochSeconds(sinceOf(file.name));
-        else if (p in bound) values[p] = bound[p];
-        else throw new Error(`unknown parameter {${p}} (known: since, until, ${Object.keys(DETECTOR_PARAM_TYPES).map(sqlParamName).join(', ')})`);
+  // nothing new since any watermark: every detector would return nothing
+  const done: string[] = sessions === 0 ? files.map((f) => f.name) : [];
+  for (const f of files) perDetector[f.name] = 0;
+
+  if (sessions > 0) {
+    const failed = new Set<string>();
+    const run = async (file: DetectorFile, extra: Record<string, unknown>) => {
+      if (failed.has(file.name)) return;
+      try {
+        const values: Record<string, unknown> = {};
+        for (const p of file.params) {
+          if (p === 'since') values.since = epochSeconds(sinceOf(file.name));
+          else if (p in extra) values[p] = extra[p];
+          else if (p in bound) values[p] = bound[p];
+          else throw new Error(`unknown parameter {${p}} (known: calls, since, until, ${Object.keys(DETECTOR_PARAM_TYPES).map(sqlParamName).join(', ')})`);
+        }
+        const rows = await queryRows<Record<string, unknown>>(client, file.sql, values);
+        perDetector[file.name] = (perDetector[file.name] ?? 0) + rows.length;
+        for (const r of rows) candidates.push(toFinding(file.name, r, detectedAt));
+      } catch (err) {
+        failed.add(file.name);
+        errors[file.name] = (err as Error).message;
       }
-      const rows = await queryRows<Record<string, unknown>>(client, file.sql, values);
-      perDetector[file.name] = rows.length;
-      for (const r of rows) candidates.push(toFinding(file.name, r, detectedAt));
-      done.push(file.name);
-    } catch (err) {
-      errors[file.name] = (err as Error).message;
+    };
+    // detectors over other tables: once per pass
+    for (const file of files.filter((f) => !f.params.includes('calls'))) await run(file, {});
+    // detectors over the calls: once per bucket of sessions, on one shared copy of the calls
+    const callFiles = files.filter((f) => f.params.includes('calls'));
+    const buckets = Math.max(1, Math.ceil(num(scanned?.calls) / CALLS_PER_BUCKET));
+    if (callFiles.length > 0) {
+      await dropStalePassTables(client);
+      for (let bucket = 0; bucket < buckets; bucket++) {
+        try {
+          await withCallsTable(client, { ...window, buckets, bucket }, async (table) => {
+            for (const file of callFiles) await run(file, { calls: table });
+          });
+        } catch (err) {
+          for (const file of callFiles) {
+            failed.add(file.name);
+            errors[file.name] ??= `building the calls of the pass: ${(err as Error).message}`;
+          }
+        }
+      }
     }
+    for (const f of files) if (!failed.has(f.name)) done.push(f.name);
   }
 
   const { fresh, grown } = await storeFindings(client, candidates);
