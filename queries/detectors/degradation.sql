@@ -33,21 +33,23 @@ WITH
     llm AS (
         SELECT session_id, ts, end_ts, duration_ns, model, agent, service
         FROM agent_llm_calls FINAL
-        WHERE ts >= toDateTime64((SELECT min(day) FROM scope) - 7, 3) AND ts < toDateTime64((SELECT max(day) FROM scope) + 1, 3)
+        WHERE (full_pass OR hour_crossed)
+          AND ts >= toDateTime64((SELECT min(day) FROM scope) - 7, 3) AND ts < toDateTime64((SELECT max(day) FROM scope) + 1, 3)
           AND model IN (SELECT model FROM scope)
     ),
     tools AS (
         SELECT t.session_id AS session_id, t.ts AS ts, t.end_ts AS end_ts, t.status AS status, l.model AS model
         FROM (
             SELECT session_id, ts, end_ts, status FROM agent_tool_calls FINAL
-            WHERE ts >= toDateTime64((SELECT min(day) FROM scope) - 7, 3) AND ts < toDateTime64((SELECT max(day) FROM scope) + 1, 3)
+            WHERE (full_pass OR hour_crossed)
+              AND ts >= toDateTime64((SELECT min(day) FROM scope) - 7, 3) AND ts < toDateTime64((SELECT max(day) FROM scope) + 1, 3)
               AND session_id IN (SELECT session_id FROM llm)
         ) AS t
         ASOF INNER JOIN (SELECT session_id, end_ts, model FROM llm) AS l ON t.session_id = l.session_id AND t.ts >= l.end_ts
     ),
     looped AS (
         SELECT DISTINCT session_id FROM agent_findings FINAL
-        WHERE detector != 'degradation' AND session_id IN (SELECT session_id FROM llm)
+        WHERE (full_pass OR hour_crossed) AND detector != 'degradation' AND session_id IN (SELECT session_id FROM llm)
     ),
     tool_daily AS (
         SELECT model, toDate(ts) AS day, count() AS n, countIf(status = 'error') AS e,

@@ -4,6 +4,15 @@
 -- empty results: a call that returns nothing (sleep, a write) is an action, not a read.
 -- Wasted: every identical call after the first.
 -- Contract: see collector/src/detect/run-detectors.ts.
+WITH
+    -- the (session, call, result) triples seen often enough: a narrow count first, so the
+    -- wide aggregates below run on the few calls that repeat
+    repeated AS (
+        SELECT session_id, call_key, outcome FROM {calls:Identifier}
+        WHERE outcome_kind = 'R' AND NOT result_empty
+        GROUP BY session_id, call_key, outcome
+        HAVING count() >= {redundant_min_calls:UInt32}
+    )
 SELECT
     session_id,
     argMin(trace_id, seq) AS trace_id,
@@ -27,5 +36,6 @@ SELECT
     '{}' AS details
 FROM {calls:Identifier}
 WHERE outcome_kind = 'R' AND NOT result_empty
+  AND (session_id, call_key, outcome) IN (SELECT session_id, call_key, outcome FROM repeated)
 GROUP BY session_id, call_key, outcome
 HAVING count() >= {redundant_min_calls:UInt32}
