@@ -15,6 +15,7 @@
 -- Wasted: the day's excess failed calls over the baseline rate.
 -- Thresholds are constants here (DETECTOR_DEFAULTS has no degradation settings yet).
 -- Contract: see collector/src/detect/run-detectors.ts.
+-- loopwatch: hourly
 WITH
     -- Which days to judge: a full pass (since = epoch) every day with LLM calls; otherwise only
     -- when the pass window crosses an hour boundary (insertion time), yesterday and today. A

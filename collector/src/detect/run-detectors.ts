@@ -47,6 +47,11 @@ export interface DetectorFile {
   sql: string;
   /** Placeholder names the file uses. */
   params: string[];
+  /**
+   * `-- loopwatch: hourly` in the file: it judges whole hours, so it runs on a full pass and
+   * when the window crosses an hour boundary of the store's clock, and is skipped otherwise.
+   */
+  hourly: boolean;
 }
 
 export interface RunDetectorsOptions {
@@ -57,6 +62,8 @@ export interface RunDetectorsOptions {
   now?: Date;
   /** Directory of detector files (default queries/detectors). */
   dir?: string;
+  /** Calls per bucket of sessions in one pass (default 1M); smaller buckets use less memory. */
+  callsPerBucket?: number;
 }
 
 export interface RunDetectorsResult {
@@ -129,7 +136,23 @@ export async function withCallsTable<T>(
   }
 }
 
+/** A full pass (since = 0), or a window that crosses an hour boundary of the store's clock. */
+async function hourDue(client: ClickHouseClient, sinceMs: number, untilMs: number): Promise<boolean> {
+  if (sinceMs === 0) return true;
+  const [r] = await queryRows<{ due: number }>(
+    client,
+    'SELECT toStartOfHour({since:DateTime64(3)}) < toStartOfHour({until:DateTime64(3)}) AS due',
+    { since: epochSeconds(sinceMs), until: epochSeconds(untilMs) },
+  );
+  return num(r?.due) === 1;
+}
+
+const lastSweep = new WeakMap<ClickHouseClient, number>();
+
 async function dropStalePassTables(client: ClickHouseClient): Promise<void> {
+  // a sweep every few minutes is plenty: tables are left behind only by a crash mid-pass
+  if (Date.now() - (lastSweep.get(client) ?? 0) < STALE_PASS_TABLE_MS / 10) return;
+  lastSweep.set(client, Date.now());
   const rows = await queryRows<{ name: string }>(
     client,
     "SELECT name FROM system.tables WHERE database = currentDatabase() AND startsWith(name, 'loopwatch_pass_')",
@@ -151,7 +174,7 @@ export function loadDetectorFiles(dir = join(queriesDir, 'detectors')): Detector
     .map((f) => {
       const sql = readFileSync(join(dir, f), 'utf8');
       const params = [...new Set([...stripComments(sql).matchAll(PLACEHOLDER)].map((m) => m[1]!))];
-      return { name: f.slice(0, -4), sql: stripComments(sql), params };
+      return { name: f.slice(0, -4), sql: stripComments(sql), params, hourly: /^--\s*loopwatch:\s*hourly\s*$/m.test(sql) };
     });
 }
 
@@ -262,11 +285,14 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
         errors[file.name] = (err as Error).message;
       }
     };
-    // detectors over other tables: once per pass
-    for (const file of files.filter((f) => !f.params.includes('calls'))) await run(file, {});
+    // detectors over other tables: once per pass (an hourly one only when an hour is due)
+    for (const file of files.filter((f) => !f.params.includes('calls'))) {
+      if (file.hourly && !(await hourDue(client, sinceOf(file.name), untilMs))) continue;
+      await run(file, {});
+    }
     // detectors over the calls: once per bucket of sessions, on one shared copy of the calls
     const callFiles = files.filter((f) => f.params.includes('calls'));
-    const buckets = Math.max(1, Math.ceil(num(scanned?.calls) / CALLS_PER_BUCKET));
+    const buckets = Math.max(1, Math.ceil(num(scanned?.calls) / (opts.callsPerBucket ?? CALLS_PER_BUCKET)));
     if (callFiles.length > 0) {
       await dropStalePassTables(client);
       for (let bucket = 0; bucket < buckets; bucket++) {

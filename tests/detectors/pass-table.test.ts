@@ -1,0 +1,44 @@
+// The runner's per-pass copy of the calls: the same findings whether a pass takes its sessions
+// in one bucket or many, no copy left behind after a pass, and a copy left by a pass that died
+// (older than an hour) dropped by the next one.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runDetectors } from '../../collector/src/detect/run-detectors.js';
+import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+import { buildSession, insertSession, times } from './helpers.js';
+
+let tc: TestCollector;
+const passTables = async () =>
+  (await tc.rows<{ name: string }>("SELECT name FROM system.tables WHERE database = currentDatabase() AND startsWith(name, 'loopwatch_pass_') ORDER BY name")).map((r) => r.name);
+
+beforeAll(async () => {
+  tc = await startTestCollector({ detect: { enabled: false } });
+  const client = tc.collector.store.client;
+  for (let i = 0; i < 12; i++) {
+    await insertSession(client, buildSession(`bucket-${i}`, [
+      { tool: 'read_file', args: { path: `a${i}.ts` }, result: `content ${i}` },
+      ...times(4, { tool: 'run_tests', args: {}, result: 'same failure' }),
+      ...times(6, { tool: 'fetch', args: { url: `u${i}` }, error: { type: 'HTTPError', message: '503 unavailable' } }),
+    ]));
+  }
+});
+afterAll(async () => {
+  await tc?.close();
+});
+
+describe('pass table', () => {
+  it('finds the same loops in one bucket and in many, and drops its copies', async () => {
+    const stale = `loopwatch_pass_${Date.now() - 2 * 3600_000}_deadbeef`;
+    await tc.collector.store.client.command({ query: `CREATE TABLE ${stale} (x UInt8) ENGINE = Memory` });
+
+    const one = await runDetectors(tc.collector.store.client, { full: true });
+    expect(one.errors).toEqual({});
+    expect(one.perDetector.stuck).toBe(12);
+    expect(one.perDetector.retry_storm).toBe(12);
+    const many = await runDetectors(tc.collector.store.client, { full: true, callsPerBucket: 20 });
+    expect(many.errors).toEqual({});
+    expect(many.perDetector).toEqual(one.perDetector);
+    expect(many.newFindings + many.grownFindings).toBe(0);
+
+    expect(await passTables()).toEqual([]);
+  });
+});
