@@ -6,14 +6,13 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { drainStream } from '@clickhouse/client';
 import { loadConfig } from '../collector/src/config.js';
 import { decodeTraceRequest } from '../collector/src/ingest/otlp-proto.js';
-import { serializeRows, SPAN_INSERT_SQL, toSpanRows } from '../collector/src/ingest/span-rows.js';
+import { serializeRows, toSpanRows } from '../collector/src/ingest/span-rows.js';
 import { packageRoot } from '../collector/src/paths.js';
-import { openStore } from '../collector/src/store/client.js';
+import { spanInsertSettings } from '../collector/src/spool/loader.js';
+import { insertSpanRows, openStore } from '../collector/src/store/client.js';
 import { migrate } from '../collector/src/store/migrate.js';
 import { makeRequests } from './spans.js';
 
@@ -37,7 +36,8 @@ async function engineCeiling(requests: Uint8Array[]): Promise<{ spansPerSec: num
     // Same rows, already converted and serialized: only the engine's work is timed.
     const limits = config.limits;
     const payloads = requests.map((r) => serializeRows(toSpanRows(decodeTraceRequest(r), limits).rows));
-    // Group like the spool does (segments of ~8 MiB) so both sides insert the same block sizes.
+    // Group like the spool does (segments of up to spool.segmentMaxBytes) so both sides insert
+    // the same block sizes, through the loader's insert path with the loader's settings.
     const groups: Buffer[][] = [];
     let cur: Buffer[] = [];
     let size = 0;
@@ -52,10 +52,8 @@ async function engineCeiling(requests: Uint8Array[]): Promise<{ spansPerSec: num
     }
     if (cur.length) groups.push(cur);
     const t0 = performance.now();
-    for (const g of groups) {
-      const r = await store.client.exec({ query: SPAN_INSERT_SQL, values: Readable.from(g) });
-      await drainStream(r.stream);
-    }
+    let n = 0;
+    for (const g of groups) await insertSpanRows(store.client, g, spanInsertSettings(`bench-ceiling-${n++}`));
     const seconds = (performance.now() - t0) / 1000;
     return { spansPerSec: SPANS / seconds, seconds };
   } finally {

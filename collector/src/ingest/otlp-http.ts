@@ -15,11 +15,13 @@ import { SpoolFullError, type Spool } from '../spool/spool.js';
 import { decodeTraceRequestJson } from './otlp-json.js';
 import { decodeTraceRequest, encodeRpcStatus, encodeTraceResponse } from './otlp-proto.js';
 import { InFlight, type Ticket } from './inflight.js';
+import { protoToRows } from './otlp-proto-rows.js';
 import { prescanJson, prescanProtobuf } from './prescan.js';
 import { RetryCache, type Outcome } from './retry-cache.js';
-import { BadRequestError, serializeRows, toSpanRows, type IngestLimits } from './span-rows.js';
+import { BadRequestError, serializeRows, toSpanRows, type ConvertResult, type IngestLimits } from './span-rows.js';
 
 const gunzipAsync = promisify(gunzip);
+const EMPTY = Buffer.alloc(0);
 
 type Encoding = 'protobuf' | 'json';
 
@@ -151,23 +153,38 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
           : fail(400, INVALID_ARGUMENT, `request nested deeper than ${prescanLimits.maxDepth} levels (attribute values may nest ${config.limits.maxValueDepth})`);
       }
 
-      let converted;
-      try {
-        const req = enc === 'protobuf' ? decodeProtobuf(body) : decodeTraceRequestJson(body);
-        converted = toSpanRows(req, limits);
-      } catch (err) {
-        if (err instanceof BadRequestError) return fail(400, INVALID_ARGUMENT, err.message);
-        if (err instanceof RangeError) return fail(400, INVALID_ARGUMENT, `request nested too deeply: ${err.message}`);
-        throw err;
+      // Protobuf takes the one-pass fast path when it can; anything it declines (and all JSON)
+      // goes through the decoded objects. Nothing decoded outlives this block: kept across the
+      // fdatasync wait, it would be promoted to the old generation and cost a full GC.
+      let payload: Buffer;
+      let accepted: number;
+      let rejectedSpans = 0;
+      let rejectReason = '';
+      const fast = enc === 'protobuf' ? protoToRows(body, limits) : null;
+      if (fast) {
+        payload = fast.payload;
+        accepted = fast.rows;
+      } else {
+        let converted: ConvertResult;
+        try {
+          const req = enc === 'protobuf' ? decodeProtobuf(body) : decodeTraceRequestJson(body);
+          converted = toSpanRows(req, limits);
+        } catch (err) {
+          if (err instanceof BadRequestError) return fail(400, INVALID_ARGUMENT, err.message);
+          if (err instanceof RangeError) return fail(400, INVALID_ARGUMENT, `request nested too deeply: ${err.message}`);
+          throw err;
+        }
+        accepted = converted.rows.length;
+        rejectedSpans = converted.rejectedSpans;
+        rejectReason = converted.rejectReason;
+        payload = accepted > 0 ? serializeRows(converted.rows) : EMPTY;
       }
-      const { rows, rejectedSpans, rejectReason } = converted;
-      metrics.add('loopwatch_spans_received_total', rows.length + rejectedSpans);
+      metrics.add('loopwatch_spans_received_total', accepted + rejectedSpans);
       metrics.add('loopwatch_spans_rejected_total', rejectedSpans);
-      if (rows.length === 0) return reply(c, enc, 200, { rejected: rejectedSpans, reason: rejectReason });
+      if (accepted === 0) return reply(c, enc, 200, { rejected: rejectedSpans, reason: rejectReason });
 
-      const payload = serializeRows(rows);
       ticket.set(body.length + payload.length);
-      const stored: Promise<Outcome> = spool.append(payload).then(() => ({ acceptedSpans: rows.length, rejectedSpans, rejectReason }));
+      const stored: Promise<Outcome> = spool.append(payload).then(() => ({ acceptedSpans: accepted, rejectedSpans, rejectReason }));
       retryCache.track(key, stored);
       try {
         await stored;
@@ -179,7 +196,7 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
         log.error({ err }, 'spool append failed');
         return fail(503, UNAVAILABLE, 'collector could not persist the request; retry later', retryAfter);
       }
-      metrics.add('loopwatch_spans_accepted_total', rows.length);
+      metrics.add('loopwatch_spans_accepted_total', accepted);
       metrics.add('loopwatch_spool_written_bytes_total', payload.length);
       return reply(c, enc, 200, { rejected: rejectedSpans, reason: rejectReason });
     },

@@ -1,4 +1,5 @@
 // OTLP protobuf encoding and decoding with protobufjs, from the upstream .proto definitions.
+import { isUtf8 } from 'node:buffer';
 import { join } from 'node:path';
 import Long from 'long';
 import protobuf from 'protobufjs';
@@ -14,9 +15,33 @@ const ExportTraceServiceRequest = root.lookupType('loopwatch.otlp.ExportTraceSer
 const ExportTraceServiceResponse = root.lookupType('loopwatch.otlp.ExportTraceServiceResponse');
 const RpcStatus = root.lookupType('loopwatch.otlp.RpcStatus');
 
+// protobufjs reads proto3 strings with `stringVerify`, which decodes UTF-8 in JavaScript (short
+// strings by concatenating String.fromCharCode chunks into rope strings that every later use has to
+// flatten) and rejects invalid UTF-8. This reader keeps that contract (the same strings for valid
+// UTF-8, the same TypeError from a fatal TextDecoder for invalid) with Node's native validator and
+// decoder: flat strings, no intermediate garbage. As a BufferReader it also hands `bytes` fields
+// over as views into the body instead of copies.
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+type ReaderState = { buf: Buffer; pos: number; len: number; uint32(): number };
+const BufferReader = (protobuf as unknown as { BufferReader: new (buf: Buffer) => protobuf.Reader }).BufferReader;
+class OtlpReader extends BufferReader {
+  override stringVerify(this: ReaderState): string {
+    const length = this.uint32();
+    const start = this.pos;
+    const end = start + length;
+    if (end > this.len) throw new RangeError(`index out of range: ${this.pos} + ${length} > ${this.len}`);
+    this.pos = end;
+    if (length === 0) return '';
+    const view = this.buf.subarray(start, end);
+    if (!isUtf8(view)) strictUtf8.decode(view); // throws the decoder's own error
+    return this.buf.toString('utf8', start, end);
+  }
+}
+
 /** Decodes an ExportTraceServiceRequest; throws (with protobufjs' message) on malformed input. */
 export function decodeTraceRequest(body: Uint8Array): TraceRequestIn {
-  return ExportTraceServiceRequest.decode(body) as unknown as TraceRequestIn;
+  const buf = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  return ExportTraceServiceRequest.decode(new OtlpReader(buf)) as unknown as TraceRequestIn;
 }
 
 export function encodeTraceRequest(req: object): Uint8Array {

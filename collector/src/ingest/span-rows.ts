@@ -89,8 +89,34 @@ export const SPAN_INSERT_SQL = `INSERT INTO otel_traces (${SPAN_COLUMNS.map((c) 
  * as keyed objects (measured with bench/ingest), and the spool stores exactly this text.
  */
 export function serializeRows(rows: SpanRow[]): Buffer {
-  const text = rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
-  return Buffer.from(text.includes('\\u') ? wellFormedEscapes(text) : text, 'utf8');
+  // Each row's JSON goes straight into a reused scratch buffer: no joined text of the whole
+  // request, no second UTF-8 pass over it (this was ~3x the cost of JSON.stringify itself).
+  let off = 0;
+  for (const r of rows) {
+    let line = JSON.stringify(r);
+    if (line.includes('\\u')) line = wellFormedEscapes(line);
+    off = writeLine(line, off);
+  }
+  const out = Buffer.from(scratch.subarray(0, off));
+  if (scratch.length > SCRATCH_KEEP) scratch = Buffer.allocUnsafe(SCRATCH_BYTES); // a huge request's buffer is not kept
+  return out;
+}
+
+const SCRATCH_BYTES = 1 << 20;
+const SCRATCH_KEEP = 16 << 20;
+let scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
+
+/** Writes `line` and a newline at `off` in the scratch buffer (growing it); returns the new end. */
+function writeLine(line: string, off: number): number {
+  const need = off + line.length * 3 + 1; // UTF-8 takes at most 3 bytes per UTF-16 unit
+  if (need > scratch.length) {
+    const grown = Buffer.allocUnsafe(Math.max(need, scratch.length * 2));
+    scratch.copy(grown, 0, 0, off);
+    scratch = grown;
+  }
+  off += scratch.write(line, off, 'utf8');
+  scratch[off] = 10;
+  return off + 1;
 }
 
 // JSON.stringify writes an unpaired UTF-16 surrogate (from a protobuf string with bad UTF-8 or a

@@ -6,11 +6,10 @@
 // refuses are left: those go to spool/quarantine/<segment>.rejected (kept, logged, counted as
 // dropped), and every other row of the segment is stored. One bad row never blocks the spool.
 import { readFile } from 'node:fs/promises';
-import { Readable } from 'node:stream';
-import { drainStream, type ClickHouseClient } from '@clickhouse/client';
+import type { ClickHouseClient } from '@clickhouse/client';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import { SPAN_INSERT_SQL } from '../ingest/span-rows.js';
+import { insertSpanRows, type InsertSettings } from '../store/client.js';
 import { readRecords, type SealedSegment, type Spool } from './spool.js';
 
 const MAX_DATA_FAILURES = 5;
@@ -24,6 +23,18 @@ const DATA_ERROR_CODES = new Set([
 function isDataError(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   return code !== undefined && DATA_ERROR_CODES.has(String(code));
+}
+
+/** The settings every spool segment is inserted with (bench/ingest uses them for its engine ceiling too). */
+export function spanInsertSettings(token: string): InsertSettings {
+  return {
+    insert_deduplication_token: token,
+    deduplicate_blocks_in_dependent_materialized_views: 1,
+    date_time_input_format: 'best_effort',
+    // A segment's spans may span many days (backfills, skewed clocks): one partition per
+    // day must not make the store refuse the segment (found by fuzzing; it wedged the loader).
+    max_partitions_per_insert_block: '0',
+  };
 }
 
 export interface LoaderOptions {
@@ -124,21 +135,8 @@ export class Loader {
   }
 
   private async insert(chunks: Buffer[], token: string): Promise<void> {
-    // exec with a raw body: the records already are JSONCompactEachRow text (client.insert
-    // would re-encode stream chunks as row objects).
-    const result = await this.client.exec({
-      query: SPAN_INSERT_SQL,
-      values: Readable.from(chunks),
-      clickhouse_settings: {
-        insert_deduplication_token: token,
-        deduplicate_blocks_in_dependent_materialized_views: 1,
-        date_time_input_format: 'best_effort',
-        // A segment's spans may span many days (backfills, skewed clocks): one partition per
-        // day must not make the store refuse the segment (found by fuzzing; it wedged the loader).
-        max_partitions_per_insert_block: '0',
-      },
-    });
-    await drainStream(result.stream);
+    // The records already are JSONCompactEachRow text: handed to the store as bytes.
+    await insertSpanRows(this.client, chunks, spanInsertSettings(token));
   }
 
   /** Inserts what the store accepts of `lines` (halving around refusals); returns the refused lines. */

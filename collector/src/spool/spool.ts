@@ -20,6 +20,12 @@ export interface SpoolOptions {
   maxBytes: number;
   segmentMaxBytes: number;
   segmentMaxAgeMs: number;
+  /**
+   * A loader waiting for work (`next`) gets the open segment sealed once it is this old, instead
+   * of waiting for segmentMaxAgeMs: an idle store takes what there is, a busy one gets larger
+   * segments. Default: min(200, segmentMaxAgeMs).
+   */
+  segmentMinAgeMs?: number;
 }
 
 export interface SealedSegment {
@@ -35,7 +41,8 @@ export class SpoolFullError extends Error {
 }
 
 interface Pending {
-  frame: Buffer;
+  header: Buffer;
+  payload: Buffer;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -64,12 +71,25 @@ function fsyncDir(dir: string): void {
   }
 }
 
+/** fsyncDir off the event loop. */
+async function fsyncDirAsync(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+function recordHeader(payload: Buffer): Buffer {
+  const header = Buffer.allocUnsafe(HEADER);
+  header.writeUInt32LE(payload.length, 0);
+  header.writeUInt32LE(crc32(payload), 4);
+  return header;
+}
+
 export function frameRecord(payload: Buffer): Buffer {
-  const frame = Buffer.allocUnsafe(HEADER + payload.length);
-  frame.writeUInt32LE(payload.length, 0);
-  frame.writeUInt32LE(crc32(payload), 4);
-  payload.copy(frame, HEADER);
-  return frame;
+  return Buffer.concat([recordHeader(payload), payload]);
 }
 
 /** The intact records of a segment, and where the intact prefix ends. */
@@ -98,8 +118,13 @@ export class Spool {
   private ageTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private waiters: (() => void)[] = [];
+  /** seal() calls made while a flush was writing: the flush loop seals between two writes. */
+  private sealRequests: { resolve: () => void; reject: (err: Error) => void }[] = [];
+  private readonly minAgeMs: number;
 
-  constructor(private readonly opts: SpoolOptions) {}
+  constructor(private readonly opts: SpoolOptions) {
+    this.minAgeMs = opts.segmentMinAgeMs ?? Math.min(200, opts.segmentMaxAgeMs);
+  }
 
   /** Recovers what a previous process left: open segments are trimmed to their intact records and sealed. */
   start(): void {
@@ -144,13 +169,14 @@ export class Spool {
   /** Resolves once the payload is on disk (fdatasync). Throws SpoolFullError when over the bound. */
   append(payload: Buffer): Promise<void> {
     if (this.closed) return Promise.reject(new Error('spool is closed'));
-    const frame = frameRecord(payload);
-    if (this.bytesHeld + frame.length > this.opts.maxBytes) {
+    const size = HEADER + payload.length;
+    if (this.bytesHeld + size > this.opts.maxBytes) {
       return Promise.reject(new SpoolFullError(`spool holds ${this.bytesHeld} bytes, limit ${this.opts.maxBytes}`));
     }
-    this.bytesHeld += frame.length;
+    this.bytesHeld += size;
+    const header = recordHeader(payload);
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ frame, resolve, reject });
+      this.pending.push({ header, payload, resolve, reject });
       if (!this.flushing) this.flushing = this.flushLoop();
     });
   }
@@ -160,24 +186,37 @@ export class Spool {
       while (this.pending.length > 0) {
         const batch = this.pending;
         this.pending = [];
+        let seg: OpenSegment;
         try {
-          const seg = await this.segment();
-          const buf = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((p) => p.frame));
-          await seg.fh.write(buf, 0, buf.length, seg.bytes);
+          seg = await this.segment();
+          // one gathered write (no copy into a joined buffer), one fdatasync for the whole batch
+          const bufs = batch.flatMap((p) => [p.header, p.payload]);
+          const size = batch.reduce((n, p) => n + HEADER + p.payload.length, 0);
+          const { bytesWritten } = await seg.fh.writev(bufs, seg.bytes);
+          if (bytesWritten !== size) throw new Error(`short write to spool segment (${bytesWritten} of ${size} bytes)`);
           await seg.fh.datasync();
-          seg.bytes += buf.length;
+          const first = seg.bytes === 0;
+          seg.bytes += size;
           for (const p of batch) p.resolve();
-          if (seg.bytes >= this.opts.segmentMaxBytes) await this.seal();
+          if (first) this.wake(); // a loader waiting for work starts the segment's min-age clock
         } catch (err) {
           for (const p of batch) {
-            this.bytesHeld -= p.frame.length;
+            this.bytesHeld -= HEADER + p.payload.length;
             p.reject(err as Error);
           }
+          continue;
         }
+        // Between two writes: seal when full or when someone asked for it (never mid-write).
+        if (seg.bytes >= this.opts.segmentMaxBytes || this.sealRequests.length > 0) await this.sealNow().catch(() => {});
       }
+      if (this.sealRequests.length > 0) await this.sealNow().catch(() => {});
     } finally {
       this.flushing = null;
     }
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
   }
 
   private async segment(): Promise<OpenSegment> {
@@ -186,19 +225,38 @@ export class Spool {
     const token = randomUUID();
     const path = join(this.opts.dir, segmentName(seq, token, 'open'));
     const fh = await open(path, 'wx');
-    fsyncDir(this.opts.dir);
+    await fsyncDirAsync(this.opts.dir);
     this.current = { seq, token, path, fh, bytes: 0, openedAt: Date.now() };
     return this.current;
   }
 
   private async sealIfOld(): Promise<void> {
     const seg = this.current;
-    if (!seg || seg.bytes === 0 || this.flushing) return;
-    if (Date.now() - seg.openedAt >= this.opts.segmentMaxAgeMs) await this.seal();
+    if (!seg || seg.bytes === 0) return;
+    if (Date.now() - seg.openedAt >= this.opts.segmentMaxAgeMs) await this.seal().catch(() => {});
   }
 
-  /** Seals the open segment (if it holds data) and hands it to the loader. */
-  async seal(): Promise<void> {
+  /**
+   * Seals the open segment (if it holds data) and hands it to the loader. While a flush is
+   * writing, the flush loop does it right after that write.
+   */
+  seal(): Promise<void> {
+    if (!this.flushing) return this.sealNow();
+    return new Promise<void>((resolve, reject) => this.sealRequests.push({ resolve, reject }));
+  }
+
+  private async sealNow(): Promise<void> {
+    const requests = this.sealRequests.splice(0);
+    try {
+      await this.sealCurrent();
+    } catch (err) {
+      for (const r of requests) r.reject(err as Error);
+      throw err;
+    }
+    for (const r of requests) r.resolve();
+  }
+
+  private async sealCurrent(): Promise<void> {
     const seg = this.current;
     if (!seg || seg.bytes === 0) return;
     this.current = null;
@@ -206,18 +264,45 @@ export class Spool {
     const name = segmentName(seg.seq, seg.token, 'sealed');
     const path = join(this.opts.dir, name);
     await rename(seg.path, path);
-    fsyncDir(this.opts.dir);
+    await fsyncDirAsync(this.opts.dir);
     this.sealed.push({ name, path, token: seg.token, bytes: seg.bytes });
-    for (const w of this.waiters.splice(0)) w();
+    this.wake();
   }
 
-  /** The oldest sealed segment, waiting for one if none is ready (null once closed). */
+  /**
+   * The oldest sealed segment, waiting for one if none is ready (null once closed). The caller is
+   * idle while it waits, so the open segment is sealed for it once segmentMinAgeMs old.
+   */
   async next(signal?: AbortSignal): Promise<SealedSegment | null> {
     while (this.sealed.length === 0) {
       if (this.closed || signal?.aborted) return null;
+      let waitMs: number | undefined;
+      const cur = this.current;
+      if (cur && cur.bytes > 0) {
+        const age = Date.now() - cur.openedAt;
+        if (age >= this.minAgeMs) {
+          try {
+            await this.seal();
+            continue;
+          } catch {
+            waitMs = 100; // the age timer and later calls try again
+          }
+        } else {
+          waitMs = this.minAgeMs - age;
+        }
+      }
       await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        signal?.addEventListener('abort', () => resolve(), { once: true });
+        let timer: NodeJS.Timeout | undefined;
+        const done = () => {
+          if (timer) clearTimeout(timer);
+          signal?.removeEventListener('abort', done);
+          const i = this.waiters.indexOf(done);
+          if (i !== -1) this.waiters.splice(i, 1);
+          resolve();
+        };
+        this.waiters.push(done);
+        if (waitMs !== undefined) timer = setTimeout(done, waitMs);
+        signal?.addEventListener('abort', done, { once: true });
       });
     }
     return this.sealed[0] ?? null;
@@ -253,7 +338,7 @@ export class Spool {
     } finally {
       await fh.close();
     }
-    fsyncDir(dir);
+    await fsyncDirAsync(dir);
     return target;
   }
 
@@ -263,6 +348,6 @@ export class Spool {
     await this.seal();
     this.closed = true;
     if (this.ageTimer) clearInterval(this.ageTimer);
-    for (const w of this.waiters.splice(0)) w();
+    this.wake();
   }
 }
