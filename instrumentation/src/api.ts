@@ -1,17 +1,32 @@
 // The instrumentation API: put work in a session, trace tool calls as GenAI-semconv
 // `execute_tool` spans. Uses only @opentelemetry/api, so it works under any SDK setup
 // (Loopwatch's own, or one the application configured).
-import { context, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer, type TracerProvider } from '@opentelemetry/api';
 import { ATTR } from './attributes.js';
 import { canonicalJson, hash64Hex } from './canonical.js';
 import { contextWithSession, sessionFrom, type SessionInfo } from './context.js';
-import { capturedText } from './options.js';
+import { capturedText, captureOptions } from './options.js';
 
 export { canonicalJson, hash64Hex, valueHash } from './canonical.js';
 export { configureCapture, type CaptureOptions } from './options.js';
 export { sessionFrom, type SessionInfo } from './context.js';
 
-const tracer = () => trace.getTracer('loopwatch', '0.1.0');
+// The tracer, looked up again only when the global provider changes (trace.getTracer builds a
+// cache key and searches the provider's map on every call). The global ProxyTracerProvider keeps
+// its identity when an SDK registers, so the identity checked is its delegate's.
+let tracerOf: TracerProvider | undefined;
+let cachedTracer: Tracer | undefined;
+function tracer(): Tracer {
+  const global = trace.getTracerProvider();
+  const provider = (global as { getDelegate?: () => TracerProvider }).getDelegate?.() ?? global;
+  if (provider !== tracerOf || !cachedTracer) {
+    cachedTracer = trace.getTracer('loopwatch', '0.1.0');
+    tracerOf = provider;
+  }
+  return cachedTracer;
+}
+
+const TIME_ORIGIN = performance.timeOrigin; // constant for the process; the getter is not free
 
 /**
  * Epoch milliseconds with sub-millisecond precision (monotonic within the process). The SDK's
@@ -19,7 +34,7 @@ const tracer = () => trace.getTracer('loopwatch', '0.1.0');
  * tie, and the order of a session's calls (what loop detection reads) would be lost.
  */
 export function preciseNow(): number {
-  return performance.timeOrigin + performance.now();
+  return TIME_ORIGIN + performance.now();
 }
 
 /** Runs fn with every span inside it attributed to the session (and agent). */
@@ -51,6 +66,7 @@ export interface ToolCallRecord {
   status: 'ok' | 'error';
   errorType: string | undefined;
   errorMessage: string | undefined;
+  /** Epoch milliseconds with sub-millisecond precision: the span's start and end times. */
   startedAt: number;
   endedAt: number;
   span: Span;
@@ -73,82 +89,117 @@ export function beforeToolCall(observer: BeforeObserver): () => void {
   return () => beforeObservers.delete(observer);
 }
 
-function argsValue(args: unknown[]): unknown {
-  return args.length === 1 ? args[0] : args;
-}
-
 function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
   return !!v && typeof (v as { then?: unknown }).then === 'function';
 }
 
+/** One traced call in flight. */
+interface TracedCall {
+  tool: string;
+  opts: TraceToolOptions;
+  /** The caller's context: the session comes from it, looked up only when an observer wants it. */
+  parent: Context;
+  span: Span;
+  argsHash: string;
+  startedAt: number;
+}
+
+function finishOk(c: TracedCall, result: unknown): void {
+  const resultText = canonicalJson(c.opts.resultOf ? c.opts.resultOf(result) : result);
+  const resultHash = hash64Hex(resultText);
+  c.span.setAttribute(ATTR.resultHash, resultHash);
+  if (captureOptions().captureContent) {
+    const capturedResult = capturedText(resultText, 'result', c.tool);
+    if (capturedResult !== undefined) c.span.setAttribute(ATTR.toolCallResult, capturedResult);
+  }
+  const endedAt = preciseNow();
+  if (observers.size > 0) notify(c, resultHash, 'ok', undefined, undefined, endedAt);
+  c.span.end(endedAt);
+}
+
+function finishError(c: TracedCall, err: unknown): void {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const errorType = e.name && e.name !== 'Error' ? e.name : (e.constructor?.name ?? 'Error');
+  c.span.setAttribute(ATTR.errorType, errorType);
+  c.span.recordException(e);
+  c.span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
+  const endedAt = preciseNow();
+  if (observers.size > 0) notify(c, undefined, 'error', errorType, e.message, endedAt);
+  c.span.end(endedAt);
+}
+
+function notify(c: TracedCall, resultHash: string | undefined, status: 'ok' | 'error', errorType: string | undefined, errorMessage: string | undefined, endedAt: number): void {
+  const session = sessionFrom(c.parent);
+  const record: ToolCallRecord = {
+    sessionId: session?.sessionId, agent: session?.agent, tool: c.tool, argsHash: c.argsHash, resultHash, status, errorType, errorMessage,
+    startedAt: c.startedAt, endedAt, span: c.span,
+  };
+  for (const o of observers) o(record);
+}
+
+/**
+ * The traced call inside the span's context: runs fn, then sets the result hash (or the error)
+ * and ends the span. A module-level function given the call's state rather than a closure per
+ * call: this is the hot path of every tool call.
+ */
+function runInSpan(c: TracedCall, fn: (...args: unknown[]) => unknown, self: unknown, args: unknown[]): unknown {
+  let out: unknown;
+  try {
+    if (beforeObservers.size > 0) {
+      const session = sessionFrom(c.parent);
+      for (const o of beforeObservers) o({ sessionId: session?.sessionId, agent: session?.agent, tool: c.tool, argsHash: c.argsHash, span: c.span });
+    }
+    out = fn.apply(self, args);
+  } catch (err) {
+    finishError(c, err);
+    throw err;
+  }
+  if (isPromiseLike(out)) {
+    return Promise.resolve(out).then(
+      (v) => {
+        finishOk(c, v);
+        return v;
+      },
+      (err: unknown) => {
+        finishError(c, err);
+        throw err;
+      },
+    );
+  }
+  try {
+    finishOk(c, out);
+  } catch (err) {
+    // hashing the result (a throwing getter or toJSON) or an observer failed: recorded as the call's error
+    if (c.span.isRecording()) finishError(c, err);
+    throw err;
+  }
+  return out;
+}
+
 /** Wraps a tool function so each call is an `execute_tool {name}` span with argument/result hashes. */
 export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A) => R, opts: TraceToolOptions = {}): (...args: A) => R {
+  const spanName = `execute_tool ${name}`;
+  const call = fn as unknown as (...args: unknown[]) => unknown;
   const traced = function (this: unknown, ...args: A): R {
-    const session = sessionFrom();
-    const argsText = canonicalJson(opts.argsOf ? opts.argsOf(args) : argsValue(args));
+    const parent = context.active();
+    const argsText = canonicalJson(opts.argsOf ? opts.argsOf(args) : args.length === 1 ? args[0] : args);
     const argsHash = hash64Hex(argsText);
-    const callId = typeof opts.callId === 'function' ? opts.callId(args) : opts.callId;
-    const attributes: Record<string, string> = {
-      ...opts.attributes,
-      [ATTR.operationName]: 'execute_tool',
-      [ATTR.toolName]: name,
-      [ATTR.toolType]: opts.type ?? 'function',
-      [ATTR.argsHash]: argsHash,
-    };
+    const callIdOpt = opts.callId;
+    const callId = typeof callIdOpt === 'function' ? callIdOpt(args) : callIdOpt;
+    const toolType = opts.type ?? 'function';
+    const attributes: Attributes = opts.attributes
+      ? { ...opts.attributes, 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': name, 'gen_ai.tool.type': toolType, 'loopwatch.tool.args_hash': argsHash }
+      : { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': name, 'gen_ai.tool.type': toolType, 'loopwatch.tool.args_hash': argsHash };
     if (callId) attributes[ATTR.toolCallId] = callId;
-    const capturedArgs = capturedText(argsText, 'arguments', name);
-    if (capturedArgs !== undefined) attributes[ATTR.toolCallArguments] = capturedArgs;
-    return tracer().startActiveSpan(`execute_tool ${name}`, { kind: SpanKind.INTERNAL, attributes, startTime: preciseNow() }, (span) => {
-      const startedAt = Date.now();
-      const finish = (status: 'ok' | 'error', result: unknown, err?: unknown): void => {
-        let resultHash: string | undefined;
-        let errorType: string | undefined;
-        let errorMessage: string | undefined;
-        if (status === 'ok') {
-          const resultText = canonicalJson(opts.resultOf ? opts.resultOf(result) : result);
-          resultHash = hash64Hex(resultText);
-          span.setAttribute(ATTR.resultHash, resultHash);
-          const capturedResult = capturedText(resultText, 'result', name);
-          if (capturedResult !== undefined) span.setAttribute(ATTR.toolCallResult, capturedResult);
-        } else {
-          const e = err instanceof Error ? err : new Error(String(err));
-          errorType = e.name && e.name !== 'Error' ? e.name : (e.constructor?.name ?? 'Error');
-          errorMessage = e.message;
-          span.setAttribute(ATTR.errorType, errorType);
-          span.recordException(e);
-          span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
-        }
-        if (observers.size > 0) {
-          const record: ToolCallRecord = {
-            sessionId: session?.sessionId, agent: session?.agent, tool: name, argsHash, resultHash,
-            status, errorType, errorMessage, startedAt, endedAt: Date.now(), span,
-          };
-          for (const o of observers) o(record);
-        }
-        span.end(preciseNow());
-      };
-      try {
-        if (beforeObservers.size > 0) for (const o of beforeObservers) o({ sessionId: session?.sessionId, agent: session?.agent, tool: name, argsHash, span });
-        const out = fn.apply(this, args);
-        if (isPromiseLike(out)) {
-          return Promise.resolve(out).then(
-            (v) => {
-              finish('ok', v);
-              return v;
-            },
-            (err: unknown) => {
-              finish('error', undefined, err);
-              throw err;
-            },
-          ) as R;
-        }
-        finish('ok', out);
-        return out;
-      } catch (err) {
-        finish('error', undefined, err);
-        throw err;
-      }
-    });
+    if (captureOptions().captureContent) {
+      const capturedArgs = capturedText(argsText, 'arguments', name);
+      if (capturedArgs !== undefined) attributes[ATTR.toolCallArguments] = capturedArgs;
+    }
+    const startedAt = preciseNow();
+    const span = tracer().startSpan(spanName, { kind: SpanKind.INTERNAL, attributes, startTime: startedAt }, parent);
+    const c: TracedCall = { tool: name, opts, parent, span, argsHash, startedAt };
+    // what startActiveSpan does, with the call's state passed in rather than captured by a closure
+    return context.with(trace.setSpan(parent, span), runInSpan, undefined, c, call, this, args as unknown[]) as R;
   };
   Object.defineProperty(traced, 'name', { value: fn.name || name });
   return traced;

@@ -85,8 +85,162 @@ function write(value: unknown, ancestors: object[]): string | undefined {
   }
 }
 
+// Fast path for the common case, plain data: objects whose prototype is Object.prototype (or
+// null) and arrays, holding strings, numbers, booleans, null/undefined and more plain data. It
+// writes the same text as write() without the general path's per-node bookkeeping (ancestor
+// list, try/finally, Date/toJSON probes, a sorted key copy plus a regex per key) and without a
+// JSON.stringify call per short string. Anything else (a Date, a toJSON, a Map, a class
+// instance, a function or symbol in an object, an integer-like key, deep nesting that could be
+// a cycle) returns undefined and the general path starts over: the fast path never guesses.
+const FAST_MAX_DEPTH = 8;
+const FAST_MAX_KEYS = 32;
+const FAST_MAX_SCAN = 32;
+const BAIL = undefined;
+
+// JSON.stringify's escapes for control characters
+const ESCAPES: string[] = [];
+for (let c = 0; c < 0x20; c++) ESCAPES.push('\\u' + c.toString(16).padStart(4, '0'));
+ESCAPES[8] = '\\b';
+ESCAPES[9] = '\\t';
+ESCAPES[10] = '\\n';
+ESCAPES[12] = '\\f';
+ESCAPES[13] = '\\r';
+
+/**
+ * JSON.stringify(s): short strings are written here (a native call costs more than the scan),
+ * long ones by JSON.stringify. Escapes as JSON.stringify does: '"', '\\', control characters,
+ * lone surrogates (as \udxxx).
+ */
+function quote(s: string): string {
+  const n = s.length;
+  if (n > FAST_MAX_SCAN) return JSON.stringify(s);
+  let out = '"';
+  let from = 0;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x20 && c !== 0x22 && c !== 0x5c && (c < 0xd800 || c > 0xdfff)) continue;
+    let e: string;
+    if (c < 0x20) e = ESCAPES[c]!;
+    else if (c === 0x22) e = '\\"';
+    else if (c === 0x5c) e = '\\\\';
+    else if (c <= 0xdbff && i + 1 < n && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      i++; // a surrogate pair: kept as it is
+      continue;
+    } else e = '\\u' + c.toString(16);
+    out += s.slice(from, i) + e;
+    from = i + 1;
+  }
+  return from === 0 ? '"' + s + '"' : out + s.slice(from) + '"';
+}
+
+function fastNumber(n: number): string {
+  return n === n && n !== Infinity && n !== -Infinity ? '' + n : 'null';
+}
+
+/** Inside an array: null/undefined (and nothing else) print as null; undefined = not plain data. */
+function fastItem(v: unknown, depth: number): string | undefined {
+  switch (typeof v) {
+    case 'string':
+      return quote(v);
+    case 'number':
+      return fastNumber(v);
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'undefined':
+      return 'null';
+    case 'object':
+      return v === null ? 'null' : fastObject(v, depth);
+    default:
+      return BAIL;
+  }
+}
+
+/** '' for a value an object drops (null, undefined, an empty object); undefined = not plain data. */
+function fastMember(v: unknown, depth: number): string | undefined {
+  switch (typeof v) {
+    case 'string':
+      return quote(v);
+    case 'number':
+      return fastNumber(v);
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'undefined':
+      return '';
+    case 'object': {
+      if (v === null) return '';
+      const t = fastObject(v, depth);
+      return t === '{}' ? '' : t;
+    }
+    default:
+      return BAIL;
+  }
+}
+
+function fastObject(obj: object, depth: number): string | undefined {
+  if (depth >= FAST_MAX_DEPTH) return BAIL;
+  if (Array.isArray(obj)) {
+    if (Object.getPrototypeOf(obj) !== Array.prototype) return BAIL;
+    const n = obj.length;
+    if (n === 0) return '[]';
+    let out = '[';
+    for (let i = 0; i < n; i++) {
+      const t = fastItem(obj[i], depth + 1);
+      if (t === undefined) return BAIL;
+      out += i === 0 ? t : ',' + t;
+    }
+    return out + ']';
+  }
+  const proto = Object.getPrototypeOf(obj) as unknown;
+  if (proto !== Object.prototype && proto !== null) return BAIL;
+  if (typeof (obj as { toJSON?: unknown }).toJSON === 'function') return BAIL;
+  const keys = Object.keys(obj);
+  const n = keys.length;
+  if (n === 0) return '{}';
+  if (n > FAST_MAX_KEYS) return BAIL;
+  // insertion sort (few keys; the same code-unit order as Array.prototype.sort)
+  for (let i = 0; i < n; i++) {
+    const k = keys[i]!;
+    const c = k.charCodeAt(0);
+    if (c >= 0x30 && c <= 0x39) return BAIL; // integer-like keys print first: the general path orders them
+    let j = i - 1;
+    while (j >= 0 && keys[j]! > k) {
+      keys[j + 1] = keys[j]!;
+      j--;
+    }
+    keys[j + 1] = k;
+  }
+  let out = '{';
+  for (let i = 0; i < n; i++) {
+    const k = keys[i]!;
+    const t = fastMember((obj as Record<string, unknown>)[k], depth + 1);
+    if (t === undefined) return BAIL;
+    if (t === '') continue;
+    out = out + (out.length > 1 ? memberPrefix(k, 1) : memberPrefix(k, 0)) + t;
+  }
+  return out + '}';
+}
+
+// '"key":' and ',"key":' per key, cached: property names repeat from call to call (and, as
+// Object.keys gives them, their hashes are precomputed), so this saves building them each time.
+const KEY_CACHE_ENTRIES = 512;
+let keyPrefixes = new Map<string, [string, string]>();
+function memberPrefix(key: string, comma: 0 | 1): string {
+  let p = keyPrefixes.get(key);
+  if (p === undefined) {
+    const q = quote(key) + ':';
+    p = [q, ',' + q];
+    if (keyPrefixes.size >= KEY_CACHE_ENTRIES) keyPrefixes = new Map();
+    keyPrefixes.set(key, p);
+  }
+  return p[comma];
+}
+
 /** Canonical JSON text of a value; a string that holds a JSON object is canonicalized too. */
 export function canonicalJson(value: unknown): string {
+  if (typeof value === 'object' && value !== null) {
+    const fast = fastObject(value, 0);
+    if (fast !== undefined) return fast;
+  }
   if (typeof value === 'string') {
     const t = value.trim();
     if (t.startsWith('{')) {
@@ -108,16 +262,50 @@ export function canonicalJson(value: unknown): string {
   return typeof pruned === 'string' ? pruned : JSON.stringify(pruned);
 }
 
-// crypto.hash (Node >= 20.12) is a one-shot digest, about 5x faster than createHash for the
-// short texts of tool arguments; older runtimes fall back to createHash.
-const oneShot = (nodeCrypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash;
-const sha256Hex: (text: string) => string = oneShot
-  ? (text) => oneShot('sha256', text, 'hex')
-  : (text) => nodeCrypto.createHash('sha256').update(text).digest('hex');
+// crypto.hash (Node >= 20.12) is a one-shot digest, about 4x cheaper than createHash for the
+// short texts of tool arguments; older runtimes fall back to createHash. The digest comes back
+// as 32 latin1 characters (one per byte) and the first 8 are written as hex here: a flat
+// 16-character string, instead of 64 hex digits of which a slice would keep all alive.
+const oneShot = (nodeCrypto as unknown as { hash?: (algorithm: string, data: string, encoding: 'latin1') => string }).hash;
+const HEX_DIGITS: number[] = Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
 
-/** 16 hex digits: the first 8 bytes of SHA-256 of the text. */
+function sha256First8Hex(text: string): string {
+  if (!oneShot) return nodeCrypto.createHash('sha256').update(text).digest('hex').slice(0, 16);
+  const d = oneShot('sha256', text, 'latin1');
+  const h = HEX_DIGITS;
+  const b0 = d.charCodeAt(0), b1 = d.charCodeAt(1), b2 = d.charCodeAt(2), b3 = d.charCodeAt(3);
+  const b4 = d.charCodeAt(4), b5 = d.charCodeAt(5), b6 = d.charCodeAt(6), b7 = d.charCodeAt(7);
+  return String.fromCharCode(
+    h[b0 >> 4]!, h[b0 & 15]!, h[b1 >> 4]!, h[b1 & 15]!, h[b2 >> 4]!, h[b2 & 15]!, h[b3 >> 4]!, h[b3 & 15]!,
+    h[b4 >> 4]!, h[b4 & 15]!, h[b5 >> 4]!, h[b5 & 15]!, h[b6 >> 4]!, h[b6 & 15]!, h[b7 >> 4]!, h[b7 & 15]!,
+  );
+}
+
+// Recently hashed short texts. A digest is a native call (string to UTF-8, OpenSSL, a new
+// string) that costs several times a Map lookup, and agents send the same arguments and get
+// the same results again and again: a loop is exactly that, and so are results such as "ok" or
+// {"success":true}. Two generations of at most HASH_CACHE_ENTRIES texts of at most
+// HASH_CACHE_MAX_LENGTH characters each: when the young map fills it becomes the old one and the
+// old one is dropped, so a lookup is O(1) and the memory bounded (about 2 x 1024 x 256 chars).
+// A text seen in either generation is served without hashing; the old generation's hits move
+// back into the young one. Longer texts are always hashed (and cost far more than a lookup).
+const HASH_CACHE_ENTRIES = 1024;
+const HASH_CACHE_MAX_LENGTH = 256;
+let young = new Map<string, string>();
+let old = new Map<string, string>();
+
+/** 16 hex digits: the first 8 bytes of SHA-256 of the text (UTF-8). */
 export function hash64Hex(text: string): string {
-  return sha256Hex(text).slice(0, 16);
+  if (text.length > HASH_CACHE_MAX_LENGTH) return sha256First8Hex(text);
+  let h = young.get(text);
+  if (h !== undefined) return h;
+  h = old.get(text) ?? sha256First8Hex(text);
+  young.set(text, h);
+  if (young.size >= HASH_CACHE_ENTRIES) {
+    old = young;
+    young = new Map();
+  }
+  return h;
 }
 
 export function valueHash(value: unknown): string {

@@ -2,7 +2,8 @@
 // definition (prune, then JSON.stringify) it replaced, on generated values.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson } from '../../instrumentation/src/canonical.js';
+import { createHash } from 'node:crypto';
+import { canonicalJson, hash64Hex } from '../../instrumentation/src/canonical.js';
 
 function prune(value: unknown, seen: WeakSet<object>): unknown {
   if (value === null || value === undefined) return undefined;
@@ -62,6 +63,30 @@ describe('canonicalJson', () => {
     const withToJson = { toJSON: () => ({ z: 1, a: [1, { b: null }] }) };
     for (const v of [' {"b": 1, "a": {"c": null}} ', 'plain text', a, withToJson, [withToJson], { w: withToJson }, new Date(5), { 10: 'a', 9: 'b', x: 'c' }, 5n, 3.5, true]) {
       expect(canonicalJson(v)).toBe(reference(v));
+    }
+  });
+  it('the fast path for plain data writes what the reference wrote: escapes, unicode, null prototypes, deep nesting', () => {
+    // strings with quotes, backslashes, control characters, lone and paired surrogates, long and short
+    const text = fc.string({ unit: fc.oneof(fc.constantFrom('"', '\\', '\n', '\t', '\u0000', '\u001f', '\ud800', '\udc00', '\ud83d\ude00', 'é', 'a'), fc.string({ unit: 'binary', maxLength: 1 })), maxLength: 40 });
+    const plainKey = fc.oneof(text, fc.constantFrom('a', 'b', 'B', '', 'path', 'content', 'toJSONx'));
+    const plain = fc.letrec((tie) => ({
+      v: fc.oneof({ depthSize: 'small' }, text, fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.constant(undefined),
+        fc.array(tie('v'), { maxLength: 4 }), fc.dictionary(plainKey, tie('v'), { maxKeys: 5 }), fc.dictionary(plainKey, tie('v'), { maxKeys: 3, noNullPrototype: false })),
+    })).v;
+    fc.assert(fc.property(plain, (v) => {
+      expect(canonicalJson(v)).toBe(reference(v));
+    }), { numRuns: 3000 });
+    let deep: unknown = { leaf: 'x', n: null };
+    for (let i = 0; i < 12; i++) deep = { [`k${i}`]: deep, list: [deep, i] };
+    const nullProto = Object.assign(Object.create(null) as Record<string, unknown>, { b: 1, a: { c: [null, undefined, {}] } });
+    for (const v of [deep, nullProto, { 1: 'a', b: 'c' }, [1, [2, [3, { x: '\u2028' }]]], { long: 'y'.repeat(500) + '"' }, { x: -0, y: NaN, z: Infinity }]) {
+      expect(canonicalJson(v)).toBe(reference(v));
+    }
+  });
+  it('hash64Hex is the first 8 bytes of SHA-256 of the UTF-8 text, cached or not', () => {
+    const texts = fc.sample(fc.oneof(fc.string({ unit: 'binary', maxLength: 300 }), fc.string({ maxLength: 20 })), 3000);
+    for (const t of [...texts, ...texts, '', 'x'.repeat(1000), '\ud800']) {
+      expect(hash64Hex(t)).toBe(createHash('sha256').update(t).digest('hex').slice(0, 16));
     }
   });
 });

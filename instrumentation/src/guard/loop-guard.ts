@@ -1,7 +1,10 @@
 // In-process LoopGuard: the rules of the SQL detectors (queries/detectors/*.sql, documented in
 // docs/detectors.md) applied to the live stream of completed tool calls, with the same
 // thresholds (queries/src/detector-defaults.ts). O(1) amortized per call: per session it keeps
-// the current runs and bounded maps (LRU), and at most maxSessions sessions.
+// the current runs, a ring of the last calls and bounded maps (LRU), and at most maxSessions
+// sessions. observe() runs on every tool call, so it builds no keys it does not need (runs and
+// the ring compare tool and arguments field by field), normalizes an error message only for a
+// failed call (memoized), allocates no closures, and builds finding text only when it emits.
 //
 // `LoopGuard` is pure (no OpenTelemetry): feed it rows shaped like agent_tool_calls with
 // observe(). `enableLoopGuard()` connects it to the instrumentation's tool hooks: policy 'warn'
@@ -76,7 +79,9 @@ export interface LoopGuardOptions {
 // Hashes of an empty result, as instrumentation sends it (hex of the bytes) and as
 // agent_tool_calls stores it (decimal of the little-endian UInt64).
 const EMPTY_BYTES = createHash('sha256').update('').digest().subarray(0, 8);
-const EMPTY_HASHES = new Set([EMPTY_BYTES.toString('hex'), EMPTY_BYTES.readBigUInt64LE().toString()]);
+const EMPTY_HEX = EMPTY_BYTES.toString('hex');
+const EMPTY_DEC = EMPTY_BYTES.readBigUInt64LE().toString();
+const EMPTY_HEX_FIRST = EMPTY_HEX.charCodeAt(0); // 'e'
 
 const MAX_KEYS = 1024;
 const MAX_ERROR_KEYS = 256;
@@ -117,12 +122,60 @@ interface Island {
   cost: number;
 }
 
+/** A call's outcome, as one string: the result hash itself for a result, else a tagged error or unknown. */
+type Outcome = string;
+const OUTCOME_TAG = '\u0000'; // result hashes (hex or decimal digits) never start with it
+
+interface RepeatRun {
+  tool: string;
+  args: string;
+  len: number;
+  first: Ref;
+  last: Ref;
+  tokens: number;
+  cost: number;
+  /** The run's first outcome; the set of its distinct outcomes once there are two. */
+  outcome0: Outcome;
+  outcomes: Set<Outcome> | null;
+}
+
+interface StuckRun {
+  tool: string;
+  args: string;
+  outcome: Outcome;
+  len: number;
+  first: Ref;
+  last: Ref;
+  tokens: number;
+  cost: number;
+}
+
+const RING = 5; // the last calls kept: the longest oscillation period (4) plus one
+
+// runaway reasons as bits, in the (sorted) order their names are listed
+const REASON_NAMES = ['calls', 'cost', 'depth', 'no_progress', 'tokens', 'wall_time'] as const;
+const R_CALLS = 1;
+const R_COST = 2;
+const R_DEPTH = 4;
+const R_NO_PROGRESS = 8;
+const R_TOKENS = 16;
+const R_WALL_TIME = 32;
+
 interface SessionState {
+  id: string;
+  /** The LRU list of sessions: older and newer neighbours. */
+  older: SessionState | null;
+  newer: SessionState | null;
   seq: number;
-  /** Last maxPeriod + 1 calls: key, outcome, ref. */
-  ring: { key: string; outcome: string; ref: Ref }[];
-  repeat: (Run & { outcomes: Set<string> }) | null;
-  stuck: (Run & { outcome: string }) | null;
+  /** Last RING calls, oldest first from ringStart: tool, arguments, outcome, ref. */
+  ringTool: string[];
+  ringArgs: string[];
+  ringOutcome: Outcome[];
+  ringRef: Ref[];
+  ringLen: number;
+  ringNext: number;
+  repeat: RepeatRun | null;
+  stuck: StuckRun | null;
   storm: Run | null;
   islands: Map<number, Island>;
   errors: Map<string, Tally>;
@@ -136,8 +189,14 @@ interface SessionState {
   tokens: number;
   cost: number;
   depths: Map<string, number>;
-  runaway: { reasons: Set<string>; wasted: number; tokens: number; cost: number; last: Ref; stillNoProgress: boolean; tools: Set<string>; counted: WeakSet<Ref> } | null;
+  runaway: { reasons: number; wasted: number; tokens: number; cost: number; last: Ref; stillNoProgress: boolean; tools: Set<string>; counted: WeakSet<Ref> } | null;
   findings: Map<string, GuardFinding>;
+}
+
+/** Ring slot of the call k back (1 = the previous call), or -1. */
+function back(s: SessionState, k: number): number {
+  if (k > s.ringLen) return -1;
+  return (s.ringNext - k + RING) % RING;
 }
 
 function toMs(t: number | bigint | string | Date | undefined): number {
@@ -154,13 +213,29 @@ function toMs(t: number | bigint | string | Date | undefined): number {
 function touch<K, V>(map: Map<K, V>, key: K, value: V, limit: number): void {
   map.delete(key);
   map.set(key, value);
-  if (map.size > limit) map.delete(map.keys().next().value as K);
+  if (map.size > limit) evictOldest(map);
 }
+
+function evictOldest<K, V>(map: Map<K, V>): void {
+  for (const k of map.keys()) {
+    map.delete(k);
+    return;
+  }
+}
+
+const severity = (n: number, min: number): 'warning' | 'critical' => (n >= 2 * min ? 'critical' : 'warning');
+
+const NORM_CACHE = 256;
 
 export class LoopGuard {
   readonly params: DetectorParams;
   private readonly sessions = new Map<string, SessionState>();
   private readonly maxSessions: number;
+  /** Sessions from the least to the most recently active (a list: moving one is O(1), no map churn). */
+  private oldest: SessionState | null = null;
+  private newest: SessionState | null = null;
+  /** Normalized error messages by raw message (normalizing costs a few regular expressions). */
+  private normalized = new Map<string, string>();
 
   constructor(opts: LoopGuardOptions = {}) {
     this.params = resolveDetectorParams(opts.params);
@@ -169,12 +244,17 @@ export class LoopGuard {
 
   /** Current findings of a session (or of all sessions). */
   findings(sessionId?: string): GuardFinding[] {
-    const states = sessionId === undefined ? [...this.sessions.values()] : [this.sessions.get(sessionId)].filter((s) => !!s);
+    const states: SessionState[] = [];
+    if (sessionId === undefined) for (let s = this.oldest; s; s = s.newer) states.push(s); // least recently active first
+    else if (this.sessions.has(sessionId)) states.push(this.sessions.get(sessionId)!);
     return states.flatMap((s) => [...s.findings.values()].map((f) => ({ ...f, isNew: false })));
   }
 
   /** Forgets a session (it ended). */
   end(sessionId: string): void {
+    const s = this.sessions.get(sessionId);
+    if (!s) return;
+    this.unlink(s);
     this.sessions.delete(sessionId);
   }
 
@@ -186,38 +266,65 @@ export class LoopGuard {
   check(call: { sessionId: string; tool: string; argsHash: string }): GuardFinding | undefined {
     const s = this.sessions.get(call.sessionId);
     if (!s || s.findings.size === 0) return undefined;
-    const key = `${call.tool}|${call.argsHash}`;
+    const tool = call.tool;
+    const args = call.argsHash;
     const active = (kind: LoopKind, first: Ref | undefined) => (first ? s.findings.get(`${kind}|${first.spanId}`) : undefined);
-    if (s.repeat && s.repeat.key === key) {
+    if (s.repeat && s.repeat.tool === tool && s.repeat.args === args) {
       const f = active('repeat', s.repeat.first);
       if (f) return f;
     }
-    if (s.stuck && s.stuck.key === key) {
+    if (s.stuck && s.stuck.tool === tool && s.stuck.args === args) {
       const f = active('stuck', s.stuck.first);
       if (f) return f;
     }
     for (const [p, island] of s.islands) {
-      const expected = s.ring[s.ring.length - p];
-      if (expected && expected.key === key) {
+      const j = back(s, p);
+      if (j >= 0 && s.ringTool[j] === tool && s.ringArgs[j] === args) {
         const f = active('oscillation', island.first);
         if (f) return f;
       }
     }
-    if (s.storm && s.storm.first.tool === call.tool) {
+    if (s.storm && s.storm.first.tool === tool) {
       const f = active('retry_storm', s.storm.first);
       if (f) return f;
     }
-    const lastError = s.lastErrorByTool.get(call.tool);
+    const lastError = s.lastErrorByTool.get(tool);
     if (lastError) {
       const t = s.errors.get(lastError);
       const f = t && active('error_loop', t.first);
       if (f) return f;
     }
     if (s.runaway && s.firstRef) {
-      const budgetBlown = [...s.runaway.reasons].some((r) => r !== 'no_progress');
+      const budgetBlown = (s.runaway.reasons & ~R_NO_PROGRESS) !== 0;
       if (budgetBlown || s.runaway.stillNoProgress) return active('runaway', s.firstRef);
     }
     return undefined;
+  }
+
+  private normalize(message: string): string {
+    if (message === '') return '';
+    let n = this.normalized.get(message);
+    if (n === undefined) {
+      n = normalizeErrorMessage(message);
+      if (this.normalized.size >= NORM_CACHE) this.normalized.clear();
+      this.normalized.set(message, n);
+    }
+    return n;
+  }
+
+  private emit(
+    out: GuardFinding[], s: SessionState, sessionId: string, kind: LoopKind, first: Ref, lastSpanId: string, repeats: number, wastedCalls: number,
+    wastedTokens: number, wastedCostUsd: number, tools: string[], sev: GuardFinding['severity'], message: string,
+  ): void {
+    const id = `${kind}|${first.spanId}`;
+    const isNew = !s.findings.has(id);
+    const finding: GuardFinding = {
+      kind, sessionId, firstSpanId: first.spanId, isNew, lastSpanId, repeats, wastedCalls, wastedTokens, wastedCostUsd, tools, severity: sev, message,
+    };
+    s.findings.set(id, {
+      kind, sessionId, firstSpanId: first.spanId, isNew: false, lastSpanId, repeats, wastedCalls, wastedTokens, wastedCostUsd, tools, severity: sev, message,
+    });
+    out.push(finding);
   }
 
   /** Takes one completed call; returns the findings it raised (isNew) or grew. */
@@ -227,123 +334,139 @@ export class LoopGuard {
     const p = this.params;
     const s = this.state(call.sessionId);
     const out: GuardFinding[] = [];
+    const sessionId = call.sessionId;
+    const tool = call.tool;
+    const args = call.argsHash;
     s.seq++;
     const seq = s.seq;
     const tokens = call.tokens ?? 0;
     const cost = call.costUsd ?? 0;
-    const ref: Ref = { spanId: call.spanId, tool: call.tool, tokens, cost };
-    const key = `${call.tool}|${call.argsHash}`;
+    const ref: Ref = { spanId: call.spanId, tool, tokens, cost };
     const failed = call.status === 'error';
-    const errorKey = `${call.tool}|${call.errorType ?? ''}|${normalizeErrorMessage(call.errorMessage ?? '')}`;
     const hasResult = !failed && !!call.resultHash;
-    const outcome = failed
-      ? `E${call.errorType ?? ''}|${normalizeErrorMessage(call.errorMessage ?? '')}`
-      : hasResult ? `R${call.resultHash}` : `U${call.spanId}`;
-    const empty = hasResult && (call.resultEmpty ?? EMPTY_HASHES.has(String(call.resultHash).toLowerCase()));
-    const prev = s.ring[s.ring.length - 1];
-    const emit = (kind: LoopKind, first: Ref, f: Omit<GuardFinding, 'kind' | 'sessionId' | 'firstSpanId' | 'isNew'>) => {
-      const id = `${kind}|${first.spanId}`;
-      const isNew = !s.findings.has(id);
-      const finding: GuardFinding = { kind, sessionId: call.sessionId, firstSpanId: first.spanId, isNew, ...f };
-      s.findings.set(id, { ...finding, isNew: false });
-      out.push(finding);
-    };
-    const sev = (n: number, min: number): 'warning' | 'critical' => (n >= 2 * min ? 'critical' : 'warning');
+    let errorKey = '';
+    let outcome: Outcome;
+    if (failed) {
+      const type = call.errorType ?? '';
+      const norm = this.normalize(call.errorMessage ?? '');
+      outcome = OUTCOME_TAG + 'E' + type + OUTCOME_TAG + norm;
+      errorKey = tool + OUTCOME_TAG + outcome;
+    } else if (hasResult) {
+      outcome = String(call.resultHash);
+    } else {
+      outcome = OUTCOME_TAG + 'U' + call.spanId;
+    }
+    let empty = false;
+    if (hasResult) {
+      if (call.resultEmpty != null) empty = call.resultEmpty;
+      // as EMPTY_HEX/EMPTY_DEC.has(lower case): lower-casing only a text that could be the hex one
+      else empty = outcome === EMPTY_HEX || outcome === EMPTY_DEC || (outcome.length === EMPTY_HEX.length && (outcome.charCodeAt(0) | 0x20) === EMPTY_HEX_FIRST && outcome.toLowerCase() === EMPTY_HEX);
+    }
+    const prevSlot = back(s, 1);
 
-    // repeat: same call in a row, outcomes mostly not new
-    if (s.repeat && s.repeat.key === key) {
-      const r = s.repeat;
+    // repeat: same call in a row, outcomes mostly not new (distinct outcomes: a set only once a second one shows up)
+    let r = s.repeat;
+    if (r && r.tool === tool && r.args === args) {
       r.len++;
       r.last = ref;
       r.tokens += tokens;
       r.cost += cost;
-      if (r.outcomes.size <= MAX_KEYS) r.outcomes.add(outcome);
-    } else {
-      s.repeat = { key, len: 1, first: ref, last: ref, tokens: 0, cost: 0, outcomes: new Set([outcome]) };
-    }
-    {
-      const r = s.repeat;
-      const id = `repeat|${r.first.spanId}`;
-      if (r.len >= p.repeatMinRun && r.outcomes.size <= r.len * p.repeatMaxNewRatio) {
-        emit('repeat', r.first, {
-          lastSpanId: r.last.spanId, repeats: r.len, wastedCalls: r.len - 1, wastedTokens: r.tokens, wastedCostUsd: r.cost,
-          tools: [call.tool], severity: sev(r.len, p.repeatMinRun),
-          message: `Tool ${call.tool} was called ${r.len} times in a row with the same arguments (${r.outcomes.size} distinct outcomes).`,
-        });
-      } else if (r.len > 1) {
-        s.findings.delete(id); // the run turned out to make progress
+      if (r.outcomes) {
+        if (r.outcomes.size <= MAX_KEYS) r.outcomes.add(outcome);
+      } else if (outcome !== r.outcome0) {
+        r.outcomes = new Set([r.outcome0, outcome]);
       }
+    } else if (r) {
+      r.tool = tool;
+      r.args = args;
+      r.len = 1;
+      r.first = ref;
+      r.last = ref;
+      r.tokens = 0;
+      r.cost = 0;
+      r.outcome0 = outcome;
+      r.outcomes = null;
+    } else {
+      r = s.repeat = { tool, args, len: 1, first: ref, last: ref, tokens: 0, cost: 0, outcome0: outcome, outcomes: null };
+    }
+    const distinct = r.outcomes ? r.outcomes.size : 1;
+    if (r.len >= p.repeatMinRun && distinct <= r.len * p.repeatMaxNewRatio) {
+      this.emit(out, s, sessionId, 'repeat', r.first, r.last.spanId, r.len, r.len - 1, r.tokens, r.cost, [tool], severity(r.len, p.repeatMinRun),
+        `Tool ${tool} was called ${r.len} times in a row with the same arguments (${distinct} distinct outcomes).`);
+    } else if (r.len > 1 && s.findings.size > 0) {
+      s.findings.delete(`repeat|${r.first.spanId}`); // the run turned out to make progress
     }
 
     // stuck: same call and same successful result in a row
-    if (s.stuck && s.stuck.key === key && s.stuck.outcome === outcome) {
-      const r = s.stuck;
-      r.len++;
-      r.last = ref;
-      r.tokens += tokens;
-      r.cost += cost;
+    const st = s.stuck;
+    if (st && st.tool === tool && st.args === args && st.outcome === outcome) {
+      st.len++;
+      st.last = ref;
+      st.tokens += tokens;
+      st.cost += cost;
+    } else if (st) {
+      st.tool = tool;
+      st.args = args;
+      st.outcome = outcome;
+      st.len = 1;
+      st.first = ref;
+      st.last = ref;
+      st.tokens = 0;
+      st.cost = 0;
     } else {
-      s.stuck = { key, outcome, len: 1, first: ref, last: ref, tokens: 0, cost: 0 };
+      s.stuck = { tool, args, outcome, len: 1, first: ref, last: ref, tokens: 0, cost: 0 };
     }
-    if (s.stuck.len >= p.stuckMinRun && outcome.startsWith('R')) {
-      const r = s.stuck;
-      emit('stuck', r.first, {
-        lastSpanId: r.last.spanId, repeats: r.len, wastedCalls: r.len - 1, wastedTokens: r.tokens, wastedCostUsd: r.cost,
-        tools: [call.tool], severity: sev(r.len, p.stuckMinRun),
-        message: `Tool ${call.tool} returned the same result to the same arguments ${r.len} times in a row: the agent is stuck.`,
-      });
+    const stuck = s.stuck!;
+    if (stuck.len >= p.stuckMinRun && hasResult) {
+      this.emit(out, s, sessionId, 'stuck', stuck.first, stuck.last.spanId, stuck.len, stuck.len - 1, stuck.tokens, stuck.cost, [tool], severity(stuck.len, p.stuckMinRun),
+        `Tool ${tool} returned the same result to the same arguments ${stuck.len} times in a row: the agent is stuck.`);
     }
 
     // oscillation: key and outcome equal to those one period back, over a cycle of distinct calls
     const maxP = Math.min(4, p.oscillationMaxPeriod);
     for (let period = 2; period <= maxP; period++) {
-      const back = s.ring[s.ring.length - period];
-      const matched = !!back && seq > period && back.key === key && back.outcome === outcome;
+      const b = back(s, period);
+      const matched = b >= 0 && seq > period && s.ringTool[b] === tool && s.ringArgs[b] === args && s.ringOutcome[b] === outcome;
       if (!matched) {
-        s.islands.delete(period);
+        if (s.islands.size > 0) s.islands.delete(period);
         continue;
       }
       let island = s.islands.get(period);
       if (!island) {
-        island = { matches: 0, first: back.ref, last: ref, tools: new Set(), tokens: 0, cost: 0 };
-        for (let i = s.ring.length - period; i < s.ring.length; i++) island.tools.add(s.ring[i]!.ref.tool);
+        island = { matches: 0, first: s.ringRef[b]!, last: ref, tools: new Set(), tokens: 0, cost: 0 };
+        for (let k = period; k >= 1; k--) island.tools.add(s.ringRef[back(s, k)]!.tool);
         s.islands.set(period, island);
       }
       island.matches++;
       island.last = ref;
-      island.tools.add(call.tool);
+      island.tools.add(tool);
       island.tokens += tokens;
       island.cost += cost;
-      // distinct keys of the cycle: the last period keys including this one
-      const cycle = new Set([...s.ring.slice(s.ring.length - period + 1).map((c) => c.key), key]);
-      if (cycle.size === period && island.matches >= period && island.matches + period >= period * p.oscillationMinCycles) {
+      // distinct calls in the cycle: the last period calls including this one
+      if (island.matches >= period && island.matches + period >= period * p.oscillationMinCycles && this.cycleDistinct(s, period, tool, args)) {
         const total = island.matches + period;
         const tools = [...island.tools].sort();
-        emit('oscillation', island.first, {
-          lastSpanId: ref.spanId, repeats: total, wastedCalls: island.matches, wastedTokens: island.tokens, wastedCostUsd: island.cost,
-          tools, severity: total >= 2 * period * p.oscillationMinCycles ? 'critical' : 'warning',
-          message: `The agent cycles through ${period} calls (${tools.join(', ')}) ${Math.floor(total / period)} times with the same arguments and results.`,
-        });
+        this.emit(out, s, sessionId, 'oscillation', island.first, ref.spanId, total, island.matches, island.tokens, island.cost, tools,
+          total >= 2 * period * p.oscillationMinCycles ? 'critical' : 'warning',
+          `The agent cycles through ${period} calls (${tools.join(', ')}) ${Math.floor(total / period)} times with the same arguments and results.`);
       }
     }
 
     // retry_storm: the same tool failing in a row
-    if (failed && s.storm && s.storm.first.tool === call.tool && prev?.outcome.startsWith('E') && prev.ref.tool === call.tool) {
-      const r = s.storm;
-      r.len++;
-      r.last = ref;
-      r.tokens += tokens;
-      r.cost += cost;
+    const prevFailed = prevSlot >= 0 && s.ringOutcome[prevSlot]!.startsWith(OUTCOME_TAG + 'E') && s.ringRef[prevSlot]!.tool === tool;
+    if (failed && s.storm && s.storm.first.tool === tool && prevFailed) {
+      const rs = s.storm;
+      rs.len++;
+      rs.last = ref;
+      rs.tokens += tokens;
+      rs.cost += cost;
     } else {
-      s.storm = failed ? { key: call.tool, len: 1, first: ref, last: ref, tokens: 0, cost: 0 } : null;
+      s.storm = failed ? { key: tool, len: 1, first: ref, last: ref, tokens: 0, cost: 0 } : null;
     }
     if (s.storm && s.storm.len >= p.retryStormMinRun) {
-      const r = s.storm;
-      emit('retry_storm', r.first, {
-        lastSpanId: r.last.spanId, repeats: r.len, wastedCalls: r.len - 1, wastedTokens: r.tokens, wastedCostUsd: r.cost,
-        tools: [call.tool], severity: sev(r.len, p.retryStormMinRun),
-        message: `Tool ${call.tool} failed ${r.len} times in a row (last error: ${call.errorType ?? 'error'}).`,
-      });
+      const rs = s.storm;
+      this.emit(out, s, sessionId, 'retry_storm', rs.first, rs.last.spanId, rs.len, rs.len - 1, rs.tokens, rs.cost, [tool], severity(rs.len, p.retryStormMinRun),
+        `Tool ${tool} failed ${rs.len} times in a row (last error: ${call.errorType ?? 'error'}).`);
     }
 
     // error_loop: the same error again across the session, other calls in between
@@ -358,36 +481,33 @@ export class LoopGuard {
       }
       const tally = t ?? { count: 1, firstSeq: seq, lastSeq: seq, first: ref, last: ref, tokens: 0, cost: 0 };
       touch(s.errors, errorKey, tally, MAX_ERROR_KEYS);
-      touch(s.lastErrorByTool, call.tool, errorKey, MAX_ERROR_KEYS);
+      touch(s.lastErrorByTool, tool, errorKey, MAX_ERROR_KEYS);
       if (tally.count >= p.errorLoopMinCount && tally.lastSeq - tally.firstSeq + 1 > tally.count) {
-        emit('error_loop', tally.first, {
-          lastSpanId: ref.spanId, repeats: tally.count, wastedCalls: tally.count - 1, wastedTokens: tally.tokens, wastedCostUsd: tally.cost,
-          tools: [call.tool], severity: 'critical',
-          message: `Tool ${call.tool} hit the same error ${tally.count} times in this session (${call.errorType ?? 'error'}): the task may be impossible as attempted.`,
-        });
+        this.emit(out, s, sessionId, 'error_loop', tally.first, ref.spanId, tally.count, tally.count - 1, tally.tokens, tally.cost, [tool], 'critical',
+          `Tool ${tool} hit the same error ${tally.count} times in this session (${call.errorType ?? 'error'}): the task may be impossible as attempted.`);
       }
-    } else {
-      s.lastErrorByTool.delete(call.tool);
+    } else if (s.lastErrorByTool.size > 0) {
+      s.lastErrorByTool.delete(tool);
     }
 
     // redundant: the same call with the same non-empty result earlier in the session
-    if (outcome.startsWith('R') && !empty) {
-      const rk = `${key}|${outcome}`;
-      const t = s.redundant.get(rk);
+    if (hasResult && !empty) {
+      const rk = tool + OUTCOME_TAG + args + OUTCOME_TAG + outcome;
+      let t = s.redundant.get(rk);
       if (t) {
         t.count++;
         t.last = ref;
         t.tokens += tokens;
         t.cost += cost;
+        touch(s.redundant, rk, t, MAX_KEYS);
+      } else {
+        t = { count: 1, firstSeq: seq, lastSeq: seq, first: ref, last: ref, tokens: 0, cost: 0 };
+        s.redundant.set(rk, t); // a new key: touch() without the delete
+        if (s.redundant.size > MAX_KEYS) evictOldest(s.redundant);
       }
-      const tally = t ?? { count: 1, firstSeq: seq, lastSeq: seq, first: ref, last: ref, tokens: 0, cost: 0 };
-      touch(s.redundant, rk, tally, MAX_KEYS);
-      if (tally.count >= p.redundantMinCalls) {
-        emit('redundant', tally.first, {
-          lastSpanId: ref.spanId, repeats: tally.count, wastedCalls: tally.count - 1, wastedTokens: tally.tokens, wastedCostUsd: tally.cost,
-          tools: [call.tool], severity: 'info',
-          message: `Tool ${call.tool} was called ${tally.count} times with the same arguments and got the same result: ${tally.count - 1} redundant calls.`,
-        });
+      if (t.count >= p.redundantMinCalls) {
+        this.emit(out, s, sessionId, 'redundant', t.first, ref.spanId, t.count, t.count - 1, t.tokens, t.cost, [tool], 'info',
+          `Tool ${tool} was called ${t.count} times with the same arguments and got the same result: ${t.count - 1} redundant calls.`);
       }
     }
 
@@ -398,11 +518,15 @@ export class LoopGuard {
     s.calls++;
     s.tokens += tokens;
     s.cost += cost;
-    const seenKey = `${call.tool}|${outcome}`;
-    const isNew = outcome.startsWith('U') || (outcome.startsWith('R') && !s.seen.has(seenKey));
-    if (outcome.startsWith('R')) touch(s.seen, seenKey, true, MAX_SEEN);
-    const reasons: string[] = [];
-    let newlyNoProgress: Ref[] = [];
+    let isNew = !failed && !hasResult; // an unknown result counts as new
+    if (hasResult) {
+      const seenKey = tool + OUTCOME_TAG + outcome;
+      isNew = !s.seen.delete(seenKey);
+      s.seen.set(seenKey, true);
+      if (s.seen.size > MAX_SEEN) evictOldest(s.seen);
+    }
+    let reasons = 0;
+    let newlyNoProgress: Ref[] | null = null;
     if (isNew) {
       s.noProgress = null;
     } else {
@@ -413,59 +537,114 @@ export class LoopGuard {
       if (np.len === p.runawayNoProgressRun && np.members) {
         newlyNoProgress = np.members;
         np.members = null; // counted; later calls of the run count one by one
-      } else if (np.len > p.runawayNoProgressRun) {
-        newlyNoProgress = [ref];
       }
-      if (np.len >= p.runawayNoProgressRun) reasons.push('no_progress');
+      if (np.len >= p.runawayNoProgressRun) reasons |= R_NO_PROGRESS;
     }
     let depth = 1;
     if (call.parentSpanId) depth = (s.depths.get(call.parentSpanId) ?? 0) + 1;
-    touch(s.depths, call.spanId, depth, MAX_KEYS);
-    const endMs = Number.isFinite(toMs(call.endTs)) ? toMs(call.endTs) : startMs;
-    if (p.budgetMaxCalls > 0 && s.calls > p.budgetMaxCalls) reasons.push('calls');
-    if (p.budgetMaxTokens > 0 && s.tokens > p.budgetMaxTokens) reasons.push('tokens');
-    if (p.budgetMaxCostUsd > 0 && s.cost > p.budgetMaxCostUsd) reasons.push('cost');
-    if (p.budgetMaxWallTimeS > 0 && (endMs - s.start) / 1000 > p.budgetMaxWallTimeS) reasons.push('wall_time');
-    if (p.budgetMaxToolDepth > 0 && depth > p.budgetMaxToolDepth) reasons.push('depth');
-    if (s.runaway) s.runaway.stillNoProgress = reasons.includes('no_progress');
-    if (reasons.length > 0) {
-      const rw = s.runaway ?? { reasons: new Set<string>(), wasted: 0, tokens: 0, cost: 0, last: ref, stillNoProgress: false, tools: new Set<string>(), counted: new WeakSet<Ref>() };
+    const depthsBefore = s.depths.size;
+    s.depths.set(call.spanId, depth); // span ids are unique: one map operation (else touch() moves it)
+    if (s.depths.size === depthsBefore) touch(s.depths, call.spanId, depth, MAX_KEYS);
+    else if (s.depths.size > MAX_KEYS) evictOldest(s.depths);
+    const endTs = toMs(call.endTs);
+    const endMs = Number.isFinite(endTs) ? endTs : startMs;
+    if (p.budgetMaxCalls > 0 && s.calls > p.budgetMaxCalls) reasons |= R_CALLS;
+    if (p.budgetMaxTokens > 0 && s.tokens > p.budgetMaxTokens) reasons |= R_TOKENS;
+    if (p.budgetMaxCostUsd > 0 && s.cost > p.budgetMaxCostUsd) reasons |= R_COST;
+    if (p.budgetMaxWallTimeS > 0 && (endMs - s.start) / 1000 > p.budgetMaxWallTimeS) reasons |= R_WALL_TIME;
+    if (p.budgetMaxToolDepth > 0 && depth > p.budgetMaxToolDepth) reasons |= R_DEPTH;
+    if (s.runaway) s.runaway.stillNoProgress = (reasons & R_NO_PROGRESS) !== 0;
+    if (reasons !== 0) {
+      const rw = s.runaway ?? { reasons: 0, wasted: 0, tokens: 0, cost: 0, last: ref, stillNoProgress: false, tools: new Set<string>(), counted: new WeakSet<Ref>() };
       s.runaway = rw;
-      rw.stillNoProgress = reasons.includes('no_progress');
-      for (const r of reasons) rw.reasons.add(r);
+      rw.stillNoProgress = (reasons & R_NO_PROGRESS) !== 0;
+      rw.reasons |= reasons;
       // each call counted once: the no-progress run's members when it reaches the threshold, else this call
-      const counted = newlyNoProgress.length > 0 ? newlyNoProgress : [ref];
-      for (const c of counted) {
-        if (rw.counted.has(c)) continue;
-        rw.counted.add(c);
-        if (rw.tools.size < MAX_KEYS) rw.tools.add(c.tool);
-        rw.wasted++;
-        rw.tokens += c.tokens;
-        rw.cost += c.cost;
+      if (newlyNoProgress && newlyNoProgress.length > 0) {
+        for (const c of newlyNoProgress) this.countRunaway(rw, c);
+      } else {
+        this.countRunaway(rw, ref);
       }
       rw.last = ref;
-      const why = [...rw.reasons].sort().join(', ');
-      emit('runaway', s.firstRef, {
-        lastSpanId: ref.spanId, repeats: rw.wasted, wastedCalls: rw.wasted, wastedTokens: rw.tokens, wastedCostUsd: rw.cost,
-        tools: [...rw.tools].sort(), severity: 'critical', message: `Runaway session: ${why} (${rw.wasted} calls wasted).`,
-      });
+      let why = '';
+      for (let b = 0; b < REASON_NAMES.length; b++) if (rw.reasons & (1 << b)) why += (why ? ', ' : '') + REASON_NAMES[b];
+      this.emit(out, s, sessionId, 'runaway', s.firstRef, ref.spanId, rw.wasted, rw.wasted, rw.tokens, rw.cost, [...rw.tools].sort(), 'critical',
+        `Runaway session: ${why} (${rw.wasted} calls wasted).`);
     }
 
-    s.ring.push({ key, outcome, ref });
-    if (s.ring.length > 5) s.ring.shift();
+    // the ring of the last calls
+    const slot = s.ringNext;
+    s.ringTool[slot] = tool;
+    s.ringArgs[slot] = args;
+    s.ringOutcome[slot] = outcome;
+    s.ringRef[slot] = ref;
+    s.ringNext = (slot + 1) % RING;
+    if (s.ringLen < RING) s.ringLen++;
     return out;
+  }
+
+  /** The last `period` calls, this one included, are all different calls (tool and arguments). */
+  private cycleDistinct(s: SessionState, period: number, tool: string, args: string): boolean {
+    for (let i = 1; i < period; i++) {
+      const a = back(s, i);
+      if (s.ringTool[a] === tool && s.ringArgs[a] === args) return false;
+      for (let j = i + 1; j < period; j++) {
+        const b = back(s, j);
+        if (s.ringTool[a] === s.ringTool[b] && s.ringArgs[a] === s.ringArgs[b]) return false;
+      }
+    }
+    return true;
+  }
+
+  private countRunaway(rw: NonNullable<SessionState['runaway']>, c: Ref): void {
+    if (rw.counted.has(c)) return;
+    rw.counted.add(c);
+    if (rw.tools.size < MAX_KEYS) rw.tools.add(c.tool);
+    rw.wasted++;
+    rw.tokens += c.tokens;
+    rw.cost += c.cost;
   }
 
   private state(sessionId: string): SessionState {
     let s = this.sessions.get(sessionId);
-    if (!s) {
-      s = {
-        seq: 0, ring: [], repeat: null, stuck: null, storm: null, islands: new Map(), errors: new Map(), redundant: new Map(),
-        lastErrorByTool: new Map(), seen: new Map(), noProgress: null, firstRef: null, start: 0, calls: 0, tokens: 0, cost: 0,
-        depths: new Map(), runaway: null, findings: new Map(),
-      };
+    if (s) {
+      if (s !== this.newest) {
+        this.unlink(s);
+        this.append(s);
+      }
+      return s;
     }
-    touch(this.sessions, sessionId, s, this.maxSessions);
+    s = {
+      id: sessionId, older: null, newer: null,
+      seq: 0, ringTool: new Array<string>(RING), ringArgs: new Array<string>(RING), ringOutcome: new Array<string>(RING),
+      ringRef: new Array<Ref>(RING), ringLen: 0, ringNext: 0,
+      repeat: null, stuck: null, storm: null, islands: new Map(), errors: new Map(), redundant: new Map(),
+      lastErrorByTool: new Map(), seen: new Map(), noProgress: null, firstRef: null, start: 0, calls: 0, tokens: 0, cost: 0,
+      depths: new Map(), runaway: null, findings: new Map(),
+    };
+    this.sessions.set(sessionId, s);
+    this.append(s);
+    while (this.sessions.size > this.maxSessions && this.oldest) {
+      const drop = this.oldest;
+      this.unlink(drop);
+      this.sessions.delete(drop.id);
+    }
     return s;
+  }
+
+  private unlink(s: SessionState): void {
+    if (s.older) s.older.newer = s.newer;
+    else this.oldest = s.newer;
+    if (s.newer) s.newer.older = s.older;
+    else this.newest = s.older;
+    s.older = s.newer = null;
+  }
+
+  private append(s: SessionState): void {
+    s.older = this.newest;
+    s.newer = null;
+    if (this.newest) this.newest.newer = s;
+    else this.oldest = s;
+    this.newest = s;
   }
 }
