@@ -174,6 +174,20 @@ describe('official exporters x conventions', () => {
     }
   }
 
+  for (const [exporterName, makeExporter] of Object.entries(exporters)) {
+    it(`${exporterName}: a value equal to its type's default (0, false, 0.0, '') is kept, not blanked`, async () => {
+      const name = `defaults-${exporterName.length}-${Date.now()}`;
+      await emit(makeExporter(tc.url), [{
+        name,
+        attributes: { 'gen_ai.usage.output_tokens': 0, 'cache.hit': false, 'llm.temperature': 0.0, 'retry.count': 0, 'note': '', 'n': 7 },
+      }]);
+      await tc.collector.flush();
+      const [row] = await tc.rows<{ a: Record<string, string> }>(
+        'SELECT SpanAttributes AS a FROM otel_traces WHERE SpanName = {n:String}', { n: name });
+      expect(row!.a).toMatchObject({ 'gen_ai.usage.output_tokens': '0', 'cache.hit': 'false', 'llm.temperature': '0', 'retry.count': '0', note: '', n: '7' });
+    });
+  }
+
   it('keeps the exporter layout in otel_traces: hex ids, kinds and status names, events', async () => {
     const rows = await tc.rows<{ TraceId: string; SpanId: string; SpanKind: string; StatusCode: string; ev: string[]; ServiceName: string }>(
       `SELECT TraceId, SpanId, SpanKind, StatusCode, Events.Name AS ev, ServiceName FROM otel_traces

@@ -176,7 +176,6 @@ function writeValue(p: number, end: number): void {
   let vp = 0;
   let ve = 0;
   let text = '';
-  let dbl = 0;
   while (p < end) {
     const tag = varint32(p, end);
     p = at;
@@ -200,22 +199,18 @@ function writeValue(p: number, end: number): void {
         p = at;
       } else if (f === 4) {
         if (wire !== 1 || p + 8 > end) throw BAIL;
-        dbl = b.readDoubleLE(p);
-        text = String(dbl);
+        text = String(b.readDoubleLE(p));
         p += 8;
       } else throw BAIL; // arrays and key-value lists
     } else p = skip(wire, p, end);
   }
-  // proto3 implicit presence, as protobufjs decodes it: a default value ('' / false / 0 / empty
-  // bytes) is not "set", and an AnyValue with nothing set has the text ''.
+  // A value on the wire is a value, also the type's default (0, false, 0.0): the same text as
+  // the general path and as OTLP/JSON. An AnyValue with nothing set has the text ''.
   if (field === 1 && ve > vp) {
     if (writeString(vp, ve) > limits.maxAttributeLength) throw BAIL;
     return;
   }
   if (field === 7) text = ve > vp ? b.toString('base64', vp, ve) : '';
-  else if (field === 2 && text === 'false') text = '';
-  else if (field === 3 && text === '0') text = '';
-  else if (field === 4 && Object.is(dbl, 0)) text = '';
   if (text.length > limits.maxAttributeLength) throw BAIL;
   writeAscii(`"${text}"`);
 }
