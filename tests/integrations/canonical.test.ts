@@ -46,7 +46,10 @@ function reference(value: unknown): string {
 }
 
 const leaf = fc.oneof(fc.string(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.constant(undefined), fc.bigInt({ min: -(2n ** 60n), max: 2n ** 60n }), fc.date({ noInvalidDate: true }));
-const key = fc.oneof(fc.string(), fc.constantFrom('0', '1', '2', '10', '9', '01', '-1', '4294967295', '4294967294', 'a', 'B', '__proto__x'));
+// No own "__proto__" key: the reference's prune would assign it as a prototype and drop it, while
+// the writer (before and after its fast path) keeps it as a key, as JSON and ClickHouse do.
+// fast-check produces that key now and then, which made this test fail at random.
+const key = fc.oneof(fc.string(), fc.constantFrom('0', '1', '2', '10', '9', '01', '-1', '4294967295', '4294967294', 'a', 'B', '__proto__x')).filter((k) => k !== '__proto__');
 const { value } = fc.letrec((tie) => ({
   value: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('value'), { maxLength: 4 }), fc.dictionary(key, tie('value'), { maxKeys: 5 })),
 }));
@@ -68,7 +71,8 @@ describe('canonicalJson', () => {
   it('the fast path for plain data writes what the reference wrote: escapes, unicode, null prototypes, deep nesting', () => {
     // strings with quotes, backslashes, control characters, lone and paired surrogates, long and short
     const text = fc.string({ unit: fc.oneof(fc.constantFrom('"', '\\', '\n', '\t', '\u0000', '\u001f', '\ud800', '\udc00', '\ud83d\ude00', 'é', 'a'), fc.string({ unit: 'binary', maxLength: 1 })), maxLength: 40 });
-    const plainKey = fc.oneof(text, fc.constantFrom('a', 'b', 'B', '', 'path', 'content', 'toJSONx'));
+    // (not "__proto__": the reference's prune assigns it as a prototype, the writers keep it as a key, as JSON does)
+    const plainKey = fc.oneof(text, fc.constantFrom('a', 'b', 'B', '', 'path', 'content', 'toJSONx')).filter((k) => k !== '__proto__');
     const plain = fc.letrec((tie) => ({
       v: fc.oneof({ depthSize: 'small' }, text, fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.constant(undefined),
         fc.array(tie('v'), { maxLength: 4 }), fc.dictionary(plainKey, tie('v'), { maxKeys: 5 }), fc.dictionary(plainKey, tie('v'), { maxKeys: 3, noNullPrototype: false })),
