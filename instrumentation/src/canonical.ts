@@ -281,31 +281,13 @@ function sha256First8Hex(text: string): string {
   );
 }
 
-// Recently hashed short texts. A digest is a native call (string to UTF-8, OpenSSL, a new
-// string) that costs several times a Map lookup, and agents send the same arguments and get
-// the same results again and again: a loop is exactly that, and so are results such as "ok" or
-// {"success":true}. Two generations of at most HASH_CACHE_ENTRIES texts of at most
-// HASH_CACHE_MAX_LENGTH characters each: when the young map fills it becomes the old one and the
-// old one is dropped, so a lookup is O(1) and the memory bounded (about 2 x 1024 x 256 chars).
-// A text seen in either generation is served without hashing; the old generation's hits move
-// back into the young one. Longer texts are always hashed (and cost far more than a lookup).
-const HASH_CACHE_ENTRIES = 1024;
-const HASH_CACHE_MAX_LENGTH = 256;
-let young = new Map<string, string>();
-let old = new Map<string, string>();
-
-/** 16 hex digits: the first 8 bytes of SHA-256 of the text (UTF-8). */
+/**
+ * 16 hex digits: the first 8 bytes of SHA-256 of the text (UTF-8). No memo of recent texts: one
+ * measured 0.05x cheaper on repeated arguments and 0.2x dearer when every call is new, which is
+ * the common case.
+ */
 export function hash64Hex(text: string): string {
-  if (text.length > HASH_CACHE_MAX_LENGTH) return sha256First8Hex(text);
-  let h = young.get(text);
-  if (h !== undefined) return h;
-  h = old.get(text) ?? sha256First8Hex(text);
-  young.set(text, h);
-  if (young.size >= HASH_CACHE_ENTRIES) {
-    old = young;
-    young = new Map();
-  }
-  return h;
+  return sha256First8Hex(text);
 }
 
 export function valueHash(value: unknown): string {
