@@ -15,7 +15,6 @@ import { SpoolFullError, type Spool } from '../spool/spool.js';
 import { decodeTraceRequestJson } from './otlp-json.js';
 import { decodeTraceRequest, encodeRpcStatus, encodeTraceResponse } from './otlp-proto.js';
 import { InFlight, type Ticket } from './inflight.js';
-import { protoToRows } from './otlp-proto-rows.js';
 import { prescanJson, prescanProtobuf } from './prescan.js';
 import { RetryCache, type Outcome } from './retry-cache.js';
 import { BadRequestError, serializeRows, toSpanRows, type ConvertResult, type IngestLimits } from './span-rows.js';
@@ -153,18 +152,13 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
           : fail(400, INVALID_ARGUMENT, `request nested deeper than ${prescanLimits.maxDepth} levels (attribute values may nest ${config.limits.maxValueDepth})`);
       }
 
-      // Protobuf takes the one-pass fast path when it can; anything it declines (and all JSON)
-      // goes through the decoded objects. Nothing decoded outlives this block: kept across the
-      // fdatasync wait, it would be promoted to the old generation and cost a full GC.
+      // Nothing decoded outlives this block: kept across the fdatasync wait, it would be
+      // promoted to the old generation and cost a full GC.
       let payload: Buffer;
       let accepted: number;
-      let rejectedSpans = 0;
-      let rejectReason = '';
-      const fast = enc === 'protobuf' ? protoToRows(body, limits) : null;
-      if (fast) {
-        payload = fast.payload;
-        accepted = fast.rows;
-      } else {
+      let rejectedSpans: number;
+      let rejectReason: string;
+      {
         let converted: ConvertResult;
         try {
           const req = enc === 'protobuf' ? decodeProtobuf(body) : decodeTraceRequestJson(body);
