@@ -137,8 +137,11 @@ function fastNumber(n: number): string {
   return n === n && n !== Infinity && n !== -Infinity ? '' + n : 'null';
 }
 
-/** Inside an array: null/undefined (and nothing else) print as null; undefined = not plain data. */
-function fastItem(v: unknown, depth: number): string | undefined {
+/**
+ * A value as canonical JSON; undefined = not plain data. In an array null and undefined print as
+ * null; as an object member they, and an empty object, print as '' (the member is dropped).
+ */
+function fastValue(v: unknown, depth: number, member: boolean): string | undefined {
   switch (typeof v) {
     case 'string':
       return quote(v);
@@ -147,29 +150,11 @@ function fastItem(v: unknown, depth: number): string | undefined {
     case 'boolean':
       return v ? 'true' : 'false';
     case 'undefined':
-      return 'null';
-    case 'object':
-      return v === null ? 'null' : fastObject(v, depth);
-    default:
-      return BAIL;
-  }
-}
-
-/** '' for a value an object drops (null, undefined, an empty object); undefined = not plain data. */
-function fastMember(v: unknown, depth: number): string | undefined {
-  switch (typeof v) {
-    case 'string':
-      return quote(v);
-    case 'number':
-      return fastNumber(v);
-    case 'boolean':
-      return v ? 'true' : 'false';
-    case 'undefined':
-      return '';
+      return member ? '' : 'null';
     case 'object': {
-      if (v === null) return '';
+      if (v === null) return member ? '' : 'null';
       const t = fastObject(v, depth);
-      return t === '{}' ? '' : t;
+      return member && t === '{}' ? '' : t;
     }
     default:
       return BAIL;
@@ -184,7 +169,7 @@ function fastObject(obj: object, depth: number): string | undefined {
     if (n === 0) return '[]';
     let out = '[';
     for (let i = 0; i < n; i++) {
-      const t = fastItem(obj[i], depth + 1);
+      const t = fastValue(obj[i], depth + 1, false);
       if (t === undefined) return BAIL;
       out += i === 0 ? t : ',' + t;
     }
@@ -212,7 +197,7 @@ function fastObject(obj: object, depth: number): string | undefined {
   let out = '{';
   for (let i = 0; i < n; i++) {
     const k = keys[i]!;
-    const t = fastMember((obj as Record<string, unknown>)[k], depth + 1);
+    const t = fastValue((obj as Record<string, unknown>)[k], depth + 1, true);
     if (t === undefined) return BAIL;
     if (t === '') continue;
     out = out + (out.length > 1 ? memberPrefix(k, 1) : memberPrefix(k, 0)) + t;
