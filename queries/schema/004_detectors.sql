@@ -117,15 +117,14 @@ WITH
                    + l.output_tokens * tupleElement(pr.price, 2)) / 1e6) AS cost_usd
         FROM llm AS l LEFT JOIN prices AS pr ON l.model_key = pr.model_key
     ),
-    -- tool calls that are some span's parent. Span ids are unique, so no trace filter is
-    -- needed (a TraceId IN over many traces costs more than it skips); children start after
-    -- their parent (an hour of clock skew allowed), so older partitions are not read. PREWHERE
-    -- by hand: with the time bound the optimizer reads Timestamp first, which costs 4x more.
-    scope_calls AS (SELECT span_id, ts FROM agent_tool_calls WHERE session_id IN (SELECT session_id FROM scope)),
+    -- the spans that are some span's parent, for has_children. Children start after their
+    -- parent (an hour of clock skew allowed), so older partitions are not read. The distinct
+    -- parents are few (agent spans, and the calls that nest others), so collecting them all and
+    -- probing that set measured 4-6x cheaper on a full pass than filtering by the calls' ids.
     parents AS (
         SELECT DISTINCT ParentSpanId AS span_id FROM otel_traces
-        PREWHERE ParentSpanId IN (SELECT span_id FROM scope_calls)
-        WHERE Timestamp >= (SELECT min(ts) - INTERVAL 1 HOUR FROM scope_calls)
+        WHERE Timestamp >= (SELECT min(ts) - INTERVAL 1 HOUR FROM agent_tool_calls
+                            WHERE session_id IN (SELECT session_id FROM scope))
     ),
     keyed AS (
         SELECT c.session_id AS session_id, c.ts AS ts, c.end_ts AS end_ts, c.duration_ns AS duration_ns,
