@@ -127,21 +127,17 @@ WITH
                             WHERE session_id IN (SELECT session_id FROM scope))
     ),
     keyed AS (
-        SELECT c.session_id AS session_id, c.ts AS ts, c.end_ts AS end_ts, c.duration_ns AS duration_ns,
-               c.trace_id AS trace_id, c.span_id AS span_id, c.parent_span_id AS parent_span_id,
-               c.service AS service, c.agent AS agent, if(c.model != '', c.model, l.model) AS model, c.tool AS tool,
-               CAST(c.status, 'String') AS status, c.error_type AS error_type, c.error_message AS error_message,
-               c.has_result AS has_result,
-               c.has_result = 1 AND c.result_hash = loopwatch_hash64('') AS result_empty,
-               cityHash64(c.tool, c.args_hash) AS call_key,
-               multiIf(c.status = 'error', 'E', c.has_result = 1, 'R', 'U') AS outcome_kind,
-               multiIf(c.status = 'error', cityHash64('E', c.error_type, loopwatch_error_norm(c.error_message)),
-                       c.has_result = 1, cityHash64('R', c.result_hash),
-                       cityHash64('U', c.span_id)) AS outcome,
-               if(c.status = 'error', cityHash64(c.tool, c.error_type, loopwatch_error_norm(c.error_message)), 0) AS error_key,
-               c.span_id IN (SELECT span_id FROM parents) AS has_children,
-               l.span_id AS llm_span_id, l.total_tokens AS llm_tokens, l.cost_usd AS llm_cost_usd, l.duration_ns AS llm_duration_ns
-        FROM calls AS c ASOF LEFT JOIN llm_cost AS l ON c.session_id = l.session_id AND c.ts >= l.end_ts
+        SELECT session_id, ts, end_ts, duration_ns, trace_id, span_id, parent_span_id, service, agent, model, tool,
+               CAST(status, 'String') AS status, error_type, error_message, has_result,
+               has_result = 1 AND result_hash = loopwatch_hash64('') AS result_empty,
+               cityHash64(tool, args_hash) AS call_key,
+               multiIf(status = 'error', 'E', has_result = 1, 'R', 'U') AS outcome_kind,
+               multiIf(status = 'error', cityHash64('E', error_type, loopwatch_error_norm(error_message)),
+                       has_result = 1, cityHash64('R', result_hash),
+                       cityHash64('U', span_id)) AS outcome,
+               if(status = 'error', cityHash64(tool, error_type, loopwatch_error_norm(error_message)), 0) AS error_key,
+               span_id IN (SELECT span_id FROM parents) AS has_children
+        FROM calls
     ),
     windowed AS (
         SELECT *,
@@ -152,25 +148,35 @@ WITH
             lagInFrame(status, 1, '') OVER w AS s1, leadInFrame(status, 1, '') OVER w AS sn,
             lagInFrame(call_key, 2, 0) OVER w AS k2, lagInFrame(outcome, 2, 0) OVER w AS o2,
             lagInFrame(call_key, 3, 0) OVER w AS k3, lagInFrame(outcome, 3, 0) OVER w AS o3,
-            lagInFrame(call_key, 4, 0) OVER w AS k4, lagInFrame(outcome, 4, 0) OVER w AS o4,
-            if(llm_span_id = '', 0, count() OVER (PARTITION BY session_id, llm_span_id)) AS llm_share
+            lagInFrame(call_key, 4, 0) OVER w AS k4, lagInFrame(outcome, 4, 0) OVER w AS o4
         FROM keyed
         WINDOW w AS (PARTITION BY session_id ORDER BY ts, span_id ROWS BETWEEN 4 PRECEDING AND 1 FOLLOWING)
+    ),
+    requested AS (
+        SELECT c.span_id AS span_id, l.model AS llm_model, l.total_tokens AS llm_tokens, l.cost_usd AS llm_cost_usd,
+               l.duration_ns AS llm_duration_ns, count() OVER (PARTITION BY c.session_id, l.span_id) AS llm_share
+        FROM (SELECT session_id, ts, span_id FROM calls) AS c
+        ASOF INNER JOIN llm_cost AS l ON c.session_id = l.session_id AND c.ts >= l.end_ts
     )
 SELECT
-    session_id, seq, ts, end_ts, duration_ns, trace_id, span_id, parent_span_id, service, agent, model, tool,
-    status, error_type, error_message, has_result, result_empty, call_key, outcome_kind, outcome, error_key,
-    seq > 1 AND call_key = k1 AS same_call_prev,
-    kn != 0 AND call_key = kn AS same_call_next,
-    seq > 1 AND outcome = o1 AS same_outcome_prev,
-    on != 0 AND outcome = on AS same_outcome_next,
-    status = 'error' AND s1 = 'error' AND tool = t1 AS fail_run_prev,
-    status = 'error' AND sn = 'error' AND tool = tn AS fail_run_next,
-    seq > 2 AND call_key = k2 AND outcome = o2 AS cycle2,
-    seq > 3 AND call_key = k3 AND outcome = o3 AS cycle3,
-    seq > 4 AND call_key = k4 AND outcome = o4 AS cycle4,
-    has_children,
-    if(llm_share = 0, 0., llm_tokens / llm_share) AS tokens,
-    if(llm_share = 0, 0., llm_cost_usd / llm_share) AS cost_usd,
-    duration_ns + if(llm_share = 0, 0., llm_duration_ns / llm_share) AS time_ns
-FROM windowed;
+    w.session_id AS session_id, w.seq AS seq, w.ts AS ts, w.end_ts AS end_ts, w.duration_ns AS duration_ns,
+    w.trace_id AS trace_id, w.span_id AS span_id, w.parent_span_id AS parent_span_id, w.service AS service,
+    w.agent AS agent, if(w.model != '', w.model, r.llm_model) AS model, w.tool AS tool,
+    w.status AS status, w.error_type AS error_type, w.error_message AS error_message, w.has_result AS has_result,
+    w.result_empty AS result_empty, w.call_key AS call_key, w.outcome_kind AS outcome_kind, w.outcome AS outcome,
+    w.error_key AS error_key,
+    w.seq > 1 AND w.call_key = w.k1 AS same_call_prev,
+    w.kn != 0 AND w.call_key = w.kn AS same_call_next,
+    w.seq > 1 AND w.outcome = w.o1 AS same_outcome_prev,
+    w.on != 0 AND w.outcome = w.on AS same_outcome_next,
+    w.status = 'error' AND w.s1 = 'error' AND w.tool = w.t1 AS fail_run_prev,
+    w.status = 'error' AND w.sn = 'error' AND w.tool = w.tn AS fail_run_next,
+    w.seq > 2 AND w.call_key = w.k2 AND w.outcome = w.o2 AS cycle2,
+    w.seq > 3 AND w.call_key = w.k3 AND w.outcome = w.o3 AS cycle3,
+    w.seq > 4 AND w.call_key = w.k4 AND w.outcome = w.o4 AS cycle4,
+    w.has_children AS has_children,
+    if(r.llm_share = 0, 0., r.llm_tokens / r.llm_share) AS tokens,
+    if(r.llm_share = 0, 0., r.llm_cost_usd / r.llm_share) AS cost_usd,
+    w.duration_ns + if(r.llm_share = 0, 0., r.llm_duration_ns / r.llm_share) AS time_ns
+FROM windowed AS w
+ANY LEFT JOIN requested AS r ON r.span_id = w.span_id;
