@@ -4,7 +4,7 @@
 -- as the day goes on. Compared:
 --   tool error rate  failed / tool calls requested by the model (the tool call's requesting LLM
 --                    call: the session's latest LLM call ended before it started)
---   loop rate        sessions with a loop finding (other detectors, earlier passes) / sessions
+--   loop rate        sessions with a loop finding (other detectors, this pass's included) / sessions
 --   LLM latency p50  median LLM call duration vs the mean of the baseline days' medians
 -- A rate is worse when the day has enough data (>= 50 calls, >= 20 sessions for the loop rate),
 -- the baseline has >= 3 days and >= 100 calls, the one-sided two-proportion z score is >= 3,

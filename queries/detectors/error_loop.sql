@@ -4,6 +4,7 @@
 -- came back to the same wall; an uninterrupted burst of failures is a retry_storm).
 -- Wasted: every occurrence after the first.
 -- Contract: see collector/src/detect/run-detectors.ts.
+-- loopwatch: when countIf(status = 'error') >= {error_loop_min_count:UInt32}
 SELECT
     session_id,
     argMin(trace_id, seq) AS trace_id,

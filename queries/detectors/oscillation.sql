@@ -4,6 +4,7 @@
 -- (polling between sleeps, tests re-run after different edits) breaks the cycle.
 -- Wasted: every call after the first cycle.
 -- Contract: see collector/src/detect/run-detectors.ts.
+-- loopwatch: when countIf(cycle2 OR cycle3 OR cycle4) > 0
 WITH
     -- one row per call and period whose call repeats the one a period earlier
     matched AS (

@@ -4,6 +4,7 @@
 -- empty results: a call that returns nothing (sleep, a write) is an action, not a read.
 -- Wasted: every identical call after the first.
 -- Contract: see collector/src/detect/run-detectors.ts.
+-- loopwatch: when {redundant_min_calls:UInt32} <= 1 OR uniqExactIf((session_id, call_key, outcome), outcome_kind = 'R' AND NOT result_empty) < countIf(outcome_kind = 'R' AND NOT result_empty)
 WITH
     -- the (session, call, result) triples seen often enough: a narrow count first, so the
     -- wide aggregates below run on the few calls that repeat

@@ -3,6 +3,7 @@
 -- distinct outcomes (polling that keeps seeing a changing answer is progress, not a loop).
 -- Wasted: every call of the run after the first.
 -- Contract: see collector/src/detect/run-detectors.ts.
+-- loopwatch: when {repeat_min_run:UInt32} <= 1 OR countIf(same_call_prev) > 0
 WITH
     -- only calls with an identical neighbour can be in a run of two or more
     paired AS (

@@ -2,6 +2,7 @@
 -- arguments. A retry that succeeds before the threshold ends the run and is not flagged.
 -- Wasted: every failed call of the run after the first.
 -- Contract: see collector/src/detect/run-detectors.ts.
+-- loopwatch: when countIf(status = 'error') > 0 AND ({retry_storm_min_run:UInt32} <= 1 OR countIf(fail_run_prev) > 0)
 WITH
     -- only failures next to another failure of the same tool can be in a run of two or more
     paired AS (

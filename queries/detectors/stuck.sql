@@ -2,6 +2,7 @@
 -- the agent learns nothing new. Calls whose result is unknown (not captured) never match.
 -- Wasted: every call of the run after the first.
 -- Contract: see collector/src/detect/run-detectors.ts.
+-- loopwatch: when {stuck_min_run:UInt32} <= 1 OR countIf(same_call_prev AND same_outcome_prev AND outcome_kind = 'R') > 0
 WITH
     -- only calls with an identical neighbour (call and outcome) can be in a run of two or more
     paired AS (

@@ -52,6 +52,16 @@ export interface DetectorFile {
    * when the window crosses an hour boundary of the store's clock, and is skipped otherwise.
    */
   hourly: boolean;
+  /**
+   * `-- loopwatch: when <expression>` in a file that reads {calls}: an aggregate over the calls
+   * that is false when the detector cannot find anything (a necessary condition, never a
+   * sufficient one); with several such lines the file runs when any of them holds. The runner evaluates every file's condition in one query per bucket and
+   * skips the files whose condition is false: most incremental passes have nothing for most
+   * detectors.
+   */
+  when: string | null;
+  /** Placeholder names the `when` condition uses. */
+  whenParams: string[];
 }
 
 export interface RunDetectorsOptions {
@@ -80,6 +90,8 @@ export interface RunDetectorsResult {
   sessions: number;
   /** Detectors that failed this pass (their watermark does not move), with the error. */
   errors: Record<string, string>;
+  /** Detectors not run this pass: an hourly one between hours, or one whose `when` was false (per bucket). */
+  skipped: string[];
 }
 
 export interface FindingRow {
@@ -136,6 +148,32 @@ export async function withCallsTable<T>(
   }
 }
 
+/**
+ * The files (of those with a `when`) whose condition holds on the calls table, plus every file
+ * without one. One query for all; if it fails, every file runs (the detectors report their own
+ * errors).
+ */
+async function conditionsHold(client: ClickHouseClient, files: DetectorFile[], table: string, bound: Record<string, unknown>): Promise<Set<string>> {
+  const all = new Set(files.map((f) => f.name));
+  const guarded = files.filter((f) => f.when);
+  if (guarded.length === 0) return all;
+  const values: Record<string, unknown> = { calls: table };
+  for (const f of guarded) for (const p of f.whenParams) if (p in bound) values[p] = bound[p];
+  try {
+    const [row] = await queryRows<Record<string, unknown>>(
+      client,
+      `SELECT ${guarded.map((f, i) => `toUInt8(${f.when}) AS c${i}`).join(', ')} FROM {calls:Identifier}`,
+      values,
+    );
+    guarded.forEach((f, i) => {
+      if (num(row?.[`c${i}`]) === 0) all.delete(f.name);
+    });
+  } catch {
+    // run them all
+  }
+  return all;
+}
+
 /** A full pass (since = 0), or a window that crosses an hour boundary of the store's clock. */
 async function hourDue(client: ClickHouseClient, sinceMs: number, untilMs: number): Promise<boolean> {
   if (sinceMs === 0) return true;
@@ -174,7 +212,18 @@ export function loadDetectorFiles(dir = join(queriesDir, 'detectors')): Detector
     .map((f) => {
       const sql = readFileSync(join(dir, f), 'utf8');
       const params = [...new Set([...stripComments(sql).matchAll(PLACEHOLDER)].map((m) => m[1]!))];
-      return { name: f.slice(0, -4), sql: stripComments(sql), params, hourly: /^--\s*loopwatch:\s*hourly\s*$/m.test(sql) };
+      // several `when` lines: the file runs when any of them holds
+      const whens = [...sql.matchAll(/^--\s*loopwatch:\s*when\s+(.+)$/gm)].map((m) => `(${m[1]!.trim()})`);
+      const when = whens.length ? whens.join(' OR ') : null;
+      const whenParams = when ? [...when.matchAll(PLACEHOLDER)].map((m) => m[1]!) : [];
+      return {
+        name: f.slice(0, -4),
+        sql: stripComments(sql),
+        params,
+        hourly: /^--\s*loopwatch:\s*hourly\s*$/m.test(sql),
+        when,
+        whenParams: [...new Set(whenParams)],
+      };
     });
 }
 
@@ -251,6 +300,9 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
   const perDetector: Record<string, number> = {};
   const errors: Record<string, string> = {};
   const candidates: Candidate[] = [];
+  let reported = 0;
+  let stored = { stored: 0, fresh: 0, grown: 0 };
+  const skipped: string[] = [];
   const detectedAt = str(clock?.text);
   const oldest = files.length ? Math.min(...files.map((f) => sinceOf(f.name))) : 0;
   const window = { since: epochSeconds(oldest), until: epochSeconds(untilMs) };
@@ -279,17 +331,13 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
         }
         const rows = await queryRows<Record<string, unknown>>(client, file.sql, values);
         perDetector[file.name] = (perDetector[file.name] ?? 0) + rows.length;
+        reported += rows.length;
         for (const r of rows) candidates.push(toFinding(file.name, r, detectedAt));
       } catch (err) {
         failed.add(file.name);
         errors[file.name] = (err as Error).message;
       }
     };
-    // detectors over other tables: once per pass (an hourly one only when an hour is due)
-    for (const file of files.filter((f) => !f.params.includes('calls'))) {
-      if (file.hourly && !(await hourDue(client, sinceOf(file.name), untilMs))) continue;
-      await run(file, {});
-    }
     // detectors over the calls: once per bucket of sessions, on one shared copy of the calls
     const callFiles = files.filter((f) => f.params.includes('calls'));
     const buckets = Math.max(1, Math.ceil(num(scanned?.calls) / (opts.callsPerBucket ?? CALLS_PER_BUCKET)));
@@ -298,7 +346,11 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
       for (let bucket = 0; bucket < buckets; bucket++) {
         try {
           await withCallsTable(client, { ...window, buckets, bucket }, async (table) => {
-            for (const file of callFiles) await run(file, { calls: table });
+            const due = await conditionsHold(client, callFiles, table, bound);
+            for (const file of callFiles) {
+              if (due.has(file.name)) await run(file, { calls: table });
+              else skipped.push(file.name);
+            }
           });
         } catch (err) {
           for (const file of callFiles) {
@@ -308,10 +360,22 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
         }
       }
     }
+    // then detectors over other tables, once per pass (an hourly one only when an hour is due),
+    // after this pass's loop findings are stored: degradation's loop rate counts them
+    stored = await storeFindings(client, candidates.splice(0));
+    for (const file of files.filter((f) => !f.params.includes('calls'))) {
+      if (file.hourly && !(await hourDue(client, sinceOf(file.name), untilMs))) {
+        skipped.push(file.name);
+        continue;
+      }
+      await run(file, {});
+    }
     for (const f of files) if (!failed.has(f.name)) done.push(f.name);
   }
 
-  const { fresh, grown } = await storeFindings(client, candidates);
+  const late = await storeFindings(client, candidates);
+  const fresh = stored.fresh + late.fresh;
+  const grown = stored.grown + late.grown;
 
   if (done.length > 0) {
     await client.command({
@@ -321,13 +385,14 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
     });
   }
   const result: RunDetectorsResult = {
-    findings: candidates.length,
+    findings: reported,
     newFindings: fresh,
     grownFindings: grown,
     durationMs: performance.now() - started,
     perDetector,
     sessions,
     errors,
+    skipped,
   };
   return result;
 }
