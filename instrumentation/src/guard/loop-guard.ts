@@ -94,13 +94,29 @@ interface Ref {
   cost: number;
 }
 
+/** A run of consecutive calls (repeat, stuck, retry storm): its length, ends and waste. */
 interface Run {
-  key: string;
   len: number;
   first: Ref;
   last: Ref;
   tokens: number;
   cost: number;
+}
+
+function extendRun(r: Run, ref: Ref, tokens: number, cost: number): void {
+  r.len++;
+  r.last = ref;
+  r.tokens += tokens;
+  r.cost += cost;
+}
+
+/** Starts the run over at `ref` (the objects are reused: observe() runs on every call). */
+function restartRun(r: Run, ref: Ref): void {
+  r.len = 1;
+  r.first = ref;
+  r.last = ref;
+  r.tokens = 0;
+  r.cost = 0;
 }
 
 interface Tally {
@@ -126,28 +142,18 @@ interface Island {
 type Outcome = string;
 const OUTCOME_TAG = '\u0000'; // result hashes (hex or decimal digits) never start with it
 
-interface RepeatRun {
+interface RepeatRun extends Run {
   tool: string;
   args: string;
-  len: number;
-  first: Ref;
-  last: Ref;
-  tokens: number;
-  cost: number;
   /** The run's first outcome; the set of its distinct outcomes once there are two. */
   outcome0: Outcome;
   outcomes: Set<Outcome> | null;
 }
 
-interface StuckRun {
+interface StuckRun extends Run {
   tool: string;
   args: string;
   outcome: Outcome;
-  len: number;
-  first: Ref;
-  last: Ref;
-  tokens: number;
-  cost: number;
 }
 
 const RING = 5; // the last calls kept: the longest oscillation period (4) plus one
@@ -367,10 +373,7 @@ export class LoopGuard {
     // repeat: same call in a row, outcomes mostly not new (distinct outcomes: a set only once a second one shows up)
     let r = s.repeat;
     if (r && r.tool === tool && r.args === args) {
-      r.len++;
-      r.last = ref;
-      r.tokens += tokens;
-      r.cost += cost;
+      extendRun(r, ref, tokens, cost);
       if (r.outcomes) {
         if (r.outcomes.size <= MAX_KEYS) r.outcomes.add(outcome);
       } else if (outcome !== r.outcome0) {
@@ -379,11 +382,7 @@ export class LoopGuard {
     } else if (r) {
       r.tool = tool;
       r.args = args;
-      r.len = 1;
-      r.first = ref;
-      r.last = ref;
-      r.tokens = 0;
-      r.cost = 0;
+      restartRun(r, ref);
       r.outcome0 = outcome;
       r.outcomes = null;
     } else {
@@ -400,19 +399,12 @@ export class LoopGuard {
     // stuck: same call and same successful result in a row
     const st = s.stuck;
     if (st && st.tool === tool && st.args === args && st.outcome === outcome) {
-      st.len++;
-      st.last = ref;
-      st.tokens += tokens;
-      st.cost += cost;
+      extendRun(st, ref, tokens, cost);
     } else if (st) {
       st.tool = tool;
       st.args = args;
       st.outcome = outcome;
-      st.len = 1;
-      st.first = ref;
-      st.last = ref;
-      st.tokens = 0;
-      st.cost = 0;
+      restartRun(st, ref);
     } else {
       s.stuck = { tool, args, outcome, len: 1, first: ref, last: ref, tokens: 0, cost: 0 };
     }
@@ -455,13 +447,9 @@ export class LoopGuard {
     // retry_storm: the same tool failing in a row
     const prevFailed = prevSlot >= 0 && s.ringOutcome[prevSlot]!.startsWith(OUTCOME_TAG + 'E') && s.ringRef[prevSlot]!.tool === tool;
     if (failed && s.storm && s.storm.first.tool === tool && prevFailed) {
-      const rs = s.storm;
-      rs.len++;
-      rs.last = ref;
-      rs.tokens += tokens;
-      rs.cost += cost;
+      extendRun(s.storm, ref, tokens, cost);
     } else {
-      s.storm = failed ? { key: tool, len: 1, first: ref, last: ref, tokens: 0, cost: 0 } : null;
+      s.storm = failed ? { len: 1, first: ref, last: ref, tokens: 0, cost: 0 } : null;
     }
     if (s.storm && s.storm.len >= p.retryStormMinRun) {
       const rs = s.storm;
