@@ -11,9 +11,10 @@
 //   {calls:Identifier}  the pass's copy of `loopwatch_detector_calls` (queries/schema/
 //       004_detectors.sql): one row per tool call, with precomputed keys and neighbour flags,
 //       of the whole deduplicated history of every session with calls inserted since the
-//       oldest detector watermark (re-examining a session is harmless: findings are idempotent). The runner builds it once per pass (in buckets of sessions when a
-//       full pass is large) and every detector scans it, so a detector pays for its own logic
-//       only; a detector that reads it runs once per bucket.
+//       oldest detector watermark (re-examining a session is harmless: findings are
+//       idempotent). The runner builds it once per pass (in buckets of sessions when a full
+//       pass is large) and every detector scans it, so a detector pays for its own logic only;
+//       a detector that reads it runs once per bucket.
 //   {since:DateTime64(3)}, {until:DateTime64(3)}  the pass's window of *insertion* time, for a
 //       detector that reads other tables (degradation); such a detector runs once per pass.
 //   every setting of queries/src/detector-defaults.ts in snake_case, e.g.
@@ -55,9 +56,9 @@ export interface DetectorFile {
   /**
    * `-- loopwatch: when <expression>` in a file that reads {calls}: an aggregate over the calls
    * that is false when the detector cannot find anything (a necessary condition, never a
-   * sufficient one); with several such lines the file runs when any of them holds. The runner evaluates every file's condition in one query per bucket and
-   * skips the files whose condition is false: most incremental passes have nothing for most
-   * detectors.
+   * sufficient one); with several such lines the file runs when any of them holds. The runner
+   * evaluates every file's condition in one query per bucket and skips the files whose
+   * condition is false: most incremental passes have nothing for most detectors.
    */
   when: string | null;
   /** Placeholder names the `when` condition uses. */

@@ -17,7 +17,7 @@ import { decodeTraceRequest, encodeRpcStatus, encodeTraceResponse } from './otlp
 import { InFlight, type Ticket } from './inflight.js';
 import { prescanJson, prescanProtobuf } from './prescan.js';
 import { RetryCache, type Outcome } from './retry-cache.js';
-import { BadRequestError, serializeRows, toSpanRows, type ConvertResult, type IngestLimits } from './span-rows.js';
+import { BadRequestError, serializeRows, toSpanRows, type IngestLimits } from './span-rows.js';
 
 const gunzipAsync = promisify(gunzip);
 const EMPTY = Buffer.alloc(0);
@@ -152,27 +152,15 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
           : fail(400, INVALID_ARGUMENT, `request nested deeper than ${prescanLimits.maxDepth} levels (attribute values may nest ${config.limits.maxValueDepth})`);
       }
 
-      // Nothing decoded outlives this block: kept across the fdatasync wait, it would be
-      // promoted to the old generation and cost a full GC.
-      let payload: Buffer;
-      let accepted: number;
-      let rejectedSpans: number;
-      let rejectReason: string;
-      {
-        let converted: ConvertResult;
-        try {
-          const req = enc === 'protobuf' ? decodeProtobuf(body) : decodeTraceRequestJson(body);
-          converted = toSpanRows(req, limits);
-        } catch (err) {
-          if (err instanceof BadRequestError) return fail(400, INVALID_ARGUMENT, err.message);
-          if (err instanceof RangeError) return fail(400, INVALID_ARGUMENT, `request nested too deeply: ${err.message}`);
-          throw err;
-        }
-        accepted = converted.rows.length;
-        rejectedSpans = converted.rejectedSpans;
-        rejectReason = converted.rejectReason;
-        payload = accepted > 0 ? serializeRows(converted.rows) : EMPTY;
+      let converted: Converted;
+      try {
+        converted = convert(enc, body, limits);
+      } catch (err) {
+        if (err instanceof BadRequestError) return fail(400, INVALID_ARGUMENT, err.message);
+        if (err instanceof RangeError) return fail(400, INVALID_ARGUMENT, `request nested too deeply: ${err.message}`);
+        throw err;
       }
+      const { payload, accepted, rejectedSpans, rejectReason } = converted;
       metrics.add('loopwatch_spans_received_total', accepted + rejectedSpans);
       metrics.add('loopwatch_spans_rejected_total', rejectedSpans);
       if (accepted === 0) return reply(c, enc, 200, { rejected: rejectedSpans, reason: rejectReason });
@@ -195,6 +183,25 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
       return reply(c, enc, 200, { rejected: rejectedSpans, reason: rejectReason });
     },
   );
+}
+
+interface Converted {
+  /** The accepted spans as spool bytes (JSONCompactEachRow). */
+  payload: Buffer;
+  accepted: number;
+  rejectedSpans: number;
+  rejectReason: string;
+}
+
+/**
+ * Decodes a request and serializes its spans for the spool. The decoded objects die with this
+ * call: kept across the fdatasync wait they would be promoted to the old generation and cost a
+ * full GC.
+ */
+function convert(enc: Encoding, body: Uint8Array, limits: IngestLimits): Converted {
+  const req = enc === 'protobuf' ? decodeProtobuf(body) : decodeTraceRequestJson(body);
+  const { rows, rejectedSpans, rejectReason } = toSpanRows(req, limits);
+  return { payload: rows.length > 0 ? serializeRows(rows) : EMPTY, accepted: rows.length, rejectedSpans, rejectReason };
 }
 
 function decodeProtobuf(body: Uint8Array) {
