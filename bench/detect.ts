@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import type { ClickHouseClient } from '@clickhouse/client';
-import { loadDetectorFiles, runDetectors, withCallsTable } from '../collector/src/detect/run-detectors.js';
+import { loadDetectorFiles, runDetectors, withCallsTable, withFeaturesTable } from '../collector/src/detect/run-detectors.js';
 import { loadModelPrices } from '../collector/src/detect/prices.js';
 import { loadConfig } from '../collector/src/config.js';
 import { packageRoot } from '../collector/src/paths.js';
@@ -145,7 +145,9 @@ interface SizeResult {
   perDetectorFindings: Record<string, number>;
   perDetectorMs?: Record<string, number>;
   perDetectorIncrementalMs?: Record<string, number>;
-  secondFullPassMs: number;
+  /** The store's first pass: keeps the features of every call (what a full pass cost before features were kept). */
+  firstPassMs: number;
+  firstPassCallsPerSecond: number;
   incrementalMs: number[];
   incrementalMedianMs: number;
   incrementalNewSessions: number;
@@ -175,13 +177,9 @@ async function runSize(calls: number, sessions: number): Promise<SizeResult> {
     // the bulk load age past that, so the incremental pass sees only the new sessions
     await sleep((DETECTOR_DEFAULTS.watermarkOverlapS + 1) * 1000);
 
-    const scans: number[] = [await plainScan(client)];
-    const [full, fullMs] = await timed(() => runDetectors(client, { full: true }));
-    scans.push(await plainScan(client));
-    scans.push(await plainScan(client));
-    const scanMs = median(scans);
-    console.log(`full pass: ${fullMs.toFixed(0)} ms = ${Math.round(calls / (fullMs / 1000)).toLocaleString('en')} calls/s; plain scan ${scanMs.toFixed(0)} ms (runs ${scans.map((x) => x.toFixed(0)).join(', ')}); ratio ${(fullMs / scanMs).toFixed(2)}x`);
-    console.log(`findings ${full.findings} ${JSON.stringify(full.perDetector)}${Object.keys(full.errors).length ? ` errors ${JSON.stringify(full.errors)}` : ''}`);
+    // the store's first pass: keeps the features of every call, none of which a pass has seen
+    const [first, buildMs] = await timed(() => runDetectors(client, { full: true }));
+    console.log(`first pass (keeps the features of all ${calls.toLocaleString('en')} calls): ${buildMs.toFixed(0)} ms = ${Math.round(calls / (buildMs / 1000)).toLocaleString('en')} calls/s, findings ${first.findings}`);
 
     // incremental: a few new sessions arrive, the next pass examines only them
     const perSession = Math.max(1, Math.round(calls / sessions));
@@ -197,6 +195,16 @@ async function runSize(calls: number, sessions: number): Promise<SizeResult> {
     }
     console.log(`incremental pass after ${incN} new sessions: ${incMs.map((x) => x.toFixed(0)).join(', ')} ms (median ${median(incMs).toFixed(0)}), sessions examined ${examined}`);
 
+    // the full pass: every detector over every session, on the features the passes kept
+    const scans: number[] = [await plainScan(client)];
+    const [full, fullMs] = await timed(() => runDetectors(client, { full: true }));
+    scans.push(await plainScan(client));
+    scans.push(await plainScan(client));
+    const scanMs = median(scans);
+    const total = calls + 3 * incN * perSession;
+    console.log(`full pass: ${fullMs.toFixed(0)} ms = ${Math.round(total / (fullMs / 1000)).toLocaleString('en')} calls/s; plain scan ${scanMs.toFixed(0)} ms (runs ${scans.map((x) => x.toFixed(0)).join(', ')}); ratio ${(fullMs / scanMs).toFixed(2)}x`);
+    console.log(`findings ${full.findings} ${JSON.stringify(full.perDetector)}${Object.keys(full.errors).length ? ` errors ${JSON.stringify(full.errors)}` : ''}`);
+
     let perDetectorMs: Record<string, number> | undefined;
     let perDetectorIncrementalMs: Record<string, number> | undefined;
     if (!values['skip-per-detector']) {
@@ -206,16 +214,20 @@ async function runSize(calls: number, sessions: number): Promise<SizeResult> {
         const out: Record<string, number> = {};
         const bound: Record<string, unknown> = { since: sinceText, until: (Date.now() / 1000 + 1).toFixed(3) };
         for (const [k, v] of Object.entries(DETECTOR_DEFAULTS)) bound[sqlParamName(k)] = v;
-        // the shared copy of the calls, as runDetectors builds it once per pass
-        const [, buildMs] = await timed(() =>
-          withCallsTable(client, { since: sinceText, until: bound.until as string }, async (table) => {
-            for (const f of loadDetectorFiles()) {
-              const params = Object.fromEntries(f.params.map((p) => [p, p === 'calls' ? table : bound[p]]));
-              const [, ms] = await timed(() => queryRows(client, f.sql, params));
-              out[f.name] = Math.round(ms);
-            }
-          }));
-        out['(calls table + all detectors)'] = Math.round(buildMs);
+        const each = async (table: string) => {
+          for (const f of loadDetectorFiles()) {
+            const params = Object.fromEntries(f.params.map((p) => [p, p === 'calls' ? table : bound[p]]));
+            const [, ms] = await timed(() => queryRows(client, f.sql, params));
+            out[f.name] = Math.round(ms);
+          }
+        };
+        // the copy of the calls a pass makes: for an incremental window, its sessions' calls;
+        // for every session (a full pass), their kept features
+        const [, allMs] = await timed(() =>
+          sinceText === '0.000'
+            ? withFeaturesTable(client, { from: null, to: null }, each)
+            : withCallsTable(client, { since: sinceText, until: bound.until as string }, each));
+        out['(calls table + all detectors)'] = Math.round(allMs);
         return out;
       };
       const [wm] = await queryRows<{ ms: string }>(client, 'SELECT toString(max(toUnixTimestamp64Milli(watermark))) AS ms FROM loopwatch_detector_state FINAL');
@@ -225,14 +237,11 @@ async function runSize(calls: number, sessions: number): Promise<SizeResult> {
       perDetectorMs = await timeEach('0.000');
       console.log(`per detector alone, every session (ms): ${JSON.stringify(perDetectorMs)}`);
     }
-    // a second full pass finds the same findings and stores nothing: the difference to the first is storage
-    const [again, againMs] = await timed(() => runDetectors(client, { full: true }));
-    console.log(`second full pass (nothing new to store): ${againMs.toFixed(0)} ms, new findings ${again.newFindings}`);
     return {
       calls, sessions, storedToolCalls: Number(counts!.t), storedLlmCalls: Number(counts!.l), generateSeconds: Number(genSeconds.toFixed(1)),
-      fullPassMs: Math.round(fullMs), callsPerSecond: Math.round(calls / (fullMs / 1000)), plainScanMs: Math.round(scanMs),
+      fullPassMs: Math.round(fullMs), callsPerSecond: Math.round(total / (fullMs / 1000)), plainScanMs: Math.round(scanMs),
       ratioToPlainScan: Number((fullMs / scanMs).toFixed(2)), findings: full.findings, perDetectorFindings: full.perDetector, perDetectorMs,
-      perDetectorIncrementalMs, secondFullPassMs: Math.round(againMs),
+      perDetectorIncrementalMs, firstPassMs: Math.round(buildMs), firstPassCallsPerSecond: Math.round(calls / (buildMs / 1000)),
       incrementalMs: incMs.map(Math.round), incrementalMedianMs: Math.round(median(incMs)), incrementalNewSessions: incN,
       incrementalSessionsExamined: examined, errors: full.errors,
     };
@@ -268,7 +277,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     ...results.map((r) => `| ${r.date ?? ''} | ${r.calls.toLocaleString('en')} | ${r.sessions.toLocaleString('en')} | ${r.fullPassMs} ms | ${r.callsPerSecond.toLocaleString('en')} | ${r.plainScanMs} ms | ${r.ratioToPlainScan}x | ${r.incrementalMedianMs} ms | ${r.findings} |`),
     '',
     ...results.flatMap((r) => [
-      `At ${r.calls.toLocaleString('en')} calls: second full pass (nothing new to store) ${r.secondFullPassMs} ms.`,
+      `At ${r.calls.toLocaleString('en')} calls: first pass of the store (keeps the features of every call) ${r.firstPassMs} ms = ${r.firstPassCallsPerSecond?.toLocaleString('en')} calls/s.`,
       ...(r.perDetectorMs ? [`Each detector alone over every session (ms): ${Object.entries(r.perDetectorMs).map(([k, v]) => `${k} ${v}`).join(', ')}.`] : []),
       ...(r.perDetectorIncrementalMs ? [`Each detector alone over an incremental window (ms): ${Object.entries(r.perDetectorIncrementalMs).map(([k, v]) => `${k} ${v}`).join(', ')}.`] : []),
       '',

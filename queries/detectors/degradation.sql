@@ -3,7 +3,9 @@
 -- every day and then hourly for yesterday and today (see scope below); it grows (new version)
 -- as the day goes on. Compared:
 --   tool error rate  failed / tool calls requested by the model (the tool call's requesting LLM
---                    call: the session's latest LLM call ended before it started)
+--                    call: the session's latest LLM call ended before it started; read from the
+--                    calls' kept features, agent_call_features, so calls the LoopGuard halted
+--                    before they ran are not counted)
 --   loop rate        sessions with a loop finding (other detectors, this pass's included) / sessions
 --   LLM latency p50  median LLM call duration vs the mean of the baseline days' medians
 -- A rate is worse when the day has enough data (>= 50 calls, >= 20 sessions for the loop rate),
@@ -38,15 +40,14 @@ WITH
           AND ts >= toDateTime64((SELECT min(day) FROM scope) - 7, 3) AND ts < toDateTime64((SELECT max(day) FROM scope) + 1, 3)
           AND model IN (SELECT model FROM scope)
     ),
+    -- tool calls with the model that requested them, as the detector passes keep them (the
+    -- requesting LLM call's model is already joined there)
     tools AS (
-        SELECT t.session_id AS session_id, t.ts AS ts, t.end_ts AS end_ts, t.status AS status, l.model AS model
-        FROM (
-            SELECT session_id, ts, end_ts, status FROM agent_tool_calls FINAL
-            WHERE (full_pass OR hour_crossed)
-              AND ts >= toDateTime64((SELECT min(day) FROM scope) - 7, 3) AND ts < toDateTime64((SELECT max(day) FROM scope) + 1, 3)
-              AND session_id IN (SELECT session_id FROM llm)
-        ) AS t
-        ASOF INNER JOIN (SELECT session_id, end_ts, model FROM llm) AS l ON t.session_id = l.session_id AND t.ts >= l.end_ts
+        SELECT session_id, ts, end_ts, status, model
+        FROM loopwatch_call_features
+        WHERE (full_pass OR hour_crossed)
+          AND ts >= toDateTime64((SELECT min(day) FROM scope) - 7, 3) AND ts < toDateTime64((SELECT max(day) FROM scope) + 1, 3)
+          AND model IN (SELECT model FROM scope)
     ),
     looped AS (
         SELECT DISTINCT session_id FROM agent_findings FINAL

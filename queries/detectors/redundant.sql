@@ -6,12 +6,13 @@
 -- Contract: see collector/src/detect/run-detectors.ts.
 -- loopwatch: when {redundant_min_calls:UInt32} <= 1 OR uniqExactIf((session_id, call_key, outcome), outcome_kind = 'R' AND NOT result_empty) < countIf(outcome_kind = 'R' AND NOT result_empty)
 WITH
-    -- the (session, call, result) triples seen often enough: a narrow count first, so the
-    -- wide aggregates below run on the few calls that repeat
+    -- the (session, call, result) triples seen often enough: a narrow count of one 64-bit hash
+    -- per call first (a collision only lets a triple through to the exact count below), so the
+    -- wide aggregates run on the few calls that repeat
     repeated AS (
-        SELECT session_id, call_key, outcome FROM {calls:Identifier}
+        SELECT cityHash64(session_id, call_key, outcome) AS h FROM {calls:Identifier}
         WHERE outcome_kind = 'R' AND NOT result_empty
-        GROUP BY session_id, call_key, outcome
+        GROUP BY h
         HAVING count() >= {redundant_min_calls:UInt32}
     )
 SELECT
@@ -37,6 +38,6 @@ SELECT
     '{}' AS details
 FROM {calls:Identifier}
 WHERE outcome_kind = 'R' AND NOT result_empty
-  AND (session_id, call_key, outcome) IN (SELECT session_id, call_key, outcome FROM repeated)
+  AND cityHash64(session_id, call_key, outcome) IN (SELECT h FROM repeated)
 GROUP BY session_id, call_key, outcome
 HAVING count() >= {redundant_min_calls:UInt32}

@@ -24,7 +24,8 @@ WITH RECURSIVE
         HAVING count() >= {budget_max_tool_depth:UInt32}
     ),
     -- sessions that can run away: over a budget in total, with at least a run's worth of calls
-    -- that returned nothing new, or in a deep trace; everything below looks only at these
+    -- that returned nothing new (distinct results counted by hash: a collision only keeps a
+    -- session in), or in a deep trace; everything below looks only at these
     candidates AS (
         SELECT session_id FROM {calls:Identifier}
         GROUP BY session_id
@@ -33,7 +34,7 @@ WITH RECURSIVE
             OR ({budget_max_cost_usd:Float64} > 0 AND sum(cost_usd) > {budget_max_cost_usd:Float64})
             OR ({budget_max_wall_time_s:Float64} > 0
                 AND (toUnixTimestamp64Nano(max(end_ts)) - toUnixTimestamp64Nano(min(ts))) / 1e9 > {budget_max_wall_time_s:Float64})
-            OR countIf(outcome_kind != 'U') - uniqExactIf((tool, outcome), outcome_kind = 'R') >= {runaway_no_progress_run:UInt32}
+            OR countIf(outcome_kind != 'U') - uniqExactIf(cityHash64(tool, outcome), outcome_kind = 'R') >= {runaway_no_progress_run:UInt32}
             OR max(trace_id IN (SELECT trace_id FROM deep_traces))
     ),
     c AS (SELECT * FROM {calls:Identifier} WHERE session_id IN (SELECT session_id FROM candidates)),

@@ -1,10 +1,11 @@
 // The runner's per-pass copy of the calls: the same findings whether a pass takes its sessions
 // in one bucket or many, no copy left behind after a pass, and a copy left by a pass that died
-// (older than an hour) dropped by the next one.
+// (older than an hour) dropped by the next one. The features the passes keep for full passes
+// (agent_call_features) equal a recomputation, however a session's calls arrive.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runDetectors } from '../../collector/src/detect/run-detectors.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
-import { buildSession, insertSession, times } from './helpers.js';
+import { buildSession, insertSession, insertSpans, times } from './helpers.js';
 
 let tc: TestCollector;
 const passTables = async () =>
@@ -39,6 +40,36 @@ describe('pass table', () => {
     expect(many.perDetector).toEqual(one.perDetector);
     expect(many.newFindings + many.grownFindings).toBe(0);
 
+    expect(await passTables()).toEqual([]);
+  });
+
+  it('keeps each call\'s features as a recomputation has them, however the calls arrive', async () => {
+    const client = tc.collector.store.client;
+    const s = buildSession('arrivals', [
+      ...times(3, { tool: 'run_tests', args: {}, result: 'same failure' }),
+      { tool: 'edit_file', args: { path: 'a.ts' }, result: '' },
+      ...times(3, { tool: 'fetch', args: { url: 'u' }, error: { type: 'HTTPError', message: '503 unavailable' } }),
+      ...times(3, { tool: 'run_tests', args: {}, result: 'same failure' }),
+    ]);
+    const third = Math.ceil(s.rows.length / 3);
+    // the middle of the session arrives last: its calls move the later calls' seq and flags
+    for (const part of [s.rows.slice(0, third), s.rows.slice(2 * third), s.rows.slice(third, 2 * third)]) {
+      await insertSpans(client, part);
+      const r = await runDetectors(client);
+      expect(r.errors).toEqual({});
+    }
+    const kept = await tc.rows("SELECT * FROM loopwatch_call_features WHERE session_id = 'arrivals' ORDER BY seq");
+    const recomputed = await tc.rows(
+      `SELECT * FROM loopwatch_detector_calls(since = '0.000', until = {until:DateTime64(3)}, buckets = 1, bucket = 0)
+       WHERE session_id = 'arrivals' ORDER BY seq`,
+      { until: (Date.now() / 1000 + 60).toFixed(3) },
+    );
+    expect(recomputed.length).toBe(10);
+    expect(kept).toEqual(recomputed);
+    // and a full pass over the kept features finds what the detectors find on a recomputation
+    const full = await runDetectors(client, { full: true });
+    expect(full.errors).toEqual({});
+    expect(full.newFindings + full.grownFindings).toBe(0);
     expect(await passTables()).toEqual([]);
   });
 });

@@ -123,6 +123,8 @@ export interface FindingRow {
 // A full pass over many sessions is split so that one copy of the calls stays around this size
 // (a few hundred bytes a call in memory).
 const CALLS_PER_BUCKET = 1_000_000;
+// The features' watermark in loopwatch_detector_state (no detector is named so: names start with [a-z0-9]).
+const FEATURES = '_features';
 // A pass table older than this belongs to a pass that died (a crash mid-pass): dropped.
 const STALE_PASS_TABLE_MS = 3600_000;
 
@@ -135,7 +137,7 @@ export async function withCallsTable<T>(
   scope: { since: string; until: string; buckets?: number; bucket?: number },
   fn: (table: string) => Promise<T>,
 ): Promise<T> {
-  const table = `loopwatch_pass_${Date.now()}_${randomBytes(4).toString('hex')}`;
+  const table = passTableName();
   try {
     await client.command({
       query: `CREATE TABLE ${table} ENGINE = Memory AS
@@ -147,6 +149,61 @@ export async function withCallsTable<T>(
   } finally {
     await client.command({ query: `DROP TABLE IF EXISTS ${table}` }).catch(() => undefined);
   }
+}
+
+/**
+ * Copies the kept features (loopwatch_call_features) of the sessions in [from, to) (null: no
+ * bound) into a table of its own for a full pass, runs fn with its name, and drops it. One
+ * deduplicating (FINAL) read per pass instead of one per detector: FINAL reads every column a
+ * query needs for every row before any filter.
+ */
+export async function withFeaturesTable<T>(client: ClickHouseClient, range: SessionRange, fn: (table: string) => Promise<T>): Promise<T> {
+  const table = passTableName();
+  const bounds = [range.from === null ? '' : `session_id >= ${sqlString(range.from)}`, range.to === null ? '' : `session_id < ${sqlString(range.to)}`]
+    .filter(Boolean);
+  try {
+    await client.command({
+      query: `CREATE TABLE ${table} ENGINE = Memory AS SELECT * FROM loopwatch_call_features${bounds.length ? ` WHERE ${bounds.join(' AND ')}` : ''}`,
+    });
+    return await fn(table);
+  } finally {
+    await client.command({ query: `DROP TABLE IF EXISTS ${table}` }).catch(() => undefined);
+  }
+}
+
+const passTableName = () => `loopwatch_pass_${Date.now()}_${randomBytes(4).toString('hex')}`;
+
+/** A ClickHouse string literal. */
+const sqlString = (s: string) => `'${s.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
+
+export interface SessionRange {
+  from: string | null;
+  to: string | null;
+}
+
+/**
+ * Splits the kept features into about `buckets` ranges of session ids holding similar numbers of
+ * calls (cut at even ranks of a sample of the calls' sessions). Ranges, not hashes: the table is
+ * ordered by session, so each range reads only its own granules.
+ */
+async function sessionRanges(client: ClickHouseClient, buckets: number): Promise<SessionRange[]> {
+  if (buckets <= 1) return [{ from: null, to: null }];
+  const [r] = await queryRows<{ ids: string[] }>(
+    client,
+    `SELECT arraySort(groupArraySample(${Math.min(100_000, buckets * 256)}, 1)(session_id)) AS ids FROM agent_call_features`,
+  );
+  const ids = r?.ids ?? [];
+  const cuts = [...new Set(Array.from({ length: buckets - 1 }, (_, i) => ids[Math.floor(((i + 1) * ids.length) / buckets)]))]
+    .filter((x): x is string => x !== undefined);
+  return [null, ...cuts].map((from, i) => ({ from, to: cuts[i] ?? null }));
+}
+
+/** Writes the rows of a calls table (or the view, for a window) into the kept features. */
+async function keepFeatures(client: ClickHouseClient, source: string, params: Record<string, unknown> = {}): Promise<void> {
+  await client.command({
+    query: `INSERT INTO agent_call_features SELECT *, toUInt64(toUnixTimestamp64Micro(now64(6))) AS version FROM ${source}`,
+    query_params: params,
+  });
 }
 
 /**
@@ -306,14 +363,31 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
   const skipped: string[] = [];
   const detectedAt = str(clock?.text);
   const oldest = files.length ? Math.min(...files.map((f) => sinceOf(f.name))) : 0;
-  const window = { since: epochSeconds(oldest), until: epochSeconds(untilMs) };
-  const [scanned] = await queryRows<{ n: number; calls: number }>(
-    client,
-    `WITH scope AS (SELECT DISTINCT session_id FROM agent_call_activity WHERE inserted_at > {since:DateTime64(3)} AND inserted_at <= {until:DateTime64(3)})
-     SELECT (SELECT count() FROM scope) AS n, (SELECT count() FROM agent_tool_calls WHERE session_id IN (SELECT session_id FROM scope)) AS calls`,
-    window,
-  );
-  const sessions = num(scanned?.n);
+  // Every pass keeps the features of the sessions it examines (agent_call_features); a full
+  // pass (a detector examines every session) first brings them up to date and then reads them.
+  const featuresMark = watermarks.get(FEATURES);
+  const featuresSince = featuresMark === undefined ? 0 : Math.max(0, featuresMark - params.watermarkOverlapS * 1000);
+  const fullPass = oldest === 0 && featuresSince > 0;
+  const window = { since: epochSeconds(fullPass ? 0 : Math.min(oldest, featuresSince)), until: epochSeconds(untilMs) };
+  const scannedIn = (w: { since: string; until: string }) =>
+    queryRows<{ n: number; calls: number }>(
+      client,
+      `WITH scope AS (SELECT DISTINCT session_id FROM agent_call_activity WHERE inserted_at > {since:DateTime64(3)} AND inserted_at <= {until:DateTime64(3)})
+       SELECT (SELECT count() FROM scope) AS n, (SELECT count() FROM agent_tool_calls WHERE session_id IN (SELECT session_id FROM scope)) AS calls`,
+      w,
+    ).then((rows) => ({ n: num(rows[0]?.n), calls: num(rows[0]?.calls) }));
+  const scanned = await scannedIn(window);
+  const sessions = scanned.n;
+  const perBucket = opts.callsPerBucket ?? CALLS_PER_BUCKET;
+  let featuresKept = true;
+  const keep = async (source: string, params?: Record<string, unknown>) => {
+    try {
+      await keepFeatures(client, source, params);
+    } catch (err) {
+      featuresKept = false;
+      errors[FEATURES] ??= `keeping the calls' features: ${(err as Error).message}`;
+    }
+  };
   // nothing new since any watermark: every detector would return nothing
   const done: string[] = sessions === 0 ? files.map((f) => f.name) : [];
   for (const f of files) perDetector[f.name] = 0;
@@ -341,23 +415,53 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
     };
     // detectors over the calls: once per bucket of sessions, on one shared copy of the calls
     const callFiles = files.filter((f) => f.params.includes('calls'));
-    const buckets = Math.max(1, Math.ceil(num(scanned?.calls) / (opts.callsPerBucket ?? CALLS_PER_BUCKET)));
-    if (callFiles.length > 0) {
-      await dropStalePassTables(client);
+    // a full pass runs every detector: on every session nearly all can fire, and the conditions
+    // would cost a scan of their own
+    const detect = async (table: string) => {
+      const due = fullPass ? new Set(callFiles.map((f) => f.name)) : await conditionsHold(client, callFiles, table, bound);
+      for (const file of callFiles) {
+        if (due.has(file.name)) await run(file, { calls: table });
+        else skipped.push(file.name);
+      }
+    };
+    const buildFailed = (err: unknown) => {
+      for (const file of callFiles) {
+        failed.add(file.name);
+        errors[file.name] ??= `building the calls of the pass: ${(err as Error).message}`;
+      }
+    };
+    await dropStalePassTables(client);
+    if (fullPass) {
+      // the sessions with calls since the features were last kept, then every session's kept features
+      const stale = { since: epochSeconds(featuresSince), until: window.until };
+      const { calls } = await scannedIn(stale);
+      const staleBuckets = Math.max(1, Math.ceil(calls / perBucket));
+      for (let bucket = 0; bucket < staleBuckets && calls > 0; bucket++) {
+        await keep(
+          'loopwatch_detector_calls(since = {since:DateTime64(3)}, until = {until:DateTime64(3)}, buckets = {buckets:UInt32}, bucket = {bucket:UInt32})',
+          { ...stale, buckets: staleBuckets, bucket },
+        );
+      }
+      if (callFiles.length > 0) {
+        for (const range of await sessionRanges(client, Math.ceil(scanned.calls / perBucket))) {
+          try {
+            await withFeaturesTable(client, range, detect);
+          } catch (err) {
+            buildFailed(err);
+          }
+        }
+      }
+    } else {
+      const buckets = Math.max(1, Math.ceil(scanned.calls / perBucket));
       for (let bucket = 0; bucket < buckets; bucket++) {
         try {
           await withCallsTable(client, { ...window, buckets, bucket }, async (table) => {
-            const due = await conditionsHold(client, callFiles, table, bound);
-            for (const file of callFiles) {
-              if (due.has(file.name)) await run(file, { calls: table });
-              else skipped.push(file.name);
-            }
+            await keep(table);
+            if (callFiles.length > 0) await detect(table);
           });
         } catch (err) {
-          for (const file of callFiles) {
-            failed.add(file.name);
-            errors[file.name] ??= `building the calls of the pass: ${(err as Error).message}`;
-          }
+          featuresKept = false;
+          buildFailed(err);
         }
       }
     }
@@ -378,6 +482,7 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
   const fresh = stored.fresh + late.fresh;
   const grown = stored.grown + late.grown;
 
+  if (featuresKept) done.push(FEATURES);
   if (done.length > 0) {
     await client.command({
       query: `INSERT INTO loopwatch_detector_state (detector, watermark)
