@@ -107,10 +107,12 @@ FROM (SELECT number AS s, ['coder', 'support', 'research'][s % 3 + 1] AS agent F
 export async function generate(client: ClickHouseClient, calls: number, sessions: number, originMs: number, prefix: string, firstSession = 0): Promise<number> {
   const perSession = Math.max(1, Math.round(calls / sessions));
   const t0 = performance.now();
-  await client.command({ query: rootsSql(firstSession, sessions, perSession, originMs, prefix) });
+  // session s starts at origin + s * 40 ms: the first generated session starts at originMs
+  const origin = originMs - firstSession * 40;
+  await client.command({ query: rootsSql(firstSession, sessions, perSession, origin, prefix) });
   const first = firstSession * perSession;
   for (let at = 0; at < calls; at += CHUNK) {
-    await client.command({ query: spansSql(first + at, Math.min(CHUNK, calls - at), perSession, originMs, prefix) });
+    await client.command({ query: spansSql(first + at, Math.min(CHUNK, calls - at), perSession, origin, prefix) });
   }
   return (performance.now() - t0) / 1000;
 }

@@ -33,12 +33,14 @@ WITH
           AND ts < toDateTime64(toDate({until:DateTime64(3)}) + 1, 3)
           AND model != ''
     ),
+    -- the days and models judged, computed once (each use of scope would read the LLM calls again)
+    (SELECT tuple(min(day), max(day), groupUniqArray(model)) FROM scope) AS span,
     llm AS (
         SELECT session_id, ts, end_ts, duration_ns, model, agent, service
         FROM agent_llm_calls FINAL
         WHERE (full_pass OR hour_crossed)
-          AND ts >= toDateTime64((SELECT min(day) FROM scope) - 7, 3) AND ts < toDateTime64((SELECT max(day) FROM scope) + 1, 3)
-          AND model IN (SELECT model FROM scope)
+          AND ts >= toDateTime64(tupleElement(span, 1) - 7, 3) AND ts < toDateTime64(tupleElement(span, 2) + 1, 3)
+          AND has(tupleElement(span, 3), model)
     ),
     -- tool calls with the model that requested them, as the detector passes keep them (the
     -- requesting LLM call's model is already joined there)
@@ -46,12 +48,14 @@ WITH
         SELECT session_id, ts, end_ts, status, model
         FROM loopwatch_call_features
         WHERE (full_pass OR hour_crossed)
-          AND ts >= toDateTime64((SELECT min(day) FROM scope) - 7, 3) AND ts < toDateTime64((SELECT max(day) FROM scope) + 1, 3)
-          AND model IN (SELECT model FROM scope)
+          AND ts >= toDateTime64(tupleElement(span, 1) - 7, 3) AND ts < toDateTime64(tupleElement(span, 2) + 1, 3)
+          AND has(tupleElement(span, 3), model)
     ),
+    -- sessions with a loop (only those among the day's tool calls count below: narrowing this
+    -- set by the LLM calls would read them a second time)
     looped AS (
         SELECT DISTINCT session_id FROM agent_findings FINAL
-        WHERE (full_pass OR hour_crossed) AND detector != 'degradation' AND session_id IN (SELECT session_id FROM llm)
+        WHERE (full_pass OR hour_crossed) AND detector != 'degradation'
     ),
     tool_daily AS (
         SELECT model, toDate(ts) AS day, count() AS n, countIf(status = 'error') AS e,

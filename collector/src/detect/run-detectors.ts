@@ -9,12 +9,13 @@
 // Parameters (ClickHouse `{name:Type}` placeholders; bind only what you use, an unknown one is
 // an error):
 //   {calls:Identifier}  the pass's copy of `loopwatch_detector_calls` (queries/schema/
-//       004_detectors.sql): one row per tool call, with precomputed keys and neighbour flags,
+//       005_call_features.sql): one row per tool call, with precomputed keys and neighbour flags,
 //       of the whole deduplicated history of every session with calls inserted since the
 //       oldest detector watermark (re-examining a session is harmless: findings are
-//       idempotent). The runner builds it once per pass (in buckets of sessions when a full
-//       pass is large) and every detector scans it, so a detector pays for its own logic only;
-//       a detector that reads it runs once per bucket.
+//       idempotent); on a full pass, a copy of the features earlier passes kept
+//       (agent_call_features), the same columns for every session. The runner builds it once
+//       per pass (in buckets of sessions when a pass is large) and every detector scans it, so
+//       a detector pays for its own logic only; a detector that reads it runs once per bucket.
 //   {since:DateTime64(3)}, {until:DateTime64(3)}  the pass's window of *insertion* time, for a
 //       detector that reads other tables (degradation); such a detector runs once per pass.
 //   every setting of queries/src/detector-defaults.ts in snake_case, e.g.
@@ -369,14 +370,17 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
   const featuresSince = featuresMark === undefined ? 0 : Math.max(0, featuresMark - params.watermarkOverlapS * 1000);
   const fullPass = oldest === 0 && featuresSince > 0;
   const window = { since: epochSeconds(fullPass ? 0 : Math.min(oldest, featuresSince)), until: epochSeconds(untilMs) };
-  const scannedIn = (w: { since: string; until: string }) =>
+  // sessions with calls inserted in a window, and (to size the buckets) their calls
+  const scannedIn = (w: { since: string; until: string }, countCalls = true) =>
     queryRows<{ n: number; calls: number }>(
       client,
       `WITH scope AS (SELECT DISTINCT session_id FROM agent_call_activity WHERE inserted_at > {since:DateTime64(3)} AND inserted_at <= {until:DateTime64(3)})
-       SELECT (SELECT count() FROM scope) AS n, (SELECT count() FROM agent_tool_calls WHERE session_id IN (SELECT session_id FROM scope)) AS calls`,
+       SELECT (SELECT count() FROM scope) AS n,
+              ${countCalls ? '(SELECT count() FROM agent_tool_calls WHERE session_id IN (SELECT session_id FROM scope))' : '0'} AS calls`,
       w,
     ).then((rows) => ({ n: num(rows[0]?.n), calls: num(rows[0]?.calls) }));
-  const scanned = await scannedIn(window);
+  // a full pass sizes its buckets by the kept features instead
+  const scanned = await scannedIn(window, !fullPass);
   const sessions = scanned.n;
   const perBucket = opts.callsPerBucket ?? CALLS_PER_BUCKET;
   let featuresKept = true;
@@ -443,7 +447,8 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
         );
       }
       if (callFiles.length > 0) {
-        for (const range of await sessionRanges(client, Math.ceil(scanned.calls / perBucket))) {
+        const [kept] = await queryRows<{ n: number }>(client, 'SELECT count() AS n FROM agent_call_features');
+        for (const range of await sessionRanges(client, Math.ceil(num(kept?.n) / perBucket))) {
           try {
             await withFeaturesTable(client, range, detect);
           } catch (err) {

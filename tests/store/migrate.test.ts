@@ -1,0 +1,47 @@
+// Migrations on the embedded engine: a fresh store gets every version once, re-running is a
+// no-op, and a store migrated before 005 (first version of loopwatch_detector_calls, no kept
+// features) is upgraded in place.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openStore, queryRows } from '../../collector/src/store/client.js';
+import { loadMigrations, migrate } from '../../collector/src/store/migrate.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'lw-migrate-'));
+const store = openStore({ dataDir: dir, clickhouse: { user: 'default', password: '', database: 'default' } });
+const client = store.client;
+afterAll(async () => {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+// a parameterized view has no columns in system.columns: describe one instance
+const viewColumns = async () =>
+  (await queryRows<{ name: string }>(client, "DESCRIBE (SELECT * FROM loopwatch_detector_calls(since = '0.000', until = '1.000', buckets = 1, bucket = 0))")).map((r) => r.name);
+const featureColumns = async () =>
+  (await queryRows<{ name: string }>(client, "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'agent_call_features' ORDER BY position")).map((r) => r.name);
+
+describe('schema migrations', () => {
+  it('applies every version once on a fresh store, and nothing on a second run', async () => {
+    const all = loadMigrations({ retentionDays: 30 }).map((m) => m.version);
+    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.version)).toEqual(all);
+    expect(await migrate(client, { retentionDays: 30 })).toEqual([]);
+    // the kept features are the view's columns, in its order, plus the version
+    expect(await featureColumns()).toEqual([...(await viewColumns()), 'version']);
+  });
+
+  it('upgrades a store migrated before the kept features: the view is replaced, the table created', async () => {
+    // the store as version 4 left it: an older view, no features table, no record of 005
+    await client.command({ query: 'DROP VIEW IF EXISTS loopwatch_call_features' });
+    await client.command({ query: 'DROP TABLE IF EXISTS agent_call_features' });
+    await client.command({ query: 'CREATE OR REPLACE VIEW loopwatch_detector_calls AS SELECT {since:DateTime64(3)} AS old_column' });
+    await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version >= 5' });
+    expect(await viewColumns()).toEqual(['old_column']);
+
+    const applied = await migrate(client, { retentionDays: 30 });
+    expect(applied.map((m) => m.name)).toContain('call_features');
+    expect(await viewColumns()).toContain('has_children');
+    expect(await featureColumns()).toEqual([...(await viewColumns()), 'version']);
+  });
+});
