@@ -4,7 +4,9 @@
 -- (polling between sleeps, tests re-run after different edits) breaks the cycle.
 -- Wasted: every call after the first cycle.
 -- Contract: see collector/src/detect/run-detectors.ts.
--- loopwatch: when countIf(cycle2 OR cycle3 OR cycle4) > 0
+-- The cycle's calls are distinct, so a call in it differs from the one before it (a run of one
+-- repeated call, A A A A, also repeats the call two back, but is not an oscillation).
+-- loopwatch: when countIf((cycle2 OR cycle3 OR cycle4) AND NOT same_call_prev) > 0
 WITH
     -- one row per call and period whose call repeats the one a period earlier
     matched AS (

@@ -7,13 +7,12 @@
 -- a budget. Anchored on the session's first call so it stays one finding as the session grows;
 -- details.trigger_span_id is where it first crossed. Wasted: calls in no-progress runs and calls
 -- past a budget. Tokens and cost are those attributed to tool calls (see loopwatch_detector_calls).
--- Contract: see collector/src/detect/run-detectors.ts.
--- loopwatch: when {budget_max_calls:UInt32} > 0 AND count() > {budget_max_calls:UInt32}
--- loopwatch: when {budget_max_tokens:Float64} > 0 AND sum(tokens) > {budget_max_tokens:Float64}
--- loopwatch: when {budget_max_cost_usd:Float64} > 0 AND sum(cost_usd) > {budget_max_cost_usd:Float64}
--- loopwatch: when {budget_max_wall_time_s:Float64} > 0 AND (toUnixTimestamp64Nano(max(end_ts)) - toUnixTimestamp64Nano(min(ts))) / 1e9 > {budget_max_wall_time_s:Float64}
--- loopwatch: when countIf(outcome_kind != 'U') - uniqExactIf((session_id, tool, outcome), outcome_kind = 'R') >= {runaway_no_progress_run:UInt32}
+-- Contract: see collector/src/detect/run-detectors.ts. The `when` lines are per session (seq is
+-- the call's position in its session; the last line is the candidates test below, less depth):
+-- a pass with many small sessions does not run this for their total.
+-- loopwatch: when {budget_max_calls:UInt32} > 0 AND max(seq) > {budget_max_calls:UInt32}
 -- loopwatch: when {budget_max_tool_depth:UInt32} > 0 AND countIf(has_children) >= {budget_max_tool_depth:UInt32}
+-- loopwatch: when (SELECT count() FROM (SELECT session_id FROM {calls:Identifier} GROUP BY session_id HAVING ({budget_max_tokens:Float64} > 0 AND sum(tokens) > {budget_max_tokens:Float64}) OR ({budget_max_cost_usd:Float64} > 0 AND sum(cost_usd) > {budget_max_cost_usd:Float64}) OR ({budget_max_wall_time_s:Float64} > 0 AND (toUnixTimestamp64Nano(max(end_ts)) - toUnixTimestamp64Nano(min(ts))) / 1e9 > {budget_max_wall_time_s:Float64}) OR countIf(outcome_kind != 'U') - uniqExactIf(cityHash64(tool, outcome), outcome_kind = 'R') >= {runaway_no_progress_run:UInt32})) > 0
 WITH RECURSIVE
     -- traces where a chain deeper than the budget is possible: a chain of depth d has d - 1 tool
     -- calls that other spans hang under
