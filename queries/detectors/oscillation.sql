@@ -14,7 +14,9 @@ WITH
         FROM {calls:Identifier}
         ARRAY JOIN arrayFilter(p -> p <= {oscillation_max_period:UInt32},
                                arrayConcat(if(cycle2, [2], []), if(cycle3, [3], []), if(cycle4, [4], []))) AS period
-        WHERE cycle2 OR cycle3 OR cycle4
+        -- a call in a cycle of distinct calls never repeats the call before it, and dropping
+        -- those that do never joins or splits a cycle (see the when line)
+        WHERE (cycle2 OR cycle3 OR cycle4) AND NOT same_call_prev
     ),
     -- consecutive matching calls form an island; the loop is the island plus the cycle before it
     islands AS (
