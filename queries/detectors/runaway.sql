@@ -24,7 +24,9 @@ WITH RECURSIVE
     ),
     -- sessions that can run away: over a budget in total, with at least a run's worth of calls
     -- that returned nothing new (distinct results counted by hash: a collision only keeps a
-    -- session in), or in a deep trace; everything below looks only at these
+    -- session in), or in a deep trace; everything below looks only at these. The no-progress
+    -- test counts distinct results per session, so it runs only on sessions with a run's worth
+    -- of calls (seq numbers a session's calls 1, 2, ...).
     candidates AS (
         SELECT session_id FROM {calls:Identifier}
         GROUP BY session_id
@@ -33,8 +35,12 @@ WITH RECURSIVE
             OR ({budget_max_cost_usd:Float64} > 0 AND sum(cost_usd) > {budget_max_cost_usd:Float64})
             OR ({budget_max_wall_time_s:Float64} > 0
                 AND (toUnixTimestamp64Nano(max(end_ts)) - toUnixTimestamp64Nano(min(ts))) / 1e9 > {budget_max_wall_time_s:Float64})
-            OR countIf(outcome_kind != 'U') - uniqExactIf(cityHash64(tool, outcome), outcome_kind = 'R') >= {runaway_no_progress_run:UInt32}
             OR max(trace_id IN (SELECT trace_id FROM deep_traces))
+        UNION ALL
+        SELECT session_id FROM {calls:Identifier}
+        WHERE session_id IN (SELECT session_id FROM {calls:Identifier} WHERE seq = {runaway_no_progress_run:UInt32})
+        GROUP BY session_id
+        HAVING countIf(outcome_kind != 'U') - uniqExactIf(cityHash64(tool, outcome), outcome_kind = 'R') >= {runaway_no_progress_run:UInt32}
     ),
     c AS (SELECT * FROM {calls:Identifier} WHERE session_id IN (SELECT session_id FROM candidates)),
     -- depth walk over the raw spans of the deep traces (cheap inputs: not the view)
