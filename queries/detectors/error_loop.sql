@@ -28,5 +28,10 @@ SELECT
     toJSONString(map('error_key', concat(any(tool), '|', any(error_type), '|', loopwatch_error_norm(argMin(error_message, seq))), 'distinct_args', toString(uniqExact(call_key)))) AS details
 FROM {calls:Identifier}
 WHERE status = 'error'
+  -- a narrow count of one 64-bit hash per failure first (a collision only lets an error through
+  -- to the exact count), so the wide aggregates run on the errors that recur
+  AND cityHash64(session_id, error_key) IN (
+      SELECT cityHash64(session_id, error_key) AS h FROM {calls:Identifier}
+      WHERE status = 'error' GROUP BY h HAVING count() >= {error_loop_min_count:UInt32})
 GROUP BY session_id, error_key
 HAVING count() >= {error_loop_min_count:UInt32} AND max(seq) - min(seq) + 1 > count()
