@@ -57,9 +57,10 @@ WITH
         SELECT DISTINCT session_id FROM agent_findings FINAL
         WHERE (full_pass OR hour_crossed) AND detector != 'degradation'
     ),
+    -- sessions counted by 64-bit hash: cheaper sets; two sessions colliding is negligible
     tool_daily AS (
         SELECT model, toDate(ts) AS day, count() AS n, countIf(status = 'error') AS e,
-               uniqExact(session_id) AS s, uniqExactIf(session_id, session_id IN (SELECT session_id FROM looped)) AS ls,
+               uniqExact(cityHash64(session_id)) AS s, uniqExactIf(cityHash64(session_id), session_id IN (SELECT session_id FROM looped)) AS ls,
                max(end_ts) AS last_end
         FROM tools GROUP BY model, day
     ),
