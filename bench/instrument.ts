@@ -4,9 +4,9 @@
 //      function, through the same SDK pipeline (session stamper, batch processor, a discarding
 //      exporter). Target: ratio <= 1.25.
 //      The arguments come from 64 objects (50 distinct values) reused round robin and the result
-//      is the same each time: the canonical-JSON hashes of recently seen texts are cached, so this
-//      is the repeated-call case. A second traced variant gives every call new arguments and a new
-//      result (every hash computed): the worst case for the cache, reported next to it.
+//      is the same each time: the repeated-call case. A second traced variant gives every call new
+//      arguments and a new result, the common case, reported next to it. Nothing is memoized:
+//      every call writes and hashes its arguments and result in both variants.
 //   2. the in-process LoopGuard's observe() per call (target <= 1 µs), on a realistic stream:
 //      many sessions, mostly distinct calls, some loops.
 // Rounds alternate between the variants and the median round counts, so drift hits all alike.
@@ -58,8 +58,7 @@ const traced = traceTool('write_file', writeFile);
 // every call new: arguments never seen before, and a result that echoes them
 const writeFileEcho = (args: { path: string; content: string }) => ({ ok: true, bytes: args.content.length, path: args.path });
 const tracedNew = traceTool('write_file', writeFileEcho);
-// CALLS distinct argument objects, made once: a round goes through all of them, far more than
-// the hash cache holds, so every call's hashes are computed
+// CALLS distinct argument objects, made once: a round goes through all of them
 const uniqueArgs = Array.from({ length: CALLS }, (_, i) => ({ path: `src/pkg${i % 97}/file${i}.ts`, content: 'export const x = 1;\n' }));
 
 function timeRound(fn: (a: { path: string; content: string }) => unknown, unique = false): number {

@@ -3,7 +3,7 @@
 // (Loopwatch's own, or one the application configured).
 import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer, type TracerProvider } from '@opentelemetry/api';
 import { ATTR } from './attributes.js';
-import { canonicalJson, hash64Hex } from './canonical.js';
+import { canonicalJson, valueHash } from './canonical.js';
 import { contextWithSession, sessionFrom, type SessionInfo } from './context.js';
 import { capturedText, captureOptions } from './options.js';
 
@@ -105,11 +105,11 @@ interface TracedCall {
 }
 
 function finishOk(c: TracedCall, result: unknown): void {
-  const resultText = canonicalJson(c.opts.resultOf ? c.opts.resultOf(result) : result);
-  const resultHash = hash64Hex(resultText);
+  const value = c.opts.resultOf ? c.opts.resultOf(result) : result;
+  const resultHash = valueHash(value);
   c.span.setAttribute(ATTR.resultHash, resultHash);
   if (captureOptions().captureContent) {
-    const capturedResult = capturedText(resultText, 'result', c.tool);
+    const capturedResult = capturedText(canonicalJson(value), 'result', c.tool);
     if (capturedResult !== undefined) c.span.setAttribute(ATTR.toolCallResult, capturedResult);
   }
   const endedAt = preciseNow();
@@ -182,8 +182,8 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
   const call = fn as unknown as (...args: unknown[]) => unknown;
   const traced = function (this: unknown, ...args: A): R {
     const parent = context.active();
-    const argsText = canonicalJson(opts.argsOf ? opts.argsOf(args) : args.length === 1 ? args[0] : args);
-    const argsHash = hash64Hex(argsText);
+    const argsValue = opts.argsOf ? opts.argsOf(args) : args.length === 1 ? args[0] : args;
+    const argsHash = valueHash(argsValue); // the text is made only to capture it
     const callIdOpt = opts.callId;
     const callId = typeof callIdOpt === 'function' ? callIdOpt(args) : callIdOpt;
     const toolType = opts.type ?? 'function';
@@ -192,7 +192,7 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
       : { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': name, 'gen_ai.tool.type': toolType, 'loopwatch.tool.args_hash': argsHash };
     if (callId) attributes[ATTR.toolCallId] = callId;
     if (captureOptions().captureContent) {
-      const capturedArgs = capturedText(argsText, 'arguments', name);
+      const capturedArgs = capturedText(canonicalJson(argsValue), 'arguments', name);
       if (capturedArgs !== undefined) attributes[ATTR.toolCallArguments] = capturedArgs;
     }
     const startedAt = preciseNow();

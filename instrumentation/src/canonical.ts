@@ -87,15 +87,16 @@ function write(value: unknown, ancestors: object[]): string | undefined {
 
 // Fast path for the common case, plain data: objects whose prototype is Object.prototype (or
 // null) and arrays, holding strings, numbers, booleans, null/undefined and more plain data. It
-// writes the same text as write() without the general path's per-node bookkeeping (ancestor
-// list, try/finally, Date/toJSON probes, a sorted key copy plus a regex per key) and without a
-// JSON.stringify call per short string. Anything else (a Date, a toJSON, a Map, a class
-// instance, a function or symbol in an object, an integer-like key, deep nesting that could be
-// a cycle) returns undefined and the general path starts over: the fast path never guesses.
+// writes the same text as write(), as UTF-8 into one reused buffer, and the digest is taken over
+// those bytes: no string is built per member or per value (the text is decoded only when
+// canonicalJson() is asked for it), and none of the general path's per-node bookkeeping
+// (ancestor list, try/finally, Date/toJSON probes, sorted key copies, regexes). Anything else (a
+// Date, a toJSON, a Map, a class instance, a function or symbol in an object, an integer-like
+// key, deep nesting that could be a cycle) returns false and the general path starts over: the
+// fast path never guesses.
 const FAST_MAX_DEPTH = 8;
 const FAST_MAX_KEYS = 32;
 const FAST_MAX_SCAN = 32;
-const BAIL = undefined;
 
 // JSON.stringify's escapes for control characters
 const ESCAPES: string[] = [];
@@ -106,87 +107,148 @@ ESCAPES[10] = '\\n';
 ESCAPES[12] = '\\f';
 ESCAPES[13] = '\\r';
 
+const BUF_SIZE = 4096;
+/** Kept after a larger value only up to this size; a bigger buffer is dropped. */
+const BUF_KEEP = 1 << 20;
+let buf = Buffer.allocUnsafeSlow(BUF_SIZE);
+let pos = 0;
+// The digest takes a whole view, so views of the buffer's first n bytes are made once per length
+// (up to VIEW_LENGTHS; a new buffer starts over) rather than a subarray() per digest: an object
+// allocated on every call, about a tenth of what a short text's digest costs.
+const VIEW_LENGTHS = 1024;
+let views: (Buffer | undefined)[] = [];
+/** A value getter can run user code, which could hash another value: that one takes the general path. */
+let writing = false;
+
+function reserve(n: number): void {
+  if (pos + n <= buf.length) return;
+  let size = buf.length * 2;
+  while (size < pos + n) size *= 2;
+  const next = Buffer.allocUnsafeSlow(size);
+  buf.copy(next, 0, 0, pos);
+  buf = next;
+  views = [];
+}
+
+/** Drops a buffer that a large value grew. */
+function shrink(): void {
+  if (buf.length <= BUF_KEEP) return;
+  buf = Buffer.allocUnsafeSlow(BUF_SIZE);
+  views = [];
+}
+
+/** Text that is already JSON, as UTF-8. */
+function putText(t: string): void {
+  reserve(3 * t.length);
+  pos += buf.write(t, pos);
+}
+
+/** A short ASCII literal (true, false, null, a number): cheaper by hand than through Buffer.write. */
+function putAscii(t: string): void {
+  reserve(t.length);
+  for (let i = 0; i < t.length; i++) buf[pos + i] = t.charCodeAt(i);
+  pos += t.length;
+}
+
 /**
- * JSON.stringify(s): short strings are written here (a native call costs more than the scan),
- * long ones by JSON.stringify. Escapes as JSON.stringify does: '"', '\\', control characters,
- * lone surrogates (as \udxxx).
+ * A string as JSON.stringify writes it. Short ASCII strings are written here (a native call
+ * costs more than the loop); long ones, and any with a character past ASCII, by JSON.stringify
+ * and a native UTF-8 write (so lone surrogates are escaped as \udxxx, as JSON.stringify does).
  */
-function quote(s: string): string {
+function putString(s: string): void {
   const n = s.length;
-  if (n > FAST_MAX_SCAN) return JSON.stringify(s);
-  let out = '"';
-  let from = 0;
+  if (n > FAST_MAX_SCAN) return putText(JSON.stringify(s));
+  reserve(2 + 6 * n);
+  const b = buf; // locals: the module's variables would be loaded and stored per character
+  let p = pos;
+  b[p++] = 0x22;
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i);
-    if (c >= 0x20 && c !== 0x22 && c !== 0x5c && (c < 0xd800 || c > 0xdfff)) continue;
-    let e: string;
-    if (c < 0x20) e = ESCAPES[c]!;
-    else if (c === 0x22) e = '\\"';
-    else if (c === 0x5c) e = '\\\\';
-    else if (c <= 0xdbff && i + 1 < n && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      i++; // a surrogate pair: kept as it is
-      continue;
-    } else e = '\\u' + c.toString(16);
-    out += s.slice(from, i) + e;
-    from = i + 1;
+    if (c >= 0x20 && c < 0x80 && c !== 0x22 && c !== 0x5c) {
+      b[p++] = c;
+    } else if (c === 0x22 || c === 0x5c) {
+      b[p++] = 0x5c;
+      b[p++] = c;
+    } else if (c < 0x20) {
+      const e = ESCAPES[c]!;
+      for (let j = 0; j < e.length; j++) b[p++] = e.charCodeAt(j);
+    } else {
+      return putText(JSON.stringify(s)); // from pos: what was written of this string is overwritten
+    }
   }
-  return from === 0 ? '"' + s + '"' : out + s.slice(from) + '"';
+  b[p++] = 0x22;
+  pos = p;
 }
 
-function fastNumber(n: number): string {
-  return n === n && n !== Infinity && n !== -Infinity ? '' + n : 'null';
+function putNumber(n: number): void {
+  if (n !== n || n === Infinity || n === -Infinity) return putAscii('null');
+  if (!Number.isInteger(n) || n > 0x7fffffff || n < -0x7fffffff) return putAscii('' + n);
+  reserve(11);
+  if (n < 0) {
+    buf[pos++] = 0x2d;
+    n = -n;
+  }
+  const start = pos;
+  do {
+    buf[pos++] = 0x30 + (n % 10);
+    n = (n / 10) | 0;
+  } while (n > 0);
+  for (let i = start, j = pos - 1; i < j; i++, j--) {
+    const d = buf[i]!;
+    buf[i] = buf[j]!;
+    buf[j] = d;
+  }
 }
 
-/**
- * A value as canonical JSON; undefined = not plain data. In an array null and undefined print as
- * null; as an object member they, and an empty object, print as '' (the member is dropped).
- */
-function fastValue(v: unknown, depth: number, member: boolean): string | undefined {
+function putByte(b: number): void {
+  reserve(1);
+  buf[pos++] = b;
+}
+
+/** Writes a value that is not null or undefined; false = not plain data. */
+function fastValue(v: unknown, depth: number): boolean {
   switch (typeof v) {
     case 'string':
-      return quote(v);
+      putString(v);
+      return true;
     case 'number':
-      return fastNumber(v);
+      putNumber(v);
+      return true;
     case 'boolean':
-      return v ? 'true' : 'false';
-    case 'undefined':
-      return member ? '' : 'null';
-    case 'object': {
-      if (v === null) return member ? '' : 'null';
-      const t = fastObject(v, depth);
-      return member && t === '{}' ? '' : t;
-    }
+      putAscii(v ? 'true' : 'false');
+      return true;
+    case 'object':
+      return fastObject(v!, depth);
     default:
-      return BAIL;
+      return false;
   }
 }
 
-function fastObject(obj: object, depth: number): string | undefined {
-  if (depth >= FAST_MAX_DEPTH) return BAIL;
+function fastObject(obj: object, depth: number): boolean {
+  if (depth >= FAST_MAX_DEPTH) return false;
   if (Array.isArray(obj)) {
-    if (Object.getPrototypeOf(obj) !== Array.prototype) return BAIL;
-    const n = obj.length;
-    if (n === 0) return '[]';
-    let out = '[';
-    for (let i = 0; i < n; i++) {
-      const t = fastValue(obj[i], depth + 1, false);
-      if (t === undefined) return BAIL;
-      out += i === 0 ? t : ',' + t;
+    if (Object.getPrototypeOf(obj) !== Array.prototype) return false;
+    putByte(0x5b); // [
+    for (let i = 0; i < obj.length; i++) {
+      if (i > 0) putByte(0x2c); // ,
+      const v: unknown = obj[i];
+      if (v === null || v === undefined) putAscii('null');
+      else if (!fastValue(v, depth + 1)) return false;
     }
-    return out + ']';
+    putByte(0x5d); // ]
+    return true;
   }
   const proto = Object.getPrototypeOf(obj) as unknown;
-  if (proto !== Object.prototype && proto !== null) return BAIL;
-  if (typeof (obj as { toJSON?: unknown }).toJSON === 'function') return BAIL;
+  if (proto !== Object.prototype && proto !== null) return false;
+  if (typeof (obj as { toJSON?: unknown }).toJSON === 'function') return false;
   const keys = Object.keys(obj);
   const n = keys.length;
-  if (n === 0) return '{}';
-  if (n > FAST_MAX_KEYS) return BAIL;
+  if (n > FAST_MAX_KEYS) return false;
   // insertion sort (few keys; the same code-unit order as Array.prototype.sort)
   for (let i = 0; i < n; i++) {
     const k = keys[i]!;
     const c = k.charCodeAt(0);
-    if (c >= 0x30 && c <= 0x39) return BAIL; // integer-like keys print first: the general path orders them
+    if (c >= 0x30 && c <= 0x39) return false; // integer-like keys print first: the general path orders them
     let j = i - 1;
     while (j >= 0 && keys[j]! > k) {
       keys[j + 1] = keys[j]!;
@@ -194,38 +256,48 @@ function fastObject(obj: object, depth: number): string | undefined {
     }
     keys[j + 1] = k;
   }
-  let out = '{';
+  putByte(0x7b); // {
+  const open = pos;
   for (let i = 0; i < n; i++) {
     const k = keys[i]!;
-    const t = fastValue((obj as Record<string, unknown>)[k], depth + 1, true);
-    if (t === undefined) return BAIL;
-    if (t === '') continue;
-    out = out + (out.length > 1 ? memberPrefix(k, 1) : memberPrefix(k, 0)) + t;
+    const v: unknown = (obj as Record<string, unknown>)[k];
+    if (v === null || v === undefined) continue; // nulls are dropped
+    const member = pos;
+    if (member > open) putByte(0x2c);
+    putString(k);
+    putByte(0x3a); // :
+    const at = pos;
+    if (!fastValue(v, depth + 1)) return false;
+    if (pos - at === 2 && buf[at] === 0x7b) pos = member; // and so are empty objects
   }
-  return out + '}';
+  putByte(0x7d); // }
+  return true;
 }
 
-// '"key":' and ',"key":' per key, cached: property names repeat from call to call (and, as
-// Object.keys gives them, their hashes are precomputed), so this saves building them each time.
-const KEY_CACHE_ENTRIES = 512;
-let keyPrefixes = new Map<string, [string, string]>();
-function memberPrefix(key: string, comma: 0 | 1): string {
-  let p = keyPrefixes.get(key);
-  if (p === undefined) {
-    const q = quote(key) + ':';
-    p = [q, ',' + q];
-    if (keyPrefixes.size >= KEY_CACHE_ENTRIES) keyPrefixes = new Map();
-    keyPrefixes.set(key, p);
+/** Writes the canonical JSON of plain data into buf[0, pos); false = not plain data (or busy). */
+function writeFast(value: object): boolean {
+  if (writing) return false;
+  writing = true;
+  pos = 0;
+  try {
+    return fastObject(value, 0);
+  } finally {
+    writing = false;
   }
-  return p[comma];
 }
 
 /** Canonical JSON text of a value; a string that holds a JSON object is canonicalized too. */
 export function canonicalJson(value: unknown): string {
-  if (typeof value === 'object' && value !== null) {
-    const fast = fastObject(value, 0);
-    if (fast !== undefined) return fast;
+  if (typeof value === 'object' && value !== null && writeFast(value)) {
+    const text = buf.toString('utf8', 0, pos);
+    shrink();
+    return text;
   }
+  return generalJson(value);
+}
+
+/** canonicalJson() past the fast path. */
+function generalJson(value: unknown): string {
   if (typeof value === 'string') {
     const t = value.trim();
     if (t.startsWith('{')) {
@@ -251,12 +323,12 @@ export function canonicalJson(value: unknown): string {
 // short texts of tool arguments; older runtimes fall back to createHash. The digest comes back
 // as 32 latin1 characters (one per byte) and the first 8 are written as hex here: a flat
 // 16-character string, instead of 64 hex digits of which a slice would keep all alive.
-const oneShot = (nodeCrypto as unknown as { hash?: (algorithm: string, data: string, encoding: 'latin1') => string }).hash;
+const oneShot = (nodeCrypto as unknown as { hash?: (algorithm: string, data: string | Uint8Array, encoding: 'latin1') => string }).hash;
 const HEX_DIGITS: number[] = Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
 
-function sha256First8Hex(text: string): string {
-  if (!oneShot) return nodeCrypto.createHash('sha256').update(text).digest('hex').slice(0, 16);
-  const d = oneShot('sha256', text, 'latin1');
+function sha256First8Hex(data: string | Uint8Array): string {
+  if (!oneShot) return nodeCrypto.createHash('sha256').update(data).digest('hex').slice(0, 16);
+  const d = oneShot('sha256', data, 'latin1');
   const h = HEX_DIGITS;
   const b0 = d.charCodeAt(0), b1 = d.charCodeAt(1), b2 = d.charCodeAt(2), b3 = d.charCodeAt(3);
   const b4 = d.charCodeAt(4), b5 = d.charCodeAt(5), b6 = d.charCodeAt(6), b7 = d.charCodeAt(7);
@@ -264,6 +336,15 @@ function sha256First8Hex(text: string): string {
     h[b0 >> 4]!, h[b0 & 15]!, h[b1 >> 4]!, h[b1 & 15]!, h[b2 >> 4]!, h[b2 & 15]!, h[b3 >> 4]!, h[b3 & 15]!,
     h[b4 >> 4]!, h[b4 & 15]!, h[b5 >> 4]!, h[b5 & 15]!, h[b6 >> 4]!, h[b6 & 15]!, h[b7 >> 4]!, h[b7 & 15]!,
   );
+}
+
+/** 16 hex digits of the bytes in buf[0, pos). */
+function bufferHash(): string {
+  const n = pos;
+  const view = n < VIEW_LENGTHS ? (views[n] ??= buf.subarray(0, n)) : buf.subarray(0, n);
+  const h = sha256First8Hex(view);
+  shrink();
+  return h;
 }
 
 /**
@@ -275,6 +356,8 @@ export function hash64Hex(text: string): string {
   return sha256First8Hex(text);
 }
 
+/** hash64Hex(canonicalJson(value)); for plain data, without making the text. */
 export function valueHash(value: unknown): string {
-  return hash64Hex(canonicalJson(value));
+  if (typeof value === 'object' && value !== null && writeFast(value)) return bufferHash();
+  return hash64Hex(generalJson(value));
 }

@@ -185,6 +185,21 @@ describe('LoopGuard without OpenTelemetry', () => {
     expect(perCall).toBeLessThan(0.5); // ms: generous, it is microseconds
   });
 
+  it('long sessions: call keys are kept least recently used first out, 1024 per session', () => {
+    const g = new LoopGuard({ params: { budgetMaxCalls: 0 } });
+    const redundant = (fs: GuardFinding[]) => fs.filter((f) => f.kind === 'redundant').map((f) => f.repeats);
+    const call = (i: number, key: string) => g.observe(row(i, { argsHash: key, resultHash: `r-${key}` }));
+    call(0, 'k0');
+    call(1, 'k0');
+    for (let i = 1; i < 1024; i++) call(1 + i, `k${i}`); // 1024 keys: all kept
+    expect(redundant(call(2000, 'k0'))).toEqual([3]); // k0 was touched last of the old ones: kept
+    call(2001, 'new'); // one key too many: k1, the least recently used, goes
+    expect(redundant(call(2002, 'k1'))).toEqual([]); // counted from 1 again (and k2 goes)
+    expect(redundant(call(2003, 'k1'))).toEqual([]);
+    expect(redundant(call(2004, 'k1023'))).toEqual([]);
+    expect(redundant(call(2005, 'k1023'))).toEqual([3]);
+  });
+
   it('LOOPWATCH_GUARD selects the policy', () => {
     expect(guardPolicyFromEnv({ LOOPWATCH_GUARD: 'halt' })).toBe('halt');
     expect(guardPolicyFromEnv({ LOOPWATCH_GUARD: 'OFF' })).toBe('off');

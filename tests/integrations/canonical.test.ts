@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { canonicalJson, hash64Hex } from '../../instrumentation/src/canonical.js';
+import { canonicalJson, hash64Hex, valueHash } from '../../instrumentation/src/canonical.js';
 
 function prune(value: unknown, seen: WeakSet<object>): unknown {
   if (value === null || value === undefined) return undefined;
@@ -86,6 +86,18 @@ describe('canonicalJson', () => {
     for (const v of [deep, nullProto, { 1: 'a', b: 'c' }, [1, [2, [3, { x: '\u2028' }]]], { long: 'y'.repeat(500) + '"' }, { x: -0, y: NaN, z: Infinity }]) {
       expect(canonicalJson(v)).toBe(reference(v));
     }
+  });
+  it('valueHash (bytes written and hashed without the text) is hash64Hex of the reference text', () => {
+    fc.assert(fc.property(value, (v) => {
+      expect(valueHash(v)).toBe(hash64Hex(reference(v)));
+    }), { numRuns: 3000 });
+    // past the first buffer (4 KiB) and past the one kept (1 MiB); then small again
+    const big = { a: 'x'.repeat(5000), b: ['é'.repeat(3000), { c: 'z'.repeat(1_100_000) }], d: 1 };
+    for (const v of [big, { small: 1 }, big, [1, 'two', { three: 3 }]]) expect(valueHash(v)).toBe(hash64Hex(reference(v)));
+    // a getter that hashes another value while the first is being written
+    const inner = { q: 'inner' };
+    const outer = { get a() { return valueHash(inner); }, b: 'outer' };
+    expect(valueHash(outer)).toBe(hash64Hex(reference({ a: hash64Hex(reference(inner)), b: 'outer' })));
   });
   it('hash64Hex is the first 8 bytes of SHA-256 of the UTF-8 text, cached or not', () => {
     const texts = fc.sample(fc.oneof(fc.string({ unit: 'binary', maxLength: 300 }), fc.string({ maxLength: 20 })), 3000);

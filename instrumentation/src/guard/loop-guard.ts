@@ -1,10 +1,11 @@
 // In-process LoopGuard: the rules of the SQL detectors (queries/detectors/*.sql, documented in
 // docs/detectors.md) applied to the live stream of completed tool calls, with the same
 // thresholds (queries/src/detector-defaults.ts). O(1) amortized per call: per session it keeps
-// the current runs, a ring of the last calls and bounded maps (LRU), and at most maxSessions
+// the current runs, a ring of the last calls and bounded LRU tables, and at most maxSessions
 // sessions. observe() runs on every tool call, so it builds no keys it does not need (runs and
-// the ring compare tool and arguments field by field), normalizes an error message only for a
-// failed call (memoized), allocates no closures, and builds finding text only when it emits.
+// the ring compare tool and arguments field by field, the tables hash the key's strings in
+// place), normalizes an error message only for a failed call (memoized), allocates no closures,
+// and builds finding text only when it emits.
 //
 // `LoopGuard` is pure (no OpenTelemetry): feed it rows shaped like agent_tool_calls with
 // observe(). `enableLoopGuard()` connects it to the instrumentation's tool hooks: policy 'warn'
@@ -13,8 +14,9 @@
 //
 // Known differences from the SQL side (documented): calls are taken in arrival order (the SQL
 // orders by start time, so parallel calls may differ); nesting depth follows only tool->tool
-// parent links the guard has seen; maps are bounded (1024 call keys, 256 error keys, 4096 seen
-// results per session), which only matters in very long sessions.
+// parent links the guard has seen; per-session state is bounded (1024 call keys and span ids,
+// 256 error keys, 4096 seen results, least recently used dropped first), which only matters in
+// very long sessions.
 import { createHash } from 'node:crypto';
 import {
   normalizeErrorMessage,
@@ -87,6 +89,164 @@ const MAX_KEYS = 1024;
 const MAX_ERROR_KEYS = 256;
 const MAX_SEEN = 4096;
 
+// FNV-1a over UTF-16 code units, finished so the last characters reach the low bits (the slot):
+// where a key goes in an LruTable. A hit is checked against the stored strings, so a collision
+// costs a probe, never a wrong answer. 30 bits: a small integer to V8, stored unboxed.
+function strHash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  return (h ^ (h >>> 13)) & 0x3fffffff;
+}
+
+/** Hash of a key of several strings, from their strHash()es. */
+const hashWith = (h: number, next: number): number => (Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) ^ next) & 0x3fffffff;
+
+/**
+ * A session's memory of call keys (up to three strings, '' for unused), with a count per key and,
+ * for tallies, the first call's span id and the tokens and cost after it. Bounded like an LRU:
+ * past `limit` keys the least recently touched goes. Typed arrays (two columns and an
+ * open-addressing index) instead of a Map keyed by concatenated strings: observe() builds no key
+ * text, the garbage collector does not copy the columns, and they double as the session grows.
+ */
+class LruTable {
+  private size = 0;
+  /** Per entry e: ints[4e..4e+3] = hash, count, older and newer entry in the LRU list (-1 = none). */
+  private ints = new Int32Array(4 * 16);
+  /** keys[3e..3e+2]: the key's strings. */
+  private readonly keys: string[] = [];
+  /** Tallies: the first call's span id; waste[2e], waste[2e+1] = tokens and cost after it. */
+  private readonly firsts: string[] = [];
+  private waste = new Float64Array(2 * 16);
+  private oldest = -1;
+  private newest = -1;
+  /** Linear probing: slot -> entry + 1 (0 = empty), at least twice as many slots as entries. */
+  private index = new Int32Array(32);
+
+  constructor(private readonly limit: number) {}
+
+  /** The entry of the key, or -1. */
+  find(h: number, a: string, b: string, c: string): number {
+    const index = this.index;
+    const mask = index.length - 1;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const e = index[i]! - 1;
+      if (e < 0) return -1;
+      if (this.ints[4 * e] === h && this.keys[3 * e] === a && this.keys[3 * e + 1] === b && this.keys[3 * e + 2] === c) return e;
+    }
+  }
+
+  count(e: number): number {
+    return this.ints[4 * e + 1]!;
+  }
+
+  first(e: number): string {
+    return this.firsts[e]!;
+  }
+
+  tokens(e: number): number {
+    return this.waste[2 * e]!;
+  }
+
+  cost(e: number): number {
+    return this.waste[2 * e + 1]!;
+  }
+
+  setCount(e: number, n: number): void {
+    this.ints[4 * e + 1] = n;
+  }
+
+  /** One more call of the key, with its waste; it becomes the most recently touched. */
+  again(e: number, tokens: number, cost: number): void {
+    this.ints[4 * e + 1]!++;
+    this.waste[2 * e] = this.waste[2 * e]! + tokens;
+    this.waste[2 * e + 1] = this.waste[2 * e + 1]! + cost;
+    this.touch(e);
+  }
+
+  /** Makes the entry the most recently touched. */
+  touch(e: number): void {
+    if (e === this.newest) return;
+    this.unlink(e);
+    this.append(e);
+  }
+
+  /** Adds a key (not in the table) with count 1 and no waste; the least recently touched key goes if full. */
+  add(h: number, a: string, b: string, c: string, first: string): number {
+    let e: number;
+    if (this.size < this.limit) {
+      e = this.size++;
+      if (4 * this.size > this.ints.length) this.grow();
+    } else {
+      e = this.oldest;
+      this.unlink(e);
+      this.unindex(e);
+    }
+    this.ints[4 * e] = h;
+    this.ints[4 * e + 1] = 1;
+    this.keys[3 * e] = a;
+    this.keys[3 * e + 1] = b;
+    this.keys[3 * e + 2] = c;
+    this.firsts[e] = first;
+    this.waste[2 * e] = 0;
+    this.waste[2 * e + 1] = 0;
+    this.append(e);
+    this.place(e);
+    return e;
+  }
+
+  private place(e: number): void {
+    const index = this.index;
+    const mask = index.length - 1;
+    let i = this.ints[4 * e]! & mask;
+    while (index[i] !== 0) i = (i + 1) & mask;
+    index[i] = e + 1;
+  }
+
+  private unlink(e: number): void {
+    const o = this.ints[4 * e + 2]!, n = this.ints[4 * e + 3]!;
+    if (o >= 0) this.ints[4 * o + 3] = n;
+    else this.oldest = n;
+    if (n >= 0) this.ints[4 * n + 2] = o;
+    else this.newest = o;
+  }
+
+  private append(e: number): void {
+    this.ints[4 * e + 2] = this.newest;
+    this.ints[4 * e + 3] = -1;
+    if (this.newest >= 0) this.ints[4 * this.newest + 3] = e;
+    else this.oldest = e;
+    this.newest = e;
+  }
+
+  /** Removes an entry from the index: backward-shift deletion, so probes never meet tombstones. */
+  private unindex(e: number): void {
+    const index = this.index;
+    const mask = index.length - 1;
+    let hole = this.ints[4 * e]! & mask;
+    while (index[hole] !== e + 1) hole = (hole + 1) & mask;
+    for (let j = (hole + 1) & mask; index[j] !== 0; j = (j + 1) & mask) {
+      // the entry at j moves into the hole unless its home slot lies after the hole
+      if (((j - this.ints[4 * (index[j]! - 1)]!) & mask) >= ((j - hole) & mask)) {
+        index[hole] = index[j]!;
+        hole = j;
+      }
+    }
+    index[hole] = 0;
+  }
+
+  private grow(): void {
+    const ints = new Int32Array(2 * this.ints.length);
+    ints.set(this.ints);
+    this.ints = ints;
+    const waste = new Float64Array(2 * this.waste.length);
+    waste.set(this.waste);
+    this.waste = waste;
+    this.index = new Int32Array(2 * this.index.length);
+    for (let e = 0; e < this.size - 1; e++) this.place(e); // the entry being added is placed by add()
+  }
+}
+
 interface Ref {
   spanId: string;
   tool: string;
@@ -148,6 +308,8 @@ interface RepeatRun extends Run {
   /** The run's first outcome; the set of its distinct outcomes once there are two. */
   outcome0: Outcome;
   outcomes: Set<Outcome> | null;
+  /** Its finding's id, made once per run (checked on every call of a run that makes progress). */
+  id: string | null;
 }
 
 interface StuckRun extends Run {
@@ -185,16 +347,19 @@ interface SessionState {
   storm: Run | null;
   islands: Map<number, Island>;
   errors: Map<string, Tally>;
-  redundant: Map<string, Tally>;
+  /** (tool, arguments, result) -> calls, first call, waste. */
+  redundant: LruTable;
   lastErrorByTool: Map<string, string>;
-  seen: Map<string, true>;
+  /** (tool, result) of successful calls. */
+  seen: LruTable;
   noProgress: { len: number; members: Ref[] | null; first: Ref } | null;
   firstRef: Ref | null;
   start: number;
   calls: number;
   tokens: number;
   cost: number;
-  depths: Map<string, number>;
+  /** span id -> nesting depth (in the count column). */
+  depths: LruTable;
   runaway: { reasons: number; wasted: number; tokens: number; cost: number; last: Ref; stillNoProgress: boolean; tools: Set<string>; counted: WeakSet<Ref> } | null;
   findings: Map<string, GuardFinding>;
 }
@@ -319,16 +484,16 @@ export class LoopGuard {
   }
 
   private emit(
-    out: GuardFinding[], s: SessionState, sessionId: string, kind: LoopKind, first: Ref, lastSpanId: string, repeats: number, wastedCalls: number,
+    out: GuardFinding[], s: SessionState, sessionId: string, kind: LoopKind, firstSpanId: string, lastSpanId: string, repeats: number, wastedCalls: number,
     wastedTokens: number, wastedCostUsd: number, tools: string[], sev: GuardFinding['severity'], message: string,
   ): void {
-    const id = `${kind}|${first.spanId}`;
+    const id = `${kind}|${firstSpanId}`;
     const isNew = !s.findings.has(id);
     const finding: GuardFinding = {
-      kind, sessionId, firstSpanId: first.spanId, isNew, lastSpanId, repeats, wastedCalls, wastedTokens, wastedCostUsd, tools, severity: sev, message,
+      kind, sessionId, firstSpanId, isNew, lastSpanId, repeats, wastedCalls, wastedTokens, wastedCostUsd, tools, severity: sev, message,
     };
     s.findings.set(id, {
-      kind, sessionId, firstSpanId: first.spanId, isNew: false, lastSpanId, repeats, wastedCalls, wastedTokens, wastedCostUsd, tools, severity: sev, message,
+      kind, sessionId, firstSpanId, isNew: false, lastSpanId, repeats, wastedCalls, wastedTokens, wastedCostUsd, tools, severity: sev, message,
     });
     out.push(finding);
   }
@@ -385,15 +550,16 @@ export class LoopGuard {
       restartRun(r, ref);
       r.outcome0 = outcome;
       r.outcomes = null;
+      r.id = null;
     } else {
-      r = s.repeat = { tool, args, len: 1, first: ref, last: ref, tokens: 0, cost: 0, outcome0: outcome, outcomes: null };
+      r = s.repeat = { tool, args, len: 1, first: ref, last: ref, tokens: 0, cost: 0, outcome0: outcome, outcomes: null, id: null };
     }
     const distinct = r.outcomes ? r.outcomes.size : 1;
     if (r.len >= p.repeatMinRun && distinct <= r.len * p.repeatMaxNewRatio) {
-      this.emit(out, s, sessionId, 'repeat', r.first, r.last.spanId, r.len, r.len - 1, r.tokens, r.cost, [tool], severity(r.len, p.repeatMinRun),
+      this.emit(out, s, sessionId, 'repeat', r.first.spanId, r.last.spanId, r.len, r.len - 1, r.tokens, r.cost, [tool], severity(r.len, p.repeatMinRun),
         `Tool ${tool} was called ${r.len} times in a row with the same arguments (${distinct} distinct outcomes).`);
     } else if (r.len > 1 && s.findings.size > 0) {
-      s.findings.delete(`repeat|${r.first.spanId}`); // the run turned out to make progress
+      s.findings.delete((r.id ??= `repeat|${r.first.spanId}`)); // the run turned out to make progress
     }
 
     // stuck: same call and same successful result in a row
@@ -410,7 +576,7 @@ export class LoopGuard {
     }
     const stuck = s.stuck!;
     if (stuck.len >= p.stuckMinRun && hasResult) {
-      this.emit(out, s, sessionId, 'stuck', stuck.first, stuck.last.spanId, stuck.len, stuck.len - 1, stuck.tokens, stuck.cost, [tool], severity(stuck.len, p.stuckMinRun),
+      this.emit(out, s, sessionId, 'stuck', stuck.first.spanId, stuck.last.spanId, stuck.len, stuck.len - 1, stuck.tokens, stuck.cost, [tool], severity(stuck.len, p.stuckMinRun),
         `Tool ${tool} returned the same result to the same arguments ${stuck.len} times in a row: the agent is stuck.`);
     }
 
@@ -438,7 +604,7 @@ export class LoopGuard {
       if (island.matches >= period && island.matches + period >= period * p.oscillationMinCycles && this.cycleDistinct(s, period, tool, args)) {
         const total = island.matches + period;
         const tools = [...island.tools].sort();
-        this.emit(out, s, sessionId, 'oscillation', island.first, ref.spanId, total, island.matches, island.tokens, island.cost, tools,
+        this.emit(out, s, sessionId, 'oscillation', island.first.spanId, ref.spanId, total, island.matches, island.tokens, island.cost, tools,
           total >= 2 * period * p.oscillationMinCycles ? 'critical' : 'warning',
           `The agent cycles through ${period} calls (${tools.join(', ')}) ${Math.floor(total / period)} times with the same arguments and results.`);
       }
@@ -453,7 +619,7 @@ export class LoopGuard {
     }
     if (s.storm && s.storm.len >= p.retryStormMinRun) {
       const rs = s.storm;
-      this.emit(out, s, sessionId, 'retry_storm', rs.first, rs.last.spanId, rs.len, rs.len - 1, rs.tokens, rs.cost, [tool], severity(rs.len, p.retryStormMinRun),
+      this.emit(out, s, sessionId, 'retry_storm', rs.first.spanId, rs.last.spanId, rs.len, rs.len - 1, rs.tokens, rs.cost, [tool], severity(rs.len, p.retryStormMinRun),
         `Tool ${tool} failed ${rs.len} times in a row (last error: ${call.errorType ?? 'error'}).`);
     }
 
@@ -471,7 +637,7 @@ export class LoopGuard {
       touch(s.errors, errorKey, tally, MAX_ERROR_KEYS);
       touch(s.lastErrorByTool, tool, errorKey, MAX_ERROR_KEYS);
       if (tally.count >= p.errorLoopMinCount && tally.lastSeq - tally.firstSeq + 1 > tally.count) {
-        this.emit(out, s, sessionId, 'error_loop', tally.first, ref.spanId, tally.count, tally.count - 1, tally.tokens, tally.cost, [tool], 'critical',
+        this.emit(out, s, sessionId, 'error_loop', tally.first.spanId, ref.spanId, tally.count, tally.count - 1, tally.tokens, tally.cost, [tool], 'critical',
           `Tool ${tool} hit the same error ${tally.count} times in this session (${call.errorType ?? 'error'}): the task may be impossible as attempted.`);
       }
     } else if (s.lastErrorByTool.size > 0) {
@@ -479,23 +645,18 @@ export class LoopGuard {
     }
 
     // redundant: the same call with the same non-empty result earlier in the session
+    const toolHash = hasResult ? strHash(tool) : 0;
+    const outcomeHash = hasResult ? strHash(outcome) : 0;
     if (hasResult && !empty) {
-      const rk = tool + OUTCOME_TAG + args + OUTCOME_TAG + outcome;
-      let t = s.redundant.get(rk);
-      if (t) {
-        t.count++;
-        t.last = ref;
-        t.tokens += tokens;
-        t.cost += cost;
-        touch(s.redundant, rk, t, MAX_KEYS);
-      } else {
-        t = { count: 1, firstSeq: seq, lastSeq: seq, first: ref, last: ref, tokens: 0, cost: 0 };
-        s.redundant.set(rk, t); // a new key: touch() without the delete
-        if (s.redundant.size > MAX_KEYS) evictOldest(s.redundant);
-      }
-      if (t.count >= p.redundantMinCalls) {
-        this.emit(out, s, sessionId, 'redundant', t.first, ref.spanId, t.count, t.count - 1, t.tokens, t.cost, [tool], 'info',
-          `Tool ${tool} was called ${t.count} times with the same arguments and got the same result: ${t.count - 1} redundant calls.`);
+      const rt = s.redundant;
+      const h = hashWith(hashWith(toolHash, strHash(args)), outcomeHash);
+      let e = rt.find(h, tool, args, outcome);
+      if (e >= 0) rt.again(e, tokens, cost);
+      else e = rt.add(h, tool, args, outcome, call.spanId);
+      const n = rt.count(e);
+      if (n >= p.redundantMinCalls) {
+        this.emit(out, s, sessionId, 'redundant', rt.first(e), ref.spanId, n, n - 1, rt.tokens(e), rt.cost(e), [tool], 'info',
+          `Tool ${tool} was called ${n} times with the same arguments and got the same result: ${n - 1} redundant calls.`);
       }
     }
 
@@ -508,10 +669,11 @@ export class LoopGuard {
     s.cost += cost;
     let isNew = !failed && !hasResult; // an unknown result counts as new
     if (hasResult) {
-      const seenKey = tool + OUTCOME_TAG + outcome;
-      isNew = !s.seen.delete(seenKey);
-      s.seen.set(seenKey, true);
-      if (s.seen.size > MAX_SEEN) evictOldest(s.seen);
+      const h = hashWith(toolHash, outcomeHash);
+      const e = s.seen.find(h, tool, outcome, '');
+      isNew = e < 0;
+      if (isNew) s.seen.add(h, tool, outcome, '', '');
+      else s.seen.touch(e);
     }
     let reasons = 0;
     let newlyNoProgress: Ref[] | null = null;
@@ -528,12 +690,17 @@ export class LoopGuard {
       }
       if (np.len >= p.runawayNoProgressRun) reasons |= R_NO_PROGRESS;
     }
+    const dt = s.depths;
     let depth = 1;
-    if (call.parentSpanId) depth = (s.depths.get(call.parentSpanId) ?? 0) + 1;
-    const depthsBefore = s.depths.size;
-    s.depths.set(call.spanId, depth); // span ids are unique: one map operation (else touch() moves it)
-    if (s.depths.size === depthsBefore) touch(s.depths, call.spanId, depth, MAX_KEYS);
-    else if (s.depths.size > MAX_KEYS) evictOldest(s.depths);
+    if (call.parentSpanId) {
+      const e = dt.find(strHash(call.parentSpanId), call.parentSpanId, '', '');
+      if (e >= 0) depth = dt.count(e) + 1;
+    }
+    const spanHash = strHash(call.spanId);
+    let de = dt.find(spanHash, call.spanId, '', '');
+    if (de >= 0) dt.touch(de);
+    else de = dt.add(spanHash, call.spanId, '', '', '');
+    dt.setCount(de, depth);
     const endTs = toMs(call.endTs);
     const endMs = Number.isFinite(endTs) ? endTs : startMs;
     if (p.budgetMaxCalls > 0 && s.calls > p.budgetMaxCalls) reasons |= R_CALLS;
@@ -556,7 +723,7 @@ export class LoopGuard {
       rw.last = ref;
       let why = '';
       for (let b = 0; b < REASON_NAMES.length; b++) if (rw.reasons & (1 << b)) why += (why ? ', ' : '') + REASON_NAMES[b];
-      this.emit(out, s, sessionId, 'runaway', s.firstRef, ref.spanId, rw.wasted, rw.wasted, rw.tokens, rw.cost, [...rw.tools].sort(), 'critical',
+      this.emit(out, s, sessionId, 'runaway', s.firstRef.spanId, ref.spanId, rw.wasted, rw.wasted, rw.tokens, rw.cost, [...rw.tools].sort(), 'critical',
         `Runaway session: ${why} (${rw.wasted} calls wasted).`);
     }
 
@@ -606,9 +773,9 @@ export class LoopGuard {
       id: sessionId, older: null, newer: null,
       seq: 0, ringTool: new Array<string>(RING), ringArgs: new Array<string>(RING), ringOutcome: new Array<string>(RING),
       ringRef: new Array<Ref>(RING), ringLen: 0, ringNext: 0,
-      repeat: null, stuck: null, storm: null, islands: new Map(), errors: new Map(), redundant: new Map(),
-      lastErrorByTool: new Map(), seen: new Map(), noProgress: null, firstRef: null, start: 0, calls: 0, tokens: 0, cost: 0,
-      depths: new Map(), runaway: null, findings: new Map(),
+      repeat: null, stuck: null, storm: null, islands: new Map(), errors: new Map(), redundant: new LruTable(MAX_KEYS),
+      lastErrorByTool: new Map(), seen: new LruTable(MAX_SEEN), noProgress: null, firstRef: null, start: 0, calls: 0, tokens: 0, cost: 0,
+      depths: new LruTable(MAX_KEYS), runaway: null, findings: new Map(),
     };
     this.sessions.set(sessionId, s);
     this.append(s);
