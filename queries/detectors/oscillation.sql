@@ -9,14 +9,17 @@
 -- loopwatch: when countIf((cycle2 OR cycle3 OR cycle4) AND NOT same_call_prev) > 0
 WITH
     -- one row per call and period whose call repeats the one a period earlier
+    -- (filtered before the ARRAY JOIN, which would otherwise build an array for every call)
     matched AS (
         SELECT *, period
-        FROM {calls:Identifier}
+        FROM (
+            SELECT * FROM {calls:Identifier}
+            -- a call in a cycle of distinct calls never repeats the call before it, and dropping
+            -- those that do never joins or splits a cycle (see the when line)
+            WHERE (cycle2 OR cycle3 OR cycle4) AND NOT same_call_prev
+        )
         ARRAY JOIN arrayFilter(p -> p <= {oscillation_max_period:UInt32},
                                arrayConcat(if(cycle2, [2], []), if(cycle3, [3], []), if(cycle4, [4], []))) AS period
-        -- a call in a cycle of distinct calls never repeats the call before it, and dropping
-        -- those that do never joins or splits a cycle (see the when line)
-        WHERE (cycle2 OR cycle3 OR cycle4) AND NOT same_call_prev
     ),
     -- consecutive matching calls form an island; the loop is the island plus the cycle before it
     islands AS (

@@ -23,13 +23,13 @@ WITH RECURSIVE
         HAVING count() >= {budget_max_tool_depth:UInt32}
     ),
     -- sessions that can run away: over a budget in total, with at least a run's worth of calls
-    -- that returned nothing new (distinct results counted by hash: a collision only keeps a
-    -- session in), or in a deep trace; everything below looks only at these. The no-progress
-    -- test counts distinct results per session, so it runs only on sessions with a run's worth
-    -- of calls (seq numbers a session's calls 1, 2, ...).
+    -- that returned nothing new, or in a deep trace; everything below looks only at these.
+    -- Sessions and results are keyed by 64-bit hash (a collision only keeps a session in). The
+    -- no-progress test counts distinct results per session, so it runs only on sessions with a
+    -- run's worth of calls (seq numbers a session's calls 1, 2, ...).
     candidates AS (
-        SELECT session_id FROM {calls:Identifier}
-        GROUP BY session_id
+        SELECT cityHash64(session_id) AS sh FROM {calls:Identifier}
+        GROUP BY sh
         HAVING ({budget_max_calls:UInt32} > 0 AND count() > {budget_max_calls:UInt32})
             OR ({budget_max_tokens:Float64} > 0 AND sum(tokens) > {budget_max_tokens:Float64})
             OR ({budget_max_cost_usd:Float64} > 0 AND sum(cost_usd) > {budget_max_cost_usd:Float64})
@@ -37,12 +37,12 @@ WITH RECURSIVE
                 AND (toUnixTimestamp64Nano(max(end_ts)) - toUnixTimestamp64Nano(min(ts))) / 1e9 > {budget_max_wall_time_s:Float64})
             OR max(trace_id IN (SELECT trace_id FROM deep_traces))
         UNION ALL
-        SELECT session_id FROM {calls:Identifier}
+        SELECT cityHash64(session_id) AS sh FROM {calls:Identifier}
         WHERE session_id IN (SELECT session_id FROM {calls:Identifier} WHERE seq = {runaway_no_progress_run:UInt32})
-        GROUP BY session_id
+        GROUP BY sh
         HAVING countIf(outcome_kind != 'U') - uniqExactIf(cityHash64(tool, outcome), outcome_kind = 'R') >= {runaway_no_progress_run:UInt32}
     ),
-    c AS (SELECT * FROM {calls:Identifier} WHERE session_id IN (SELECT session_id FROM candidates)),
+    c AS (SELECT * FROM {calls:Identifier} WHERE cityHash64(session_id) IN (SELECT sh FROM candidates)),
     -- depth walk over the raw spans of the deep traces (cheap inputs: not the view)
     scoped AS (
         SELECT span_id, parent_span_id, trace_id FROM {calls:Identifier}
