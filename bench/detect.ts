@@ -1,6 +1,8 @@
 // bench/detect: a full pass of every detector (queries/detectors/*.sql via runDetectors) over
 // 1M (or 10M) tool calls in 100k sessions, in calls/s and as a ratio to one plain scan of the
-// same columns in the same run; then the incremental pass after a few new sessions arrive.
+// same columns in the same run, on the features earlier passes kept; before it, the store's
+// first pass (computes and keeps every call's features) and the incremental pass after a few
+// new sessions arrive.
 //
 // Data: generated inside the engine with INSERT INTO otel_traces SELECT ... FROM numbers(), as
 // OTLP spans in the exporter layout with GenAI semconv attributes (an invoke_agent root per
