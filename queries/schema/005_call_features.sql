@@ -127,7 +127,9 @@ ANY LEFT JOIN requested AS r ON r.span_id = w.span_id;
 -- every session's history with a sort and the LLM join. Columns: those of the view, in its
 -- order, plus the version. A row changes when its session gets a call that changes it (a
 -- neighbour flag, an LLM call's share, a late call that moves seq): readers use FINAL, through
--- loopwatch_call_features.
+-- loopwatch_call_features. A later migration that changes the view's columns or their meaning
+-- must also empty this table and delete the '_features' row of loopwatch_detector_state: the
+-- next pass then recomputes and keeps every session once.
 CREATE TABLE IF NOT EXISTS agent_call_features
 (
     session_id String CODEC(ZSTD(1)),
