@@ -3,7 +3,7 @@
 // (Loopwatch's own, or one the application configured).
 import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer, type TracerProvider } from '@opentelemetry/api';
 import { ATTR } from './attributes.js';
-import { canonicalJson, valueHash } from './canonical.js';
+import { canonicalJson, hash64Hex, valueHash } from './canonical.js';
 import { contextWithSession, sessionFrom, type SessionInfo } from './context.js';
 import { capturedText, captureOptions } from './options.js';
 
@@ -104,12 +104,21 @@ interface TracedCall {
   startedAt: number;
 }
 
+/**
+ * A value's hash and, when content is captured, its canonical text: one serialization either way
+ * (a value's getters and toJSON run once).
+ */
+function identify(value: unknown, capture: boolean): [hash: string, text: string | undefined] {
+  if (!capture) return [valueHash(value), undefined];
+  const text = canonicalJson(value);
+  return [hash64Hex(text), text];
+}
+
 function finishOk(c: TracedCall, result: unknown): void {
-  const value = c.opts.resultOf ? c.opts.resultOf(result) : result;
-  const resultHash = valueHash(value);
+  const [resultHash, resultText] = identify(c.opts.resultOf ? c.opts.resultOf(result) : result, captureOptions().captureContent);
   c.span.setAttribute(ATTR.resultHash, resultHash);
-  if (captureOptions().captureContent) {
-    const capturedResult = capturedText(canonicalJson(value), 'result', c.tool);
+  if (resultText !== undefined) {
+    const capturedResult = capturedText(resultText, 'result', c.tool);
     if (capturedResult !== undefined) c.span.setAttribute(ATTR.toolCallResult, capturedResult);
   }
   const endedAt = preciseNow();
@@ -182,8 +191,7 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
   const call = fn as unknown as (...args: unknown[]) => unknown;
   const traced = function (this: unknown, ...args: A): R {
     const parent = context.active();
-    const argsValue = opts.argsOf ? opts.argsOf(args) : args.length === 1 ? args[0] : args;
-    const argsHash = valueHash(argsValue); // the text is made only to capture it
+    const [argsHash, argsText] = identify(opts.argsOf ? opts.argsOf(args) : args.length === 1 ? args[0] : args, captureOptions().captureContent);
     const callIdOpt = opts.callId;
     const callId = typeof callIdOpt === 'function' ? callIdOpt(args) : callIdOpt;
     const toolType = opts.type ?? 'function';
@@ -191,8 +199,8 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
       ? { ...opts.attributes, 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': name, 'gen_ai.tool.type': toolType, 'loopwatch.tool.args_hash': argsHash }
       : { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': name, 'gen_ai.tool.type': toolType, 'loopwatch.tool.args_hash': argsHash };
     if (callId) attributes[ATTR.toolCallId] = callId;
-    if (captureOptions().captureContent) {
-      const capturedArgs = capturedText(canonicalJson(argsValue), 'arguments', name);
+    if (argsText !== undefined) {
+      const capturedArgs = capturedText(argsText, 'arguments', name);
       if (capturedArgs !== undefined) attributes[ATTR.toolCallArguments] = capturedArgs;
     }
     const startedAt = preciseNow();

@@ -52,4 +52,24 @@ describe('capture options', () => {
     expect(calls[0]!.result).toBe(`${'{"note":"' + 'x'.repeat(31)}…[truncated]`);
     expect(raw).not.toContain('hunter2');
   });
+
+  it('on: each value is serialized once, for its hash and its text alike', async () => {
+    let reads = 0;
+    const lookup = traceTool('lookup', async (args: { readonly q: string }) => args.q.length);
+    const args = { get q() {
+      reads++;
+      return 'weather';
+    } };
+    configureCapture({ captureContent: true });
+    const session = `priv-once-${Date.now()}`;
+    try {
+      await withSession(session, () => lookup(args));
+    } finally {
+      configureCapture({ captureContent: false, redact: undefined, maxContentLength: 4096 });
+    }
+    expect(reads).toBe(2); // once by the tool itself, once by the instrumentation
+    const { calls } = await rowsOf(session);
+    expect(calls[0]!.arguments).toBe('{"q":"weather"}');
+  });
 });
+
