@@ -129,27 +129,32 @@ const FEATURES = '_features';
 // A pass table older than this belongs to a pass that died (a crash mid-pass): dropped.
 const STALE_PASS_TABLE_MS = 3600_000;
 
-/**
- * Materializes loopwatch_detector_calls for one window (and bucket of sessions) into a table of
- * its own, runs fn with its name, and drops it. Detectors bind the name as {calls:Identifier}.
- */
-export async function withCallsTable<T>(
-  client: ClickHouseClient,
-  scope: { since: string; until: string; buckets?: number; bucket?: number },
-  fn: (table: string) => Promise<T>,
-): Promise<T> {
+// The per-call features of the sessions with calls inserted in a window (and bucket of sessions).
+const DETECTOR_CALLS =
+  'loopwatch_detector_calls(since = {since:DateTime64(3)}, until = {until:DateTime64(3)}, buckets = {buckets:UInt32}, bucket = {bucket:UInt32})';
+
+/** Materializes `select` into a table of its own, runs fn with its name, and drops it. */
+async function withPassTable<T>(client: ClickHouseClient, select: string, params: Record<string, unknown>, fn: (table: string) => Promise<T>): Promise<T> {
   const table = passTableName();
   try {
-    await client.command({
-      query: `CREATE TABLE ${table} ENGINE = Memory AS
-              SELECT * FROM loopwatch_detector_calls(since = {since:DateTime64(3)}, until = {until:DateTime64(3)},
-                                                     buckets = {buckets:UInt32}, bucket = {bucket:UInt32})`,
-      query_params: { since: scope.since, until: scope.until, buckets: scope.buckets ?? 1, bucket: scope.bucket ?? 0 },
-    });
+    await client.command({ query: `CREATE TABLE ${table} ENGINE = Memory AS ${select}`, query_params: params });
     return await fn(table);
   } finally {
     await client.command({ query: `DROP TABLE IF EXISTS ${table}` }).catch(() => undefined);
   }
+}
+
+/**
+ * Materializes loopwatch_detector_calls for one window (and bucket of sessions) into a table of
+ * its own, runs fn with its name, and drops it. Detectors bind the name as {calls:Identifier}.
+ */
+export function withCallsTable<T>(
+  client: ClickHouseClient,
+  scope: { since: string; until: string; buckets?: number; bucket?: number },
+  fn: (table: string) => Promise<T>,
+): Promise<T> {
+  return withPassTable(client, `SELECT * FROM ${DETECTOR_CALLS}`,
+    { since: scope.since, until: scope.until, buckets: scope.buckets ?? 1, bucket: scope.bucket ?? 0 }, fn);
 }
 
 /**
@@ -158,24 +163,21 @@ export async function withCallsTable<T>(
  * deduplicating (FINAL) read per pass instead of one per detector: FINAL reads every column a
  * query needs for every row before any filter.
  */
-export async function withFeaturesTable<T>(client: ClickHouseClient, range: SessionRange, fn: (table: string) => Promise<T>): Promise<T> {
-  const table = passTableName();
-  const bounds = [range.from === null ? '' : `session_id >= ${sqlString(range.from)}`, range.to === null ? '' : `session_id < ${sqlString(range.to)}`]
-    .filter(Boolean);
-  try {
-    await client.command({
-      query: `CREATE TABLE ${table} ENGINE = Memory AS SELECT * FROM loopwatch_call_features${bounds.length ? ` WHERE ${bounds.join(' AND ')}` : ''}`,
-    });
-    return await fn(table);
-  } finally {
-    await client.command({ query: `DROP TABLE IF EXISTS ${table}` }).catch(() => undefined);
+export function withFeaturesTable<T>(client: ClickHouseClient, range: SessionRange, fn: (table: string) => Promise<T>): Promise<T> {
+  const bounds: string[] = [];
+  const params: Record<string, string> = {};
+  if (range.from !== null) {
+    bounds.push('session_id >= {from:String}');
+    params.from = range.from;
   }
+  if (range.to !== null) {
+    bounds.push('session_id < {to:String}');
+    params.to = range.to;
+  }
+  return withPassTable(client, `SELECT * FROM loopwatch_call_features${bounds.length ? ` WHERE ${bounds.join(' AND ')}` : ''}`, params, fn);
 }
 
 const passTableName = () => `loopwatch_pass_${Date.now()}_${randomBytes(4).toString('hex')}`;
-
-/** A ClickHouse string literal. */
-const sqlString = (s: string) => `'${s.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
 
 export interface SessionRange {
   from: string | null;
@@ -383,6 +385,7 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
   const scanned = await scannedIn(window, !fullPass);
   const sessions = scanned.n;
   const perBucket = opts.callsPerBucket ?? CALLS_PER_BUCKET;
+  const bucketsFor = (calls: number) => Math.max(1, Math.ceil(calls / perBucket));
   let featuresKept = true;
   const keep = async (source: string, params?: Record<string, unknown>) => {
     try {
@@ -439,16 +442,13 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
       // the sessions with calls since the features were last kept, then every session's kept features
       const stale = { since: epochSeconds(featuresSince), until: window.until };
       const { calls } = await scannedIn(stale);
-      const staleBuckets = Math.max(1, Math.ceil(calls / perBucket));
+      const staleBuckets = bucketsFor(calls);
       for (let bucket = 0; bucket < staleBuckets && calls > 0; bucket++) {
-        await keep(
-          'loopwatch_detector_calls(since = {since:DateTime64(3)}, until = {until:DateTime64(3)}, buckets = {buckets:UInt32}, bucket = {bucket:UInt32})',
-          { ...stale, buckets: staleBuckets, bucket },
-        );
+        await keep(DETECTOR_CALLS, { ...stale, buckets: staleBuckets, bucket });
       }
       if (callFiles.length > 0) {
         const [kept] = await queryRows<{ n: number }>(client, 'SELECT count() AS n FROM agent_call_features');
-        for (const range of await sessionRanges(client, Math.ceil(num(kept?.n) / perBucket))) {
+        for (const range of await sessionRanges(client, bucketsFor(num(kept?.n)))) {
           try {
             await withFeaturesTable(client, range, detect);
           } catch (err) {
@@ -457,7 +457,7 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
         }
       }
     } else {
-      const buckets = Math.max(1, Math.ceil(scanned.calls / perBucket));
+      const buckets = bucketsFor(scanned.calls);
       for (let bucket = 0; bucket < buckets; bucket++) {
         try {
           await withCallsTable(client, { ...window, buckets, bucket }, async (table) => {
