@@ -6,7 +6,7 @@
 -- {budget_max_tool_depth} (followed through parent_span_id, across non-tool spans). 0 disables
 -- a budget. Anchored on the session's first call so it stays one finding as the session grows;
 -- details.trigger_span_id is where it first crossed. Wasted: calls in no-progress runs and calls
--- past a budget. Tokens and cost are those attributed to tool calls (see loopwatch_detector_calls).
+-- past a budget. Tokens and cost are those attributed to tool calls (see queries/features/detector-calls.sql).
 -- Contract: see collector/src/detect/run-detectors.ts. The `when` lines are per session (seq is
 -- the call's position in its session; the last line is the candidates test below, less depth):
 -- a pass with many small sessions does not run this for their total.

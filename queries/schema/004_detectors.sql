@@ -59,5 +59,5 @@ CREATE FUNCTION IF NOT EXISTS loopwatch_model_key AS (m) ->
 CREATE FUNCTION IF NOT EXISTS loopwatch_error_norm AS (msg) ->
     leftUTF8(trimBoth(replaceRegexpAll(replaceRegexpAll(lowerUTF8(msg), '[0-9a-f]{8,}|[0-9]+', '#'), '[ \t\r\n]+', ' ')), 200);
 
--- The per-call features every detector reads (view loopwatch_detector_calls) are defined in
--- 005_call_features.sql (a store migrated before it got a first version from here, replaced there).
+-- The per-call features every detector reads are defined in queries/features/detector-calls.sql
+-- (a store migrated before 005 got a first version as a view from here; 006 drops it).

@@ -3,7 +3,7 @@
 // (older than an hour) dropped by the next one. The features the passes keep for full passes
 // (agent_call_features) equal a recomputation, however a session's calls arrive.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runDetectors } from '../../collector/src/detect/run-detectors.js';
+import { detectorCallsSql, runDetectors } from '../../collector/src/detect/run-detectors.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 import { buildSession, insertSession, insertSpans, times } from './helpers.js';
 
@@ -59,11 +59,9 @@ describe('pass table', () => {
       expect(r.errors).toEqual({});
     }
     const kept = await tc.rows("SELECT * FROM loopwatch_call_features WHERE session_id = 'arrivals' ORDER BY seq");
-    const recomputed = await tc.rows(
-      `SELECT * FROM loopwatch_detector_calls(since = '0.000', until = {until:DateTime64(3)}, buckets = 1, bucket = 0)
-       WHERE session_id = 'arrivals' ORDER BY seq`,
-      { until: (Date.now() / 1000 + 60).toFixed(3) },
-    );
+    const recomputed = await tc.rows(`SELECT * FROM (${detectorCallsSql()}) WHERE session_id = 'arrivals' ORDER BY seq`, {
+      since: '0.000', until: (Date.now() / 1000 + 60).toFixed(3), buckets: 1, bucket: 0,
+    });
     expect(recomputed.length).toBe(10);
     expect(kept).toEqual(recomputed);
     // and a full pass over the kept features finds what the detectors find on a recomputation

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollector, type Collector } from '../../collector/src/collector.js';
+import { detectorCallsSql } from '../../collector/src/detect/run-detectors.js';
 import { loadConfig } from '../../collector/src/config.js';
 import { decodeTraceRequest } from '../../collector/src/ingest/otlp-proto.js';
 import { serializeRows, toSpanRows } from '../../collector/src/ingest/span-rows.js';
@@ -33,7 +34,7 @@ afterAll(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-const rows = <T>(sql: string) => queryRows<T>(collector.store.client, sql);
+const rows = <T>(sql: string, params?: Record<string, unknown>) => queryRows<T>(collector.store.client, sql, params);
 
 async function perSpan(tag: number): Promise<{ traces: Map<string, number>; tools: Map<string, number> }> {
   const t = await rows<{ id: string; n: string }>(`SELECT SpanId AS id, count() AS n FROM otel_traces WHERE startsWith(SpanId, '${(tag + 1).toString(16).padStart(8, '0')}') GROUP BY SpanId`);
@@ -185,7 +186,8 @@ describe('retries', () => {
     expect(tools.size).toBe(100);
     expect([...tools.values()].every((n) => n === 1)).toBe(true);
     const [{ n: calls }] = await rows<{ n: string }>(
-      "SELECT count() AS n FROM loopwatch_detector_calls(since = toDateTime64('2000-01-01 00:00:00', 3), until = toDateTime64('2100-01-01 00:00:00', 3), buckets = 1, bucket = 0) WHERE session_id = 'safety-rebatch'",
+      `SELECT count() AS n FROM (${detectorCallsSql()}) WHERE session_id = 'safety-rebatch'`,
+      { since: '2000-01-01 00:00:00', until: '2100-01-01 00:00:00', buckets: 1, bucket: 0 },
     ) as [{ n: string }];
     expect(Number(calls)).toBe(100);
   });

@@ -8,8 +8,8 @@
 //
 // Parameters (ClickHouse `{name:Type}` placeholders; bind only what you use, an unknown one is
 // an error):
-//   {calls:Identifier}  the pass's copy of `loopwatch_detector_calls` (queries/schema/
-//       005_call_features.sql): one row per tool call, with precomputed keys and neighbour flags,
+//   {calls:Identifier}  the pass's copy of the per-call features (queries/features/
+//       detector-calls.sql): one row per tool call, with precomputed keys and neighbour flags,
 //       of the whole deduplicated history of every session with calls inserted since the
 //       oldest detector watermark (re-examining a session is harmless: findings are
 //       idempotent); on a full pass, a copy of the features earlier passes kept
@@ -129,9 +129,14 @@ const FEATURES = '_features';
 // A pass table older than this belongs to a pass that died (a crash mid-pass): dropped.
 const STALE_PASS_TABLE_MS = 3600_000;
 
-// The per-call features of the sessions with calls inserted in a window (and bucket of sessions).
-const DETECTOR_CALLS =
-  'loopwatch_detector_calls(since = {since:DateTime64(3)}, until = {until:DateTime64(3)}, buckets = {buckets:UInt32}, bucket = {bucket:UInt32})';
+let detectorCalls: string | undefined;
+/**
+ * The SELECT of the per-call features of the sessions with calls inserted in a window (and
+ * bucket of sessions), queries/features/detector-calls.sql; binds since, until, buckets, bucket.
+ */
+export function detectorCallsSql(): string {
+  return (detectorCalls ??= readFileSync(join(queriesDir, 'features', 'detector-calls.sql'), 'utf8').trim());
+}
 
 /** Materializes `select` into a table of its own, runs fn with its name, and drops it. */
 async function withPassTable<T>(client: ClickHouseClient, select: string, params: Record<string, unknown>, fn: (table: string) => Promise<T>): Promise<T> {
@@ -145,15 +150,16 @@ async function withPassTable<T>(client: ClickHouseClient, select: string, params
 }
 
 /**
- * Materializes loopwatch_detector_calls for one window (and bucket of sessions) into a table of
- * its own, runs fn with its name, and drops it. Detectors bind the name as {calls:Identifier}.
+ * Materializes the per-call features (detectorCallsSql) for one window (and bucket of
+ * sessions) into a table of its own, runs fn with its name, and drops it. Detectors bind the
+ * name as {calls:Identifier}.
  */
 export function withCallsTable<T>(
   client: ClickHouseClient,
   scope: { since: string; until: string; buckets?: number; bucket?: number },
   fn: (table: string) => Promise<T>,
 ): Promise<T> {
-  return withPassTable(client, `SELECT * FROM ${DETECTOR_CALLS}`,
+  return withPassTable(client, detectorCallsSql(),
     { since: scope.since, until: scope.until, buckets: scope.buckets ?? 1, bucket: scope.bucket ?? 0 }, fn);
 }
 
@@ -201,7 +207,7 @@ async function sessionRanges(client: ClickHouseClient, buckets: number): Promise
   return [null, ...cuts].map((from, i) => ({ from, to: cuts[i] ?? null }));
 }
 
-/** Writes the rows of a calls table (or the view, for a window) into the kept features. */
+/** Writes the rows of a calls table (or of the parenthesized features SELECT, for a window) into the kept features. */
 async function keepFeatures(client: ClickHouseClient, source: string, params: Record<string, unknown> = {}): Promise<void> {
   await client.command({
     query: `INSERT INTO agent_call_features SELECT *, toUInt64(toUnixTimestamp64Micro(now64(6))) AS version FROM ${source}`,
@@ -444,7 +450,7 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
       const { calls } = await scannedIn(stale);
       const staleBuckets = bucketsFor(calls);
       for (let bucket = 0; bucket < staleBuckets && calls > 0; bucket++) {
-        await keep(DETECTOR_CALLS, { ...stale, buckets: staleBuckets, bucket });
+        await keep(`(${detectorCallsSql()})`, { ...stale, buckets: staleBuckets, bucket });
       }
       if (callFiles.length > 0) {
         const [kept] = await queryRows<{ n: number }>(client, 'SELECT count() AS n FROM agent_call_features');

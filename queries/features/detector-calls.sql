@@ -1,0 +1,124 @@
+-- The per-call features every detector reads. A detector pass (collector/src/detect/
+-- run-detectors.ts) materializes this SELECT once, as a table of its own, for the sessions with
+-- calls inserted in the window (since, until] and, when a pass is split in buckets, those with
+-- cityHash64(session_id) % buckets = bucket; each detector then scans the copy: the FINAL
+-- read, the LLM join and the one sort by call order are paid once per pass, not once per
+-- detector. It is a file the runner reads rather than a parameterized view: the same SQL behind
+-- a view (loopwatch_detector_calls, schema 005 until 006) cost 40-60 ms more per pass in the
+-- engine's planning, a fifth of an incremental pass.
+-- Columns, one row per tool call (deduplicated), each session's whole history:
+--   seq       position in the session (by start time, then span id)
+--   call_key  tool + arguments hash: what "the same call" means
+--   outcome_kind, outcome  what the call returned: 'R' + result hash, 'E' + error identity (type,
+--             normalized message), or 'U' + span id when the result is unknown (not captured): an
+--             unknown result never equals another, so it never counts as "nothing new"
+--   result_empty  the call succeeded and returned nothing (an action, not a read)
+--   error_key     tool + error type + normalized message (0 for a successful call)
+--   same_call_prev/next, same_outcome_prev/next  the neighbouring call (seq -+ 1) has the same
+--             call_key / outcome: runs of repeats are found from these without another sort
+--   fail_run_prev/next  this call and its neighbour both failed, on the same tool
+--   cycle2..cycle4  same call_key and outcome as the call 2..4 places earlier (oscillation)
+--   has_children  some span in the trace has this call as its parent (nesting depth)
+--   tokens, cost_usd, time_ns  the share of the LLM call that requested it (the session's latest
+--             LLM call ended at or before the call started, split evenly among the calls it
+--             requested) plus, for time, the call's own duration. Cost: reported_cost_usd when
+--             > 0, else tokens x model_prices.
+WITH
+    scope AS (
+        SELECT DISTINCT session_id FROM agent_call_activity
+        WHERE inserted_at > {since:DateTime64(3)} AND inserted_at <= {until:DateTime64(3)}
+          AND cityHash64(session_id) % {buckets:UInt32} = {bucket:UInt32}
+    ),
+    calls AS (
+        SELECT session_id, ts, end_ts, duration_ns, trace_id, span_id, parent_span_id, service, agent, model, tool,
+               args_hash, result_hash, has_result, status, error_type, error_message
+        FROM agent_tool_calls FINAL
+        WHERE session_id IN (SELECT session_id FROM scope)
+          -- a call the in-process LoopGuard stopped before it ran is not part of the loop
+          AND error_type != 'LoopDetectedError'
+    ),
+    llm AS (
+        SELECT session_id, span_id, end_ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens,
+               total_tokens, reported_cost_usd, loopwatch_model_key(model) AS model_key
+        FROM agent_llm_calls FINAL WHERE session_id IN (SELECT session_id FROM scope)
+    ),
+    prices AS (
+        SELECT k.model_key AS model_key,
+               argMax(tuple(p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok), tuple(p.match = 'exact', length(p.model))) AS price
+        FROM (SELECT DISTINCT model_key FROM llm) AS k CROSS JOIN (SELECT * FROM model_prices FINAL) AS p
+        WHERE (p.match = 'exact' AND k.model_key = p.model) OR (p.match = 'prefix' AND startsWith(k.model_key, p.model))
+        GROUP BY k.model_key
+    ),
+    llm_cost AS (
+        SELECT l.session_id AS session_id, l.span_id AS span_id, l.end_ts AS end_ts, l.duration_ns AS duration_ns,
+               l.model AS model, l.total_tokens AS total_tokens,
+               if(l.reported_cost_usd > 0, l.reported_cost_usd,
+                  (greatest(toInt64(l.input_tokens) - toInt64(l.cache_read_tokens), 0) * tupleElement(pr.price, 1)
+                   + l.cache_read_tokens * if(tupleElement(pr.price, 3) > 0, tupleElement(pr.price, 3), tupleElement(pr.price, 1))
+                   + l.output_tokens * tupleElement(pr.price, 2)) / 1e6) AS cost_usd
+        FROM llm AS l LEFT JOIN prices AS pr ON l.model_key = pr.model_key
+    ),
+    -- the spans that are some span's parent, for has_children: those of the calls' traces (the
+    -- trace id's bloom filter skips the other granules), from an hour before their first call
+    -- (children start after their parent; an hour of clock skew allowed). Reading every
+    -- parent of the last hour instead grows with the whole store's ingest rate: with 2M spans of
+    -- other traces in that hour an incremental pass took 0.7-1.4 s instead of 0.1-0.25 s.
+    parents AS (
+        SELECT DISTINCT ParentSpanId AS span_id FROM otel_traces
+        WHERE TraceId IN (SELECT DISTINCT trace_id FROM calls)
+          AND Timestamp >= (SELECT min(ts) - INTERVAL 1 HOUR FROM calls)
+    ),
+    keyed AS (
+        SELECT session_id, ts, end_ts, duration_ns, trace_id, span_id, parent_span_id, service, agent, model, tool,
+               CAST(status, 'String') AS status, error_type, error_message, has_result,
+               has_result = 1 AND result_hash = loopwatch_hash64('') AS result_empty,
+               cityHash64(tool, args_hash) AS call_key,
+               multiIf(status = 'error', 'E', has_result = 1, 'R', 'U') AS outcome_kind,
+               multiIf(status = 'error', cityHash64('E', error_type, loopwatch_error_norm(error_message)),
+                       has_result = 1, cityHash64('R', result_hash),
+                       cityHash64('U', span_id)) AS outcome,
+               if(status = 'error', cityHash64(tool, error_type, loopwatch_error_norm(error_message)), 0) AS error_key,
+               span_id IN (SELECT span_id FROM parents) AS has_children
+        FROM calls
+    ),
+    windowed AS (
+        SELECT *,
+            row_number() OVER w AS seq,
+            lagInFrame(call_key, 1, 0) OVER w AS k1, leadInFrame(call_key, 1, 0) OVER w AS kn,
+            lagInFrame(outcome, 1, 0) OVER w AS o1, leadInFrame(outcome, 1, 0) OVER w AS on,
+            lagInFrame(tool, 1, '') OVER w AS t1, leadInFrame(tool, 1, '') OVER w AS tn,
+            lagInFrame(status, 1, '') OVER w AS s1, leadInFrame(status, 1, '') OVER w AS sn,
+            lagInFrame(call_key, 2, 0) OVER w AS k2, lagInFrame(outcome, 2, 0) OVER w AS o2,
+            lagInFrame(call_key, 3, 0) OVER w AS k3, lagInFrame(outcome, 3, 0) OVER w AS o3,
+            lagInFrame(call_key, 4, 0) OVER w AS k4, lagInFrame(outcome, 4, 0) OVER w AS o4
+        FROM keyed
+        WINDOW w AS (PARTITION BY session_id ORDER BY ts, span_id ROWS BETWEEN 4 PRECEDING AND 1 FOLLOWING)
+    ),
+    requested AS (
+        SELECT c.span_id AS span_id, l.model AS llm_model, l.total_tokens AS llm_tokens, l.cost_usd AS llm_cost_usd,
+               l.duration_ns AS llm_duration_ns, count() OVER (PARTITION BY c.session_id, l.span_id) AS llm_share
+        FROM (SELECT session_id, ts, span_id FROM calls) AS c
+        ASOF INNER JOIN llm_cost AS l ON c.session_id = l.session_id AND c.ts >= l.end_ts
+    )
+SELECT
+    w.session_id AS session_id, w.seq AS seq, w.ts AS ts, w.end_ts AS end_ts, w.duration_ns AS duration_ns,
+    w.trace_id AS trace_id, w.span_id AS span_id, w.parent_span_id AS parent_span_id, w.service AS service,
+    w.agent AS agent, if(w.model != '', w.model, r.llm_model) AS model, w.tool AS tool,
+    w.status AS status, w.error_type AS error_type, w.error_message AS error_message, w.has_result AS has_result,
+    w.result_empty AS result_empty, w.call_key AS call_key, w.outcome_kind AS outcome_kind, w.outcome AS outcome,
+    w.error_key AS error_key,
+    w.seq > 1 AND w.call_key = w.k1 AS same_call_prev,
+    w.kn != 0 AND w.call_key = w.kn AS same_call_next,
+    w.seq > 1 AND w.outcome = w.o1 AS same_outcome_prev,
+    w.on != 0 AND w.outcome = w.on AS same_outcome_next,
+    w.status = 'error' AND w.s1 = 'error' AND w.tool = w.t1 AS fail_run_prev,
+    w.status = 'error' AND w.sn = 'error' AND w.tool = w.tn AS fail_run_next,
+    w.seq > 2 AND w.call_key = w.k2 AND w.outcome = w.o2 AS cycle2,
+    w.seq > 3 AND w.call_key = w.k3 AND w.outcome = w.o3 AS cycle3,
+    w.seq > 4 AND w.call_key = w.k4 AND w.outcome = w.o4 AS cycle4,
+    w.has_children AS has_children,
+    if(r.llm_share = 0, 0., r.llm_tokens / r.llm_share) AS tokens,
+    if(r.llm_share = 0, 0., r.llm_cost_usd / r.llm_share) AS cost_usd,
+    w.duration_ns + if(r.llm_share = 0, 0., r.llm_duration_ns / r.llm_share) AS time_ns
+FROM windowed AS w
+ANY LEFT JOIN requested AS r ON r.span_id = w.span_id
