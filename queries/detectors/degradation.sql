@@ -22,25 +22,19 @@ WITH
     -- Which days to judge: a full pass (since = epoch) every day with LLM calls; otherwise only
     -- when the pass window crosses an hour boundary (insertion time), yesterday and today. A
     -- model-day's figures need all its sessions and the 7 days before, so this detector is paid
-    -- for once an hour, not on every incremental pass.
+    -- for once an hour, not on every incremental pass. The days judged are known from the
+    -- parameters alone, so the calls are read once (judged days and their baselines together)
+    -- and the model-days judged come from that aggregate: no separate read to find them.
     {since:DateTime64(3)} < toDateTime64('1971-01-01 00:00:00', 3) AS full_pass,
     toStartOfHour({since:DateTime64(3)}) < toStartOfHour({until:DateTime64(3)}) AS hour_crossed,
-    scope AS (
-        SELECT DISTINCT model, toDate(ts) AS day
-        FROM agent_llm_calls
-        WHERE (full_pass OR hour_crossed)
-          AND ts >= if(full_pass, toDateTime64('1971-01-01 00:00:00', 3), toDateTime64(toDate({until:DateTime64(3)}) - 1, 3))
-          AND ts < toDateTime64(toDate({until:DateTime64(3)}) + 1, 3)
-          AND model != ''
-    ),
-    -- the days and models judged, computed once (each use of scope would read the LLM calls again)
-    (SELECT tuple(min(day), max(day), groupUniqArray(model)) FROM scope) AS span,
+    if(full_pass, toDate('1971-01-01'), toDate({until:DateTime64(3)}) - 1) AS judged_from,
+    toDate({until:DateTime64(3)}) + 1 AS judged_to,
     llm AS (
         SELECT session_id, ts, end_ts, duration_ns, model, agent, service
         FROM agent_llm_calls FINAL
         WHERE (full_pass OR hour_crossed)
-          AND ts >= toDateTime64(tupleElement(span, 1) - 7, 3) AND ts < toDateTime64(tupleElement(span, 2) + 1, 3)
-          AND has(tupleElement(span, 3), model)
+          AND ts >= toDateTime64(judged_from - 7, 3) AND ts < toDateTime64(judged_to, 3)
+          AND model != ''
     ),
     -- tool calls with the model that requested them, as the detector passes keep them (the
     -- requesting LLM call's model is already joined there)
@@ -48,26 +42,30 @@ WITH
         SELECT session_id, ts, end_ts, status, model
         FROM loopwatch_call_features
         WHERE (full_pass OR hour_crossed)
-          AND ts >= toDateTime64(tupleElement(span, 1) - 7, 3) AND ts < toDateTime64(tupleElement(span, 2) + 1, 3)
-          AND has(tupleElement(span, 3), model)
+          AND ts >= toDateTime64(judged_from - 7, 3) AND ts < toDateTime64(judged_to, 3)
+          AND model != ''
     ),
-    -- sessions with a loop (only those among the day's tool calls count below: narrowing this
-    -- set by the LLM calls would read them a second time)
+    -- sessions with a loop, by 64-bit hash (two sessions colliding is negligible)
     looped AS (
-        SELECT DISTINCT session_id FROM agent_findings FINAL
+        SELECT DISTINCT cityHash64(session_id) FROM agent_findings FINAL
         WHERE (full_pass OR hour_crossed) AND detector != 'degradation'
     ),
-    -- sessions counted by 64-bit hash: cheaper sets; two sessions colliding is negligible
-    tool_daily AS (
-        SELECT model, toDate(ts) AS day, count() AS n, countIf(status = 'error') AS e,
-               uniqExact(cityHash64(session_id)) AS s, uniqExactIf(cityHash64(session_id), session_id IN (SELECT session_id FROM looped)) AS ls,
+    -- per model, day and session first: the loop test then runs once per session-day, not per call
+    tool_sessions AS (
+        SELECT model, toDate(ts) AS day, cityHash64(session_id) AS sh, count() AS n, countIf(status = 'error') AS e,
                max(end_ts) AS last_end
-        FROM tools GROUP BY model, day
+        FROM tools GROUP BY model, day, sh
+    ),
+    tool_daily AS (
+        SELECT model, day, sum(n) AS n, sum(e) AS e, count() AS s, countIf(sh IN looped) AS ls, max(last_end) AS last_end
+        FROM tool_sessions GROUP BY model, day
     ),
     llm_daily AS (
         SELECT model, toDate(ts) AS day, count() AS ln, quantileExact(0.5)(duration_ns) / 1e6 AS p50_ms, any(agent) AS agent, any(service) AS service
         FROM llm GROUP BY model, day
     ),
+    -- the model-days judged: those with LLM calls
+    scope AS (SELECT model, day FROM llm_daily WHERE day >= judged_from),
     daily AS (
         SELECT d.model AS model, d.day AS day, d.n AS n, d.e AS e, d.s AS s, d.ls AS ls, d.last_end AS last_end,
                l.ln AS ln, l.p50_ms AS p50_ms, l.agent AS agent, l.service AS service

@@ -122,7 +122,7 @@ export interface FindingRow {
 }
 
 // A full pass over many sessions is split so that one copy of the calls stays around this size
-// (a few hundred bytes a call in memory).
+// (a few hundred bytes a call in memory; at most 1.5x it, see bucketsFor).
 const CALLS_PER_BUCKET = 1_000_000;
 // The features' watermark in loopwatch_detector_state (no detector is named so: names start with [a-z0-9]).
 const FEATURES = '_features';
@@ -391,7 +391,10 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
   const scanned = await scannedIn(window, !fullPass);
   const sessions = scanned.n;
   const perBucket = opts.callsPerBucket ?? CALLS_PER_BUCKET;
-  const bucketsFor = (calls: number) => Math.max(1, Math.ceil(calls / perBucket));
+  // the number of buckets that brings each closest to perBucket calls (at most 1.5x it): a store
+  // just past a multiple of perBucket (1M calls and a few new ones) is not split into halves, each
+  // paying every detector's fixed cost again
+  const bucketsFor = (calls: number) => Math.max(1, Math.round(calls / perBucket));
   let featuresKept = true;
   const keep = async (source: string, params?: Record<string, unknown>) => {
     try {
