@@ -3,7 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { createClient, drainStream, type ClickHouseClient, type ClickHouseClientConfigOptions } from '@clickhouse/client';
+import { createClient, drainStream, type ClickHouseClient, type ClickHouseClientConfigOptions, type ClickHouseSettings } from '@clickhouse/client';
 import { createChdbConnection } from 'chdb/connection';
 import type { CollectorConfig } from '../config.js';
 import { SPAN_COLUMNS, SPAN_INSERT_SQL } from '../ingest/span-rows.js';
@@ -79,7 +79,12 @@ export function openStore(config: Pick<CollectorConfig, 'dataDir' | 'clickhouse'
 }
 
 /** Runs a query and returns its rows (JSONEachRow), with bound parameters only. */
-export async function queryRows<T>(client: ClickHouseClient, query: string, params: Record<string, unknown> = {}): Promise<T[]> {
-  const rs = await client.query({ query, format: 'JSONEachRow', query_params: params });
+export async function queryRows<T>(
+  client: ClickHouseClient,
+  query: string,
+  params: Record<string, unknown> = {},
+  settings?: ClickHouseSettings,
+): Promise<T[]> {
+  const rs = await client.query({ query, format: 'JSONEachRow', query_params: params, clickhouse_settings: settings });
   return rs.json<T>();
 }
