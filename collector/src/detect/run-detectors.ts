@@ -249,17 +249,6 @@ async function conditionsHold(client: ClickHouseClient, files: DetectorFile[], t
   return all;
 }
 
-/** A full pass (since = 0), or a window that crosses an hour boundary of the store's clock. */
-async function hourDue(client: ClickHouseClient, sinceMs: number, untilMs: number): Promise<boolean> {
-  if (sinceMs === 0) return true;
-  const [r] = await queryRows<{ due: number }>(
-    client,
-    'SELECT toStartOfHour({since:DateTime64(3)}) < toStartOfHour({until:DateTime64(3)}) AS due',
-    { since: epochSeconds(sinceMs), until: epochSeconds(untilMs) },
-  );
-  return num(r?.due) === 1;
-}
-
 const lastSweep = new WeakMap<ClickHouseClient, number>();
 
 async function dropStalePassTables(client: ClickHouseClient): Promise<void> {
@@ -351,19 +340,19 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
   const started = performance.now();
   const params = resolveDetectorParams(opts.params);
   const files = loadDetectorFiles(opts.dir);
-  // the store's clock and time zone: insertion times are the store's now64()
-  const [clock] = await queryRows<{ ms: number; text: string }>(
+  // the store's clock and time zone (insertion times are the store's now64()), the start of its
+  // current hour (for hourly detectors), and the watermarks: one query
+  const [clock] = await queryRows<{ ms: number; text: string; hour_ms: number; marks: [string, number][] }>(
     client,
-    'SELECT toUnixTimestamp64Milli(t) AS ms, toString(t) AS text FROM (SELECT if({ms:Int64} > 0, fromUnixTimestamp64Milli({ms:Int64}), now64(3)) AS t)',
+    `SELECT toUnixTimestamp64Milli(t) AS ms, toString(t) AS text, toUnixTimestamp(toStartOfHour(t)) * 1000 AS hour_ms,
+            (SELECT groupArray((detector, toUnixTimestamp64Milli(watermark))) FROM loopwatch_detector_state FINAL) AS marks
+     FROM (SELECT if({ms:Int64} > 0, fromUnixTimestamp64Milli({ms:Int64}), now64(3)) AS t)`,
     { ms: opts.now ? opts.now.getTime() : 0 },
   );
   const untilMs = num(clock?.ms);
-  const watermarks = new Map(
-    (await queryRows<{ detector: string; ms: number }>(
-      client,
-      'SELECT detector, toUnixTimestamp64Milli(watermark) AS ms FROM loopwatch_detector_state FINAL',
-    )).map((r) => [r.detector, num(r.ms)]),
-  );
+  const watermarks = new Map((clock?.marks ?? []).map(([detector, ms]) => [detector, num(ms)]));
+  // an hourly detector is due when its window reaches back past the start of the current hour
+  const hourDue = (sinceMs: number) => sinceMs === 0 || sinceMs < num(clock?.hour_ms);
   const sinceOf = (name: string): number => {
     const wm = watermarks.get(name);
     return opts.full || wm === undefined ? 0 : Math.max(0, wm - params.watermarkOverlapS * 1000);
@@ -491,7 +480,7 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
     // after this pass's loop findings are stored: degradation's loop rate counts them
     stored = await storeFindings(client, candidates.splice(0));
     for (const file of files.filter((f) => !f.params.includes('calls'))) {
-      if (file.hourly && !(await hourDue(client, sinceOf(file.name), untilMs))) {
+      if (file.hourly && !hourDue(sinceOf(file.name))) {
         skipped.push(file.name);
         continue;
       }
