@@ -1,11 +1,19 @@
 // In-process LoopGuard: the rules of the SQL detectors (queries/detectors/*.sql, documented in
 // docs/detectors.md) applied to the live stream of completed tool calls, with the same
 // thresholds (queries/src/detector-defaults.ts). O(1) amortized per call: per session it keeps
-// the current runs, a ring of the last calls and bounded LRU tables, and at most maxSessions
-// sessions. observe() runs on every tool call, so it builds no keys it does not need (runs and
-// the ring compare tool and arguments field by field, the tables hash the key's strings in
-// place), normalizes an error message only for a failed call (memoized), allocates no closures,
-// and builds finding text only when it emits.
+// the current runs, a ring of the last calls and bounded LRU memories of keys, and at most
+// maxSessions sessions.
+//
+// observe() runs on every tool call, and with many sessions active at once its cost is mostly
+// memory traffic and garbage collection, so:
+//  - the keys of all sessions (call keys, seen results, error keys, span ids) live in four
+//    KeyTables, typed arrays shared by all sessions: a lookup reads few places in memory, a new
+//    session allocates nothing there, the garbage collector does not trace them;
+//  - ids and hashes (16 hex digits) are kept there as numbers, tool names by number: no key text is
+//    built and the caller's strings are not retained;
+//  - no object per call (runs, the ring and the tallies hold span ids and sums), an error message
+//    normalized once per distinct message (memoized), a finding that grows updated in place, and
+//    finding text built only when it emits.
 //
 // `LoopGuard` is pure (no OpenTelemetry): feed it rows shaped like agent_tool_calls with
 // observe(). `enableLoopGuard()` connects it to the instrumentation's tool hooks: policy 'warn'
@@ -15,8 +23,10 @@
 // Known differences from the SQL side (documented): calls are taken in arrival order (the SQL
 // orders by start time, so parallel calls may differ); nesting depth follows only tool->tool
 // parent links the guard has seen; per-session state is bounded (1024 call keys and span ids,
-// 256 error keys, 4096 seen results, least recently used dropped first), which only matters in
-// very long sessions.
+// 256 error keys, 4096 seen results, least recently used dropped first; fewer than
+// runawayNoProgressRun calls of a no-progress run waiting to be counted), which only matters in
+// very long sessions. Per guard: 256 memoized error messages, 4096 tool numbers; the shared
+// tables keep the size of the most keys held at once (freed records are reused, not returned).
 import { createHash } from 'node:crypto';
 import {
   normalizeErrorMessage,
@@ -88,9 +98,10 @@ const EMPTY_HEX_FIRST = EMPTY_HEX.charCodeAt(0); // 'e'
 const MAX_KEYS = 1024;
 const MAX_ERROR_KEYS = 256;
 const MAX_SEEN = 4096;
+const MAX_TOOL_IDS = 4096;
 
 // FNV-1a over UTF-16 code units, finished so the last characters reach the low bits (the slot):
-// where a key goes in an LruTable. A hit is checked against the stored strings, so a collision
+// where a key goes in a KeyTable. A hit is checked against the stored key, so a collision
 // costs a probe, never a wrong answer. 30 bits: a small integer to V8, stored unboxed.
 function strHash(s: string): number {
   let h = 0x811c9dc5;
@@ -99,226 +110,532 @@ function strHash(s: string): number {
   return (h ^ (h >>> 13)) & 0x3fffffff;
 }
 
-/** Hash of a key of several strings, from their strHash()es. */
+/** Hash of a key of several parts, from the parts' hashes. */
 const hashWith = (h: number, next: number): number => (Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) ^ next) & 0x3fffffff;
 
+/** 0..15 for a lowercase hex digit, else 16. */
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  return 16;
+}
+
+/** Hash of two 32-bit halves (murmur3's finalizer: every input bit reaches the low bits, the slot). */
+function halvesHash(hi: number, lo: number): number {
+  let h = Math.imul(hi, 0x9e3779b1) ^ lo;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) & 0x3fffffff;
+}
+
 /**
- * A session's memory of call keys (up to three strings, '' for unused), with a count per key and,
- * for tallies, the first call's span id and the tokens and cost after it. Bounded like an LRU:
- * past `limit` keys the least recently touched goes. Typed arrays (two columns and an
- * open-addressing index) instead of a Map keyed by concatenated strings: observe() builds no key
- * text, the garbage collector does not copy the columns, and they double as the session grows.
+ * Where a session's key goes in a KeyTable: the same key in many sessions must not land in
+ * neighbouring slots (linear probing would then walk long runs), so the two are mixed thoroughly.
  */
-class LruTable {
-  private size = 0;
-  /** Per entry e: ints[4e..4e+3] = hash, count, older and newer entry in the LRU list (-1 = none). */
-  private ints = new Int32Array(4 * 16);
-  /** keys[3e..3e+2]: the key's strings. */
-  private readonly keys: string[] = [];
-  /** Tallies: the first call's span id; waste[2e], waste[2e+1] = tokens and cost after it. */
-  private readonly firsts: string[] = [];
-  private waste = new Float64Array(2 * 16);
-  private oldest = -1;
-  private newest = -1;
-  /** Linear probing: slot -> entry + 1 (0 = empty), at least twice as many slots as entries. */
-  private index = new Int32Array(32);
+const slotHash = (keyHash: number, sn: number): number => halvesHash(keyHash, sn);
 
-  constructor(private readonly limit: number) {}
+/** The 16 hex digits of two 32-bit halves. */
+function halvesText(hi: number, lo: number): string {
+  return (hi >>> 0).toString(16).padStart(8, '0') + (lo >>> 0).toString(16).padStart(8, '0');
+}
 
-  /** The entry of the key, or -1. */
-  find(h: number, a: string, b: string, c: string): number {
-    const index = this.index;
-    const mask = index.length - 1;
+/**
+ * A string as part of a table key. Span ids and hashes are usually 16 lowercase hex digits: those
+ * are kept as two 32-bit numbers, so a table holds no reference to the caller's string (which the
+ * garbage collector would copy and keep) and a lookup compares integers in the record instead of
+ * reading a string elsewhere in memory. Any other text is kept as itself; a text never
+ * equals a number pair, as a string that is 16 hex digits is always kept as numbers. The guard
+ * reuses a few of these, set once per string per call.
+ */
+class KeyPart {
+  hi = 0;
+  lo = 0;
+  /** The string when it is not 16 lowercase hex digits, else undefined. */
+  text: string | undefined = undefined;
+  hash = 0;
+
+  set(s: string): this {
+    if (s.length === 16) {
+      let hi = 0, lo = 0, bad = 0;
+      for (let i = 0; i < 8; i++) {
+        const d = hexDigit(s.charCodeAt(i)), e = hexDigit(s.charCodeAt(i + 8));
+        bad |= d | e;
+        hi = (hi << 4) | d;
+        lo = (lo << 4) | e;
+      }
+      if ((bad & 16) === 0) {
+        this.hi = hi;
+        this.lo = lo;
+        this.text = undefined;
+        this.hash = halvesHash(hi, lo);
+        return this;
+      }
+    }
+    return this.setText(s, strHash(s));
+  }
+
+  /** A tool by its number (see LoopGuard.toolId): in a column of tools, never compared with hex digits. */
+  setId(id: number): this {
+    this.hi = -1;
+    this.lo = id;
+    this.text = undefined;
+    this.hash = halvesHash(-1, id);
+    return this;
+  }
+
+  /** A string known not to be hex digits, with its strHash(). */
+  setText(s: string, hash: number): this {
+    this.hi = this.lo = 0;
+    this.text = s;
+    this.hash = hash;
+    return this;
+  }
+}
+
+// Records live in chunks of CHUNK (never moved: a table grows by a chunk, and its index, which
+// doubles, is all that is copied). Buffers outside the JS heap count as "external memory", and
+// allocating a few tens of MB of it starts a full garbage collection.
+const CHUNK_BITS = 10;
+const CHUNK = 1 << CHUNK_BITS;
+const CHUNK_MASK = CHUNK - 1;
+const FIRST_SLOTS = 1024; // the index's first size, in slots; it doubles past MAX_LOAD
+const MAX_LOAD = 0.7; // linear probing stays short (a probe that misses reads a few slots, one cache line)
+
+// a record's ints, then its parts' halves, then (at an even offset) its numbers, two ints each
+const REC_SESSION = 0; // the session's number, -1 = a free record
+const REC_COUNT = 1;
+const REC_OLDER = 2; // see KeyTable.lists; a free record's OLDER is the next free one
+const REC_NEWER = 3;
+const REC_STAMP = 3; // when the session last touched the key: only until its list is ordered, NEWER only after (see KeyTable.lists)
+const REC_PARTS = 4;
+// a session's list in a table: from LIST_FIELDS * its number
+const LIST_FIELDS = 4;
+const L_OLDEST = 0;
+const L_NEWEST = 1;
+const L_SIZE = 2;
+const L_ORDERED = 3; // 1 once the list is in LRU order
+const MAX_STAMP = 0x3fffffff; // stamps are ints: past this the list is put in order for good
+
+/**
+ * One kind of per-session memory for all sessions: keys of 1 to 3 KeyParts, per session, with per
+ * key a count, optionally the first call's span id, and `numWidth` numbers the caller uses (waste,
+ * a sequence number). Each session is bounded like an LRU: past `limit` keys its least recently
+ * touched key goes; its keys go when the session does.
+ *
+ * Why one table for all sessions, in typed arrays (records, an open-addressing index) rather than
+ * a Map per session keyed by concatenated strings: observe() builds no key text; the garbage
+ * collector neither copies the records nor follows references out of them; a new session
+ * allocates nothing here; and a lookup touches few places in memory. That last one is most of the
+ * cost: with many sessions active the records are rarely in the CPU's caches, so each place read
+ * is a wait.
+ */
+class KeyTable {
+  /** Records handed out so far (free ones included), and live ones. */
+  private used = 0;
+  private live = 0;
+  private free = -1;
+  /**
+   * Record e is in chunks[e >> CHUNK_BITS] from stride * (e & CHUNK_MASK): R_*, the parts (the
+   * key's, then the first span id if kept) two halves each, then from numsAt the numbers, read
+   * through numChunks (a Float64Array on the same buffer): one place in memory per record.
+   */
+  private readonly chunks: Int32Array[] = [];
+  private readonly numChunks: Float64Array[] = [];
+  private readonly stride: number;
+  private readonly numsAt: number;
+  /**
+   * The index, linear probing, at least twice as many slots as records, per slot the key's hash
+   * and record + 1 (0 = empty): a probe that misses reads no record, and growing reads only the index.
+   */
+  private slots = new Int32Array(0);
+  private mask = -1;
+  /** Per record, per part: the text of a part that is not hex digits (allocated with the first one). */
+  private texts: (string | undefined)[] | null = null;
+  private readonly parts: number;
+  /**
+   * Per record: the session's finding about the key once there is one (allocated with the first):
+   * an emit that grows it neither makes the first span id again nor looks the finding up.
+   */
+  private kept: (KeptFinding | undefined)[] | null = null;
+  /**
+   * Per session number, L_*: its records and their count. Which key is least recently touched
+   * matters only once the session has `limit` keys, which few do; keeping the order up to date on
+   * every touch costs three more places in memory (the neighbours and the newest). So until then
+   * the records are a chain, newest added first (OLDEST unused, OLDER the next in the chain), and a
+   * touch only writes the session's call number into the record's STAMP; at the limit the chain is
+   * sorted by stamp, once, into the LRU list (OLDER and NEWER, from OLDEST to NEWEST), kept up to
+   * date from then on. The same keys go, in the same order, as with a list kept all along.
+   */
+  private lists = new Int32Array(0);
+
+  constructor(
+    private readonly limit: number,
+    private readonly keyWidth: 1 | 2 | 3,
+    keepsFirst: boolean,
+    private readonly numWidth: number,
+  ) {
+    this.parts = keyWidth + (keepsFirst ? 1 : 0);
+    this.numsAt = REC_PARTS + 2 * this.parts; // even
+    this.stride = this.numsAt + 2 * numWidth;
+  }
+
+  private chunk(e: number): Int32Array {
+    return this.chunks[e >> CHUNK_BITS]!;
+  }
+
+  /** Where record e starts in its chunk. */
+  private at(e: number): number {
+    return this.stride * (e & CHUNK_MASK);
+  }
+
+  /** Starts an empty list for a new session number. */
+  open(sn: number): void {
+    const l = LIST_FIELDS * sn;
+    if (l + LIST_FIELDS > this.lists.length) {
+      const lists = new Int32Array(Math.max(LIST_FIELDS * 64, 2 * this.lists.length, l + LIST_FIELDS));
+      lists.set(this.lists);
+      this.lists = lists;
+    }
+    this.lists[l + L_OLDEST] = -1;
+    this.lists[l + L_NEWEST] = -1;
+    this.lists[l + L_SIZE] = 0;
+    this.lists[l + L_ORDERED] = 0;
+  }
+
+  /** Removes all keys of a session (it is forgotten). */
+  close(sn: number): void {
+    const l = LIST_FIELDS * sn;
+    for (let e = this.lists[l + L_NEWEST]!; e >= 0; ) {
+      const next = this.chunk(e)[this.at(e) + REC_OLDER]!; // newest to oldest, either way
+      this.release(e);
+      e = next;
+    }
+    this.lists[l + L_OLDEST] = this.lists[l + L_NEWEST] = -1;
+    this.lists[l + L_SIZE] = 0;
+  }
+
+  /** The hash of a key (parts past keyWidth are ignored), for find() and add(). */
+  keyHash(a: KeyPart, b: KeyPart, c: KeyPart): number {
+    const w = this.keyWidth;
+    return w === 1 ? a.hash : w === 2 ? hashWith(a.hash, b.hash) : hashWith(hashWith(a.hash, b.hash), c.hash);
+  }
+
+  /** keyHash() of a record's key, from what it stores (a record keeps no hash: it is needed only to remove one). */
+  private storedKeyHash(e: number): number {
+    let h = 0;
+    for (let i = 0; i < this.keyWidth; i++) {
+      const text = this.texts === null ? undefined : this.texts[this.parts * e + i];
+      const c = this.chunk(e), at = this.at(e) + REC_PARTS + 2 * i;
+      const partHash = text !== undefined ? strHash(text) : halvesHash(c[at]!, c[at + 1]!);
+      h = i === 0 ? partHash : hashWith(h, partHash);
+    }
+    return h;
+  }
+
+  /** The session's record of the key (parts past keyWidth are ignored), or -1. */
+  find(sn: number, keyHash: number, a: KeyPart, b: KeyPart, c: KeyPart): number {
+    if (this.live === 0) return -1;
+    const h = slotHash(keyHash, sn);
+    const slots = this.slots, mask = this.mask, w = this.keyWidth;
     for (let i = h & mask; ; i = (i + 1) & mask) {
-      const e = index[i]! - 1;
+      const e = slots[2 * i + 1]! - 1;
       if (e < 0) return -1;
-      if (this.ints[4 * e] === h && this.keys[3 * e] === a && this.keys[3 * e + 1] === b && this.keys[3 * e + 2] === c) return e;
+      if (slots[2 * i] === h && this.chunk(e)[this.at(e) + REC_SESSION] === sn && this.partIs(e, 0, a) && (w < 2 || this.partIs(e, 1, b)) && (w < 3 || this.partIs(e, 2, c))) {
+        return e;
+      }
+    }
+  }
+
+  private partIs(e: number, i: number, part: KeyPart): boolean {
+    const j = this.parts * e + i;
+    if (part.text !== undefined) return this.texts !== null && this.texts[j] === part.text;
+    const c = this.chunk(e), at = this.at(e) + REC_PARTS + 2 * i;
+    return c[at] === part.hi && c[at + 1] === part.lo && (this.texts === null || this.texts[j] === undefined);
+  }
+
+  private store(e: number, i: number, part: KeyPart): void {
+    const c = this.chunk(e), at = this.at(e) + REC_PARTS + 2 * i;
+    c[at] = part.hi;
+    c[at + 1] = part.lo;
+    const j = this.parts * e + i;
+    if (part.text !== undefined) {
+      this.texts = room(this.texts, j);
+      this.texts[j] = part.text;
+    } else if (this.texts !== null && j < this.texts.length) {
+      this.texts[j] = undefined;
     }
   }
 
   count(e: number): number {
-    return this.ints[4 * e + 1]!;
-  }
-
-  first(e: number): string {
-    return this.firsts[e]!;
-  }
-
-  tokens(e: number): number {
-    return this.waste[2 * e]!;
-  }
-
-  cost(e: number): number {
-    return this.waste[2 * e + 1]!;
+    return this.chunk(e)[this.at(e) + REC_COUNT]!;
   }
 
   setCount(e: number, n: number): void {
-    this.ints[4 * e + 1] = n;
+    this.chunk(e)[this.at(e) + REC_COUNT] = n;
   }
 
-  /** One more call of the key, with its waste; it becomes the most recently touched. */
-  again(e: number, tokens: number, cost: number): void {
-    this.ints[4 * e + 1]!++;
-    this.waste[2 * e] = this.waste[2 * e]! + tokens;
-    this.waste[2 * e + 1] = this.waste[2 * e + 1]! + cost;
-    this.touch(e);
+  /** The span id of the key's first call (tables that keep it): made again from its halves if it was hex digits. */
+  first(e: number): string {
+    const j = this.parts * e + this.keyWidth;
+    const text = this.texts === null ? undefined : this.texts[j];
+    if (text !== undefined) return text;
+    const c = this.chunk(e), at = this.at(e) + REC_PARTS + 2 * this.keyWidth;
+    return halvesText(c[at]!, c[at + 1]!);
   }
 
-  /** Makes the entry the most recently touched. */
-  touch(e: number): void {
-    if (e === this.newest) return;
-    this.unlink(e);
-    this.append(e);
+  finding(e: number): KeptFinding | undefined {
+    return this.kept === null ? undefined : this.kept[e];
   }
 
-  /** Adds a key (not in the table) with count 1 and no waste; the least recently touched key goes if full. */
-  add(h: number, a: string, b: string, c: string, first: string): number {
-    let e: number;
-    if (this.size < this.limit) {
-      e = this.size++;
-      if (4 * this.size > this.ints.length) this.grow();
-    } else {
-      e = this.oldest;
-      this.unlink(e);
-      this.unindex(e);
+  setFinding(e: number, f: KeptFinding): void {
+    this.kept = room(this.kept, e);
+    this.kept[e] = f;
+  }
+
+  num(e: number, i: number): number {
+    return this.numChunks[e >> CHUNK_BITS]![(this.at(e) + this.numsAt) / 2 + i]!;
+  }
+
+  setNum(e: number, i: number, x: number): void {
+    this.numChunks[e >> CHUNK_BITS]![(this.at(e) + this.numsAt) / 2 + i] = x;
+  }
+
+  addNum(e: number, i: number, x: number): void {
+    const nums = this.numChunks[e >> CHUNK_BITS]!, at = (this.at(e) + this.numsAt) / 2 + i;
+    nums[at] = nums[at]! + x;
+  }
+
+  /** One more call of the key: its count goes up and it becomes its session's most recently touched. */
+  again(e: number, stamp: number): void {
+    this.chunk(e)[this.at(e) + REC_COUNT]!++;
+    this.touch(e, stamp);
+  }
+
+  /**
+   * Makes the record its session's most recently touched. stamp: the session's call number,
+   * higher than any before (a session touches a table at most once per call).
+   */
+  touch(e: number, stamp: number): void {
+    const c = this.chunk(e), r = this.at(e);
+    const sn = c[r + REC_SESSION]!;
+    const l = LIST_FIELDS * sn;
+    if (this.lists[l + L_ORDERED] === 0) {
+      if (stamp <= MAX_STAMP) {
+        c[r + REC_STAMP] = stamp;
+        return;
+      }
+      this.order(sn);
     }
-    this.ints[4 * e] = h;
-    this.ints[4 * e + 1] = 1;
-    this.keys[3 * e] = a;
-    this.keys[3 * e + 1] = b;
-    this.keys[3 * e + 2] = c;
-    this.firsts[e] = first;
-    this.waste[2 * e] = 0;
-    this.waste[2 * e + 1] = 0;
-    this.append(e);
-    this.place(e);
+    if (e === this.lists[l + L_NEWEST]) return;
+    this.unlink(e, sn);
+    this.append(e, sn);
+  }
+
+  /**
+   * Adds a key (not in the table) with count 1 and numbers 0; the session's least recently touched
+   * key goes if it has `limit`. stamp: as for touch().
+   */
+  add(sn: number, keyHash: number, a: KeyPart, b: KeyPart, c: KeyPart, first: KeyPart | null, stamp: number): number {
+    const l = LIST_FIELDS * sn;
+    if (this.lists[l + L_ORDERED] === 0 && (this.lists[l + L_SIZE]! >= this.limit || stamp > MAX_STAMP)) this.order(sn);
+    if (this.lists[l + L_SIZE]! >= this.limit) this.remove(this.lists[l + L_OLDEST]!);
+    if (this.live + 1 > MAX_LOAD * (this.slots.length / 2)) this.growIndex();
+    let e = this.free;
+    if (e >= 0) {
+      this.free = this.chunk(e)[this.at(e) + REC_OLDER]!;
+    } else {
+      if (this.used === CHUNK * this.chunks.length) this.addChunk();
+      e = this.used++;
+    }
+    const rec = this.chunk(e), r = this.at(e);
+    rec[r + REC_SESSION] = sn;
+    rec[r + REC_COUNT] = 1;
+    rec[r + REC_STAMP] = stamp;
+    this.store(e, 0, a);
+    if (this.keyWidth > 1) this.store(e, 1, b);
+    if (this.keyWidth > 2) this.store(e, 2, c);
+    if (first !== null) this.store(e, this.keyWidth, first);
+    for (let i = 0; i < this.numWidth; i++) this.setNum(e, i, 0);
+    if (this.kept !== null && e < this.kept.length) this.kept[e] = undefined;
+    if (this.lists[l + L_ORDERED] === 0) {
+      rec[r + REC_OLDER] = this.lists[l + L_NEWEST]!;
+      this.lists[l + L_NEWEST] = e;
+    } else {
+      this.append(e, sn);
+    }
+    this.lists[l + L_SIZE]!++;
+    this.live++;
+    this.place(slotHash(keyHash, sn), e + 1);
     return e;
   }
 
-  private place(e: number): void {
-    const index = this.index;
-    const mask = index.length - 1;
-    let i = this.ints[4 * e]! & mask;
-    while (index[i] !== 0) i = (i + 1) & mask;
-    index[i] = e + 1;
+  /** Puts a session's chain in LRU order, by stamp: from then on its list is kept in order. */
+  private order(sn: number): void {
+    const l = LIST_FIELDS * sn;
+    const chain: number[] = [];
+    for (let e = this.lists[l + L_NEWEST]!; e >= 0; e = this.chunk(e)[this.at(e) + REC_OLDER]!) chain.push(e);
+    const stamp = (e: number) => this.chunk(e)[this.at(e) + REC_STAMP]!;
+    chain.sort((x, y) => stamp(x) - stamp(y));
+    this.lists[l + L_OLDEST] = this.lists[l + L_NEWEST] = -1;
+    this.lists[l + L_ORDERED] = 1;
+    for (const e of chain) this.append(e, sn);
   }
 
-  private unlink(e: number): void {
-    const o = this.ints[4 * e + 2]!, n = this.ints[4 * e + 3]!;
-    if (o >= 0) this.ints[4 * o + 3] = n;
-    else this.oldest = n;
-    if (n >= 0) this.ints[4 * n + 2] = o;
-    else this.newest = o;
+  /** Removes the record from its session's list (in LRU order) and from the table. */
+  private remove(e: number): void {
+    const sn = this.chunk(e)[this.at(e) + REC_SESSION]!;
+    this.unlink(e, sn);
+    this.lists[LIST_FIELDS * sn + L_SIZE]!--;
+    this.release(e);
   }
 
-  private append(e: number): void {
-    this.ints[4 * e + 2] = this.newest;
-    this.ints[4 * e + 3] = -1;
-    if (this.newest >= 0) this.ints[4 * this.newest + 3] = e;
-    else this.oldest = e;
-    this.newest = e;
+  /** Frees the record (its session's list is the caller's business). */
+  private release(e: number): void {
+    const c = this.chunk(e), r = this.at(e);
+    this.unindex(e, slotHash(this.storedKeyHash(e), c[r + REC_SESSION]!));
+    this.live--;
+    c[r + REC_SESSION] = -1;
+    c[r + REC_OLDER] = this.free;
+    this.free = e;
+    // let go of what the record referred to
+    if (this.kept !== null && e < this.kept.length) this.kept[e] = undefined;
+    if (this.texts !== null) for (let j = this.parts * e; j < this.parts * (e + 1) && j < this.texts.length; j++) this.texts[j] = undefined;
   }
 
-  /** Removes an entry from the index: backward-shift deletion, so probes never meet tombstones. */
-  private unindex(e: number): void {
-    const index = this.index;
-    const mask = index.length - 1;
-    let hole = this.ints[4 * e]! & mask;
-    while (index[hole] !== e + 1) hole = (hole + 1) & mask;
-    for (let j = (hole + 1) & mask; index[j] !== 0; j = (j + 1) & mask) {
-      // the entry at j moves into the hole unless its home slot lies after the hole
-      if (((j - this.ints[4 * (index[j]! - 1)]!) & mask) >= ((j - hole) & mask)) {
-        index[hole] = index[j]!;
+  private place(h: number, slotValue: number): void {
+    const slots = this.slots, mask = this.mask;
+    let i = h & mask;
+    while (slots[2 * i + 1] !== 0) i = (i + 1) & mask;
+    slots[2 * i] = h;
+    slots[2 * i + 1] = slotValue;
+  }
+
+  private unlink(e: number, sn: number): void {
+    const l = LIST_FIELDS * sn;
+    const c = this.chunk(e), r = this.at(e);
+    const o = c[r + REC_OLDER]!, n = c[r + REC_NEWER]!;
+    if (o >= 0) this.chunk(o)[this.at(o) + REC_NEWER] = n;
+    else this.lists[l + L_OLDEST] = n;
+    if (n >= 0) this.chunk(n)[this.at(n) + REC_OLDER] = o;
+    else this.lists[l + L_NEWEST] = o;
+  }
+
+  private append(e: number, sn: number): void {
+    const l = LIST_FIELDS * sn;
+    const c = this.chunk(e), r = this.at(e);
+    const newest = this.lists[l + L_NEWEST]!;
+    c[r + REC_OLDER] = newest;
+    c[r + REC_NEWER] = -1;
+    if (newest >= 0) this.chunk(newest)[this.at(newest) + REC_NEWER] = e;
+    else this.lists[l + L_OLDEST] = e;
+    this.lists[l + L_NEWEST] = e;
+  }
+
+  /** Removes a record from the index: backward-shift deletion, so probes never meet tombstones. */
+  private unindex(e: number, h: number): void {
+    const slots = this.slots, mask = this.mask;
+    let hole = h & mask;
+    while (slots[2 * hole + 1] !== e + 1) hole = (hole + 1) & mask;
+    for (let j = (hole + 1) & mask; slots[2 * j + 1] !== 0; j = (j + 1) & mask) {
+      // the record at j moves into the hole unless its home slot lies after the hole
+      if (((j - slots[2 * j]!) & mask) >= ((j - hole) & mask)) {
+        slots[2 * hole] = slots[2 * j]!;
+        slots[2 * hole + 1] = slots[2 * j + 1]!;
         hole = j;
       }
     }
-    index[hole] = 0;
+    slots[2 * hole] = 0;
+    slots[2 * hole + 1] = 0;
   }
 
-  private grow(): void {
-    const ints = new Int32Array(2 * this.ints.length);
-    ints.set(this.ints);
-    this.ints = ints;
-    const waste = new Float64Array(2 * this.waste.length);
-    waste.set(this.waste);
-    this.waste = waste;
-    this.index = new Int32Array(2 * this.index.length);
-    for (let e = 0; e < this.size - 1; e++) this.place(e); // the entry being added is placed by add()
+  private addChunk(): void {
+    const buf = new ArrayBuffer(4 * this.stride * CHUNK);
+    this.chunks.push(new Int32Array(buf));
+    this.numChunks.push(new Float64Array(buf));
+  }
+
+  /** An index twice the size, rebuilt. */
+  private growIndex(): void {
+    const old = this.slots, oldSlots = old.length / 2;
+    const n = Math.max(FIRST_SLOTS, 2 * oldSlots);
+    this.slots = new Int32Array(2 * n);
+    this.mask = n - 1;
+    // the old index in slot order, from an empty slot (no run of slots wraps past it): the new
+    // slots come in nearly the same order, so the writes go through memory in order too
+    let start = 0;
+    while (start < oldSlots && old[2 * start + 1] !== 0) start++;
+    for (let k = 0; k < oldSlots; k++) {
+      const i = (start + k) & (oldSlots - 1);
+      const slotValue = old[2 * i + 1]!;
+      if (slotValue !== 0) this.place(old[2 * i]!, slotValue);
+    }
   }
 }
 
-interface Ref {
-  spanId: string;
-  tool: string;
-  tokens: number;
-  cost: number;
+/** The array, or a larger copy, with room for index i (it doubles: grown as records are used). */
+function room<T>(xs: (T | undefined)[] | null, i: number): (T | undefined)[] {
+  if (xs !== null && i < xs.length) return xs;
+  return resized(xs ?? [], Math.max(CHUNK, 2 * (xs?.length ?? 0), i + 1));
 }
 
-/** A run of consecutive calls (repeat, stuck, retry storm): its length, ends and waste. */
-interface Run {
-  len: number;
-  first: Ref;
-  last: Ref;
-  tokens: number;
-  cost: number;
-}
-
-function extendRun(r: Run, ref: Ref, tokens: number, cost: number): void {
-  r.len++;
-  r.last = ref;
-  r.tokens += tokens;
-  r.cost += cost;
-}
-
-/** Starts the run over at `ref` (the objects are reused: observe() runs on every call). */
-function restartRun(r: Run, ref: Ref): void {
-  r.len = 1;
-  r.first = ref;
-  r.last = ref;
-  r.tokens = 0;
-  r.cost = 0;
-}
-
-interface Tally {
-  count: number;
-  firstSeq: number;
-  lastSeq: number;
-  first: Ref;
-  last: Ref;
-  tokens: number;
-  cost: number;
-}
-
-interface Island {
-  matches: number;
-  first: Ref;
-  last: Ref;
-  tools: Set<string>;
-  tokens: number;
-  cost: number;
+/** A copy of an array with room for n elements (one allocation, where growing by assignment reallocates as it goes). */
+function resized<T>(xs: (T | undefined)[], n: number): (T | undefined)[] {
+  const out = new Array<T | undefined>(n);
+  for (let j = 0; j < xs.length; j++) out[j] = xs[j];
+  return out;
 }
 
 /** A call's outcome, as one string: the result hash itself for a result, else a tagged error or unknown. */
 type Outcome = string;
 const OUTCOME_TAG = '\u0000'; // result hashes (hex or decimal digits) never start with it
+const ERROR_PREFIX = OUTCOME_TAG + 'E';
 
-interface RepeatRun extends Run {
-  tool: string;
-  args: string;
-  /** The run's first outcome; the set of its distinct outcomes once there are two. */
-  outcome0: Outcome;
-  outcomes: Set<Outcome> | null;
-  /** Its finding's id, made once per run (checked on every call of a run that makes progress). */
-  id: string | null;
+/**
+ * A run of consecutive calls (repeat, stuck, retry storm): the key it repeats, its length (0 = no
+ * run), first and last span ids and the waste after its first call. One per rule and session,
+ * reused: observe() runs on every call.
+ */
+class Run {
+  tool = '';
+  args = '';
+  /** stuck: the outcome repeated; repeat: the run's first outcome. */
+  outcome: Outcome = '';
+  /** repeat: the run's distinct outcomes once there are two. */
+  outcomes: Set<Outcome> | null = null;
+  len = 0;
+  first = '';
+  last = '';
+  tokens = 0;
+  cost = 0;
+
+  start(tool: string, args: string, outcome: Outcome, spanId: string): void {
+    this.tool = tool;
+    this.args = args;
+    this.outcome = outcome;
+    this.outcomes = null;
+    this.len = 1;
+    this.first = spanId;
+    this.last = spanId;
+    this.tokens = 0;
+    this.cost = 0;
+  }
+
+  extend(spanId: string, tokens: number, cost: number): void {
+    this.len++;
+    this.last = spanId;
+    this.tokens += tokens;
+    this.cost += cost;
+  }
 }
 
-interface StuckRun extends Run {
-  tool: string;
-  args: string;
-  outcome: Outcome;
+/** A stretch of calls equal to those one period back (oscillation). */
+class Island {
+  matches = 0;
+  tokens = 0;
+  cost = 0;
+  readonly tools = new Set<string>();
+  constructor(readonly first: string) {}
 }
-
-const RING = 5; // the last calls kept: the longest oscillation period (4) plus one
 
 // runaway reasons as bits, in the (sorted) order their names are listed
 const REASON_NAMES = ['calls', 'cost', 'depth', 'no_progress', 'tokens', 'wall_time'] as const;
@@ -329,45 +646,157 @@ const R_NO_PROGRESS = 8;
 const R_TOKENS = 16;
 const R_WALL_TIME = 32;
 
-interface SessionState {
-  id: string;
-  /** The LRU list of sessions: older and newer neighbours. */
-  older: SessionState | null;
-  newer: SessionState | null;
-  seq: number;
-  /** Last RING calls, oldest first from ringStart: tool, arguments, outcome, ref. */
-  ringTool: string[];
-  ringArgs: string[];
-  ringOutcome: Outcome[];
-  ringRef: Ref[];
-  ringLen: number;
-  ringNext: number;
-  repeat: RepeatRun | null;
-  stuck: StuckRun | null;
-  storm: Run | null;
-  islands: Map<number, Island>;
-  errors: Map<string, Tally>;
-  /** (tool, arguments, result) -> calls, first call, waste. */
-  redundant: LruTable;
-  lastErrorByTool: Map<string, string>;
-  /** (tool, result) of successful calls. */
-  seen: LruTable;
-  noProgress: { len: number; members: Ref[] | null; first: Ref } | null;
-  firstRef: Ref | null;
-  start: number;
-  calls: number;
-  tokens: number;
-  cost: number;
-  /** span id -> nesting depth (in the count column). */
-  depths: LruTable;
-  runaway: { reasons: number; wasted: number; tokens: number; cost: number; last: Ref; stillNoProgress: boolean; tools: Set<string>; counted: WeakSet<Ref> } | null;
-  findings: Map<string, GuardFinding>;
+/** A session's runaway finding as it accumulates: each wasted call counted once. */
+class Runaway {
+  reasons = 0;
+  wasted = 0;
+  tokens = 0;
+  cost = 0;
+  stillNoProgress = false;
+  readonly tools = new Set<string>();
+  /** The sorted tools and the reasons text, rebuilt only when they change (a runaway session emits on every call). */
+  private sorted: string[] | null = null;
+  private whyReasons = 0;
+  private whyText = '';
+
+  count(tool: string, tokens: number, cost: number): void {
+    if (this.tools.size < MAX_KEYS && !this.tools.has(tool)) {
+      this.tools.add(tool);
+      this.sorted = null;
+    }
+    this.wasted++;
+    this.tokens += tokens;
+    this.cost += cost;
+  }
+
+  /** The tools, sorted: a new array each time (each finding owns its own). */
+  sortedTools(): string[] {
+    this.sorted ??= [...this.tools].sort();
+    return this.sorted.slice();
+  }
+
+  why(): string {
+    if (this.whyReasons !== this.reasons) {
+      let why = '';
+      for (let b = 0; b < REASON_NAMES.length; b++) if (this.reasons & (1 << b)) why += (why ? ', ' : '') + REASON_NAMES[b];
+      this.whyReasons = this.reasons;
+      this.whyText = why;
+    }
+    return this.whyText;
+  }
 }
 
-/** Ring slot of the call k back (1 = the previous call), or -1. */
+// findings are kept per kind, keyed by their first span id (the index is the kind's)
+const KINDS: readonly LoopKind[] = ['repeat', 'stuck', 'oscillation', 'retry_storm', 'error_loop', 'runaway', 'redundant'];
+const K_REPEAT = 0;
+const K_STUCK = 1;
+const K_OSCILLATION = 2;
+const K_RETRY_STORM = 3;
+const K_ERROR_LOOP = 4;
+const K_RUNAWAY = 5;
+const K_REDUNDANT = 6;
+
+/**
+ * A finding as a session keeps it. Never handed out (check() and findings() return copies), so a
+ * finding that grows is updated in place instead of replaced: no garbage that outlives a call.
+ */
+interface KeptFinding {
+  kind: LoopKind;
+  sessionId: string;
+  firstSpanId: string;
+  lastSpanId: string;
+  repeats: number;
+  wastedCalls: number;
+  wastedTokens: number;
+  wastedCostUsd: number;
+  tools: string[];
+  severity: GuardFinding['severity'];
+  message: string;
+  /** When it was raised in its session: findings() lists them in that order. */
+  order: number;
+}
+
+/** A finding as plain data (the fields in the order they have always had). */
+function toFinding(f: KeptFinding, isNew: boolean): GuardFinding {
+  return {
+    kind: f.kind, sessionId: f.sessionId, firstSpanId: f.firstSpanId, isNew, lastSpanId: f.lastSpanId, repeats: f.repeats, wastedCalls: f.wastedCalls,
+    wastedTokens: f.wastedTokens, wastedCostUsd: f.wastedCostUsd, tools: f.tools, severity: f.severity, message: f.message,
+  };
+}
+
+const RING = 5; // the last calls kept: the longest oscillation period (4) plus one
+const RING_FIELDS = 4;
+const RING_TOOL = 0;
+const RING_ARGS = 1;
+const RING_OUTCOME = 2;
+const RING_SPAN = 3;
+
+// columns of the error tallies' numbers
+const E_TOKENS = 0;
+const E_COST = 1;
+const E_FIRST_SEQ = 2;
+// columns of the redundant tallies' numbers (waste)
+const W_TOKENS = 0;
+const W_COST = 1;
+
+/** One session's state: its runs, ring and findings (its keys are in the guard's KeyTables, under its number). */
+class SessionState {
+  /** The LRU list of sessions: older and newer neighbours. */
+  older: SessionState | null = null;
+  newer: SessionState | null = null;
+  seq = 0;
+  /**
+   * The last RING calls, oldest first from the slot ringNext - ringLen: per slot, from RING_FIELDS
+   * * slot, its tool, arguments, outcome and span id (one array: one place in memory to read).
+   */
+  readonly ring: string[] = new Array<string>(RING * RING_FIELDS).fill('');
+  ringLen = 0;
+  ringNext = 0;
+  readonly repeat = new Run();
+  readonly stuck = new Run();
+  /** retry storm: only tool and the run's ends and waste are used. */
+  readonly storm = new Run();
+  /** oscillation period -> its island (insertion order matters to check()). */
+  islands: Map<number, Island> | null = null;
+  lastErrorByTool: Map<string, string> | null = null;
+  /** The tool last touched in lastErrorByTool (its newest entry if still there). */
+  lastErrorTool = '';
+  /** Calls in a row that returned nothing new. */
+  noProgressLen = 0;
+  /**
+   * The calls of that run not counted as runaway waste yet (tool, tokens, cost): counted all at
+   * once when the run reaches runawayNoProgressRun, in order.
+   */
+  readonly pendingTools: string[] = [];
+  readonly pendingTokens: number[] = [];
+  readonly pendingCost: number[] = [];
+  /** Entries of the pending lists in use (not their length: emptying an array frees its storage, refilling allocates again). */
+  pending = 0;
+  firstSpan = '';
+  start = 0;
+  calls = 0;
+  tokens = 0;
+  cost = 0;
+  runaway: Runaway | null = null;
+  /** Per kind (K_*): first span id -> finding. */
+  readonly findings: (Map<string, KeptFinding> | null)[] = [null, null, null, null, null, null, null];
+  findingCount = 0;
+  findingOrder = 0;
+
+  /** Forgotten while its call was being observed (maxSessions < 1): its keys go once the call is done. */
+  forgotten = false;
+
+  /** id: the session's; no: its number in the guard's key tables, unique among the sessions kept. */
+  constructor(
+    readonly id: string,
+    readonly no: number,
+  ) {}
+}
+
+/** Where the call k back (1 = the previous call) starts in the ring, or -1. */
 function back(s: SessionState, k: number): number {
   if (k > s.ringLen) return -1;
-  return (s.ringNext - k + RING) % RING;
+  return RING_FIELDS * ((s.ringNext - k + RING) % RING);
 }
 
 function toMs(t: number | bigint | string | Date | undefined): number {
@@ -396,7 +825,21 @@ function evictOldest<K, V>(map: Map<K, V>): void {
 
 const severity = (n: number, min: number): 'warning' | 'critical' => (n >= 2 * min ? 'critical' : 'warning');
 
-const NORM_CACHE = 256;
+/**
+ * What a failed call's error becomes: its outcome (type and normalized message) and, for the last
+ * tool that raised it, the error key (tool and outcome) and the key's hash. Memoized per raw
+ * message: normalizing costs a few regular expressions, and a loop repeats the same error.
+ */
+interface ErrorMemo {
+  norm: string;
+  type: string;
+  outcome: Outcome;
+  tool: string;
+  key: string;
+  keyHash: number;
+}
+
+const ERROR_MEMO_SIZE = 256;
 
 export class LoopGuard {
   readonly params: DetectorParams;
@@ -405,8 +848,33 @@ export class LoopGuard {
   /** Sessions from the least to the most recently active (a list: moving one is O(1), no map churn). */
   private oldest: SessionState | null = null;
   private newest: SessionState | null = null;
-  /** Normalized error messages by raw message (normalizing costs a few regular expressions). */
-  private normalized = new Map<string, string>();
+  private readonly errorMemo = new Map<string, ErrorMemo>();
+  // per session (see KeyTable): error key (tool, type, normalized message) -> calls, first call,
+  // waste, first call's sequence number; (tool, arguments, result) -> calls, first call, waste;
+  // (tool, result) of successful calls; span id -> nesting depth (in the count column)
+  private readonly errors = new KeyTable(MAX_ERROR_KEYS, 1, true, 3);
+  private readonly redundant = new KeyTable(MAX_KEYS, 3, true, 2);
+  private readonly seen = new KeyTable(MAX_SEEN, 2, false, 0);
+  private readonly depths = new KeyTable(MAX_KEYS, 1, false, 0);
+  private readonly keyTables = [this.errors, this.redundant, this.seen, this.depths];
+  /** Session numbers of forgotten sessions, to reuse (numbers stay below the most sessions kept at once). */
+  private readonly freeNumbers: number[] = [];
+  private nextNumber = 0;
+  /** What the observe() call under way raised or grew (observe() calls nothing outside the guard: no reentry). */
+  private raised: GuardFinding[] | null = null;
+  /** Table key parts of the call under way: tool, arguments, outcome, span id, parent span id, and one for anything else. */
+  private readonly kTool = new KeyPart();
+  private readonly kArgs = new KeyPart();
+  private readonly kOutcome = new KeyPart();
+  private readonly kSpan = new KeyPart();
+  private readonly kOther = new KeyPart();
+  private readonly kParent = new KeyPart();
+  /**
+   * Tool names by number, so table keys hold a number instead of the name. A tool gets its number
+   * the first time the guard sees it and keeps it; past MAX_TOOL_IDS names the others are kept as
+   * text, always (a tool is never one and then the other, so keys stay comparable).
+   */
+  private readonly toolIds = new Map<string, number>();
 
   constructor(opts: LoopGuardOptions = {}) {
     this.params = resolveDetectorParams(opts.params);
@@ -418,7 +886,14 @@ export class LoopGuard {
     const states: SessionState[] = [];
     if (sessionId === undefined) for (let s = this.oldest; s; s = s.newer) states.push(s); // least recently active first
     else if (this.sessions.has(sessionId)) states.push(this.sessions.get(sessionId)!);
-    return states.flatMap((s) => [...s.findings.values()].map((f) => ({ ...f, isNew: false })));
+    const out: GuardFinding[] = [];
+    for (const s of states) {
+      const kept: KeptFinding[] = [];
+      for (const byFirst of s.findings) if (byFirst) for (const f of byFirst.values()) kept.push(f);
+      kept.sort((a, b) => a.order - b.order);
+      for (const f of kept) out.push(toFinding(f, false));
+    }
+    return out;
   }
 
   /** Forgets a session (it ended). */
@@ -427,6 +902,7 @@ export class LoopGuard {
     if (!s) return;
     this.unlink(s);
     this.sessions.delete(sessionId);
+    this.release(s);
   }
 
   /**
@@ -436,66 +912,101 @@ export class LoopGuard {
    */
   check(call: { sessionId: string; tool: string; argsHash: string }): GuardFinding | undefined {
     const s = this.sessions.get(call.sessionId);
-    if (!s || s.findings.size === 0) return undefined;
+    if (!s || s.findingCount === 0) return undefined;
     const tool = call.tool;
     const args = call.argsHash;
-    const active = (kind: LoopKind, first: Ref | undefined) => (first ? s.findings.get(`${kind}|${first.spanId}`) : undefined);
-    if (s.repeat && s.repeat.tool === tool && s.repeat.args === args) {
-      const f = active('repeat', s.repeat.first);
+    if (s.repeat.len > 0 && s.repeat.tool === tool && s.repeat.args === args) {
+      const f = active(s, K_REPEAT, s.repeat.first);
       if (f) return f;
     }
-    if (s.stuck && s.stuck.tool === tool && s.stuck.args === args) {
-      const f = active('stuck', s.stuck.first);
+    if (s.stuck.len > 0 && s.stuck.tool === tool && s.stuck.args === args) {
+      const f = active(s, K_STUCK, s.stuck.first);
       if (f) return f;
     }
-    for (const [p, island] of s.islands) {
-      const j = back(s, p);
-      if (j >= 0 && s.ringTool[j] === tool && s.ringArgs[j] === args) {
-        const f = active('oscillation', island.first);
-        if (f) return f;
+    if (s.islands) {
+      for (const [p, island] of s.islands) {
+        const j = back(s, p);
+        if (j >= 0 && s.ring[j + RING_TOOL] === tool && s.ring[j + RING_ARGS] === args) {
+          const f = active(s, K_OSCILLATION, island.first);
+          if (f) return f;
+        }
       }
     }
-    if (s.storm && s.storm.first.tool === tool) {
-      const f = active('retry_storm', s.storm.first);
+    if (s.storm.len > 0 && s.storm.tool === tool) {
+      const f = active(s, K_RETRY_STORM, s.storm.first);
       if (f) return f;
     }
-    const lastError = s.lastErrorByTool.get(tool);
+    const lastError = s.lastErrorByTool?.get(tool);
     if (lastError) {
-      const t = s.errors.get(lastError);
-      const f = t && active('error_loop', t.first);
+      const k = this.kOther.set(lastError);
+      const e = this.errors.find(s.no, k.hash, k, k, k);
+      const f = e >= 0 ? active(s, K_ERROR_LOOP, this.errors.first(e)) : undefined;
       if (f) return f;
     }
-    if (s.runaway && s.firstRef) {
+    if (s.runaway) {
       const budgetBlown = (s.runaway.reasons & ~R_NO_PROGRESS) !== 0;
-      if (budgetBlown || s.runaway.stillNoProgress) return active('runaway', s.firstRef);
+      if (budgetBlown || s.runaway.stillNoProgress) return active(s, K_RUNAWAY, s.firstSpan);
     }
     return undefined;
   }
 
-  private normalize(message: string): string {
-    if (message === '') return '';
-    let n = this.normalized.get(message);
-    if (n === undefined) {
-      n = normalizeErrorMessage(message);
-      if (this.normalized.size >= NORM_CACHE) this.normalized.clear();
-      this.normalized.set(message, n);
+  /** Sets kTool to the tool. */
+  private toolPart(tool: string): void {
+    let id = this.toolIds.get(tool);
+    if (id === undefined && this.toolIds.size < MAX_TOOL_IDS) this.toolIds.set(tool, (id = this.toolIds.size));
+    if (id === undefined) this.kTool.setText(tool, strHash(tool));
+    else this.kTool.setId(id);
+  }
+
+  private errorOf(tool: string, type: string, message: string): ErrorMemo {
+    let m = this.errorMemo.get(message);
+    if (m === undefined) {
+      if (this.errorMemo.size >= ERROR_MEMO_SIZE) this.errorMemo.clear();
+      const norm = message === '' ? '' : normalizeErrorMessage(message);
+      m = { norm, type, outcome: errorOutcome(type, norm), tool: '', key: '', keyHash: 0 };
+      this.errorMemo.set(message, m);
+    } else if (m.type !== type) {
+      m.type = type;
+      m.outcome = errorOutcome(type, m.norm);
+      m.tool = m.key = '';
     }
-    return n;
+    if (m.key === '' || m.tool !== tool) {
+      m.tool = tool;
+      m.key = tool + OUTCOME_TAG + m.outcome;
+      m.keyHash = strHash(m.key);
+    }
+    return m;
   }
 
   private emit(
-    out: GuardFinding[], s: SessionState, sessionId: string, kind: LoopKind, firstSpanId: string, lastSpanId: string, repeats: number, wastedCalls: number,
+    s: SessionState, k: number, firstSpanId: string, lastSpanId: string, repeats: number, wastedCalls: number,
     wastedTokens: number, wastedCostUsd: number, tools: string[], sev: GuardFinding['severity'], message: string,
-  ): void {
-    const id = `${kind}|${firstSpanId}`;
-    const isNew = !s.findings.has(id);
-    const finding: GuardFinding = {
-      kind, sessionId, firstSpanId, isNew, lastSpanId, repeats, wastedCalls, wastedTokens, wastedCostUsd, tools, severity: sev, message,
-    };
-    s.findings.set(id, {
-      kind, sessionId, firstSpanId, isNew: false, lastSpanId, repeats, wastedCalls, wastedTokens, wastedCostUsd, tools, severity: sev, message,
-    });
-    out.push(finding);
+    known?: KeptFinding,
+  ): KeptFinding {
+    const byFirst = (s.findings[k] ??= new Map());
+    let f = known ?? byFirst.get(firstSpanId);
+    const isNew = f === undefined;
+    if (f === undefined) {
+      f = {
+        kind: KINDS[k]!, sessionId: s.id, firstSpanId, lastSpanId, repeats, wastedCalls, wastedTokens, wastedCostUsd, tools, severity: sev, message,
+        order: s.findingOrder++,
+      };
+      byFirst.set(firstSpanId, f);
+      s.findingCount++;
+    } else {
+      f.lastSpanId = lastSpanId;
+      f.repeats = repeats;
+      f.wastedCalls = wastedCalls;
+      f.wastedTokens = wastedTokens;
+      f.wastedCostUsd = wastedCostUsd;
+      f.tools = tools;
+      f.severity = sev;
+      f.message = message;
+    }
+    // most calls raise nothing and most that do raise one: `[f]` is sized to fit, a push onto [] reserves 16 slots
+    if (this.raised === null) this.raised = [toFinding(f, isNew)];
+    else this.raised.push(toFinding(f, isNew));
+    return f;
   }
 
   /** Takes one completed call; returns the findings it raised (isNew) or grew. */
@@ -504,28 +1015,24 @@ export class LoopGuard {
     if (call.errorType === 'LoopDetectedError') return [];
     const p = this.params;
     const s = this.state(call.sessionId);
-    const out: GuardFinding[] = [];
-    const sessionId = call.sessionId;
+    this.raised = null;
     const tool = call.tool;
     const args = call.argsHash;
-    s.seq++;
-    const seq = s.seq;
+    const spanId = call.spanId;
+    const seq = ++s.seq;
     const tokens = call.tokens ?? 0;
     const cost = call.costUsd ?? 0;
-    const ref: Ref = { spanId: call.spanId, tool, tokens, cost };
     const failed = call.status === 'error';
     const hasResult = !failed && !!call.resultHash;
-    let errorKey = '';
     let outcome: Outcome;
+    let error: ErrorMemo | null = null;
     if (failed) {
-      const type = call.errorType ?? '';
-      const norm = this.normalize(call.errorMessage ?? '');
-      outcome = OUTCOME_TAG + 'E' + type + OUTCOME_TAG + norm;
-      errorKey = tool + OUTCOME_TAG + outcome;
+      error = this.errorOf(tool, call.errorType ?? '', call.errorMessage ?? '');
+      outcome = error.outcome;
     } else if (hasResult) {
       outcome = String(call.resultHash);
     } else {
-      outcome = OUTCOME_TAG + 'U' + call.spanId;
+      outcome = OUTCOME_TAG + 'U' + spanId;
     }
     let empty = false;
     if (hasResult) {
@@ -533,70 +1040,143 @@ export class LoopGuard {
       // as EMPTY_HEX/EMPTY_DEC.has(lower case): lower-casing only a text that could be the hex one
       else empty = outcome === EMPTY_HEX || outcome === EMPTY_DEC || (outcome.length === EMPTY_HEX.length && (outcome.charCodeAt(0) | 0x20) === EMPTY_HEX_FIRST && outcome.toLowerCase() === EMPTY_HEX);
     }
-    const prevSlot = back(s, 1);
 
-    // repeat: same call in a row, outcomes mostly not new (distinct outcomes: a set only once a second one shows up)
-    let r = s.repeat;
-    if (r && r.tool === tool && r.args === args) {
-      extendRun(r, ref, tokens, cost);
+    // The call's keys, looked up together before any rule runs: with many sessions each lookup is
+    // likely a cache miss, and independent ones side by side overlap in the CPU. (Each table is
+    // changed only after its own lookups, so what they found stays valid.)
+    const kSpan = this.kSpan.set(spanId);
+    const kTool = this.kTool, kArgs = this.kArgs, kOutcome = this.kOutcome;
+    let seenHash = 0, seenAt = -1, redundantHash = 0, redundantAt = -1;
+    if (hasResult) {
+      this.toolPart(tool);
+      kOutcome.set(outcome);
+      seenHash = hashWith(kTool.hash, kOutcome.hash);
+      seenAt = this.seen.find(s.no, seenHash, kTool, kOutcome, kOutcome);
+      if (!empty) {
+        kArgs.set(args);
+        redundantHash = hashWith(hashWith(kTool.hash, kArgs.hash), kOutcome.hash);
+        redundantAt = this.redundant.find(s.no, redundantHash, kTool, kArgs, kOutcome);
+      }
+    }
+    const dt = this.depths;
+    const parentAt = call.parentSpanId ? dt.find(s.no, this.kParent.set(call.parentSpanId).hash, this.kParent, this.kParent, this.kParent) : -1;
+    const depth = parentAt >= 0 ? dt.count(parentAt) + 1 : 1;
+    const spanAt = dt.find(s.no, kSpan.hash, kSpan, kSpan, kSpan);
+
+    this.trackRepeat(s, tool, args, outcome, spanId, tokens, cost);
+    this.trackStuck(s, tool, args, outcome, spanId, tokens, cost, hasResult);
+    this.trackOscillation(s, seq, tool, args, outcome, spanId, tokens, cost);
+    this.trackRetryStorm(s, failed, tool, spanId, tokens, cost, call.errorType);
+    if (error) this.trackErrorLoop(s, seq, error, tool, spanId, tokens, cost, call.errorType);
+    else if (s.lastErrorByTool !== null && s.lastErrorByTool.size > 0) s.lastErrorByTool.delete(tool);
+
+    // redundant: the same call with the same non-empty result earlier in the session
+    if (hasResult && !empty) {
+      const rt = this.redundant;
+      let e = redundantAt;
+      if (e >= 0) {
+        rt.again(e, s.seq);
+        rt.addNum(e, W_TOKENS, tokens);
+        rt.addNum(e, W_COST, cost);
+      } else {
+        e = rt.add(s.no, redundantHash, kTool, kArgs, kOutcome, kSpan, s.seq);
+      }
+      const n = rt.count(e);
+      if (n >= p.redundantMinCalls) {
+        const known = rt.finding(e);
+        const f = this.emit(s, K_REDUNDANT, known ? known.firstSpanId : rt.first(e), spanId, n, n - 1, rt.num(e, W_TOKENS), rt.num(e, W_COST), [tool], 'info',
+          `Tool ${tool} was called ${n} times with the same arguments and got the same result: ${n - 1} redundant calls.`, known);
+        if (!known) rt.setFinding(e, f);
+      }
+    }
+
+    // runaway: no new result for a long run, or a budget blown
+    let isNew = !failed && !hasResult; // an unknown result counts as new
+    if (hasResult) {
+      isNew = seenAt < 0;
+      if (isNew) this.seen.add(s.no, seenHash, kTool, kOutcome, kOutcome, null, s.seq);
+      else this.seen.touch(seenAt, s.seq);
+    }
+    // the span's depth, for the depth budget
+    const de = spanAt >= 0 ? spanAt : dt.add(s.no, kSpan.hash, kSpan, kSpan, kSpan, null, s.seq);
+    if (spanAt >= 0) dt.touch(spanAt, s.seq);
+    dt.setCount(de, depth);
+    this.trackRunaway(s, call, isNew, tool, spanId, depth, tokens, cost);
+
+    // the ring of the last calls
+    const slot = s.ringNext;
+    const at = RING_FIELDS * slot;
+    s.ring[at + RING_TOOL] = tool;
+    s.ring[at + RING_ARGS] = args;
+    s.ring[at + RING_OUTCOME] = outcome;
+    s.ring[at + RING_SPAN] = spanId;
+    s.ringNext = (slot + 1) % RING;
+    if (s.ringLen < RING) s.ringLen++;
+    if (s.forgotten) this.release(s);
+    const raised = this.raised ?? [];
+    this.raised = null;
+    return raised;
+  }
+
+  /** repeat: same call in a row, outcomes mostly not new (distinct outcomes: a set only once a second one shows up). */
+  private trackRepeat(s: SessionState, tool: string, args: string, outcome: Outcome, spanId: string, tokens: number, cost: number): void {
+    const p = this.params;
+    const r = s.repeat;
+    if (r.len > 0 && r.tool === tool && r.args === args) {
+      r.extend(spanId, tokens, cost);
       if (r.outcomes) {
         if (r.outcomes.size <= MAX_KEYS) r.outcomes.add(outcome);
-      } else if (outcome !== r.outcome0) {
-        r.outcomes = new Set([r.outcome0, outcome]);
+      } else if (outcome !== r.outcome) {
+        r.outcomes = new Set([r.outcome, outcome]);
       }
-    } else if (r) {
-      r.tool = tool;
-      r.args = args;
-      restartRun(r, ref);
-      r.outcome0 = outcome;
-      r.outcomes = null;
-      r.id = null;
     } else {
-      r = s.repeat = { tool, args, len: 1, first: ref, last: ref, tokens: 0, cost: 0, outcome0: outcome, outcomes: null, id: null };
+      r.start(tool, args, outcome, spanId);
     }
     const distinct = r.outcomes ? r.outcomes.size : 1;
     if (r.len >= p.repeatMinRun && distinct <= r.len * p.repeatMaxNewRatio) {
-      this.emit(out, s, sessionId, 'repeat', r.first.spanId, r.last.spanId, r.len, r.len - 1, r.tokens, r.cost, [tool], severity(r.len, p.repeatMinRun),
+      this.emit(s, K_REPEAT, r.first, r.last, r.len, r.len - 1, r.tokens, r.cost, [tool], severity(r.len, p.repeatMinRun),
         `Tool ${tool} was called ${r.len} times in a row with the same arguments (${distinct} distinct outcomes).`);
-    } else if (r.len > 1 && s.findings.size > 0) {
-      s.findings.delete((r.id ??= `repeat|${r.first.spanId}`)); // the run turned out to make progress
+    } else if (r.len > 1 && s.findingCount > 0) {
+      // the run turned out to make progress
+      if (s.findings[K_REPEAT]?.delete(r.first)) s.findingCount--;
     }
+  }
 
-    // stuck: same call and same successful result in a row
+  /** stuck: same call and same successful result in a row. */
+  private trackStuck(
+    s: SessionState, tool: string, args: string, outcome: Outcome, spanId: string, tokens: number, cost: number, hasResult: boolean,
+  ): void {
+    const p = this.params;
     const st = s.stuck;
-    if (st && st.tool === tool && st.args === args && st.outcome === outcome) {
-      extendRun(st, ref, tokens, cost);
-    } else if (st) {
-      st.tool = tool;
-      st.args = args;
-      st.outcome = outcome;
-      restartRun(st, ref);
-    } else {
-      s.stuck = { tool, args, outcome, len: 1, first: ref, last: ref, tokens: 0, cost: 0 };
+    if (st.len > 0 && st.tool === tool && st.args === args && st.outcome === outcome) st.extend(spanId, tokens, cost);
+    else st.start(tool, args, outcome, spanId);
+    if (st.len >= p.stuckMinRun && hasResult) {
+      this.emit(s, K_STUCK, st.first, st.last, st.len, st.len - 1, st.tokens, st.cost, [tool], severity(st.len, p.stuckMinRun),
+        `Tool ${tool} returned the same result to the same arguments ${st.len} times in a row: the agent is stuck.`);
     }
-    const stuck = s.stuck!;
-    if (stuck.len >= p.stuckMinRun && hasResult) {
-      this.emit(out, s, sessionId, 'stuck', stuck.first.spanId, stuck.last.spanId, stuck.len, stuck.len - 1, stuck.tokens, stuck.cost, [tool], severity(stuck.len, p.stuckMinRun),
-        `Tool ${tool} returned the same result to the same arguments ${stuck.len} times in a row: the agent is stuck.`);
-    }
+  }
 
-    // oscillation: key and outcome equal to those one period back, over a cycle of distinct calls
+  /** oscillation: key and outcome equal to those one period back, over a cycle of distinct calls. */
+  private trackOscillation(
+    s: SessionState, seq: number, tool: string, args: string, outcome: Outcome, spanId: string, tokens: number, cost: number,
+  ): void {
+    const p = this.params;
     const maxP = Math.min(4, p.oscillationMaxPeriod);
     for (let period = 2; period <= maxP; period++) {
       const b = back(s, period);
-      const matched = b >= 0 && seq > period && s.ringTool[b] === tool && s.ringArgs[b] === args && s.ringOutcome[b] === outcome;
+      const matched = b >= 0 && seq > period && s.ring[b + RING_TOOL] === tool && s.ring[b + RING_ARGS] === args && s.ring[b + RING_OUTCOME] === outcome;
       if (!matched) {
-        if (s.islands.size > 0) s.islands.delete(period);
+        if (s.islands !== null && s.islands.size > 0) s.islands.delete(period);
         continue;
       }
+      s.islands ??= new Map();
       let island = s.islands.get(period);
       if (!island) {
-        island = { matches: 0, first: s.ringRef[b]!, last: ref, tools: new Set(), tokens: 0, cost: 0 };
-        for (let k = period; k >= 1; k--) island.tools.add(s.ringRef[back(s, k)]!.tool);
+        island = new Island(s.ring[b + RING_SPAN]!);
+        for (let k = period; k >= 1; k--) island.tools.add(s.ring[back(s, k) + RING_TOOL]!);
         s.islands.set(period, island);
       }
       island.matches++;
-      island.last = ref;
       island.tools.add(tool);
       island.tokens += tokens;
       island.cost += cost;
@@ -604,103 +1184,83 @@ export class LoopGuard {
       if (island.matches >= period && island.matches + period >= period * p.oscillationMinCycles && this.cycleDistinct(s, period, tool, args)) {
         const total = island.matches + period;
         const tools = [...island.tools].sort();
-        this.emit(out, s, sessionId, 'oscillation', island.first.spanId, ref.spanId, total, island.matches, island.tokens, island.cost, tools,
+        this.emit(s, K_OSCILLATION, island.first, spanId, total, island.matches, island.tokens, island.cost, tools,
           total >= 2 * period * p.oscillationMinCycles ? 'critical' : 'warning',
           `The agent cycles through ${period} calls (${tools.join(', ')}) ${Math.floor(total / period)} times with the same arguments and results.`);
       }
     }
+  }
 
-    // retry_storm: the same tool failing in a row
-    const prevFailed = prevSlot >= 0 && s.ringOutcome[prevSlot]!.startsWith(OUTCOME_TAG + 'E') && s.ringRef[prevSlot]!.tool === tool;
-    if (failed && s.storm && s.storm.first.tool === tool && prevFailed) {
-      extendRun(s.storm, ref, tokens, cost);
+  /** retry_storm: the same tool failing in a row. */
+  private trackRetryStorm(
+    s: SessionState, failed: boolean, tool: string, spanId: string, tokens: number, cost: number, errorType: string | undefined,
+  ): void {
+    const p = this.params;
+    const prev = back(s, 1);
+    const prevFailed = prev >= 0 && s.ring[prev + RING_OUTCOME]!.startsWith(ERROR_PREFIX) && s.ring[prev + RING_TOOL] === tool;
+    const rs = s.storm;
+    if (failed && rs.len > 0 && rs.tool === tool && prevFailed) rs.extend(spanId, tokens, cost);
+    else if (failed) rs.start(tool, '', '', spanId);
+    else rs.len = 0;
+    if (rs.len > 0 && rs.len >= p.retryStormMinRun) {
+      this.emit(s, K_RETRY_STORM, rs.first, rs.last, rs.len, rs.len - 1, rs.tokens, rs.cost, [tool], severity(rs.len, p.retryStormMinRun),
+        `Tool ${tool} failed ${rs.len} times in a row (last error: ${errorType ?? 'error'}).`);
+    }
+  }
+
+  /** error_loop: the same error again across the session, other calls in between. */
+  private trackErrorLoop(
+    s: SessionState, seq: number, error: ErrorMemo, tool: string, spanId: string, tokens: number, cost: number, errorType: string | undefined,
+  ): void {
+    const et = this.errors;
+    const k = this.kOther.setText(error.key, error.keyHash); // never hex digits: it holds OUTCOME_TAG
+    let e = et.find(s.no, k.hash, k, k, k);
+    if (e >= 0) {
+      et.again(e, seq);
+      et.addNum(e, E_TOKENS, tokens);
+      et.addNum(e, E_COST, cost);
     } else {
-      s.storm = failed ? { len: 1, first: ref, last: ref, tokens: 0, cost: 0 } : null;
+      e = et.add(s.no, k.hash, k, k, k, this.kSpan, seq);
+      et.setNum(e, E_FIRST_SEQ, seq);
     }
-    if (s.storm && s.storm.len >= p.retryStormMinRun) {
-      const rs = s.storm;
-      this.emit(out, s, sessionId, 'retry_storm', rs.first.spanId, rs.last.spanId, rs.len, rs.len - 1, rs.tokens, rs.cost, [tool], severity(rs.len, p.retryStormMinRun),
-        `Tool ${tool} failed ${rs.len} times in a row (last error: ${call.errorType ?? 'error'}).`);
+    const lastErrors = (s.lastErrorByTool ??= new Map());
+    // already the most recently touched: set() in place keeps its place (delete-then-set would reallocate the map)
+    if (tool === s.lastErrorTool && lastErrors.has(tool)) lastErrors.set(tool, error.key);
+    else touch(lastErrors, tool, error.key, MAX_ERROR_KEYS);
+    s.lastErrorTool = tool;
+    const count = et.count(e);
+    // other calls in between: the tally spans more calls than it counts (this call is its last)
+    if (count >= this.params.errorLoopMinCount && seq - et.num(e, E_FIRST_SEQ) + 1 > count) {
+      const known = et.finding(e);
+      const f = this.emit(s, K_ERROR_LOOP, known ? known.firstSpanId : et.first(e), spanId, count, count - 1, et.num(e, E_TOKENS), et.num(e, E_COST), [tool], 'critical',
+        `Tool ${tool} hit the same error ${count} times in this session (${errorType ?? 'error'}): the task may be impossible as attempted.`, known);
+      if (!known) et.setFinding(e, f);
     }
+  }
 
-    // error_loop: the same error again across the session, other calls in between
-    if (failed) {
-      const t = s.errors.get(errorKey);
-      if (t) {
-        t.count++;
-        t.lastSeq = seq;
-        t.last = ref;
-        t.tokens += tokens;
-        t.cost += cost;
-      }
-      const tally = t ?? { count: 1, firstSeq: seq, lastSeq: seq, first: ref, last: ref, tokens: 0, cost: 0 };
-      touch(s.errors, errorKey, tally, MAX_ERROR_KEYS);
-      touch(s.lastErrorByTool, tool, errorKey, MAX_ERROR_KEYS);
-      if (tally.count >= p.errorLoopMinCount && tally.lastSeq - tally.firstSeq + 1 > tally.count) {
-        this.emit(out, s, sessionId, 'error_loop', tally.first.spanId, ref.spanId, tally.count, tally.count - 1, tally.tokens, tally.cost, [tool], 'critical',
-          `Tool ${tool} hit the same error ${tally.count} times in this session (${call.errorType ?? 'error'}): the task may be impossible as attempted.`);
-      }
-    } else if (s.lastErrorByTool.size > 0) {
-      s.lastErrorByTool.delete(tool);
-    }
-
-    // redundant: the same call with the same non-empty result earlier in the session
-    const toolHash = hasResult ? strHash(tool) : 0;
-    const outcomeHash = hasResult ? strHash(outcome) : 0;
-    if (hasResult && !empty) {
-      const rt = s.redundant;
-      const h = hashWith(hashWith(toolHash, strHash(args)), outcomeHash);
-      let e = rt.find(h, tool, args, outcome);
-      if (e >= 0) rt.again(e, tokens, cost);
-      else e = rt.add(h, tool, args, outcome, call.spanId);
-      const n = rt.count(e);
-      if (n >= p.redundantMinCalls) {
-        this.emit(out, s, sessionId, 'redundant', rt.first(e), ref.spanId, n, n - 1, rt.tokens(e), rt.cost(e), [tool], 'info',
-          `Tool ${tool} was called ${n} times with the same arguments and got the same result: ${n - 1} redundant calls.`);
-      }
-    }
-
-    // runaway: no new result for a long run, or a budget blown
-    s.firstRef ??= ref;
+  /** runaway: no new result for a long run, or a budget blown; also the session's totals. */
+  private trackRunaway(
+    s: SessionState, call: ObservedCall, isNew: boolean, tool: string, spanId: string, depth: number, tokens: number, cost: number,
+  ): void {
+    const p = this.params;
     const startMs = toMs(call.ts);
-    if (s.calls === 0) s.start = startMs;
+    if (s.calls === 0) {
+      s.start = startMs;
+      s.firstSpan = spanId;
+    }
     s.calls++;
     s.tokens += tokens;
     s.cost += cost;
-    let isNew = !failed && !hasResult; // an unknown result counts as new
-    if (hasResult) {
-      const h = hashWith(toolHash, outcomeHash);
-      const e = s.seen.find(h, tool, outcome, '');
-      isNew = e < 0;
-      if (isNew) s.seen.add(h, tool, outcome, '', '');
-      else s.seen.touch(e);
-    }
     let reasons = 0;
-    let newlyNoProgress: Ref[] | null = null;
+    let reachedNoProgress = false;
     if (isNew) {
-      s.noProgress = null;
+      s.noProgressLen = 0;
+      s.pending = 0;
     } else {
-      const np = s.noProgress ?? { len: 0, members: [] as Ref[] | null, first: ref };
-      np.len++;
-      if (np.members) np.members.push(ref);
-      s.noProgress = np;
-      if (np.len === p.runawayNoProgressRun && np.members) {
-        newlyNoProgress = np.members;
-        np.members = null; // counted; later calls of the run count one by one
-      }
-      if (np.len >= p.runawayNoProgressRun) reasons |= R_NO_PROGRESS;
+      s.noProgressLen++;
+      reachedNoProgress = s.noProgressLen === p.runawayNoProgressRun;
+      if (s.noProgressLen >= p.runawayNoProgressRun) reasons |= R_NO_PROGRESS;
     }
-    const dt = s.depths;
-    let depth = 1;
-    if (call.parentSpanId) {
-      const e = dt.find(strHash(call.parentSpanId), call.parentSpanId, '', '');
-      if (e >= 0) depth = dt.count(e) + 1;
-    }
-    const spanHash = strHash(call.spanId);
-    let de = dt.find(spanHash, call.spanId, '', '');
-    if (de >= 0) dt.touch(de);
-    else de = dt.add(spanHash, call.spanId, '', '', '');
-    dt.setCount(de, depth);
     const endTs = toMs(call.endTs);
     const endMs = Number.isFinite(endTs) ? endTs : startMs;
     if (p.budgetMaxCalls > 0 && s.calls > p.budgetMaxCalls) reasons |= R_CALLS;
@@ -709,55 +1269,40 @@ export class LoopGuard {
     if (p.budgetMaxWallTimeS > 0 && (endMs - s.start) / 1000 > p.budgetMaxWallTimeS) reasons |= R_WALL_TIME;
     if (p.budgetMaxToolDepth > 0 && depth > p.budgetMaxToolDepth) reasons |= R_DEPTH;
     if (s.runaway) s.runaway.stillNoProgress = (reasons & R_NO_PROGRESS) !== 0;
-    if (reasons !== 0) {
-      const rw = s.runaway ?? { reasons: 0, wasted: 0, tokens: 0, cost: 0, last: ref, stillNoProgress: false, tools: new Set<string>(), counted: new WeakSet<Ref>() };
-      s.runaway = rw;
-      rw.stillNoProgress = (reasons & R_NO_PROGRESS) !== 0;
-      rw.reasons |= reasons;
-      // each call counted once: the no-progress run's members when it reaches the threshold, else this call
-      if (newlyNoProgress && newlyNoProgress.length > 0) {
-        for (const c of newlyNoProgress) this.countRunaway(rw, c);
-      } else {
-        this.countRunaway(rw, ref);
+    if (reasons === 0) {
+      // not counted yet: waits for its no-progress run to reach the threshold
+      if (!isNew) {
+        s.pendingTools[s.pending] = tool;
+        s.pendingTokens[s.pending] = tokens;
+        s.pendingCost[s.pending] = cost;
+        s.pending++;
       }
-      rw.last = ref;
-      let why = '';
-      for (let b = 0; b < REASON_NAMES.length; b++) if (rw.reasons & (1 << b)) why += (why ? ', ' : '') + REASON_NAMES[b];
-      this.emit(out, s, sessionId, 'runaway', s.firstRef.spanId, ref.spanId, rw.wasted, rw.wasted, rw.tokens, rw.cost, [...rw.tools].sort(), 'critical',
-        `Runaway session: ${why} (${rw.wasted} calls wasted).`);
+      return;
     }
-
-    // the ring of the last calls
-    const slot = s.ringNext;
-    s.ringTool[slot] = tool;
-    s.ringArgs[slot] = args;
-    s.ringOutcome[slot] = outcome;
-    s.ringRef[slot] = ref;
-    s.ringNext = (slot + 1) % RING;
-    if (s.ringLen < RING) s.ringLen++;
-    return out;
+    const rw = (s.runaway ??= new Runaway());
+    rw.stillNoProgress = (reasons & R_NO_PROGRESS) !== 0;
+    rw.reasons |= reasons;
+    // each call counted once: the no-progress run's calls not counted yet when it reaches the threshold, then this call
+    if (reachedNoProgress) {
+      for (let i = 0; i < s.pending; i++) rw.count(s.pendingTools[i]!, s.pendingTokens[i]!, s.pendingCost[i]!);
+      s.pending = 0;
+    }
+    rw.count(tool, tokens, cost);
+    this.emit(s, K_RUNAWAY, s.firstSpan, spanId, rw.wasted, rw.wasted, rw.tokens, rw.cost, rw.sortedTools(), 'critical',
+      `Runaway session: ${rw.why()} (${rw.wasted} calls wasted).`);
   }
 
   /** The last `period` calls, this one included, are all different calls (tool and arguments). */
   private cycleDistinct(s: SessionState, period: number, tool: string, args: string): boolean {
     for (let i = 1; i < period; i++) {
       const a = back(s, i);
-      if (s.ringTool[a] === tool && s.ringArgs[a] === args) return false;
+      if (s.ring[a + RING_TOOL] === tool && s.ring[a + RING_ARGS] === args) return false;
       for (let j = i + 1; j < period; j++) {
         const b = back(s, j);
-        if (s.ringTool[a] === s.ringTool[b] && s.ringArgs[a] === s.ringArgs[b]) return false;
+        if (s.ring[a + RING_TOOL] === s.ring[b + RING_TOOL] && s.ring[a + RING_ARGS] === s.ring[b + RING_ARGS]) return false;
       }
     }
     return true;
-  }
-
-  private countRunaway(rw: NonNullable<SessionState['runaway']>, c: Ref): void {
-    if (rw.counted.has(c)) return;
-    rw.counted.add(c);
-    if (rw.tools.size < MAX_KEYS) rw.tools.add(c.tool);
-    rw.wasted++;
-    rw.tokens += c.tokens;
-    rw.cost += c.cost;
   }
 
   private state(sessionId: string): SessionState {
@@ -769,22 +1314,25 @@ export class LoopGuard {
       }
       return s;
     }
-    s = {
-      id: sessionId, older: null, newer: null,
-      seq: 0, ringTool: new Array<string>(RING), ringArgs: new Array<string>(RING), ringOutcome: new Array<string>(RING),
-      ringRef: new Array<Ref>(RING), ringLen: 0, ringNext: 0,
-      repeat: null, stuck: null, storm: null, islands: new Map(), errors: new Map(), redundant: new LruTable(MAX_KEYS),
-      lastErrorByTool: new Map(), seen: new LruTable(MAX_SEEN), noProgress: null, firstRef: null, start: 0, calls: 0, tokens: 0, cost: 0,
-      depths: new LruTable(MAX_KEYS), runaway: null, findings: new Map(),
-    };
+    const no = this.freeNumbers.pop() ?? this.nextNumber++;
+    for (const table of this.keyTables) table.open(no);
+    s = new SessionState(sessionId, no);
     this.sessions.set(sessionId, s);
     this.append(s);
     while (this.sessions.size > this.maxSessions && this.oldest) {
       const drop = this.oldest;
       this.unlink(drop);
       this.sessions.delete(drop.id);
+      if (drop === s) s.forgotten = true;
+      else this.release(drop);
     }
     return s;
+  }
+
+  /** Drops a forgotten session's keys; its number can be reused. */
+  private release(s: SessionState): void {
+    for (const table of this.keyTables) table.close(s.no);
+    this.freeNumbers.push(s.no);
   }
 
   private unlink(s: SessionState): void {
@@ -802,4 +1350,14 @@ export class LoopGuard {
     else this.oldest = s;
     this.newest = s;
   }
+}
+
+function errorOutcome(type: string, norm: string): Outcome {
+  return ERROR_PREFIX + type + OUTCOME_TAG + norm;
+}
+
+/** A copy of the session's finding of that kind and first span id, if any. */
+function active(s: SessionState, k: number, firstSpanId: string): GuardFinding | undefined {
+  const f = s.findings[k]?.get(firstSpanId);
+  return f ? toFinding(f, false) : undefined;
 }
