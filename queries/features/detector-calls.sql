@@ -1,11 +1,11 @@
--- The per-call features every detector reads. A detector pass (collector/src/detect/
--- run-detectors.ts) materializes this SELECT once, as a table of its own, for the sessions with
--- calls inserted in the window (since, until] and, when a pass is split in buckets, those with
--- cityHash64(session_id) % buckets = bucket; each detector then scans the copy: the FINAL
--- read, the LLM join and the one sort by call order are paid once per pass, not once per
--- detector. It is a file the runner reads rather than a parameterized view: the same SQL behind
--- a view (loopwatch_detector_calls, schema 005 until 006) cost 40-60 ms more per pass in the
--- engine's planning, a fifth of an incremental pass.
+-- The per-call features every detector reads, from the deduplicated calls of the pass's
+-- sessions ({session_calls:Identifier}: queries/features/session-calls.sql, materialized first).
+-- A detector pass (collector/src/detect/run-detectors.ts) materializes this SELECT once, as a
+-- table of its own, and each detector then scans the copy: the FINAL read, the LLM join and the
+-- one sort by call order are paid once per pass, not once per detector. It is a file the runner
+-- reads rather than a parameterized view: the same SQL behind a view (loopwatch_detector_calls,
+-- schema 005 until 006) cost 40-60 ms more per pass in the engine's planning, a fifth of an
+-- incremental pass.
 -- Columns, one row per tool call (deduplicated), each session's whole history:
 --   seq       position in the session (by start time, then span id)
 --   call_key  tool + arguments hash: what "the same call" means
@@ -24,23 +24,11 @@
 --             requested) plus, for time, the call's own duration. Cost: reported_cost_usd when
 --             > 0, else tokens x model_prices.
 WITH
-    scope AS (
-        SELECT DISTINCT session_id FROM agent_call_activity
-        WHERE inserted_at > {since:DateTime64(3)} AND inserted_at <= {until:DateTime64(3)}
-          AND cityHash64(session_id) % {buckets:UInt32} = {bucket:UInt32}
-    ),
-    calls AS (
-        SELECT session_id, ts, end_ts, duration_ns, trace_id, span_id, parent_span_id, service, agent, model, tool,
-               args_hash, result_hash, has_result, status, error_type, error_message
-        FROM agent_tool_calls FINAL
-        WHERE session_id IN (SELECT session_id FROM scope)
-          -- a call the in-process LoopGuard stopped before it ran is not part of the loop
-          AND error_type != 'LoopDetectedError'
-    ),
+    calls AS (SELECT * FROM {session_calls:Identifier}),
     llm AS (
         SELECT session_id, span_id, end_ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens,
                total_tokens, reported_cost_usd, loopwatch_model_key(model) AS model_key
-        FROM agent_llm_calls FINAL WHERE session_id IN (SELECT session_id FROM scope)
+        FROM agent_llm_calls FINAL WHERE session_id IN (SELECT DISTINCT session_id FROM calls)
     ),
     prices AS (
         SELECT k.model_key AS model_key,

@@ -3,7 +3,7 @@
 // (older than an hour) dropped by the next one. The features the passes keep for full passes
 // (agent_call_features) equal a recomputation, however a session's calls arrive.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { detectorCallsSql, runDetectors } from '../../collector/src/detect/run-detectors.js';
+import { runDetectors, withCallsTable } from '../../collector/src/detect/run-detectors.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 import { buildSession, insertSession, insertSpans, times } from './helpers.js';
 
@@ -59,9 +59,8 @@ describe('pass table', () => {
       expect(r.errors).toEqual({});
     }
     const kept = await tc.rows("SELECT * FROM loopwatch_call_features WHERE session_id = 'arrivals' ORDER BY seq");
-    const recomputed = await tc.rows(`SELECT * FROM (${detectorCallsSql()}) WHERE session_id = 'arrivals' ORDER BY seq`, {
-      since: '0.000', until: (Date.now() / 1000 + 60).toFixed(3), buckets: 1, bucket: 0,
-    });
+    const recomputed = await withCallsTable(client, { since: '0.000', until: (Date.now() / 1000 + 60).toFixed(3) }, (table) =>
+      tc.rows("SELECT * FROM {table:Identifier} WHERE session_id = 'arrivals' ORDER BY seq", { table }));
     expect(recomputed.length).toBe(10);
     expect(kept).toEqual(recomputed);
     // and a full pass over the kept features finds what the detectors find on a recomputation

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollector, type Collector } from '../../collector/src/collector.js';
-import { detectorCallsSql } from '../../collector/src/detect/run-detectors.js';
+import { withCallsTable } from '../../collector/src/detect/run-detectors.js';
 import { loadConfig } from '../../collector/src/config.js';
 import { decodeTraceRequest } from '../../collector/src/ingest/otlp-proto.js';
 import { serializeRows, toSpanRows } from '../../collector/src/ingest/span-rows.js';
@@ -185,9 +185,8 @@ describe('retries', () => {
     expect(Number(distinct)).toBe(100);
     expect(tools.size).toBe(100);
     expect([...tools.values()].every((n) => n === 1)).toBe(true);
-    const [{ n: calls }] = await rows<{ n: string }>(
-      `SELECT count() AS n FROM (${detectorCallsSql()}) WHERE session_id = 'safety-rebatch'`,
-      { since: '2000-01-01 00:00:00', until: '2100-01-01 00:00:00', buckets: 1, bucket: 0 },
+    const [{ n: calls }] = await withCallsTable(collector.store.client, { since: '2000-01-01 00:00:00', until: '2100-01-01 00:00:00' }, (table) =>
+      rows<{ n: string }>("SELECT count() AS n FROM {table:Identifier} WHERE session_id = 'safety-rebatch'", { table }),
     ) as [{ n: string }];
     expect(Number(calls)).toBe(100);
   });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore, queryRows } from '../../collector/src/store/client.js';
 import { loadMigrations, migrate } from '../../collector/src/store/migrate.js';
-import { detectorCallsSql } from '../../collector/src/detect/run-detectors.js';
+import { withCallsTable } from '../../collector/src/detect/run-detectors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lw-migrate-'));
 const store = openStore({ dataDir: dir, clickhouse: { user: 'default', password: '', database: 'default' } });
@@ -18,8 +18,9 @@ afterAll(async () => {
 });
 
 // the columns of the per-call features SELECT the detector runner materializes
-const callColumns = async () =>
-  (await queryRows<{ name: string }>(client, `DESCRIBE (${detectorCallsSql()})`, { since: '0.000', until: '1.000', buckets: 1, bucket: 0 })).map((r) => r.name);
+const callColumns = () =>
+  withCallsTable(client, { since: '0.000', until: '1.000' }, async (table) =>
+    (await queryRows<{ name: string }>(client, 'DESCRIBE TABLE {table:Identifier}', { table })).map((r) => r.name));
 const hasView = async (name: string) =>
   (await queryRows<{ n: number }>(client, 'SELECT count() AS n FROM system.tables WHERE database = currentDatabase() AND name = {name:String}', { name }))[0]!.n > 0;
 const featureColumns = async () =>

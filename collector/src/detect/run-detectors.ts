@@ -129,10 +129,19 @@ const FEATURES = '_features';
 // A pass table older than this belongs to a pass that died (a crash mid-pass): dropped.
 const STALE_PASS_TABLE_MS = 3600_000;
 
+let sessionCalls: string | undefined;
+/**
+ * The SELECT of the deduplicated calls of the sessions with calls inserted in a window (and
+ * bucket of sessions), queries/features/session-calls.sql; binds since, until, buckets, bucket.
+ */
+export function sessionCallsSql(): string {
+  return (sessionCalls ??= readFileSync(join(queriesDir, 'features', 'session-calls.sql'), 'utf8').trim());
+}
+
 let detectorCalls: string | undefined;
 /**
- * The SELECT of the per-call features of the sessions with calls inserted in a window (and
- * bucket of sessions), queries/features/detector-calls.sql; binds since, until, buckets, bucket.
+ * The SELECT of the per-call features, queries/features/detector-calls.sql, over a table of
+ * sessionCallsSql()'s rows; binds session_calls (its name).
  */
 export function detectorCallsSql(): string {
   return (detectorCalls ??= readFileSync(join(queriesDir, 'features', 'detector-calls.sql'), 'utf8').trim());
@@ -148,6 +157,22 @@ const PASS_SETTINGS: ClickHouseSettings = { compile_expressions: 0, compile_aggr
 const SMALL_PASS_CALLS = 100_000;
 const SMALL_PASS_SETTINGS: ClickHouseSettings = { ...PASS_SETTINGS, max_threads: 1 };
 
+/** Materializes `select` into a table of its own; returns its name (nothing is left behind if it fails). */
+async function createPassTable(client: ClickHouseClient, select: string, params: Record<string, unknown>, settings: ClickHouseSettings): Promise<string> {
+  const table = passTableName();
+  try {
+    await client.command({ query: `CREATE TABLE ${table} ENGINE = Memory AS ${select}`, query_params: params, clickhouse_settings: settings });
+  } catch (err) {
+    // a CREATE ... AS SELECT whose SELECT fails can leave the table created
+    await dropPassTable(client, table);
+    throw err;
+  }
+  return table;
+}
+
+const dropPassTable = (client: ClickHouseClient, table: string) =>
+  client.command({ query: `DROP TABLE IF EXISTS ${table}` }).then(() => undefined, () => undefined);
+
 /** Materializes `select` into a table of its own, runs fn with its name, and drops it. */
 async function withPassTable<T>(
   client: ClickHouseClient,
@@ -156,28 +181,43 @@ async function withPassTable<T>(
   fn: (table: string) => Promise<T>,
   settings = PASS_SETTINGS,
 ): Promise<T> {
-  const table = passTableName();
+  const table = await createPassTable(client, select, params, settings);
   try {
-    await client.command({ query: `CREATE TABLE ${table} ENGINE = Memory AS ${select}`, query_params: params, clickhouse_settings: settings });
     return await fn(table);
   } finally {
-    await client.command({ query: `DROP TABLE IF EXISTS ${table}` }).catch(() => undefined);
+    await dropPassTable(client, table);
   }
+}
+
+type CallsScope = { since: string; until: string; buckets?: number; bucket?: number };
+const scopeParams = (scope: CallsScope) => ({ since: scope.since, until: scope.until, buckets: scope.buckets ?? 1, bucket: scope.bucket ?? 0 });
+
+/**
+ * Materializes the deduplicated calls of one window's (and bucket's) sessions (sessionCallsSql)
+ * into a table of its own, runs fn with its name, and drops it.
+ */
+function withSessionCalls<T>(client: ClickHouseClient, scope: CallsScope, fn: (table: string) => Promise<T>, settings = PASS_SETTINGS): Promise<T> {
+  return withPassTable(client, sessionCallsSql(), scopeParams(scope), fn, settings);
 }
 
 /**
  * Materializes the per-call features (detectorCallsSql) for one window (and bucket of
  * sessions) into a table of its own, runs fn with its name, and drops it. Detectors bind the
- * name as {calls:Identifier}.
+ * name as {calls:Identifier}. Two steps: the sessions' calls, then their features from that
+ * table (dropped before fn runs).
  */
-export function withCallsTable<T>(
+export async function withCallsTable<T>(
   client: ClickHouseClient,
-  scope: { since: string; until: string; buckets?: number; bucket?: number },
+  scope: CallsScope,
   fn: (table: string) => Promise<T>,
   settings = PASS_SETTINGS,
 ): Promise<T> {
-  return withPassTable(client, detectorCallsSql(),
-    { since: scope.since, until: scope.until, buckets: scope.buckets ?? 1, bucket: scope.bucket ?? 0 }, fn, settings);
+  const table = await withSessionCalls(client, scope, (calls) => createPassTable(client, detectorCallsSql(), { session_calls: calls }, settings), settings);
+  try {
+    return await fn(table);
+  } finally {
+    await dropPassTable(client, table);
+  }
 }
 
 /**
@@ -468,7 +508,11 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
       const { calls } = await scannedIn(stale);
       const staleBuckets = bucketsFor(calls);
       for (let bucket = 0; bucket < staleBuckets && calls > 0; bucket++) {
-        await keep(`(${detectorCallsSql()})`, { ...stale, buckets: staleBuckets, bucket });
+        await withSessionCalls(client, { ...stale, buckets: staleBuckets, bucket }, (calls) => keep(`(${detectorCallsSql()})`, { session_calls: calls }), settings)
+          .catch((err: unknown) => {
+            featuresKept = false;
+            errors[FEATURES] ??= `keeping the calls' features: ${(err as Error).message}`;
+          });
       }
       if (callFiles.length > 0) {
         const [kept] = await queryRows<{ n: number }>(client, 'SELECT count() AS n FROM agent_call_features');
