@@ -8,7 +8,11 @@
 //      arguments and a new result, the common case, reported next to it. Nothing is memoized:
 //      every call writes and hashes its arguments and result in both variants.
 //   2. the in-process LoopGuard's observe() per call (target <= 1 µs), on a realistic stream:
-//      many sessions, mostly distinct calls, some loops.
+//      many sessions, mostly distinct calls, some loops, each call with its nesting depth as
+//      enableLoopGuard passes it. Two ways: one guard for the whole run, each round's 1,000
+//      sessions replacing the last round's (steady state: what a long-running agent process pays,
+//      forgetting old sessions included; the headline figure), and a new guard per round (its
+//      tables grow from empty).
 // Rounds alternate between the variants and the median round counts, so drift hits all alike.
 // Usage: npm run bench:instrument [-- --calls 20000 --rounds 21]
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -118,11 +122,12 @@ async function guardBench() {
     return { available: false, error: (err as Error).message };
   }
   const N = 200_000;
+  const SESSIONS = 1000;
   const hex = (n: number) => n.toString(16).padStart(16, '0');
   // 1,000 sessions; per session a mix: distinct reads, polls with changing results, a repeat run, a failing retry
   const calls = Array.from({ length: N }, (_, i) => {
-    const session = `s${i % 1000}`;
-    const k = Math.floor(i / 1000);
+    const session = `s${i % SESSIONS}`;
+    const k = Math.floor(i / SESSIONS);
     const kind = k % 10;
     const tool = kind < 5 ? 'read_file' : kind < 7 ? 'poll' : kind < 9 ? 'write_file' : 'run_shell';
     const failing = tool === 'run_shell';
@@ -131,17 +136,35 @@ async function guardBench() {
       argsHash: hex(tool === 'read_file' ? k : tool === 'write_file' ? 7 : 1),
       resultHash: failing ? '' : hex(tool === 'poll' ? k : 3),
       status: failing ? 'error' : 'ok', errorType: failing ? 'Error' : undefined, errorMessage: failing ? 'command not found: deploy' : undefined,
+      depth: 1,
     };
   });
-  const samples: number[] = [];
-  let findings = 0;
-  for (let r = 0; r < 7; r++) {
-    const guard = new mod.LoopGuard();
+  const ROUNDS_GUARD = 9;
+  const timeGuard = (guard: InstanceType<typeof mod.LoopGuard>) => {
+    let findings = 0;
     const t0 = process.hrtime.bigint();
     for (const c of calls) findings += guard.observe(c).length;
-    samples.push(Number(process.hrtime.bigint() - t0) / N);
+    return { ns: Number(process.hrtime.bigint() - t0) / N, findings };
+  };
+  // steady state: the round's sessions get new ids (outside the timed loop), so each round the
+  // guard forgets the last round's 1,000 sessions (maxSessions) as the new ones arrive
+  const steady: number[] = [];
+  const guard = new mod.LoopGuard();
+  const ids = Array.from({ length: ROUNDS_GUARD }, (_, r) => Array.from({ length: SESSIONS }, (_, i) => `r${r}-s${i}`));
+  let findingsSteady = 0;
+  for (let r = 0; r < ROUNDS_GUARD; r++) {
+    for (let i = 0; i < N; i++) calls[i]!.sessionId = ids[r]![i % SESSIONS]!;
+    const t = timeGuard(guard);
+    steady.push(t.ns);
+    findingsSteady += t.findings;
   }
-  return { available: true, calls: N, sessions: 1000, nsPerObserve: median(samples.slice(1)), findingsRaised: findings / 7 };
+  const fresh: number[] = [];
+  for (let r = 0; r < ROUNDS_GUARD; r++) fresh.push(timeGuard(new mod.LoopGuard()).ns);
+  // the first round of each warms the code up
+  return {
+    available: true, calls: N, sessions: SESSIONS, rounds: ROUNDS_GUARD,
+    nsPerObserve: median(steady.slice(1)), nsPerObserveFreshGuard: median(fresh.slice(1)), findingsRaisedPerRound: findingsSteady / ROUNDS_GUARD,
+  };
 }
 
 const span = await spanBench();
@@ -169,7 +192,8 @@ process.stdout.write(
     `  traceTool             ${f(span.nsPerCall.traceTool)}   ratio ${span.ratio.toFixed(2)}x (target <= 1.25x), +${span.overheadNs.toFixed(0)} ns; per-round median ${span.medianRoundRatio.toFixed(2)}x`,
     `  traceTool, new args   ${f(span.nsPerCall.traceToolNewArgs)}   ratio ${span.ratioNewArgs.toFixed(2)}x, +${span.overheadNewArgsNs.toFixed(0)} ns; per-round median ${span.medianRoundRatioNewArgs.toFixed(2)}x (every hash computed)`,
     guard.available
-      ? `  LoopGuard.observe     ${f((guard as { nsPerObserve: number }).nsPerObserve)}   (target <= 1000 ns; ${(guard as { calls: number }).calls} calls, 1000 sessions)`
+      ? `  LoopGuard.observe     ${f((guard as { nsPerObserve: number }).nsPerObserve)}   (target <= 1000 ns; steady state: one guard, ${(guard as { calls: number }).calls} calls per round over 1000 sessions that replace the last round's)\n` +
+        `  LoopGuard, new guard  ${f((guard as { nsPerObserveFreshGuard: number }).nsPerObserveFreshGuard)}   (a new guard per round: its tables grow from empty)`
       : `  LoopGuard             not available: ${(guard as { error: string }).error}`,
     '',
   ].join('\n'),

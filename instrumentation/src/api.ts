@@ -1,7 +1,7 @@
 // The instrumentation API: put work in a session, trace tool calls as GenAI-semconv
 // `execute_tool` spans. Uses only @opentelemetry/api, so it works under any SDK setup
 // (Loopwatch's own, or one the application configured).
-import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer, type TracerProvider } from '@opentelemetry/api';
+import { context, createContextKey, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer, type TracerProvider } from '@opentelemetry/api';
 import { ATTR } from './attributes.js';
 import { canonicalJson, hash64Hex, valueHash } from './canonical.js';
 import { contextWithSession, sessionFrom, type SessionInfo } from './context.js';
@@ -56,6 +56,11 @@ export interface TraceToolOptions {
   attributes?: Record<string, string>;
 }
 
+// How many traced tool calls the context is inside: a tool that calls tools (a planner delegating
+// to itself, an agent as a tool) nests them, and the depth budget needs it when a call starts,
+// since nested calls end (and are reported) before the call they are nested in.
+const TOOL_DEPTH = createContextKey('loopwatch.tool_depth');
+
 /** What a traced call reports to observers (the loop guard among them). */
 export interface ToolCallRecord {
   sessionId: string | undefined;
@@ -69,6 +74,8 @@ export interface ToolCallRecord {
   /** Epoch milliseconds with sub-millisecond precision: the span's start and end times. */
   startedAt: number;
   endedAt: number;
+  /** Traced tool calls this one is nested in, plus one (1: not inside another traced tool call). */
+  depth: number;
   span: Span;
 }
 
@@ -102,6 +109,7 @@ interface TracedCall {
   span: Span;
   argsHash: string;
   startedAt: number;
+  depth: number;
 }
 
 /**
@@ -141,7 +149,7 @@ function notify(c: TracedCall, resultHash: string | undefined, status: 'ok' | 'e
   const session = sessionFrom(c.parent);
   const record: ToolCallRecord = {
     sessionId: session?.sessionId, agent: session?.agent, tool: c.tool, argsHash: c.argsHash, resultHash, status, errorType, errorMessage,
-    startedAt: c.startedAt, endedAt, span: c.span,
+    startedAt: c.startedAt, endedAt, depth: c.depth, span: c.span,
   };
   for (const o of observers) o(record);
 }
@@ -205,9 +213,10 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     }
     const startedAt = preciseNow();
     const span = tracer().startSpan(spanName, { kind: SpanKind.INTERNAL, attributes, startTime: startedAt }, parent);
-    const c: TracedCall = { tool: name, opts, parent, span, argsHash, startedAt };
+    const depth = ((parent.getValue(TOOL_DEPTH) as number | undefined) ?? 0) + 1;
+    const c: TracedCall = { tool: name, opts, parent, span, argsHash, startedAt, depth };
     // what startActiveSpan does, with the call's state passed in rather than captured by a closure
-    return context.with(trace.setSpan(parent, span), runInSpan, undefined, c, call, this, args as unknown[]) as R;
+    return context.with(trace.setSpan(parent, span).setValue(TOOL_DEPTH, depth), runInSpan, undefined, c, call, this, args as unknown[]) as R;
   };
   Object.defineProperty(traced, 'name', { value: fn.name || name });
   return traced;

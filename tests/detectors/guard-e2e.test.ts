@@ -65,4 +65,29 @@ describe('LoopGuard halt + SQL detectors on the same session', () => {
     expect(Number(stuck.repeats)).toBe(halted!.finding.repeats);
     expect(stuck.agent).toBe('doc-agent');
   });
+
+  it('a recursive tool chain: the live guard sees its depth (children end before their parents) and agrees with SQL', async () => {
+    const seen: string[] = [];
+    const guard = enableLoopGuard({ policy: 'warn', params: { budgetMaxToolDepth: 3 }, log: () => undefined, onLoop: (f) => seen.push(`${f.kind}:${f.message}`) });
+    // a planner tool that delegates to itself, six levels deep (distinct arguments: no other rule fires)
+    const plan: (level: number) => Promise<string> = traceTool('plan_step', async (level: number) => (level < 6 ? `${level}>${await plan(level + 1)}` : 'leaf'));
+    await withSession({ sessionId: 'guard-e2e-nested', agent: 'planner' }, () => plan(1));
+    guard.disable();
+    const runaway = guard.guard.findings('guard-e2e-nested').filter((f) => f.kind === 'runaway');
+    expect(runaway).toHaveLength(1);
+    expect(runaway[0]!.message).toMatch(/depth/);
+    // the calls nested deeper than 3: levels 4, 5 and 6
+    expect(runaway[0]!.wastedCalls).toBe(3);
+    expect(seen.filter((x) => x.startsWith('runaway')).length).toBe(1);
+
+    await provider.forceFlush();
+    await tc.collector.flush();
+    const r = await runDetectors(tc.collector.store.client, { params: { budgetMaxToolDepth: 3 } });
+    expect(r.errors).toEqual({});
+    const [sql] = await tc.rows<{ wasted_calls: number; details: string }>(
+      `SELECT wasted_calls, details FROM agent_findings FINAL WHERE session_id = 'guard-e2e-nested' AND detector = 'runaway'`);
+    expect(JSON.parse(sql!.details).reasons).toBe('depth');
+    expect(JSON.parse(sql!.details).max_tool_depth).toBe('6');
+    expect(Number(sql!.wasted_calls)).toBe(runaway[0]!.wastedCalls);
+  });
 });

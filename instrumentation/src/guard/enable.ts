@@ -78,6 +78,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
           endTs: call.endedAt,
           spanId: ids.spanId,
           parentSpanId: ids.parentSpanId,
+          depth: call.depth,
         });
         for (const f of raised) {
           if (!f.isNew) continue;

@@ -21,8 +21,9 @@
 // LoopDetectedError before a call that would continue a detected loop runs.
 //
 // Known differences from the SQL side (documented): calls are taken in arrival order (the SQL
-// orders by start time, so parallel calls may differ); nesting depth follows only tool->tool
-// parent links the guard has seen; per-session state is bounded (1024 call keys and span ids,
+// orders by start time, so parallel calls may differ); nesting depth is the call's `depth` when
+// given (the live instrumentation gives it), else it follows only tool->tool parent links the
+// guard has seen; per-session state is bounded (1024 call keys and span ids,
 // 256 error keys, 4096 seen results, least recently used dropped first; fewer than
 // runawayNoProgressRun calls of a no-progress run waiting to be counted), which only matters in
 // very long sessions. Per guard: 256 memoized error messages, 4096 tool numbers; the shared
@@ -52,6 +53,13 @@ export interface ObservedCall {
   endTs?: number | bigint | string | Date;
   spanId: string;
   parentSpanId?: string | undefined;
+  /**
+   * Tool calls nested in one another up to this one, itself included (1: not inside another tool
+   * call), when the caller knows it: the live instrumentation does, at the call's start. Without
+   * it the guard follows parentSpanId to the calls it has seen, which works only for rows in
+   * start order (a nested call ends, and is observed, before the call it is nested in).
+   */
+  depth?: number | undefined;
   /** Tokens / cost attributed to this call (the LLM call that requested it). */
   tokens?: number | undefined;
   costUsd?: number | undefined;
@@ -1044,7 +1052,7 @@ export class LoopGuard {
     // The call's keys, looked up together before any rule runs: with many sessions each lookup is
     // likely a cache miss, and independent ones side by side overlap in the CPU. (Each table is
     // changed only after its own lookups, so what they found stays valid.)
-    const kSpan = this.kSpan.set(spanId);
+    const kSpan = this.kSpan; // set where a table needs the span id: parsing it is not free
     const kTool = this.kTool, kArgs = this.kArgs, kOutcome = this.kOutcome;
     let seenHash = 0, seenAt = -1, redundantHash = 0, redundantAt = -1;
     if (hasResult) {
@@ -1058,10 +1066,16 @@ export class LoopGuard {
         redundantAt = this.redundant.find(s.no, redundantHash, kTool, kArgs, kOutcome);
       }
     }
+    // the call's nesting depth: given, or from its parent's (then its own is kept for its children)
     const dt = this.depths;
-    const parentAt = call.parentSpanId ? dt.find(s.no, this.kParent.set(call.parentSpanId).hash, this.kParent, this.kParent, this.kParent) : -1;
-    const depth = parentAt >= 0 ? dt.count(parentAt) + 1 : 1;
-    const spanAt = dt.find(s.no, kSpan.hash, kSpan, kSpan, kSpan);
+    const givenDepth = call.depth !== undefined && call.depth >= 1 ? call.depth : 0;
+    let depth = givenDepth, spanAt = -1;
+    if (givenDepth === 0) {
+      const parentAt = call.parentSpanId ? dt.find(s.no, this.kParent.set(call.parentSpanId).hash, this.kParent, this.kParent, this.kParent) : -1;
+      depth = parentAt >= 0 ? dt.count(parentAt) + 1 : 1;
+      kSpan.set(spanId);
+      spanAt = dt.find(s.no, kSpan.hash, kSpan, kSpan, kSpan);
+    }
 
     this.trackRepeat(s, tool, args, outcome, spanId, tokens, cost);
     this.trackStuck(s, tool, args, outcome, spanId, tokens, cost, hasResult);
@@ -1079,7 +1093,7 @@ export class LoopGuard {
         rt.addNum(e, W_TOKENS, tokens);
         rt.addNum(e, W_COST, cost);
       } else {
-        e = rt.add(s.no, redundantHash, kTool, kArgs, kOutcome, kSpan, s.seq);
+        e = rt.add(s.no, redundantHash, kTool, kArgs, kOutcome, kSpan.set(spanId), s.seq);
       }
       const n = rt.count(e);
       if (n >= p.redundantMinCalls) {
@@ -1097,10 +1111,12 @@ export class LoopGuard {
       if (isNew) this.seen.add(s.no, seenHash, kTool, kOutcome, kOutcome, null, s.seq);
       else this.seen.touch(seenAt, s.seq);
     }
-    // the span's depth, for the depth budget
-    const de = spanAt >= 0 ? spanAt : dt.add(s.no, kSpan.hash, kSpan, kSpan, kSpan, null, s.seq);
-    if (spanAt >= 0) dt.touch(spanAt, s.seq);
-    dt.setCount(de, depth);
+    // the span's depth, for its children's
+    if (givenDepth === 0) {
+      const de = spanAt >= 0 ? spanAt : dt.add(s.no, kSpan.hash, kSpan, kSpan, kSpan, null, s.seq);
+      if (spanAt >= 0) dt.touch(spanAt, s.seq);
+      dt.setCount(de, depth);
+    }
     this.trackRunaway(s, call, isNew, tool, spanId, depth, tokens, cost);
 
     // the ring of the last calls
@@ -1220,7 +1236,7 @@ export class LoopGuard {
       et.addNum(e, E_TOKENS, tokens);
       et.addNum(e, E_COST, cost);
     } else {
-      e = et.add(s.no, k.hash, k, k, k, this.kSpan, seq);
+      e = et.add(s.no, k.hash, k, k, k, this.kSpan.set(spanId), seq);
       et.setNum(e, E_FIRST_SEQ, seq);
     }
     const lastErrors = (s.lastErrorByTool ??= new Map());
