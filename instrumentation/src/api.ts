@@ -74,7 +74,10 @@ export interface ToolCallRecord {
   /** Epoch milliseconds with sub-millisecond precision: the span's start and end times. */
   startedAt: number;
   endedAt: number;
-  /** Traced tool calls this one is nested in, plus one (1: not inside another traced tool call). */
+  /**
+   * Traced tool calls this one is nested in, plus one (1: not inside another traced tool call);
+   * 0 when unknown (the call started before anything observed calls).
+   */
   depth: number;
   span: Span;
 }
@@ -213,10 +216,12 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     }
     const startedAt = preciseNow();
     const span = tracer().startSpan(spanName, { kind: SpanKind.INTERNAL, attributes, startTime: startedAt }, parent);
-    const depth = ((parent.getValue(TOOL_DEPTH) as number | undefined) ?? 0) + 1;
+    // the depth is kept only while something observes calls (the loop guard): a context value per call costs
+    const depth = observers.size > 0 ? ((parent.getValue(TOOL_DEPTH) as number | undefined) ?? 0) + 1 : 0;
     const c: TracedCall = { tool: name, opts, parent, span, argsHash, startedAt, depth };
+    const inner = depth > 0 ? trace.setSpan(parent, span).setValue(TOOL_DEPTH, depth) : trace.setSpan(parent, span);
     // what startActiveSpan does, with the call's state passed in rather than captured by a closure
-    return context.with(trace.setSpan(parent, span).setValue(TOOL_DEPTH, depth), runInSpan, undefined, c, call, this, args as unknown[]) as R;
+    return context.with(inner, runInSpan, undefined, c, call, this, args as unknown[]) as R;
   };
   Object.defineProperty(traced, 'name', { value: fn.name || name });
   return traced;
