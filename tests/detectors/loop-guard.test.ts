@@ -200,6 +200,23 @@ describe('LoopGuard without OpenTelemetry', () => {
     expect(redundant(call(2005, 'k1023'))).toEqual([3]);
   });
 
+  it('nesting depth: given with each call, it holds in completion order; from parent links, only in start order', () => {
+    const params = { budgetMaxToolDepth: 3 };
+    // a chain of six nested calls, each with distinct arguments: span1 holds span2 holds ... span6
+    const chain = [1, 2, 3, 4, 5, 6].map((d) => row(d, { argsHash: `a${d}`, resultHash: `r${d}`, parentSpanId: d === 1 ? 'root' : `span${d - 1}` }));
+    const runaway = (g: LoopGuard) => g.findings('s').filter((f) => f.kind === 'runaway');
+    const completion = [...chain].reverse(); // the innermost call ends first
+    const given = new LoopGuard({ params });
+    for (const c of completion) given.observe({ ...c, depth: Number(c.spanId.slice(4)) });
+    expect(runaway(given).map((f) => [f.wastedCalls, f.message.includes('depth')])).toEqual([[3, true]]);
+    const linked = new LoopGuard({ params });
+    for (const c of chain) linked.observe(c);
+    expect(runaway(linked).map((f) => f.wastedCalls)).toEqual([3]);
+    const linkedLate = new LoopGuard({ params });
+    for (const c of completion) linkedLate.observe(c);
+    expect(runaway(linkedLate)).toEqual([]); // no parent was seen before its child: why the instrumentation gives the depth
+  });
+
   it('LOOPWATCH_GUARD selects the policy', () => {
     expect(guardPolicyFromEnv({ LOOPWATCH_GUARD: 'halt' })).toBe('halt');
     expect(guardPolicyFromEnv({ LOOPWATCH_GUARD: 'OFF' })).toBe('off');
