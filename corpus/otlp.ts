@@ -68,7 +68,7 @@ export const CONVENTIONS: Convention[] = ['genai', 'openinference', 'ai_sdk'];
 
 /**
  * All spans of a session: the agent root, its LLM spans and its tool spans, in one attribute
- * convention (docs: /work/shared/conventions.md). 'genai' is what Loopwatch's instrumentation
+ * convention (docs/conventions.md). 'genai' is what Loopwatch's instrumentation
  * emits (with argument/result hashes); 'openinference' and 'ai_sdk' carry only the raw JSON,
  * so the collector's views hash it (the same canonical JSON and hash as the instrumentation).
  */
