@@ -451,9 +451,10 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
   // paying every detector's fixed cost again
   const bucketsFor = (calls: number) => Math.max(1, Math.round(calls / perBucket));
   let featuresKept = true;
-  const keep = async (source: string, params?: Record<string, unknown>) => {
+  // runs a write of the kept features; a failure (of the write or of what it reads) is recorded, not thrown
+  const keep = async (write: () => Promise<unknown>) => {
     try {
-      await keepFeatures(client, source, params, settings);
+      await write();
     } catch (err) {
       featuresKept = false;
       errors[FEATURES] ??= `keeping the calls' features: ${(err as Error).message}`;
@@ -508,11 +509,8 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
       const { calls } = await scannedIn(stale);
       const staleBuckets = bucketsFor(calls);
       for (let bucket = 0; bucket < staleBuckets && calls > 0; bucket++) {
-        await withSessionCalls(client, { ...stale, buckets: staleBuckets, bucket }, (calls) => keep(`(${detectorCallsSql()})`, { session_calls: calls }), settings)
-          .catch((err: unknown) => {
-            featuresKept = false;
-            errors[FEATURES] ??= `keeping the calls' features: ${(err as Error).message}`;
-          });
+        await keep(() => withSessionCalls(client, { ...stale, buckets: staleBuckets, bucket },
+          (calls) => keepFeatures(client, `(${detectorCallsSql()})`, { session_calls: calls }, settings), settings));
       }
       if (callFiles.length > 0) {
         const [kept] = await queryRows<{ n: number }>(client, 'SELECT count() AS n FROM agent_call_features');
@@ -529,7 +527,7 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
       for (let bucket = 0; bucket < buckets; bucket++) {
         try {
           await withCallsTable(client, { ...window, buckets, bucket }, async (table) => {
-            await keep(table);
+            await keep(() => keepFeatures(client, table, {}, settings));
             if (callFiles.length > 0) await detect(table);
           }, settings);
         } catch (err) {
