@@ -65,7 +65,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   void schema.ready.then(() => {
     if (!closing) loader.start();
   });
-  const detectors = new DetectorScheduler(store.client, log, metrics, { intervalMs: config.detect.intervalMs });
+  const detectors = new DetectorScheduler(store.client, log, metrics, { intervalMs: config.detect.intervalMs, run: { params: config.detect.settings } });
 
   const app = new Hono();
   app.onError((err, c) => {

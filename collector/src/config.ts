@@ -1,6 +1,7 @@
 // Collector configuration: defaults, then LOOPWATCH_* environment variables, then explicit
 // overrides (CLI flags), validated by one zod schema so a bad value fails at start with its name.
 import { z } from 'zod';
+import { parseDetectorSettings, resolveDetectorParams, type DetectorParams } from '../../queries/src/detector-defaults.js';
 
 const MiB = 1024 * 1024;
 
@@ -68,6 +69,24 @@ export const configSchema = z.object({
     .object({
       enabled: z.boolean().default(true),
       intervalMs: z.coerce.number().int().min(100).default(5000),
+      /**
+       * Detector thresholds and budgets that differ from DETECTOR_DEFAULTS: an object, or text of
+       * `name=value` pairs (LOOPWATCH_DETECTORS, `loopwatch up --detectors`), checked against
+       * each setting's range.
+       */
+      settings: z
+        .union([z.string(), z.record(z.string(), z.number())])
+        .default({})
+        .transform((v, ctx): Partial<DetectorParams> => {
+          try {
+            const settings = typeof v === 'string' ? parseDetectorSettings(v) : (v as Partial<DetectorParams>);
+            resolveDetectorParams(settings);
+            return settings;
+          } catch (err) {
+            ctx.addIssue({ code: 'custom', message: (err as Error).message });
+            return z.NEVER;
+          }
+        }),
     })
     .prefault({}),
 });
@@ -103,6 +122,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
     detect: drop({
       intervalMs: pick('LOOPWATCH_DETECT_INTERVAL_MS') as unknown as number,
       enabled: pick('LOOPWATCH_DETECT_ENABLED') === undefined ? undefined : !/^(0|false|no|off)$/i.test(pick('LOOPWATCH_DETECT_ENABLED')!),
+      settings: pick('LOOPWATCH_DETECTORS'),
     }),
     spool: drop({
       maxBytes: pick('LOOPWATCH_SPOOL_MAX_BYTES') as unknown as number,

@@ -1,27 +1,29 @@
--- degradation: a model-day significantly worse than the same model's trailing 7-day baseline
--- (the 7 UTC days before it, pooled). One finding per (model, day), judged on a full pass for
--- every day and then hourly for yesterday and today (see scope below); it grows (new version)
--- as the day goes on. Compared:
+-- degradation: a model-day significantly worse than the same model's trailing baseline (the
+-- {degradation_baseline_days} UTC days before it, pooled; default 7). One finding per (model,
+-- day), judged on a full pass for every day and then hourly for yesterday and today (see scope
+-- below); it grows (new version) as the day goes on. Compared:
 --   tool error rate  failed / tool calls requested by the model (the tool call's requesting LLM
 --                    call: the session's latest LLM call ended before it started; read from the
 --                    calls' kept features, agent_call_features, so calls the LoopGuard halted
 --                    before they ran are not counted)
 --   loop rate        sessions with a loop finding (other detectors, this pass's included) / sessions
 --   LLM latency p50  median LLM call duration vs the mean of the baseline days' medians
--- A rate is worse when the day has enough data (>= 50 calls, >= 20 sessions for the loop rate),
--- the baseline has >= 3 days and >= 100 calls, the one-sided two-proportion z score is >= 3,
--- and the rate is both >= 1.5x and >= 5 points above the baseline. Latency is worse at >= 2x
--- the baseline with >= 50 LLM calls on both sides.
+-- A rate is worse when the day has enough data ({degradation_min_calls} calls, and
+-- {degradation_min_sessions} sessions on each side for the loop rate), the baseline has
+-- {degradation_min_baseline_days} days with data and {degradation_min_baseline_calls} calls, the
+-- one-sided two-proportion z score is >= {degradation_min_z}, and the rate is both
+-- {degradation_min_ratio} times and {degradation_min_increase} above the baseline's. Latency is
+-- worse at {degradation_latency_ratio} times the baseline with {degradation_min_calls} LLM calls
+-- on both sides. Defaults: DETECTOR_DEFAULTS (50, 20, 3, 100, 3, 1.5, 0.05, 2).
 -- Identity: session_id 'model:<model>@<day>', first_span_id a hash of (model, day); no trace, so
 -- the loop span carries no trace id (alert rules key on loop.detector = 'degradation').
 -- Wasted: the day's excess failed calls over the baseline rate.
--- Thresholds are constants here (DETECTOR_DEFAULTS has no degradation settings yet).
 -- Contract: see collector/src/detect/run-detectors.ts.
 -- loopwatch: hourly
 WITH
     -- Which days to judge: a full pass (since = epoch) every day with LLM calls; otherwise only
     -- when the pass window crosses an hour boundary (insertion time), yesterday and today. A
-    -- model-day's figures need all its sessions and the 7 days before, so this detector is paid
+    -- model-day's figures need all its sessions and the baseline days before, so this detector is paid
     -- for once an hour, not on every incremental pass. The days judged are known from the
     -- parameters alone, so the calls are read once (judged days and their baselines together)
     -- and the model-days judged come from that aggregate: no separate read to find them.
@@ -33,7 +35,7 @@ WITH
         SELECT session_id, ts, end_ts, duration_ns, model, agent, service
         FROM agent_llm_calls FINAL
         WHERE (full_pass OR hour_crossed)
-          AND ts >= toDateTime64(judged_from - 7, 3) AND ts < toDateTime64(judged_to, 3)
+          AND ts >= toDateTime64(judged_from - {degradation_baseline_days:UInt32}, 3) AND ts < toDateTime64(judged_to, 3)
           AND model != ''
     ),
     -- tool calls with the model that requested them, as the detector passes keep them (the
@@ -42,7 +44,7 @@ WITH
         SELECT session_id, ts, end_ts, status, model
         FROM loopwatch_call_features
         WHERE (full_pass OR hour_crossed)
-          AND ts >= toDateTime64(judged_from - 7, 3) AND ts < toDateTime64(judged_to, 3)
+          AND ts >= toDateTime64(judged_from - {degradation_baseline_days:UInt32}, 3) AND ts < toDateTime64(judged_to, 3)
           AND model != ''
     ),
     -- sessions with a loop, by 64-bit hash (two sessions colliding is negligible)
@@ -78,13 +80,13 @@ WITH
                anyIf(b.ln, b.day = sc.day) AS ln, anyIf(b.p50_ms, b.day = sc.day) AS p50_ms,
                anyIf(b.last_end, b.day = sc.day) AS last_end,
                anyIf(b.agent, b.day = sc.day) AS agent, anyIf(b.service, b.day = sc.day) AS service,
-               countIf(b.day >= sc.day - 7 AND b.day < sc.day) AS base_days,
-               sumIf(b.n, b.day >= sc.day - 7 AND b.day < sc.day) AS bn,
-               sumIf(b.e, b.day >= sc.day - 7 AND b.day < sc.day) AS be,
-               sumIf(b.s, b.day >= sc.day - 7 AND b.day < sc.day) AS bs,
-               sumIf(b.ls, b.day >= sc.day - 7 AND b.day < sc.day) AS bls,
-               sumIf(b.ln, b.day >= sc.day - 7 AND b.day < sc.day) AS bln,
-               avgIf(b.p50_ms, b.day >= sc.day - 7 AND b.day < sc.day AND b.ln > 0) AS bp50_ms
+               countIf(b.day >= sc.day - {degradation_baseline_days:UInt32} AND b.day < sc.day) AS base_days,
+               sumIf(b.n, b.day >= sc.day - {degradation_baseline_days:UInt32} AND b.day < sc.day) AS bn,
+               sumIf(b.e, b.day >= sc.day - {degradation_baseline_days:UInt32} AND b.day < sc.day) AS be,
+               sumIf(b.s, b.day >= sc.day - {degradation_baseline_days:UInt32} AND b.day < sc.day) AS bs,
+               sumIf(b.ls, b.day >= sc.day - {degradation_baseline_days:UInt32} AND b.day < sc.day) AS bls,
+               sumIf(b.ln, b.day >= sc.day - {degradation_baseline_days:UInt32} AND b.day < sc.day) AS bln,
+               avgIf(b.p50_ms, b.day >= sc.day - {degradation_baseline_days:UInt32} AND b.day < sc.day AND b.ln > 0) AS bp50_ms
         FROM scope AS sc INNER JOIN daily AS b ON b.model = sc.model
         GROUP BY sc.model, sc.day
     ),
@@ -94,9 +96,14 @@ WITH
                (e / n - be / bn) / sqrt(greatest((e + be) / (n + bn) * (1 - (e + be) / (n + bn)) * (1 / n + 1 / bn), 1e-12)) AS z_err,
                ls / s AS loop_rate, bls / bs AS base_loop_rate,
                (ls / s - bls / bs) / sqrt(greatest((ls + bls) / (s + bs) * (1 - (ls + bls) / (s + bs)) * (1 / s + 1 / bs), 1e-12)) AS z_loop,
-               base_days >= 3 AND bn >= 100 AND n >= 50 AND z_err >= 3 AND rate >= 1.5 * base_rate AND rate >= base_rate + 0.05 AS err_worse,
-               base_days >= 3 AND bs >= 20 AND s >= 20 AND z_loop >= 3 AND loop_rate >= 1.5 * base_loop_rate AND loop_rate >= base_loop_rate + 0.05 AS loop_worse,
-               base_days >= 3 AND bln >= 50 AND ln >= 50 AND bp50_ms > 0 AND p50_ms >= 2 * bp50_ms AS latency_worse
+               base_days >= {degradation_min_baseline_days:UInt32} AND bn >= {degradation_min_baseline_calls:UInt32} AND n >= {degradation_min_calls:UInt32}
+                   AND z_err >= {degradation_min_z:Float64} AND rate >= {degradation_min_ratio:Float64} * base_rate
+                   AND rate >= base_rate + {degradation_min_increase:Float64} AS err_worse,
+               base_days >= {degradation_min_baseline_days:UInt32} AND bs >= {degradation_min_sessions:UInt32} AND s >= {degradation_min_sessions:UInt32}
+                   AND z_loop >= {degradation_min_z:Float64} AND loop_rate >= {degradation_min_ratio:Float64} * base_loop_rate
+                   AND loop_rate >= base_loop_rate + {degradation_min_increase:Float64} AS loop_worse,
+               base_days >= {degradation_min_baseline_days:UInt32} AND bln >= {degradation_min_calls:UInt32} AND ln >= {degradation_min_calls:UInt32}
+                   AND bp50_ms > 0 AND p50_ms >= {degradation_latency_ratio:Float64} * bp50_ms AS latency_worse
         FROM compared
         WHERE n > 0 AND bn > 0
     )
@@ -118,7 +125,7 @@ SELECT
     0. AS wasted_cost_usd,
     0 AS wasted_time_ns,
     if(err_worse + loop_worse + latency_worse >= 2 OR rate >= 3 * base_rate, 'critical', 'warning') AS severity,
-    concat(model, ' on ', toString(day), ' is worse than its previous 7 days:',
+    concat(model, ' on ', toString(day), ' is worse than its previous ', toString({degradation_baseline_days:UInt32}), ' days:',
            if(err_worse, concat(' tool error rate ', toString(round(100 * rate, 1)), '% vs ', toString(round(100 * base_rate, 1)), '% (z=', toString(round(z_err, 1)), ');'), ''),
            if(loop_worse, concat(' loop rate ', toString(round(100 * loop_rate, 1)), '% vs ', toString(round(100 * base_loop_rate, 1)), '% (z=', toString(round(z_loop, 1)), ');'), ''),
            if(latency_worse, concat(' LLM latency p50 ', toString(round(p50_ms)), ' ms vs ', toString(round(bp50_ms)), ' ms;'), '')) AS message,

@@ -32,6 +32,24 @@ export interface DetectorParams {
   budgetMaxToolDepth: number;
   /** Incremental runs re-read sessions active this long before the watermark (late inserts). */
   watermarkOverlapS: number;
+  /** degradation: a model-day is compared with this many UTC days before it, pooled. */
+  degradationBaselineDays: number;
+  /** ...of which at least this many have data... */
+  degradationMinBaselineDays: number;
+  /** ...and at least this many tool calls (rates) in all. */
+  degradationMinBaselineCalls: number;
+  /** The day needs this many tool calls (error rate) and LLM calls (latency; the baseline too). */
+  degradationMinCalls: number;
+  /** Sessions needed on each side for the loop rate. */
+  degradationMinSessions: number;
+  /** A rate is worse at a one-sided two-proportion z score of at least this... */
+  degradationMinZ: number;
+  /** ...when it is also at least this many times the baseline rate... */
+  degradationMinRatio: number;
+  /** ...and at least this much above it (0.05 = 5 points). */
+  degradationMinIncrease: number;
+  /** LLM latency p50 is worse at this many times the mean of the baseline days' medians. */
+  degradationLatencyRatio: number;
 }
 
 export const DETECTOR_DEFAULTS: Readonly<DetectorParams> = Object.freeze({
@@ -50,6 +68,15 @@ export const DETECTOR_DEFAULTS: Readonly<DetectorParams> = Object.freeze({
   budgetMaxWallTimeS: 2 * 3600,
   budgetMaxToolDepth: 5,
   watermarkOverlapS: 10,
+  degradationBaselineDays: 7,
+  degradationMinBaselineDays: 3,
+  degradationMinBaselineCalls: 100,
+  degradationMinCalls: 50,
+  degradationMinSessions: 20,
+  degradationMinZ: 3,
+  degradationMinRatio: 1.5,
+  degradationMinIncrease: 0.05,
+  degradationLatencyRatio: 2,
 });
 
 /** ClickHouse parameter type of each setting, for `{name:Type}` placeholders. */
@@ -69,6 +96,15 @@ export const DETECTOR_PARAM_TYPES: Readonly<Record<keyof DetectorParams, 'UInt32
   budgetMaxWallTimeS: 'Float64',
   budgetMaxToolDepth: 'UInt32',
   watermarkOverlapS: 'UInt32',
+  degradationBaselineDays: 'UInt32',
+  degradationMinBaselineDays: 'UInt32',
+  degradationMinBaselineCalls: 'UInt32',
+  degradationMinCalls: 'UInt32',
+  degradationMinSessions: 'UInt32',
+  degradationMinZ: 'Float64',
+  degradationMinRatio: 'Float64',
+  degradationMinIncrease: 'Float64',
+  degradationLatencyRatio: 'Float64',
 });
 
 /** repeatMinRun -> repeat_min_run: the query parameter name of a setting. */
@@ -76,12 +112,100 @@ export function sqlParamName(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
-/** Defaults with overrides applied (undefined overrides ignored). */
+const UINT32_MAX = 4294967295;
+
+/**
+ * The values each setting may take: below the least a rule would fire on nothing or on every
+ * call (a run of 1), above the most the SQL or the guard cannot follow (oscillation periods).
+ */
+export const DETECTOR_PARAM_RANGES: Readonly<Record<keyof DetectorParams, readonly [min: number, max: number]>> = Object.freeze({
+  repeatMinRun: [2, UINT32_MAX],
+  repeatMaxNewRatio: [0, 1],
+  stuckMinRun: [2, UINT32_MAX],
+  oscillationMinCycles: [2, UINT32_MAX],
+  oscillationMaxPeriod: [2, 4],
+  retryStormMinRun: [2, UINT32_MAX],
+  errorLoopMinCount: [2, UINT32_MAX],
+  redundantMinCalls: [2, UINT32_MAX],
+  runawayNoProgressRun: [1, UINT32_MAX],
+  budgetMaxCalls: [0, UINT32_MAX],
+  budgetMaxTokens: [0, Number.MAX_VALUE],
+  budgetMaxCostUsd: [0, Number.MAX_VALUE],
+  budgetMaxWallTimeS: [0, Number.MAX_VALUE],
+  budgetMaxToolDepth: [0, UINT32_MAX],
+  watermarkOverlapS: [0, 86_400],
+  degradationBaselineDays: [1, 90],
+  degradationMinBaselineDays: [1, 90],
+  degradationMinBaselineCalls: [1, UINT32_MAX],
+  degradationMinCalls: [1, UINT32_MAX],
+  degradationMinSessions: [1, UINT32_MAX],
+  degradationMinZ: [0, Number.MAX_VALUE],
+  degradationMinRatio: [1, Number.MAX_VALUE],
+  degradationMinIncrease: [0, 1],
+  degradationLatencyRatio: [1, Number.MAX_VALUE],
+});
+
+const PARAM_KEYS = Object.keys(DETECTOR_DEFAULTS) as (keyof DetectorParams)[];
+/** A setting by its name or its query parameter name (repeatMinRun, repeat_min_run). */
+const KEY_BY_NAME = new Map<string, keyof DetectorParams>(PARAM_KEYS.flatMap((k) => [[k, k], [sqlParamName(k), k]] as const));
+
+export class DetectorSettingsError extends Error {
+  override readonly name = 'DetectorSettingsError';
+}
+
+/** Why a value does not fit a setting, or undefined when it does. */
+function misfit(key: keyof DetectorParams, v: unknown): string | undefined {
+  const [min, max] = DETECTOR_PARAM_RANGES[key];
+  const integer = DETECTOR_PARAM_TYPES[key] === 'UInt32';
+  if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v)) || v < min || v > max) {
+    const what = integer ? 'an integer' : 'a number';
+    const range = max >= Number.MAX_VALUE ? `>= ${min}` : `from ${min} to ${max}`;
+    return `detector setting ${key} must be ${what} ${range}, got ${typeof v === 'string' ? JSON.stringify(v) : String(v)}`;
+  }
+  return undefined;
+}
+
+/**
+ * Defaults with overrides applied (undefined overrides ignored). Throws DetectorSettingsError for
+ * an unknown setting or a value out of its range (DETECTOR_PARAM_RANGES).
+ */
 export function resolveDetectorParams(overrides: Partial<DetectorParams> = {}): DetectorParams {
   const out: DetectorParams = { ...DETECTOR_DEFAULTS };
-  for (const [k, v] of Object.entries(overrides)) {
-    if (v !== undefined && k in out) (out as unknown as Record<string, number>)[k] = v;
+  for (const [name, v] of Object.entries(overrides)) {
+    if (v === undefined) continue;
+    const key = KEY_BY_NAME.get(name);
+    if (key === undefined) throw new DetectorSettingsError(`unknown detector setting ${JSON.stringify(name)} (known: ${PARAM_KEYS.join(', ')})`);
+    const why = misfit(key, v);
+    if (why) throw new DetectorSettingsError(why);
+    out[key] = v;
   }
+  if (out.degradationMinBaselineDays > out.degradationBaselineDays) {
+    throw new DetectorSettingsError(
+      `detector setting degradationMinBaselineDays (${out.degradationMinBaselineDays}) must not exceed degradationBaselineDays (${out.degradationBaselineDays})`,
+    );
+  }
+  return out;
+}
+
+/**
+ * Detector settings written as text, as LOOPWATCH_DETECTORS and `loopwatch up --detectors` take
+ * them: `name=value` pairs separated by commas or white space, a name as in DetectorParams or as
+ * its query parameter (`repeatMinRun=4, budget_max_cost_usd=2.5`). Checked like
+ * resolveDetectorParams(); throws DetectorSettingsError naming the first bad pair.
+ */
+export function parseDetectorSettings(text: string): Partial<DetectorParams> {
+  const out: Partial<DetectorParams> = {};
+  for (const pair of text.split(/[\s,]+/).filter((p) => p.length > 0)) {
+    const eq = pair.indexOf('=');
+    const name = eq < 0 ? pair : pair.slice(0, eq);
+    const key = KEY_BY_NAME.get(name);
+    if (key === undefined) throw new DetectorSettingsError(`unknown detector setting ${JSON.stringify(name)} (known: ${PARAM_KEYS.join(', ')})`);
+    const raw = eq < 0 ? '' : pair.slice(eq + 1);
+    const value = raw.trim() === '' ? NaN : Number(raw);
+    if (misfit(key, value)) throw new DetectorSettingsError(misfit(key, raw)!);
+    out[key] = value;
+  }
+  resolveDetectorParams(out); // the checks across settings
   return out;
 }
 

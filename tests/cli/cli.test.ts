@@ -34,7 +34,9 @@ describe('loopwatch CLI', () => {
       expect(h.stdout, cmd).toContain('--json');
       expect(h.stdout, cmd).toContain('--url');
     }
-    expect((await cli(['up', '--help'])).stdout).toContain('--json');
+    const up = (await cli(['up', '--help'])).stdout;
+    expect(up).toContain('--json');
+    expect(up).toContain('--detectors <settings>');
   });
 
   it('sessions: the session, scored', async () => {
@@ -132,5 +134,9 @@ describe('loopwatch CLI', () => {
     const down = await cli(['sessions', '--url', `http://127.0.0.1:${await freePort()}`]);
     expect(down.code).toBe(3);
     expect(down.stderr).toContain('no collector at');
+    // a bad detector setting stops `up` before it starts anything, naming the setting
+    const badSetting = await cli(['up', '--port', '0', '--data-dir', mkdtempSync(join(tmpdir(), 'loopwatch-cli-')), '--detectors', 'repeatMinRun=1']);
+    expect(badSetting.code).toBe(2);
+    expect(badSetting.stderr).toContain('invalid configuration detect.settings: detector setting repeatMinRun must be an integer from 2');
   });
 });

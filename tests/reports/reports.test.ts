@@ -4,7 +4,7 @@
 // report and the degradation baseline.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDetectorFiles, runDetectors } from '../../collector/src/detect/run-detectors.js';
-import { DETECTOR_DEFAULTS, sqlParamName } from '../../queries/src/detector-defaults.js';
+import { DETECTOR_DEFAULTS, resolveDetectorParams, sqlParamName, type DetectorParams } from '../../queries/src/detector-defaults.js';
 import { generateDailySessions, MODEL_PRICES, Rng, SessionBuilder, type LlmCall, type Session, type ToolCall } from '../../corpus/generate.js';
 import { sendSessions } from '../../corpus/otlp.js';
 import { runReport, type ModelReliabilityRow, type SessionScorecardRow } from '../../queries/src/reports.js';
@@ -191,6 +191,30 @@ describe('degradation detector', () => {
     expect(again.newFindings).toBe(0);
     const [n] = await tc.rows<{ n: string }>(`SELECT toString(count()) AS n FROM agent_findings FINAL WHERE detector = 'degradation'`);
     expect(n!.n).toBe('2');
+  });
+
+  it('takes its thresholds and baseline length from the detector settings', async () => {
+    const file = loadDetectorFiles().find((f) => f.name === 'degradation')!;
+    const run = (settings: Partial<DetectorParams>) => {
+      const params = resolveDetectorParams(settings);
+      const bound: Record<string, unknown> = { since: '0.000', until: ((firstDay + 8 * DAY) / 1000).toFixed(3) };
+      for (const [k, v] of Object.entries(params)) bound[sqlParamName(k)] = v;
+      return tc.rows<{ model: string; tools: string[]; message: string; details: string }>(file.sql, Object.fromEntries(file.params.map((p) => [p, bound[p]])));
+    };
+    const byModel = (rows: { model: string; tools: string[] }[]) => Object.fromEntries(rows.map((r) => [r.model, r.tools]));
+    expect(byModel(await run({}))).toEqual({ 'claude-sonnet-4-5': ['latency_p50'], 'gpt-4o': ['tool_error_rate', 'loop_rate'] });
+    // latency must be 100x its baseline: only the error and loop rates are worse
+    expect(byModel(await run({ degradationLatencyRatio: 100 }))).toEqual({ 'gpt-4o': ['tool_error_rate', 'loop_rate'] });
+    // a z score no day reaches
+    expect(byModel(await run({ degradationMinZ: 1000, degradationLatencyRatio: 100 }))).toEqual({});
+    // a 3-day baseline: the same days are worse, compared with 3 days (the loop rate, judged
+    // against fewer baseline sessions, no longer passes its tests)
+    const short = await run({ degradationBaselineDays: 3 });
+    expect(byModel(short)).toEqual({ 'claude-sonnet-4-5': ['latency_p50'], 'gpt-4o': ['tool_error_rate'] });
+    expect(short[0]!.message).toContain('worse than its previous 3 days');
+    expect(JSON.parse(short[0]!.details)).toMatchObject({ baseline_days: '3' });
+    // more baseline days with data than the generated week has: no verdict
+    expect(await run({ degradationBaselineDays: 14, degradationMinBaselineDays: 8 })).toEqual([]);
   });
 
   it('between full passes it judges yesterday and today once an hour, not on every pass', async () => {

@@ -21,13 +21,15 @@ export function registerUpCommand(program: Command): void {
     .option('--retention-days <days>', 'keep data this many days (LOOPWATCH_RETENTION_DAYS)', int)
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (LOOPWATCH_LOG_LEVEL)')
     .option('--keys-file <path>', 'API key hashes, lines of "ingest|read <sha256>" (LOOPWATCH_KEYS_FILE)')
+    .option('--detectors <settings>', 'detector thresholds and budgets, e.g. "repeatMinRun=4,budgetMaxCostUsd=2" (LOOPWATCH_DETECTORS; docs/detectors.md)')
     .option('--json', 'print the start-up summary as JSON')
-    .action(async (opts: { host?: string; port?: number; dataDir?: string; clickhouseUrl?: string; retentionDays?: number; logLevel?: string; json?: boolean; keysFile?: string }) => {
+    .action(async (opts: { host?: string; port?: number; dataDir?: string; clickhouseUrl?: string; retentionDays?: number; logLevel?: string; json?: boolean; keysFile?: string; detectors?: string }) => {
       const overrides: ConfigInput = {
         host: opts.host, port: opts.port, dataDir: opts.dataDir, retentionDays: opts.retentionDays,
         logLevel: opts.logLevel as ConfigInput['logLevel'],
         clickhouse: opts.clickhouseUrl ? { url: opts.clickhouseUrl } : undefined,
         auth: opts.keysFile ? { keysFile: opts.keysFile } : undefined,
+        detect: opts.detectors !== undefined ? { settings: opts.detectors } : undefined,
       };
       const config = loadConfig(overrides);
       const log = createLogger(config.logLevel);

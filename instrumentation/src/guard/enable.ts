@@ -4,7 +4,7 @@
 // call that would continue a detected loop throws LoopDetectedError before it runs (the agent
 // can catch it, e.g. to re-plan); the stopped call's span records the error.
 import type { Span } from '@opentelemetry/api';
-import type { DetectorParams } from '../../../queries/src/detector-defaults.js';
+import { parseDetectorSettings, type DetectorParams } from '../../../queries/src/detector-defaults.js';
 import { beforeToolCall, onToolCall } from '../api.js';
 import { LoopDetectedError, LoopGuard, type GuardFinding } from './loop-guard.js';
 
@@ -13,6 +13,7 @@ export type GuardPolicy = 'warn' | 'halt' | 'off';
 export interface EnableLoopGuardOptions {
   /** Default: LOOPWATCH_GUARD, else 'warn'. */
   policy?: GuardPolicy;
+  /** Over LOOPWATCH_DETECTORS (the collector's variable: one setting for both), over DETECTOR_DEFAULTS. */
   params?: Partial<DetectorParams>;
   /** Where warnings go (default console.warn). */
   log?: (message: string, finding: GuardFinding) => void;
@@ -30,6 +31,25 @@ export interface LoopGuardHandle {
 export function guardPolicyFromEnv(env: NodeJS.ProcessEnv = process.env): GuardPolicy | undefined {
   const v = env.LOOPWATCH_GUARD?.trim().toLowerCase();
   return v === 'warn' || v === 'halt' || v === 'off' ? v : undefined;
+}
+
+/**
+ * LOOPWATCH_DETECTORS (`repeatMinRun=4,budgetMaxCostUsd=2`, as the collector takes it). A bad
+ * value is reported through `warn` and the variable ignored: the agent keeps running on the
+ * defaults rather than fail over its monitoring's configuration.
+ */
+export function detectorSettingsFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+  warn: (message: string) => void = (m) => console.warn(`[loopwatch] ${m}`),
+): Partial<DetectorParams> {
+  const text = env.LOOPWATCH_DETECTORS;
+  if (text === undefined || text.trim() === '') return {};
+  try {
+    return parseDetectorSettings(text);
+  } catch (err) {
+    warn(`LOOPWATCH_DETECTORS ignored, the guard uses the default thresholds: ${(err as Error).message}`);
+    return {};
+  }
 }
 
 function spanIds(span: Span): { spanId: string; traceId: string; parentSpanId: string | undefined } {
@@ -59,8 +79,8 @@ let current: LoopGuardHandle | null = null;
 export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHandle {
   current?.disable();
   const policy = opts.policy ?? guardPolicyFromEnv() ?? 'warn';
-  const guard = new LoopGuard({ params: opts.params, maxSessions: opts.maxSessions });
   const log = opts.log ?? ((message: string) => console.warn(`[loopwatch] ${message}`));
+  const guard = new LoopGuard({ params: { ...detectorSettingsFromEnv(), ...opts.params }, maxSessions: opts.maxSessions });
   const unsubscribe: (() => void)[] = [];
   if (policy !== 'off') {
     unsubscribe.push(
