@@ -1,7 +1,7 @@
 // The compiled `loopwatch` CLI against a real collector (embedded store, detectors on) fed by the
 // real sample agent over OTLP: sessions, session timeline, findings, models, export, demo
 // (against the running collector), --help and --json everywhere, errors and exit codes.
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { assertBuilt, cli, freePort, runSampleAgent, until } from './helpers.js'
 
 let tc: TestCollector;
 const session = `cli-${Date.now()}`;
+let exported = ''; // the export test's file, replayed by the replay test
 
 beforeAll(async () => {
   assertBuilt();
@@ -27,7 +28,7 @@ describe('loopwatch CLI', () => {
   it('--help lists the commands, and every command has --help, --json and --url', async () => {
     const top = await cli(['--help']);
     expect(top.code).toBe(0);
-    for (const cmd of ['up', 'demo', 'sessions', 'session', 'findings', 'models', 'export']) expect(top.stdout).toContain(cmd);
+    for (const cmd of ['up', 'demo', 'sessions', 'session', 'findings', 'models', 'export', 'replay']) expect(top.stdout).toContain(cmd);
     for (const cmd of ['demo', 'sessions', 'session', 'findings', 'models', 'export']) {
       const h = await cli([cmd, '--help']);
       expect(h.code, cmd).toBe(0);
@@ -37,6 +38,9 @@ describe('loopwatch CLI', () => {
     const up = (await cli(['up', '--help'])).stdout;
     expect(up).toContain('--json');
     expect(up).toContain('--detectors <settings>');
+    const replay = (await cli(['replay', '--help'])).stdout; // offline: no --url
+    expect(replay).toContain('--json');
+    expect(replay).toContain('--detectors <settings>');
   });
 
   it('sessions: the session, scored', async () => {
@@ -98,7 +102,7 @@ describe('loopwatch CLI', () => {
   });
 
   it('export: JSON Lines of the session, to a file and to stdout', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'lw-export-')), 's.jsonl');
+    const file = (exported = join(mkdtempSync(join(tmpdir(), 'lw-export-')), 's.jsonl'));
     const r = await cli(['export', session, '-o', file, '--json', '--url', tc.url]);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ session_id: session, calls: 33, file });
@@ -108,8 +112,53 @@ describe('loopwatch CLI', () => {
     expect(lines.slice(1).filter((l) => l.type === 'llm_call')).toHaveLength(17);
     const shell = lines.find((l) => l.tool === 'run_shell');
     expect(shell).toMatchObject({ status: 'error', error_message: 'command not found: pnpx' });
+    expect(shell!.result_hash).toBeUndefined(); // no result: unknown, not the hash of nothing
+    expect(lines.find((l) => l.type === 'llm_call')).toMatchObject({ input_tokens: 1900, output_tokens: 60, total_tokens: 1960, cache_read_tokens: 0 });
     const stdout = await cli(['export', session, '--url', tc.url]);
     expect(stdout.stdout.trimEnd().split('\n')).toHaveLength(34);
+  });
+
+  it('replay: the exported session through the loop rules finds what the collector found', async () => {
+    type Stored = { detector: string; first_span_id: string; last_span_id: string; repeats: number; wasted_calls: number; wasted_tokens: number; wasted_cost_usd: number };
+    type Replayed = { kind: string; firstSpanId: string; lastSpanId: string; repeats: number; wastedCalls: number; wastedTokens: number; wastedCostUsd: number };
+    // the scheduled passes have stored every finding of the session by now (the demo's session is another)
+    const stored = (await (await fetch(`${tc.url}/api/v1/findings?session=${encodeURIComponent(session)}`)).json()) as { findings: Stored[] };
+    const r = await cli(['replay', exported, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { session_id: string; tool_calls: number; llm_calls: number; findings: Replayed[] };
+    expect(out).toMatchObject({ session_id: session, tool_calls: 16, llm_calls: 17 });
+    const key = (d: string, first: string, last: string, repeats: number, wasted: number, tokens: number) => `${d} ${first}..${last} x${repeats} wasted ${wasted} calls ${Math.round(tokens)} tokens`;
+    expect(out.findings.map((f) => key(f.kind, f.firstSpanId, f.lastSpanId, f.repeats, f.wastedCalls, f.wastedTokens)).sort()).toEqual(
+      stored.findings.map((f) => key(f.detector, f.first_span_id, f.last_span_id, f.repeats, f.wasted_calls, f.wasted_tokens)).sort(),
+    );
+    const cost = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    expect(cost(out.findings.map((f) => f.wastedCostUsd))).toBeCloseTo(cost(stored.findings.map((f) => f.wasted_cost_usd)), 9);
+    expect(out.findings.map((f) => f.kind)).toContain('oscillation');
+
+    // other settings: 3 cycles of edit/test are no oscillation at oscillationMinCycles=4
+    const tuned = await cli(['replay', exported, '--detectors', 'oscillationMinCycles=4']);
+    expect(tuned.code, tuned.stderr).toBe(0);
+    expect(tuned.stdout).toContain('settings: oscillationMinCycles=4');
+    expect(tuned.stdout).toMatch(/^repeat /m);
+    expect(tuned.stdout).not.toMatch(/^oscillation /m);
+    // LOOPWATCH_DETECTORS applies when --detectors is not given
+    const viaEnv = await cli(['replay', exported, '--json'], { LOOPWATCH_DETECTORS: 'oscillationMinCycles=4' });
+    expect((JSON.parse(viaEnv.stdout) as { findings: Replayed[] }).findings.map((f) => f.kind)).not.toContain('oscillation');
+    // --fail-on-loop: status 1 when a loop is found, for CI
+    expect((await cli(['replay', exported, '--fail-on-loop'])).code).toBe(1);
+    expect((await cli(['replay', exported, '--fail-on-loop', '--detectors', 'repeatMinRun=50,stuckMinRun=50,oscillationMinCycles=50'])).code).toBe(0);
+    // bad settings: 2; a bad file: 1, naming the line
+    const badSettings = await cli(['replay', exported, '--detectors', 'stuckMinRun=0']);
+    expect(badSettings.code).toBe(2);
+    expect(badSettings.stderr).toContain('--detectors: detector setting stuckMinRun must be an integer from 2');
+    const cut = join(mkdtempSync(join(tmpdir(), 'lw-replay-')), 'cut.jsonl');
+    writeFileSync(cut, readFileSync(exported, 'utf8').split('\n').slice(0, 10).join('\n'));
+    const cutShort = await cli(['replay', cut]);
+    expect(cutShort.code).toBe(1);
+    expect(cutShort.stderr).toContain('the header declares 33 calls, the file has 9 (cut short?)');
+    const missing = await cli(['replay', join(tmpdir(), 'no-such-export.jsonl')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('cannot read');
   });
 
   it('demo: uses the running collector, runs the sample agent, shows a finding', async () => {

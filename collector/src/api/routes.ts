@@ -14,6 +14,7 @@ import { z } from 'zod';
 import { runReport } from '../../../queries/src/reports.js';
 import type { Logger } from '../logger.js';
 import { findingsQuery, sessionCallsQuery, sessionCallCountQuery, type CallRow, type FindingRow } from './queries.js';
+import { exportHeader, exportLine } from '../export/session-file.js';
 
 export const API_PREFIX = '/api/v1';
 
@@ -143,32 +144,4 @@ export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
     const models = await runReport(client, 'model-reliability', { from: since, to: until, model: q.model, agent: q.agent });
     return c.json({ since: since.toISOString(), until: until.toISOString(), models });
   }));
-}
-
-/** First line of an export: what the file is. */
-export function exportHeader(sessionId: string, calls: number): Record<string, unknown> {
-  return { type: 'session', format: 'loopwatch.session.v1', session_id: sessionId, calls, exported_at: new Date().toISOString() };
-}
-
-/**
- * One call of an export: enough to replay it (tool, arguments when captured, result, status in
- * start order; argument and result hashes always) or to attach to a bug report.
- */
-export function exportLine(c: CallRow): Record<string, unknown> {
-  const common = { ts: c.ts, end_ts: c.end_ts, duration_ms: c.duration_ms, trace_id: c.trace_id, span_id: c.span_id, parent_span_id: c.parent_span_id, agent: c.agent, service: c.service, status: c.status, error_type: c.error_type || undefined };
-  if (c.kind === 'llm') {
-    return { type: 'llm_call', ...common, model: c.name, provider: c.provider, input_tokens: c.input_tokens, output_tokens: c.output_tokens, cost_usd: c.cost_usd };
-  }
-  const parse = (s: string): unknown => {
-    if (!s) return undefined;
-    try {
-      return JSON.parse(s) as unknown;
-    } catch {
-      return s;
-    }
-  };
-  return {
-    type: 'tool_call', ...common, tool: c.name, call_id: c.call_id || undefined, args_hash: c.args_hash, result_hash: c.result_hash,
-    arguments: parse(c.arguments), result: parse(c.result), error_message: c.error_message || undefined,
-  };
 }

@@ -5,7 +5,7 @@
 import { createWriteStream } from 'node:fs';
 import type { Command } from 'commander';
 import type { CallRow } from '../api/queries.js';
-import { exportHeader, exportLine } from '../api/routes.js';
+import { exportHeader, exportLine } from '../export/session-file.js';
 import { apiFor, withCommon, type CommonOpts } from './common.js';
 import { progress, writeJson } from './format.js';
 import { CliError } from './http-api.js';

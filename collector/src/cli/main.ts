@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { ConfigError } from '../config.js';
 import { CliError, registerReadCommands } from './register.js';
 import { registerKeysCommand } from './keys.js';
+import { registerReplayCommand } from './replay.js';
 import { registerUpCommand } from './up.js';
 
 const program = new Command()
@@ -16,6 +17,8 @@ registerUpCommand(program);
 registerKeysCommand(program);
 
 registerReadCommands(program);
+
+registerReplayCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CliError) {
