@@ -249,27 +249,17 @@ const SESSION_WASTE = `
     GROUP BY session_id
   )`;
 
-/** LLM calls in the range (with the variables' filters) and their price key. */
+/** LLM calls in the range (with the variables' filters) and their price key (join loopwatch_model_key_prices on it). */
 const LLM_CALLS = `
   llm AS (
     SELECT session_id, ts, end_ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens, total_tokens,
            reported_cost_usd, status, loopwatch_model_key(model) AS model_key
     FROM agent_llm_calls FINAL
     WHERE $__timeFilter(ts) AND model != '' AND ${F_DIRECT}
-  ),
-  prices AS (
-    SELECT k.model_key AS model_key,
-           argMax(tuple(p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok), tuple(p.match = 'exact', length(p.model))) AS price
-    FROM (SELECT DISTINCT model_key FROM llm) AS k CROSS JOIN (SELECT * FROM model_prices FINAL) AS p
-    WHERE (p.match = 'exact' AND k.model_key = p.model) OR (p.match = 'prefix' AND startsWith(k.model_key, p.model))
-    GROUP BY k.model_key
   )`;
 
-/** An LLM call's cost, in a query over `llm AS l LEFT JOIN prices AS pr`. */
-const LLM_COST = `if(l.reported_cost_usd > 0, l.reported_cost_usd,
-                      (greatest(toInt64(l.input_tokens) - toInt64(l.cache_read_tokens), 0) * tupleElement(pr.price, 1)
-                       + l.cache_read_tokens * if(tupleElement(pr.price, 3) > 0, tupleElement(pr.price, 3), tupleElement(pr.price, 1))
-                       + l.output_tokens * tupleElement(pr.price, 2)) / 1e6)`;
+/** An LLM call's cost, in a query over `llm AS l LEFT JOIN loopwatch_model_key_prices AS pr` (queries/schema/007_llm_cost.sql). */
+const LLM_COST = 'loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price)';
 
 /** Tool calls in the range attributed to the model that requested them (needs LLM_CALLS). */
 const TOOLS_BY_MODEL = `
@@ -335,18 +325,11 @@ WITH
     FROM agent_llm_calls FINAL
     WHERE session_id IN (SELECT session_id FROM scope)
   ),
-  prices AS (
-    SELECT k.model_key AS model_key,
-           argMax(tuple(p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok), tuple(p.match = 'exact', length(p.model))) AS price
-    FROM (SELECT DISTINCT model_key FROM llm) AS k CROSS JOIN (SELECT * FROM model_prices FINAL) AS p
-    WHERE (p.match = 'exact' AND k.model_key = p.model) OR (p.match = 'prefix' AND startsWith(k.model_key, p.model))
-    GROUP BY k.model_key
-  ),
   llm_session AS (
     SELECT l.session_id AS session_id, count() AS llm_calls, sum(l.total_tokens) AS tokens,
            sum(${LLM_COST}) AS cost_usd,
            topKWeighted(1)(l.model, l.total_tokens)[1] AS model, min(l.ts) AS first_llm_ts, max(l.end_ts) AS last_llm_end
-    FROM llm AS l LEFT JOIN prices AS pr ON l.model_key = pr.model_key
+    FROM llm AS l LEFT JOIN loopwatch_model_key_prices AS pr ON l.model_key = pr.model_key
     GROUP BY l.session_id
   )
 SELECT
@@ -761,7 +744,7 @@ ${LLM_CALLS},
     SELECT l.model AS model, uniqExact(l.session_id) AS sessions, count() AS llm_calls, countIf(l.status = 'error') AS llm_errors,
            sum(l.total_tokens) AS tokens, sum(${LLM_COST}) AS cost_usd,
            quantilesExact(0.5, 0.95, 0.99)(l.duration_ns / 1e6) AS latency_ms
-    FROM llm AS l LEFT JOIN prices AS pr ON l.model_key = pr.model_key
+    FROM llm AS l LEFT JOIN loopwatch_model_key_prices AS pr ON l.model_key = pr.model_key
     GROUP BY model
   ),
 ${TOOLS_BY_MODEL},
@@ -835,7 +818,7 @@ ORDER BY time`,
 WITH
 ${LLM_CALLS}
 SELECT toDateTime(toStartOfDay(l.ts)) AS time, l.model AS model, sum(${LLM_COST}) / uniqExact(l.session_id) AS cost_per_session_usd
-FROM llm AS l LEFT JOIN prices AS pr ON l.model_key = pr.model_key
+FROM llm AS l LEFT JOIN loopwatch_model_key_prices AS pr ON l.model_key = pr.model_key
 GROUP BY time, model
 ORDER BY time`,
       },

@@ -19,25 +19,15 @@ WITH
           AND ({model:String} = '' OR model = {model:String})
           AND ({agent:String} = '' OR agent = {agent:String})
     ),
-    prices AS (
-        SELECT k.model_key AS model_key,
-               argMax(tuple(p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok), tuple(p.match = 'exact', length(p.model))) AS price
-        FROM (SELECT DISTINCT model_key FROM llm) AS k CROSS JOIN (SELECT * FROM model_prices FINAL) AS p
-        WHERE (p.match = 'exact' AND k.model_key = p.model) OR (p.match = 'prefix' AND startsWith(k.model_key, p.model))
-        GROUP BY k.model_key
-    ),
     llm_day AS (
         SELECT l.model AS model, toDate(l.ts) AS day,
                uniqExact(l.session_id) AS sessions,
                count() AS llm_calls,
                countIf(l.status = 'error') AS llm_errors,
                sum(l.total_tokens) AS tokens,
-               sum(if(l.reported_cost_usd > 0, l.reported_cost_usd,
-                      (greatest(toInt64(l.input_tokens) - toInt64(l.cache_read_tokens), 0) * tupleElement(pr.price, 1)
-                       + l.cache_read_tokens * if(tupleElement(pr.price, 3) > 0, tupleElement(pr.price, 3), tupleElement(pr.price, 1))
-                       + l.output_tokens * tupleElement(pr.price, 2)) / 1e6)) AS cost_usd,
+               sum(loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price)) AS cost_usd,
                quantilesExact(0.5, 0.95, 0.99)(l.duration_ns / 1e6) AS latency_ms
-        FROM llm AS l LEFT JOIN prices AS pr ON l.model_key = pr.model_key
+        FROM llm AS l LEFT JOIN loopwatch_model_key_prices AS pr ON l.model_key = pr.model_key
         GROUP BY model, day
     ),
     tools AS (

@@ -86,25 +86,15 @@ WITH
         FROM agent_llm_calls FINAL
         WHERE session_id IN (SELECT session_id FROM scope)
     ),
-    prices AS (
-        SELECT k.model_key AS model_key,
-               argMax(tuple(p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok), tuple(p.match = 'exact', length(p.model))) AS price
-        FROM (SELECT DISTINCT model_key FROM llm) AS k CROSS JOIN (SELECT * FROM model_prices FINAL) AS p
-        WHERE (p.match = 'exact' AND k.model_key = p.model) OR (p.match = 'prefix' AND startsWith(k.model_key, p.model))
-        GROUP BY k.model_key
-    ),
     llm_session AS (
         SELECT l.session_id AS session_id,
                count() AS llm_calls,
                sum(l.total_tokens) AS tokens,
-               sum(if(l.reported_cost_usd > 0, l.reported_cost_usd,
-                      (greatest(toInt64(l.input_tokens) - toInt64(l.cache_read_tokens), 0) * tupleElement(pr.price, 1)
-                       + l.cache_read_tokens * if(tupleElement(pr.price, 3) > 0, tupleElement(pr.price, 3), tupleElement(pr.price, 1))
-                       + l.output_tokens * tupleElement(pr.price, 2)) / 1e6)) AS cost_usd,
+               sum(loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price)) AS cost_usd,
                topKWeighted(1)(l.model, l.total_tokens)[1] AS model,
                min(l.ts) AS first_llm_ts,
                max(l.end_ts) AS last_llm_end
-        FROM llm AS l LEFT JOIN prices AS pr ON l.model_key = pr.model_key
+        FROM llm AS l LEFT JOIN loopwatch_model_key_prices AS pr ON l.model_key = pr.model_key
         GROUP BY l.session_id
     )
 SELECT

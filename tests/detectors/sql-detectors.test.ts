@@ -204,6 +204,27 @@ describe('waste accounting', () => {
     const [f] = await tc.rows<F>(`SELECT * FROM agent_findings FINAL WHERE session_id = 'sql-reported-cost' AND detector = 'stuck'`);
     expect(f!.wasted_cost_usd).toBeCloseTo(0.5, 9);
   });
+
+  it('the detector pass prices LLM calls as the reports and dashboards do (loopwatch_model_key_prices)', async () => {
+    const client = tc.collector.store.client;
+    // a provider path and a dated id (prefix), the longer of two prefixes, a Bedrock id, a model without a price
+    const models = ['openai/gpt-4o-2024-08-06', 'gpt-4o-mini', 'us.anthropic.claude-sonnet-4-5-20250929-v1:0', 'some-unpriced-model'];
+    const s = buildSession('sql-price-agree', models.map((model, i) => ({ tool: 'read_file', args: { i }, result: i, model, tokensIn: 10_000, tokensOut: 1_000 })));
+    await insertSession(client, s);
+    await runDetectors(client, { params: PARAMS });
+    // each LLM call asked for one tool call, which carries all of its cost in the kept features
+    const [pass] = await tc.rows<{ cost: number; priced: number }>(
+      `SELECT sum(cost_usd) AS cost, countIf(cost_usd > 0) AS priced FROM loopwatch_call_features WHERE session_id = 'sql-price-agree'`,
+    );
+    const [view] = await tc.rows<{ cost: number }>(
+      `SELECT sum(loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price)) AS cost
+       FROM agent_llm_calls AS l FINAL LEFT JOIN loopwatch_model_key_prices AS pr ON loopwatch_model_key(l.model) = pr.model_key
+       WHERE l.session_id = 'sql-price-agree'`,
+    );
+    expect(Number(pass!.priced)).toBe(3);
+    expect(pass!.cost).toBeGreaterThan(0);
+    expect(pass!.cost).toBeCloseTo(view!.cost, 12);
+  });
 });
 
 describe('guard and SQL agree (same rules, same defaults)', () => {

@@ -2,7 +2,7 @@
 // process is SIGKILLed during sustained ingest, round after round, and restarted on the same
 // data directory; afterwards every acknowledged span is in otel_traces exactly once and in
 // agent_tool_calls (FINAL) exactly once, and no span is stored twice.
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,6 +31,11 @@ describe('kill -9 during sustained ingest', () => {
     const sent = new Set<string>();
     let next = 0;
     const log: string[] = [];
+    // what each process logged at warn and above: a failure below shows it (refused inserts, retries)
+    const logged: string[] = [];
+    const keepLog = (round: number | 'recovery', output: string) => {
+      for (const line of output.split('\n')) if (line.trim() && !line.includes('"otlpTracesEndpoint"')) logged.push(`[${round}] ${line.slice(0, 400)}`);
+    };
     for (let round = 0; round < ROUNDS; round++) {
       const p = await startProcess(dataDir, ENV);
       // Kill after a round-dependent number of acknowledgements (counts, not clocks).
@@ -67,6 +72,7 @@ describe('kill -9 during sustained ingest', () => {
       };
       await Promise.all(Array.from({ length: WORKERS }, worker));
       const { signal } = await p.exited;
+      keepLog(round, p.output());
       expect(signal).toBe('SIGKILL');
       const spoolFiles = readdirSync(join(dataDir, 'spool')).filter((n) => n.startsWith('seg-'));
       log.push(`round ${round}: ${acksThisRound} acks, ${spoolFiles.length} segments left in the spool`);
@@ -76,7 +82,11 @@ describe('kill -9 during sustained ingest', () => {
     const p = await startProcess(dataDir, ENV);
     await waitDrained(p.url);
     expect((await stopProcess(p)).code).toBe(0);
+    keepLog('recovery', p.output());
     expect(readdirSync(join(dataDir, 'spool')).filter((n) => n.startsWith('seg-'))).toEqual([]);
+    // nothing was set aside as data the store refuses: every span here is valid
+    const quarantine = join(dataDir, 'spool', 'quarantine');
+    expect(existsSync(quarantine) ? readdirSync(quarantine) : [], logged.join('\n')).toEqual([]);
 
     const traces = queryDir<{ id: string; n: string }>(dataDir, "SELECT SpanId AS id, count() AS n FROM otel_traces WHERE ServiceName = 'safety-test' GROUP BY SpanId");
     const tools = queryDir<{ id: string; n: string }>(dataDir, "SELECT span_id AS id, count() AS n FROM agent_tool_calls FINAL WHERE service = 'safety-test' GROUP BY span_id");
@@ -87,7 +97,7 @@ describe('kill -9 during sustained ingest', () => {
 
     expect(acked.size).toBeGreaterThan(ROUNDS * 20 * SPANS_PER_REQUEST - 1);
     const missing = [...acked].filter((id) => inTraces.get(id) !== 1);
-    expect(missing.slice(0, 5), `${missing.length} acknowledged spans not stored exactly once in otel_traces`).toEqual([]);
+    expect(missing.slice(0, 5), `${missing.length} acknowledged spans not stored exactly once in otel_traces\n${log.join('\n')}\n${logged.join('\n')}`).toEqual([]);
     const missingTools = [...acked].filter((id) => inTools.get(id) !== 1);
     expect(missingTools.slice(0, 5), `${missingTools.length} acknowledged spans not exactly once in agent_tool_calls FINAL`).toEqual([]);
     // No span at all (acknowledged or not) was stored twice, and nothing unknown appeared.

@@ -1,6 +1,7 @@
 // Migrations on the embedded engine: a fresh store gets every version once, re-running is a
 // no-op, and a store migrated before 005 (a first version of the features as the view
-// loopwatch_detector_calls, no kept features) is upgraded in place.
+// loopwatch_detector_calls, no kept features) is upgraded in place, as is one from before the one
+// price lookup (007).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,8 +46,32 @@ describe('schema migrations', () => {
     expect(await hasView('loopwatch_detector_calls')).toBe(true);
 
     const applied = await migrate(client, { retentionDays: 30 });
-    expect(applied.map((m) => m.name)).toEqual(['call_features', 'detector_calls_file']);
+    expect(applied.map((m) => m.name)).toEqual(['call_features', 'detector_calls_file', 'llm_cost']);
     expect(await hasView('loopwatch_detector_calls')).toBe(false);
     expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
+  });
+
+  it('upgrades a store with LLM calls to the one price lookup: models stored before and after are priced', async () => {
+    // the store as version 6 left it, with an LLM call of a dated model id behind a provider path
+    await client.command({ query: 'DROP VIEW IF EXISTS loopwatch_model_key_prices' });
+    await client.command({ query: 'DROP VIEW IF EXISTS loopwatch_model_keys_mv' });
+    await client.command({ query: 'DROP TABLE IF EXISTS loopwatch_model_keys' });
+    await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version >= 7' });
+    await client.command({ query: "INSERT INTO model_prices VALUES ('gpt-4o', 'prefix', 2.5, 10, 1.25), ('gpt-4o-mini', 'prefix', 0.15, 0.6, 0.075)" });
+    const llmCall = (model: string, span: string) =>
+      client.command({ query: `INSERT INTO agent_llm_calls (session_id, span_id, ts, end_ts, model, input_tokens, output_tokens, cache_read_tokens, total_tokens) VALUES ('m-1', '${span}', now64(9), now64(9), '${model}', 1000000, 100000, 200000, 1100000)` });
+    await llmCall('openai/gpt-4o-2024-08-06', 'a1');
+    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['llm_cost']);
+    await llmCall('gpt-4o-mini', 'a2'); // after: its key arrives through the view on agent_llm_calls
+    const priced = await queryRows<{ model: string; cost: number }>(
+      client,
+      `SELECT l.model AS model, loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price) AS cost
+       FROM agent_llm_calls AS l LEFT JOIN loopwatch_model_key_prices AS pr ON loopwatch_model_key(l.model) = pr.model_key
+       WHERE l.session_id = 'm-1' ORDER BY l.span_id`,
+    );
+    // 800k input at the input price, 200k cache reads at the cached price, 100k output
+    expect(priced.map((r) => r.model)).toEqual(['openai/gpt-4o-2024-08-06', 'gpt-4o-mini']);
+    expect(priced[0]!.cost).toBeCloseTo((800_000 * 2.5 + 200_000 * 1.25 + 100_000 * 10) / 1e6, 9);
+    expect(priced[1]!.cost).toBeCloseTo((800_000 * 0.15 + 200_000 * 0.075 + 100_000 * 0.6) / 1e6, 9);
   });
 });

@@ -65,7 +65,7 @@ export function renderSession(d: SessionDetail): string {
       what = `${c.cyan('llm ')} ${short(call.name || '?', 28).padEnd(28)} ${call.input_tokens}→${call.output_tokens} tok ${usd(call.cost_usd)}`;
     } else {
       const args = call.arguments ? short(call.arguments.replace(/\s+/g, ' '), 40) : c.dim(`args#${call.args_hash.slice(0, 8)}`);
-      const result = call.status === 'error' ? c.red(short(`${call.error_type}: ${call.error_message}`, 50)) : call.result ? short(call.result.replace(/\s+/g, ' '), 30) : c.dim(`result#${call.result_hash.slice(0, 8)}`);
+      const result = call.status === 'error' ? c.red(short(`${call.error_type}: ${call.error_message}`, 50)) : call.result ? short(call.result.replace(/\s+/g, ' '), 30) : call.result_hash ? c.dim(`result#${call.result_hash.slice(0, 8)}`) : c.dim('result unknown');
       what = `${'tool'} ${short(call.name, 28).padEnd(28)} ${args}  → ${result}`;
     }
     const line = `${c.yellow(marks || '')} ${n} ${at} ${ms(call.duration_ms).padStart(7)}  ${what}`;

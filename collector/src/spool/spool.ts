@@ -212,6 +212,8 @@ export class Spool {
       if (this.sealRequests.length > 0) await this.sealNow().catch(() => {});
     } finally {
       this.flushing = null;
+      // an append made while that last seal ran found a flush under way and started none
+      if (this.pending.length > 0) this.flushing = this.flushLoop();
     }
   }
 
