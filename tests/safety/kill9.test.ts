@@ -11,6 +11,10 @@ import { ensureBuilt, postProto, queryDir, range, startProcess, stopProcess, too
 const ROUNDS = 12;
 const WORKERS = 6;
 const SPANS_PER_REQUEST = 100;
+// LOOPWATCH_KILL9_MID_INSERT=1: kill 0.3-1.8 s after the round's acknowledgements while ingest
+// goes on, so most kills land while the loader inserts. It finds the engine-level gap described
+// in docs/data-safety.md ("Known gap") in about one run of three; off by default until it is fixed.
+const MID_INSERT = process.env.LOOPWATCH_KILL9_MID_INSERT === '1';
 
 let dataDir: string;
 beforeAll(() => {
@@ -42,6 +46,7 @@ describe('kill -9 during sustained ingest', () => {
       const killAfter = 20 + ((round * 37) % 60);
       let acksThisRound = 0;
       let killed = false;
+      let scheduled = false;
       const worker = async () => {
         while (!killed) {
           const specs = range(round, next, SPANS_PER_REQUEST);
@@ -60,9 +65,18 @@ describe('kill -9 during sustained ingest', () => {
           if (ok && !killed) {
             // Acknowledged before the kill was issued: must survive it.
             for (const id of spanIds) acked.add(id);
-            if (++acksThisRound >= killAfter) {
-              killed = true;
-              p.child.kill('SIGKILL');
+            if (++acksThisRound >= killAfter && !scheduled) {
+              scheduled = true;
+              if (MID_INSERT) {
+                // keep ingesting while the loader works, so the kill lands mid-INSERT
+                setTimeout(() => {
+                  killed = true;
+                  p.child.kill('SIGKILL');
+                }, 300 + ((round * 211) % 1500));
+              } else {
+                killed = true;
+                p.child.kill('SIGKILL');
+              }
             }
           } else if (ok) {
             // Answered 200 while the SIGKILL was on its way: acknowledged all the same.
