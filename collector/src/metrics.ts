@@ -17,6 +17,7 @@ const COUNTERS = {
   loopwatch_insert_failures_total: 'failed inserts into the store (retried)',
   loopwatch_spool_quarantined_segments_total: 'spool segments the store refused as data, kept in spool/quarantine',
   loopwatch_spool_corrupt_segments_total: 'spool segments with a checksum failure',
+  loopwatch_spool_repaired_segments_total: 'replayed spool segments found missing from some tables (interrupted INSERT) and completed',
   loopwatch_detector_runs_total: 'detector passes',
   loopwatch_findings_total: 'new findings stored',
   loopwatch_detector_errors_total: 'detector passes or detector files that failed',

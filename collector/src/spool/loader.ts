@@ -10,6 +10,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { insertSpanRows, type InsertSettings } from '../store/client.js';
+import { repairSegment } from './repair.js';
 import { readRecords, type SealedSegment, type Spool } from './spool.js';
 
 const MAX_DATA_FAILURES = 5;
@@ -94,6 +95,7 @@ export class Loader {
           dataFailures = 0;
           continue;
         }
+        seg.mayBePartial = true; // the failed INSERT may have reached some tables
         this.metrics.inc('loopwatch_insert_failures_total');
         this.log.warn({ err: (err as Error).message, retryInMs: backoff }, 'insert into store failed; will retry');
         await new Promise((r) => setTimeout(r, backoff));
@@ -121,6 +123,15 @@ export class Loader {
         if (!isDataError(err)) throw err;
         this.log.warn({ segment: seg.name, code: (err as { code?: unknown }).code, err: (err as Error).message }, 'store refuses a row of the segment; isolating it');
         rejected = await this.insertSplitting(splitLines(records), seg.token);
+      }
+    }
+    if (seg.mayBePartial && rows > rejected.length) {
+      const refused = new Set(rejected);
+      const lines = splitLines(records).filter((l) => !refused.has(l));
+      const repaired = await repairSegment(this.client, lines, seg.token, (rows, token) => this.insert(rows, token));
+      if (repaired.traces > 0 || Object.keys(repaired.typed).length > 0) {
+        this.metrics.inc('loopwatch_spool_repaired_segments_total');
+        this.log.warn({ segment: seg.name, ...repaired }, 'a replayed segment was missing from some tables (interrupted INSERT); inserted what was missing');
       }
     }
     this.metrics.observe('loopwatch_insert_duration_seconds', (performance.now() - started) / 1000);

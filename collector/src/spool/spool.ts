@@ -34,6 +34,11 @@ export interface SealedSegment {
   /** Stable across restarts: the store drops a re-insert carrying the same token. */
   token: string;
   bytes: number;
+  /**
+   * An INSERT of it may have been applied in part (found at start after a crash, or an attempt
+   * failed): after its replay the loader checks each table for its rows (spool/repair.ts).
+   */
+  mayBePartial?: boolean;
 }
 
 export class SpoolFullError extends Error {
@@ -148,7 +153,7 @@ export class Spool {
         path = sealedPath;
       }
       const bytes = statSync(path).size;
-      this.sealed.push({ name: segmentName(seq, token, 'sealed'), path, token, bytes });
+      this.sealed.push({ name: segmentName(seq, token, 'sealed'), path, token, bytes, mayBePartial: true });
       this.bytesHeld += bytes;
     }
     fsyncDir(this.opts.dir);

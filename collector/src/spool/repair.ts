@@ -1,0 +1,108 @@
+// Repair of a segment that may have been inserted in part. The engine's insert deduplication
+// records a block's token before it commits the block's part, so a collector killed between the
+// two (or an INSERT that failed there) leaves a table that drops the segment's replay as a
+// duplicate without holding its rows (docs/data-safety.md, "Known gap"). For such a segment the
+// loader calls repairSegment after the replay: every span missing from otel_traces is inserted
+// again under a fresh token (the views run for them again; a typed table that already had them
+// collapses the repeat under FINAL), and a typed table that lost its part while otel_traces kept
+// the spans gets its rows from its own view's SELECT over those spans.
+import { randomUUID } from 'node:crypto';
+import type { ClickHouseClient } from '@clickhouse/client';
+import { SPAN_COLUMNS } from '../ingest/span-rows.js';
+import { queryRows } from '../store/client.js';
+
+const TRACE_ID = SPAN_COLUMNS.indexOf('TraceId');
+const SPAN_ID = SPAN_COLUMNS.indexOf('SpanId');
+
+/** The typed tables fed from otel_traces by a view, with the view's name (queries/schema/002_agent_calls.sql). */
+const TYPED = [
+  { table: 'agent_tool_calls', view: 'agent_tool_calls_mv' },
+  { table: 'agent_llm_calls', view: 'agent_llm_calls_mv' },
+] as const;
+
+/** The source of a view's SELECT as the engine prints it (`FROM default.otel_traces`), found once. */
+const SOURCE = /\bFROM\s+(?:`?[A-Za-z_][A-Za-z0-9_]*`?\.)?`?otel_traces`?(?![A-Za-z0-9_])/g;
+
+export interface RepairResult {
+  /** Spans inserted again into otel_traces. */
+  traces: number;
+  /** Rows inserted into each typed table. */
+  typed: Record<string, number>;
+}
+
+/** Per client: each typed table's view SELECT narrowed to given spans, and its columns (read once). */
+const narrowedViews = new WeakMap<ClickHouseClient, Promise<{ table: string; select: string; columns: string }[]>>();
+
+function typedViews(client: ClickHouseClient): Promise<{ table: string; select: string; columns: string }[]> {
+  let p = narrowedViews.get(client);
+  if (!p) {
+    p = (async () => {
+      const views = await queryRows<{ name: string; as_select: string }>(
+        client,
+        `SELECT name, as_select FROM system.tables WHERE database = currentDatabase() AND name IN {names:Array(String)}`,
+        { names: TYPED.map((t) => t.view) },
+      );
+      const out: { table: string; select: string; columns: string }[] = [];
+      for (const { table, view } of TYPED) {
+        const select = views.find((v) => v.name === view)?.as_select ?? '';
+        if ((select.match(SOURCE) ?? []).length !== 1) throw new Error(`cannot repair ${table}: the SELECT of ${view} does not read otel_traces exactly once`);
+        const narrowed = select.replace(SOURCE, `FROM (SELECT * FROM otel_traces WHERE ${SPANS}) AS otel_traces`);
+        const columns = (await queryRows<{ name: string }>(client, `DESCRIBE (${narrowed})`, { traces: [], ids: [] })).map((c) => `\`${c.name}\``).join(', ');
+        out.push({ table, select: narrowed, columns });
+      }
+      return out;
+    })();
+    p.catch(() => narrowedViews.delete(client));
+    narrowedViews.set(client, p);
+  }
+  return p;
+}
+
+// the segment's spans: by trace id first (otel_traces skips granules by its trace id index)
+const SPANS = 'TraceId IN {traces:Array(String)} AND SpanId IN {ids:Array(String)}';
+
+/** Checks that every row of `lines` (JSONCompactEachRow in SPAN_COLUMNS order) is in each table, and inserts what is missing. */
+export async function repairSegment(
+  client: ClickHouseClient,
+  lines: Buffer[],
+  token: string,
+  /** The loader's INSERT of span rows into otel_traces under a token. */
+  insertSpans: (rows: Buffer[], token: string) => Promise<void>,
+): Promise<RepairResult> {
+  const byKey = new Map<string, Buffer>();
+  const traces = new Set<string>();
+  const ids = new Set<string>();
+  for (const line of lines) {
+    let row: unknown[];
+    try {
+      row = JSON.parse(line.toString('utf8')) as unknown[];
+    } catch {
+      continue; // not a row the store could have taken
+    }
+    const trace = String(row[TRACE_ID]), span = String(row[SPAN_ID]);
+    byKey.set(`${trace}/${span}`, line);
+    traces.add(trace);
+    ids.add(span);
+  }
+  const result: RepairResult = { traces: 0, typed: {} };
+  if (byKey.size === 0) return result;
+  const params = { traces: [...traces], ids: [...ids] };
+
+  const present = await queryRows<{ k: string }>(client, `SELECT concat(TraceId, '/', SpanId) AS k FROM otel_traces WHERE ${SPANS}`, params);
+  for (const { k } of present) byKey.delete(k);
+  if (byKey.size > 0) {
+    await insertSpans([...byKey.values()], `${token}.repair-${randomUUID()}`);
+    result.traces = byKey.size;
+  }
+
+  for (const { table, select, columns } of await typedViews(client)) {
+    const missing = `SELECT ${columns} FROM (${select})
+                     WHERE (trace_id, span_id) NOT IN (SELECT trace_id, span_id FROM ${table} WHERE trace_id IN {traces:Array(String)} AND span_id IN {ids:Array(String)})`;
+    const [n] = await queryRows<{ n: string }>(client, `SELECT count() AS n FROM (${missing})`, params);
+    if (Number(n?.n ?? 0) === 0) continue;
+    // new to the table (checked above), so no deduplication: a repeat would collapse under FINAL anyway
+    await client.command({ query: `INSERT INTO ${table} (${columns}) ${missing}`, query_params: params, clickhouse_settings: { insert_deduplicate: 0 } });
+    result.typed[table] = Number(n!.n);
+  }
+  return result;
+}
