@@ -48,6 +48,42 @@ async function metric(name: string): Promise<number> {
   return line ? Number(line.split(' ').pop()) : NaN;
 }
 
+/**
+ * A segment of `count` tool spans loaded by a loader that then "crashes" before deleting it:
+ * `between` runs after the load, then a restarted spool finds the segment again and a new loader
+ * replays it. The segment's sealed file is kept aside as it was when the INSERT ran.
+ */
+async function loadThenReplay(tag: number, count: number, between: () => Promise<void> = async () => {}): Promise<void> {
+  const dir = join(dataDir, `replay-spool-${tag}`);
+  const backup = join(dataDir, `replay-backup-${tag}`);
+  mkdirSync(backup, { recursive: true });
+  const log = createLogger('silent');
+  const { body } = toolSpansRequest(range(tag, 0, count));
+  const payload = serializeRows(toSpanRows(decodeTraceRequest(body), collector.config.limits).rows);
+  const opts = { dir, maxBytes: 64 * 1024 * 1024, segmentMaxBytes: 1024 * 1024, segmentMaxAgeMs: 60_000 };
+  const load = async (spool: Spool) => {
+    const loader = new Loader(spool, collector.store.client, log, collector.metrics);
+    loader.start();
+    await loader.drained();
+    await loader.stop();
+    await spool.close();
+  };
+  const spool = new Spool(opts);
+  spool.start();
+  await spool.append(payload);
+  await spool.seal();
+  const [name] = readdirSync(dir).filter((n) => n.endsWith('.sealed'));
+  copyFileSync(join(dir, name!), join(backup, name!));
+  await load(spool);
+  await between();
+  // "crash": the delete never happened; a restarted spool finds the segment again
+  copyFileSync(join(backup, name!), join(dir, name!));
+  const again = new Spool(opts);
+  again.start();
+  expect(again.sealedCount).toBe(1);
+  await load(again);
+}
+
 describe('retries', () => {
   it('the same body twice (and gzipped, and concurrently) is stored once and counted as duplicate', async () => {
     const { body, spanIds } = toolSpansRequest(range(1, 0, 50));
@@ -105,34 +141,7 @@ describe('retries', () => {
   });
 
   it('a spool segment replayed after a crash between INSERT and delete is dropped by the engine', async () => {
-    const dir = join(dataDir, 'replay-spool');
-    const backup = join(dataDir, 'replay-backup');
-    mkdirSync(backup, { recursive: true });
-    const log = createLogger('silent');
-    const { body } = toolSpansRequest(range(4, 0, 200));
-    const payload = serializeRows(toSpanRows(decodeTraceRequest(body), collector.config.limits).rows);
-    const opts = { dir, maxBytes: 64 * 1024 * 1024, segmentMaxBytes: 1024 * 1024, segmentMaxAgeMs: 60_000 };
-    const spool = new Spool(opts);
-    spool.start();
-    await spool.append(payload);
-    await spool.seal();
-    const [name] = readdirSync(dir).filter((n) => n.endsWith('.sealed'));
-    copyFileSync(join(dir, name!), join(backup, name!)); // the file as it was when the INSERT ran
-    const loader = new Loader(spool, collector.store.client, log, collector.metrics);
-    loader.start();
-    await loader.drained();
-    await loader.stop();
-    await spool.close();
-    // "crash": the delete never happened; a restarted spool finds the segment again
-    copyFileSync(join(backup, name!), join(dir, name!));
-    const again = new Spool(opts);
-    again.start();
-    expect(again.sealedCount).toBe(1);
-    const loader2 = new Loader(again, collector.store.client, log, collector.metrics);
-    loader2.start();
-    await loader2.drained();
-    await loader2.stop();
-    await again.close();
+    await loadThenReplay(4, 200);
     const { traces, tools } = await perSpan(4);
     expect(traces.size).toBe(200);
     expect([...traces.values()].every((n) => n === 1)).toBe(true);
@@ -146,38 +155,12 @@ describe('retries', () => {
   // the token still recorded.
   for (const [tag, table, column] of [[10, 'otel_traces', 'SpanId'], [11, 'agent_tool_calls', 'span_id']] as const) {
     it(`a replayed segment the engine drops although ${table} lost its rows is completed, each span once`, async () => {
-      const dir = join(dataDir, `gap-spool-${tag}`);
-      const backup = join(dataDir, `gap-backup-${tag}`);
-      mkdirSync(backup, { recursive: true });
-      const log = createLogger('silent');
-      const { body } = toolSpansRequest(range(tag, 0, 150));
-      const payload = serializeRows(toSpanRows(decodeTraceRequest(body), collector.config.limits).rows);
-      const opts = { dir, maxBytes: 64 * 1024 * 1024, segmentMaxBytes: 1024 * 1024, segmentMaxAgeMs: 60_000 };
-      const spool = new Spool(opts);
-      spool.start();
-      await spool.append(payload);
-      await spool.seal();
-      const [name] = readdirSync(dir).filter((n) => n.endsWith('.sealed'));
-      copyFileSync(join(dir, name!), join(backup, name!));
-      const loader = new Loader(spool, collector.store.client, log, collector.metrics);
-      loader.start();
-      await loader.drained();
-      await loader.stop();
-      await spool.close();
-      const prefix = (tag + 1).toString(16).padStart(8, '0');
-      await collector.store.client.command({ query: `DELETE FROM ${table} WHERE startsWith(${column}, '${prefix}')`, clickhouse_settings: { mutations_sync: 2 } });
-      expect((await perSpan(tag))[table === 'otel_traces' ? 'traces' : 'tools'].size).toBe(0);
-
-      // the crashed process's segment, found again at start
-      copyFileSync(join(backup, name!), join(dir, name!));
       const repairedBefore = await collector.metrics.value('loopwatch_spool_repaired_segments_total');
-      const again = new Spool(opts);
-      again.start();
-      const loader2 = new Loader(again, collector.store.client, log, collector.metrics);
-      loader2.start();
-      await loader2.drained();
-      await loader2.stop();
-      await again.close();
+      await loadThenReplay(tag, 150, async () => {
+        const prefix = (tag + 1).toString(16).padStart(8, '0');
+        await collector.store.client.command({ query: `DELETE FROM ${table} WHERE startsWith(${column}, '${prefix}')`, clickhouse_settings: { mutations_sync: 2 } });
+        expect((await perSpan(tag))[table === 'otel_traces' ? 'traces' : 'tools'].size).toBe(0);
+      });
       const { traces, tools } = await perSpan(tag);
       expect(traces.size).toBe(150);
       expect([...traces.values()].every((n) => n === 1)).toBe(true);
