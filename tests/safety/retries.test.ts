@@ -170,31 +170,43 @@ describe('retries', () => {
     });
   }
 
-  it('a row the store refuses does not block the spool or take its segment down: the rest is stored, the row quarantined', async () => {
-    const dir = join(dataDir, 'poison-spool');
-    const log = createLogger('silent');
-    const { body } = toolSpansRequest(range(6, 0, 100));
-    const good = serializeRows(toSpanRows(decodeTraceRequest(body), collector.config.limits).rows).toString().trimEnd().split('\n');
-    const bad = JSON.stringify(JSON.parse(good[0]!).map((v: unknown, i: number) => (i === 0 ? 'not a time' : i === 2 ? '0000000700000001' : v)));
-    const payload = Buffer.from([...good.slice(0, 37), bad, ...good.slice(37)].join('\n') + '\n');
-    const spool = new Spool({ dir, maxBytes: 64 * 1024 * 1024, segmentMaxBytes: 1024 * 1024, segmentMaxAgeMs: 60_000 });
-    spool.start();
-    await spool.append(payload);
-    const droppedBefore = await collector.metrics.value('loopwatch_spans_dropped_total');
-    const loader = new Loader(spool, collector.store.client, log, collector.metrics);
-    loader.start();
-    await loader.drained();
-    await loader.stop();
-    await spool.close();
-    const { traces, tools } = await perSpan(6);
-    expect(traces.size).toBe(100);
-    expect(tools.size).toBe(100);
-    expect((await perSpan(7)).traces.size).toBe(0);
-    expect(await collector.metrics.value('loopwatch_spans_dropped_total')).toBe(droppedBefore + 1);
-    const [rejected] = readdirSync(join(dir, 'quarantine'));
-    expect(rejected).toMatch(/\.rejected$/);
-    expect(readFileSync(join(dir, 'quarantine', rejected!), 'utf8')).toBe(bad + '\n');
-  });
+  // also for a segment found at start, which the loader checks table by table after loading it:
+  // the check leaves the refused row to quarantine
+  for (const [tag, foundAtStart] of [[6, false], [12, true]] as const) {
+    it(`a row the store refuses does not block the spool or take its segment down: the rest is stored, the row quarantined${foundAtStart ? ' (segment found at start)' : ''}`, async () => {
+      const dir = join(dataDir, `poison-spool-${tag}`);
+      const log = createLogger('silent');
+      const { body } = toolSpansRequest(range(tag, 0, 100));
+      const good = serializeRows(toSpanRows(decodeTraceRequest(body), collector.config.limits).rows).toString().trimEnd().split('\n');
+      const badId = `${(tag + 2).toString(16).padStart(8, '0')}00000001`;
+      const bad = JSON.stringify(JSON.parse(good[0]!).map((v: unknown, i: number) => (i === 0 ? 'not a time' : i === 2 ? badId : v)));
+      const payload = Buffer.from([...good.slice(0, 37), bad, ...good.slice(37)].join('\n') + '\n');
+      const opts = { dir, maxBytes: 64 * 1024 * 1024, segmentMaxBytes: 1024 * 1024, segmentMaxAgeMs: 60_000 };
+      let spool = new Spool(opts);
+      spool.start();
+      await spool.append(payload);
+      if (foundAtStart) {
+        await spool.close();
+        spool = new Spool(opts);
+        spool.start();
+        expect(spool.sealedCount).toBe(1);
+      }
+      const droppedBefore = await collector.metrics.value('loopwatch_spans_dropped_total');
+      const loader = new Loader(spool, collector.store.client, log, collector.metrics);
+      loader.start();
+      await loader.drained();
+      await loader.stop();
+      await spool.close();
+      const { traces, tools } = await perSpan(tag);
+      expect(traces.size).toBe(100);
+      expect(tools.size).toBe(100);
+      expect((await perSpan(tag + 1)).traces.size).toBe(0);
+      expect(await collector.metrics.value('loopwatch_spans_dropped_total')).toBe(droppedBefore + 1);
+      const [rejected] = readdirSync(join(dir, 'quarantine'));
+      expect(rejected).toMatch(/\.rejected$/);
+      expect(readFileSync(join(dir, 'quarantine', rejected!), 'utf8')).toBe(bad + '\n');
+    });
+  }
 
   it('the same spans re-sent in a different batch composition after a restart: typed tables, detectors and exact counts see each once', async () => {
     const first = toolSpansRequest(range(5, 0, 90), { session: 'safety-rebatch' });

@@ -116,19 +116,22 @@ export class Loader {
     let rows = 0;
     for (const r of records) rows += countLines(r);
     let rejected: Buffer[] = [];
+    // the rows one by one, split once: the refused ones are told apart from the rest by identity
+    let lines: Buffer[] | undefined;
+    const linesOf = () => (lines ??= splitLines(records));
     if (rows > 0) {
       try {
         await this.insert(records, seg.token);
       } catch (err) {
         if (!isDataError(err)) throw err;
         this.log.warn({ segment: seg.name, code: (err as { code?: unknown }).code, err: (err as Error).message }, 'store refuses a row of the segment; isolating it');
-        rejected = await this.insertSplitting(splitLines(records), seg.token);
+        rejected = await this.insertSplitting(linesOf(), seg.token);
       }
     }
     if (seg.mayBePartial && rows > rejected.length) {
       const refused = new Set(rejected);
-      const lines = splitLines(records).filter((l) => !refused.has(l));
-      const repaired = await repairSegment(this.client, lines, seg.token, (rows, token) => this.insert(rows, token));
+      const stored = linesOf().filter((l) => !refused.has(l));
+      const repaired = await repairSegment(this.client, stored, seg.token, (rows, token) => this.insert(rows, token));
       if (repaired.traces > 0 || Object.keys(repaired.typed).length > 0) {
         this.metrics.inc('loopwatch_spool_repaired_segments_total');
         this.log.warn({ segment: seg.name, ...repaired }, 'a replayed segment was missing from some tables (interrupted INSERT); inserted what was missing');
