@@ -153,14 +153,21 @@ export class DetectorSettingsError extends Error {
   override readonly name = 'DetectorSettingsError';
 }
 
-/** Why a value does not fit a setting, or undefined when it does. */
-function misfit(key: keyof DetectorParams, v: unknown): string | undefined {
+/** The setting a name (DetectorParams or query parameter name) stands for; throws for an unknown one. */
+function settingKey(name: string): keyof DetectorParams {
+  const key = KEY_BY_NAME.get(name);
+  if (key === undefined) throw new DetectorSettingsError(`unknown detector setting ${JSON.stringify(name)} (known: ${PARAM_KEYS.join(', ')})`);
+  return key;
+}
+
+/** Why a value does not fit a setting, or undefined when it does; `shown`: the value as the user wrote it. */
+function misfit(key: keyof DetectorParams, v: unknown, shown = typeof v === 'string' ? JSON.stringify(v) : String(v)): string | undefined {
   const [min, max] = DETECTOR_PARAM_RANGES[key];
   const integer = DETECTOR_PARAM_TYPES[key] === 'UInt32';
   if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v)) || v < min || v > max) {
     const what = integer ? 'an integer' : 'a number';
     const range = max >= Number.MAX_VALUE ? `>= ${min}` : `from ${min} to ${max}`;
-    return `detector setting ${key} must be ${what} ${range}, got ${typeof v === 'string' ? JSON.stringify(v) : String(v)}`;
+    return `detector setting ${key} must be ${what} ${range}, got ${shown}`;
   }
   return undefined;
 }
@@ -173,8 +180,7 @@ export function resolveDetectorParams(overrides: Partial<DetectorParams> = {}): 
   const out: DetectorParams = { ...DETECTOR_DEFAULTS };
   for (const [name, v] of Object.entries(overrides)) {
     if (v === undefined) continue;
-    const key = KEY_BY_NAME.get(name);
-    if (key === undefined) throw new DetectorSettingsError(`unknown detector setting ${JSON.stringify(name)} (known: ${PARAM_KEYS.join(', ')})`);
+    const key = settingKey(name);
     const why = misfit(key, v);
     if (why) throw new DetectorSettingsError(why);
     out[key] = v;
@@ -197,12 +203,11 @@ export function parseDetectorSettings(text: string): Partial<DetectorParams> {
   const out: Partial<DetectorParams> = {};
   for (const pair of text.split(/[\s,]+/).filter((p) => p.length > 0)) {
     const eq = pair.indexOf('=');
-    const name = eq < 0 ? pair : pair.slice(0, eq);
-    const key = KEY_BY_NAME.get(name);
-    if (key === undefined) throw new DetectorSettingsError(`unknown detector setting ${JSON.stringify(name)} (known: ${PARAM_KEYS.join(', ')})`);
+    const key = settingKey(eq < 0 ? pair : pair.slice(0, eq));
     const raw = eq < 0 ? '' : pair.slice(eq + 1);
     const value = raw.trim() === '' ? NaN : Number(raw);
-    if (misfit(key, value)) throw new DetectorSettingsError(misfit(key, raw)!);
+    const why = misfit(key, value, JSON.stringify(raw));
+    if (why) throw new DetectorSettingsError(why);
     out[key] = value;
   }
   resolveDetectorParams(out); // the checks across settings
