@@ -1,11 +1,11 @@
 // Repair of a segment that may have been inserted in part. The engine's insert deduplication
 // records a block's token before it commits the block's part, so a collector killed between the
 // two (or an INSERT that failed there) leaves a table that drops the segment's replay as a
-// duplicate without holding its rows (docs/data-safety.md, "Interrupted INSERTs"). For such a segment the
-// loader calls repairSegment after the replay: every span missing from otel_traces is inserted
-// again under a fresh token (the views run for them again; a typed table that already had them
-// collapses the repeat under FINAL), and a typed table that lost its part while otel_traces kept
-// the spans gets its rows from its own view's SELECT over those spans.
+// duplicate without holding its rows (docs/data-safety.md, "Interrupted INSERTs"). For such a
+// segment the loader calls repairSegment after the replay: every span missing from otel_traces is
+// inserted again under a fresh token (the views run for them again; a typed table that already
+// had them collapses the repeat under FINAL), and a typed table that lost its part while
+// otel_traces kept the spans gets its rows from its own view's SELECT over those spans.
 import { randomUUID } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { SPAN_COLUMNS } from '../ingest/span-rows.js';
