@@ -53,7 +53,8 @@ export async function runSampleAgent(sessionId: string, opts: { writes?: number;
       think('edit_file');
       tools.edit_file({ path: 'src/app.ts', patch: '// fix\n' });
     }
-    for (let i = 0; i < (opts.retries ?? 4); i++) {
+    // five: the default retryStormMinRun, so the retries are a finding like the two loops above
+    for (let i = 0; i < (opts.retries ?? 5); i++) {
       think('run_shell');
       await runShell('pnpx deploy --prod').catch(() => undefined);
     }

@@ -16,7 +16,8 @@ describe('loopwatch demo (own collector)', () => {
       expect(r.code, r.stderr).toBe(0);
       const d = JSON.parse(r.stdout) as { session_id: string; collector: { url: string; started: boolean; data_dir: string }; findings: Array<{ detector: string; tools: string[] }> };
       expect(d.collector).toMatchObject({ url, started: true, data_dir: dataDir });
-      expect(d.findings.map((f) => f.detector)).toContain('repeat');
+      // each loop the sample agent is built to show: the rewrites, the edit/test cycle, the retries
+      expect(d.findings.map((f) => f.detector)).toEqual(expect.arrayContaining(['repeat', 'stuck', 'oscillation', 'retry_storm']));
       expect(existsSync(join(dataDir, 'chdb'))).toBe(true); // the data stays where the user asked
       // and the text form tells a newcomer what happened and where to go next
       const text = await cli(['demo', '--url', `http://127.0.0.1:${await freePort()}`, '--timeout', '60']);

@@ -38,7 +38,7 @@ describe('instrumented sample agent end to end', () => {
     expect(Number(byTool.write_file!.n)).toBe(5);
     expect(Number(byTool.write_file!.args)).toBe(1); // same arguments every time -> one hash
     expect(Number(byTool.edit_file!.n)).toBe(3);
-    expect(Number(byTool.run_shell!.errors)).toBe(4);
+    expect(Number(byTool.run_shell!.errors)).toBe(5);
     expect(byTool.write_file!.agent).toBe('sample-coder');
     expect(byTool.write_file!.service).toBe('sample-agent-svc');
     expect(byTool.write_file!.convention).toBe('genai');
