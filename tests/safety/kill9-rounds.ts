@@ -107,4 +107,12 @@ export async function killRounds(dataDir: string, midInsert: boolean): Promise<v
   // No span at all (acknowledged or not) was stored twice, and nothing unknown appeared.
   expect([...inTraces.values()].filter((n) => n !== 1)).toEqual([]);
   expect([...inTraces.keys()].filter((id) => !sent.has(id))).toEqual([]);
+  // Every stored trace's time range (otel_traces_trace_id_ts, read first by Grafana's trace lookup) spans its spans.
+  const uncovered = queryDir<{ t: string }>(
+    dataDir,
+    `SELECT t.TraceId AS t FROM (SELECT TraceId, toDateTime(min(Timestamp)) AS s, toDateTime(max(Timestamp)) AS e FROM otel_traces WHERE ServiceName = 'safety-test' GROUP BY TraceId) AS t
+     LEFT JOIN (SELECT TraceId, min(Start) AS s, max(End) AS e FROM otel_traces_trace_id_ts GROUP BY TraceId) AS r ON t.TraceId = r.TraceId
+     WHERE r.TraceId = '' OR r.s > t.s OR r.e < t.e`,
+  );
+  expect(uncovered.slice(0, 5), `${uncovered.length} traces without their whole time range in otel_traces_trace_id_ts`).toEqual([]);
 }

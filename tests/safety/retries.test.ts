@@ -147,25 +147,45 @@ describe('retries', () => {
     expect([...traces.values()].every((n) => n === 1)).toBe(true);
     expect(tools.size).toBe(200);
     expect([...tools.values()].every((n) => n === 1)).toBe(true);
+    // the views still run for the dropped block: the activity log (no deduplication window) is
+    // written again, so a part of it lost in a crash comes back with the replay (repair.ts relies on this)
+    const activity = await rows<{ s: string; n: string }>(`SELECT session_id AS s, count() AS n FROM agent_call_activity WHERE startsWith(session_id, 'safety-4-') GROUP BY s`);
+    expect(activity).toHaveLength(50);
+    expect(activity.every((r) => Number(r.n) === 2)).toBe(true);
   });
 
   // The engine records a block's deduplication token before it commits the block's part: a kill
   // between the two leaves a table that drops the replay as a duplicate without holding the rows
   // (docs/data-safety.md). A lightweight DELETE makes the same state on purpose: the rows gone,
   // the token still recorded.
-  for (const [tag, table, column] of [[10, 'otel_traces', 'SpanId'], [11, 'agent_tool_calls', 'span_id']] as const) {
+  // Each trace's time range in otel_traces_trace_id_ts: what Grafana's trace lookup reads first.
+  const traceRanges = async (tag: number) => {
+    const prefix = (tag + 1).toString(16).padStart(8, '0');
+    const spans = await rows<{ t: string; s: string; e: string }>(
+      `SELECT TraceId AS t, toString(toDateTime(min(Timestamp))) AS s, toString(toDateTime(max(Timestamp))) AS e FROM otel_traces WHERE startsWith(TraceId, '${prefix}') GROUP BY t ORDER BY t`,
+    );
+    const kept = await rows<{ t: string; s: string; e: string }>(
+      `SELECT TraceId AS t, toString(min(Start)) AS s, toString(max(End)) AS e FROM otel_traces_trace_id_ts WHERE startsWith(TraceId, '${prefix}') GROUP BY t ORDER BY t`,
+    );
+    return { spans, kept };
+  };
+  for (const [tag, table, column] of [[10, 'otel_traces', 'SpanId'], [11, 'agent_tool_calls', 'span_id'], [20, 'otel_traces_trace_id_ts', 'TraceId']] as const) {
     it(`a replayed segment the engine drops although ${table} lost its rows is completed, each span once`, async () => {
       const repairedBefore = await collector.metrics.value('loopwatch_spool_repaired_segments_total');
       await loadThenReplay(tag, 150, async () => {
         const prefix = (tag + 1).toString(16).padStart(8, '0');
         await collector.store.client.command({ query: `DELETE FROM ${table} WHERE startsWith(${column}, '${prefix}')`, clickhouse_settings: { mutations_sync: 2 } });
-        expect((await perSpan(tag))[table === 'otel_traces' ? 'traces' : 'tools'].size).toBe(0);
+        if (table === 'otel_traces_trace_id_ts') expect((await traceRanges(tag)).kept).toEqual([]);
+        else expect((await perSpan(tag))[table === 'otel_traces' ? 'traces' : 'tools'].size).toBe(0);
       });
       const { traces, tools } = await perSpan(tag);
       expect(traces.size).toBe(150);
       expect([...traces.values()].every((n) => n === 1)).toBe(true);
       expect(tools.size).toBe(150);
       expect([...tools.values()].every((n) => n === 1)).toBe(true);
+      const { spans, kept } = await traceRanges(tag);
+      expect(spans).toHaveLength(50);
+      expect(kept).toEqual(spans);
       expect(await collector.metrics.value('loopwatch_spool_repaired_segments_total')).toBe(repairedBefore + 1);
     });
   }

@@ -132,7 +132,7 @@ export class Loader {
       const refused = new Set(rejected);
       const stored = linesOf().filter((l) => !refused.has(l));
       const repaired = await repairSegment(this.client, stored, seg.token, (rows, token) => this.insert(rows, token));
-      if (repaired.traces > 0 || Object.keys(repaired.typed).length > 0) {
+      if (repaired.traces > 0 || Object.keys(repaired.derived).length > 0) {
         this.metrics.inc('loopwatch_spool_repaired_segments_total');
         this.log.warn({ segment: seg.name, ...repaired }, 'a replayed segment was missing from some tables (interrupted INSERT); inserted what was missing');
       }

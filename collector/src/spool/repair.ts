@@ -4,8 +4,10 @@
 // duplicate without holding its rows (docs/data-safety.md, "Interrupted INSERTs"). For such a
 // segment the loader calls repairSegment after the replay: every span missing from otel_traces is
 // inserted again under a fresh token (the views run for them again; a typed table that already
-// had them collapses the repeat under FINAL), and a typed table that lost its part while
-// otel_traces kept the spans gets its rows from its own view's SELECT over those spans.
+// had them collapses the repeat under FINAL), and a table fed by a view from otel_traces that
+// lost its part while otel_traces kept the spans gets its rows from its own view's SELECT over
+// those spans. Tables without a deduplication window (agent_call_activity, loopwatch_model_keys)
+// need nothing: the replay's views write them again.
 import { randomUUID } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { SPAN_COLUMNS } from '../ingest/span-rows.js';
@@ -14,11 +16,13 @@ import { queryRows } from '../store/client.js';
 const TRACE_ID = SPAN_COLUMNS.indexOf('TraceId');
 const SPAN_ID = SPAN_COLUMNS.indexOf('SpanId');
 
-/** The typed tables fed from otel_traces by a view, with the view's name (queries/schema/002_agent_calls.sql). */
-const TYPED = [
+/** The deduplicating tables fed from otel_traces by a view, with the view's name (queries/schema/001, 002). */
+const DERIVED = [
   { table: 'agent_tool_calls', view: 'agent_tool_calls_mv' },
   { table: 'agent_llm_calls', view: 'agent_llm_calls_mv' },
+  { table: 'otel_traces_trace_id_ts', view: 'otel_traces_trace_id_ts_mv' },
 ] as const;
+type DerivedTable = (typeof DERIVED)[number]['table'];
 
 /** The source of a view's SELECT as the engine prints it (`FROM default.otel_traces`), found once. */
 const SOURCE = /\bFROM\s+(?:`?[A-Za-z_][A-Za-z0-9_]*`?\.)?`?otel_traces`?(?![A-Za-z0-9_])/g;
@@ -26,24 +30,30 @@ const SOURCE = /\bFROM\s+(?:`?[A-Za-z_][A-Za-z0-9_]*`?\.)?`?otel_traces`?(?![A-Z
 export interface RepairResult {
   /** Spans inserted again into otel_traces. */
   traces: number;
-  /** Rows inserted into each typed table. */
-  typed: Record<string, number>;
+  /** Rows inserted into each table fed by a view. */
+  derived: Partial<Record<DerivedTable, number>>;
 }
 
-/** Per client: each typed table's view SELECT narrowed to given spans, and its columns (read once). */
-const narrowedViews = new WeakMap<ClickHouseClient, Promise<{ table: string; select: string; columns: string }[]>>();
+interface NarrowedView {
+  table: DerivedTable;
+  select: string;
+  columns: string;
+}
 
-function typedViews(client: ClickHouseClient): Promise<{ table: string; select: string; columns: string }[]> {
+/** Per client: each derived table's view SELECT narrowed to given spans, and its columns (read once). */
+const narrowedViews = new WeakMap<ClickHouseClient, Promise<NarrowedView[]>>();
+
+function derivedViews(client: ClickHouseClient): Promise<NarrowedView[]> {
   let p = narrowedViews.get(client);
   if (!p) {
     p = (async () => {
       const views = await queryRows<{ name: string; as_select: string }>(
         client,
         `SELECT name, as_select FROM system.tables WHERE database = currentDatabase() AND name IN {names:Array(String)}`,
-        { names: TYPED.map((t) => t.view) },
+        { names: DERIVED.map((t) => t.view) },
       );
-      const out: { table: string; select: string; columns: string }[] = [];
-      for (const { table, view } of TYPED) {
+      const out: NarrowedView[] = [];
+      for (const { table, view } of DERIVED) {
         const select = views.find((v) => v.name === view)?.as_select ?? '';
         if ((select.match(SOURCE) ?? []).length !== 1) throw new Error(`cannot repair ${table}: the SELECT of ${view} does not read otel_traces exactly once`);
         const narrowed = select.replace(SOURCE, `FROM (SELECT * FROM otel_traces WHERE ${SPANS}) AS otel_traces`);
@@ -60,6 +70,21 @@ function typedViews(client: ClickHouseClient): Promise<{ table: string; select: 
 
 // the segment's spans: by trace id first (otel_traces skips granules by its trace id index)
 const SPANS = 'TraceId IN {traces:Array(String)} AND SpanId IN {ids:Array(String)}';
+
+/** The rows of a view's narrowed SELECT its table lacks. */
+function missingRows({ table, select, columns }: NarrowedView): string {
+  if (table === 'otel_traces_trace_id_ts') {
+    // a trace's range is the min/max over its rows (one per insert block): a row is missing when
+    // the rows there do not span it. Without one, Grafana's trace lookup finds no time range and
+    // shows nothing of the trace.
+    // (compared as stored: whole seconds)
+    return `SELECT TraceId, Start, End FROM (SELECT TraceId, toDateTime(Start) AS Start, toDateTime(End) AS End FROM (${select})) AS n
+            LEFT JOIN (SELECT TraceId, min(Start) AS s, max(End) AS e FROM ${table} WHERE TraceId IN {traces:Array(String)} GROUP BY TraceId) AS c ON n.TraceId = c.TraceId
+            WHERE c.TraceId = '' OR c.s > n.Start OR c.e < n.End`;
+  }
+  return `SELECT ${columns} FROM (${select})
+          WHERE (trace_id, span_id) NOT IN (SELECT trace_id, span_id FROM ${table} WHERE trace_id IN {traces:Array(String)} AND span_id IN {ids:Array(String)})`;
+}
 
 /** Checks that every row of `lines` (JSONCompactEachRow in SPAN_COLUMNS order) is in each table, and inserts what is missing. */
 export async function repairSegment(
@@ -84,7 +109,7 @@ export async function repairSegment(
     traces.add(trace);
     ids.add(span);
   }
-  const result: RepairResult = { traces: 0, typed: {} };
+  const result: RepairResult = { traces: 0, derived: {} };
   if (byKey.size === 0) return result;
   const params = { traces: [...traces], ids: [...ids] };
 
@@ -95,14 +120,13 @@ export async function repairSegment(
     result.traces = byKey.size;
   }
 
-  for (const { table, select, columns } of await typedViews(client)) {
-    const missing = `SELECT ${columns} FROM (${select})
-                     WHERE (trace_id, span_id) NOT IN (SELECT trace_id, span_id FROM ${table} WHERE trace_id IN {traces:Array(String)} AND span_id IN {ids:Array(String)})`;
+  for (const view of await derivedViews(client)) {
+    const missing = missingRows(view);
     const [n] = await queryRows<{ n: string }>(client, `SELECT count() AS n FROM (${missing})`, params);
     if (Number(n?.n ?? 0) === 0) continue;
     // new to the table (checked above), so no deduplication: a repeat would collapse under FINAL anyway
-    await client.command({ query: `INSERT INTO ${table} (${columns}) ${missing}`, query_params: params, clickhouse_settings: { insert_deduplicate: 0 } });
-    result.typed[table] = Number(n!.n);
+    await client.command({ query: `INSERT INTO ${view.table} (${view.columns}) ${missing}`, query_params: params, clickhouse_settings: { insert_deduplicate: 0 } });
+    result.derived[view.table] = Number(n!.n);
   }
   return result;
 }
