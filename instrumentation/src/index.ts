@@ -4,16 +4,21 @@
 // application configures OpenTelemetry itself).
 import { startLoopwatch, type LoopwatchHandle } from './sdk.js';
 import { enableLoopGuard, guardPolicyFromEnv, type LoopGuardHandle } from './guard/enable.js';
+import { exitFlushMsFromEnv, flushOnExit } from './exit.js';
 
 export * from './api.js';
 export * from './integrations/index.js';
 export { startLoopwatch, SessionSpanProcessor, type StartOptions, type LoopwatchHandle } from './sdk.js';
+export { flushOnExit, exitFlushMsFromEnv, type ExitFlushTarget } from './exit.js';
 
 const g = globalThis as { __loopwatch?: LoopwatchHandle };
 if (process.env.LOOPWATCH_INSTRUMENTATION !== 'off' && !g.__loopwatch) {
   g.__loopwatch = startLoopwatch();
-  const stop = () => void g.__loopwatch?.shutdown();
+  // a failed last export must not fail the application: it is reported on stderr (sdk.ts, exit.ts)
+  const stop = () => void g.__loopwatch?.shutdown().catch(() => undefined);
   process.once('beforeExit', stop);
+  // and a process that ends otherwise: a signal, an uncaught error, process.exit() (exit.ts)
+  flushOnExit(g.__loopwatch, exitFlushMsFromEnv());
 }
 
 /** The running SDK started by this import, if any (flush before a short-lived process exits). */

@@ -1,7 +1,8 @@
 // Starts the OpenTelemetry Node SDK with an OTLP/HTTP protobuf exporter pointed at the
 // collector. Standard variables apply (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
 // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES); the default endpoint is a local collector on 4318.
-import type { Context } from '@opentelemetry/api';
+import { TraceFlags, type Context } from '@opentelemetry/api';
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -26,6 +27,49 @@ export class SessionSpanProcessor implements SpanProcessor {
   }
 }
 
+/**
+ * Counts what the exporter has yet to finish: spans ended (sampled ones, which the batch
+ * processor queues) less spans whose export completed, successfully or not. What a process that
+ * exits at once leaves behind (exit.ts reports it). Also says, once, that exports fail: without
+ * a diagnostic logger the SDK drops them silently, and an agent pointed at the wrong address
+ * would send nothing without anyone knowing.
+ */
+class ExportTally implements SpanProcessor {
+  ended = 0;
+  settled = 0;
+  failed = 0;
+  constructor(private readonly onFirstFailure: (error: Error | undefined) => void) {}
+  onStart(): void {}
+  onEnd(span: ReadableSpan): void {
+    if (span.spanContext().traceFlags & TraceFlags.SAMPLED) this.ended++;
+  }
+  forceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+  shutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+  /** The exporter, reporting each finished export to the tally. */
+  wrap(exporter: SpanExporter): SpanExporter {
+    return {
+      export: (spans: ReadableSpan[], done: (result: ExportResult) => void) =>
+        exporter.export(spans, (result) => {
+          this.settled += spans.length;
+          if (result.code !== ExportResultCode.SUCCESS) {
+            if (this.failed === 0) this.onFirstFailure(result.error);
+            this.failed += spans.length;
+          }
+          done(result);
+        }),
+      shutdown: () => exporter.shutdown(),
+      forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
+    };
+  }
+  pending(): number {
+    return Math.max(0, this.ended - this.settled);
+  }
+}
+
 export interface StartOptions {
   /** Collector base URL (…/v1/traces is appended); default from OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318. */
   endpoint?: string;
@@ -41,10 +85,21 @@ export interface LoopwatchHandle {
   /** Exports everything pending now. */
   flush(): Promise<void>;
   shutdown(): Promise<void>;
+  /** Spans ended and not yet through the exporter (exported or failed). */
+  pendingSpans(): number;
+  /** Spans whose export failed (after the exporter's own retries). */
+  failedSpans(): number;
 }
 
 function tracesUrl(endpoint: string): string {
   return endpoint.replace(/\/+$/, '') + '/v1/traces';
+}
+
+/** Where the OTLP exporter sends traces, by the standard variables (for messages). */
+function exportUrlFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  const traces = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim();
+  if (traces) return traces;
+  return tracesUrl(env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || 'http://localhost:4318');
 }
 
 export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
@@ -55,15 +110,21 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
   const exporter =
     opts.exporter ??
     new OTLPTraceExporter(opts.endpoint ? { url: tracesUrl(opts.endpoint) } : {});
-  const batch = new BatchSpanProcessor(exporter, { scheduledDelayMillis: 500 });
+  const target = opts.endpoint ? tracesUrl(opts.endpoint) : exportUrlFromEnv();
+  const tally = new ExportTally((error) =>
+    console.warn(`[loopwatch] cannot export spans${opts.exporter ? '' : ` to ${target}`}: ${error?.message ?? 'export failed'} (is the collector running? OTEL_EXPORTER_OTLP_ENDPOINT sets where it is)`),
+  );
+  const batch = new BatchSpanProcessor(tally.wrap(exporter), { scheduledDelayMillis: 500 });
   const sdk = new NodeSDK({
     serviceName: opts.serviceName ?? process.env.OTEL_SERVICE_NAME,
-    spanProcessors: [new SessionSpanProcessor(), new AiSdkSpanProcessor(), ...(opts.spanProcessors ?? []), batch],
+    spanProcessors: [new SessionSpanProcessor(), new AiSdkSpanProcessor(), ...(opts.spanProcessors ?? []), tally, batch],
   });
   sdk.start();
   return {
     sdk,
     flush: () => batch.forceFlush(),
     shutdown: () => sdk.shutdown(),
+    pendingSpans: () => tally.pending(),
+    failedSpans: () => tally.failed,
   };
 }

@@ -1,0 +1,94 @@
+// Spans wait in the batch processor (up to 500 ms) before they are exported, and only a process
+// that ends by running out of work reaches 'beforeExit', where the SDK is shut down. An agent
+// stopped with Ctrl-C or SIGTERM while it loops, or one that dies of a LoopDetectedError it did
+// not catch (LOOPWATCH_GUARD=halt), would lose its last calls: the loop itself. So the import
+// flushes on those too, within a time limit, and then ends the process as it would have ended:
+//  - SIGINT / SIGTERM: flush, then the signal again with its default action (the process dies
+//    of it). When the application listens to the signal itself, it decides: flush only. A second
+//    signal during the flush ends the process at once.
+//  - an uncaught exception or unhandled rejection: when nothing else listens, print it as Node
+//    would, flush, exit 1. Otherwise flush only.
+//  - process.exit() cannot wait for a flush: spans still pending then are reported on stderr
+//    (call `await loopwatch()?.flush()` before process.exit()), as are spans whose export failed.
+import { inspect } from 'node:util';
+
+/** What the exit handlers flush, and how many ended spans the exporter has not finished with. */
+export interface ExitFlushTarget {
+  flush(): Promise<void>;
+  pendingSpans(): number;
+  failedSpans?(): number;
+}
+
+export const DEFAULT_EXIT_FLUSH_MS = 2000;
+
+/**
+ * LOOPWATCH_EXIT_FLUSH_MS: how long a signal or an uncaught error may wait for the flush
+ * (default 2000); 0 installs no handlers. A bad value is reported and the default used.
+ */
+export function exitFlushMsFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+  warn: (message: string) => void = (m) => console.warn(`[loopwatch] ${m}`),
+): number {
+  const text = env.LOOPWATCH_EXIT_FLUSH_MS?.trim();
+  if (text === undefined || text === '') return DEFAULT_EXIT_FLUSH_MS;
+  const ms = Number(text);
+  if (!Number.isInteger(ms) || ms < 0 || ms > 60_000) {
+    warn(`LOOPWATCH_EXIT_FLUSH_MS=${JSON.stringify(text)} ignored (an integer from 0 to 60000 milliseconds): using ${DEFAULT_EXIT_FLUSH_MS}`);
+    return DEFAULT_EXIT_FLUSH_MS;
+  }
+  return ms;
+}
+
+const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+
+/** Installs the handlers; returns their removal. */
+export function flushOnExit(target: ExitFlushTarget, timeoutMs: number = DEFAULT_EXIT_FLUSH_MS): () => void {
+  if (timeoutMs <= 0) return () => {};
+  let flushing = false;
+  const bounded = (): Promise<void> =>
+    Promise.race([target.flush().catch(() => undefined), new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref())]);
+
+  const onSignal = (signal: NodeJS.Signals): void => {
+    const appListens = process.listenerCount(signal) > 1;
+    if (flushing && !appListens) return raise(signal); // asked twice: stop now
+    flushing = true;
+    void bounded().then(() => {
+      flushing = false;
+      if (!appListens) raise(signal);
+    });
+  };
+  const raise = (signal: NodeJS.Signals): void => {
+    remove();
+    process.kill(process.pid, signal);
+  };
+
+  const onUncaught = (err: unknown, origin: string): void => {
+    if (process.listenerCount('uncaughtException') > 1) {
+      void bounded(); // the application's handler decides what happens next
+      return;
+    }
+    process.stderr.write(`${origin === 'unhandledRejection' ? 'Unhandled promise rejection: ' : 'Uncaught '}${inspect(err)}\n\nNode.js ${process.version}\n`);
+    process.exitCode = 1;
+    void bounded().then(() => process.exit(1));
+  };
+
+  const spans = (n: number) => `${n} span${n === 1 ? '' : 's'}`;
+  const onExit = (): void => {
+    const pending = target.pendingSpans();
+    if (pending > 0) {
+      process.stderr.write(`[loopwatch] ${spans(pending)} not exported: the process exited before they were sent (await loopwatch()?.flush() before process.exit())\n`);
+    }
+    const failed = target.failedSpans?.() ?? 0;
+    if (failed > 0) process.stderr.write(`[loopwatch] ${spans(failed)} could not be exported\n`);
+  };
+
+  for (const s of SIGNALS) process.on(s, onSignal);
+  process.on('uncaughtException', onUncaught);
+  process.on('exit', onExit);
+  const remove = (): void => {
+    for (const s of SIGNALS) process.off(s, onSignal);
+    process.off('uncaughtException', onUncaught);
+    process.off('exit', onExit);
+  };
+  return remove;
+}

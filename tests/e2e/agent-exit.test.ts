@@ -1,0 +1,121 @@
+// An instrumented agent that does not end by running out of work (Ctrl-C on a loop, a
+// LoopDetectedError nobody caught, process.exit(), no collector) still delivers or reports its
+// last spans, and ends the way it would have ended without Loopwatch (instrumentation/src/exit.ts).
+// Real child processes with the real SDK and exporter, a real collector on loopback.
+import { execFile } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packageRoot } from '../../collector/src/paths.js';
+import { DEFAULT_EXIT_FLUSH_MS, exitFlushMsFromEnv } from '../../instrumentation/src/exit.js';
+import { assertBuilt, freePort } from '../cli/helpers.js';
+import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+
+let tc: TestCollector;
+beforeAll(async () => {
+  assertBuilt();
+  tc = await startTestCollector({ detect: { enabled: false } });
+});
+afterAll(async () => {
+  await tc.close();
+});
+
+// The agent: `calls` traced tool calls in a session, all in one tick (so none is exported yet),
+// then it ends as `how` says.
+const AGENT = `
+import { traceTool, withSession } from 'loopwatch/instrumentation';
+const [session, how, calls] = process.argv.slice(1);
+const readFile = traceTool('read_file', (a) => ({ text: 'x' + a.i }));
+const writeFile = traceTool('write_file', (a) => ({ ok: true }));
+if (how === 'app-handler') process.on('SIGTERM', () => { process.stdout.write('app handled SIGTERM\\n'); setTimeout(() => process.exit(3), 50); });
+withSession({ sessionId: session, agent: 'exit-test' }, () => {
+  if (how === 'halt') for (;;) writeFile({ path: 'a.ts' }); // the guard stops it; nobody catches the error
+  for (let i = 0; i < Number(calls); i++) readFile({ i });
+});
+if (how === 'signal') process.kill(process.pid, 'SIGINT');
+if (how === 'app-handler') { process.kill(process.pid, 'SIGTERM'); setTimeout(() => {}, 10_000); }
+if (how === 'exit') process.exit(0);
+`;
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runAgent(session: string, how: string, calls: number, env: Record<string, string> = {}, endpoint = tc.url): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = execFile(
+      process.execPath,
+      ['--input-type=module', '-e', AGENT, session, how, String(calls)],
+      { cwd: packageRoot, env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, LOOPWATCH_GUARD: undefined, LOOPWATCH_EXIT_FLUSH_MS: undefined, ...env }, timeout: 30_000 },
+      (_err, stdout, stderr) => resolve({ code: child.exitCode, signal: child.signalCode, stdout, stderr }),
+    );
+  });
+}
+
+async function stored(session: string): Promise<{ tool: string; status: string; error_type: string }[]> {
+  await tc.collector.flush();
+  return tc.rows(`SELECT tool, status, error_type FROM agent_tool_calls FINAL WHERE session_id = {s:String} ORDER BY ts`, { s: session });
+}
+
+describe('an instrumented agent that ends abruptly', () => {
+  it('Ctrl-C: the pending spans are exported, then the process dies of the signal as it would have', async () => {
+    const r = await runAgent('exit-sigint', 'signal', 50);
+    expect(r.signal, r.stderr).toBe('SIGINT');
+    expect(await stored('exit-sigint')).toHaveLength(50);
+  });
+
+  it('LOOPWATCH_EXIT_FLUSH_MS=0 installs nothing: the same Ctrl-C loses the spans still in the batch', async () => {
+    const r = await runAgent('exit-sigint-off', 'signal', 50, { LOOPWATCH_EXIT_FLUSH_MS: '0' });
+    expect(r.signal).toBe('SIGINT');
+    expect(await stored('exit-sigint-off')).toHaveLength(0);
+  });
+
+  it('a LoopDetectedError nobody catches: printed, exit 1, and the loop and the stopped call are stored', async () => {
+    const r = await runAgent('exit-halt', 'halt', 0, { LOOPWATCH_GUARD: 'halt' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('LoopDetectedError');
+    expect(r.stderr).toContain('Loopwatch halted a looping tool call');
+    const calls = await stored('exit-halt');
+    expect(calls.length).toBeGreaterThan(2);
+    expect(calls.every((c) => c.tool === 'write_file')).toBe(true);
+    expect(calls.at(-1)).toMatchObject({ status: 'error', error_type: 'LoopDetectedError' });
+    expect(calls.slice(0, -1).every((c) => c.status === 'ok')).toBe(true);
+  });
+
+  it('an application that handles SIGTERM itself decides how the process ends', async () => {
+    const r = await runAgent('exit-app-handler', 'app-handler', 20);
+    expect(r.stdout).toContain('app handled SIGTERM');
+    expect({ code: r.code, signal: r.signal }).toEqual({ code: 3, signal: null });
+    expect(await stored('exit-app-handler')).toHaveLength(20);
+  });
+
+  it('process.exit() cannot wait: the spans it leaves behind are reported on stderr', async () => {
+    const r = await runAgent('exit-process-exit', 'exit', 20);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('[loopwatch] 20 spans not exported: the process exited before they were sent');
+  });
+
+  it('no collector: the agent still ends cleanly (exit 0), and says where it could not export to', async () => {
+    const port = await freePort();
+    const r = await runAgent('exit-no-collector', 'natural', 20, {}, `http://127.0.0.1:${port}`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`[loopwatch] cannot export spans to http://127.0.0.1:${port}/v1/traces`);
+    expect(r.stderr).toContain('[loopwatch] 20 spans could not be exported');
+    expect(r.stderr).not.toContain('Unhandled');
+  });
+});
+
+describe('LOOPWATCH_EXIT_FLUSH_MS', () => {
+  it('takes milliseconds from 0 to 60000; anything else is reported and the default used', () => {
+    const warned: string[] = [];
+    const warn = (m: string) => warned.push(m);
+    expect(exitFlushMsFromEnv({}, warn)).toBe(DEFAULT_EXIT_FLUSH_MS);
+    expect(exitFlushMsFromEnv({ LOOPWATCH_EXIT_FLUSH_MS: ' 500 ' }, warn)).toBe(500);
+    expect(exitFlushMsFromEnv({ LOOPWATCH_EXIT_FLUSH_MS: '0' }, warn)).toBe(0);
+    expect(warned).toEqual([]);
+    for (const bad of ['-1', '2.5', 'soon', '60001']) expect(exitFlushMsFromEnv({ LOOPWATCH_EXIT_FLUSH_MS: bad }, warn)).toBe(DEFAULT_EXIT_FLUSH_MS);
+    expect(warned).toHaveLength(4);
+    expect(warned[2]).toBe('LOOPWATCH_EXIT_FLUSH_MS="soon" ignored (an integer from 0 to 60000 milliseconds): using 2000');
+  });
+});
