@@ -14,8 +14,8 @@ export { flushOnExit, exitFlushMsFromEnv, type ExitFlushTarget } from './exit.js
 const g = globalThis as { __loopwatch?: LoopwatchHandle };
 if (process.env.LOOPWATCH_INSTRUMENTATION !== 'off' && !g.__loopwatch) {
   g.__loopwatch = startLoopwatch();
-  // a failed last export must not fail the application: it is reported on stderr (sdk.ts, exit.ts)
-  const stop = () => void g.__loopwatch?.shutdown().catch(() => undefined);
+  // shutdown() never rejects: a failed last export is reported on stderr, not the application's failure
+  const stop = () => void g.__loopwatch?.shutdown();
   process.once('beforeExit', stop);
   // and a process that ends otherwise: a signal, an uncaught error, process.exit() (exit.ts)
   flushOnExit(g.__loopwatch, exitFlushMsFromEnv());

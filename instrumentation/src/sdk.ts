@@ -1,7 +1,7 @@
 // Starts the OpenTelemetry Node SDK with an OTLP/HTTP protobuf exporter pointed at the
 // collector. Standard variables apply (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
 // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES); the default endpoint is a local collector on 4318.
-import { TraceFlags, type Context } from '@opentelemetry/api';
+import { trace, TraceFlags, type Context } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { NodeSDK } from '@opentelemetry/sdk-node';
@@ -10,11 +10,26 @@ import { ATTR } from './attributes.js';
 import { sessionFrom } from './context.js';
 import { AiSdkSpanProcessor } from './integrations/ai-sdk.js';
 
-/** Stamps session and agent from the context on every span, whichever library started it. */
+/**
+ * Stamps session and agent from the context on every span, whichever library started it. A
+ * tool or model call with neither a session nor a parent span is a trace of its own, and the
+ * trace is then the session: no loop across calls can be seen. That is said once, on stderr.
+ */
 export class SessionSpanProcessor implements SpanProcessor {
+  private warned = false;
+  constructor(private readonly warn: (message: string) => void = (m) => console.warn(`[loopwatch] ${m}`)) {}
   onStart(span: Span, parentContext: Context): void {
     const s = sessionFrom(parentContext);
-    if (!s) return;
+    if (!s) {
+      if (!this.warned && isLoneAgentCall(span, parentContext)) {
+        this.warned = true;
+        this.warn(
+          `"${span.name}" runs outside a session and outside any span: each such call is a trace of its own, so loops across calls cannot be found. ` +
+            'Run the agent inside withSession({ sessionId }), or set LOOPWATCH_SESSION_ID for the process.',
+        );
+      }
+      return;
+    }
     span.setAttribute(ATTR.conversationId, s.sessionId);
     if (s.agent) span.setAttribute(ATTR.agentName, s.agent);
   }
@@ -70,6 +85,13 @@ class ExportTally implements SpanProcessor {
   }
 }
 
+/** A GenAI tool or model call (gen_ai.operation.name set when it started) with no parent span. */
+function isLoneAgentCall(span: Span, parentContext: Context): boolean {
+  if (trace.getSpan(parentContext)) return false;
+  const op = (span as unknown as { attributes?: Record<string, unknown> }).attributes?.[ATTR.operationName];
+  return op === 'execute_tool' || op === 'chat' || op === 'text_completion' || op === 'generate_content';
+}
+
 export interface StartOptions {
   /** Collector base URL (…/v1/traces is appended); default from OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318. */
   endpoint?: string;
@@ -82,8 +104,12 @@ export interface StartOptions {
 
 export interface LoopwatchHandle {
   sdk: NodeSDK;
-  /** Exports everything pending now. */
+  /**
+   * Exports everything pending now. Never rejects: a failed export is reported on stderr (once)
+   * and counted in failedSpans(), so telemetry cannot fail the agent.
+   */
   flush(): Promise<void>;
+  /** Flushes and stops the SDK; never rejects either. */
   shutdown(): Promise<void>;
   /** Spans ended and not yet through the exporter (exported or failed). */
   pendingSpans(): number;
@@ -122,8 +148,8 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
   sdk.start();
   return {
     sdk,
-    flush: () => batch.forceFlush(),
-    shutdown: () => sdk.shutdown(),
+    flush: () => batch.forceFlush().catch(() => undefined),
+    shutdown: () => sdk.shutdown().catch(() => undefined),
     pendingSpans: () => tally.pending(),
     failedSpans: () => tally.failed,
   };

@@ -1,6 +1,7 @@
-// An instrumented agent that does not end by running out of work (Ctrl-C on a loop, a
-// LoopDetectedError nobody caught, process.exit(), no collector) still delivers or reports its
-// last spans, and ends the way it would have ended without Loopwatch (instrumentation/src/exit.ts).
+// An instrumented agent process as users run it. How it ends: one that does not end by running
+// out of work (Ctrl-C on a loop, a LoopDetectedError nobody caught, process.exit(), no collector)
+// still delivers or reports its last spans, and ends the way it would have ended without
+// Loopwatch (instrumentation/src/exit.ts). And which session its calls get outside withSession.
 // Real child processes with the real SDK and exporter, a real collector on loopback.
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,15 +22,18 @@ afterAll(async () => {
 // The agent: `calls` traced tool calls in a session, all in one tick (so none is exported yet),
 // then it ends as `how` says.
 const AGENT = `
-import { traceTool, withSession } from 'loopwatch/instrumentation';
+import { loopwatch, traceTool, withSession } from 'loopwatch/instrumentation';
 const [session, how, calls] = process.argv.slice(1);
 const readFile = traceTool('read_file', (a) => ({ text: 'x' + a.i }));
 const writeFile = traceTool('write_file', (a) => ({ ok: true }));
 if (how === 'app-handler') process.on('SIGTERM', () => { process.stdout.write('app handled SIGTERM\\n'); setTimeout(() => process.exit(3), 50); });
-withSession({ sessionId: session, agent: 'exit-test' }, () => {
+const run = () => {
   if (how === 'halt') for (;;) writeFile({ path: 'a.ts' }); // the guard stops it; nobody catches the error
   for (let i = 0; i < Number(calls); i++) readFile({ i });
-});
+};
+if (how === 'no-session') run();
+else withSession({ sessionId: session, agent: 'exit-test' }, run);
+if (how === 'flush') { await loopwatch().flush(); process.stdout.write('flushed\\n'); }
 if (how === 'signal') process.kill(process.pid, 'SIGINT');
 if (how === 'app-handler') { process.kill(process.pid, 'SIGTERM'); setTimeout(() => {}, 10_000); }
 if (how === 'exit') process.exit(0);
@@ -47,7 +51,11 @@ function runAgent(session: string, how: string, calls: number, env: Record<strin
     const child = execFile(
       process.execPath,
       ['--input-type=module', '-e', AGENT, session, how, String(calls)],
-      { cwd: packageRoot, env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, LOOPWATCH_GUARD: undefined, LOOPWATCH_EXIT_FLUSH_MS: undefined, ...env }, timeout: 30_000 },
+      {
+        cwd: packageRoot,
+        env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_SERVICE_NAME: 'agent-process-test', LOOPWATCH_GUARD: undefined, LOOPWATCH_EXIT_FLUSH_MS: undefined, LOOPWATCH_SESSION_ID: undefined, LOOPWATCH_AGENT: undefined, ...env },
+        timeout: 30_000,
+      },
       (_err, stdout, stderr) => resolve({ code: child.exitCode, signal: child.signalCode, stdout, stderr }),
     );
   });
@@ -96,13 +104,42 @@ describe('an instrumented agent that ends abruptly', () => {
     expect(r.stderr).toContain('[loopwatch] 20 spans not exported: the process exited before they were sent');
   });
 
-  it('no collector: the agent still ends cleanly (exit 0), and says where it could not export to', async () => {
+  it('no collector: the agent still ends cleanly (exit 0, its own flush() resolves), and says where it could not export to', async () => {
     const port = await freePort();
-    const r = await runAgent('exit-no-collector', 'natural', 20, {}, `http://127.0.0.1:${port}`);
+    const r = await runAgent('exit-no-collector', 'flush', 20, {}, `http://127.0.0.1:${port}`);
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('flushed\n');
     expect(r.stderr).toContain(`[loopwatch] cannot export spans to http://127.0.0.1:${port}/v1/traces`);
     expect(r.stderr).toContain('[loopwatch] 20 spans could not be exported');
     expect(r.stderr).not.toContain('Unhandled');
+  });
+});
+
+describe('the session of calls made outside withSession', () => {
+  const NUDGE = 'runs outside a session and outside any span: each such call is a trace of its own, so loops across calls cannot be found';
+
+  it('none: each call is its own trace and session, and the agent is told once how to fix it', async () => {
+    const r = await runAgent('unused', 'no-session', 5);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr.split(NUDGE)).toHaveLength(2); // said once, for 5 calls
+    expect(r.stderr).toContain('[loopwatch] "execute_tool read_file" ' + NUDGE);
+    await tc.collector.flush();
+    // (the agent is then the service name)
+    const rows = await tc.rows<{ sessions: number; traces: number; calls: number; same: number }>(
+      `SELECT uniqExact(session_id) AS sessions, uniqExact(trace_id) AS traces, count() AS calls, countIf(session_id = trace_id) AS same
+       FROM agent_tool_calls FINAL WHERE service = 'agent-process-test' AND agent = 'agent-process-test'`,
+    );
+    expect(rows[0]).toEqual({ sessions: 5, traces: 5, calls: 5, same: 5 });
+  });
+
+  it('LOOPWATCH_SESSION_ID (and LOOPWATCH_AGENT) put them in one session, and nothing is said', async () => {
+    const r = await runAgent('unused', 'no-session', 5, { LOOPWATCH_SESSION_ID: 'nightly-run-7', LOOPWATCH_AGENT: 'nightly' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toContain(NUDGE);
+    const rows = await stored('nightly-run-7');
+    expect(rows).toHaveLength(5);
+    const [agent] = await tc.rows<{ agent: string }>(`SELECT any(agent) AS agent FROM agent_tool_calls FINAL WHERE session_id = 'nightly-run-7'`);
+    expect(agent!.agent).toBe('nightly');
   });
 });
 
