@@ -1,12 +1,14 @@
 // The compiled `loopwatch` CLI against a real collector (embedded store, detectors on) fed by the
 // real sample agent over OTLP: sessions, session timeline, findings, models, export, demo
 // (against the running collector), --help and --json everywhere, errors and exit codes.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
-import { assertBuilt, cli, freePort, runSampleAgent, until } from './helpers.js';
+import { assertBuilt, CLI, cli, freePort, runSampleAgent, until } from './helpers.js';
+import { packageRoot } from '../../collector/src/paths.js';
 
 let tc: TestCollector;
 const session = `cli-${Date.now()}`;
@@ -171,6 +173,37 @@ describe('loopwatch CLI', () => {
     expect(d.findings.length).toBeGreaterThan(0);
     expect(d.calls.some((c) => c.loops.length > 0)).toBe(true);
   });
+
+  // after the tests that count this collector's sessions: it runs the sample agent again
+  it('findings --follow: what was stored, then each finding as it is stored, until a signal', async () => {
+    const watched = `${session}-follow`;
+    const child = spawn(process.execPath, [CLI, 'findings', '--follow', '--json', '--interval', '1', '--url', tc.url, '--since', '1d'], { cwd: packageRoot, env: { ...process.env, NO_COLOR: '1' } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const lines = () => out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { event: string; finding_id: string; session_id: string; detector: string; repeats: number });
+    try {
+      // the findings stored before: each once, as existing
+      const before = await until(async () => (lines().some((l) => l.session_id === session) ? lines() : undefined));
+      expect(before.every((l) => l.event === 'existing')).toBe(true);
+      expect(new Set(before.map((l) => l.finding_id)).size).toBe(before.length);
+      // a new session loops: its findings come as new while follow runs
+      await runSampleAgent(tc.url, watched);
+      await tc.collector.flush();
+      const news = await until(async () => {
+        const n = lines().filter((l) => l.session_id === watched);
+        return n.some((l) => l.detector === 'retry_storm') && n.some((l) => l.detector === 'repeat') ? n : undefined;
+      });
+      expect(news.every((l) => l.event === 'new')).toBe(true);
+      expect(lines().filter((l) => l.session_id === session).every((l) => l.event === 'existing')).toBe(true);
+    } finally {
+      child.kill('SIGINT');
+    }
+    expect(await new Promise((r) => child.on('exit', (_code, signal) => r(signal)))).toBe('SIGINT');
+    // no collector at the start: an error, not a wait
+    const down = await cli(['findings', '--follow', '--url', `http://127.0.0.1:${await freePort()}`]);
+    expect(down.code).toBe(3);
+    expect(down.stderr).toContain('no collector at');
+  }, 90_000);
 
   it('errors: unknown session, bad arguments, no collector', async () => {
     const missing = await cli(['session', 'no-such-session', '--url', tc.url]);
