@@ -1,6 +1,7 @@
 // Assembles the collector: store (embedded chDB or server) + migrations, spool + loader,
 // the Hono app with OTLP ingest, health and metrics, and the HTTP listener.
 import { join, resolve } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { CollectorConfig } from './config.js';
@@ -84,6 +85,29 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   registerOtlpRoutes(app, { config, spool, metrics, log, retryCache: new RetryCache({ maxEntries: 50_000, ttlMs: 10 * 60_000 }), inflight });
 
   let server: ServerType | null = null;
+  // An exporter set to OTLP/gRPC (the default of several languages' SDKs) opens HTTP/2 on this
+  // OTLP/HTTP port, and on its side sees only a dropped connection: say here what to change.
+  let h2WarnedAt = 0;
+  const onClientError = (err: Error & { code?: string }, socket: Duplex): void => {
+    if (err.code === 'HPE_PAUSED_H2_UPGRADE') {
+      metrics.inc('loopwatch_requests_rejected_total');
+      if (Date.now() - h2WarnedAt > 60_000) {
+        h2WarnedAt = Date.now();
+        log.warn(
+          { remote: (socket as Duplex & { remoteAddress?: string }).remoteAddress },
+          'a client spoke HTTP/2 (an OTLP/gRPC exporter?) to the OTLP/HTTP port; Loopwatch takes OTLP/HTTP: set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf in the exporting application (said at most once a minute)',
+        );
+      }
+      socket.destroy();
+      return;
+    }
+    // otherwise what Node does without a listener
+    if (socket.writable && (socket as Duplex & { bytesWritten?: number }).bytesWritten === 0) {
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+      socket.write(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
+    }
+    socket.destroy(err);
+  };
   const collector: Collector = {
     app, config, store, spool, loader, metrics, log, detectors,
     url: '',
@@ -99,6 +123,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
           resolveUrl(collector.url);
         });
         s.once('error', reject);
+        s.on('clientError', onClientError);
         server = s;
       });
     },
