@@ -6,6 +6,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { CollectorConfig } from './config.js';
 import { registerApiRoutes } from './api/routes.js';
+import { TraceExport } from './ingest/export-request.js';
 import { registerOtlpRoutes } from './ingest/otlp-http.js';
 import { RetryCache } from './ingest/retry-cache.js';
 import { createAuth, registerAuth } from './auth.js';
@@ -82,7 +83,9 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     return c.body(await metrics.text());
   });
   registerApiRoutes(app, { client: store.client, log }); // read API for the CLI: /api/v1/*
-  registerOtlpRoutes(app, { config, spool, metrics, log, retryCache: new RetryCache({ maxEntries: 50_000, ttlMs: 10 * 60_000 }), inflight });
+  // one export path for every transport: the same retry cache, admission bound and spool
+  const exports = new TraceExport({ config, spool, metrics, log, retryCache: new RetryCache({ maxEntries: 50_000, ttlMs: 10 * 60_000 }) });
+  registerOtlpRoutes(app, { config, metrics, exports, inflight });
 
   let server: ServerType | null = null;
   // An exporter set to OTLP/gRPC (the default of several languages' SDKs) opens HTTP/2 on this

@@ -1,6 +1,6 @@
 // POST /v1/traces: OTLP/HTTP trace ingest.
 // content type -> admission (requests and bytes in flight) -> size limit -> gunzip (bounded)
-// -> retry check -> prescan (object count, depth) -> decode -> rows -> spool (fdatasync) -> 200.
+// -> the export request (export-request.ts: retry check, prescan, decode, rows, spool) -> 200.
 // Errors follow the OTLP/HTTP spec: 400 bad data (not retried), 413 too large, 415 unsupported
 // type, 429 + Retry-After when too much is in flight, 503 + Retry-After when the spool is full
 // (both retried); bodies are google.rpc.Status in the request's encoding.
@@ -9,20 +9,12 @@ import { promisify } from 'node:util';
 import type { Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { CollectorConfig } from '../config.js';
-import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import { SpoolFullError, type Spool } from '../spool/spool.js';
-import { decodeTraceRequestJson } from './otlp-json.js';
-import { decodeTraceRequest, encodeRpcStatus, encodeTraceResponse } from './otlp-proto.js';
-import { InFlight, type Ticket } from './inflight.js';
-import { prescanJson, prescanProtobuf } from './prescan.js';
-import { RetryCache, type Outcome } from './retry-cache.js';
-import { BadRequestError, serializeRows, toSpanRows, type IngestLimits } from './span-rows.js';
+import type { Encoding, ExportOutcome, TraceExport } from './export-request.js';
+import { encodeRpcStatus, encodeTraceResponse } from './otlp-proto.js';
+import type { InFlight, Ticket } from './inflight.js';
 
 const gunzipAsync = promisify(gunzip);
-const EMPTY = Buffer.alloc(0);
-
-type Encoding = 'protobuf' | 'json';
 
 // gRPC status codes used in google.rpc.Status bodies.
 const INVALID_ARGUMENT = 3;
@@ -57,21 +49,32 @@ function reply(c: Context, enc: Encoding, status: 200 | 400 | 401 | 413 | 415 | 
 
 export interface IngestDeps {
   config: CollectorConfig;
-  spool: Spool;
   metrics: Metrics;
-  log: Logger;
-  retryCache: RetryCache;
-  /** Admission bound (requests and bytes in flight); made from config.limits when absent. */
-  inflight?: InFlight;
+  /** What is done with a request once its body is read. */
+  exports: TraceExport;
+  /** Admission bound (requests and bytes in flight), shared with the other transports. */
+  inflight: InFlight;
+}
+
+const retryAfter = { 'Retry-After': '5' };
+const throttleAfter = { 'Retry-After': '1' };
+
+/** An export request's outcome as an OTLP/HTTP answer. */
+function answer(c: Context, enc: Encoding, outcome: ExportOutcome): Response {
+  switch (outcome.kind) {
+    case 'accepted':
+      return reply(c, enc, 200, { rejected: outcome.rejectedSpans, reason: outcome.rejectReason });
+    case 'invalid':
+      return reply(c, enc, 400, { code: INVALID_ARGUMENT, message: outcome.message });
+    case 'too_large':
+      return reply(c, enc, 413, { code: RESOURCE_EXHAUSTED, message: outcome.message });
+    case 'unavailable':
+      return reply(c, enc, 503, { code: UNAVAILABLE, message: outcome.message }, retryAfter);
+  }
 }
 
 export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
-  const { config, spool, metrics, log, retryCache } = deps;
-  const inflight = deps.inflight ?? new InFlight({ maxRequests: config.limits.maxConcurrentRequests, maxBytes: config.limits.maxInFlightBytes });
-  const limits: IngestLimits = config.limits;
-  const retryAfter = { 'Retry-After': '5' };
-  const throttleAfter = { 'Retry-After': '1' };
-  const prescanLimits = { maxObjects: config.limits.maxObjectsPerRequest, maxDepth: 4 * config.limits.maxValueDepth + 16 };
+  const { config, metrics, exports, inflight } = deps;
 
   app.post(
     '/v1/traces',
@@ -133,82 +136,7 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
         return fail(415, INVALID_ARGUMENT, `unsupported content encoding '${contentEncoding}': use gzip or none`);
       }
 
-      const key = RetryCache.key(body, enc);
-      const earlier = retryCache.get(key);
-      if (earlier) {
-        try {
-          const outcome = await earlier;
-          metrics.add('loopwatch_spans_duplicate_total', outcome.acceptedSpans + outcome.rejectedSpans);
-          return reply(c, enc, 200, { rejected: outcome.rejectedSpans, reason: outcome.rejectReason });
-        } catch {
-          // the earlier attempt failed and was forgotten: process this one afresh
-        }
-      }
-
-      const scan = enc === 'protobuf' ? prescanProtobuf(body, prescanLimits) : prescanJson(body, prescanLimits);
-      if (!scan.ok) {
-        return scan.reason === 'objects'
-          ? fail(413, RESOURCE_EXHAUSTED, `request has more than ${prescanLimits.maxObjects} objects (spans, attributes, events, links, values); send smaller batches`)
-          : fail(400, INVALID_ARGUMENT, `request nested deeper than ${prescanLimits.maxDepth} levels (attribute values may nest ${config.limits.maxValueDepth})`);
-      }
-
-      let converted: Converted;
-      try {
-        converted = convert(enc, body, limits);
-      } catch (err) {
-        if (err instanceof BadRequestError) return fail(400, INVALID_ARGUMENT, err.message);
-        if (err instanceof RangeError) return fail(400, INVALID_ARGUMENT, `request nested too deeply: ${err.message}`);
-        throw err;
-      }
-      const { payload, accepted, rejectedSpans, rejectReason } = converted;
-      metrics.add('loopwatch_spans_received_total', accepted + rejectedSpans);
-      metrics.add('loopwatch_spans_rejected_total', rejectedSpans);
-      if (accepted === 0) return reply(c, enc, 200, { rejected: rejectedSpans, reason: rejectReason });
-
-      ticket.set(body.length + payload.length);
-      const stored: Promise<Outcome> = spool.append(payload).then(() => ({ acceptedSpans: accepted, rejectedSpans, rejectReason }));
-      retryCache.track(key, stored);
-      try {
-        await stored;
-      } catch (err) {
-        if (err instanceof SpoolFullError) {
-          metrics.inc('loopwatch_requests_spool_full_total');
-          return fail(503, UNAVAILABLE, 'collector is over capacity (spool full); retry later', retryAfter);
-        }
-        log.error({ err }, 'spool append failed');
-        return fail(503, UNAVAILABLE, 'collector could not persist the request; retry later', retryAfter);
-      }
-      metrics.add('loopwatch_spans_accepted_total', accepted);
-      metrics.add('loopwatch_spool_written_bytes_total', payload.length);
-      return reply(c, enc, 200, { rejected: rejectedSpans, reason: rejectReason });
+      return answer(c, enc, await exports.handle(body, enc, ticket));
     },
   );
-}
-
-interface Converted {
-  /** The accepted spans as spool bytes (JSONCompactEachRow). */
-  payload: Buffer;
-  accepted: number;
-  rejectedSpans: number;
-  rejectReason: string;
-}
-
-/**
- * Decodes a request and serializes its spans for the spool. The decoded objects die with this
- * call: kept across the fdatasync wait they would be promoted to the old generation and cost a
- * full GC.
- */
-function convert(enc: Encoding, body: Uint8Array, limits: IngestLimits): Converted {
-  const req = enc === 'protobuf' ? decodeProtobuf(body) : decodeTraceRequestJson(body);
-  const { rows, rejectedSpans, rejectReason } = toSpanRows(req, limits);
-  return { payload: rows.length > 0 ? serializeRows(rows) : EMPTY, accepted: rows.length, rejectedSpans, rejectReason };
-}
-
-function decodeProtobuf(body: Uint8Array) {
-  try {
-    return decodeTraceRequest(body);
-  } catch (err) {
-    if (err instanceof RangeError && /call stack/i.test(err.message)) throw err;
-    throw new BadRequestError(`body is not a valid OTLP protobuf ExportTraceServiceRequest: ${(err as Error).message}`);
-  }
 }
