@@ -27,7 +27,7 @@ COPY --from=build /app/collector/proto ./collector/proto
 RUN mkdir -p /var/lib/loopwatch && chown node:node /var/lib/loopwatch
 USER node
 VOLUME ["/var/lib/loopwatch"]
-EXPOSE 4318
+EXPOSE 4318 4317
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=5 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:4318/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 CMD ["node", "dist/collector/src/cli/main.js", "up", "--host", "0.0.0.0"]

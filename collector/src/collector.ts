@@ -8,6 +8,7 @@ import type { CollectorConfig } from './config.js';
 import { registerApiRoutes } from './api/routes.js';
 import { TraceExport } from './ingest/export-request.js';
 import { registerOtlpRoutes } from './ingest/otlp-http.js';
+import { listenOtlpGrpc, type GrpcListener } from './ingest/otlp-grpc.js';
 import { RetryCache } from './ingest/retry-cache.js';
 import { createAuth, registerAuth } from './auth.js';
 import { InFlight } from './ingest/inflight.js';
@@ -33,6 +34,8 @@ export interface Collector {
   log: Logger;
   /** Where it listens, once listening. */
   url: string;
+  /** Where OTLP/gRPC is taken (host:port), once listening; empty when config.grpcPort is off. */
+  grpcAddress: string;
   listen(): Promise<string>;
   /** Waits until everything acknowledged so far is in the store. */
   flush(): Promise<void>;
@@ -86,19 +89,21 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   // one export path for every transport: the same retry cache, admission bound and spool
   const exports = new TraceExport({ config, spool, metrics, log, retryCache: new RetryCache({ maxEntries: 50_000, ttlMs: 10 * 60_000 }) });
   registerOtlpRoutes(app, { config, metrics, exports, inflight });
+  let grpc: GrpcListener | null = null;
 
   let server: ServerType | null = null;
-  // An exporter set to OTLP/gRPC (the default of several languages' SDKs) opens HTTP/2 on this
-  // OTLP/HTTP port, and on its side sees only a dropped connection: say here what to change.
+  // An OTLP/gRPC exporter (the default of several languages' SDKs) pointed at this OTLP/HTTP
+  // port opens HTTP/2, and on its side sees only a dropped connection: say here what to change.
   let h2WarnedAt = 0;
   const onClientError = (err: Error & { code?: string }, socket: Duplex): void => {
     if (err.code === 'HPE_PAUSED_H2_UPGRADE') {
       metrics.inc('loopwatch_requests_rejected_total');
       if (Date.now() - h2WarnedAt > 60_000) {
         h2WarnedAt = Date.now();
+        const grpcHint = collector.grpcAddress ? `send OTLP/gRPC to ${collector.grpcAddress}, or ` : '';
         log.warn(
           { remote: (socket as Duplex & { remoteAddress?: string }).remoteAddress },
-          'a client spoke HTTP/2 (an OTLP/gRPC exporter?) to the OTLP/HTTP port; Loopwatch takes OTLP/HTTP: set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf in the exporting application (said at most once a minute)',
+          `a client spoke HTTP/2 (an OTLP/gRPC exporter?) to the OTLP/HTTP port: ${grpcHint}set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf in the exporting application (said at most once a minute)`,
         );
       }
       socket.destroy();
@@ -114,7 +119,12 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   const collector: Collector = {
     app, config, store, spool, loader, metrics, log, detectors,
     url: '',
-    listen() {
+    grpcAddress: '',
+    async listen() {
+      if (config.grpcPort !== null) {
+        grpc = await listenOtlpGrpc({ config, exports, inflight, auth, metrics, log }, config.grpcPort);
+        collector.grpcAddress = grpc.address;
+      }
       return new Promise((resolveUrl, reject) => {
         const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
           collector.url = `http://${info.family === 'IPv6' ? `[${info.address}]` : info.address}:${info.port}`;
@@ -125,7 +135,10 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
           }
           resolveUrl(collector.url);
         });
-        s.once('error', reject);
+        s.once('error', (err) => {
+          void grpc?.close();
+          reject(err);
+        });
         s.on('clientError', onClientError);
         server = s;
       });
@@ -136,6 +149,8 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     async close() {
       closing = true;
       schema.stop();
+      const grpcClosed = grpc?.close();
+      grpc = null;
       if (server) {
         const s = server;
         // Stop accepting; requests in progress finish (and are acknowledged or not) first. A
@@ -145,6 +160,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
         clearTimeout(cut);
         server = null;
       }
+      await grpcClosed;
       await detectors.stop();
       await spool.close();
       await Promise.race([loader.drained(), new Promise((r) => setTimeout(r, 10_000))]);

@@ -15,6 +15,13 @@ export const keyHash = z
 export const configSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.coerce.number().int().min(0).max(65535).default(4318),
+  /**
+   * OTLP/gRPC port on the same host; null (`off`) = no gRPC listener. Unset while `port` is 0
+   * (any free port: a throwaway instance), it is 0 too rather than the fixed 4317.
+   */
+  grpcPort: z
+    .union([z.literal('off').transform(() => null), z.null(), z.coerce.number().int().min(0).max(65535)], { error: 'expected a port (0-65535) or "off"' })
+    .default(4317),
   /** Embedded database, spool and other state live here. */
   dataDir: z.string().min(1).default('.loopwatch'),
   clickhouse: z
@@ -110,6 +117,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
   return drop({
     host: pick('LOOPWATCH_HOST'),
     port: pick('LOOPWATCH_PORT') as unknown as number,
+    grpcPort: pick('LOOPWATCH_GRPC_PORT') as unknown as number,
     dataDir: pick('LOOPWATCH_DATA_DIR'),
     retentionDays: pick('LOOPWATCH_RETENTION_DAYS') as unknown as number,
     logLevel: pick('LOOPWATCH_LOG_LEVEL') as ConfigInput['logLevel'],
@@ -167,5 +175,6 @@ export function loadConfig(overrides: ConfigInput = {}, env: NodeJS.ProcessEnv =
     const issue = parsed.error.issues[0];
     throw new ConfigError(`invalid configuration ${issue?.path.join('.') ?? ''}: ${issue?.message ?? ''}`);
   }
+  if (input.grpcPort === undefined && parsed.data.port === 0) parsed.data.grpcPort = 0;
   return parsed.data;
 }

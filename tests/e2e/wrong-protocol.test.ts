@@ -1,7 +1,7 @@
-// A client that does not speak HTTP/1.1 to the OTLP/HTTP port. An exporter set to OTLP/gRPC opens
-// HTTP/2 (here Node's own HTTP/2 client, which starts a connection as gRPC clients do): it can
-// only see a dropped connection, so the collector's log says what to change. Other garbage gets
-// the 400 Node would send. The collector is the real process (`loopwatch up`).
+// A client that does not speak HTTP/1.1 to the OTLP/HTTP port. An OTLP/gRPC exporter pointed at
+// it opens HTTP/2 (here Node's own HTTP/2 client, which starts a connection as gRPC clients do):
+// it can only see a dropped connection, so the collector's log says where gRPC goes. Other
+// garbage gets the 400 Node would send. The collector is the real process (`loopwatch up`).
 import { connect as h2connect } from 'node:http2';
 import { connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -28,7 +28,7 @@ const rejected = async () => {
 };
 
 describe('a client that speaks another protocol', () => {
-  it('HTTP/2 (an OTLP/gRPC exporter): the connection is dropped and the log says to use http/protobuf, at most once a minute', async () => {
+  it('HTTP/2 (an OTLP/gRPC exporter): the connection is dropped and the log says where gRPC goes, at most once a minute', async () => {
     const before = await rejected();
     for (let i = 0; i < 2; i++) {
       const error = await new Promise<Error | undefined>((resolve) => {
@@ -44,7 +44,7 @@ describe('a client that speaks another protocol', () => {
     expect(await rejected()).toBe(before + 2);
     const said = p.output().split('\n').filter((l) => l.includes('OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf'));
     expect(said).toHaveLength(1);
-    expect(said[0]).toContain('spoke HTTP/2 (an OTLP/gRPC exporter?) to the OTLP/HTTP port');
+    expect(said[0]).toContain('spoke HTTP/2 (an OTLP/gRPC exporter?) to the OTLP/HTTP port: send OTLP/gRPC to 127.0.0.1:');
   });
 
   it('bytes that are not HTTP get the 400 Node would send', async () => {

@@ -239,6 +239,7 @@ describe('docker-compose.yml and Dockerfile', () => {
   it('publish the OTLP, ClickHouse HTTP and Grafana ports', () => {
     const ports = (s: string) => (services[s].ports as string[]).map((p) => p.split(':').slice(-1)[0]);
     expect(ports('collector')).toContain('4318');
+    expect(ports('collector')).toContain('4317');
     expect(ports('clickhouse')).toContain('8123');
     expect(ports('grafana')).toContain('3000');
   });

@@ -28,7 +28,8 @@ interface DemoOpts extends CommonOpts {
 
 async function startOwnCollector(url: string, dataDir: string): Promise<Collector> {
   const u = new URL(url);
-  const config = loadConfig({ host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : 4318, dataDir, logLevel: 'warn', detect: { intervalMs: 1000 } });
+  // the sample agent exports over HTTP: no gRPC port to hold (or find taken)
+  const config = loadConfig({ host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : 4318, grpcPort: null, dataDir, logLevel: 'warn', detect: { intervalMs: 1000 } });
   const collector = await createCollector(config);
   try {
     await collector.listen();

@@ -10,12 +10,17 @@ function int(value: string): number {
   return n;
 }
 
+function portOrOff(value: string): number | 'off' {
+  return value.trim().toLowerCase() === 'off' ? 'off' : int(value);
+}
+
 export function registerUpCommand(program: Command): void {
   program
     .command('up')
-    .description('start the collector (OTLP/HTTP on :4318) on the embedded store, or a ClickHouse server with --clickhouse-url')
+    .description('start the collector (OTLP/HTTP on :4318, OTLP/gRPC on :4317) on the embedded store, or a ClickHouse server with --clickhouse-url')
     .option('--host <host>', 'address to listen on (LOOPWATCH_HOST)')
-    .option('-p, --port <port>', 'port to listen on (LOOPWATCH_PORT)', int)
+    .option('-p, --port <port>', 'OTLP/HTTP and API port (LOOPWATCH_PORT)', int)
+    .option('--grpc-port <port>', 'OTLP/gRPC port, or "off" (LOOPWATCH_GRPC_PORT; default 4317)', portOrOff)
     .option('-d, --data-dir <dir>', 'embedded database and spool directory (LOOPWATCH_DATA_DIR)')
     .option('--clickhouse-url <url>', 'use a ClickHouse server instead of the embedded engine (LOOPWATCH_CLICKHOUSE_URL)')
     .option('--retention-days <days>', 'keep data this many days (LOOPWATCH_RETENTION_DAYS)', int)
@@ -23,9 +28,9 @@ export function registerUpCommand(program: Command): void {
     .option('--keys-file <path>', 'API key hashes, lines of "ingest|read <sha256>" (LOOPWATCH_KEYS_FILE)')
     .option('--detectors <settings>', 'detector thresholds and budgets, e.g. "repeatMinRun=4,budgetMaxCostUsd=2" (LOOPWATCH_DETECTORS; docs/detectors.md)')
     .option('--json', 'print the start-up summary as JSON')
-    .action(async (opts: { host?: string; port?: number; dataDir?: string; clickhouseUrl?: string; retentionDays?: number; logLevel?: string; json?: boolean; keysFile?: string; detectors?: string }) => {
+    .action(async (opts: { host?: string; port?: number; grpcPort?: number | 'off'; dataDir?: string; clickhouseUrl?: string; retentionDays?: number; logLevel?: string; json?: boolean; keysFile?: string; detectors?: string }) => {
       const overrides: ConfigInput = {
-        host: opts.host, port: opts.port, dataDir: opts.dataDir, retentionDays: opts.retentionDays,
+        host: opts.host, port: opts.port, grpcPort: opts.grpcPort, dataDir: opts.dataDir, retentionDays: opts.retentionDays,
         logLevel: opts.logLevel as ConfigInput['logLevel'],
         clickhouse: opts.clickhouseUrl ? { url: opts.clickhouseUrl } : undefined,
         auth: opts.keysFile ? { keysFile: opts.keysFile } : undefined,
@@ -35,7 +40,7 @@ export function registerUpCommand(program: Command): void {
       const log = createLogger(config.logLevel);
       const collector = await createCollector(config, log);
       const url = await collector.listen();
-      const summary = { url, otlpTracesEndpoint: `${url}/v1/traces`, store: collector.store.mode, storeLocation: collector.store.location };
+      const summary = { url, otlpTracesEndpoint: `${url}/v1/traces`, otlpGrpc: collector.grpcAddress || null, store: collector.store.mode, storeLocation: collector.store.location };
       if (opts.json) {
         process.stdout.write(JSON.stringify(summary) + '\n');
       } else {
@@ -43,6 +48,7 @@ export function registerUpCommand(program: Command): void {
           [
             `loopwatch collector listening on ${url}`,
             `  OTLP/HTTP traces: POST ${summary.otlpTracesEndpoint} (protobuf or JSON)`,
+            summary.otlpGrpc ? `  OTLP/gRPC traces: ${summary.otlpGrpc}` : '  OTLP/gRPC: off',
             `  store: ${collector.store.mode} (${collector.store.location})`,
             '',
             'Instrument an agent (Node 20+):',

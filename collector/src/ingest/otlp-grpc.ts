@@ -1,0 +1,124 @@
+// OTLP/gRPC trace ingest: opentelemetry.proto.collector.trace.v1.TraceService/Export on its own
+// port (4317 by default, as the OpenTelemetry Collector has it), for SDKs whose exporter speaks
+// gRPC. The request bytes go through the same export path as OTLP/HTTP (export-request.ts):
+// the same admission bound, retry cache, limits and spool, and the answer comes only once the
+// spans are on disk. Status codes follow the OTLP specification: INVALID_ARGUMENT for bad data
+// (not retried), UNAVAILABLE when busy or the spool is full (retried), RESOURCE_EXHAUSTED
+// without retry information for a request over a size bound, UNAUTHENTICATED without a key.
+// grpc-js reads the message, handles gzip, and refuses a message past the size limit itself.
+import { Server, ServerCredentials, status, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition } from '@grpc/grpc-js';
+import type { Auth } from '../auth.js';
+import type { CollectorConfig } from '../config.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { ExportOutcome, TraceExport } from './export-request.js';
+import type { InFlight } from './inflight.js';
+import { encodeTraceResponse } from './otlp-proto.js';
+
+export const TRACE_EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
+
+// The message bytes are decoded by the export path (protobufjs), not by grpc-js.
+const traceService: ServiceDefinition = {
+  Export: {
+    path: TRACE_EXPORT_PATH,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (b: Buffer) => b,
+    requestDeserialize: (b: Buffer) => b,
+    responseSerialize: (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+    responseDeserialize: (b: Buffer) => b,
+  },
+};
+
+export interface GrpcDeps {
+  config: CollectorConfig;
+  exports: TraceExport;
+  inflight: InFlight;
+  auth: Auth;
+  metrics: Metrics;
+  log: Logger;
+}
+
+export interface GrpcListener {
+  /** host:port it listens on. */
+  address: string;
+  close(): Promise<void>;
+}
+
+function failure(code: status, details: string): { code: status; details: string } {
+  return { code, details };
+}
+
+function answer(outcome: ExportOutcome, done: sendUnaryData<Uint8Array>): void {
+  switch (outcome.kind) {
+    case 'accepted':
+      return done(null, encodeTraceResponse(outcome.rejectedSpans, outcome.rejectReason));
+    case 'invalid':
+      return done(failure(status.INVALID_ARGUMENT, outcome.message));
+    case 'too_large':
+      return done(failure(status.RESOURCE_EXHAUSTED, outcome.message));
+    case 'unavailable':
+      return done(failure(status.UNAVAILABLE, outcome.message));
+  }
+}
+
+/** Starts the gRPC listener on config.host and the given port (0: any free one). */
+export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListener> {
+  const { config, exports, inflight, auth, metrics, log } = deps;
+  const server = new Server({
+    'grpc.max_receive_message_length': config.limits.maxBodyBytes,
+    'grpc.max_send_message_length': 1024 * 1024,
+  });
+  const exportSpans = (call: ServerUnaryCall<Buffer, Uint8Array>, done: sendUnaryData<Uint8Array>): void => {
+    metrics.inc('loopwatch_requests_received_total');
+    const authorization = call.metadata.get('authorization')[0];
+    if (!auth.allows('ingest', typeof authorization === 'string' ? authorization : undefined)) {
+      metrics.inc('loopwatch_requests_rejected_total');
+      metrics.inc('loopwatch_requests_unauthorized_total');
+      // never the metadata: only what was refused
+      log.warn({ path: TRACE_EXPORT_PATH, role: 'ingest' }, 'gRPC export without a valid API key refused (UNAUTHENTICATED)');
+      return done(failure(status.UNAUTHENTICATED, 'missing or invalid API key: send metadata "authorization: Bearer <key>" with an ingest key'));
+    }
+    const body = call.request;
+    const ticket = inflight.enter(body.length);
+    if (!ticket) {
+      metrics.inc('loopwatch_requests_rejected_total');
+      metrics.inc('loopwatch_requests_throttled_total');
+      return done(failure(status.UNAVAILABLE, `collector is busy (${inflight.requests} requests, ${inflight.bytes} bytes in flight); retry later`));
+    }
+    exports.handle(body, 'protobuf', ticket).then(
+      (outcome) => {
+        ticket.release();
+        answer(outcome, done);
+      },
+      (err: unknown) => {
+        ticket.release();
+        log.error({ err }, 'unhandled error in gRPC export');
+        done(failure(status.INTERNAL, 'internal error'));
+      },
+    );
+  };
+  server.addService(traceService, { Export: exportSpans });
+
+  const host = config.host.includes(':') && !config.host.startsWith('[') ? `[${config.host}]` : config.host;
+  return new Promise((resolve, reject) => {
+    server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, bound) => {
+      if (err) {
+        server.forceShutdown();
+        return reject(new Error(`cannot listen for OTLP/gRPC on ${host}:${port}: ${err.message}`));
+      }
+      resolve({
+        address: `${host}:${bound}`,
+        close: () =>
+          new Promise<void>((done) => {
+            // requests in progress finish (acknowledged or not); a client that holds on is cut off
+            const cut = setTimeout(() => server.forceShutdown(), 5_000);
+            server.tryShutdown(() => {
+              clearTimeout(cut);
+              done();
+            });
+          }),
+      });
+    });
+  });
+}
