@@ -3,6 +3,7 @@
 // (against the running collector), --help and --json everywhere, errors and exit codes.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -218,6 +219,19 @@ describe('loopwatch CLI', () => {
     const down = await cli(['sessions', '--url', `http://127.0.0.1:${await freePort()}`]);
     expect(down.code).toBe(3);
     expect(down.stderr).toContain('no collector at');
+    // a port in use: which one, and the option that changes it
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const takenPort = (taken.address() as { port: number }).port;
+    try {
+      const httpTaken = await cli(['up', '--port', String(takenPort), '--grpc-port', 'off', '--data-dir', mkdtempSync(join(tmpdir(), 'loopwatch-cli-'))]);
+      expect({ code: httpTaken.code, stderr: httpTaken.stderr }).toEqual({ code: 1, stderr: `loopwatch: cannot listen on 127.0.0.1:${takenPort} (in use: another collector?): choose another with --port (LOOPWATCH_PORT)\n` });
+      const grpcTaken = await cli(['up', '--port', '0', '--grpc-port', String(takenPort), '--data-dir', mkdtempSync(join(tmpdir(), 'loopwatch-cli-'))]);
+      expect(grpcTaken.code).toBe(1);
+      expect(grpcTaken.stderr).toBe(`loopwatch: port ${takenPort} on 127.0.0.1 (OTLP/gRPC) is in use: choose another with --grpc-port (LOOPWATCH_GRPC_PORT), or turn gRPC off with --grpc-port off\n`);
+    } finally {
+      taken.close();
+    }
     // a bad detector setting stops `up` before it starts anything, naming the setting
     const badSetting = await cli(['up', '--port', '0', '--data-dir', mkdtempSync(join(tmpdir(), 'loopwatch-cli-')), '--detectors', 'repeatMinRun=1']);
     expect(badSetting.code).toBe(2);

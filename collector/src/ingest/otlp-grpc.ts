@@ -6,7 +6,7 @@
 // (not retried), UNAVAILABLE when busy or the spool is full (retried), RESOURCE_EXHAUSTED
 // without retry information for a request over a size bound, UNAUTHENTICATED without a key.
 // grpc-js reads the message, handles gzip, and refuses a message past the size limit itself.
-import { Server, ServerCredentials, status, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition } from '@grpc/grpc-js';
+import { Server, ServerCredentials, setLogger, status, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition } from '@grpc/grpc-js';
 import type { Auth } from '../auth.js';
 import type { CollectorConfig } from '../config.js';
 import type { Logger } from '../logger.js';
@@ -65,6 +65,8 @@ function answer(outcome: ExportOutcome, done: sendUnaryData<Uint8Array>): void {
 /** Starts the gRPC listener on config.host and the given port (0: any free one). */
 export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListener> {
   const { config, exports, inflight, auth, metrics, log } = deps;
+  // grpc-js writes its own lines to stderr; what matters is reported here, in the collector's log
+  setLogger({ error: (...args: unknown[]) => log.debug({ grpc: args.map(String).join(' ') }, 'grpc-js') });
   const server = new Server({
     'grpc.max_receive_message_length': config.limits.maxBodyBytes,
     'grpc.max_send_message_length': 1024 * 1024,
@@ -105,7 +107,12 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
     server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, bound) => {
       if (err) {
         server.forceShutdown();
-        return reject(new Error(`cannot listen for OTLP/gRPC on ${host}:${port}: ${err.message}`));
+        const inUse = /EADDRINUSE/.test(err.message);
+        return reject(
+          Object.assign(new Error(inUse ? `port ${port} on ${host} (OTLP/gRPC) is in use: choose another with --grpc-port (LOOPWATCH_GRPC_PORT), or turn gRPC off with --grpc-port off` : `cannot listen for OTLP/gRPC on ${host}:${port}: ${err.message}`), {
+            code: inUse ? 'EADDRINUSE' : undefined,
+          }),
+        );
       }
       resolve({
         address: `${host}:${bound}`,
