@@ -8,6 +8,7 @@ import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { CompressionAlgorithm } from '@opentelemetry/otlp-exporter-base';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashKey } from '../../collector/src/auth.js';
 import { TRACE_EXPORT_PATH } from '../../collector/src/ingest/otlp-grpc.js';
@@ -68,8 +69,8 @@ const RawClient = makeGenericClientConstructor(
   { Export: { path: TRACE_EXPORT_PATH, requestStream: false, responseStream: false, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b } },
   'TraceService',
 );
-function rawExport(address: string, body: Uint8Array, metadata = withKey()): Promise<{ error?: ServiceError; response?: Buffer }> {
-  const client = new RawClient(address, credentials.createInsecure()) as unknown as {
+function rawExport(address: string, body: Uint8Array, metadata = withKey(), opts: { gzip?: boolean } = {}): Promise<{ error?: ServiceError; response?: Buffer }> {
+  const client = new RawClient(address, credentials.createInsecure(), opts.gzip ? { 'grpc.default_compression_algorithm': 2 } : {}) as unknown as {
     Export(req: Buffer, md: Metadata, cb: (err: ServiceError | null, res?: Buffer) => void): void;
     close(): void;
   };
@@ -127,6 +128,11 @@ describe('OTLP/gRPC', () => {
     const big = toolSpansRequest(range(32, 0, 2000), { session: 'grpc-big' }).body;
     expect(big.length).toBeGreaterThan(64 * 1024);
     expect((await rawExport(tc.collector.grpcAddress, big)).error?.code).toBe(status.RESOURCE_EXHAUSTED);
+    // the bound is on the message, not the wire: small when gzipped, refused all the same
+    expect(gzipSync(big).length).toBeLessThan(64 * 1024);
+    const zipped = await rawExport(tc.collector.grpcAddress, big, withKey(), { gzip: true });
+    expect(zipped.error?.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(zipped.error?.details).toContain('decompresses to a size larger than 65536');
     expect((await calls('grpc-no-key')).n).toBe(0);
     expect((await calls('grpc-big')).n).toBe(0);
   });
