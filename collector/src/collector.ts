@@ -79,7 +79,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   });
   registerAuth(app, auth, { log, metrics }); // before any route
   app.get('/healthz', (c) =>
-    c.json({ status: 'ok', store: store.mode, schema: schema.isReady ? 'ready' : 'pending', auth: auth.enabled, spool: { bytes: spool.heldBytes, segments: spool.sealedCount } }),
+    c.json({ status: 'ok', store: store.mode, schema: schema.isReady ? 'ready' : 'pending', auth: auth.enabled, grpc: collector.grpcAddress || null, spool: { bytes: spool.heldBytes, segments: spool.sealedCount } }),
   );
   app.get('/metrics', async (c) => {
     c.header('Content-Type', metrics.registry.contentType);

@@ -84,6 +84,9 @@ function rawExport(address: string, body: Uint8Array, metadata = withKey(), opts
 
 describe('OTLP/gRPC', () => {
   it('the OpenTelemetry gRPC exporter: tool calls land in agent_tool_calls, plain and gzip', async () => {
+    // where gRPC listens is in /healthz, beside the spool
+    expect(((await (await fetch(`${tc.url}/healthz`)).json()) as { grpc: string }).grpc).toBe(tc.collector.grpcAddress);
+    expect(tc.collector.grpcAddress).toMatch(/^127\.0\.0\.1:\d+$/);
     await exportWithSdk('grpc-plain', 7, CompressionAlgorithm.NONE);
     await exportWithSdk('grpc-gzip', 5, CompressionAlgorithm.GZIP);
     expect(await calls('grpc-plain')).toEqual({ n: 7, tool: 'write_file', service: 'grpc-agent' });
