@@ -1,13 +1,16 @@
 // bench/ingest: OTLP protobuf spans/s end to end (HTTP -> decode -> spool fdatasync -> loader ->
 // embedded ClickHouse, with the normalizing views) against, in the same run, the engine's own
-// insert rate for the same rows through the same client (no HTTP, no decode, no spool).
+// insert rate for the same rows through the same client (no HTTP, no decode, no spool); and the
+// same requests over OTLP/gRPC, to a new collector, in the same run.
 // Usage: npm run bench:ingest [-- --spans 300000 --batch 1000 --concurrency 8]
 import { spawn } from 'node:child_process';
+import { credentials, makeGenericClientConstructor, status, type ServiceError } from '@grpc/grpc-js';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../collector/src/config.js';
+import { TRACE_SERVICE } from '../collector/src/ingest/otlp-grpc.js';
 import { decodeTraceRequest } from '../collector/src/ingest/otlp-proto.js';
 import { serializeRows, toSpanRows } from '../collector/src/ingest/span-rows.js';
 import { packageRoot } from '../collector/src/paths.js';
@@ -68,43 +71,63 @@ async function metric(url: string, name: string): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
-async function endToEnd(requests: Uint8Array[]): Promise<{ spansPerSec: number; seconds: number; ackSeconds: number; rejected: number }> {
+type Send = (body: Uint8Array) => Promise<'ok' | 'retry'>;
+
+/** One export over OTLP/HTTP: ok, or retry (429/503). */
+const httpSender = (url: string): Send => async (body) => {
+  const res = await fetch(`${url}/v1/traces`, { method: 'POST', body, headers: { 'content-type': 'application/x-protobuf' } });
+  await res.arrayBuffer();
+  if (res.status === 200) return 'ok';
+  if (res.status === 429 || res.status === 503) return 'retry';
+  throw new Error(`unexpected ${res.status}`);
+};
+
+/** One export over OTLP/gRPC (one channel for all workers, as an exporter has): ok, or retry (UNAVAILABLE). */
+function grpcSender(address: string): Send & { close(): void } {
+  const Client = makeGenericClientConstructor(TRACE_SERVICE, 'TraceService');
+  const client = new Client(address, credentials.createInsecure(), { 'grpc.max_send_message_length': 64 * 1024 * 1024 }) as unknown as {
+    Export(req: Buffer, cb: (err: ServiceError | null) => void): void;
+    close(): void;
+  };
+  const send = (body: Uint8Array) =>
+    new Promise<'ok' | 'retry'>((resolve, reject) =>
+      client.Export(Buffer.from(body), (err) => (!err ? resolve('ok') : err.code === status.UNAVAILABLE ? resolve('retry') : reject(err))),
+    );
+  return Object.assign(send, { close: () => client.close() });
+}
+
+async function endToEnd(requests: Uint8Array[], transport: 'http' | 'grpc'): Promise<{ spansPerSec: number; seconds: number; ackSeconds: number; rejected: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'lw-bench-e2e-'));
   const child = spawn(process.execPath, [join(packageRoot, 'dist/collector/src/cli/main.js'), 'up', '--port', '0', '--data-dir', dir, '--json', '--log-level', 'warn'], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, LOOPWATCH_DETECT_INTERVAL_MS: '600000' },
   });
   try {
-    const url = await new Promise<string>((resolve, reject) => {
+    const { url, otlpGrpc } = await new Promise<{ url: string; otlpGrpc: string }>((resolve, reject) => {
       let buf = '';
       child.stdout.on('data', (d: Buffer) => {
         buf += d.toString();
         const line = buf.split('\n').find((l) => l.startsWith('{'));
-        if (line) resolve((JSON.parse(line) as { url: string }).url);
+        if (line) resolve(JSON.parse(line) as { url: string; otlpGrpc: string });
       });
       child.once('exit', (code) => reject(new Error(`collector exited ${code}`)));
     });
+    const send = transport === 'http' ? httpSender(url) : grpcSender(otlpGrpc);
     let next = 0;
     let rejected = 0;
     const t0 = performance.now();
     const worker = async () => {
       while (next < requests.length) {
         const body = requests[next++]!;
-        for (;;) {
-          const res = await fetch(`${url}/v1/traces`, { method: 'POST', body, headers: { 'content-type': 'application/x-protobuf' } });
-          await res.arrayBuffer();
-          if (res.status === 200) break;
-          if (res.status === 429 || res.status === 503) {
-            rejected++;
-            await new Promise((r) => setTimeout(r, 50));
-            continue;
-          }
-          throw new Error(`unexpected ${res.status}`);
+        while ((await send(body)) === 'retry') {
+          rejected++;
+          await new Promise((r) => setTimeout(r, 50));
         }
       }
     };
     await Promise.all(Array.from({ length: CONCURRENCY }, worker));
     const ackSeconds = (performance.now() - t0) / 1000;
+    (send as { close?: () => void }).close?.();
     while ((await metric(url, 'loopwatch_spans_inserted_total')) < SPANS) await new Promise((r) => setTimeout(r, 20));
     const seconds = (performance.now() - t0) / 1000;
     return { spansPerSec: SPANS / seconds, seconds, ackSeconds, rejected };
@@ -121,16 +144,19 @@ console.log(`bench/ingest: ${SPANS} spans in ${requests.length} OTLP protobuf re
 await engineCeiling(makeRequests(20_000, BATCH)); // warm-up
 const ceiling = await engineCeiling(requests);
 console.log(`engine ceiling (direct client INSERT, same rows): ${Math.round(ceiling.spansPerSec).toLocaleString()} spans/s (${ceiling.seconds.toFixed(2)} s)`);
-const e2e = await endToEnd(requests);
+const e2e = await endToEnd(requests, 'http');
 console.log(`end to end (HTTP + decode + spool fsync + load): ${Math.round(e2e.spansPerSec).toLocaleString()} spans/s (${e2e.seconds.toFixed(2)} s; all acknowledged after ${e2e.ackSeconds.toFixed(2)} s; ${e2e.rejected} backpressure retries)`);
 const ratio = e2e.spansPerSec / ceiling.spansPerSec;
 console.log(`ratio end-to-end / engine ceiling: ${ratio.toFixed(2)}x`);
+const grpc = await endToEnd(requests, 'grpc');
+console.log(`end to end over OTLP/gRPC: ${Math.round(grpc.spansPerSec).toLocaleString()} spans/s (${grpc.seconds.toFixed(2)} s; all acknowledged after ${grpc.ackSeconds.toFixed(2)} s; ${grpc.rejected} backpressure retries); acknowledged gRPC / HTTP: ${(e2e.ackSeconds / grpc.ackSeconds).toFixed(2)}x`);
 
 const result = {
   date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length,
   spans: SPANS, spansPerRequest: BATCH, concurrency: CONCURRENCY,
   engineCeilingSpansPerSec: Math.round(ceiling.spansPerSec), endToEndSpansPerSec: Math.round(e2e.spansPerSec),
   ackSpansPerSec: Math.round(SPANS / e2e.ackSeconds), ratio: Number(ratio.toFixed(3)),
+  grpc: { endToEndSpansPerSec: Math.round(grpc.spansPerSec), ackSpansPerSec: Math.round(SPANS / grpc.ackSeconds), ackRatioToHttp: Number((e2e.ackSeconds / grpc.ackSeconds).toFixed(3)) },
 };
 mkdirSync(join(packageRoot, 'bench/results'), { recursive: true });
 writeFileSync(join(packageRoot, 'bench/results/ingest.json'), JSON.stringify(result, null, 2) + '\n');

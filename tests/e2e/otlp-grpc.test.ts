@@ -11,7 +11,7 @@ import { BasicTracerProvider, SimpleSpanProcessor, type ReadableSpan } from '@op
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashKey } from '../../collector/src/auth.js';
-import { TRACE_EXPORT_PATH } from '../../collector/src/ingest/otlp-grpc.js';
+import { TRACE_SERVICE } from '../../collector/src/ingest/otlp-grpc.js';
 import { decodeTraceResponse, encodeTraceRequest } from '../../collector/src/ingest/otlp-proto.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 import { range, toolSpansRequest } from '../safety/helpers.js';
@@ -65,10 +65,7 @@ const calls = async (session: string) => {
 };
 
 /** A raw client for TraceService/Export that sends and receives bytes. */
-const RawClient = makeGenericClientConstructor(
-  { Export: { path: TRACE_EXPORT_PATH, requestStream: false, responseStream: false, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b } },
-  'TraceService',
-);
+const RawClient = makeGenericClientConstructor(TRACE_SERVICE, 'TraceService');
 function rawExport(address: string, body: Uint8Array, metadata = withKey(), opts: { gzip?: boolean } = {}): Promise<{ error?: ServiceError; response?: Buffer }> {
   const client = new RawClient(address, credentials.createInsecure(), opts.gzip ? { 'grpc.default_compression_algorithm': 2 } : {}) as unknown as {
     Export(req: Buffer, md: Metadata, cb: (err: ServiceError | null, res?: Buffer) => void): void;

@@ -17,8 +17,9 @@ import { encodeTraceResponse } from './otlp-proto.js';
 
 export const TRACE_EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 
-// The message bytes are decoded by the export path (protobufjs), not by grpc-js.
-const traceService: ServiceDefinition = {
+// The message bytes are decoded by the export path (protobufjs), not by grpc-js. As a client's
+// definition (makeGenericClientConstructor) it sends and receives bytes too: tests and bench.
+export const TRACE_SERVICE: ServiceDefinition = {
   Export: {
     path: TRACE_EXPORT_PATH,
     requestStream: false,
@@ -100,7 +101,7 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
       },
     );
   };
-  server.addService(traceService, { Export: exportSpans });
+  server.addService(TRACE_SERVICE, { Export: exportSpans });
 
   const host = config.host.includes(':') && !config.host.startsWith('[') ? `[${config.host}]` : config.host;
   return new Promise((resolve, reject) => {
