@@ -71,6 +71,9 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
   const server = new Server({
     'grpc.max_receive_message_length': config.limits.maxBodyBytes,
     'grpc.max_send_message_length': 1024 * 1024,
+    // grpc-js reads a message whole before the handler (and the admission bound) sees it: at most
+    // this many at once per connection, so one client cannot hold more than the HTTP side admits
+    'grpc.max_concurrent_streams': config.limits.maxConcurrentRequests,
   });
   const exportSpans = (call: ServerUnaryCall<Buffer, Uint8Array>, done: sendUnaryData<Uint8Array>): void => {
     metrics.inc('loopwatch_requests_received_total');
