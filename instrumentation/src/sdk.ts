@@ -51,8 +51,11 @@ export class SessionSpanProcessor implements SpanProcessor {
  */
 class ExportTally implements SpanProcessor {
   ended = 0;
+  /** Spans handed to the exporter, and those whose export completed. */
+  handed = 0;
   settled = 0;
   failed = 0;
+  private waiters: { upTo: number; resolve: () => void }[] = [];
   constructor(private readonly onFirstFailure: (error: Error | undefined) => void) {}
   onStart(): void {}
   onEnd(span: ReadableSpan): void {
@@ -67,21 +70,34 @@ class ExportTally implements SpanProcessor {
   /** The exporter, reporting each finished export to the tally. */
   wrap(exporter: SpanExporter): SpanExporter {
     return {
-      export: (spans: ReadableSpan[], done: (result: ExportResult) => void) =>
+      export: (spans: ReadableSpan[], done: (result: ExportResult) => void) => {
+        this.handed += spans.length;
         exporter.export(spans, (result) => {
           this.settled += spans.length;
           if (result.code !== ExportResultCode.SUCCESS) {
             if (this.failed === 0) this.onFirstFailure(result.error);
             this.failed += spans.length;
           }
+          this.waiters = this.waiters.filter((w) => (this.settled >= w.upTo ? (w.resolve(), false) : true));
           done(result);
-        }),
+        });
+      },
       shutdown: () => exporter.shutdown(),
       forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
     };
   }
   pending(): number {
     return Math.max(0, this.ended - this.settled);
+  }
+
+  /**
+   * Resolves once every export started so far has completed: the batch processor's forceFlush
+   * does not wait for an export its timer started, and a process that exits then loses that batch.
+   */
+  exportsDone(): Promise<void> {
+    const upTo = this.handed;
+    if (this.settled >= upTo) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ upTo, resolve }));
   }
 }
 
@@ -146,9 +162,14 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
     spanProcessors: [new SessionSpanProcessor(), new AiSdkSpanProcessor(), ...(opts.spanProcessors ?? []), tally, batch],
   });
   sdk.start();
+  // Flushes run one after another: the batch processor's forceFlush resolves at once when its
+  // queue is empty, also while the spans it took are still on their way to the exporter (its
+  // first export waits for the resource's detected attributes), so a second flush started then
+  // (an application's, beside the signal handler's) would resolve before they are sent.
+  let flushing: Promise<void> = Promise.resolve();
   return {
     sdk,
-    flush: () => batch.forceFlush().catch(() => undefined),
+    flush: () => (flushing = flushing.then(() => batch.forceFlush().catch(() => undefined)).then(() => tally.exportsDone())),
     shutdown: () => sdk.shutdown().catch(() => undefined),
     pendingSpans: () => tally.pending(),
     failedSpans: () => tally.failed,

@@ -26,7 +26,8 @@ import { loopwatch, traceTool, withSession } from 'loopwatch/instrumentation';
 const [session, how, calls] = process.argv.slice(1);
 const readFile = traceTool('read_file', (a) => ({ text: 'x' + a.i }));
 const writeFile = traceTool('write_file', (a) => ({ ok: true }));
-if (how === 'app-handler') process.on('SIGTERM', () => { process.stdout.write('app handled SIGTERM\\n'); setTimeout(() => process.exit(3), 50); });
+// an application that handles SIGTERM: it flushes, as the docs say to before process.exit(), and exits 3
+if (how === 'app-handler') process.on('SIGTERM', async () => { process.stdout.write('app handled SIGTERM\\n'); await loopwatch().flush(); process.exit(3); });
 const run = () => {
   if (how === 'halt') for (;;) writeFile({ path: 'a.ts' }); // the guard stops it; nobody catches the error
   for (let i = 0; i < Number(calls); i++) readFile({ i });
@@ -91,7 +92,7 @@ describe('an instrumented agent that ends abruptly', () => {
     expect(calls.slice(0, -1).every((c) => c.status === 'ok')).toBe(true);
   });
 
-  it('an application that handles SIGTERM itself decides how the process ends', async () => {
+  it('an application that handles SIGTERM itself decides how the process ends (Loopwatch does not re-raise the signal)', async () => {
     const r = await runAgent('exit-app-handler', 'app-handler', 20);
     expect(r.stdout).toContain('app handled SIGTERM');
     expect({ code: r.code, signal: r.signal }).toEqual({ code: 3, signal: null });
