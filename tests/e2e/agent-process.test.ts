@@ -69,7 +69,8 @@ async function stored(session: string): Promise<{ tool: string; status: string; 
 
 describe('an instrumented agent that ends abruptly', () => {
   it('Ctrl-C: the pending spans are exported, then the process dies of the signal as it would have', async () => {
-    const r = await runAgent('exit-sigint', 'signal', 50);
+    // (a long wait allowed: on a loaded machine the collector may take over the default 2 s to answer)
+    const r = await runAgent('exit-sigint', 'signal', 50, { LOOPWATCH_EXIT_FLUSH_MS: '20000' });
     expect(r.signal, r.stderr).toBe('SIGINT');
     expect(await stored('exit-sigint')).toHaveLength(50);
   });
@@ -81,7 +82,7 @@ describe('an instrumented agent that ends abruptly', () => {
   });
 
   it('a LoopDetectedError nobody catches: printed, exit 1, and the loop and the stopped call are stored', async () => {
-    const r = await runAgent('exit-halt', 'halt', 0, { LOOPWATCH_GUARD: 'halt' });
+    const r = await runAgent('exit-halt', 'halt', 0, { LOOPWATCH_GUARD: 'halt', LOOPWATCH_EXIT_FLUSH_MS: '20000' });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('LoopDetectedError');
     expect(r.stderr).toContain('Loopwatch halted a looping tool call');
