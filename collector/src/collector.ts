@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
-import type { CollectorConfig } from './config.js';
+import { ListenError, type CollectorConfig } from './config.js';
 import { registerApiRoutes } from './api/routes.js';
 import { TraceExport } from './ingest/export-request.js';
 import { registerOtlpRoutes } from './ingest/otlp-http.js';
@@ -135,9 +135,10 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
           }
           resolveUrl(collector.url);
         });
-        s.once('error', (err) => {
-          void grpc?.close();
-          reject(err);
+        s.once('error', (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EADDRINUSE' && err.code !== 'EACCES') return reject(err);
+          const why = err.code === 'EADDRINUSE' ? 'in use: another collector?' : 'not allowed';
+          reject(new ListenError(`cannot listen on ${config.host}:${config.port} (${why}): choose another with --port (LOOPWATCH_PORT)`));
         });
         s.on('clientError', onClientError);
         server = s;

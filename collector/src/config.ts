@@ -167,6 +167,11 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
+/** A configured address the collector cannot listen on (in use, not allowed); the message names the setting. */
+export class ListenError extends Error {
+  override readonly name = 'ListenError';
+}
+
 /** Environment, then overrides; throws ConfigError naming the first bad setting. */
 export function loadConfig(overrides: ConfigInput = {}, env: NodeJS.ProcessEnv = process.env): CollectorConfig {
   const input = merge(configFromEnv(env) as Record<string, unknown>, overrides as Record<string, unknown>);

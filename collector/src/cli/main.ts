@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `loopwatch` command: one file per command (up.ts, keys.ts, demo.ts, sessions.ts, …).
 import { Command } from 'commander';
-import { ConfigError } from '../config.js';
+import { ConfigError, ListenError } from '../config.js';
 import { CliError, registerReadCommands } from './register.js';
 import { registerKeysCommand } from './keys.js';
 import { registerReplayCommand } from './replay.js';
@@ -21,9 +21,9 @@ registerReadCommands(program);
 registerReplayCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
-  if (err instanceof CliError) {
+  if (err instanceof CliError || err instanceof ListenError) {
     process.stderr.write(`loopwatch: ${err.message}\n`);
-    process.exit(err.exitCode);
+    process.exit(err instanceof CliError ? err.exitCode : 1);
   }
   if (err instanceof ConfigError) {
     process.stderr.write(`loopwatch: ${err.message}\n`);

@@ -3,7 +3,6 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { createCollector } from '../collector.js';
 import { loadConfig, type ConfigInput } from '../config.js';
 import { createLogger } from '../logger.js';
-import { CliError } from './http-api.js';
 
 function int(value: string): number {
   const n = Number(value);
@@ -44,12 +43,7 @@ export function registerUpCommand(program: Command): void {
       try {
         url = await collector.listen();
       } catch (err) {
-        await collector.close().catch(() => undefined);
-        const e = err as NodeJS.ErrnoException;
-        if (e.code === 'EADDRINUSE' && /OTLP\/gRPC/.test(e.message)) throw new CliError(e.message);
-        if (e.code === 'EADDRINUSE' || e.code === 'EACCES') {
-          throw new CliError(`cannot listen on ${config.host}:${config.port} (${e.code === 'EADDRINUSE' ? 'in use: another collector?' : 'not allowed'}): choose another with --port (LOOPWATCH_PORT)`);
-        }
+        await collector.close().catch(() => undefined); // the store and the listener that did start
         throw err;
       }
       const summary = { url, otlpTracesEndpoint: `${url}/v1/traces`, otlpGrpc: collector.grpcAddress || null, store: collector.store.mode, storeLocation: collector.store.location };

@@ -8,7 +8,7 @@
 // grpc-js reads the message, handles gzip, and refuses a message past the size limit itself.
 import { Server, ServerCredentials, setLogger, status, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition } from '@grpc/grpc-js';
 import type { Auth } from '../auth.js';
-import type { CollectorConfig } from '../config.js';
+import { ListenError, type CollectorConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { ExportOutcome, TraceExport } from './export-request.js';
@@ -111,11 +111,10 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
     server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, bound) => {
       if (err) {
         server.forceShutdown();
-        const inUse = /EADDRINUSE/.test(err.message);
         return reject(
-          Object.assign(new Error(inUse ? `port ${port} on ${host} (OTLP/gRPC) is in use: choose another with --grpc-port (LOOPWATCH_GRPC_PORT), or turn gRPC off with --grpc-port off` : `cannot listen for OTLP/gRPC on ${host}:${port}: ${err.message}`), {
-            code: inUse ? 'EADDRINUSE' : undefined,
-          }),
+          /EADDRINUSE/.test(err.message)
+            ? new ListenError(`port ${port} on ${host} (OTLP/gRPC) is in use: choose another with --grpc-port (LOOPWATCH_GRPC_PORT), or turn gRPC off with --grpc-port off`)
+            : new Error(`cannot listen for OTLP/gRPC on ${host}:${port}: ${err.message}`),
         );
       }
       resolve({
