@@ -11,6 +11,7 @@
 //  - process.exit() cannot wait for a flush: spans still pending then are reported on stderr
 //    (call `await loopwatch()?.flush()` before process.exit()), as are spans whose export failed.
 import { inspect } from 'node:util';
+import { warn } from './warn.js';
 
 /** What the exit handlers flush, and how many ended spans the exporter has not finished with. */
 export interface ExitFlushTarget {
@@ -27,13 +28,13 @@ export const DEFAULT_EXIT_FLUSH_MS = 2000;
  */
 export function exitFlushMsFromEnv(
   env: NodeJS.ProcessEnv = process.env,
-  warn: (message: string) => void = (m) => console.warn(`[loopwatch] ${m}`),
+  report: (message: string) => void = warn,
 ): number {
   const text = env.LOOPWATCH_EXIT_FLUSH_MS?.trim();
   if (text === undefined || text === '') return DEFAULT_EXIT_FLUSH_MS;
   const ms = Number(text);
   if (!Number.isInteger(ms) || ms < 0 || ms > 60_000) {
-    warn(`LOOPWATCH_EXIT_FLUSH_MS=${JSON.stringify(text)} ignored (an integer from 0 to 60000 milliseconds): using ${DEFAULT_EXIT_FLUSH_MS}`);
+    report(`LOOPWATCH_EXIT_FLUSH_MS=${JSON.stringify(text)} ignored (an integer from 0 to 60000 milliseconds): using ${DEFAULT_EXIT_FLUSH_MS}`);
     return DEFAULT_EXIT_FLUSH_MS;
   }
   return ms;
@@ -76,10 +77,10 @@ export function flushOnExit(target: ExitFlushTarget, timeoutMs: number = DEFAULT
   const onExit = (): void => {
     const pending = target.pendingSpans();
     if (pending > 0) {
-      process.stderr.write(`[loopwatch] ${spans(pending)} not exported: the process exited before they were sent (await loopwatch()?.flush() before process.exit())\n`);
+      warn(`${spans(pending)} not exported: the process exited before they were sent (await loopwatch()?.flush() before process.exit())`);
     }
     const failed = target.failedSpans?.() ?? 0;
-    if (failed > 0) process.stderr.write(`[loopwatch] ${spans(failed)} could not be exported\n`);
+    if (failed > 0) warn(`${spans(failed)} could not be exported`);
   };
 
   for (const s of SIGNALS) process.on(s, onSignal);

@@ -9,6 +9,7 @@ import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanExporter, ty
 import { ATTR } from './attributes.js';
 import { sessionFrom } from './context.js';
 import { AiSdkSpanProcessor } from './integrations/ai-sdk.js';
+import { warn } from './warn.js';
 
 /**
  * Stamps session and agent from the context on every span, whichever library started it. A
@@ -17,13 +18,13 @@ import { AiSdkSpanProcessor } from './integrations/ai-sdk.js';
  */
 export class SessionSpanProcessor implements SpanProcessor {
   private warned = false;
-  constructor(private readonly warn: (message: string) => void = (m) => console.warn(`[loopwatch] ${m}`)) {}
+  constructor(private readonly report: (message: string) => void = warn) {}
   onStart(span: Span, parentContext: Context): void {
     const s = sessionFrom(parentContext);
     if (!s) {
       if (!this.warned && isLoneAgentCall(span, parentContext)) {
         this.warned = true;
-        this.warn(
+        this.report(
           `"${span.name}" runs outside a session and outside any span: each such call is a trace of its own, so loops across calls cannot be found. ` +
             'Run the agent inside withSession({ sessionId }), or set LOOPWATCH_SESSION_ID for the process.',
         );
@@ -154,7 +155,7 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
     new OTLPTraceExporter(opts.endpoint ? { url: tracesUrl(opts.endpoint) } : {});
   const target = opts.endpoint ? tracesUrl(opts.endpoint) : exportUrlFromEnv();
   const tally = new ExportTally((error) =>
-    console.warn(`[loopwatch] cannot export spans${opts.exporter ? '' : ` to ${target}`}: ${error?.message ?? 'export failed'} (is the collector running? OTEL_EXPORTER_OTLP_ENDPOINT sets where it is)`),
+    warn(`cannot export spans${opts.exporter ? '' : ` to ${target}`}: ${error?.message ?? 'export failed'} (is the collector running? OTEL_EXPORTER_OTLP_ENDPOINT sets where it is)`),
   );
   const batch = new BatchSpanProcessor(tally.wrap(exporter), { scheduledDelayMillis: 500 });
   const sdk = new NodeSDK({

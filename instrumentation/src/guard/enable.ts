@@ -6,6 +6,7 @@
 import type { Span } from '@opentelemetry/api';
 import { parseDetectorSettings, type DetectorParams } from '../../../queries/src/detector-defaults.js';
 import { beforeToolCall, onToolCall } from '../api.js';
+import { warn } from '../warn.js';
 import { LoopDetectedError, LoopGuard, type GuardFinding } from './loop-guard.js';
 
 export type GuardPolicy = 'warn' | 'halt' | 'off';
@@ -15,7 +16,7 @@ export interface EnableLoopGuardOptions {
   policy?: GuardPolicy;
   /** Over LOOPWATCH_DETECTORS (the collector's variable: one setting for both), over DETECTOR_DEFAULTS. */
   params?: Partial<DetectorParams>;
-  /** Where warnings go (default console.warn). */
+  /** Where warnings go (default: stderr, marked [loopwatch]). */
   log?: (message: string, finding: GuardFinding) => void;
   /** Called for every new finding, whatever the policy. */
   onLoop?: (finding: GuardFinding) => void;
@@ -40,14 +41,14 @@ export function guardPolicyFromEnv(env: NodeJS.ProcessEnv = process.env): GuardP
  */
 export function detectorSettingsFromEnv(
   env: NodeJS.ProcessEnv = process.env,
-  warn: (message: string) => void = (m) => console.warn(`[loopwatch] ${m}`),
+  report: (message: string) => void = warn,
 ): Partial<DetectorParams> {
   const text = env.LOOPWATCH_DETECTORS;
   if (text === undefined || text.trim() === '') return {};
   try {
     return parseDetectorSettings(text);
   } catch (err) {
-    warn(`LOOPWATCH_DETECTORS ignored, the guard uses the default thresholds: ${(err as Error).message}`);
+    report(`LOOPWATCH_DETECTORS ignored, the guard uses the default thresholds: ${(err as Error).message}`);
     return {};
   }
 }
@@ -79,7 +80,7 @@ let current: LoopGuardHandle | null = null;
 export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHandle {
   current?.disable();
   const policy = opts.policy ?? guardPolicyFromEnv() ?? 'warn';
-  const log = opts.log ?? ((message: string) => console.warn(`[loopwatch] ${message}`));
+  const log = opts.log ?? warn;
   const guard = new LoopGuard({ params: { ...detectorSettingsFromEnv(), ...opts.params }, maxSessions: opts.maxSessions });
   const unsubscribe: (() => void)[] = [];
   if (policy !== 'off') {
