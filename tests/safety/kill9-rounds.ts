@@ -2,10 +2,11 @@
 // SIGKILLed during sustained ingest, round after round, and restarted on the same data directory;
 // afterwards every acknowledged span is in otel_traces exactly once and in agent_tool_calls
 // (FINAL) exactly once, no span is stored twice, and nothing was set aside as refused data.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { postProto, queryDir, range, startProcess, stopProcess, toolSpansRequest, waitDrained } from './helpers.js';
+import { ensureBuilt, postProto, queryDir, range, startProcess, stopProcess, toolSpansRequest, waitDrained } from './helpers.js';
 
 export const ROUNDS = 12;
 const WORKERS = 6;
@@ -20,7 +21,18 @@ const ENV = { LOOPWATCH_SPOOL_SEGMENT_MAX_BYTES: String(256 * 1024), LOOPWATCH_S
  * goes on for 0.3-1.8 s more, so most kills land while the loader inserts (docs/data-safety.md,
  * "Interrupted INSERTs").
  */
-export async function killRounds(dataDir: string, midInsert: boolean): Promise<void> {
+/** The rounds, in a data directory of their own that is removed afterwards. */
+export async function killRounds(midInsert: boolean): Promise<void> {
+  ensureBuilt();
+  const dataDir = mkdtempSync(join(tmpdir(), midInsert ? 'lw-safety-kill9-mid-' : 'lw-safety-kill9-'));
+  try {
+    await rounds(dataDir, midInsert);
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function rounds(dataDir: string, midInsert: boolean): Promise<void> {
   const acked = new Set<string>();
   const sent = new Set<string>();
   let next = 0;
