@@ -125,12 +125,17 @@ function identify(value: unknown, capture: boolean): [hash: string, text: string
   return [hash64Hex(text), text];
 }
 
-function finishOk(c: TracedCall, result: unknown): void {
-  const [resultHash, resultText] = identify(c.opts.resultOf ? c.opts.resultOf(result) : result, captureOptions().captureContent);
-  c.span.setAttribute(ATTR.resultHash, resultHash);
-  if (resultText !== undefined) {
-    const capturedResult = capturedText(resultText, 'result', c.tool);
-    if (capturedResult !== undefined) c.span.setAttribute(ATTR.toolCallResult, capturedResult);
+/** Ends the call's span as a success; `resultKnown` false (a stream read elsewhere, a generator stopped early) sets no result hash. */
+function finishOk(c: TracedCall, result: unknown, resultKnown = true): void {
+  let resultHash: string | undefined;
+  if (resultKnown) {
+    const [hash, resultText] = identify(c.opts.resultOf ? c.opts.resultOf(result) : result, captureOptions().captureContent);
+    resultHash = hash;
+    c.span.setAttribute(ATTR.resultHash, hash);
+    if (resultText !== undefined) {
+      const capturedResult = capturedText(resultText, 'result', c.tool);
+      if (capturedResult !== undefined) c.span.setAttribute(ATTR.toolCallResult, capturedResult);
+    }
   }
   const endedAt = preciseNow();
   if (observers.size > 0) notify(c, resultHash, 'ok', undefined, undefined, endedAt);
@@ -176,24 +181,98 @@ function runInSpan(c: TracedCall, fn: (...args: unknown[]) => unknown, self: unk
   }
   if (isPromiseLike(out)) {
     return Promise.resolve(out).then(
-      (v) => {
-        finishOk(c, v);
-        return v;
-      },
+      (v) => settle(c, v),
       (err: unknown) => {
         finishError(c, err);
         throw err;
       },
     );
   }
+  return settle(c, out);
+}
+
+/**
+ * Ends the call with what fn returned, or hands back a generator that ends it when read to the
+ * end. Hashing the result (a throwing getter or toJSON) or an observer can fail: that is then
+ * the call's error.
+ */
+function settle(c: TracedCall, value: unknown): unknown {
   try {
-    finishOk(c, out);
+    const kind = streamKind(value);
+    if (kind === undefined) finishOk(c, value);
+    else if (kind === 'other') finishOk(c, value, false);
+    else return observeGenerator(c, context.active(), value as Generator, kind === 'async-generator');
   } catch (err) {
-    // hashing the result (a throwing getter or toJSON) or an observer failed: recorded as the call's error
     if (c.span.isRecording()) finishError(c, err);
     throw err;
   }
-  return out;
+  return value;
+}
+
+/**
+ * What a tool returns that is read after the call returns. A generator (the AI SDK's streaming
+ * tool, whose last value is its result) is observed as it is read. Any other iterator or stream
+ * (read or piped elsewhere, where the call cannot follow it) ends the call at once with its
+ * result unknown: hashing it would give the same `{}` every time, a false "stuck". Plain data
+ * costs the first lookups only.
+ */
+function streamKind(v: unknown): 'generator' | 'async-generator' | 'other' | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+  const o = v as Record<PropertyKey, unknown>;
+  if (typeof o.next === 'function' && (typeof o[Symbol.iterator] === 'function' || typeof o[Symbol.asyncIterator] === 'function')) {
+    const tag = Object.prototype.toString.call(v);
+    return tag === '[object Generator]' ? 'generator' : tag === '[object AsyncGenerator]' ? 'async-generator' : 'other';
+  }
+  if (typeof o[Symbol.asyncIterator] === 'function' || typeof o.getReader === 'function' || typeof o.pipe === 'function') return 'other';
+  return undefined;
+}
+
+/**
+ * A generator in place of the one the tool returned: each step runs in the call's context (tools
+ * it calls nest under it), and the call ends when the generator is done (the result is its last
+ * value, or its return value when it gives one: what the AI SDK hands the model), when it throws
+ * (the call failed), or when the caller stops reading early (return(): the result is unknown).
+ */
+function observeGenerator(c: TracedCall, ctx: Context, gen: Generator | AsyncGenerator, isAsync: boolean): unknown {
+  let last: unknown;
+  let ended = false;
+  const end = (finish: () => void): void => {
+    if (ended) return;
+    ended = true;
+    try {
+      finish();
+    } catch (err) {
+      if (c.span.isRecording()) finishError(c, err);
+      throw err;
+    }
+  };
+  const failed = (err: unknown): never => {
+    end(() => finishError(c, err));
+    throw err;
+  };
+  const observed = (method: 'next' | 'return' | 'throw') => (step: IteratorResult<unknown>): IteratorResult<unknown> => {
+    if (method === 'return') end(() => finishOk(c, undefined, false));
+    else if (step.done) end(() => finishOk(c, step.value !== undefined ? step.value : last));
+    else last = step.value;
+    return step;
+  };
+  const step = (method: 'next' | 'return' | 'throw', arg: unknown): unknown => {
+    let r: unknown;
+    try {
+      r = context.with(ctx, gen[method] as (a: unknown) => unknown, gen, arg);
+    } catch (err) {
+      return failed(err);
+    }
+    return isAsync ? (r as Promise<IteratorResult<unknown>>).then(observed(method), failed) : observed(method)(r as IteratorResult<unknown>);
+  };
+  return {
+    next: (v?: unknown) => step('next', v),
+    return: (v?: unknown) => step('return', v),
+    throw: (e?: unknown) => step('throw', e),
+    [isAsync ? Symbol.asyncIterator : Symbol.iterator]() {
+      return this;
+    },
+  };
 }
 
 /** Wraps a tool function so each call is an `execute_tool {name}` span with argument/result hashes. */
