@@ -9,7 +9,8 @@
 //  - an uncaught exception or unhandled rejection: when nothing else listens, print it as Node
 //    would, flush, exit 1. Otherwise flush only.
 //  - process.exit() cannot wait for a flush: spans still pending then are reported on stderr
-//    (call `await loopwatch()?.flush()` before process.exit()), as are spans whose export failed.
+//    (call `await loopwatch()?.flush()` before process.exit()), as are spans whose export failed
+//    and spans the batch processor dropped with its queue full.
 import { inspect } from 'node:util';
 import { warn } from './warn.js';
 
@@ -18,6 +19,7 @@ export interface ExitFlushTarget {
   flush(): Promise<void>;
   pendingSpans(): number;
   failedSpans?(): number;
+  droppedSpans?(): number;
 }
 
 export const DEFAULT_EXIT_FLUSH_MS = 2000;
@@ -81,6 +83,8 @@ export function flushOnExit(target: ExitFlushTarget, timeoutMs: number = DEFAULT
     }
     const failed = target.failedSpans?.() ?? 0;
     if (failed > 0) warn(`${spans(failed)} could not be exported`);
+    const dropped = target.droppedSpans?.() ?? 0;
+    if (dropped > 0) warn(`${spans(dropped)} dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE)`);
   };
 
   for (const s of SIGNALS) process.on(s, onSignal);

@@ -1,11 +1,11 @@
 // Starts the OpenTelemetry Node SDK with an OTLP/HTTP protobuf exporter pointed at the
 // collector. Standard variables apply (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
 // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES); the default endpoint is a local collector on 4318.
-import { trace, TraceFlags, type Context } from '@opentelemetry/api';
+import { createNoopMeter, trace, TraceFlags, type Context, type Meter, type MeterProvider } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { BatchSpanProcessor, type BufferConfig, type ReadableSpan, type Span, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ATTR } from './attributes.js';
 import { sessionFrom } from './context.js';
 import { AiSdkSpanProcessor } from './integrations/ai-sdk.js';
@@ -56,8 +56,17 @@ class ExportTally implements SpanProcessor {
   handed = 0;
   settled = 0;
   failed = 0;
+  /** Spans the batch processor dropped because its queue was full. */
+  dropped = 0;
   private waiters: { upTo: number; resolve: () => void }[] = [];
-  constructor(private readonly onFirstFailure: (error: Error | undefined) => void) {}
+  constructor(
+    private readonly onFirstFailure: (error: Error | undefined) => void,
+    private readonly onFirstDrop: () => void,
+  ) {}
+  onDrop(n: number): void {
+    if (this.dropped === 0) this.onFirstDrop();
+    this.dropped += n;
+  }
   onStart(): void {}
   onEnd(span: ReadableSpan): void {
     if (span.spanContext().traceFlags & TraceFlags.SAMPLED) this.ended++;
@@ -88,7 +97,7 @@ class ExportTally implements SpanProcessor {
     };
   }
   pending(): number {
-    return Math.max(0, this.ended - this.settled);
+    return Math.max(0, this.ended - this.settled - this.dropped);
   }
 
   /**
@@ -100,6 +109,28 @@ class ExportTally implements SpanProcessor {
     if (this.settled >= upTo) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push({ upTo, resolve }));
   }
+}
+
+/**
+ * The batch processor drops a span when its queue is full (OTEL_BSP_MAX_QUEUE_SIZE, 2048): an
+ * agent that keeps calling while the collector is down or slow to answer. It says so only in its
+ * self-observability metric (otel.sdk.processor.span.processed with error.type queue_full), so
+ * it gets a meter of its own that records that one count. (The option is marked experimental;
+ * without it drops are not counted, and would be reported as spans not sent before exit.)
+ */
+function queueDropMeter(onDrop: (n: number) => void): MeterProvider {
+  const noop = createNoopMeter();
+  const meter: Meter = Object.create(noop) as Meter;
+  meter.createCounter = (name, options) =>
+    name === 'otel.sdk.processor.span.processed'
+      ? { add: (n, attributes) => (attributes?.['error.type'] === 'queue_full' ? onDrop(n) : undefined) }
+      : noop.createCounter(name, options);
+  return { getMeter: () => meter };
+}
+
+function maxQueueSize(env: NodeJS.ProcessEnv = process.env): number {
+  const n = Number(env.OTEL_BSP_MAX_QUEUE_SIZE);
+  return Number.isInteger(n) && n > 0 ? n : 2048;
 }
 
 /** A GenAI tool or model call (gen_ai.operation.name set when it started) with no parent span. */
@@ -132,6 +163,8 @@ export interface LoopwatchHandle {
   pendingSpans(): number;
   /** Spans whose export failed (after the exporter's own retries). */
   failedSpans(): number;
+  /** Spans dropped before export because the export queue was full. */
+  droppedSpans(): number;
 }
 
 function tracesUrl(endpoint: string): string {
@@ -154,10 +187,14 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
     opts.exporter ??
     new OTLPTraceExporter(opts.endpoint ? { url: tracesUrl(opts.endpoint) } : {});
   const target = opts.endpoint ? tracesUrl(opts.endpoint) : exportUrlFromEnv();
-  const tally = new ExportTally((error) =>
-    warn(`cannot export spans${opts.exporter ? '' : ` to ${target}`}: ${error?.message ?? 'export failed'} (is the collector running? OTEL_EXPORTER_OTLP_ENDPOINT sets where it is)`),
+  const tally = new ExportTally(
+    (error) =>
+      warn(`cannot export spans${opts.exporter ? '' : ` to ${target}`}: ${error?.message ?? 'export failed'} (is the collector running? OTEL_EXPORTER_OTLP_ENDPOINT sets where it is)`),
+    () =>
+      warn(`dropping spans: the export queue is full (${maxQueueSize()} spans waiting while the collector is slow or unreachable; OTEL_BSP_MAX_QUEUE_SIZE sets its size)`),
   );
-  const batch = new BatchSpanProcessor(tally.wrap(exporter), { scheduledDelayMillis: 500 });
+  const batchConfig = { scheduledDelayMillis: 500, selfObsMeterProvider: queueDropMeter((n) => tally.onDrop(n)) } as BufferConfig;
+  const batch = new BatchSpanProcessor(tally.wrap(exporter), batchConfig);
   const sdk = new NodeSDK({
     serviceName: opts.serviceName ?? process.env.OTEL_SERVICE_NAME,
     spanProcessors: [new SessionSpanProcessor(), new AiSdkSpanProcessor(), ...(opts.spanProcessors ?? []), tally, batch],
@@ -174,5 +211,6 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
     shutdown: () => sdk.shutdown().catch(() => undefined),
     pendingSpans: () => tally.pending(),
     failedSpans: () => tally.failed,
+    droppedSpans: () => tally.dropped,
   };
 }

@@ -106,6 +106,17 @@ describe('an instrumented agent that ends abruptly', () => {
     expect(r.stderr).toContain('[loopwatch] 20 spans not exported: the process exited before they were sent');
   });
 
+  it('a full export queue: the spans the batch processor drops are reported as dropped, with the setting, not as unsent', async () => {
+    // 200 calls in one tick into a queue of 50: one batch goes to the exporter, the next 50 wait, the rest are dropped
+    const r = await runAgent('exit-queue-full', 'exit', 200, { OTEL_BSP_MAX_QUEUE_SIZE: '50' });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('[loopwatch] dropping spans: the export queue is full (50 spans waiting');
+    const dropped = Number(/\[loopwatch\] (\d+) spans dropped: the export queue was full \(OTEL_BSP_MAX_QUEUE_SIZE\)/.exec(r.stderr)?.[1]);
+    const unsent = Number(/\[loopwatch\] (\d+) spans not exported: the process exited before they were sent/.exec(r.stderr)?.[1]);
+    expect(dropped, r.stderr).toBeGreaterThan(0);
+    expect(dropped + unsent, r.stderr).toBe(200);
+  });
+
   it('no collector: the agent still ends cleanly (exit 0, its own flush() resolves), and says where it could not export to', async () => {
     const port = await freePort();
     const r = await runAgent('exit-no-collector', 'flush', 20, {}, `http://127.0.0.1:${port}`);
