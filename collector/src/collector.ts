@@ -20,6 +20,7 @@ import { Loader } from './spool/loader.js';
 import { Spool } from './spool/spool.js';
 import { openStore, type Store } from './store/client.js';
 import { migrate } from './store/migrate.js';
+import { applyRetention } from './store/retention.js';
 import { SchemaSetup } from './store/schema-setup.js';
 
 export interface Collector {
@@ -49,6 +50,11 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   const schema = new SchemaSetup(
     async () => {
       await migrate(store.client, { retentionDays: config.retentionDays });
+      const changed = await applyRetention(store.client, config.retentionDays);
+      if (changed.length > 0) {
+        log.info({ tables: changed.map((c) => c.table), fromDays: [...new Set(changed.map((c) => c.fromDays))], toDays: config.retentionDays },
+          `retention changed to ${config.retentionDays} days`);
+      }
       await loadModelPrices(store.client);
     },
     log,
