@@ -4,6 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeRpcStatus, decodeTraceResponse, encodeTraceRequest } from '../../collector/src/ingest/otlp-proto.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 
+// now, fixed for the process (a re-sent span is the same span): spans older than the retention are refused
+const T0 = BigInt(Date.now()) * 1_000_000n;
+
 let tc: TestCollector;
 beforeAll(async () => {
   tc = await startTestCollector({ limits: { maxBodyBytes: 64 * 1024, maxDecompressedBytes: 256 * 1024 } });
@@ -21,7 +24,7 @@ async function post(body: BodyInit, contentType: string, headers: Record<string,
 }
 
 function jsonSpan(traceId: string, spanId: string) {
-  return { traceId, spanId, name: 'execute_tool x', startTimeUnixNano: '1795431517000000000', endTimeUnixNano: '1795431517100000000' };
+  return { traceId, spanId, name: 'execute_tool x', startTimeUnixNano: String(T0), endTimeUnixNano: String(T0 + 100_000_000n) };
 }
 function jsonRequest(spans: object[]) {
   return JSON.stringify({ resourceSpans: [{ resource: { attributes: [] }, scopeSpans: [{ spans }] }] });
@@ -67,6 +70,24 @@ describe('bad input', () => {
     expect(Number(decodeTraceResponse(p.body).partialSuccess?.rejectedSpans)).toBe(1);
   });
 
+  it('partial success: a span without a start time, or one older than the retention, is refused rather than stored and deleted', async () => {
+    const fresh = jsonSpan('2af7651916cd43dd8448eb211c80319c', 'd7ad6b7169203331');
+    const zero = { ...jsonSpan('2af7651916cd43dd8448eb211c80319c', 'd7ad6b7169203332'), startTimeUnixNano: '0' };
+    const startOld = T0 - 40n * 86_400_000_000_000n; // the test collector keeps 30 days
+    const old = { ...jsonSpan('2af7651916cd43dd8448eb211c80319c', 'd7ad6b7169203333'), startTimeUnixNano: String(startOld), endTimeUnixNano: String(startOld + 1_000_000n) };
+    const a = await post(jsonRequest([fresh, zero]), JSON_TYPE);
+    expect(a.status).toBe(200);
+    expect(JSON.parse(new TextDecoder().decode(a.body)).partialSuccess).toEqual({ rejectedSpans: '1', errorMessage: 'span without a start time (start_time_unix_nano is 0)' });
+    const b = await post(jsonRequest([old]), JSON_TYPE);
+    expect(b.status).toBe(200);
+    const msg = JSON.parse(new TextDecoder().decode(b.body)).partialSuccess;
+    expect(msg.rejectedSpans).toBe('1');
+    expect(msg.errorMessage).toBe(`span that started ${new Date(Number(startOld / 1_000_000n)).toISOString()}, before the retention window (30 days): the store would delete it at once`);
+    await tc.collector.flush();
+    const stored = await tc.rows<{ SpanId: string }>("SELECT SpanId FROM otel_traces WHERE TraceId = '2af7651916cd43dd8448eb211c80319c'");
+    expect(stored.map((r) => r.SpanId)).toEqual(['d7ad6b7169203331']);
+  });
+
   it('413 over the body size limit', async () => {
     const r = await post(new Uint8Array(65 * 1024), PROTO);
     expect(r.status).toBe(413);
@@ -86,7 +107,7 @@ describe('bad input', () => {
 
   it('accepts gzip bodies and 64-bit integers as strings or numbers', async () => {
     const body = JSON.stringify({
-      resourceSpans: [{ scopeSpans: [{ spans: [{ ...jsonSpan('1af7651916cd43dd8448eb211c80319c', 'c7ad6b7169203331'), startTimeUnixNano: 1795431517000000000, kind: 3, status: { code: 2 } }] }] }],
+      resourceSpans: [{ scopeSpans: [{ spans: [{ ...jsonSpan('1af7651916cd43dd8448eb211c80319c', 'c7ad6b7169203331'), startTimeUnixNano: Number(T0), kind: 3, status: { code: 2 } }] }] }],
     });
     const r = await post(gzipSync(body), JSON_TYPE, { 'content-encoding': 'gzip' });
     expect(r.status).toBe(200);

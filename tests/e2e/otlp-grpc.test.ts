@@ -16,6 +16,9 @@ import { decodeTraceResponse, encodeTraceRequest } from '../../collector/src/ing
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 import { range, toolSpansRequest } from '../safety/helpers.js';
 
+// now, fixed for the process (a re-sent span is the same span): spans older than the retention are refused
+const T0 = BigInt(Date.now()) * 1_000_000n;
+
 // One collector per process (chDB binds one data directory), with an ingest key and a small size
 // limit; port 0, so gRPC takes any free port too.
 const KEY = 'grpc-ingest-key';
@@ -106,7 +109,7 @@ describe('OTLP/gRPC', () => {
 
     const partly = encodeTraceRequest({
       resourceSpans: [{ scopeSpans: [{ spans: [
-        { traceId: Buffer.alloc(16, 7), spanId: Buffer.alloc(8, 1), name: 'execute_tool read_file', startTimeUnixNano: '1795431517000000000', endTimeUnixNano: '1795431517100000000', attributes: [{ key: 'gen_ai.tool.name', value: { stringValue: 'read_file' } }] },
+        { traceId: Buffer.alloc(16, 7), spanId: Buffer.alloc(8, 1), name: 'execute_tool read_file', startTimeUnixNano: String(T0), endTimeUnixNano: String(T0 + 100_000_000n), attributes: [{ key: 'gen_ai.tool.name', value: { stringValue: 'read_file' } }] },
         { traceId: Buffer.alloc(3, 7), spanId: Buffer.alloc(8, 2), name: 'bad' },
       ] }] }],
     });

@@ -11,6 +11,9 @@ import { loadConfig } from '../../collector/src/config.js';
 import { decodeRpcStatus, encodeTraceRequest } from '../../collector/src/ingest/otlp-proto.js';
 import { postProto, range, toolSpansRequest } from './helpers.js';
 
+// now, fixed for the process (a re-sent span is the same span): spans older than the retention are refused
+const T0 = BigInt(Date.now()) * 1_000_000n;
+
 let dataDir: string;
 let collector: Collector;
 let url: string;
@@ -41,7 +44,7 @@ function span(extra: object = {}) {
   const id = Buffer.alloc(8);
   id.writeUInt32BE(0x30, 0);
   id.writeUInt32BE(nextSpan++, 4);
-  return { traceId: TRACE, spanId: id, name: 'execute_tool x', startTimeUnixNano: '1795431517000000000', endTimeUnixNano: '1795431517100000000', ...extra };
+  return { traceId: TRACE, spanId: id, name: 'execute_tool x', startTimeUnixNano: String(T0), endTimeUnixNano: String(T0 + 100_000_000n), ...extra };
 }
 function proto(spans: object[]): Uint8Array {
   return encodeTraceRequest({ resourceSpans: [{ scopeSpans: [{ spans }] }] });

@@ -38,7 +38,7 @@ export class TraceExport {
   private readonly prescanLimits: { maxObjects: number; maxDepth: number };
 
   constructor(private readonly deps: ExportDeps) {
-    this.limits = deps.config.limits;
+    this.limits = { ...deps.config.limits, retentionDays: deps.config.retentionDays };
     this.prescanLimits = { maxObjects: deps.config.limits.maxObjectsPerRequest, maxDepth: 4 * deps.config.limits.maxValueDepth + 16 };
   }
 

@@ -137,6 +137,11 @@ export interface IngestLimits {
   maxValueDepth: number;
   /** Most spans in one request. */
   maxSpansPerRequest: number;
+  /**
+   * The store's retention: a span that started before it is rejected (the TTL would delete it
+   * at the next merge, after the collector acknowledged it). Unset: no such check.
+   */
+  retentionDays?: number;
 }
 
 /** The request as a whole is unacceptable: answer 400 with this message. */
@@ -222,8 +227,14 @@ function bytesText(v: Bytes): string {
   return typeof v === 'string' ? v : Buffer.from(v).toString('base64');
 }
 
+const DAY_MS = 86_400_000;
+
 class Converter {
-  constructor(private readonly limits: IngestLimits) {}
+  /** Spans that started before this (nanoseconds) are outside the retention. */
+  private readonly oldestStart: bigint;
+  constructor(private readonly limits: IngestLimits) {
+    this.oldestStart = limits.retentionDays ? BigInt(Date.now() - limits.retentionDays * DAY_MS) * 1_000_000n : 1n;
+  }
 
   private tooLong(what: string): never {
     throw new BadRequestError(`${what} is longer than ${this.limits.maxAttributeLength} characters`);
@@ -319,6 +330,10 @@ class Converter {
     const end = u64(span.endTimeUnixNano);
     if (start === null || end === null) return 'span with invalid start/end time (unsigned 64-bit nanoseconds)';
     if (start > MAX_NANOS || end > MAX_NANOS) return 'span with start/end time past 2262-04-11 (the store keeps nanoseconds as a signed 64-bit number)';
+    if (start === 0n) return 'span without a start time (start_time_unix_nano is 0)';
+    if (start < this.oldestStart) {
+      return `span that started ${new Date(Number(start / 1_000_000n)).toISOString()}, before the retention window (${this.limits.retentionDays} days): the store would delete it at once`;
+    }
     const kind = SPAN_KINDS[enumIndex(span.kind, SPAN_KIND_NAMES)];
     if (kind === undefined) return `span with unknown kind ${String(span.kind)}`;
     const status = STATUS_CODES[enumIndex(span.status?.code, STATUS_CODE_NAMES)];
