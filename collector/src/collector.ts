@@ -94,7 +94,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   registerApiRoutes(app, { client: store.client, log }); // read API for the CLI: /api/v1/*
   // one export path for every transport: the same retry cache, admission bound and spool
   const exports = new TraceExport({ config, spool, metrics, log, retryCache: new RetryCache({ maxEntries: 50_000, ttlMs: 10 * 60_000 }) });
-  registerOtlpRoutes(app, { config, metrics, exports, inflight });
+  registerOtlpRoutes(app, { config, metrics, exports, inflight, log });
   let grpc: GrpcListener | null = null;
 
   let server: ServerType | null = null;

@@ -7,6 +7,8 @@ import { connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt, postProto, range, startProcess, stopProcess, toolSpansRequest, type CollectorProcess } from '../safety/helpers.js';
 
@@ -56,6 +58,32 @@ describe('a client that speaks another protocol', () => {
       socket.on('error', () => undefined);
     });
     expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+  });
+
+  it('OTLP metrics and logs (an SDK exporting every signal here): 404 with what to change, in the exporter\'s error and the log', async () => {
+    // the real metrics SDK and OTLP exporter, as an application with OTEL_METRICS_EXPORTER=otlp has them
+    class Collect extends MetricReader {
+      protected onForceFlush = async () => undefined;
+      protected onShutdown = async () => undefined;
+    }
+    const reader = new Collect();
+    const meters = new MeterProvider({ readers: [reader] });
+    meters.getMeter('agent').createCounter('tool_calls').add(3);
+    const { resourceMetrics } = await reader.collect();
+    const exporter = new OTLPMetricExporter({ url: `${p.url}/v1/metrics` });
+    const result = await new Promise<{ code: number; error?: Error & { code?: number; data?: string } }>((resolve) => exporter.export(resourceMetrics, resolve));
+    await exporter.shutdown();
+    await meters.shutdown();
+    expect(result.code).not.toBe(0); // failed, not retried
+    expect(result.error?.code).toBe(404);
+    expect(`${result.error?.message} ${result.error?.data}`).toContain('Loopwatch collects traces only, not metrics: set OTEL_METRICS_EXPORTER=none');
+
+    const logs = await fetch(`${p.url}/v1/logs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"resourceLogs":[]}' });
+    expect(logs.status).toBe(404);
+    expect(((await logs.json()) as { message: string }).message).toContain('not logs: set OTEL_LOGS_EXPORTER=none');
+    await fetch(`${p.url}/v1/metrics`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }); // said once
+    const said = p.output().split('\n').filter((l) => l.includes('received OTLP'));
+    expect(said.map((l) => (JSON.parse(l) as { msg: string }).msg.split(':')[0])).toEqual(['received OTLP metrics', 'received OTLP logs']);
   });
 
   it('and the collector goes on taking OTLP/HTTP', async () => {

@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import type { Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { CollectorConfig } from '../config.js';
+import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Encoding, ExportOutcome, TraceExport } from './export-request.js';
 import { encodeRpcStatus, encodeTraceResponse } from './otlp-proto.js';
@@ -18,6 +19,7 @@ const gunzipAsync = promisify(gunzip);
 
 // gRPC status codes used in google.rpc.Status bodies.
 const INVALID_ARGUMENT = 3;
+const UNIMPLEMENTED = 12;
 const RESOURCE_EXHAUSTED = 8;
 const UNAVAILABLE = 14;
 
@@ -28,7 +30,7 @@ function encodingOf(contentType: string | undefined): Encoding | null {
   return null;
 }
 
-function reply(c: Context, enc: Encoding, status: 200 | 400 | 401 | 413 | 415 | 429 | 503, body: { rejected?: number; reason?: string; code?: number; message?: string }, headers: Record<string, string> = {}): Response {
+function reply(c: Context, enc: Encoding, status: 200 | 400 | 401 | 404 | 413 | 415 | 429 | 503, body: { rejected?: number; reason?: string; code?: number; message?: string }, headers: Record<string, string> = {}): Response {
   for (const [k, v] of Object.entries(headers)) c.header(k, v);
   if (status === 200) {
     const rejected = body.rejected ?? 0;
@@ -54,7 +56,18 @@ export interface IngestDeps {
   exports: TraceExport;
   /** Admission bound (requests and bytes in flight), shared with the other transports. */
   inflight: InFlight;
+  log: Logger;
 }
+
+// Signals Loopwatch does not collect. An SDK set up to export every signal to this endpoint (the
+// default of several languages' auto-instrumentation) gets a 404, as from an OpenTelemetry
+// Collector without that pipeline, but with a body that says what to change (exporters print
+// it), and the collector's log says so too, at most once an hour per signal.
+const OTHER_SIGNALS = [
+  { path: '/v1/metrics', signal: 'metrics', off: 'OTEL_METRICS_EXPORTER=none' },
+  { path: '/v1/logs', signal: 'logs', off: 'OTEL_LOGS_EXPORTER=none' },
+] as const;
+const SIGNAL_WARN_EVERY_MS = 3600_000;
 
 const retryAfter = { 'Retry-After': '5' };
 const throttleAfter = { 'Retry-After': '1' };
@@ -74,7 +87,19 @@ function answer(c: Context, enc: Encoding, outcome: ExportOutcome): Response {
 }
 
 export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
-  const { config, metrics, exports, inflight } = deps;
+  const { config, metrics, exports, inflight, log } = deps;
+
+  for (const { path, signal, off } of OTHER_SIGNALS) {
+    let warnedAt = -Infinity;
+    app.post(path, (c) => {
+      const message = `Loopwatch collects traces only, not ${signal}: set ${off} in the exporting application (or point only its traces at this collector with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)`;
+      if (Date.now() - warnedAt > SIGNAL_WARN_EVERY_MS) {
+        warnedAt = Date.now();
+        log.warn({ path, userAgent: c.req.header('user-agent') }, `received OTLP ${signal}: ${message.slice(message.indexOf(':') + 2)} (said at most once an hour)`);
+      }
+      return reply(c, encodingOf(c.req.header('content-type')) ?? 'json', 404, { code: UNIMPLEMENTED, message });
+    });
+  }
 
   app.post(
     '/v1/traces',
