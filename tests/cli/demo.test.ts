@@ -25,6 +25,10 @@ describe('loopwatch demo (own collector)', () => {
       expect(text.stdout).toContain('loops and waste found:');
       expect(text.stdout).toContain('Next:');
       expect(text.stderr).toContain('starting one');
+      // its collector stopped and its temporary data went: no commands that would find nothing
+      expect(text.stdout).toContain("The demo's collector has stopped, and its temporary data is removed.");
+      expect(text.stdout).toContain('loopwatch demo --keep');
+      expect(text.stdout).not.toContain('loopwatch session demo-');
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }

@@ -40,6 +40,36 @@ async function startOwnCollector(url: string, dataDir: string): Promise<Collecto
   return collector;
 }
 
+/**
+ * Where a newcomer goes from here. The commands that read the session need a collector: the one
+ * the demo used when it stays up (it was already running, or --keep). A collector the demo
+ * started stops when it ends, and a temporary data directory goes with it: then say how to get
+ * one that stays, rather than list commands that would find nothing.
+ */
+function nextSteps(url: string, session: string, stillUp: boolean, keptDataDir: string | undefined): string[] {
+  const instrument = `  instrument your agent: OTEL_EXPORTER_OTLP_ENDPOINT=${url} node --import loopwatch/instrumentation your-agent.js`;
+  if (stillUp) {
+    return [
+      'Next:',
+      `  loopwatch findings --url ${url}                 all findings`,
+      `  loopwatch session ${session} --url ${url}`,
+      `  loopwatch export ${session} -o session.jsonl --url ${url}`,
+      instrument,
+    ];
+  }
+  return [
+    keptDataDir
+      ? `The demo's collector has stopped; its data stays in ${keptDataDir}.`
+      : "The demo's collector has stopped, and its temporary data is removed.",
+    'Next:',
+    keptDataDir
+      ? `  loopwatch up --data-dir ${keptDataDir}         serve it again, then: loopwatch session ${session}`
+      : '  loopwatch demo --keep                          the same, with the collector left running to explore the session',
+    '  loopwatch up                                   a collector that keeps its data (in .loopwatch)',
+    instrument,
+  ];
+}
+
 export function registerDemoCommand(program: Command): void {
   withCommon(program.command('demo'))
     .description('see a loop detected within a minute: runs the bundled sample agent against a collector (started here unless one answers at --url)')
@@ -104,11 +134,7 @@ export function registerDemoCommand(program: Command): void {
               detail.findings.length
                 ? c.yellow(`${detail.findings.length} loop/waste findings in ${Math.round((Date.now() - started) / 1000)}s.`)
                 : c.red(`no findings within ${opts.timeout}s (is the collector's detector scheduler on?)`),
-              'Next:',
-              `  loopwatch findings --url ${api.url}                 all findings`,
-              `  loopwatch session ${session} --url ${api.url}`,
-              `  loopwatch export ${session} -o session.jsonl --url ${api.url}`,
-              `  instrument your agent: OTEL_EXPORTER_OTLP_ENDPOINT=${api.url} node --import loopwatch/instrumentation your-agent.js`,
+              ...nextSteps(api.url, session, !own || !!opts.keep, tempDir === null ? own?.config.dataDir : undefined),
               '',
             ].join('\n'),
           );
