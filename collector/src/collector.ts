@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
-import { ListenError, type CollectorConfig } from './config.js';
+import { StartError, type CollectorConfig } from './config.js';
 import { registerApiRoutes } from './api/routes.js';
 import { TraceExport } from './ingest/export-request.js';
 import { registerOtlpRoutes } from './ingest/otlp-http.js';
@@ -21,6 +21,7 @@ import { Spool } from './spool/spool.js';
 import { openStore, type Store } from './store/client.js';
 import { migrate } from './store/migrate.js';
 import { applyRetention } from './store/retention.js';
+import { lockDataDir } from './store/data-dir-lock.js';
 import { SchemaSetup } from './store/schema-setup.js';
 
 export interface Collector {
@@ -45,6 +46,9 @@ export interface Collector {
 
 export async function createCollector(config: CollectorConfig, log: Logger = createLogger(config.logLevel)): Promise<Collector> {
   const auth = createAuth(config); // refuses to listen beyond loopback without keys
+  // one collector per data directory (the spool, the embedded database); a failed start leaves the
+  // pid file of a process that ends, which the next start takes over
+  const dataDirLock = lockDataDir(config.dataDir);
   const store = openStore(config);
   // A server that is down must not stop ingest: the spool takes it, the schema follows later.
   const schema = new SchemaSetup(
@@ -144,7 +148,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
         s.once('error', (err: NodeJS.ErrnoException) => {
           if (err.code !== 'EADDRINUSE' && err.code !== 'EACCES') return reject(err);
           const why = err.code === 'EADDRINUSE' ? 'in use: another collector?' : 'not allowed';
-          reject(new ListenError(`cannot listen on ${config.host}:${config.port} (${why}): choose another with --port (LOOPWATCH_PORT)`));
+          reject(new StartError(`cannot listen on ${config.host}:${config.port} (${why}): choose another with --port (LOOPWATCH_PORT)`));
         });
         s.on('clientError', onClientError);
         server = s;
@@ -173,6 +177,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
       await Promise.race([loader.drained(), new Promise((r) => setTimeout(r, 10_000))]);
       await loader.stop();
       await store.close();
+      dataDirLock.release();
     },
   };
   return collector;

@@ -167,9 +167,12 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-/** A configured address the collector cannot listen on (in use, not allowed); the message names the setting. */
-export class ListenError extends Error {
-  override readonly name = 'ListenError';
+/**
+ * The collector cannot start as configured: an address it cannot listen on, a data directory
+ * another collector uses. The message names the setting to change; the CLI prints it alone.
+ */
+export class StartError extends Error {
+  override readonly name = 'StartError';
 }
 
 /** Environment, then overrides; throws ConfigError naming the first bad setting. */

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `loopwatch` command: one file per command (up.ts, keys.ts, demo.ts, sessions.ts, …).
 import { Command } from 'commander';
-import { ConfigError, ListenError } from '../config.js';
+import { ConfigError, StartError } from '../config.js';
 import { CliError, registerReadCommands } from './register.js';
 import { registerKeysCommand } from './keys.js';
 import { registerReplayCommand } from './replay.js';
@@ -21,7 +21,7 @@ registerReadCommands(program);
 registerReplayCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
-  if (err instanceof CliError || err instanceof ListenError) {
+  if (err instanceof CliError || err instanceof StartError) {
     process.stderr.write(`loopwatch: ${err.message}\n`);
     process.exit(err instanceof CliError ? err.exitCode : 1);
   }

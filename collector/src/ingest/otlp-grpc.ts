@@ -8,7 +8,7 @@
 // grpc-js reads the message, handles gzip, and refuses a message past the size limit itself.
 import { Server, ServerCredentials, setLogger, status, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition } from '@grpc/grpc-js';
 import type { Auth } from '../auth.js';
-import { ListenError, type CollectorConfig } from '../config.js';
+import { StartError, type CollectorConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { ExportOutcome, TraceExport } from './export-request.js';
@@ -113,7 +113,7 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
         server.forceShutdown();
         return reject(
           /EADDRINUSE/.test(err.message)
-            ? new ListenError(`port ${port} on ${host} (OTLP/gRPC) is in use: choose another with --grpc-port (LOOPWATCH_GRPC_PORT), or turn gRPC off with --grpc-port off`)
+            ? new StartError(`port ${port} on ${host} (OTLP/gRPC) is in use: choose another with --grpc-port (LOOPWATCH_GRPC_PORT), or turn gRPC off with --grpc-port off`)
             : new Error(`cannot listen for OTLP/gRPC on ${host}:${port}: ${err.message}`),
         );
       }

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { createClient, drainStream, type ClickHouseClient, type ClickHouseClientConfigOptions, type ClickHouseSettings } from '@clickhouse/client';
 import { createChdbConnection } from 'chdb/connection';
-import type { CollectorConfig } from '../config.js';
+import { StartError, type CollectorConfig } from '../config.js';
 import { SPAN_COLUMNS, SPAN_INSERT_SQL } from '../ingest/span-rows.js';
 import { scopeSettingsPerQuery } from './inline-settings.js';
 
@@ -62,7 +62,14 @@ export function openStore(config: Pick<CollectorConfig, 'dataDir' | 'clickhouse'
   mkdirSync(dir, { recursive: true });
   // chdb types its Connection against @clickhouse/client-common, the client bundles its own
   // copy of the same interface; the shapes are identical.
-  const chdb = createChdbConnection({ path: dir });
+  let chdb: ReturnType<typeof createChdbConnection>;
+  try {
+    chdb = createChdbConnection({ path: dir });
+  } catch (err) {
+    // most often another process has the embedded database open (the engine prints its own line
+    // about the lock; the error says only that the connection failed): a message, not a stack
+    throw new StartError(`cannot open the embedded database in ${dir}: ${(err as Error).message} (is another process using this data directory? choose another with --data-dir)`);
+  }
   const connection = scopeSettingsPerQuery(chdb as unknown as NonNullable<ClickHouseClientConfigOptions['connection']>);
   const client = createClient({ connection });
   const columns = [...SPAN_COLUMNS];
