@@ -79,7 +79,7 @@ export class Auth {
   middleware(role: Role, deps: { log: Logger; metrics?: Metrics }): MiddlewareHandler {
     return async (c, next) => {
       if (this.allows(role, c.req.header('authorization'))) return next();
-      deps.metrics?.inc('loopwatch_requests_unauthorized_total');
+      deps.metrics?.inc('loopwatch_requests_unauthorized_total', 'http');
       // Never the header: only where and what was refused.
       deps.log.warn({ path: c.req.path, method: c.req.method, role }, 'request without a valid API key refused (401)');
       return unauthorized(c, role);

@@ -107,7 +107,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   let h2WarnedAt = 0;
   const onClientError = (err: Error & { code?: string }, socket: Duplex): void => {
     if (err.code === 'HPE_PAUSED_H2_UPGRADE') {
-      metrics.inc('loopwatch_requests_rejected_total');
+      metrics.inc('loopwatch_requests_rejected_total', 'http');
       if (Date.now() - h2WarnedAt > 60_000) {
         h2WarnedAt = Date.now();
         const grpcHint = collector.grpcAddress ? `send OTLP/gRPC to ${collector.grpcAddress}, or ` : '';

@@ -25,6 +25,22 @@ const COUNTERS = {
 
 export type CounterName = keyof typeof COUNTERS;
 
+/** How a request arrived: OTLP/HTTP (and the read API, for 401s) or OTLP/gRPC. */
+export type Transport = 'http' | 'grpc';
+const TRANSPORTS: readonly Transport[] = ['http', 'grpc'];
+
+// Counted per transport (label `transport`): what a receiver took in and what it refused. The
+// store side (inserted, dropped, spool segments) is one path for both.
+const BY_TRANSPORT = [
+  'loopwatch_requests_received_total', 'loopwatch_requests_rejected_total', 'loopwatch_requests_throttled_total',
+  'loopwatch_requests_spool_full_total', 'loopwatch_requests_unauthorized_total', 'loopwatch_spans_received_total',
+  'loopwatch_spans_accepted_total', 'loopwatch_spans_rejected_total', 'loopwatch_spans_duplicate_total',
+  'loopwatch_spool_written_bytes_total',
+] as const satisfies readonly CounterName[];
+export type TransportCounter = (typeof BY_TRANSPORT)[number];
+type PlainCounter = Exclude<CounterName, TransportCounter>;
+const isByTransport = (name: CounterName): name is TransportCounter => (BY_TRANSPORT as readonly string[]).includes(name);
+
 export class Metrics {
   readonly registry = new Registry();
   private readonly counters = new Map<string, Counter>();
@@ -33,7 +49,13 @@ export class Metrics {
 
   constructor(gauges: Record<string, { help: string; get: () => number }> = {}) {
     for (const [name, help] of Object.entries(COUNTERS)) {
-      this.counters.set(name, new Counter({ name, help, registers: [this.registry] }));
+      if (isByTransport(name as CounterName)) {
+        const counter = new Counter({ name, help, labelNames: ['transport'], registers: [this.registry] });
+        for (const t of TRANSPORTS) counter.labels(t).inc(0); // each series exists from the start, at 0
+        this.counters.set(name, counter);
+      } else {
+        this.counters.set(name, new Counter({ name, help, registers: [this.registry] }));
+      }
     }
     this.insertDuration = new Histogram({
       name: 'loopwatch_insert_duration_seconds',
@@ -52,20 +74,29 @@ export class Metrics {
     }
   }
 
-  inc(name: CounterName): void {
-    this.counters.get(name)!.inc();
+  inc(name: PlainCounter): void;
+  inc(name: TransportCounter, transport: Transport): void;
+  inc(name: CounterName, transport?: Transport): void {
+    this.add(name as TransportCounter, 1, transport as Transport);
   }
 
-  add(name: CounterName, n: number): void {
-    if (n > 0) this.counters.get(name)!.inc(n);
+  add(name: PlainCounter, n: number): void;
+  add(name: TransportCounter, n: number, transport: Transport): void;
+  add(name: CounterName, n: number, transport?: Transport): void {
+    if (n <= 0) return;
+    const counter = this.counters.get(name)!;
+    if (isByTransport(name)) counter.labels(transport ?? 'http').inc(n);
+    else counter.inc(n);
   }
 
   observe(name: 'loopwatch_insert_duration_seconds' | 'loopwatch_detector_duration_seconds', seconds: number): void {
     (name === 'loopwatch_insert_duration_seconds' ? this.insertDuration : this.detectDuration).observe(seconds);
   }
 
-  async value(name: CounterName): Promise<number> {
-    return (await this.counters.get(name)!.get()).values[0]?.value ?? 0;
+  /** A counter's value, summed over transports unless one is given. */
+  async value(name: CounterName, transport?: Transport): Promise<number> {
+    const values = (await this.counters.get(name)!.get()).values;
+    return values.filter((v) => transport === undefined || v.labels.transport === transport).reduce((sum, v) => sum + v.value, 0);
   }
 
   text(): Promise<string> {

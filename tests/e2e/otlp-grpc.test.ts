@@ -139,4 +139,17 @@ describe('OTLP/gRPC', () => {
     expect((await calls('grpc-no-key')).n).toBe(0);
     expect((await calls('grpc-big')).n).toBe(0);
   });
+
+  it('self-metrics count gRPC requests and spans under transport="grpc", apart from OTLP/HTTP', async () => {
+    const m = tc.collector.metrics;
+    const before = { grpc: await m.value('loopwatch_spans_accepted_total', 'grpc'), http: await m.value('loopwatch_spans_accepted_total', 'http') };
+    const { body } = toolSpansRequest(range(33, 0, 7), { session: 'grpc-metrics' });
+    expect((await rawExport(tc.collector.grpcAddress, body)).error).toBeUndefined();
+    expect(await m.value('loopwatch_spans_accepted_total', 'grpc')).toBe(before.grpc + 7);
+    expect(await m.value('loopwatch_spans_accepted_total', 'http')).toBe(before.http);
+    expect(await m.value('loopwatch_requests_unauthorized_total', 'grpc')).toBeGreaterThanOrEqual(2); // the test before
+    const text = await m.text(); // what GET /metrics serves (it needs a read key, which this collector has none of)
+    expect(text).toMatch(/^loopwatch_requests_received_total\{transport="grpc"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^loopwatch_requests_received_total\{transport="http"\} \d+$/m);
+  });
 });

@@ -26,7 +26,7 @@ afterAll(async () => {
 
 const rejected = async () => {
   const text = await (await fetch(`${p.url}/metrics`)).text();
-  return Number(/^loopwatch_requests_rejected_total (\d+)/m.exec(text)?.[1] ?? NaN);
+  return Number(/^loopwatch_requests_rejected_total\{transport="http"\} (\d+)/m.exec(text)?.[1] ?? NaN);
 };
 
 describe('a client that speaks another protocol', () => {

@@ -55,7 +55,7 @@ describe('auth', () => {
     expect((await fetch(`${p.url}/metrics`, { headers: bearer(INGEST_KEY) })).status).toBe(401);
     const m = await fetch(`${p.url}/metrics`, { headers: bearer(READ_KEY) });
     expect(m.status).toBe(200);
-    expect(await m.text()).toMatch(/loopwatch_requests_unauthorized_total [1-9]/);
+    expect(await m.text()).toMatch(/loopwatch_requests_unauthorized_total\{transport="http"\} [1-9]/);
     for (const path of ['/api/v1/sessions', '/api/anything']) {
       expect((await fetch(`${p.url}${path}`)).status).toBe(401);
       expect((await fetch(`${p.url}${path}`, { headers: bearer(INGEST_KEY) })).status).toBe(401);

@@ -167,7 +167,7 @@ describe('request limits', () => {
     await waitInFlight(0);
     expect((await postProto(url, toolSpansRequest(range(30, 100, 20)).body)).status).toBe(200);
     const m = await (await fetch(`${url}/metrics`)).text();
-    expect(m).toMatch(/loopwatch_requests_throttled_total 2/);
+    expect(m).toMatch(/loopwatch_requests_throttled_total\{transport="http"\} 2/);
   });
 });
 

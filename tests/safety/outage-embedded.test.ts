@@ -64,7 +64,7 @@ describe('embedded store outage', () => {
     expect(h.spool.segments).toBeGreaterThan(0);
     const metrics = await (await fetch(`${url}/metrics`)).text();
     expect(metrics).toMatch(/loopwatch_insert_failures_total [1-9]/);
-    expect(metrics).toMatch(/loopwatch_requests_spool_full_total [1-9]/);
+    expect(metrics).toMatch(/loopwatch_requests_spool_full_total\{transport="http"\} [1-9]/);
     expect(metrics).toMatch(/loopwatch_spans_dropped_total 0/);
 
     await collector.store.client.command({ query: 'ATTACH TABLE otel_traces' });

@@ -3,7 +3,7 @@
 // -> spool (fdatasync). The outcome says what to answer; each transport words it its own way.
 import type { CollectorConfig } from '../config.js';
 import type { Logger } from '../logger.js';
-import type { Metrics } from '../metrics.js';
+import type { Metrics, Transport } from '../metrics.js';
 import { SpoolFullError, type Spool } from '../spool/spool.js';
 import type { Ticket } from './inflight.js';
 import { decodeTraceRequestJson } from './otlp-json.js';
@@ -43,20 +43,20 @@ export class TraceExport {
   }
 
   /** Handles a request body; `ticket` holds its bytes in the admission bound. Counts a refused request in the metrics. */
-  async handle(body: Uint8Array, enc: Encoding, ticket: Ticket): Promise<ExportOutcome> {
-    const outcome = await this.process(body, enc, ticket);
-    if (outcome.kind !== 'accepted') this.deps.metrics.inc('loopwatch_requests_rejected_total');
+  async handle(body: Uint8Array, enc: Encoding, ticket: Ticket, transport: Transport): Promise<ExportOutcome> {
+    const outcome = await this.process(body, enc, ticket, transport);
+    if (outcome.kind !== 'accepted') this.deps.metrics.inc('loopwatch_requests_rejected_total', transport);
     return outcome;
   }
 
-  private async process(body: Uint8Array, enc: Encoding, ticket: Ticket): Promise<ExportOutcome> {
+  private async process(body: Uint8Array, enc: Encoding, ticket: Ticket, transport: Transport): Promise<ExportOutcome> {
     const { spool, metrics, log, retryCache } = this.deps;
     const key = RetryCache.key(body, enc);
     const earlier = retryCache.get(key);
     if (earlier) {
       try {
         const outcome = await earlier;
-        metrics.add('loopwatch_spans_duplicate_total', outcome.acceptedSpans + outcome.rejectedSpans);
+        metrics.add('loopwatch_spans_duplicate_total', outcome.acceptedSpans + outcome.rejectedSpans, transport);
         return { kind: 'accepted', rejectedSpans: outcome.rejectedSpans, rejectReason: outcome.rejectReason };
       } catch {
         // the earlier attempt failed and was forgotten: process this one afresh
@@ -79,8 +79,8 @@ export class TraceExport {
       throw err;
     }
     const { payload, accepted, rejectedSpans, rejectReason } = converted;
-    metrics.add('loopwatch_spans_received_total', accepted + rejectedSpans);
-    metrics.add('loopwatch_spans_rejected_total', rejectedSpans);
+    metrics.add('loopwatch_spans_received_total', accepted + rejectedSpans, transport);
+    metrics.add('loopwatch_spans_rejected_total', rejectedSpans, transport);
     if (accepted === 0) return { kind: 'accepted', rejectedSpans, rejectReason };
 
     ticket.set(body.length + payload.length);
@@ -90,14 +90,14 @@ export class TraceExport {
       await stored;
     } catch (err) {
       if (err instanceof SpoolFullError) {
-        metrics.inc('loopwatch_requests_spool_full_total');
+        metrics.inc('loopwatch_requests_spool_full_total', transport);
         return { kind: 'unavailable', message: 'collector is over capacity (spool full); retry later' };
       }
       log.error({ err }, 'spool append failed');
       return { kind: 'unavailable', message: 'collector could not persist the request; retry later' };
     }
-    metrics.add('loopwatch_spans_accepted_total', accepted);
-    metrics.add('loopwatch_spool_written_bytes_total', payload.length);
+    metrics.add('loopwatch_spans_accepted_total', accepted, transport);
+    metrics.add('loopwatch_spool_written_bytes_total', payload.length, transport);
     return { kind: 'accepted', rejectedSpans, rejectReason };
   }
 }

@@ -76,11 +76,11 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
     'grpc.max_concurrent_streams': config.limits.maxConcurrentRequests,
   });
   const exportSpans = (call: ServerUnaryCall<Buffer, Uint8Array>, done: sendUnaryData<Uint8Array>): void => {
-    metrics.inc('loopwatch_requests_received_total');
+    metrics.inc('loopwatch_requests_received_total', 'grpc');
     const authorization = call.metadata.get('authorization')[0];
     if (!auth.allows('ingest', typeof authorization === 'string' ? authorization : undefined)) {
-      metrics.inc('loopwatch_requests_rejected_total');
-      metrics.inc('loopwatch_requests_unauthorized_total');
+      metrics.inc('loopwatch_requests_rejected_total', 'grpc');
+      metrics.inc('loopwatch_requests_unauthorized_total', 'grpc');
       // never the metadata: only what was refused
       log.warn({ path: TRACE_EXPORT_PATH, role: 'ingest' }, 'gRPC export without a valid API key refused (UNAUTHENTICATED)');
       return done(failure(status.UNAUTHENTICATED, 'missing or invalid API key: send metadata "authorization: Bearer <key>" with an ingest key'));
@@ -88,11 +88,11 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
     const body = call.request;
     const ticket = inflight.enter(body.length);
     if (!ticket) {
-      metrics.inc('loopwatch_requests_rejected_total');
-      metrics.inc('loopwatch_requests_throttled_total');
+      metrics.inc('loopwatch_requests_rejected_total', 'grpc');
+      metrics.inc('loopwatch_requests_throttled_total', 'grpc');
       return done(failure(status.UNAVAILABLE, `collector is busy (${inflight.requests} requests, ${inflight.bytes} bytes in flight); retry later`));
     }
-    exports.handle(body, 'protobuf', ticket).then(
+    exports.handle(body, 'protobuf', ticket, 'grpc').then(
       (outcome) => {
         ticket.release();
         answer(outcome, done);

@@ -104,10 +104,10 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
   app.post(
     '/v1/traces',
     async (c, next) => {
-      metrics.inc('loopwatch_requests_received_total');
+      metrics.inc('loopwatch_requests_received_total', 'http');
       const enc = encodingOf(c.req.header('content-type'));
       if (!enc) {
-        metrics.inc('loopwatch_requests_rejected_total');
+        metrics.inc('loopwatch_requests_rejected_total', 'http');
         return c.json({ code: INVALID_ARGUMENT, message: `unsupported content type '${c.req.header('content-type') ?? ''}': use application/x-protobuf or application/json` }, 415);
       }
       c.set('encoding' as never, enc as never);
@@ -115,8 +115,8 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
       const declared = Math.min(Number(c.req.header('content-length')) || 0, config.limits.maxBodyBytes);
       const ticket = inflight.enter(declared);
       if (!ticket) {
-        metrics.inc('loopwatch_requests_rejected_total');
-        metrics.inc('loopwatch_requests_throttled_total');
+        metrics.inc('loopwatch_requests_rejected_total', 'http');
+        metrics.inc('loopwatch_requests_throttled_total', 'http');
         return reply(c, enc, 429, { code: RESOURCE_EXHAUSTED, message: `collector is busy (${inflight.requests} requests, ${inflight.bytes} bytes in flight); retry later` }, throttleAfter);
       }
       c.set('ticket' as never, ticket as never);
@@ -129,7 +129,7 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
     bodyLimit({
       maxSize: config.limits.maxBodyBytes,
       onError: (c) => {
-        metrics.inc('loopwatch_requests_rejected_total');
+        metrics.inc('loopwatch_requests_rejected_total', 'http');
         const enc = c.get('encoding' as never) as Encoding;
         return reply(c, enc, 413, { code: RESOURCE_EXHAUSTED, message: `request body larger than ${config.limits.maxBodyBytes} bytes` });
       },
@@ -138,7 +138,7 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
       const enc = c.get('encoding' as never) as Encoding;
       const ticket = c.get('ticket' as never) as Ticket;
       const fail = (status: 400 | 413 | 415 | 429 | 503, code: number, message: string, headers: Record<string, string> = {}) => {
-        metrics.inc('loopwatch_requests_rejected_total');
+        metrics.inc('loopwatch_requests_rejected_total', 'http');
         return reply(c, enc, status, { code, message }, headers);
       };
       let body = new Uint8Array(await c.req.arrayBuffer());
@@ -154,14 +154,14 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
           return fail(400, INVALID_ARGUMENT, `body is not valid gzip: ${(err as Error).message}`);
         }
         if (!ticket.grow(body.length)) {
-          metrics.inc('loopwatch_requests_throttled_total');
+          metrics.inc('loopwatch_requests_throttled_total', 'http');
           return fail(429, RESOURCE_EXHAUSTED, `collector is busy (${inflight.bytes} bytes in flight); retry later`, throttleAfter);
         }
       } else if (contentEncoding !== 'identity' && contentEncoding !== '') {
         return fail(415, INVALID_ARGUMENT, `unsupported content encoding '${contentEncoding}': use gzip or none`);
       }
 
-      return answer(c, enc, await exports.handle(body, enc, ticket));
+      return answer(c, enc, await exports.handle(body, enc, ticket, 'http'));
     },
   );
 }
