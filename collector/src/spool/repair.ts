@@ -16,12 +16,18 @@ import { queryRows } from '../store/client.js';
 const TRACE_ID = SPAN_COLUMNS.indexOf('TraceId');
 const SPAN_ID = SPAN_COLUMNS.indexOf('SpanId');
 
+/**
+ * What counts as a row missing from a derived table: `span`, a row per span (keyed by trace and
+ * span id); `range`, a time range per trace that must cover each span's (min/max over its rows).
+ */
+type MissingRule = 'span' | 'range';
+
 /** The deduplicating tables fed from otel_traces by a view, with the view's name (queries/schema/001, 002). */
 const DERIVED = [
-  { table: 'agent_tool_calls', view: 'agent_tool_calls_mv' },
-  { table: 'agent_llm_calls', view: 'agent_llm_calls_mv' },
-  { table: 'otel_traces_trace_id_ts', view: 'otel_traces_trace_id_ts_mv' },
-] as const;
+  { table: 'agent_tool_calls', view: 'agent_tool_calls_mv', missing: 'span' },
+  { table: 'agent_llm_calls', view: 'agent_llm_calls_mv', missing: 'span' },
+  { table: 'otel_traces_trace_id_ts', view: 'otel_traces_trace_id_ts_mv', missing: 'range' },
+] as const satisfies readonly { table: string; view: string; missing: MissingRule }[];
 type DerivedTable = (typeof DERIVED)[number]['table'];
 
 /** The source of a view's SELECT as the engine prints it (`FROM default.otel_traces`), found once. */
@@ -36,6 +42,7 @@ export interface RepairResult {
 
 interface NarrowedView {
   table: DerivedTable;
+  missing: MissingRule;
   select: string;
   columns: string;
 }
@@ -53,12 +60,12 @@ function derivedViews(client: ClickHouseClient): Promise<NarrowedView[]> {
         { names: DERIVED.map((t) => t.view) },
       );
       const out: NarrowedView[] = [];
-      for (const { table, view } of DERIVED) {
+      for (const { table, view, missing } of DERIVED) {
         const select = views.find((v) => v.name === view)?.as_select ?? '';
         if ((select.match(SOURCE) ?? []).length !== 1) throw new Error(`cannot repair ${table}: the SELECT of ${view} does not read otel_traces exactly once`);
         const narrowed = select.replace(SOURCE, `FROM (SELECT * FROM otel_traces WHERE ${SPANS}) AS otel_traces`);
         const columns = (await queryRows<{ name: string }>(client, `DESCRIBE (${narrowed})`, { traces: [], ids: [] })).map((c) => `\`${c.name}\``).join(', ');
-        out.push({ table, select: narrowed, columns });
+        out.push({ table, missing, select: narrowed, columns });
       }
       return out;
     })();
@@ -72,12 +79,11 @@ function derivedViews(client: ClickHouseClient): Promise<NarrowedView[]> {
 const SPANS = 'TraceId IN {traces:Array(String)} AND SpanId IN {ids:Array(String)}';
 
 /** The rows of a view's narrowed SELECT its table lacks. */
-function missingRows({ table, select, columns }: NarrowedView): string {
-  if (table === 'otel_traces_trace_id_ts') {
-    // a trace's range is the min/max over its rows (one per insert block): a row is missing when
-    // the rows there do not span it. Without one, Grafana's trace lookup finds no time range and
-    // shows nothing of the trace.
-    // (compared as stored: whole seconds)
+function missingRows({ table, missing, select, columns }: NarrowedView): string {
+  if (missing === 'range') {
+    // otel_traces_trace_id_ts: a trace's range is the min/max over its rows (one per insert
+    // block), so a row is missing when the rows there do not span it. Without one, Grafana's trace
+    // lookup finds no time range and shows nothing of the trace. (Compared as stored: whole seconds.)
     return `SELECT TraceId, Start, End FROM (SELECT TraceId, toDateTime(Start) AS Start, toDateTime(End) AS End FROM (${select})) AS n
             LEFT JOIN (SELECT TraceId, min(Start) AS s, max(End) AS e FROM ${table} WHERE TraceId IN {traces:Array(String)} GROUP BY TraceId) AS c ON n.TraceId = c.TraceId
             WHERE c.TraceId = '' OR c.s > n.Start OR c.e < n.End`;
