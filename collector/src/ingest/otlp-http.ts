@@ -92,12 +92,12 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
   for (const { path, signal, off } of OTHER_SIGNALS) {
     let warnedAt = -Infinity;
     app.post(path, (c) => {
-      const message = `Loopwatch collects traces only, not ${signal}: set ${off} in the exporting application (or point only its traces at this collector with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)`;
+      const fix = `set ${off} in the exporting application (or point only its traces at this collector with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)`;
       if (Date.now() - warnedAt > SIGNAL_WARN_EVERY_MS) {
         warnedAt = Date.now();
-        log.warn({ path, userAgent: c.req.header('user-agent') }, `received OTLP ${signal}: ${message.slice(message.indexOf(':') + 2)} (said at most once an hour)`);
+        log.warn({ path, userAgent: c.req.header('user-agent') }, `received OTLP ${signal}: ${fix} (said at most once an hour)`);
       }
-      return reply(c, encodingOf(c.req.header('content-type')) ?? 'json', 404, { code: UNIMPLEMENTED, message });
+      return reply(c, encodingOf(c.req.header('content-type')) ?? 'json', 404, { code: UNIMPLEMENTED, message: `Loopwatch collects traces only, not ${signal}: ${fix}` });
     });
   }
 
