@@ -88,6 +88,16 @@ describe('bad input', () => {
     expect(stored.map((r) => r.SpanId)).toEqual(['d7ad6b7169203331']);
   });
 
+  it('partial success: ids in base64 (a generic protobuf-JSON serializer) are refused with a hint that OTLP/JSON wants hex', async () => {
+    const b64 = Buffer.from('3af7651916cd43dd8448eb211c80319c', 'hex').toString('base64');
+    const r = await post(jsonRequest([jsonSpan(b64, 'e7ad6b7169203331')]), JSON_TYPE);
+    expect(r.status).toBe(200);
+    expect(JSON.parse(new TextDecoder().decode(r.body)).partialSuccess).toEqual({
+      rejectedSpans: '1',
+      errorMessage: 'span with missing or invalid trace_id (16 bytes, not all zero; it looks base64-encoded: OTLP/JSON ids are 32 hex digits)',
+    });
+  });
+
   it('413 over the body size limit', async () => {
     const r = await post(new Uint8Array(65 * 1024), PROTO);
     expect(r.status).toBe(413);

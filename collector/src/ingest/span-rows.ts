@@ -193,6 +193,17 @@ export function idToHex(v: Bytes, bytes: number): string | null {
   return (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength)).toString('hex');
 }
 
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+/**
+ * OTLP/JSON writes ids as hex; a generic protobuf-to-JSON serializer writes bytes as base64 (the
+ * proto3 JSON mapping), an easy mistake in a hand-made exporter: said when an id looks like it.
+ */
+function base64Hint(v: Bytes, bytes: number): string {
+  return typeof v === 'string' && v.length === 4 * Math.ceil(bytes / 3) && BASE64.test(v) && !HEX.test(v)
+    ? `; it looks base64-encoded: OTLP/JSON ids are ${2 * bytes} hex digits`
+    : '';
+}
+
 const TWO_32 = 4294967296n;
 /** The latest instant DateTime64(9) holds (2262-04-11T23:47:16.854775807Z); later ones make the store refuse the whole insert. */
 export const MAX_NANOS = 2n ** 63n - 1n;
@@ -321,9 +332,9 @@ class Converter {
   /** The span's row, or why the span is rejected. */
   private row(span: SpanIn, resourceAttributes: Record<string, string>, serviceName: string, scopeName: string, scopeVersion: string): SpanRow | string {
     const traceId = idToHex(span.traceId, 16);
-    if (!traceId || ALL_ZERO.test(traceId)) return 'span with missing or invalid trace_id (16 bytes, not all zero)';
+    if (!traceId || ALL_ZERO.test(traceId)) return `span with missing or invalid trace_id (16 bytes, not all zero${base64Hint(span.traceId, 16)})`;
     const spanId = idToHex(span.spanId, 8);
-    if (!spanId || ALL_ZERO.test(spanId)) return 'span with missing or invalid span_id (8 bytes, not all zero)';
+    if (!spanId || ALL_ZERO.test(spanId)) return `span with missing or invalid span_id (8 bytes, not all zero${base64Hint(span.spanId, 8)})`;
     const parentSpanId = idToHex(span.parentSpanId, 8);
     if (parentSpanId === null) return 'span with invalid parent_span_id (8 bytes)';
     const start = u64(span.startTimeUnixNano);
