@@ -9,6 +9,7 @@ import { BatchSpanProcessor, type BufferConfig, type ReadableSpan, type Span, ty
 import { ATTR } from './attributes.js';
 import { sessionFrom } from './context.js';
 import { AiSdkSpanProcessor } from './integrations/ai-sdk.js';
+import { LlmCallTap } from './llm-calls.js';
 import { warn } from './warn.js';
 
 /**
@@ -197,7 +198,7 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
   const batch = new BatchSpanProcessor(tally.wrap(exporter), batchConfig);
   const sdk = new NodeSDK({
     serviceName: opts.serviceName ?? process.env.OTEL_SERVICE_NAME,
-    spanProcessors: [new SessionSpanProcessor(), new AiSdkSpanProcessor(), ...(opts.spanProcessors ?? []), tally, batch],
+    spanProcessors: [new SessionSpanProcessor(), new AiSdkSpanProcessor(), new LlmCallTap(), ...(opts.spanProcessors ?? []), tally, batch],
   });
   sdk.start();
   // Flushes run one after another: the batch processor's forceFlush resolves at once when its

@@ -2,6 +2,7 @@
 // over real OTLP/HTTP (protobuf) to a real collector; the SQL detectors find the same loop and
 // ignore the call the guard stopped.
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import OpenAI from 'openai';
 import { SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +11,9 @@ import { traceTool, withSession } from '../../instrumentation/src/api.js';
 import { enableLoopGuard } from '../../instrumentation/src/guard/enable.js';
 import { LoopDetectedError } from '../../instrumentation/src/guard/loop-guard.js';
 import { SessionSpanProcessor } from '../../instrumentation/src/sdk.js';
+import { LlmCallTap } from '../../instrumentation/src/llm-calls.js';
+import { instrumentOpenAI } from '../../instrumentation/src/integrations/openai.js';
+import { fakeApi } from '../integrations/helpers.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 
 let tc: TestCollector;
@@ -18,7 +22,7 @@ let provider: NodeTracerProvider;
 beforeAll(async () => {
   tc = await startTestCollector({ detect: { enabled: false } });
   provider = new NodeTracerProvider({
-    spanProcessors: [new SessionSpanProcessor(), new SimpleSpanProcessor(new OTLPTraceExporter({ url: `${tc.url}/v1/traces` }))],
+    spanProcessors: [new SessionSpanProcessor(), new LlmCallTap(), new SimpleSpanProcessor(new OTLPTraceExporter({ url: `${tc.url}/v1/traces` }))],
   });
   provider.register();
 });
@@ -64,6 +68,51 @@ describe('LoopGuard halt + SQL detectors on the same session', () => {
     expect(stuck.last_span_id).toBe(halted!.finding.lastSpanId);
     expect(Number(stuck.repeats)).toBe(halted!.finding.repeats);
     expect(stuck.agent).toBe('doc-agent');
+  });
+
+  it('token budget: each tool call is charged with the LLM call before it (a real OpenAI client), the guard halts the session past the budget, and SQL finds the same', async () => {
+    // every turn the model asks for a file and reports 400k tokens
+    const api = await fakeApi(() => ({ json: {
+      id: 'c', object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18',
+      choices: [{ index: 0, finish_reason: 'tool_calls', message: { role: 'assistant', content: null, tool_calls: [
+        { id: 'call_1', type: 'function', function: { name: 'read_file', arguments: '{"path":"a.ts"}' } }] } }],
+      usage: { prompt_tokens: 300_000, completion_tokens: 100_000, total_tokens: 400_000 },
+    } }));
+    const client = instrumentOpenAI(new OpenAI({ apiKey: 'test-key', baseURL: `${api.url}/v1`, maxRetries: 0 }));
+    const guard = enableLoopGuard({ policy: 'halt', params: { budgetMaxTokens: 1_000_000 }, log: () => undefined });
+    let turn = 0;
+    let halted: LoopDetectedError | undefined;
+    // a different file each turn, a different text back: no loop but the spending
+    const readFile = traceTool('read_file', async (a: { path: string }) => ({ text: `contents of ${a.path}` }));
+    try {
+      await withSession({ sessionId: 'guard-e2e-budget', agent: 'spender' }, async () => {
+        for (turn = 1; turn <= 6; turn++) {
+          await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'next file' }] });
+          await readFile({ path: `src/${turn}.ts` });
+        }
+      });
+    } catch (err) {
+      if (err instanceof LoopDetectedError) halted = err;
+      else throw err;
+    } finally {
+      guard.disable();
+      await api.close();
+    }
+    // 400k tokens a turn: 1.2M after the third tool call, so the fourth does not run
+    expect(turn).toBe(4);
+    expect(halted?.finding.kind).toBe('runaway');
+    expect(halted?.finding.message).toMatch(/tokens/);
+    const live = guard.guard.findings('guard-e2e-budget').find((f) => f.kind === 'runaway')!;
+
+    await provider.forceFlush();
+    await tc.collector.flush();
+    const r = await runDetectors(tc.collector.store.client, { params: { budgetMaxTokens: 1_000_000 } });
+    expect(r.errors).toEqual({});
+    const [sql] = await tc.rows<{ details: string; wasted_calls: number; wasted_tokens: number; first_span_id: string }>(
+      `SELECT details, wasted_calls, wasted_tokens, first_span_id FROM agent_findings FINAL WHERE session_id = 'guard-e2e-budget' AND detector = 'runaway'`);
+    expect(JSON.parse(sql!.details).reasons).toBe('tokens');
+    expect(Number(sql!.wasted_calls)).toBe(live.wastedCalls);
+    expect(Number(sql!.wasted_tokens)).toBe(live.wastedTokens);
   });
 
   it('a recursive tool chain: the live guard sees its depth (children end before their parents) and agrees with SQL', async () => {

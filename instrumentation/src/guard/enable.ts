@@ -6,8 +6,9 @@
 import type { Span } from '@opentelemetry/api';
 import { parseDetectorSettings, type DetectorParams } from '../../../queries/src/detector-defaults.js';
 import { beforeToolCall, onToolCall } from '../api.js';
+import { onLlmCall, type LlmCallRecord } from '../llm-calls.js';
 import { warn } from '../warn.js';
-import { LoopDetectedError, LoopGuard, type GuardFinding } from './loop-guard.js';
+import { LoopDetectedError, LoopGuard, touch, type GuardFinding } from './loop-guard.js';
 
 export type GuardPolicy = 'warn' | 'halt' | 'off';
 
@@ -84,11 +85,24 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
   const guard = new LoopGuard({ params: { ...detectorSettingsFromEnv(), ...opts.params }, maxSessions: opts.maxSessions });
   const unsubscribe: (() => void)[] = [];
   if (policy !== 'off') {
+    // Tokens and cost, for the budgets and the waste: as in the detector pass, a tool call is
+    // charged to the session's latest LLM call that ended before it started. The pass splits an
+    // LLM call evenly among the tool calls it requested; live, their number is not known yet, so
+    // the first one takes it all (a session's total, which the budgets compare, is the same).
+    const unchargedLlm = new Map<string, LlmCallRecord>();
+    const maxSessions = opts.maxSessions ?? 1000;
+    unsubscribe.push(onLlmCall((llm) => touch(unchargedLlm, llm.sessionId, llm, maxSessions)));
     unsubscribe.push(
       onToolCall((call) => {
         const ids = spanIds(call.span);
+        const sessionId = call.sessionId ?? ids.traceId;
+        const llm = unchargedLlm.get(sessionId);
+        const charged = llm !== undefined && llm.endedAt <= call.startedAt;
+        if (charged) unchargedLlm.delete(sessionId);
         const raised = guard.observe({
-          sessionId: call.sessionId ?? ids.traceId,
+          sessionId,
+          tokens: charged ? llm.tokens : 0,
+          costUsd: charged ? llm.costUsd : 0,
           tool: call.tool,
           argsHash: call.argsHash,
           resultHash: call.resultHash,

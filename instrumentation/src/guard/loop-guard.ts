@@ -818,7 +818,7 @@ function toMs(t: number | bigint | string | Date | undefined): number {
 }
 
 /** Bounded map: refreshes on touch, drops the least recently touched entry past the limit. */
-function touch<K, V>(map: Map<K, V>, key: K, value: V, limit: number): void {
+export function touch<K, V>(map: Map<K, V>, key: K, value: V, limit: number): void {
   map.delete(key);
   map.set(key, value);
   if (map.size > limit) evictOldest(map);

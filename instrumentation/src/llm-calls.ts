@@ -1,0 +1,101 @@
+// LLM calls as they end, for what runs in the process (the loop guard's token and cost budgets).
+// Every LLM span passes the span processors, whichever library made it: Loopwatch's OpenAI and
+// Anthropic wrappers, the Vercel AI SDK's own spans, any GenAI-semconv instrumentation. So the
+// calls are read from ended spans, with the mapping the collector's agent_llm_calls view applies
+// (queries/schema/002_agent_calls.sql): which spans are LLM calls, their tokens, their cost.
+import { type Context } from '@opentelemetry/api';
+import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { ATTR } from './attributes.js';
+import { costUsd } from './cost.js';
+
+/** An LLM call that ended. */
+export interface LlmCallRecord {
+  /** gen_ai.conversation.id (stamped from withSession by SessionSpanProcessor), else the trace id. */
+  sessionId: string;
+  traceId: string;
+  spanId: string;
+  model: string;
+  /** llm.token_count.total when given, else input + output: agent_llm_calls.total_tokens. */
+  tokens: number;
+  /** The reported cost (llm.cost.total, loopwatch.cost_usd) when > 0, else the tokens at the model's list price (0 without one). */
+  costUsd: number;
+  /** Epoch milliseconds. */
+  endedAt: number;
+}
+
+type Observer = (call: LlmCallRecord) => void;
+const observers = new Set<Observer>();
+
+/** Subscribes to LLM calls as their spans end (through LlmCallTap); returns the unsubscribe function. */
+export function onLlmCall(observer: Observer): () => void {
+  observers.add(observer);
+  return () => observers.delete(observer);
+}
+
+const GENAI_OPERATIONS = new Set(['chat', 'generate_content', 'text_completion']);
+const AI_SDK_OPERATIONS = new Set(['ai.generateText.doGenerate', 'ai.streamText.doStream', 'ai.generateObject.doGenerate', 'ai.streamObject.doStream']);
+
+type Attributes = ReadableSpan['attributes'];
+
+/** The first of the attributes that is set (not empty), as in the view's multiIf chains. */
+function first(a: Attributes, keys: readonly string[]): unknown {
+  for (const k of keys) {
+    const v = a[k];
+    if (v !== undefined && v !== '') return v;
+  }
+  return undefined;
+}
+
+/** toUInt64OrZero / toFloat64OrZero of an attribute value. */
+function count(v: unknown): number {
+  const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : NaN;
+  return Number.isFinite(n) && n > 0 ? n : 0;
+}
+
+export function isLlmSpan(a: Attributes): boolean {
+  return GENAI_OPERATIONS.has(a[ATTR.operationName] as string) || a['openinference.span.kind'] === 'LLM' || AI_SDK_OPERATIONS.has(a['ai.operationId'] as string);
+}
+
+/** The LLM call a span records, or undefined when it is not one. */
+export function llmCallOf(span: ReadableSpan): LlmCallRecord | undefined {
+  const a = span.attributes;
+  if (!isLlmSpan(a)) return undefined;
+  const input = count(first(a, ['gen_ai.usage.input_tokens', 'gen_ai.usage.prompt_tokens', 'llm.token_count.prompt', 'ai.usage.inputTokens', 'ai.usage.promptTokens']));
+  const output = count(first(a, ['gen_ai.usage.output_tokens', 'gen_ai.usage.completion_tokens', 'llm.token_count.completion', 'ai.usage.outputTokens', 'ai.usage.completionTokens']));
+  const cacheRead = count(first(a, ['gen_ai.usage.cache_read.input_tokens', 'llm.token_count.prompt_details.cache_read', 'ai.usage.cachedInputTokens']));
+  const total = count(a['llm.token_count.total']);
+  const model = String(first(a, ['gen_ai.response.model', 'ai.response.model']) ?? first(a, ['gen_ai.request.model', 'llm.model_name', 'ai.model.id']) ?? '');
+  const reported = count(first(a, ['llm.cost.total', 'loopwatch.cost_usd']));
+  const ctx = span.spanContext();
+  const [s, ns] = span.endTime;
+  return {
+    sessionId: String(a[ATTR.conversationId] || ctx.traceId),
+    traceId: ctx.traceId,
+    spanId: ctx.spanId,
+    model,
+    tokens: total > 0 ? total : input + output,
+    costUsd: reported > 0 ? reported : (costUsd(model, { inputTokens: input, outputTokens: output, cacheReadTokens: cacheRead }) ?? 0),
+    endedAt: s * 1000 + ns / 1e6,
+  };
+}
+
+/**
+ * The span processor that reports ended LLM spans to onLlmCall's observers. startLoopwatch()
+ * installs it after the session stamper and the AI SDK processor (whose attributes it reads); an
+ * application with its own tracer provider adds it the same way. Costs one Set size check per span
+ * while nothing observes.
+ */
+export class LlmCallTap implements SpanProcessor {
+  onStart(_span: Span, _parentContext: Context): void {}
+  onEnd(span: ReadableSpan): void {
+    if (observers.size === 0) return;
+    const call = llmCallOf(span);
+    if (call) for (const o of observers) o(call);
+  }
+  forceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+  shutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,49 @@
+// LLM calls read from ended spans (what the loop guard's budgets count), with the collector's
+// mapping: the three conventions, the token and cost fallbacks, the session. Spans from the real
+// OpenTelemetry SDK through LlmCallTap.
+import { context } from '@opentelemetry/api';
+import { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
+import { afterAll, describe, expect, it } from 'vitest';
+import { costUsd } from '../../instrumentation/src/cost.js';
+import { LlmCallTap, onLlmCall, type LlmCallRecord } from '../../instrumentation/src/llm-calls.js';
+import { SessionSpanProcessor } from '../../instrumentation/src/sdk.js';
+import { contextWithSession } from '../../instrumentation/src/context.js';
+
+const provider = new BasicTracerProvider({ spanProcessors: [new SessionSpanProcessor(), new LlmCallTap()] });
+const tracer = provider.getTracer('test');
+afterAll(() => provider.shutdown());
+
+function ended(name: string, attributes: Record<string, string | number>, session?: string): LlmCallRecord[] {
+  const seen: LlmCallRecord[] = [];
+  const off = onLlmCall((c) => seen.push(c));
+  try {
+    const parent = session ? contextWithSession({ sessionId: session }) : context.active();
+    tracer.startSpan(name, { attributes }, parent).end();
+  } finally {
+    off();
+  }
+  return seen;
+}
+
+describe('LLM calls from spans', () => {
+  it('GenAI semconv: input + output tokens, the reported cost, the session from withSession', () => {
+    const [c] = ended('chat gpt-4o', { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.response.model': 'gpt-4o-2024-08-06',
+      'gen_ai.usage.input_tokens': 1200, 'gen_ai.usage.output_tokens': 300, 'loopwatch.cost_usd': 0.0123 }, 's-genai');
+    expect(c).toMatchObject({ sessionId: 's-genai', model: 'gpt-4o-2024-08-06', tokens: 1500, costUsd: 0.0123 });
+  });
+
+  it('Vercel AI SDK legacy spans: ai.usage.* tokens, priced from the table when no cost is reported; the trace is the session without one', () => {
+    const [c] = ended('ai.generateText.doGenerate', { 'ai.operationId': 'ai.generateText.doGenerate', 'ai.model.id': 'gpt-4o-mini', 'ai.usage.promptTokens': 2000, 'ai.usage.completionTokens': 100 });
+    expect(c!.tokens).toBe(2100);
+    expect(c!.costUsd).toBe(costUsd('gpt-4o-mini', { inputTokens: 2000, outputTokens: 100 }));
+    expect(c!.costUsd).toBeGreaterThan(0);
+    expect(c!.sessionId).toBe(c!.traceId);
+  });
+
+  it('OpenInference: llm.token_count.total and llm.cost.total win; other spans are not LLM calls', () => {
+    const [c] = ended('llm', { 'openinference.span.kind': 'LLM', 'llm.model_name': 'claude-sonnet-4', 'llm.token_count.prompt': 10, 'llm.token_count.completion': 5, 'llm.token_count.total': 20, 'llm.cost.total': 0.5 });
+    expect(c).toMatchObject({ model: 'claude-sonnet-4', tokens: 20, costUsd: 0.5 });
+    expect(ended('execute_tool read_file', { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'read_file' })).toEqual([]);
+    expect(ended('ai.toolCall', { 'ai.operationId': 'ai.toolCall' })).toEqual([]);
+  });
+});
