@@ -1,7 +1,15 @@
 // The detector schedule inside a real collector: OTLP over loopback HTTP -> spool -> store ->
 // scheduled detector pass -> finding, within 10 s of the looping call reaching the collector
 // with the default interval (5 s: at most one interval plus one pass).
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DetectorScheduler } from '../../collector/src/detect/scheduler.js';
+import { Metrics } from '../../collector/src/metrics.js';
+import { queriesDir } from '../../collector/src/paths.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 import { buildSession, otlpJson, times } from './helpers.js';
 
@@ -50,5 +58,29 @@ describe('detector scheduler', () => {
     expect(await m.value('loopwatch_detector_errors_total')).toBe(0);
     const text = await (await fetch(`${tc.url}/metrics`)).text();
     expect(text).toMatch(/loopwatch_detector_duration_seconds_count [1-9]/);
+  });
+});
+
+describe('detector scheduler, failing', () => {
+  it('counts every failed pass but logs the same error once (not every interval), and says when passes run again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lw-sched-fail-'));
+    const detectors = join(dir, 'detectors'); // not there yet: every pass fails
+    const lines: { level: number; msg: string; err?: unknown; repeatedSinceLogged?: number }[] = [];
+    const log = pino({ level: 'info' }, new Writable({ write: (c: Buffer, _e, done) => (lines.push(JSON.parse(c.toString())), done()) }));
+    const metrics = new Metrics();
+    const scheduler = new DetectorScheduler(tc.collector.store.client, log, metrics, { intervalMs: 20, run: { dir: detectors } });
+    try {
+      scheduler.start();
+      for (const t0 = Date.now(); Date.now() - t0 < 10_000 && (await metrics.value('loopwatch_detector_errors_total')) < 10;) await new Promise((r) => setTimeout(r, 20));
+      expect(await metrics.value('loopwatch_detector_errors_total')).toBeGreaterThanOrEqual(10);
+      expect(lines.filter((l) => l.msg === 'detector pass failed')).toHaveLength(1);
+
+      cpSync(join(queriesDir, 'detectors'), detectors, { recursive: true }); // fixed
+      for (const t0 = Date.now(); Date.now() - t0 < 10_000 && !lines.some((l) => l.msg === 'detector passes run again');) await new Promise((r) => setTimeout(r, 20));
+      expect(lines.filter((l) => l.msg === 'detector passes run again')).toHaveLength(1);
+    } finally {
+      await scheduler.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

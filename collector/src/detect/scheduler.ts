@@ -1,7 +1,10 @@
 // Runs the detectors every config.detect.intervalMs, start to start, so a call stored just after
 // a pass began is examined at most one interval plus one pass later. Passes never overlap: one
 // that outlasts the interval is followed by the next at once. A failing pass (or detector) is
-// logged and counted, and the schedule goes on.
+// counted every time and the schedule goes on. It is logged when it starts failing, then at most
+// once a minute while the same error repeats (with how many times it did), and once when it
+// passes again: a store that is down, or a broken detector file, would otherwise write the same
+// error every few seconds.
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -13,7 +16,19 @@ export interface DetectorSchedulerOptions {
   run?: Omit<RunDetectorsOptions, 'now' | 'full'>;
 }
 
+/** How often the same failure is logged again while it repeats. */
+const REPEAT_LOG_MS = 60_000;
+
+interface Failing {
+  message: string;
+  loggedAt: number;
+  /** Failures since it was last logged. */
+  unlogged: number;
+}
+
 export class DetectorScheduler {
+  /** Per detector ('' for the pass as a whole): its current failure. */
+  private readonly failing = new Map<string, Failing>();
   private timer: NodeJS.Timeout | null = null;
   private current: Promise<void> | null = null;
   private stopped = true;
@@ -62,11 +77,13 @@ export class DetectorScheduler {
       this.metrics.inc('loopwatch_detector_runs_total');
       this.metrics.add('loopwatch_findings_total', r.newFindings);
       this.metrics.observe('loopwatch_detector_duration_seconds', r.durationMs / 1000);
+      this.recovered('', 'detector passes run again');
       for (const [detector, message] of Object.entries(r.errors)) {
         this.errors++;
         this.metrics.inc('loopwatch_detector_errors_total');
-        this.log.error({ detector, err: message }, 'detector failed; its sessions are examined again next pass');
+        this.failed(detector, message, (repeated) => this.log.error({ detector, err: message, ...repeated }, 'detector failed; its sessions are examined again next pass'));
       }
+      for (const detector of [...this.failing.keys()]) if (detector !== '' && !(detector in r.errors)) this.recovered(detector, 'detector runs again');
       if (r.newFindings > 0 || r.grownFindings > 0) {
         this.log.info({ newFindings: r.newFindings, grownFindings: r.grownFindings, perDetector: r.perDetector, ms: Math.round(r.durationMs) }, 'loop findings stored');
       }
@@ -74,7 +91,24 @@ export class DetectorScheduler {
       this.errors++;
       this.metrics.inc('loopwatch_detector_runs_total');
       this.metrics.inc('loopwatch_detector_errors_total');
-      this.log.error({ err }, 'detector pass failed');
+      this.failed('', (err as Error).message, (repeated) => this.log.error({ err, ...repeated }, 'detector pass failed'));
     }
+  }
+
+  /** Logs a failure when it is new (another message) or has repeated for a minute. */
+  private failed(key: string, message: string, logIt: (repeated: { repeatedSinceLogged?: number }) => void): void {
+    const f = this.failing.get(key);
+    const now = Date.now();
+    if (f && f.message === message && now - f.loggedAt < REPEAT_LOG_MS) {
+      f.unlogged++;
+      return;
+    }
+    logIt(f && f.message === message ? { repeatedSinceLogged: f.unlogged + 1 } : {});
+    this.failing.set(key, { message, loggedAt: now, unlogged: 0 });
+  }
+
+  private recovered(key: string, what: string): void {
+    if (!this.failing.delete(key)) return;
+    this.log.info(key ? { detector: key } : {}, what);
   }
 }
