@@ -1,19 +1,25 @@
-// Vercel AI SDK (v4–v6): its own OpenTelemetry integration (experimental_telemetry) emits the
-// legacy ai.* spans: ai.generateText / ai.streamText, ai.generateText.doGenerate (one per model
-// call, with ai.usage.* and some gen_ai.* attributes, but no gen_ai.operation.name) and
-// ai.toolCall (one per tool execution). The collector's views map those directly
-// (queries/schema/002_agent_calls.sql, convention 'ai_sdk'); session = the telemetry metadata's
-// sessionId (or session_id, conversationId), or gen_ai.conversation.id stamped inside withSession.
+// Vercel AI SDK: its own OpenTelemetry integration, in either of its two forms.
+// - v4–v6 (experimental_telemetry), and v7's LegacyOpenTelemetry: the legacy ai.* spans:
+//   ai.generateText / ai.streamText, ai.generateText.doGenerate (one per model call, with
+//   ai.usage.* and some gen_ai.* attributes, but no gen_ai.operation.name) and ai.toolCall (one per
+//   tool execution). The collector maps them as convention 'ai_sdk'; session = the telemetry
+//   metadata's sessionId (or session_id, conversationId), or gen_ai.conversation.id stamped inside
+//   withSession.
+// - v7 with @ai-sdk/otel (registerTelemetry(new OpenTelemetry())): GenAI-semconv spans,
+//   invoke_agent, chat {model}, execute_tool {tool}, which the collector maps as convention
+//   'genai' like any GenAI instrumentation; session = gen_ai.conversation.id stamped inside
+//   withSession, else the trace (one generateText = one trace).
 //
 // What this file adds, in process:
 // - aiSdkTelemetry(): the experimental_telemetry settings with the current session in metadata.
-// - AiSdkSpanProcessor (installed by startLoopwatch): on ai.toolCall spans it adds the argument
-//   and result hashes and, with capture off (the default), removes the raw arguments, results,
-//   prompts and responses the AI SDK records, so they never leave the process (capture on: kept,
-//   truncated and redacted like any captured text); on model-call spans it adds
-//   loopwatch.cost_usd from the price table. An ai.toolCall whose execute is also traced by
-//   wrapTools()/traceTool (an execute_tool child span) is renamed ai.toolCall.wrapper (operation
-//   ids too) so the collector counts the call once, from the execute_tool span.
+// - AiSdkSpanProcessor (installed by startLoopwatch): on tool spans (ai.toolCall, and execute_tool
+//   spans of other instrumentations than Loopwatch's own) it adds the argument and result hashes
+//   and, with capture off (the default), removes the raw arguments, results, prompts, messages and
+//   responses recorded on those spans and on the model-call spans, so they never leave the process
+//   (capture on: kept, truncated and redacted like any captured text); on model-call spans it adds
+//   loopwatch.cost_usd from the price table. A tool span whose execute is also traced by
+//   wrapTools()/traceTool (a Loopwatch execute_tool child span) is renamed a wrapper (operation
+//   ids too) so the collector counts the call once, from the Loopwatch span.
 // Types only from `ai` (an optional peer dependency).
 import type { Context } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -54,8 +60,19 @@ export function aiSdkTelemetry(opts: AiSdkTelemetryOptions = {}): AiSdkTelemetry
 
 const MODEL_CALL_OPS = new Set(['ai.generateText.doGenerate', 'ai.streamText.doStream', 'ai.generateObject.doGenerate', 'ai.streamObject.doStream']);
 
-/** AI SDK attributes that carry content: prompts, responses, tool arguments and results. */
-const CONTENT_PREFIXES = ['ai.prompt', 'ai.response.text', 'ai.response.toolCalls', 'ai.response.object', 'ai.response.reasoning', 'ai.toolCall.args', 'ai.toolCall.result', 'ai.toolCall.output', 'ai.value', 'ai.values', 'ai.embedding', 'gen_ai.prompt', 'gen_ai.completion'];
+/** Attributes that carry content: prompts, messages, responses, tool definitions, arguments and results (ai.* and GenAI semconv). */
+const CONTENT_PREFIXES = [
+  'ai.prompt', 'ai.response.text', 'ai.response.toolCalls', 'ai.response.object', 'ai.response.reasoning', 'ai.toolCall.args', 'ai.toolCall.result',
+  'ai.toolCall.output', 'ai.value', 'ai.values', 'ai.embedding', 'gen_ai.prompt', 'gen_ai.completion', 'gen_ai.input.messages', 'gen_ai.output.messages',
+  'gen_ai.system_instructions', 'gen_ai.tool.definitions', 'gen_ai.tool.call.arguments', 'gen_ai.tool.call.result',
+];
+/** Of those, what goes into the model (redact hooks see it as kind 'arguments'). */
+const INPUT_CONTENT = /^(ai\.prompt|gen_ai\.prompt|gen_ai\.input\.|gen_ai\.system_instructions|gen_ai\.tool\.definitions)|args|arguments/;
+/** Model calls in GenAI semconv (the collector's agent_llm_calls view). */
+const GENAI_MODEL_CALL_OPS = new Set(['chat', 'generate_content', 'text_completion']);
+/** The tracer of Loopwatch's own spans (api.ts, llm-span.ts): they follow the capture options already. */
+const LOOPWATCH_SCOPE = 'loopwatch';
+const scopeOf = (span: Span | ReadableSpan): string => (span as { instrumentationScope?: { name?: string } }).instrumentationScope?.name ?? '';
 
 type Attrs = Record<string, unknown>;
 const attrsOf = (span: Span | ReadableSpan): Attrs => (span as { attributes?: Attrs }).attributes ?? {};
@@ -76,8 +93,7 @@ function scrubContent(span: Span, tool: string): void {
     if (!CONTENT_PREFIXES.some((p) => key.startsWith(p))) continue;
     const v = a[key];
     if (capture && typeof v === 'string') {
-      const kind = key.startsWith('ai.prompt') || key.includes('args') || key.startsWith('gen_ai.prompt') ? 'arguments' : 'result';
-      span.setAttribute(key, capturedText(v, kind, tool) ?? '');
+      span.setAttribute(key, capturedText(v, INPUT_CONTENT.test(key) ? 'arguments' : 'result', tool) ?? '');
     } else if (!capture) {
       delete a[key];
     }
@@ -85,51 +101,62 @@ function scrubContent(span: Span, tool: string): void {
 }
 
 export class AiSdkSpanProcessor implements SpanProcessor {
-  /** ai.toolCall spans in flight, by span id: whether a traced execute_tool ran inside. */
+  /** Tool spans of the AI SDK (or another instrumentation) in flight, by span id: whether a Loopwatch execute_tool ran inside. */
   private readonly toolSpans = new Map<string, { traced: boolean }>();
 
   onStart(span: Span, _parentContext: Context): void {
     const a = attrsOf(span);
     const op = opOf(a);
-    if (op === 'ai.toolCall') {
-      const args = a['ai.toolCall.args'];
-      if (typeof args === 'string') span.setAttribute(ATTR.argsHash, hash64Hex(canonicalJson(args)));
-      this.toolSpans.set(span.spanContext().spanId, { traced: false });
-      if (this.toolSpans.size > 10_000) this.toolSpans.clear(); // spans never ended: do not grow without bound
-      return;
-    }
-    if (a[ATTR.operationName] === 'execute_tool') {
+    const genAiTool = a[ATTR.operationName] === 'execute_tool';
+    if (genAiTool && scopeOf(span) === LOOPWATCH_SCOPE) {
+      // traceTool inside another library's tool span: that one becomes the wrapper
       const parent = (span as { parentSpanContext?: { spanId?: string } }).parentSpanContext?.spanId;
       const t = parent ? this.toolSpans.get(parent) : undefined;
       if (t) t.traced = true;
+      return;
     }
+    if (op !== 'ai.toolCall' && !genAiTool) return;
+    // the arguments' identity now: their text may be removed before the span leaves the process
+    const args = op === 'ai.toolCall' ? a['ai.toolCall.args'] : a['gen_ai.tool.call.arguments'];
+    if (typeof args === 'string' && a[ATTR.argsHash] === undefined) span.setAttribute(ATTR.argsHash, hash64Hex(canonicalJson(args)));
+    this.toolSpans.set(span.spanContext().spanId, { traced: false });
+    if (this.toolSpans.size > 10_000) this.toolSpans.clear(); // spans never ended: do not grow without bound
   }
 
   onEnding(span: Span): void {
+    if (scopeOf(span) === LOOPWATCH_SCOPE) return;
     const a = attrsOf(span);
     const op = opOf(a);
-    if (op === 'ai.toolCall') {
+    const genAiOp = typeof a[ATTR.operationName] === 'string' ? (a[ATTR.operationName] as string) : '';
+    if (op === 'ai.toolCall' || genAiOp === 'execute_tool') {
       const id = span.spanContext().spanId;
       const t = this.toolSpans.get(id);
       this.toolSpans.delete(id);
-      const result = a['ai.toolCall.result'] ?? a['ai.toolCall.output'];
-      if (typeof result === 'string') span.setAttribute(ATTR.resultHash, hash64Hex(canonicalJson(result)));
-      scrubContent(span, String(a['ai.toolCall.name'] ?? ''));
+      const legacy = op === 'ai.toolCall';
+      const result = legacy ? (a['ai.toolCall.result'] ?? a['ai.toolCall.output']) : a['gen_ai.tool.call.result'];
+      if (typeof result === 'string' && a[ATTR.resultHash] === undefined) span.setAttribute(ATTR.resultHash, hash64Hex(canonicalJson(result)));
+      const tool = String((legacy ? a['ai.toolCall.name'] : a[ATTR.toolName]) ?? '');
+      scrubContent(span, tool);
       if (t?.traced) {
-        span.updateName('ai.toolCall.wrapper');
-        span.setAttribute('ai.operationId', 'ai.toolCall.wrapper');
-        // the collector's view also matches operation.name starting with ai.toolCall
-        span.setAttribute('operation.name', `loopwatch.wrapper ${String(a['operation.name'] ?? 'ai.toolCall')}`);
+        if (legacy) {
+          span.updateName('ai.toolCall.wrapper');
+          span.setAttribute('ai.operationId', 'ai.toolCall.wrapper');
+          // the collector's view also matches operation.name starting with ai.toolCall
+          span.setAttribute('operation.name', `loopwatch.wrapper ${String(a['operation.name'] ?? 'ai.toolCall')}`);
+        } else {
+          span.updateName(`execute_tool.wrapper ${tool}`);
+          span.setAttribute(ATTR.operationName, 'loopwatch.tool_wrapper'); // not execute_tool: not a second call
+        }
       }
       return;
     }
-    if (!op.startsWith('ai.')) return;
-    if (MODEL_CALL_OPS.has(op) && a['loopwatch.cost_usd'] === undefined) {
-      const model = (a['gen_ai.response.model'] ?? a['ai.response.model'] ?? a['ai.model.id']) as string | undefined;
+    if (!op.startsWith('ai.') && genAiOp === '') return;
+    if ((MODEL_CALL_OPS.has(op) || GENAI_MODEL_CALL_OPS.has(genAiOp)) && a['loopwatch.cost_usd'] === undefined) {
+      const model = (a['gen_ai.response.model'] ?? a['ai.response.model'] ?? a['ai.model.id'] ?? a['gen_ai.request.model']) as string | undefined;
       const cost = costUsd(model, {
         inputTokens: num(a['ai.usage.inputTokens']) ?? num(a['gen_ai.usage.input_tokens']) ?? num(a['ai.usage.promptTokens']),
         outputTokens: num(a['ai.usage.outputTokens']) ?? num(a['gen_ai.usage.output_tokens']) ?? num(a['ai.usage.completionTokens']),
-        cacheReadTokens: num(a['ai.usage.cachedInputTokens']) ?? num(a['ai.usage.inputTokenDetails.cacheReadTokens']),
+        cacheReadTokens: num(a['ai.usage.cachedInputTokens']) ?? num(a['ai.usage.inputTokenDetails.cacheReadTokens']) ?? num(a['gen_ai.usage.cache_read.input_tokens']),
       });
       if (cost !== undefined) span.setAttribute('loopwatch.cost_usd', cost);
     }
