@@ -1,6 +1,7 @@
-// instrumentOpenAI against the real `openai` SDK, a loopback server standing in for the API,
-// spans exported over OTLP to a real collector.
+// instrumentOpenAI against the real `openai` SDK, both majors in use (6, and 7 installed as
+// openai-v7), a loopback server standing in for the API, spans exported over OTLP to a real collector.
 import OpenAI from 'openai';
+import OpenAI7 from 'openai-v7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withSession } from '../../instrumentation/src/api.js';
 import { costUsd } from '../../instrumentation/src/cost.js';
@@ -9,7 +10,7 @@ import { fakeApi, startPipeline, type FakeApi, type Pipeline } from './helpers.j
 
 let p: Pipeline;
 let api: FakeApi;
-let client: OpenAI;
+const clients: Record<string, OpenAI> = {};
 
 const toolCallResponse = {
   id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: 'gpt-4o-2024-08-06',
@@ -45,7 +46,9 @@ beforeAll(async () => {
     }
     return { json: toolCallResponse };
   });
-  client = instrumentOpenAI(new OpenAI({ apiKey: 'test-key', baseURL: `${api.url}/v1`, maxRetries: 0 }));
+  clients['openai 6'] = instrumentOpenAI(new OpenAI({ apiKey: 'test-key', baseURL: `${api.url}/v1`, maxRetries: 0 }));
+  // the same calls through the other major: its types differ in details the test does not use
+  clients['openai 7'] = instrumentOpenAI(new OpenAI7({ apiKey: 'test-key', baseURL: `${api.url}/v1`, maxRetries: 0 })) as unknown as OpenAI;
 });
 afterAll(async () => {
   await p?.close();
@@ -54,9 +57,11 @@ afterAll(async () => {
 
 interface LlmRow { span_name: string; provider: string; request_model: string; response_model: string; input_tokens: string; output_tokens: string; cache_read_tokens: string; reported_cost_usd: number; status: string; error_type: string; convention: string; operation: string }
 
-describe('instrumentOpenAI', () => {
+describe.each(['openai 6', 'openai 7'])('instrumentOpenAI (%s)', (version) => {
   it('records chat completions, streams, responses and failures as GenAI chat spans in agent_llm_calls', async () => {
-    const session = `openai-${Date.now()}`;
+    const client = clients[version]!;
+    api.requests.length = 0;
+    const session = `openai-${version.replace(' ', '')}-${Date.now()}`;
     await withSession({ sessionId: session, agent: 'oa' }, async () => {
       const r = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'fix it' }] });
       expect(r.choices[0]!.message.tool_calls).toHaveLength(2); // the caller's result is untouched
@@ -102,6 +107,7 @@ describe('instrumentOpenAI', () => {
   });
 
   it('wraps a client once', () => {
+    const client = clients[version]!;
     const again = instrumentOpenAI(client);
     expect(again).toBe(client);
   });
