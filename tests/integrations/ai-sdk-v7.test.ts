@@ -3,7 +3,7 @@
 // for the API; Loopwatch's SDK (with its AI SDK span processor) exports over OTLP to a real
 // collector. The legacy ai.* spans (v4-v6) are in ai-sdk.test.ts. Installed under aliases
 // (ai-v7, ai-sdk-openai-v4) beside the v6 packages.
-import { OpenTelemetry } from '@ai-sdk/otel';
+import { LegacyOpenTelemetry, OpenTelemetry } from '@ai-sdk/otel';
 import { createOpenAI } from 'ai-sdk-openai-v4';
 import { generateText, registerTelemetry, stepCountIs, tool } from 'ai-v7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -45,9 +45,9 @@ afterAll(async () => {
 const readFile = (secret: string) =>
   tool({ description: 'read a file', inputSchema: z.object({ path: z.string() }), execute: async ({ path }: { path: string }) => `${secret} in ${path}` });
 
-async function agentTurn(session: string, tools: Record<string, ReturnType<typeof readFile>>) {
+async function agentTurn(session: string, tools: Record<string, ReturnType<typeof readFile>>, telemetry?: Parameters<typeof generateText>[0]['telemetry']) {
   const r = await withSession({ sessionId: session, agent: 'coder-v7' }, () =>
-    generateText({ model: provider.chat('gpt-4o-mini'), prompt: 'fix the bug', tools, stopWhen: stepCountIs(5) }));
+    generateText({ model: provider.chat('gpt-4o-mini'), prompt: 'fix the bug', tools, stopWhen: stepCountIs(5), telemetry }));
   expect(r.text).toBe('done');
   await p.landed();
 }
@@ -93,6 +93,19 @@ describe('Vercel AI SDK 7 (GenAI semconv through @ai-sdk/otel)', () => {
     const [wrappers] = await p.tc.rows<{ n: string }>(
       `SELECT count() AS n FROM otel_traces WHERE SpanName = 'execute_tool.wrapper read_file' AND SpanAttributes['gen_ai.conversation.id'] = {s:String}`, { s: session });
     expect(Number(wrappers!.n)).toBe(2);
+  });
+
+  it('LegacyOpenTelemetry (the ai.* spans, per call): the same calls, as convention ai_sdk, without their text', async () => {
+    const session = `aisdk7-legacy-${Date.now()}`;
+    await agentTurn(session, { read_file: readFile('secret-token-456') }, { integrations: [new LegacyOpenTelemetry()] });
+    const tools = await toolRows(session);
+    expect(tools.map((t) => `${t.tool}:${t.call_id}:${t.convention}`)).toEqual(['read_file:call_0:ai_sdk', 'read_file:call_1:ai_sdk']);
+    expect(tools[0]!.args_hash).toBe(stored(valueHash({ path: 'src/app.ts' })));
+    const [leaks] = await p.tc.rows<{ n: string }>(
+      `SELECT count() AS n FROM otel_traces WHERE TraceId IN (SELECT trace_id FROM agent_tool_calls WHERE session_id = {s:String})
+         AND arrayExists(v -> position(v, 'secret-token-456') > 0 OR position(v, 'fix the bug') > 0, mapValues(SpanAttributes))`,
+      { s: session });
+    expect(Number(leaks!.n)).toBe(0);
   });
 
   it('capture on: arguments and results are kept, truncated and redacted', async () => {
