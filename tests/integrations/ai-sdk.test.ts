@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { configureCapture, valueHash, withSession, wrapTools } from '../../instrumentation/src/api.js';
 import { aiSdkTelemetry } from '../../instrumentation/src/integrations/ai-sdk.js';
-import { fakeApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
+import { readFileTwiceApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
 
 let p: Pipeline;
 let api: FakeApi;
@@ -16,21 +16,7 @@ let provider: ReturnType<typeof createOpenAI>;
 // One agent turn: the model asks for read_file twice (same arguments), then answers.
 beforeAll(async () => {
   p = await startPipeline('ai-sdk-agent');
-  api = await fakeApi((req) => {
-    const body = req.body as { messages: Array<{ role: string }> };
-    const toolResults = body.messages.filter((m) => m.role === 'tool').length;
-    const usage = { prompt_tokens: 1000, completion_tokens: 50, total_tokens: 1050, prompt_tokens_details: { cached_tokens: 200 } };
-    if (toolResults < 2) {
-      return { json: {
-        id: `c${toolResults}`, object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18',
-        choices: [{ index: 0, finish_reason: 'tool_calls', message: { role: 'assistant', content: null, tool_calls: [
-          { id: `call_${toolResults}`, type: 'function', function: { name: 'read_file', arguments: '{"path":"src/app.ts"}' } },
-        ] } }],
-        usage,
-      } };
-    }
-    return { json: { id: 'c9', object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18', choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'done' } }], usage } };
-  });
+  api = await readFileTwiceApi();
   provider = createOpenAI({ apiKey: 'test-key', baseURL: `${api.url}/v1` });
 });
 afterAll(async () => {

@@ -74,3 +74,26 @@ export async function fakeApi(
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }
+
+/**
+ * An OpenAI chat-completions API for one agent turn: the model asks for read_file({ path:
+ * 'src/app.ts' }) until the conversation holds two tool results, then answers 'done'. Usage
+ * 1000 + 50 tokens a call (200 of them cached).
+ */
+export function readFileTwiceApi(): Promise<FakeApi> {
+  return fakeApi((req) => {
+    const body = req.body as { messages: Array<{ role: string }> };
+    const toolResults = body.messages.filter((m) => m.role === 'tool').length;
+    const usage = { prompt_tokens: 1000, completion_tokens: 50, total_tokens: 1050, prompt_tokens_details: { cached_tokens: 200 } };
+    if (toolResults < 2) {
+      return { json: {
+        id: `c${toolResults}`, object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18',
+        choices: [{ index: 0, finish_reason: 'tool_calls', message: { role: 'assistant', content: null, tool_calls: [
+          { id: `call_${toolResults}`, type: 'function', function: { name: 'read_file', arguments: '{"path":"src/app.ts"}' } },
+        ] } }],
+        usage,
+      } };
+    }
+    return { json: { id: 'c9', object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18', choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'done' } }], usage } };
+  });
+}
