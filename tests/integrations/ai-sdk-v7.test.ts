@@ -9,6 +9,7 @@ import { generateText, registerTelemetry, stepCountIs, tool } from 'ai-v7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { configureCapture, valueHash, withSession, wrapTools } from '../../instrumentation/src/api.js';
+import { enableLoopGuard } from '../../instrumentation/src/guard/enable.js';
 import { readFileTwiceApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
 
 let p: Pipeline;
@@ -92,6 +93,21 @@ describe('Vercel AI SDK 7 (GenAI semconv through @ai-sdk/otel)', () => {
          AND arrayExists(v -> position(v, 'secret-token-456') > 0 OR position(v, 'fix the bug') > 0, mapValues(SpanAttributes))`,
       { s: session });
     expect(Number(leaks!.n)).toBe(0);
+  });
+
+  it('the loop guard counts its model calls: past a token budget, the next traced tool call is stopped', async () => {
+    const guard = enableLoopGuard({ policy: 'halt', params: { budgetMaxTokens: 1000 }, log: () => undefined });
+    const session = `aisdk7-budget-${Date.now()}`;
+    try {
+      // each model call reports 1050 tokens: the first tool call is charged with them, the second is stopped
+      await agentTurn(session, wrapTools({ read_file: readFile('x') }));
+    } finally {
+      guard.disable();
+    }
+    const runaway = guard.guard.findings(session).find((f) => f.kind === 'runaway');
+    expect(runaway?.message).toMatch(/tokens/);
+    const rows = await p.tc.rows<{ error_type: string }>(`SELECT error_type FROM agent_tool_calls FINAL WHERE session_id = {s:String} ORDER BY ts`, { s: session });
+    expect(rows.map((r) => r.error_type)).toEqual(['', 'LoopDetectedError']);
   });
 
   it('capture on: arguments and results are kept, truncated and redacted', async () => {
