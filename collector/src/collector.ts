@@ -23,6 +23,7 @@ import { migrate } from './store/migrate.js';
 import { applyRetention } from './store/retention.js';
 import { lockDataDir } from './store/data-dir-lock.js';
 import { SchemaSetup } from './store/schema-setup.js';
+import { collectorStatus } from './status.js';
 
 export interface Collector {
   app: Hono;
@@ -95,7 +96,15 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     c.header('Content-Type', metrics.registry.contentType);
     return c.body(await metrics.text());
   });
-  registerApiRoutes(app, { client: store.client, log }); // read API for the CLI: /api/v1/*
+  const startedAt = Date.now();
+  const status = () =>
+    collectorStatus({
+      metrics, detectors, store: { mode: store.mode, location: store.location }, schemaReady: () => schema.isReady,
+      spool: () => ({ bytes: spool.heldBytes, segments: spool.sealedCount }),
+      listening: () => ({ otlpHttp: collector.url ? `${collector.url}/v1/traces` : '', otlpGrpc: collector.grpcAddress || null, auth: auth.enabled }),
+      retentionDays: config.retentionDays, detect: { enabled: config.detect.enabled, intervalMs: config.detect.intervalMs }, startedAt,
+    });
+  registerApiRoutes(app, { client: store.client, log, status }); // read API for the CLI: /api/v1/*
   // one export path for every transport: the same retry cache, admission bound and spool
   const exports = new TraceExport({ config, spool, metrics, log, retryCache: new RetryCache({ maxEntries: 50_000, ttlMs: 10 * 60_000 }) });
   registerOtlpRoutes(app, { config, metrics, exports, inflight, log });

@@ -31,8 +31,8 @@ describe('loopwatch CLI', () => {
   it('--help lists the commands, and every command has --help, --json and --url', async () => {
     const top = await cli(['--help']);
     expect(top.code).toBe(0);
-    for (const cmd of ['up', 'demo', 'sessions', 'session', 'findings', 'models', 'export', 'replay']) expect(top.stdout).toContain(cmd);
-    for (const cmd of ['demo', 'sessions', 'session', 'findings', 'models', 'export']) {
+    for (const cmd of ['up', 'demo', 'sessions', 'session', 'findings', 'models', 'export', 'replay', 'status']) expect(top.stdout).toContain(cmd);
+    for (const cmd of ['demo', 'sessions', 'session', 'findings', 'models', 'export', 'status']) {
       const h = await cli([cmd, '--help']);
       expect(h.code, cmd).toBe(0);
       expect(h.stdout, cmd).toContain('--json');
@@ -205,6 +205,21 @@ describe('loopwatch CLI', () => {
     expect(down.code).toBe(3);
     expect(down.stderr).toContain('no collector at');
   }, 90_000);
+
+  it('status: spans received and stored, detector passes, healthy (exit 0)', async () => {
+    const r = await cli(['status', '--json', '--url', tc.url]);
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout) as { healthy: boolean; problems: string[]; store: { mode: string; schema: string }; spans: { accepted: { http: number; grpc: number }; inserted: number; dropped: number }; detectors: { passes: number; lastPass: { sessions: number } | null } };
+    expect(s).toMatchObject({ healthy: true, problems: [], store: { mode: 'embedded', schema: 'ready' } });
+    expect(s.spans.accepted.http).toBeGreaterThanOrEqual(35); // the sample agent's 17 tool and 18 model calls, over OTLP/HTTP
+    expect(s.spans.inserted).toBe(s.spans.accepted.http + s.spans.accepted.grpc);
+    expect(s.spans.dropped).toBe(0);
+    expect(s.detectors.passes).toBeGreaterThan(0);
+    expect(s.detectors.lastPass).not.toBeNull();
+    const text = await cli(['status', '--url', tc.url]);
+    expect(text.stdout).toMatch(/^healthy/);
+    expect(text.stdout).toContain('lost 0');
+  });
 
   it('errors: unknown session, bad arguments, no collector', async () => {
     const missing = await cli(['session', 'no-such-session', '--url', tc.url]);

@@ -8,6 +8,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli } from '../cli/helpers.js';
 import { ensureBuilt, postProto, queryDir, range, startProcess, stopProcess, toolSpansRequest, waitDrained } from './helpers.js';
 
 let dataDir: string;
@@ -57,6 +58,13 @@ describe('server mode, server unreachable', () => {
     const metrics = await (await fetch(`${p.url}/metrics`)).text();
     expect(metrics).toMatch(/loopwatch_schema_ready 0/);
     expect(metrics).toMatch(/loopwatch_spool_bytes [1-9]/);
+    // and `loopwatch status` says what is wrong, with exit code 1
+    const status = await cli(['status', '--json', '--url', p.url]);
+    expect(status.code).toBe(1);
+    const st = JSON.parse(status.stdout) as { healthy: boolean; problems: string[]; spool: { bytes: number } };
+    expect(st.healthy).toBe(false);
+    expect(st.problems[0]).toMatch(/^the store is not reachable yet: spans are acknowledged into the spool/);
+    expect(st.spool.bytes).toBeGreaterThan(0);
 
     const t0 = Date.now();
     const exit = await stopProcess(p, 'SIGTERM');

@@ -8,11 +8,13 @@
 //   GET /api/v1/sessions/:id/export                          the same as JSON Lines (application/x-ndjson)
 //   GET /api/v1/findings?session=&detector=&since=&limit=   loop and waste findings, newest first
 //   GET /api/v1/models?since=&until=&model=&agent=          per-model, per-day reliability (model-reliability report)
+//   GET /api/v1/status                                       the collector's health: spans in and stored, spool, detectors, problems
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import { runReport } from '../../../queries/src/reports.js';
 import type { Logger } from '../logger.js';
+import type { CollectorStatus } from '../status.js';
 import { findingsQuery, sessionCallsQuery, sessionCallCountQuery, type CallRow, type FindingRow } from './queries.js';
 import { exportHeader, exportLine } from '../export/session-file.js';
 
@@ -69,6 +71,8 @@ const DAY = 86_400_000;
 export interface ApiDeps {
   client: ClickHouseClient;
   log?: Logger;
+  /** The collector's status (status.ts); without it, /status answers 404. */
+  status?: () => Promise<CollectorStatus>;
 }
 
 export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
@@ -144,4 +148,7 @@ export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
     const models = await runReport(client, 'model-reliability', { from: since, to: until, model: q.model, agent: q.agent });
     return c.json({ since: since.toISOString(), until: until.toISOString(), models });
   }));
+
+  const status = deps.status;
+  if (status) app.get(`${API_PREFIX}/status`, handle(async (c) => c.json(await status())));
 }

@@ -6,6 +6,7 @@ import { registerFindingsCommand } from './findings.js';
 import { registerModelsCommand } from './models.js';
 import { registerSessionCommand } from './session.js';
 import { registerSessionsCommand } from './sessions.js';
+import { registerStatusCommand } from './status.js';
 
 export { CliError } from './http-api.js';
 
@@ -16,4 +17,5 @@ export function registerReadCommands(program: Command): void {
   registerFindingsCommand(program);
   registerModelsCommand(program);
   registerExportCommand(program);
+  registerStatusCommand(program);
 }

@@ -32,9 +32,12 @@ export class DetectorScheduler {
   private timer: NodeJS.Timeout | null = null;
   private current: Promise<void> | null = null;
   private stopped = true;
-  /** Last pass's result (for /healthz-style introspection and tests). */
+  /** Last completed pass's result and when it ended (for the status and tests). */
   last: RunDetectorsResult | null = null;
+  lastAt: Date | null = null;
   errors = 0;
+  /** Passes that failed as a whole. */
+  failedPasses = 0;
 
   constructor(
     private readonly client: ClickHouseClient,
@@ -74,6 +77,7 @@ export class DetectorScheduler {
     try {
       const r = await runDetectors(this.client, this.opts.run);
       this.last = r;
+      this.lastAt = new Date();
       this.metrics.inc('loopwatch_detector_runs_total');
       this.metrics.add('loopwatch_findings_total', r.newFindings);
       this.metrics.observe('loopwatch_detector_duration_seconds', r.durationMs / 1000);
@@ -89,10 +93,16 @@ export class DetectorScheduler {
       }
     } catch (err) {
       this.errors++;
+      this.failedPasses++;
       this.metrics.inc('loopwatch_detector_runs_total');
       this.metrics.inc('loopwatch_detector_errors_total');
       this.failed('', (err as Error).message, (repeated) => this.log.error({ err, ...repeated }, 'detector pass failed'));
     }
+  }
+
+  /** The error of the last pass when it failed as a whole, else null. */
+  passError(): string | null {
+    return this.failing.get('')?.message ?? null;
   }
 
   /** Logs a failure when it is new (another message) or has repeated for a minute. */

@@ -1,0 +1,33 @@
+// `loopwatch status`: is the collector taking spans, are they reaching the store, are the
+// detectors running, and what needs a person. Exit code 0 when healthy, 1 when it lists problems
+// (for scripts and health checks), 3 when no collector answers.
+import type { Command } from 'commander';
+import type { CollectorStatus } from '../status.js';
+import { apiFor, withCommon, type CommonOpts } from './common.js';
+import { c, writeJson } from './format.js';
+
+const sum = (t: Record<string, number>) => Object.values(t).reduce((a, b) => a + b, 0);
+const byTransport = (t: Record<string, number>) => `${sum(t)}${t.grpc ? ` (http ${t.http}, grpc ${t.grpc})` : ''}`;
+
+export function registerStatusCommand(program: Command): void {
+  withCommon(program.command('status'))
+    .description("the collector's health: spans received and stored, spool backlog, detector passes, problems (exit 1 when there are any)")
+    .action(async (opts: CommonOpts) => {
+      const s = await apiFor(opts).get<CollectorStatus>('/api/v1/status');
+      if (!s.healthy) process.exitCode = 1;
+      if (opts.json) return writeJson(s);
+      const d = s.detectors;
+      const last = d.lastPass;
+      process.stdout.write(
+        [
+          `${s.healthy ? c.green('healthy') : c.red('problems')}  up ${s.uptimeS}s  store ${s.store.mode} (${s.store.location}), schema ${s.store.schema}, retention ${s.retentionDays} days`,
+          `listening  ${s.listening.otlpHttp}${s.listening.otlpGrpc ? `, gRPC ${s.listening.otlpGrpc}` : ''}${s.listening.auth ? ', API keys required' : ''}`,
+          `spans      received ${byTransport(s.spans.received)}, accepted ${byTransport(s.spans.accepted)}, rejected ${sum(s.spans.rejected)}, retries ${sum(s.spans.duplicate)}; stored ${s.spans.inserted}, lost ${s.spans.dropped ? c.red(String(s.spans.dropped)) : '0'}`,
+          `spool      ${s.spool.segments} segments, ${s.spool.bytes} bytes waiting for the store`,
+          `detectors  ${d.enabled ? `every ${d.intervalMs} ms, ${d.passes} passes (${d.failedPasses} failed)` : 'off in this collector'}${last ? `; last ${last.at}: ${last.sessions} sessions in ${last.durationMs} ms, ${last.newFindings} new findings, ${last.grownFindings} grown` : ''}`,
+          ...s.problems.map((p) => c.red(`problem    ${p}`)),
+          '',
+        ].join('\n'),
+      );
+    });
+}

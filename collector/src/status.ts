@@ -1,0 +1,86 @@
+// What `loopwatch status` shows and GET /api/v1/status answers: is the collector taking spans, are
+// they reaching the store, are the detectors running. Read from the collector's own state and
+// counters (the numbers /metrics exports), so it costs no query and works while the store is down.
+// `problems` lists what needs a person, each in one sentence; none means healthy.
+import type { DetectorScheduler } from './detect/scheduler.js';
+import type { Metrics, Transport, TransportCounter } from './metrics.js';
+
+export interface CollectorStatus {
+  healthy: boolean;
+  problems: string[];
+  store: { mode: 'embedded' | 'server'; location: string; schema: 'ready' | 'pending' };
+  listening: { otlpHttp: string; otlpGrpc: string | null; auth: boolean };
+  retentionDays: number;
+  spool: { bytes: number; segments: number };
+  /** Per transport, since the collector started. */
+  spans: { received: PerTransport; accepted: PerTransport; rejected: PerTransport; duplicate: PerTransport; inserted: number; dropped: number };
+  detectors: {
+    enabled: boolean;
+    intervalMs: number;
+    passes: number;
+    failedPasses: number;
+    lastPass: { at: string; durationMs: number; sessions: number; newFindings: number; grownFindings: number; errors: Record<string, string> } | null;
+  };
+  uptimeS: number;
+}
+
+type PerTransport = Record<Transport, number>;
+
+export interface StatusSources {
+  metrics: Metrics;
+  detectors: DetectorScheduler;
+  store: { mode: 'embedded' | 'server'; location: string };
+  schemaReady: () => boolean;
+  spool: () => { bytes: number; segments: number };
+  listening: () => { otlpHttp: string; otlpGrpc: string | null; auth: boolean };
+  retentionDays: number;
+  detect: { enabled: boolean; intervalMs: number };
+  startedAt: number;
+}
+
+/** Spool segments waiting past this many suggest the store cannot keep up (a segment is at most 32 MiB or 1 s). */
+const BACKLOG_SEGMENTS = 100;
+
+export async function collectorStatus(s: StatusSources): Promise<CollectorStatus> {
+  const perTransport = async (name: TransportCounter): Promise<PerTransport> => ({ http: await s.metrics.value(name, 'http'), grpc: await s.metrics.value(name, 'grpc') });
+  const spans = {
+    received: await perTransport('loopwatch_spans_received_total'),
+    accepted: await perTransport('loopwatch_spans_accepted_total'),
+    rejected: await perTransport('loopwatch_spans_rejected_total'),
+    duplicate: await perTransport('loopwatch_spans_duplicate_total'),
+    inserted: await s.metrics.value('loopwatch_spans_inserted_total'),
+    dropped: await s.metrics.value('loopwatch_spans_dropped_total'),
+  };
+  const spool = s.spool();
+  const schema = s.schemaReady() ? 'ready' : 'pending';
+  const last = s.detectors.last;
+  const problems: string[] = [];
+  if (schema === 'pending') problems.push('the store is not reachable yet: spans are acknowledged into the spool and loaded once it is');
+  if (spans.dropped > 0) problems.push(`${spans.dropped} acknowledged spans did not reach the store: the store refused them as data (kept in <data-dir>/spool/quarantine)`);
+  if (spool.segments > BACKLOG_SEGMENTS) problems.push(`${spool.segments} spool segments (${spool.bytes} bytes) are waiting for the store: it is slower than ingest, or failing`);
+  if (last && Object.keys(last.errors).length > 0) {
+    problems.push(`detectors failing in the last pass: ${Object.entries(last.errors).map(([d, e]) => `${d} (${e.slice(0, 200)})`).join('; ')}`);
+  } else {
+    const passError = s.detectors.passError();
+    if (passError) problems.push(`the last detector pass failed: ${passError.slice(0, 200)}`);
+  }
+  return {
+    healthy: problems.length === 0,
+    problems,
+    store: { ...s.store, schema },
+    listening: s.listening(),
+    retentionDays: s.retentionDays,
+    spool,
+    spans,
+    detectors: {
+      enabled: s.detect.enabled,
+      intervalMs: s.detect.intervalMs,
+      passes: await s.metrics.value('loopwatch_detector_runs_total'),
+      failedPasses: s.detectors.failedPasses,
+      lastPass: last && s.detectors.lastAt
+        ? { at: s.detectors.lastAt.toISOString(), durationMs: Math.round(last.durationMs), sessions: last.sessions, newFindings: last.newFindings, grownFindings: last.grownFindings, errors: last.errors }
+        : null,
+    },
+    uptimeS: Math.round((Date.now() - s.startedAt) / 1000),
+  };
+}
