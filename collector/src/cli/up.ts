@@ -61,6 +61,8 @@ export function registerUpCommand(program: Command): void {
             `  OTEL_EXPORTER_OTLP_ENDPOINT=${url} node --import loopwatch/instrumentation your-agent.js`,
             "  or add `import 'loopwatch/instrumentation'` as the first import of your agent.",
             '',
+            `Then: loopwatch findings -f --url ${url}   (loops as they are found; loopwatch status: is it healthy)`,
+            '',
           ].join('\n'),
         );
       }
