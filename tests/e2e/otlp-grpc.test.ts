@@ -8,10 +8,11 @@ import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { CompressionAlgorithm } from '@opentelemetry/otlp-exporter-base';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { connect as h2connect, type ClientHttp2Stream } from 'node:http2';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashKey } from '../../collector/src/auth.js';
-import { TRACE_SERVICE } from '../../collector/src/ingest/otlp-grpc.js';
+import { TRACE_EXPORT_PATH, TRACE_SERVICE } from '../../collector/src/ingest/otlp-grpc.js';
 import { decodeTraceResponse, encodeTraceRequest } from '../../collector/src/ingest/otlp-proto.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 import { range, toolSpansRequest } from '../safety/helpers.js';
@@ -138,6 +139,31 @@ describe('OTLP/gRPC', () => {
     expect(zipped.error?.details).toContain('decompresses to a size larger than 65536');
     expect((await calls('grpc-no-key')).n).toBe(0);
     expect((await calls('grpc-big')).n).toBe(0);
+  });
+
+  it('admission before the message is read: calls that send only their metadata hold the bound, the next call is refused at once, and cancelling frees it', async () => {
+    const inflight = async () => Number(/^loopwatch_inflight_requests (\d+)/m.exec(await tc.collector.metrics.text())?.[1]);
+    const bound = tc.collector.config.limits.maxConcurrentRequests;
+    // as many calls as the bound, each with its key but no message yet (a slow or stalled client)
+    const session = h2connect(`http://${tc.collector.grpcAddress}`);
+    const held: ClientHttp2Stream[] = [];
+    for (let i = 0; i < bound; i++) {
+      const stream = session.request({ ':method': 'POST', ':path': TRACE_EXPORT_PATH, 'content-type': 'application/grpc', te: 'trailers', authorization: `Bearer ${KEY}` });
+      stream.on('error', () => undefined);
+      held.push(stream);
+    }
+    for (let i = 0; i < 100 && (await inflight()) < bound; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await inflight()).toBe(bound);
+    const { body } = toolSpansRequest(range(34, 0, 3), { session: 'grpc-admission' });
+    const refused = await rawExport(tc.collector.grpcAddress, body);
+    expect(refused.error?.code).toBe(status.UNAVAILABLE);
+    expect(refused.error?.details).toMatch(/^collector is busy/);
+
+    session.destroy(); // the stalled calls end: their admission is given back
+    for (let i = 0; i < 100 && (await inflight()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await inflight()).toBe(0);
+    expect((await rawExport(tc.collector.grpcAddress, body)).error).toBeUndefined();
+    expect((await calls('grpc-admission')).n).toBe(3);
   });
 
   it('self-metrics count gRPC requests and spans under transport="grpc", apart from OTLP/HTTP', async () => {

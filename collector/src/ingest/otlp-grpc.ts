@@ -6,13 +6,19 @@
 // (not retried), UNAVAILABLE when busy or the spool is full (retried), RESOURCE_EXHAUSTED
 // without retry information for a request over a size bound, UNAUTHENTICATED without a key.
 // grpc-js reads the message, handles gzip, and refuses a message past the size limit itself.
-import { Server, ServerCredentials, setLogger, status, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition } from '@grpc/grpc-js';
+// The key and the admission bound are checked when the call's metadata arrives, before its message
+// is read (a server interceptor): a client without a key, or one past the bound, gets its answer
+// without the collector holding its message, as on the HTTP side.
+import {
+  ResponderBuilder, Server, ServerCredentials, ServerInterceptingCall, ServerListenerBuilder, setLogger, status,
+  type Metadata, type sendUnaryData, type ServerInterceptor, type ServerUnaryCall, type ServiceDefinition,
+} from '@grpc/grpc-js';
 import type { Auth } from '../auth.js';
 import { StartError, type CollectorConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { ExportOutcome, TraceExport } from './export-request.js';
-import type { InFlight } from './inflight.js';
+import type { InFlight, Ticket } from './inflight.js';
 import { encodeTraceResponse } from './otlp-proto.js';
 
 export const TRACE_EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
@@ -68,26 +74,72 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
   const { config, exports, inflight, auth, metrics, log } = deps;
   // grpc-js writes its own lines to stderr; what matters is reported here, in the collector's log
   setLogger({ error: (...args: unknown[]) => log.debug({ grpc: args.map(String).join(' ') }, 'grpc-js') });
+  // The admission ticket of each export call, from its metadata (the interceptor) to its handler.
+  const tickets = new WeakMap<Metadata, Ticket>();
+  const admit: ServerInterceptor = (method, call) => {
+    if (method.path !== TRACE_EXPORT_PATH) return new ServerInterceptingCall(call);
+    let metadata: Metadata | undefined;
+    // a call that ends before its handler took the ticket (cancelled, or its message refused for size)
+    const dropTicket = () => {
+      const t = metadata && tickets.get(metadata);
+      if (t) {
+        t.release();
+        tickets.delete(metadata!);
+      }
+    };
+    const refuse = (code: status, details: string) => intercepting.sendStatus({ code, details });
+    const intercepting: ServerInterceptingCall = new ServerInterceptingCall(
+      call,
+      new ResponderBuilder()
+        .withStart((next) =>
+          next(
+            new ServerListenerBuilder()
+              .withOnReceiveMetadata((md, nextMd) => {
+                metrics.inc('loopwatch_requests_received_total', 'grpc');
+                const authorization = md.get('authorization')[0];
+                if (!auth.allows('ingest', typeof authorization === 'string' ? authorization : undefined)) {
+                  metrics.inc('loopwatch_requests_rejected_total', 'grpc');
+                  metrics.inc('loopwatch_requests_unauthorized_total', 'grpc');
+                  // never the metadata: only what was refused
+                  log.warn({ path: TRACE_EXPORT_PATH, role: 'ingest' }, 'gRPC export without a valid API key refused (UNAUTHENTICATED)');
+                  return refuse(status.UNAUTHENTICATED, 'missing or invalid API key: send metadata "authorization: Bearer <key>" with an ingest key');
+                }
+                const ticket = inflight.enter(0); // the message's size is known once it is read
+                if (!ticket) {
+                  metrics.inc('loopwatch_requests_rejected_total', 'grpc');
+                  metrics.inc('loopwatch_requests_throttled_total', 'grpc');
+                  return refuse(status.UNAVAILABLE, `collector is busy (${inflight.requests} requests, ${inflight.bytes} bytes in flight); retry later`);
+                }
+                metadata = md;
+                tickets.set(md, ticket);
+                nextMd(md);
+              })
+              .withOnCancel(dropTicket)
+              .build(),
+          ),
+        )
+        .withSendStatus((st, next) => {
+          dropTicket();
+          next(st);
+        })
+        .build(),
+    );
+    return intercepting;
+  };
   const server = new Server({
     'grpc.max_receive_message_length': config.limits.maxBodyBytes,
     'grpc.max_send_message_length': 1024 * 1024,
-    // grpc-js reads a message whole before the handler (and the admission bound) sees it: at most
-    // this many at once per connection, so one client cannot hold more than the HTTP side admits
+    // requests past the admission bound are refused before their message is read (admit above);
+    // per connection, no more streams than the bound either
     'grpc.max_concurrent_streams': config.limits.maxConcurrentRequests,
+    interceptors: [admit],
   });
   const exportSpans = (call: ServerUnaryCall<Buffer, Uint8Array>, done: sendUnaryData<Uint8Array>): void => {
-    metrics.inc('loopwatch_requests_received_total', 'grpc');
-    const authorization = call.metadata.get('authorization')[0];
-    if (!auth.allows('ingest', typeof authorization === 'string' ? authorization : undefined)) {
-      metrics.inc('loopwatch_requests_rejected_total', 'grpc');
-      metrics.inc('loopwatch_requests_unauthorized_total', 'grpc');
-      // never the metadata: only what was refused
-      log.warn({ path: TRACE_EXPORT_PATH, role: 'ingest' }, 'gRPC export without a valid API key refused (UNAUTHENTICATED)');
-      return done(failure(status.UNAUTHENTICATED, 'missing or invalid API key: send metadata "authorization: Bearer <key>" with an ingest key'));
-    }
     const body = call.request;
-    const ticket = inflight.enter(body.length);
-    if (!ticket) {
+    const ticket = tickets.get(call.metadata);
+    tickets.delete(call.metadata); // the handler's now: released when it answers
+    if (!ticket || !ticket.grow(body.length)) {
+      ticket?.release();
       metrics.inc('loopwatch_requests_rejected_total', 'grpc');
       metrics.inc('loopwatch_requests_throttled_total', 'grpc');
       return done(failure(status.UNAVAILABLE, `collector is busy (${inflight.requests} requests, ${inflight.bytes} bytes in flight); retry later`));
