@@ -19,6 +19,8 @@ export interface CollectorStatus {
     intervalMs: number;
     passes: number;
     failedPasses: number;
+    /** Findings stored for the first time since the collector started. */
+    newFindings: number;
     lastPass: { at: string; durationMs: number; sessions: number; newFindings: number; grownFindings: number; errors: Record<string, string> } | null;
   };
   uptimeS: number;
@@ -77,6 +79,7 @@ export async function collectorStatus(s: StatusSources): Promise<CollectorStatus
       intervalMs: s.detect.intervalMs,
       passes: await s.metrics.value('loopwatch_detector_runs_total'),
       failedPasses: s.detectors.failedPasses,
+      newFindings: await s.metrics.value('loopwatch_findings_total'),
       lastPass: last && s.detectors.lastAt
         ? { at: s.detectors.lastAt.toISOString(), durationMs: Math.round(last.durationMs), sessions: last.sessions, newFindings: last.newFindings, grownFindings: last.grownFindings, errors: last.errors }
         : null,

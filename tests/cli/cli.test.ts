@@ -209,12 +209,13 @@ describe('loopwatch CLI', () => {
   it('status: spans received and stored, detector passes, healthy (exit 0)', async () => {
     const r = await cli(['status', '--json', '--url', tc.url]);
     expect(r.code, r.stderr).toBe(0);
-    const s = JSON.parse(r.stdout) as { healthy: boolean; problems: string[]; store: { mode: string; schema: string }; spans: { accepted: { http: number; grpc: number }; inserted: number; dropped: number }; detectors: { passes: number; lastPass: { sessions: number } | null } };
+    const s = JSON.parse(r.stdout) as { healthy: boolean; problems: string[]; store: { mode: string; schema: string }; spans: { accepted: { http: number; grpc: number }; inserted: number; dropped: number }; detectors: { passes: number; newFindings: number; lastPass: { sessions: number } | null } };
     expect(s).toMatchObject({ healthy: true, problems: [], store: { mode: 'embedded', schema: 'ready' } });
     expect(s.spans.accepted.http).toBeGreaterThanOrEqual(35); // the sample agent's 17 tool and 18 model calls, over OTLP/HTTP
     expect(s.spans.inserted).toBe(s.spans.accepted.http + s.spans.accepted.grpc);
     expect(s.spans.dropped).toBe(0);
     expect(s.detectors.passes).toBeGreaterThan(0);
+    expect(s.detectors.newFindings).toBeGreaterThan(0); // the sample agent's loops
     expect(s.detectors.lastPass).not.toBeNull();
     const text = await cli(['status', '--url', tc.url]);
     expect(text.stdout).toMatch(/^healthy/);
