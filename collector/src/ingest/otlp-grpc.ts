@@ -76,6 +76,12 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
   setLogger({ error: (...args: unknown[]) => log.debug({ grpc: args.map(String).join(' ') }, 'grpc-js') });
   // The admission ticket of each export call, from its metadata (the interceptor) to its handler.
   const tickets = new WeakMap<Metadata, Ticket>();
+  /** A call past the admission bound: counted, and the message it gets (UNAVAILABLE: retried). */
+  const busy = (): string => {
+    metrics.inc('loopwatch_requests_rejected_total', 'grpc');
+    metrics.inc('loopwatch_requests_throttled_total', 'grpc');
+    return `collector is busy (${inflight.requests} requests, ${inflight.bytes} bytes in flight); retry later`;
+  };
   const admit: ServerInterceptor = (method, call) => {
     if (method.path !== TRACE_EXPORT_PATH) return new ServerInterceptingCall(call);
     let metadata: Metadata | undefined;
@@ -105,11 +111,7 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
                   return refuse(status.UNAUTHENTICATED, 'missing or invalid API key: send metadata "authorization: Bearer <key>" with an ingest key');
                 }
                 const ticket = inflight.enter(0); // the message's size is known once it is read
-                if (!ticket) {
-                  metrics.inc('loopwatch_requests_rejected_total', 'grpc');
-                  metrics.inc('loopwatch_requests_throttled_total', 'grpc');
-                  return refuse(status.UNAVAILABLE, `collector is busy (${inflight.requests} requests, ${inflight.bytes} bytes in flight); retry later`);
-                }
+                if (!ticket) return refuse(status.UNAVAILABLE, busy());
                 metadata = md;
                 tickets.set(md, ticket);
                 nextMd(md);
@@ -140,9 +142,7 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
     tickets.delete(call.metadata); // the handler's now: released when it answers
     if (!ticket || !ticket.grow(body.length)) {
       ticket?.release();
-      metrics.inc('loopwatch_requests_rejected_total', 'grpc');
-      metrics.inc('loopwatch_requests_throttled_total', 'grpc');
-      return done(failure(status.UNAVAILABLE, `collector is busy (${inflight.requests} requests, ${inflight.bytes} bytes in flight); retry later`));
+      return done(failure(status.UNAVAILABLE, busy()));
     }
     exports.handle(body, 'protobuf', ticket, 'grpc').then(
       (outcome) => {
