@@ -60,11 +60,10 @@ export async function collectorStatus(s: StatusSources): Promise<CollectorStatus
   if (schema === 'pending') problems.push('the store is not reachable yet: spans are acknowledged into the spool and loaded once it is');
   if (spans.dropped > 0) problems.push(`${spans.dropped} acknowledged spans did not reach the store: the store refused them as data (kept in <data-dir>/spool/quarantine)`);
   if (spool.segments > BACKLOG_SEGMENTS) problems.push(`${spool.segments} spool segments (${spool.bytes} bytes) are waiting for the store: it is slower than ingest, or failing`);
-  if (last && Object.keys(last.errors).length > 0) {
+  const passError = s.detectors.passError();
+  if (passError) problems.push(`the last detector pass failed: ${passError.slice(0, 200)}`);
+  else if (last && Object.keys(last.errors).length > 0) {
     problems.push(`detectors failing in the last pass: ${Object.entries(last.errors).map(([d, e]) => `${d} (${e.slice(0, 200)})`).join('; ')}`);
-  } else {
-    const passError = s.detectors.passError();
-    if (passError) problems.push(`the last detector pass failed: ${passError.slice(0, 200)}`);
   }
   return {
     healthy: problems.length === 0,
