@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DetectorScheduler } from '../../collector/src/detect/scheduler.js';
 import { Metrics } from '../../collector/src/metrics.js';
+import { collectorStatus } from '../../collector/src/status.js';
 import { queriesDir } from '../../collector/src/paths.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 import { buildSession, otlpJson, times } from './helpers.js';
@@ -74,10 +75,20 @@ describe('detector scheduler, failing', () => {
       for (const t0 = Date.now(); Date.now() - t0 < 10_000 && (await metrics.value('loopwatch_detector_errors_total')) < 10;) await new Promise((r) => setTimeout(r, 20));
       expect(await metrics.value('loopwatch_detector_errors_total')).toBeGreaterThanOrEqual(10);
       expect(lines.filter((l) => l.msg === 'detector pass failed')).toHaveLength(1);
+      // and the collector's status names it
+      const status = () => collectorStatus({
+        metrics, detectors: scheduler, store: { mode: 'embedded', location: dir }, schemaReady: () => true, spool: () => ({ bytes: 0, segments: 0 }),
+        listening: () => ({ otlpHttp: '', otlpGrpc: null, auth: false }), retentionDays: 30, detect: { enabled: true, intervalMs: 20 }, startedAt: Date.now(),
+      });
+      const failing = await status();
+      expect(failing.healthy).toBe(false);
+      expect(failing.problems).toEqual([expect.stringMatching(/^the last detector pass failed: .*ENOENT/)]);
+      expect(failing.detectors.failedPasses).toBeGreaterThanOrEqual(10);
 
       cpSync(join(queriesDir, 'detectors'), detectors, { recursive: true }); // fixed
       for (const t0 = Date.now(); Date.now() - t0 < 10_000 && !lines.some((l) => l.msg === 'detector passes run again');) await new Promise((r) => setTimeout(r, 20));
       expect(lines.filter((l) => l.msg === 'detector passes run again')).toHaveLength(1);
+      expect((await status()).healthy).toBe(true);
     } finally {
       await scheduler.stop();
       rmSync(dir, { recursive: true, force: true });
