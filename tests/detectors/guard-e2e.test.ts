@@ -101,7 +101,7 @@ describe('LoopGuard halt + SQL detectors on the same session', () => {
     // 400k tokens a turn: 1.2M after the third tool call, so the fourth does not run
     expect(turn).toBe(4);
     expect(halted?.finding.kind).toBe('runaway');
-    expect(halted?.finding.message).toMatch(/tokens/);
+    expect(halted?.finding.message).toMatch(/^Runaway session: tokens \(\d+ calls wasted; used 1200000 tokens of 1000000\)\.$/);
     const live = guard.guard.findings('guard-e2e-budget').find((f) => f.kind === 'runaway')!;
 
     await provider.forceFlush();

@@ -658,6 +658,8 @@ const R_WALL_TIME = 32;
 class Runaway {
   reasons = 0;
   wasted = 0;
+  /** The deepest nesting seen among its calls (for the depth budget's message). */
+  maxDepth = 0;
   tokens = 0;
   cost = 0;
   stillNoProgress = false;
@@ -1304,8 +1306,16 @@ export class LoopGuard {
       s.pending = 0;
     }
     rw.count(tool, tokens, cost);
+    if (depth > rw.maxDepth) rw.maxDepth = depth;
+    // what the session has used against each budget it blew: the agent's log says by how much
+    const used: string[] = [];
+    if (rw.reasons & R_CALLS) used.push(`${s.calls} calls of ${p.budgetMaxCalls}`);
+    if (rw.reasons & R_COST) used.push(`$${s.cost.toFixed(4)} of $${p.budgetMaxCostUsd}`);
+    if (rw.reasons & R_DEPTH) used.push(`tool depth ${rw.maxDepth} of ${p.budgetMaxToolDepth}`);
+    if (rw.reasons & R_TOKENS) used.push(`${Math.round(s.tokens)} tokens of ${p.budgetMaxTokens}`);
+    if (rw.reasons & R_WALL_TIME) used.push(`${Math.round((endMs - s.start) / 1000)} s of ${p.budgetMaxWallTimeS} s`);
     this.emit(s, K_RUNAWAY, s.firstSpan, spanId, rw.wasted, rw.wasted, rw.tokens, rw.cost, rw.sortedTools(), 'critical',
-      `Runaway session: ${rw.why()} (${rw.wasted} calls wasted).`);
+      `Runaway session: ${rw.why()} (${rw.wasted} calls wasted${used.length ? `; used ${used.join(', ')}` : ''}).`);
   }
 
   /** The last `period` calls, this one included, are all different calls (tool and arguments). */
