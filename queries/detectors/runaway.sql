@@ -115,10 +115,23 @@ SELECT
     sum(w.time_ns) AS wasted_time_ns,
     'critical' AS severity,
     concat('Runaway session: ', arrayStringConcat(arraySort(groupUniqArrayArray(w.reasons)), ', '), ' (',
-           toString(count()), ' calls wasted since ', toString(min(w.ts)), ').') AS message,
+           toString(count()), ' calls wasted since ', toString(min(w.ts)),
+           -- how much of each blown budget the session used (the LoopGuard's message says the same);
+           -- an alias inside the expression, so not a column of the result
+           if(empty((arrayStringConcat(arrayFilter(x -> x != '', [
+               if(has(groupUniqArrayArray(w.reasons), 'calls'), concat(toString(max(w.seq)), ' calls of ', toString({budget_max_calls:UInt32})), ''),
+               if(has(groupUniqArrayArray(w.reasons), 'cost'), concat('$', toString(round(max(w.cum_cost), 4)), ' of $', toString({budget_max_cost_usd:Float64})), ''),
+               if(has(groupUniqArrayArray(w.reasons), 'depth'), concat('tool depth ', toString(max(w.depth)), ' of ', toString({budget_max_tool_depth:UInt32})), ''),
+               if(has(groupUniqArrayArray(w.reasons), 'tokens'), concat(toString(round(max(w.cum_tokens))), ' tokens of ', toString({budget_max_tokens:Float64})), ''),
+               if(has(groupUniqArrayArray(w.reasons), 'wall_time'),
+                  concat(toString(round((toUnixTimestamp64Nano(max(w.end_ts)) - toUnixTimestamp64Nano(min(w.session_start))) / 1e9)), ' s of ', toString({budget_max_wall_time_s:Float64}), ' s'), '')
+           ]), ', ') AS used)), '', concat('; used ', used)), ').') AS message,
     toJSONString(map('reasons', arrayStringConcat(arraySort(groupUniqArrayArray(w.reasons)), ','),
                      'trigger_span_id', argMin(w.span_id, w.seq),
-                     'max_tool_depth', toString(max(w.depth)))) AS details
+                     'max_tool_depth', toString(max(w.depth)),
+                     'session_calls', toString(max(w.seq)),
+                     'session_tokens', toString(round(max(w.cum_tokens))),
+                     'session_cost_usd', toString(round(max(w.cum_cost), 6)))) AS details
 FROM flagged AS w
 WHERE length(w.reasons) > 0
 GROUP BY w.session_id

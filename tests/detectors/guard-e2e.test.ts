@@ -108,9 +108,10 @@ describe('LoopGuard halt + SQL detectors on the same session', () => {
     await tc.collector.flush();
     const r = await runDetectors(tc.collector.store.client, { params: { budgetMaxTokens: 1_000_000 } });
     expect(r.errors).toEqual({});
-    const [sql] = await tc.rows<{ details: string; wasted_calls: number; wasted_tokens: number; first_span_id: string }>(
-      `SELECT details, wasted_calls, wasted_tokens, first_span_id FROM agent_findings FINAL WHERE session_id = 'guard-e2e-budget' AND detector = 'runaway'`);
-    expect(JSON.parse(sql!.details).reasons).toBe('tokens');
+    const [sql] = await tc.rows<{ details: string; wasted_calls: number; wasted_tokens: number; first_span_id: string; message: string }>(
+      `SELECT details, wasted_calls, wasted_tokens, first_span_id, message FROM agent_findings FINAL WHERE session_id = 'guard-e2e-budget' AND detector = 'runaway'`);
+    expect(JSON.parse(sql!.details)).toMatchObject({ reasons: 'tokens', session_tokens: '1200000', session_calls: '3' });
+    expect(sql!.message).toMatch(/^Runaway session: tokens \(\d+ calls wasted since .*; used 1200000 tokens of 1000000\)\.$/);
     expect(Number(sql!.wasted_calls)).toBe(live.wastedCalls);
     expect(Number(sql!.wasted_tokens)).toBe(live.wastedTokens);
   });
