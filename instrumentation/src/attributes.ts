@@ -13,3 +13,11 @@ export const ATTR = {
   argsHash: 'loopwatch.tool.args_hash',
   resultHash: 'loopwatch.tool.result_hash',
 } as const;
+
+/**
+ * Which spans are model calls, as the collector's agent_llm_calls view has it
+ * (queries/schema/002_agent_calls.sql): gen_ai.operation.name in GenAI semconv, ai.operationId
+ * in the Vercel AI SDK's legacy spans.
+ */
+export const GENAI_MODEL_CALL_OPERATIONS: ReadonlySet<string> = new Set(['chat', 'generate_content', 'text_completion']);
+export const AI_SDK_MODEL_CALL_OPERATIONS: ReadonlySet<string> = new Set(['ai.generateText.doGenerate', 'ai.streamText.doStream', 'ai.generateObject.doGenerate', 'ai.streamObject.doStream']);

@@ -5,7 +5,7 @@
 // (queries/schema/002_agent_calls.sql): which spans are LLM calls, their tokens, their cost.
 import { type Context } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { ATTR } from './attributes.js';
+import { AI_SDK_MODEL_CALL_OPERATIONS, ATTR, GENAI_MODEL_CALL_OPERATIONS } from './attributes.js';
 import { costUsd } from './cost.js';
 
 /** An LLM call that ended. */
@@ -32,8 +32,6 @@ export function onLlmCall(observer: Observer): () => void {
   return () => observers.delete(observer);
 }
 
-const GENAI_OPERATIONS = new Set(['chat', 'generate_content', 'text_completion']);
-const AI_SDK_OPERATIONS = new Set(['ai.generateText.doGenerate', 'ai.streamText.doStream', 'ai.generateObject.doGenerate', 'ai.streamObject.doStream']);
 
 type Attributes = ReadableSpan['attributes'];
 
@@ -53,7 +51,7 @@ function count(v: unknown): number {
 }
 
 export function isLlmSpan(a: Attributes): boolean {
-  return GENAI_OPERATIONS.has(a[ATTR.operationName] as string) || a['openinference.span.kind'] === 'LLM' || AI_SDK_OPERATIONS.has(a['ai.operationId'] as string);
+  return GENAI_MODEL_CALL_OPERATIONS.has(a[ATTR.operationName] as string) || a['openinference.span.kind'] === 'LLM' || AI_SDK_MODEL_CALL_OPERATIONS.has(a['ai.operationId'] as string);
 }
 
 /** The LLM call a span records, or undefined when it is not one. */

@@ -6,7 +6,7 @@ import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { BatchSpanProcessor, type BufferConfig, type ReadableSpan, type Span, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { ATTR } from './attributes.js';
+import { ATTR, GENAI_MODEL_CALL_OPERATIONS } from './attributes.js';
 import { sessionFrom } from './context.js';
 import { AiSdkSpanProcessor } from './integrations/ai-sdk.js';
 import { LlmCallTap } from './llm-calls.js';
@@ -138,7 +138,7 @@ function maxQueueSize(env: NodeJS.ProcessEnv = process.env): number {
 function isLoneAgentCall(span: Span, parentContext: Context): boolean {
   if (trace.getSpan(parentContext)) return false;
   const op = (span as unknown as { attributes?: Record<string, unknown> }).attributes?.[ATTR.operationName];
-  return op === 'execute_tool' || op === 'chat' || op === 'text_completion' || op === 'generate_content';
+  return op === 'execute_tool' || GENAI_MODEL_CALL_OPERATIONS.has(op as string);
 }
 
 export interface StartOptions {

@@ -24,7 +24,7 @@
 import type { Context } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { TelemetrySettings } from 'ai';
-import { ATTR } from '../attributes.js';
+import { AI_SDK_MODEL_CALL_OPERATIONS, ATTR, GENAI_MODEL_CALL_OPERATIONS } from '../attributes.js';
 import { canonicalJson, hash64Hex } from '../canonical.js';
 import { sessionFrom } from '../context.js';
 import { costUsd } from '../cost.js';
@@ -58,7 +58,6 @@ export function aiSdkTelemetry(opts: AiSdkTelemetryOptions = {}): AiSdkTelemetry
   return functionId ? { isEnabled: true, functionId, metadata } : { isEnabled: true, metadata };
 }
 
-const MODEL_CALL_OPS = new Set(['ai.generateText.doGenerate', 'ai.streamText.doStream', 'ai.generateObject.doGenerate', 'ai.streamObject.doStream']);
 
 /** Attributes that carry content: prompts, messages, responses, tool definitions, arguments and results (ai.* and GenAI semconv). */
 const CONTENT_PREFIXES = [
@@ -68,8 +67,6 @@ const CONTENT_PREFIXES = [
 ];
 /** Of those, what goes into the model (redact hooks see it as kind 'arguments'). */
 const INPUT_CONTENT = /^(ai\.prompt|gen_ai\.prompt|gen_ai\.input\.|gen_ai\.system_instructions|gen_ai\.tool\.definitions)|args|arguments/;
-/** Model calls in GenAI semconv (the collector's agent_llm_calls view). */
-const GENAI_MODEL_CALL_OPS = new Set(['chat', 'generate_content', 'text_completion']);
 /** The tracer of Loopwatch's own spans (api.ts, llm-span.ts): they follow the capture options already. */
 const LOOPWATCH_SCOPE = 'loopwatch';
 const scopeOf = (span: Span | ReadableSpan): string => (span as { instrumentationScope?: { name?: string } }).instrumentationScope?.name ?? '';
@@ -151,7 +148,7 @@ export class AiSdkSpanProcessor implements SpanProcessor {
       return;
     }
     if (!op.startsWith('ai.') && genAiOp === '') return;
-    if ((MODEL_CALL_OPS.has(op) || GENAI_MODEL_CALL_OPS.has(genAiOp)) && a['loopwatch.cost_usd'] === undefined) {
+    if ((AI_SDK_MODEL_CALL_OPERATIONS.has(op) || GENAI_MODEL_CALL_OPERATIONS.has(genAiOp)) && a['loopwatch.cost_usd'] === undefined) {
       const model = (a['gen_ai.response.model'] ?? a['ai.response.model'] ?? a['ai.model.id'] ?? a['gen_ai.request.model']) as string | undefined;
       const cost = costUsd(model, {
         inputTokens: num(a['ai.usage.inputTokens']) ?? num(a['gen_ai.usage.input_tokens']) ?? num(a['ai.usage.promptTokens']),
