@@ -89,8 +89,9 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     return c.json({ code: 13, message: 'internal error' }, 500);
   });
   registerAuth(app, auth, { log, metrics }); // before any route
+  const spoolDepth = () => ({ bytes: spool.heldBytes, segments: spool.sealedCount });
   app.get('/healthz', (c) =>
-    c.json({ status: 'ok', store: store.mode, schema: schema.isReady ? 'ready' : 'pending', auth: auth.enabled, grpc: collector.grpcAddress || null, spool: { bytes: spool.heldBytes, segments: spool.sealedCount } }),
+    c.json({ status: 'ok', store: store.mode, schema: schema.isReady ? 'ready' : 'pending', auth: auth.enabled, grpc: collector.grpcAddress || null, spool: spoolDepth() }),
   );
   app.get('/metrics', async (c) => {
     c.header('Content-Type', metrics.registry.contentType);
@@ -100,7 +101,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   const status = () =>
     collectorStatus({
       metrics, detectors, store: { mode: store.mode, location: store.location }, schemaReady: () => schema.isReady,
-      spool: () => ({ bytes: spool.heldBytes, segments: spool.sealedCount }),
+      spool: spoolDepth,
       listening: () => ({ otlpHttp: collector.url ? `${collector.url}/v1/traces` : '', otlpGrpc: collector.grpcAddress || null, auth: auth.enabled }),
       retentionDays: config.retentionDays, detect: { enabled: config.detect.enabled, intervalMs: config.detect.intervalMs }, startedAt,
     });
