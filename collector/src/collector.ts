@@ -1,6 +1,8 @@
 // Assembles the collector: store (embedded chDB or server) + migrations, spool + loader,
 // the Hono app with OTLP ingest, health and metrics, and the HTTP listener.
 import { join, resolve } from 'node:path';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
@@ -10,7 +12,7 @@ import { TraceExport } from './ingest/export-request.js';
 import { registerOtlpRoutes } from './ingest/otlp-http.js';
 import { listenOtlpGrpc, type GrpcListener } from './ingest/otlp-grpc.js';
 import { RetryCache } from './ingest/retry-cache.js';
-import { createAuth, registerAuth } from './auth.js';
+import { createAuth, isLoopbackHost, registerAuth } from './auth.js';
 import { InFlight } from './ingest/inflight.js';
 import { createLogger, type Logger } from './logger.js';
 import { DetectorScheduler } from './detect/scheduler.js';
@@ -24,6 +26,7 @@ import { applyRetention } from './store/retention.js';
 import { lockDataDir } from './store/data-dir-lock.js';
 import { SchemaSetup } from './store/schema-setup.js';
 import { collectorStatus } from './status.js';
+import { loadTls } from './tls.js';
 
 export interface Collector {
   app: Hono;
@@ -47,6 +50,10 @@ export interface Collector {
 
 export async function createCollector(config: CollectorConfig, log: Logger = createLogger(config.logLevel)): Promise<Collector> {
   const auth = createAuth(config); // refuses to listen beyond loopback without keys
+  const tls = loadTls(config); // a certificate or key that cannot be used fails here, before the store opens
+  if (!tls && !isLoopbackHost(config.host)) {
+    log.warn({ host: config.host }, 'listening beyond loopback without TLS: API keys and spans cross the network in clear (set --tls-cert and --tls-key, or terminate TLS in a proxy in front)');
+  }
   // one collector per data directory (the spool, the embedded database); a failed start leaves the
   // pid file of a process that ends, which the next start takes over
   const dataDirLock = lockDataDir(config.dataDir);
@@ -91,7 +98,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   registerAuth(app, auth, { log, metrics }); // before any route
   const spoolDepth = () => ({ bytes: spool.heldBytes, segments: spool.sealedCount });
   app.get('/healthz', (c) =>
-    c.json({ status: 'ok', store: store.mode, schema: schema.isReady ? 'ready' : 'pending', auth: auth.enabled, grpc: collector.grpcAddress || null, spool: spoolDepth() }),
+    c.json({ status: 'ok', store: store.mode, schema: schema.isReady ? 'ready' : 'pending', auth: auth.enabled, tls: tls !== null, grpc: collector.grpcAddress || null, spool: spoolDepth() }),
   );
   app.get('/metrics', async (c) => {
     c.header('Content-Type', metrics.registry.contentType);
@@ -102,7 +109,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     collectorStatus({
       metrics, detectors, store: { mode: store.mode, location: store.location }, schemaReady: () => schema.isReady,
       spool: spoolDepth,
-      listening: () => ({ otlpHttp: collector.url ? `${collector.url}/v1/traces` : '', otlpGrpc: collector.grpcAddress || null, auth: auth.enabled }),
+      listening: () => ({ otlpHttp: collector.url ? `${collector.url}/v1/traces` : '', otlpGrpc: collector.grpcAddress || null, auth: auth.enabled, tls: tls !== null }),
       retentionDays: config.retentionDays, detect: { enabled: config.detect.enabled, intervalMs: config.detect.intervalMs }, startedAt,
     });
   registerApiRoutes(app, { client: store.client, log, status }); // read API for the CLI: /api/v1/*
@@ -136,25 +143,44 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     }
     socket.destroy(err);
   };
+  // A client that speaks plain HTTP to the TLS port (an endpoint written http://) gets a
+  // dropped connection and retries forever: say here what to change.
+  let plainWarnedAt = 0;
+  const onTlsClientError = (err: Error & { code?: string }, socket: Duplex): void => {
+    if (err.code !== 'ERR_SSL_HTTP_REQUEST') return; // other failed handshakes: the client says why
+    metrics.inc('loopwatch_requests_rejected_total', 'http');
+    if (Date.now() - plainWarnedAt > 60_000) {
+      plainWarnedAt = Date.now();
+      log.warn(
+        { remote: (socket as Duplex & { remoteAddress?: string }).remoteAddress },
+        `a client spoke plain HTTP to the TLS port: use https:// in its endpoint (OTEL_EXPORTER_OTLP_ENDPOINT=${collector.url}) (said at most once a minute)`,
+      );
+    }
+  };
   const collector: Collector = {
     app, config, store, spool, loader, metrics, log, detectors,
     url: '',
     grpcAddress: '',
     async listen() {
       if (config.grpcPort !== null) {
-        grpc = await listenOtlpGrpc({ config, exports, inflight, auth, metrics, log }, config.grpcPort);
+        grpc = await listenOtlpGrpc({ config, exports, inflight, auth, metrics, log, tls }, config.grpcPort);
         collector.grpcAddress = grpc.address;
       }
       return new Promise((resolveUrl, reject) => {
-        const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
-          collector.url = `http://${info.family === 'IPv6' ? `[${info.address}]` : info.address}:${info.port}`;
+        const listenOn = { fetch: app.fetch, hostname: config.host, port: config.port };
+        const onListening = (info: AddressInfo) => {
+          collector.url = `${tls ? 'https' : 'http'}://${info.family === 'IPv6' ? `[${info.address}]` : info.address}:${info.port}`;
           if (config.detect.enabled) {
             void schema.ready.then(() => {
               if (!closing) detectors.start();
             });
           }
           resolveUrl(collector.url);
-        });
+        };
+        const s = tls
+          ? serve({ ...listenOn, createServer: createHttpsServer, serverOptions: { cert: tls.cert, key: tls.key } }, onListening)
+          : serve(listenOn, onListening);
+        if (tls) s.on('tlsClientError', onTlsClientError);
         s.once('error', (err: NodeJS.ErrnoException) => {
           if (err.code !== 'EADDRINUSE' && err.code !== 'EACCES') return reject(err);
           const why = err.code === 'EADDRINUSE' ? 'in use: another collector?' : 'not allowed';

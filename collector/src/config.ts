@@ -34,6 +34,14 @@ export const configSchema = z.object({
     })
     .default({ user: 'default', password: '', database: 'default' }),
   retentionDays: z.coerce.number().int().min(1).max(36500).default(30),
+  /** TLS on both listeners: a PEM certificate chain and its private key, both or neither (see tls.ts). */
+  tls: z
+    .object({
+      certFile: z.string().min(1).optional(),
+      keyFile: z.string().min(1).optional(),
+    })
+    .prefault({})
+    .refine((t) => !t.certFile === !t.keyFile, 'set both --tls-cert and --tls-key (LOOPWATCH_TLS_CERT_FILE, LOOPWATCH_TLS_KEY_FILE), or neither'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   limits: z
     .object({
@@ -120,6 +128,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
     grpcPort: pick('LOOPWATCH_GRPC_PORT') as unknown as number,
     dataDir: pick('LOOPWATCH_DATA_DIR'),
     retentionDays: pick('LOOPWATCH_RETENTION_DAYS') as unknown as number,
+    tls: drop({ certFile: pick('LOOPWATCH_TLS_CERT_FILE'), keyFile: pick('LOOPWATCH_TLS_KEY_FILE') }),
     logLevel: pick('LOOPWATCH_LOG_LEVEL') as ConfigInput['logLevel'],
     clickhouse: drop({
       url: pick('LOOPWATCH_CLICKHOUSE_URL'),

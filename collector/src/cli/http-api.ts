@@ -43,7 +43,12 @@ export class ApiClient {
     try {
       res = await fetch(u, { headers: this.headers(), signal: AbortSignal.timeout(120_000) });
     } catch (err) {
-      throw new CliError(`no collector at ${this.url} (${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}); start one with \`loopwatch up\` or pass --url`, 3);
+      const cause = (err as Error).cause instanceof Error ? ((err as Error).cause as Error) : (err as Error);
+      // a collector that answers with TLS this process does not trust (self-signed, a private CA)
+      if (/certificate|CERT_|SSL/i.test(`${(cause as NodeJS.ErrnoException).code ?? ''} ${cause.message}`)) {
+        throw new CliError(`cannot trust the collector at ${this.url} (${cause.message}): set NODE_EXTRA_CA_CERTS to the file of the CA that signed its certificate`, 3);
+      }
+      throw new CliError(`no collector at ${this.url} (${cause.message}); start one with \`loopwatch up\` or pass --url`, 3);
     }
     const text = await res.text();
     if (!res.ok) {

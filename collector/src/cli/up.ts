@@ -25,15 +25,18 @@ export function registerUpCommand(program: Command): void {
     .option('--clickhouse-url <url>', 'use a ClickHouse server instead of the embedded engine (LOOPWATCH_CLICKHOUSE_URL)')
     .option('--retention-days <days>', 'keep data this many days (LOOPWATCH_RETENTION_DAYS)', int)
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (LOOPWATCH_LOG_LEVEL)')
+    .option('--tls-cert <file>', 'serve both ports over TLS: PEM certificate chain (LOOPWATCH_TLS_CERT_FILE; with --tls-key)')
+    .option('--tls-key <file>', "PEM private key of --tls-cert's certificate (LOOPWATCH_TLS_KEY_FILE)")
     .option('--keys-file <path>', 'API key hashes, lines of "ingest|read <sha256>" (LOOPWATCH_KEYS_FILE)')
     .option('--detectors <settings>', 'detector thresholds and budgets, e.g. "repeatMinRun=4,budgetMaxCostUsd=2" (LOOPWATCH_DETECTORS; docs/detectors.md)')
     .option('--json', 'print the start-up summary as JSON')
-    .action(async (opts: { host?: string; port?: number; grpcPort?: number | 'off'; dataDir?: string; clickhouseUrl?: string; retentionDays?: number; logLevel?: string; json?: boolean; keysFile?: string; detectors?: string }) => {
+    .action(async (opts: { host?: string; port?: number; grpcPort?: number | 'off'; dataDir?: string; clickhouseUrl?: string; retentionDays?: number; logLevel?: string; json?: boolean; keysFile?: string; detectors?: string; tlsCert?: string; tlsKey?: string }) => {
       const overrides: ConfigInput = {
         host: opts.host, port: opts.port, grpcPort: opts.grpcPort, dataDir: opts.dataDir, retentionDays: opts.retentionDays,
         logLevel: opts.logLevel as ConfigInput['logLevel'],
         clickhouse: opts.clickhouseUrl ? { url: opts.clickhouseUrl } : undefined,
         auth: opts.keysFile ? { keysFile: opts.keysFile } : undefined,
+        tls: opts.tlsCert !== undefined || opts.tlsKey !== undefined ? { certFile: opts.tlsCert, keyFile: opts.tlsKey } : undefined,
         detect: opts.detectors !== undefined ? { settings: opts.detectors } : undefined,
       };
       const config = loadConfig(overrides);
@@ -46,7 +49,8 @@ export function registerUpCommand(program: Command): void {
         await collector.close().catch(() => undefined); // the store and the listener that did start
         throw err;
       }
-      const summary = { url, otlpTracesEndpoint: `${url}/v1/traces`, otlpGrpc: collector.grpcAddress || null, store: collector.store.mode, storeLocation: collector.store.location };
+      const tls = config.tls.certFile ?? null;
+      const summary = { url, otlpTracesEndpoint: `${url}/v1/traces`, otlpGrpc: collector.grpcAddress || null, tls, store: collector.store.mode, storeLocation: collector.store.location };
       if (opts.json) {
         process.stdout.write(JSON.stringify(summary) + '\n');
       } else {
@@ -54,11 +58,14 @@ export function registerUpCommand(program: Command): void {
           [
             `loopwatch collector listening on ${url}`,
             `  OTLP/HTTP traces: POST ${summary.otlpTracesEndpoint} (protobuf or JSON)`,
-            summary.otlpGrpc ? `  OTLP/gRPC traces: ${summary.otlpGrpc}` : '  OTLP/gRPC: off',
+            summary.otlpGrpc ? `  OTLP/gRPC traces: ${tls ? 'https://' : ''}${summary.otlpGrpc}` : '  OTLP/gRPC: off',
+            ...(tls ? [`  TLS: on both ports (${tls})`] : []),
             `  store: ${collector.store.mode} (${collector.store.location})`,
             '',
             'Instrument an agent (Node 20+):',
             `  OTEL_EXPORTER_OTLP_ENDPOINT=${url} node --import loopwatch/instrumentation your-agent.js`,
+            // a certificate the agents do not already trust (self-signed, a private CA): the standard variable names its CA
+            ...(tls ? ['  (a self-signed certificate or a private CA: add OTEL_EXPORTER_OTLP_CERTIFICATE=<the CA certificate file>)'] : []),
             "  or add `import 'loopwatch/instrumentation'` as the first import of your agent.",
             '',
             `Then: loopwatch findings -f --url ${url}   (loops as they are found; loopwatch status: is it healthy)`,

@@ -17,6 +17,7 @@ import type { Auth } from '../auth.js';
 import { StartError, type CollectorConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import type { TlsMaterial } from '../tls.js';
 import type { ExportOutcome, TraceExport } from './export-request.js';
 import type { InFlight, Ticket } from './inflight.js';
 import { encodeTraceResponse } from './otlp-proto.js';
@@ -44,6 +45,8 @@ export interface GrpcDeps {
   auth: Auth;
   metrics: Metrics;
   log: Logger;
+  /** Certificate and key: the listener takes TLS only (tls.ts); null = plaintext. */
+  tls: TlsMaterial | null;
 }
 
 export interface GrpcListener {
@@ -71,7 +74,7 @@ function answer(outcome: ExportOutcome, done: sendUnaryData<Uint8Array>): void {
 
 /** Starts the gRPC listener on config.host and the given port (0: any free one). */
 export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListener> {
-  const { config, exports, inflight, auth, metrics, log } = deps;
+  const { config, exports, inflight, auth, metrics, log, tls } = deps;
   // grpc-js writes its own lines to stderr; what matters is reported here, in the collector's log
   setLogger({ error: (...args: unknown[]) => log.debug({ grpc: args.map(String).join(' ') }, 'grpc-js') });
   // The admission ticket of each export call, from its metadata (the interceptor) to its handler.
@@ -160,7 +163,8 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
 
   const host = config.host.includes(':') && !config.host.startsWith('[') ? `[${config.host}]` : config.host;
   return new Promise((resolve, reject) => {
-    server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, bound) => {
+    const credentials = tls ? ServerCredentials.createSsl(null, [{ private_key: tls.key, cert_chain: tls.cert }], false) : ServerCredentials.createInsecure();
+    server.bindAsync(`${host}:${port}`, credentials, (err, bound) => {
       if (err) {
         server.forceShutdown();
         return reject(

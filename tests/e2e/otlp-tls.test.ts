@@ -1,0 +1,152 @@
+// TLS on both listeners (--tls-cert / --tls-key, collector/src/tls.ts): an instrumented agent
+// process exports over HTTPS with the standard OTEL_EXPORTER_OTLP_CERTIFICATE, the real OTLP/gRPC
+// exporter over TLS, the CLI reads through NODE_EXTRA_CA_CERTS; a client that does not trust the
+// certificate, or that speaks plain HTTP, gets nothing in; a certificate and key that do not make
+// a pair fail the start with the setting's name. The certificate is a self-signed test fixture
+// (tests/fixtures/tls: localhost, 127.0.0.1 and ::1, valid to 2126).
+import { SpanKind } from '@opentelemetry/api';
+import { ExportResultCode } from '@opentelemetry/core';
+import { OTLPTraceExporter as GrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
+import { OTLPTraceExporter as HttpExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BasicTracerProvider, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCollector } from '../../collector/src/collector.js';
+import { ConfigError, loadConfig } from '../../collector/src/config.js';
+import { packageRoot } from '../../collector/src/paths.js';
+import { assertBuilt, cli, runSampleAgent } from '../cli/helpers.js';
+import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+
+const FIXTURES = join(packageRoot, 'tests/fixtures/tls');
+const CERT = join(FIXTURES, 'cert.pem');
+const KEY = join(FIXTURES, 'key.pem');
+const OTHER_KEY = join(FIXTURES, 'other-key.pem');
+
+let tc: TestCollector;
+beforeAll(async () => {
+  assertBuilt();
+  tc = await startTestCollector({ detect: { enabled: false }, tls: { certFile: CERT, keyFile: KEY } });
+});
+afterAll(async () => {
+  await tc?.close();
+});
+
+const stored = async (session: string): Promise<number> => {
+  await tc.collector.flush();
+  const [r] = await tc.rows<{ n: number }>('SELECT count() AS n FROM agent_tool_calls FINAL WHERE session_id = {s:String}', { s: session });
+  return Number(r!.n);
+};
+
+/** Ended tool-call spans of one session, from the real SDK. */
+function toolSpans(session: string, n: number): ReadableSpan[] {
+  const ended: ReadableSpan[] = [];
+  const provider = new BasicTracerProvider({
+    resource: resourceFromAttributes({ 'service.name': 'tls-agent' }),
+    spanProcessors: [{ onStart: () => {}, onEnd: (s) => void ended.push(s), forceFlush: async () => {}, shutdown: async () => {} }],
+  });
+  const tracer = provider.getTracer('test');
+  for (let i = 0; i < n; i++) {
+    tracer
+      .startSpan('execute_tool read_file', {
+        kind: SpanKind.INTERNAL,
+        attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'read_file', 'gen_ai.tool.call.arguments': `{"path":"f${i}.ts"}`, 'gen_ai.conversation.id': session },
+      })
+      .end();
+  }
+  return ended;
+}
+
+function exportOnce(exporter: SpanExporter, spans: ReadableSpan[]): Promise<{ code: ExportResultCode; error?: Error }> {
+  return new Promise((resolve) => exporter.export(spans, (r) => resolve({ code: r.code, error: r.error })));
+}
+
+/**
+ * Runs fn with OTEL_EXPORTER_OTLP_CERTIFICATE set, as an exporting application would have it (the
+ * gRPC exporter reads it when it first connects, so for the whole export).
+ */
+async function withTrustedCert<T>(fn: () => Promise<T>): Promise<T> {
+  process.env.OTEL_EXPORTER_OTLP_CERTIFICATE = CERT;
+  try {
+    return await fn();
+  } finally {
+    delete process.env.OTEL_EXPORTER_OTLP_CERTIFICATE;
+  }
+}
+
+describe('TLS on the OTLP/HTTP port', () => {
+  it('serves https, and an instrumented agent exports to it with the standard certificate variable', async () => {
+    expect(tc.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const health = await cli(['status', '--url', tc.url, '--json'], { NODE_EXTRA_CA_CERTS: CERT });
+    expect(health.code, health.stderr).toBe(0);
+    expect(JSON.parse(health.stdout).listening).toMatchObject({ otlpHttp: `${tc.url}/v1/traces`, tls: true });
+
+    await runSampleAgent(tc.url, 'tls-agent-1', { OTEL_EXPORTER_OTLP_CERTIFICATE: CERT });
+    expect(await stored('tls-agent-1')).toBeGreaterThan(0);
+  });
+
+  it('refuses an exporter that does not trust the certificate: nothing is stored', async () => {
+    const exporter = new HttpExporter({ url: `${tc.url}/v1/traces` });
+    const result = await exportOnce(exporter, toolSpans('tls-untrusted', 3));
+    await exporter.shutdown();
+    expect(result.code).toBe(ExportResultCode.FAILED);
+    expect(String(result.error?.message)).toMatch(/certificate/i);
+    expect(await stored('tls-untrusted')).toBe(0);
+  });
+
+  it('counts a plain-HTTP client as rejected (it gets no answer it could take for an acknowledgement)', async () => {
+    const before = await tc.collector.metrics.value('loopwatch_requests_rejected_total', 'http');
+    const plain = tc.url.replace('https://', 'http://');
+    await expect(fetch(`${plain}/healthz`)).rejects.toThrow();
+    await expect.poll(() => tc.collector.metrics.value('loopwatch_requests_rejected_total', 'http')).toBeGreaterThan(before);
+  });
+
+  it('the CLI says what is wrong when it does not trust the certificate', async () => {
+    const r = await cli(['status', '--url', tc.url]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/certificate/i);
+    expect(r.stderr).toMatch(/NODE_EXTRA_CA_CERTS/);
+  });
+});
+
+describe('TLS on the OTLP/gRPC port', () => {
+  it('takes spans from the real gRPC exporter over TLS', async () => {
+    const result = await withTrustedCert(async () => {
+      const exporter = new GrpcExporter({ url: `https://${tc.collector.grpcAddress}` });
+      const r = await exportOnce(exporter, toolSpans('tls-grpc', 5));
+      await exporter.shutdown();
+      return r;
+    });
+    expect(result.code, String(result.error)).toBe(ExportResultCode.SUCCESS);
+    expect(await stored('tls-grpc')).toBe(5);
+  });
+
+  it('refuses a plaintext gRPC client', async () => {
+    const exporter = new GrpcExporter({ url: `http://${tc.collector.grpcAddress}`, timeoutMillis: 3000 });
+    const result = await exportOnce(exporter, toolSpans('tls-grpc-plain', 2));
+    await exporter.shutdown();
+    expect(result.code).toBe(ExportResultCode.FAILED);
+    expect(await stored('tls-grpc-plain')).toBe(0);
+  });
+});
+
+describe('TLS settings', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'loopwatch-tls-config-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const start = (tls: { certFile?: string; keyFile?: string }) => createCollector(loadConfig({ port: 0, dataDir: dir, logLevel: 'silent', tls }, {}));
+
+  it('wants both files or neither', () => {
+    expect(() => loadConfig({ tls: { certFile: CERT } }, {})).toThrow(/set both --tls-cert and --tls-key/);
+    expect(() => loadConfig({}, { LOOPWATCH_TLS_KEY_FILE: KEY })).toThrow(/set both --tls-cert and --tls-key/);
+    expect(loadConfig({}, { LOOPWATCH_TLS_CERT_FILE: CERT, LOOPWATCH_TLS_KEY_FILE: KEY }).tls).toEqual({ certFile: CERT, keyFile: KEY });
+  });
+
+  it('fails the start, naming the setting, on a missing file or a key of another certificate', async () => {
+    await expect(start({ certFile: join(dir, 'nope.pem'), keyFile: KEY })).rejects.toThrow(ConfigError);
+    await expect(start({ certFile: join(dir, 'nope.pem'), keyFile: KEY })).rejects.toThrow(/cannot read --tls-cert .*nope\.pem: ENOENT/);
+    await expect(start({ certFile: CERT, keyFile: OTHER_KEY })).rejects.toThrow(/cannot use --tls-cert .*cert\.pem with --tls-key .*other-key\.pem/);
+    await expect(start({ certFile: KEY, keyFile: KEY })).rejects.toThrow(/cannot use --tls-cert/);
+  });
+});
