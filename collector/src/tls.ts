@@ -12,7 +12,6 @@ import { ConfigError, type CollectorConfig } from './config.js';
 export interface TlsMaterial {
   cert: Buffer;
   key: Buffer;
-  certFile: string;
 }
 
 function readPem(file: string, setting: string): Buffer {
@@ -35,5 +34,5 @@ export function loadTls(config: CollectorConfig): TlsMaterial | null {
     // OpenSSL's reason (e.g. "key values mismatch", "no start line"), never the files' content
     throw new ConfigError(`cannot use --tls-cert ${certFile} with --tls-key ${keyFile}: ${(err as Error).message}`);
   }
-  return { cert, key, certFile };
+  return { cert, key };
 }
