@@ -1,7 +1,7 @@
 // Assembles the collector: store (embedded chDB or server) + migrations, spool + loader,
 // the Hono app with OTLP ingest, health and metrics, and the HTTP listener.
 import { join, resolve } from 'node:path';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { serve, type ServerType } from '@hono/node-server';
@@ -26,7 +26,7 @@ import { applyRetention } from './store/retention.js';
 import { lockDataDir } from './store/data-dir-lock.js';
 import { SchemaSetup } from './store/schema-setup.js';
 import { collectorStatus } from './status.js';
-import { loadTls } from './tls.js';
+import { loadTls, ReloadableServerCredentials, watchTls, type TlsWatch } from './tls.js';
 
 export interface Collector {
   app: Hono;
@@ -43,6 +43,8 @@ export interface Collector {
   /** Where OTLP/gRPC is taken (host:port), once listening; empty when config.grpcPort is off. */
   grpcAddress: string;
   listen(): Promise<string>;
+  /** Reads the TLS certificate and key files again now (they are also watched); the error when they cannot be used (the old pair stays). */
+  reloadTls(): Error | null;
   /** Waits until everything acknowledged so far is in the store. */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -51,6 +53,8 @@ export interface Collector {
 export async function createCollector(config: CollectorConfig, log: Logger = createLogger(config.logLevel)): Promise<Collector> {
   const auth = createAuth(config); // refuses to listen beyond loopback without keys
   const tls = loadTls(config); // a certificate or key that cannot be used fails here, before the store opens
+  const grpcCredentials = tls ? new ReloadableServerCredentials(tls) : null;
+  let tlsWatch: TlsWatch | null = null;
   if (!tls && !isLoopbackHost(config.host)) {
     log.warn({ host: config.host }, 'listening beyond loopback without TLS: API keys and spans cross the network in clear (set --tls-cert and --tls-key, or terminate TLS in a proxy in front)');
   }
@@ -109,7 +113,8 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     collectorStatus({
       metrics, detectors, store: { mode: store.mode, location: store.location }, schemaReady: () => schema.isReady,
       spool: spoolDepth,
-      listening: () => ({ otlpHttp: collector.url ? `${collector.url}/v1/traces` : '', otlpGrpc: collector.grpcAddress || null, auth: auth.enabled, tls: tls !== null }),
+      listening: () => ({ otlpHttp: collector.url ? `${collector.url}/v1/traces` : '', otlpGrpc: collector.grpcAddress || null, auth: auth.enabled, tls: tls !== null,
+        tlsNotAfter: tls ? (tlsWatch?.current() ?? tls).notAfter.toISOString() : null }),
       retentionDays: config.retentionDays, detect: { enabled: config.detect.enabled, intervalMs: config.detect.intervalMs }, startedAt,
     });
   registerApiRoutes(app, { client: store.client, log, status }); // read API for the CLI: /api/v1/*
@@ -163,7 +168,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     grpcAddress: '',
     async listen() {
       if (config.grpcPort !== null) {
-        grpc = await listenOtlpGrpc({ config, exports, inflight, auth, metrics, log, tls }, config.grpcPort);
+        grpc = await listenOtlpGrpc({ config, exports, inflight, auth, metrics, log, tls: grpcCredentials }, config.grpcPort);
         collector.grpcAddress = grpc.address;
       }
       return new Promise((resolveUrl, reject) => {
@@ -180,7 +185,14 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
         const s = tls
           ? serve({ ...listenOn, createServer: createHttpsServer, serverOptions: { cert: tls.cert, key: tls.key } }, onListening)
           : serve(listenOn, onListening);
-        if (tls) s.on('tlsClientError', onTlsClientError);
+        if (tls) {
+          s.on('tlsClientError', onTlsClientError);
+          // a renewed certificate: new connections on both listeners get it
+          tlsWatch = watchTls(config, tls, (next) => {
+            (s as HttpsServer).setSecureContext({ cert: next.cert, key: next.key });
+            grpcCredentials?.replace(next);
+          }, log, config.tls.watchIntervalMs);
+        }
         s.once('error', (err: NodeJS.ErrnoException) => {
           if (err.code !== 'EADDRINUSE' && err.code !== 'EACCES') return reject(err);
           const why = err.code === 'EADDRINUSE' ? 'in use: another collector?' : 'not allowed';
@@ -193,8 +205,12 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     async flush() {
       await loader.drained();
     },
+    reloadTls() {
+      return tlsWatch?.reload() ?? null;
+    },
     async close() {
       closing = true;
+      tlsWatch?.stop();
       schema.stop();
       const grpcClosed = grpc?.close();
       grpc = null;

@@ -39,6 +39,8 @@ export const configSchema = z.object({
     .object({
       certFile: z.string().min(1).optional(),
       keyFile: z.string().min(1).optional(),
+      /** How often the files are checked for a renewed certificate (tls.ts). */
+      watchIntervalMs: z.coerce.number().int().min(100).default(60_000),
     })
     .prefault({})
     .refine((t) => !t.certFile === !t.keyFile, 'set both --tls-cert and --tls-key (LOOPWATCH_TLS_CERT_FILE, LOOPWATCH_TLS_KEY_FILE), or neither'),
@@ -128,7 +130,11 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
     grpcPort: pick('LOOPWATCH_GRPC_PORT') as unknown as number,
     dataDir: pick('LOOPWATCH_DATA_DIR'),
     retentionDays: pick('LOOPWATCH_RETENTION_DAYS') as unknown as number,
-    tls: drop({ certFile: pick('LOOPWATCH_TLS_CERT_FILE'), keyFile: pick('LOOPWATCH_TLS_KEY_FILE') }),
+    tls: drop({
+      certFile: pick('LOOPWATCH_TLS_CERT_FILE'),
+      keyFile: pick('LOOPWATCH_TLS_KEY_FILE'),
+      watchIntervalMs: pick('LOOPWATCH_TLS_WATCH_INTERVAL_MS') as unknown as number,
+    }),
     logLevel: pick('LOOPWATCH_LOG_LEVEL') as ConfigInput['logLevel'],
     clickhouse: drop({
       url: pick('LOOPWATCH_CLICKHOUSE_URL'),

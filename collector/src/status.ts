@@ -9,7 +9,7 @@ export interface CollectorStatus {
   healthy: boolean;
   problems: string[];
   store: { mode: 'embedded' | 'server'; location: string; schema: 'ready' | 'pending' };
-  listening: { otlpHttp: string; otlpGrpc: string | null; auth: boolean; tls: boolean };
+  listening: { otlpHttp: string; otlpGrpc: string | null; auth: boolean; tls: boolean; tlsNotAfter: string | null };
   retentionDays: number;
   spool: { bytes: number; segments: number };
   /** Per transport, since the collector started. */
@@ -34,7 +34,7 @@ export interface StatusSources {
   store: { mode: 'embedded' | 'server'; location: string };
   schemaReady: () => boolean;
   spool: () => { bytes: number; segments: number };
-  listening: () => { otlpHttp: string; otlpGrpc: string | null; auth: boolean; tls: boolean };
+  listening: () => { otlpHttp: string; otlpGrpc: string | null; auth: boolean; tls: boolean; tlsNotAfter: string | null };
   retentionDays: number;
   detect: { enabled: boolean; intervalMs: number };
   startedAt: number;
@@ -42,6 +42,8 @@ export interface StatusSources {
 
 /** Spool segments waiting past this many suggest the store cannot keep up (a segment is at most 32 MiB or 1 s). */
 const BACKLOG_SEGMENTS = 100;
+/** A TLS certificate that ends sooner than this is a problem: time to renew it (ACME renews at 30 days left). */
+const CERT_WARN_DAYS = 14;
 
 export async function collectorStatus(s: StatusSources): Promise<CollectorStatus> {
   const perTransport = async (name: TransportCounter): Promise<PerTransport> => ({ http: await s.metrics.value(name, 'http'), grpc: await s.metrics.value(name, 'grpc') });
@@ -60,6 +62,12 @@ export async function collectorStatus(s: StatusSources): Promise<CollectorStatus
   if (schema === 'pending') problems.push('the store is not reachable yet: spans are acknowledged into the spool and loaded once it is');
   if (spans.dropped > 0) problems.push(`${spans.dropped} acknowledged spans did not reach the store: the store refused them as data (kept in <data-dir>/spool/quarantine)`);
   if (spool.segments > BACKLOG_SEGMENTS) problems.push(`${spool.segments} spool segments (${spool.bytes} bytes) are waiting for the store: it is slower than ingest, or failing`);
+  const listening = s.listening();
+  if (listening.tlsNotAfter) {
+    const daysLeft = (Date.parse(listening.tlsNotAfter) - Date.now()) / 86_400_000;
+    if (daysLeft <= 0) problems.push(`the TLS certificate expired at ${listening.tlsNotAfter}: clients refuse it (renew the files: the collector reloads them within a minute of a change)`);
+    else if (daysLeft < CERT_WARN_DAYS) problems.push(`the TLS certificate expires at ${listening.tlsNotAfter}, in ${Math.floor(daysLeft)} days: renew it (the collector reloads the files within a minute of a change)`);
+  }
   const passError = s.detectors.passError();
   if (passError) problems.push(`the last detector pass failed: ${passError.slice(0, 200)}`);
   else if (last && Object.keys(last.errors).length > 0) {
@@ -69,7 +77,7 @@ export async function collectorStatus(s: StatusSources): Promise<CollectorStatus
     healthy: problems.length === 0,
     problems,
     store: { ...s.store, schema },
-    listening: s.listening(),
+    listening,
     retentionDays: s.retentionDays,
     spool,
     spans,

@@ -10,28 +10,40 @@ import { OTLPTraceExporter as GrpcExporter } from '@opentelemetry/exporter-trace
 import { OTLPTraceExporter as HttpExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollector } from '../../collector/src/collector.js';
 import { ConfigError, loadConfig } from '../../collector/src/config.js';
 import { packageRoot } from '../../collector/src/paths.js';
-import { assertBuilt, cli, runSampleAgent } from '../cli/helpers.js';
+import { assertBuilt, cli, runSampleAgent, until } from '../cli/helpers.js';
+import { collectorStatus } from '../../collector/src/status.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 
 const FIXTURES = join(packageRoot, 'tests/fixtures/tls');
 const CERT = join(FIXTURES, 'cert.pem');
 const KEY = join(FIXTURES, 'key.pem');
-const OTHER_KEY = join(FIXTURES, 'other-key.pem');
+const CERT_B = join(FIXTURES, 'cert-b.pem');
+const KEY_B = join(FIXTURES, 'key-b.pem');
+
+// The collector reads copies, which the renewal test below replaces while it runs.
+const tlsDir = mkdtempSync(join(tmpdir(), 'loopwatch-tls-'));
+const CERT_FILE = join(tlsDir, 'cert.pem');
+const KEY_FILE = join(tlsDir, 'key.pem');
+copyFileSync(CERT, CERT_FILE);
+copyFileSync(KEY, KEY_FILE);
 
 let tc: TestCollector;
 beforeAll(async () => {
   assertBuilt();
-  tc = await startTestCollector({ detect: { enabled: false }, tls: { certFile: CERT, keyFile: KEY } });
+  tc = await startTestCollector({ detect: { enabled: false }, tls: { certFile: CERT_FILE, keyFile: KEY_FILE, watchIntervalMs: 200 } });
 });
 afterAll(async () => {
   await tc?.close();
+  rmSync(tlsDir, { recursive: true, force: true });
 });
 
 const stored = async (session: string): Promise<number> => {
@@ -67,8 +79,8 @@ function exportOnce(exporter: SpanExporter, spans: ReadableSpan[]): Promise<{ co
  * Runs fn with OTEL_EXPORTER_OTLP_CERTIFICATE set, as an exporting application would have it (the
  * gRPC exporter reads it when it first connects, so for the whole export).
  */
-async function withTrustedCert<T>(fn: () => Promise<T>): Promise<T> {
-  process.env.OTEL_EXPORTER_OTLP_CERTIFICATE = CERT;
+async function withTrustedCert<T>(ca: string, fn: () => Promise<T>): Promise<T> {
+  process.env.OTEL_EXPORTER_OTLP_CERTIFICATE = ca;
   try {
     return await fn();
   } finally {
@@ -113,7 +125,7 @@ describe('TLS on the OTLP/HTTP port', () => {
 
 describe('TLS on the OTLP/gRPC port', () => {
   it('takes spans from the real gRPC exporter over TLS', async () => {
-    const result = await withTrustedCert(async () => {
+    const result = await withTrustedCert(CERT, async () => {
       const exporter = new GrpcExporter({ url: `https://${tc.collector.grpcAddress}` });
       const r = await exportOnce(exporter, toolSpans('tls-grpc', 5));
       await exporter.shutdown();
@@ -132,6 +144,56 @@ describe('TLS on the OTLP/gRPC port', () => {
   });
 });
 
+/** GET /healthz trusting only the given CA, on a new connection: the status code, or the TLS error. */
+function healthTrusting(ca: string): Promise<number | Error> {
+  return new Promise((resolve) => {
+    const req = request(`${tc.url}/healthz`, { ca: readFileSync(ca), agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', (err) => resolve(err));
+    req.end();
+  });
+}
+
+describe('a renewed certificate', () => {
+  it('is taken up while the collector runs, on both ports; a pair that does not match keeps the old one', async () => {
+    expect(await healthTrusting(CERT)).toBe(200);
+    // the renewal: both files replaced (as ACME clients and cert-manager do)
+    writeFileSync(KEY_FILE, readFileSync(KEY_B));
+    writeFileSync(CERT_FILE, readFileSync(CERT_B));
+    await until(async () => (await healthTrusting(CERT_B)) === 200, 50);
+    expect(String(await healthTrusting(CERT))).toMatch(/certificate/i);
+    const result = await withTrustedCert(CERT_B, async () => {
+      const exporter = new GrpcExporter({ url: `https://${tc.collector.grpcAddress}` });
+      const r = await exportOnce(exporter, toolSpans('tls-grpc-renewed', 3));
+      await exporter.shutdown();
+      return r;
+    });
+    expect(result.code, String(result.error)).toBe(ExportResultCode.SUCCESS);
+    expect(await stored('tls-grpc-renewed')).toBe(3);
+    const status = await cli(['status', '--url', tc.url, '--json'], { NODE_EXTRA_CA_CERTS: CERT_B });
+    expect(JSON.parse(status.stdout).listening.tlsNotAfter).toBe(new Date(new X509Certificate(readFileSync(CERT_B)).validTo).toISOString());
+
+    // half a renewal: the old certificate back, with the new key
+    writeFileSync(CERT_FILE, readFileSync(CERT));
+    expect(String(tc.collector.reloadTls())).toMatch(/cannot use --tls-cert .* with --tls-key .*: .*key values mismatch/);
+    expect(await healthTrusting(CERT_B)).toBe(200);
+  });
+
+  it('names a certificate close to its end, or past it, as a problem in the status', async () => {
+    const statusWith = (notAfter: Date) =>
+      collectorStatus({
+        metrics: tc.collector.metrics, detectors: tc.collector.detectors, store: { mode: 'embedded', location: tc.dataDir }, schemaReady: () => true,
+        spool: () => ({ bytes: 0, segments: 0 }), retentionDays: 30, detect: { enabled: false, intervalMs: 5000 }, startedAt: Date.now(),
+        listening: () => ({ otlpHttp: `${tc.url}/v1/traces`, otlpGrpc: null, auth: false, tls: true, tlsNotAfter: notAfter.toISOString() }),
+      });
+    expect((await statusWith(new Date(Date.now() + 90 * 86_400_000))).problems).toEqual([]);
+    expect((await statusWith(new Date(Date.now() + 5.5 * 86_400_000))).problems).toEqual([expect.stringMatching(/^the TLS certificate expires at .*, in 5 days: renew it/)]);
+    expect((await statusWith(new Date(Date.now() - 86_400_000))).problems).toEqual([expect.stringMatching(/^the TLS certificate expired at .*: clients refuse it/)]);
+  });
+});
+
 describe('TLS settings', () => {
   const dir = mkdtempSync(join(tmpdir(), 'loopwatch-tls-config-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -140,13 +202,13 @@ describe('TLS settings', () => {
   it('wants both files or neither', () => {
     expect(() => loadConfig({ tls: { certFile: CERT } }, {})).toThrow(/set both --tls-cert and --tls-key/);
     expect(() => loadConfig({}, { LOOPWATCH_TLS_KEY_FILE: KEY })).toThrow(/set both --tls-cert and --tls-key/);
-    expect(loadConfig({}, { LOOPWATCH_TLS_CERT_FILE: CERT, LOOPWATCH_TLS_KEY_FILE: KEY }).tls).toEqual({ certFile: CERT, keyFile: KEY });
+    expect(loadConfig({}, { LOOPWATCH_TLS_CERT_FILE: CERT, LOOPWATCH_TLS_KEY_FILE: KEY }).tls).toEqual({ certFile: CERT, keyFile: KEY, watchIntervalMs: 60_000 });
   });
 
   it('fails the start, naming the setting, on a missing file or a key of another certificate', async () => {
     await expect(start({ certFile: join(dir, 'nope.pem'), keyFile: KEY })).rejects.toThrow(ConfigError);
     await expect(start({ certFile: join(dir, 'nope.pem'), keyFile: KEY })).rejects.toThrow(/cannot read --tls-cert .*nope\.pem: ENOENT/);
-    await expect(start({ certFile: CERT, keyFile: OTHER_KEY })).rejects.toThrow(/cannot use --tls-cert .*cert\.pem with --tls-key .*other-key\.pem/);
+    await expect(start({ certFile: CERT, keyFile: KEY_B })).rejects.toThrow(/cannot use --tls-cert .*cert\.pem with --tls-key .*key-b\.pem/);
     await expect(start({ certFile: KEY, keyFile: KEY })).rejects.toThrow(/cannot use --tls-cert/);
   });
 });

@@ -17,7 +17,7 @@ import type { Auth } from '../auth.js';
 import { StartError, type CollectorConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import type { TlsMaterial } from '../tls.js';
+import type { ReloadableServerCredentials } from '../tls.js';
 import type { ExportOutcome, TraceExport } from './export-request.js';
 import type { InFlight, Ticket } from './inflight.js';
 import { encodeTraceResponse } from './otlp-proto.js';
@@ -45,8 +45,8 @@ export interface GrpcDeps {
   auth: Auth;
   metrics: Metrics;
   log: Logger;
-  /** Certificate and key: the listener takes TLS only (tls.ts); null = plaintext. */
-  tls: TlsMaterial | null;
+  /** The certificate in use, replaceable while listening (tls.ts): the listener takes TLS only; null = plaintext. */
+  tls: ReloadableServerCredentials | null;
 }
 
 export interface GrpcListener {
@@ -163,7 +163,7 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
 
   const host = config.host.includes(':') && !config.host.startsWith('[') ? `[${config.host}]` : config.host;
   return new Promise((resolve, reject) => {
-    const credentials = tls ? ServerCredentials.createSsl(null, [{ private_key: tls.key, cert_chain: tls.cert }], false) : ServerCredentials.createInsecure();
+    const credentials = tls ?? ServerCredentials.createInsecure();
     server.bindAsync(`${host}:${port}`, credentials, (err, bound) => {
       if (err) {
         server.forceShutdown();
