@@ -76,13 +76,17 @@ function exportOnce(exporter: SpanExporter, spans: ReadableSpan[]): Promise<{ co
 }
 
 /**
- * Runs fn with OTEL_EXPORTER_OTLP_CERTIFICATE set, as an exporting application would have it (the
- * gRPC exporter reads it when it first connects, so for the whole export).
+ * Exports one session's spans with the real OTLP/gRPC exporter over TLS, trusting `ca` through
+ * OTEL_EXPORTER_OTLP_CERTIFICATE as an exporting application would (the exporter reads it when it
+ * first connects, so it is set for the whole export).
  */
-async function withTrustedCert<T>(ca: string, fn: () => Promise<T>): Promise<T> {
+async function grpcExportTrusting(ca: string, session: string, n: number): Promise<{ code: ExportResultCode; error?: Error }> {
   process.env.OTEL_EXPORTER_OTLP_CERTIFICATE = ca;
   try {
-    return await fn();
+    const exporter = new GrpcExporter({ url: `https://${tc.collector.grpcAddress}` });
+    const result = await exportOnce(exporter, toolSpans(session, n));
+    await exporter.shutdown();
+    return result;
   } finally {
     delete process.env.OTEL_EXPORTER_OTLP_CERTIFICATE;
   }
@@ -125,12 +129,7 @@ describe('TLS on the OTLP/HTTP port', () => {
 
 describe('TLS on the OTLP/gRPC port', () => {
   it('takes spans from the real gRPC exporter over TLS', async () => {
-    const result = await withTrustedCert(CERT, async () => {
-      const exporter = new GrpcExporter({ url: `https://${tc.collector.grpcAddress}` });
-      const r = await exportOnce(exporter, toolSpans('tls-grpc', 5));
-      await exporter.shutdown();
-      return r;
-    });
+    const result = await grpcExportTrusting(CERT, 'tls-grpc', 5);
     expect(result.code, String(result.error)).toBe(ExportResultCode.SUCCESS);
     expect(await stored('tls-grpc')).toBe(5);
   });
@@ -164,12 +163,7 @@ describe('a renewed certificate', () => {
     writeFileSync(CERT_FILE, readFileSync(CERT_B));
     await until(async () => (await healthTrusting(CERT_B)) === 200, 50);
     expect(String(await healthTrusting(CERT))).toMatch(/certificate/i);
-    const result = await withTrustedCert(CERT_B, async () => {
-      const exporter = new GrpcExporter({ url: `https://${tc.collector.grpcAddress}` });
-      const r = await exportOnce(exporter, toolSpans('tls-grpc-renewed', 3));
-      await exporter.shutdown();
-      return r;
-    });
+    const result = await grpcExportTrusting(CERT_B, 'tls-grpc-renewed', 3);
     expect(result.code, String(result.error)).toBe(ExportResultCode.SUCCESS);
     expect(await stored('tls-grpc-renewed')).toBe(3);
     const status = await cli(['status', '--url', tc.url, '--json'], { NODE_EXTRA_CA_CERTS: CERT_B });
