@@ -14,7 +14,7 @@ import { listenOtlpGrpc, type GrpcListener } from './ingest/otlp-grpc.js';
 import { RetryCache } from './ingest/retry-cache.js';
 import { createAuth, isLoopbackHost, registerAuth } from './auth.js';
 import { InFlight } from './ingest/inflight.js';
-import { createLogger, type Logger } from './logger.js';
+import { atMostEvery, createLogger, type Logger } from './logger.js';
 import { DetectorScheduler } from './detect/scheduler.js';
 import { loadModelPrices } from './detect/prices.js';
 import { Metrics } from './metrics.js';
@@ -126,12 +126,11 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   let server: ServerType | null = null;
   // An OTLP/gRPC exporter (the default of several languages' SDKs) pointed at this OTLP/HTTP
   // port opens HTTP/2, and on its side sees only a dropped connection: say here what to change.
-  let h2WarnedAt = 0;
+  const h2WarnDue = atMostEvery(60_000);
   const onClientError = (err: Error & { code?: string }, socket: Duplex): void => {
     if (err.code === 'HPE_PAUSED_H2_UPGRADE') {
       metrics.inc('loopwatch_requests_rejected_total', 'http');
-      if (Date.now() - h2WarnedAt > 60_000) {
-        h2WarnedAt = Date.now();
+      if (h2WarnDue()) {
         const grpcHint = collector.grpcAddress ? `send OTLP/gRPC to ${collector.grpcAddress}, or ` : '';
         log.warn(
           { remote: (socket as Duplex & { remoteAddress?: string }).remoteAddress },
@@ -150,12 +149,11 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   };
   // A client that speaks plain HTTP to the TLS port (an endpoint written http://) gets a
   // dropped connection and retries forever: say here what to change.
-  let plainWarnedAt = 0;
+  const plainWarnDue = atMostEvery(60_000);
   const onTlsClientError = (err: Error & { code?: string }, socket: Duplex): void => {
     if (err.code !== 'ERR_SSL_HTTP_REQUEST') return; // other failed handshakes: the client says why
     metrics.inc('loopwatch_requests_rejected_total', 'http');
-    if (Date.now() - plainWarnedAt > 60_000) {
-      plainWarnedAt = Date.now();
+    if (plainWarnDue()) {
       log.warn(
         { remote: (socket as Duplex & { remoteAddress?: string }).remoteAddress },
         `a client spoke plain HTTP to the TLS port: use https:// in its endpoint (OTEL_EXPORTER_OTLP_ENDPOINT=${collector.url}) (said at most once a minute)`,

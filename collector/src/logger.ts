@@ -10,3 +10,17 @@ export function createLogger(level: string): Logger {
   return pino({ level, redact: { paths: REDACT, censor: '[redacted]' }, base: { service: 'loopwatch-collector' } });
 }
 export type { Logger };
+
+/**
+ * For a warning that a client can trigger on every request: true the first time, then at most
+ * once every `ms` (the log says what to change, not how often it happened).
+ */
+export function atMostEvery(ms: number): () => boolean {
+  let lastAt = -Infinity;
+  return () => {
+    const now = Date.now();
+    if (now - lastAt <= ms) return false;
+    lastAt = now;
+    return true;
+  };
+}

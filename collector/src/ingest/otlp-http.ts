@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import type { Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { CollectorConfig } from '../config.js';
-import type { Logger } from '../logger.js';
+import { atMostEvery, type Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Encoding, ExportOutcome, TraceExport } from './export-request.js';
 import { encodeRpcStatus, encodeTraceResponse } from './otlp-proto.js';
@@ -90,11 +90,10 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
   const { config, metrics, exports, inflight, log } = deps;
 
   for (const { path, signal, off } of OTHER_SIGNALS) {
-    let warnedAt = -Infinity;
+    const warnDue = atMostEvery(SIGNAL_WARN_EVERY_MS);
     app.post(path, (c) => {
       const fix = `set ${off} in the exporting application (or point only its traces at this collector with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)`;
-      if (Date.now() - warnedAt > SIGNAL_WARN_EVERY_MS) {
-        warnedAt = Date.now();
+      if (warnDue()) {
         log.warn({ path, userAgent: c.req.header('user-agent') }, `received OTLP ${signal}: ${fix} (said at most once an hour)`);
       }
       return reply(c, encodingOf(c.req.header('content-type')) ?? 'json', 404, { code: UNIMPLEMENTED, message: `Loopwatch collects traces only, not ${signal}: ${fix}` });
