@@ -43,6 +43,11 @@ export class InFlight {
     this.byteCount -= bytes;
   }
 
+  /** What a request refused at admission is told, on every transport. */
+  busyMessage(): string {
+    return `collector is busy (${this.requestCount} requests, ${this.byteCount} bytes in flight); retry later`;
+  }
+
   /** Whether `more` bytes still fit beside what is held (always true for a lone request). */
   fits(more: number): boolean {
     return this.requestCount <= 1 || this.byteCount + more <= this.opts.maxBytes;

@@ -83,7 +83,7 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
   const busy = (): string => {
     metrics.inc('loopwatch_requests_rejected_total', 'grpc');
     metrics.inc('loopwatch_requests_throttled_total', 'grpc');
-    return `collector is busy (${inflight.requests} requests, ${inflight.bytes} bytes in flight); retry later`;
+    return inflight.busyMessage();
   };
   const admit: ServerInterceptor = (method, call) => {
     if (method.path !== TRACE_EXPORT_PATH) return new ServerInterceptingCall(call);

@@ -116,7 +116,7 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
       if (!ticket) {
         metrics.inc('loopwatch_requests_rejected_total', 'http');
         metrics.inc('loopwatch_requests_throttled_total', 'http');
-        return reply(c, enc, 429, { code: RESOURCE_EXHAUSTED, message: `collector is busy (${inflight.requests} requests, ${inflight.bytes} bytes in flight); retry later` }, throttleAfter);
+        return reply(c, enc, 429, { code: RESOURCE_EXHAUSTED, message: inflight.busyMessage() }, throttleAfter);
       }
       c.set('ticket' as never, ticket as never);
       try {
