@@ -33,7 +33,8 @@ export function onLlmCall(observer: Observer): () => void {
 }
 
 
-type Attributes = ReadableSpan['attributes'];
+// also the attributes of a span still ending (the AI SDK processor reads them in onEnding)
+type Attributes = Readonly<Record<string, unknown>>;
 
 /** The first of the attributes that is set (not empty), as in the view's multiIf chains. */
 function first(a: Attributes, keys: readonly string[]): unknown {
@@ -54,15 +55,27 @@ export function isLlmSpan(a: Attributes): boolean {
   return GENAI_MODEL_CALL_OPERATIONS.has(a[ATTR.operationName] as string) || a['openinference.span.kind'] === 'LLM' || AI_SDK_MODEL_CALL_OPERATIONS.has(a['ai.operationId'] as string);
 }
 
+/**
+ * The model and token counts of an LLM span, in the order of the agent_llm_calls view's multiIf
+ * chains (queries/schema/002_agent_calls.sql). One mapping for the LLM call tap and for the cost
+ * the AI SDK processor stamps. The AI SDK 6 name of cache reads comes last: the view does not read
+ * it, and the stamped cost is what the view takes for those spans.
+ */
+export function llmUsageOf(a: Attributes): { model: string; input: number; output: number; cacheRead: number; total: number } {
+  return {
+    model: String(first(a, ['gen_ai.response.model', 'ai.response.model']) ?? first(a, ['gen_ai.request.model', 'llm.model_name', 'ai.model.id']) ?? ''),
+    input: count(first(a, ['gen_ai.usage.input_tokens', 'gen_ai.usage.prompt_tokens', 'llm.token_count.prompt', 'ai.usage.inputTokens', 'ai.usage.promptTokens'])),
+    output: count(first(a, ['gen_ai.usage.output_tokens', 'gen_ai.usage.completion_tokens', 'llm.token_count.completion', 'ai.usage.outputTokens', 'ai.usage.completionTokens'])),
+    cacheRead: count(first(a, ['gen_ai.usage.cache_read.input_tokens', 'llm.token_count.prompt_details.cache_read', 'ai.usage.cachedInputTokens', 'ai.usage.inputTokenDetails.cacheReadTokens'])),
+    total: count(a['llm.token_count.total']),
+  };
+}
+
 /** The LLM call a span records, or undefined when it is not one. */
 export function llmCallOf(span: ReadableSpan): LlmCallRecord | undefined {
   const a = span.attributes;
   if (!isLlmSpan(a)) return undefined;
-  const input = count(first(a, ['gen_ai.usage.input_tokens', 'gen_ai.usage.prompt_tokens', 'llm.token_count.prompt', 'ai.usage.inputTokens', 'ai.usage.promptTokens']));
-  const output = count(first(a, ['gen_ai.usage.output_tokens', 'gen_ai.usage.completion_tokens', 'llm.token_count.completion', 'ai.usage.outputTokens', 'ai.usage.completionTokens']));
-  const cacheRead = count(first(a, ['gen_ai.usage.cache_read.input_tokens', 'llm.token_count.prompt_details.cache_read', 'ai.usage.cachedInputTokens']));
-  const total = count(a['llm.token_count.total']);
-  const model = String(first(a, ['gen_ai.response.model', 'ai.response.model']) ?? first(a, ['gen_ai.request.model', 'llm.model_name', 'ai.model.id']) ?? '');
+  const { model, input, output, cacheRead, total } = llmUsageOf(a);
   const reported = count(first(a, ['llm.cost.total', 'loopwatch.cost_usd']));
   const ctx = span.spanContext();
   const [s, ns] = span.endTime;

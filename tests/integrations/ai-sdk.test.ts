@@ -6,6 +6,7 @@ import { generateText, stepCountIs, tool } from 'ai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { configureCapture, valueHash, withSession, wrapTools } from '../../instrumentation/src/api.js';
+import { costUsd } from '../../instrumentation/src/cost.js';
 import { aiSdkTelemetry } from '../../instrumentation/src/integrations/ai-sdk.js';
 import { readFileTwiceApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
 
@@ -52,7 +53,9 @@ describe('Vercel AI SDK telemetry', () => {
        FROM agent_llm_calls FINAL WHERE session_id = {s:String} ORDER BY ts`, { s: session });
     expect(llm).toHaveLength(3);
     expect(llm[0]).toMatchObject({ convention: 'ai_sdk', operation: 'ai.generateText.doGenerate', model: 'gpt-4o-mini-2024-07-18', input_tokens: '1000', output_tokens: '50', cache_read_tokens: '200', agent: 'coder' });
-    expect(llm[0]!.reported_cost_usd).toBeGreaterThan(0); // loopwatch.cost_usd from the price table
+    // loopwatch.cost_usd from the price table, with the tokens the view reads (cache reads at the cached price)
+    expect(llm[0]!.reported_cost_usd).toBeGreaterThan(0);
+    expect(llm[0]!.reported_cost_usd).toBeCloseTo(costUsd('gpt-4o-mini-2024-07-18', { inputTokens: 1000, outputTokens: 50, cacheReadTokens: 200 })!, 12);
 
     const tools = await toolRows(session);
     expect(tools.map((t) => `${t.tool}:${t.call_id}:${t.convention}`)).toEqual(['read_file:call_0:ai_sdk', 'read_file:call_1:ai_sdk']);

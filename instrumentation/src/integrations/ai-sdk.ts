@@ -28,6 +28,7 @@ import { AI_SDK_MODEL_CALL_OPERATIONS, ATTR, GENAI_MODEL_CALL_OPERATIONS } from 
 import { canonicalJson, hash64Hex } from '../canonical.js';
 import { sessionFrom } from '../context.js';
 import { costUsd } from '../cost.js';
+import { llmUsageOf } from '../llm-calls.js';
 import { captureOptions, capturedText } from '../options.js';
 
 export interface AiSdkTelemetryOptions {
@@ -76,10 +77,6 @@ const attrsOf = (span: Span | ReadableSpan): Attrs => (span as { attributes?: At
 
 function opOf(a: Attrs): string {
   return typeof a['ai.operationId'] === 'string' ? (a['ai.operationId'] as string) : '';
-}
-
-function num(v: unknown): number | undefined {
-  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
 }
 
 /** Applies the capture options to the span's content attributes: removed, or truncated and redacted. */
@@ -149,12 +146,8 @@ export class AiSdkSpanProcessor implements SpanProcessor {
     }
     if (!op.startsWith('ai.') && genAiOp === '') return;
     if ((AI_SDK_MODEL_CALL_OPERATIONS.has(op) || GENAI_MODEL_CALL_OPERATIONS.has(genAiOp)) && a['loopwatch.cost_usd'] === undefined) {
-      const model = (a['gen_ai.response.model'] ?? a['ai.response.model'] ?? a['ai.model.id'] ?? a['gen_ai.request.model']) as string | undefined;
-      const cost = costUsd(model, {
-        inputTokens: num(a['ai.usage.inputTokens']) ?? num(a['gen_ai.usage.input_tokens']) ?? num(a['ai.usage.promptTokens']),
-        outputTokens: num(a['ai.usage.outputTokens']) ?? num(a['gen_ai.usage.output_tokens']) ?? num(a['ai.usage.completionTokens']),
-        cacheReadTokens: num(a['ai.usage.cachedInputTokens']) ?? num(a['ai.usage.inputTokenDetails.cacheReadTokens']) ?? num(a['gen_ai.usage.cache_read.input_tokens']),
-      });
+      const { model, input, output, cacheRead } = llmUsageOf(a);
+      const cost = costUsd(model, { inputTokens: input, outputTokens: output, cacheReadTokens: cacheRead });
       if (cost !== undefined) span.setAttribute('loopwatch.cost_usd', cost);
     }
     scrubContent(span, '');
