@@ -2,16 +2,18 @@
 // real sample agent over OTLP: sessions, session timeline, findings, models, export, demo
 // (against the running collector), --help and --json everywhere, errors and exit codes.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+import { tempDirs } from '../helpers/temp-dirs.js';
 import { assertBuilt, CLI, cli, freePort, runSampleAgent, until } from './helpers.js';
 import { packageRoot } from '../../collector/src/paths.js';
 
 let tc: TestCollector;
+const tempDir = tempDirs();
 const session = `cli-${Date.now()}`;
 let exported = ''; // the export test's file, replayed by the replay test
 
@@ -107,7 +109,7 @@ describe('loopwatch CLI', () => {
   });
 
   it('export: JSON Lines of the session, to a file and to stdout', async () => {
-    const file = (exported = join(mkdtempSync(join(tmpdir(), 'lw-export-')), 's.jsonl'));
+    const file = (exported = join(tempDir('lw-export-'), 's.jsonl'));
     const r = await cli(['export', session, '-o', file, '--json', '--url', tc.url]);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ session_id: session, calls: 35, file });
@@ -156,7 +158,7 @@ describe('loopwatch CLI', () => {
     const badSettings = await cli(['replay', exported, '--detectors', 'stuckMinRun=0']);
     expect(badSettings.code).toBe(2);
     expect(badSettings.stderr).toContain('--detectors: detector setting stuckMinRun must be an integer from 2');
-    const cut = join(mkdtempSync(join(tmpdir(), 'lw-replay-')), 'cut.jsonl');
+    const cut = join(tempDir('lw-replay-'), 'cut.jsonl');
     writeFileSync(cut, readFileSync(exported, 'utf8').split('\n').slice(0, 10).join('\n'));
     const cutShort = await cli(['replay', cut]);
     expect(cutShort.code).toBe(1);
@@ -240,16 +242,16 @@ describe('loopwatch CLI', () => {
     await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
     const takenPort = (taken.address() as { port: number }).port;
     try {
-      const httpTaken = await cli(['up', '--port', String(takenPort), '--grpc-port', 'off', '--data-dir', mkdtempSync(join(tmpdir(), 'loopwatch-cli-'))]);
+      const httpTaken = await cli(['up', '--port', String(takenPort), '--grpc-port', 'off', '--data-dir', tempDir('loopwatch-cli-')]);
       expect({ code: httpTaken.code, stderr: httpTaken.stderr }).toEqual({ code: 1, stderr: `loopwatch: cannot listen on 127.0.0.1:${takenPort} (in use: another collector?): choose another with --port (LOOPWATCH_PORT)\n` });
-      const grpcTaken = await cli(['up', '--port', '0', '--grpc-port', String(takenPort), '--data-dir', mkdtempSync(join(tmpdir(), 'loopwatch-cli-'))]);
+      const grpcTaken = await cli(['up', '--port', '0', '--grpc-port', String(takenPort), '--data-dir', tempDir('loopwatch-cli-')]);
       expect(grpcTaken.code).toBe(1);
       expect(grpcTaken.stderr).toBe(`loopwatch: port ${takenPort} on 127.0.0.1 (OTLP/gRPC) is in use: choose another with --grpc-port (LOOPWATCH_GRPC_PORT), or turn gRPC off with --grpc-port off\n`);
     } finally {
       taken.close();
     }
     // a bad detector setting stops `up` before it starts anything, naming the setting
-    const badSetting = await cli(['up', '--port', '0', '--data-dir', mkdtempSync(join(tmpdir(), 'loopwatch-cli-')), '--detectors', 'repeatMinRun=1']);
+    const badSetting = await cli(['up', '--port', '0', '--data-dir', tempDir('loopwatch-cli-'), '--detectors', 'repeatMinRun=1']);
     expect(badSetting.code).toBe(2);
     expect(badSetting.stderr).toContain('invalid configuration detect.settings: detector setting repeatMinRun must be an integer from 2');
   });

@@ -1,12 +1,14 @@
 // instrumentation/src/cost.ts: the same price file the collector loads, the same lookup and
 // formula (checked against the collector's SQL on the loaded model_prices table), overrides.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+import { tempDirs } from '../helpers/temp-dirs.js';
 
 let tc: TestCollector;
+const tempDir = tempDirs();
 beforeAll(async () => {
   tc = await startTestCollector({ detect: { enabled: false } });
 });
@@ -40,7 +42,7 @@ describe('costUsd', () => {
   });
 
   it('configurePrices and LOOPWATCH_MODEL_PRICES override entries of the bundled table', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lw-prices-'));
+    const dir = tempDir('lw-prices-');
     const file = join(dir, 'prices.json');
     writeFileSync(file, JSON.stringify({ updated: '2026-01-01', models: [{ model: 'my-model', match: 'exact', input_per_mtok: 1, output_per_mtok: 2 }, { model: 'gpt-4o', match: 'prefix', input_per_mtok: 100, output_per_mtok: 100, cached_input_per_mtok: 100 }] }));
     vi.resetModules();
