@@ -121,7 +121,7 @@ export function createAuth(config: Pick<CollectorConfig, 'host' | 'auth'>): Auth
   if (!isLoopbackHost(config.host) && !auth.enabled) {
     throw new ConfigError(
       `refusing to listen on ${config.host} (beyond loopback) without API keys: configure ingest and read key hashes ` +
-        '(LOOPWATCH_INGEST_KEY_HASHES / LOOPWATCH_READ_KEY_HASHES, or LOOPWATCH_KEYS_FILE; `loopwatch keys generate` makes one), ' +
+        '(LOOPWATCH_INGEST_KEY_HASHES / LOOPWATCH_READ_KEY_HASHES, or LOOPWATCH_KEYS_FILE; `npx loopwatch keys generate` makes one), ' +
         'or listen on 127.0.0.1',
     );
   }

@@ -10,7 +10,7 @@ export const keyHash = z
   .string()
   .trim()
   .transform((s) => s.replace(/^sha256:/i, '').toLowerCase())
-  .refine((s) => /^[0-9a-f]{64}$/.test(s), 'must be a SHA-256 hash of the key (64 hex digits; `loopwatch keys hash <key>`), not the key itself');
+  .refine((s) => /^[0-9a-f]{64}$/.test(s), 'must be a SHA-256 hash of the key (64 hex digits; `npx loopwatch keys hash <key>`), not the key itself');
 
 export const configSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),

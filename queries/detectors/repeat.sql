@@ -33,7 +33,7 @@ SELECT
     sum(time_ns) - argMin(time_ns, seq) AS wasted_time_ns,
     if(count() >= 2 * {repeat_min_run:UInt32}, 'critical', 'warning') AS severity,
     concat('Tool ', any(tool), ' was called ', toString(count()), ' times in a row with the same arguments (',
-           toString(uniqExact(outcome)), ' distinct outcomes).') AS message,
+           toString(uniqExact(outcome)), if(uniqExact(outcome) = 1, ' distinct outcome).', ' distinct outcomes).')) AS message,
     toJSONString(map('distinct_outcomes', uniqExact(outcome), 'failed', countIf(status = 'error'))) AS details
 FROM runs
 GROUP BY session_id, run_id

@@ -31,8 +31,9 @@ SELECT
     sum(cost_usd) - argMin(cost_usd, seq) AS wasted_cost_usd,
     sum(time_ns) - argMin(time_ns, seq) AS wasted_time_ns,
     if(count() >= 2 * {retry_storm_min_run:UInt32}, 'critical', 'warning') AS severity,
-    concat('Tool ', any(tool), ' failed ', toString(count()), ' times in a row (', toString(uniqExact(call_key)),
-           ' distinct argument sets; last error: ', argMax(error_type, seq), ').') AS message,
+    concat('Tool ', any(tool), ' failed ', toString(count()), ' times in a row (',
+           if(uniqExact(call_key) = 1, 'the same arguments', concat(toString(uniqExact(call_key)), ' distinct argument sets')),
+           '; last error: ', argMax(error_type, seq), ').') AS message,
     toJSONString(map('distinct_args', toString(uniqExact(call_key)), 'last_error', argMax(error_message, seq))) AS details
 FROM runs
 GROUP BY session_id, run_id

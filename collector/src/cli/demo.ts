@@ -51,9 +51,9 @@ function nextSteps(url: string, session: string, stillUp: boolean, keptDataDir: 
   if (stillUp) {
     return [
       'Next:',
-      `  loopwatch findings --url ${url}                 all findings`,
-      `  loopwatch session ${session} --url ${url}`,
-      `  loopwatch export ${session} -o session.jsonl --url ${url}`,
+      `  npx loopwatch findings --url ${url}                 all findings`,
+      `  npx loopwatch session ${session} --url ${url}`,
+      `  npx loopwatch export ${session} -o session.jsonl --url ${url}`,
       instrument,
     ];
   }
@@ -63,9 +63,9 @@ function nextSteps(url: string, session: string, stillUp: boolean, keptDataDir: 
       : "The demo's collector has stopped, and its temporary data is removed.",
     'Next:',
     keptDataDir
-      ? `  loopwatch up --data-dir ${keptDataDir}         serve it again, then: loopwatch session ${session}`
-      : '  loopwatch demo --keep                          the same, with the collector left running to explore the session',
-    '  loopwatch up                                   a collector that keeps its data (in .loopwatch)',
+      ? `  npx loopwatch up --data-dir ${keptDataDir}         serve it again, then: npx loopwatch session ${session}`
+      : '  npx loopwatch demo --keep                          the same, with the collector left running to explore the session',
+    '  npx loopwatch up                                   a collector that keeps its data (in .loopwatch)',
     instrument,
   ];
 }

@@ -16,6 +16,11 @@ export function table(headers: string[], rows: Array<Array<string | number>>): s
   return [c.bold(line(headers)), ...cells.map(line)].join('\n') + '\n';
 }
 
+/** `1 error`, `2 errors`: the count and the word, plural unless the count is 1. */
+export function plural(n: number, word: string, words = `${word}s`): string {
+  return `${n} ${n === 1 ? word : words}`;
+}
+
 export function usd(v: number | null | undefined): string {
   if (v === null || v === undefined || !Number.isFinite(v)) return '-';
   return v === 0 ? '$0' : v < 0.01 ? `$${v.toFixed(4)}` : `$${v.toFixed(2)}`;

@@ -48,7 +48,7 @@ export class ApiClient {
       if (/certificate|CERT_|SSL/i.test(`${(cause as NodeJS.ErrnoException).code ?? ''} ${cause.message}`)) {
         throw new CliError(`cannot trust the collector at ${this.url} (${cause.message}): set NODE_EXTRA_CA_CERTS to the file of the CA that signed its certificate`, 3);
       }
-      throw new CliError(`no collector at ${this.url} (${cause.message}); start one with \`loopwatch up\` or pass --url`, 3);
+      throw new CliError(`no collector at ${this.url} (${cause.message}); start one with \`npx loopwatch up\` or pass --url`, 3);
     }
     const text = await res.text();
     if (!res.ok) {

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { SessionScorecardRow } from '../../../queries/src/reports.js';
 import type { CallRow, FindingRow } from '../api/queries.js';
 import { apiFor, positiveInt, withCommon, type CommonOpts } from './common.js';
-import { c, ms, pct, short, usd, writeJson } from './format.js';
+import { c, ms, pct, plural, short, usd, writeJson } from './format.js';
 
 export interface SessionDetail {
   session_id: string;
@@ -34,8 +34,8 @@ export function renderSession(d: SessionDetail): string {
   out.push(c.bold(`session ${d.session_id}`) + (s ? c.dim(`  agent ${s.agent}  service ${s.service}${s.model ? `  model ${s.model}` : ''}`) : ''));
   if (s) {
     out.push(
-      `  ${s.calls} tool calls, ${s.llm_calls} LLM calls, ${s.errors} errors, ${s.loops_entered} loops entered, ` +
-        `${s.tokens} tokens, ${usd(s.cost_usd)}, wall ${s.wall_time_s.toFixed(1)}s, waste ${pct(s.waste_ratio)}, ${s.ended_cleanly ? c.green('ended cleanly') : c.red('did not end cleanly')}`,
+      `  ${plural(s.calls, 'tool call')}, ${plural(s.llm_calls, 'LLM call')}, ${plural(s.errors, 'error')}, ${plural(s.loops_entered, 'loop')} entered, ` +
+        `${plural(s.tokens, 'token')}, ${usd(s.cost_usd)}, wall ${ms(s.wall_time_s * 1000)}, waste ${pct(s.waste_ratio)}, ${s.ended_cleanly ? c.green('ended cleanly') : c.red('did not end cleanly')}`,
     );
   }
   const detectorMark = new Map<string, string>();
@@ -72,7 +72,7 @@ export function renderSession(d: SessionDetail): string {
     const tag = loops.length ? `  ${c.yellow(`⟲ ${[...new Set(loops.map((f) => f.detector))].join(', ')}`)}` : '';
     out.push(loops.length ? c.bold(line) + tag : line);
   });
-  if (d.total_calls > d.offset + d.calls.length) out.push(c.dim(`  … ${d.total_calls - d.offset - d.calls.length} more calls (--offset, --limit, or \`loopwatch export\`)`));
+  if (d.total_calls > d.offset + d.calls.length) out.push(c.dim(`  … ${d.total_calls - d.offset - d.calls.length} more calls (--offset, --limit, or \`npx loopwatch export\`)`));
   return out.join('\n') + '\n';
 }
 

@@ -68,7 +68,7 @@ export function registerUpCommand(program: Command): void {
             ...(tls ? ['  (a self-signed certificate or a private CA: add OTEL_EXPORTER_OTLP_CERTIFICATE=<the CA certificate file>)'] : []),
             "  or add `import 'loopwatch/instrumentation'` as the first import of your agent.",
             '',
-            `Then: loopwatch findings -f --url ${url}   (loops as they are found; loopwatch status: is it healthy)`,
+            `Then: npx loopwatch findings -f --url ${url}   (loops as they are found; npx loopwatch status: is it healthy)`,
             '',
           ].join('\n'),
         );

@@ -1153,7 +1153,7 @@ export class LoopGuard {
     const distinct = r.outcomes ? r.outcomes.size : 1;
     if (r.len >= p.repeatMinRun && distinct <= r.len * p.repeatMaxNewRatio) {
       this.emit(s, K_REPEAT, r.first, r.last, r.len, r.len - 1, r.tokens, r.cost, [tool], severity(r.len, p.repeatMinRun),
-        `Tool ${tool} was called ${r.len} times in a row with the same arguments (${distinct} distinct outcomes).`);
+        `Tool ${tool} was called ${r.len} times in a row with the same arguments (${distinct} distinct outcome${distinct === 1 ? '' : 's'}).`);
     } else if (r.len > 1 && s.findingCount > 0) {
       // the run turned out to make progress
       if (s.findings[K_REPEAT]?.delete(r.first)) s.findingCount--;
