@@ -5,13 +5,20 @@
 // Roles: ingest keys for POST /v1/*, read keys for /api/* and /metrics; /healthz is open.
 // Auth is on whenever any key is configured, and required whenever the collector listens
 // beyond loopback: it refuses to start there without keys.
+//
+// Client certificates (--tls-client-ca, tls.ts): POST /v1/* (and gRPC export) then also needs a
+// certificate signed by one of those CAs, checked before the key; with no ingest keys
+// configured, the certificate alone admits an exporter.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Context, MiddlewareHandler } from 'hono';
+import type { HttpBindings } from '@hono/node-server';
+import type { TLSSocket } from 'node:tls';
 import { ConfigError, keyHash, type CollectorConfig } from './config.js';
-import type { Logger } from './logger.js';
+import { atMostEvery, type Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { encodeRpcStatus } from './ingest/otlp-proto.js';
+import { clientCertificateProblem } from './tls.js';
 
 export type Role = 'ingest' | 'read';
 
@@ -51,7 +58,11 @@ export function parseKeysFile(text: string, path = 'keys file'): { ingest: strin
 export class Auth {
   private readonly hashes: Record<Role, Buffer[]>;
 
-  constructor(ingestHashes: string[], readHashes: string[]) {
+  /**
+   * clientCertificates: exporters must present a client certificate (--tls-client-ca), checked
+   * before the key (clientCertificateProblem); with no ingest keys it is all an exporter needs.
+   */
+  constructor(ingestHashes: string[], readHashes: string[], readonly clientCertificates = false) {
     this.hashes = {
       ingest: [...new Set(ingestHashes)].map((h) => Buffer.from(h, 'hex')),
       read: [...new Set(readHashes)].map((h) => Buffer.from(h, 'hex')),
@@ -66,6 +77,7 @@ export class Auth {
   /** Whether the Authorization header value carries a key of this role. */
   allows(role: Role, authorization: string | undefined): boolean {
     if (!this.enabled) return true;
+    if (role === 'ingest' && this.clientCertificates && this.hashes.ingest.length === 0) return true;
     const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
     if (!m) return false;
     const presented = createHash('sha256').update(m[1]!, 'utf8').digest();
@@ -82,20 +94,32 @@ export class Auth {
       deps.metrics?.inc('loopwatch_requests_unauthorized_total', 'http');
       // Never the header: only where and what was refused.
       deps.log.warn({ path: c.req.path, method: c.req.method, role }, 'request without a valid API key refused (401)');
-      return unauthorized(c, role);
+      c.header('WWW-Authenticate', 'Bearer realm="loopwatch"');
+      return refused(c, 401, `missing or invalid API key: send "Authorization: Bearer <key>" with ${role === 'ingest' ? 'an ingest' : 'a read'} key`);
+    };
+  }
+
+  /** Hono middleware that answers 403 when the connection has no client certificate the collector trusts. */
+  certificateMiddleware(deps: { log: Logger; metrics?: Metrics }): MiddlewareHandler {
+    const warnDue = atMostEvery(60_000); // an exporter without its certificate sends every few seconds
+    return async (c, next) => {
+      const problem = clientCertificateProblem((c.env as HttpBindings | undefined)?.incoming?.socket as TLSSocket | undefined);
+      if (problem === null) return next();
+      deps.metrics?.inc('loopwatch_requests_unauthorized_total', 'http');
+      if (warnDue()) deps.log.warn({ path: c.req.path, method: c.req.method }, `export refused (403): ${problem} (said at most once a minute)`);
+      return refused(c, 403, problem);
     };
   }
 }
 
-function unauthorized(c: Context, role: Role): Response {
-  const message = `missing or invalid API key: send "Authorization: Bearer <key>" with ${role === 'ingest' ? 'an ingest' : 'a read'} key`;
-  c.header('WWW-Authenticate', 'Bearer realm="loopwatch"');
+/** The refusal in the request's encoding: an OTLP Status (code 16, UNAUTHENTICATED) in protobuf or JSON. */
+function refused(c: Context, status: 401 | 403, message: string): Response {
   const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
   if (type === 'application/x-protobuf' || type === 'application/protobuf') {
     c.header('Content-Type', 'application/x-protobuf');
-    return c.body(encodeRpcStatus(16, message) as Uint8Array<ArrayBuffer>, 401);
+    return c.body(encodeRpcStatus(16, message) as Uint8Array<ArrayBuffer>, status);
   }
-  return c.json({ code: 16, message }, 401);
+  return c.json({ code: 16, message }, status);
 }
 
 /**
@@ -103,7 +127,7 @@ function unauthorized(c: Context, role: Role): Response {
  * ConfigError when the collector would listen beyond loopback without any key. With auth on,
  * a role without keys admits nobody.
  */
-export function createAuth(config: Pick<CollectorConfig, 'host' | 'auth'>): Auth {
+export function createAuth(config: Pick<CollectorConfig, 'host' | 'auth' | 'tls'>): Auth {
   const ingest = [...config.auth.ingestKeyHashes];
   const read = [...config.auth.readKeyHashes];
   if (config.auth.keysFile) {
@@ -117,7 +141,7 @@ export function createAuth(config: Pick<CollectorConfig, 'host' | 'auth'>): Auth
     ingest.push(...fromFile.ingest);
     read.push(...fromFile.read);
   }
-  const auth = new Auth(ingest, read);
+  const auth = new Auth(ingest, read, Boolean(config.tls.clientCaFile));
   if (!isLoopbackHost(config.host) && !auth.enabled) {
     throw new ConfigError(
       `refusing to listen on ${config.host} (beyond loopback) without API keys: configure ingest and read key hashes ` +
@@ -128,8 +152,9 @@ export function createAuth(config: Pick<CollectorConfig, 'host' | 'auth'>): Auth
   return auth;
 }
 
-/** Registers auth on an app, before any route: ingest keys for /v1/*, read keys for /api/* and /metrics. */
+/** Registers auth on an app, before any route: client certificates and ingest keys for /v1/*, read keys for /api/* and /metrics. */
 export function registerAuth(app: { use: (path: string, h: MiddlewareHandler) => unknown }, auth: Auth, deps: { log: Logger; metrics?: Metrics }): void {
+  if (auth.clientCertificates) app.use('/v1/*', auth.certificateMiddleware(deps));
   if (!auth.enabled) return;
   const ingest = auth.middleware('ingest', deps);
   const read = auth.middleware('read', deps);

@@ -26,7 +26,7 @@ import { applyRetention } from './store/retention.js';
 import { lockDataDir } from './store/data-dir-lock.js';
 import { SchemaSetup } from './store/schema-setup.js';
 import { collectorStatus } from './status.js';
-import { loadTls, ReloadableServerCredentials, watchTls, type TlsWatch } from './tls.js';
+import { httpsServerOptions, loadTls, ReloadableServerCredentials, secureContextOptions, watchTls, type TlsWatch } from './tls.js';
 
 export interface Collector {
   app: Hono;
@@ -102,7 +102,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   registerAuth(app, auth, { log, metrics }); // before any route
   const spoolDepth = () => ({ bytes: spool.heldBytes, segments: spool.sealedCount });
   app.get('/healthz', (c) =>
-    c.json({ status: 'ok', store: store.mode, schema: schema.isReady ? 'ready' : 'pending', auth: auth.enabled, tls: tls !== null, grpc: collector.grpcAddress || null, spool: spoolDepth() }),
+    c.json({ status: 'ok', store: store.mode, schema: schema.isReady ? 'ready' : 'pending', auth: auth.enabled, tls: tls !== null, clientCertificates: auth.clientCertificates, grpc: collector.grpcAddress || null, spool: spoolDepth() }),
   );
   app.get('/metrics', async (c) => {
     c.header('Content-Type', metrics.registry.contentType);
@@ -113,7 +113,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     collectorStatus({
       metrics, detectors, store: { mode: store.mode, location: store.location }, schemaReady: () => schema.isReady,
       spool: spoolDepth,
-      listening: () => ({ otlpHttp: collector.url ? `${collector.url}/v1/traces` : '', otlpGrpc: collector.grpcAddress || null, auth: auth.enabled, tls: tls !== null,
+      listening: () => ({ otlpHttp: collector.url ? `${collector.url}/v1/traces` : '', otlpGrpc: collector.grpcAddress || null, auth: auth.enabled, tls: tls !== null, clientCertificates: auth.clientCertificates,
         tlsNotAfter: tls ? (tlsWatch?.current() ?? tls).notAfter.toISOString() : null }),
       retentionDays: config.retentionDays, detect: { enabled: config.detect.enabled, intervalMs: config.detect.intervalMs }, startedAt,
     });
@@ -181,13 +181,13 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
           resolveUrl(collector.url);
         };
         const s = tls
-          ? serve({ ...listenOn, createServer: createHttpsServer, serverOptions: { cert: tls.cert, key: tls.key } }, onListening)
+          ? serve({ ...listenOn, createServer: createHttpsServer, serverOptions: httpsServerOptions(tls) }, onListening)
           : serve(listenOn, onListening);
         if (tls) {
           s.on('tlsClientError', onTlsClientError);
           // a renewed certificate: new connections on both listeners get it
           tlsWatch = watchTls(config, tls, (next) => {
-            (s as HttpsServer).setSecureContext({ cert: next.cert, key: next.key });
+            (s as HttpsServer).setSecureContext(secureContextOptions(next));
             grpcCredentials?.replace(next);
           }, log, config.tls.watchIntervalMs);
         }

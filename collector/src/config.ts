@@ -39,11 +39,17 @@ export const configSchema = z.object({
     .object({
       certFile: z.string().min(1).optional(),
       keyFile: z.string().min(1).optional(),
+      /**
+       * PEM file of the CA certificates that sign the exporters' client certificates: set, OTLP
+       * ingest (HTTP /v1/* and gRPC) needs a client certificate signed by one of them (tls.ts).
+       */
+      clientCaFile: z.string().min(1).optional(),
       /** How often the files are checked for a renewed certificate (tls.ts). */
       watchIntervalMs: z.coerce.number().int().min(100).default(60_000),
     })
     .prefault({})
-    .refine((t) => !t.certFile === !t.keyFile, 'set both --tls-cert and --tls-key (LOOPWATCH_TLS_CERT_FILE, LOOPWATCH_TLS_KEY_FILE), or neither'),
+    .refine((t) => !t.certFile === !t.keyFile, 'set both --tls-cert and --tls-key (LOOPWATCH_TLS_CERT_FILE, LOOPWATCH_TLS_KEY_FILE), or neither')
+    .refine((t) => !t.clientCaFile || t.certFile, '--tls-client-ca (LOOPWATCH_TLS_CLIENT_CA_FILE) needs TLS on: set --tls-cert and --tls-key too'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   limits: z
     .object({
@@ -133,6 +139,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
     tls: drop({
       certFile: pick('LOOPWATCH_TLS_CERT_FILE'),
       keyFile: pick('LOOPWATCH_TLS_KEY_FILE'),
+      clientCaFile: pick('LOOPWATCH_TLS_CLIENT_CA_FILE'),
       watchIntervalMs: pick('LOOPWATCH_TLS_WATCH_INTERVAL_MS') as unknown as number,
     }),
     logLevel: pick('LOOPWATCH_LOG_LEVEL') as ConfigInput['logLevel'],

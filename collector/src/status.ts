@@ -9,7 +9,7 @@ export interface CollectorStatus {
   healthy: boolean;
   problems: string[];
   store: { mode: 'embedded' | 'server'; location: string; schema: 'ready' | 'pending' };
-  listening: { otlpHttp: string; otlpGrpc: string | null; auth: boolean; tls: boolean; tlsNotAfter: string | null };
+  listening: { otlpHttp: string; otlpGrpc: string | null; auth: boolean; tls: boolean; clientCertificates: boolean; tlsNotAfter: string | null };
   retentionDays: number;
   spool: { bytes: number; segments: number };
   /** Per transport, since the collector started. */
@@ -34,7 +34,7 @@ export interface StatusSources {
   store: { mode: 'embedded' | 'server'; location: string };
   schemaReady: () => boolean;
   spool: () => { bytes: number; segments: number };
-  listening: () => { otlpHttp: string; otlpGrpc: string | null; auth: boolean; tls: boolean; tlsNotAfter: string | null };
+  listening: () => { otlpHttp: string; otlpGrpc: string | null; auth: boolean; tls: boolean; clientCertificates: boolean; tlsNotAfter: string | null };
   retentionDays: number;
   detect: { enabled: boolean; intervalMs: number };
   startedAt: number;

@@ -6,6 +6,14 @@
 // OTEL_EXPORTER_OTLP_CERTIFICATE for exporters that must trust a private CA, NODE_EXTRA_CA_CERTS
 // for the CLI.
 //
+// With --tls-client-ca, OTLP ingest also needs a client certificate signed by a CA of that file
+// (mutual TLS, as the OpenTelemetry Collector's client_ca_file): exporters present theirs with
+// OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY. The handshake asks
+// for one but does not fail without it: the ingest routes refuse the request with a message that
+// says what is missing (401, gRPC UNAUTHENTICATED), where a failed handshake would reach the
+// exporter as a bare socket error. The read API, /metrics and /healthz do not ask for one (the
+// CLI, Grafana and Prometheus use read keys).
+//
 // Certificates are renewed while the collector runs (ACME every 60-90 days, cert-manager
 // rewriting a mounted secret): the files are checked every minute (LOOPWATCH_TLS_WATCH_INTERVAL_MS)
 // and read again when they change. A new pair
@@ -15,7 +23,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { ServerCredentials } from '@grpc/grpc-js';
-import { createSecureContext, type SecureContextOptions } from 'node:tls';
+import { createSecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls';
 import { ConfigError, type CollectorConfig } from './config.js';
 import type { Logger } from './logger.js';
 
@@ -24,6 +32,8 @@ export interface TlsMaterial {
   key: Buffer;
   /** The leaf certificate's end of validity. */
   notAfter: Date;
+  /** The CA certificates of --tls-client-ca, or null: no client certificates asked for. */
+  clientCa: Buffer | null;
 }
 
 function readPem(file: string, setting: string): Buffer {
@@ -48,8 +58,52 @@ export function loadTls(config: CollectorConfig): TlsMaterial | null {
     // OpenSSL's reason (e.g. "key values mismatch", "no start line"), never the files' content
     throw new ConfigError(`cannot use --tls-cert ${certFile} with --tls-key ${keyFile}: ${(err as Error).message}`);
   }
-  return { cert, key, notAfter };
+  const caFile = config.tls.clientCaFile;
+  let clientCa: Buffer | null = null;
+  if (caFile) {
+    clientCa = readPem(caFile, '--tls-client-ca (LOOPWATCH_TLS_CLIENT_CA_FILE)');
+    try {
+      new X509Certificate(clientCa); // the first certificate of the file; OpenSSL ignores what is not one
+      createSecureContext({ ca: clientCa });
+    } catch (err) {
+      throw new ConfigError(`cannot use --tls-client-ca ${caFile}: ${(err as Error).message} (a PEM file of CA certificates)`);
+    }
+  }
+  return { cert, key, notAfter, clientCa };
 }
+
+/** The secure context of both listeners: the certificate, and the CAs client certificates are checked against. */
+export function secureContextOptions(tls: TlsMaterial): SecureContextOptions {
+  return tls.clientCa ? { cert: tls.cert, key: tls.key, ca: tls.clientCa } : { cert: tls.cert, key: tls.key };
+}
+
+/** The HTTPS server's options, and the secure context it is given again at a renewal (setSecureContext). */
+export function httpsServerOptions(tls: TlsMaterial): SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean } {
+  // asked for, not required in the handshake: the ingest routes refuse without one (see above)
+  return { ...secureContextOptions(tls), requestCert: tls.clientCa !== null, rejectUnauthorized: false };
+}
+
+/**
+ * Why a connection may not export when client certificates are required, or null when it may:
+ * for the 401 / UNAUTHENTICATED message (what is wrong, and the exporter settings that fix it).
+ */
+export function clientCertificateProblem(socket: TLSSocket | undefined): string | null {
+  if (socket?.authorized) return null;
+  const presented = socket !== undefined && Object.keys(socket.getPeerCertificate?.() ?? {}).length > 0;
+  return (
+    (presented
+      ? `the client certificate is not signed by a CA of the collector's --tls-client-ca (${String(socket!.authorizationError ?? 'not trusted')})`
+      : 'a client certificate is required (the collector has --tls-client-ca) and none was presented') + CLIENT_CERTIFICATE_HINT
+  );
+}
+
+/** The same for gRPC, which tells only whether the call's connection has a trusted certificate (grpc-js getAuthContext). */
+export function grpcClientCertificateProblem(authContext: { sslPeerCertificate?: unknown } | undefined): string | null {
+  if (authContext?.sslPeerCertificate) return null;
+  return "a client certificate signed by a CA of the collector's --tls-client-ca is required: none was presented, or it is not signed by one" + CLIENT_CERTIFICATE_HINT;
+}
+
+const CLIENT_CERTIFICATE_HINT = ': set OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY in the exporting application';
 
 /**
  * gRPC server credentials whose certificate can be replaced while the server runs: grpc-js
@@ -58,15 +112,12 @@ export function loadTls(config: CollectorConfig): TlsMaterial | null {
  */
 export class ReloadableServerCredentials extends ServerCredentials {
   constructor(tls: TlsMaterial) {
-    super({ requestCert: false }, ReloadableServerCredentials.options(tls));
-  }
-
-  private static options(tls: TlsMaterial): SecureContextOptions {
-    return { cert: tls.cert, key: tls.key };
+    // as for HTTPS: a client certificate asked for, and checked per call (otlp-grpc.ts)
+    super({ requestCert: tls.clientCa !== null, rejectUnauthorized: false }, secureContextOptions(tls));
   }
 
   replace(tls: TlsMaterial): void {
-    this.updateSecureContextOptions(ReloadableServerCredentials.options(tls));
+    this.updateSecureContextOptions(secureContextOptions(tls));
   }
 
   _equals(other: ServerCredentials): boolean {
@@ -87,7 +138,7 @@ export interface TlsWatch {
 
 /** Watches the certificate and key files (their size and modification time, every intervalMs) and applies a changed pair. */
 export function watchTls(config: CollectorConfig, initial: TlsMaterial, apply: TlsTarget, log: Logger, intervalMs: number): TlsWatch {
-  const files = [config.tls.certFile!, config.tls.keyFile!];
+  const files = [config.tls.certFile!, config.tls.keyFile!, ...(config.tls.clientCaFile ? [config.tls.clientCaFile] : [])];
   const stamp = (): string =>
     files
       .map((f) => {
@@ -110,7 +161,8 @@ export function watchTls(config: CollectorConfig, initial: TlsMaterial, apply: T
       log.warn({ err: (err as Error).message }, 'TLS certificate not reloaded: the files do not make a usable pair (the previous one stays in use; tried again when they change)');
       return err as Error;
     }
-    if (next.cert.equals(current.cert) && next.key.equals(current.key)) return null;
+    const same = (a: Buffer | null, b: Buffer | null) => (a === null ? b === null : b !== null && a.equals(b));
+    if (same(next.cert, current.cert) && same(next.key, current.key) && same(next.clientCa, current.clientCa)) return null;
     apply(next);
     current = next;
     log.info({ certFile: config.tls.certFile, notAfter: next.notAfter.toISOString() }, 'TLS certificate reloaded');

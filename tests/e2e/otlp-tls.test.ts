@@ -4,12 +4,9 @@
 // certificate, or that speaks plain HTTP, gets nothing in; a certificate and key that do not make
 // a pair fail the start with the setting's name. The certificate is a self-signed test fixture
 // (tests/fixtures/tls: localhost, 127.0.0.1 and ::1, valid to 2126).
-import { SpanKind } from '@opentelemetry/api';
 import { ExportResultCode } from '@opentelemetry/core';
 import { OTLPTraceExporter as GrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPTraceExporter as HttpExporter } from '@opentelemetry/exporter-trace-otlp-proto';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { request } from 'node:https';
@@ -18,16 +15,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollector } from '../../collector/src/collector.js';
 import { ConfigError, loadConfig } from '../../collector/src/config.js';
-import { packageRoot } from '../../collector/src/paths.js';
 import { assertBuilt, cli, runSampleAgent, until } from '../cli/helpers.js';
 import { collectorStatus } from '../../collector/src/status.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
-
-const FIXTURES = join(packageRoot, 'tests/fixtures/tls');
-const CERT = join(FIXTURES, 'cert.pem');
-const KEY = join(FIXTURES, 'key.pem');
-const CERT_B = join(FIXTURES, 'cert-b.pem');
-const KEY_B = join(FIXTURES, 'key-b.pem');
+import { CERT, CERT_B, CLIENT, KEY, KEY_B, exportOnce, grpcExportTrusting, toolSpans } from './tls-helpers.js';
 
 // The collector reads copies, which the renewal test below replaces while it runs.
 const tlsDir = mkdtempSync(join(tmpdir(), 'loopwatch-tls-'));
@@ -51,46 +42,6 @@ const stored = async (session: string): Promise<number> => {
   const [r] = await tc.rows<{ n: number }>('SELECT count() AS n FROM agent_tool_calls FINAL WHERE session_id = {s:String}', { s: session });
   return Number(r!.n);
 };
-
-/** Ended tool-call spans of one session, from the real SDK. */
-function toolSpans(session: string, n: number): ReadableSpan[] {
-  const ended: ReadableSpan[] = [];
-  const provider = new BasicTracerProvider({
-    resource: resourceFromAttributes({ 'service.name': 'tls-agent' }),
-    spanProcessors: [{ onStart: () => {}, onEnd: (s) => void ended.push(s), forceFlush: async () => {}, shutdown: async () => {} }],
-  });
-  const tracer = provider.getTracer('test');
-  for (let i = 0; i < n; i++) {
-    tracer
-      .startSpan('execute_tool read_file', {
-        kind: SpanKind.INTERNAL,
-        attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'read_file', 'gen_ai.tool.call.arguments': `{"path":"f${i}.ts"}`, 'gen_ai.conversation.id': session },
-      })
-      .end();
-  }
-  return ended;
-}
-
-function exportOnce(exporter: SpanExporter, spans: ReadableSpan[]): Promise<{ code: ExportResultCode; error?: Error }> {
-  return new Promise((resolve) => exporter.export(spans, (r) => resolve({ code: r.code, error: r.error })));
-}
-
-/**
- * Exports one session's spans with the real OTLP/gRPC exporter over TLS, trusting `ca` through
- * OTEL_EXPORTER_OTLP_CERTIFICATE as an exporting application would (the exporter reads it when it
- * first connects, so it is set for the whole export).
- */
-async function grpcExportTrusting(ca: string, session: string, n: number): Promise<{ code: ExportResultCode; error?: Error }> {
-  process.env.OTEL_EXPORTER_OTLP_CERTIFICATE = ca;
-  try {
-    const exporter = new GrpcExporter({ url: `https://${tc.collector.grpcAddress}` });
-    const result = await exportOnce(exporter, toolSpans(session, n));
-    await exporter.shutdown();
-    return result;
-  } finally {
-    delete process.env.OTEL_EXPORTER_OTLP_CERTIFICATE;
-  }
-}
 
 describe('TLS on the OTLP/HTTP port', () => {
   it('serves https, and an instrumented agent exports to it with the standard certificate variable', async () => {
@@ -129,7 +80,7 @@ describe('TLS on the OTLP/HTTP port', () => {
 
 describe('TLS on the OTLP/gRPC port', () => {
   it('takes spans from the real gRPC exporter over TLS', async () => {
-    const result = await grpcExportTrusting(CERT, 'tls-grpc', 5);
+    const result = await grpcExportTrusting(tc, CERT, 'tls-grpc', 5);
     expect(result.code, String(result.error)).toBe(ExportResultCode.SUCCESS);
     expect(await stored('tls-grpc')).toBe(5);
   });
@@ -163,7 +114,7 @@ describe('a renewed certificate', () => {
     writeFileSync(CERT_FILE, readFileSync(CERT_B));
     await until(async () => (await healthTrusting(CERT_B)) === 200, 50);
     expect(String(await healthTrusting(CERT))).toMatch(/certificate/i);
-    const result = await grpcExportTrusting(CERT_B, 'tls-grpc-renewed', 3);
+    const result = await grpcExportTrusting(tc, CERT_B, 'tls-grpc-renewed', 3);
     expect(result.code, String(result.error)).toBe(ExportResultCode.SUCCESS);
     expect(await stored('tls-grpc-renewed')).toBe(3);
     const status = await cli(['status', '--url', tc.url, '--json'], { NODE_EXTRA_CA_CERTS: CERT_B });
@@ -180,7 +131,7 @@ describe('a renewed certificate', () => {
       collectorStatus({
         metrics: tc.collector.metrics, detectors: tc.collector.detectors, store: { mode: 'embedded', location: tc.dataDir }, schemaReady: () => true,
         spool: () => ({ bytes: 0, segments: 0 }), retentionDays: 30, detect: { enabled: false, intervalMs: 5000 }, startedAt: Date.now(),
-        listening: () => ({ otlpHttp: `${tc.url}/v1/traces`, otlpGrpc: null, auth: false, tls: true, tlsNotAfter: notAfter.toISOString() }),
+        listening: () => ({ otlpHttp: `${tc.url}/v1/traces`, otlpGrpc: null, auth: false, tls: true, clientCertificates: false, tlsNotAfter: notAfter.toISOString() }),
       });
     expect((await statusWith(new Date(Date.now() + 90 * 86_400_000))).problems).toEqual([]);
     expect((await statusWith(new Date(Date.now() + 5.5 * 86_400_000))).problems).toEqual([expect.stringMatching(/^the TLS certificate expires at .*, in 5 days: renew it/)]);
@@ -191,7 +142,7 @@ describe('a renewed certificate', () => {
 describe('TLS settings', () => {
   const dir = mkdtempSync(join(tmpdir(), 'loopwatch-tls-config-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const start = (tls: { certFile?: string; keyFile?: string }) => createCollector(loadConfig({ port: 0, dataDir: dir, logLevel: 'silent', tls }, {}));
+  const start = (tls: { certFile?: string; keyFile?: string; clientCaFile?: string }) => createCollector(loadConfig({ port: 0, dataDir: dir, logLevel: 'silent', tls }, {}));
 
   it('wants both files or neither', () => {
     expect(() => loadConfig({ tls: { certFile: CERT } }, {})).toThrow(/set both --tls-cert and --tls-key/);
@@ -204,5 +155,12 @@ describe('TLS settings', () => {
     await expect(start({ certFile: join(dir, 'nope.pem'), keyFile: KEY })).rejects.toThrow(/cannot read --tls-cert .*nope\.pem: ENOENT/);
     await expect(start({ certFile: CERT, keyFile: KEY_B })).rejects.toThrow(/cannot use --tls-cert .*cert\.pem with --tls-key .*key-b\.pem/);
     await expect(start({ certFile: KEY, keyFile: KEY })).rejects.toThrow(/cannot use --tls-cert/);
+  });
+
+  it('wants TLS on for a client CA, and a file of certificates', async () => {
+    expect(() => loadConfig({ tls: { clientCaFile: CLIENT } }, {})).toThrow(/--tls-client-ca \(LOOPWATCH_TLS_CLIENT_CA_FILE\) needs TLS on/);
+    expect(loadConfig({}, { LOOPWATCH_TLS_CERT_FILE: CERT, LOOPWATCH_TLS_KEY_FILE: KEY, LOOPWATCH_TLS_CLIENT_CA_FILE: CLIENT }).tls.clientCaFile).toBe(CLIENT);
+    await expect(start({ certFile: CERT, keyFile: KEY, clientCaFile: join(dir, 'nope.pem') })).rejects.toThrow(/cannot read --tls-client-ca .*nope\.pem: ENOENT/);
+    await expect(start({ certFile: CERT, keyFile: KEY, clientCaFile: KEY })).rejects.toThrow(/cannot use --tls-client-ca .*key\.pem: .*\(a PEM file of CA certificates\)/);
   });
 });

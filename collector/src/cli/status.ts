@@ -21,7 +21,7 @@ export function registerStatusCommand(program: Command): void {
       process.stdout.write(
         [
           `${s.healthy ? c.green('healthy') : c.red('problems')}  up ${s.uptimeS}s  store ${s.store.mode} (${s.store.location}), schema ${s.store.schema}, retention ${s.retentionDays} days`,
-          `listening  ${s.listening.otlpHttp}${s.listening.otlpGrpc ? `, gRPC ${s.listening.otlpGrpc}` : ''}${s.listening.tlsNotAfter ? `, TLS (certificate valid until ${s.listening.tlsNotAfter})` : ''}${s.listening.auth ? ', API keys required' : ''}`,
+          `listening  ${s.listening.otlpHttp}${s.listening.otlpGrpc ? `, gRPC ${s.listening.otlpGrpc}` : ''}${s.listening.tlsNotAfter ? `, TLS (certificate valid until ${s.listening.tlsNotAfter})` : ''}${s.listening.clientCertificates ? ', client certificates required to export' : ''}${s.listening.auth ? ', API keys required' : ''}`,
           `spans      received ${byTransport(s.spans.received)}, accepted ${byTransport(s.spans.accepted)}, rejected ${sum(s.spans.rejected)}, retries ${sum(s.spans.duplicate)}; stored ${s.spans.inserted}, lost ${s.spans.dropped ? c.red(String(s.spans.dropped)) : '0'}`,
           `spool      ${s.spool.segments} segments, ${s.spool.bytes} bytes waiting for the store`,
           `detectors  ${d.enabled ? `every ${d.intervalMs} ms, ${plural(d.passes, 'pass', 'passes')} (${d.failedPasses} failed), ${plural(d.newFindings, 'finding')} stored` : 'off in this collector'}${last ? `; last ${last.at}: ${last.sessions} sessions in ${last.durationMs} ms, ${last.newFindings} new findings, ${last.grownFindings} grown` : ''}`,

@@ -27,16 +27,19 @@ export function registerUpCommand(program: Command): void {
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (LOOPWATCH_LOG_LEVEL)')
     .option('--tls-cert <file>', 'serve both ports over TLS: PEM certificate chain (LOOPWATCH_TLS_CERT_FILE; with --tls-key)')
     .option('--tls-key <file>', "PEM private key of --tls-cert's certificate (LOOPWATCH_TLS_KEY_FILE)")
+    .option('--tls-client-ca <file>', 'exporters must present a client certificate signed by a CA of this PEM file (mutual TLS; LOOPWATCH_TLS_CLIENT_CA_FILE)')
     .option('--keys-file <path>', 'API key hashes, lines of "ingest|read <sha256>" (LOOPWATCH_KEYS_FILE)')
     .option('--detectors <settings>', 'detector thresholds and budgets, e.g. "repeatMinRun=4,budgetMaxCostUsd=2" (LOOPWATCH_DETECTORS; docs/detectors.md)')
     .option('--json', 'print the start-up summary as JSON')
-    .action(async (opts: { host?: string; port?: number; grpcPort?: number | 'off'; dataDir?: string; clickhouseUrl?: string; retentionDays?: number; logLevel?: string; json?: boolean; keysFile?: string; detectors?: string; tlsCert?: string; tlsKey?: string }) => {
+    .action(async (opts: { host?: string; port?: number; grpcPort?: number | 'off'; dataDir?: string; clickhouseUrl?: string; retentionDays?: number; logLevel?: string; json?: boolean; keysFile?: string; detectors?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string }) => {
       const overrides: ConfigInput = {
         host: opts.host, port: opts.port, grpcPort: opts.grpcPort, dataDir: opts.dataDir, retentionDays: opts.retentionDays,
         logLevel: opts.logLevel as ConfigInput['logLevel'],
         clickhouse: opts.clickhouseUrl ? { url: opts.clickhouseUrl } : undefined,
         auth: opts.keysFile ? { keysFile: opts.keysFile } : undefined,
-        tls: opts.tlsCert !== undefined || opts.tlsKey !== undefined ? { certFile: opts.tlsCert, keyFile: opts.tlsKey } : undefined,
+        tls: opts.tlsCert !== undefined || opts.tlsKey !== undefined || opts.tlsClientCa !== undefined
+          ? { certFile: opts.tlsCert, keyFile: opts.tlsKey, clientCaFile: opts.tlsClientCa }
+          : undefined,
         detect: opts.detectors !== undefined ? { settings: opts.detectors } : undefined,
       };
       const config = loadConfig(overrides);
@@ -50,7 +53,8 @@ export function registerUpCommand(program: Command): void {
         throw err;
       }
       const tls = config.tls.certFile ?? null;
-      const summary = { url, otlpTracesEndpoint: `${url}/v1/traces`, otlpGrpc: collector.grpcAddress || null, tls, store: collector.store.mode, storeLocation: collector.store.location };
+      const tlsClientCa = config.tls.clientCaFile ?? null;
+      const summary = { url, otlpTracesEndpoint: `${url}/v1/traces`, otlpGrpc: collector.grpcAddress || null, tls, tlsClientCa, store: collector.store.mode, storeLocation: collector.store.location };
       if (opts.json) {
         process.stdout.write(JSON.stringify(summary) + '\n');
       } else {
@@ -60,12 +64,14 @@ export function registerUpCommand(program: Command): void {
             `  OTLP/HTTP traces: POST ${summary.otlpTracesEndpoint} (protobuf or JSON)`,
             summary.otlpGrpc ? `  OTLP/gRPC traces: ${tls ? 'https://' : ''}${summary.otlpGrpc}` : '  OTLP/gRPC: off',
             ...(tls ? [`  TLS: on both ports (${tls})`] : []),
+            ...(tlsClientCa ? [`  client certificates: required to export, signed by a CA of ${tlsClientCa}`] : []),
             `  store: ${collector.store.mode} (${collector.store.location})`,
             '',
             'Instrument an agent (Node 20+):',
             `  OTEL_EXPORTER_OTLP_ENDPOINT=${url} node --import loopwatch/instrumentation your-agent.js`,
             // a certificate the agents do not already trust (self-signed, a private CA): the standard variable names its CA
             ...(tls ? ['  (a self-signed certificate or a private CA: add OTEL_EXPORTER_OTLP_CERTIFICATE=<the CA certificate file>)'] : []),
+            ...(tlsClientCa ? ['  (and its client certificate: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE=<file> OTEL_EXPORTER_OTLP_CLIENT_KEY=<file>)'] : []),
             "  or add `import 'loopwatch/instrumentation'` as the first import of your agent.",
             '',
             `Then: npx loopwatch findings -f --url ${url}   (loops as they are found; npx loopwatch status: is it healthy)`,

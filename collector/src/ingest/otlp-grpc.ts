@@ -15,9 +15,9 @@ import {
 } from '@grpc/grpc-js';
 import type { Auth } from '../auth.js';
 import { StartError, type CollectorConfig } from '../config.js';
-import type { Logger } from '../logger.js';
+import { atMostEvery, type Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import type { ReloadableServerCredentials } from '../tls.js';
+import { grpcClientCertificateProblem, type ReloadableServerCredentials } from '../tls.js';
 import type { ExportOutcome, TraceExport } from './export-request.js';
 import type { InFlight, Ticket } from './inflight.js';
 import { encodeTraceResponse } from './otlp-proto.js';
@@ -79,6 +79,7 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
   setLogger({ error: (...args: unknown[]) => log.debug({ grpc: args.map(String).join(' ') }, 'grpc-js') });
   // The admission ticket of each export call, from its metadata (the interceptor) to its handler.
   const tickets = new WeakMap<Metadata, Ticket>();
+  const certWarnDue = atMostEvery(60_000); // an exporter without its certificate sends every few seconds
   /** A call past the admission bound: counted, and the message it gets (UNAVAILABLE: retried). */
   const busy = (): string => {
     metrics.inc('loopwatch_requests_rejected_total', 'grpc');
@@ -105,6 +106,13 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
             new ServerListenerBuilder()
               .withOnReceiveMetadata((md, nextMd) => {
                 metrics.inc('loopwatch_requests_received_total', 'grpc');
+                const certProblem = auth.clientCertificates ? grpcClientCertificateProblem(call.getAuthContext()) : null;
+                if (certProblem !== null) {
+                  metrics.inc('loopwatch_requests_rejected_total', 'grpc');
+                  metrics.inc('loopwatch_requests_unauthorized_total', 'grpc');
+                  if (certWarnDue()) log.warn({ path: TRACE_EXPORT_PATH }, `gRPC export refused (UNAUTHENTICATED): ${certProblem} (said at most once a minute)`);
+                  return refuse(status.UNAUTHENTICATED, certProblem);
+                }
                 const authorization = md.get('authorization')[0];
                 if (!auth.allows('ingest', typeof authorization === 'string' ? authorization : undefined)) {
                   metrics.inc('loopwatch_requests_rejected_total', 'grpc');
