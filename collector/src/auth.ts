@@ -89,11 +89,12 @@ export class Auth {
 
   /** Hono middleware that answers 401 unless the request carries a key of this role. */
   middleware(role: Role, deps: { log: Logger; metrics?: Metrics }): MiddlewareHandler {
+    const warnDue = atMostEvery(60_000); // a client with a wrong key retries every few seconds; the metric counts each
     return async (c, next) => {
       if (this.allows(role, c.req.header('authorization'))) return next();
       deps.metrics?.inc('loopwatch_requests_unauthorized_total', 'http');
       // Never the header: only where and what was refused.
-      deps.log.warn({ path: c.req.path, method: c.req.method, role }, 'request without a valid API key refused (401)');
+      if (warnDue()) deps.log.warn({ path: c.req.path, method: c.req.method, role }, 'request without a valid API key refused (401) (said at most once a minute per role)');
       c.header('WWW-Authenticate', 'Bearer realm="loopwatch"');
       return refused(c, 401, `missing or invalid API key: send "Authorization: Bearer <key>" with ${role === 'ingest' ? 'an ingest' : 'a read'} key`);
     };

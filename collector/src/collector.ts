@@ -26,6 +26,7 @@ import { applyRetention } from './store/retention.js';
 import { lockDataDir } from './store/data-dir-lock.js';
 import { SchemaSetup } from './store/schema-setup.js';
 import { collectorStatus } from './status.js';
+import { packageVersion } from './paths.js';
 import { httpsServerOptions, loadTls, ReloadableServerCredentials, secureContextOptions, watchTls, type TlsWatch } from './tls.js';
 
 export interface Collector {
@@ -99,6 +100,13 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     log.error({ err }, 'unhandled error in request');
     return c.json({ code: 13, message: 'internal error' }, 500);
   });
+  // on every answer: the CLI tells a collector from another server at its --url by it (a proxy keeps it, unlike Server)
+  app.use('*', async (c, next) => {
+    await next();
+    c.header('Loopwatch-Version', packageVersion);
+  });
+  // an unknown route, or a known one with another method (Hono answers both 404): JSON like every other answer
+  app.notFound((c) => c.json({ error: 'not_found', message: `no route ${c.req.method} ${c.req.path}` }, 404));
   registerAuth(app, auth, { log, metrics }); // before any route
   const spoolDepth = () => ({ bytes: spool.heldBytes, segments: spool.sealedCount });
   app.get('/healthz', (c) =>

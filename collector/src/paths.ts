@@ -16,5 +16,7 @@ function findPackageRoot(): string {
 }
 
 export const packageRoot = findPackageRoot();
+/** The package's version: the collector's Loopwatch-Version response header, which the CLI looks for. */
+export const packageVersion = (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
 export const queriesDir = join(packageRoot, 'queries');
 export const protoDir = join(packageRoot, 'collector', 'proto');

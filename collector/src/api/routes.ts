@@ -20,16 +20,30 @@ import { exportHeader, exportLine } from '../export/session-file.js';
 
 export const API_PREFIX = '/api/v1';
 
-/** A time: ISO text, epoch milliseconds, or an age like 30m, 24h, 7d (before now). */
+// The times the store's nanosecond DateTime64(9) columns hold (to 2262-04-11, where 2^63 ns ends);
+// a time past it overflows in the comparison and fails the query. The API asks for 1970 on.
+const EARLIEST = Date.UTC(1970, 0, 1);
+const LATEST = Date.UTC(2262, 3, 11);
+
+/** A time: ISO text, epoch milliseconds (10 digits or more), or an age like 30m, 24h, 7d (before now), from 1970 to 2262-04-11. */
 export function parseTime(text: string, now = Date.now()): Date {
-  const age = /^(\d+(?:\.\d+)?)(s|m|h|d|w)$/.exec(text.trim());
+  const t = text.trim();
+  const what = `(ISO, epoch milliseconds, or an age like 24h)`;
+  const age = /^(\d+(?:\.\d+)?)(s|m|h|d|w)$/.exec(t);
+  let d: Date;
   if (age) {
     const unit = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 604800e3 }[age[2] as 's' | 'm' | 'h' | 'd' | 'w'];
-    return new Date(now - Number(age[1]) * unit);
+    d = new Date(now - Number(age[1]) * unit);
+  } else if (/^\d{10,}$/.test(t)) {
+    d = new Date(Number(t));
+  } else if (/^[-+]?\d+(\.\d*)?$/.test(t)) {
+    // Date would read "0" or "12345" as a year
+    throw new Error(`not a time: ${text} ${what}: a number is epoch milliseconds, 10 digits or more`);
+  } else {
+    d = new Date(t);
   }
-  if (/^\d{10,}$/.test(text.trim())) return new Date(Number(text));
-  const d = new Date(text);
-  if (Number.isNaN(d.getTime())) throw new Error(`not a time: ${text} (ISO, epoch ms, or an age like 24h)`);
+  if (Number.isNaN(d.getTime())) throw new Error(`not a time: ${text} ${what}`);
+  if (d.getTime() < EARLIEST || d.getTime() > LATEST) throw new Error(`out of range: ${text} (times from 1970 to 2262-04-11)`);
   return d;
 }
 
@@ -45,20 +59,30 @@ const name = z.string().max(512);
 const limit = (max: number, dflt: number) => z.coerce.number().int().min(1).max(max).default(dflt);
 
 const sessionsQuery = z.object({ since: time.optional(), until: time.optional(), agent: name.default(''), limit: limit(1000, 50) });
-const callsQuery = z.object({ offset: z.coerce.number().int().min(0).default(0), limit: limit(10_000, 1000) });
+// offset binds as UInt32 in SQL: beyond it the number would wrap around, not page
+const callsQuery = z.object({ offset: z.coerce.number().int().min(0).max(0xffff_ffff).default(0), limit: limit(10_000, 1000) });
 const findingsParams = z.object({ session: name.default(''), detector: name.default(''), since: time.optional(), limit: limit(10_000, 100) });
 const modelsQuery = z.object({ since: time.optional(), until: time.optional(), model: name.default(''), agent: name.default('') });
-const sessionId = z.string().min(1).max(512);
+const sessionId = z.string().min(1, 'a session id is required').max(512, 'a session id is at most 512 characters');
 
 class BadRequest extends Error {}
 
-function parse<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
+/** Parses a request's input; `what` names it in the message when the schema is not an object (a path segment). */
+function parse<T extends z.ZodType>(schema: T, input: unknown, what = 'query'): z.infer<T> {
   const r = schema.safeParse(input);
   if (!r.success) {
     const i = r.error.issues[0];
-    throw new BadRequest(`${i?.path.join('.') || 'query'}: ${i?.message ?? 'invalid'}`);
+    throw new BadRequest(`${i?.path.join('.') || what}: ${i?.message ?? 'invalid'}`);
   }
   return r.data;
+}
+
+/** The window of a query: defaults for what is not given, and since before until. */
+function window(q: { since?: Date; until?: Date }, sinceDefaultMs: number): { since: Date; until: Date } {
+  const until = q.until ?? new Date(Date.now() + DAY);
+  const since = q.since ?? new Date(Date.now() - sinceDefaultMs);
+  if (since.getTime() > until.getTime()) throw new BadRequest(`since (${since.toISOString()}) is after until (${until.toISOString()})`);
+  return { since, until };
 }
 
 async function rows<T>(client: ClickHouseClient, query: string, params: Record<string, unknown>): Promise<T[]> {
@@ -96,8 +120,7 @@ export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
 
   app.get(`${API_PREFIX}/sessions`, handle(async (c) => {
     const q = parse(sessionsQuery, c.req.query());
-    const until = q.until ?? new Date(Date.now() + DAY);
-    const since = q.since ?? new Date(Date.now() - 7 * DAY);
+    const { since, until } = window(q, 7 * DAY);
     const scored = await runReport(client, 'session-scorecard', { from: since, to: until, agent: q.agent, limit: 100_000 });
     // the report lists sessions oldest first: the latest `limit`, newest first
     const sessions = scored.slice(-q.limit).reverse();
@@ -105,7 +128,7 @@ export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
   }));
 
   app.get(`${API_PREFIX}/sessions/:id`, handle(async (c) => {
-    const id = parse(sessionId, c.req.param('id'));
+    const id = parse(sessionId, c.req.param('id'), 'session id');
     const q = parse(callsQuery, c.req.query());
     const [score, total, page, found] = await Promise.all([
       runReport(client, 'session-scorecard', { from: 0, to: new Date(Date.now() + DAY), session_id: id, limit: 1 }),
@@ -118,14 +141,14 @@ export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
   }));
 
   app.get(`${API_PREFIX}/sessions/:id/calls`, handle(async (c) => {
-    const id = parse(sessionId, c.req.param('id'));
+    const id = parse(sessionId, c.req.param('id'), 'session id');
     const q = parse(callsQuery, c.req.query());
     const [total, page] = await Promise.all([callCount(id), calls(id, q.offset, q.limit)]);
     return c.json({ session_id: id, total, offset: q.offset, calls: page });
   }));
 
   app.get(`${API_PREFIX}/sessions/:id/export`, handle(async (c) => {
-    const id = parse(sessionId, c.req.param('id'));
+    const id = parse(sessionId, c.req.param('id'), 'session id');
     const total = await callCount(id);
     if (total === 0) return c.json({ error: 'not_found', message: `no calls in session ${id}` }, 404);
     const lines: string[] = [JSON.stringify(exportHeader(id, total))];
@@ -143,8 +166,7 @@ export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
 
   app.get(`${API_PREFIX}/models`, handle(async (c) => {
     const q = parse(modelsQuery, c.req.query());
-    const until = q.until ?? new Date(Date.now() + DAY);
-    const since = q.since ?? new Date(Date.now() - 30 * DAY);
+    const { since, until } = window(q, 30 * DAY);
     const models = await runReport(client, 'model-reliability', { from: since, to: until, model: q.model, agent: q.agent });
     return c.json({ since: since.toISOString(), until: until.toISOString(), models });
   }));

@@ -14,7 +14,7 @@ import { loadConfig } from '../config.js';
 import { packageRoot } from '../paths.js';
 import type { FindingRow } from '../api/queries.js';
 import { apiFor, positiveInt, withCommon, type CommonOpts } from './common.js';
-import { c, progress, writeJson } from './format.js';
+import { c, forTerminal, progress, writeJson } from './format.js';
 import { CliError } from './http-api.js';
 import { loopsOf, renderSession, type SessionDetail } from './session.js';
 
@@ -88,7 +88,12 @@ export function registerDemoCommand(program: Command): void {
       } else {
         const dataDir = opts.dataDir ?? (tempDir = mkdtempSync(join(tmpdir(), 'loopwatch-demo-')));
         say(`no collector at ${api.url}: starting one (data in ${dataDir})`);
-        own = await startOwnCollector(api.url, dataDir);
+        try {
+          own = await startOwnCollector(api.url, dataDir);
+        } catch (err) {
+          if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+          throw err;
+        }
       }
       try {
         const agent = join(packageRoot, 'dist', 'instrumentation', 'examples', 'sample-agent.js');
@@ -127,7 +132,7 @@ export function registerDemoCommand(program: Command): void {
             calls: detail.calls.map((call) => ({ ...call, loops: loopsOf(call, detail.findings).map((f) => f.detector) })),
           });
         } else {
-          process.stdout.write(renderSession(detail));
+          process.stdout.write(renderSession(forTerminal(detail)));
           process.stdout.write(
             [
               '',

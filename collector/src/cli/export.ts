@@ -2,7 +2,7 @@
 // (type "session"), then one line per call (type "tool_call" or "llm_call") with tool, arguments
 // and result when captured, hashes always, status and timing: enough to replay the tool calls or
 // attach to a bug report.
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import type { Command } from 'commander';
 import type { CallRow } from '../api/queries.js';
 import { exportHeader, exportLine } from '../export/session-file.js';
@@ -11,6 +11,15 @@ import { progress, writeJson } from './format.js';
 import { CliError } from './http-api.js';
 
 const PAGE = 2000;
+
+/** The output file, open: a path that cannot be written (no such directory, a directory) is a one-line error. */
+function openOutput(path: string): Promise<WriteStream> {
+  return new Promise((resolve, reject) => {
+    const s = createWriteStream(path);
+    s.once('open', () => resolve(s));
+    s.once('error', (err: NodeJS.ErrnoException) => reject(new CliError(`cannot write ${path}: ${err.code ?? err.message}`)));
+  });
+}
 
 export function registerExportCommand(program: Command): void {
   withCommon(program.command('export'))
@@ -22,14 +31,17 @@ export function registerExportCommand(program: Command): void {
       const path = `/api/v1/sessions/${encodeURIComponent(session)}/calls`;
       const first = await api.get<{ total: number; calls: CallRow[] }>(path, { offset: 0, limit: PAGE });
       if (first.total === 0) throw new CliError(`no calls in session ${session}`, 5);
-      const out = opts.output ? createWriteStream(opts.output) : process.stdout;
-      const write = (line: unknown) => new Promise<void>((r) => (out.write(JSON.stringify(line) + '\n') ? r() : out.once('drain', () => r())));
+      const out = opts.output ? await openOutput(opts.output) : process.stdout;
+      // a write that fails (a full disk) fails the command: the file is not whole
+      const write = (lines: unknown[]) =>
+        new Promise<void>((resolve, reject) =>
+          out.write(lines.map((l) => JSON.stringify(l) + '\n').join(''), (err) => (err ? reject(new CliError(`cannot write ${opts.output ?? 'stdout'}: ${(err as NodeJS.ErrnoException).code ?? err.message}`)) : resolve())));
       const bar = progress(first.total, { json: opts.json || !opts.output, label: 'exporting' });
-      await write(exportHeader(session, first.total));
+      await write([exportHeader(session, first.total)]);
       let done = 0;
       let page = first.calls;
       for (;;) {
-        for (const call of page) await write(exportLine(call));
+        await write(page.map(exportLine)); // a page at a time: one write, its errors waited for
         done += page.length;
         bar.update(done, { stage: 'calls' });
         if (done >= first.total || page.length === 0) break;
@@ -37,7 +49,10 @@ export function registerExportCommand(program: Command): void {
       }
       bar.stop();
       if (opts.output) {
-        await new Promise<void>((r) => (out as ReturnType<typeof createWriteStream>).end(() => r()));
+        await new Promise<void>((resolve, reject) => {
+          out.once('error', (err) => reject(new CliError(`cannot write ${opts.output}: ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
+          (out as WriteStream).end(() => resolve());
+        });
         if (opts.json) writeJson({ session_id: session, calls: done, file: opts.output });
         else process.stdout.write(`wrote ${done} calls of session ${session} to ${opts.output}\n`);
       }

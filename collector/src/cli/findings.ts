@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { FindingRow } from '../api/queries.js';
 import { apiFor, positiveInt, withCommon, type CommonOpts } from './common.js';
 import { CliError, type ApiClient } from './http-api.js';
-import { c, ms, short, table, usd, writeJson } from './format.js';
+import { c, forTerminal, ms, short, table, usd, writeJson } from './format.js';
 
 interface FindingsOpts extends CommonOpts {
   session?: string;
@@ -26,8 +26,9 @@ export function registerFindingsCommand(program: Command): void {
     .action(async (opts: FindingsOpts) => {
       const api = apiFor(opts);
       if (opts.follow) return follow(api, opts);
-      const r = await api.get<{ findings: FindingRow[] }>('/api/v1/findings', { session: opts.session, detector: opts.detector, since: opts.since, limit: opts.limit });
-      if (opts.json) return writeJson(r);
+      const got = await api.get<{ findings: FindingRow[] }>('/api/v1/findings', { session: opts.session, detector: opts.detector, since: opts.since, limit: opts.limit });
+      if (opts.json) return writeJson(got);
+      const r = forTerminal(got);
       if (!r.findings.length) {
         process.stdout.write('no findings\n');
         return;
@@ -103,11 +104,12 @@ async function follow(api: ApiClient, opts: FindingsOpts): Promise<never> {
 /** existing: stored before follow started; new: stored since; grew: its loop went on. */
 type FollowEvent = 'existing' | 'new' | 'grew';
 
-function printEvent(event: FollowEvent, f: FindingRow, json: boolean | undefined): void {
+function printEvent(event: FollowEvent, found: FindingRow, json: boolean | undefined): void {
   if (json) {
-    process.stdout.write(JSON.stringify({ event, ...f }) + '\n');
+    process.stdout.write(JSON.stringify({ event, ...found }) + '\n');
     return;
   }
+  const f = forTerminal(found);
   process.stdout.write(
     [
       f.detected_at.slice(11, 19),

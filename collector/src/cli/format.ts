@@ -6,7 +6,6 @@ const colorOn = (): boolean => (process.env.FORCE_COLOR ? process.env.FORCE_COLO
 const paint = (code: string) => (s: string) => (colorOn() ? `\x1b[${code}m${s}\x1b[0m` : s);
 export const c = { bold: paint('1'), dim: paint('2'), red: paint('31'), green: paint('32'), yellow: paint('33'), cyan: paint('36'), inverse: paint('7'), magenta: paint('35') };
 
-// eslint-disable-next-line no-control-regex
 const visible = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '').length;
 
 export function table(headers: string[], rows: Array<Array<string | number>>): string {
@@ -14,6 +13,32 @@ export function table(headers: string[], rows: Array<Array<string | number>>): s
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => visible(r[i] ?? ''))));
   const line = (r: string[]) => r.map((v, i) => v + ' '.repeat(Math.max(0, widths[i]! - visible(v)))).join('  ').trimEnd();
   return [c.bold(line(headers)), ...cells.map(line)].join('\n') + '\n';
+}
+
+// Control characters (ESC starts the terminal's escape sequences: clear the screen, set the title,
+// write a link) and the bidirectional overrides that reorder what is shown; line breaks and tabs
+// would break a table's rows.
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * A copy of data from the collector or a file, safe to print on a terminal: in every string,
+ * line breaks and tabs become spaces and other control characters `\xHH` / `\u{…}` text. Session
+ * ids, tool names, messages and arguments come from whoever sent spans: printed raw, they could
+ * drive the terminal of whoever reads them. For text output only (JSON escapes them itself).
+ */
+export function forTerminal<T>(value: T): T {
+  if (typeof value === 'string') {
+    return value.replace(UNSAFE, (ch) => {
+      const code = ch.charCodeAt(0);
+      if (ch === '\n' || ch === '\r' || ch === '\t') return ' ';
+      return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`;
+    }) as T;
+  }
+  if (Array.isArray(value)) return value.map(forTerminal) as T;
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, forTerminal(v)])) as T;
+  }
+  return value;
 }
 
 /** `1 error`, `2 errors`: the count and the word, plural unless the count is 1. */

@@ -12,9 +12,24 @@ export class CliError extends Error {
   }
 }
 
+/** --url, else LOOPWATCH_URL, else the default: an http(s) URL, or a CliError (exit 2) that names where it came from. */
 export function resolveUrl(url?: string): string {
-  return (url || process.env.LOOPWATCH_URL || DEFAULT_URL).replace(/\/+$/, '');
+  const from = url?.trim() ? '--url' : process.env.LOOPWATCH_URL?.trim() ? 'LOOPWATCH_URL' : null;
+  const text = (url?.trim() || process.env.LOOPWATCH_URL?.trim() || DEFAULT_URL).replace(/\/+$/, '');
+  let parsed: URL | null = null;
+  try {
+    parsed = new URL(text);
+  } catch {
+    // below
+  }
+  if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
+    throw new CliError(`${from ?? 'the URL'} ${JSON.stringify(text)} is not an http:// or https:// URL (e.g. ${DEFAULT_URL})`, 2);
+  }
+  return text;
 }
+
+/** The header every answer of a collector carries (collector.ts). */
+const COLLECTOR_HEADER = 'loopwatch-version';
 
 export class ApiClient {
   constructor(
@@ -30,7 +45,8 @@ export class ApiClient {
   async reachable(timeoutMs = 1500): Promise<boolean> {
     try {
       const r = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
-      return r.ok;
+      await r.body?.cancel();
+      return r.ok && r.headers.has(COLLECTOR_HEADER);
     } catch {
       return false;
     }
@@ -51,6 +67,10 @@ export class ApiClient {
       throw new CliError(`no collector at ${this.url} (${cause.message}); start one with \`npx loopwatch up\` or pass --url`, 3);
     }
     const text = await res.text();
+    // another server at the URL (a web page, another API): say so, rather than fail on what it sent
+    if (!res.headers.has(COLLECTOR_HEADER)) {
+      throw new CliError(`${this.url} is not a Loopwatch collector (its answer to ${u.pathname}, ${res.status} ${res.headers.get('content-type') ?? 'no content type'}, is not a collector's): check --url or LOOPWATCH_URL`, 3);
+    }
     if (!res.ok) {
       let message = text;
       try {

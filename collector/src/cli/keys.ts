@@ -1,5 +1,5 @@
 // `loopwatch keys`: make API keys and the SHA-256 hashes the collector is configured with.
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { generateKey, hashKey } from '../auth.js';
 
 export function registerKeysCommand(program: Command): void {
@@ -24,7 +24,7 @@ export function registerKeysCommand(program: Command): void {
   keys
     .command('generate')
     .description('make a random key; prints the key (give it to the client) and its hash (configure the collector)')
-    .option('--role <role>', 'ingest or read (for the keys-file line)', 'ingest')
+    .addOption(new Option('--role <role>', 'the role of the keys-file line').choices(['ingest', 'read']).default('ingest'))
     .action((opts: { role: string }) => {
       const key = generateKey();
       process.stdout.write(`key:  ${key}\nhash: ${hashKey(key)}\nkeys-file line: ${opts.role} ${hashKey(key)}\n`);

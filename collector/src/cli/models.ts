@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import type { ModelReliabilityRow } from '../../../queries/src/reports.js';
 import { apiFor, withCommon, type CommonOpts } from './common.js';
-import { c, pct, table, usd, writeJson } from './format.js';
+import { c, forTerminal, pct, table, usd, writeJson } from './format.js';
 
 export function registerModelsCommand(program: Command): void {
   withCommon(program.command('models'))
@@ -12,8 +12,9 @@ export function registerModelsCommand(program: Command): void {
     .option('--model <name>', 'only this model')
     .option('--agent <name>', 'only this agent')
     .action(async (opts: CommonOpts & { since: string; until?: string; model?: string; agent?: string }) => {
-      const r = await apiFor(opts).get<{ since: string; until: string; models: ModelReliabilityRow[] }>('/api/v1/models', { since: opts.since, until: opts.until, model: opts.model, agent: opts.agent });
-      if (opts.json) return writeJson(r);
+      const got = await apiFor(opts).get<{ since: string; until: string; models: ModelReliabilityRow[] }>('/api/v1/models', { since: opts.since, until: opts.until, model: opts.model, agent: opts.agent });
+      if (opts.json) return writeJson(got);
+      const r = forTerminal(got);
       if (!r.models.length) {
         process.stdout.write(`no LLM calls since ${r.since}\n`);
         return;

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { DetectorSettingsError, parseDetectorSettings, type DetectorParams } from '../../../queries/src/detector-defaults.js';
 import { replaySession } from '../export/replay.js';
 import { parseSessionFile, SessionFileError } from '../export/session-file.js';
-import { c, short, table, usd, writeJson } from './format.js';
+import { c, forTerminal, short, table, usd, writeJson } from './format.js';
 import { CliError } from './http-api.js';
 
 export function registerReplayCommand(program: Command): void {
@@ -43,6 +43,7 @@ export function registerReplayCommand(program: Command): void {
       if (opts.json) {
         writeJson({ session_id: result.sessionId, tool_calls: result.toolCalls, llm_calls: result.llmCalls, settings: result.settings, findings: result.findings });
       } else {
+        result = forTerminal(result);
         const changed = Object.entries(settings).map(([k, v]) => `${k}=${v}`).join(', ');
         process.stdout.write(`session ${result.sessionId}: ${result.toolCalls} tool calls, ${result.llmCalls} LLM calls; settings: ${changed || 'defaults'}\n`);
         if (result.findings.length === 0) {

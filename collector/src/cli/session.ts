@@ -2,8 +2,8 @@
 import type { Command } from 'commander';
 import type { SessionScorecardRow } from '../../../queries/src/reports.js';
 import type { CallRow, FindingRow } from '../api/queries.js';
-import { apiFor, positiveInt, withCommon, type CommonOpts } from './common.js';
-import { c, ms, pct, plural, short, usd, writeJson } from './format.js';
+import { apiFor, nonNegativeInt, positiveInt, withCommon, type CommonOpts } from './common.js';
+import { c, forTerminal, ms, pct, plural, short, usd, writeJson } from './format.js';
 
 export interface SessionDetail {
   session_id: string;
@@ -80,7 +80,7 @@ export function registerSessionCommand(program: Command): void {
   withCommon(program.command('session'))
     .description('show one session as a timeline of its tool and LLM calls, loops highlighted')
     .argument('<id>', 'session id')
-    .option('--offset <n>', 'start at this call (0-based)', (v) => Math.max(0, Number(v) | 0), 0)
+    .option('--offset <n>', 'start at this call (0-based)', nonNegativeInt, 0)
     .option('-n, --limit <n>', 'show at most this many calls', positiveInt, 500)
     .action(async (id: string, opts: CommonOpts & { offset: number; limit: number }) => {
       const d = await apiFor(opts).get<SessionDetail>(`/api/v1/sessions/${encodeURIComponent(id)}`, { offset: opts.offset, limit: opts.limit });
@@ -88,6 +88,6 @@ export function registerSessionCommand(program: Command): void {
         const calls = d.calls.map((call) => ({ ...call, loops: loopsOf(call, d.findings).map((f) => f.detector) }));
         return writeJson({ ...d, calls });
       }
-      process.stdout.write(renderSession(d));
+      process.stdout.write(renderSession(forTerminal(d)));
     });
 }

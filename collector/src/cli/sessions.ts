@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import type { SessionScorecardRow } from '../../../queries/src/reports.js';
 import { apiFor, positiveInt, withCommon, type CommonOpts } from './common.js';
-import { c, pct, short, table, usd, writeJson } from './format.js';
+import { c, forTerminal, pct, short, table, usd, writeJson } from './format.js';
 
 export function registerSessionsCommand(program: Command): void {
   withCommon(program.command('sessions'))
@@ -11,8 +11,9 @@ export function registerSessionsCommand(program: Command): void {
     .option('--agent <name>', 'only this agent')
     .option('-n, --limit <n>', 'at most this many sessions', positiveInt, 20)
     .action(async (opts: CommonOpts & { since: string; agent?: string; limit: number }) => {
-      const r = await apiFor(opts).get<{ since: string; until: string; sessions: SessionScorecardRow[] }>('/api/v1/sessions', { since: opts.since, agent: opts.agent, limit: opts.limit });
-      if (opts.json) return writeJson(r);
+      const got = await apiFor(opts).get<{ since: string; until: string; sessions: SessionScorecardRow[] }>('/api/v1/sessions', { since: opts.since, agent: opts.agent, limit: opts.limit });
+      if (opts.json) return writeJson(got);
+      const r = forTerminal(got);
       if (!r.sessions.length) {
         process.stdout.write(`no sessions since ${r.since}\n`);
         return;

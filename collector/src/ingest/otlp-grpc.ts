@@ -79,7 +79,9 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
   setLogger({ error: (...args: unknown[]) => log.debug({ grpc: args.map(String).join(' ') }, 'grpc-js') });
   // The admission ticket of each export call, from its metadata (the interceptor) to its handler.
   const tickets = new WeakMap<Metadata, Ticket>();
-  const certWarnDue = atMostEvery(60_000); // an exporter without its certificate sends every few seconds
+  // an exporter without its certificate or key sends every few seconds; the metrics count each
+  const certWarnDue = atMostEvery(60_000);
+  const keyWarnDue = atMostEvery(60_000);
   /** A call past the admission bound: counted, and the message it gets (UNAVAILABLE: retried). */
   const busy = (): string => {
     metrics.inc('loopwatch_requests_rejected_total', 'grpc');
@@ -118,7 +120,7 @@ export function listenOtlpGrpc(deps: GrpcDeps, port: number): Promise<GrpcListen
                   metrics.inc('loopwatch_requests_rejected_total', 'grpc');
                   metrics.inc('loopwatch_requests_unauthorized_total', 'grpc');
                   // never the metadata: only what was refused
-                  log.warn({ path: TRACE_EXPORT_PATH, role: 'ingest' }, 'gRPC export without a valid API key refused (UNAUTHENTICATED)');
+                  if (keyWarnDue()) log.warn({ path: TRACE_EXPORT_PATH, role: 'ingest' }, 'gRPC export without a valid API key refused (UNAUTHENTICATED) (said at most once a minute)');
                   return refuse(status.UNAUTHENTICATED, 'missing or invalid API key: send metadata "authorization: Bearer <key>" with an ingest key');
                 }
                 const ticket = inflight.enter(0); // the message's size is known once it is read

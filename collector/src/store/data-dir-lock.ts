@@ -60,7 +60,13 @@ function ownerRuns(line: string): number | undefined {
 
 export function lockDataDir(dataDir: string): DataDirLock {
   const dir = resolve(dataDir);
-  mkdirSync(dir, { recursive: true });
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way, not a directory' : code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? 'not allowed to create it' : (err as Error).message;
+    throw new StartError(`cannot use the data directory ${dir} (${code ?? 'error'}: ${why}): choose another with --data-dir (LOOPWATCH_DATA_DIR)`);
+  }
   const file = join(dir, 'collector.pid');
   const line = ownerLine();
   for (let attempt = 0; ; attempt++) {

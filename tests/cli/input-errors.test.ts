@@ -1,0 +1,142 @@
+// What a careless or hostile user gets from the read API and the CLI: a 4xx with a clear message
+// for times out of range, offsets past what SQL binds, ids too long, unknown routes; a one-line
+// error and an exit code, never a stack trace, from the CLI for a URL that is not one, a server
+// that is not a collector, a file it cannot write, bad flags and a data directory it cannot
+// make; and no terminal control sequences from ingested data on the screen. A real collector, the
+// compiled CLI, the real sample agent.
+import { existsSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertBuilt, cli, runSampleAgent, until } from './helpers.js';
+import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+import { tempDirs } from '../helpers/temp-dirs.js';
+
+let tc: TestCollector;
+let web: Server; // a web server that is not a collector
+let webUrl = '';
+const tempDir = tempDirs();
+// a session id with a clear-screen sequence, a bell and a right-to-left override in it
+const hostile = 'evil\u001b[2J\u0007\u202esession';
+
+beforeAll(async () => {
+  assertBuilt();
+  tc = await startTestCollector({ detect: { enabled: true, intervalMs: 200 } });
+  web = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<html>not a collector</html>'));
+  await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
+  webUrl = `http://127.0.0.1:${(web.address() as { port: number }).port}`;
+  await runSampleAgent(tc.url, hostile);
+  await tc.collector.flush();
+}, 90_000);
+afterAll(async () => {
+  await tc?.close();
+  await new Promise((r) => web?.close(r));
+});
+
+const api = async (path: string, init?: RequestInit) => {
+  const r = await fetch(`${tc.url}${path}`, init);
+  return { status: r.status, body: (await r.json()) as { error?: string; message?: string }, version: r.headers.get('loopwatch-version') };
+};
+const noStack = (text: string) => expect(text).not.toMatch(/\n\s+at |TypeError|SyntaxError|node:internal/);
+
+describe('read API: bad input is a 400 or 404 that says what is wrong', () => {
+  it('times out of range, numbers that are not epoch milliseconds, and since after until', async () => {
+    for (const since of ['3000-01-01', '2262-04-12', '0000-01-01', '99999999999999d', '9999999999999999999999']) {
+      const r = await api(`/api/v1/sessions?since=${since}`);
+      expect(r.status, since).toBe(400);
+      expect(r.body.message).toMatch(/since: (out of range: .* \(times from 1970 to 2262-04-11\)|not a time)/);
+    }
+    for (const since of ['0', '12345', '-1']) {
+      const r = await api(`/api/v1/findings?since=${since}`);
+      expect(r.status, since).toBe(400);
+      expect(r.body.message).toMatch(/a number is epoch milliseconds, 10 digits or more/);
+    }
+    const order = await api('/api/v1/models?since=2026-02-01&until=2026-01-01');
+    expect(order.status).toBe(400);
+    expect(order.body.message).toMatch(/since \(2026-02-01T00:00:00.000Z\) is after until/);
+    expect((await api('/api/v1/sessions?since=24h&until=2262-04-10')).status).toBe(200);
+  });
+
+  it('an offset past what the query binds, a session id over 512 characters', async () => {
+    const id = encodeURIComponent(hostile);
+    const far = await api(`/api/v1/sessions/${id}/calls?offset=4294967296&limit=2`);
+    expect(far.status).toBe(400);
+    expect(far.body.message).toMatch(/^offset: /);
+    expect((await api(`/api/v1/sessions/${id}/calls?offset=4294967295&limit=2`)).status).toBe(200);
+    const long = await api(`/api/v1/sessions/${'x'.repeat(513)}`);
+    expect(long.status).toBe(400);
+    expect(long.body.message).toBe('session id: a session id is at most 512 characters');
+  });
+
+  it('unknown routes and other methods: JSON 404; every answer names the collector', async () => {
+    for (const [method, path] of [['GET', '/api/v1/nope'], ['POST', '/api/v1/sessions'], ['DELETE', '/api/v1/findings']] as const) {
+      const r = await api(path, { method });
+      expect(r.status).toBe(404);
+      expect(r.body).toEqual({ error: 'not_found', message: `no route ${method} ${path}` });
+      expect(r.version).toMatch(/^\d+\.\d+\.\d+/);
+    }
+  });
+});
+
+describe('CLI: one line and an exit code, never a stack trace', () => {
+  it('a URL that is not one (exit 2), a server that is not a collector (exit 3)', async () => {
+    for (const url of ['not-a-url', 'http://[::1', 'ftp://example.com']) {
+      const r = await cli(['status', '--url', url]);
+      expect(r.code, url).toBe(2);
+      expect(r.stderr).toMatch(/^loopwatch: --url ".*" is not an http:\/\/ or https:\/\/ URL/);
+      noStack(r.stderr);
+    }
+    const fromEnv = await cli(['sessions'], { LOOPWATCH_URL: 'nope' });
+    expect(fromEnv.stderr).toMatch(/LOOPWATCH_URL "nope" is not an http/);
+    for (const cmd of [['status'], ['sessions'], ['findings'], ['models'], ['export', 's1']]) {
+      const r = await cli([...cmd, '--url', webUrl]);
+      expect(r.code, cmd[0]).toBe(3);
+      expect(r.stderr).toMatch(/is not a Loopwatch collector .*check --url/);
+      noStack(r.stderr);
+    }
+  });
+
+  it('export to a file it cannot write: says so, and claims no success', async () => {
+    for (const out of [join(tempDir('lw-cli-err-'), 'no-such-dir', 'x.jsonl'), tempDir('lw-cli-err-'), ...(existsSync('/dev/full') ? ['/dev/full'] : [])]) {
+      const r = await cli(['export', hostile, '--url', tc.url, '-o', out]);
+      expect(r.code, out).toBe(1);
+      expect(r.stderr).toMatch(/^loopwatch: cannot write .*: (ENOENT|EISDIR|ENOSPC)/);
+      expect(r.stdout).not.toMatch(/wrote/);
+      noStack(r.stderr);
+    }
+  });
+
+  it('bad flag values and a data directory it cannot make', async () => {
+    for (const offset of ['-5', 'abc', '1.5']) {
+      const r = await cli(['session', hostile, '--url', tc.url, '--offset', offset]);
+      expect(r.code, offset).not.toBe(0);
+      expect(r.stderr).toMatch(/--offset .* must be a whole number, 0 or more/);
+    }
+    const role = await cli(['keys', 'generate', '--role', 'bogus']);
+    expect(role.code).not.toBe(0);
+    expect(role.stderr).toMatch(/Allowed choices are ingest, read/);
+    const file = join(tempDir('lw-cli-err-'), 'a-file');
+    writeFileSync(file, 'x');
+    const up = await cli(['up', '--port', '0', '--grpc-port', 'off', '--data-dir', file]);
+    expect(up.code).toBe(1);
+    expect(up.stderr).toMatch(/^loopwatch: cannot use the data directory .*a-file \((EEXIST|ENOTDIR): a file is in the way, not a directory\)/);
+    noStack(up.stderr);
+  });
+
+  it('prints ingested text with its control characters made visible, in every text view', async () => {
+    await until(async () => {
+      const r = await cli(['findings', '--json', '--url', tc.url, '--session', hostile]);
+      return (JSON.parse(r.stdout) as { findings: unknown[] }).findings.length > 0;
+    });
+    const shown = '\\x1b[2J\\x07\\u{202e}';
+    for (const cmd of [['sessions'], ['findings'], ['session', hostile], ['findings', '--session', hostile]]) {
+      const r = await cli([...cmd, '--url', tc.url]); // NO_COLOR: the CLI writes no escape sequence of its own
+      expect(r.code, cmd.join(' ')).toBe(0);
+      expect(r.stdout, cmd.join(' ')).toContain(`evil${shown}session`.slice(0, 20));
+      expect(r.stdout).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f\u202e]/);
+    }
+    // JSON keeps the data as it is
+    const json = await cli(['findings', '--json', '--url', tc.url, '--session', hostile]);
+    expect((JSON.parse(json.stdout) as { findings: Array<{ session_id: string }> }).findings[0]!.session_id).toBe(hostile);
+  });
+});
