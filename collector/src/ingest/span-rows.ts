@@ -128,10 +128,13 @@ function wellFormedEscapes(text: string): string {
   return text.replace(LONE_SURROGATE_ESCAPE, '\\ufffd');
 }
 
+/** What a value cut to the attribute length limit ends with. */
+export const TRUNCATED = '…[truncated]';
+
 export interface IngestLimits {
   /** Most attributes one span, event, link or resource may carry. */
   maxAttributes: number;
-  /** Longest attribute key or value, in characters, after conversion to text. */
+  /** Longest attribute key (longer: 400) or value and span name (longer: cut, see TRUNCATED), in characters, after conversion to text. */
   maxAttributeLength: number;
   /** Deepest nesting of array / key-value-list attribute values. */
   maxValueDepth: number;
@@ -251,6 +254,16 @@ class Converter {
     throw new BadRequestError(`${what} is longer than ${this.limits.maxAttributeLength} characters`);
   }
 
+  /**
+   * A value or span name over the limit is cut to it, ending in TRUNCATED, as the OpenTelemetry
+   * SDKs' own attribute limits do: one long error message or captured argument must not cost the
+   * request's other spans (a 400 refuses them all, and exporters do not retry it).
+   */
+  private fit(text: string): string {
+    const max = this.limits.maxAttributeLength;
+    return text.length <= max ? text : text.slice(0, Math.max(0, max - TRUNCATED.length)) + TRUNCATED;
+  }
+
   /** An attribute value as the ClickHouse exporter stores it: scalars as text, arrays and maps as JSON. */
   valueText(v: AnyValueIn | null | undefined): string {
     if (!v) return '';
@@ -295,8 +308,7 @@ class Converter {
       const key = kv.key ?? '';
       if (key.length > max) this.tooLong(`attribute key on ${where}`);
       const value = this.valueText(kv.value);
-      if (value.length > max) this.tooLong(`attribute '${key}' on ${where}`);
-      out[key] = value;
+      out[key] = value.length > max ? this.fit(value) : value;
     }
     return out;
   }
@@ -355,8 +367,7 @@ class Converter {
       if (t === null || t > MAX_NANOS) return 'span with an event time that is not unsigned 64-bit nanoseconds before 2262-04-11';
     }
     const links = span.links ?? [];
-    const spanName = span.name ?? '';
-    if (spanName.length > this.limits.maxAttributeLength) this.tooLong('span name');
+    const spanName = this.fit(span.name ?? '');
     return [
       nanosToDateTime64(start),
       traceId,
