@@ -3,6 +3,9 @@
 // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES); the default endpoint is a local collector on 4318.
 import { createNoopMeter, trace, TraceFlags, type Context, type Meter, type MeterProvider } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import type { Agent as HttpAgent } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { convertLegacyHttpOptions } from '@opentelemetry/otlp-exporter-base/node-http';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { BatchSpanProcessor, type BufferConfig, type ReadableSpan, type Span, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -179,6 +182,51 @@ function exportUrlFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   return tracesUrl(env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || 'http://localhost:4318');
 }
 
+/**
+ * The exporter's HTTP agents, as the standard variables make them (OTEL_EXPORTER_OTLP_CERTIFICATE,
+ * _CLIENT_CERTIFICATE, _CLIENT_KEY), with an error listener on each socket. When the collector
+ * answers before it has read the whole request (a 413 for a batch over its size limit) and closes
+ * the connection, the exporter's socket can fail writing the rest after the request has let go
+ * of it: an 'error' event nobody listens to, which Node turns into an uncaught exception that ends
+ * the agent. The request still sees its own errors; only this one, with nobody left to tell, is
+ * dropped (the export has already been reported as failed).
+ */
+function quietSocketAgents(): (protocol: string) => Promise<HttpAgent> {
+  const fromEnv = convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', {}).agentFactory;
+  return async (protocol) => {
+    const agent = await fromEnv(protocol);
+    const create = (agent as unknown as { createConnection: (...args: unknown[]) => Duplex }).createConnection;
+    (agent as unknown as { createConnection: (...args: unknown[]) => Duplex }).createConnection = function (this: unknown, ...args: unknown[]) {
+      const socket = create.apply(this, args);
+      socket.on('error', () => {});
+      return socket;
+    };
+    return agent;
+  };
+}
+
+/**
+ * What the first failed export says: a collector that answered and refused (an HTTP status: its
+ * message, which says why) is told apart from one that could not be reached.
+ */
+export function exportFailure(error: (Error & { code?: unknown; data?: unknown }) | undefined, target: string | undefined): string {
+  const to = target ? ` to ${target}` : '';
+  if (typeof error?.code === 'number') {
+    let why = '';
+    try {
+      const data = typeof error.data === 'string' ? (JSON.parse(error.data) as { message?: unknown }).message : undefined;
+      if (typeof data === 'string' && data) why = `: ${data}`;
+    } catch {
+      // not the collector's JSON (a protobuf Status, or a proxy's page)
+    }
+    return `the collector refused spans${to}: ${error.code} ${error.message}${why}`;
+  }
+  return `cannot export spans${to}: ${error?.message ?? 'export failed'} (is the collector running? OTEL_EXPORTER_OTLP_ENDPOINT sets where it is)`;
+}
+
+/** Characters an attribute value keeps (OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT overrides it). */
+export const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT = 32 * 1024;
+
 export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
   // Loopwatch collects traces; without these the SDK would also push metrics and logs
   // to endpoints the collector does not serve. An application's own choice wins.
@@ -186,11 +234,10 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
   process.env.OTEL_LOGS_EXPORTER ??= 'none';
   const exporter =
     opts.exporter ??
-    new OTLPTraceExporter(opts.endpoint ? { url: tracesUrl(opts.endpoint) } : {});
+    new OTLPTraceExporter({ ...(opts.endpoint ? { url: tracesUrl(opts.endpoint) } : {}), httpAgentOptions: quietSocketAgents() });
   const target = opts.endpoint ? tracesUrl(opts.endpoint) : exportUrlFromEnv();
   const tally = new ExportTally(
-    (error) =>
-      warn(`cannot export spans${opts.exporter ? '' : ` to ${target}`}: ${error?.message ?? 'export failed'} (is the collector running? OTEL_EXPORTER_OTLP_ENDPOINT sets where it is)`),
+    (error) => warn(exportFailure(error, opts.exporter ? undefined : target)),
     () =>
       warn(`dropping spans: the export queue is full (${maxQueueSize()} spans waiting while the collector is slow or unreachable; OTEL_BSP_MAX_QUEUE_SIZE sets its size)`),
   );
@@ -198,6 +245,12 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
   const batch = new BatchSpanProcessor(tally.wrap(exporter), batchConfig);
   const sdk = new NodeSDK({
     serviceName: opts.serviceName ?? process.env.OTEL_SERVICE_NAME,
+    // attribute values (an error message with a long stack, captured content) cut at 32 KiB unless
+    // the standard variables say otherwise: under the collector's 64 KiB, and no batch of spans
+    // grows past its 16 MiB request limit (a 413 loses the batch)
+    ...(process.env.OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT || process.env.OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT
+      ? {}
+      : { spanLimits: { attributeValueLengthLimit: DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT } }),
     spanProcessors: [new SessionSpanProcessor(), new AiSdkSpanProcessor(), new LlmCallTap(), ...(opts.spanProcessors ?? []), tally, batch],
   });
   sdk.start();
