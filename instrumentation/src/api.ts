@@ -3,9 +3,11 @@
 // (Loopwatch's own, or one the application configured).
 import { context, createContextKey, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer, type TracerProvider } from '@opentelemetry/api';
 import { ATTR } from './attributes.js';
+import { randomBytes } from 'node:crypto';
 import { canonicalJson, hash64Hex, valueHash } from './canonical.js';
 import { contextWithSession, sessionFrom, type SessionInfo } from './context.js';
 import { capturedText, captureOptions } from './options.js';
+import { warn } from './warn.js';
 
 export { canonicalJson, hash64Hex, valueHash } from './canonical.js';
 export { configureCapture, type CaptureOptions } from './options.js';
@@ -37,10 +39,67 @@ export function preciseNow(): number {
   return TIME_ORIGIN + performance.now();
 }
 
-/** Runs fn with every span inside it attributed to the session (and agent). */
+/**
+ * Runs fn with every span inside it attributed to the session (and agent). A number as the id is
+ * taken as its text; an id that is empty (or not text) is said once on stderr, and fn runs
+ * without a session rather than not at all.
+ */
 export function withSession<T>(session: string | SessionInfo, fn: () => T): T {
-  const info = typeof session === 'string' ? { sessionId: session } : session;
-  return context.with(contextWithSession(info), fn);
+  const info = typeof session === 'object' && session !== null ? session : { sessionId: session as string };
+  let id: unknown = info.sessionId;
+  if (typeof id === 'number' || typeof id === 'bigint') id = String(id);
+  if (typeof id !== 'string' || id.trim() === '') {
+    problemOnce('session', `withSession got no usable session id (${typeof id === 'string' ? 'an empty string' : typeof id}): these calls get no session`);
+    return fn();
+  }
+  return context.with(contextWithSession(id === info.sessionId ? info : { ...info, sessionId: id }), fn);
+}
+
+// What went wrong inside the instrumentation, said once per kind: it never fails the agent's call.
+const said = new Set<string>();
+function problemOnce(kind: string, message: string): void {
+  if (said.has(kind)) return;
+  said.add(kind);
+  warn(message);
+}
+
+/**
+ * A hash no other value has, for one that cannot be read for its hash (a getter or toJSON that
+ * throws, nesting too deep, a revoked proxy): the call never equals another, so it is never taken
+ * for a loop, and the tool runs as it would without Loopwatch.
+ */
+function unreadable(err: unknown, what: string): string {
+  problemOnce(`hash:${what}`, `a tool's ${what} could not be read for its hash (${errorText(err)}): such calls are traced without one, and never counted as repeats`);
+  return randomBytes(8).toString('hex');
+}
+
+/** A thrown value's message, without running code that could throw again. */
+function errorText(err: unknown): string {
+  try {
+    if (typeof err === 'string') return err;
+    const m = (err as { message?: unknown } | null)?.message;
+    if (typeof m === 'string') return m;
+    if (err === null || err === undefined || typeof err !== 'object') return String(err);
+    const json = JSON.stringify(err);
+    return json === undefined ? Object.prototype.toString.call(err) : json.length > 1000 ? `${json.slice(0, 1000)}…` : json;
+  } catch {
+    return Object.prototype.toString.call(err);
+  }
+}
+
+/** A thrown value's type: its name (an Error's, or a class's), else what kind of value it is. */
+function errorTypeOf(err: unknown): string {
+  try {
+    if (err instanceof Error) return err.name && err.name !== 'Error' ? String(err.name) : (err.constructor?.name ?? 'Error');
+    if (err === null) return 'null';
+    if (typeof err !== 'object') return typeof err;
+    const name = (err as { name?: unknown }).name;
+    if (typeof name === 'string' && name) return name;
+    const ctor = Object.getPrototypeOf(err)?.constructor?.name;
+    return typeof ctor === 'string' && ctor && ctor !== 'Object' ? ctor : 'object';
+  } catch {
+    return 'Error';
+  }
 }
 
 export interface TraceToolOptions {
@@ -119,21 +178,37 @@ interface TracedCall {
  * A value's hash and, when content is captured, its canonical text: one serialization either way
  * (a value's getters and toJSON run once).
  */
-function identify(value: unknown, capture: boolean): [hash: string, text: string | undefined] {
-  if (!capture) return [valueHash(value), undefined];
-  const text = canonicalJson(value);
-  return [hash64Hex(text), text];
+function identify(pick: ((input: never) => unknown) | undefined, input: unknown, capture: boolean, what: 'arguments' | 'result'): [hash: string, text: string | undefined] {
+  try {
+    // what to identify the call by (argsOf, resultOf), picked here: an option that throws is a value that cannot be read
+    const value = pick ? pick(input as never) : input;
+    if (!capture) return [valueHash(value), undefined];
+    const text = canonicalJson(value);
+    return [hash64Hex(text), text];
+  } catch (err) {
+    return [unreadable(err, what), undefined];
+  }
+}
+
+/** The captured (redacted, size-limited) text; a redact hook that throws leaves it out. */
+function captured(text: string, kind: 'arguments' | 'result', tool: string): string | undefined {
+  try {
+    return capturedText(text, kind, tool);
+  } catch (err) {
+    problemOnce('redact', `the redact hook failed (${errorText(err)}): content it fails on is not recorded`);
+    return undefined;
+  }
 }
 
 /** Ends the call's span as a success; `resultKnown` false (a stream read elsewhere, a generator stopped early) sets no result hash. */
 function finishOk(c: TracedCall, result: unknown, resultKnown = true): void {
   let resultHash: string | undefined;
   if (resultKnown) {
-    const [hash, resultText] = identify(c.opts.resultOf ? c.opts.resultOf(result) : result, captureOptions().captureContent);
+    const [hash, resultText] = identify(c.opts.resultOf, result, captureOptions().captureContent, 'result');
     resultHash = hash;
     c.span.setAttribute(ATTR.resultHash, hash);
     if (resultText !== undefined) {
-      const capturedResult = capturedText(resultText, 'result', c.tool);
+      const capturedResult = captured(resultText, 'result', c.tool);
       if (capturedResult !== undefined) c.span.setAttribute(ATTR.toolCallResult, capturedResult);
     }
   }
@@ -142,14 +217,21 @@ function finishOk(c: TracedCall, result: unknown, resultKnown = true): void {
   c.span.end(endedAt);
 }
 
+/** Ends the call's span as failed. Reads the thrown value only through errorTypeOf and errorText, which cannot throw. */
 function finishError(c: TracedCall, err: unknown): void {
-  const e = err instanceof Error ? err : new Error(String(err));
-  const errorType = e.name && e.name !== 'Error' ? e.name : (e.constructor?.name ?? 'Error');
+  const errorType = errorTypeOf(err);
+  const message = errorText(err);
   c.span.setAttribute(ATTR.errorType, errorType);
-  c.span.recordException(e);
-  c.span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
+  let stack: string | undefined;
+  try {
+    stack = err instanceof Error && typeof err.stack === 'string' ? err.stack : undefined;
+  } catch {
+    // a stack getter that throws
+  }
+  c.span.recordException(stack === undefined ? { name: errorType, message } : { name: errorType, message, stack });
+  c.span.setStatus({ code: SpanStatusCode.ERROR, message });
   const endedAt = preciseNow();
-  if (observers.size > 0) notify(c, undefined, 'error', errorType, e.message, endedAt);
+  if (observers.size > 0) notify(c, undefined, 'error', errorType, message, endedAt);
   c.span.end(endedAt);
 }
 
@@ -159,7 +241,13 @@ function notify(c: TracedCall, resultHash: string | undefined, status: 'ok' | 'e
     sessionId: session?.sessionId, agent: session?.agent, tool: c.tool, argsHash: c.argsHash, resultHash, status, errorType, errorMessage,
     startedAt: c.startedAt, endedAt, depth: c.depth, span: c.span,
   };
-  for (const o of observers) o(record);
+  for (const o of observers) {
+    try {
+      o(record);
+    } catch (err) {
+      problemOnce('observer', `an onToolCall observer failed (${errorText(err)}): the tool call goes on`);
+    }
+  }
 }
 
 /**
@@ -169,18 +257,38 @@ function notify(c: TracedCall, resultHash: string | undefined, status: 'ok' | 'e
  */
 function runInSpan(c: TracedCall, fn: (...args: unknown[]) => unknown, self: unknown, args: unknown[]): unknown {
   let out: unknown;
-  try {
-    if (beforeObservers.size > 0) {
+  if (beforeObservers.size > 0) {
+    // the loop guard's halt: the call does not run. An async tool fails as it would, with a rejected promise
+    try {
       const session = sessionFrom(c.parent);
       for (const o of beforeObservers) o({ sessionId: session?.sessionId, agent: session?.agent, tool: c.tool, argsHash: c.argsHash, span: c.span });
+    } catch (err) {
+      finishError(c, err);
+      if (isAsyncFunction(fn)) return Promise.reject(err);
+      throw err;
     }
+  }
+  try {
     out = fn.apply(self, args);
   } catch (err) {
     finishError(c, err);
     throw err;
   }
-  if (isPromiseLike(out)) {
-    return Promise.resolve(out).then(
+  const kind = returnKind(out);
+  if (kind === 'promise') {
+    // the tool's own promise goes back (a subclass keeps its methods, e.g. the OpenAI SDK's
+    // withResponse()); the call ends in handlers that never reject, so a promise the agent does
+    // not wait for rejects as unhandled only if it would have without Loopwatch
+    (out as Promise<unknown>).then(
+      (v: unknown) => settleQuietly(c, v, safeStreamKind(v) === undefined),
+      (err: unknown) => finishError(c, err),
+    );
+    return out;
+  }
+  if (kind === 'thenable') {
+    // another thenable is followed through one then() only (one that runs a query on each then,
+    // like a query builder, must not run twice): the caller gets the promise of that
+    return Promise.resolve(out as PromiseLike<unknown>).then(
       (v) => settle(c, v),
       (err: unknown) => {
         finishError(c, err);
@@ -191,22 +299,48 @@ function runInSpan(c: TracedCall, fn: (...args: unknown[]) => unknown, self: unk
   return settle(c, out);
 }
 
+/** What a tool returned, without letting a value that throws when looked at (a revoked proxy) fail the call. */
+function returnKind(out: unknown): 'promise' | 'thenable' | 'value' {
+  try {
+    return out instanceof Promise ? 'promise' : isPromiseLike(out) ? 'thenable' : 'value';
+  } catch {
+    return 'value';
+  }
+}
+
+const AsyncFunction = (async () => {}).constructor;
+const AsyncGeneratorFunction = async function* () {}.constructor;
+function isAsyncFunction(fn: unknown): boolean {
+  return fn instanceof AsyncFunction || fn instanceof AsyncGeneratorFunction;
+}
+
+/** Ends the call as a success (resultKnown false: a stream or generator not followed); never throws. */
+function settleQuietly(c: TracedCall, value: unknown, resultKnown: boolean): void {
+  try {
+    finishOk(c, value, resultKnown);
+  } catch (err) {
+    problemOnce('settle', `a tool call's span could not be ended (${errorText(err)})`);
+  }
+}
+
 /**
- * Ends the call with what fn returned, or hands back a generator that ends it when read to the
- * end. Hashing the result (a throwing getter or toJSON) or an observer can fail: that is then
- * the call's error.
+ * Ends the call with what fn returned, or follows a generator to its end. The value goes back
+ * unchanged: what cannot be hashed is traced without a hash (identify), and a failure inside
+ * the instrumentation is said on stderr, never thrown into the agent.
  */
 function settle(c: TracedCall, value: unknown): unknown {
-  try {
-    const kind = streamKind(value);
-    if (kind === undefined) finishOk(c, value);
-    else if (kind === 'other') finishOk(c, value, false);
-    else return observeGenerator(c, context.active(), value as Generator, kind === 'async-generator');
-  } catch (err) {
-    if (c.span.isRecording()) finishError(c, err);
-    throw err;
-  }
+  const kind = safeStreamKind(value);
+  if (kind === 'generator' || kind === 'async-generator') return observeGenerator(c, context.active(), value as Generator, kind === 'async-generator');
+  settleQuietly(c, value, kind === undefined);
   return value;
+}
+
+function safeStreamKind(v: unknown): ReturnType<typeof streamKind> {
+  try {
+    return streamKind(v);
+  } catch {
+    return 'other'; // a proxy that throws on a property read: not followed
+  }
 }
 
 /**
@@ -265,32 +399,39 @@ function observeGenerator(c: TracedCall, ctx: Context, gen: Generator | AsyncGen
     }
     return isAsync ? (r as Promise<IteratorResult<unknown>>).then(observed(method), failed) : observed(method)(r as IteratorResult<unknown>);
   };
-  return {
-    next: (v?: unknown) => step('next', v),
-    return: (v?: unknown) => step('return', v),
-    throw: (e?: unknown) => step('throw', e),
-    [isAsync ? Symbol.asyncIterator : Symbol.iterator]() {
-      return this;
-    },
-  };
+  // the generator's own prototype (instanceof, its toString tag, [Symbol.iterator]) and properties, with the three methods observed
+  const observedGen = Object.create(Object.getPrototypeOf(gen) as object) as Record<string, unknown>;
+  Object.assign(observedGen, gen);
+  Object.defineProperties(observedGen, {
+    next: { value: (v?: unknown) => step('next', v), configurable: true, writable: true },
+    return: { value: (v?: unknown) => step('return', v), configurable: true, writable: true },
+    throw: { value: (e?: unknown) => step('throw', e), configurable: true, writable: true },
+  });
+  return observedGen;
 }
 
 /** Wraps a tool function so each call is an `execute_tool {name}` span with argument/result hashes. */
 export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A) => R, opts: TraceToolOptions = {}): (...args: A) => R {
   const spanName = `execute_tool ${name}`;
   const call = fn as unknown as (...args: unknown[]) => unknown;
+  const argsOf = opts.argsOf;
   const traced = function (this: unknown, ...args: A): R {
     const parent = context.active();
-    const [argsHash, argsText] = identify(opts.argsOf ? opts.argsOf(args) : args.length === 1 ? args[0] : args, captureOptions().captureContent);
+    const [argsHash, argsText] = identify(argsOf, argsOf || args.length !== 1 ? args : args[0], captureOptions().captureContent, 'arguments');
     const callIdOpt = opts.callId;
-    const callId = typeof callIdOpt === 'function' ? callIdOpt(args) : callIdOpt;
+    let callId: string | undefined;
+    try {
+      callId = typeof callIdOpt === 'function' ? callIdOpt(args) : callIdOpt;
+    } catch (err) {
+      problemOnce('callId', `a callId option failed (${errorText(err)}): calls are traced without an id`);
+    }
     const toolType = opts.type ?? 'function';
     const attributes: Attributes = opts.attributes
       ? { ...opts.attributes, 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': name, 'gen_ai.tool.type': toolType, 'loopwatch.tool.args_hash': argsHash }
       : { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': name, 'gen_ai.tool.type': toolType, 'loopwatch.tool.args_hash': argsHash };
     if (callId) attributes[ATTR.toolCallId] = callId;
     if (argsText !== undefined) {
-      const capturedArgs = capturedText(argsText, 'arguments', name);
+      const capturedArgs = captured(argsText, 'arguments', name);
       if (capturedArgs !== undefined) attributes[ATTR.toolCallArguments] = capturedArgs;
     }
     const startedAt = preciseNow();
@@ -302,7 +443,13 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     // what startActiveSpan does, with the call's state passed in rather than captured by a closure
     return context.with(inner, runInSpan, undefined, c, call, this, args as unknown[]) as R;
   };
-  Object.defineProperty(traced, 'name', { value: fn.name || name });
+  // what the tool function carries (a description or schema a framework reads, its arity)
+  for (const key of Reflect.ownKeys(fn)) {
+    if (key === 'prototype' || key === 'arguments' || key === 'caller') continue;
+    const d = Object.getOwnPropertyDescriptor(fn, key);
+    if (d && (key === 'length' || key === 'name' || !(key in traced))) Object.defineProperty(traced, key, d);
+  }
+  if (!fn.name) Object.defineProperty(traced, 'name', { value: name, configurable: true });
   return traced;
 }
 
@@ -310,26 +457,33 @@ type ToolLike = ((...args: never[]) => unknown) | { execute?: (...args: never[])
 
 /**
  * Traces every tool of a tool set: a record of functions, or of tool objects with an
- * `execute` method (Vercel AI SDK, and most agent frameworks). Returns the same shape; an
- * AI SDK execute's second argument carries the model's toolCallId, which becomes the call id.
+ * `execute` method (Vercel AI SDK, and most agent frameworks). Returns the same shape: an object
+ * with the same prototype and the same properties (symbol-keyed and non-enumerable ones too),
+ * where each function, and each tool object's execute (its other properties and its prototype's
+ * methods kept, `this` still the tool), is traced. An AI SDK execute's second argument carries
+ * the model's toolCallId, which becomes the call id. Inherited members are left as they are.
  */
 export function wrapTools<T extends Record<string, ToolLike>>(tools: T): T {
-  const out: Record<string, unknown> = {};
-  for (const [name, tool] of Object.entries(tools)) {
-    if (typeof tool === 'function') {
-      out[name] = traceTool(name, tool as (...args: unknown[]) => unknown);
-    } else if (tool && typeof tool.execute === 'function') {
-      const execute = tool.execute as (...args: unknown[]) => unknown;
-      out[name] = {
-        ...tool,
-        execute: traceTool(name, (input: unknown, options?: unknown) => execute.call(tool, input, options), {
-          callId: (args) => (args[1] as { toolCallId?: string } | undefined)?.toolCallId,
-          argsOf: (args) => args[0],
-        }),
-      };
-    } else {
-      out[name] = tool;
-    }
+  const out = Object.create(Object.getPrototypeOf(tools) as object) as Record<PropertyKey, unknown>;
+  for (const key of Reflect.ownKeys(tools)) {
+    const d = Object.getOwnPropertyDescriptor(tools, key)!;
+    if ('value' in d) d.value = wrapTool(typeof key === 'symbol' ? (key.description ?? 'tool') : key, d.value);
+    Object.defineProperty(out, key, d);
   }
   return out as T;
+}
+
+function wrapTool(name: string, tool: unknown): unknown {
+  if (typeof tool === 'function') return traceTool(name, tool as (...args: unknown[]) => unknown);
+  const execute = tool !== null && typeof tool === 'object' ? (tool as { execute?: unknown }).execute : undefined;
+  if (typeof execute !== 'function') return tool;
+  const traced = traceTool(name, execute as (...args: unknown[]) => unknown, {
+    callId: (args) => (args[1] as { toolCallId?: string } | undefined)?.toolCallId,
+    argsOf: (args) => args[0],
+  });
+  const wrapped = Object.create(Object.getPrototypeOf(tool) as object) as Record<PropertyKey, unknown>;
+  Object.defineProperties(wrapped, Object.getOwnPropertyDescriptors(tool));
+  // every argument passes, and `this` is the tool (the original's own execute would see it so)
+  Object.defineProperty(wrapped, 'execute', { value: (...args: unknown[]) => traced.apply(tool, args), configurable: true, enumerable: true, writable: true });
+  return wrapped;
 }

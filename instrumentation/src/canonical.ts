@@ -4,10 +4,20 @@
 // (first 8 bytes of SHA-256, as 16 hex digits).
 import * as nodeCrypto from 'node:crypto';
 
+// The general path's budget: values it visits per hash. Shared references are written out at
+// each place (as JSON.stringify does), so a small graph of shared nodes can stand for an
+// exponential text; past the budget the hash fails (the call is then traced without one).
+const MAX_NODES = 1_000_000;
+let nodesLeft = MAX_NODES;
+function visit(): void {
+  if (--nodesLeft < 0) throw new RangeError(`value too large to hash (over ${MAX_NODES.toLocaleString('en-US')} values)`);
+}
+
 // Cycle check against the ancestors on the current path (an array: short, and cheaper for the
 // garbage collector than a WeakSet per call, which matters on the hot path of every tool call).
 function prune(value: unknown, ancestors: object[]): unknown {
   if (value === null || value === undefined) return undefined;
+  visit();
   if (typeof value === 'bigint') return Number(value);
   if (typeof value !== 'object') return typeof value === 'function' || typeof value === 'symbol' ? undefined : value;
   if (ancestors.includes(value)) return '[circular]';
@@ -47,6 +57,7 @@ function orderedKeys(value: object): string[] {
  */
 function write(value: unknown, ancestors: object[]): string | undefined {
   if (value === null || value === undefined) return undefined;
+  visit();
   switch (typeof value) {
     case 'string':
       return JSON.stringify(value);
@@ -298,6 +309,7 @@ export function canonicalJson(value: unknown): string {
 
 /** canonicalJson() past the fast path. */
 function generalJson(value: unknown): string {
+  nodesLeft = MAX_NODES;
   if (typeof value === 'string') {
     const t = value.trim();
     if (t.startsWith('{')) {
