@@ -79,7 +79,7 @@ export function flushOnExit(target: ExitFlushTarget, timeoutMs: number = DEFAULT
   const onExit = (): void => {
     const pending = target.pendingSpans();
     if (pending > 0) {
-      warn(`${spans(pending)} not exported: the process exited before they were sent (await loopwatch()?.flush() before process.exit())`);
+      warn(`${spans(pending)} not exported: the process exited before they were sent (before a process.exit() of the application's, await loopwatch()?.flush())`);
     }
     const failed = target.failedSpans?.() ?? 0;
     if (failed > 0) warn(`${spans(failed)} could not be exported`);

@@ -239,7 +239,7 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
   const tally = new ExportTally(
     (error) => warn(exportFailure(error, opts.exporter ? undefined : target)),
     () =>
-      warn(`dropping spans: the export queue is full (${maxQueueSize()} spans waiting while the collector is slow or unreachable; OTEL_BSP_MAX_QUEUE_SIZE sets its size)`),
+      warn(`dropping spans: the export queue is full (${maxQueueSize()} spans waiting: the collector is slow or unreachable, or the agent ends spans faster than they are sent; OTEL_BSP_MAX_QUEUE_SIZE sets its size)`),
   );
   const batchConfig = { scheduledDelayMillis: 500, selfObsMeterProvider: queueDropMeter((n) => tally.onDrop(n)) } as BufferConfig;
   const batch = new BatchSpanProcessor(tally.wrap(exporter), batchConfig);

@@ -220,7 +220,11 @@ describe('LoopGuard without OpenTelemetry', () => {
   it('LOOPWATCH_GUARD selects the policy', () => {
     expect(guardPolicyFromEnv({ LOOPWATCH_GUARD: 'halt' })).toBe('halt');
     expect(guardPolicyFromEnv({ LOOPWATCH_GUARD: 'OFF' })).toBe('off');
-    expect(guardPolicyFromEnv({ LOOPWATCH_GUARD: 'bogus' })).toBeUndefined();
+    const said: string[] = [];
+    expect(guardPolicyFromEnv({ LOOPWATCH_GUARD: 'on' }, (m) => said.push(m))).toBeUndefined();
+    expect(said).toEqual(['LOOPWATCH_GUARD="on" ignored: use warn, halt or off']);
+    expect(guardPolicyFromEnv({}, (m) => said.push(m))).toBeUndefined();
+    expect(said).toHaveLength(1);
     expect(enableLoopGuard({ policy: 'off' }).policy).toBe('off');
   });
 });

@@ -30,9 +30,12 @@ export interface LoopGuardHandle {
   disable(): void;
 }
 
-export function guardPolicyFromEnv(env: NodeJS.ProcessEnv = process.env): GuardPolicy | undefined {
+/** LOOPWATCH_GUARD: warn, halt or off; another value is said once on stderr and ignored (no guard). */
+export function guardPolicyFromEnv(env: NodeJS.ProcessEnv = process.env, report: (message: string) => void = warn): GuardPolicy | undefined {
   const v = env.LOOPWATCH_GUARD?.trim().toLowerCase();
-  return v === 'warn' || v === 'halt' || v === 'off' ? v : undefined;
+  if (v === 'warn' || v === 'halt' || v === 'off') return v;
+  if (v) report(`LOOPWATCH_GUARD=${JSON.stringify(env.LOOPWATCH_GUARD)} ignored: use warn, halt or off`);
+  return undefined;
 }
 
 /**
@@ -118,7 +121,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
         for (const f of raised) {
           if (!f.isNew) continue;
           call.span.addEvent('loopwatch.loop_detected', eventAttributes(f, 'warn'));
-          log(`${f.kind} loop in session ${f.sessionId}: ${f.message}`, f);
+          log(`${f.kind === 'redundant' ? 'redundant calls' : `${f.kind} loop`} in session ${f.sessionId}: ${f.message}`, f);
           opts.onLoop?.(f);
         }
       }),
