@@ -150,6 +150,22 @@ export function onToolCall(observer: Observer): () => void {
   return () => observers.delete(observer);
 }
 
+// Set when the process is ending (exit.ts: Ctrl-C or an uncaught error, nothing of the
+// application's deciding otherwise) while the last spans are sent: without Loopwatch the process
+// would already be gone, so no traced tool call starts (its timers may still run meanwhile).
+let ending: string | null = null;
+
+/** From now on traced tool calls do not run: they throw (an async tool: reject) an Error saying why. */
+export function stopToolCalls(why: string): void {
+  ending = why;
+}
+
+function endingError(): Error {
+  const err = new Error(`tool call not started: the process is ending (${ending}); Loopwatch is sending its last spans`);
+  err.name = 'ProcessEndingError';
+  return err;
+}
+
 /** Subscribes to tool calls about to run; may throw to stop the call (the loop guard's halt). */
 type BeforeObserver = (call: { sessionId: string | undefined; agent: string | undefined; tool: string; argsHash: string; span: Span }) => void;
 const beforeObservers = new Set<BeforeObserver>();
@@ -416,6 +432,10 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
   const call = fn as unknown as (...args: unknown[]) => unknown;
   const argsOf = opts.argsOf;
   const traced = function (this: unknown, ...args: A): R {
+    if (ending !== null) {
+      if (isAsyncFunction(fn)) return Promise.reject(endingError()) as R;
+      throw endingError();
+    }
     const parent = context.active();
     const [argsHash, argsText] = identify(argsOf, argsOf || args.length !== 1 ? args : args[0], captureOptions().captureContent, 'arguments');
     const callIdOpt = opts.callId;

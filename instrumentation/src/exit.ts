@@ -12,6 +12,7 @@
 //    (call `await loopwatch()?.flush()` before process.exit()), as are spans whose export failed
 //    and spans the batch processor dropped with its queue full.
 import { inspect } from 'node:util';
+import { stopToolCalls } from './api.js';
 import { warn } from './warn.js';
 
 /** What the exit handlers flush, and how many ended spans the exporter has not finished with. */
@@ -55,6 +56,7 @@ export function flushOnExit(target: ExitFlushTarget, timeoutMs: number = DEFAULT
     const appListens = process.listenerCount(signal) > 1;
     if (flushing && !appListens) return raise(signal); // asked twice: stop now
     flushing = true;
+    if (!appListens) stopToolCalls(signal);
     void bounded().then(() => {
       flushing = false;
       if (!appListens) raise(signal);
@@ -72,6 +74,7 @@ export function flushOnExit(target: ExitFlushTarget, timeoutMs: number = DEFAULT
     }
     process.stderr.write(`${origin === 'unhandledRejection' ? 'Unhandled promise rejection: ' : 'Uncaught '}${inspect(err)}\n\nNode.js ${process.version}\n`);
     process.exitCode = 1;
+    stopToolCalls(origin === 'unhandledRejection' ? 'an unhandled rejection' : 'an uncaught exception');
     void bounded().then(() => process.exit(1));
   };
 

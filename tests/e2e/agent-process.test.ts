@@ -38,6 +38,13 @@ if (how === 'flush') { await loopwatch().flush(); process.stdout.write('flushed\
 if (how === 'signal') process.kill(process.pid, 'SIGINT');
 if (how === 'app-handler') { process.kill(process.pid, 'SIGTERM'); setTimeout(() => {}, 10_000); }
 if (how === 'exit') process.exit(0);
+if (how === 'signal-timers') {
+  // the agent's timers keep firing while Loopwatch sends its last spans after Ctrl-C
+  const tick = traceTool('tick', () => process.stdout.write('tick ran\\n'));
+  let refused = false;
+  setInterval(() => { try { tick(); } catch (e) { if (!refused) { refused = true; process.stdout.write('refused: ' + e.name + '\\n'); } } }, 5);
+  setTimeout(() => process.kill(process.pid, 'SIGINT'), 50);
+}
 `;
 
 interface Run {
@@ -73,6 +80,16 @@ describe('an instrumented agent that ends abruptly', () => {
     const r = await runAgent('exit-sigint', 'signal', 50, { LOOPWATCH_EXIT_FLUSH_MS: '20000' });
     expect(r.signal, r.stderr).toBe('SIGINT');
     expect(await stored('exit-sigint')).toHaveLength(50);
+  });
+
+  it('while the last spans are sent after Ctrl-C, no traced tool call starts (without Loopwatch the process would be gone)', async () => {
+    const nobody = `http://127.0.0.1:${await freePort()}`; // the export retries: the wait lasts
+    const r = await runAgent('exit-sigint-timers', 'signal-timers', 0, {}, nobody);
+    expect(r.signal, r.stderr).toBe('SIGINT');
+    const lines = r.stdout.trim().split('\n');
+    const at = lines.indexOf('refused: ProcessEndingError');
+    expect(at, r.stdout).toBeGreaterThan(0);
+    expect(lines.slice(at + 1)).toEqual([]);
   });
 
   it('LOOPWATCH_EXIT_FLUSH_MS=0 installs nothing: the same Ctrl-C loses the spans still in the batch', async () => {
