@@ -501,9 +501,9 @@ function wrapTool(name: string, tool: unknown): unknown {
     callId: (args) => (args[1] as { toolCallId?: string } | undefined)?.toolCallId,
     argsOf: (args) => args[0],
   });
-  const wrapped = Object.create(Object.getPrototypeOf(tool) as object) as Record<PropertyKey, unknown>;
-  Object.defineProperties(wrapped, Object.getOwnPropertyDescriptors(tool));
+  // a new object: a frozen tool's properties are copied as they are, with execute replaced
+  const props = Object.getOwnPropertyDescriptors(tool) as PropertyDescriptorMap;
   // every argument passes, and `this` is the tool (the original's own execute would see it so)
-  Object.defineProperty(wrapped, 'execute', { value: (...args: unknown[]) => traced.apply(tool, args), configurable: true, enumerable: true, writable: true });
-  return wrapped;
+  props.execute = { value: (...args: unknown[]) => traced.apply(tool, args), configurable: true, enumerable: true, writable: true };
+  return Object.create(Object.getPrototypeOf(tool) as object, props) as unknown;
 }

@@ -187,6 +187,10 @@ describe('wrapTools', () => {
     expect(wrapped[hidden]).toBe('kept');
     expect(wrappedKit).toBeInstanceOf(Toolkit);
     expect(wrappedKit.base).toBe(10);
+    // a frozen tool and tool set (as some frameworks hand them out)
+    const frozen = wrapTools(Object.freeze({ f: Object.freeze({ description: 'f', execute: (x: number) => x * 3 }) }));
+    expect(withSession('contract-wrap', () => frozen.f.execute(2))).toBe(6);
+    expect(frozen.f.description).toBe('f');
   });
 });
 
