@@ -6,6 +6,7 @@
 import { createNoopMeter, diag, DiagConsoleLogger, trace, TraceFlags, type Context, type Meter, type MeterProvider } from '@opentelemetry/api';
 import { diagLogLevelFromString, ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import type { Agent as HttpAgent } from 'node:http';
+import { basename } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { convertLegacyHttpOptions } from '@opentelemetry/otlp-exporter-base/node-http';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
@@ -236,6 +237,12 @@ export function exportFailure(error: (Error & { code?: unknown; data?: unknown }
  * the service name given.
  */
 function agentResource(serviceName: string | undefined): Resource {
+  // Without a name given anywhere, the SDK's default is unknown_service:<path of the node binary>
+  // (e.g. unknown_service:/usr/bin/node for every agent): the entry script's file name tells
+  // agents apart in `loopwatch sessions` and on the dashboards, and keeps a machine's path out
+  serviceName ??= /(^|,)\s*service\.name\s*=/.test(process.env.OTEL_RESOURCE_ATTRIBUTES ?? '') || !process.argv[1]
+    ? undefined
+    : `unknown_service:${basename(process.argv[1])}`;
   const all = { env: envDetector, process: processDetector, host: hostDetector } as const;
   const picked = (process.env.OTEL_NODE_RESOURCE_DETECTORS ?? 'all').split(',').map((d) => d.trim()).filter(Boolean);
   const detectors = picked.includes('none') ? [] : picked.includes('all') || picked.length === 0 ? Object.values(all) : picked.flatMap((d) => (d in all ? [all[d as keyof typeof all]] : []));

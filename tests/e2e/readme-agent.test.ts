@@ -57,4 +57,21 @@ describe('README example agent', () => {
     const calls = await tc.rows<{ n: string }>("SELECT toString(count()) AS n FROM agent_tool_calls FINAL WHERE session_id = 'ticket-4711' AND tool = 'write_file' AND service = 'coder'");
     expect(calls[0]!.n).toBe('5');
   }, 90_000);
+
+  it('without OTEL_SERVICE_NAME the service is named after the entry script, not the node binary', async () => {
+    const project = tempDir('lw-readme-');
+    mkdirSync(join(project, 'node_modules'));
+    symlinkSync(packageRoot, join(project, 'node_modules', 'loopwatch'), 'dir');
+    writeFileSync(join(project, 'my-agent.mjs'), readmeExample('### Instrument an agent').replace("'ticket-4711'", "'ticket-unnamed'"));
+    const run = await new Promise<{ err: Error | null; stderr: string }>((resolve) =>
+      execFile(process.execPath, ['my-agent.mjs'], {
+        cwd: project,
+        env: { ...process.env, OTEL_SERVICE_NAME: undefined, OTEL_RESOURCE_ATTRIBUTES: undefined, OTEL_EXPORTER_OTLP_ENDPOINT: tc.url, LOOPWATCH_SESSION_ID: undefined, LOOPWATCH_GUARD: undefined },
+        timeout: 30_000,
+      }, (err, _stdout, stderr) => resolve({ err, stderr })));
+    expect(run.err, run.stderr).toBeNull();
+    await tc.collector.flush();
+    const rows = await tc.rows<{ service: string }>("SELECT DISTINCT service FROM agent_tool_calls FINAL WHERE session_id = 'ticket-unnamed'");
+    expect(rows).toEqual([{ service: 'unknown_service:my-agent.mjs' }]);
+  }, 60_000);
 });
