@@ -6,6 +6,7 @@
 // compiled CLI, the real sample agent.
 import { existsSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cli, runSampleAgent, until } from './helpers.js';
@@ -95,6 +96,18 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
       noStack(r.stderr);
     }
   });
+
+  it('a server that takes the connection and never answers: said within seconds, not after the read timeout', async () => {
+    const silent = createNetServer(() => {}); // accepts, never answers
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const r = await cli(['sessions', '--url', `http://127.0.0.1:${(silent.address() as { port: number }).port}`]);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toMatch(/^loopwatch: no answer from .* to \/healthz within 10 s: not a Loopwatch collector, or one that is stuck/);
+    } finally {
+      silent.close();
+    }
+  }, 60_000);
 
   it('export to a file it cannot write: says so, and claims no success', async () => {
     for (const out of [join(tempDir('lw-cli-err-'), 'no-such-dir', 'x.jsonl'), tempDir('lw-cli-err-'), ...(existsSync('/dev/full') ? ['/dev/full'] : [])]) {

@@ -52,13 +52,36 @@ export class ApiClient {
     }
   }
 
-  async get<T>(path: string, params: Record<string, string | number | undefined> = {}): Promise<T> {
-    const u = new URL(this.url + path);
-    for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') u.searchParams.set(k, String(v));
-    let res: Response;
+  /**
+   * The first request of a command: /healthz with a short wait, so that a server that accepts the
+   * connection and never answers is reported in seconds, not after the read timeout (queries of
+   * a big store may take a while; a health check does not).
+   */
+  private contacted: Promise<void> | null = null;
+  private contact(): Promise<void> {
+    return (this.contacted ??= this.fetchOrExplain(new URL(`${this.url}/healthz`), 10_000).then(
+      async (res) => {
+        await res.body?.cancel();
+        if (!res.headers.has(COLLECTOR_HEADER)) throw this.notACollector('/healthz', res);
+      },
+    ).catch((err: unknown) => {
+      this.contacted = null; // asked again next time (findings --follow waits for a collector to come back)
+      throw err;
+    }));
+  }
+
+  private notACollector(path: string, res: Response): CliError {
+    return new CliError(`${this.url} is not a Loopwatch collector (its answer to ${path}, ${res.status} ${res.headers.get('content-type') ?? 'no content type'}, is not a collector's): check --url or LOOPWATCH_URL`, 3);
+  }
+
+  /** fetch, with what went wrong said as a CliError (exit 3): no answer in time, an untrusted certificate, nothing listening. */
+  private async fetchOrExplain(u: URL, timeoutMs: number): Promise<Response> {
     try {
-      res = await fetch(u, { headers: this.headers(), signal: AbortSignal.timeout(120_000) });
+      return await fetch(u, { headers: this.headers(), signal: AbortSignal.timeout(timeoutMs) });
     } catch (err) {
+      if ((err as Error).name === 'TimeoutError') {
+        throw new CliError(`no answer from ${this.url} to ${u.pathname} within ${timeoutMs / 1000} s: not a Loopwatch collector, or one that is stuck`, 3);
+      }
       const cause = (err as Error).cause instanceof Error ? ((err as Error).cause as Error) : (err as Error);
       // a collector that answers with TLS this process does not trust (self-signed, a private CA)
       if (/certificate|CERT_|SSL/i.test(`${(cause as NodeJS.ErrnoException).code ?? ''} ${cause.message}`)) {
@@ -66,11 +89,16 @@ export class ApiClient {
       }
       throw new CliError(`no collector at ${this.url} (${cause.message}); start one with \`npx loopwatch up\` or pass --url`, 3);
     }
+  }
+
+  async get<T>(path: string, params: Record<string, string | number | undefined> = {}): Promise<T> {
+    await this.contact();
+    const u = new URL(this.url + path);
+    for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') u.searchParams.set(k, String(v));
+    const res = await this.fetchOrExplain(u, 120_000);
     const text = await res.text();
     // another server at the URL (a web page, another API): say so, rather than fail on what it sent
-    if (!res.headers.has(COLLECTOR_HEADER)) {
-      throw new CliError(`${this.url} is not a Loopwatch collector (its answer to ${u.pathname}, ${res.status} ${res.headers.get('content-type') ?? 'no content type'}, is not a collector's): check --url or LOOPWATCH_URL`, 3);
-    }
+    if (!res.headers.has(COLLECTOR_HEADER)) throw this.notACollector(u.pathname, res);
     if (!res.ok) {
       let message = text;
       try {
