@@ -125,6 +125,8 @@ export class Spool {
   private waiters: (() => void)[] = [];
   /** seal() calls made while a flush was writing: the flush loop seals between two writes. */
   private sealRequests: { resolve: () => void; reject: (err: Error) => void }[] = [];
+  /** The last seal started: settled once its segment is listed as sealed (or failed). */
+  private sealing: Promise<void> = Promise.resolve();
   private readonly minAgeMs: number;
 
   constructor(private readonly opts: SpoolOptions) {
@@ -265,15 +267,24 @@ export class Spool {
 
   private async sealCurrent(): Promise<void> {
     const seg = this.current;
-    if (!seg || seg.bytes === 0) return;
+    if (!seg || seg.bytes === 0) {
+      // a seal already under way (the loader's, by age) has taken the segment but not yet listed
+      // it: done when that one is, or a drain would see no sealed segment and stop too early
+      await this.sealing;
+      return;
+    }
     this.current = null;
-    await seg.fh.close();
-    const name = segmentName(seg.seq, seg.token, 'sealed');
-    const path = join(this.opts.dir, name);
-    await rename(seg.path, path);
-    await fsyncDirAsync(this.opts.dir);
-    this.sealed.push({ name, path, token: seg.token, bytes: seg.bytes });
-    this.wake();
+    const sealing = (async () => {
+      await seg.fh.close();
+      const name = segmentName(seg.seq, seg.token, 'sealed');
+      const path = join(this.opts.dir, name);
+      await rename(seg.path, path);
+      await fsyncDirAsync(this.opts.dir);
+      this.sealed.push({ name, path, token: seg.token, bytes: seg.bytes });
+      this.wake();
+    })();
+    this.sealing = sealing.catch(() => {});
+    await sealing;
   }
 
   /**
