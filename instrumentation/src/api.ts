@@ -280,8 +280,7 @@ function runInSpan(c: TracedCall, fn: (...args: unknown[]) => unknown, self: unk
       for (const o of beforeObservers) o({ sessionId: session?.sessionId, agent: session?.agent, tool: c.tool, argsHash: c.argsHash, span: c.span });
     } catch (err) {
       finishError(c, err);
-      if (isAsyncFunction(fn)) return Promise.reject(err);
-      throw err;
+      return failAsTheToolWould(fn, err);
     }
   }
   try {
@@ -326,8 +325,26 @@ function returnKind(out: unknown): 'promise' | 'thenable' | 'value' {
 
 const AsyncFunction = (async () => {}).constructor;
 const AsyncGeneratorFunction = async function* () {}.constructor;
-function isAsyncFunction(fn: unknown): boolean {
-  return fn instanceof AsyncFunction || fn instanceof AsyncGeneratorFunction;
+const GeneratorFunction = function* () {}.constructor;
+
+/**
+ * A call that does not run (a halt, the process ending) fails the way the tool fails: an async
+ * function with a rejected promise, a generator function with a generator that throws when read,
+ * anything else by throwing.
+ */
+function failAsTheToolWould(fn: unknown, err: unknown): never {
+  if (fn instanceof AsyncFunction) return Promise.reject(err) as never;
+  if (fn instanceof AsyncGeneratorFunction) {
+    return (async function* () {
+      throw err;
+    })() as never;
+  }
+  if (fn instanceof GeneratorFunction) {
+    return (function* () {
+      throw err;
+    })() as never;
+  }
+  throw err;
 }
 
 /** Ends the call as a success (resultKnown false: a stream or generator not followed); never throws. */
@@ -432,10 +449,7 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
   const call = fn as unknown as (...args: unknown[]) => unknown;
   const argsOf = opts.argsOf;
   const traced = function (this: unknown, ...args: A): R {
-    if (ending !== null) {
-      if (isAsyncFunction(fn)) return Promise.reject(endingError()) as R;
-      throw endingError();
-    }
+    if (ending !== null) return failAsTheToolWould(fn, endingError());
     const parent = context.active();
     const [argsHash, argsText] = identify(argsOf, argsOf || args.length !== 1 ? args : args[0], captureOptions().captureContent, 'arguments');
     const callIdOpt = opts.callId;

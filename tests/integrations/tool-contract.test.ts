@@ -141,6 +141,22 @@ describe('the loop guard', () => {
       });
       expect(caught.length).toBeGreaterThan(0);
       expect(caught[0]).toBeInstanceOf(LoopDetectedError);
+      // a streaming tool (an async generator function) halted: still an async generator, which throws when read
+      const poll = traceTool('poll', async function* (q: string) {
+        yield q;
+      });
+      const halted: unknown[] = [];
+      await withSession('contract-halt-gen', async () => {
+        for (let i = 0; i < 8; i++) {
+          try {
+            for await (const v of poll('same')) void v;
+          } catch (err) {
+            halted.push(err);
+          }
+        }
+      });
+      expect(halted.length).toBeGreaterThan(0);
+      expect(halted[0]).toBeInstanceOf(LoopDetectedError);
     } finally {
       guard.disable();
     }
