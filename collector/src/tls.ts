@@ -10,7 +10,7 @@
 // (mutual TLS, as the OpenTelemetry Collector's client_ca_file): exporters present theirs with
 // OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY. The handshake asks
 // for one but does not fail without it: the ingest routes refuse the request with a message that
-// says what is missing (401, gRPC UNAUTHENTICATED), where a failed handshake would reach the
+// says what is missing (403, gRPC UNAUTHENTICATED), where a failed handshake would reach the
 // exporter as a bare socket error. The read API, /metrics and /healthz do not ask for one (the
 // CLI, Grafana and Prometheus use read keys).
 //

@@ -201,8 +201,9 @@ function quietSocketAgents(): (protocol: string) => Promise<HttpAgent> {
   const fromEnv = convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', {}).agentFactory;
   return async (protocol) => {
     const agent = await fromEnv(protocol);
-    const create = (agent as unknown as { createConnection: (...args: unknown[]) => Duplex }).createConnection;
-    (agent as unknown as { createConnection: (...args: unknown[]) => Duplex }).createConnection = function (this: unknown, ...args: unknown[]) {
+    const connecting = agent as unknown as { createConnection: (...args: unknown[]) => Duplex };
+    const create = connecting.createConnection;
+    connecting.createConnection = function (this: unknown, ...args: unknown[]) {
       const socket = create.apply(this, args);
       socket.on('error', () => {});
       return socket;

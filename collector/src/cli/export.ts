@@ -12,12 +12,14 @@ import { CliError } from './http-api.js';
 
 const PAGE = 2000;
 
+const cannotWrite = (path: string, err: Error): CliError => new CliError(`cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+
 /** The output file, open: a path that cannot be written (no such directory, a directory) is a one-line error. */
 function openOutput(path: string): Promise<WriteStream> {
   return new Promise((resolve, reject) => {
     const s = createWriteStream(path);
     s.once('open', () => resolve(s));
-    s.once('error', (err: NodeJS.ErrnoException) => reject(new CliError(`cannot write ${path}: ${err.code ?? err.message}`)));
+    s.once('error', (err) => reject(cannotWrite(path, err)));
   });
 }
 
@@ -35,7 +37,7 @@ export function registerExportCommand(program: Command): void {
       // a write that fails (a full disk) fails the command: the file is not whole
       const write = (lines: unknown[]) =>
         new Promise<void>((resolve, reject) =>
-          out.write(lines.map((l) => JSON.stringify(l) + '\n').join(''), (err) => (err ? reject(new CliError(`cannot write ${opts.output ?? 'stdout'}: ${(err as NodeJS.ErrnoException).code ?? err.message}`)) : resolve())));
+          out.write(lines.map((l) => JSON.stringify(l) + '\n').join(''), (err) => (err ? reject(cannotWrite(opts.output ?? 'stdout', err)) : resolve())));
       const bar = progress(first.total, { json: opts.json || !opts.output, label: 'exporting' });
       await write([exportHeader(session, first.total)]);
       let done = 0;
@@ -50,7 +52,7 @@ export function registerExportCommand(program: Command): void {
       bar.stop();
       if (opts.output) {
         await new Promise<void>((resolve, reject) => {
-          out.once('error', (err) => reject(new CliError(`cannot write ${opts.output}: ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
+          out.once('error', (err) => reject(cannotWrite(opts.output!, err)));
           (out as WriteStream).end(() => resolve());
         });
         if (opts.json) writeJson({ session_id: session, calls: done, file: opts.output });

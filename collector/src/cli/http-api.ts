@@ -46,7 +46,9 @@ export class ApiClient {
     try {
       const r = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
       await r.body?.cancel();
-      return r.ok && r.headers.has(COLLECTOR_HEADER);
+      const ok = r.ok && r.headers.has(COLLECTOR_HEADER);
+      if (ok) this.contacted ??= Promise.resolve(); // the first get() need not ask /healthz again
+      return ok;
     } catch {
       return false;
     }
