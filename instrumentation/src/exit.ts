@@ -1,8 +1,10 @@
-// Spans wait in the batch processor (up to 500 ms) before they are exported, and only a process
-// that ends by running out of work reaches 'beforeExit', where the SDK is shut down. An agent
-// stopped with Ctrl-C or SIGTERM while it loops, or one that dies of a LoopDetectedError it did
-// not catch (LOOPWATCH_GUARD=halt), would lose its last calls: the loop itself. So the import
-// flushes on those too, within a time limit, and then ends the process as it would have ended:
+// Spans wait in the batch processor (up to 500 ms) before they are exported. However the
+// process ends, the import sends them, waiting at most LOOPWATCH_EXIT_FLUSH_MS (2 s), and then
+// lets the process end as it would have ended:
+//  - running out of work: the exporter's sockets and retry timers do not keep the process alive
+//    (sdk.ts, letProcessEnd), so 'beforeExit' comes while the last export is under way or waits
+//    to be retried; it waits for it within the limit. Without the limit, an agent whose
+//    collector is down stayed up to 9 s after its work was done, retrying.
 //  - SIGINT / SIGTERM: flush, then the signal again with its default action (the process dies
 //    of it). When the application listens to the signal itself, it decides: flush only. A second
 //    signal during the flush ends the process at once.
@@ -11,6 +13,8 @@
 //  - process.exit() cannot wait for a flush: spans still pending then are reported on stderr
 //    (call `await loopwatch()?.flush()` before process.exit()), as are spans whose export failed
 //    and spans the batch processor dropped with its queue full.
+// Without these (LOOPWATCH_EXIT_FLUSH_MS=0), a process that runs out of work shuts the SDK down
+// as the OpenTelemetry SDK does, with no limit (index.ts).
 import { inspect } from 'node:util';
 import { stopToolCalls } from './api.js';
 import { warn } from './warn.js';
@@ -21,6 +25,8 @@ export interface ExitFlushTarget {
   pendingSpans(): number;
   failedSpans?(): number;
   droppedSpans?(): number;
+  /** Lets flushes under way resolve: the process is ending and waits no longer. */
+  stopWaiting?(): void;
 }
 
 export const DEFAULT_EXIT_FLUSH_MS = 2000;
@@ -49,12 +55,15 @@ const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 export function flushOnExit(target: ExitFlushTarget, timeoutMs: number = DEFAULT_EXIT_FLUSH_MS): () => void {
   if (timeoutMs <= 0) return () => {};
   let flushing = false;
+  // the wait at the end (onBeforeExit): under way, and for how many pending spans it gave up
+  let waiting = false;
+  let gaveUpAt = -1;
   const bounded = (): Promise<void> =>
     Promise.race([target.flush().catch(() => undefined), new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref())]);
 
   const onSignal = (signal: NodeJS.Signals): void => {
     const appListens = process.listenerCount(signal) > 1;
-    if (flushing && !appListens) return raise(signal); // asked twice: stop now
+    if ((flushing || waiting) && !appListens) return raise(signal); // asked twice (or during the wait at the end): stop now
     flushing = true;
     if (!appListens) stopToolCalls(signal);
     void bounded().then(() => {
@@ -78,10 +87,31 @@ export function flushOnExit(target: ExitFlushTarget, timeoutMs: number = DEFAULT
     void bounded().then(() => process.exit(1));
   };
 
+  // Out of work with spans not yet exported: wait for them, at most timeoutMs (this timer is what
+  // keeps the process up meanwhile), once for as many spans; then stop waiting, so that an
+  // application's `await flush()` goes on and the process ends.
+  const onBeforeExit = (): void => {
+    const pending = target.pendingSpans();
+    if (pending === 0 || pending === gaveUpAt || waiting) return;
+    waiting = true;
+    const limit = setTimeout(() => {
+      gaveUpAt = target.pendingSpans();
+      waiting = false;
+      target.stopWaiting?.();
+    }, timeoutMs);
+    void target.flush().catch(() => undefined).then(() => {
+      if (!waiting) return;
+      clearTimeout(limit);
+      waiting = false;
+    });
+  };
+
   const spans = (n: number) => `${n} span${n === 1 ? '' : 's'}`;
   const onExit = (): void => {
     const pending = target.pendingSpans();
-    if (pending > 0) {
+    if (pending > 0 && gaveUpAt >= 0) {
+      warn(`${spans(pending)} not exported: the collector did not take them within ${timeoutMs} ms of the end of the process (LOOPWATCH_EXIT_FLUSH_MS)`);
+    } else if (pending > 0) {
       warn(`${spans(pending)} not exported: the process exited before they were sent (before a process.exit() of the application's, await loopwatch()?.flush())`);
     }
     const failed = target.failedSpans?.() ?? 0;
@@ -92,10 +122,12 @@ export function flushOnExit(target: ExitFlushTarget, timeoutMs: number = DEFAULT
 
   for (const s of SIGNALS) process.on(s, onSignal);
   process.on('uncaughtException', onUncaught);
+  process.on('beforeExit', onBeforeExit);
   process.on('exit', onExit);
   const remove = (): void => {
     for (const s of SIGNALS) process.off(s, onSignal);
     process.off('uncaughtException', onUncaught);
+    process.off('beforeExit', onBeforeExit);
     process.off('exit', onExit);
   };
   return remove;

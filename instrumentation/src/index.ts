@@ -14,12 +14,13 @@ export { flushOnExit, exitFlushMsFromEnv, type ExitFlushTarget } from './exit.js
 
 const g = globalThis as { __loopwatch?: LoopwatchHandle };
 if (process.env.LOOPWATCH_INSTRUMENTATION !== 'off' && !g.__loopwatch) {
-  g.__loopwatch = startLoopwatch();
-  // shutdown() never rejects: a failed last export is reported on stderr, not the application's failure
-  const stop = () => void g.__loopwatch?.shutdown();
-  process.once('beforeExit', stop);
-  // and a process that ends otherwise: a signal, an uncaught error, process.exit() (exit.ts)
-  flushOnExit(g.__loopwatch, exitFlushMsFromEnv());
+  const exitFlushMs = exitFlushMsFromEnv();
+  // however the process ends, its last spans are sent within LOOPWATCH_EXIT_FLUSH_MS (exit.ts)
+  g.__loopwatch = startLoopwatch({ letProcessEnd: exitFlushMs > 0 });
+  flushOnExit(g.__loopwatch, exitFlushMs);
+  // without those handlers, the end of the work shuts the SDK down as the OpenTelemetry SDK does,
+  // with no limit (shutdown() never rejects: a failed last export is reported on stderr)
+  if (exitFlushMs <= 0) process.once('beforeExit', () => void g.__loopwatch?.shutdown());
 }
 
 /** The running SDK started by this import, if any (flush before a short-lived process exits). */

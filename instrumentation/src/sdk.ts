@@ -86,11 +86,15 @@ class ExportTally implements SpanProcessor {
   shutdown(): Promise<void> {
     return Promise.resolve();
   }
+  /** Exports under way, with the batch processor's callback (see abandon()). */
+  private inFlight = new Set<{ done: (result: ExportResult) => void }>();
   /** The exporter, reporting each finished export to the tally. */
   wrap(exporter: SpanExporter): SpanExporter {
     return {
       export: (spans: ReadableSpan[], done: (result: ExportResult) => void) => {
         this.handed += spans.length;
+        const entry = { done };
+        this.inFlight.add(entry);
         exporter.export(spans, (result) => {
           this.settled += spans.length;
           if (result.code !== ExportResultCode.SUCCESS) {
@@ -98,12 +102,24 @@ class ExportTally implements SpanProcessor {
             this.failed += spans.length;
           }
           this.waiters = this.waiters.filter((w) => (this.settled >= w.upTo ? (w.resolve(), false) : true));
-          done(result);
+          if (this.inFlight.delete(entry)) done(result);
         });
       },
       shutdown: () => exporter.shutdown(),
       forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
     };
+  }
+  /**
+   * Tells the batch processor that the exports under way failed, while they go on (retried on
+   * unreferenced timers): its timer for each export (30 s) would otherwise keep the process up.
+   * Their spans stay pending until the exporter is done with them. The batch processor then goes
+   * on to its next batch, so while the collector cannot be reached several exports can be under
+   * way (the exporter's concurrency limit bounds them) where it waited for one.
+   */
+  abandon(): void {
+    const entries = [...this.inFlight];
+    this.inFlight.clear();
+    for (const e of entries) e.done({ code: ExportResultCode.FAILED, error: new Error('the process is ending') });
   }
   pending(): number {
     return Math.max(0, this.ended - this.settled - this.dropped);
@@ -157,6 +173,13 @@ export interface StartOptions {
   exporter?: SpanExporter;
   /** Extra span processors, after the session stamper (and the AI SDK span processor) and before the exporter. */
   spanProcessors?: SpanProcessor[];
+  /**
+   * The OTLP exporter's sockets and retry timers do not keep the process alive, so a process
+   * whose work is done does not stay up retrying an unreachable collector (up to the exporter's
+   * 10 s timeout): the caller bounds the wait for the last spans instead (`flushOnExit`, which the
+   * import installs, waits at most LOOPWATCH_EXIT_FLUSH_MS). Only for the exporter made here.
+   */
+  letProcessEnd?: boolean;
 }
 
 export interface LoopwatchHandle {
@@ -175,6 +198,12 @@ export interface LoopwatchHandle {
   failedSpans(): number;
   /** Spans dropped before export because the export queue was full. */
   droppedSpans(): number;
+  /**
+   * Resolves the flushes under way without waiting for their exports any longer: the process is
+   * ending (exit.ts gave up on an unreachable collector), and an application awaiting flush()
+   * then goes on to its end instead of stopping at an unsettled await.
+   */
+  stopWaiting(): void;
 }
 
 function tracesUrl(endpoint: string): string {
@@ -197,15 +226,16 @@ function exportUrlFromEnv(env: NodeJS.ProcessEnv = process.env): string {
  * the agent. The request still sees its own errors; only this one, with nobody left to tell, is
  * dropped (the export has already been reported as failed).
  */
-function quietSocketAgents(): (protocol: string) => Promise<HttpAgent> {
+function quietSocketAgents(unref: boolean): (protocol: string) => Promise<HttpAgent> {
   const fromEnv = convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', {}).agentFactory;
   return async (protocol) => {
     const agent = await fromEnv(protocol);
-    const connecting = agent as unknown as { createConnection: (...args: unknown[]) => Duplex };
+    const connecting = agent as unknown as { createConnection: (...args: unknown[]) => Duplex & { unref(): void } };
     const create = connecting.createConnection;
     connecting.createConnection = function (this: unknown, ...args: unknown[]) {
       const socket = create.apply(this, args);
       socket.on('error', () => {});
+      if (unref) socket.unref(); // see StartOptions.letProcessEnd
       return socket;
     };
     return agent;
@@ -213,11 +243,40 @@ function quietSocketAgents(): (protocol: string) => Promise<HttpAgent> {
 }
 
 /**
+ * The exporter's retries (after a refused connection, a 429 or a 503) wait on timers that keep
+ * the process alive; these wait the same time but do not (StartOptions.letProcessEnd). The retry
+ * is the exporter's own (@opentelemetry/otlp-exporter-base's RetryingTransport, reached through
+ * its private fields): only the timer is unreferenced, and each attempt's failure is told to
+ * `failedAttempt` (what the wait at the end reports when it gives up). Returns whether that shape
+ * was found; if not, retries hold the process as before (tests/e2e/agent-process.test.ts notices).
+ */
+function unrefRetryTimers(exporter: OTLPTraceExporter, failedAttempt: (error: Error | undefined) => void): boolean {
+  type Attempt = { status?: string; error?: Error };
+  type Send = (data: Uint8Array, timeoutMillis: number) => Promise<Attempt>;
+  const retrying = (exporter as unknown as { _delegate?: { _transport?: { retry?: unknown; _transport?: { send?: Send } } } })._delegate?._transport;
+  const inner = retrying?._transport;
+  const send = inner?.send;
+  if (typeof retrying?.retry !== 'function' || typeof send !== 'function') return false;
+  inner!.send = (data, timeoutMillis) =>
+    send.call(inner, data, timeoutMillis).then((attempt) => {
+      // a retryable answer (429, 503) comes without an error
+      if (attempt.status !== 'success') failedAttempt(attempt.error ?? Object.assign(new Error('busy'), { busy: true }));
+      return attempt;
+    });
+  retrying.retry = (data: Uint8Array, timeoutMillis: number, inMillis: number) =>
+    new Promise((resolve, reject) => {
+      setTimeout(() => void inner!.send!(data, timeoutMillis).then(resolve, reject), inMillis).unref();
+    });
+  return true;
+}
+
+/**
  * What the first failed export says: a collector that answered and refused (an HTTP status: its
  * message, which says why) is told apart from one that could not be reached.
  */
-export function exportFailure(error: (Error & { code?: unknown; data?: unknown }) | undefined, target: string | undefined): string {
+export function exportFailure(error: (Error & { code?: unknown; data?: unknown; busy?: boolean }) | undefined, target: string | undefined): string {
   const to = target ? ` to ${target}` : '';
+  if (error?.busy) return `the collector did not take spans${to}: it is busy (it answered 429 or 503, retry later)`;
   if (typeof error?.code === 'number') {
     let why = '';
     try {
@@ -259,12 +318,24 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
   // to endpoints the collector does not serve. An application's own choice wins.
   process.env.OTEL_METRICS_EXPORTER ??= 'none';
   process.env.OTEL_LOGS_EXPORTER ??= 'none';
-  const exporter =
-    opts.exporter ??
-    new OTLPTraceExporter({ ...(opts.endpoint ? { url: tracesUrl(opts.endpoint) } : {}), httpAgentOptions: quietSocketAgents() });
   const target = opts.endpoint ? tracesUrl(opts.endpoint) : exportUrlFromEnv();
+  let exporter = opts.exporter;
+  let lastAttempt: { error: Error | undefined } | undefined;
+  if (!exporter) {
+    const otlp = new OTLPTraceExporter({ ...(opts.endpoint ? { url: tracesUrl(opts.endpoint) } : {}), httpAgentOptions: quietSocketAgents(opts.letProcessEnd === true) });
+    // an attempt failed and a retry waits on its timer: the batch processor stops waiting for that
+    // export (tally.abandon()), or its own timer for it would keep the process up meanwhile
+    if (opts.letProcessEnd) unrefRetryTimers(otlp, (error) => ((lastAttempt = { error }), tally.abandon()));
+    exporter = otlp;
+  }
+  let failureReported = false;
+  const reportFailure = (error: Error | undefined): void => {
+    if (failureReported) return;
+    failureReported = true;
+    warn(exportFailure(error, opts.exporter ? undefined : target));
+  };
   const tally = new ExportTally(
-    (error) => warn(exportFailure(error, opts.exporter ? undefined : target)),
+    reportFailure,
     () =>
       warn(`dropping spans: the export queue is full (${maxQueueSize()} spans waiting: the collector is slow or unreachable, or the agent ends spans faster than they are sent; OTEL_BSP_MAX_QUEUE_SIZE sets its size)`),
   );
@@ -293,9 +364,23 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
   // first export waits for the resource's detected attributes), so a second flush started then
   // (an application's, beside the signal handler's) would resolve before they are sent.
   let flushing: Promise<void> = Promise.resolve();
+  // what flush() also resolves on: stopWaiting()
+  let release = (): void => {};
+  let released = new Promise<void>((resolve) => (release = resolve));
   return {
     provider,
-    flush: () => (flushing = flushing.then(() => batch.forceFlush().catch(() => undefined)).then(() => tally.exportsDone())),
+    flush: () => {
+      flushing = flushing.then(() => batch.forceFlush().catch(() => undefined)).then(() => tally.exportsDone());
+      return Promise.race([flushing, released]);
+    },
+    stopWaiting: () => {
+      // the exports given up on are still being retried: say why, as a failed one would
+      if (lastAttempt) reportFailure(lastAttempt.error);
+      tally.abandon();
+      release();
+      flushing = Promise.resolve();
+      released = new Promise<void>((resolve) => (release = resolve));
+    },
     shutdown: () => provider.shutdown().catch(() => undefined),
     pendingSpans: () => tally.pending(),
     failedSpans: () => tally.failed,

@@ -4,6 +4,7 @@
 // Loopwatch (instrumentation/src/exit.ts). And which session its calls get outside withSession.
 // Real child processes with the real SDK and exporter, a real collector on loopback.
 import { execFile } from 'node:child_process';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../collector/src/paths.js';
 import { DEFAULT_EXIT_FLUSH_MS, exitFlushMsFromEnv } from '../../instrumentation/src/exit.js';
@@ -134,14 +135,43 @@ describe('an instrumented agent that ends abruptly', () => {
     expect(dropped + unsent, r.stderr).toBe(200);
   });
 
-  it('no collector: the agent still ends cleanly (exit 0, its own flush() resolves), and says where it could not export to', async () => {
+  it('no collector: the agent still ends cleanly (exit 0, its own flush() resolves), says where it could not export to, and does not stay up retrying', async () => {
     const port = await freePort();
-    const r = await runAgent('exit-no-collector', 'flush', 20, {}, `http://127.0.0.1:${port}`);
+    // the exporter would retry for up to 30 s (five attempts over about 13 s); the wait at the end is 500 ms
+    const r = await runAgent('exit-no-collector', 'flush', 20, { LOOPWATCH_EXIT_FLUSH_MS: '500', OTEL_EXPORTER_OTLP_TIMEOUT: '30000' }, `http://127.0.0.1:${port}`);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe('flushed\n');
-    expect(r.stderr).toContain(`[loopwatch] cannot export spans to http://127.0.0.1:${port}/v1/traces`);
-    expect(r.stderr).toContain('[loopwatch] 20 spans could not be exported');
+    expect(r.stderr).toContain(`[loopwatch] cannot export spans to http://127.0.0.1:${port}/v1/traces: connect ECONNREFUSED`);
+    expect(r.stderr).toContain('[loopwatch] 20 spans not exported: the collector did not take them within 500 ms of the end of the process (LOOPWATCH_EXIT_FLUSH_MS)');
+    // the process ended while the exporter still retried: its last attempt never finished
+    expect(r.stderr).not.toContain('could not be exported');
     expect(r.stderr).not.toContain('Unhandled');
+  });
+
+  it('a collector that refuses the first attempt: the exporter retries and delivers within the wait at the end, nothing is reported', async () => {
+    // the first connection is reset (a collector restarting), the next ones reach the collector
+    const target = new URL(tc.url);
+    let connections = 0;
+    const proxy = createServer((client) => {
+      if (connections++ === 0) return void client.resetAndDestroy();
+      const upstream = connect(Number(target.port), target.hostname);
+      client.pipe(upstream).pipe(client);
+      const close = () => (client.destroy(), upstream.destroy());
+      client.on('error', close);
+      upstream.on('error', close);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = proxy.address() as AddressInfo;
+      const r = await runAgent('exit-retried', 'calls', 20, { LOOPWATCH_EXIT_FLUSH_MS: '20000' }, `http://127.0.0.1:${port}`);
+      expect(r.code, r.stderr).toBe(0);
+      expect(connections).toBeGreaterThan(1);
+      expect(r.stderr).not.toContain('not exported');
+      expect(r.stderr).not.toContain('cannot export');
+      expect(await stored('exit-retried')).toHaveLength(20);
+    } finally {
+      proxy.close();
+    }
   });
 });
 
