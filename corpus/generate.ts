@@ -674,6 +674,29 @@ function negTestReruns(b: SessionBuilder): void {
   codingFix(b, files, b.rng.int(3, 5));
 }
 
+/** Tests that fail less after each edit: the error names how many fail, so each run's error is another one. */
+function negFailingLess(b: SessionBuilder): void {
+  const rng = b.rng;
+  const files = new Set<string>();
+  const cycles = rng.int(4, 6);
+  let failing = cycles + rng.int(0, 3);
+  for (let c = 0; c < cycles; c++) {
+    b.tool('edit_file', { path: filePath(rng, files), old: `line ${rng.int(1, 300)}`, new: `fix ${rng.hex(6)}` }, { result: { ok: true, diff: `+${rng.int(1, 20)} -${rng.int(0, 12)}` } });
+    const status = rng.pick([401, 404, 422, 500]);
+    if (c < cycles - 1) b.tool('run_tests', { command: 'npm test' }, { error: ['TestFailure', `${failing} tests failed (first: expected status 200, got ${status})`] }, { durMs: rng.int(2000, 9000) });
+    else b.tool('run_tests', { command: 'npm test' }, { result: { passed: 40 + c, failed: 0 } }, { durMs: rng.int(2000, 9000) });
+    failing = Math.max(1, failing - rng.int(1, 2));
+  }
+}
+
+/** Scaffolding: many different files written, by a tool that returns nothing (an action). */
+function negScaffold(b: SessionBuilder): void {
+  const rng = b.rng;
+  const files = new Set<string>();
+  const n = rng.int(22, 30);
+  for (let i = 0; i < n; i++) b.tool('write_file', { path: filePath(rng, files), content: `export const m${i} = ${rng.int(0, 999)};\n` }, { result: null });
+}
+
 const NEGATIVES: Record<string, { agents: AgentType[]; run: (b: SessionBuilder) => void }> = {
   polling: { agents: ['support', 'coder', 'research'], run: negPolling },
   pagination: { agents: ['support', 'coder', 'research'], run: negPagination },
@@ -681,6 +704,8 @@ const NEGATIVES: Record<string, { agents: AgentType[]; run: (b: SessionBuilder) 
   retry_succeeds: { agents: ['support', 'coder', 'research'], run: negRetrySucceeds },
   test_reruns: { agents: ['coder'], run: negTestReruns },
   outage: { agents: ['support', 'coder', 'research'], run: negOutage },
+  failing_less: { agents: ['coder'], run: negFailingLess },
+  scaffold: { agents: ['coder'], run: negScaffold },
 };
 
 type Injector = (b: SessionBuilder) => void;

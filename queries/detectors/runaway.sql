@@ -1,6 +1,7 @@
 -- runaway: one finding per session that either stops making progress (a run of
 -- {runaway_no_progress_run} or more calls in a row, none of which returns a result the session
--- had not seen from that tool; failed calls are never progress, unknown results always are) or
+-- had not seen from that tool, or is an action that returns nothing not made before; failed
+-- calls are never progress, unknown results always are) or
 -- blows a budget: calls {budget_max_calls}, tokens {budget_max_tokens}, cost {budget_max_cost_usd},
 -- wall time {budget_max_wall_time_s} s, nesting depth of tool calls inside tool calls
 -- {budget_max_tool_depth} (followed through parent_span_id, across non-tool spans). 0 disables
@@ -66,8 +67,12 @@ WITH RECURSIVE
     ),
     depths AS (SELECT leaf, max(depth) AS depth FROM walk GROUP BY leaf),
     firsts AS (
+        -- new: a result the tool had not returned in the session, or an action (a call that returns
+        -- nothing) not made before: 25 writes of different files are progress, the same write
+        -- again is not
         SELECT *, outcome_kind = 'U'
-                  OR (outcome_kind = 'R' AND row_number() OVER (PARTITION BY session_id, tool, outcome ORDER BY seq) = 1) AS is_new,
+                  OR (outcome_kind = 'R' AND (row_number() OVER (PARTITION BY session_id, tool, outcome ORDER BY seq) = 1
+                                              OR (result_empty AND row_number() OVER (PARTITION BY session_id, call_key, result_empty ORDER BY seq) = 1))) AS is_new,
                -- the session's first call anchors the finding
                first_value(tuple(span_id, parent_span_id, trace_id)) OVER (PARTITION BY session_id ORDER BY seq
                    ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS anchor,

@@ -54,8 +54,7 @@ ORDER BY (model, match);
 CREATE FUNCTION IF NOT EXISTS loopwatch_model_key AS (m) ->
     replaceRegexpOne(lowerUTF8(arrayElement(splitByChar('/', m), -1)), '^([a-z]{2}\\.)?anthropic\\.', '');
 
--- Error identity across a session; queries/src/detector-defaults.ts normalizeErrorMessage is
--- the same function: numbers and long hex ids must not make two occurrences differ.
+-- Error identity across a session (replaced in 008, which keeps small numbers).
 CREATE FUNCTION IF NOT EXISTS loopwatch_error_norm AS (msg) ->
     leftUTF8(trimBoth(replaceRegexpAll(replaceRegexpAll(lowerUTF8(msg), '[0-9a-f]{8,}|[0-9]+', '#'), '[ \t\r\n]+', ' ')), 200);
 

@@ -214,12 +214,18 @@ export function parseDetectorSettings(text: string): Partial<DetectorParams> {
   return out;
 }
 
+// What varies between occurrences of one error: UUIDs and hex ids, positions (line 12: an edit
+// moves them), durations, numbers joined by . : / - (addresses, times, dates, versions),
+// numbers of 4+ digits (ids, ports, timestamps).
+// Small numbers stay: "5 tests failed" and "1 tests failed", or 401 and 404, are other errors.
+const VARYING_IN_ERRORS = /[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|[0-9a-f]{8,}|\b(?:line|col|column|row|offset|position|pos) ?[0-9]+|[0-9]+(?:\.[0-9]+)?(?:ms|us|ns|s|m|h)\b|[0-9]+(?:[.:/-][0-9]+)+|[0-9]{4,}/g;
+
 /**
- * Normalized error message, identical to the SQL side (queries/schema/004_detectors.sql,
- * loopwatch_error_norm): lower case, numbers and long hex ids replaced by '#', whitespace
- * collapsed, cut at 200 characters. Ids and counters in a message must not make errors differ.
+ * Normalized error message, identical to the SQL side (queries/schema/008_error_norm_small_numbers.sql,
+ * loopwatch_error_norm): lower case, ids, durations and long numbers replaced by '#', whitespace
+ * collapsed, cut at 200 characters. Ids and timestamps in a message must not make errors differ.
  */
 export function normalizeErrorMessage(message: string): string {
-  const norm = message.toLowerCase().replace(/[0-9a-f]{8,}|[0-9]+/g, '#').replace(/[ \t\r\n]+/g, ' ').trim();
+  const norm = message.toLowerCase().replace(VARYING_IN_ERRORS, '#').replace(/[ \t\r\n]+/g, ' ').trim();
   return Array.from(norm).slice(0, 200).join('');
 }

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelPrices, mergedPrices } from '../../collector/src/detect/prices.js';
 import { findingId, loopSpanId, runDetectors } from '../../collector/src/detect/run-detectors.js';
 import { LoopGuard, type GuardFinding } from '../../instrumentation/src/guard/loop-guard.js';
+import { normalizeErrorMessage } from '../../queries/src/detector-defaults.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 import { buildSession, insertSession, insertSpans, times, type BuiltSession, type CallSpec } from './helpers.js';
 
@@ -61,6 +62,14 @@ const CASES: Record<string, CallSpec[]> = {
     { tool: 'edit_file', args: { path: 'a.ts', patch: `p${i}` }, result: 'ok' }, { tool: 'run_tests', args: {}, result: `${4 - i} failing` },
   ]),
   neg_polling_with_sleep: [0, 1, 2, 3].flatMap((i) => [{ tool: 'sleep', args: { s: 5 }, result: '' }, { tool: 'job_status', args: { id: 1 }, result: `step ${i}` }]),
+  // the error says how many tests still fail, or which status came back: each is another error
+  neg_failing_less: [0, 1, 2, 3, 4].flatMap((i) => [
+    { tool: 'edit_file', args: { path: `src/f${i}.ts` }, result: `patched ${i}` },
+    i < 4 ? { tool: 'run_tests', args: {}, error: fail(`${5 - i} tests failed`, 'TestFailure') } : { tool: 'run_tests', args: {}, result: 'all passed' },
+  ]),
+  neg_status_codes: [401, 404, 400, 422].flatMap((code, i) => [
+    { tool: 'http_request', args: { url: `/v${i}` }, error: fail(`Request failed with status code ${code}`, 'AxiosError') }, { tool: 'read_docs', args: { page: i }, result: `doc ${i}` },
+  ]),
 };
 
 const EXPECT: Record<string, string[]> = {
@@ -120,6 +129,24 @@ describe('runaway reasons', () => {
     expect(details('runaway_no_progress').reasons.split(',')).toContain('no_progress'); // and calls (budget 10 here)
     expect(Number(f.wasted_calls)).toBe(21); // the first empty answer was new
   });
+  it('no progress counts an action (a call that returns nothing) not made before as progress, not a repeated one', async () => {
+    const client = tc.collector.store.client;
+    const writes = (name: string, paths: (i: number) => string) =>
+      insertSession(client, buildSession(name, Array.from({ length: 22 }, (_, i) => ({ tool: 'write_file', args: { path: paths(i) }, result: '' }))));
+    const scaffold = await writes('sql-np-scaffold', (i) => `src/m${i}.ts`);
+    const same = await writes('sql-np-same-write', () => 'src/a.ts');
+    const r = await runDetectors(client, { params: { ...PARAMS, budgetMaxCalls: 0 } });
+    expect(r.errors).toEqual({});
+    const runaway = (s: string) => tc.rows<{ details: string }>(`SELECT details FROM agent_findings FINAL WHERE session_id = {s:String} AND detector = 'runaway'`, { s });
+    expect(await runaway('sql-np-scaffold')).toEqual([]);
+    expect(JSON.parse((await runaway('sql-np-same-write'))[0]!.details).reasons).toBe('no_progress');
+    // and the guard, the same
+    for (const [session, expected] of [[scaffold, []], [same, ['runaway']]] as const) {
+      const guard = new LoopGuard({ params: { ...PARAMS, budgetMaxCalls: 0 } });
+      for (const row of session.guardRows) guard.observe(row);
+      expect(guard.findings().filter((f) => f.kind === 'runaway').map((f) => f.kind)).toEqual(expected);
+    }
+  });
   it('token, cost and wall-time budgets', async () => {
     const client = tc.collector.store.client;
     await insertSession(client, buildSession('sql-budget-tokens', Array.from({ length: 6 }, (_, i) => ({ tool: 't', args: { i }, result: i, tokensIn: 3000 }))));
@@ -134,6 +161,24 @@ describe('runaway reasons', () => {
     expect(reasons).toMatchObject({ 'sql-budget-tokens': 'tokens', 'sql-budget-wall': 'wall_time' });
     expect(reasons['sql-budget-cost']!.split(',')).toContain('cost');
     expect(Number(rows.find((x) => x.session_id === 'sql-budget-tokens')!.wasted_calls)).toBe(3);
+  });
+});
+
+describe('error identity', () => {
+  it('loopwatch_error_norm (SQL) and normalizeErrorMessage (the guard) agree; ids, times and long numbers go, small numbers stay', async () => {
+    const messages = [
+      '5 tests failed', '1 tests failed', 'Request failed with status code 401', 'Request failed with status code 404',
+      'connect ECONNREFUSED 10.0.0.42:443', 'request 550e8400-e29b-41d4-a716-446655440000 failed', 'at 2026-12-05T14:03:22.123Z: timeout',
+      'took 1234ms', 'timed out after 30s', 'Time: 1.5 s', 'order ORD-123456 not found', 'trace 4bf92f3577b34da6a3ce929d0e0e4736',
+      'line 12, col 5', 'Ünïcödé   FEHLER\n\t 7', 'x'.repeat(300),
+    ];
+    const [row] = await tc.rows<{ norm: string[] }>('SELECT arrayMap(m -> loopwatch_error_norm(m), {m:Array(String)}) AS norm', { m: messages });
+    expect(row!.norm).toEqual(messages.map(normalizeErrorMessage));
+    expect(row!.norm.slice(0, 13)).toEqual([
+      '5 tests failed', '1 tests failed', 'request failed with status code 401', 'request failed with status code 404',
+      'connect econnrefused #', 'request # failed', 'at #t#z: timeout', 'took #', 'timed out after #', 'time: # s', 'order ord-# not found',
+      'trace #', '#, #',
+    ]);
   });
 });
 

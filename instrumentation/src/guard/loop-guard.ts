@@ -1062,11 +1062,10 @@ export class LoopGuard {
       kOutcome.set(outcome);
       seenHash = hashWith(kTool.hash, kOutcome.hash);
       seenAt = this.seen.find(s.no, seenHash, kTool, kOutcome, kOutcome);
-      if (!empty) {
-        kArgs.set(args);
-        redundantHash = hashWith(hashWith(kTool.hash, kArgs.hash), kOutcome.hash);
-        redundantAt = this.redundant.find(s.no, redundantHash, kTool, kArgs, kOutcome);
-      }
+      // (an empty result's call too: runaway counts an action not made before as progress)
+      kArgs.set(args);
+      redundantHash = hashWith(hashWith(kTool.hash, kArgs.hash), kOutcome.hash);
+      redundantAt = this.redundant.find(s.no, redundantHash, kTool, kArgs, kOutcome);
     }
     // the call's nesting depth: given, or from its parent's (then its own is kept for its children)
     const dt = this.depths;
@@ -1086,8 +1085,9 @@ export class LoopGuard {
     if (error) this.trackErrorLoop(s, seq, error, tool, spanId, tokens, cost, call.errorType);
     else if (s.lastErrorByTool !== null && s.lastErrorByTool.size > 0) s.lastErrorByTool.delete(tool);
 
-    // redundant: the same call with the same non-empty result earlier in the session
-    if (hasResult && !empty) {
+    // redundant: the same call with the same non-empty result earlier in the session (calls with
+    // an empty result are kept too, for runaway's "an action not made before")
+    if (hasResult) {
       const rt = this.redundant;
       let e = redundantAt;
       if (e >= 0) {
@@ -1098,7 +1098,7 @@ export class LoopGuard {
         e = rt.add(s.no, redundantHash, kTool, kArgs, kOutcome, kSpan.set(spanId), s.seq);
       }
       const n = rt.count(e);
-      if (n >= p.redundantMinCalls) {
+      if (!empty && n >= p.redundantMinCalls) {
         const known = rt.finding(e);
         const f = this.emit(s, K_REDUNDANT, known ? known.firstSpanId : rt.first(e), spanId, n, n - 1, rt.num(e, W_TOKENS), rt.num(e, W_COST), [tool], 'info',
           `Tool ${tool} was called ${n} times with the same arguments and got the same result: ${n - 1} redundant calls.`, known);
@@ -1109,7 +1109,8 @@ export class LoopGuard {
     // runaway: no new result for a long run, or a budget blown
     let isNew = !failed && !hasResult; // an unknown result counts as new
     if (hasResult) {
-      isNew = seenAt < 0;
+      // a result the tool had not returned, or an action (returns nothing) not made before (as runaway.sql)
+      isNew = seenAt < 0 || (empty && redundantAt < 0);
       if (isNew) this.seen.add(s.no, seenHash, kTool, kOutcome, kOutcome, null, s.seq);
       else this.seen.touch(seenAt, s.seq);
     }
