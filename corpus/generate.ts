@@ -689,6 +689,20 @@ function negFailingLess(b: SessionBuilder): void {
   }
 }
 
+/** A flaky upstream: items fetched one by one, several fail once with a passing error and work when retried at once. */
+function negFlaky(b: SessionBuilder): void {
+  const rng = b.rng;
+  const [tool, errType, errMsg] = rng.pick(STORM_ERRORS[b.agent]);
+  const n = rng.int(5, 8);
+  for (let i = 0; i < n; i++) {
+    const args = tool === 'run_shell' ? { command: `npm run build:${rng.pick(STEMS)}-${i}` } : tool === 'fetch_url' ? { url: `https://${rng.pick(DOMAINS)}/${rng.hex(10)}` } : tool === 'web_search' ? { query: `${rng.pick(TOPICS)} ${i}` } : { order_id: `ORD-${rng.int(100000, 999999)}` };
+    if (i % 2 === 0 || rng.chance(0.3)) b.tool(tool, args, { error: [errType, errMsg] });
+    b.tool(tool, args, { result: { ok: true, data: rng.hex(10) } });
+    const [t, a, r] = someCall(b);
+    b.tool(t, a, { result: r });
+  }
+}
+
 /** Scaffolding: many different files written, by a tool that returns nothing (an action). */
 function negScaffold(b: SessionBuilder): void {
   const rng = b.rng;
@@ -706,6 +720,7 @@ const NEGATIVES: Record<string, { agents: AgentType[]; run: (b: SessionBuilder) 
   outage: { agents: ['support', 'coder', 'research'], run: negOutage },
   failing_less: { agents: ['coder'], run: negFailingLess },
   scaffold: { agents: ['coder'], run: negScaffold },
+  flaky: { agents: ['support', 'coder', 'research'], run: negFlaky },
 };
 
 type Injector = (b: SessionBuilder) => void;

@@ -1,7 +1,9 @@
 -- error_loop (impossible task): the same error, identified by tool + error type + normalized
--- message (loopwatch_error_norm: numbers and ids ignored), {error_loop_min_count} or more times
--- in a session, with other calls in between at least once (the agent tried something else and
--- came back to the same wall; an uninterrupted burst of failures is a retry_storm).
+-- message (loopwatch_error_norm: ids, times and long numbers ignored), {error_loop_min_count} or
+-- more times in a session, with other calls in between at least once (the agent tried something
+-- else and came back to the same wall; an uninterrupted burst of failures is a retry_storm). A
+-- failure that the same call, tried again at once, got past does not count: a passing error (a
+-- 503, a timeout) is not a wall.
 -- Wasted: every occurrence after the first.
 -- Contract: see collector/src/detect/run-detectors.ts.
 -- loopwatch: when countIf(status = 'error') >= {error_loop_min_count:UInt32}
@@ -27,11 +29,12 @@ SELECT
            any(error_type), ': ', leftUTF8(argMin(error_message, seq), 120), '): the task may be impossible as attempted.') AS message,
     toJSONString(map('error_key', concat(any(tool), '|', any(error_type), '|', loopwatch_error_norm(argMin(error_message, seq))), 'distinct_args', toString(uniqExact(call_key)))) AS details
 FROM {calls:Identifier}
-WHERE status = 'error'
+-- (the next call is the same call and did not fail: recovered)
+WHERE status = 'error' AND NOT (same_call_next AND NOT fail_run_next)
   -- a narrow count of one 64-bit hash per failure first (a collision only lets an error through
   -- to the exact count), so the wide aggregates run on the errors that recur
   AND cityHash64(session_id, error_key) IN (
       SELECT cityHash64(session_id, error_key) AS h FROM {calls:Identifier}
-      WHERE status = 'error' GROUP BY h HAVING count() >= {error_loop_min_count:UInt32})
+      WHERE status = 'error' AND NOT (same_call_next AND NOT fail_run_next) GROUP BY h HAVING count() >= {error_loop_min_count:UInt32})
 GROUP BY session_id, error_key
 HAVING count() >= {error_loop_min_count:UInt32} AND max(seq) - min(seq) + 1 > count()

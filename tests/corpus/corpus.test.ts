@@ -27,7 +27,7 @@ describe('corpus generator', () => {
     const variants = new Set(corpus.flatMap((s) => s.labels.fire.filter((l) => l.kind === 'runaway').map((l) => l.variant)));
     expect([...variants].sort()).toEqual(['calls', 'cost', 'depth', 'no_progress', 'tokens', 'wall_time']);
     const negatives = new Set(corpus.map((s) => s.labels.negative).filter(Boolean));
-    expect([...negatives].sort()).toEqual(['failing_less', 'many_files', 'outage', 'pagination', 'polling', 'retry_succeeds', 'scaffold', 'test_reruns']);
+    expect([...negatives].sort()).toEqual(['failing_less', 'flaky', 'many_files', 'outage', 'pagination', 'polling', 'retry_succeeds', 'scaffold', 'test_reruns']);
     expect(new Set(corpus.map((s) => s.agent))).toEqual(new Set(['coder', 'support', 'research']));
     for (const kind of LOOP_KINDS) expect(corpus.filter((s) => s.labels.fire.some((l) => l.kind === kind)).length).toBeGreaterThanOrEqual(5);
   });

@@ -67,6 +67,11 @@ const CASES: Record<string, CallSpec[]> = {
     { tool: 'edit_file', args: { path: `src/f${i}.ts` }, result: `patched ${i}` },
     i < 4 ? { tool: 'run_tests', args: {}, error: fail(`${5 - i} tests failed`, 'TestFailure') } : { tool: 'run_tests', args: {}, result: 'all passed' },
   ]),
+  // a passing error, each time got past by retrying the same call at once
+  neg_transient_recovered: [0, 1, 2, 3].flatMap((i) => [
+    { tool: 'http_get', args: { url: `/items/${i}` }, error: fail('503 Service Unavailable', 'HttpError') },
+    { tool: 'http_get', args: { url: `/items/${i}` }, result: `item ${i}` },
+  ]),
   neg_status_codes: [401, 404, 400, 422].flatMap((code, i) => [
     { tool: 'http_request', args: { url: `/v${i}` }, error: fail(`Request failed with status code ${code}`, 'AxiosError') }, { tool: 'read_docs', args: { page: i }, result: `doc ${i}` },
   ]),

@@ -489,6 +489,13 @@ class KeyTable {
     for (const e of chain) this.append(e, sn);
   }
 
+  /** Takes a key back (its session's list put in LRU order first: a chain cannot lose a record in its middle). */
+  forget(e: number): void {
+    const sn = this.chunk(e)[this.at(e) + REC_SESSION]!;
+    if (this.lists[LIST_FIELDS * sn + L_ORDERED] === 0) this.order(sn);
+    this.remove(e);
+  }
+
   /** Removes the record from its session's list (in LRU order) and from the table. */
   private remove(e: number): void {
     const sn = this.chunk(e)[this.at(e) + REC_SESSION]!;
@@ -771,6 +778,8 @@ class SessionState {
   lastErrorByTool: Map<string, string> | null = null;
   /** The tool last touched in lastErrorByTool (its newest entry if still there). */
   lastErrorTool = '';
+  /** The last call's failure as error_loop counted it, until the next call (which may recover from it). */
+  lastFailure: Failure | null = null;
   /** Calls in a row that returned nothing new. */
   noProgressLen = 0;
   /**
@@ -850,6 +859,14 @@ interface ErrorMemo {
 }
 
 const ERROR_MEMO_SIZE = 256;
+
+/** A failure error_loop counted: its error key, and the waste added with it. */
+interface Failure {
+  key: string;
+  keyHash: number;
+  tokens: number;
+  cost: number;
+}
 
 export class LoopGuard {
   readonly params: DetectorParams;
@@ -1082,6 +1099,8 @@ export class LoopGuard {
     this.trackStuck(s, tool, args, outcome, spanId, tokens, cost, hasResult);
     this.trackOscillation(s, seq, tool, args, outcome, spanId, tokens, cost);
     this.trackRetryStorm(s, failed, tool, spanId, tokens, cost, call.errorType);
+    if (!failed && s.lastFailure !== null) this.recovered(s, s.lastFailure, tool, args);
+    s.lastFailure = null;
     if (error) this.trackErrorLoop(s, seq, error, tool, spanId, tokens, cost, call.errorType);
     else if (s.lastErrorByTool !== null && s.lastErrorByTool.size > 0) s.lastErrorByTool.delete(tool);
 
@@ -1247,6 +1266,7 @@ export class LoopGuard {
     if (tool === s.lastErrorTool && lastErrors.has(tool)) lastErrors.set(tool, error.key);
     else touch(lastErrors, tool, error.key, MAX_ERROR_KEYS);
     s.lastErrorTool = tool;
+    s.lastFailure = { key: error.key, keyHash: error.keyHash, tokens, cost }; // (the memo is shared: its key changes with the tool)
     const count = et.count(e);
     // other calls in between: the tally spans more calls than it counts (this call is its last)
     if (count >= this.params.errorLoopMinCount && seq - et.num(e, E_FIRST_SEQ) + 1 > count) {
@@ -1255,6 +1275,27 @@ export class LoopGuard {
         `Tool ${tool} hit the same error ${count} times in this session (${errorType ?? 'error'}): the task may be impossible as attempted.`, known);
       if (!known) et.setFinding(e, f);
     }
+  }
+
+  /**
+   * error_loop: a failure that the same call, tried again at once, got past was a passing error (a
+   * 503, a timeout), not a wall: it is not counted (as error_loop.sql). It is always the error's
+   * latest occurrence, so undoing it is taking back that count (and the key, when it was the first).
+   */
+  private recovered(s: SessionState, failure: Failure, tool: string, args: string): void {
+    const prev = back(s, 1);
+    if (prev < 0 || s.ring[prev + RING_TOOL] !== tool || s.ring[prev + RING_ARGS] !== args) return;
+    const et = this.errors;
+    const k = this.kOther.setText(failure.key, failure.keyHash);
+    const e = et.find(s.no, k.hash, k, k, k);
+    if (e < 0) return;
+    if (et.count(e) <= 1 && et.finding(e) === undefined) {
+      et.forget(e);
+      return;
+    }
+    et.setCount(e, et.count(e) - 1);
+    et.addNum(e, E_TOKENS, -failure.tokens);
+    et.addNum(e, E_COST, -failure.cost);
   }
 
   /** runaway: no new result for a long run, or a budget blown; also the session's totals. */
