@@ -19,6 +19,8 @@ export interface CallSpec {
   model?: string;
   /** Index of an earlier call in the same session to nest under (recursive tool chains). */
   parentCall?: number;
+  /** Starts with the previous call (1 µs after it), as calls run at once do; no LLM call before it. */
+  parallel?: boolean;
 }
 
 export interface BuiltSession {
@@ -73,10 +75,13 @@ export function buildSession(sessionId: string, calls: CallSpec[], opts: { start
   const toolRowIndex: number[] = [];
   const guardRows: ObservedCall[] = [];
   const base = { 'gen_ai.conversation.id': sessionId, 'gen_ai.agent.name': agent };
+  let lastStart = t;
   for (const c of calls) {
     const model = c.model ?? 'gpt-4o';
-    const tin = c.tokensIn ?? 1000;
-    const tout = c.tokensOut ?? 100;
+    const tin = c.parallel ? 0 : (c.tokensIn ?? 1000);
+    const tout = c.parallel ? 0 : (c.tokensOut ?? 100);
+    const resume = t;
+    if (c.parallel) t = lastStart + 1000n;
     if (tin + tout > 0) {
       const llmDur = 20n * 1_000_000n;
       rows.push(span({
@@ -104,7 +109,8 @@ export function buildSession(sessionId: string, calls: CallSpec[], opts: { start
       ts: Number(t / 1_000_000n), endTs: Number((t + dur) / 1_000_000n), spanId, parentSpanId: parent,
       tokens: tin + tout, costUsd: (tin * 2.5 + tout * 10) / 1e6,
     });
-    t += dur + gap;
+    lastStart = t;
+    t = c.parallel && resume > t + dur + gap ? resume : t + dur + gap;
   }
   rows.push(span({ start: t0 - 1_000_000n, durNs: t - t0 + 2_000_000n, traceId, spanId: rootSpanId, parent: '', name: `invoke_agent ${agent}`, service,
     attrs: { ...base, 'gen_ai.operation.name': 'invoke_agent' } }));

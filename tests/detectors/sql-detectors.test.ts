@@ -232,6 +232,19 @@ describe('waste accounting', () => {
     expect(f.tools).toEqual(['read_file']);
   });
 
+  it('time: calls run at once waste the time they ran together, not the sum of their durations', async () => {
+    const client = tc.collector.store.client;
+    const fetch = { tool: 'fetch_url', args: { url: 'https://example.com/a' }, result: 'same page', durMs: 2000 };
+    await insertSession(client, buildSession('sql-parallel-time', [fetch, ...times(4, { ...fetch, parallel: true })]));
+    const r = await runDetectors(client, { params: PARAMS });
+    expect(r.errors).toEqual({});
+    const rows = await tc.rows<{ detector: string; wasted_calls: number; wasted_time_ns: number }>(
+      `SELECT detector, wasted_calls, wasted_time_ns FROM agent_findings FINAL WHERE session_id = 'sql-parallel-time' AND detector = 'redundant'`);
+    expect(rows).toHaveLength(1);
+    expect(Number(rows[0]!.wasted_calls)).toBe(4);
+    // the five ran within 2 s and 4 µs: not 8 s
+    expect(Number(rows[0]!.wasted_time_ns)).toBe(2000 * 1e6 + 4000);
+  });
   it('oscillation: wasted = calls after the first cycle', () => {
     const f = of('osc3_loop').find((x) => x.detector === 'oscillation')!;
     expect(Number(f.repeats)).toBe(9);

@@ -376,6 +376,17 @@ function nanos(text: string): bigint {
   return BigInt(ms) * 1_000_000n + BigInt((m[7] ?? '0').padEnd(9, '0'));
 }
 
+/**
+ * A loop's wasted time is at most the time it lasted: calls run in parallel (five identical
+ * fetches of 2 s at once) waste their 2 s, not the 8 s their durations add up to. Sequential calls
+ * and the LLM calls between them lie within the loop's span, so their sum stays as it is.
+ */
+function wastedTime(sumNs: number, firstTs: string, lastTs: string): number {
+  const span = Number(nanos(lastTs) - nanos(firstTs));
+  const sum = Math.max(0, Math.round(sumNs));
+  return span > 0 ? Math.min(sum, span) : sum;
+}
+
 const epochSeconds = (ms: number) => (ms / 1000).toFixed(3);
 const str = (v: unknown) => (v === undefined || v === null ? '' : String(v));
 const num = (v: unknown) => {
@@ -602,7 +613,7 @@ function toFinding(detector: string, r: Record<string, unknown>, detectedAt: str
     wasted_calls: Math.max(0, Math.round(num(r.wasted_calls))),
     wasted_tokens: Math.max(0, Math.round(num(r.wasted_tokens))),
     wasted_cost_usd: Math.max(0, num(r.wasted_cost_usd)),
-    wasted_time_ns: Math.max(0, Math.round(num(r.wasted_time_ns))),
+    wasted_time_ns: wastedTime(num(r.wasted_time_ns), str(r.first_ts), str(r.last_ts)),
     message: str(r.message) || `${detector} loop in session ${session}`,
     details,
     parent_span_id: str(r.parent_span_id),
