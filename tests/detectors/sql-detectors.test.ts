@@ -379,6 +379,49 @@ describe('idempotent and incremental', () => {
     expect(spans.map((x) => x.v)).toEqual(['1', '2']);
   });
 
+  it('a call that arrives late before the loop: one finding, from that call, not a second one beside the first', async () => {
+    // the loop's first call ran long and was exported when it ended, after the others were stored
+    const client = tc.collector.store.client;
+    const s = buildSession('sql-late-first', times(6, { tool: 'get_status', args: { id: 1 }, result: 'pending' }));
+    const first = s.toolRowIndex[0]!;
+    await insertSpans(client, s.rows.filter((_, i) => i !== first));
+    await runDetectors(client, { params: { ...PARAMS, watermarkOverlapS: 0 } });
+    const before = await tc.rows<F>(`SELECT * FROM agent_findings FINAL WHERE session_id = 'sql-late-first' ORDER BY detector`);
+    expect(before.map((f) => [f.detector, f.first_span_id, Number(f.repeats)])).toEqual([
+      ['redundant', s.spanIds[1], 5], ['repeat', s.spanIds[1], 5], ['stuck', s.spanIds[1], 5],
+    ]);
+    await insertSpans(client, [s.rows[first]!]);
+    const r = await runDetectors(client, { params: { ...PARAMS, watermarkOverlapS: 0 } });
+    expect(r.withdrawnFindings).toBe(3);
+    const after = await tc.rows<F>(`SELECT * FROM agent_findings FINAL WHERE session_id = 'sql-late-first' ORDER BY detector`);
+    expect(after.map((f) => [f.detector, f.first_span_id, Number(f.repeats), Number(f.wasted_calls)])).toEqual([
+      ['redundant', s.spanIds[0], 6, 5], ['repeat', s.spanIds[0], 6, 5], ['stuck', s.spanIds[0], 6, 5],
+    ]);
+    // the trace keeps the loop spans of the findings that stand, only
+    const spans = await tc.rows<{ id: string }>(
+      `SELECT DISTINCT SpanAttributes['loop.finding_id'] AS id FROM otel_traces WHERE SpanName = 'loopwatch.loop' AND SpanAttributes['loop.session_id'] = 'sql-late-first' ORDER BY id`);
+    expect(spans.map((x) => x.id)).toEqual(after.map((f) => f.finding_id).sort());
+  });
+
+  it('a call that arrives late inside a loop and breaks it: the findings are those of the history as it now is', async () => {
+    const client = tc.collector.store.client;
+    const poll = { tool: 'get_status', args: { id: 2 }, result: 'pending' };
+    const s = buildSession('sql-late-middle', [...times(3, poll), { tool: 'run_build', args: {}, result: 'built' }, ...times(3, poll)]);
+    const late = s.toolRowIndex[3]!;
+    await insertSpans(client, s.rows.filter((_, i) => i !== late));
+    await runDetectors(client, { params: { ...PARAMS, watermarkOverlapS: 0 } });
+    const before = await tc.rows<F>(`SELECT * FROM agent_findings FINAL WHERE session_id = 'sql-late-middle' ORDER BY detector`);
+    expect(before.map((f) => [f.detector, Number(f.repeats), f.severity])).toEqual([['redundant', 6, 'info'], ['repeat', 6, 'warning'], ['stuck', 6, 'critical']]);
+    await insertSpans(client, [s.rows[late]!]);
+    await runDetectors(client, { params: { ...PARAMS, watermarkOverlapS: 0 } });
+    const after = await tc.rows<F>(`SELECT * FROM agent_findings FINAL WHERE session_id = 'sql-late-middle' ORDER BY detector, first_span_id`);
+    // two stuck runs of 3, no run of 5 in a row any more; the 6 identical calls are still redundant
+    expect(after.map((f) => [f.detector, f.first_span_id, Number(f.repeats)])).toEqual([
+      ['redundant', s.spanIds[0], 6],
+      ...[s.spanIds[0], s.spanIds[4]].sort().map((id) => ['stuck', id, 3]),
+    ]);
+  });
+
   it('an incremental pass examines only sessions with new calls', async () => {
     const client = tc.collector.store.client;
     const quiet = await runDetectors(client, { params: { ...PARAMS, watermarkOverlapS: 0 } });

@@ -85,6 +85,11 @@ export interface RunDetectorsResult {
   newFindings: number;
   /** Known findings stored again as a higher version because the loop grew. */
   grownFindings: number;
+  /**
+   * Stored findings that the detectors no longer report on their session's whole history (a call
+   * that arrived late moved the loop's first call or broke the run): deleted, with their loop spans.
+   */
+  withdrawnFindings: number;
   durationMs: number;
   /** Findings reported per detector. */
   perDetector: Record<string, number>;
@@ -433,6 +438,7 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
   const errors: Record<string, string> = {};
   const candidates: Candidate[] = [];
   let reported = 0;
+  let withdrawn = 0;
   let stored = { stored: 0, fresh: 0, grown: 0 };
   const skipped: string[] = [];
   const detectedAt = str(clock?.text);
@@ -502,10 +508,14 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
     // would cost a scan of their own
     const detect = async (table: string) => {
       const due = fullPass ? new Set(callFiles.map((f) => f.name)) : await conditionsHold(client, callFiles, table, bound, settings);
+      const from = candidates.length;
       for (const file of callFiles) {
         if (due.has(file.name)) await run(file, { calls: table });
         else skipped.push(file.name);
       }
+      // what each detector that ran (or could not fire: its `when` was false) now reports for these sessions
+      const answered = callFiles.filter((f) => !failed.has(f.name)).map((f) => f.name);
+      withdrawn += await withdrawFindings(client, table, answered, candidates.slice(from).map((c) => c.finding_id), settings);
     };
     const buildFailed = (err: unknown) => {
       for (const file of callFiles) {
@@ -576,6 +586,7 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
     findings: reported,
     newFindings: fresh,
     grownFindings: grown,
+    withdrawnFindings: withdrawn,
     durationMs: performance.now() - started,
     perDetector,
     sessions,
@@ -618,6 +629,35 @@ function toFinding(detector: string, r: Record<string, unknown>, detectedAt: str
     details,
     parent_span_id: str(r.parent_span_id),
   };
+}
+
+/**
+ * Deletes the stored findings of `detectors` for the sessions of the pass table that this pass no
+ * longer reports (`reported`: the finding ids it does), and their loop spans; returns how many.
+ * The pass sees each of these sessions' whole history, so a finding it does not report again is
+ * one that history no longer holds: a call that arrived late came before the loop's first call
+ * (the loop is now reported from that call, under another identity) or broke its run. Kept, it
+ * would be a duplicate, or a loop that no longer exists.
+ */
+async function withdrawFindings(client: ClickHouseClient, table: string, detectors: string[], reported: string[], settings: ClickHouseSettings): Promise<number> {
+  if (detectors.length === 0) return 0;
+  const stale = await queryRows<{ finding_id: string }>(
+    client,
+    `SELECT finding_id FROM agent_findings FINAL
+     WHERE session_id IN (SELECT session_id FROM {calls:Identifier}) AND detector IN {detectors:Array(String)}
+       AND finding_id NOT IN {reported:Array(String)}`,
+    { calls: table, detectors, reported },
+    settings,
+  );
+  if (stale.length === 0) return 0;
+  const ids = stale.map((r) => r.finding_id);
+  // loop spans first: a pass that dies in between finds the findings again and retries
+  await client.command({
+    query: `DELETE FROM otel_traces WHERE SpanName = 'loopwatch.loop' AND SpanAttributes['loop.finding_id'] IN {ids:Array(String)}`,
+    query_params: { ids },
+  });
+  await client.command({ query: 'DELETE FROM agent_findings WHERE finding_id IN {ids:Array(String)}', query_params: { ids } });
+  return ids.length;
 }
 
 /** Stores findings that are new or grew (version + 1) and their loop spans; returns counts. */

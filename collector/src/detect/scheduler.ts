@@ -88,8 +88,8 @@ export class DetectorScheduler {
         this.failed(detector, message, (repeated) => this.log.error({ detector, err: message, ...repeated }, 'detector failed; its sessions are examined again next pass'));
       }
       for (const detector of [...this.failing.keys()]) if (detector !== '' && !(detector in r.errors)) this.recovered(detector, 'detector runs again');
-      if (r.newFindings > 0 || r.grownFindings > 0) {
-        this.log.info({ newFindings: r.newFindings, grownFindings: r.grownFindings, perDetector: r.perDetector, ms: Math.round(r.durationMs) }, 'loop findings stored');
+      if (r.newFindings > 0 || r.grownFindings > 0 || r.withdrawnFindings > 0) {
+        this.log.info({ newFindings: r.newFindings, grownFindings: r.grownFindings, withdrawnFindings: r.withdrawnFindings, perDetector: r.perDetector, ms: Math.round(r.durationMs) }, 'loop findings stored');
       }
     } catch (err) {
       this.errors++;
