@@ -269,7 +269,7 @@ const TOOLS_BY_MODEL = `
       SELECT session_id, ts, tool, status FROM agent_tool_calls FINAL
       WHERE $__timeFilter(ts) AND session_id IN (SELECT session_id FROM llm)
     ) AS t
-    ASOF INNER JOIN (SELECT session_id, end_ts, model FROM llm) AS l ON t.session_id = l.session_id AND t.ts >= l.end_ts
+    ASOF INNER JOIN (SELECT session_id, ts, model FROM llm) AS l ON t.session_id = l.session_id AND t.ts >= l.ts
   )`;
 
 /** One row per session with a tool call in the range: the scorecard of

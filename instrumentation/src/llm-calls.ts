@@ -3,7 +3,7 @@
 // Anthropic wrappers, the Vercel AI SDK's own spans, any GenAI-semconv instrumentation. So the
 // calls are read from ended spans, with the mapping the collector's agent_llm_calls view applies
 // (queries/schema/002_agent_calls.sql): which spans are LLM calls, their tokens, their cost.
-import { type Context } from '@opentelemetry/api';
+import { trace, type Context } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { AI_SDK_MODEL_CALL_OPERATIONS, ATTR, GENAI_MODEL_CALL_OPERATIONS } from './attributes.js';
 import { costUsd } from './cost.js';
@@ -20,7 +20,14 @@ export interface LlmCallRecord {
   /** The reported cost (llm.cost.total, loopwatch.cost_usd) when > 0, else the tokens at the model's list price (0 without one). */
   costUsd: number;
   /** Epoch milliseconds. */
+  startedAt: number;
   endedAt: number;
+  /**
+   * The span id of the tool call it was made in (its parent span is an execute_tool span): that
+   * tool call spent it; it did not request the tool calls that follow (as
+   * queries/features/detector-calls.sql). Set by LlmCallTap.
+   */
+  insideTool?: string;
 }
 
 type Observer = (call: LlmCallRecord) => void;
@@ -79,6 +86,7 @@ export function llmCallOf(span: ReadableSpan): LlmCallRecord | undefined {
   const reported = count(first(a, ['llm.cost.total', 'loopwatch.cost_usd']));
   const ctx = span.spanContext();
   const [s, ns] = span.endTime;
+  const [s0, ns0] = span.startTime;
   return {
     sessionId: String(a[ATTR.conversationId] || ctx.traceId),
     traceId: ctx.traceId,
@@ -86,6 +94,7 @@ export function llmCallOf(span: ReadableSpan): LlmCallRecord | undefined {
     model,
     tokens: total > 0 ? total : input + output,
     costUsd: reported > 0 ? reported : (costUsd(model, { inputTokens: input, outputTokens: output, cacheReadTokens: cacheRead }) ?? 0),
+    startedAt: s0 * 1000 + ns0 / 1e6,
     endedAt: s * 1000 + ns / 1e6,
   };
 }
@@ -97,11 +106,20 @@ export function llmCallOf(span: ReadableSpan): LlmCallRecord | undefined {
  * while nothing observes.
  */
 export class LlmCallTap implements SpanProcessor {
-  onStart(_span: Span, _parentContext: Context): void {}
+  /** Spans started with a tool call's span as their parent, and its span id (only while something observes). */
+  private readonly insideTool = new WeakMap<object, string>();
+  onStart(span: Span, parentContext: Context): void {
+    if (observers.size === 0) return;
+    const parent = trace.getSpan(parentContext);
+    const attributes = (parent as unknown as { attributes?: Record<string, unknown> } | undefined)?.attributes;
+    if (parent && attributes?.[ATTR.operationName] === 'execute_tool') this.insideTool.set(span, parent.spanContext().spanId);
+  }
   onEnd(span: ReadableSpan): void {
     if (observers.size === 0) return;
     const call = llmCallOf(span);
-    if (call) for (const o of observers) o(call);
+    if (!call) return;
+    call.insideTool = this.insideTool.get(span);
+    for (const o of observers) o(call);
   }
   forceFlush(): Promise<void> {
     return Promise.resolve();

@@ -20,14 +20,18 @@
 --   cycle2..cycle4  same call_key and outcome as the call 2..4 places earlier (oscillation)
 --   has_children  some span in the trace has this call as its parent (nesting depth)
 --   tokens, cost_usd, time_ns  the share of the LLM call that requested it (the session's latest
---             LLM call ended at or before the call started, split evenly among the calls it
---             requested) plus, for time, the call's own duration. Cost: reported_cost_usd when
+--             LLM call started at or before the call started, split evenly among the calls it
+--             requested) plus what the LLM calls it made itself spent (children of its span: a
+--             summarizer the tool runs did not request the next tool call), and for time, the
+--             call's own duration. By start, not end: a streamed LLM call runs the tool calls it
+--             requests before it ends. Cost: reported_cost_usd when
 --             > 0, else tokens x model_prices (loopwatch_llm_cost, queries/schema/007_llm_cost.sql).
 WITH
     calls AS (SELECT * FROM {session_calls:Identifier}),
     llm AS (
-        SELECT session_id, span_id, end_ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens,
-               total_tokens, reported_cost_usd, loopwatch_model_key(model) AS model_key
+        SELECT session_id, span_id, parent_span_id, ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens,
+               total_tokens, reported_cost_usd, loopwatch_model_key(model) AS model_key,
+               parent_span_id IN (SELECT span_id FROM calls) AS inside
         FROM agent_llm_calls FINAL WHERE session_id IN (SELECT DISTINCT session_id FROM calls)
     ),
     -- the view loopwatch_model_key_prices (queries/schema/007_llm_cost.sql), inlined: behind the
@@ -41,8 +45,8 @@ WITH
         GROUP BY k.model_key
     ),
     llm_cost AS (
-        SELECT l.session_id AS session_id, l.span_id AS span_id, l.end_ts AS end_ts, l.duration_ns AS duration_ns,
-               l.model AS model, l.total_tokens AS total_tokens,
+        SELECT l.session_id AS session_id, l.span_id AS span_id, l.parent_span_id AS parent_span_id, l.inside AS inside,
+               l.ts AS ts, l.duration_ns AS duration_ns, l.model AS model, l.total_tokens AS total_tokens,
                loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price) AS cost_usd
         FROM llm AS l LEFT JOIN prices AS pr ON l.model_key = pr.model_key
     ),
@@ -86,7 +90,12 @@ WITH
         SELECT c.span_id AS span_id, l.model AS llm_model, l.total_tokens AS llm_tokens, l.cost_usd AS llm_cost_usd,
                l.duration_ns AS llm_duration_ns, count() OVER (PARTITION BY c.session_id, l.span_id) AS llm_share
         FROM (SELECT session_id, ts, span_id FROM calls) AS c
-        ASOF INNER JOIN llm_cost AS l ON c.session_id = l.session_id AND c.ts >= l.end_ts
+        ASOF INNER JOIN (SELECT * FROM llm_cost WHERE NOT inside) AS l ON c.session_id = l.session_id AND c.ts >= l.ts
+    ),
+    -- what the LLM calls a tool call made itself spent (their time is within its duration)
+    spent_inside AS (
+        SELECT parent_span_id AS span_id, sum(total_tokens) AS tokens, sum(cost_usd) AS cost_usd
+        FROM llm_cost WHERE inside GROUP BY parent_span_id
     )
 SELECT
     w.session_id AS session_id, w.seq AS seq, w.ts AS ts, w.end_ts AS end_ts, w.duration_ns AS duration_ns,
@@ -105,8 +114,9 @@ SELECT
     w.seq > 3 AND w.call_key = w.k3 AND w.outcome = w.o3 AS cycle3,
     w.seq > 4 AND w.call_key = w.k4 AND w.outcome = w.o4 AS cycle4,
     w.has_children AS has_children,
-    if(r.llm_share = 0, 0., r.llm_tokens / r.llm_share) AS tokens,
-    if(r.llm_share = 0, 0., r.llm_cost_usd / r.llm_share) AS cost_usd,
+    if(r.llm_share = 0, 0., r.llm_tokens / r.llm_share) + i.tokens AS tokens,
+    if(r.llm_share = 0, 0., r.llm_cost_usd / r.llm_share) + i.cost_usd AS cost_usd,
     w.duration_ns + if(r.llm_share = 0, 0., r.llm_duration_ns / r.llm_share) AS time_ns
 FROM windowed AS w
 ANY LEFT JOIN requested AS r ON r.span_id = w.span_id
+ANY LEFT JOIN spent_inside AS i ON i.span_id = w.span_id

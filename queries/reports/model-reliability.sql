@@ -2,7 +2,8 @@
 -- Parameters: {from:DateTime64(3)}, {to:DateTime64(3)}, {model:String}, {agent:String} ('' = any).
 -- Run with queries/src/reports.ts runReport().
 -- A tool call belongs to the model of the LLM call that requested it (the session's latest LLM
--- call ended at or before the tool call started), a session to every model it called that day.
+-- call started at or before the tool call started: a streamed LLM call runs the tool calls it
+-- requests before it ends), a session to every model it called that day.
 --   sessions           sessions with LLM calls of the model that day
 --   tool_error_rate    failed tool calls / tool calls requested by the model
 --   loop_rate          sessions with a loop finding (any detector but degradation) / sessions
@@ -37,7 +38,7 @@ WITH
             WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)}
               AND ({agent:String} = '' OR agent = {agent:String})
         ) AS t
-        ASOF INNER JOIN (SELECT session_id, end_ts, model FROM llm) AS l ON t.session_id = l.session_id AND t.ts >= l.end_ts
+        ASOF INNER JOIN (SELECT session_id, ts, model FROM llm) AS l ON t.session_id = l.session_id AND t.ts >= l.ts
     ),
     -- per session, model, day and tool: did it fail, and did it succeed after its first failure
     tool_slices AS (

@@ -221,7 +221,7 @@ export function parseDetectorSettings(text: string): Partial<DetectorParams> {
 const VARYING_IN_ERRORS = /[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|[0-9a-f]{8,}|\b(?:line|col|column|row|offset|position|pos) ?[0-9]+|[0-9]+(?:\.[0-9]+)?(?:ms|us|ns|s|m|h)\b|[0-9]+(?:[.:/-][0-9]+)+|[0-9]{4,}/g;
 
 /**
- * Normalized error message, identical to the SQL side (queries/schema/008_error_norm_small_numbers.sql,
+ * Normalized error message, identical to the SQL side (queries/schema/008_error_identity_llm_attribution.sql,
  * loopwatch_error_norm): lower case, ids, durations and long numbers replaced by '#', whitespace
  * collapsed, cut at 200 characters. Ids and timestamps in a message must not make errors differ.
  */

@@ -116,6 +116,52 @@ describe('LoopGuard halt + SQL detectors on the same session', () => {
     expect(Number(sql!.wasted_tokens)).toBe(live.wastedTokens);
   });
 
+  it('an LLM call a tool makes is charged to that tool call (live and in SQL), not to the next tool call', async () => {
+    // the planner's turn costs 1,000 tokens; the summarizer the summarize tool runs 60,000
+    const api = await fakeApi((req) => {
+      const planner = (req.body as { messages: { content: string }[] }).messages[0]!.content === 'plan';
+      const tokens = planner ? 1_000 : 60_000;
+      return { json: {
+        id: 'c', object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18',
+        choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'ok' } }],
+        usage: { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens },
+      } };
+    });
+    const client = instrumentOpenAI(new OpenAI({ apiKey: 'test-key', baseURL: `${api.url}/v1`, maxRetries: 0 }));
+    const guard = enableLoopGuard({ policy: 'warn', log: () => undefined });
+    const summarize = traceTool('summarize', async (doc: string) => {
+      await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `summarize ${doc}` }] });
+      return `summary of ${doc}`;
+    });
+    const fetchPage = traceTool('fetch_page', async (url: string) => `page ${url}`);
+    try {
+      // the same turn three times: both calls redundant
+      await withSession({ sessionId: 'guard-e2e-inner-llm', agent: 'reader' }, async () => {
+        for (let turn = 0; turn < 3; turn++) {
+          await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'plan' }] });
+          await summarize('a');
+          await fetchPage('a');
+        }
+      });
+    } finally {
+      guard.disable();
+      await api.close();
+    }
+    // live, the turn's first call takes the planner's tokens; summarize also its summarizer's
+    const wasted = (f: { kind: string; tools: string[]; wastedTokens: number }[]) =>
+      Object.fromEntries(f.filter((x) => x.kind === 'redundant').map((x) => [x.tools.join(), x.wastedTokens]));
+    expect(wasted(guard.guard.findings('guard-e2e-inner-llm'))).toEqual({ summarize: 2 * 61_000, fetch_page: 0 });
+
+    await provider.forceFlush();
+    await tc.collector.flush();
+    const r = await runDetectors(tc.collector.store.client);
+    expect(r.errors).toEqual({});
+    // in SQL each turn is split between its two calls; summarize also spent its own 60,000 each time
+    const sql = await tc.rows<{ tools: string[]; wasted_tokens: number }>(
+      `SELECT tools, wasted_tokens FROM agent_findings FINAL WHERE session_id = 'guard-e2e-inner-llm' AND detector = 'redundant'`);
+    expect(Object.fromEntries(sql.map((x) => [x.tools.join(), Number(x.wasted_tokens)]))).toEqual({ summarize: 2 * 60_500, fetch_page: 2 * 500 });
+  });
+
   it('a recursive tool chain: the live guard sees its depth (children end before their parents) and agrees with SQL', async () => {
     const seen: string[] = [];
     const guard = enableLoopGuard({ policy: 'warn', params: { budgetMaxToolDepth: 3 }, log: () => undefined, onLoop: (f) => seen.push(`${f.kind}:${f.message}`) });

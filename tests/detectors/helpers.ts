@@ -21,6 +21,10 @@ export interface CallSpec {
   parentCall?: number;
   /** Starts with the previous call (1 µs after it), as calls run at once do; no LLM call before it. */
   parallel?: boolean;
+  /** The LLM call before it is streamed: it ends after this call does. */
+  streamed?: boolean;
+  /** Tokens (input) of an LLM call the tool makes itself: a child span of the call. */
+  innerLlmTokens?: number;
 }
 
 export interface BuiltSession {
@@ -82,13 +86,17 @@ export function buildSession(sessionId: string, calls: CallSpec[], opts: { start
     const tout = c.parallel ? 0 : (c.tokensOut ?? 100);
     const resume = t;
     if (c.parallel) t = lastStart + 1000n;
+    const llmSpan = (start: bigint, durNs: bigint, parent: string, tokensIn: number, tokensOut: number) =>
+      span({
+        start, durNs, traceId, spanId: hexId(sessionId, 8), parent, name: `chat ${model}`, service,
+        attrs: { ...base, 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': model, 'gen_ai.provider.name': 'openai',
+          'gen_ai.usage.input_tokens': String(tokensIn), 'gen_ai.usage.output_tokens': String(tokensOut) },
+      });
     if (tin + tout > 0) {
       const llmDur = 20n * 1_000_000n;
-      rows.push(span({
-        start: t, durNs: llmDur, traceId, spanId: hexId(sessionId, 8), parent: rootSpanId, name: `chat ${model}`, service,
-        attrs: { ...base, 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': model, 'gen_ai.provider.name': 'openai',
-          'gen_ai.usage.input_tokens': String(tin), 'gen_ai.usage.output_tokens': String(tout) },
-      }));
+      // streamed: the model's turn ends after the tool call it asked for
+      const turn = c.streamed ? llmDur + gap + BigInt(c.durMs ?? 50) * 1_000_000n + gap : llmDur;
+      rows.push(llmSpan(t, turn, rootSpanId, tin, tout));
       t += llmDur + gap;
     }
     const spanId = hexId(sessionId, 8);
@@ -102,6 +110,7 @@ export function buildSession(sessionId: string, calls: CallSpec[], opts: { start
     const parent = c.parentCall !== undefined ? spanIds[c.parentCall]! : rootSpanId;
     toolRowIndex.push(rows.length);
     rows.push(span({ start: t, durNs: dur, traceId, spanId, parent, name: `execute_tool ${c.tool}`, service, attrs, error: c.error?.message }));
+    if (c.innerLlmTokens) rows.push(llmSpan(t + 1_000_000n, dur - 2_000_000n, spanId, c.innerLlmTokens, 0));
     spanIds.push(spanId);
     guardRows.push({
       sessionId, tool: c.tool, argsHash: attrs['loopwatch.tool.args_hash']!, resultHash: attrs['loopwatch.tool.result_hash'],

@@ -232,6 +232,31 @@ describe('waste accounting', () => {
     expect(f.tools).toEqual(['read_file']);
   });
 
+  it('tokens: a streamed LLM call is charged to the tool call it asked for, not the one after', async () => {
+    const client = tc.collector.store.client;
+    // each turn streams, runs its tool call before it ends, and uses more tokens than the last
+    await insertSession(client, buildSession('sql-streamed', [1000, 2000, 3000, 4000].map((tokensIn) =>
+      ({ tool: 'read_file', args: { path: 'a.ts' }, result: 'same', streamed: true, tokensIn, tokensOut: 0 }))));
+    const r = await runDetectors(client, { params: PARAMS });
+    expect(r.errors).toEqual({});
+    const [stuck] = await tc.rows<{ wasted_tokens: number }>(`SELECT wasted_tokens FROM agent_findings FINAL WHERE session_id = 'sql-streamed' AND detector = 'stuck'`);
+    expect(Number(stuck!.wasted_tokens)).toBe(2000 + 3000 + 4000);
+  });
+  it('tokens: an LLM call made inside a tool call is charged to that tool call, not to the next one', async () => {
+    const client = tc.collector.store.client;
+    // a turn asks for summarize and fetch; summarize calls a model itself (50k tokens)
+    const turn = [
+      { tool: 'summarize', args: { doc: 1 }, result: 'short', tokensIn: 1000, tokensOut: 0, innerLlmTokens: 50_000 },
+      { tool: 'fetch', args: { url: 'a' }, result: 'page', tokensIn: 0, tokensOut: 0 },
+    ];
+    await insertSession(client, buildSession('sql-inner-llm', [...turn, ...turn, ...turn]));
+    const r = await runDetectors(client, { params: PARAMS });
+    expect(r.errors).toEqual({});
+    const rows = await tc.rows<{ detector: string; tools: string[]; wasted_tokens: number }>(
+      `SELECT detector, tools, wasted_tokens FROM agent_findings FINAL WHERE session_id = 'sql-inner-llm' AND detector = 'redundant' ORDER BY tools`);
+    // each turn's 1000 tokens split between its two calls; summarize also spent its own 50k each time
+    expect(rows.map((x) => [x.tools.join(), Number(x.wasted_tokens)])).toEqual([['fetch', 2 * 500], ['summarize', 2 * (500 + 50_000)]]);
+  });
   it('time: calls run at once waste the time they ran together, not the sum of their durations', async () => {
     const client = tc.collector.store.client;
     const fetch = { tool: 'fetch_url', args: { url: 'https://example.com/a' }, result: 'same page', durMs: 2000 };

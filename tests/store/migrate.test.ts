@@ -46,7 +46,7 @@ describe('schema migrations', () => {
     expect(await hasView('loopwatch_detector_calls')).toBe(true);
 
     const applied = await migrate(client, { retentionDays: 30 });
-    expect(applied.map((m) => m.name)).toEqual(['call_features', 'detector_calls_file', 'llm_cost', 'error_norm_small_numbers']);
+    expect(applied.map((m) => m.name)).toEqual(['call_features', 'detector_calls_file', 'llm_cost', 'error_identity_llm_attribution']);
     expect(await hasView('loopwatch_detector_calls')).toBe(false);
     expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
   });
@@ -61,7 +61,7 @@ describe('schema migrations', () => {
     const llmCall = (model: string, span: string) =>
       client.command({ query: `INSERT INTO agent_llm_calls (session_id, span_id, ts, end_ts, model, input_tokens, output_tokens, cache_read_tokens, total_tokens) VALUES ('m-1', '${span}', now64(9), now64(9), '${model}', 1000000, 100000, 200000, 1100000)` });
     await llmCall('openai/gpt-4o-2024-08-06', 'a1');
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['llm_cost', 'error_norm_small_numbers']);
+    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['llm_cost', 'error_identity_llm_attribution']);
     await llmCall('gpt-4o-mini', 'a2'); // after: its key arrives through the view on agent_llm_calls
     const priced = await queryRows<{ model: string; cost: number }>(
       client,
@@ -75,7 +75,7 @@ describe('schema migrations', () => {
     expect(priced[1]!.cost).toBeCloseTo((800_000 * 0.15 + 200_000 * 0.075 + 100_000 * 0.6) / 1e6, 9);
   });
 
-  it('upgrades the error identity: small numbers kept, and the features kept under the old one dropped for the next pass to recompute', async () => {
+  it('upgrades the error identity and the LLM attribution: small numbers kept, and the features kept under the old rules dropped for the next pass to recompute', async () => {
     // the store as version 7 left it: the old function, features and their watermark kept
     await client.command({ query: "CREATE OR REPLACE FUNCTION loopwatch_error_norm AS (msg) -> leftUTF8(trimBoth(replaceRegexpAll(replaceRegexpAll(lowerUTF8(msg), '[0-9a-f]{8,}|[0-9]+', '#'), '[ \\t\\r\\n]+', ' ')), 200)" });
     await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version >= 8' });
@@ -84,7 +84,7 @@ describe('schema migrations', () => {
     const norm = async () => (await queryRows<{ n: string }>(client, "SELECT loopwatch_error_norm('5 tests failed') AS n"))[0]!.n;
     expect(await norm()).toBe('# tests failed');
 
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['error_norm_small_numbers']);
+    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['error_identity_llm_attribution']);
     expect(await norm()).toBe('5 tests failed');
     expect(await queryRows(client, 'SELECT session_id FROM agent_call_features')).toEqual([]);
     const marks = await queryRows<{ detector: string }>(client, 'SELECT detector FROM loopwatch_detector_state FINAL ORDER BY detector');

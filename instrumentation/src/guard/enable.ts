@@ -89,23 +89,40 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
   const unsubscribe: (() => void)[] = [];
   if (policy !== 'off') {
     // Tokens and cost, for the budgets and the waste: as in the detector pass, a tool call is
-    // charged to the session's latest LLM call that ended before it started. The pass splits an
-    // LLM call evenly among the tool calls it requested; live, their number is not known yet, so
-    // the first one takes it all (a session's total, which the budgets compare, is the same).
+    // charged to the session's latest LLM call that started before it did, and with the LLM calls
+    // it made itself. The pass splits an LLM call evenly among the tool calls it requested; live,
+    // their number is not known yet, so the first one seen after the LLM call ended takes it all
+    // (a streamed LLM call ends after the tool calls it requested: the next one then). A
+    // session's total, which the budgets compare, is the same.
     const unchargedLlm = new Map<string, LlmCallRecord>();
+    // by the span id of the tool call they were made in, until it ends
+    const spentInside = new Map<string, { tokens: number; costUsd: number }>();
     const maxSessions = opts.maxSessions ?? 1000;
-    unsubscribe.push(onLlmCall((llm) => touch(unchargedLlm, llm.sessionId, llm, maxSessions)));
+    unsubscribe.push(
+      onLlmCall((llm) => {
+        if (llm.insideTool === undefined) return touch(unchargedLlm, llm.sessionId, llm, maxSessions);
+        const spent = spentInside.get(llm.insideTool);
+        if (spent) {
+          spent.tokens += llm.tokens;
+          spent.costUsd += llm.costUsd;
+        } else {
+          touch(spentInside, llm.insideTool, { tokens: llm.tokens, costUsd: llm.costUsd }, maxSessions);
+        }
+      }),
+    );
     unsubscribe.push(
       onToolCall((call) => {
         const ids = spanIds(call.span);
         const sessionId = call.sessionId ?? ids.traceId;
         const llm = unchargedLlm.get(sessionId);
-        const charged = llm !== undefined && llm.endedAt <= call.startedAt;
+        const charged = llm !== undefined && llm.startedAt <= call.startedAt;
         if (charged) unchargedLlm.delete(sessionId);
+        const inside = spentInside.get(ids.spanId);
+        if (inside) spentInside.delete(ids.spanId);
         const raised = guard.observe({
           sessionId,
-          tokens: charged ? llm.tokens : 0,
-          costUsd: charged ? llm.costUsd : 0,
+          tokens: (charged ? llm.tokens : 0) + (inside?.tokens ?? 0),
+          costUsd: (charged ? llm.costUsd : 0) + (inside?.costUsd ?? 0),
           tool: call.tool,
           argsHash: call.argsHash,
           resultHash: call.resultHash,
