@@ -3,7 +3,7 @@
 -- day), judged on a full pass for every day and then hourly for yesterday and today (see scope
 -- below); it grows (new version) as the day goes on. Compared:
 --   tool error rate  failed / tool calls requested by the model (the tool call's requesting LLM
---                    call: the session's latest LLM call ended before it started; read from the
+--                    call: the session's latest LLM call started before it; read from the
 --                    calls' kept features, agent_call_features, so calls the LoopGuard halted
 --                    before they ran are not counted)
 --   loop rate        sessions with a loop finding (other detectors, this pass's included) / sessions

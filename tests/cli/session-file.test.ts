@@ -1,7 +1,8 @@
 // The session file (loopwatch.session.v1) read back, and replayed through the loop rules: bad
 // files are refused with the line and field at fault; the replay orders calls by start, leaves
 // out calls a LoopGuard stopped, never takes an unknown result for "the same result", and
-// attributes tokens and cost as the detector pass does (the requesting LLM call, split evenly).
+// attributes tokens and cost as the detector pass does (the requesting LLM call, by start, split
+// evenly; an LLM call made inside a tool call charged to it).
 import { describe, expect, it } from 'vitest';
 import { costUsd } from '../../instrumentation/src/cost.js';
 import { replaySession } from '../../collector/src/export/replay.js';
@@ -54,6 +55,18 @@ describe('replaying a session file', () => {
     const stuck = r.findings.find((x) => x.kind === 'stuck')!;
     expect(stuck).toMatchObject({ repeats: 4, wastedCalls: 3, wastedTokens: 1500 });
     expect(stuck.wastedCostUsd).toBeCloseTo(0.015, 12);
+  });
+
+  it('a streamed LLM call is charged to the calls it asked for; one made inside a tool call, to that call', () => {
+    // a turn streamed from 0 to 6 s asks for calls 1-2 (by its start); call 4 runs a model itself (50k tokens)
+    const inner = tool(4, 'read');
+    const innerSpan = (JSON.parse(inner) as { span_id: string }).span_id;
+    const f = parseSessionFile(file(header(), llm(0, { end_ts: at(6) }), tool(1, 'read'), tool(2, 'read'), llm(3), inner,
+      llm(4, { parent_span_id: innerSpan, total_tokens: 50_000, input_tokens: 50_000, output_tokens: 0, cost_usd: 0.5 }), tool(5, 'read')));
+    const stuck = replaySession(f).findings.find((x) => x.kind === 'stuck')!;
+    // wasted: calls 2, 4, 5 = 500 + (500 + 50,000) + 500
+    expect(stuck).toMatchObject({ repeats: 4, wastedCalls: 3, wastedTokens: 51_500 });
+    expect(stuck.wastedCostUsd).toBeCloseTo(0.005 + 0.505 + 0.005, 12);
   });
 
   it('an LLM call without a reported cost is priced from its tokens', () => {

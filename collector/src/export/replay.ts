@@ -23,18 +23,33 @@ function llmCost(l: SessionFileLlmCall): number {
   return costUsd(l.model, { inputTokens: l.input_tokens, outputTokens: l.output_tokens, cacheReadTokens: l.cache_read_tokens }) ?? 0;
 }
 
+function llmTokens(l: SessionFileLlmCall): number {
+  return l.total_tokens ?? l.input_tokens + l.output_tokens;
+}
+
 export function replaySession(file: SessionFile, params: Partial<DetectorParams> = {}): ReplayResult {
   const guard = new LoopGuard({ params });
   const calls = file.toolCalls.filter((c) => c.error_type !== 'LoopDetectedError');
-  // the LLM call that requested each tool call: the latest one that ended at or before the call
-  // started; its tokens and cost are split evenly among the calls it requested
-  const byEnd = [...file.llmCalls].sort((a, b) => (a.endNs < b.endNs ? -1 : a.endNs > b.endNs ? 1 : 0));
+  // as the detector pass (queries/features/detector-calls.sql): the LLM call that requested each
+  // tool call is the latest one that started at or before the call started, its tokens and cost
+  // split evenly among the calls it requested; an LLM call made inside a tool call (a child of
+  // its span) is charged to that tool call instead
+  const toolSpans = new Set(calls.map((c) => c.span_id));
+  const spentInside = new Map<string, { tokens: number; cost: number }>();
+  for (const l of file.llmCalls) {
+    if (!toolSpans.has(l.parent_span_id)) continue;
+    const spent = spentInside.get(l.parent_span_id) ?? { tokens: 0, cost: 0 };
+    spent.tokens += llmTokens(l);
+    spent.cost += llmCost(l);
+    spentInside.set(l.parent_span_id, spent);
+  }
+  const byStart = file.llmCalls.filter((l) => !toolSpans.has(l.parent_span_id)).sort((a, b) => (a.tsNs < b.tsNs ? -1 : a.tsNs > b.tsNs ? 1 : 0));
   const requester: (SessionFileLlmCall | undefined)[] = [];
   const share = new Map<SessionFileLlmCall, number>();
   let j = -1;
   for (const c of calls) {
-    while (j + 1 < byEnd.length && byEnd[j + 1]!.endNs <= c.tsNs) j++;
-    const l = j >= 0 ? byEnd[j] : undefined;
+    while (j + 1 < byStart.length && byStart[j + 1]!.tsNs <= c.tsNs) j++;
+    const l = j >= 0 ? byStart[j] : undefined;
     requester.push(l);
     if (l) share.set(l, (share.get(l) ?? 0) + 1);
   }
@@ -42,6 +57,7 @@ export function replaySession(file: SessionFile, params: Partial<DetectorParams>
     const c = calls[i]!;
     const l = requester[i];
     const n = l ? share.get(l)! : 0;
+    const inside = spentInside.get(c.span_id);
     guard.observe({
       sessionId: file.sessionId,
       tool: c.tool,
@@ -54,8 +70,8 @@ export function replaySession(file: SessionFile, params: Partial<DetectorParams>
       endTs: Number(c.endNs) / 1e6,
       spanId: c.span_id,
       parentSpanId: c.parent_span_id || undefined,
-      tokens: l ? (l.total_tokens ?? l.input_tokens + l.output_tokens) / n : 0,
-      costUsd: l ? llmCost(l) / n : 0,
+      tokens: (l ? llmTokens(l) / n : 0) + (inside?.tokens ?? 0),
+      costUsd: (l ? llmCost(l) / n : 0) + (inside?.cost ?? 0),
     });
   }
   return {
