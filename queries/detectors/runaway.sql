@@ -3,7 +3,9 @@
 -- had not seen from that tool, or is an action that returns nothing not made before; failed
 -- calls are never progress, unknown results always are) or
 -- blows a budget: calls {budget_max_calls}, tokens {budget_max_tokens}, cost {budget_max_cost_usd},
--- wall time {budget_max_wall_time_s} s, nesting depth of tool calls inside tool calls
+-- wall time {budget_max_wall_time_s} s (first call's start to this call's end, less the gaps
+-- between calls longer than {budget_idle_gap_s} s: a conversation resumed hours later has not
+-- been running all that time), nesting depth of tool calls inside tool calls
 -- {budget_max_tool_depth} (followed through parent_span_id, across non-tool spans). 0 disables
 -- a budget. Anchored on the session's first call so it stays one finding as the session grows;
 -- details.trigger_span_id is where it first crossed. Wasted: calls in no-progress runs and calls
@@ -73,6 +75,8 @@ WITH RECURSIVE
         SELECT *, outcome_kind = 'U'
                   OR (outcome_kind = 'R' AND (row_number() OVER (PARTITION BY session_id, tool, outcome ORDER BY seq) = 1
                                               OR (result_empty AND row_number() OVER (PARTITION BY session_id, call_key, result_empty ORDER BY seq) = 1))) AS is_new,
+               -- the latest end of the calls before (for the gaps the wall time leaves out)
+               max(end_ts) OVER (PARTITION BY session_id ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end,
                -- the session's first call anchors the finding
                first_value(tuple(span_id, parent_span_id, trace_id)) OVER (PARTITION BY session_id ORDER BY seq
                    ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS anchor,
@@ -84,19 +88,23 @@ WITH RECURSIVE
                sum(is_new) OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS grp,
                sum(tokens) OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS cum_tokens,
                sum(cost_usd) OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS cum_cost,
+               sum(if(seq > 1 AND {budget_idle_gap_s:Float64} > 0
+                      AND toUnixTimestamp64Nano(ts) - toUnixTimestamp64Nano(prev_end) > {budget_idle_gap_s:Float64} * 1e9,
+                      toUnixTimestamp64Nano(ts) - toUnixTimestamp64Nano(prev_end), 0))
+                   OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS cum_idle_ns,
                min(ts) OVER (PARTITION BY session_id) AS session_start
         FROM firsts AS f LEFT JOIN depths AS d ON d.leaf = f.span_id
     ),
     flagged AS (
         SELECT *,
+               (toUnixTimestamp64Nano(end_ts) - toUnixTimestamp64Nano(session_start) - cum_idle_ns) / 1e9 AS wall_s,
                NOT is_new AND countIf(NOT is_new) OVER (PARTITION BY session_id, grp) >= {runaway_no_progress_run:UInt32} AS no_progress,
                arrayFilter(x -> x != '', [
                    if(no_progress, 'no_progress', ''),
                    if({budget_max_calls:UInt32} > 0 AND seq > {budget_max_calls:UInt32}, 'calls', ''),
                    if({budget_max_tokens:Float64} > 0 AND cum_tokens > {budget_max_tokens:Float64}, 'tokens', ''),
                    if({budget_max_cost_usd:Float64} > 0 AND cum_cost > {budget_max_cost_usd:Float64}, 'cost', ''),
-                   if({budget_max_wall_time_s:Float64} > 0
-                      AND (toUnixTimestamp64Nano(end_ts) - toUnixTimestamp64Nano(session_start)) / 1e9 > {budget_max_wall_time_s:Float64}, 'wall_time', ''),
+                   if({budget_max_wall_time_s:Float64} > 0 AND wall_s > {budget_max_wall_time_s:Float64}, 'wall_time', ''),
                    if({budget_max_tool_depth:UInt32} > 0 AND depth > {budget_max_tool_depth:UInt32}, 'depth', '')
                ]) AS reasons
         FROM cumulative
@@ -129,7 +137,7 @@ SELECT
                if(has(groupUniqArrayArray(w.reasons), 'depth'), concat('tool depth ', toString(max(w.depth)), ' of ', toString({budget_max_tool_depth:UInt32})), ''),
                if(has(groupUniqArrayArray(w.reasons), 'tokens'), concat(toString(round(max(w.cum_tokens))), ' tokens of ', toString({budget_max_tokens:Float64})), ''),
                if(has(groupUniqArrayArray(w.reasons), 'wall_time'),
-                  concat(toString(round((toUnixTimestamp64Nano(max(w.end_ts)) - toUnixTimestamp64Nano(min(w.session_start))) / 1e9)), ' s of ', toString({budget_max_wall_time_s:Float64}), ' s'), '')
+                  concat(toString(round(max(w.wall_s))), ' s of ', toString({budget_max_wall_time_s:Float64}), ' s'), '')
            ]), ', ') AS used)), '', concat('; used ', used)), ').') AS message,
     toJSONString(map('reasons', arrayStringConcat(arraySort(groupUniqArrayArray(w.reasons)), ','),
                      'trigger_span_id', argMin(w.span_id, w.seq),

@@ -28,6 +28,8 @@ export interface DetectorParams {
   budgetMaxTokens: number;
   budgetMaxCostUsd: number;
   budgetMaxWallTimeS: number;
+  /** Gaps between calls longer than this (s) are not wall time: the conversation was resumed later (0: all count). */
+  budgetIdleGapS: number;
   /** Tool calls nested inside tool calls (parent_span_id chain), deepest allowed. */
   budgetMaxToolDepth: number;
   /** Incremental runs re-read sessions active this long before the watermark (late inserts). */
@@ -66,6 +68,7 @@ export const DETECTOR_DEFAULTS: Readonly<DetectorParams> = Object.freeze({
   budgetMaxTokens: 5_000_000,
   budgetMaxCostUsd: 10,
   budgetMaxWallTimeS: 2 * 3600,
+  budgetIdleGapS: 3600,
   budgetMaxToolDepth: 5,
   watermarkOverlapS: 10,
   degradationBaselineDays: 7,
@@ -94,6 +97,7 @@ export const DETECTOR_PARAM_TYPES: Readonly<Record<keyof DetectorParams, 'UInt32
   budgetMaxTokens: 'Float64',
   budgetMaxCostUsd: 'Float64',
   budgetMaxWallTimeS: 'Float64',
+  budgetIdleGapS: 'Float64',
   budgetMaxToolDepth: 'UInt32',
   watermarkOverlapS: 'UInt32',
   degradationBaselineDays: 'UInt32',
@@ -132,6 +136,7 @@ export const DETECTOR_PARAM_RANGES: Readonly<Record<keyof DetectorParams, readon
   budgetMaxTokens: [0, Number.MAX_VALUE],
   budgetMaxCostUsd: [0, Number.MAX_VALUE],
   budgetMaxWallTimeS: [0, Number.MAX_VALUE],
+  budgetIdleGapS: [0, Number.MAX_VALUE],
   budgetMaxToolDepth: [0, UINT32_MAX],
   watermarkOverlapS: [0, 86_400],
   degradationBaselineDays: [1, 90],

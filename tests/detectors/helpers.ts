@@ -25,6 +25,8 @@ export interface CallSpec {
   streamed?: boolean;
   /** Tokens (input) of an LLM call the tool makes itself: a child span of the call. */
   innerLlmTokens?: number;
+  /** Time without calls before this one (its LLM call included), ms. */
+  pauseMs?: number;
 }
 
 export interface BuiltSession {
@@ -84,6 +86,7 @@ export function buildSession(sessionId: string, calls: CallSpec[], opts: { start
     const model = c.model ?? 'gpt-4o';
     const tin = c.parallel ? 0 : (c.tokensIn ?? 1000);
     const tout = c.parallel ? 0 : (c.tokensOut ?? 100);
+    if (c.pauseMs) t += BigInt(c.pauseMs) * 1_000_000n;
     const resume = t;
     if (c.parallel) t = lastStart + 1000n;
     const llmSpan = (start: bigint, durNs: bigint, parent: string, tokensIn: number, tokensOut: number) =>

@@ -152,6 +152,28 @@ describe('runaway reasons', () => {
       expect(guard.findings().filter((f) => f.kind === 'runaway').map((f) => f.kind)).toEqual(expected);
     }
   });
+  it('wall time leaves out the gaps between calls longer than budgetIdleGapS: a conversation resumed hours later', async () => {
+    const client = tc.collector.store.client;
+    // three searches, then the same conversation five hours later
+    const calls = Array.from({ length: 6 }, (_, i) => ({ tool: 'search', args: { q: i }, result: `r${i}`, durMs: 1000, pauseMs: i === 3 ? 5 * 3600_000 : 0 }));
+    const runaway = async (session: string) =>
+      tc.rows<{ message: string }>(`SELECT message FROM agent_findings FINAL WHERE session_id = {s:String} AND detector = 'runaway'`, { s: session });
+    const check = async (session: string, params: Record<string, number>) => {
+      const s = await insertSession(client, buildSession(session, calls, { startMs: Date.now() - 6 * 3600_000 }));
+      const r = await runDetectors(client, { params: { ...PARAMS, budgetMaxCalls: 0, budgetMaxWallTimeS: 10, ...params } });
+      expect(r.errors).toEqual({});
+      const guard = new LoopGuard({ params: { ...PARAMS, budgetMaxCalls: 0, budgetMaxWallTimeS: 10, ...params } });
+      for (const row of s.guardRows) guard.observe(row);
+      return { sql: (await runaway(session)).map((f) => f.message), live: guard.findings().filter((f) => f.kind === 'runaway').map((f) => f.message) };
+    };
+    // two sittings of about 3 s: 6 s of the 10 s budget
+    expect(await check('sql-resumed', {})).toEqual({ sql: [], live: [] });
+    // with every gap counted (0), the second sitting is over the budget: 5 h
+    const all = await check('sql-resumed-all-gaps', { budgetIdleGapS: 0 });
+    expect(all.sql).toHaveLength(1);
+    expect(all.sql[0]).toMatch(/^Runaway session: wall_time \(3 calls wasted since .*; used 1800\d s of 10 s\)\.$/);
+    expect(all.live[0]).toMatch(/^Runaway session: wall_time \(3 calls wasted; used 1800\d s of 10 s\)\.$/);
+  });
   it('token, cost and wall-time budgets', async () => {
     const client = tc.collector.store.client;
     await insertSession(client, buildSession('sql-budget-tokens', Array.from({ length: 6 }, (_, i) => ({ tool: 't', args: { i }, result: i, tokensIn: 3000 }))));

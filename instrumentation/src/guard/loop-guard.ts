@@ -793,6 +793,9 @@ class SessionState {
   pending = 0;
   firstSpan = '';
   start = 0;
+  /** The latest end of the calls so far, and the gaps between calls left out of the wall time (ms). */
+  lastEnd = 0;
+  idle = 0;
   calls = 0;
   tokens = 0;
   cost = 0;
@@ -1307,6 +1310,8 @@ export class LoopGuard {
     if (s.calls === 0) {
       s.start = startMs;
       s.firstSpan = spanId;
+    } else if (p.budgetIdleGapS > 0 && startMs - s.lastEnd > p.budgetIdleGapS * 1000) {
+      s.idle += startMs - s.lastEnd; // a conversation resumed later: not wall time (as runaway.sql)
     }
     s.calls++;
     s.tokens += tokens;
@@ -1323,10 +1328,12 @@ export class LoopGuard {
     }
     const endTs = toMs(call.endTs);
     const endMs = Number.isFinite(endTs) ? endTs : startMs;
+    if (s.calls === 1 || endMs > s.lastEnd) s.lastEnd = endMs;
+    const wallMs = endMs - s.start - s.idle;
     if (p.budgetMaxCalls > 0 && s.calls > p.budgetMaxCalls) reasons |= R_CALLS;
     if (p.budgetMaxTokens > 0 && s.tokens > p.budgetMaxTokens) reasons |= R_TOKENS;
     if (p.budgetMaxCostUsd > 0 && s.cost > p.budgetMaxCostUsd) reasons |= R_COST;
-    if (p.budgetMaxWallTimeS > 0 && (endMs - s.start) / 1000 > p.budgetMaxWallTimeS) reasons |= R_WALL_TIME;
+    if (p.budgetMaxWallTimeS > 0 && wallMs / 1000 > p.budgetMaxWallTimeS) reasons |= R_WALL_TIME;
     if (p.budgetMaxToolDepth > 0 && depth > p.budgetMaxToolDepth) reasons |= R_DEPTH;
     if (s.runaway) s.runaway.stillNoProgress = (reasons & R_NO_PROGRESS) !== 0;
     if (reasons === 0) {
@@ -1355,7 +1362,7 @@ export class LoopGuard {
     if (rw.reasons & R_COST) used.push(`$${s.cost.toFixed(4)} of $${p.budgetMaxCostUsd}`);
     if (rw.reasons & R_DEPTH) used.push(`tool depth ${rw.maxDepth} of ${p.budgetMaxToolDepth}`);
     if (rw.reasons & R_TOKENS) used.push(`${Math.round(s.tokens)} tokens of ${p.budgetMaxTokens}`);
-    if (rw.reasons & R_WALL_TIME) used.push(`${Math.round((endMs - s.start) / 1000)} s of ${p.budgetMaxWallTimeS} s`);
+    if (rw.reasons & R_WALL_TIME) used.push(`${Math.round(wallMs / 1000)} s of ${p.budgetMaxWallTimeS} s`);
     this.emit(s, K_RUNAWAY, s.firstSpan, spanId, rw.wasted, rw.wasted, rw.tokens, rw.cost, rw.sortedTools(), 'critical',
       `Runaway session: ${rw.why()} (${rw.wasted} calls wasted${used.length ? `; used ${used.join(', ')}` : ''}).`);
   }
