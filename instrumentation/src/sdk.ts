@@ -113,8 +113,8 @@ class ExportTally implements SpanProcessor {
    * Tells the batch processor that the exports under way failed, while they go on (retried on
    * unreferenced timers): its timer for each export (30 s) would otherwise keep the process up.
    * Their spans stay pending until the exporter is done with them. The batch processor then goes
-   * on to its next batch, so while the collector cannot be reached several exports can be under
-   * way (the exporter's concurrency limit bounds them) where it waited for one.
+   * on to its next batch, so while the collector cannot be reached several exports can be retried
+   * at once (the exporter's concurrency limit bounds them) where it waited for one.
    */
   abandon(): void {
     const entries = [...this.inFlight];
@@ -323,9 +323,16 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
   let lastAttempt: { error: Error | undefined } | undefined;
   if (!exporter) {
     const otlp = new OTLPTraceExporter({ ...(opts.endpoint ? { url: tracesUrl(opts.endpoint) } : {}), httpAgentOptions: quietSocketAgents(opts.letProcessEnd === true) });
-    // an attempt failed and a retry waits on its timer: the batch processor stops waiting for that
-    // export (tally.abandon()), or its own timer for it would keep the process up meanwhile
-    if (opts.letProcessEnd) unrefRetryTimers(otlp, (error) => ((lastAttempt = { error }), tally.abandon()));
+    // an attempt could not reach the collector and a retry waits on its timer: the batch processor
+    // stops waiting for that export (tally.abandon()), or its own timer for it would keep the
+    // process up meanwhile. Not when the collector answered busy (429, 503): the batch processor
+    // then keeps waiting, so that the agent does not send it more exports at once
+    if (opts.letProcessEnd) {
+      unrefRetryTimers(otlp, (error) => {
+        lastAttempt = { error };
+        if (!(error as { busy?: boolean } | undefined)?.busy) tally.abandon();
+      });
+    }
     exporter = otlp;
   }
   let failureReported = false;
