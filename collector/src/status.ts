@@ -61,6 +61,11 @@ export async function collectorStatus(s: StatusSources): Promise<CollectorStatus
   const problems: string[] = [];
   if (schema === 'pending') problems.push('the store is not reachable yet: spans are acknowledged into the spool and loaded once it is');
   if (spans.dropped > 0) problems.push(`${spans.dropped} acknowledged spans did not reach the store: the store refused them as data (kept in <data-dir>/spool/quarantine)`);
+  const corrupt = await s.metrics.value('loopwatch_spool_corrupt_segments_total');
+  if (corrupt > 0) {
+    const bytes = await s.metrics.value('loopwatch_spool_unreadable_bytes_total');
+    problems.push(`${corrupt} spool segment${corrupt === 1 ? '' : 's'} had unreadable records (${bytes} bytes: disk corruption); the spans in them are lost, the rest was stored; kept in <data-dir>/spool/quarantine`);
+  }
   if (spool.segments > BACKLOG_SEGMENTS) problems.push(`${spool.segments} spool segments (${spool.bytes} bytes) are waiting for the store: it is slower than ingest, or failing`);
   const listening = s.listening();
   if (listening.tlsNotAfter) {

@@ -106,11 +106,13 @@ export class Loader {
 
   private async load(seg: SealedSegment): Promise<void> {
     const buf = await readFile(seg.path);
-    const { records, corrupt, validBytes } = readRecords(buf);
+    const { records, corrupt, unreadableBytes } = readRecords(buf);
     if (corrupt) {
       // Written with fdatasync and checksummed: only disk corruption gets here. Keep the bytes.
-      this.log.error({ segment: seg.name, validBytes, totalBytes: buf.length }, 'spool segment has a corrupt record; loading the intact prefix');
+      this.log.error({ segment: seg.name, unreadableBytes, totalBytes: buf.length, records: records.length },
+        'spool segment has unreadable records (disk corruption): loading the records around them, keeping the segment in spool/quarantine');
       this.metrics.inc('loopwatch_spool_corrupt_segments_total');
+      this.metrics.add('loopwatch_spool_unreadable_bytes_total', unreadableBytes);
     }
     const started = performance.now();
     let rows = 0;

@@ -97,20 +97,62 @@ export function frameRecord(payload: Buffer): Buffer {
   return Buffer.concat([recordHeader(payload), payload]);
 }
 
-/** The intact records of a segment, and where the intact prefix ends. */
-export function readRecords(buf: Buffer): { records: Buffer[]; validBytes: number; corrupt: boolean } {
+/** The record at `off`, if it is whole and its checksum holds (never empty: zeros are not a record). */
+function recordAt(buf: Buffer, off: number): Buffer | undefined {
+  if (off + HEADER > buf.length) return undefined;
+  const len = buf.readUInt32LE(off);
+  if (len === 0 || off + HEADER + len > buf.length) return undefined;
+  const payload = buf.subarray(off + HEADER, off + HEADER + len);
+  return crc32(payload) === buf.readUInt32LE(off + 4) ? payload : undefined;
+}
+
+/** The offset of the next whole record with a good checksum after `from`, or -1. */
+function nextRecord(buf: Buffer, from: number): number {
+  for (let p = from + 1; p + HEADER <= buf.length; p++) if (recordAt(buf, p)) return p;
+  return -1;
+}
+
+export interface SegmentRecords {
+  /** The whole records with good checksums, in order: what can be loaded. */
+  records: Buffer[];
+  /** Where the last of them ends: an open segment is cut there (its torn tail). */
+  validBytes: number;
+  /** Bytes that are not whole records with good checksums, other than an open segment's torn tail. */
+  unreadableBytes: number;
+  corrupt: boolean;
+}
+
+/**
+ * The records of a segment. Every record is framed (length, CRC-32) and was on disk (fdatasync)
+ * before its spans were acknowledged. What does not read as a record is either the torn tail of
+ * an open segment (a write the process did not finish: its spans were never acknowledged, so it
+ * is dropped) or corruption (a flipped bit in a length or a payload): then the records after it
+ * are found again by their framing, so one bad record costs its own spans, not the segment's
+ * rest. A sealed segment has no torn tail: anything unreadable in it, at its end too, is
+ * corruption; so is anything in an open one that whole records follow.
+ */
+export function readRecords(buf: Buffer, state: 'open' | 'sealed' = 'sealed'): SegmentRecords {
   const records: Buffer[] = [];
   let off = 0;
-  while (off + HEADER <= buf.length) {
-    const len = buf.readUInt32LE(off);
-    const sum = buf.readUInt32LE(off + 4);
-    if (off + HEADER + len > buf.length) break; // torn tail: never acknowledged
-    const payload = buf.subarray(off + HEADER, off + HEADER + len);
-    if (crc32(payload) !== sum) return { records, validBytes: off, corrupt: true };
-    records.push(payload);
-    off += HEADER + len;
+  let validBytes = 0;
+  let unreadableBytes = 0;
+  while (off < buf.length) {
+    const payload = recordAt(buf, off);
+    if (payload) {
+      records.push(payload);
+      off += HEADER + payload.length;
+      validBytes = off;
+      continue;
+    }
+    const next = nextRecord(buf, off);
+    if (next < 0) {
+      if (state === 'sealed') unreadableBytes += buf.length - off;
+      break; // an open segment's torn tail
+    }
+    unreadableBytes += next - off;
+    off = next;
   }
-  return { records, validBytes: off, corrupt: false };
+  return { records, validBytes, unreadableBytes, corrupt: unreadableBytes > 0 };
 }
 
 export class Spool {
@@ -144,7 +186,8 @@ export class Spool {
       let path = join(this.opts.dir, name);
       this.nextSeq = Math.max(this.nextSeq, seq + 1);
       if (m[3] === 'open') {
-        const { validBytes } = readRecords(readFileSync(path));
+        // cut the torn tail only: a corrupt record inside is kept for the loader to report and quarantine
+        const { validBytes } = readRecords(readFileSync(path), 'open');
         truncateSync(path, validBytes);
         if (validBytes === 0) {
           renameSync(path, `${path}.empty`);
