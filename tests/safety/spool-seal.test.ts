@@ -2,7 +2,7 @@
 // shutdown or flush) both end with the segment listed as sealed. The second used to return at
 // once while the first was still renaming the file, so a drain saw no sealed segment and stopped
 // with acknowledged spans not yet in the store (found as a rare inserted < accepted in the fuzz
-// test). A real spool on disk.
+// test). And a stopping loader takes no further segment. A real spool on disk.
 import { afterAll, describe, expect, it } from 'vitest';
 import { Spool } from '../../collector/src/spool/spool.js';
 import { tempDirs } from '../helpers/temp-dirs.js';
@@ -27,6 +27,21 @@ describe('spool seal', () => {
     expect(spool.sealedCount).toBe(1);
     // nothing open: a seal now has nothing to wait for
     await spool.seal();
+    expect(spool.sealedCount).toBe(1);
+  });
+
+  it('a stopping loader takes no further segment: the shutdown drain is bounded, the rest waits for the next start', async () => {
+    // the loader asks next(signal) between segments; it kept handing out segments after the
+    // abort, so SIGTERM waited for the whole backlog (minutes) instead of about 10 s
+    const spool = new Spool({ dir: tempDir('lw-spool-stop-'), maxBytes: 1 << 20, segmentMaxBytes: 1 << 20, segmentMaxAgeMs: 60_000 });
+    spools.push(spool);
+    spool.start();
+    await spool.append(Buffer.from('["row"]\n'));
+    await spool.seal();
+    const stopping = new AbortController();
+    expect(await spool.next(stopping.signal)).not.toBeNull();
+    stopping.abort();
+    expect(await spool.next(stopping.signal)).toBeNull();
     expect(spool.sealedCount).toBe(1);
   });
 });

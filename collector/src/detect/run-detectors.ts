@@ -645,7 +645,7 @@ async function withdrawFindings(client: ClickHouseClient, table: string, detecto
     client,
     `SELECT finding_id FROM agent_findings FINAL
      WHERE session_id IN (SELECT session_id FROM {calls:Identifier}) AND detector IN {detectors:Array(String)}
-       AND finding_id NOT IN {reported:Array(String)}`,
+       AND finding_id NOT IN (SELECT arrayJoin({reported:Array(String)}))`,
     { calls: table, detectors, reported },
     settings,
   );

@@ -75,8 +75,11 @@ function derivedViews(client: ClickHouseClient): Promise<NarrowedView[]> {
   return p;
 }
 
-// the segment's spans: by trace id first (otel_traces skips granules by its trace id index)
-const SPANS = 'TraceId IN {traces:Array(String)} AND SpanId IN {ids:Array(String)}';
+// the segment's spans: by trace id first (otel_traces skips granules by its trace id index). The
+// ids are a set built from the array (IN a subquery), not an IN list: a literal list of 44,000 span
+// ids took the engine 7 s where 43,000 took 0.1 s (one segment holds up to ~100k spans).
+const IDS = (column: string, param: 'traces' | 'ids') => `${column} IN (SELECT arrayJoin({${param}:Array(String)}))`;
+const SPANS = `${IDS('TraceId', 'traces')} AND ${IDS('SpanId', 'ids')}`;
 
 /** The rows of a view's narrowed SELECT its table lacks. */
 function missingRows({ table, missing, select, columns }: NarrowedView): string {
@@ -85,11 +88,11 @@ function missingRows({ table, missing, select, columns }: NarrowedView): string 
     // block), so a row is missing when the rows there do not span it. Without one, Grafana's trace
     // lookup finds no time range and shows nothing of the trace. (Compared as stored: whole seconds.)
     return `SELECT TraceId, Start, End FROM (SELECT TraceId, toDateTime(Start) AS Start, toDateTime(End) AS End FROM (${select})) AS n
-            LEFT JOIN (SELECT TraceId, min(Start) AS s, max(End) AS e FROM ${table} WHERE TraceId IN {traces:Array(String)} GROUP BY TraceId) AS c ON n.TraceId = c.TraceId
+            LEFT JOIN (SELECT TraceId, min(Start) AS s, max(End) AS e FROM ${table} WHERE ${IDS('TraceId', 'traces')} GROUP BY TraceId) AS c ON n.TraceId = c.TraceId
             WHERE c.TraceId = '' OR c.s > n.Start OR c.e < n.End`;
   }
   return `SELECT ${columns} FROM (${select})
-          WHERE (trace_id, span_id) NOT IN (SELECT trace_id, span_id FROM ${table} WHERE trace_id IN {traces:Array(String)} AND span_id IN {ids:Array(String)})`;
+          WHERE (trace_id, span_id) NOT IN (SELECT trace_id, span_id FROM ${table} WHERE ${IDS('trace_id', 'traces')} AND ${IDS('span_id', 'ids')})`;
 }
 
 /** Checks that every row of `lines` (JSONCompactEachRow in SPAN_COLUMNS order) is in each table, and inserts what is missing. */

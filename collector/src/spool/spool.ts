@@ -335,6 +335,7 @@ export class Spool {
    * idle while it waits, so the open segment is sealed for it once segmentMinAgeMs old.
    */
   async next(signal?: AbortSignal): Promise<SealedSegment | null> {
+    if (signal?.aborted) return null; // stopping: the segments left stay for the next start
     while (this.sealed.length === 0) {
       if (this.closed || signal?.aborted) return null;
       let waitMs: number | undefined;
