@@ -15,6 +15,7 @@ const COUNTERS = {
   loopwatch_spans_inserted_total: 'spans inserted into the store',
   loopwatch_spans_dropped_total: 'acknowledged spans that did not reach the store (quarantined segments; must stay 0)',
   loopwatch_insert_failures_total: 'failed inserts into the store (retried)',
+  loopwatch_spool_write_failures_total: 'OTLP export requests answered 503 because the spool could not write them (disk full or failing)',
   loopwatch_spool_quarantined_segments_total: 'spool segments the store refused as data, kept in spool/quarantine',
   loopwatch_spool_corrupt_segments_total: 'spool segments with unreadable records (disk corruption), kept in spool/quarantine',
   loopwatch_spool_unreadable_bytes_total: 'bytes of spool segments that did not read as records (their spans are lost; must stay 0)',
@@ -45,6 +46,8 @@ const isByTransport = (name: CounterName): name is TransportCounter => (BY_TRANS
 export class Metrics {
   readonly registry = new Registry();
   private readonly counters = new Map<string, Counter>();
+  /** When each counter last went up (epoch ms): the status tells a problem going on from one that passed. */
+  private readonly wentUp = new Map<CounterName, number>();
   private readonly insertDuration: Histogram;
   private readonly detectDuration: Histogram;
 
@@ -85,6 +88,7 @@ export class Metrics {
   add(name: TransportCounter, n: number, transport: Transport): void;
   add(name: CounterName, n: number, transport?: Transport): void {
     if (n <= 0) return;
+    this.wentUp.set(name, Date.now());
     const counter = this.counters.get(name)!;
     if (isByTransport(name)) counter.labels(transport ?? 'http').inc(n);
     else counter.inc(n);
@@ -98,6 +102,11 @@ export class Metrics {
   async value(name: CounterName, transport?: Transport): Promise<number> {
     const values = (await this.counters.get(name)!.get()).values;
     return values.filter((v) => transport === undefined || v.labels.transport === transport).reduce((sum, v) => sum + v.value, 0);
+  }
+
+  /** When the counter last went up (epoch ms), if it has since the collector started. */
+  lastUp(name: CounterName): number | undefined {
+    return this.wentUp.get(name);
   }
 
   text(): Promise<string> {

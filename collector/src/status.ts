@@ -3,7 +3,7 @@
 // counters (the numbers /metrics exports), so it costs no query and works while the store is down.
 // `problems` lists what needs a person, each in one sentence; none means healthy.
 import type { DetectorScheduler } from './detect/scheduler.js';
-import type { Metrics, Transport, TransportCounter } from './metrics.js';
+import type { CounterName, Metrics, Transport, TransportCounter } from './metrics.js';
 
 export interface CollectorStatus {
   healthy: boolean;
@@ -40,6 +40,9 @@ export interface StatusSources {
   startedAt: number;
 }
 
+/** A refusal or failure this recent is a problem going on (the status is polled: a minute or so between looks). */
+const RECENT_MS = 5 * 60_000;
+
 /** Spool segments waiting past this many suggest the store cannot keep up (a segment is at most 32 MiB or 1 s). */
 const BACKLOG_SEGMENTS = 100;
 /** A TLS certificate that ends sooner than this is a problem: time to renew it (ACME renews at 30 days left). */
@@ -65,6 +68,18 @@ export async function collectorStatus(s: StatusSources): Promise<CollectorStatus
   if (corrupt > 0) {
     const bytes = await s.metrics.value('loopwatch_spool_unreadable_bytes_total');
     problems.push(`${corrupt} spool segment${corrupt === 1 ? '' : 's'} had unreadable records (${bytes} bytes: disk corruption); the spans in them are lost, the rest was stored; kept in <data-dir>/spool/quarantine`);
+  }
+  const recent = (name: CounterName): string | undefined => {
+    const at = s.metrics.lastUp(name);
+    return at !== undefined && Date.now() - at < RECENT_MS ? new Date(at).toISOString() : undefined;
+  };
+  const writeFailed = recent('loopwatch_spool_write_failures_total');
+  if (writeFailed) problems.push(`the spool could not write requests (disk full or failing; last at ${writeFailed}): they were answered 503 and are retried by the exporters`);
+  const spoolFull = recent('loopwatch_requests_spool_full_total');
+  if (spoolFull) problems.push(`the spool was full (last at ${spoolFull}): requests were answered 503; the store is down or slower than ingest (spool.maxBytes bounds it)`);
+  const insertFailed = s.metrics.lastUp('loopwatch_insert_failures_total');
+  if (insertFailed !== undefined && insertFailed > (s.metrics.lastUp('loopwatch_spans_inserted_total') ?? 0)) {
+    problems.push(`inserts into the store are failing (last at ${new Date(insertFailed).toISOString()}, retried): acknowledged spans wait in the spool; see the collector's log`);
   }
   if (spool.segments > BACKLOG_SEGMENTS) problems.push(`${spool.segments} spool segments (${spool.bytes} bytes) are waiting for the store: it is slower than ingest, or failing`);
   const listening = s.listening();

@@ -64,6 +64,7 @@ describe('server mode, server unreachable', () => {
     const st = JSON.parse(status.stdout) as { healthy: boolean; problems: string[]; spool: { bytes: number } };
     expect(st.healthy).toBe(false);
     expect(st.problems[0]).toMatch(/^the store is not reachable yet: spans are acknowledged into the spool/);
+    expect(st.problems).toContainEqual(expect.stringMatching(/^the spool was full \(last at .*\): requests were answered 503/));
     expect(st.spool.bytes).toBeGreaterThan(0);
 
     const t0 = Date.now();

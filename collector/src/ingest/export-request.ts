@@ -93,6 +93,7 @@ export class TraceExport {
         metrics.inc('loopwatch_requests_spool_full_total', transport);
         return { kind: 'unavailable', message: 'collector is over capacity (spool full); retry later' };
       }
+      metrics.inc('loopwatch_spool_write_failures_total');
       log.error({ err }, 'spool append failed');
       return { kind: 'unavailable', message: 'collector could not persist the request; retry later' };
     }
