@@ -62,7 +62,13 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   // one collector per data directory (the spool, the embedded database); a failed start leaves the
   // pid file of a process that ends, which the next start takes over
   const dataDirLock = lockDataDir(config.dataDir);
-  const store = openStore(config);
+  let store: Store;
+  try {
+    store = openStore(config);
+  } catch (err) {
+    dataDirLock.release(); // (a store another process holds: the pid file it found must not name this one)
+    throw err;
+  }
   // A server that is down must not stop ingest: the spool takes it, the schema follows later.
   const schema = new SchemaSetup(
     async () => {

@@ -4,12 +4,13 @@
 // that is not a collector, a file it cannot write, bad flags and a data directory it cannot
 // make; and no terminal control sequences from ingested data on the screen. A real collector, the
 // compiled CLI, the real sample agent.
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cli, runSampleAgent, until } from './helpers.js';
+import { packageRoot } from '../../collector/src/paths.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 import { tempDirs } from '../helpers/temp-dirs.js';
 
@@ -120,13 +121,18 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
   });
 
   it('bad flag values and a data directory it cannot make', async () => {
+    // a usage error is bad configuration: exit 2, as cli.md says (commander's own default was 1)
     for (const offset of ['-5', 'abc', '1.5']) {
       const r = await cli(['session', hostile, '--url', tc.url, '--offset', offset]);
-      expect(r.code, offset).not.toBe(0);
+      expect(r.code, offset).toBe(2);
       expect(r.stderr).toMatch(/--offset .* must be a whole number, 0 or more/);
     }
+    for (const args of [['up', '--port', 'abc'], ['sessions', '--bogus'], ['no-such-command']]) {
+      expect((await cli(args)).code, args.join(' ')).toBe(2);
+    }
+    expect(await cli(['--version'])).toMatchObject({ code: 0, stdout: `${JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).version}\n` });
     const role = await cli(['keys', 'generate', '--role', 'bogus']);
-    expect(role.code).not.toBe(0);
+    expect(role.code).toBe(2);
     expect(role.stderr).toMatch(/Allowed choices are ingest, read/);
     const file = join(tempDir('lw-cli-err-'), 'a-file');
     writeFileSync(file, 'x');

@@ -50,4 +50,18 @@ describe('a data directory in use', () => {
     }
     expect(existsSync(pidFile)).toBe(false); // a clean stop removes it
   }, 120_000);
+
+  it('with the pid file deleted by hand, a second collector still fails (the store is locked) and leaves no pid file naming itself', async () => {
+    const first = await startProcess(dataDir);
+    const pidFile = join(dataDir, 'collector.pid');
+    try {
+      rmSync(pidFile);
+      const second = await upOnce(dataDir);
+      expect(second.code).not.toBe(0);
+      // its own pid would say the directory is free once it has exited: a third would start on the first's spool
+      expect(existsSync(pidFile)).toBe(false);
+    } finally {
+      await stopProcess(first);
+    }
+  }, 120_000);
 });

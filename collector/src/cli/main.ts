@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The `loopwatch` command: one file per command (up.ts, keys.ts, demo.ts, sessions.ts, …).
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { ConfigError, StartError } from '../config.js';
+import { packageVersion } from '../paths.js';
 import { CliError, registerReadCommands } from './register.js';
 import { registerKeysCommand } from './keys.js';
 import { registerReplayCommand } from './replay.js';
@@ -10,7 +11,11 @@ import { registerUpCommand } from './up.js';
 const program = new Command()
   .name('loopwatch')
   .description('Loopwatch: catch AI agents that loop. OTLP collector, ClickHouse store, loop and waste detectors.')
-  .showHelpAfterError();
+  .version(packageVersion, '-V, --version')
+  .showHelpAfterError()
+  // a usage error (a bad flag value, an unknown option) exits 2, bad configuration, as the
+  // configuration's own checks do; commander's default is 1
+  .exitOverride();
 
 registerUpCommand(program);
 
@@ -21,6 +26,7 @@ registerReadCommands(program);
 registerReplayCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2); // commander has said what is wrong
   if (err instanceof CliError || err instanceof StartError) {
     process.stderr.write(`loopwatch: ${err.message}\n`);
     process.exit(err instanceof CliError ? err.exitCode : 1);

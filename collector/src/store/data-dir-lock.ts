@@ -58,14 +58,25 @@ function ownerRuns(line: string): number | undefined {
   }
 }
 
+/** A data directory the collector cannot create or write in, said in one line (the error's code and why). */
+function cannotUse(dir: string, err: unknown, doing: 'create it' | 'write in it'): StartError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why =
+    code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way, not a directory'
+    : code === 'EROFS' ? 'a read-only file system'
+    : code === 'EACCES' || code === 'EPERM' ? `not allowed to ${doing}`
+    : code === 'ENOENT' ? `cannot ${doing}: a directory above it is missing and cannot be made`
+    : code === 'ENOSPC' ? 'no space left on the device'
+    : (err as Error).message.replace(/^[A-Z]+: /, '');
+  return new StartError(`cannot use the data directory ${dir} (${code ?? 'error'}: ${why}): choose another with --data-dir (LOOPWATCH_DATA_DIR)`);
+}
+
 export function lockDataDir(dataDir: string): DataDirLock {
   const dir = resolve(dataDir);
   try {
     mkdirSync(dir, { recursive: true });
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way, not a directory' : code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? 'not allowed to create it' : (err as Error).message;
-    throw new StartError(`cannot use the data directory ${dir} (${code ?? 'error'}: ${why}): choose another with --data-dir (LOOPWATCH_DATA_DIR)`);
+    throw cannotUse(dir, err, 'create it');
   }
   const file = join(dir, 'collector.pid');
   const line = ownerLine();
@@ -76,7 +87,8 @@ export function lockDataDir(dataDir: string): DataDirLock {
       closeSync(fd);
       break;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw cannotUse(dir, err, 'write in it');
+      if (attempt > 0) throw err;
       const pid = ownerRuns(readText(file) ?? '');
       if (pid !== undefined) {
         throw new StartError(`data directory ${dir} is in use by another Loopwatch collector (pid ${pid}): stop it, or choose another with --data-dir (LOOPWATCH_DATA_DIR)`);
