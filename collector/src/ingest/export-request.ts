@@ -2,7 +2,7 @@
 // body is read and decompressed: retry check -> prescan (object count, depth) -> decode -> rows
 // -> spool (fdatasync). The outcome says what to answer; each transport words it its own way.
 import type { CollectorConfig } from '../config.js';
-import type { Logger } from '../logger.js';
+import { atMostEvery, type Logger } from '../logger.js';
 import type { Metrics, Transport } from '../metrics.js';
 import { SpoolFullError, type Spool } from '../spool/spool.js';
 import type { Ticket } from './inflight.js';
@@ -36,6 +36,8 @@ const EMPTY = Buffer.alloc(0);
 export class TraceExport {
   private readonly limits: IngestLimits;
   private readonly prescanLimits: { maxObjects: number; maxDepth: number };
+  // a full disk fails every request: said at most once a minute (the metric counts each), not a stack per request
+  private readonly writeFailureDue = atMostEvery(60_000);
 
   constructor(private readonly deps: ExportDeps) {
     this.limits = { ...deps.config.limits, retentionDays: deps.config.retentionDays };
@@ -94,7 +96,10 @@ export class TraceExport {
         return { kind: 'unavailable', message: 'collector is over capacity (spool full); retry later' };
       }
       metrics.inc('loopwatch_spool_write_failures_total');
-      log.error({ err }, 'spool append failed');
+      if (this.writeFailureDue()) {
+        log.error({ err: (err as Error).message, code: (err as NodeJS.ErrnoException).code },
+          'spool could not write a request (answered 503; said at most once a minute, loopwatch_spool_write_failures_total counts each)');
+      }
       return { kind: 'unavailable', message: 'collector could not persist the request; retry later' };
     }
     metrics.add('loopwatch_spans_accepted_total', accepted, transport);

@@ -3,7 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { createClient, drainStream, type ClickHouseClient, type ClickHouseClientConfigOptions, type ClickHouseSettings } from '@clickhouse/client';
+import { ClickHouseLogLevel, createClient, drainStream, type ClickHouseClient, type ClickHouseClientConfigOptions, type ClickHouseSettings } from '@clickhouse/client';
 import { createChdbConnection } from 'chdb/connection';
 import { StartError, type CollectorConfig } from '../config.js';
 import { SPAN_COLUMNS, SPAN_INSERT_SQL } from '../ingest/span-rows.js';
@@ -54,6 +54,9 @@ export function openStore(config: Pick<CollectorConfig, 'dataDir' | 'clickhouse'
       database: ch.database,
       request_timeout: 60_000,
       clickhouse_settings: { date_time_input_format: 'best_effort' },
+      // the client's own log is plain text (17 lines per failed request) between the collector's
+      // JSON lines; the collector logs the failures it sees itself (loader, schema set-up)
+      log: { level: ClickHouseLogLevel.OFF },
     });
     const u = new URL(ch.url);
     return { client, mode: 'server', location: `${u.protocol}//${u.host}/${ch.database}`, close: () => client.close() };
