@@ -195,6 +195,7 @@ async function runSize(calls: number, sessions: number): Promise<SizeResult> {
       const [inc, ms] = await timed(() => runDetectors(client));
       incMs.push(ms);
       examined = inc.sessions;
+      if (inc.withdrawnFindings > 0) console.log(`incremental pass withdrew ${inc.withdrawnFindings} findings`);
       if (Object.keys(inc.errors).length) console.log('incremental errors', inc.errors);
     }
     console.log(`incremental pass after ${incN} new sessions: ${incMs.map((x) => x.toFixed(0)).join(', ')} ms (median ${median(incMs).toFixed(0)}), sessions examined ${examined}`);
@@ -207,7 +208,7 @@ async function runSize(calls: number, sessions: number): Promise<SizeResult> {
     const scanMs = median(scans);
     const total = calls + 3 * incN * perSession;
     console.log(`full pass: ${fullMs.toFixed(0)} ms = ${Math.round(total / (fullMs / 1000)).toLocaleString('en')} calls/s; plain scan ${scanMs.toFixed(0)} ms (runs ${scans.map((x) => x.toFixed(0)).join(', ')}); ratio ${(fullMs / scanMs).toFixed(2)}x`);
-    console.log(`findings ${full.findings} ${JSON.stringify(full.perDetector)}${Object.keys(full.errors).length ? ` errors ${JSON.stringify(full.errors)}` : ''}`);
+    console.log(`findings ${full.findings} ${JSON.stringify(full.perDetector)}, withdrawn ${full.withdrawnFindings}${Object.keys(full.errors).length ? ` errors ${JSON.stringify(full.errors)}` : ''}`);
 
     let perDetectorMs: Record<string, number> | undefined;
     let perDetectorIncrementalMs: Record<string, number> | undefined;

@@ -513,10 +513,13 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
         if (due.has(file.name)) await run(file, { calls: table });
         else skipped.push(file.name);
       }
-      // what each detector that ran (or could not fire: its `when` was false) now reports for these sessions
-      const answered = callFiles.filter((f) => !failed.has(f.name)).map((f) => f.name);
-      withdrawn += await withdrawFindings(client, table, answered, candidates.slice(from).map((c) => c.finding_id), settings);
+      // what each detector that ran (or could not fire: its `when` was false) now reports for these
+      // sessions; a full pass, which examines every session, withdraws once at its end
+      const reportedHere = candidates.slice(from).map((c) => c.finding_id);
+      if (fullPass) for (const id of reportedHere) reportedInPass.push(id);
+      else withdrawn += await withdrawFindings(client, table, callFiles.filter((f) => !failed.has(f.name)).map((f) => f.name), reportedHere, settings);
     };
+    const reportedInPass: string[] = [];
     const buildFailed = (err: unknown) => {
       for (const file of callFiles) {
         failed.add(file.name);
@@ -556,6 +559,9 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
           buildFailed(err);
         }
       }
+    }
+    if (fullPass && callFiles.length > 0) {
+      withdrawn += await withdrawFindings(client, null, callFiles.filter((f) => !failed.has(f.name)).map((f) => f.name), reportedInPass, settings);
     }
     // then detectors over other tables, once per pass (an hourly one only when an hour is due),
     // after this pass's loop findings are stored: degradation's loop rate counts them
@@ -632,21 +638,22 @@ function toFinding(detector: string, r: Record<string, unknown>, detectedAt: str
 }
 
 /**
- * Deletes the stored findings of `detectors` for the sessions of the pass table that this pass no
- * longer reports (`reported`: the finding ids it does), and their loop spans; returns how many.
+ * Deletes the stored findings of `detectors` for the sessions of the pass table (all sessions when
+ * null) that this pass no longer reports (`reported`: the finding ids it does), and their loop spans; returns how many.
  * The pass sees each of these sessions' whole history, so a finding it does not report again is
  * one that history no longer holds: a call that arrived late came before the loop's first call
  * (the loop is now reported from that call, under another identity) or broke its run. Kept, it
  * would be a duplicate, or a loop that no longer exists.
  */
-async function withdrawFindings(client: ClickHouseClient, table: string, detectors: string[], reported: string[], settings: ClickHouseSettings): Promise<number> {
+async function withdrawFindings(client: ClickHouseClient, table: string | null, detectors: string[], reported: string[], settings: ClickHouseSettings): Promise<number> {
   if (detectors.length === 0) return 0;
+  // (table null: a full pass, every session examined)
   const stale = await queryRows<{ finding_id: string }>(
     client,
     `SELECT finding_id FROM agent_findings FINAL
-     WHERE session_id IN (SELECT session_id FROM {calls:Identifier}) AND detector IN {detectors:Array(String)}
+     WHERE ${table === null ? '' : 'session_id IN (SELECT session_id FROM {calls:Identifier}) AND '}detector IN {detectors:Array(String)}
        AND finding_id NOT IN (SELECT arrayJoin({reported:Array(String)}))`,
-    { calls: table, detectors, reported },
+    { ...(table === null ? {} : { calls: table }), detectors, reported },
     settings,
   );
   if (stale.length === 0) return 0;
