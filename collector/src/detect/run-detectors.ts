@@ -639,15 +639,14 @@ function toFinding(detector: string, r: Record<string, unknown>, detectedAt: str
 
 /**
  * Deletes the stored findings of `detectors` for the sessions of the pass table (all sessions when
- * null) that this pass no longer reports (`reported`: the finding ids it does), and their loop spans; returns how many.
- * The pass sees each of these sessions' whole history, so a finding it does not report again is
- * one that history no longer holds: a call that arrived late came before the loop's first call
- * (the loop is now reported from that call, under another identity) or broke its run. Kept, it
- * would be a duplicate, or a loop that no longer exists.
+ * null) that this pass no longer reports (`reported`: the finding ids it does), and their loop
+ * spans; returns how many. The pass sees each of these sessions' whole history, so a finding it
+ * does not report again is one that history no longer holds: a call that arrived late came before
+ * the loop's first call (the loop is now reported from that call, under another identity) or broke
+ * its run. Kept, it would be a duplicate, or a loop that no longer exists.
  */
 async function withdrawFindings(client: ClickHouseClient, table: string | null, detectors: string[], reported: string[], settings: ClickHouseSettings): Promise<number> {
   if (detectors.length === 0) return 0;
-  // (table null: a full pass, every session examined)
   const stale = await queryRows<{ finding_id: string }>(
     client,
     `SELECT finding_id FROM agent_findings FINAL
