@@ -107,13 +107,6 @@ export class Loader {
   private async load(seg: SealedSegment): Promise<void> {
     const buf = await readFile(seg.path);
     const { records, corrupt, unreadableBytes } = readRecords(buf);
-    if (corrupt) {
-      // Written with fdatasync and checksummed: only disk corruption gets here. Keep the bytes.
-      this.log.error({ segment: seg.name, unreadableBytes, totalBytes: buf.length, records: records.length },
-        'spool segment has unreadable records (disk corruption): loading the records around them, keeping the segment in spool/quarantine');
-      this.metrics.inc('loopwatch_spool_corrupt_segments_total');
-      this.metrics.add('loopwatch_spool_unreadable_bytes_total', unreadableBytes);
-    }
     const started = performance.now();
     let rows = 0;
     for (const r of records) rows += countLines(r);
@@ -146,8 +139,17 @@ export class Loader {
       this.metrics.add('loopwatch_spans_dropped_total', rejected.length);
       this.log.error({ segment: seg.name, rows: rejected.length, file: where }, 'store refused rows as data; kept them in quarantine, stored the rest');
     }
-    if (corrupt) await this.spool.quarantine(seg);
-    else await this.spool.release(seg);
+    if (corrupt) {
+      // Written with fdatasync and checksummed: only disk corruption gets here. Keep the bytes.
+      // (Said and counted once the records around the damage are stored: not again on each retry.)
+      this.log.error({ segment: seg.name, unreadableBytes, totalBytes: buf.length, records: records.length },
+        'spool segment has unreadable records (disk corruption): stored the records around them, keeping the segment in spool/quarantine');
+      this.metrics.inc('loopwatch_spool_corrupt_segments_total');
+      this.metrics.add('loopwatch_spool_unreadable_bytes_total', unreadableBytes);
+      await this.spool.quarantine(seg);
+    } else {
+      await this.spool.release(seg);
+    }
   }
 
   private async insert(chunks: Buffer[], token: string): Promise<void> {
