@@ -247,16 +247,16 @@ function quietSocketAgents(unref: boolean): (protocol: string) => Promise<HttpAg
  * the process alive; these wait the same time but do not (StartOptions.letProcessEnd). The retry
  * is the exporter's own (@opentelemetry/otlp-exporter-base's RetryingTransport, reached through
  * its private fields): only the timer is unreferenced, and each attempt's failure is told to
- * `failedAttempt` (what the wait at the end reports when it gives up). Returns whether that shape
- * was found; if not, retries hold the process as before (tests/e2e/agent-process.test.ts notices).
+ * `failedAttempt` (what the wait at the end reports when it gives up). If that shape is not
+ * found, retries hold the process as before (tests/e2e/agent-process.test.ts notices).
  */
-function unrefRetryTimers(exporter: OTLPTraceExporter, failedAttempt: (error: Error | undefined) => void): boolean {
+function unrefRetryTimers(exporter: OTLPTraceExporter, failedAttempt: (error: Error | undefined) => void): void {
   type Attempt = { status?: string; error?: Error };
   type Send = (data: Uint8Array, timeoutMillis: number) => Promise<Attempt>;
   const retrying = (exporter as unknown as { _delegate?: { _transport?: { retry?: unknown; _transport?: { send?: Send } } } })._delegate?._transport;
   const inner = retrying?._transport;
   const send = inner?.send;
-  if (typeof retrying?.retry !== 'function' || typeof send !== 'function') return false;
+  if (typeof retrying?.retry !== 'function' || typeof send !== 'function') return;
   inner!.send = (data, timeoutMillis) =>
     send.call(inner, data, timeoutMillis).then((attempt) => {
       // a retryable answer (429, 503) comes without an error
@@ -267,7 +267,6 @@ function unrefRetryTimers(exporter: OTLPTraceExporter, failedAttempt: (error: Er
     new Promise((resolve, reject) => {
       setTimeout(() => void inner!.send!(data, timeoutMillis).then(resolve, reject), inMillis).unref();
     });
-  return true;
 }
 
 /**

@@ -517,9 +517,10 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
       // sessions; a full pass, which examines every session, withdraws once at its end
       const reportedHere = candidates.slice(from).map((c) => c.finding_id);
       if (fullPass) for (const id of reportedHere) reportedInPass.push(id);
-      else withdrawn += await withdrawFindings(client, table, callFiles.filter((f) => !failed.has(f.name)).map((f) => f.name), reportedHere, settings);
+      else withdrawn += await withdrawFindings(client, table, answered(), reportedHere, settings);
     };
     const reportedInPass: string[] = [];
+    const answered = () => callFiles.filter((f) => !failed.has(f.name)).map((f) => f.name);
     const buildFailed = (err: unknown) => {
       for (const file of callFiles) {
         failed.add(file.name);
@@ -561,7 +562,7 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
       }
     }
     if (fullPass && callFiles.length > 0) {
-      withdrawn += await withdrawFindings(client, null, callFiles.filter((f) => !failed.has(f.name)).map((f) => f.name), reportedInPass, settings);
+      withdrawn += await withdrawFindings(client, null, answered(), reportedInPass, settings);
     }
     // then detectors over other tables, once per pass (an hourly one only when an hour is due),
     // after this pass's loop findings are stored: degradation's loop rate counts them
