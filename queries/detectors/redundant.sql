@@ -4,16 +4,14 @@
 -- empty results: a call that returns nothing (sleep, a write) is an action, not a read.
 -- Wasted: every identical call after the first.
 -- Contract: see collector/src/detect/run-detectors.ts.
--- loopwatch: when {redundant_min_calls:UInt32} <= 1 OR uniqExactIf((session_id, call_key, outcome), outcome_kind = 'R' AND NOT result_empty) < countIf(outcome_kind = 'R' AND NOT result_empty)
+-- loopwatch: when max(occurrence) >= greatest({redundant_min_calls:UInt32}, 1)
 WITH
-    -- the (session, call, result) triples seen often enough: a narrow count of one 64-bit hash
-    -- per call first (a collision only lets a triple through to the exact count below), so the
-    -- wide aggregates run on the few calls that repeat
+    -- the (session, call, result) triples seen often enough: each has exactly one call whose
+    -- occurrence (the kept features' count of the same call and result so far) is the threshold,
+    -- so the wide aggregates run on the few calls that repeat, found without counting every triple
     repeated AS (
-        SELECT cityHash64(session_id, call_key, outcome) AS h FROM {calls:Identifier}
-        WHERE outcome_kind = 'R' AND NOT result_empty
-        GROUP BY h
-        HAVING count() >= {redundant_min_calls:UInt32}
+        SELECT session_id, call_key, outcome FROM {calls:Identifier}
+        WHERE occurrence = greatest({redundant_min_calls:UInt32}, 1)
     )
 SELECT
     session_id,
@@ -37,7 +35,9 @@ SELECT
            toString(count() - 1), ' redundant calls.') AS message,
     '{}' AS details
 FROM {calls:Identifier}
-WHERE outcome_kind = 'R' AND NOT result_empty
-  AND cityHash64(session_id, call_key, outcome) IN (SELECT h FROM repeated)
+WHERE occurrence > 0
+  -- the outcome alone first: a cheap test of one number, which most calls fail
+  AND outcome IN (SELECT outcome FROM repeated)
+  AND (session_id, call_key, outcome) IN (SELECT session_id, call_key, outcome FROM repeated)
 GROUP BY session_id, call_key, outcome
 HAVING count() >= {redundant_min_calls:UInt32}

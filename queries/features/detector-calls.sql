@@ -26,6 +26,10 @@
 --             call's own duration. By start, not end: a streamed LLM call runs the tool calls it
 --             requests before it ends. Cost: reported_cost_usd when
 --             > 0, else tokens x model_prices (loopwatch_llm_cost, queries/schema/007_llm_cost.sql).
+--   occurrence  for a call with a non-empty result ('R'), how many calls of the session so far
+--             (this one included) made the same call and got the same result; 0 otherwise. The
+--             redundant detector then reads the few calls that repeat instead of counting every
+--             (session, call, result) of the pass (added by queries/schema/009_call_occurrence.sql).
 WITH
     calls AS (SELECT * FROM {session_calls:Identifier}),
     llm AS (
@@ -82,7 +86,8 @@ WITH
             lagInFrame(status, 1, '') OVER w AS s1, leadInFrame(status, 1, '') OVER w AS sn,
             lagInFrame(call_key, 2, 0) OVER w AS k2, lagInFrame(outcome, 2, 0) OVER w AS o2,
             lagInFrame(call_key, 3, 0) OVER w AS k3, lagInFrame(outcome, 3, 0) OVER w AS o3,
-            lagInFrame(call_key, 4, 0) OVER w AS k4, lagInFrame(outcome, 4, 0) OVER w AS o4
+            lagInFrame(call_key, 4, 0) OVER w AS k4, lagInFrame(outcome, 4, 0) OVER w AS o4,
+            row_number() OVER (PARTITION BY session_id, call_key, outcome ORDER BY ts, span_id) AS nth_same
         FROM keyed
         WINDOW w AS (PARTITION BY session_id ORDER BY ts, span_id ROWS BETWEEN 4 PRECEDING AND 1 FOLLOWING)
     ),
@@ -116,7 +121,8 @@ SELECT
     w.has_children AS has_children,
     if(r.llm_share = 0, 0., r.llm_tokens / r.llm_share) + i.tokens AS tokens,
     if(r.llm_share = 0, 0., r.llm_cost_usd / r.llm_share) + i.cost_usd AS cost_usd,
-    w.duration_ns + if(r.llm_share = 0, 0., r.llm_duration_ns / r.llm_share) AS time_ns
+    w.duration_ns + if(r.llm_share = 0, 0., r.llm_duration_ns / r.llm_share) AS time_ns,
+    if(w.outcome_kind = 'R' AND NOT w.result_empty, w.nth_same, 0) AS occurrence
 FROM windowed AS w
 ANY LEFT JOIN requested AS r ON r.span_id = w.span_id
 ANY LEFT JOIN spent_inside AS i ON i.span_id = w.span_id
