@@ -71,9 +71,9 @@ WITH
                l.ln AS ln, l.p50_ms AS p50_ms, l.agent AS agent, l.service AS service
         FROM tool_daily AS d LEFT JOIN llm_daily AS l ON l.model = d.model AND l.day = d.day
     ),
-    -- each model-day with its baseline, the days before it in a window frame: one read of the
-    -- daily figures (a join of the days judged with the daily figures made the engine compute
-    -- them twice, 200 against 100 ms over 1M calls)
+    -- each model-day with its baseline, the days before it in a window frame: the daily figures
+    -- computed once (a join of the days judged with the daily figures made the engine compute
+    -- them twice: this detector over 1M calls took 287 against 206 ms)
     compared AS (
         SELECT model, day, n, e, s, ls, ln, p50_ms, last_end, agent, service,
                count() OVER baseline AS base_days,
