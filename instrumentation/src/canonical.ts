@@ -13,6 +13,25 @@ function visit(): void {
   if (--nodesLeft < 0) throw new RangeError(`value too large to hash (over ${MAX_NODES.toLocaleString('en-US')} values)`);
 }
 
+/**
+ * A Map or Set as JSON could carry it (JSON.stringify writes both as `{}`, so every Map argument
+ * would be the same call): a Map whose keys are all strings as an object of its entries (the
+ * same call as that object), any other Map as its [key, value] pairs and a Set as its values,
+ * in insertion order. Anything else is returned as it is.
+ */
+function collectionShape(value: object): object {
+  if (value instanceof Map) {
+    let stringKeys = true;
+    for (const k of value.keys()) if (typeof k !== 'string') stringKeys = false;
+    if (!stringKeys) return Array.from(value.entries());
+    const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>; // a key "__proto__" stays a key
+    for (const [k, v] of value as Map<string, unknown>) out[k] = v;
+    return out;
+  }
+  if (value instanceof Set) return Array.from(value);
+  return value;
+}
+
 // Cycle check against the ancestors on the current path (an array: short, and cheaper for the
 // garbage collector than a WeakSet per call, which matters on the hot path of every tool call).
 function prune(value: unknown, ancestors: object[]): unknown {
@@ -24,6 +43,7 @@ function prune(value: unknown, ancestors: object[]): unknown {
   ancestors.push(value);
   try {
     if (value instanceof Date) return value.toISOString();
+    if (value instanceof Map || value instanceof Set) return prune(collectionShape(value), ancestors);
     if (Array.isArray(value)) return value.map((v) => prune(v, ancestors) ?? null);
     if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return prune((value as { toJSON(): unknown }).toJSON(), ancestors);
     const out: Record<string, unknown> = {};
@@ -78,6 +98,7 @@ function write(value: unknown, ancestors: object[]): string | undefined {
   ancestors.push(obj);
   try {
     if (obj instanceof Date) return JSON.stringify(obj.toISOString());
+    if (obj instanceof Map || obj instanceof Set) return write(collectionShape(obj), ancestors);
     if (Array.isArray(obj)) {
       let out = '[';
       for (let i = 0; i < obj.length; i++) out += (i ? ',' : '') + (write(obj[i], ancestors) ?? 'null');

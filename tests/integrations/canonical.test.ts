@@ -13,6 +13,17 @@ function prune(value: unknown, seen: WeakSet<object>): unknown {
   seen.add(value);
   try {
     if (value instanceof Date) return value.toISOString();
+    // a Map of string keys is the object of its entries, another Map its pairs, a Set its values
+    if (value instanceof Map) {
+      const entries = [...value.entries()];
+      if (entries.every(([k]) => typeof k === 'string')) {
+        const obj: Record<string, unknown> = {};
+        for (const [k, v] of entries) Object.defineProperty(obj, k as string, { value: v, enumerable: true, writable: true, configurable: true });
+        return prune(obj, seen);
+      }
+      return prune(entries, seen);
+    }
+    if (value instanceof Set) return prune([...value], seen);
     if (Array.isArray(value)) return value.map((v) => prune(v, seen) ?? null);
     if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return prune((value as { toJSON(): unknown }).toJSON(), seen);
     const out: Record<string, unknown> = {};
@@ -66,6 +77,27 @@ describe('canonicalJson', () => {
     const withToJson = { toJSON: () => ({ z: 1, a: [1, { b: null }] }) };
     for (const v of [' {"b": 1, "a": {"c": null}} ', 'plain text', a, withToJson, [withToJson], { w: withToJson }, new Date(5), { 10: 'a', 9: 'b', x: 'c' }, 5n, 3.5, true]) {
       expect(canonicalJson(v)).toBe(reference(v));
+    }
+  });
+  it('a Map or Set is not the same call as every other one (JSON.stringify writes both as {})', () => {
+    const files = (path: string) => new Map([['path', path], ['mode', 'r']]);
+    expect(valueHash(files('a.ts'))).not.toBe(valueHash(files('b.ts')));
+    expect(valueHash(files('a.ts'))).toBe(valueHash(files('a.ts')));
+    // string keys: the same call as the object of its entries, in any order
+    expect(canonicalJson(new Map([['b', 2], ['a', { c: new Set([3, 1]) }]]))).toBe('{"a":{"c":[3,1]},"b":2}');
+    expect(valueHash(new Map([['mode', 'r'], ['path', 'a.ts']]))).toBe(valueHash({ path: 'a.ts', mode: 'r' }));
+    // other keys: the pairs in insertion order; a Set: its values in insertion order
+    expect(canonicalJson(new Map<unknown, unknown>([[1, 'one'], [{ k: 2 }, null]]))).toBe('[[1,"one"],[{"k":2},null]]');
+    expect(canonicalJson({ ids: new Set(['x', 'y']) })).toBe('{"ids":["x","y"]}');
+    expect(valueHash({ ids: new Set(['x']) })).not.toBe(valueHash({ ids: new Set(['y']) }));
+    // a key "__proto__" stays a key; a Map inside itself is a cycle, as an object would be
+    expect(canonicalJson(new Map([['__proto__', 1]]))).toBe('{"__proto__":1}');
+    const self = new Map<string, unknown>([['a', 1]]);
+    self.set('me', self);
+    expect(canonicalJson(self)).toBe('{"a":1,"me":"[circular]"}');
+    for (const v of [files('z'), new Set([1, { a: 2 }]), { m: new Map([[true, 1]]) }, [new Map(), new Set()]]) {
+      expect(canonicalJson(v)).toBe(reference(v));
+      expect(valueHash(v)).toBe(hash64Hex(reference(v)));
     }
   });
   it('the fast path for plain data writes what the reference wrote: escapes, unicode, null prototypes, deep nesting', () => {
