@@ -21,7 +21,7 @@ import { Metrics } from './metrics.js';
 import { Loader } from './spool/loader.js';
 import { Spool } from './spool/spool.js';
 import { openStore, type Store } from './store/client.js';
-import { migrate } from './store/migrate.js';
+import { migrate, restoreMissingObjects } from './store/migrate.js';
 import { applyRetention } from './store/retention.js';
 import { lockDataDir } from './store/data-dir-lock.js';
 import { SchemaSetup } from './store/schema-setup.js';
@@ -73,6 +73,12 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   const schema = new SchemaSetup(
     async () => {
       await migrate(store.client, { retentionDays: config.retentionDays });
+      const { restored, failed } = await restoreMissingObjects(store.client, { retentionDays: config.retentionDays });
+      if (restored.length > 0) {
+        log.error({ objects: restored },
+          `the store lacked ${restored.join(', ')}, which its migrations made: made again (a materialized view made again carries only spans from now on)`);
+      }
+      for (const [name, error] of Object.entries(failed)) log.error({ object: name, error }, `the store lacks ${name}, which its migrations made, and it could not be made again`);
       const changed = await applyRetention(store.client, config.retentionDays);
       if (changed.length > 0) {
         log.info({ tables: changed.map((c) => c.table), fromDays: [...new Set(changed.map((c) => c.fromDays))], toDays: config.retentionDays },

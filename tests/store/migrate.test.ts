@@ -1,13 +1,13 @@
 // Migrations on the embedded engine: a fresh store gets every version once, re-running is a
 // no-op, and a store migrated before 005 (a first version of the features as the view
 // loopwatch_detector_calls, no kept features) is upgraded in place, as is one from before the one
-// price lookup (007).
+// price lookup (007). Objects a migrated store lacks are made again, as the migrations left them.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore, queryRows } from '../../collector/src/store/client.js';
-import { loadMigrations, migrate } from '../../collector/src/store/migrate.js';
+import { loadMigrations, migrate, restoreMissingObjects, schemaObjects } from '../../collector/src/store/migrate.js';
 import { withCallsTable } from '../../collector/src/detect/run-detectors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lw-migrate-'));
@@ -106,5 +106,56 @@ describe('schema migrations', () => {
     expect(view.map((c) => c.name)).toContain('occurrence');
     const marks = await queryRows<{ detector: string }>(client, "SELECT detector FROM loopwatch_detector_state FINAL WHERE detector IN ('_features', 'redundant') ORDER BY detector");
     expect(marks.map((m) => m.detector)).toEqual(['redundant']);
+  });
+
+  it('makes again, as the migrations left them, the views and functions a migrated store lacks (a dropped view, a lost function), and reports a missing table', async () => {
+    const definition = async (name: string) =>
+      (await queryRows<{ q: string }>(client, 'SELECT create_table_query AS q FROM system.tables WHERE database = currentDatabase() AND name = {name:String}', { name }))[0]?.q;
+    const before = { mv: await definition('agent_tool_calls_mv'), view: await definition('loopwatch_call_features') };
+    expect(before.mv).toBeDefined();
+    expect(await restoreMissingObjects(client, { retentionDays: 30 })).toEqual({ restored: [], failed: {} });
+
+    await client.command({ query: 'DROP VIEW agent_tool_calls_mv' });
+    await client.command({ query: 'DROP VIEW loopwatch_call_features' });
+    await client.command({ query: 'DROP FUNCTION loopwatch_error_norm' });
+    await client.command({ query: "INSERT INTO loopwatch_detector_state (detector, watermark) VALUES ('_features', now64(3))" });
+    const { restored, failed } = await restoreMissingObjects(client, { retentionDays: 30 });
+    expect([...restored].sort()).toEqual(['agent_tool_calls_mv', 'loopwatch_call_features', 'loopwatch_error_norm']);
+    expect(failed).toEqual({});
+    // the last definitions (the view as 009 made it, the function as 008 did), nothing deleted
+    expect(await definition('agent_tool_calls_mv')).toBe(before.mv);
+    expect(await definition('loopwatch_call_features')).toBe(before.view);
+    expect((await queryRows<{ n: string }>(client, "SELECT loopwatch_error_norm('5 tests failed') AS n"))[0]!.n).toBe('5 tests failed');
+    const marks = await queryRows<{ detector: string }>(client, "SELECT detector FROM loopwatch_detector_state FINAL WHERE detector = '_features'");
+    expect(marks).toHaveLength(1);
+    expect(await restoreMissingObjects(client, { retentionDays: 30 })).toEqual({ restored: [], failed: {} });
+    // a table is not made again (an empty one would take the name of a detached one): said, the rest goes on
+    await client.command({ query: 'DETACH TABLE model_prices' });
+    await client.command({ query: 'DROP VIEW otel_traces_trace_id_ts_mv' });
+    try {
+      const r = await restoreMissingObjects(client, { retentionDays: 30 });
+      expect(r.failed).toEqual({ model_prices: 'table missing, not made again here (an empty one would take its name): ATTACH TABLE model_prices if it was detached' });
+      expect(r.restored).toEqual(['otel_traces_trace_id_ts_mv']);
+    } finally {
+      await client.command({ query: 'ATTACH TABLE model_prices' });
+    }
+  });
+
+  it('knows each object by its last definition: made again later, altered after, dropped', () => {
+    const m = (version: number, statements: string[]) => ({ version, name: `m${version}`, statements });
+    const objects = schemaObjects([
+      m(1, ['CREATE TABLE IF NOT EXISTS t (a UInt8) ENGINE = Memory', 'CREATE VIEW IF NOT EXISTS v AS SELECT 1', 'CREATE FUNCTION IF NOT EXISTS f AS (x) -> x', 'CREATE VIEW IF NOT EXISTS old AS SELECT 1']),
+      m(2, ['ALTER TABLE t ADD COLUMN IF NOT EXISTS b UInt8', 'CREATE OR REPLACE VIEW v AS SELECT 2', 'DROP VIEW IF EXISTS old', 'TRUNCATE TABLE IF EXISTS t', "DELETE FROM t WHERE a = 1"]),
+    ]);
+    expect(objects).toEqual([
+      { name: 't', kind: 'table', statements: ['CREATE TABLE IF NOT EXISTS t (a UInt8) ENGINE = Memory', 'ALTER TABLE t ADD COLUMN IF NOT EXISTS b UInt8'] },
+      { name: 'f', kind: 'function', statements: ['CREATE FUNCTION IF NOT EXISTS f AS (x) -> x'] },
+      { name: 'v', kind: 'view', statements: ['CREATE OR REPLACE VIEW v AS SELECT 2'] },
+    ]);
+    // the real migrations: every object the store has after them, once
+    const names = schemaObjects(loadMigrations({ retentionDays: 30 })).map((o) => o.name);
+    expect(new Set(names).size).toBe(names.length);
+    expect(names).toEqual(expect.arrayContaining(['otel_traces', 'agent_tool_calls_mv', 'agent_call_features', 'loopwatch_call_features', 'loopwatch_error_norm']));
+    expect(names).not.toContain('loopwatch_detector_calls');
   });
 });

@@ -56,3 +56,79 @@ export async function migrate(client: ClickHouseClient, params: MigrationParams)
   }
   return applied;
 }
+
+const CREATE = /^CREATE\s+(?:OR\s+REPLACE\s+)?(TABLE|VIEW|MATERIALIZED\s+VIEW|FUNCTION)\s+(?:IF\s+NOT\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_]*)/i;
+const ALTER = /^ALTER\s+TABLE\s+([A-Za-z_][A-Za-z0-9_]*)/i;
+const DROP = /^DROP\s+(?:TABLE|VIEW|FUNCTION)\s+(?:IF\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_]*)/i;
+
+export interface SchemaObject {
+  name: string;
+  kind: 'table' | 'view' | 'function';
+  /** What makes it as the migrations leave it: its last CREATE, then the ALTERs of it after that. */
+  statements: string[];
+}
+
+/**
+ * The tables, views and functions the migrations leave behind, each with the statements that make
+ * it as they leave it, in the order the migrations made them. Nothing that deletes data (a
+ * TRUNCATE, a DELETE) is among them.
+ */
+export function schemaObjects(migrations: Migration[]): SchemaObject[] {
+  const objects = new Map<string, SchemaObject>();
+  for (const m of migrations) {
+    for (const statement of m.statements) {
+      const create = CREATE.exec(statement);
+      if (create) {
+        const name = create[2]!;
+        objects.delete(name); // made again: last in the order
+        const kind = /^FUNCTION$/i.test(create[1]!) ? 'function' : /VIEW$/i.test(create[1]!) ? 'view' : 'table';
+        objects.set(name, { name, kind, statements: [statement] });
+        continue;
+      }
+      const alter = ALTER.exec(statement);
+      if (alter) {
+        objects.get(alter[1]!)?.statements.push(statement);
+        continue;
+      }
+      const drop = DROP.exec(statement);
+      if (drop) objects.delete(drop[1]!);
+    }
+  }
+  return [...objects.values()];
+}
+
+/**
+ * Makes again the views and functions that a store whose migrations are all recorded as applied
+ * lacks (a view someone dropped, a definition lost with a damaged disk): without a missing
+ * materialized view, spans would be stored in otel_traces and never reach the tables the
+ * detectors read, and nothing would say so. They hold no data, so making them again loses
+ * nothing; a materialized view made again carries only what arrives from now on. A missing table
+ * is not made again (an empty table would take the name of a detached one, whose data could then
+ * not be attached back; the embedded engine cannot list detached tables): it is reported. Returns
+ * the names made again, and those not made, with why; the start goes on either way.
+ */
+export async function restoreMissingObjects(client: ClickHouseClient, params: MigrationParams): Promise<{ restored: string[]; failed: Record<string, string> }> {
+  const [present] = await queryRows<{ tables: string[]; functions: string[] }>(
+    client,
+    `SELECT (SELECT groupArray(name) FROM system.tables WHERE database = currentDatabase()) AS tables,
+            (SELECT groupArray(name) FROM system.functions WHERE origin = 'SQLUserDefined') AS functions`,
+  );
+  const tables = new Set(present?.tables ?? []);
+  const functions = new Set(present?.functions ?? []);
+  const missing = schemaObjects(loadMigrations(params)).filter((o) => !(o.kind === 'function' ? functions : tables).has(o.name));
+  const restored: string[] = [];
+  const failed: Record<string, string> = {};
+  for (const o of missing) {
+    if (o.kind === 'table') {
+      failed[o.name] = `table missing, not made again here (an empty one would take its name): ATTACH TABLE ${o.name} if it was detached`;
+      continue;
+    }
+    try {
+      for (const statement of o.statements) await client.command({ query: statement });
+      restored.push(o.name);
+    } catch (err) {
+      failed[o.name] = (err as Error).message;
+    }
+  }
+  return { restored, failed };
+}
