@@ -261,15 +261,24 @@ const LLM_CALLS = `
 /** An LLM call's cost, in a query over `llm AS l LEFT JOIN loopwatch_model_key_prices AS pr` (queries/schema/007_llm_cost.sql). */
 const LLM_COST = 'loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price)';
 
-/** Tool calls in the range attributed to the model that requested them (needs LLM_CALLS). */
+/** Tool calls in the range attributed to the model that requested them (needs LLM_CALLS). The
+ * attribution reads the sessions' LLM calls of every model, and the model variable filters what it
+ * attributes: filtered first, a call another model requested went to the chosen model's latest
+ * call before it. */
 const TOOLS_BY_MODEL = `
   tools AS (
-    SELECT t.session_id AS session_id, t.ts AS ts, t.tool AS tool, t.status AS status, l.model AS model
-    FROM (
-      SELECT session_id, ts, tool, status FROM agent_tool_calls FINAL
-      WHERE $__timeFilter(ts) AND session_id IN (SELECT session_id FROM llm)
-    ) AS t
-    ASOF INNER JOIN (SELECT session_id, ts, model FROM llm) AS l ON t.session_id = l.session_id AND t.ts >= l.ts
+    SELECT * FROM (
+      SELECT t.session_id AS session_id, t.ts AS ts, t.tool AS tool, t.status AS status, l.model AS model
+      FROM (
+        SELECT session_id, ts, tool, status FROM agent_tool_calls FINAL
+        WHERE $__timeFilter(ts) AND session_id IN (SELECT session_id FROM llm)
+      ) AS t
+      ASOF INNER JOIN (
+        SELECT session_id, ts, model FROM agent_llm_calls FINAL
+        WHERE $__timeFilter(ts) AND model != '' AND session_id IN (SELECT session_id FROM llm)
+      ) AS l ON t.session_id = l.session_id AND t.ts >= l.ts
+    )
+    WHERE ${cond('model', 'model')}
   )`;
 
 /** One row per session with a tool call in the range: the scorecard of
@@ -379,7 +388,7 @@ function dashboard(uid: string, title: string, description: string, panels: Json
     schemaVersion: 39,
     version: 1,
     refresh: '30s',
-    time: { from: 'now-24h', to: 'now' },
+    time: (extra.time as Json | undefined) ?? { from: 'now-24h', to: 'now' },
     timepicker: {},
     fiscalYearStartMonth: 0,
     liveNow: false,
@@ -437,7 +446,7 @@ SELECT sum(wasted_cost_usd) AS wasted_cost_usd FROM sw`,
         sql: `
 SELECT $__timeInterval(last_ts) AS time, detector, count() AS findings
 FROM agent_findings FINAL
-WHERE $__timeFilter(last_ts) AND ${F_DIRECT}
+WHERE $__timeFilter(last_ts) AND detector != 'degradation' AND ${F_DIRECT}
 GROUP BY time, detector
 ORDER BY time`,
       },
@@ -469,7 +478,7 @@ ORDER BY time`,
         sql: `
 SELECT detector AS kind, count() AS findings
 FROM agent_findings FINAL
-WHERE $__timeFilter(last_ts) AND ${F_DIRECT}
+WHERE $__timeFilter(last_ts) AND detector != 'degradation' AND ${F_DIRECT}
 GROUP BY kind
 ORDER BY findings DESC`,
       },
@@ -550,15 +559,21 @@ ORDER BY time`,
         description: 'The span each finding writes into the looping session’s trace; click a trace id to see it in place.',
         overrides: [traceIdOverride('trace_id'), unitOverride('wasted_cost_usd', 'currencyUSD')],
         sql: `
-SELECT Timestamp AS time, TraceId AS trace_id, ServiceName AS service,
-       SpanAttributes['loop.agent'] AS agent, SpanAttributes['loop.detector'] AS detector,
-       SpanAttributes['loop.severity'] AS severity, SpanAttributes['loop.tools'] AS tools,
-       toUInt32OrZero(SpanAttributes['loop.repeats']) AS repeats,
-       toFloat64OrZero(SpanAttributes['loop.wasted_cost_usd']) AS wasted_cost_usd,
-       SpanAttributes['loop.session_id'] AS session_id, StatusMessage AS message
-FROM otel_traces
-WHERE $__timeFilter(Timestamp) AND SpanName = 'loopwatch.loop' AND SpanAttributes['loop.detector'] != 'degradation' AND ${F_LOOP_SPANS}
-ORDER BY Timestamp DESC
+-- each version of a finding wrote a span: its latest only
+SELECT * EXCEPT (version, finding_id) FROM (
+  SELECT Timestamp AS time, TraceId AS trace_id, ServiceName AS service,
+         SpanAttributes['loop.agent'] AS agent, SpanAttributes['loop.detector'] AS detector,
+         SpanAttributes['loop.severity'] AS severity, SpanAttributes['loop.tools'] AS tools,
+         toUInt32OrZero(SpanAttributes['loop.repeats']) AS repeats,
+         toFloat64OrZero(SpanAttributes['loop.wasted_cost_usd']) AS wasted_cost_usd,
+         SpanAttributes['loop.session_id'] AS session_id, StatusMessage AS message,
+         toUInt32OrZero(SpanAttributes['loop.version']) AS version, SpanAttributes['loop.finding_id'] AS finding_id
+  FROM otel_traces
+  WHERE $__timeFilter(Timestamp) AND SpanName = 'loopwatch.loop' AND SpanAttributes['loop.detector'] != 'degradation' AND ${F_LOOP_SPANS}
+  ORDER BY version DESC
+  LIMIT 1 BY finding_id
+)
+ORDER BY time DESC
 LIMIT 500`,
       },
     ],
@@ -579,7 +594,7 @@ SELECT last_ts AS time, detector, severity, agent, model, service, arrayStringCo
        repeats, wasted_calls, wasted_tokens, round(wasted_cost_usd, 6) AS wasted_cost_usd,
        round(wasted_time_ns / 1e9, 3) AS wasted_time_s, message, session_id, trace_id
 FROM agent_findings FINAL
-WHERE $__timeFilter(last_ts) AND ${F_DIRECT}
+WHERE $__timeFilter(last_ts) AND detector != 'degradation' AND ${F_DIRECT}
 ORDER BY last_ts DESC
 LIMIT 1000`,
       },
@@ -627,8 +642,8 @@ ORDER BY wasted_cost_usd DESC`,
     [
       {
         title: 'Wasted cost by detector over time', type: 'timeseries', w: 12, h: 8, unit: 'currencyUSD',
-        description: 'Each detector’s own findings: detectors overlap, so the series are not to be added up.',
-        custom: { drawStyle: 'bars', fillOpacity: 60, stacking: { mode: 'normal', group: 'A' } },
+        description: 'Each detector’s own findings: detectors overlap, so the series are not to be added up (nor stacked).',
+        custom: { drawStyle: 'bars', fillOpacity: 60, stacking: { mode: 'none', group: 'A' } },
         sql: `
 SELECT $__timeInterval(last_ts) AS time, detector, sum(wasted_cost_usd) AS wasted_cost_usd
 FROM agent_findings FINAL
@@ -835,6 +850,8 @@ LIMIT 200`,
     ],
   ]),
   {
+    // daily figures and a 7-day baseline: a day's view would show one or two partial days
+    time: { from: 'now-14d', to: 'now' },
     annotations: [
       {
         name: 'Degradation findings',

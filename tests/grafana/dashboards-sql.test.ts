@@ -160,7 +160,10 @@ describe('what the panels show on the seeded data', () => {
 
   it('Overview counts loop findings by kind, degradation apart', async () => {
     const kinds = (await run(sql('overview.json', 'Findings by kind'))).rows.map((r) => r.kind);
-    expect(kinds).toEqual(expect.arrayContaining(['degradation', 'oscillation', 'retry_storm', 'stuck']));
+    expect(kinds).toEqual(expect.arrayContaining(['oscillation', 'retry_storm', 'stuck']));
+    expect(kinds).not.toContain('degradation'); // a model's day, on the Models dashboard
+    const findings = (await run(sql('loops-and-waste.json', 'Findings'))).rows.map((r) => r.detector);
+    expect(findings).not.toContain('degradation');
     const loops = await run(sql('overview.json', 'Loop findings'));
     expect(Number(loops.rows[0]!.findings)).toBeGreaterThanOrEqual(3);
     // the waste of overlapping detectors (stuck, repeat, redundant on one run) is counted once
@@ -213,5 +216,24 @@ describe('what the panels show on the seeded data', () => {
     expect(deg.map((r) => r.model)).toEqual(['gpt-4o']);
     const trend = (await run(sql('models.json', 'Tool-call error rate by model, daily'))).rows;
     expect(new Set(trend.map((r) => String(r.time).slice(0, 10))).size).toBeGreaterThanOrEqual(6);
+  });
+
+  // last: it adds an LLM call to the seeded data
+  it('Models: with one model chosen, the tool calls another model requested stay that model\'s', async () => {
+    const toolCalls = async (variables: Record<string, VariableValue>) =>
+      Object.fromEntries((await run(sql('models.json', 'Model reliability', variables))).rows.map((r) => [r.model, Number(r.tool_calls)]));
+    // a gpt-4o call at the start of a gpt-4o-mini session: the session's tool calls are still gpt-4o-mini's
+    const [s] = await tc.rows<{ session_id: string; agent: string; service: string }>(
+      "SELECT session_id, any(agent) AS agent, any(service) AS service FROM agent_llm_calls FINAL WHERE model = 'gpt-4o-mini' GROUP BY session_id ORDER BY session_id LIMIT 1");
+    await tc.collector.store.client.command({
+      query: `INSERT INTO agent_llm_calls (session_id, span_id, ts, end_ts, model, agent, service, total_tokens)
+              SELECT {s:String}, 'extra-gpt-4o', min(ts) - INTERVAL 1 SECOND, min(ts) - INTERVAL 1 SECOND, 'gpt-4o', {a:String}, {v:String}, 10
+              FROM agent_tool_calls WHERE session_id = {s:String}`,
+      query_params: { s: s!.session_id, a: s!.agent, v: s!.service },
+    });
+    const all = await toolCalls(allSelected());
+    const only = await toolCalls({ ...allSelected(), model: { current: ['gpt-4o'], options: options.model } });
+    expect(only['gpt-4o']).toBe(all['gpt-4o']);
+    expect(Object.keys(only)).toEqual(['gpt-4o']);
   });
 });

@@ -223,7 +223,8 @@ SELECT
         'loop.tools', arrayStringConcat(f.tools, ','), 'loop.repeats', toString(f.repeats),
         'loop.wasted_calls', toString(f.wasted_calls), 'loop.wasted_tokens', toString(f.wasted_tokens),
         'loop.wasted_cost_usd', toString(f.wasted_cost_usd), 'loop.wasted_time_ns', toString(f.wasted_time_ns),
-        'loop.first_span_id', f.first_span_id, 'loop.last_span_id', f.last_span_id),
+        'loop.first_span_id', f.first_span_id, 'loop.last_span_id', f.last_span_id,
+        'loop.version', toString(f.version), 'loop.detected_at', toString(f.detected_at)),
     toUInt64(greatest(toUnixTimestamp64Nano(f.last_ts) - toUnixTimestamp64Nano(f.first_ts), 0)),
     'Error', f.message
 FROM agent_findings AS f FINAL

@@ -747,6 +747,9 @@ export function loopSpanRow(f: FindingRow & { parent_span_id?: string }): Record
       'loop.finding_id': f.finding_id,
       'loop.version': String(f.version),
       'loop.severity': f.severity,
+      // when the pass found it (the store's clock): alert rules key on it, the span's own time
+      // being the loop's first call
+      'loop.detected_at': f.detected_at,
     },
     Duration: String(end > start ? end - start : 0n),
     StatusCode: 'Error',
