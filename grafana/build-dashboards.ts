@@ -229,7 +229,8 @@ export const VARIABLES: Json[] = [
 // - detectors overlap (a stuck run is also a repeat and redundant), so a session's waste is,
 //   per measure, the largest of the per-detector sums of its findings, never their total;
 // - LLM cost is the reported cost when > 0, else tokens x model_prices;
-// - a tool call belongs to the model of the session's latest LLM call that ended before it.
+// - a tool call belongs to the model of the session's latest LLM call that started before it (a
+//   streamed LLM call runs the tool calls it requests before it ends).
 
 /** Per session (findings active in the range, degradation apart): loops entered and waste. */
 const SESSION_WASTE = `
