@@ -73,12 +73,17 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   const schema = new SchemaSetup(
     async () => {
       await migrate(store.client, { retentionDays: config.retentionDays });
-      const { restored, failed } = await restoreMissingObjects(store.client, { retentionDays: config.retentionDays });
-      if (restored.length > 0) {
-        log.error({ objects: restored },
-          `the store lacked ${restored.join(', ')}, which its migrations made: made again (a materialized view made again carries only spans from now on)`);
-      }
-      for (const [name, error] of Object.entries(failed)) log.error({ object: name, error }, `the store lacks ${name}, which its migrations made, and it could not be made again`);
+      // a check, not a migration: when it cannot run (a user without rights on system tables) the start goes on
+      await restoreMissingObjects(store.client, { retentionDays: config.retentionDays }).then(
+        ({ restored, failed }) => {
+          if (restored.length > 0) {
+            log.error({ objects: restored },
+              `the store lacked ${restored.join(', ')}, which its migrations made: made again (a materialized view made again carries only spans from now on)`);
+          }
+          for (const [name, error] of Object.entries(failed)) log.error({ object: name, error }, `the store lacks ${name}, which its migrations made, and it was not made again`);
+        },
+        (err: unknown) => log.warn({ err }, 'could not check that the store has every table, view and function its migrations made'),
+      );
       const changed = await applyRetention(store.client, config.retentionDays);
       if (changed.length > 0) {
         log.info({ tables: changed.map((c) => c.table), fromDays: [...new Set(changed.map((c) => c.fromDays))], toDays: config.retentionDays },
