@@ -47,6 +47,18 @@ describe('alert rules on looping agents', () => {
     expect(instances[0]!.value).toBeCloseTo(7.2, 4);
   });
 
+  it('waste over budget: a loop counts for the share of its time inside the hour', async () => {
+    // the researcher's loop: evaluated when only its second half is in the hour, half its waste counts
+    const [loop] = await tc.rows<{ first: string; last: string }>(
+      `SELECT toString(toUnixTimestamp64Milli(min(first_ts))) AS first, toString(toUnixTimestamp64Milli(max(last_ts))) AS last
+       FROM agent_findings FINAL WHERE agent = 'researcher' AND detector = 'stuck'`);
+    const first = Number(loop!.first), last = Number(loop!.last);
+    expect(last - first).toBeGreaterThan(1000);
+    const at = new Date((first + last) / 2 + 3_600_000); // the hour begins halfway through the loop
+    const instances = await evaluateRule(tc, rules['loopwatch-waste-over-budget']!, at);
+    expect(firing(instances)).toEqual([]); // 7.2 USD in all, about 3.6 in this hour: under the 5 USD budget
+  });
+
   it('waste over budget: the budget is the profile setting, 5 USD when unset', async () => {
     const rs = await tc.collector.store.client.query({
       query: "SELECT toFloat64OrZero(toString(getSettingOrDefault('custom_loopwatch_waste_budget_usd_per_hour', '5'))) AS budget",

@@ -197,7 +197,7 @@ describe('alert rules', () => {
     expect(loop!.rawSql).toContain("SpanName = 'loopwatch.loop'");
     expect(loop!.rawSql).toContain("SpanAttributes['loop.agent'] AS agent");
     expect(loop!.from).toBe(300);
-    expect(waste!.rawSql).toMatch(/sum\(wasted_cost_usd\)/);
+    expect(waste!.rawSql).toMatch(/sum\(wasted_cost_usd \* /); // each loop's share of the hour
     expect(waste!.rawSql).toContain("getSettingOrDefault('custom_loopwatch_waste_budget_usd_per_hour'");
     expect(waste!.from).toBe(3600);
     expect(degradation!.rawSql).toContain("detector = 'degradation'");
