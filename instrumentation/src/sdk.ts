@@ -247,10 +247,11 @@ function quietSocketAgents(unref: boolean): (protocol: string) => Promise<HttpAg
  * the process alive; these wait the same time but do not (StartOptions.letProcessEnd). The retry
  * is the exporter's own (@opentelemetry/otlp-exporter-base's RetryingTransport, reached through
  * its private fields): only the timer is unreferenced, and each attempt's failure is told to
- * `failedAttempt` (what the wait at the end reports when it gives up). If that shape is not
- * found, retries hold the process as before (tests/e2e/agent-process.test.ts notices).
+ * `failedAttempt` (what the wait at the end reports when it gives up), with whether the collector
+ * answered busy (429, 503) rather than could not be reached. If that shape is not found, retries
+ * hold the process as before (tests/e2e/agent-process.test.ts notices).
  */
-function unrefRetryTimers(exporter: OTLPTraceExporter, failedAttempt: (error: Error | undefined) => void): void {
+function unrefRetryTimers(exporter: OTLPTraceExporter, failedAttempt: (error: Error, busy: boolean) => void): void {
   type Attempt = { status?: string; error?: Error };
   type Send = (data: Uint8Array, timeoutMillis: number) => Promise<Attempt>;
   const retrying = (exporter as unknown as { _delegate?: { _transport?: { retry?: unknown; _transport?: { send?: Send } } } })._delegate?._transport;
@@ -260,7 +261,7 @@ function unrefRetryTimers(exporter: OTLPTraceExporter, failedAttempt: (error: Er
   inner!.send = (data, timeoutMillis) =>
     send.call(inner, data, timeoutMillis).then((attempt) => {
       // a retryable answer (429, 503) comes without an error
-      if (attempt.status !== 'success') failedAttempt(attempt.error ?? Object.assign(new Error('busy'), { busy: true }));
+      if (attempt.status !== 'success') failedAttempt(attempt.error ?? new Error('busy'), attempt.error === undefined);
       return attempt;
     });
   retrying.retry = (data: Uint8Array, timeoutMillis: number, inMillis: number) =>
@@ -327,9 +328,9 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
     // process up meanwhile. Not when the collector answered busy (429, 503): the batch processor
     // then keeps waiting, so that the agent does not send it more exports at once
     if (opts.letProcessEnd) {
-      unrefRetryTimers(otlp, (error) => {
+      unrefRetryTimers(otlp, (error, busy) => {
         lastAttempt = { error };
-        if (!(error as { busy?: boolean } | undefined)?.busy) tally.abandon();
+        if (!busy) tally.abandon();
       });
     }
     exporter = otlp;
