@@ -11,6 +11,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const DATASOURCE = { type: 'grafana-clickhouse-datasource', uid: 'loopwatch-clickhouse' } as const;
+/** The provisioned datasource's name (grafana/provisioning/datasources/clickhouse.yaml). */
+export const DATASOURCE_NAME = 'Loopwatch ClickHouse';
 const PLUGIN_VERSION = '4.0.0';
 
 // ---------------------------------------------------------------------------------------
@@ -21,6 +23,9 @@ const cond = (expr: string, v: string) => '$__conditionalAll(' + expr + ' IN (${
 
 /** Rows with agent, model, service columns (agent_llm_calls, agent_findings). */
 const F_DIRECT = [cond('agent', 'agent'), cond('model', 'model'), cond('service', 'service')].join(' AND ');
+
+/** Degradation findings: a model's day, whatever agents and services ran it (they name none). */
+const F_MODEL = cond('model', 'model');
 
 /** agent_tool_calls: tool spans rarely carry a model, so a session belongs to a model when
  * its tool calls say so or its LLM calls do. */
@@ -79,7 +84,7 @@ export function traceLink(title = 'Open trace in the trace view'): Json {
     targetBlank: false,
     internal: {
       datasourceUid: DATASOURCE.uid,
-      datasourceName: DATASOURCE.type,
+      datasourceName: DATASOURCE_NAME,
       query: {
         refId: 'Trace ID',
         datasource: DATASOURCE,
@@ -213,14 +218,15 @@ function queryVariable(name: string, label: string, sql: string): Json {
   };
 }
 
+/** Values of a column seen in the range on tool calls or LLM calls (an agent whose calls are
+ * all LLM calls, a planner, is a choice too). */
+const seenValues = (col: string) =>
+  `SELECT ${col} FROM (SELECT DISTINCT ${col} FROM agent_tool_calls WHERE $__timeFilter(ts) AND ${col} != '' UNION DISTINCT SELECT DISTINCT ${col} FROM agent_llm_calls WHERE $__timeFilter(ts) AND ${col} != '') ORDER BY ${col}`;
+
 export const VARIABLES: Json[] = [
-  queryVariable('agent', 'Agent', "SELECT DISTINCT agent FROM agent_tool_calls WHERE $__timeFilter(ts) AND agent != '' ORDER BY agent"),
-  queryVariable(
-    'model',
-    'Model',
-    "SELECT model FROM (SELECT DISTINCT model FROM agent_tool_calls WHERE $__timeFilter(ts) AND model != '' UNION DISTINCT SELECT DISTINCT model FROM agent_llm_calls WHERE $__timeFilter(ts) AND model != '') ORDER BY model",
-  ),
-  queryVariable('service', 'Service', "SELECT DISTINCT service FROM agent_tool_calls WHERE $__timeFilter(ts) AND service != '' ORDER BY service"),
+  queryVariable('agent', 'Agent', seenValues('agent')),
+  queryVariable('model', 'Model', seenValues('model')),
+  queryVariable('service', 'Service', seenValues('service')),
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -238,7 +244,9 @@ const SESSION_WASTE = `
     SELECT session_id, any(d_agent) AS agent, any(d_model) AS model, any(d_service) AS service, any(d_trace) AS trace_id,
            max(d_last) AS last_ts, sum(n) AS loops, arraySort(groupArray(detector)) AS kinds,
            max(d_calls) AS wasted_calls, max(d_tokens) AS wasted_tokens, max(d_cost) AS wasted_cost_usd, max(d_time) AS wasted_time_ns,
-           argMax(detector, tuple(d_calls, d_cost)) AS top_detector
+           -- per measure, the detector whose sum is the session's waste: waste split by tool then
+           -- adds up to the same totals as waste by agent or model
+           argMax(detector, d_calls) AS top_calls, argMax(detector, d_tokens) AS top_tokens, argMax(detector, d_cost) AS top_cost
     FROM (
       SELECT session_id, detector, any(agent) AS d_agent, any(model) AS d_model, any(service) AS d_service, any(trace_id) AS d_trace,
              max(last_ts) AS d_last, count() AS n, sum(wasted_calls) AS d_calls, sum(wasted_tokens) AS d_tokens,
@@ -500,13 +508,13 @@ LIMIT 10`,
       },
       {
         title: 'Top looping tools', type: 'table', w: 12, h: 8,
-        description: 'loops: loop findings naming the tool. Waste: each session’s largest detector, a finding over several tools (an oscillation) split evenly between them.',
+        description: 'loops: loop findings naming the tool. Waste: for each measure, each session’s largest detector (as in the session waste), a finding over several tools (an oscillation) split evenly between them.',
         overrides: [unitOverride('wasted_cost_usd', 'currencyUSD')],
         sql: `
 WITH${SESSION_WASTE}
 SELECT tool, count() AS loops, uniqExact(session_id) AS sessions, groupUniqArray(agent) AS agents,
-       round(sumIf(wasted_calls / length(tools), (session_id, detector) IN (SELECT session_id, top_detector FROM sw)), 1) AS wasted_calls,
-       round(sumIf(wasted_cost_usd / length(tools), (session_id, detector) IN (SELECT session_id, top_detector FROM sw)), 6) AS wasted_cost_usd
+       round(sumIf(wasted_calls / length(tools), (session_id, detector) IN (SELECT session_id, top_calls FROM sw)), 1) AS wasted_calls,
+       round(sumIf(wasted_cost_usd / length(tools), (session_id, detector) IN (SELECT session_id, top_cost FROM sw)), 6) AS wasted_cost_usd
 FROM agent_findings FINAL
 ARRAY JOIN tools AS tool
 WHERE $__timeFilter(last_ts) AND detector != 'degradation' AND ${F_DIRECT}
@@ -625,14 +633,14 @@ ORDER BY wasted_cost_usd DESC`,
       },
       {
         title: 'Waste by tool', type: 'table', w: 8, h: 9,
-        description: 'Waste of each session’s largest detector; a finding over several tools splits its waste evenly between them.',
+        description: 'For each measure, the waste of each session’s largest detector (so the column totals equal Waste by agent’s); a finding over several tools splits its waste evenly between them.',
         overrides: [unitOverride('wasted_cost_usd', 'currencyUSD')],
         sql: `
 WITH${SESSION_WASTE}
 SELECT tool, count() AS findings,
-       round(sumIf(wasted_calls / length(tools), (session_id, detector) IN (SELECT session_id, top_detector FROM sw)), 1) AS wasted_calls,
-       round(sumIf(wasted_tokens / length(tools), (session_id, detector) IN (SELECT session_id, top_detector FROM sw))) AS wasted_tokens,
-       round(sumIf(wasted_cost_usd / length(tools), (session_id, detector) IN (SELECT session_id, top_detector FROM sw)), 6) AS wasted_cost_usd
+       round(sumIf(wasted_calls / length(tools), (session_id, detector) IN (SELECT session_id, top_calls FROM sw)), 1) AS wasted_calls,
+       round(sumIf(wasted_tokens / length(tools), (session_id, detector) IN (SELECT session_id, top_tokens FROM sw))) AS wasted_tokens,
+       round(sumIf(wasted_cost_usd / length(tools), (session_id, detector) IN (SELECT session_id, top_cost FROM sw)), 6) AS wasted_cost_usd
 FROM agent_findings FINAL
 ARRAY JOIN tools AS tool
 WHERE $__timeFilter(last_ts) AND detector != 'degradation' AND ${F_DIRECT}
@@ -840,11 +848,11 @@ ORDER BY time`,
       },
       {
         title: 'Degradation findings', type: 'table', w: 12, h: 8,
-        description: 'A model-day worse than the same model’s trailing 7 days (tool error rate, loop rate or latency).',
+        description: 'A model-day worse than the same model’s trailing 7 days (tool error rate, loop rate or latency), over all agents and services: only the model filter applies.',
         sql: `
-SELECT detected_at AS time, model, agent, service, severity, arrayStringConcat(tools, ', ') AS worse, message, details
+SELECT detected_at AS time, model, severity, arrayStringConcat(tools, ', ') AS worse, message, details
 FROM agent_findings FINAL
-WHERE $__timeFilter(last_ts) AND detector = 'degradation' AND ${F_DIRECT}
+WHERE $__timeFilter(last_ts) AND detector = 'degradation' AND ${F_MODEL}
 ORDER BY detected_at DESC
 LIMIT 200`,
       },
@@ -863,7 +871,7 @@ LIMIT 200`,
         target: target(
           `SELECT detected_at AS time, concat(model, ': ', message) AS text, arrayStringConcat([detector, severity, model], ',') AS tags
 FROM agent_findings FINAL
-WHERE $__timeFilter(detected_at) AND detector = 'degradation'
+WHERE $__timeFilter(detected_at) AND detector = 'degradation' AND ${F_MODEL}
 ORDER BY detected_at DESC
 LIMIT 100`,
           'table',

@@ -15,7 +15,7 @@
 -- {degradation_min_ratio} times and {degradation_min_increase} above the baseline's. Latency is
 -- worse at {degradation_latency_ratio} times the baseline with {degradation_min_calls} LLM calls
 -- on both sides. Defaults: DETECTOR_DEFAULTS (50, 20, 3, 100, 3, 1.5, 0.05, 2).
--- Identity: session_id 'model:<model>@<day>', first_span_id a hash of (model, day); no trace, so
+-- Identity: session_id 'model:<model>@<day>', agent and service empty, first_span_id a hash of (model, day); no trace, so
 -- the loop span carries no trace id (alert rules key on loop.detector = 'degradation').
 -- Wasted: the day's excess failed calls over the baseline rate.
 -- Contract: see collector/src/detect/run-detectors.ts.
@@ -32,7 +32,7 @@ WITH
     if(full_pass, toDate('1971-01-01'), toDate({until:DateTime64(3)}) - 1) AS judged_from,
     toDate({until:DateTime64(3)}) + 1 AS judged_to,
     llm AS (
-        SELECT session_id, ts, end_ts, duration_ns, model, agent, service
+        SELECT session_id, ts, end_ts, duration_ns, model
         FROM agent_llm_calls FINAL
         WHERE (full_pass OR hour_crossed)
           AND ts >= toDateTime64(judged_from - {degradation_baseline_days:UInt32}, 3) AND ts < toDateTime64(judged_to, 3)
@@ -63,19 +63,19 @@ WITH
         FROM tool_sessions GROUP BY model, day
     ),
     llm_daily AS (
-        SELECT model, toDate(ts) AS day, count() AS ln, quantileExact(0.5)(duration_ns) / 1e6 AS p50_ms, any(agent) AS agent, any(service) AS service
+        SELECT model, toDate(ts) AS day, count() AS ln, quantileExact(0.5)(duration_ns) / 1e6 AS p50_ms
         FROM llm GROUP BY model, day
     ),
     daily AS (
         SELECT d.model AS model, d.day AS day, d.n AS n, d.e AS e, d.s AS s, d.ls AS ls, d.last_end AS last_end,
-               l.ln AS ln, l.p50_ms AS p50_ms, l.agent AS agent, l.service AS service
+               l.ln AS ln, l.p50_ms AS p50_ms
         FROM tool_daily AS d LEFT JOIN llm_daily AS l ON l.model = d.model AND l.day = d.day
     ),
     -- each model-day with its baseline, the days before it in a window frame: the daily figures
     -- computed once (a join of the days judged with the daily figures made the engine compute
     -- them twice: this detector over 1M calls took 287 against 206 ms)
     compared AS (
-        SELECT model, day, n, e, s, ls, ln, p50_ms, last_end, agent, service,
+        SELECT model, day, n, e, s, ls, ln, p50_ms, last_end,
                count() OVER baseline AS base_days,
                sum(n) OVER baseline AS bn, sum(e) OVER baseline AS be,
                sum(s) OVER baseline AS bs, sum(ls) OVER baseline AS bls,
@@ -110,8 +110,9 @@ SELECT
     lower(hex(substring(SHA256(concat('degradation|', model, '|', toString(day))), 1, 8))) AS last_span_id,
     toString(toDateTime64(day, 9)) AS first_ts,
     toString(last_end) AS last_ts,
-    service,
-    agent,
+    -- a model's day, whatever agents and services ran it: none named (one of them would be arbitrary)
+    '' AS service,
+    '' AS agent,
     model,
     arrayFilter(x -> x != '', [if(err_worse, 'tool_error_rate', ''), if(loop_worse, 'loop_rate', ''), if(latency_worse, 'latency_p50', '')]) AS tools,
     toUInt32(err_worse + loop_worse + latency_worse) AS repeats,

@@ -122,12 +122,13 @@ describe('dashboards', () => {
     }
   });
 
-  it('define agent, model and service variables on agent_tool_calls, and every variable a query uses', () => {
+  it('define agent, model and service variables on tool and LLM calls, and every variable a query uses', () => {
     for (const { file, json } of all) {
       const vars = (json.templating.list as Json[]).map((v) => v.name as string);
       expect(vars, file).toEqual(['agent', 'model', 'service']);
       for (const v of json.templating.list as Json[]) {
         expect(v.query as string).toContain('FROM agent_tool_calls');
+        expect(v.query as string).toContain('FROM agent_llm_calls'); // an agent that only calls models is a choice too
         expect(v.multi).toBe(true);
         expect(v.includeAll).toBe(true);
       }
@@ -164,6 +165,8 @@ describe('dashboards', () => {
       meta: { isTraceIdMode: true, traceId: '${__value.raw}', otelEnabled: true },
     });
     expect(scorecard.targets[0].rawSql).toMatch(/\btrace_id\b/);
+    // the plugin's own links name the datasource by its name (the uid resolves it; the name is shown)
+    expect(link.internal.datasourceName).toBe(datasource.name);
   });
 });
 
@@ -201,6 +204,21 @@ describe('alert rules', () => {
     expect(waste!.rawSql).toContain("getSettingOrDefault('custom_loopwatch_waste_budget_usd_per_hour'");
     expect(waste!.from).toBe(3600);
     expect(degradation!.rawSql).toContain("detector = 'degradation'");
+  });
+
+  it('link each rule to its dashboard panel (absolute links in notifications), no relative runbook_url', () => {
+    const panelOf = (r: Json) => {
+      const d = dashboards().find(({ json }) => json.uid === r.dashboardUid);
+      expect(d, `${String(r.uid)}: dashboard ${String(r.dashboardUid)}`).toBeDefined();
+      return panelsOf(d!.json).find((p) => p.id === r.panelId)?.title as string | undefined;
+    };
+    expect(rules.map((r) => [r.uid, panelOf(r.rule)])).toEqual([
+      ['loopwatch-loop-detected', 'Findings'],
+      ['loopwatch-waste-over-budget', 'Wasted cost by detector over time'],
+      ['loopwatch-model-degradation', 'Degradation findings'],
+    ]);
+    // Grafana does not expand annotations, so a runbook_url could only be relative: useless in a mail or a webhook
+    for (const r of rules) expect(Object.keys(r.rule.annotations as Json)).not.toContain('runbook_url');
   });
 
   it('route to a contact point whose settings come from the environment', () => {
