@@ -2,7 +2,7 @@
 // `execute_tool` spans. Uses only @opentelemetry/api, so it works under any SDK setup
 // (Loopwatch's own, or one the application configured).
 import { context, createContextKey, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer, type TracerProvider } from '@opentelemetry/api';
-import { ATTR } from './attributes.js';
+import { ATTR, TOOL_WRAPPER_OPERATION } from './attributes.js';
 import { randomBytes } from 'node:crypto';
 import { canonicalJson, hash64Hex, valueHash } from './canonical.js';
 import { contextWithSession, sessionFrom, type SessionInfo } from './context.js';
@@ -120,6 +120,33 @@ export interface TraceToolOptions {
 // since nested calls end (and are reported) before the call they are nested in.
 const TOOL_DEPTH = createContextKey('loopwatch.tool_depth');
 
+// The traced call a span belongs to, on the span object itself (no attribute, no context value):
+// a call starting inside it finds it through the active span.
+const CALL = Symbol('loopwatch.traced_call');
+type SpanOfCall = Span & { [CALL]?: TracedCall };
+
+/**
+ * Whether a traced call starting inside `outer` (the active span) is the same call seen by two
+ * layers: a tool of the agent's that forwards to an instrumented MCP client, a LangChain adapter
+ * tool. Same tool (or the outer named `{prefix}_{tool}`), same arguments, another traced function
+ * (the same function calling itself is recursion, which the depth budget must see). The outer span then becomes a wrapper (renamed,
+ * operation TOOL_WRAPPER_OPERATION, not reported to observers), so the call counts once, from
+ * the innermost span, as the AI SDK's own tool spans do (integrations/ai-sdk.ts). Costs one
+ * context lookup when calls are not nested.
+ */
+function wrapsCall(outer: SpanOfCall | undefined, tool: string, argsHash: string, fn: unknown): boolean {
+  const o = outer?.[CALL];
+  if (o === undefined || o.argsHash !== argsHash || o.fn === fn || !o.span.isRecording()) return false;
+  // the same tool, or the same under a prefix (@langchain/mcp-adapters 2 names a server's tools `{server}_{tool}`)
+  if (o.tool !== tool && !(o.tool.endsWith(tool) && o.tool.charCodeAt(o.tool.length - tool.length - 1) === 0x5f)) return false;
+  if (!o.wrapper) {
+    o.wrapper = true;
+    o.span.setAttribute(ATTR.operationName, TOOL_WRAPPER_OPERATION);
+    o.span.updateName(`execute_tool.wrapper ${o.tool}`);
+  }
+  return true;
+}
+
 /** What a traced call reports to observers (the loop guard among them). */
 export interface ToolCallRecord {
   sessionId: string | undefined;
@@ -188,6 +215,10 @@ interface TracedCall {
   argsHash: string;
   startedAt: number;
   depth: number;
+  /** The traced function (a call inside its own function is recursion, never a wrapper). */
+  fn: unknown;
+  /** Set when a call of the same tool with the same arguments runs inside (wrapsCall). */
+  wrapper: boolean;
 }
 
 /**
@@ -252,6 +283,7 @@ function finishError(c: TracedCall, err: unknown): void {
 }
 
 function notify(c: TracedCall, resultHash: string | undefined, status: 'ok' | 'error', errorType: string | undefined, errorMessage: string | undefined, endedAt: number): void {
+  if (c.wrapper) return; // the call inside it is reported
   const session = sessionFrom(c.parent);
   const record: ToolCallRecord = {
     sessionId: session?.sessionId, agent: session?.agent, tool: c.tool, argsHash: c.argsHash, resultHash, status, errorType, errorMessage,
@@ -470,9 +502,12 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     }
     const startedAt = preciseNow();
     const span = tracer().startSpan(spanName, { kind: SpanKind.INTERNAL, attributes, startTime: startedAt }, parent);
-    // the depth is kept only while something observes calls (the loop guard): a context value per call costs
-    const depth = observers.size > 0 ? ((parent.getValue(TOOL_DEPTH) as number | undefined) ?? 0) + 1 : 0;
-    const c: TracedCall = { tool: name, opts, parent, span, argsHash, startedAt, depth };
+    const wrapped = wrapsCall(trace.getSpan(parent), name, argsHash, fn);
+    // the depth is kept only while something observes calls (the loop guard): a context value per
+    // call costs. A call inside a wrapper takes the wrapper's place: the same depth.
+    const depth = observers.size > 0 ? ((parent.getValue(TOOL_DEPTH) as number | undefined) ?? 0) + (wrapped ? 0 : 1) : 0;
+    const c: TracedCall = { tool: name, opts, parent, span, argsHash, startedAt, depth, fn, wrapper: false };
+    (span as SpanOfCall)[CALL] = c;
     const inner = depth > 0 ? trace.setSpan(parent, span).setValue(TOOL_DEPTH, depth) : trace.setSpan(parent, span);
     // what startActiveSpan does, with the call's state passed in rather than captured by a closure
     return context.with(inner, runInSpan, undefined, c, call, this, args as unknown[]) as R;

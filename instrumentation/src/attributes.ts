@@ -15,6 +15,12 @@ export const ATTR = {
 } as const;
 
 /**
+ * The operation of a tool span that only wraps the call made inside it, not a second call: the
+ * collector's agent_tool_calls takes execute_tool spans only.
+ */
+export const TOOL_WRAPPER_OPERATION = 'loopwatch.tool_wrapper';
+
+/**
  * Which spans are model calls, as the collector's agent_llm_calls view has it
  * (queries/schema/002_agent_calls.sql): gen_ai.operation.name in GenAI semconv, ai.operationId
  * in the Vercel AI SDK's legacy spans.

@@ -5,7 +5,7 @@ import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { onToolCall, valueHash, withSession, type ToolCallRecord } from '../../instrumentation/src/api.js';
+import { onToolCall, traceTool, valueHash, withSession, wrapTools, type ToolCallRecord } from '../../instrumentation/src/api.js';
 import { instrumentMcpClient } from '../../instrumentation/src/integrations/mcp.js';
 import { startPipeline, type Pipeline } from './helpers.js';
 
@@ -70,5 +70,57 @@ describe('instrumentMcpClient', () => {
       `SELECT SpanAttributes['mcp.server.name'] AS server, SpanAttributes['mcp.method.name'] AS method, SpanAttributes['gen_ai.tool.type'] AS type
        FROM otel_traces WHERE SpanName = 'execute_tool read_file' AND SpanAttributes['gen_ai.conversation.id'] = {s:String} LIMIT 1`, { s: session });
     expect(attrs).toEqual({ server: 'files-server', method: 'tools/call', type: 'extension' });
+  });
+
+  it('counts a traced tool whose execute calls the MCP tool with the same arguments once, from the MCP span', async () => {
+    // an agent's tool set traced with wrapTools, each tool forwarding to the instrumented MCP
+    // client: two execute_tool spans per call, one inside the other
+    const session = `mcp-wrapped-${Date.now()}`;
+    const tools = wrapTools({
+      read_file: { execute: async (args: { path: string }) => client.callTool({ name: 'read_file', arguments: args }) },
+      // named as @langchain/mcp-adapters 2 names a server's tools
+      'files-server_deploy': { execute: async (args: { env: string }) => client.callTool({ name: 'deploy', arguments: args }) },
+    });
+    // genuinely nested calls stay two calls: another tool (with the same arguments, or none), or
+    // the same traced function calling itself (recursion, which the depth budget must see)
+    const lookup = traceTool('lookup', (q: string) => `hits for ${q}`);
+    const search = traceTool('search', (q: string) => lookup(q));
+    const gitStatus = traceTool('git_status', () => 'clean');
+    const runTests = traceTool('run_tests', () => gitStatus());
+    const plan: (task: string, level: number) => string = traceTool('plan', (task: string, level: number) => (level > 0 ? plan(task, level - 1) : 'done'), {
+      argsOf: (args) => args[0],
+    });
+    const seen: ToolCallRecord[] = [];
+    const off = onToolCall((c) => seen.push(c));
+    await withSession({ sessionId: session, agent: 'mcp-agent' }, async () => {
+      for (let i = 0; i < 3; i++) await tools.read_file.execute({ path: 'src/b.ts' });
+      await tools['files-server_deploy'].execute({ env: 'staging' });
+      search('loops');
+      runTests();
+      plan('ship it', 1);
+    });
+    off();
+    // the guard's stream: each call once, at the depth of the call it took the place of
+    expect(seen.map((c) => `${c.tool}:${c.status}:${c.depth}`)).toEqual([
+      'read_file:ok:1', 'read_file:ok:1', 'read_file:ok:1', 'deploy:error:1', 'lookup:ok:2', 'search:ok:1', 'git_status:ok:2', 'run_tests:ok:1',
+      'plan:ok:2', 'plan:ok:1',
+    ]);
+    await p.landed();
+    const rows = await p.tc.rows<{ tool: string; status: string; mcp: string }>(
+      `SELECT tool, status, SpanAttributes['mcp.method.name'] AS mcp FROM agent_tool_calls FINAL
+       JOIN otel_traces ON otel_traces.SpanId = agent_tool_calls.span_id
+       WHERE session_id = {s:String} ORDER BY ts`, { s: session });
+    expect(rows.map((r) => `${r.tool}:${r.status}`)).toEqual([
+      'read_file:ok', 'read_file:ok', 'read_file:ok', 'deploy:error', 'search:ok', 'lookup:ok', 'run_tests:ok', 'git_status:ok', 'plan:ok', 'plan:ok',
+    ]);
+    expect(rows.slice(0, 4).every((r) => r.mcp === 'tools/call')).toBe(true); // the MCP span is the one counted
+    const wrappers = await p.tc.rows<{ name: string; op: string; parent_of_mcp: number }>(
+      `SELECT SpanName AS name, SpanAttributes['gen_ai.operation.name'] AS op,
+              toUInt8(SpanId IN (SELECT ParentSpanId FROM otel_traces WHERE SpanAttributes['mcp.method.name'] = 'tools/call')) AS parent_of_mcp
+       FROM otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] = {s:String} AND SpanName LIKE 'execute_tool.wrapper%' ORDER BY Timestamp`, { s: session });
+    expect(wrappers).toEqual([
+      ...Array.from({ length: 3 }, () => ({ name: 'execute_tool.wrapper read_file', op: 'loopwatch.tool_wrapper', parent_of_mcp: 1 })),
+      { name: 'execute_tool.wrapper files-server_deploy', op: 'loopwatch.tool_wrapper', parent_of_mcp: 1 },
+    ]);
   });
 });

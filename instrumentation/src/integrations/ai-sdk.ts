@@ -24,7 +24,7 @@
 import type { Context } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { TelemetrySettings } from 'ai';
-import { AI_SDK_MODEL_CALL_OPERATIONS, ATTR, GENAI_MODEL_CALL_OPERATIONS } from '../attributes.js';
+import { AI_SDK_MODEL_CALL_OPERATIONS, ATTR, GENAI_MODEL_CALL_OPERATIONS, TOOL_WRAPPER_OPERATION } from '../attributes.js';
 import { canonicalJson, hash64Hex } from '../canonical.js';
 import { sessionFrom } from '../context.js';
 import { costUsd } from '../cost.js';
@@ -139,7 +139,7 @@ export class AiSdkSpanProcessor implements SpanProcessor {
           span.setAttribute('operation.name', `loopwatch.wrapper ${String(a['operation.name'] ?? 'ai.toolCall')}`);
         } else {
           span.updateName(`execute_tool.wrapper ${tool}`);
-          span.setAttribute(ATTR.operationName, 'loopwatch.tool_wrapper'); // not execute_tool: not a second call
+          span.setAttribute(ATTR.operationName, TOOL_WRAPPER_OPERATION); // not execute_tool: not a second call
         }
       }
       return;
