@@ -134,17 +134,17 @@ type SpanOfCall = Span & { [CALL]?: TracedCall };
  * the innermost span, as the AI SDK's own tool spans do (integrations/ai-sdk.ts). Costs one
  * context lookup when calls are not nested.
  */
-function wrapsCall(outer: SpanOfCall | undefined, tool: string, argsHash: string, fn: unknown): boolean {
+function wrapsCall(outer: SpanOfCall | undefined, tool: string, argsHash: string, fn: unknown): TracedCall | undefined {
   const o = outer?.[CALL];
-  if (o === undefined || o.argsHash !== argsHash || o.fn === fn || !o.span.isRecording()) return false;
+  if (o === undefined || o.argsHash !== argsHash || o.fn === fn || !o.span.isRecording()) return undefined;
   // the same tool, or the same under a prefix (@langchain/mcp-adapters 2 names a server's tools `{server}_{tool}`)
-  if (o.tool !== tool && !(o.tool.endsWith(tool) && o.tool.charCodeAt(o.tool.length - tool.length - 1) === 0x5f)) return false;
+  if (o.tool !== tool && !(o.tool.endsWith(tool) && o.tool.charCodeAt(o.tool.length - tool.length - 1) === 0x5f)) return undefined;
   if (!o.wrapper) {
     o.wrapper = true;
     o.span.setAttribute(ATTR.operationName, TOOL_WRAPPER_OPERATION);
     o.span.updateName(`execute_tool.wrapper ${o.tool}`);
   }
-  return true;
+  return o;
 }
 
 /** What a traced call reports to observers (the loop guard among them). */
@@ -219,6 +219,8 @@ interface TracedCall {
   fn: unknown;
   /** Set when a call of the same tool with the same arguments runs inside (wrapsCall). */
   wrapper: boolean;
+  /** The model's id of the call, when known. */
+  callId: string | undefined;
 }
 
 /**
@@ -495,6 +497,9 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     const attributes: Attributes = opts.attributes
       ? { ...opts.attributes, 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': name, 'gen_ai.tool.type': toolType, 'loopwatch.tool.args_hash': argsHash }
       : { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': name, 'gen_ai.tool.type': toolType, 'loopwatch.tool.args_hash': argsHash };
+    // a call that takes the place of its wrapper (wrapsCall) keeps the model's call id the wrapper had
+    const wrapped = wrapsCall(trace.getSpan(parent), name, argsHash, fn);
+    if (!callId && wrapped) callId = wrapped.callId;
     if (callId) attributes[ATTR.toolCallId] = callId;
     if (argsText !== undefined) {
       const capturedArgs = captured(argsText, 'arguments', name);
@@ -502,11 +507,10 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     }
     const startedAt = preciseNow();
     const span = tracer().startSpan(spanName, { kind: SpanKind.INTERNAL, attributes, startTime: startedAt }, parent);
-    const wrapped = wrapsCall(trace.getSpan(parent), name, argsHash, fn);
     // the depth is kept only while something observes calls (the loop guard): a context value per
     // call costs. A call inside a wrapper takes the wrapper's place: the same depth.
-    const depth = observers.size > 0 ? ((parent.getValue(TOOL_DEPTH) as number | undefined) ?? 0) + (wrapped ? 0 : 1) : 0;
-    const c: TracedCall = { tool: name, opts, parent, span, argsHash, startedAt, depth, fn, wrapper: false };
+    const depth = observers.size > 0 ? ((parent.getValue(TOOL_DEPTH) as number | undefined) ?? 0) + (wrapped === undefined ? 1 : 0) : 0;
+    const c: TracedCall = { tool: name, opts, parent, span, argsHash, startedAt, depth, fn, wrapper: false, callId };
     (span as SpanOfCall)[CALL] = c;
     const inner = depth > 0 ? trace.setSpan(parent, span).setValue(TOOL_DEPTH, depth) : trace.setSpan(parent, span);
     // what startActiveSpan does, with the call's state passed in rather than captured by a closure

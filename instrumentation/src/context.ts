@@ -2,7 +2,7 @@
 // withSession() carries them, whichever library starts the span. Outside withSession, a
 // process-wide session applies when LOOPWATCH_SESSION_ID is set (an agent run per process,
 // started by a harness that knows the run's id).
-import { context, createContextKey, type Context } from '@opentelemetry/api';
+import { context, createContextKey, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
 
 const SESSION = createContextKey('loopwatch.session');
 
@@ -21,8 +21,29 @@ export function processSessionFromEnv(env: NodeJS.ProcessEnv = process.env): Ses
 
 const PROCESS_SESSION = processSessionFromEnv();
 
+const text = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+
+/**
+ * The session the active span names itself, when no withSession is around: a span of another
+ * library started with one (the AI SDK's telemetry metadata: `metadata: { sessionId }` without
+ * withSession), or one stamped here. Read as the collector reads it (queries/schema
+ * loopwatch_session_id, loopwatch_agent), so that calls made inside such a span (a traced tool
+ * in an AI SDK tool's execute) land in the same session as the span.
+ */
+function sessionOfSpan(span: Span | undefined): SessionInfo | undefined {
+  const a = (span as { attributes?: Attributes } | undefined)?.attributes;
+  if (a === undefined) return undefined;
+  const sessionId =
+    text(a['gen_ai.conversation.id']) ?? text(a['session.id']) ?? text(a['ai.telemetry.metadata.sessionId']) ??
+    text(a['ai.telemetry.metadata.session_id']) ?? text(a['ai.telemetry.metadata.conversationId']);
+  if (sessionId === undefined) return undefined;
+  const agent = text(a['gen_ai.agent.name']) ?? text(a['agent.name']) ?? text(a['ai.telemetry.functionId']);
+  return agent === undefined ? { sessionId } : { sessionId, agent };
+}
+
+/** The session: withSession's, else the one the active span names, else the process's (LOOPWATCH_SESSION_ID). */
 export function sessionFrom(ctx: Context = context.active()): SessionInfo | undefined {
-  return (ctx.getValue(SESSION) as SessionInfo | undefined) ?? PROCESS_SESSION;
+  return (ctx.getValue(SESSION) as SessionInfo | undefined) ?? sessionOfSpan(trace.getSpan(ctx)) ?? PROCESS_SESSION;
 }
 
 export function contextWithSession(info: SessionInfo, ctx: Context = context.active()): Context {

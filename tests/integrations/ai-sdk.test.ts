@@ -5,7 +5,7 @@ import { createOpenAI } from '@ai-sdk/openai';
 import { generateText, stepCountIs, tool } from 'ai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { configureCapture, valueHash, withSession, wrapTools } from '../../instrumentation/src/api.js';
+import { configureCapture, traceTool, valueHash, withSession, wrapTools } from '../../instrumentation/src/api.js';
 import { costUsd } from '../../instrumentation/src/cost.js';
 import { aiSdkTelemetry } from '../../instrumentation/src/integrations/ai-sdk.js';
 import { readFileTwiceApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
@@ -86,6 +86,22 @@ describe('Vercel AI SDK telemetry', () => {
     const [wrappers] = await p.tc.rows<{ n: string }>(
       `SELECT count() AS n FROM otel_traces WHERE SpanName = 'ai.toolCall.wrapper' AND SpanAttributes['gen_ai.conversation.id'] = {s:String}`, { s: session });
     expect(Number(wrappers!.n)).toBe(2);
+  });
+
+  it('session only in telemetry metadata: traced calls inside the tools (an MCP-like client, wrapTools) join it, with the model\'s call ids', async () => {
+    const session = `aisdk-meta-nested-${Date.now()}`;
+    // what instrumentMcpClient makes of a client's callTool: a traced function of its own
+    const callTool = traceTool('read_file', async (args: { path: string }) => `contents of ${args.path}`, { type: 'extension' });
+    const forwarding = tool({ description: 'read a file', inputSchema: z.object({ path: z.string() }), execute: async (args) => callTool(args) });
+    await agentTurn({ isEnabled: true, functionId: 'meta-coder', metadata: { sessionId: session } }, { read_file: forwarding });
+    await agentTurn({ isEnabled: true, functionId: 'meta-coder', metadata: { sessionId: session } }, wrapTools({ read_file: forwarding }));
+    await p.landed();
+    const tools = await toolRows(session);
+    // each call once (the ai.toolCall span and the wrapTools span are wrappers), in the metadata's session and agent
+    expect(tools.map((t) => `${t.tool}:${t.call_id}:${t.agent}`)).toEqual(Array.from({ length: 2 }, () => ['read_file:call_0:meta-coder', 'read_file:call_1:meta-coder']).flat());
+    const [elsewhere] = await p.tc.rows<{ n: string }>(
+      `SELECT count() AS n FROM agent_tool_calls FINAL WHERE trace_id IN (SELECT trace_id FROM agent_llm_calls WHERE session_id = {s:String}) AND session_id != {s:String}`, { s: session });
+    expect(Number(elsewhere!.n)).toBe(0);
   });
 
   it('capture on: arguments and results are sent truncated and redacted', async () => {

@@ -95,8 +95,8 @@ function scrubContent(span: Span, tool: string): void {
 }
 
 export class AiSdkSpanProcessor implements SpanProcessor {
-  /** Tool spans of the AI SDK (or another instrumentation) in flight, by span id: whether a Loopwatch execute_tool ran inside. */
-  private readonly toolSpans = new Map<string, { traced: boolean }>();
+  /** Tool spans of the AI SDK (or another instrumentation) in flight, by span id: whether a Loopwatch execute_tool ran inside, and the model's call id. */
+  private readonly toolSpans = new Map<string, { traced: boolean; callId: string | undefined }>();
 
   onStart(span: Span, _parentContext: Context): void {
     const a = attrsOf(span);
@@ -106,14 +106,19 @@ export class AiSdkSpanProcessor implements SpanProcessor {
       // traceTool inside another library's tool span: that one becomes the wrapper
       const parent = (span as { parentSpanContext?: { spanId?: string } }).parentSpanContext?.spanId;
       const t = parent ? this.toolSpans.get(parent) : undefined;
-      if (t) t.traced = true;
+      if (t) {
+        t.traced = true;
+        // the counted call keeps the model's id for it (an MCP call inside the tool has none of its own)
+        if (t.callId !== undefined && a[ATTR.toolCallId] === undefined) span.setAttribute(ATTR.toolCallId, t.callId);
+      }
       return;
     }
     if (op !== 'ai.toolCall' && !genAiTool) return;
     // the arguments' identity now: their text may be removed before the span leaves the process
     const args = op === 'ai.toolCall' ? a['ai.toolCall.args'] : a['gen_ai.tool.call.arguments'];
     if (typeof args === 'string' && a[ATTR.argsHash] === undefined) span.setAttribute(ATTR.argsHash, hash64Hex(canonicalJson(args)));
-    this.toolSpans.set(span.spanContext().spanId, { traced: false });
+    const callId = op === 'ai.toolCall' ? a['ai.toolCall.id'] : a[ATTR.toolCallId];
+    this.toolSpans.set(span.spanContext().spanId, { traced: false, callId: typeof callId === 'string' && callId !== '' ? callId : undefined });
     if (this.toolSpans.size > 10_000) this.toolSpans.clear(); // spans never ended: do not grow without bound
   }
 
