@@ -2,7 +2,8 @@
 // (@ai-sdk/openai) pointed at a loopback server standing in for the API; Loopwatch's SDK
 // (with its AI SDK span processor) exports over OTLP to a real collector.
 import { createOpenAI } from '@ai-sdk/openai';
-import { generateText, stepCountIs, tool } from 'ai';
+import { generateText, rerank, stepCountIs, tool } from 'ai';
+import { MockRerankingModelV3 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { configureCapture, traceTool, valueHash, withSession, wrapTools } from '../../instrumentation/src/api.js';
@@ -102,6 +103,23 @@ describe('Vercel AI SDK telemetry', () => {
     const [elsewhere] = await p.tc.rows<{ n: string }>(
       `SELECT count() AS n FROM agent_tool_calls FINAL WHERE trace_id IN (SELECT trace_id FROM agent_llm_calls WHERE session_id = {s:String}) AND session_id != {s:String}`, { s: session });
     expect(Number(elsewhere!.n)).toBe(0);
+  });
+
+  it('capture off: request headers (a proxy\'s credentials) and rerank documents never leave the process', async () => {
+    const session = `aisdk-private-${Date.now()}`;
+    await withSession(session, async () => {
+      await generateText({ model: provider.chat('gpt-4o-mini'), prompt: 'x', headers: { 'x-proxy-auth': 'Bearer SECRET-HEADER-TOKEN' }, experimental_telemetry: { isEnabled: true } });
+      // the AI SDK's own stand-in for a reranking provider
+      const model = new MockRerankingModelV3({ doRerank: async ({ documents }) => ({ ranking: (documents.values as unknown[]).map((_, i) => ({ index: i, relevanceScore: 1 - i / 10 })) }) });
+      await rerank({ model, query: 'q', documents: ['SECRET-DOC medical history', 'SECRET-DOC salary table'], experimental_telemetry: { isEnabled: true } });
+    });
+    api.requests.length = 0;
+    await p.landed();
+    const spans = await p.tc.rows<{ name: string; leaked: string[] }>(
+      `SELECT SpanName AS name, arrayFilter(k -> position(SpanAttributes[k], 'SECRET') > 0 OR startsWith(k, 'ai.request.headers.'), mapKeys(SpanAttributes)) AS leaked
+       FROM otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] = {s:String} ORDER BY Timestamp`, { s: session });
+    expect(spans.map((x) => x.name)).toEqual(expect.arrayContaining(['ai.generateText', 'ai.rerank']));
+    expect(spans.filter((x) => x.leaked.length > 0)).toEqual([]);
   });
 
   it('capture on: arguments and results are sent truncated and redacted', async () => {

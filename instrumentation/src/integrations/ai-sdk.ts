@@ -63,9 +63,10 @@ export function aiSdkTelemetry(opts: AiSdkTelemetryOptions = {}): AiSdkTelemetry
 /** Attributes that carry content: prompts, messages, responses, tool definitions, arguments and results (ai.* and GenAI semconv). */
 const CONTENT_PREFIXES = [
   'ai.prompt', 'ai.response.text', 'ai.response.toolCalls', 'ai.response.object', 'ai.response.reasoning', 'ai.toolCall.args', 'ai.toolCall.result',
-  'ai.toolCall.output', 'ai.value', 'ai.values', 'ai.embedding', 'gen_ai.prompt', 'gen_ai.completion', 'gen_ai.input.messages', 'gen_ai.output.messages',
+  'ai.toolCall.output', 'ai.value', 'ai.values', 'ai.embedding', 'ai.documents', 'gen_ai.prompt', 'gen_ai.completion', 'gen_ai.input.messages', 'gen_ai.output.messages',
   'gen_ai.system_instructions', 'gen_ai.tool.definitions', 'gen_ai.tool.call.arguments', 'gen_ai.tool.call.result',
 ];
+const REQUEST_HEADERS = 'ai.request.headers.';
 /** Of those, what goes into the model (redact hooks see it as kind 'arguments'). */
 const INPUT_CONTENT = /^(ai\.prompt|gen_ai\.prompt|gen_ai\.input\.|gen_ai\.system_instructions|gen_ai\.tool\.definitions)|args|arguments/;
 /** The tracer of Loopwatch's own spans (api.ts, llm-span.ts): they follow the capture options already. */
@@ -84,6 +85,11 @@ function scrubContent(span: Span, tool: string): void {
   const a = attrsOf(span);
   const capture = captureOptions().captureContent;
   for (const key of Object.keys(a)) {
+    // request headers the application passed (a proxy's Authorization among them): never sent, capture or not
+    if (key.startsWith(REQUEST_HEADERS)) {
+      delete a[key];
+      continue;
+    }
     if (!CONTENT_PREFIXES.some((p) => key.startsWith(p))) continue;
     const v = a[key];
     if (capture && typeof v === 'string') {
