@@ -8,7 +8,7 @@ import { exitFlushMsFromEnv, flushOnExit } from './exit.js';
 
 export * from './api.js';
 export * from './integrations/index.js';
-export { startLoopwatch, SessionSpanProcessor, type StartOptions, type LoopwatchHandle } from './sdk.js';
+export { startLoopwatch, PreciseStartProcessor, SessionSpanProcessor, type StartOptions, type LoopwatchHandle } from './sdk.js';
 export { LlmCallTap, onLlmCall, type LlmCallRecord } from './llm-calls.js';
 export { flushOnExit, exitFlushMsFromEnv, type ExitFlushTarget } from './exit.js';
 

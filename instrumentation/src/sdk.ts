@@ -15,6 +15,7 @@ import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import { BatchSpanProcessor, type BufferConfig, type ReadableSpan, type Span, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ATTR, GENAI_MODEL_CALL_OPERATIONS } from './attributes.js';
+import { preciseNow } from './api.js';
 import { sessionFrom } from './context.js';
 import { AiSdkSpanProcessor } from './integrations/ai-sdk.js';
 import { LlmCallTap } from './llm-calls.js';
@@ -42,6 +43,34 @@ export class SessionSpanProcessor implements SpanProcessor {
     }
     span.setAttribute(ATTR.conversationId, s.sessionId);
     if (s.agent) span.setAttribute(ATTR.agentName, s.agent);
+  }
+  onEnd(_span: ReadableSpan): void {}
+  forceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+  shutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/**
+ * Gives spans that other libraries start without a time (the AI SDK's, most instrumentations')
+ * a start to the microsecond instead of the SDK's Date.now(), a whole millisecond. The order of a
+ * session's calls is read from their starts: a fast tool call and the model call after it
+ * started in the same millisecond, and the tokens of the next model call were charged to the
+ * tool call (13 of 20 sessions in a review). The end stays the start plus the measured duration.
+ * Spans given a start time keep it; the SDK's own flag says which were not (if the SDK stops
+ * exposing it, nothing is changed). Runs first, before any processor reads the start.
+ */
+export class PreciseStartProcessor implements SpanProcessor {
+  onStart(span: Span): void {
+    const s = span as unknown as { startTime: [number, number]; _startTimeProvided?: boolean };
+    if (s._startTimeProvided !== false) return;
+    // the clock of Loopwatch's own spans (traceTool, LLM calls): Date.now() and the monotonic
+    // clock drift apart, so a comparison with the SDK's whole millisecond would skip some
+    const now = preciseNow();
+    const secs = Math.floor(now / 1000);
+    s.startTime = [secs, Math.min(Math.round((now - secs * 1000) * 1e6), 999_999_999)];
   }
   onEnd(_span: ReadableSpan): void {}
   forceFlush(): Promise<void> {
@@ -356,7 +385,7 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
     ...(process.env.OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT || process.env.OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT
       ? {}
       : { spanLimits: { attributeValueLengthLimit: DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT } }),
-    spanProcessors: [new SessionSpanProcessor(), new AiSdkSpanProcessor(), new LlmCallTap(), ...(opts.spanProcessors ?? []), tally, batch],
+    spanProcessors: [new PreciseStartProcessor(), new SessionSpanProcessor(), new AiSdkSpanProcessor(), new LlmCallTap(), ...(opts.spanProcessors ?? []), tally, batch],
   });
   const level = process.env.OTEL_LOG_LEVEL?.trim();
   if (level) diag.setLogger(new DiagConsoleLogger(), { logLevel: diagLogLevelFromString(level) }); // as the Node SDK does

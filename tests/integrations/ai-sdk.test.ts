@@ -105,6 +105,29 @@ describe('Vercel AI SDK telemetry', () => {
     expect(Number(elsewhere!.n)).toBe(0);
   });
 
+  it('spans start to the microsecond, so each tool call follows the model call that requested it', async () => {
+    // the AI SDK starts its spans at Date.now(), a whole millisecond: a fast tool call and the
+    // next model call tied, and the next model call's tokens were charged to the tool call
+    const session = `aisdk-order-${Date.now()}`;
+    await withSession(session, async () => {
+      for (let i = 0; i < 10; i++) await agentTurn({ isEnabled: true }, { read_file: readFile('x') });
+    });
+    await p.landed();
+    const [starts] = await p.tc.rows<{ n: string; whole: string }>(
+      `SELECT toString(count()) AS n, toString(countIf(toUnixTimestamp64Nano(Timestamp) % 1000000 = 0)) AS whole
+       FROM otel_traces WHERE SpanName LIKE 'ai.%' AND SpanAttributes['gen_ai.conversation.id'] = {s:String}`, { s: session });
+    expect(Number(starts!.n)).toBe(10 * 6);
+    expect(starts!.whole).toBe('0');
+    // the latest model call started before each tool call (what waste attribution charges) ended before it
+    const calls = await p.tc.rows<{ requester_ended_before: number }>(
+      `SELECT toUInt8(l.end_ts <= t.ts) AS requester_ended_before
+       FROM (SELECT session_id, ts FROM agent_tool_calls FINAL WHERE session_id = {s:String}) AS t
+       ASOF LEFT JOIN (SELECT session_id, ts, end_ts FROM agent_llm_calls FINAL WHERE session_id = {s:String}) AS l
+         ON l.session_id = t.session_id AND t.ts >= l.ts`, { s: session });
+    expect(calls).toHaveLength(20);
+    expect(calls.every((c) => Number(c.requester_ended_before) === 1)).toBe(true);
+  });
+
   it('capture off: request headers (a proxy\'s credentials) and rerank documents never leave the process', async () => {
     const session = `aisdk-private-${Date.now()}`;
     await withSession(session, async () => {
