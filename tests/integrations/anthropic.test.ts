@@ -1,6 +1,7 @@
 // instrumentAnthropic against the real `@anthropic-ai/sdk`, a loopback server standing in for
 // the Messages API, spans exported over OTLP to a real collector.
 import Anthropic from '@anthropic-ai/sdk';
+import { betaTool } from '@anthropic-ai/sdk/helpers/beta/json-schema';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withSession } from '../../instrumentation/src/api.js';
 import { costUsd } from '../../instrumentation/src/cost.js';
@@ -90,5 +91,51 @@ describe('instrumentAnthropic', () => {
     await p.landed();
     const spans = await p.tc.rows<{ SpanName: string }>(`SELECT SpanName FROM otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] = {s:String}`, { s: session });
     expect(spans.map((s) => s.SpanName)).toEqual(['anthropic.messages.create']);
+  });
+
+  it('the SDK\'s other spans stay: beta.messages and the tool runner (its model and tool calls) reach the collector; messages.create is one span', async () => {
+    // a loopback Messages API for a runner: read_file twice, then done
+    const runnerApi = await fakeApi((req) => {
+      const body = req.body as { messages: Array<{ content: unknown }> };
+      const results = body.messages.filter((m) => Array.isArray(m.content) && (m.content as Array<{ type: string }>).some((b) => b.type === 'tool_result')).length;
+      const usage = { input_tokens: 100, output_tokens: 20, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 };
+      const content = results < 2 ? [{ type: 'tool_use', id: `toolu_${results}`, name: 'read_file', input: { path: 'a.ts' } }] : [{ type: 'text', text: 'done' }];
+      return { json: { id: `msg_${results}`, type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', stop_reason: results < 2 ? 'tool_use' : 'end_turn', stop_sequence: null, content, usage } };
+    });
+    try {
+      const session = `anthropic-runner-${Date.now()}`;
+      const c = instrumentAnthropic(new Anthropic({ apiKey: 'test-key', baseURL: runnerApi.url, maxRetries: 0 }));
+      const readFile = betaTool({
+        name: 'read_file', description: 'read a file', inputSchema: { type: 'object', properties: { path: { type: 'string' } }, required: ['path'] },
+        run: async (input: { path: string }) => `contents of ${input.path}`,
+      });
+      await withSession(session, async () => {
+        await c.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] });
+        // thread: false sends the whole conversation each turn (the default, a server-side thread, needs the threads API)
+        const last = await c.beta.messages.toolRunner({ model: 'claude-sonnet-4-5', max_tokens: 100, messages: [{ role: 'user', content: 'go' }], tools: [readFile], thread: false }).runUntilDone();
+        expect((last.content[0] as { text: string }).text).toBe('done');
+      });
+      await p.landed();
+      const spans = await p.tc.rows<{ name: string }>(
+        `SELECT SpanName AS name FROM otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] = {s:String} ORDER BY Timestamp`, { s: session });
+      // Loopwatch's span for messages.create, none of the SDK's; the runner's own spans all there
+      expect(spans[0]!.name).toBe('chat claude-sonnet-4-5');
+      expect(spans.filter((x) => x.name === 'anthropic.messages.create')).toHaveLength(3);
+      const tools = await p.tc.rows<{ tool: string }>(`SELECT tool FROM agent_tool_calls FINAL WHERE session_id = {s:String}`, { s: session });
+      expect(tools.map((t) => t.tool)).toEqual(['read_file', 'read_file']);
+      const [llm] = await p.tc.rows<{ n: string }>(`SELECT toString(count()) AS n FROM agent_llm_calls FINAL WHERE session_id = {s:String}`, { s: session });
+      expect(llm!.n).toBe('4');
+    } finally {
+      await runnerApi.close();
+    }
+  });
+
+  it('asResponse(): the raw response\'s body is left for the caller to read', async () => {
+    const session = `anthropic-raw-${Date.now()}`;
+    const raw = await withSession(session, () => client.messages.create({ model: 'claude-sonnet-4-5-20250929', max_tokens: 8, messages: [{ role: 'user', content: 'x' }] }).asResponse());
+    expect(((await raw.json()) as { id: string }).id).toBe('msg_1');
+    await p.landed();
+    const spans = await p.tc.rows<{ name: string }>(`SELECT SpanName AS name FROM otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] = {s:String}`, { s: session });
+    expect(spans.map((x) => x.name)).toEqual(['chat claude-sonnet-4-5-20250929']); // ended when the response came, its usage unknown
   });
 });

@@ -106,6 +106,23 @@ describe.each(['openai 6', 'openai 7'])('instrumentOpenAI (%s)', (version) => {
     expect(JSON.parse(spans[2]!.names)).toEqual(['search']);
   });
 
+  it('asResponse() and withResponse(): the body is the caller\'s to read, and the call is one span', async () => {
+    const client = clients[version]!;
+    const session = `openai-raw-${version.replace(' ', '')}-${Date.now()}`;
+    await withSession(session, async () => {
+      const raw = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] }).asResponse();
+      expect(((await raw.json()) as { id: string }).id).toBe('chatcmpl-1');
+      const { data, response } = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] }).withResponse();
+      expect(data.id).toBe('chatcmpl-1');
+      expect(response.status).toBe(200);
+    });
+    await p.landed();
+    const spans = await p.tc.rows<{ tools: string }>(
+      `SELECT SpanAttributes['loopwatch.response.tool_call.names'] AS tools FROM otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] = {s:String} ORDER BY Timestamp`, { s: session });
+    // asResponse: ended when the response came, what it asked for unknown; withResponse: parsed as usual
+    expect(spans.map((x) => x.tools)).toEqual(['', '["read_file","run_tests"]']);
+  });
+
   it('wraps a client once', () => {
     const client = clients[version]!;
     const again = instrumentOpenAI(client);

@@ -4,8 +4,9 @@
 // the tool_use blocks the model requested. Streams (stream: true) are observed as they are read.
 // Recent SDK versions trace their own calls (an `anthropic.messages.create` span with GenAI
 // attributes but no cost, finish reason or requested tool calls) once a tracer provider is
-// registered: by default this wrapper switches those off on the instrumented client so each call
-// is one span (nativeSpans: 'keep' keeps the SDK's spans and adds none).
+// registered: by default this wrapper switches the SDK's span off for the calls it traces, so
+// each is one span, and leaves the SDK's other spans (beta.messages, the tool runner's agent and
+// tool spans) as they are (nativeSpans: 'keep' keeps the SDK's spans and adds none).
 // Only types come from `@anthropic-ai/sdk` (an optional peer dependency).
 import type { Message, RawMessageStreamEvent, Usage } from '@anthropic-ai/sdk/resources/messages';
 import { markOnce, observeCall, startChatSpan, type ChatOutcome, type RequestedToolCall } from './llm-span.js';
@@ -80,8 +81,7 @@ export interface InstrumentAnthropicOptions {
 export function instrumentAnthropic<T extends object>(client: T, opts: InstrumentAnthropicOptions = {}): T {
   if (opts.nativeSpans === 'keep') return client;
   if (!markOnce(client, INSTRUMENTED)) return client;
-  // The SDK reads this (internal) field before starting its own call span; unset = no span.
-  if ('_tracer' in client) (client as { _tracer?: unknown })._tracer = undefined;
+  const native = client as { _tracer?: unknown };
   const messages = (client as AnthropicClientLike).messages;
   if (!messages || typeof messages.create !== 'function') return client;
   const original = messages.create;
@@ -93,7 +93,21 @@ export function instrumentAnthropic<T extends object>(client: T, opts: Instrumen
       maxTokens: body?.max_tokens as number | undefined,
       temperature: body?.temperature as number | undefined,
     });
-    return observeCall(chat, () => original.call(this ?? messages, body, options), {
+    // The SDK reads its (internal) _tracer when a call starts, synchronously (its span, and
+    // whether the request is traced): unset for that moment, this call gets no span of the SDK's.
+    // Unsetting it for good switched off every span of the client's, the beta API's and the
+    // tool runner's included, which then sent nothing at all.
+    const call = () => {
+      if (!('_tracer' in native) || native._tracer === undefined) return original.call(this ?? messages, body, options);
+      const tracer = native._tracer;
+      native._tracer = undefined;
+      try {
+        return original.call(this ?? messages, body, options);
+      } finally {
+        native._tracer = tracer;
+      }
+    };
+    return observeCall(chat, call, {
       streaming: body?.stream === true,
       outcome: messageOutcome,
       chunk: streamChunk,

@@ -140,20 +140,47 @@ export function observeCall<R>(
     chat.end(handlers.outcome(out));
     return out;
   }
-  out.then(
-    (value) => {
-      if (handlers.streaming && value && typeof (value as Partial<AsyncIterableObject>)[Symbol.asyncIterator] === 'function') {
-        observeStream(chat, value as AsyncIterableObject, handlers.chunk);
-      } else {
-        try {
-          chat.end(handlers.outcome(value));
-        } catch (err) {
-          chat.fail(err);
-        }
+  const onValue = (value: unknown): void => {
+    if (handlers.streaming && value && typeof (value as Partial<AsyncIterableObject>)[Symbol.asyncIterator] === 'function') {
+      observeStream(chat, value as AsyncIterableObject, handlers.chunk);
+    } else {
+      try {
+        chat.end(handlers.outcome(value));
+      } catch (err) {
+        chat.fail(err);
       }
-    },
-    (err: unknown) => chat.fail(err),
-  );
+    }
+  };
+  const onError = (err: unknown): void => chat.fail(err);
+  const api = out as unknown as { parse?: () => Promise<unknown>; asResponse?: () => Promise<unknown> };
+  if (typeof api.parse === 'function' && typeof api.asResponse === 'function') {
+    // The SDKs' APIPromise reads the response body in parse(), which then/catch/finally and
+    // withResponse() go through, while asResponse() hands the caller the body unread. Observed
+    // at its first use rather than with a then() of ours at once, which read the body and left
+    // the caller's asResponse() a used one ("Body is unusable"). After asResponse() the span
+    // ends when the response arrives, its usage unknown (the caller reads the body).
+    const parse = api.parse;
+    const asResponse = api.asResponse;
+    let observed = false;
+    api.parse = function (this: unknown) {
+      const r = parse.call(this);
+      if (!observed) {
+        observed = true;
+        r.then(onValue, onError);
+      }
+      return r;
+    };
+    api.asResponse = function (this: unknown) {
+      const r = asResponse.call(this);
+      if (!observed) {
+        observed = true;
+        r.then(() => chat.end({}), onError);
+      }
+      return r;
+    };
+    return out;
+  }
+  out.then(onValue, onError);
   return out;
 }
 
