@@ -3,7 +3,7 @@
 import Anthropic from '@anthropic-ai/sdk';
 import { betaTool } from '@anthropic-ai/sdk/helpers/beta/json-schema';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { withSession } from '../../instrumentation/src/api.js';
+import { valueHash, withSession } from '../../instrumentation/src/api.js';
 import { costUsd } from '../../instrumentation/src/cost.js';
 import { instrumentAnthropic } from '../../instrumentation/src/integrations/anthropic.js';
 import { fakeApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
@@ -17,6 +17,17 @@ beforeAll(async () => {
   api = await fakeApi((req) => {
     const body = req.body as { model: string; stream?: boolean };
     if (body.model === 'claude-overloaded') return { status: 529, json: { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } } };
+    if (body.stream && body.model === 'claude-noargs') {
+      // a tool_use without arguments: an empty input, and an empty JSON delta
+      return { sse: [
+        { event: 'message_start', data: { type: 'message_start', message: { id: 'msg_n', type: 'message', role: 'assistant', model: 'claude-haiku-4-5', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 5, output_tokens: 1 } } } },
+        { event: 'content_block_start', data: { type: 'content_block_start', index: 0, content_block: { type: 'tool_use', id: 'toolu_n', name: 'get_time', input: {} } } },
+        { event: 'content_block_delta', data: { type: 'content_block_delta', index: 0, delta: { type: 'input_json_delta', partial_json: '' } } },
+        { event: 'content_block_stop', data: { type: 'content_block_stop', index: 0 } },
+        { event: 'message_delta', data: { type: 'message_delta', delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { output_tokens: 3 } } },
+        { event: 'message_stop', data: { type: 'message_stop' } },
+      ] };
+    }
     if (body.stream) {
       return { sse: [
         { event: 'message_start', data: { type: 'message_start', message: { id: 'msg_2', type: 'message', role: 'assistant', model: 'claude-haiku-4-5', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 30, output_tokens: 1, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 } } } },
@@ -137,5 +148,17 @@ describe('instrumentAnthropic', () => {
     await p.landed();
     const spans = await p.tc.rows<{ name: string }>(`SELECT SpanName AS name FROM otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] = {s:String}`, { s: session });
     expect(spans.map((x) => x.name)).toEqual(['chat claude-sonnet-4-5-20250929']); // ended when the response came, its usage unknown
+  });
+
+  it('a streamed tool_use without arguments has the arguments hash of {}, as the traced tool will', async () => {
+    const session = `anthropic-noargs-${Date.now()}`;
+    await withSession(session, async () => {
+      const stream = await client.messages.create({ model: 'claude-noargs', max_tokens: 8, stream: true, messages: [{ role: 'user', content: 'x' }] });
+      for await (const _ of stream) { /* read */ }
+    });
+    await p.landed();
+    const [ev] = await p.tc.rows<{ hashes: string[] }>(
+      `SELECT arrayMap(a -> a['loopwatch.tool.args_hash'], Events.Attributes) AS hashes FROM otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] = {s:String}`, { s: session });
+    expect(ev!.hashes).toEqual([valueHash({})]);
   });
 });

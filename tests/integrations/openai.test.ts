@@ -29,6 +29,13 @@ beforeAll(async () => {
   api = await fakeApi((req) => {
     const body = req.body as { model: string; stream?: boolean };
     if (body.model === 'gpt-broken') return { status: 400, json: { error: { message: 'bad model', type: 'invalid_request_error' } } };
+    if (req.path.endsWith('/responses') && body.stream) {
+      // a streamed response that fails after the request succeeded
+      return { sse: [
+        { event: 'response.created', data: { type: 'response.created', sequence_number: 0, response: { id: 'resp_f', object: 'response', created_at: 1, model: 'gpt-4.1-mini', status: 'in_progress', output: [] } } },
+        { event: 'response.failed', data: { type: 'response.failed', sequence_number: 1, response: { id: 'resp_f', object: 'response', created_at: 1, model: 'gpt-4.1-mini', status: 'failed', error: { code: 'server_error', message: 'The model failed' }, output: [], usage: null } } },
+      ] };
+    }
     if (req.path.endsWith('/responses')) {
       return { json: {
         id: 'resp_1', object: 'response', created_at: 1, model: 'gpt-4.1-mini', status: 'completed',
@@ -121,6 +128,35 @@ describe.each(['openai 6', 'openai 7'])('instrumentOpenAI (%s)', (version) => {
       `SELECT SpanAttributes['loopwatch.response.tool_call.names'] AS tools FROM otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] = {s:String} ORDER BY Timestamp`, { s: session });
     // asResponse: ended when the response came, what it asked for unknown; withResponse: parsed as usual
     expect(spans.map((x) => x.tools)).toEqual(['', '["read_file","run_tests"]']);
+  });
+
+  it('a streamed response that ends failed is a failed call (the SDK does not throw)', async () => {
+    const client = clients[version]!;
+    const session = `openai-failed-${version.replace(' ', '')}-${Date.now()}`;
+    await withSession(session, async () => {
+      const stream = await client.responses.create({ model: 'gpt-4.1-mini', input: 'x', stream: true });
+      for await (const _ of stream) { /* read to the end */ }
+    });
+    await p.landed();
+    const rows = await p.tc.rows<{ status: string; error_type: string }>(`SELECT status, error_type FROM agent_llm_calls FINAL WHERE session_id = {s:String}`, { s: session });
+    expect(rows).toEqual([{ status: 'error', error_type: 'server_error' }]);
+  });
+
+  it('a stream split by tee(), and a client made by withOptions(), are traced too', async () => {
+    const client = clients[version]!;
+    const session = `openai-tee-${version.replace(' ', '')}-${Date.now()}`;
+    await withSession(session, async () => {
+      const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'x' }] });
+      const [left, right] = stream.tee();
+      for await (const _ of left) { /* read both halves */ }
+      for await (const _ of right) { /* as an app that logs one and answers from the other */ }
+      await client.withOptions({ timeout: 5000 }).chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] });
+    });
+    await p.landed();
+    const spans = await p.tc.rows<{ name: string; tools: string }>(
+      `SELECT SpanName AS name, SpanAttributes['loopwatch.response.tool_call.names'] AS tools FROM otel_traces
+       WHERE SpanAttributes['gen_ai.conversation.id'] = {s:String} ORDER BY Timestamp`, { s: session });
+    expect(spans).toEqual([{ name: 'chat gpt-4o-mini', tools: '["write_file"]' }, { name: 'chat gpt-4o', tools: '["read_file","run_tests"]' }]);
   });
 
   it('wraps a client once', () => {

@@ -9,7 +9,7 @@
 // tool spans) as they are (nativeSpans: 'keep' keeps the SDK's spans and adds none).
 // Only types come from `@anthropic-ai/sdk` (an optional peer dependency).
 import type { Message, RawMessageStreamEvent, Usage } from '@anthropic-ai/sdk/resources/messages';
-import { markOnce, observeCall, startChatSpan, type ChatOutcome, type RequestedToolCall } from './llm-span.js';
+import { instrumentCopies, markOnce, observeCall, startChatSpan, type ChatOutcome, type RequestedToolCall } from './llm-span.js';
 
 const INSTRUMENTED = Symbol.for('loopwatch.anthropic');
 
@@ -50,12 +50,14 @@ function streamChunk(acc: ChatOutcome & { raw?: UsageLike }, value: unknown): vo
       acc.raw = { ...e.message.usage };
       break;
     case 'content_block_start':
-      if (e.content_block.type === 'tool_use') (acc.toolCalls ??= []).push({ id: e.content_block.id, name: e.content_block.name, arguments: '' });
+      // the block's input ({} for a call without arguments, as a message without streaming has
+      // it), replaced by the streamed JSON text once some arrives
+      if (e.content_block.type === 'tool_use') (acc.toolCalls ??= []).push({ id: e.content_block.id, name: e.content_block.name, arguments: e.content_block.input });
       break;
     case 'content_block_delta':
-      if (e.delta.type === 'input_json_delta') {
+      if (e.delta.type === 'input_json_delta' && e.delta.partial_json !== '') {
         const last = acc.toolCalls?.[acc.toolCalls.length - 1];
-        if (last) last.arguments = String(last.arguments ?? '') + e.delta.partial_json;
+        if (last) last.arguments = (typeof last.arguments === 'string' ? last.arguments : '') + e.delta.partial_json;
       }
       break;
     case 'message_delta': {
@@ -82,6 +84,7 @@ export function instrumentAnthropic<T extends object>(client: T, opts: Instrumen
   if (opts.nativeSpans === 'keep') return client;
   if (!markOnce(client, INSTRUMENTED)) return client;
   const native = client as { _tracer?: unknown };
+  instrumentCopies(client, (copy) => instrumentAnthropic(copy, opts));
   const messages = (client as AnthropicClientLike).messages;
   if (!messages || typeof messages.create !== 'function') return client;
   const original = messages.create;

@@ -43,6 +43,8 @@ export interface ChatOutcome {
   finishReasons?: string[];
   usage?: TokenUsage;
   toolCalls?: RequestedToolCall[];
+  /** The call failed though the request succeeded (a streamed response that ends `failed`). */
+  error?: { type: string; message: string };
 }
 
 export interface ChatSpan {
@@ -96,6 +98,10 @@ export function startChatSpan(req: { provider: string; model: string | undefined
           if (captured !== undefined) event['gen_ai.tool.call.arguments'] = captured;
           span.addEvent(LLM_ATTR.toolCallRequested, event);
         }
+      }
+      if (o.error) {
+        span.setAttribute('error.type', o.error.type);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: o.error.message });
       }
       span.end(preciseNow());
     },
@@ -185,9 +191,15 @@ export function observeCall<R>(
 }
 
 function observeStream(chat: ChatSpan, stream: AsyncIterableObject, chunk: (acc: ChatOutcome, c: unknown) => void): void {
-  const original = stream[Symbol.asyncIterator].bind(stream);
+  // The SDKs' Stream keeps its source in an own `iterator` function, which [Symbol.asyncIterator]()
+  // and tee() (OpenAI's reads it directly) both call: observed there, a stream split by tee() is
+  // observed too. Other streams: at [Symbol.asyncIterator].
+  const own = Object.getOwnPropertyDescriptor(stream, 'iterator');
+  const key: PropertyKey = own && typeof own.value === 'function' ? 'iterator' : Symbol.asyncIterator;
+  const source = key === 'iterator' ? (own!.value as () => AsyncIterator<unknown>) : stream[Symbol.asyncIterator];
+  const original = source.bind(stream);
   const acc: ChatOutcome = {};
-  Object.defineProperty(stream, Symbol.asyncIterator, {
+  Object.defineProperty(stream, key, {
     configurable: true,
     value() {
       const it = original();
@@ -216,6 +228,24 @@ function observeStream(chat: ChatSpan, stream: AsyncIterableObject, chunk: (acc:
           return this;
         },
       };
+    },
+  });
+}
+
+/**
+ * The SDKs' withOptions() makes a new client with the same settings: it is given the same
+ * instrumentation, or its calls would go untraced.
+ */
+export function instrumentCopies<T extends object>(client: T, instrument: (copy: T) => T): void {
+  const c = client as { withOptions?: (...args: unknown[]) => unknown };
+  const original = c.withOptions;
+  if (typeof original !== 'function') return;
+  Object.defineProperty(client, 'withOptions', {
+    configurable: true,
+    writable: true,
+    value(this: unknown, ...args: unknown[]) {
+      const copy = original.apply(this ?? client, args);
+      return copy !== null && typeof copy === 'object' ? instrument(copy as T) : copy;
     },
   });
 }

@@ -6,7 +6,7 @@
 // instance is the application's own.
 import type { ChatCompletion, ChatCompletionChunk } from 'openai/resources/chat/completions';
 import type { Response as OpenAIResponse, ResponseStreamEvent } from 'openai/resources/responses/responses';
-import { markOnce, observeCall, startChatSpan, type ChatOutcome, type RequestedToolCall } from './llm-span.js';
+import { instrumentCopies, markOnce, observeCall, startChatSpan, type ChatOutcome, type RequestedToolCall } from './llm-span.js';
 
 const INSTRUMENTED = Symbol.for('loopwatch.openai');
 
@@ -78,13 +78,16 @@ function responseOutcome(value: unknown): ChatOutcome {
   }
   const u = r.usage;
   const finish = r.status === 'incomplete' ? (r.incomplete_details?.reason ?? 'incomplete') : toolCalls.length ? 'tool_calls' : r.status;
-  return {
+  const out: ChatOutcome = {
     responseModel: r.model,
     responseId: r.id,
     finishReasons: finish ? [finish] : [],
     toolCalls,
     usage: u ? { inputTokens: u.input_tokens, outputTokens: u.output_tokens, cacheReadTokens: u.input_tokens_details?.cached_tokens ?? 0 } : undefined,
   };
+  // a response that failed (its stream's response.failed event) is a failed call: the SDK does not throw
+  if (r.status === 'failed') out.error = { type: r.error?.code ?? 'failed', message: r.error?.message ?? 'the response failed' };
+  return out;
 }
 
 function responseChunk(acc: ChatOutcome, value: unknown): void {
@@ -118,5 +121,6 @@ export function instrumentOpenAI<T extends object>(client: T, opts: InstrumentOp
   const provider = opts.provider ?? 'openai';
   if (c.chat?.completions && typeof c.chat.completions.create === 'function') wrapCreate(c.chat.completions, provider, 'chat');
   if (c.responses && typeof c.responses.create === 'function') wrapCreate(c.responses, provider, 'responses');
+  instrumentCopies(client, (copy) => instrumentOpenAI(copy, opts));
   return client;
 }
