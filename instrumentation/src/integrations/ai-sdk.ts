@@ -34,7 +34,10 @@ import { captureOptions, capturedText } from '../options.js';
 export interface AiSdkTelemetryOptions {
   /** ai.telemetry.functionId: becomes the agent name in Loopwatch. */
   functionId?: string;
-  /** Session id (default: the one of the enclosing withSession). */
+  /**
+   * Session id, for calls made outside withSession (default: the one of the enclosing
+   * withSession). Inside withSession, withSession's session is every span's, this one's too.
+   */
   sessionId?: string;
   metadata?: Record<string, string | number | boolean>;
 }
