@@ -6,8 +6,12 @@ const REDACT = [
   'headers.authorization', 'req.headers.authorization', 'apiKey', '*.apiKey', 'apiKeys', '*.apiKeys',
 ];
 
+/**
+ * JSON lines on stderr: stdout is the CLI's output (`up --json` prints one document there, which
+ * the logs used to follow). Written synchronously, so a crash loses none.
+ */
 export function createLogger(level: string): Logger {
-  return pino({ level, redact: { paths: REDACT, censor: '[redacted]' }, base: { service: 'loopwatch-collector' } });
+  return pino({ level, redact: { paths: REDACT, censor: '[redacted]' }, base: { service: 'loopwatch-collector' } }, pino.destination({ dest: 2, sync: true }));
 }
 export type { Logger };
 

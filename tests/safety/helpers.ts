@@ -45,6 +45,8 @@ export interface CollectorProcess {
   pid: number;
   /** Everything the process wrote (stdout and stderr), so far. */
   output(): string;
+  /** What it wrote on stdout (`up --json`'s document; logs go to stderr). */
+  stdout(): string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
@@ -56,6 +58,7 @@ export function startProcess(dataDir: string, env: Record<string, string> = {}, 
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
+  let stdout = '';
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
   return new Promise((resolve, reject) => {
     let buffered = '';
@@ -65,6 +68,7 @@ export function startProcess(dataDir: string, env: Record<string, string> = {}, 
     }, 60_000);
     const onData = (d: Buffer) => {
       out += d.toString();
+      stdout += d.toString();
       buffered += d.toString();
       for (let i = buffered.indexOf('\n'); i !== -1; i = buffered.indexOf('\n')) {
         const line = buffered.slice(0, i);
@@ -72,7 +76,7 @@ export function startProcess(dataDir: string, env: Record<string, string> = {}, 
         if (line.includes('"otlpTracesEndpoint"')) {
           clearTimeout(timer);
           const { url } = JSON.parse(line) as { url: string };
-          resolve({ child, url, pid: child.pid!, output: () => out, exited });
+          resolve({ child, url, pid: child.pid!, output: () => out, stdout: () => stdout, exited });
         }
       }
     };

@@ -147,7 +147,8 @@ export function registerDemoCommand(program: Command): void {
         if (!detail.findings.length) process.exitCode = 1;
         if (own && opts.keep) {
           say(`collector running on ${api.url} (Ctrl-C to stop)`);
-          const stop = () => void own!.close().then(() => process.exit(0));
+          const kept = own; // `own` is cleared below: the handler keeps its own reference
+          const stop = () => void kept.close().then(() => process.exit(0), () => process.exit(1));
           process.once('SIGINT', stop);
           process.once('SIGTERM', stop);
           own = null; // the signal handler closes it

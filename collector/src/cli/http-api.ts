@@ -31,6 +31,17 @@ export function resolveUrl(url?: string): string {
 /** The header every answer of a collector carries (collector.ts). */
 const COLLECTOR_HEADER = 'loopwatch-version';
 
+/**
+ * A signal that aborts after ms, from a timer that keeps the process alive meanwhile.
+ * AbortSignal.timeout's timer does not: with a server that accepted the connection and never
+ * answered, the event loop ran empty and the command exited 0, having printed nothing.
+ */
+function deadline(ms: number): { signal: AbortSignal; clear(): void } {
+  const c = new AbortController();
+  const timer = setTimeout(() => c.abort(new DOMException(`no answer within ${ms} ms`, 'TimeoutError')), ms);
+  return { signal: c.signal, clear: () => clearTimeout(timer) };
+}
+
 export class ApiClient {
   constructor(
     readonly url: string,
@@ -43,14 +54,17 @@ export class ApiClient {
 
   /** Whether a collector answers /healthz at the URL. */
   async reachable(timeoutMs = 1500): Promise<boolean> {
+    const d = deadline(timeoutMs);
     try {
-      const r = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
+      const r = await fetch(`${this.url}/healthz`, { signal: d.signal });
       await r.body?.cancel();
       const ok = r.ok && r.headers.has(COLLECTOR_HEADER);
       if (ok) this.contacted ??= Promise.resolve(); // the first get() need not ask /healthz again
       return ok;
     } catch {
       return false;
+    } finally {
+      d.clear();
     }
   }
 
@@ -61,12 +75,10 @@ export class ApiClient {
    */
   private contacted: Promise<void> | null = null;
   private contact(): Promise<void> {
-    return (this.contacted ??= this.fetchOrExplain(new URL(`${this.url}/healthz`), 10_000).then(
-      async (res) => {
-        await res.body?.cancel();
-        if (!res.headers.has(COLLECTOR_HEADER)) throw this.notACollector('/healthz', res);
-      },
-    ).catch((err: unknown) => {
+    return (this.contacted ??= this.fetchOrExplain(new URL(`${this.url}/healthz`), 10_000, async (res) => {
+      await res.body?.cancel();
+      if (!res.headers.has(COLLECTOR_HEADER)) throw this.notACollector('/healthz', res);
+    }).catch((err: unknown) => {
       this.contacted = null; // asked again next time (findings --follow waits for a collector to come back)
       throw err;
     }));
@@ -76,11 +88,16 @@ export class ApiClient {
     return new CliError(`${this.url} is not a Loopwatch collector (its answer to ${path}, ${res.status} ${res.headers.get('content-type') ?? 'no content type'}, is not a collector's): check --url or LOOPWATCH_URL`, 3);
   }
 
-  /** fetch, with what went wrong said as a CliError (exit 3): no answer in time, an untrusted certificate, nothing listening. */
-  private async fetchOrExplain(u: URL, timeoutMs: number): Promise<Response> {
+  /**
+   * fetch and read the answer within timeoutMs, with what went wrong said as a CliError (exit 3):
+   * no answer in time, an untrusted certificate, nothing listening.
+   */
+  private async fetchOrExplain<T>(u: URL, timeoutMs: number, read: (res: Response) => Promise<T>): Promise<T> {
+    const d = deadline(timeoutMs);
     try {
-      return await fetch(u, { headers: this.headers(), signal: AbortSignal.timeout(timeoutMs) });
+      return await read(await fetch(u, { headers: this.headers(), signal: d.signal }));
     } catch (err) {
+      if (err instanceof CliError) throw err;
       if ((err as Error).name === 'TimeoutError') {
         throw new CliError(`no answer from ${this.url} to ${u.pathname} within ${timeoutMs / 1000} s: not a Loopwatch collector, or one that is stuck`, 3);
       }
@@ -90,6 +107,8 @@ export class ApiClient {
         throw new CliError(`cannot trust the collector at ${this.url} (${cause.message}): set NODE_EXTRA_CA_CERTS to the file of the CA that signed its certificate`, 3);
       }
       throw new CliError(`no collector at ${this.url} (${cause.message}); start one with \`npx loopwatch up\` or pass --url`, 3);
+    } finally {
+      d.clear();
     }
   }
 
@@ -97,8 +116,7 @@ export class ApiClient {
     await this.contact();
     const u = new URL(this.url + path);
     for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') u.searchParams.set(k, String(v));
-    const res = await this.fetchOrExplain(u, 120_000);
-    const text = await res.text();
+    const [res, text] = await this.fetchOrExplain(u, 120_000, async (r) => [r, await r.text()] as const);
     // another server at the URL (a web page, another API): say so, rather than fail on what it sent
     if (!res.headers.has(COLLECTOR_HEADER)) throw this.notACollector(u.pathname, res);
     if (!res.ok) {
