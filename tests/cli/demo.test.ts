@@ -1,10 +1,12 @@
 // `loopwatch demo` as a newcomer runs it: no collector running, so it starts one on the given
 // URL and data directory, runs the sample agent, and shows the findings.
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { assertBuilt, cli, freePort } from './helpers.js';
+import { packageRoot } from '../../collector/src/paths.js';
+import { assertBuilt, cli, CLI, freePort } from './helpers.js';
 
 describe('loopwatch demo (own collector)', () => {
   it('starts a collector, runs the sample agent and reports loops within the timeout', async () => {
@@ -20,15 +22,49 @@ describe('loopwatch demo (own collector)', () => {
       expect(d.findings.map((f) => f.detector)).toEqual(expect.arrayContaining(['repeat', 'stuck', 'oscillation', 'retry_storm']));
       expect(existsSync(join(dataDir, 'chdb'))).toBe(true); // the data stays where the user asked
       // and the text form tells a newcomer what happened and where to go next
-      const text = await cli(['demo', '--url', `http://127.0.0.1:${await freePort()}`, '--timeout', '60']);
+      const textUrl = `http://127.0.0.1:${await freePort()}`;
+      const text = await cli(['demo', '--url', textUrl, '--timeout', '60']);
       expect(text.code, text.stderr).toBe(0);
       expect(text.stdout).toContain('loops and waste found:');
       expect(text.stdout).toContain('Next:');
       expect(text.stderr).toContain('starting one');
       // its collector stopped and its temporary data went: no commands that would find nothing
       expect(text.stdout).toContain("The demo's collector has stopped, and its temporary data is removed.");
-      expect(text.stdout).toContain('loopwatch demo --keep');
+      expect(text.stdout).toContain(`loopwatch demo --keep --url ${textUrl}`); // at the address given
+      expect(text.stdout).toContain(`loopwatch up --port ${new URL(textUrl).port}`);
       expect(text.stdout).not.toContain('loopwatch session demo-');
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 150_000);
+
+  it('--keep: the user\'s loop guard and trace exporter settings do not reach the sample agent; Ctrl-C stops the collector cleanly', async () => {
+    assertBuilt();
+    const dataDir = mkdtempSync(join(tmpdir(), 'lw-demo-keep-'));
+    try {
+      const url = `http://127.0.0.1:${await freePort()}`;
+      const child = spawn(process.execPath, [CLI, 'demo', '--keep', '--url', url, '--data-dir', dataDir, '--timeout', '60'], {
+        cwd: packageRoot,
+        // what an agent developer may have set in the shell: a halting guard, spans sent elsewhere
+        env: { ...process.env, NO_COLOR: '1', LOOPWATCH_URL: undefined, LOOPWATCH_GUARD: 'halt', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:9/v1/traces' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+      const running = new Promise<void>((resolve) => child.stderr!.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (stderr.includes('(Ctrl-C to stop)')) resolve();
+      }));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      await Promise.race([running, exited]);
+      expect(stdout).toContain('loops and waste found:');
+      expect(stdout).toContain(`npx loopwatch findings --url ${url}`);
+      expect(existsSync(join(dataDir, 'collector.pid'))).toBe(true);
+      child.kill('SIGINT');
+      expect(await exited, stderr).toBe(0);
+      expect(stderr).not.toMatch(/TypeError|at .*\.js:\d+/);
+      expect(existsSync(join(dataDir, 'collector.pid'))).toBe(false); // closed as a collector closes
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }

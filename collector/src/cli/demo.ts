@@ -15,7 +15,7 @@ import { packageRoot } from '../paths.js';
 import type { FindingRow } from '../api/queries.js';
 import { apiFor, positiveInt, withCommon, type CommonOpts } from './common.js';
 import { c, forTerminal, progress, writeJson } from './format.js';
-import { CliError } from './http-api.js';
+import { CliError, DEFAULT_URL } from './http-api.js';
 import { loopsOf, renderSession, type SessionDetail } from './session.js';
 
 const run = promisify(execFile);
@@ -48,6 +48,10 @@ async function startOwnCollector(url: string, dataDir: string): Promise<Collecto
  */
 function nextSteps(url: string, session: string, stillUp: boolean, keptDataDir: string | undefined): string[] {
   const instrument = `  instrument your agent: OTEL_EXPORTER_OTLP_ENDPOINT=${url} node --import loopwatch/instrumentation your-agent.js`;
+  // the address given, in the commands suggested (a newcomer copies them as they are)
+  const atUrl = url === DEFAULT_URL ? '' : ` --url ${url}`;
+  const u = new URL(url);
+  const onPort = u.port && u.port !== '4318' ? ` --port ${u.port}` : '';
   if (stillUp) {
     return [
       'Next:',
@@ -63,11 +67,26 @@ function nextSteps(url: string, session: string, stillUp: boolean, keptDataDir: 
       : "The demo's collector has stopped, and its temporary data is removed.",
     'Next:',
     keptDataDir
-      ? `  npx loopwatch up --data-dir ${keptDataDir}         serve it again, then: npx loopwatch session ${session}`
-      : '  npx loopwatch demo --keep                          the same, with the collector left running to explore the session',
-    '  npx loopwatch up                                   a collector that keeps its data (in .loopwatch)',
+      ? `  npx loopwatch up --data-dir ${keptDataDir}${onPort}         serve it again, then: npx loopwatch session ${session}${atUrl}`
+      : `  npx loopwatch demo --keep${atUrl}                          the same, with the collector left running to explore the session`,
+    `  npx loopwatch up${onPort}                                   a collector that keeps its data (in .loopwatch)`,
     instrument,
   ];
+}
+
+/**
+ * The sample agent's environment: the user's, less what would change what the demo shows (a loop
+ * guard that halts the agent, a session or agent name of the user's, trace exporter settings
+ * that send the spans elsewhere or not at all), pointed at the demo's collector.
+ */
+function sampleAgentEnv(url: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (/^LOOPWATCH_(GUARD|SESSION_ID|AGENT|INSTRUMENTATION|CAPTURE)/.test(k)) continue;
+    if (/^OTEL_(EXPORTER_OTLP_(TRACES_)?(ENDPOINT|PROTOCOL)|TRACES_EXPORTER|TRACES_SAMPLER(_ARG)?|SDK_DISABLED)$/.test(k)) continue;
+    env[k] = v;
+  }
+  return { ...env, OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_SERVICE_NAME: 'loopwatch-demo', LOOPWATCH_INSTRUMENTATION: 'on' };
 }
 
 export function registerDemoCommand(program: Command): void {
@@ -101,10 +120,12 @@ export function registerDemoCommand(program: Command): void {
         if (!existsSync(agent) || !existsSync(register)) throw new CliError(`sample agent not built (${agent}): run \`npm run build\``);
         const session = `demo-${new Date().toISOString().replace(/[:.]/g, '-')}`;
         say(`running the sample agent (session ${session}): it rewrites one file, bounces between tests and edits, retries a command that cannot work`);
-        await run(process.execPath, ['--import', pathToFileURL(register).href, agent, session], {
-          cwd: packageRoot,
-          env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: api.url, OTEL_SERVICE_NAME: 'loopwatch-demo', LOOPWATCH_INSTRUMENTATION: 'on' },
-        });
+        try {
+          await run(process.execPath, ['--import', pathToFileURL(register).href, agent, session], { cwd: packageRoot, env: sampleAgentEnv(api.url) });
+        } catch (err) {
+          const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim().split('\n').slice(0, 6).join('\n');
+          throw new CliError(`the sample agent failed (${(err as { code?: unknown }).code ?? 'no exit code'}):\n${stderr || (err as Error).message}`);
+        }
         if (own) await own.flush();
 
         // Wait for the detectors: they run every few seconds on sessions with new calls.

@@ -74,7 +74,7 @@ export function registerUpCommand(program: Command): void {
             ...(tlsClientCa ? ['  (and its client certificate: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE=<file> OTEL_EXPORTER_OTLP_CLIENT_KEY=<file>)'] : []),
             "  or add `import 'loopwatch/instrumentation'` as the first import of your agent.",
             '',
-            `Then: npx loopwatch findings -f --url ${url}   (loops as they are found; npx loopwatch status: is it healthy)`,
+            `Then: npx loopwatch findings -f --url ${url}   (loops as they are found; npx loopwatch status --url ${url}: is it healthy)`,
             '',
           ].join('\n'),
         );
