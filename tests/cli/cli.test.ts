@@ -123,6 +123,17 @@ describe('loopwatch CLI', () => {
     expect(lines.find((l) => l.type === 'llm_call')).toMatchObject({ input_tokens: 1900, output_tokens: 60, total_tokens: 1960, cache_read_tokens: 0 });
     const stdout = await cli(['export', session, '--url', tc.url]);
     expect(stdout.stdout.trimEnd().split('\n')).toHaveLength(36);
+    // into a pipe whose reader has gone (`| head -1`; `true` has exited before the first line):
+    // a quiet stop, no EPIPE stack trace
+    // (not spawnSync: the collector answering runs in this process)
+    const piped = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn('bash', ['-c', `set -o pipefail; "${process.execPath}" "${CLI}" export "${session}" --url ${tc.url} | true`], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.once('exit', (code) => resolve({ code, stderr }));
+    });
+    expect(piped.stderr).toBe('');
+    expect(piped.code).toBe(0);
   });
 
   it('replay: the exported session through the loop rules finds what the collector found', async () => {

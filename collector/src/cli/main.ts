@@ -17,6 +17,13 @@ const program = new Command()
   // configuration's own checks do; commander's default is 1
   .exitOverride();
 
+// `loopwatch export … | head`: the reader went away. Stop quietly, as command-line tools do
+// (an unhandled EPIPE printed a stack trace and exited 1).
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 registerUpCommand(program);
 
 registerKeysCommand(program);
