@@ -131,6 +131,16 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
       expect((await cli(args)).code, args.join(' ')).toBe(2);
     }
     expect(await cli(['--version'])).toMatchObject({ code: 0, stdout: `${JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).version}\n` });
+    // values the collector checks: exit 2 too, named as the flags are
+    const since = await cli(['sessions', '--url', tc.url, '--since', 'bogus']);
+    expect(since.code).toBe(2);
+    expect(since.stderr).toMatch(/^loopwatch: --since: not a time: bogus/);
+    const limit = await cli(['sessions', '--url', tc.url, '-n', '5000']);
+    expect(limit.code).toBe(2);
+    expect(limit.stderr).toMatch(/^loopwatch: --limit: /);
+    const detector = await cli(['findings', '--url', tc.url, '--detector', 'repeats']);
+    expect(detector.code).toBe(2);
+    expect(detector.stderr).toMatch(/Allowed choices are degradation, error_loop, .*repeat, /);
     const role = await cli(['keys', 'generate', '--role', 'bogus']);
     expect(role.code).toBe(2);
     expect(role.stderr).toMatch(/Allowed choices are ingest, read/);

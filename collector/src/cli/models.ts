@@ -8,7 +8,7 @@ export function registerModelsCommand(program: Command): void {
   withCommon(program.command('models'))
     .description('per-model reliability by day: tool-call error rate, loop rate, recovery rate, cost per session, latency')
     .option('--since <time>', 'from (ISO time, epoch ms, or an age: 24h, 7d, 30d)', '30d')
-    .option('--until <time>', 'to (default now)')
+    .option('--until <time>', 'to (default: a day from now, so that no call of today is left out)')
     .option('--model <name>', 'only this model')
     .option('--agent <name>', 'only this agent')
     .action(async (opts: CommonOpts & { since: string; until?: string; model?: string; agent?: string }) => {

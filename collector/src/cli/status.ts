@@ -24,7 +24,7 @@ export function registerStatusCommand(program: Command): void {
           `listening  ${s.listening.otlpHttp}${s.listening.otlpGrpc ? `, gRPC ${s.listening.otlpGrpc}` : ''}${s.listening.tlsNotAfter ? `, TLS (certificate valid until ${s.listening.tlsNotAfter})` : ''}${s.listening.clientCertificates ? ', client certificates required to export' : ''}${s.listening.auth ? ', API keys required' : ''}`,
           `spans      received ${byTransport(s.spans.received)}, accepted ${byTransport(s.spans.accepted)}, rejected ${sum(s.spans.rejected)}, retries ${sum(s.spans.duplicate)}; stored ${s.spans.inserted}, lost ${s.spans.dropped ? c.red(String(s.spans.dropped)) : '0'}`,
           `spool      ${s.spool.segments} segments, ${s.spool.bytes} bytes waiting for the store`,
-          `detectors  ${d.enabled ? `every ${d.intervalMs} ms, ${plural(d.passes, 'pass', 'passes')} (${d.failedPasses} failed), ${plural(d.newFindings, 'finding')} stored` : 'off in this collector'}${last ? `; last ${last.at}: ${last.sessions} sessions in ${last.durationMs} ms, ${last.newFindings} new findings, ${last.grownFindings} grown` : ''}`,
+          `detectors  ${d.enabled ? `every ${d.intervalMs} ms, ${plural(d.passes, 'pass', 'passes')} (${d.failedPasses} failed), ${plural(d.newFindings, 'finding')} stored` : 'off in this collector'}${last ? `; last ${last.at}: ${plural(last.sessions, 'session')} in ${last.durationMs} ms, ${plural(last.newFindings, 'new finding')}, ${last.grownFindings} grown` : ''}`,
           ...s.problems.map((p) => c.red(`problem    ${p}`)),
           '',
         ].join('\n'),
