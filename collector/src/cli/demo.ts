@@ -150,7 +150,7 @@ export function registerDemoCommand(program: Command): void {
             collector: { url: api.url, started: !!own, data_dir: own ? own.config.dataDir : undefined },
             findings: detail.findings,
             scorecard: detail.scorecard,
-            calls: detail.calls.map((call) => ({ ...call, loops: loopsOf(call, detail.findings).map((f) => f.detector) })),
+            calls: detail.calls.map((call) => ({ ...call, loops: loopsOf(call, detail.findings, detail.calls).map((f) => f.detector) })),
           });
         } else {
           process.stdout.write(renderSession(forTerminal(detail)));

@@ -14,9 +14,29 @@ export interface SessionDetail {
   findings: FindingRow[];
 }
 
-/** Which findings a call is part of: a call of one of the finding's tools within its span of time. */
-export function loopsOf(call: CallRow, findings: FindingRow[]): FindingRow[] {
-  return findings.filter((f) => call.kind === 'tool' && f.tools.includes(call.name) && call.ts >= f.first_ts && call.ts <= f.last_ts);
+/** Which findings a call is part of: a call of one of the finding's tools within its span of time, sharing what its calls share. */
+export function loopsOf(call: CallRow, findings: FindingRow[], calls: readonly CallRow[] = []): FindingRow[] {
+  return findings.filter((f) => {
+    if (call.kind !== 'tool' || !f.tools.includes(call.name) || call.ts < f.first_ts || call.ts > f.last_ts) return false;
+    // what the finding's calls share, from its first call (when it is among those shown): calls
+    // of the tool in the loop's time with other arguments are not part of a repeat, a stuck or a
+    // redundant call, nor a success part of an error loop
+    const first = calls.find((x) => x.span_id === f.first_span_id);
+    if (!first) return true;
+    switch (f.detector) {
+      case 'repeat':
+        return call.args_hash === first.args_hash;
+      case 'stuck':
+      case 'redundant':
+        return call.args_hash === first.args_hash && call.result_hash === first.result_hash;
+      case 'error_loop':
+        return call.status === 'error' && call.error_type === first.error_type;
+      case 'retry_storm':
+        return call.status === 'error';
+      default:
+        return true;
+    }
+  });
 }
 
 const MARKS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
@@ -56,7 +76,7 @@ export function renderSession(d: SessionDetail): string {
   out.push('', c.bold('timeline:'));
   const t0 = d.calls[0] ? isoMs(d.calls[0].ts) : 0;
   d.calls.forEach((call, i) => {
-    const loops = loopsOf(call, d.findings);
+    const loops = loopsOf(call, d.findings, d.calls);
     const marks = d.findings.map((f) => (loops.includes(f) ? detectorMark.get(f.finding_id)! : ' ')).join('');
     const at = `+${ms(Math.max(0, isoMs(call.ts) - t0))}`.padStart(8);
     const n = String(d.offset + i + 1).padStart(4);
@@ -85,7 +105,7 @@ export function registerSessionCommand(program: Command): void {
     .action(async (id: string, opts: CommonOpts & { offset: number; limit: number }) => {
       const d = await apiFor(opts).get<SessionDetail>(`/api/v1/sessions/${encodeURIComponent(id)}`, { offset: opts.offset, limit: opts.limit });
       if (opts.json) {
-        const calls = d.calls.map((call) => ({ ...call, loops: loopsOf(call, d.findings).map((f) => f.detector) }));
+        const calls = d.calls.map((call) => ({ ...call, loops: loopsOf(call, d.findings, d.calls).map((f) => f.detector) }));
         return writeJson({ ...d, calls });
       }
       process.stdout.write(renderSession(forTerminal(d)));

@@ -1,0 +1,39 @@
+// `loopwatch session <id>` marks the calls each finding is made of: with a real collector
+// (detectors on), Loopwatch's SDK exporting a traced tool over OTLP, and the compiled CLI.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { traceTool, withSession } from '../../instrumentation/src/api.js';
+import { startLoopwatch, type LoopwatchHandle } from '../../instrumentation/src/sdk.js';
+import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+import { assertBuilt, cli, until } from './helpers.js';
+
+let tc: TestCollector;
+let lw: LoopwatchHandle;
+
+beforeAll(async () => {
+  assertBuilt();
+  tc = await startTestCollector({ detect: { enabled: true, intervalMs: 200 } });
+  lw = startLoopwatch({ endpoint: tc.url, serviceName: 'marks-agent' });
+}, 60_000);
+afterAll(async () => {
+  await lw?.shutdown();
+  await tc?.close();
+});
+
+describe('loopwatch session: loop marks', () => {
+  it('a redundant read is marked on the calls that repeat it, not on reads of other files in between', async () => {
+    const session = `marks-${Date.now()}`;
+    const readFile = traceTool('read_file', async (args: { path: string }) => `contents of ${args.path}`);
+    await withSession(session, async () => {
+      for (const path of ['a.ts', 'b.ts', 'a.ts', 'c.ts', 'a.ts', 'd.ts']) await readFile({ path });
+    });
+    await lw.flush();
+    await tc.collector.flush();
+    const api = `${tc.url}/api/v1/findings?session=${encodeURIComponent(session)}`;
+    await until(async () => ((await (await fetch(api)).json()) as { findings: Array<{ detector: string }> }).findings.some((f) => f.detector === 'redundant'));
+    const r = await cli(['session', session, '--json', '--url', tc.url]);
+    expect(r.code, r.stderr).toBe(0);
+    const d = JSON.parse(r.stdout) as { calls: Array<{ kind: string; loops: string[] }> };
+    const marks = d.calls.filter((c) => c.kind === 'tool').map((c) => c.loops.includes('redundant'));
+    expect(marks).toEqual([true, false, true, false, true, false]);
+  }, 90_000);
+});
