@@ -138,7 +138,8 @@ describe('loopwatch CLI', () => {
 
   it('replay: the exported session through the loop rules finds what the collector found', async () => {
     type Stored = { detector: string; first_span_id: string; last_span_id: string; repeats: number; wasted_calls: number; wasted_tokens: number; wasted_cost_usd: number };
-    type Replayed = { kind: string; firstSpanId: string; lastSpanId: string; repeats: number; wastedCalls: number; wastedTokens: number; wastedCostUsd: number };
+    // the same keys as the collector's findings
+    type Replayed = Stored & { session_id: string; severity: string; tools: string[]; message: string };
     // the scheduled passes have stored every finding of the session by now (the demo's session is another)
     const stored = (await (await fetch(`${tc.url}/api/v1/findings?session=${encodeURIComponent(session)}`)).json()) as { findings: Stored[] };
     const r = await cli(['replay', exported, '--json']);
@@ -146,12 +147,13 @@ describe('loopwatch CLI', () => {
     const out = JSON.parse(r.stdout) as { session_id: string; tool_calls: number; llm_calls: number; findings: Replayed[] };
     expect(out).toMatchObject({ session_id: session, tool_calls: 17, llm_calls: 18 });
     const key = (d: string, first: string, last: string, repeats: number, wasted: number, tokens: number) => `${d} ${first}..${last} x${repeats} wasted ${wasted} calls ${Math.round(tokens)} tokens`;
-    expect(out.findings.map((f) => key(f.kind, f.firstSpanId, f.lastSpanId, f.repeats, f.wastedCalls, f.wastedTokens)).sort()).toEqual(
+    expect(out.findings.map((f) => key(f.detector, f.first_span_id, f.last_span_id, f.repeats, f.wasted_calls, f.wasted_tokens)).sort()).toEqual(
       stored.findings.map((f) => key(f.detector, f.first_span_id, f.last_span_id, f.repeats, f.wasted_calls, f.wasted_tokens)).sort(),
     );
     const cost = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-    expect(cost(out.findings.map((f) => f.wastedCostUsd))).toBeCloseTo(cost(stored.findings.map((f) => f.wasted_cost_usd)), 9);
-    expect(out.findings.map((f) => f.kind)).toContain('oscillation');
+    expect(cost(out.findings.map((f) => f.wasted_cost_usd))).toBeCloseTo(cost(stored.findings.map((f) => f.wasted_cost_usd)), 9);
+    expect(out.findings.map((f) => f.detector)).toContain('oscillation');
+    expect(out.findings.every((f) => f.session_id === session)).toBe(true);
 
     // other settings: 3 cycles of edit/test are no oscillation at oscillationMinCycles=4
     const tuned = await cli(['replay', exported, '--detectors', 'oscillationMinCycles=4']);
@@ -161,7 +163,7 @@ describe('loopwatch CLI', () => {
     expect(tuned.stdout).not.toMatch(/^oscillation /m);
     // LOOPWATCH_DETECTORS applies when --detectors is not given
     const viaEnv = await cli(['replay', exported, '--json'], { LOOPWATCH_DETECTORS: 'oscillationMinCycles=4' });
-    expect((JSON.parse(viaEnv.stdout) as { findings: Replayed[] }).findings.map((f) => f.kind)).not.toContain('oscillation');
+    expect((JSON.parse(viaEnv.stdout) as { findings: Replayed[] }).findings.map((f) => f.detector)).not.toContain('oscillation');
     // --fail-on-loop: status 1 when a loop is found, for CI
     expect((await cli(['replay', exported, '--fail-on-loop'])).code).toBe(1);
     expect((await cli(['replay', exported, '--fail-on-loop', '--detectors', 'repeatMinRun=50,stuckMinRun=50,oscillationMinCycles=50,retryStormMinRun=50'])).code).toBe(0);

@@ -41,7 +41,12 @@ export function registerReplayCommand(program: Command): void {
       }
       const loops = result.findings.filter((f) => f.kind !== 'redundant').length;
       if (opts.json) {
-        writeJson({ session_id: result.sessionId, tool_calls: result.toolCalls, llm_calls: result.llmCalls, settings: result.settings, findings: result.findings });
+        // findings with the keys `loopwatch findings --json` has for the collector's (replay finds the same)
+        const findings = result.findings.map((f) => ({
+          detector: f.kind, severity: f.severity, session_id: f.sessionId, tools: f.tools, first_span_id: f.firstSpanId, last_span_id: f.lastSpanId,
+          repeats: f.repeats, wasted_calls: f.wastedCalls, wasted_tokens: f.wastedTokens, wasted_cost_usd: f.wastedCostUsd, message: f.message,
+        }));
+        writeJson({ session_id: result.sessionId, tool_calls: result.toolCalls, llm_calls: result.llmCalls, settings: result.settings, findings });
       } else {
         result = forTerminal(result);
         const changed = Object.entries(settings).map(([k, v]) => `${k}=${v}`).join(', ');
