@@ -19,7 +19,7 @@ import { DetectorScheduler } from './detect/scheduler.js';
 import { loadModelPrices } from './detect/prices.js';
 import { Metrics } from './metrics.js';
 import { Loader } from './spool/loader.js';
-import { Spool } from './spool/spool.js';
+import { checkSpoolWritable, Spool } from './spool/spool.js';
 import { openStore, type Store } from './store/client.js';
 import { migrate, restoreMissingObjects } from './store/migrate.js';
 import { applyRetention } from './store/retention.js';
@@ -62,8 +62,15 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   // one collector per data directory (the spool, the embedded database); a failed start leaves the
   // pid file of a process that ends, which the next start takes over
   const dataDirLock = lockDataDir(config.dataDir);
+  const spoolDir = resolve(join(config.dataDir, 'spool'));
   let store: Store;
   try {
+    try {
+      checkSpoolWritable(spoolDir);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new StartError(`cannot write the spool directory ${spoolDir} (${e.code ?? e.message}): acknowledged spans wait there until the store has them; make it writable, or choose another --data-dir`);
+    }
     store = openStore(config);
   } catch (err) {
     dataDirLock.release(); // (a store another process holds: the pid file it found must not name this one)
@@ -95,7 +102,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     { retryInBackground: store.mode === 'server' },
   );
   await schema.start();
-  const spool = new Spool({ dir: resolve(join(config.dataDir, 'spool')), ...config.spool });
+  const spool = new Spool({ dir: spoolDir, ...config.spool });
   spool.start();
   const inflight = new InFlight({ maxRequests: config.limits.maxConcurrentRequests, maxBytes: config.limits.maxInFlightBytes });
   const metrics = new Metrics({

@@ -4,7 +4,8 @@
 // that is not a collector, a file it cannot write, bad flags and a data directory it cannot
 // make; and no terminal control sequences from ingested data on the screen. A real collector, the
 // compiled CLI, the real sample agent.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
@@ -150,6 +151,36 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     expect(up.code).toBe(1);
     expect(up.stderr).toMatch(/^loopwatch: cannot use the data directory .*a-file \((EEXIST|ENOTDIR): a file is in the way, not a directory\)/);
     noStack(up.stderr);
+  });
+
+  it('a spool directory it cannot write: refuses to start (it would refuse every export)', async (ctx) => {
+    const dataDir = tempDir('lw-cli-spool-');
+    const spool = join(dataDir, 'spool');
+    mkdirSync(spool);
+    chmodSync(spool, 0o555);
+    // root writes through permission bits: make it immutable instead, where the file system allows
+    const writable = () => {
+      try {
+        writeFileSync(join(spool, 'probe'), '');
+        rmSync(join(spool, 'probe'));
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    let immutable = false;
+    if (writable()) immutable = spawnSync('chattr', ['+i', spool]).status === 0;
+    try {
+      if (writable()) ctx.skip(); // no way to make a directory read-only here (root, and a file system without chattr)
+      const up = await cli(['up', '--port', '0', '--grpc-port', 'off', '--data-dir', dataDir]);
+      expect(up.code).toBe(1);
+      expect(up.stderr).toMatch(/^loopwatch: cannot write the spool directory .*spool \((EACCES|EPERM)\): .*make it writable, or choose another --data-dir/);
+      expect(existsSync(join(dataDir, 'collector.pid'))).toBe(false); // the next start is not told another collector holds it
+      noStack(up.stderr);
+    } finally {
+      if (immutable) spawnSync('chattr', ['-i', spool]);
+      chmodSync(spool, 0o755);
+    }
   });
 
   it('prints ingested text with its control characters made visible, in every text view', async () => {

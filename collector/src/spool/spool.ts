@@ -8,7 +8,7 @@
 //
 // File layout: seg-<seq:16>-<token>.open | .sealed; record = u32 length, u32 crc32, payload.
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, truncateSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, truncateSync, openSync, fsyncSync, closeSync, unlinkSync } from 'node:fs';
 import { open, unlink, rename, mkdir, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -153,6 +153,17 @@ export function readRecords(buf: Buffer, state: 'open' | 'sealed' = 'sealed'): S
     off = next;
   }
   return { records, validBytes, unreadableBytes, corrupt: unreadableBytes > 0 };
+}
+
+/**
+ * Makes the spool directory and checks that a file can be made in it. A spool that cannot be
+ * written refuses every export (503) while the collector looks up and running: better not to start.
+ */
+export function checkSpoolWritable(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  const probe = join(dir, `.probe-${process.pid}`);
+  closeSync(openSync(probe, 'w'));
+  unlinkSync(probe);
 }
 
 export class Spool {
