@@ -197,13 +197,38 @@ export class StartError extends Error {
   override readonly name = 'StartError';
 }
 
+/**
+ * The environment variable of each setting, by its path ("port", "tls.certFile"): configFromEnv
+ * read from an environment whose every variable holds its own name.
+ */
+function envVarNames(): Map<string, string> {
+  const named = configFromEnv(new Proxy({}, { get: (_t, k) => (typeof k === 'string' ? k : undefined) }) as NodeJS.ProcessEnv);
+  const out = new Map<string, string>();
+  const walk = (o: Record<string, unknown>, prefix: string): void => {
+    for (const [k, v] of Object.entries(o)) {
+      const path = prefix + k;
+      if (typeof v === 'string') out.set(path, v);
+      else if (Array.isArray(v) && typeof v[0] === 'string') out.set(path, v[0]);
+      else if (v && typeof v === 'object') walk(v as Record<string, unknown>, `${path}.`);
+    }
+  };
+  walk(named as Record<string, unknown>, '');
+  return out;
+}
+
 /** Environment, then overrides; throws ConfigError naming the first bad setting. */
 export function loadConfig(overrides: ConfigInput = {}, env: NodeJS.ProcessEnv = process.env): CollectorConfig {
   const input = merge(configFromEnv(env) as Record<string, unknown>, overrides as Record<string, unknown>);
   const parsed = configSchema.safeParse(input);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new ConfigError(`invalid configuration ${issue?.path.join('.') ?? ''}: ${issue?.message ?? ''}`);
+    const path = issue?.path.join('.') ?? '';
+    // the setting as a user knows it: its variable (up's flags name theirs in --help), and the value given
+    const variable = envVarNames().get(path);
+    let value: unknown = input;
+    for (const k of issue?.path ?? []) value = (value as Record<PropertyKey, unknown> | undefined)?.[k as PropertyKey];
+    const given = value === undefined ? '' : ` (given ${JSON.stringify(value)})`;
+    throw new ConfigError(`invalid configuration ${path}${variable ? ` (${variable})` : ''}: ${issue?.message ?? ''}${given}`);
   }
   if (input.grpcPort === undefined && parsed.data.port === 0) parsed.data.grpcPort = 0;
   return parsed.data;

@@ -266,6 +266,6 @@ describe('loopwatch CLI', () => {
     // a bad detector setting stops `up` before it starts anything, naming the setting
     const badSetting = await cli(['up', '--port', '0', '--data-dir', tempDir('loopwatch-cli-'), '--detectors', 'repeatMinRun=1']);
     expect(badSetting.code).toBe(2);
-    expect(badSetting.stderr).toContain('invalid configuration detect.settings: detector setting repeatMinRun must be an integer from 2');
+    expect(badSetting.stderr).toContain('invalid configuration detect.settings (LOOPWATCH_DETECTORS): detector setting repeatMinRun must be an integer from 2');
   });
 });

@@ -72,9 +72,15 @@ describe('collector configuration', () => {
   it('fails at start on a bad setting, with its name and range', () => {
     expect(() => loadConfig({}, { LOOPWATCH_DETECTORS: 'repeatMinRun=1' })).toThrow(ConfigError);
     expect(() => loadConfig({}, { LOOPWATCH_DETECTORS: 'repeatMinRun=1' })).toThrow(
-      /invalid configuration detect\.settings: detector setting repeatMinRun must be an integer from 2/,
+      /invalid configuration detect\.settings \(LOOPWATCH_DETECTORS\): detector setting repeatMinRun must be an integer from 2/,
     );
     expect(() => loadConfig({ detect: { settings: { nope: 3 } } }, {})).toThrow(/unknown detector setting "nope"/);
+  });
+
+  it('names a bad collector setting by its variable, with the value given', () => {
+    expect(() => loadConfig({}, { LOOPWATCH_PORT: 'abc' })).toThrow(/^invalid configuration port \(LOOPWATCH_PORT\): .* \(given "abc"\)$/);
+    expect(() => loadConfig({ retentionDays: -5 }, {})).toThrow(/^invalid configuration retentionDays \(LOOPWATCH_RETENTION_DAYS\): Too small.* \(given -5\)$/);
+    expect(() => loadConfig({}, { LOOPWATCH_TLS_WATCH_INTERVAL_MS: 'soon' })).toThrow(/^invalid configuration tls\.watchIntervalMs \(LOOPWATCH_TLS_WATCH_INTERVAL_MS\)/);
   });
 });
 

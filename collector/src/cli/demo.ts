@@ -35,7 +35,8 @@ async function startOwnCollector(url: string, dataDir: string): Promise<Collecto
     await collector.listen();
   } catch (err) {
     await collector.close();
-    throw new CliError(`cannot listen on ${url}: ${(err as Error).message}`);
+    // the collector's message names the address; its advice names up's flag, the demo's is --url
+    throw new CliError((err as Error).message.replace(/choose another with --port( \(LOOPWATCH_PORT\))?/, 'choose another with --url'));
   }
   return collector;
 }

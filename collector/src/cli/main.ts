@@ -12,7 +12,8 @@ const program = new Command()
   .name('loopwatch')
   .description('Loopwatch: catch AI agents that loop. OTLP collector, ClickHouse store, loop and waste detectors.')
   .version(packageVersion, '-V, --version')
-  .showHelpAfterError()
+  // one line on what is wrong and where help is (the whole help after it buried the line)
+  .showHelpAfterError('(add --help for usage)')
   // a usage error (a bad flag value, an unknown option) exits 2, bad configuration, as the
   // configuration's own checks do; commander's default is 1
   .exitOverride();
