@@ -224,10 +224,12 @@ export function loadConfig(overrides: ConfigInput = {}, env: NodeJS.ProcessEnv =
     const issue = parsed.error.issues[0];
     const path = issue?.path.join('.') ?? '';
     // the setting as a user knows it: its variable (up's flags name theirs in --help), and the value given
-    const variable = envVarNames().get(path);
+    const variable = envVarNames().get(path.replace(/\.\d+$/, '')); // (an entry of a list: the list's)
     let value: unknown = input;
     for (const k of issue?.path ?? []) value = (value as Record<PropertyKey, unknown> | undefined)?.[k as PropertyKey];
-    const given = value === undefined ? '' : ` (given ${JSON.stringify(value)})`;
+    // never the value of what can hold a credential (a key where its hash belongs, a URL with a password)
+    const secret = /^(auth|clickhouse)\./.test(path);
+    const given = value === undefined || secret ? '' : ` (given ${JSON.stringify(value)})`;
     throw new ConfigError(`invalid configuration ${path}${variable ? ` (${variable})` : ''}: ${issue?.message ?? ''}${given}`);
   }
   if (input.grpcPort === undefined && parsed.data.port === 0) parsed.data.grpcPort = 0;

@@ -35,5 +35,14 @@ describe('loopwatch session: loop marks', () => {
     const d = JSON.parse(r.stdout) as { calls: Array<{ kind: string; loops: string[] }> };
     const marks = d.calls.filter((c) => c.kind === 'tool').map((c) => c.loops.includes('redundant'));
     expect(marks).toEqual([true, false, true, false, true, false]);
+
+    // further on in the session: times still from its start; past its end, said
+    const later = await cli(['session', session, '--url', tc.url, '--offset', '3']);
+    const firstShown = later.stdout.split('\n').find((l) => /^\S*\s+4 /.test(l) || /^\s+4 /.test(l))!;
+    expect(firstShown).toBeDefined();
+    expect(firstShown).not.toMatch(/\s\+0µs\s/);
+    const past = await cli(['session', session, '--url', tc.url, '--offset', '100']);
+    expect(past.code).toBe(0);
+    expect(past.stdout).toContain('no calls from --offset 100: the session has 6 calls');
   }, 90_000);
 });

@@ -81,6 +81,11 @@ describe('collector configuration', () => {
     expect(() => loadConfig({}, { LOOPWATCH_PORT: 'abc' })).toThrow(/^invalid configuration port \(LOOPWATCH_PORT\): .* \(given "abc"\)$/);
     expect(() => loadConfig({ retentionDays: -5 }, {})).toThrow(/^invalid configuration retentionDays \(LOOPWATCH_RETENTION_DAYS\): Too small.* \(given -5\)$/);
     expect(() => loadConfig({}, { LOOPWATCH_TLS_WATCH_INTERVAL_MS: 'soon' })).toThrow(/^invalid configuration tls\.watchIntervalMs \(LOOPWATCH_TLS_WATCH_INTERVAL_MS\)/);
+    // never the value of what can hold a credential
+    for (const env of [{ LOOPWATCH_CLICKHOUSE_URL: 'http://u:s3cret@host:port' }, { LOOPWATCH_INGEST_KEY_HASHES: 'lw_s3cret' }]) {
+      expect(() => loadConfig({}, env)).toThrow(/\((LOOPWATCH_CLICKHOUSE_URL|LOOPWATCH_INGEST_KEY_HASHES)\)/);
+      expect(() => loadConfig({}, env)).not.toThrow(/s3cret/);
+    }
   });
 });
 

@@ -73,6 +73,13 @@ describe('auth', () => {
     }
   });
 
+  it('demo against a collector with keys: a missing read key is said before the sample agent runs', () => {
+    const r = spawnSync(process.execPath, [CLI, 'demo', '--url', p.url, '--timeout', '5'], { env: { ...process.env, LOOPWATCH_API_KEY: '' }, encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(4);
+    expect(r.stderr).toMatch(/set LOOPWATCH_API_KEY to a read key/);
+    expect(r.stderr).not.toMatch(/running the sample agent/);
+  });
+
   it('refuses to start beyond loopback without keys, with a clear message', () => {
     const r = spawnSync(process.execPath, [CLI, 'up', '--host', '0.0.0.0', '--port', '0', '-d', join(dataDir, 'nokeys')], {
       env: { ...process.env, LOOPWATCH_INGEST_KEY_HASHES: '', LOOPWATCH_READ_KEY_HASHES: '', LOOPWATCH_KEYS_FILE: '' },
@@ -103,5 +110,9 @@ describe('auth', () => {
     expect(() => parseKeysFile(`admin ${hashKey('x')}\n`)).toThrow(/expected "ingest <sha256-hex>"/);
     const hashed = spawnSync(process.execPath, [CLI, 'keys', 'hash'], { input: 'secret\n', encoding: 'utf8' });
     expect(hashed.stdout.trim()).toBe(hashKey('secret'));
+    const made = JSON.parse(spawnSync(process.execPath, [CLI, 'keys', 'generate', '--role', 'read', '--json'], { encoding: 'utf8' }).stdout) as Record<string, string>;
+    expect(made.hash).toBe(hashKey(made.key!));
+    expect(made.keys_file_line).toBe(`read ${made.hash}`);
+    expect(parseKeysFile(`${made.keys_file_line}\n`)).toBeDefined();
   });
 });

@@ -105,6 +105,8 @@ export function registerDemoCommand(program: Command): void {
       let tempDir: string | null = null;
       if (await api.reachable()) {
         say(`using the collector at ${api.url}`);
+        // a collector with keys: a read key that will not do is said now, before the sample agent runs
+        await api.get('/api/v1/status');
       } else {
         const dataDir = opts.dataDir ?? (tempDir = mkdtempSync(join(tmpdir(), 'loopwatch-demo-')));
         say(`no collector at ${api.url}: starting one (data in ${dataDir})`);

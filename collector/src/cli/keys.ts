@@ -25,8 +25,11 @@ export function registerKeysCommand(program: Command): void {
     .command('generate')
     .description('make a random key; prints the key (give it to the client) and its hash (configure the collector)')
     .addOption(new Option('--role <role>', 'the role of the keys-file line').choices(['ingest', 'read']).default('ingest'))
-    .action((opts: { role: string }) => {
+    .option('--json', 'print JSON instead of text')
+    .action((opts: { role: string; json?: boolean }) => {
       const key = generateKey();
-      process.stdout.write(`key:  ${key}\nhash: ${hashKey(key)}\nkeys-file line: ${opts.role} ${hashKey(key)}\n`);
+      const hash = hashKey(key);
+      if (opts.json) process.stdout.write(JSON.stringify({ key, hash, role: opts.role, keys_file_line: `${opts.role} ${hash}` }) + '\n');
+      else process.stdout.write(`key:  ${key}\nhash: ${hash}\nkeys-file line: ${opts.role} ${hash}\n`);
     });
 }
