@@ -5,7 +5,7 @@ import { context, createContextKey, SpanKind, SpanStatusCode, trace, type Attrib
 import { ATTR, TOOL_WRAPPER_OPERATION } from './attributes.js';
 import { randomBytes } from 'node:crypto';
 import { canonicalJson, hash64Hex, valueHash } from './canonical.js';
-import { contextWithSession, sessionFrom, type SessionInfo } from './context.js';
+import { runInSession, sessionFrom, type SessionInfo } from './context.js';
 import { capturedText, captureOptions } from './options.js';
 import { warn } from './warn.js';
 
@@ -52,7 +52,7 @@ export function withSession<T>(session: string | SessionInfo, fn: () => T): T {
     problemOnce('session', `withSession got no usable session id (${typeof id === 'string' ? 'an empty string' : typeof id}): these calls get no session`);
     return fn();
   }
-  return context.with(contextWithSession(id === info.sessionId ? info : { ...info, sessionId: id }), fn);
+  return runInSession(id === info.sessionId ? info : { ...info, sessionId: id }, fn);
 }
 
 // What went wrong inside the instrumentation, said once per kind: it never fails the agent's call.

@@ -2,7 +2,8 @@
 // withSession() carries them, whichever library starts the span. Outside withSession, a
 // process-wide session applies when LOOPWATCH_SESSION_ID is set (an agent run per process,
 // started by a harness that knows the run's id).
-import { context, createContextKey, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { context, createContextKey, ROOT_CONTEXT, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
 
 const SESSION = createContextKey('loopwatch.session');
 
@@ -41,9 +42,27 @@ function sessionOfSpan(span: Span | undefined): SessionInfo | undefined {
   return agent === undefined ? { sessionId } : { sessionId, agent };
 }
 
+// Without an OpenTelemetry SDK (LOOPWATCH_INSTRUMENTATION=off and none of the application's, the
+// loop guard alone) the API's context manager is a no-op: a context set by withSession is gone
+// inside the callback. The session is then carried here, so that agents stay apart (they were
+// all one session, and one agent's loop halted the others).
+const sessionStore = new AsyncLocalStorage<SessionInfo>();
+const PROBE = ROOT_CONTEXT.setValue(createContextKey('loopwatch.context_probe'), true);
+
+/** Whether the registered context manager carries a context into a callback. */
+function contextCarries(): boolean {
+  return context.with(PROBE, () => context.active() === PROBE);
+}
+
+/** Runs fn in the session: in the OpenTelemetry context, or where no context manager carries one, in Loopwatch's own store. */
+export function runInSession<T>(info: SessionInfo, fn: () => T): T {
+  if (contextCarries()) return context.with(contextWithSession(info), fn);
+  return sessionStore.run(info, fn);
+}
+
 /** The session: withSession's, else the one the active span names, else the process's (LOOPWATCH_SESSION_ID). */
 export function sessionFrom(ctx: Context = context.active()): SessionInfo | undefined {
-  return (ctx.getValue(SESSION) as SessionInfo | undefined) ?? sessionOfSpan(trace.getSpan(ctx)) ?? PROCESS_SESSION;
+  return (ctx.getValue(SESSION) as SessionInfo | undefined) ?? sessionStore.getStore() ?? sessionOfSpan(trace.getSpan(ctx)) ?? PROCESS_SESSION;
 }
 
 export function contextWithSession(info: SessionInfo, ctx: Context = context.active()): Context {

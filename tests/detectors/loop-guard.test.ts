@@ -7,7 +7,7 @@ import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { traceTool, withSession } from '../../instrumentation/src/api.js';
 import { enableLoopGuard, guardPolicyFromEnv, type LoopGuardHandle } from '../../instrumentation/src/guard/enable.js';
-import { LoopDetectedError, LoopGuard, type GuardFinding } from '../../instrumentation/src/guard/loop-guard.js';
+import { LoopDetectedError, LoopGuard, loopDetectedIn, type GuardFinding } from '../../instrumentation/src/guard/loop-guard.js';
 import { SessionSpanProcessor } from '../../instrumentation/src/sdk.js';
 import { DETECTOR_DEFAULTS } from '../../queries/src/detector-defaults.js';
 
@@ -172,6 +172,24 @@ describe('LoopGuard without OpenTelemetry', () => {
     for (let i = 0; i < 9; i++) g.observe(row(i, { tool: keys[i % 3]!, argsHash: keys[i % 3]!, resultHash: `res-${keys[i % 3]}` }));
     const osc = g.findings('s').filter((f) => f.kind === 'oscillation');
     expect(osc.map((f) => [f.firstSpanId, f.lastSpanId, f.repeats, f.wastedCalls])).toEqual([['span0', 'span8', 9, 6]]);
+  });
+
+  it('maxSessions must be a whole number from 1 (NaN kept every session, 0 detected nothing)', () => {
+    for (const bad of [Number.NaN, 0, -5, 2.5]) expect(() => new LoopGuard({ maxSessions: bad })).toThrow(/maxSessions must be a whole number from 1/);
+    expect(() => enableLoopGuard({ policy: 'warn', maxSessions: Number(undefined) })).toThrow(/maxSessions/);
+    expect(new LoopGuard({ maxSessions: 1 }).findings()).toEqual([]);
+  });
+
+  it('loopDetectedIn finds the halt a framework rethrew in its own error (OpenAI runTools: as the cause)', () => {
+    const g = new LoopGuard({ params: { stuckMinRun: 2 } });
+    const call = (i: number) => ({ sessionId: 's', tool: 't', argsHash: 'a', resultHash: 'r', status: 'ok' as const, ts: i, spanId: `0000000000000${i}`.slice(-16) });
+    g.observe(call(1));
+    const f = g.observe(call(2))[0]!;
+    const halt = new LoopDetectedError(f);
+    expect(loopDetectedIn(halt)).toBe(halt);
+    expect(loopDetectedIn(new Error('tool t failed', { cause: halt }))).toBe(halt);
+    expect(loopDetectedIn(new Error('other', { cause: new Error('deeper') }))).toBeUndefined();
+    expect(loopDetectedIn('a string')).toBeUndefined();
   });
 
   it('state is bounded: sessions beyond maxSessions are forgotten, long sessions keep bounded maps', () => {

@@ -3,7 +3,7 @@
 // `loopwatch.loop_detected` event on the tool span that completed it. halt: the same, and a
 // call that would continue a detected loop throws LoopDetectedError before it runs (the agent
 // can catch it, e.g. to re-plan); the stopped call's span records the error.
-import type { Span } from '@opentelemetry/api';
+import { isSpanContextValid, type Span } from '@opentelemetry/api';
 import { parseDetectorSettings, type DetectorParams } from '../../../queries/src/detector-defaults.js';
 import { beforeToolCall, onToolCall } from '../api.js';
 import { onLlmCall, type LlmCallRecord } from '../llm-calls.js';
@@ -64,6 +64,23 @@ function spanIds(span: Span): { spanId: string; traceId: string; parentSpanId: s
   return { spanId: ctx.spanId, traceId: ctx.traceId, parentSpanId: s.parentSpanContext?.spanId ?? s.parentSpanId };
 }
 
+/**
+ * The session a call is judged in: its own, else its trace. A call with neither (no withSession,
+ * and no SDK to start a real span: the trace id is all zeros) belongs to no session the guard can
+ * tell apart from others: it is not judged (said once), rather than lumped with every other such call.
+ */
+function sessionOf(sessionId: string | undefined, span: Span): string | undefined {
+  if (sessionId !== undefined) return sessionId;
+  const ctx = span.spanContext();
+  if (isSpanContextValid(ctx)) return ctx.traceId;
+  if (!saidNoSession) {
+    saidNoSession = true;
+    warn('the loop guard skips tool calls outside withSession when no OpenTelemetry SDK runs (no trace to tell agents apart): run each agent in withSession({ sessionId })');
+  }
+  return undefined;
+}
+let saidNoSession = false;
+
 function eventAttributes(f: GuardFinding, action: 'warn' | 'halt'): Record<string, string | number> {
   return {
     'loop.detector': f.kind,
@@ -113,7 +130,8 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
     unsubscribe.push(
       onToolCall((call) => {
         const ids = spanIds(call.span);
-        const sessionId = call.sessionId ?? ids.traceId;
+        const sessionId = sessionOf(call.sessionId, call.span);
+        if (sessionId === undefined) return;
         const llm = unchargedLlm.get(sessionId);
         const charged = llm !== undefined && llm.startedAt <= call.startedAt;
         if (charged) unchargedLlm.delete(sessionId);
@@ -147,8 +165,9 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
   if (policy === 'halt') {
     unsubscribe.push(
       beforeToolCall((call) => {
-        const ids = spanIds(call.span);
-        const f = guard.check({ sessionId: call.sessionId ?? ids.traceId, tool: call.tool, argsHash: call.argsHash });
+        const sessionId = sessionOf(call.sessionId, call.span);
+        if (sessionId === undefined) return;
+        const f = guard.check({ sessionId, tool: call.tool, argsHash: call.argsHash });
         if (!f || f.kind === 'redundant') return;
         call.span.addEvent('loopwatch.loop_detected', eventAttributes(f, 'halt'));
         throw new LoopDetectedError(f);

@@ -30,6 +30,7 @@
 // tables keep the size of the most keys held at once (freed records are reused, not returned).
 import { createHash } from 'node:crypto';
 import {
+  DetectorSettingsError,
   normalizeErrorMessage,
   resolveDetectorParams,
   type DetectorParams,
@@ -88,6 +89,20 @@ export class LoopDetectedError extends Error {
   constructor(readonly finding: GuardFinding) {
     super(`Loopwatch halted a looping tool call: ${finding.message}`);
   }
+}
+
+/**
+ * The LoopDetectedError a thrown value is or wraps: agent frameworks rethrow a tool's error in one
+ * of their own (the OpenAI SDK's runTools: a plain Error whose cause it is), where `instanceof`
+ * does not see it. Follows `cause` a few levels.
+ */
+export function loopDetectedIn(err: unknown): LoopDetectedError | undefined {
+  let e: unknown = err;
+  for (let i = 0; i < 5 && e !== null && typeof e === 'object'; i++) {
+    if (e instanceof LoopDetectedError) return e;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
 }
 
 export interface LoopGuardOptions {
@@ -979,7 +994,10 @@ export class LoopGuard {
 
   constructor(opts: LoopGuardOptions = {}) {
     this.params = resolveDetectorParams(opts.params);
-    this.maxSessions = opts.maxSessions ?? 1000;
+    const max = opts.maxSessions ?? 1000;
+    // NaN (a Number() of an unset variable) kept every session, 0 or less detected nothing: both silently
+    if (!Number.isInteger(max) || max < 1) throw new DetectorSettingsError(`maxSessions must be a whole number from 1 (given ${String(opts.maxSessions)})`);
+    this.maxSessions = max;
   }
 
   /** Current findings of a session (or of all sessions). */
