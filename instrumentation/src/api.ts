@@ -194,7 +194,7 @@ function endingError(): Error {
 }
 
 /** Subscribes to tool calls about to run; may throw to stop the call (the loop guard's halt). */
-type BeforeObserver = (call: { sessionId: string | undefined; agent: string | undefined; tool: string; argsHash: string; span: Span }) => void;
+type BeforeObserver = (call: { sessionId: string | undefined; agent: string | undefined; tool: string; argsHash: string; span: Span; depth: number }) => void;
 const beforeObservers = new Set<BeforeObserver>();
 export function beforeToolCall(observer: BeforeObserver): () => void {
   beforeObservers.add(observer);
@@ -321,7 +321,7 @@ function runInSpan(c: TracedCall, fn: (...args: unknown[]) => unknown, self: unk
     // the loop guard's halt: the call does not run. An async tool fails as it would, with a rejected promise
     try {
       const session = sessionFrom(c.parent);
-      for (const o of beforeObservers) o({ sessionId: session?.sessionId, agent: session?.agent, tool: c.tool, argsHash: c.argsHash, span: c.span });
+      for (const o of beforeObservers) o({ sessionId: session?.sessionId, agent: session?.agent, tool: c.tool, argsHash: c.argsHash, span: c.span, depth: c.depth });
     } catch (err) {
       finishError(c, err);
       return failAsTheToolWould(fn, err);

@@ -145,6 +145,24 @@ describe('LoopGuard policy halt', () => {
     expect(n).toBe(3);
     expect(toolSpans().flatMap(loopEvents)).toHaveLength(0);
   });
+
+  it('stops a call that would run deeper than the depth budget before it runs (a recursion without end)', async () => {
+    const logged: string[] = [];
+    handle = enableLoopGuard({ policy: 'halt', params: { budgetMaxToolDepth: 5 }, log: (m) => logged.push(m) });
+    let deepest = 0;
+    // a planner that delegates to itself and would stop only at level 40
+    const plan: (level: number) => Promise<string> = traceTool('plan_step', async (level: number) => {
+      deepest = Math.max(deepest, level);
+      return level < 40 ? `${level}>${await plan(level + 1)}` : 'leaf';
+    });
+    const err = await withSession('guard-depth', () => plan(1)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LoopDetectedError);
+    expect((err as LoopDetectedError).finding).toMatchObject({ kind: 'runaway', repeats: 6, severity: 'critical' });
+    expect(deepest).toBe(5); // levels 1-5 ran; the 6th was stopped
+    expect(logged).toEqual([expect.stringMatching(/plan_step would run at tool depth 6, over the budget of 5/)]);
+    const stopped = toolSpans().find((x) => x.events.some((e) => e.name === 'loopwatch.loop_detected'))!;
+    expect(stopped.events.find((e) => e.name === 'loopwatch.loop_detected')!.attributes).toMatchObject({ 'loop.detector': 'runaway', 'loop.action': 'halt' });
+  });
 });
 
 describe('LoopGuard without OpenTelemetry', () => {

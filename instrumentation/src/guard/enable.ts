@@ -81,6 +81,19 @@ function sessionOf(sessionId: string | undefined, span: Span): string | undefine
 }
 let saidNoSession = false;
 
+/**
+ * A call about to run deeper than the depth budget (halt): a finding of its own, not kept by the
+ * guard (the call does not run; the calls around it end with its error and are left out, as any
+ * call a halt stopped). The SQL pass, which leaves stopped calls out too, finds no call over the budget.
+ */
+function depthFinding(sessionId: string, tool: string, spanId: string, depth: number, maxDepth: number): GuardFinding {
+  return {
+    kind: 'runaway', sessionId, firstSpanId: spanId, lastSpanId: spanId, repeats: depth, wastedCalls: 0, wastedTokens: 0, wastedCostUsd: 0,
+    tools: [tool], severity: 'critical', isNew: true,
+    message: `Tool ${tool} would run at tool depth ${depth}, over the budget of ${maxDepth}: tools calling tools without end (budgetMaxToolDepth).`,
+  };
+}
+
 function eventAttributes(f: GuardFinding, action: 'warn' | 'halt'): Record<string, string | number> {
   return {
     'loop.detector': f.kind,
@@ -167,6 +180,16 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
       beforeToolCall((call) => {
         const sessionId = sessionOf(call.sessionId, call.span);
         if (sessionId === undefined) return;
+        // over the depth budget: stopped before it runs. The guard sees a call when it ends, and
+        // in a recursion the deepest call ends first: a recursion that does not end was never stopped.
+        const maxDepth = guard.params.budgetMaxToolDepth;
+        if (maxDepth > 0 && call.depth > maxDepth) {
+          const f = depthFinding(sessionId, call.tool, spanIds(call.span).spanId, call.depth, maxDepth);
+          call.span.addEvent('loopwatch.loop_detected', eventAttributes(f, 'halt'));
+          log(`runaway loop in session ${sessionId}: ${f.message}`, f);
+          opts.onLoop?.(f);
+          throw new LoopDetectedError(f);
+        }
         const f = guard.check({ sessionId, tool: call.tool, argsHash: call.argsHash });
         if (!f || f.kind === 'redundant') return;
         call.span.addEvent('loopwatch.loop_detected', eventAttributes(f, 'halt'));
