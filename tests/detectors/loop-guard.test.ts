@@ -192,6 +192,23 @@ describe('LoopGuard without OpenTelemetry', () => {
     expect(osc.map((f) => [f.firstSpanId, f.lastSpanId, f.repeats, f.wastedCalls])).toEqual([['span0', 'span8', 9, 6]]);
   });
 
+  it('calls it stopped still spend: a model that keeps asking for a halted call runs away on its budget', () => {
+    // the AI SDK hands a halt back to the model as a tool error; a model that asks again and again pays each time
+    const g = new LoopGuard({ params: { stuckMinRun: 3, budgetMaxTokens: 5000 } });
+    const ask = (i: number, halted: boolean) =>
+      g.observe(row(i, { tokens: 1000, ...(halted ? { status: 'error' as const, errorType: 'LoopDetectedError', errorMessage: 'Loopwatch halted…', resultHash: '' } : {}) }));
+    for (let i = 1; i <= 3; i++) ask(i, false); // stuck after 3: the next one is halted
+    expect(g.check({ sessionId: 's', tool: 'a', argsHash: '1' })?.kind).toBe('stuck');
+    const raised = [4, 5].flatMap((i) => ask(i, true)); // 5000 tokens: at the budget, not over
+    expect(raised.filter((f) => f.kind === 'runaway')).toEqual([]);
+    const over = ask(6, true);
+    expect(over.find((f) => f.kind === 'runaway')).toMatchObject({ isNew: true, severity: 'critical', message: expect.stringMatching(/tokens.*6000 tokens of 5000/) });
+    // a runaway session: any call is stopped now, not only the looping one
+    expect(g.check({ sessionId: 's', tool: 'read_file', argsHash: 'new' })?.kind).toBe('runaway');
+    // and the halted calls were in no loop rule: the stuck run is still 3
+    expect(g.findings('s').find((f) => f.kind === 'stuck')!.repeats).toBe(3);
+  });
+
   it('maxSessions must be a whole number from 1 (NaN kept every session, 0 detected nothing)', () => {
     for (const bad of [Number.NaN, 0, -5, 2.5]) expect(() => new LoopGuard({ maxSessions: bad })).toThrow(/maxSessions must be a whole number from 1/);
     expect(() => enableLoopGuard({ policy: 'warn', maxSessions: Number(undefined) })).toThrow(/maxSessions/);

@@ -8,8 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { configureCapture, traceTool, valueHash, withSession, wrapTools } from '../../instrumentation/src/api.js';
 import { costUsd } from '../../instrumentation/src/cost.js';
-import { aiSdkTelemetry } from '../../instrumentation/src/integrations/ai-sdk.js';
-import { readFileTwiceApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
+import { aiSdkTelemetry, stopWhenHalted } from '../../instrumentation/src/integrations/ai-sdk.js';
+import { enableLoopGuard } from '../../instrumentation/src/guard/enable.js';
+import { loopDetectedIn } from '../../instrumentation/src/guard/loop-guard.js';
+import { fakeApi, readFileTwiceApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
 
 let p: Pipeline;
 let api: FakeApi;
@@ -126,6 +128,33 @@ describe('Vercel AI SDK telemetry', () => {
          ON l.session_id = t.session_id AND t.ts >= l.ts`, { s: session });
     expect(calls).toHaveLength(20);
     expect(calls.every((c) => Number(c.requester_ended_before) === 1)).toBe(true);
+  });
+
+  it('halt: a model that keeps asking for a halted call runs away on its token budget, and stopWhenHalted() ends the run', async () => {
+    // a model that asks for the same search on every step, 1,000 tokens a step
+    let n = 0;
+    const stubborn = await fakeApi(() => ({ json: {
+      id: `c${n}`, object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18',
+      choices: [{ index: 0, finish_reason: 'tool_calls', message: { role: 'assistant', content: null, tool_calls: [
+        { id: `call_${n++}`, type: 'function', function: { name: 'search_docs', arguments: '{"q":"exit vim"}' } }] } }],
+      usage: { prompt_tokens: 900, completion_tokens: 100, total_tokens: 1000 },
+    } }));
+    const guard = enableLoopGuard({ policy: 'halt', params: { budgetMaxTokens: 5000 }, log: () => undefined });
+    try {
+      const model = createOpenAI({ apiKey: 'k', baseURL: `${stubborn.url}/v1` }).chat('gpt-4o-mini');
+      const tools = wrapTools({ search_docs: tool({ description: 'search', inputSchema: z.object({ q: z.string() }), execute: async ({ q }) => `no results for ${q}` }) });
+      const r = await withSession('aisdk-stubborn', () =>
+        generateText({ model, prompt: 'q', tools, stopWhen: [stepCountIs(30), stopWhenHalted()], experimental_telemetry: aiSdkTelemetry() }));
+      const errors = r.steps.flatMap((step) => step.content).filter((c) => c.type === 'tool-error').map((c) => loopDetectedIn((c as { error: unknown }).error)?.finding.kind);
+      // 3 searches ran (stuck), then halts; the halted calls' steps still spent: over 5,000 tokens the session ran away
+      expect(errors.slice(0, 3)).toEqual(['stuck', 'stuck', 'stuck']);
+      expect(errors.at(-1)).toBe('runaway');
+      expect(stubborn.requests.length).toBe(7); // not 30
+      expect(guard.guard.findings('aisdk-stubborn').find((f) => f.kind === 'runaway')!.message).toMatch(/tokens of 5000/);
+    } finally {
+      guard.disable();
+      await stubborn.close();
+    }
   });
 
   it('capture off: request headers (a proxy\'s credentials) and rerank documents never leave the process', async () => {

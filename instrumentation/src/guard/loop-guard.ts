@@ -1032,6 +1032,15 @@ export class LoopGuard {
   check(call: { sessionId: string; tool: string; argsHash: string }): GuardFinding | undefined {
     const s = this.sessions.get(call.sessionId);
     if (!s || s.findingCount === 0) return undefined;
+    // a runaway session first: it stops every call, and says so (a budget blown while the model
+    // kept asking for a call halted as stuck was still reported as stuck)
+    if (s.runaway) {
+      const budgetBlown = (s.runaway.reasons & ~R_NO_PROGRESS) !== 0;
+      if (budgetBlown || s.runaway.stillNoProgress) {
+        const f = active(s, K_RUNAWAY, s.firstSpan);
+        if (f) return f;
+      }
+    }
     const tool = call.tool;
     const args = call.argsHash;
     if (s.repeat.len > 0 && s.repeat.tool === tool && s.repeat.args === args) {
@@ -1061,10 +1070,6 @@ export class LoopGuard {
       const e = this.errors.find(s.no, k.hash, k, k, k);
       const f = e >= 0 ? active(s, K_ERROR_LOOP, this.errors.first(e)) : undefined;
       if (f) return f;
-    }
-    if (s.runaway) {
-      const budgetBlown = (s.runaway.reasons & ~R_NO_PROGRESS) !== 0;
-      if (budgetBlown || s.runaway.stillNoProgress) return active(s, K_RUNAWAY, s.firstSpan);
     }
     return undefined;
   }
@@ -1131,7 +1136,7 @@ export class LoopGuard {
   /** Takes one completed call; returns the findings it raised (isNew) or grew. */
   observe(call: ObservedCall): GuardFinding[] {
     // a call the guard stopped never ran: not part of any loop (the SQL view leaves it out too)
-    if (call.errorType === 'LoopDetectedError') return [];
+    if (call.errorType === 'LoopDetectedError') return this.observeHalted(call);
     const p = this.params;
     const s = this.state(call.sessionId);
     this.raised = null;
@@ -1392,7 +1397,7 @@ export class LoopGuard {
 
   /** runaway: no new result for a long run, or a budget blown; also the session's totals. */
   private trackRunaway(
-    s: SessionState, call: ObservedCall, isNew: boolean, tool: string, spanId: string, depth: number, tokens: number, cost: number,
+    s: SessionState, call: ObservedCall, isNew: boolean, tool: string, spanId: string, depth: number, tokens: number, cost: number, halted = false,
   ): void {
     const p = this.params;
     const startMs = toMs(call.ts);
@@ -1427,7 +1432,7 @@ export class LoopGuard {
     if (s.runaway) s.runaway.stillNoProgress = (reasons & R_NO_PROGRESS) !== 0;
     if (reasons === 0) {
       // not counted yet: waits for its no-progress run to reach the threshold
-      if (!isNew) {
+      if (!isNew && !halted) {
         s.pendingTools[s.pending] = tool;
         s.pendingTokens[s.pending] = tokens;
         s.pendingCost[s.pending] = cost;
@@ -1443,7 +1448,7 @@ export class LoopGuard {
       for (let i = 0; i < s.pending; i++) rw.count(s.pendingTools[i]!, s.pendingTokens[i]!, s.pendingCost[i]!);
       s.pending = 0;
     }
-    rw.count(tool, tokens, cost);
+    if (!halted) rw.count(tool, tokens, cost);
     if (depth > rw.maxDepth) rw.maxDepth = depth;
     // what the session has used against each budget it blew: the agent's log says by how much
     const used: string[] = [];
@@ -1454,6 +1459,24 @@ export class LoopGuard {
     if (rw.reasons & R_WALL_TIME) used.push(`${Math.round(wallMs / 1000)} s of ${p.budgetMaxWallTimeS} s`);
     this.emit(s, K_RUNAWAY, s.firstSpan, spanId, rw.wasted, rw.wasted, rw.tokens, rw.cost, rw.sortedTools(), 'critical',
       `Runaway session: ${rw.why()} (${rw.wasted} calls wasted${used.length ? `; used ${used.join(', ')}` : ''}).`);
+  }
+
+  /**
+   * A call the guard stopped still spends: the model that asked for it was paid, and a framework
+   * that hands the halt back to the model (the AI SDK: a tool error the model reads) may be asked
+   * for it again and again. It counts against the budgets as a call that made no progress, so a
+   * session that keeps going after a halt runs away and is stopped; it is in no loop rule (its
+   * depth neither: a call stopped for its depth was reported when it was stopped), and not in a
+   * finding's waste (the SQL pass leaves stopped calls out: the figures stay comparable).
+   */
+  private observeHalted(call: ObservedCall): GuardFinding[] {
+    const s = this.state(call.sessionId);
+    this.raised = null;
+    this.trackRunaway(s, call, false, call.tool, call.spanId, 0, call.tokens ?? 0, call.costUsd ?? 0, true);
+    if (s.forgotten) this.release(s);
+    const raised = this.raised ?? [];
+    this.raised = null;
+    return raised;
   }
 
   /** The last `period` calls, this one included, are all different calls (tool and arguments). */

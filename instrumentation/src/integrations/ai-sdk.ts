@@ -29,6 +29,7 @@ import { canonicalJson, hash64Hex } from '../canonical.js';
 import { sessionFrom } from '../context.js';
 import { costUsd } from '../cost.js';
 import { llmUsageOf } from '../llm-calls.js';
+import { loopDetectedIn, type LoopKind } from '../guard/loop-guard.js';
 import { captureOptions, capturedText } from '../options.js';
 
 export interface AiSdkTelemetryOptions {
@@ -51,6 +52,27 @@ export interface AiSdkTelemetrySettings {
 // compile-time check that the settings fit the AI SDK's own type
 const fits: (s: AiSdkTelemetrySettings) => TelemetrySettings = (s) => s;
 void fits;
+
+/**
+ * A `stopWhen` condition for generateText/streamText: the run stops after a step in which the
+ * loop guard stopped a tool call (halt) for one of `kinds` (default: runaway, a budget blown or no
+ * progress). The AI SDK hands a halted call back to the model as a tool error; a model that asks
+ * for it again and again would otherwise go on until the step limit, paying for every step. Use
+ * it beside a step limit: `stopWhen: [stepCountIs(20), stopWhenHalted()]`. A loop of another kind
+ * (stuck, repeat) is left to the model, which reads why its call was stopped and can re-plan.
+ */
+export function stopWhenHalted(opts: { kinds?: readonly LoopKind[] } = {}): (options: { steps: ReadonlyArray<{ content: ReadonlyArray<unknown> }> }) => boolean {
+  const kinds = new Set<LoopKind>(opts.kinds ?? ['runaway']);
+  return ({ steps }) => {
+    const last = steps[steps.length - 1];
+    return !!last && last.content.some((part) => {
+      const p = part as { type?: unknown; error?: unknown };
+      if (p.type !== 'tool-error') return false;
+      const halt = loopDetectedIn(p.error);
+      return halt !== undefined && kinds.has(halt.finding.kind);
+    });
+  };
+}
 
 /** `experimental_telemetry` settings for generateText/streamText/…, with the session in metadata. */
 export function aiSdkTelemetry(opts: AiSdkTelemetryOptions = {}): AiSdkTelemetrySettings {
