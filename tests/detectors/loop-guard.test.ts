@@ -209,6 +209,19 @@ describe('LoopGuard without OpenTelemetry', () => {
     expect(g.findings('s').find((f) => f.kind === 'stuck')!.repeats).toBe(3);
   });
 
+  it('an error loop\'s message quotes the error, as SQL\'s does', () => {
+    const g = new LoopGuard({ params: { errorLoopMinCount: 3 } });
+    const found: GuardFinding[] = [];
+    for (let i = 1; i <= 5; i++) {
+      const failing = i % 2 === 1;
+      found.push(...g.observe(row(i, failing
+        ? { tool: 'deploy', argsHash: `env${i}`, status: 'error', errorType: 'Error', errorMessage: 'permission denied for role deployer', resultHash: '' }
+        : { tool: 'read_file', argsHash: `f${i}`, resultHash: `r${i}` })));
+    }
+    expect(found.find((f) => f.kind === 'error_loop')!.message).toBe(
+      'Tool deploy hit the same error 3 times in this session (Error: permission denied for role deployer): the task may be impossible as attempted.');
+  });
+
   it('maxSessions must be a whole number from 1 (NaN kept every session, 0 detected nothing)', () => {
     for (const bad of [Number.NaN, 0, -5, 2.5]) expect(() => new LoopGuard({ maxSessions: bad })).toThrow(/maxSessions must be a whole number from 1/);
     expect(() => enableLoopGuard({ policy: 'warn', maxSessions: Number(undefined) })).toThrow(/maxSessions/);

@@ -1198,7 +1198,7 @@ export class LoopGuard {
     this.trackRetryStorm(s, failed, tool, spanId, tokens, cost, call.errorType);
     if (!failed && s.lastFailure !== null) this.recovered(s, s.lastFailure, tool, args);
     s.lastFailure = null;
-    if (error) this.trackErrorLoop(s, seq, error, tool, spanId, tokens, cost, call.errorType);
+    if (error) this.trackErrorLoop(s, seq, error, tool, spanId, tokens, cost, call.errorType, call.errorMessage);
     else if (s.lastErrorByTool !== null && s.lastErrorByTool.size > 0) s.lastErrorByTool.delete(tool);
 
     // redundant: the same call with the same non-empty result earlier in the session (calls with
@@ -1346,6 +1346,7 @@ export class LoopGuard {
   /** error_loop: the same error again across the session, other calls in between. */
   private trackErrorLoop(
     s: SessionState, seq: number, error: ErrorMemo, tool: string, spanId: string, tokens: number, cost: number, errorType: string | undefined,
+    errorMessage: string | undefined,
   ): void {
     const et = this.errors;
     const k = this.kOther.setText(error.key, error.keyHash); // never hex digits: it holds OUTCOME_TAG
@@ -1369,7 +1370,8 @@ export class LoopGuard {
     if (count >= this.params.errorLoopMinCount && seq - et.num(e, E_FIRST_SEQ) + 1 > count) {
       const known = et.finding(e);
       const f = this.emit(s, K_ERROR_LOOP, known ? known.firstSpanId : et.first(e), spanId, count, count - 1, et.num(e, E_TOKENS), et.num(e, E_COST), [tool], 'critical',
-        `Tool ${tool} hit the same error ${count} times in this session (${errorType ?? 'error'}): the task may be impossible as attempted.`, known);
+        // with the error's text, as SQL's message (SQL quotes the first occurrence's, this the latest's: the same error, its ids aside)
+        `Tool ${tool} hit the same error ${count} times in this session (${errorType ?? 'error'}: ${[...(errorMessage ?? '')].slice(0, 120).join('')}): the task may be impossible as attempted.`, known);
       if (!known) et.setFinding(e, f);
     }
   }
