@@ -6,7 +6,7 @@ import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@o
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { traceTool, withSession } from '../../instrumentation/src/api.js';
-import { enableLoopGuard, guardPolicyFromEnv, type LoopGuardHandle } from '../../instrumentation/src/guard/enable.js';
+import { enableLoopGuard, guardPolicyFromEnv, LogLimit, type LoopGuardHandle } from '../../instrumentation/src/guard/enable.js';
 import { LoopDetectedError, LoopGuard, loopDetectedIn, type GuardFinding } from '../../instrumentation/src/guard/loop-guard.js';
 import { SessionSpanProcessor } from '../../instrumentation/src/sdk.js';
 import { DETECTOR_DEFAULTS } from '../../queries/src/detector-defaults.js';
@@ -57,6 +57,25 @@ describe('LoopGuard policy warn', () => {
     expect(stuck.attributes?.['loop.session_id']).toBe('guard-warn');
     expect(loopEvents(spans[3]!)).toHaveLength(0); // raised once; growth is not re-announced
     expect(warnings.map((w) => w.kind).sort()).toEqual(['redundant', 'stuck']);
+  });
+
+  it('a loop found again and again in a session is logged once a minute; events and onLoop get every one', async () => {
+    const lines: string[] = [];
+    const found: GuardFinding[] = [];
+    handle = enableLoopGuard({ policy: 'warn', log: (m) => lines.push(m), onLoop: (f) => found.push(f) });
+    // a poller that sees the same answer three times between other work: a new stuck run each time
+    const poll = traceTool('job_status', async () => 'pending');
+    const work = traceTool('work', async (i: number) => i);
+    await withSession('guard-warn-volume', async () => {
+      for (let i = 0; i < 20; i++) {
+        for (let k = 0; k < 3; k++) await poll();
+        await work(i);
+      }
+    });
+    const stuck = found.filter((f) => f.kind === 'stuck');
+    expect(stuck).toHaveLength(20);
+    expect(toolSpans().flatMap(loopEvents).filter((e) => e.attributes?.['loop.detector'] === 'stuck')).toHaveLength(20);
+    expect(lines.filter((l) => l.startsWith('stuck loop'))).toHaveLength(1);
   });
 
   it('stays quiet on polling whose result changes, pagination and reading different files', async () => {
@@ -209,6 +228,18 @@ describe('LoopGuard without OpenTelemetry', () => {
     expect(g.findings('s').find((f) => f.kind === 'stuck')!.repeats).toBe(3);
   });
 
+  it('a repeat run taken back and found again (its new answers hover at the limit) is announced once', () => {
+    const g = new LoopGuard();
+    // a status poll: 'pending' five times, then progress, then every other answer new
+    const outcomes = ['p', 'p', 'p', 'p', 'p', 'q1', 'q2', 'q3', 'q4'];
+    for (let i = 5; i <= 44; i++) outcomes.push(i % 2 ? 'p' : `q${i}`);
+    let announced = 0;
+    outcomes.forEach((o, i) => {
+      for (const f of g.observe(row(i, { tool: 'job_status', argsHash: 'j', resultHash: o }))) if (f.kind === 'repeat' && f.isNew) announced++;
+    });
+    expect(announced).toBe(1); // was 21: each time the run was found again
+  });
+
   it('an error loop\'s message quotes the error, as SQL\'s does', () => {
     const g = new LoopGuard({ params: { errorLoopMinCount: 3 } });
     const found: GuardFinding[] = [];
@@ -220,6 +251,21 @@ describe('LoopGuard without OpenTelemetry', () => {
     }
     expect(found.find((f) => f.kind === 'error_loop')!.message).toBe(
       'Tool deploy hit the same error 3 times in this session (Error: permission denied for role deployer): the task may be impossible as attempted.');
+  });
+
+  it('LogLimit: a line per session, kind and tools a minute, the next saying how many were left out', () => {
+    let t = 0;
+    const limit = new LogLimit(100, 60_000, () => t);
+    const f = (sessionId: string, kind: GuardFinding['kind'] = 'stuck') => ({ kind, sessionId, tools: ['poll'] }) as GuardFinding;
+    expect(limit.admit(f('a'))).toBe('');
+    t = 1_000;
+    expect(limit.admit(f('a'))).toBeNull();
+    expect(limit.admit(f('a'))).toBeNull();
+    expect(limit.admit(f('b'))).toBe(''); // another session
+    expect(limit.admit(f('a', 'repeat'))).toBe(''); // another kind
+    t = 61_000;
+    expect(limit.admit(f('a'))).toBe(' (and 2 more like it in the minute before, not logged)');
+    expect(limit.admit(f('a'))).toBeNull();
   });
 
   it('maxSessions must be a whole number from 1 (NaN kept every session, 0 detected nothing)', () => {

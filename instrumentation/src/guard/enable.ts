@@ -108,6 +108,34 @@ function eventAttributes(f: GuardFinding, action: 'warn' | 'halt'): Record<strin
   };
 }
 
+/**
+ * One log line per (session, kind, tools) a minute: a poller that sees the same answer three times
+ * between other calls raises a new stuck finding each time (300 lines in 1,200 calls). The next
+ * line after a quiet minute says how many were left out; span events and onLoop get every one.
+ */
+export class LogLimit {
+  private readonly last = new Map<string, { at: number; skipped: number }>();
+  constructor(
+    private readonly maxKeys: number,
+    private readonly everyMs = 60_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** null: leave the line out; else what to add to it (the lines left out before it). */
+  admit(f: GuardFinding): string | null {
+    const key = `${f.sessionId}\u0000${f.kind}\u0000${f.tools.join(',')}`;
+    const t = this.now();
+    const seen = this.last.get(key);
+    if (seen && t - seen.at < this.everyMs) {
+      seen.skipped++;
+      return null;
+    }
+    const skipped = seen?.skipped ?? 0;
+    touch(this.last, key, { at: t, skipped: 0 }, this.maxKeys);
+    return skipped > 0 ? ` (and ${skipped} more like it in the minute before, not logged)` : '';
+  }
+}
+
 let current: LoopGuardHandle | null = null;
 
 /** Starts the guard (replacing one started before); returns it with a disable function. */
@@ -128,6 +156,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
     // by the span id of the tool call they were made in, until it ends
     const spentInside = new Map<string, { tokens: number; costUsd: number }>();
     const maxSessions = opts.maxSessions ?? 1000;
+    const logLimit = new LogLimit(maxSessions);
     unsubscribe.push(
       onLlmCall((llm) => {
         if (llm.insideTool === undefined) return touch(unchargedLlm, llm.sessionId, llm, maxSessions);
@@ -169,7 +198,8 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
         for (const f of raised) {
           if (!f.isNew) continue;
           call.span.addEvent('loopwatch.loop_detected', eventAttributes(f, 'warn'));
-          log(`${f.kind === 'redundant' ? 'redundant calls' : `${f.kind} loop`} in session ${f.sessionId}: ${f.message}`, f);
+          const line = logLimit.admit(f);
+          if (line !== null) log(`${f.kind === 'redundant' ? 'redundant calls' : `${f.kind} loop`} in session ${f.sessionId}: ${f.message}${line}`, f);
           opts.onLoop?.(f);
         }
       }),

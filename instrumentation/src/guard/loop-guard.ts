@@ -708,12 +708,15 @@ class Run {
   last = '';
   tokens = 0;
   cost = 0;
+  /** repeat: this run's finding was raised (and may have been taken back since). */
+  announced = false;
 
   start(tool: string, args: string, outcome: Outcome, spanId: string): void {
     this.tool = tool;
     this.args = args;
     this.outcome = outcome;
     this.outcomes = null;
+    this.announced = false;
     this.len = 1;
     this.first = spanId;
     this.last = spanId;
@@ -1106,10 +1109,12 @@ export class LoopGuard {
     s: SessionState, k: number, firstSpanId: string, lastSpanId: string, repeats: number, wastedCalls: number,
     wastedTokens: number, wastedCostUsd: number, tools: string[], sev: GuardFinding['severity'], message: string,
     known?: KeptFinding,
+    raisedBefore = false,
   ): KeptFinding {
     const byFirst = (s.findings[k] ??= new Map());
     let f = known ?? byFirst.get(firstSpanId);
-    const isNew = f === undefined;
+    // (raisedBefore: the same loop, taken back and found again: kept, not announced a second time)
+    const isNew = f === undefined && !raisedBefore;
     if (f === undefined) {
       f = {
         kind: KINDS[k]!, sessionId: s.id, firstSpanId, lastSpanId, repeats, wastedCalls, wastedTokens, wastedCostUsd, tools, severity: sev, message,
@@ -1269,8 +1274,10 @@ export class LoopGuard {
     }
     const distinct = r.outcomes ? r.outcomes.size : 1;
     if (r.len >= p.repeatMinRun && distinct <= r.len * p.repeatMaxNewRatio) {
+      // a run whose share of new outcomes hovers at the limit is taken back and found again: one announcement
       this.emit(s, K_REPEAT, r.first, r.last, r.len, r.len - 1, r.tokens, r.cost, [tool], severity(r.len, p.repeatMinRun),
-        `Tool ${tool} was called ${r.len} times in a row with the same arguments (${distinct} distinct outcome${distinct === 1 ? '' : 's'}).`);
+        `Tool ${tool} was called ${r.len} times in a row with the same arguments (${distinct} distinct outcome${distinct === 1 ? '' : 's'}).`, undefined, r.announced);
+      r.announced = true;
     } else if (r.len > 1 && s.findingCount > 0) {
       // the run turned out to make progress
       if (s.findings[K_REPEAT]?.delete(r.first)) s.findingCount--;
