@@ -251,6 +251,9 @@ describe('LoopGuard without OpenTelemetry', () => {
     }
     expect(found.find((f) => f.kind === 'error_loop')!.message).toBe(
       'Tool deploy hit the same error 3 times in this session (Error: permission denied for role deployer): the task may be impossible as attempted.');
+    // halt stops the call that failed again, not the tool: with other arguments it may run (the guard cannot see a cause fixed)
+    expect(g.check({ sessionId: 's', tool: 'deploy', argsHash: 'env5' })?.kind).toBe('error_loop');
+    expect(g.check({ sessionId: 's', tool: 'deploy', argsHash: 'staging' })).toBeUndefined();
   });
 
   it('LogLimit: a line per session, kind and tools a minute, the next saying how many were left out', () => {

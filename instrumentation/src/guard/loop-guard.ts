@@ -865,6 +865,8 @@ class SessionState {
   /** oscillation period -> its island (insertion order matters to check()). */
   islands: Map<number, Island> | null = null;
   lastErrorByTool: Map<string, string> | null = null;
+  /** The arguments of the tool's last failed call (halt stops that call, not every call of the tool). */
+  lastErrorArgs: Map<string, string> | null = null;
   /** The tool last touched in lastErrorByTool (its newest entry if still there). */
   lastErrorTool = '';
   /** The last call's failure as error_loop counted it, until the next call (which may recover from it). */
@@ -1067,8 +1069,11 @@ export class LoopGuard {
       const f = active(s, K_RETRY_STORM, s.storm.first);
       if (f) return f;
     }
+    // an error loop stops the call that failed again, not the tool: a deploy failing for want of a
+    // permission, once granted, can be tried with other arguments (every call of the tool stayed
+    // stopped, and the guard never saw the cause fixed: a stopped call does not run)
     const lastError = s.lastErrorByTool?.get(tool);
-    if (lastError) {
+    if (lastError && s.lastErrorArgs?.get(tool) === args) {
       const k = this.kOther.set(lastError);
       const e = this.errors.find(s.no, k.hash, k, k, k);
       const f = e >= 0 ? active(s, K_ERROR_LOOP, this.errors.first(e)) : undefined;
@@ -1203,8 +1208,11 @@ export class LoopGuard {
     this.trackRetryStorm(s, failed, tool, spanId, tokens, cost, call.errorType);
     if (!failed && s.lastFailure !== null) this.recovered(s, s.lastFailure, tool, args);
     s.lastFailure = null;
-    if (error) this.trackErrorLoop(s, seq, error, tool, spanId, tokens, cost, call.errorType, call.errorMessage);
-    else if (s.lastErrorByTool !== null && s.lastErrorByTool.size > 0) s.lastErrorByTool.delete(tool);
+    if (error) this.trackErrorLoop(s, seq, error, tool, args, spanId, tokens, cost, call.errorType, call.errorMessage);
+    else if (s.lastErrorByTool !== null && s.lastErrorByTool.size > 0) {
+      s.lastErrorByTool.delete(tool);
+      s.lastErrorArgs?.delete(tool);
+    }
 
     // redundant: the same call with the same non-empty result earlier in the session (calls with
     // an empty result are kept too, for runaway's "an action not made before")
@@ -1352,7 +1360,7 @@ export class LoopGuard {
 
   /** error_loop: the same error again across the session, other calls in between. */
   private trackErrorLoop(
-    s: SessionState, seq: number, error: ErrorMemo, tool: string, spanId: string, tokens: number, cost: number, errorType: string | undefined,
+    s: SessionState, seq: number, error: ErrorMemo, tool: string, args: string, spanId: string, tokens: number, cost: number, errorType: string | undefined,
     errorMessage: string | undefined,
   ): void {
     const et = this.errors;
@@ -1368,8 +1376,14 @@ export class LoopGuard {
     }
     const lastErrors = (s.lastErrorByTool ??= new Map());
     // already the most recently touched: set() in place keeps its place (delete-then-set would reallocate the map)
-    if (tool === s.lastErrorTool && lastErrors.has(tool)) lastErrors.set(tool, error.key);
-    else touch(lastErrors, tool, error.key, MAX_ERROR_KEYS);
+    const lastArgs = (s.lastErrorArgs ??= new Map());
+    if (tool === s.lastErrorTool && lastErrors.has(tool)) {
+      lastErrors.set(tool, error.key);
+      lastArgs.set(tool, args);
+    } else {
+      touch(lastErrors, tool, error.key, MAX_ERROR_KEYS);
+      touch(lastArgs, tool, args, MAX_ERROR_KEYS);
+    }
     s.lastErrorTool = tool;
     s.lastFailure = { key: error.key, keyHash: error.keyHash, tokens, cost }; // (the memo is shared: its key changes with the tool)
     const count = et.count(e);
