@@ -271,6 +271,27 @@ describe('LoopGuard without OpenTelemetry', () => {
     expect(limit.admit(f('a'))).toBeNull();
   });
 
+  it('more sessions active than kept: counted (the hook warns); a runaway session crowded out stays stopped', () => {
+    const g = new LoopGuard({ maxSessions: 10, params: { budgetMaxCalls: 3 } });
+    // s0 blows its call budget
+    for (let i = 1; i <= 4; i++) g.observe(row(i, { sessionId: 's0', argsHash: `a${i}`, resultHash: `r${i}` }));
+    expect(g.check({ sessionId: 's0', tool: 'x', argsHash: 'y' })?.kind).toBe('runaway');
+    // 11 other sessions taking turns, round after round: each forgotten before its next call
+    for (let round = 0; round < 3; round++) for (let k = 1; k <= 11; k++) g.observe(row(100 * round + k, { sessionId: `s${k}`, argsHash: `b${round}`, resultHash: 'r' }));
+    expect(g.activeSessionsForgotten).toBeGreaterThan(0);
+    expect(g.findings('s0')).toEqual([]); // forgotten...
+    expect(g.check({ sessionId: 's0', tool: 'x', argsHash: 'y' })?.kind).toBe('runaway'); // ...and still stopped
+    g.end('s0');
+    expect(g.check({ sessionId: 's0', tool: 'x', argsHash: 'y' })).toBeUndefined();
+    // a quiet process: sessions end one after another, none forgotten while active
+    const calm = new LoopGuard({ maxSessions: 10 });
+    for (let k = 0; k < 100; k++) for (let i = 0; i < 3; i++) calm.observe(row(10 * k + i, { sessionId: `c${k}`, argsHash: `a${i}`, resultHash: 'r' }));
+    expect(calm.activeSessionsForgotten).toBe(0);
+    const oneCallEach = new LoopGuard({ maxSessions: 10 }); // chat turns: one call per session, never back
+    for (let k = 0; k < 100; k++) oneCallEach.observe(row(k, { sessionId: `t${k}` }));
+    expect(oneCallEach.activeSessionsForgotten).toBe(0);
+  });
+
   it('maxSessions must be a whole number from 1 (NaN kept every session, 0 detected nothing)', () => {
     for (const bad of [Number.NaN, 0, -5, 2.5]) expect(() => new LoopGuard({ maxSessions: bad })).toThrow(/maxSessions must be a whole number from 1/);
     expect(() => enableLoopGuard({ policy: 'warn', maxSessions: Number(undefined) })).toThrow(/maxSessions/);

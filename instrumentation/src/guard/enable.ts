@@ -157,6 +157,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
     const spentInside = new Map<string, { tokens: number; costUsd: number }>();
     const maxSessions = opts.maxSessions ?? 1000;
     const logLimit = new LogLimit(maxSessions);
+    let saidCrowded = false;
     unsubscribe.push(
       onLlmCall((llm) => {
         if (llm.insideTool === undefined) return touch(unchargedLlm, llm.sessionId, llm, maxSessions);
@@ -195,6 +196,10 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
           parentSpanId: ids.parentSpanId,
           depth: call.depth,
         });
+        if (!saidCrowded && guard.activeSessionsForgotten > 0) {
+          saidCrowded = true;
+          warn(`the loop guard keeps ${maxSessions} sessions and more are active at once: sessions are forgotten between their calls, and their loops go unseen; raise maxSessions (enableLoopGuard({ maxSessions }))`);
+        }
         for (const f of raised) {
           if (!f.isNew) continue;
           call.span.addEvent('loopwatch.loop_detected', eventAttributes(f, 'warn'));

@@ -120,6 +120,8 @@ const EMPTY_HEX_FIRST = EMPTY_HEX.charCodeAt(0); // 'e'
 
 const MAX_KEYS = 1024;
 const MAX_ERROR_KEYS = 256;
+/** Runaway sessions remembered after they are forgotten, to stay stopped. */
+const MAX_STOPPED = 10_000;
 const MAX_SEEN = 4096;
 const MAX_TOOL_IDS = 4096;
 
@@ -978,6 +980,15 @@ export class LoopGuard {
   private readonly seen = new KeyTable(MAX_SEEN, 2, false, 0);
   private readonly depths = new KeyTable(MAX_KEYS, 1, false, 0);
   private readonly keyTables = [this.errors, this.redundant, this.seen, this.depths];
+  /** Runaway sessions forgotten to keep others (at most MAX_STOPPED): they stay stopped. */
+  private readonly stopped = new Map<string, KeptFinding>();
+  /** The latest sessions forgotten (at most maxSessions), and how many of them came back (see state()). */
+  private readonly forgottenIds = new Map<string, true>();
+  private evictedActive = 0;
+  /** Sessions that had a call after they were forgotten: more are active at once than kept (raise maxSessions). */
+  get activeSessionsForgotten(): number {
+    return this.evictedActive;
+  }
   /** Session numbers of forgotten sessions, to reuse (numbers stay below the most sessions kept at once). */
   private readonly freeNumbers: number[] = [];
   private nextNumber = 0;
@@ -1020,8 +1031,9 @@ export class LoopGuard {
     return out;
   }
 
-  /** Forgets a session (it ended). */
+  /** Forgets a session (it ended), a stopped one too. */
   end(sessionId: string): void {
+    this.stopped.delete(sessionId);
     const s = this.sessions.get(sessionId);
     if (!s) return;
     this.unlink(s);
@@ -1035,6 +1047,11 @@ export class LoopGuard {
    * storm or error loop, any call of a runaway session. Redundant calls never halt.
    */
   check(call: { sessionId: string; tool: string; argsHash: string }): GuardFinding | undefined {
+    // a runaway session forgotten for others stays stopped: being crowded out is no fresh budget
+    if (this.stopped.size > 0) {
+      const gone = this.stopped.get(call.sessionId);
+      if (gone) return toFinding(gone, false);
+    }
     const s = this.sessions.get(call.sessionId);
     if (!s || s.findingCount === 0) return undefined;
     // a runaway session first: it stops every call, and says so (a budget blown while the model
@@ -1526,11 +1543,18 @@ export class LoopGuard {
     }
     const no = this.freeNumbers.pop() ?? this.nextNumber++;
     for (const table of this.keyTables) table.open(no);
+    // a session forgotten, and back: more sessions are active at once than kept (each forgotten
+    // before its next call, its loops unseen)
+    if (this.forgottenIds.size > 0 && this.forgottenIds.delete(sessionId)) this.evictedActive++;
     s = new SessionState(sessionId, no);
     this.sessions.set(sessionId, s);
     this.append(s);
     while (this.sessions.size > this.maxSessions && this.oldest) {
       const drop = this.oldest;
+      touch(this.forgottenIds, drop.id, true, this.maxSessions);
+      const runaway = drop.runaway && ((drop.runaway.reasons & ~R_NO_PROGRESS) !== 0 || drop.runaway.stillNoProgress)
+        ? drop.findings[K_RUNAWAY]?.get(drop.firstSpan) : undefined;
+      if (runaway) touch(this.stopped, drop.id, runaway, MAX_STOPPED);
       this.unlink(drop);
       this.sessions.delete(drop.id);
       if (drop === s) s.forgotten = true;
