@@ -111,13 +111,18 @@ describe('a setting applied', () => {
     expect(found).toEqual([{ repeats: 2, wasted_calls: 1 }]);
   });
 
-  it('the guard reads LOOPWATCH_DETECTORS too, and ignores a bad one with a warning', async () => {
+  it('the guard reads LOOPWATCH_DETECTORS too, and leaves a bad setting out with a warning, keeping the others', async () => {
     provider.register();
     const warnings: string[] = [];
     expect(detectorSettingsFromEnv({ LOOPWATCH_DETECTORS: 'stuckMinRun=1' }, (m) => warnings.push(m))).toEqual({});
     expect(warnings).toEqual([
-      'LOOPWATCH_DETECTORS ignored, the guard uses the default thresholds: detector setting stuckMinRun must be an integer from 2 to 4294967295, got "1"',
+      'LOOPWATCH_DETECTORS: "stuckMinRun=1" ignored (detector setting stuckMinRun must be an integer from 2 to 4294967295, got "1"); the other settings apply',
     ]);
+    // a typo beside a spend limit: the limit stays (a ';' for ',' too)
+    warnings.length = 0;
+    expect(detectorSettingsFromEnv({ LOOPWATCH_DETECTORS: 'budgetMaxCalls=5;stuckMinRun=1' }, (m) => warnings.push(m))).toEqual({ budgetMaxCalls: 5 });
+    expect(warnings).toHaveLength(1);
+    expect(detectorSettingsFromEnv({ LOOPWATCH_DETECTORS: 'budgetMaxCalls=5;stuckMinRun=4' }, () => undefined)).toEqual({ budgetMaxCalls: 5, stuckMinRun: 4 });
 
     const saved = process.env.LOOPWATCH_DETECTORS;
     process.env.LOOPWATCH_DETECTORS = 'stuck_min_run=2';

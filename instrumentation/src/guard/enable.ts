@@ -40,8 +40,10 @@ export function guardPolicyFromEnv(env: NodeJS.ProcessEnv = process.env, report:
 
 /**
  * LOOPWATCH_DETECTORS (`repeatMinRun=4,budgetMaxCostUsd=2`, as the collector takes it). A bad
- * value is reported through `warn` and the variable ignored: the agent keeps running on the
- * defaults rather than fail over its monitoring's configuration.
+ * setting is reported through `warn` and left out, the others kept: the agent keeps running
+ * rather than fail over its monitoring's configuration, and one typo does not drop the spend
+ * limits beside it (the whole variable was ignored). Settings that do not fit together (checked
+ * across them) leave the variable out.
  */
 export function detectorSettingsFromEnv(
   env: NodeJS.ProcessEnv = process.env,
@@ -51,9 +53,23 @@ export function detectorSettingsFromEnv(
   if (text === undefined || text.trim() === '') return {};
   try {
     return parseDetectorSettings(text);
-  } catch (err) {
-    report(`LOOPWATCH_DETECTORS ignored, the guard uses the default thresholds: ${(err as Error).message}`);
-    return {};
+  } catch {
+    // setting by setting (as parseDetectorSettings splits them; a ';' typed for ',' too)
+    const kept: string[] = [];
+    for (const pair of text.split(/[\s,;]+/).filter((p) => p.length > 0)) {
+      try {
+        parseDetectorSettings(pair);
+        kept.push(pair);
+      } catch (err) {
+        report(`LOOPWATCH_DETECTORS: ${JSON.stringify(pair)} ignored (${(err as Error).message}); the other settings apply`);
+      }
+    }
+    try {
+      return parseDetectorSettings(kept.join(','));
+    } catch (err) {
+      report(`LOOPWATCH_DETECTORS ignored, the guard uses the default thresholds: ${(err as Error).message}`);
+      return {};
+    }
   }
 }
 
