@@ -11,6 +11,7 @@ import { loadConfig } from '../../collector/src/config.js';
 import { decodeRpcStatus, encodeTraceRequest } from '../../collector/src/ingest/otlp-proto.js';
 import { TRUNCATED } from '../../collector/src/ingest/span-rows.js';
 import { queryRows } from '../../collector/src/store/client.js';
+import { valueHash } from '../../instrumentation/src/canonical.js';
 import { postProto, range, toolSpansRequest } from './helpers.js';
 
 // now, fixed for the process (a re-sent span is the same span): spans older than the retention are refused
@@ -107,6 +108,24 @@ describe('request limits', () => {
     expect(cut.SpanName).toHaveLength(100);
     expect(cut.SpanName.endsWith(TRUNCATED)).toBe(true);
     expect(cut.k).toBe('x'.repeat(100 - TRUNCATED.length) + TRUNCATED);
+  });
+
+  it('arguments and results cut to the limit keep their identity: hashed whole, as the instrumentation hashes them', async () => {
+    // five writes of different contents that differ only past the cut, from an instrumentation that sends the arguments
+    const write = (i: number) => span({ name: 'execute_tool write_file', attributes: [
+      attr('gen_ai.operation.name', { stringValue: 'execute_tool' }), attr('gen_ai.tool.name', { stringValue: 'write_file' }),
+      attr('gen_ai.conversation.id', { stringValue: 'limits-long-args' }),
+      attr('gen_ai.tool.call.arguments', { stringValue: JSON.stringify({ path: 'big.txt', content: `${'x'.repeat(150)}${i}` }) }),
+      attr('gen_ai.tool.call.result', { stringValue: `wrote ${'y'.repeat(120)}${i}` }),
+    ] });
+    expect((await postProto(url, proto([1, 2, 3, 4, 5].map(write)))).status).toBe(200);
+    await collector.flush();
+    const rows = await queryRows<{ a: string; r: string }>(collector.store.client,
+      "SELECT lower(hex(reinterpretAsFixedString(args_hash))) AS a, lower(hex(reinterpretAsFixedString(result_hash))) AS r FROM agent_tool_calls FINAL WHERE session_id = 'limits-long-args' ORDER BY ts, span_id");
+    expect(rows).toHaveLength(5);
+    expect(new Set(rows.map((x) => x.a)).size).toBe(5); // were one: a false repeat
+    expect(new Set(rows.map((x) => x.r)).size).toBe(5);
+    expect(rows[0]!.a).toBe(valueHash({ path: 'big.txt', content: `${'x'.repeat(150)}1` }));
   });
 
   it('nesting and object-count bombs are refused before decoding (protobuf and JSON)', async () => {

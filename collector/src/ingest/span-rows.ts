@@ -3,6 +3,7 @@
 // Spans that are malformed in themselves (bad ids) are rejected one by one and reported as
 // OTLP partial success; limits that protect the collector reject the whole request.
 import type Long from 'long';
+import { canonicalJson, hash64Hex } from '../../../instrumentation/src/canonical.js';
 
 /** A 64-bit unsigned value as either decoder delivers it. */
 export type U64 = Long | string | number | bigint | null | undefined;
@@ -127,6 +128,13 @@ const LONE_SURROGATE_ESCAPE = /(?<=(?:^|[^\\])(?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g
 function wellFormedEscapes(text: string): string {
   return text.replace(LONE_SURROGATE_ESCAPE, '\\ufffd');
 }
+
+/** Attributes that carry a tool call's arguments or result (the conventions the views read), and the hash attribute each one's identity goes to. */
+const HASH_OF_CONTENT: Record<string, string> = {
+  'gen_ai.tool.call.arguments': 'loopwatch.tool.args_hash', 'input.value': 'loopwatch.tool.args_hash', 'ai.toolCall.args': 'loopwatch.tool.args_hash',
+  'gen_ai.tool.call.result': 'loopwatch.tool.result_hash', 'output.value': 'loopwatch.tool.result_hash',
+  'ai.toolCall.result': 'loopwatch.tool.result_hash', 'ai.toolCall.output': 'loopwatch.tool.result_hash',
+};
 
 /** What a value cut to the attribute length limit ends with. */
 export const TRUNCATED = '…[truncated]';
@@ -304,11 +312,31 @@ class Converter {
       throw new BadRequestError(`${where} has ${kvs.length} attributes, more than the limit of ${this.limits.maxAttributes}`);
     }
     const max = this.limits.maxAttributeLength;
+    let cutContent: [hashKey: string, value: string][] | undefined;
     for (const kv of kvs) {
       const key = kv.key ?? '';
       if (key.length > max) this.tooLong(`attribute key on ${where}`);
       const value = this.valueText(kv.value);
-      out[key] = value.length > max ? this.fit(value) : value;
+      if (value.length <= max) {
+        out[key] = value;
+        continue;
+      }
+      const hashKey = HASH_OF_CONTENT[key];
+      if (hashKey !== undefined) (cutContent ??= []).push([hashKey, value]);
+      out[key] = this.fit(value);
+    }
+    // A tool call's arguments or result cut to the limit would be hashed cut by the view: calls
+    // that differ past the cut (a 70 KB file written five times) were one call, a false repeat.
+    // Their hash is taken here, over the whole value, as the instrumentation takes it.
+    if (cutContent) {
+      for (const [hashKey, value] of cutContent) {
+        if (hashKey in out) continue;
+        try {
+          out[hashKey] = hash64Hex(canonicalJson(value));
+        } catch {
+          // text nested too deep to walk (any request may carry one): the view hashes the cut text, as before
+        }
+      }
     }
     return out;
   }
