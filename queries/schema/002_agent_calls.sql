@@ -3,6 +3,7 @@
 -- OpenTelemetry Collector's ClickHouse exporter) are analysed the same way.
 -- Conventions mapped (see docs/conventions.md): OpenTelemetry GenAI semconv ('genai'),
 -- OpenInference ('openinference'), Vercel AI SDK legacy ai.* spans ('ai_sdk').
+-- (queries/schema/010_more_conventions.sql makes both views again, with OpenLLMetry / Traceloop too.)
 --
 -- Both tables are ReplacingMergeTree keyed by the span's identity, so a span that reaches the
 -- table twice (an exporter retry that got past the collector's duplicate check) collapses;

@@ -7,6 +7,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { valueHash } from '../../instrumentation/src/canonical.js';
+import { runDetectors } from '../../collector/src/detect/run-detectors.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 
 let tc: TestCollector;
@@ -197,5 +198,91 @@ describe('official exporters x conventions', () => {
     expect(rows[0]!.SpanId).toMatch(/^[0-9a-f]{16}$/);
     expect(rows[0]!.SpanKind).toBe('Internal');
     expect(rows[0]!.ev).toEqual(['exception']);
+  });
+});
+
+describe('more conventions (schema 010)', () => {
+  const proto = exporters['exporter-trace-otlp-proto']!;
+  const toolRows = (session: string) =>
+    tc.rows<{ tool: string; convention: string; args_hash: string; result_hash: string; has_args: number; has_result: number }>(
+      `SELECT tool, convention, toString(args_hash) AS args_hash, toString(result_hash) AS result_hash, has_args, has_result
+       FROM agent_tool_calls FINAL WHERE session_id = {s:String} ORDER BY ts`, { s: session });
+  const llmRows = (where: string, params: Record<string, string>) =>
+    tc.rows<{ convention: string; operation: string; model: string; input_tokens: string; output_tokens: string; status: string; error_type: string }>(
+      `SELECT convention, operation, model, toString(input_tokens) AS input_tokens, toString(output_tokens) AS output_tokens, status, error_type
+       FROM agent_llm_calls FINAL WHERE ${where} ORDER BY ts`, params);
+  const stored = (hex: string) => BigInt.asUintN(64, Buffer.from(hex, 'hex').readBigUInt64LE()).toString();
+
+  it('OpenLLMetry / Traceloop: its LLM and tool spans make calls, in the session of its association properties; a loop in them is found', async () => {
+    const session = `traceloop-${Date.now()}`;
+    const props = { 'traceloop.association.properties.session_id': session };
+    const calls: Call[] = [{
+      name: 'openai.chat',
+      attributes: {
+        'llm.request.type': 'chat', 'gen_ai.system': 'openai', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.response.model': 'gpt-4o-2024-08-06',
+        'gen_ai.usage.prompt_tokens': 1200, 'gen_ai.usage.completion_tokens': 80, 'llm.usage.total_tokens': 1280, ...props,
+      },
+    }];
+    // the same read five times (the kwargs in another order each other time: the same call)
+    for (let i = 0; i < 5; i++) {
+      calls.push({
+        name: 'read_file.tool',
+        attributes: {
+          'traceloop.span.kind': 'tool', 'traceloop.entity.name': 'read_file', ...props,
+          'traceloop.entity.input': i % 2 ? '{"kwargs":{"path":"a.ts","encoding":"utf8"},"args":[]}' : '{"args":[],"kwargs":{"encoding":"utf8","path":"a.ts"}}',
+          'traceloop.entity.output': '"contents of a.ts"',
+        },
+      });
+    }
+    await emit(proto(tc.url), calls);
+    await tc.collector.flush();
+    const tools = await toolRows(session);
+    expect(tools).toHaveLength(5);
+    expect(tools.every((t) => t.tool === 'read_file' && t.convention === 'traceloop' && t.has_args === 1 && t.has_result === 1)).toBe(true);
+    expect(new Set(tools.map((t) => t.args_hash)).size).toBe(1);
+    expect(await llmRows('session_id = {s:String}', { s: session })).toEqual([
+      { convention: 'traceloop', operation: 'chat', model: 'gpt-4o-2024-08-06', input_tokens: '1200', output_tokens: '80', status: 'ok', error_type: '' },
+    ]);
+    const r = await runDetectors(tc.collector.store.client);
+    expect(r.errors).toEqual({});
+    const found = await tc.rows<{ detector: string }>(`SELECT detector FROM agent_findings FINAL WHERE session_id = {s:String} ORDER BY detector`, { s: session });
+    expect(found.map((f) => f.detector)).toEqual(expect.arrayContaining(['repeat', 'stuck']));
+  });
+
+  it('GenAI LLM spans from before gen_ai.operation.name are LLM calls (an embedding is not); LangSmith tool runs carry their input and output', async () => {
+    const session = `pre-operation-${Date.now()}`;
+    await emit(proto(tc.url), [
+      { name: 'openai.chat', attributes: { 'gen_ai.system': 'openai', 'gen_ai.request.model': 'gpt-4o-mini', 'gen_ai.usage.prompt_tokens': 300, 'gen_ai.usage.completion_tokens': 20, 'gen_ai.conversation.id': session } },
+      { name: 'embeddings text-embedding-3-small', attributes: { 'gen_ai.system': 'openai', 'gen_ai.request.model': 'text-embedding-3-small', 'gen_ai.usage.prompt_tokens': 50_000, 'gen_ai.conversation.id': session } },
+      {
+        name: 'read_file',
+        attributes: {
+          'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'read_file', 'langsmith.span.kind': 'tool',
+          'gen_ai.prompt': '{"path":"a.ts"}', 'gen_ai.completion': 'contents of a.ts', 'gen_ai.conversation.id': session,
+        },
+      },
+    ]);
+    await tc.collector.flush();
+    expect(await llmRows('session_id = {s:String}', { s: session })).toEqual([
+      { convention: 'genai', operation: 'chat', model: 'gpt-4o-mini', input_tokens: '300', output_tokens: '20', status: 'ok', error_type: '' },
+    ]);
+    const [tool] = await toolRows(session);
+    expect(tool).toMatchObject({ tool: 'read_file', convention: 'genai', has_args: 1, has_result: 1, args_hash: stored(valueHash({ path: 'a.ts' })) });
+  });
+
+  it('a failed LLM call\'s error type comes from its exception event when it has no error.type', async () => {
+    const session = `llm-error-${Date.now()}`;
+    const provider = new BasicTracerProvider({ resource: resourceFromAttributes({ 'service.name': 'conventions-test' }), spanProcessors: [new SimpleSpanProcessor(proto(tc.url))] });
+    const span = provider.getTracer('t').startSpan('chat gpt-4o', { attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.conversation.id': session } });
+    const err = new Error('Rate limit reached');
+    err.name = 'RateLimitError';
+    span.recordException(err);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+    span.end();
+    await provider.forceFlush();
+    await provider.shutdown();
+    await tc.collector.flush();
+    const [row] = await llmRows('session_id = {s:String}', { s: session });
+    expect(row).toMatchObject({ status: 'error', error_type: 'RateLimitError' });
   });
 });

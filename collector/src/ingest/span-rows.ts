@@ -134,6 +134,7 @@ const HASH_OF_CONTENT: Record<string, string> = {
   'gen_ai.tool.call.arguments': 'loopwatch.tool.args_hash', 'input.value': 'loopwatch.tool.args_hash', 'ai.toolCall.args': 'loopwatch.tool.args_hash',
   'gen_ai.tool.call.result': 'loopwatch.tool.result_hash', 'output.value': 'loopwatch.tool.result_hash',
   'ai.toolCall.result': 'loopwatch.tool.result_hash', 'ai.toolCall.output': 'loopwatch.tool.result_hash',
+  'traceloop.entity.input': 'loopwatch.tool.args_hash', 'traceloop.entity.output': 'loopwatch.tool.result_hash',
 };
 
 /** What a value cut to the attribute length limit ends with. */
