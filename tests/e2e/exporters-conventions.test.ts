@@ -1,10 +1,10 @@
 // (b) The official OTLP exporters (protobuf and JSON over HTTP) send spans in each attribute
 // convention Loopwatch understands; every one lands in the typed tables correctly normalized.
-import { SpanStatusCode, type Attributes, type Tracer } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanStatusCode, trace, type Attributes, type Tracer } from '@opentelemetry/api';
 import { OTLPTraceExporter as OTLPHttpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as OTLPProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { BasicTracerProvider, BatchSpanProcessor, SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { valueHash } from '../../instrumentation/src/canonical.js';
 import { runDetectors } from '../../collector/src/detect/run-detectors.js';
@@ -284,5 +284,38 @@ describe('more conventions (schema 010)', () => {
     await tc.collector.flush();
     const [row] = await llmRows('session_id = {s:String}', { s: session });
     expect(row).toMatchObject({ status: 'error', error_type: 'RateLimitError' });
+  });
+});
+
+describe('GenAI spans as the conventions place the session and the agent', () => {
+  it('tool spans without gen_ai.conversation.id take their trace\'s conversation and agent (sent in one batch), so a loop in them is charged its tokens', async () => {
+    const session = `conv-on-chat-${Date.now()}`;
+    const exporter = exporters['exporter-trace-otlp-proto']!(tc.url);
+    const provider = new BasicTracerProvider({ resource: resourceFromAttributes({ 'service.name': 'spec-agent' }), spanProcessors: [new BatchSpanProcessor(exporter)] });
+    const tracer = provider.getTracer('spec');
+    // invoke_agent names the conversation and the agent; chat spans the conversation; execute_tool spans neither
+    const agentSpan = tracer.startSpan('invoke_agent coder', { attributes: { 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': 'coder', 'gen_ai.conversation.id': session } });
+    const inAgent = trace.setSpan(ROOT_CONTEXT, agentSpan);
+    let t = Date.now() - 60_000;
+    for (let i = 0; i < 5; i++) {
+      const chat = tracer.startSpan('chat gpt-4o', { startTime: t, attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.usage.input_tokens': 1000, 'gen_ai.usage.output_tokens': 100, 'gen_ai.conversation.id': session } }, inAgent);
+      chat.end(t + 500);
+      const tool = tracer.startSpan('execute_tool read_file', { startTime: t + 600, attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'read_file', 'gen_ai.tool.call.arguments': '{"path":"a.ts"}', 'gen_ai.tool.call.result': 'same' } }, inAgent);
+      tool.end(t + 700);
+      t += 1000;
+    }
+    agentSpan.end(t);
+    await provider.forceFlush();
+    await provider.shutdown();
+    await tc.collector.flush();
+    const tools = await tc.rows<{ agent: string }>(`SELECT agent FROM agent_tool_calls FINAL WHERE session_id = {s:String}`, { s: session });
+    expect(tools).toEqual(Array.from({ length: 5 }, () => ({ agent: 'coder' })));
+    const marked = await tc.rows<{ n: string }>(
+      `SELECT toString(count()) AS n FROM otel_traces WHERE SpanAttributes['loopwatch.conversation_from'] = 'trace' AND SpanAttributes['gen_ai.conversation.id'] = {s:String}`, { s: session });
+    expect(marked[0]!.n).toBe('5'); // what was filled in says so
+    expect((await runDetectors(tc.collector.store.client)).errors).toEqual({});
+    const [repeat] = await tc.rows<{ wasted_tokens: string; agent: string }>(
+      `SELECT toString(wasted_tokens) AS wasted_tokens, agent FROM agent_findings FINAL WHERE session_id = {s:String} AND detector = 'repeat'`, { s: session });
+    expect(repeat).toEqual({ wasted_tokens: '4400', agent: 'coder' });
   });
 });

@@ -367,6 +367,7 @@ class Converter {
         }
       }
     }
+    fillTraceConversation(rows);
     return { rows, rejectedSpans: rejected, rejectReason: reason };
   }
 
@@ -421,6 +422,54 @@ class Converter {
       links.map((l) => l.traceState ?? ''),
       links.map((l) => this.attributes(l.attributes, 'link')),
     ];
+  }
+}
+
+/** Attributes a span names its session with (queries/schema loopwatch_session_id reads them). */
+const SESSION_KEYS = [
+  'gen_ai.conversation.id', 'session.id', 'ai.telemetry.metadata.sessionId', 'ai.telemetry.metadata.session_id',
+  'ai.telemetry.metadata.conversationId', 'traceloop.association.properties.session_id',
+];
+
+/**
+ * The GenAI conventions put gen_ai.conversation.id on inference and agent spans, not on
+ * execute_tool spans, and gen_ai.agent.name on invoke_agent spans: an instrumentation that
+ * follows them to the letter left its tool calls in the trace's session (the model calls in the
+ * conversation's), without their tokens and cost, and a conversation over several traces split.
+ * A GenAI span (gen_ai.operation.name) that names no session takes the conversation, and the
+ * agent, that the other spans of its trace in the same request name, when they name one only;
+ * `loopwatch.conversation_from` / `loopwatch.agent_from` = trace say so. Within one request only: a retried export is
+ * the same rows (no state carried between requests), and spans of a trace exported in other
+ * batches keep the trace as their session.
+ */
+function fillTraceConversation(rows: SpanRow[]): void {
+  let conversation: Map<string, string | null> | undefined;
+  let agent: Map<string, string | null> | undefined;
+  const note = (map: Map<string, string | null>, trace: string, value: string) => {
+    const prev = map.get(trace);
+    map.set(trace, prev === undefined || prev === value ? value : null); // two in one trace: neither
+  };
+  for (const r of rows) {
+    const a = r[11];
+    const c = a['gen_ai.conversation.id'];
+    if (c) note((conversation ??= new Map()), r[1], c);
+    const g = a['gen_ai.agent.name'];
+    if (g) note((agent ??= new Map()), r[1], g);
+  }
+  if (!conversation && !agent) return;
+  for (const r of rows) {
+    const a = r[11];
+    if (!a['gen_ai.operation.name']) continue;
+    const c = conversation?.get(r[1]);
+    if (c && !SESSION_KEYS.some((k) => a[k])) {
+      a['gen_ai.conversation.id'] = c;
+      a['loopwatch.conversation_from'] = 'trace';
+    }
+    const g = agent?.get(r[1]);
+    if (g && !a['gen_ai.agent.name'] && !a['agent.name'] && !a['ai.telemetry.functionId']) {
+      a['gen_ai.agent.name'] = g;
+      a['loopwatch.agent_from'] = 'trace';
+    }
   }
 }
 
