@@ -129,10 +129,10 @@ type SpanOfCall = Span & { [CALL]?: TracedCall };
  * Whether a traced call starting inside `outer` (the active span) is the same call seen by two
  * layers: a tool of the agent's that forwards to an instrumented MCP client, a LangChain adapter
  * tool. Same tool (or the outer named `{prefix}_{tool}`), same arguments, another traced function
- * (the same function calling itself is recursion, which the depth budget must see). The outer span then becomes a wrapper (renamed,
- * operation TOOL_WRAPPER_OPERATION, not reported to observers), so the call counts once, from
- * the innermost span, as the AI SDK's own tool spans do (integrations/ai-sdk.ts). Costs one
- * context lookup when calls are not nested.
+ * (the same function calling itself is recursion, which the depth budget must see). The outer
+ * span then becomes a wrapper (renamed, operation TOOL_WRAPPER_OPERATION, not reported to
+ * observers), so the call counts once, from the innermost span, as the AI SDK's own tool spans
+ * do (integrations/ai-sdk.ts). Costs one context lookup when calls are not nested.
  */
 function wrapsCall(outer: SpanOfCall | undefined, tool: string, argsHash: string, fn: unknown): TracedCall | undefined {
   const o = outer?.[CALL];
@@ -284,11 +284,7 @@ function finishError(c: TracedCall, err: unknown): void {
   endCall(c, endedAt);
 }
 
-/**
- * Ends the span, and lets go of the call: the span waits in the export queue, and keeping the call
- * (its context, options) reachable from it until the export measured 0.15-0.25x a bare span's
- * cost in garbage collection.
- */
+/** Ends the span, and lets go of the call: the span waits in the export queue, the call's state (its context, options) need not. */
 function endCall(c: TracedCall, endedAt: number): void {
   (c.span as SpanOfCall)[CALL] = undefined;
   c.span.end(endedAt);
