@@ -36,7 +36,8 @@ function sessionOfSpan(span: Span | undefined): SessionInfo | undefined {
   if (a === undefined) return undefined;
   const sessionId =
     text(a['gen_ai.conversation.id']) ?? text(a['session.id']) ?? text(a['ai.telemetry.metadata.sessionId']) ??
-    text(a['ai.telemetry.metadata.session_id']) ?? text(a['ai.telemetry.metadata.conversationId']);
+    text(a['ai.telemetry.metadata.session_id']) ?? text(a['ai.telemetry.metadata.conversationId']) ??
+    text(a['traceloop.association.properties.session_id']);
   if (sessionId === undefined) return undefined;
   const agent = text(a['gen_ai.agent.name']) ?? text(a['agent.name']) ?? text(a['ai.telemetry.functionId']);
   return agent === undefined ? { sessionId } : { sessionId, agent };
