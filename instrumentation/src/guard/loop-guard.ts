@@ -866,9 +866,8 @@ class SessionState {
   readonly storm = new Run();
   /** oscillation period -> its island (insertion order matters to check()). */
   islands: Map<number, Island> | null = null;
-  lastErrorByTool: Map<string, string> | null = null;
-  /** The arguments of the tool's last failed call (halt stops that call, not every call of the tool). */
-  lastErrorArgs: Map<string, string> | null = null;
+  /** Per tool, its last failure: the error key, and the arguments (halt stops that call, not every call of the tool). */
+  lastErrorByTool: Map<string, { key: string; args: string }> | null = null;
   /** The tool last touched in lastErrorByTool (its newest entry if still there). */
   lastErrorTool = '';
   /** The last call's failure as error_loop counted it, until the next call (which may recover from it). */
@@ -1056,13 +1055,8 @@ export class LoopGuard {
     if (!s || s.findingCount === 0) return undefined;
     // a runaway session first: it stops every call, and says so (a budget blown while the model
     // kept asking for a call halted as stuck was still reported as stuck)
-    if (s.runaway) {
-      const budgetBlown = (s.runaway.reasons & ~R_NO_PROGRESS) !== 0;
-      if (budgetBlown || s.runaway.stillNoProgress) {
-        const f = active(s, K_RUNAWAY, s.firstSpan);
-        if (f) return f;
-      }
-    }
+    const runaway = stoppingRunaway(s);
+    if (runaway) return toFinding(runaway, false);
     const tool = call.tool;
     const args = call.argsHash;
     if (s.repeat.len > 0 && s.repeat.tool === tool && s.repeat.args === args) {
@@ -1090,8 +1084,8 @@ export class LoopGuard {
     // permission, once granted, can be tried with other arguments (every call of the tool stayed
     // stopped, and the guard never saw the cause fixed: a stopped call does not run)
     const lastError = s.lastErrorByTool?.get(tool);
-    if (lastError && s.lastErrorArgs?.get(tool) === args) {
-      const k = this.kOther.set(lastError);
+    if (lastError && lastError.args === args) {
+      const k = this.kOther.set(lastError.key);
       const e = this.errors.find(s.no, k.hash, k, k, k);
       const f = e >= 0 ? active(s, K_ERROR_LOOP, this.errors.first(e)) : undefined;
       if (f) return f;
@@ -1226,10 +1220,7 @@ export class LoopGuard {
     if (!failed && s.lastFailure !== null) this.recovered(s, s.lastFailure, tool, args);
     s.lastFailure = null;
     if (error) this.trackErrorLoop(s, seq, error, tool, args, spanId, tokens, cost, call.errorType, call.errorMessage);
-    else if (s.lastErrorByTool !== null && s.lastErrorByTool.size > 0) {
-      s.lastErrorByTool.delete(tool);
-      s.lastErrorArgs?.delete(tool);
-    }
+    else if (s.lastErrorByTool !== null && s.lastErrorByTool.size > 0) s.lastErrorByTool.delete(tool);
 
     // redundant: the same call with the same non-empty result earlier in the session (calls with
     // an empty result are kept too, for runaway's "an action not made before")
@@ -1277,10 +1268,7 @@ export class LoopGuard {
     s.ring[at + RING_SPAN] = spanId;
     s.ringNext = (slot + 1) % RING;
     if (s.ringLen < RING) s.ringLen++;
-    if (s.forgotten) this.release(s);
-    const raised = this.raised ?? [];
-    this.raised = null;
-    return raised;
+    return this.done(s);
   }
 
   /** repeat: same call in a row, outcomes mostly not new (distinct outcomes: a set only once a second one shows up). */
@@ -1392,14 +1380,13 @@ export class LoopGuard {
       et.setNum(e, E_FIRST_SEQ, seq);
     }
     const lastErrors = (s.lastErrorByTool ??= new Map());
-    // already the most recently touched: set() in place keeps its place (delete-then-set would reallocate the map)
-    const lastArgs = (s.lastErrorArgs ??= new Map());
-    if (tool === s.lastErrorTool && lastErrors.has(tool)) {
-      lastErrors.set(tool, error.key);
-      lastArgs.set(tool, args);
+    // already the most recently touched: changed in place keeps its place (delete-then-set would reallocate the map)
+    const last = tool === s.lastErrorTool ? lastErrors.get(tool) : undefined;
+    if (last) {
+      last.key = error.key;
+      last.args = args;
     } else {
-      touch(lastErrors, tool, error.key, MAX_ERROR_KEYS);
-      touch(lastArgs, tool, args, MAX_ERROR_KEYS);
+      touch(lastErrors, tool, { key: error.key, args }, MAX_ERROR_KEYS);
     }
     s.lastErrorTool = tool;
     s.lastFailure = { key: error.key, keyHash: error.keyHash, tokens, cost }; // (the memo is shared: its key changes with the tool)
@@ -1513,6 +1500,11 @@ export class LoopGuard {
     const s = this.state(call.sessionId);
     this.raised = null;
     this.trackRunaway(s, call, false, call.tool, call.spanId, 0, call.tokens ?? 0, call.costUsd ?? 0, true);
+    return this.done(s);
+  }
+
+  /** The end of an observe(): a session forgotten meanwhile lets go of its keys; what the call raised. */
+  private done(s: SessionState): GuardFinding[] {
     if (s.forgotten) this.release(s);
     const raised = this.raised ?? [];
     this.raised = null;
@@ -1552,8 +1544,7 @@ export class LoopGuard {
     while (this.sessions.size > this.maxSessions && this.oldest) {
       const drop = this.oldest;
       touch(this.forgottenIds, drop.id, true, this.maxSessions);
-      const runaway = drop.runaway && ((drop.runaway.reasons & ~R_NO_PROGRESS) !== 0 || drop.runaway.stillNoProgress)
-        ? drop.findings[K_RUNAWAY]?.get(drop.firstSpan) : undefined;
+      const runaway = stoppingRunaway(drop);
       if (runaway) touch(this.stopped, drop.id, runaway, MAX_STOPPED);
       this.unlink(drop);
       this.sessions.delete(drop.id);
@@ -1591,6 +1582,13 @@ function errorOutcome(type: string, norm: string): Outcome {
 }
 
 /** A copy of the session's finding of that kind and first span id, if any. */
+/** The session's runaway finding while it stops every call: a budget blown, or still no progress. */
+function stoppingRunaway(s: SessionState): KeptFinding | undefined {
+  const rw = s.runaway;
+  if (!rw || ((rw.reasons & ~R_NO_PROGRESS) === 0 && !rw.stillNoProgress)) return undefined;
+  return s.findings[K_RUNAWAY]?.get(s.firstSpan);
+}
+
 function active(s: SessionState, k: number, firstSpanId: string): GuardFinding | undefined {
   const f = s.findings[k]?.get(firstSpanId);
   return f ? toFinding(f, false) : undefined;
