@@ -15,6 +15,16 @@ export const ATTR = {
 } as const;
 
 /**
+ * The attributes a span names its session with, and its agent, first found first: as the
+ * collector reads them (queries/schema loopwatch_session_id, loopwatch_agent).
+ */
+export const SESSION_ATTRIBUTES = [
+  'gen_ai.conversation.id', 'session.id', 'ai.telemetry.metadata.sessionId', 'ai.telemetry.metadata.session_id',
+  'ai.telemetry.metadata.conversationId', 'traceloop.association.properties.session_id',
+] as const;
+export const AGENT_ATTRIBUTES = ['gen_ai.agent.name', 'agent.name', 'ai.telemetry.functionId'] as const;
+
+/**
  * The operation of a tool span that only wraps the call made inside it, not a second call: the
  * collector's agent_tool_calls takes execute_tool spans only.
  */

@@ -3,6 +3,7 @@
 // process-wide session applies when LOOPWATCH_SESSION_ID is set (an agent run per process,
 // started by a harness that knows the run's id).
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { AGENT_ATTRIBUTES, SESSION_ATTRIBUTES } from './attributes.js';
 import { context, createContextKey, ROOT_CONTEXT, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
 
 const SESSION = createContextKey('loopwatch.session');
@@ -22,7 +23,14 @@ export function processSessionFromEnv(env: NodeJS.ProcessEnv = process.env): Ses
 
 const PROCESS_SESSION = processSessionFromEnv();
 
-const text = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+/** The first of the attributes that holds a non-empty text. */
+function firstText(a: Attributes, keys: readonly string[]): string | undefined {
+  for (const k of keys) {
+    const v = a[k];
+    if (typeof v === 'string' && v !== '') return v;
+  }
+  return undefined;
+}
 
 /**
  * The session the active span names itself, when no withSession is around: a span of another
@@ -34,12 +42,9 @@ const text = (v: unknown): string | undefined => (typeof v === 'string' && v !==
 function sessionOfSpan(span: Span | undefined): SessionInfo | undefined {
   const a = (span as { attributes?: Attributes } | undefined)?.attributes;
   if (a === undefined) return undefined;
-  const sessionId =
-    text(a['gen_ai.conversation.id']) ?? text(a['session.id']) ?? text(a['ai.telemetry.metadata.sessionId']) ??
-    text(a['ai.telemetry.metadata.session_id']) ?? text(a['ai.telemetry.metadata.conversationId']) ??
-    text(a['traceloop.association.properties.session_id']);
+  const sessionId = firstText(a, SESSION_ATTRIBUTES);
   if (sessionId === undefined) return undefined;
-  const agent = text(a['gen_ai.agent.name']) ?? text(a['agent.name']) ?? text(a['ai.telemetry.functionId']);
+  const agent = firstText(a, AGENT_ATTRIBUTES);
   return agent === undefined ? { sessionId } : { sessionId, agent };
 }
 

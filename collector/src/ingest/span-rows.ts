@@ -3,6 +3,7 @@
 // Spans that are malformed in themselves (bad ids) are rejected one by one and reported as
 // OTLP partial success; limits that protect the collector reject the whole request.
 import type Long from 'long';
+import { AGENT_ATTRIBUTES, SESSION_ATTRIBUTES } from '../../../instrumentation/src/attributes.js';
 import { canonicalJson, hash64Hex } from '../../../instrumentation/src/canonical.js';
 
 /** A 64-bit unsigned value as either decoder delivers it. */
@@ -425,12 +426,6 @@ class Converter {
   }
 }
 
-/** Attributes a span names its session with (queries/schema loopwatch_session_id reads them). */
-const SESSION_KEYS = [
-  'gen_ai.conversation.id', 'session.id', 'ai.telemetry.metadata.sessionId', 'ai.telemetry.metadata.session_id',
-  'ai.telemetry.metadata.conversationId', 'traceloop.association.properties.session_id',
-];
-
 /**
  * The GenAI conventions put gen_ai.conversation.id on inference and agent spans, not on
  * execute_tool spans, and gen_ai.agent.name on invoke_agent spans: an instrumentation that
@@ -438,9 +433,9 @@ const SESSION_KEYS = [
  * conversation's), without their tokens and cost, and a conversation over several traces split.
  * A GenAI span (gen_ai.operation.name) that names no session takes the conversation, and the
  * agent, that the other spans of its trace in the same request name, when they name one only;
- * `loopwatch.conversation_from` / `loopwatch.agent_from` = trace say so. Within one request only: a retried export is
- * the same rows (no state carried between requests), and spans of a trace exported in other
- * batches keep the trace as their session.
+ * `loopwatch.conversation_from` / `loopwatch.agent_from` = trace say so. Within one request
+ * only: a retried export is the same rows (no state carried between requests), and spans of a
+ * trace exported in other batches keep the trace as their session.
  */
 function fillTraceConversation(rows: SpanRow[]): void {
   let conversation: Map<string, string | null> | undefined;
@@ -461,12 +456,12 @@ function fillTraceConversation(rows: SpanRow[]): void {
     const a = r[11];
     if (!a['gen_ai.operation.name']) continue;
     const c = conversation?.get(r[1]);
-    if (c && !SESSION_KEYS.some((k) => a[k])) {
+    if (c && !SESSION_ATTRIBUTES.some((k) => a[k])) {
       a['gen_ai.conversation.id'] = c;
       a['loopwatch.conversation_from'] = 'trace';
     }
     const g = agent?.get(r[1]);
-    if (g && !a['gen_ai.agent.name'] && !a['agent.name'] && !a['ai.telemetry.functionId']) {
+    if (g && !AGENT_ATTRIBUTES.some((k) => a[k])) {
       a['gen_ai.agent.name'] = g;
       a['loopwatch.agent_from'] = 'trace';
     }
