@@ -160,6 +160,15 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
   const policy = opts.policy ?? guardPolicyFromEnv() ?? 'warn';
   const log = opts.log ?? warn;
   const guard = new LoopGuard({ params: { ...detectorSettingsFromEnv(), ...opts.params }, maxSessions: opts.maxSessions });
+  const maxSessions = opts.maxSessions ?? 1000;
+  const logLimit = new LogLimit(maxSessions);
+  /** A new finding: an event on the span of the call it came with, a log line (limited), onLoop. */
+  const announce = (span: Span, f: GuardFinding, action: 'warn' | 'halt'): void => {
+    span.addEvent('loopwatch.loop_detected', eventAttributes(f, action));
+    const line = logLimit.admit(f);
+    if (line !== null) log(`${f.kind === 'redundant' ? 'redundant calls' : `${f.kind} loop`} in session ${f.sessionId}: ${f.message}${line}`, f);
+    opts.onLoop?.(f);
+  };
   const unsubscribe: (() => void)[] = [];
   if (policy !== 'off') {
     // Tokens and cost, for the budgets and the waste: as in the detector pass, a tool call is
@@ -171,8 +180,6 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
     const unchargedLlm = new Map<string, LlmCallRecord>();
     // by the span id of the tool call they were made in, until it ends
     const spentInside = new Map<string, { tokens: number; costUsd: number }>();
-    const maxSessions = opts.maxSessions ?? 1000;
-    const logLimit = new LogLimit(maxSessions);
     let saidCrowded = false;
     unsubscribe.push(
       onLlmCall((llm) => {
@@ -216,13 +223,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
           saidCrowded = true;
           warn(`the loop guard keeps ${maxSessions} sessions and more are active at once: sessions are forgotten between their calls, and their loops go unseen; raise maxSessions (enableLoopGuard({ maxSessions }))`);
         }
-        for (const f of raised) {
-          if (!f.isNew) continue;
-          call.span.addEvent('loopwatch.loop_detected', eventAttributes(f, 'warn'));
-          const line = logLimit.admit(f);
-          if (line !== null) log(`${f.kind === 'redundant' ? 'redundant calls' : `${f.kind} loop`} in session ${f.sessionId}: ${f.message}${line}`, f);
-          opts.onLoop?.(f);
-        }
+        for (const f of raised) if (f.isNew) announce(call.span, f, 'warn');
       }),
     );
   }
@@ -236,9 +237,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
         const maxDepth = guard.params.budgetMaxToolDepth;
         if (maxDepth > 0 && call.depth > maxDepth) {
           const f = depthFinding(sessionId, call.tool, spanIds(call.span).spanId, call.depth, maxDepth);
-          call.span.addEvent('loopwatch.loop_detected', eventAttributes(f, 'halt'));
-          log(`runaway loop in session ${sessionId}: ${f.message}`, f);
-          opts.onLoop?.(f);
+          announce(call.span, f, 'halt');
           throw new LoopDetectedError(f);
         }
         const f = guard.check({ sessionId, tool: call.tool, argsHash: call.argsHash });
