@@ -27,6 +27,8 @@ export interface OverloadResult {
   seconds: number;
   statuses: Record<string, number>;
   errors: number;
+  /** What the failed requests failed with (the first few kinds): a reset by the collector, or the client's own. */
+  errorMessages: string[];
   rssMiB: { start: number; max: number; p50: number; end: number };
   retryAfterMissing: number;
   drainedSeconds: number;
@@ -72,6 +74,7 @@ export async function runOverload(opts: OverloadOptions): Promise<OverloadResult
   const { body: tpl, offsets } = template(opts.spansPerRequest);
   const statuses: Record<string, number> = {};
   let errors = 0;
+  const errorMessages = new Set<string>();
   let accepted = 0;
   let retryAfterMissing = 0;
   let outstanding = 0;
@@ -92,7 +95,11 @@ export async function runOverload(opts: OverloadOptions): Promise<OverloadResult
             if (res.status === 200) accepted += opts.spansPerRequest;
             else if ((res.status === 429 || res.status === 503) && !res.headers.get('retry-after')) retryAfterMissing++;
           })
-          .catch(() => errors++)
+          .catch((err: unknown) => {
+            errors++;
+            const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+            if (errorMessages.size < 5) errorMessages.add(`${(err as Error).message}${cause ? ` (${cause.code ?? ''} ${cause.message ?? ''})` : ''}`);
+          })
           .finally(() => {
             outstanding--;
             if (started >= opts.requests && outstanding === 0) resolve();
@@ -117,6 +124,7 @@ export async function runOverload(opts: OverloadOptions): Promise<OverloadResult
     seconds: Math.round(seconds * 10) / 10,
     statuses,
     errors,
+    errorMessages: [...errorMessages],
     rssMiB: { start: Math.round(start), max: Math.round(sorted[sorted.length - 1] ?? 0), p50: Math.round(sorted[sorted.length >> 1] ?? 0), end: Math.round(end) },
     retryAfterMissing,
     drainedSeconds: Math.round(drainedSeconds * 10) / 10,

@@ -12,7 +12,7 @@ describe('overload', () => {
     const r = await runOverload({ rate: 330, requests: 1500, spansPerRequest: 1000, maxOutstanding: 256 });
     console.log(`overload: ${JSON.stringify(r)}`);
     expect(Object.keys(r.statuses).filter((s) => !['200', '429', '503'].includes(s))).toEqual([]);
-    expect(r.errors).toBe(0);
+    expect(r.errors, r.errorMessages.join('; ')).toBe(0);
     expect(r.retryAfterMissing).toBe(0);
     expect(r.statuses['200'] ?? 0).toBeGreaterThan(0);
     expect(r.rssMiB.max).toBeLessThan(RSS_BOUND_MIB);
