@@ -102,7 +102,8 @@ SELECT
     s.agent AS agent,
     s.service AS service,
     l.model AS model,
-    toString(if(l.llm_calls > 0, least(s.first_tool_ts, l.first_llm_ts), s.first_tool_ts)) AS started_at,
+    -- ISO-8601 in UTC, as every time of the read API (toString alone is in the server's zone)
+    concat(replaceOne(toString(if(l.llm_calls > 0, least(s.first_tool_ts, l.first_llm_ts), s.first_tool_ts), 'UTC'), ' ', 'T'), 'Z') AS started_at,
     s.calls AS calls,
     l.llm_calls AS llm_calls,
     s.errors AS errors,

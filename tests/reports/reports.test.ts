@@ -89,6 +89,9 @@ describe('session-scorecard', () => {
     const p = MODEL_PRICES['gpt-4o']!;
     expect(r.cost_usd).toBeCloseTo(l.reduce((a, c) => a + (c.inputTokens * p.input + c.outputTokens * p.output) / 1e6, 0), 5);
     expect(r.wall_time_s).toBeCloseTo((clean.calls.at(-1)!.endMs - clean.calls[0]!.startMs) / 1000, 2);
+    // ISO-8601 in UTC like every time of the read API, not the server's zone without a marker
+    expect(r.started_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
+    expect(Date.parse(r.started_at)).toBe(clean.calls[0]!.startMs);
   });
 
   it('a session still looping at its end did not end cleanly; its waste is counted once', () => {
