@@ -103,12 +103,12 @@ async function endToEnd(requests: Uint8Array[], transport: 'http' | 'grpc'): Pro
     env: { ...process.env, LOOPWATCH_DETECT_INTERVAL_MS: '600000' },
   });
   try {
-    const { url, otlpGrpc } = await new Promise<{ url: string; otlpGrpc: string }>((resolve, reject) => {
+    const { url, otlp_grpc: otlpGrpc } = await new Promise<{ url: string; otlp_grpc: string }>((resolve, reject) => {
       let buf = '';
       child.stdout.on('data', (d: Buffer) => {
         buf += d.toString();
         const line = buf.split('\n').find((l) => l.startsWith('{'));
-        if (line) resolve(JSON.parse(line) as { url: string; otlpGrpc: string });
+        if (line) resolve(JSON.parse(line) as { url: string; otlp_grpc: string });
       });
       child.once('exit', (code) => reject(new Error(`collector exited ${code}`)));
     });

@@ -1,7 +1,8 @@
 // What `loopwatch status` shows and GET /api/v1/status answers: is the collector taking spans, are
 // they reaching the store, are the detectors running. Read from the collector's own state and
 // counters (the numbers /metrics exports), so it costs no query and works while the store is down.
-// `problems` lists what needs a person, each in one sentence; none means healthy.
+// `problems` lists what needs a person, each in one sentence; none means healthy. Keys in
+// snake_case, as every answer of the read API.
 import type { DetectorScheduler } from './detect/scheduler.js';
 import type { CounterName, Metrics, Transport, TransportCounter } from './metrics.js';
 
@@ -9,21 +10,21 @@ export interface CollectorStatus {
   healthy: boolean;
   problems: string[];
   store: { mode: 'embedded' | 'server'; location: string; schema: 'ready' | 'pending' };
-  listening: { otlpHttp: string; otlpGrpc: string | null; auth: boolean; tls: boolean; clientCertificates: boolean; tlsNotAfter: string | null };
-  retentionDays: number;
+  listening: { otlp_http: string; otlp_grpc: string | null; auth: boolean; tls: boolean; client_certificates: boolean; tls_not_after: string | null };
+  retention_days: number;
   spool: { bytes: number; segments: number };
   /** Per transport, since the collector started. */
   spans: { received: PerTransport; accepted: PerTransport; rejected: PerTransport; duplicate: PerTransport; inserted: number; dropped: number };
   detectors: {
     enabled: boolean;
-    intervalMs: number;
+    interval_ms: number;
     passes: number;
-    failedPasses: number;
+    failed_passes: number;
     /** Findings stored for the first time since the collector started. */
-    newFindings: number;
-    lastPass: { at: string; durationMs: number; sessions: number; newFindings: number; grownFindings: number; errors: Record<string, string> } | null;
+    new_findings: number;
+    last_pass: { at: string; duration_ms: number; sessions: number; new_findings: number; grown_findings: number; errors: Record<string, string> } | null;
   };
-  uptimeS: number;
+  uptime_s: number;
 }
 
 type PerTransport = Record<Transport, number>;
@@ -97,20 +98,27 @@ export async function collectorStatus(s: StatusSources): Promise<CollectorStatus
     healthy: problems.length === 0,
     problems,
     store: { ...s.store, schema },
-    listening,
-    retentionDays: s.retentionDays,
+    listening: {
+      otlp_http: listening.otlpHttp,
+      otlp_grpc: listening.otlpGrpc,
+      auth: listening.auth,
+      tls: listening.tls,
+      client_certificates: listening.clientCertificates,
+      tls_not_after: listening.tlsNotAfter,
+    },
+    retention_days: s.retentionDays,
     spool,
     spans,
     detectors: {
       enabled: s.detect.enabled,
-      intervalMs: s.detect.intervalMs,
+      interval_ms: s.detect.intervalMs,
       passes: await s.metrics.value('loopwatch_detector_runs_total'),
-      failedPasses: s.detectors.failedPasses,
-      newFindings: await s.metrics.value('loopwatch_findings_total'),
-      lastPass: last && s.detectors.lastAt
-        ? { at: s.detectors.lastAt.toISOString(), durationMs: Math.round(last.durationMs), sessions: last.sessions, newFindings: last.newFindings, grownFindings: last.grownFindings, errors: last.errors }
+      failed_passes: s.detectors.failedPasses,
+      new_findings: await s.metrics.value('loopwatch_findings_total'),
+      last_pass: last && s.detectors.lastAt
+        ? { at: s.detectors.lastAt.toISOString(), duration_ms: Math.round(last.durationMs), sessions: last.sessions, new_findings: last.newFindings, grown_findings: last.grownFindings, errors: last.errors }
         : null,
     },
-    uptimeS: Math.round((Date.now() - s.startedAt) / 1000),
+    uptime_s: Math.round((Date.now() - s.startedAt) / 1000),
   };
 }

@@ -224,14 +224,21 @@ describe('loopwatch CLI', () => {
   it('status: spans received and stored, detector passes, healthy (exit 0)', async () => {
     const r = await cli(['status', '--json', '--url', tc.url]);
     expect(r.code, r.stderr).toBe(0);
-    const s = JSON.parse(r.stdout) as { healthy: boolean; problems: string[]; store: { mode: string; schema: string }; spans: { accepted: { http: number; grpc: number }; inserted: number; dropped: number }; detectors: { passes: number; newFindings: number; lastPass: { sessions: number } | null } };
+    const s = JSON.parse(r.stdout) as { healthy: boolean; problems: string[]; store: { mode: string; schema: string }; spans: { accepted: { http: number; grpc: number }; inserted: number; dropped: number }; detectors: { passes: number; new_findings: number; last_pass: { sessions: number } | null } };
     expect(s).toMatchObject({ healthy: true, problems: [], store: { mode: 'embedded', schema: 'ready' } });
     expect(s.spans.accepted.http).toBeGreaterThanOrEqual(35); // the sample agent's 17 tool and 18 model calls, over OTLP/HTTP
     expect(s.spans.inserted).toBe(s.spans.accepted.http + s.spans.accepted.grpc);
     expect(s.spans.dropped).toBe(0);
     expect(s.detectors.passes).toBeGreaterThan(0);
-    expect(s.detectors.newFindings).toBeGreaterThan(0); // the sample agent's loops
-    expect(s.detectors.lastPass).not.toBeNull();
+    expect(s.detectors.new_findings).toBeGreaterThan(0); // the sample agent's loops
+    expect(s.detectors.last_pass).not.toBeNull();
+    // keys in snake_case, as every --json output and read API answer (the detectors' error map is keyed by detector)
+    const keys = (v: unknown, at: string): string[] =>
+      v && typeof v === 'object' && !Array.isArray(v)
+        ? Object.entries(v).flatMap(([k, x]) => (at.endsWith('.errors') ? [] : [`${at}.${k}`, ...keys(x, `${at}.${k}`)]))
+        : [];
+    expect(keys(s, '').filter((k) => /[A-Z]/.test(k))).toEqual([]);
+    expect(keys(s, '')).toEqual(expect.arrayContaining(['.retention_days', '.uptime_s', '.listening.otlp_http', '.detectors.interval_ms', '.detectors.last_pass.duration_ms']));
     const text = await cli(['status', '--url', tc.url]);
     expect(text.stdout).toMatch(/^healthy/);
     expect(text.stdout).toContain('lost 0');

@@ -83,7 +83,7 @@ describe('detector scheduler, failing', () => {
       const failing = await status();
       expect(failing.healthy).toBe(false);
       expect(failing.problems).toEqual([expect.stringMatching(/^the last detector pass failed: .*ENOENT/)]);
-      expect(failing.detectors.failedPasses).toBeGreaterThanOrEqual(10);
+      expect(failing.detectors.failed_passes).toBeGreaterThanOrEqual(10);
 
       cpSync(join(queriesDir, 'detectors'), detectors, { recursive: true }); // fixed
       for (const t0 = Date.now(); Date.now() - t0 < 10_000 && !lines.some((l) => l.msg === 'detector passes run again');) await new Promise((r) => setTimeout(r, 20));

@@ -74,7 +74,7 @@ describe('client certificates (--tls-client-ca)', () => {
   it('does not ask the read API for one: the CLI works as before, and the status says certificates are required', async () => {
     const r = await cli(['status', '--url', tc.url, '--json'], { NODE_EXTRA_CA_CERTS: CERT });
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout).listening).toMatchObject({ tls: true, clientCertificates: true });
+    expect(JSON.parse(r.stdout).listening).toMatchObject({ tls: true, client_certificates: true });
   });
 
   it('takes up a changed client CA file while running', async () => {

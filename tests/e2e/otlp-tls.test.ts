@@ -48,7 +48,7 @@ describe('TLS on the OTLP/HTTP port', () => {
     expect(tc.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
     const health = await cli(['status', '--url', tc.url, '--json'], { NODE_EXTRA_CA_CERTS: CERT });
     expect(health.code, health.stderr).toBe(0);
-    expect(JSON.parse(health.stdout).listening).toMatchObject({ otlpHttp: `${tc.url}/v1/traces`, tls: true });
+    expect(JSON.parse(health.stdout).listening).toMatchObject({ otlp_http: `${tc.url}/v1/traces`, tls: true });
 
     await runSampleAgent(tc.url, 'tls-agent-1', { OTEL_EXPORTER_OTLP_CERTIFICATE: CERT });
     expect(await stored('tls-agent-1')).toBeGreaterThan(0);
@@ -118,7 +118,7 @@ describe('a renewed certificate', () => {
     expect(result.code, String(result.error)).toBe(ExportResultCode.SUCCESS);
     expect(await stored('tls-grpc-renewed')).toBe(3);
     const status = await cli(['status', '--url', tc.url, '--json'], { NODE_EXTRA_CA_CERTS: CERT_B });
-    expect(JSON.parse(status.stdout).listening.tlsNotAfter).toBe(new Date(new X509Certificate(readFileSync(CERT_B)).validTo).toISOString());
+    expect(JSON.parse(status.stdout).listening.tls_not_after).toBe(new Date(new X509Certificate(readFileSync(CERT_B)).validTo).toISOString());
 
     // half a renewal: the old certificate back, with the new key
     writeFileSync(CERT_FILE, readFileSync(CERT));

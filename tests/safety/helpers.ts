@@ -73,7 +73,7 @@ export function startProcess(dataDir: string, env: Record<string, string> = {}, 
       for (let i = buffered.indexOf('\n'); i !== -1; i = buffered.indexOf('\n')) {
         const line = buffered.slice(0, i);
         buffered = buffered.slice(i + 1);
-        if (line.includes('"otlpTracesEndpoint"')) {
+        if (line.includes('"otlp_traces_endpoint"')) {
           clearTimeout(timer);
           const { url } = JSON.parse(line) as { url: string };
           resolve({ child, url, pid: child.pid!, output: () => out, stdout: () => stdout, exited });

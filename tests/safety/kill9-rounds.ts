@@ -40,7 +40,7 @@ async function rounds(dataDir: string, midInsert: boolean): Promise<void> {
   // what each process logged at warn and above: a failure below shows it (refused inserts, retries)
   const logged: string[] = [];
   const keepLog = (round: number | 'recovery', output: string) => {
-    for (const line of output.split('\n')) if (line.trim() && !line.includes('"otlpTracesEndpoint"')) logged.push(`[${round}] ${line.slice(0, 400)}`);
+    for (const line of output.split('\n')) if (line.trim() && !line.includes('"otlp_traces_endpoint"')) logged.push(`[${round}] ${line.slice(0, 400)}`);
   };
   for (let round = 0; round < ROUNDS; round++) {
     const p = await startProcess(dataDir, ENV);

@@ -50,7 +50,7 @@ describe('SIGTERM', () => {
     expect(Date.now() - termAt).toBeLessThan(30_000);
     expect(p.output()).toMatch(/shutting down: stop accepting, flush spool to store/);
     // stdout is the CLI's: one JSON document, the logs on stderr
-    expect(p.stdout().trim().split('\n').map((l) => Object.keys(JSON.parse(l) as object))).toEqual([expect.arrayContaining(['url', 'otlpTracesEndpoint'])]);
+    expect(p.stdout().trim().split('\n').map((l) => Object.keys(JSON.parse(l) as object))).toEqual([['url', 'otlp_traces_endpoint', 'otlp_grpc', 'tls', 'tls_client_ca', 'store', 'store_location']]);
     expect(readdirSync(join(dataDir, 'spool')).filter((n) => n.startsWith('seg-'))).toEqual([]);
     const stored = new Map(
       queryDir<{ id: string; n: string }>(dataDir, "SELECT SpanId AS id, count() AS n FROM otel_traces WHERE startsWith(SpanId, '00000033') GROUP BY SpanId").map((r) => [r.id, Number(r.n)]),

@@ -17,14 +17,14 @@ export function registerStatusCommand(program: Command): void {
       if (!s.healthy) process.exitCode = 1;
       if (opts.json) return writeJson(s);
       const d = s.detectors;
-      const last = d.lastPass;
+      const last = d.last_pass;
       process.stdout.write(
         [
-          `${s.healthy ? c.green('healthy') : c.red('problems')}  up ${s.uptimeS}s  store ${s.store.mode} (${s.store.location}), schema ${s.store.schema}, retention ${s.retentionDays} days`,
-          `listening  ${s.listening.otlpHttp}${s.listening.otlpGrpc ? `, gRPC ${s.listening.otlpGrpc}` : ''}${s.listening.tlsNotAfter ? `, TLS (certificate valid until ${s.listening.tlsNotAfter})` : ''}${s.listening.clientCertificates ? ', client certificates required to export' : ''}${s.listening.auth ? ', API keys required' : ''}`,
+          `${s.healthy ? c.green('healthy') : c.red('problems')}  up ${s.uptime_s}s  store ${s.store.mode} (${s.store.location}), schema ${s.store.schema}, retention ${s.retention_days} days`,
+          `listening  ${s.listening.otlp_http}${s.listening.otlp_grpc ? `, gRPC ${s.listening.otlp_grpc}` : ''}${s.listening.tls_not_after ? `, TLS (certificate valid until ${s.listening.tls_not_after})` : ''}${s.listening.client_certificates ? ', client certificates required to export' : ''}${s.listening.auth ? ', API keys required' : ''}`,
           `spans      received ${byTransport(s.spans.received)}, accepted ${byTransport(s.spans.accepted)}, rejected ${sum(s.spans.rejected)}, retries ${sum(s.spans.duplicate)}; stored ${s.spans.inserted}, lost ${s.spans.dropped ? c.red(String(s.spans.dropped)) : '0'}`,
           `spool      ${s.spool.segments} segments, ${s.spool.bytes} bytes waiting for the store`,
-          `detectors  ${d.enabled ? `every ${d.intervalMs} ms, ${plural(d.passes, 'pass', 'passes')} (${d.failedPasses} failed), ${plural(d.newFindings, 'finding')} stored` : 'off in this collector'}${last ? `; last ${last.at}: ${plural(last.sessions, 'session')} in ${last.durationMs} ms, ${plural(last.newFindings, 'new finding')}, ${last.grownFindings} grown` : ''}`,
+          `detectors  ${d.enabled ? `every ${d.interval_ms} ms, ${plural(d.passes, 'pass', 'passes')} (${d.failed_passes} failed), ${plural(d.new_findings, 'finding')} stored` : 'off in this collector'}${last ? `; last ${last.at}: ${plural(last.sessions, 'session')} in ${last.duration_ms} ms, ${plural(last.new_findings, 'new finding')}, ${last.grown_findings} grown` : ''}`,
           ...s.problems.map((p) => c.red(`problem    ${p}`)),
           '',
         ].join('\n'),

@@ -54,15 +54,19 @@ export function registerUpCommand(program: Command): void {
       }
       const tls = config.tls.certFile ?? null;
       const tlsClientCa = config.tls.clientCaFile ?? null;
-      const summary = { url, otlpTracesEndpoint: `${url}/v1/traces`, otlpGrpc: collector.grpcAddress || null, tls, tlsClientCa, store: collector.store.mode, storeLocation: collector.store.location };
+      // snake_case keys, as every --json output and answer of the read API
+      const summary = {
+        url, otlp_traces_endpoint: `${url}/v1/traces`, otlp_grpc: collector.grpcAddress || null, tls, tls_client_ca: tlsClientCa,
+        store: collector.store.mode, store_location: collector.store.location,
+      };
       if (opts.json) {
         process.stdout.write(JSON.stringify(summary) + '\n');
       } else {
         process.stdout.write(
           [
             `loopwatch collector listening on ${url}`,
-            `  OTLP/HTTP traces: POST ${summary.otlpTracesEndpoint} (protobuf or JSON)`,
-            summary.otlpGrpc ? `  OTLP/gRPC traces: ${tls ? 'https://' : ''}${summary.otlpGrpc}` : '  OTLP/gRPC: off',
+            `  OTLP/HTTP traces: POST ${summary.otlp_traces_endpoint} (protobuf or JSON)`,
+            summary.otlp_grpc ? `  OTLP/gRPC traces: ${tls ? 'https://' : ''}${summary.otlp_grpc}` : '  OTLP/gRPC: off',
             ...(tls ? [`  TLS: on both ports (${tls})`] : []),
             ...(tlsClientCa ? [`  client certificates: required to export, signed by a CA of ${tlsClientCa}`] : []),
             `  store: ${collector.store.mode} (${collector.store.location})`,
