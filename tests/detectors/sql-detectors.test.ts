@@ -426,6 +426,30 @@ describe('idempotent and incremental', () => {
     expect(spans.map((x) => x.v)).toEqual(['1', '2']);
   });
 
+  it('LLM spans that arrive after the tool spans: the finding is stored again with their tokens and cost', async () => {
+    // a streamed turn ends after the calls it asked for, and its span comes in a later export
+    const client = tc.collector.store.client;
+    const s = buildSession('sql-late-llm', times(5, { tool: 'read_file', args: { path: 'a.ts' }, result: 'same' }));
+    const tools = new Set(s.toolRowIndex);
+    await insertSpans(client, s.rows.filter((_, i) => tools.has(i) || i === s.rows.length - 1));
+    await runDetectors(client, { params: { ...PARAMS, watermarkOverlapS: 0 } });
+    const stuck = () => tc.rows<F>(`SELECT * FROM agent_findings FINAL WHERE session_id = 'sql-late-llm' AND detector = 'stuck'`);
+    expect((await stuck()).map((f) => [Number(f.version), Number(f.repeats), Number(f.wasted_tokens)])).toEqual([[1, 5, 0]]);
+    await insertSpans(client, s.rows.filter((_, i) => !tools.has(i) && i !== s.rows.length - 1));
+    const r = await runDetectors(client, { params: { ...PARAMS, watermarkOverlapS: 0 } });
+    expect(r.grownFindings).toBeGreaterThanOrEqual(1);
+    const [f] = await stuck();
+    expect([Number(f!.version), Number(f!.repeats), Number(f!.wasted_tokens)]).toEqual([2, 5, 4 * 1100]);
+    expect(Number(f!.wasted_cost_usd)).toBeCloseTo(4 * (1000 * 2.5 + 100 * 10) / 1e6, 9);
+    const span = await tc.rows<{ t: string }>(
+      `SELECT SpanAttributes['loop.wasted_tokens'] AS t FROM otel_traces WHERE SpanName = 'loopwatch.loop' AND SpanAttributes['loop.finding_id'] = {id:String} AND SpanAttributes['loop.version'] = '2'`,
+      { id: f!.finding_id },
+    );
+    expect(span.map((x) => x.t)).toEqual(['4400']);
+    // and a pass with nothing new stores nothing again
+    expect((await runDetectors(client, { params: PARAMS, full: true })).grownFindings).toBe(0);
+  });
+
   it('a call that arrives late before the loop: one finding, from that call, not a second one beside the first', async () => {
     // the loop's first call ran long and was exported when it ended, after the others were stored
     const client = tc.collector.store.client;

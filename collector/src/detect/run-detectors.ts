@@ -29,7 +29,8 @@
 //   first_ts, last_ts String (toString(DateTime64(9)): start of the first, end of the last call),
 //   wasted_calls UInt, wasted_tokens, wasted_cost_usd, wasted_time_ns Float,
 //   severity ('info' | 'warning' | 'critical'), message String (a sentence), details String (JSON).
-// A finding is stored as a new version when repeats, wasted_calls or last_span_id change.
+// A finding is stored as a new version when repeats, wasted_calls or last_span_id change, or its
+// waste figures (tokens, cost, time: LLM spans that arrived after the tool spans).
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -667,19 +668,37 @@ async function withdrawFindings(client: ClickHouseClient, table: string | null, 
   return ids.length;
 }
 
+/**
+ * The same loop, other waste figures: the LLM spans of its calls arrived after the tool spans (a
+ * streamed turn ends after the calls it asked for; another process exports them), so its tokens,
+ * cost or time were not known when it was first stored. Beyond rounding (the store keeps the cost
+ * as a Float64 it summed in another order): a cent in a million, a token, a microsecond.
+ */
+function wasteMoved(k: Pick<FindingRow, 'wasted_tokens' | 'wasted_cost_usd' | 'wasted_time_ns'>, c: FindingRow): boolean {
+  return Math.abs(k.wasted_tokens - c.wasted_tokens) >= 1
+    || Math.abs(k.wasted_cost_usd - c.wasted_cost_usd) > 1e-6 * Math.max(1, Math.abs(c.wasted_cost_usd))
+    || Math.abs(k.wasted_time_ns - c.wasted_time_ns) >= 1000;
+}
+
 /** Stores findings that are new or grew (version + 1) and their loop spans; returns counts. */
 async function storeFindings(client: ClickHouseClient, candidates: Candidate[]): Promise<{ stored: number; fresh: number; grown: number }> {
   if (candidates.length === 0) return { stored: 0, fresh: 0, grown: 0 };
-  const known = new Map<string, { version: number; repeats: number; wasted_calls: number; last_span_id: string }>();
+  type Known = Pick<FindingRow, 'version' | 'repeats' | 'wasted_calls' | 'last_span_id' | 'wasted_tokens' | 'wasted_cost_usd' | 'wasted_time_ns'>;
+  const known = new Map<string, Known>();
   const sessions = [...new Set(candidates.map((c) => c.session_id))];
   for (let i = 0; i < sessions.length; i += 1000) {
-    const rows = await queryRows<{ finding_id: string; version: number; repeats: number; wasted_calls: number; last_span_id: string }>(
+    const rows = await queryRows<Known & { finding_id: string }>(
       client,
-      `SELECT finding_id, version, repeats, wasted_calls, last_span_id FROM agent_findings FINAL
+      `SELECT finding_id, version, repeats, wasted_calls, last_span_id, wasted_tokens, wasted_cost_usd, wasted_time_ns FROM agent_findings FINAL
        WHERE session_id IN {sessions:Array(String)}`,
       { sessions: sessions.slice(i, i + 1000) },
     );
-    for (const r of rows) known.set(r.finding_id, { version: num(r.version), repeats: num(r.repeats), wasted_calls: num(r.wasted_calls), last_span_id: r.last_span_id });
+    for (const r of rows) {
+      known.set(r.finding_id, {
+        version: num(r.version), repeats: num(r.repeats), wasted_calls: num(r.wasted_calls), last_span_id: r.last_span_id,
+        wasted_tokens: num(r.wasted_tokens), wasted_cost_usd: num(r.wasted_cost_usd), wasted_time_ns: num(r.wasted_time_ns),
+      });
+    }
   }
   const toStore: Candidate[] = [];
   let fresh = 0;
@@ -692,7 +711,7 @@ async function storeFindings(client: ClickHouseClient, candidates: Candidate[]):
     if (!k) {
       fresh++;
       toStore.push(c);
-    } else if (k.repeats !== c.repeats || k.wasted_calls !== c.wasted_calls || k.last_span_id !== c.last_span_id) {
+    } else if (k.repeats !== c.repeats || k.wasted_calls !== c.wasted_calls || k.last_span_id !== c.last_span_id || wasteMoved(k, c)) {
       grown++;
       toStore.push({ ...c, version: k.version + 1 });
     }
