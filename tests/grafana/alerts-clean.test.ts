@@ -2,6 +2,8 @@
 // different files, polling whose result changes, a retry that then succeeds) with no loop
 // findings and no loop spans. When the detector engine exists it runs on the data first.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runDetectors } from '../../collector/src/detect/run-detectors.js';
+import { buildSession as buildCalls, insertSession } from '../detectors/helpers.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 import { evaluateRule } from './alerts.js';
 import { alertRules } from './files.js';
@@ -31,4 +33,17 @@ describe('alert rules on clean sessions', () => {
       expect(instances.filter((i) => i.firing)).toEqual([]);
     });
   }
+
+  it('a config read again before each edit (an info-level redundant finding, not a loop) does not page as a loop', async () => {
+    const client = tc.collector.store.client;
+    await insertSession(client, buildCalls('alert-reread', [0, 1, 2].flatMap((i) => [
+      { tool: 'read_config', args: { path: 'app.yaml' }, result: 'same config' },
+      { tool: 'edit_file', args: { path: `src/f${i}.ts` }, result: `patched ${i}` },
+    ])));
+    await runDetectors(client, { params: { watermarkOverlapS: 0 } });
+    const found = await tc.rows<{ detector: string; severity: string }>(`SELECT detector, severity FROM agent_findings FINAL WHERE session_id = 'alert-reread'`);
+    expect(found).toEqual([{ detector: 'redundant', severity: 'info' }]);
+    const rule = alertRules().find((r) => r.uid === 'loopwatch-loop-detected')!;
+    expect((await evaluateRule(tc, rule)).filter((i) => i.firing)).toEqual([]);
+  });
 });
