@@ -89,10 +89,13 @@ export function configurePrices(source: ModelPrice[] | PriceFile | { path: strin
   cache.clear();
 }
 
-/** Lookup key of a model id: lower case, provider path dropped, Bedrock's [region.]anthropic. dropped (as loopwatch_model_key in SQL). */
+/**
+ * Lookup key of a model id: lower case, provider path dropped, Bedrock's [geography.]anthropic.
+ * dropped (us., eu., apac., global., us-gov.; as loopwatch_model_key in SQL, queries/schema/011).
+ */
 export function modelKey(model: string): string {
   const last = model.split('/').pop() ?? model;
-  return last.toLowerCase().replace(/^([a-z]{2}\.)?anthropic\./, '');
+  return last.toLowerCase().replace(/^([a-z][a-z-]*\.)?anthropic\./, '');
 }
 
 /** The price entry for a model: an exact match wins, then the longest prefix. */

@@ -231,6 +231,8 @@ describe('model prices', () => {
       expect(await key('openai/GPT-4o-2024-11-20')).toEqual({ k: 'gpt-4o-2024-11-20', p: 100 });
       expect((await key('gpt-4o-mini')).p).toBe(0.15); // the longer prefix wins
       expect((await key('us.anthropic.claude-sonnet-4-5-20250929-v1:0')).p).toBe(3);
+      // Bedrock's geographies of more than two letters (cross-region inference profiles)
+      for (const geo of ['global', 'apac', 'us-gov']) expect(await key(`${geo}.anthropic.claude-sonnet-4-5-20250929-v1:0`)).toEqual({ k: 'claude-sonnet-4-5-20250929-v1:0', p: 3 });
     } finally {
       await loadModelPrices(client, undefined);
       rmSync(dir, { recursive: true, force: true });
@@ -424,6 +426,15 @@ describe('idempotent and incremental', () => {
       { id: v1[0]!.finding_id },
     );
     expect(spans.map((x) => x.v)).toEqual(['1', '2']);
+  });
+
+  it('a Bedrock global. model is priced (its key made by the view as it stores the calls): the waste has its cost', async () => {
+    const client = tc.collector.store.client;
+    await insertSession(client, buildSession('sql-bedrock-global', times(4, { tool: 'read_file', args: { path: 'b.ts' }, result: 'same', model: 'global.anthropic.claude-sonnet-4-5-20250929-v1:0' })));
+    await runDetectors(client, { params: { ...PARAMS, watermarkOverlapS: 0 } });
+    const [f] = await tc.rows<F>(`SELECT * FROM agent_findings FINAL WHERE session_id = 'sql-bedrock-global' AND detector = 'stuck'`);
+    expect(Number(f!.wasted_calls)).toBe(3);
+    expect(Number(f!.wasted_cost_usd)).toBeCloseTo(3 * (1000 * 3 + 100 * 15) / 1e6, 9);
   });
 
   it('LLM spans that arrive after the tool spans: the finding is stored again with their tokens and cost', async () => {

@@ -21,6 +21,7 @@ describe('costUsd', () => {
     const { costUsd, priceFor, modelKey } = await import('../../instrumentation/src/cost.js');
     expect(modelKey('openai/GPT-4o-2024-08-06')).toBe('gpt-4o-2024-08-06');
     expect(modelKey('us.anthropic.claude-sonnet-4-5-20250929-v1:0')).toBe('claude-sonnet-4-5-20250929-v1:0');
+    for (const geo of ['eu', 'apac', 'global', 'us-gov']) expect(modelKey(`${geo}.anthropic.claude-sonnet-4-5-20250929-v1:0`)).toBe('claude-sonnet-4-5-20250929-v1:0');
     expect(priceFor('gpt-4o-mini-2024-07-18')?.model).toBe('gpt-4o-mini'); // longest prefix, not gpt-4o
     expect(costUsd('no-such-model', { inputTokens: 10 })).toBeUndefined();
 
