@@ -19,8 +19,9 @@
 --   fail_run_prev/next  this call and its neighbour both failed, on the same tool
 --   cycle2..cycle4  same call_key and outcome as the call 2..4 places earlier (oscillation)
 --   has_children  some span in the trace has this call as its parent (nesting depth)
---   tokens, cost_usd, time_ns  the share of the LLM call that requested it (the session's latest
---             LLM call started at or before the call started, split evenly among the calls it
+--   tokens, cost_usd, time_ns  the share of the turn that requested it (the session's latest
+--             LLM call started at or before the call started, with the LLM calls since the tool
+--             call before: planning, reflection; split evenly among the calls that LLM call
 --             requested) plus what the LLM calls it made itself spent (children of its span: a
 --             summarizer the tool runs did not request the next tool call), and for time, the
 --             call's own duration. By start, not end: a streamed LLM call runs the tool calls it
@@ -91,11 +92,25 @@ WITH
         FROM keyed
         WINDOW w AS (PARTITION BY session_id ORDER BY ts, span_id ROWS BETWEEN 4 PRECEDING AND 1 FOLLOWING)
     ),
+    -- A turn: the LLM calls from one tool call to the next (planning, reflection, then the call
+    -- that asks for tools) are all what it cost to get to the next tool calls, not only the
+    -- latest: an agent that plans at length before each step spends most of its tokens there.
+    -- Each LLM call (not made inside a tool call) belongs to the first tool call that started at
+    -- or after it (turn_ts; none after the session's last tool call: its final answer). A tool
+    -- call's turn is the latest that began at or before it started: the turn of the latest LLM
+    -- call before it, which requested it; the calls of a turn share its sums.
+    turns AS (
+        SELECT l.session_id AS session_id, c.ts AS turn_ts, argMax(l.model, l.ts) AS model,
+               sum(l.total_tokens) AS tokens, sum(l.cost_usd) AS cost_usd, sum(l.duration_ns) AS duration_ns
+        FROM (SELECT * FROM llm_cost WHERE NOT inside) AS l
+        ASOF INNER JOIN (SELECT session_id, ts FROM calls) AS c ON l.session_id = c.session_id AND l.ts <= c.ts
+        GROUP BY l.session_id, c.ts
+    ),
     requested AS (
-        SELECT c.span_id AS span_id, l.model AS llm_model, l.total_tokens AS llm_tokens, l.cost_usd AS llm_cost_usd,
-               l.duration_ns AS llm_duration_ns, count() OVER (PARTITION BY c.session_id, l.span_id) AS llm_share
+        SELECT c.span_id AS span_id, t.model AS llm_model, t.tokens AS llm_tokens, t.cost_usd AS llm_cost_usd,
+               t.duration_ns AS llm_duration_ns, count() OVER (PARTITION BY c.session_id, t.turn_ts) AS llm_share
         FROM (SELECT session_id, ts, span_id FROM calls) AS c
-        ASOF INNER JOIN (SELECT * FROM llm_cost WHERE NOT inside) AS l ON c.session_id = l.session_id AND c.ts >= l.ts
+        ASOF INNER JOIN turns AS t ON c.session_id = t.session_id AND c.ts >= t.turn_ts
     ),
     -- what the LLM calls a tool call made itself spent (their time is within its duration)
     spent_inside AS (

@@ -116,6 +116,53 @@ describe('LoopGuard halt + SQL detectors on the same session', () => {
     expect(Number(sql!.wasted_tokens)).toBe(live.wastedTokens);
   });
 
+  it('token budget: the planning calls before each step count too (live and in SQL), not only the call that asked for the tool', async () => {
+    // each step: a long planning call (300k tokens, no tool asked for), then a short one that asks for the file (10k)
+    const api = await fakeApi((req) => {
+      const plan = JSON.stringify(req.body).includes('plan the next step');
+      return { json: {
+        id: 'c', object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18',
+        choices: [{ index: 0, finish_reason: plan ? 'stop' : 'tool_calls', message: plan
+          ? { role: 'assistant', content: 'a long plan' }
+          : { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'read_file', arguments: '{"path":"a.ts"}' } }] } }],
+        usage: plan ? { prompt_tokens: 250_000, completion_tokens: 50_000, total_tokens: 300_000 } : { prompt_tokens: 9_000, completion_tokens: 1_000, total_tokens: 10_000 },
+      } };
+    });
+    const client = instrumentOpenAI(new OpenAI({ apiKey: 'test-key', baseURL: `${api.url}/v1`, maxRetries: 0 }));
+    const guard = enableLoopGuard({ policy: 'halt', params: { budgetMaxTokens: 1_000_000 }, log: () => undefined });
+    let step = 0;
+    let halted: LoopDetectedError | undefined;
+    const readFile = traceTool('read_file', async (a: { path: string }) => ({ text: `contents of ${a.path}` }));
+    try {
+      await withSession({ sessionId: 'guard-e2e-planning', agent: 'planner' }, async () => {
+        for (step = 1; step <= 6; step++) {
+          await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'plan the next step' }] });
+          await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'next file' }] });
+          await readFile({ path: `src/${step}.ts` });
+        }
+      });
+    } catch (err) {
+      if (err instanceof LoopDetectedError) halted = err;
+      else throw err;
+    } finally {
+      guard.disable();
+      await api.close();
+    }
+    // 310k tokens a step: 1.24M after the fourth tool call, so the fifth does not run (charged
+    // only the 10k that asked for each file, it never would)
+    expect(step).toBe(5);
+    expect(halted?.finding.message).toMatch(/^Runaway session: tokens \(\d+ calls wasted; used 1240000 tokens of 1000000\)\.$/);
+
+    await provider.forceFlush();
+    await tc.collector.flush();
+    const r = await runDetectors(tc.collector.store.client, { params: { budgetMaxTokens: 1_000_000 } });
+    expect(r.errors).toEqual({});
+    const [sql] = await tc.rows<{ details: string; wasted_tokens: number }>(
+      `SELECT details, wasted_tokens FROM agent_findings FINAL WHERE session_id = 'guard-e2e-planning' AND detector = 'runaway'`);
+    expect(JSON.parse(sql!.details)).toMatchObject({ reasons: 'tokens', session_tokens: '1240000', session_calls: '4' });
+    expect(Number(sql!.wasted_tokens)).toBe(guard.guard.findings('guard-e2e-planning').find((f) => f.kind === 'runaway')!.wastedTokens);
+  });
+
   it('an LLM call a tool makes is charged to that tool call (live and in SQL), not to the next tool call', async () => {
     // the planner's turn costs 1,000 tokens; the summarizer the summarize tool runs 60,000
     const api = await fakeApi((req) => {

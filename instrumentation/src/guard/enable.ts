@@ -154,6 +154,9 @@ export class LogLimit {
 
 let current: LoopGuardHandle | null = null;
 
+/** LLM calls kept apart per session until a tool call takes them; past this, the oldest are summed. */
+const MAX_UNCHARGED_LLM_CALLS = 32;
+
 /** Starts the guard (replacing one started before); returns it with a disable function. */
 export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHandle {
   current?.disable();
@@ -172,18 +175,28 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
   const unsubscribe: (() => void)[] = [];
   if (policy !== 'off') {
     // Tokens and cost, for the budgets and the waste: as in the detector pass, a tool call is
-    // charged to the session's latest LLM call that started before it did, and with the LLM calls
-    // it made itself. The pass splits an LLM call evenly among the tool calls it requested; live,
-    // their number is not known yet, so the first one seen after the LLM call ended takes it all
-    // (a streamed LLM call ends after the tool calls it requested: the next one then). A
-    // session's total, which the budgets compare, is the same.
-    const unchargedLlm = new Map<string, LlmCallRecord>();
+    // charged with its turn, the session's LLM calls that started before it did since the tool
+    // call before (planning and reflection too, not only the call that asked for it), and with
+    // the LLM calls it made itself. The pass splits a turn evenly among the tool calls its last
+    // LLM call requested; live, their number is not known yet, so the first one seen after the
+    // LLM calls ended takes it all (a streamed LLM call ends after the tool calls it requested:
+    // the next one then). A session's total, which the budgets compare, is the same.
+    const unchargedLlm = new Map<string, LlmCallRecord[]>();
     // by the span id of the tool call they were made in, until it ends
     const spentInside = new Map<string, { tokens: number; costUsd: number }>();
     let saidCrowded = false;
     unsubscribe.push(
       onLlmCall((llm) => {
-        if (llm.insideTool === undefined) return touch(unchargedLlm, llm.sessionId, llm, maxSessions);
+        if (llm.insideTool === undefined) {
+          const turn = unchargedLlm.get(llm.sessionId) ?? [];
+          turn.push(llm);
+          // a session that only talks (no tool call for a long while): its oldest calls summed, the total kept
+          if (turn.length > MAX_UNCHARGED_LLM_CALLS) {
+            const [a, b] = turn.splice(0, 2) as [LlmCallRecord, LlmCallRecord];
+            turn.unshift({ ...b, tokens: a.tokens + b.tokens, costUsd: a.costUsd + b.costUsd, startedAt: Math.min(a.startedAt, b.startedAt) });
+          }
+          return touch(unchargedLlm, llm.sessionId, turn, maxSessions);
+        }
         const spent = spentInside.get(llm.insideTool);
         if (spent) {
           spent.tokens += llm.tokens;
@@ -198,15 +211,28 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
         const ids = spanIds(call.span);
         const sessionId = sessionOf(call.sessionId, call.span);
         if (sessionId === undefined) return;
-        const llm = unchargedLlm.get(sessionId);
-        const charged = llm !== undefined && llm.startedAt <= call.startedAt;
-        if (charged) unchargedLlm.delete(sessionId);
+        let turnTokens = 0;
+        let turnCost = 0;
+        const turn = unchargedLlm.get(sessionId);
+        if (turn) {
+          let kept = 0;
+          for (const llm of turn) {
+            if (llm.startedAt <= call.startedAt) {
+              turnTokens += llm.tokens;
+              turnCost += llm.costUsd;
+            } else {
+              turn[kept++] = llm; // started after this call: the next call's turn
+            }
+          }
+          turn.length = kept;
+          if (kept === 0) unchargedLlm.delete(sessionId);
+        }
         const inside = spentInside.get(ids.spanId);
         if (inside) spentInside.delete(ids.spanId);
         const raised = guard.observe({
           sessionId,
-          tokens: (charged ? llm.tokens : 0) + (inside?.tokens ?? 0),
-          costUsd: (charged ? llm.costUsd : 0) + (inside?.costUsd ?? 0),
+          tokens: turnTokens + (inside?.tokens ?? 0),
+          costUsd: turnCost + (inside?.costUsd ?? 0),
           tool: call.tool,
           argsHash: call.argsHash,
           resultHash: call.resultHash,
