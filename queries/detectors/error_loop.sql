@@ -2,11 +2,24 @@
 -- message (loopwatch_error_norm: ids, times and long numbers ignored), {error_loop_min_count} or
 -- more times in a session, with other calls in between at least once (the agent tried something
 -- else and came back to the same wall; an uninterrupted burst of failures is a retry_storm). A
--- failure that the same call, tried again at once, got past does not count: a passing error (a
--- 503, a timeout) is not a wall.
+-- failure that the same call (tool and arguments), tried again, got past does not count: a
+-- passing error (a 503, a timeout) is not a wall, also when the retry came after a backoff or
+-- after the other calls of its turn (its next call of the same call succeeded).
 -- Wasted: every occurrence after the first.
 -- Contract: see collector/src/detect/run-detectors.ts.
 -- loopwatch: when countIf(status = 'error') >= {error_loop_min_count:UInt32}
+WITH
+    -- the failures no later call of the same call got past: each with the status of the next
+    -- call of its call key (only the keys that failed are numbered)
+    counted AS (
+        SELECT * FROM (
+            SELECT *, leadInFrame(status, 1, '') OVER (PARTITION BY session_id, call_key ORDER BY seq
+                                                       ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS next_status
+            FROM {calls:Identifier}
+            WHERE cityHash64(session_id, call_key) IN (SELECT cityHash64(session_id, call_key) FROM {calls:Identifier} WHERE status = 'error')
+        )
+        WHERE status = 'error' AND NOT (next_status != '' AND next_status != 'error')
+    )
 SELECT
     session_id,
     argMin(trace_id, seq) AS trace_id,
@@ -28,13 +41,10 @@ SELECT
     concat('Tool ', any(tool), ' hit the same error ', toString(count()), ' times in this session (',
            any(error_type), ': ', leftUTF8(argMin(error_message, seq), 120), '): the task may be impossible as attempted.') AS message,
     toJSONString(map('error_key', concat(any(tool), '|', any(error_type), '|', loopwatch_error_norm(argMin(error_message, seq))), 'distinct_args', toString(uniqExact(call_key)))) AS details
-FROM {calls:Identifier}
--- (the next call is the same call and did not fail: recovered)
-WHERE status = 'error' AND NOT (same_call_next AND NOT fail_run_next)
-  -- a narrow count of one 64-bit hash per failure first (a collision only lets an error through
-  -- to the exact count), so the wide aggregates run on the errors that recur
-  AND cityHash64(session_id, error_key) IN (
-      SELECT cityHash64(session_id, error_key) AS h FROM {calls:Identifier}
-      WHERE status = 'error' AND NOT (same_call_next AND NOT fail_run_next) GROUP BY h HAVING count() >= {error_loop_min_count:UInt32})
+FROM counted
+-- a narrow count of one 64-bit hash per failure first (a collision only lets an error through to
+-- the exact count), so the wide aggregates run on the errors that recur
+WHERE cityHash64(session_id, error_key) IN (
+    SELECT cityHash64(session_id, error_key) AS h FROM counted GROUP BY h HAVING count() >= {error_loop_min_count:UInt32})
 GROUP BY session_id, error_key
 HAVING count() >= {error_loop_min_count:UInt32} AND max(seq) - min(seq) + 1 > count()

@@ -72,6 +72,22 @@ const CASES: Record<string, CallSpec[]> = {
     { tool: 'http_get', args: { url: `/items/${i}` }, error: fail('503 Service Unavailable', 'HttpError') },
     { tool: 'http_get', args: { url: `/items/${i}` }, result: `item ${i}` },
   ]),
+  // retried after a growing backoff, and got past on the fifth try: a passing error, not a wall
+  neg_backoff_recovered: [
+    ...[1, 2, 4, 8].flatMap((s) => [{ tool: 'http_get', args: { url: '/report' }, error: fail('503 Service Unavailable', 'HttpError') }, { tool: 'sleep', args: { s }, result: '' }]),
+    { tool: 'http_get', args: { url: '/report' }, result: 'the report' },
+  ],
+  // fetches run two at a time; each that failed is retried, successfully, with the next turn's
+  neg_parallel_flaky: [
+    { tool: 'fetch', args: { url: '/a' }, error: fail('503 Service Unavailable', 'HttpError') },
+    { tool: 'fetch', args: { url: '/b' }, error: fail('503 Service Unavailable', 'HttpError'), parallel: true },
+    { tool: 'fetch', args: { url: '/a' }, result: 'page a' },
+    { tool: 'fetch', args: { url: '/b' }, result: 'page b', parallel: true },
+    { tool: 'fetch', args: { url: '/c' }, error: fail('503 Service Unavailable', 'HttpError'), parallel: true },
+    { tool: 'fetch', args: { url: '/d' }, error: fail('503 Service Unavailable', 'HttpError'), parallel: true },
+    { tool: 'fetch', args: { url: '/c' }, result: 'page c' },
+    { tool: 'fetch', args: { url: '/d' }, result: 'page d', parallel: true },
+  ],
   neg_status_codes: [401, 404, 400, 422].flatMap((code, i) => [
     { tool: 'http_request', args: { url: `/v${i}` }, error: fail(`Request failed with status code ${code}`, 'AxiosError') }, { tool: 'read_docs', args: { page: i }, result: `doc ${i}` },
   ]),

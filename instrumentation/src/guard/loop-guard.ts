@@ -480,6 +480,10 @@ class KeyTable {
     this.kept[e] = f;
   }
 
+  clearFinding(e: number): void {
+    if (this.kept !== null) this.kept[e] = undefined;
+  }
+
   num(e: number, i: number): number {
     return this.numChunks[e >> CHUNK_BITS]![(this.at(e) + this.numsAt) / 2 + i]!;
   }
@@ -870,8 +874,12 @@ class SessionState {
   lastErrorByTool: Map<string, { key: string; args: string }> | null = null;
   /** The tool last touched in lastErrorByTool (its newest entry if still there). */
   lastErrorTool = '';
-  /** The last call's failure as error_loop counted it, until the next call (which may recover from it). */
-  lastFailure: Failure | null = null;
+  /**
+   * Per call (tool and arguments), its latest failure as error_loop counted it, until the next
+   * call of the same call, which may recover from it (a retry after a backoff, or after the other
+   * calls of its turn, as error_loop.sql).
+   */
+  pendingFailures: Map<string, Failure> | null = null;
   /** Calls in a row that returned nothing new. */
   noProgressLen = 0;
   /**
@@ -956,6 +964,9 @@ interface ErrorMemo {
 const ERROR_MEMO_SIZE = 256;
 
 /** A failure error_loop counted: its error key, and the waste added with it. */
+/** A call's identity for error_loop's recovery: tool and arguments hash. */
+const callKeyOf = (tool: string, args: string): string => `${tool}\n${args}`;
+
 interface Failure {
   key: string;
   keyHash: number;
@@ -1217,8 +1228,13 @@ export class LoopGuard {
     this.trackStuck(s, tool, args, outcome, spanId, tokens, cost, hasResult);
     this.trackOscillation(s, seq, tool, args, outcome, spanId, tokens, cost);
     this.trackRetryStorm(s, failed, tool, spanId, tokens, cost, call.errorType);
-    if (!failed && s.lastFailure !== null) this.recovered(s, s.lastFailure, tool, args);
-    s.lastFailure = null;
+    if (s.pendingFailures !== null && s.pendingFailures.size > 0) {
+      const pending = s.pendingFailures.get(callKeyOf(tool, args));
+      if (pending !== undefined) {
+        s.pendingFailures.delete(callKeyOf(tool, args));
+        if (!failed) this.recovered(s, pending);
+      }
+    }
     if (error) this.trackErrorLoop(s, seq, error, tool, args, spanId, tokens, cost, call.errorType, call.errorMessage);
     else if (s.lastErrorByTool !== null && s.lastErrorByTool.size > 0) s.lastErrorByTool.delete(tool);
 
@@ -1389,7 +1405,8 @@ export class LoopGuard {
       touch(lastErrors, tool, { key: error.key, args }, MAX_ERROR_KEYS);
     }
     s.lastErrorTool = tool;
-    s.lastFailure = { key: error.key, keyHash: error.keyHash, tokens, cost }; // (the memo is shared: its key changes with the tool)
+    // (the memo is shared: its key changes with the tool)
+    touch((s.pendingFailures ??= new Map()), callKeyOf(tool, args), { key: error.key, keyHash: error.keyHash, tokens, cost }, MAX_ERROR_KEYS);
     const count = et.count(e);
     // other calls in between: the tally spans more calls than it counts (this call is its last)
     if (count >= this.params.errorLoopMinCount && seq - et.num(e, E_FIRST_SEQ) + 1 > count) {
@@ -1402,13 +1419,13 @@ export class LoopGuard {
   }
 
   /**
-   * error_loop: a failure that the same call, tried again at once, got past was a passing error (a
-   * 503, a timeout), not a wall: it is not counted (as error_loop.sql). It is always the error's
-   * latest occurrence, so undoing it is taking back that count (and the key, when it was the first).
+   * error_loop: a failure that the same call, tried again, got past was a passing error (a 503, a
+   * timeout), not a wall: it is not counted (as error_loop.sql). Undoing it is taking back its
+   * count (and the key, when it was the only one). When other calls failed with the same error
+   * since, the error's first occurrence stays where it was even if it was this one (SQL would
+   * anchor a finding on the next): a failure got past after others failed alike is rare.
    */
-  private recovered(s: SessionState, failure: Failure, tool: string, args: string): void {
-    const prev = back(s, 1);
-    if (prev < 0 || s.ring[prev + RING_TOOL] !== tool || s.ring[prev + RING_ARGS] !== args) return;
+  private recovered(s: SessionState, failure: Failure): void {
     const et = this.errors;
     const k = this.kOther.setText(failure.key, failure.keyHash);
     const e = et.find(s.no, k.hash, k, k, k);
@@ -1420,6 +1437,19 @@ export class LoopGuard {
     et.setCount(e, et.count(e) - 1);
     et.addNum(e, E_TOKENS, -failure.tokens);
     et.addNum(e, E_COST, -failure.cost);
+    const f = et.finding(e);
+    if (f === undefined) return;
+    const count = et.count(e);
+    if (count < this.params.errorLoopMinCount) {
+      // the wall was got past after all: no error loop (the SQL pass, seeing the retry, reports none)
+      if (s.findings[K_ERROR_LOOP]?.delete(f.firstSpanId)) s.findingCount--;
+      et.clearFinding(e);
+    } else {
+      f.repeats = count;
+      f.wastedCalls = count - 1;
+      f.wastedTokens = et.num(e, E_TOKENS);
+      f.wastedCostUsd = et.num(e, E_COST);
+    }
   }
 
   /** runaway: no new result for a long run, or a budget blown; also the session's totals. */
