@@ -241,6 +241,13 @@ export class SessionBuilder {
     this.t += ms;
   }
 
+  /** The last call ran `ms` longer (a slow job it waited on): it ends later, and so does the session. */
+  waitInLast(ms: number): void {
+    const last = this.calls.at(-1);
+    if (last) last.endMs += ms;
+    this.t += ms;
+  }
+
   toolCount(): number {
     return this.calls.filter((c) => c.type === 'tool').length;
   }
@@ -552,12 +559,13 @@ function injectRunaway(b: SessionBuilder, variant: RunawayVariant): void {
     }
     b.hugeContext = 0;
   } else if (variant === 'wall_time') {
-    // a few calls, hours apart (an agent waiting on itself)
+    // a few calls that each wait 25-40 minutes on a slow job: hours of running (a pause between
+    // calls as long is a person's turn or a resumed conversation, not running time)
     const n = rng.int(6, 9);
     for (let i = 0; i < n; i++) {
       const [t, a, r] = someCall(b);
       b.tool(t, a, { result: r });
-      b.pause(rng.int(25, 40) * 60_000);
+      b.waitInLast(rng.int(25, 40) * 60_000);
     }
   } else {
     // a tool that calls itself through a sub-agent: a chain of nested tool spans

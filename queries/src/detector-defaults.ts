@@ -68,7 +68,8 @@ export const DETECTOR_DEFAULTS: Readonly<DetectorParams> = Object.freeze({
   budgetMaxTokens: 5_000_000,
   budgetMaxCostUsd: 10,
   budgetMaxWallTimeS: 2 * 3600,
-  budgetIdleGapS: 3600,
+  // a pause this long between calls is a person's turn (a chat thread), or a conversation resumed: not running time
+  budgetIdleGapS: 600,
   budgetMaxToolDepth: 5,
   watermarkOverlapS: 10,
   degradationBaselineDays: 7,

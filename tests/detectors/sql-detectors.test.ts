@@ -190,6 +190,20 @@ describe('runaway reasons', () => {
     expect(all.sql[0]).toMatch(/^Runaway session: wall_time \(3 calls wasted since .*; used 1800\d s of 10 s\)\.$/);
     expect(all.live[0]).toMatch(/^Runaway session: wall_time \(3 calls wasted; used 1800\d s of 10 s\)\.$/);
   });
+  it('an interactive conversation (the person answers after 15 to 40 minutes) is not a runaway on the default budgets', async () => {
+    const client = tc.collector.store.client;
+    // ten exchanges of three tool calls each, about 30 s of work, over six hours
+    const calls = Array.from({ length: 30 }, (_, i) => ({ tool: 'lookup', args: { i }, result: `r${i}`, durMs: 1000, pauseMs: i > 0 && i % 3 === 0 ? (15 + (i % 26)) * 60_000 : 0 }));
+    const s = await insertSession(client, buildSession('sql-chat-thread', calls, { startMs: Date.now() - 7 * 3600_000 }));
+    // the wall-time budget and idle gap on their defaults; this session's pass alone (no overlap)
+    const r = await runDetectors(client, { params: { ...PARAMS, budgetMaxCalls: 0, watermarkOverlapS: 0 } });
+    expect(r.errors).toEqual({});
+    expect(await tc.rows(`SELECT message FROM agent_findings FINAL WHERE session_id = 'sql-chat-thread'`)).toEqual([]);
+    const guard = new LoopGuard({ params: { ...PARAMS, budgetMaxCalls: 0 } });
+    for (const row of s.guardRows) guard.observe(row);
+    expect(guard.findings()).toEqual([]);
+  });
+
   it('token, cost and wall-time budgets', async () => {
     const client = tc.collector.store.client;
     await insertSession(client, buildSession('sql-budget-tokens', Array.from({ length: 6 }, (_, i) => ({ tool: 't', args: { i }, result: i, tokensIn: 3000 }))));
