@@ -44,6 +44,22 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/**
+ * The embedded engine installs handlers for fatal signals that log and then wait for a thread
+ * chDB does not run: after a fatal error (V8 out of memory aborts the process) the collector hung
+ * forever, holding its port and data directory, and a process manager never restarted it. A
+ * listener added and removed through Node (libuv) leaves the default action, so such a process
+ * dies and is restarted; acknowledged spans wait in the spool (they survive kill -9 too). Not
+ * SIGSEGV: V8's WebAssembly bounds checks rely on its own handler for it.
+ */
+export function restoreFatalSignals(): void {
+  const noop = () => undefined;
+  for (const sig of ['SIGABRT', 'SIGBUS', 'SIGFPE', 'SIGILL'] as const) {
+    process.on(sig, noop);
+    process.off(sig, noop);
+  }
+}
+
 export function openStore(config: Pick<CollectorConfig, 'dataDir' | 'clickhouse'>): Store {
   const ch = config.clickhouse;
   if (ch.url) {
@@ -73,6 +89,7 @@ export function openStore(config: Pick<CollectorConfig, 'dataDir' | 'clickhouse'
     // about the lock; the error says only that the connection failed): a message, not a stack
     throw new StartError(`cannot open the embedded database in ${dir}: ${(err as Error).message} (is another process using this data directory? choose another with --data-dir)`);
   }
+  restoreFatalSignals();
   const connection = scopeSettingsPerQuery(chdb as unknown as NonNullable<ClickHouseClientConfigOptions['connection']>);
   const client = createClient({ connection });
   const columns = [...SPAN_COLUMNS];
