@@ -151,6 +151,16 @@ describe('request limits', () => {
     await expectStatus(await postProto(url, rsBomb), 413, /more than 5000 objects/);
     const jsonBomb = JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: Array.from({ length: 6000 }, () => ({})) }] }] });
     await expectStatus(await fetch(`${url}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: jsonBomb }), 413, /more than 5000 objects/);
+    // the same spans behind a 2-byte group (a field of wire type 3 and its end): the decoder skips
+    // it and builds every span, so the count must not stop there (a 64 KB gzip body of such spans ran the heap out)
+    const grouped = Buffer.concat([Buffer.from([0x9b, 0x06, 0x9c, 0x06]), rsBomb]);
+    await expectStatus(await postProto(url, grouped), 400, /not a valid OTLP protobuf ExportTraceServiceRequest: a group \(wire type 3\/4: not in OTLP\) at byte \d+/);
+    // a field that runs past the end of its message: the decoder reads on into what follows
+    const overrun = Buffer.concat([Buffer.from([0x0a, 0x02, 0x12, 0x05]), rsBomb]);
+    await expectStatus(await postProto(url, overrun), 400, /not a valid OTLP protobuf ExportTraceServiceRequest: length past the end of its message/);
+    // strings in JSON are heap objects too: 6,000 of them under a key OTLP does not have
+    const strings = JSON.stringify({ resourceSpans: [], padding: Array.from({ length: 6000 }, () => 'a') });
+    await expectStatus(await fetch(`${url}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: strings }), 413, /more than 5000 objects/);
   });
 
   it('429 + Retry-After past maxConcurrentRequests and maxInFlightBytes; served again once they finish', async () => {

@@ -67,6 +67,7 @@ export class TraceExport {
 
     const scan = enc === 'protobuf' ? prescanProtobuf(body, this.prescanLimits) : prescanJson(body, this.prescanLimits);
     if (!scan.ok) {
+      if (scan.reason === 'malformed') return { kind: 'invalid', message: `body is not a valid OTLP protobuf ExportTraceServiceRequest: ${scan.detail}` };
       return scan.reason === 'objects'
         ? { kind: 'too_large', message: `request has more than ${this.prescanLimits.maxObjects} objects (spans, attributes, events, links, values); send smaller batches` }
         : { kind: 'invalid', message: `request nested deeper than ${this.prescanLimits.maxDepth} levels (attribute values may nest ${this.limits.maxValueDepth})` };

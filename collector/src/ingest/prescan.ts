@@ -2,7 +2,8 @@
 // allocate and how deeply they nest, without allocating any. Protobuf packs an empty message
 // into 2 bytes and JSON an empty object into 3, while a decoded object costs ~100 bytes of
 // heap: without this pass a 64 MiB body of tiny spans or attributes would become gigabytes.
-// Malformed input is not judged here: the scan stops and the decoder reports the error.
+// Protobuf the scan cannot follow is refused: the decoder would go on past it (it skips groups,
+// and a field may run past the end of its message) and build what was never counted.
 
 export interface PrescanLimits {
   /** Most protobuf messages / JSON objects and arrays in one request. */
@@ -11,7 +12,7 @@ export interface PrescanLimits {
   maxDepth: number;
 }
 
-export type PrescanResult = { ok: true; objects: number } | { ok: false; reason: 'objects' | 'depth' };
+export type PrescanResult = { ok: true; objects: number } | { ok: false; reason: 'objects' | 'depth' } | { ok: false; reason: 'malformed'; detail: string };
 
 // OTLP trace message types, by the fields of each that hold sub-messages.
 const REQ = 0, RS = 1, RES = 2, SS = 3, SCOPE = 4, SPAN = 5, EVENT = 6, LINK = 7, KV = 8, AV = 9, AVLIST = 10, KVLIST = 11, STATUS = 12;
@@ -49,6 +50,7 @@ export function prescanProtobuf(buf: Uint8Array, limits: PrescanLimits): Prescan
     }
     return -1;
   };
+  const malformed = (what: string): PrescanResult => ({ ok: false, reason: 'malformed', detail: `${what} at byte ${pos}` });
   for (;;) {
     while (types.length > 1 && pos >= ends[ends.length - 1]!) {
       types.pop();
@@ -57,18 +59,18 @@ export function prescanProtobuf(buf: Uint8Array, limits: PrescanLimits): Prescan
     if (pos >= buf.length) break;
     const end = ends[ends.length - 1]!;
     const tag = varint();
-    if (tag < 0) break;
+    if (tag < 0) return malformed('truncated field tag');
     const wire = tag % 8;
     const field = Math.floor(tag / 8);
     if (wire === 0) {
-      if (varint() < 0) break;
+      if (varint() < 0) return malformed('truncated varint');
     } else if (wire === 1) {
       pos += 8;
     } else if (wire === 5) {
       pos += 4;
     } else if (wire === 2) {
       const len = varint();
-      if (len < 0 || pos + len > end) break;
+      if (len < 0 || pos + len > end) return malformed('length past the end of its message');
       const child = CHILDREN[types[types.length - 1]!]![field];
       if (child === undefined) {
         pos += len;
@@ -79,14 +81,19 @@ export function prescanProtobuf(buf: Uint8Array, limits: PrescanLimits): Prescan
         ends.push(pos + len);
       }
     } else {
-      break; // groups or invalid: the decoder will say so
+      // groups (3, 4: deprecated, in no OTLP message) or no wire type at all (6, 7)
+      return malformed(wire === 3 || wire === 4 ? 'a group (wire type 3/4: not in OTLP)' : `invalid wire type ${wire}`);
     }
-    if (pos > end) break;
+    if (pos > end) return malformed('field past the end of its message');
   }
   return { ok: true, objects };
 }
 
-/** Counts the objects and arrays of a JSON text (UTF-8), outside strings. */
+/**
+ * Counts the objects and arrays of a JSON text (UTF-8), outside strings, and the elements
+ * after the first of each (its commas): an array of a million short strings decodes to as many
+ * heap objects, which counting containers alone let through.
+ */
 export function prescanJson(buf: Uint8Array, limits: PrescanLimits): PrescanResult {
   let objects = 0;
   let depth = 0;
@@ -99,7 +106,9 @@ export function prescanJson(buf: Uint8Array, limits: PrescanLimits): PrescanResu
       continue;
     }
     if (b === 0x22) inString = true;
-    else if (b === 0x7b || b === 0x5b) {
+    else if (b === 0x2c) {
+      if (++objects > limits.maxObjects) return { ok: false, reason: 'objects' };
+    } else if (b === 0x7b || b === 0x5b) {
       if (++objects > limits.maxObjects) return { ok: false, reason: 'objects' };
       if (++depth > limits.maxDepth) return { ok: false, reason: 'depth' };
     } else if (b === 0x7d || b === 0x5d) depth--;
