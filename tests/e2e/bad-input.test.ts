@@ -126,6 +126,26 @@ describe('bad input', () => {
     expect(rows).toEqual([{ SpanKind: 'Client', StatusCode: 'Error' }]);
   });
 
+  it('tool arguments with a key twice (a model wrote it so) are stored, not lost after the 200', async () => {
+    const attrs = (args: string) => [
+      { key: 'gen_ai.operation.name', value: { stringValue: 'execute_tool' } },
+      { key: 'gen_ai.tool.name', value: { stringValue: 'read_file' } },
+      { key: 'gen_ai.conversation.id', value: { stringValue: 'dup-keys' } },
+      { key: 'gen_ai.tool.call.arguments', value: { stringValue: args } },
+    ];
+    const r = await post(jsonRequest([
+      { ...jsonSpan('2af7651916cd43dd8448eb211c80319c', 'd7ad6b7169203331'), attributes: attrs('{"path":"a.txt","path":"b.txt"}') },
+      { ...jsonSpan('2af7651916cd43dd8448eb211c80319c', 'd7ad6b7169203332'), attributes: attrs('{"path":"a.txt"}') },
+    ]), JSON_TYPE);
+    expect(r.status).toBe(200);
+    await tc.collector.flush();
+    const calls = await tc.rows<{ span_id: string; args_hash: string }>(`SELECT span_id, toString(args_hash) AS args_hash FROM agent_tool_calls FINAL WHERE session_id = 'dup-keys' ORDER BY span_id`);
+    expect(calls.map((c) => c.span_id)).toEqual(['d7ad6b7169203331', 'd7ad6b7169203332']);
+    expect(calls[0]!.args_hash).toBe(calls[1]!.args_hash); // the first value kept: the same call as {"path":"a.txt"}
+    const metrics = await (await fetch(`${tc.url}/metrics`)).text();
+    expect(metrics).toMatch(/^loopwatch_spans_dropped_total 0$/m);
+  });
+
   it('stays up after all of it', async () => {
     const res = await fetch(`${tc.url}/healthz`);
     expect(res.status).toBe(200);

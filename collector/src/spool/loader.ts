@@ -35,6 +35,10 @@ export function spanInsertSettings(token: string): InsertSettings {
     // A segment's spans may span many days (backfills, skewed clocks): one partition per
     // day must not make the store refuse the segment (found by fuzzing; it wedged the loader).
     max_partitions_per_insert_block: '0',
+    // Tool arguments with a key twice ({"path":"a","path":"b"}, which models write now and then)
+    // made the views' JSON cast fail the whole row: an acknowledged span quarantined, and the
+    // segment split row by row. The first value is kept (the views hash the canonical text).
+    type_json_skip_duplicated_paths: 1,
   };
 }
 
