@@ -146,6 +146,21 @@ describe('bad input', () => {
     expect(metrics).toMatch(/^loopwatch_spans_dropped_total 0$/m);
   });
 
+  it('attributes named like JavaScript built-ins (__proto__, constructor) are stored as they came', async () => {
+    const r = await post(jsonRequest([{
+      ...jsonSpan('3af7651916cd43dd8448eb211c80319c', 'e7ad6b7169203331'),
+      attributes: [
+        { key: '__proto__', value: { stringValue: 'p' } },
+        { key: 'constructor', value: { stringValue: 'c' } },
+        { key: 'nested', value: { kvlistValue: { values: [{ key: '__proto__', value: { intValue: '1' } }] } } },
+      ],
+    }]), JSON_TYPE);
+    expect(r.status).toBe(200);
+    await tc.collector.flush();
+    const [row] = await tc.rows<{ a: Record<string, string> }>(`SELECT SpanAttributes AS a FROM otel_traces WHERE SpanId = 'e7ad6b7169203331'`);
+    expect(Object.entries(row!.a).sort()).toEqual([['__proto__', 'p'], ['constructor', 'c'], ['nested', '{"__proto__":1}']]);
+  });
+
   it('stays up after all of it', async () => {
     const res = await fetch(`${tc.url}/healthz`);
     expect(res.status).toBe(200);

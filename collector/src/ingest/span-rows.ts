@@ -293,7 +293,8 @@ class Converter {
     if (!v) return null;
     if (has(v, 'arrayValue')) return (v.arrayValue!.values ?? []).map((x) => this.plain(x, depth + 1));
     if (has(v, 'kvlistValue')) {
-      const o: Record<string, unknown> = {};
+      // without a prototype: a key named __proto__ is a key like any other, not dropped
+      const o: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
       for (const kv of v.kvlistValue!.values ?? []) o[kv.key ?? ''] = this.plain(kv.value, depth + 1);
       return o;
     }
@@ -308,7 +309,8 @@ class Converter {
   }
 
   attributes(kvs: KeyValueIn[] | null | undefined, where: string): Record<string, string> {
-    const out: Record<string, string> = {};
+    // without a prototype: attributes named __proto__ or constructor are stored as they came
+    const out: Record<string, string> = Object.create(null) as Record<string, string>;
     if (!kvs) return out;
     if (kvs.length > this.limits.maxAttributes) {
       throw new BadRequestError(`${where} has ${kvs.length} attributes, more than the limit of ${this.limits.maxAttributes}`);
@@ -323,7 +325,7 @@ class Converter {
         out[key] = value;
         continue;
       }
-      const hashKey = HASH_OF_CONTENT[key];
+      const hashKey = Object.hasOwn(HASH_OF_CONTENT, key) ? HASH_OF_CONTENT[key] : undefined;
       if (hashKey !== undefined) (cutContent ??= []).push([hashKey, value]);
       out[key] = this.fit(value);
     }
