@@ -1,7 +1,9 @@
 -- session-scorecard: one row per session active in [from, to) (any tool call started in the
 -- range; the whole history of those sessions is scored), optionally one agent, service or session.
 -- Parameters: {from:DateTime64(3)}, {to:DateTime64(3)}, {agent:String}, {service:String},
--- {session_id:String} ('' = any), {limit:UInt32}. Run with queries/src/reports.ts runReport().
+-- {session_id:String} ('' = any), {limit:UInt32}, {newest_first:UInt8} (1: the {limit} sessions
+-- whose calls in the range start latest, newest first; 0: oldest first). Run with
+-- queries/src/reports.ts runReport().
 --   calls            tool calls
 --   retries          calls that repeat the session's previous call (same tool and arguments) after it failed
 --   loops_entered    loop findings of the session (agent_findings, any detector but degradation)
@@ -16,11 +18,15 @@
 --                    findings' wasted_calls (detectors overlap: a stuck run is also a repeat), at most calls
 WITH
     scope AS (
-        SELECT DISTINCT session_id FROM agent_tool_calls
+        SELECT session_id FROM agent_tool_calls
         WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)}
           AND ({agent:String} = '' OR agent = {agent:String})
           AND ({service:String} = '' OR service = {service:String})
           AND ({session_id:String} = '' OR session_id = {session_id:String})
+        GROUP BY session_id
+        -- newest first: only the sessions to show are scored (a week may hold 100,000s)
+        ORDER BY if({newest_first:UInt8} = 1, -toUnixTimestamp64Nano(min(ts)), 0)
+        LIMIT if({newest_first:UInt8} = 1, {limit:UInt32}, 4294967295)
     ),
     calls AS (
         SELECT session_id, ts, end_ts, span_id, tool, args_hash, status, arguments, agent, service,
@@ -128,5 +134,5 @@ FROM per_session AS s
 LEFT JOIN recovery AS r ON r.session_id = s.session_id
 LEFT JOIN findings AS f ON f.session_id = s.session_id
 LEFT JOIN llm_session AS l ON l.session_id = s.session_id
-ORDER BY started_at, session_id
+ORDER BY if({newest_first:UInt8} = 1, -1, 1) * toUnixTimestamp64Nano(if(l.llm_calls > 0, least(s.first_tool_ts, l.first_llm_ts), s.first_tool_ts)), session_id
 LIMIT {limit:UInt32}

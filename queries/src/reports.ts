@@ -72,10 +72,12 @@ export interface ReportParams {
   session_id?: string;
   model?: string;
   limit?: number;
+  /** session-scorecard: 1 = the `limit` sessions that start latest, newest first (default 0: oldest first). */
+  newest_first?: 0 | 1;
 }
 
 const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_]*):([^{}]+)\}/g;
-const OPTIONAL: Record<string, unknown> = { agent: '', service: '', session_id: '', model: '', limit: 10_000 };
+const OPTIONAL: Record<string, unknown> = { agent: '', service: '', session_id: '', model: '', limit: 10_000, newest_first: 0 };
 
 /** The report's SQL, comments dropped, and the placeholders it uses. */
 export function loadReport(name: ReportName, dir = join(queriesDir, 'reports')): { sql: string; params: string[] } {

@@ -122,6 +122,9 @@ describe('session-scorecard', () => {
     expect((await runReport(c, 'session-scorecard', { ...range, session_id: 'rep-clean' })).map((r) => r.session_id)).toEqual(['rep-clean']);
     expect(await runReport(c, 'session-scorecard', { from: handStart + 10 * 3600_000, to: handStart + 11 * 3600_000 })).toEqual([]);
     expect((await runReport(c, 'session-scorecard', { ...range, limit: 2 })).length).toBe(2);
+    // newest first: only the `limit` latest are scored (the read API's list, whatever the window holds)
+    expect((await runReport(c, 'session-scorecard', { ...range, limit: 2, newest_first: 1 })).map((r) => r.session_id)).toEqual(['rep-failed-end', 'rep-closed-loop']);
+    expect((await runReport(c, 'session-scorecard', { ...range, limit: 2 })).map((r) => r.session_id)).toEqual(['rep-clean', 'rep-open-loop']);
   });
 });
 

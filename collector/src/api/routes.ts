@@ -121,9 +121,7 @@ export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
   app.get(`${API_PREFIX}/sessions`, handle(async (c) => {
     const q = parse(sessionsQuery, c.req.query());
     const { since, until } = window(q, 7 * DAY);
-    const scored = await runReport(client, 'session-scorecard', { from: since, to: until, agent: q.agent, limit: 100_000 });
-    // the report lists sessions oldest first: the latest `limit`, newest first
-    const sessions = scored.slice(-q.limit).reverse();
+    const sessions = await runReport(client, 'session-scorecard', { from: since, to: until, agent: q.agent, limit: q.limit, newest_first: 1 });
     return c.json({ since: since.toISOString(), until: until.toISOString(), sessions });
   }));
 
