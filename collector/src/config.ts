@@ -65,6 +65,11 @@ export const configSchema = z.object({
       maxConcurrentRequests: z.coerce.number().int().positive().default(64),
       /** Request bytes (received plus decompressed) held by those requests at once; past it 429. */
       maxInFlightBytes: z.coerce.number().int().positive().default(128 * MiB),
+      /**
+       * An ingest request whose body has not all arrived this long after its headers is cut off
+       * (408, connection closed): 64 uploads trickling a byte at a time held every ingest slot.
+       */
+      bodyTimeoutMs: z.coerce.number().int().positive().default(30_000),
     })
     .prefault({}),
   spool: z
@@ -163,6 +168,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
       maxBodyBytes: pick('LOOPWATCH_MAX_BODY_BYTES') as unknown as number,
       maxConcurrentRequests: pick('LOOPWATCH_MAX_CONCURRENT_REQUESTS') as unknown as number,
       maxInFlightBytes: pick('LOOPWATCH_MAX_IN_FLIGHT_BYTES') as unknown as number,
+      bodyTimeoutMs: pick('LOOPWATCH_BODY_TIMEOUT_MS') as unknown as number,
     }),
     auth: drop({
       ingestKeyHashes: list(pick('LOOPWATCH_INGEST_KEY_HASHES')),

@@ -6,6 +6,7 @@
 // (both retried); bodies are google.rpc.Status in the request's encoding.
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
+import type { HttpBindings } from '@hono/node-server';
 import type { Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { CollectorConfig } from '../config.js';
@@ -86,6 +87,36 @@ function answer(c: Context, enc: Encoding, outcome: ExportOutcome): Response {
   }
 }
 
+/**
+ * The request body, or why there is none: its client went away mid-upload, or it did not all
+ * arrive within `timeoutMs` (the connection is then cut: a slow upload must not hold an ingest
+ * slot). Other failures (the body limit's) are thrown.
+ */
+async function readBody(c: Context, timeoutMs: number): Promise<Uint8Array | 'timeout' | 'aborted'> {
+  const incoming = (c.env as HttpBindings | undefined)?.incoming;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  const body = c.req.arrayBuffer().then(
+    (b) => new Uint8Array(b),
+    (err: unknown) => {
+      if (incoming?.destroyed || (err as Error).message === 'aborted') return 'aborted' as const;
+      throw err;
+    },
+  );
+  try {
+    const got = await Promise.race([body, late]);
+    if (got === 'timeout') {
+      body.catch(() => undefined);
+      incoming?.destroy();
+    }
+    return got;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
   const { config, metrics, exports, inflight, log } = deps;
 
@@ -140,7 +171,17 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
         metrics.inc('loopwatch_requests_rejected_total', 'http');
         return reply(c, enc, status, { code, message }, headers);
       };
-      let body = new Uint8Array(await c.req.arrayBuffer());
+      const read = await readBody(c, config.limits.bodyTimeoutMs);
+      if (read === 'timeout') {
+        metrics.inc('loopwatch_requests_rejected_total', 'http');
+        return c.body(null, 408);
+      }
+      if (read === 'aborted') {
+        // the client went away mid-upload: nothing to answer, nobody to tell (not an error of the collector's)
+        metrics.inc('loopwatch_requests_rejected_total', 'http');
+        return c.body(null, 400);
+      }
+      let body = read;
       ticket.set(body.length);
       const contentEncoding = (c.req.header('content-encoding') ?? 'identity').trim().toLowerCase();
       if (contentEncoding === 'gzip') {
