@@ -351,6 +351,16 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
   let exporter = opts.exporter;
   let lastAttempt: { error: Error | undefined } | undefined;
   if (!exporter) {
+    // the standard variables that choose another exporter are not read: said, not silently ignored
+    // (with grpc and an endpoint on 4317 every span was lost, the only sign a parse error)
+    const protocol = (process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? process.env.OTEL_EXPORTER_OTLP_PROTOCOL)?.trim();
+    if (protocol && protocol !== 'http/protobuf') {
+      warn(`OTEL_EXPORTER_OTLP_PROTOCOL=${protocol} is not used: Loopwatch exports OTLP/HTTP protobuf (the collector takes it on port 4318); for another exporter, set up your own SDK with LOOPWATCH_INSTRUMENTATION=off`);
+    }
+    const traces = process.env.OTEL_TRACES_EXPORTER?.trim();
+    if (traces && traces !== 'otlp') {
+      warn(`OTEL_TRACES_EXPORTER=${traces} is not used: Loopwatch exports OTLP/HTTP protobuf to the collector (OTEL_SDK_DISABLED=true turns tracing off; LOOPWATCH_INSTRUMENTATION=off leaves the SDK to you)`);
+    }
     const otlp = new OTLPTraceExporter({ ...(opts.endpoint ? { url: tracesUrl(opts.endpoint) } : {}), httpAgentOptions: quietSocketAgents(opts.letProcessEnd === true) });
     // an attempt could not reach the collector and a retry waits on its timer: the batch processor
     // stops waiting for that export (tally.abandon()), or its own timer for it would keep the

@@ -135,6 +135,14 @@ describe('an instrumented agent that ends abruptly', () => {
     expect(dropped + unsent, r.stderr).toBe(200);
   });
 
+  it('OTEL_EXPORTER_OTLP_PROTOCOL=grpc or OTEL_TRACES_EXPORTER=console: said not to be used, and the spans still reach the collector', async () => {
+    const r = await runAgent('exit-protocol', 'flush', 3, { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_TRACES_EXPORTER: 'console' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('[loopwatch] OTEL_EXPORTER_OTLP_PROTOCOL=grpc is not used: Loopwatch exports OTLP/HTTP protobuf');
+    expect(r.stderr).toContain('[loopwatch] OTEL_TRACES_EXPORTER=console is not used');
+    expect(await stored('exit-protocol')).toHaveLength(3);
+  });
+
   it('no collector: the agent still ends cleanly (exit 0, its own flush() resolves), says where it could not export to, and does not stay up retrying', async () => {
     const port = await freePort();
     // the exporter would retry for up to 30 s (five attempts over about 13 s); the wait at the end is 500 ms
