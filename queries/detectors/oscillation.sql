@@ -1,11 +1,14 @@
--- oscillation: a cycle of 2..{oscillation_max_period} distinct calls (A B A B, A B C A B C)
--- repeated {oscillation_min_cycles} or more times, where every call after the first cycle has
--- the same tool, arguments and outcome as the call one period earlier. A changing result
--- (polling between sleeps, tests re-run after different edits) breaks the cycle.
+-- oscillation: a cycle of 2..{oscillation_max_period} calls (A B A B, A B C A B C) repeated
+-- {oscillation_min_cycles} or more times, where every call after the first cycle has the same
+-- tool, arguments and outcome as the call one period earlier. A changing result (polling between
+-- sleeps, tests re-run after different edits) breaks the cycle. Calls next to each other in the
+-- cycle differ; a call may come back within a cycle of 4 as long as the cycle is not two of 2:
+-- edit A, run tests (fail X), edit B, run tests (fail Y), again and again, flip-flops between two
+-- fixes.
 -- Wasted: every call after the first cycle.
 -- Contract: see collector/src/detect/run-detectors.ts.
--- The cycle's calls are distinct, so a call in it differs from the one before it (a run of one
--- repeated call, A A A A, also repeats the call two back, but is not an oscillation).
+-- A call in a cycle differs from the one before it (a run of one repeated call, A A A A, also
+-- repeats the call two back, but is not an oscillation).
 -- loopwatch: when countIf((cycle2 OR cycle3 OR cycle4) AND NOT same_call_prev) > 0
 WITH
     -- one row per call and period whose call repeats the one a period earlier
@@ -14,7 +17,7 @@ WITH
         SELECT *, period
         FROM (
             SELECT * FROM {calls:Identifier}
-            -- a call in a cycle of distinct calls never repeats the call before it, and dropping
+            -- a call in a cycle never repeats the call before it, and dropping
             -- those that do never joins or splits a cycle (see the when line)
             WHERE (cycle2 OR cycle3 OR cycle4) AND NOT same_call_prev
         )
@@ -43,7 +46,9 @@ WITH
             anyIf(model, model != '') AS model
         FROM islands
         GROUP BY session_id, period, island
-        HAVING uniqExact(call_key) = period AND count() + period >= period * {oscillation_min_cycles:UInt32}
+        -- (neighbours differ: the island's calls are those that differ from the one before, so a
+        -- cycle of 2 or 3 is of distinct calls; one of 4 must not be a cycle of 2 twice)
+        HAVING (period != 4 OR countIf(NOT cycle2) > 0) AND count() + period >= period * {oscillation_min_cycles:UInt32}
     ),
     -- the loop's first call: one period before the island's first call
     firsts AS (

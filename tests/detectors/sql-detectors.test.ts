@@ -28,6 +28,11 @@ const CASES: Record<string, CallSpec[]> = {
   osc3_loop: [0, 1, 2].flatMap(() => [
     { tool: 'edit', args: { f: 'a', v: 1 }, result: 'ok' }, { tool: 'build', args: {}, result: 'err E1' }, { tool: 'revert', args: { f: 'a' }, result: 'ok' },
   ]),
+  // two fixes flip-flopping, the tests run after each: run_tests comes back within the cycle of 4
+  osc4_flipflop: [0, 1, 2].flatMap(() => [
+    { tool: 'edit_file', args: { path: 'a.ts', fix: 'A' }, result: 'ok' }, { tool: 'run_tests', args: {}, result: '1 failing: X' },
+    { tool: 'edit_file', args: { path: 'a.ts', fix: 'B' }, result: 'ok' }, { tool: 'run_tests', args: {}, result: '1 failing: Y' },
+  ]),
   storm_loop: Array.from({ length: 6 }, (_, i) => ({ tool: 'http_get', args: { url: `u${i}` }, error: fail(`503 from upstream ${1000 + i}`) })),
   error_loop: [0, 1, 2, 3].flatMap((i) => [
     { tool: 'edit', args: { f: 'x', v: i }, result: `ok${i}` }, { tool: 'compile', args: { n: i }, error: fail(`cannot find module 'foo' at line ${i + 10}`, 'CompileError') },
@@ -98,6 +103,7 @@ const EXPECT: Record<string, string[]> = {
   stuck_loop: ['redundant', 'stuck'],
   osc2_loop: ['oscillation', 'redundant'],
   osc3_loop: ['oscillation', 'redundant'],
+  osc4_flipflop: ['oscillation', 'redundant', 'runaway'], // 12 calls: over this file's calls budget of 10
   storm_loop: ['retry_storm'],
   error_loop: ['error_loop'],
   redundant_waste: ['redundant'],

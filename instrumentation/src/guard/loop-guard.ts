@@ -1351,8 +1351,9 @@ export class LoopGuard {
       island.tools.add(tool);
       island.tokens += tokens;
       island.cost += cost;
-      // distinct calls in the cycle: the last period calls including this one
-      if (island.matches >= period && island.matches + period >= period * p.oscillationMinCycles && this.cycleDistinct(s, period, tool, args)) {
+      // the cycle's calls: distinct (2, 3), or a minimal cycle of 4 (as oscillation.sql)
+      const cycle = period === 4 ? this.cycleOfFour(s, tool, args, outcome) : this.cycleDistinct(s, period, tool, args);
+      if (island.matches >= period && island.matches + period >= period * p.oscillationMinCycles && cycle) {
         const total = island.matches + period;
         const tools = [...island.tools].sort();
         this.emit(s, K_OSCILLATION, island.first, spanId, total, island.matches, island.tokens, island.cost, tools,
@@ -1542,6 +1543,22 @@ export class LoopGuard {
   }
 
   /** The last `period` calls, this one included, are all different calls (tool and arguments). */
+  /**
+   * The last 4 calls, this one included, are a cycle of 4: each differs from the next (tool and
+   * arguments; the last from the first, which comes next), and it is not a cycle of 2 twice (each
+   * call the same as two before, outcome included). Edit A, run tests (fail X), edit B, run tests
+   * (fail Y) is one: two fixes flip-flopping.
+   */
+  private cycleOfFour(s: SessionState, tool: string, args: string, outcome: Outcome): boolean {
+    const c0 = back(s, 3), c1 = back(s, 2), c2 = back(s, 1);
+    const r = s.ring;
+    const same = (a: number, b: number) => r[a + RING_TOOL] === r[b + RING_TOOL] && r[a + RING_ARGS] === r[b + RING_ARGS];
+    const isThis = (a: number) => r[a + RING_TOOL] === tool && r[a + RING_ARGS] === args;
+    if (same(c0, c1) || same(c1, c2) || isThis(c2) || isThis(c0)) return false;
+    const twoBack = same(c0, c2) && r[c0 + RING_OUTCOME] === r[c2 + RING_OUTCOME] && isThis(c1) && r[c1 + RING_OUTCOME] === outcome;
+    return !twoBack;
+  }
+
   private cycleDistinct(s: SessionState, period: number, tool: string, args: string): boolean {
     for (let i = 1; i < period; i++) {
       const a = back(s, i);
