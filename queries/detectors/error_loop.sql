@@ -9,15 +9,22 @@
 -- Contract: see collector/src/detect/run-detectors.ts.
 -- loopwatch: when countIf(status = 'error') >= {error_loop_min_count:UInt32}
 WITH
-    -- the failures no later call of the same call got past: each with the status of the next
-    -- call of its call key (only the keys that failed are numbered)
+    -- errors that fail often enough, before the failures got past are taken out (a narrow count
+    -- of one 64-bit hash per failure: a collision only lets an error through to the exact count)
+    recurring AS (
+        SELECT cityHash64(session_id, error_key) AS h FROM {calls:Identifier}
+        WHERE status = 'error' GROUP BY h HAVING count() >= {error_loop_min_count:UInt32}
+    ),
+    -- the failures not got past: no later call of the same call (tool and arguments) succeeded.
+    -- The next call of each failed call key is read only for the keys of those errors.
     counted AS (
         SELECT * FROM (
             SELECT *, leadInFrame(status, 1, '') OVER (PARTITION BY session_id, call_key ORDER BY seq
                                                        ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS next_status
             FROM {calls:Identifier}
-            WHERE cityHash64(session_id, call_key) IN (SELECT cityHash64(session_id, call_key) FROM {calls:Identifier} WHERE status = 'error')
+            WHERE call_key IN (SELECT call_key FROM {calls:Identifier} WHERE status = 'error' AND cityHash64(session_id, error_key) IN (SELECT h FROM recurring))
         )
+        -- (a failure of another error on one of those keys is grouped apart and left out by the count)
         WHERE status = 'error' AND NOT (next_status != '' AND next_status != 'error')
     )
 SELECT
@@ -42,9 +49,5 @@ SELECT
            any(error_type), ': ', leftUTF8(argMin(error_message, seq), 120), '): the task may be impossible as attempted.') AS message,
     toJSONString(map('error_key', concat(any(tool), '|', any(error_type), '|', loopwatch_error_norm(argMin(error_message, seq))), 'distinct_args', toString(uniqExact(call_key)))) AS details
 FROM counted
--- a narrow count of one 64-bit hash per failure first (a collision only lets an error through to
--- the exact count), so the wide aggregates run on the errors that recur
-WHERE cityHash64(session_id, error_key) IN (
-    SELECT cityHash64(session_id, error_key) AS h FROM counted GROUP BY h HAVING count() >= {error_loop_min_count:UInt32})
 GROUP BY session_id, error_key
 HAVING count() >= {error_loop_min_count:UInt32} AND max(seq) - min(seq) + 1 > count()
