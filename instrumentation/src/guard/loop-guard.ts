@@ -879,7 +879,7 @@ class SessionState {
    * call of the same call, which may recover from it (a retry after a backoff, or after the other
    * calls of its turn, as error_loop.sql).
    */
-  pendingFailures: Map<string, Failure> | null = null;
+  pendingFailures: Map<string, Map<string, Failure>> | null = null; // tool -> arguments -> failure (no key built per call)
   /** Calls in a row that returned nothing new. */
   noProgressLen = 0;
   /**
@@ -964,9 +964,6 @@ interface ErrorMemo {
 const ERROR_MEMO_SIZE = 256;
 
 /** A failure error_loop counted: its error key, and the waste added with it. */
-/** A call's identity for error_loop's recovery: tool and arguments hash. */
-const callKeyOf = (tool: string, args: string): string => `${tool}\n${args}`;
-
 interface Failure {
   key: string;
   keyHash: number;
@@ -1229,9 +1226,11 @@ export class LoopGuard {
     this.trackOscillation(s, seq, tool, args, outcome, spanId, tokens, cost);
     this.trackRetryStorm(s, failed, tool, spanId, tokens, cost, call.errorType);
     if (s.pendingFailures !== null && s.pendingFailures.size > 0) {
-      const pending = s.pendingFailures.get(callKeyOf(tool, args));
+      const ofTool = s.pendingFailures.get(tool);
+      const pending = ofTool?.get(args);
       if (pending !== undefined) {
-        s.pendingFailures.delete(callKeyOf(tool, args));
+        ofTool!.delete(args);
+        if (ofTool!.size === 0) s.pendingFailures.delete(tool);
         if (!failed) this.recovered(s, pending);
       }
     }
@@ -1352,8 +1351,8 @@ export class LoopGuard {
       island.tokens += tokens;
       island.cost += cost;
       // the cycle's calls: distinct (2, 3), or a minimal cycle of 4 (as oscillation.sql)
-      const cycle = period === 4 ? this.cycleOfFour(s, tool, args, outcome) : this.cycleDistinct(s, period, tool, args);
-      if (island.matches >= period && island.matches + period >= period * p.oscillationMinCycles && cycle) {
+      if (island.matches >= period && island.matches + period >= period * p.oscillationMinCycles
+          && (period === 4 ? this.cycleOfFour(s, tool, args, outcome) : this.cycleDistinct(s, period, tool, args))) {
         const total = island.matches + period;
         const tools = [...island.tools].sort();
         this.emit(s, K_OSCILLATION, island.first, spanId, total, island.matches, island.tokens, island.cost, tools,
@@ -1407,7 +1406,10 @@ export class LoopGuard {
     }
     s.lastErrorTool = tool;
     // (the memo is shared: its key changes with the tool)
-    touch((s.pendingFailures ??= new Map()), callKeyOf(tool, args), { key: error.key, keyHash: error.keyHash, tokens, cost }, MAX_ERROR_KEYS);
+    const pending = (s.pendingFailures ??= new Map());
+    let ofTool = pending.get(tool);
+    if (ofTool === undefined) touch(pending, tool, (ofTool = new Map()), MAX_ERROR_KEYS);
+    touch(ofTool, args, { key: error.key, keyHash: error.keyHash, tokens, cost }, MAX_ERROR_KEYS);
     const count = et.count(e);
     // other calls in between: the tally spans more calls than it counts (this call is its last)
     if (count >= this.params.errorLoopMinCount && seq - et.num(e, E_FIRST_SEQ) + 1 > count) {
@@ -1550,13 +1552,13 @@ export class LoopGuard {
    * (fail Y) is one: two fixes flip-flopping.
    */
   private cycleOfFour(s: SessionState, tool: string, args: string, outcome: Outcome): boolean {
-    const c0 = back(s, 3), c1 = back(s, 2), c2 = back(s, 1);
     const r = s.ring;
-    const same = (a: number, b: number) => r[a + RING_TOOL] === r[b + RING_TOOL] && r[a + RING_ARGS] === r[b + RING_ARGS];
-    const isThis = (a: number) => r[a + RING_TOOL] === tool && r[a + RING_ARGS] === args;
-    if (same(c0, c1) || same(c1, c2) || isThis(c2) || isThis(c0)) return false;
-    const twoBack = same(c0, c2) && r[c0 + RING_OUTCOME] === r[c2 + RING_OUTCOME] && isThis(c1) && r[c1 + RING_OUTCOME] === outcome;
-    return !twoBack;
+    const c0 = back(s, 3), c1 = back(s, 2), c2 = back(s, 1);
+    const t0 = r[c0 + RING_TOOL], a0 = r[c0 + RING_ARGS], t1 = r[c1 + RING_TOOL], a1 = r[c1 + RING_ARGS], t2 = r[c2 + RING_TOOL], a2 = r[c2 + RING_ARGS];
+    // neighbours differ (this call's next is the cycle's first)
+    if ((t0 === t1 && a0 === a1) || (t1 === t2 && a1 === a2) || (t2 === tool && a2 === args) || (t0 === tool && a0 === args)) return false;
+    // not a cycle of 2 twice
+    return !(t0 === t2 && a0 === a2 && r[c0 + RING_OUTCOME] === r[c2 + RING_OUTCOME] && t1 === tool && a1 === args && r[c1 + RING_OUTCOME] === outcome);
   }
 
   private cycleDistinct(s: SessionState, period: number, tool: string, args: string): boolean {
