@@ -485,14 +485,22 @@ describe('idempotent and incremental', () => {
     await insertSpans(client, s.rows.filter((_, i) => !tools.has(i) && i !== s.rows.length - 1));
     const r = await runDetectors(client, { params: { ...PARAMS, watermarkOverlapS: 0 } });
     expect(r.grownFindings).toBeGreaterThanOrEqual(1);
+    const first = (await tc.rows<{ d: string }>(`SELECT toString(detected_at) AS d FROM agent_findings WHERE session_id = 'sql-late-llm' AND detector = 'stuck' AND version = 1`))[0]!.d;
     const [f] = await stuck();
     expect([Number(f!.version), Number(f!.repeats), Number(f!.wasted_tokens)]).toEqual([2, 5, 4 * 1100]);
+    // found when it was found: the loop alert (keyed on detected_at) does not page again for it
+    expect((await tc.rows<{ d: string }>(`SELECT toString(detected_at) AS d FROM agent_findings FINAL WHERE session_id = 'sql-late-llm' AND detector = 'stuck'`))[0]!.d).toBe(first);
     expect(Number(f!.wasted_cost_usd)).toBeCloseTo(4 * (1000 * 2.5 + 100 * 10) / 1e6, 9);
     const span = await tc.rows<{ t: string }>(
       `SELECT SpanAttributes['loop.wasted_tokens'] AS t FROM otel_traces WHERE SpanName = 'loopwatch.loop' AND SpanAttributes['loop.finding_id'] = {id:String} AND SpanAttributes['loop.version'] = '2'`,
       { id: f!.finding_id },
     );
     expect(span.map((x) => x.t)).toEqual(['4400']);
+    const [at] = await tc.rows<{ d: string }>(
+      `SELECT SpanAttributes['loop.detected_at'] AS d FROM otel_traces WHERE SpanName = 'loopwatch.loop' AND SpanAttributes['loop.finding_id'] = {id:String} AND SpanAttributes['loop.version'] = '2'`,
+      { id: f!.finding_id },
+    );
+    expect(at!.d).toBe(first);
     // and a pass with nothing new stores nothing again
     expect((await runDetectors(client, { params: PARAMS, full: true })).grownFindings).toBe(0);
   });

@@ -683,13 +683,14 @@ function wasteMoved(k: Pick<FindingRow, 'wasted_tokens' | 'wasted_cost_usd' | 'w
 /** Stores findings that are new or grew (version + 1) and their loop spans; returns counts. */
 async function storeFindings(client: ClickHouseClient, candidates: Candidate[]): Promise<{ stored: number; fresh: number; grown: number }> {
   if (candidates.length === 0) return { stored: 0, fresh: 0, grown: 0 };
-  type Known = Pick<FindingRow, 'version' | 'repeats' | 'wasted_calls' | 'last_span_id' | 'wasted_tokens' | 'wasted_cost_usd' | 'wasted_time_ns'>;
+  type Known = Pick<FindingRow, 'version' | 'repeats' | 'wasted_calls' | 'last_span_id' | 'wasted_tokens' | 'wasted_cost_usd' | 'wasted_time_ns' | 'detected_at'>;
   const known = new Map<string, Known>();
   const sessions = [...new Set(candidates.map((c) => c.session_id))];
   for (let i = 0; i < sessions.length; i += 1000) {
     const rows = await queryRows<Known & { finding_id: string }>(
       client,
-      `SELECT finding_id, version, repeats, wasted_calls, last_span_id, wasted_tokens, wasted_cost_usd, wasted_time_ns FROM agent_findings FINAL
+      `SELECT finding_id, version, repeats, wasted_calls, last_span_id, wasted_tokens, wasted_cost_usd, wasted_time_ns, toString(detected_at) AS detected_at
+       FROM agent_findings FINAL
        WHERE session_id IN {sessions:Array(String)}`,
       { sessions: sessions.slice(i, i + 1000) },
     );
@@ -697,6 +698,7 @@ async function storeFindings(client: ClickHouseClient, candidates: Candidate[]):
       known.set(r.finding_id, {
         version: num(r.version), repeats: num(r.repeats), wasted_calls: num(r.wasted_calls), last_span_id: r.last_span_id,
         wasted_tokens: num(r.wasted_tokens), wasted_cost_usd: num(r.wasted_cost_usd), wasted_time_ns: num(r.wasted_time_ns),
+        detected_at: r.detected_at,
       });
     }
   }
@@ -711,9 +713,14 @@ async function storeFindings(client: ClickHouseClient, candidates: Candidate[]):
     if (!k) {
       fresh++;
       toStore.push(c);
-    } else if (k.repeats !== c.repeats || k.wasted_calls !== c.wasted_calls || k.last_span_id !== c.last_span_id || wasteMoved(k, c)) {
+    } else if (k.repeats !== c.repeats || k.wasted_calls !== c.wasted_calls || k.last_span_id !== c.last_span_id) {
       grown++;
       toStore.push({ ...c, version: k.version + 1 });
+    } else if (wasteMoved(k, c)) {
+      // the same loop, only its accounting is new: found when it was found (the loop alert keys on
+      // detected_at, and must not page again for LLM spans that came late, or for a new pricing)
+      grown++;
+      toStore.push({ ...c, version: k.version + 1, detected_at: k.detected_at });
     }
   }
   if (toStore.length === 0) return { stored: 0, fresh, grown };
