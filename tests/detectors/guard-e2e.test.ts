@@ -31,6 +31,55 @@ afterAll(async () => {
   await tc?.close();
 });
 
+/** A chat completion reporting these tokens, asking for read_file or answering in text. */
+function completion(asksForTool: boolean, promptTokens: number, completionTokens: number): object {
+  return {
+    id: 'c', object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18',
+    choices: [{ index: 0, finish_reason: asksForTool ? 'tool_calls' : 'stop', message: asksForTool
+      ? { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'read_file', arguments: '{"path":"a.ts"}' } }] }
+      : { role: 'assistant', content: 'a long plan' } }],
+    usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
+  };
+}
+
+/**
+ * An agent (a real OpenAI client against a fake API answering `reply(request body)`) running up
+ * to 6 steps under a 1M-token budget with the guard halting: the steps begun, the halt, the
+ * guard's runaway finding, and the runaway finding SQL stores for the session.
+ */
+async function underTokenBudget(
+  session: string,
+  reply: (body: string) => object,
+  step: (ask: (content: string) => Promise<unknown>, readFile: (a: { path: string }) => Promise<unknown>, n: number) => Promise<void>,
+) {
+  const api = await fakeApi((req) => ({ json: reply(JSON.stringify(req.body)) }));
+  const client = instrumentOpenAI(new OpenAI({ apiKey: 'test-key', baseURL: `${api.url}/v1`, maxRetries: 0 }));
+  const guard = enableLoopGuard({ policy: 'halt', params: { budgetMaxTokens: 1_000_000 }, log: () => undefined });
+  const ask = (content: string) => client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] });
+  const readFile = traceTool('read_file', async (a: { path: string }) => ({ text: `contents of ${a.path}` }));
+  let steps = 0;
+  let halted: LoopDetectedError | undefined;
+  try {
+    await withSession({ sessionId: session, agent: 'spender' }, async () => {
+      for (steps = 1; steps <= 6; steps++) await step(ask, readFile, steps);
+    });
+  } catch (err) {
+    if (err instanceof LoopDetectedError) halted = err;
+    else throw err;
+  } finally {
+    guard.disable();
+    await api.close();
+  }
+  const live = guard.guard.findings(session).find((f) => f.kind === 'runaway')!;
+  await provider.forceFlush();
+  await tc.collector.flush();
+  const r = await runDetectors(tc.collector.store.client, { params: { budgetMaxTokens: 1_000_000 } });
+  expect(r.errors).toEqual({});
+  const [sql] = await tc.rows<{ details: string; wasted_calls: number; wasted_tokens: number; message: string }>(
+    `SELECT details, wasted_calls, wasted_tokens, message FROM agent_findings FINAL WHERE session_id = {s:String} AND detector = 'runaway'`, { s: session });
+  return { steps, halted, live, sql: sql! };
+}
+
 describe('LoopGuard halt + SQL detectors on the same session', () => {
   it('agree on the loop; the halted call is stored but not counted', async () => {
     const guard = enableLoopGuard({ policy: 'halt', log: () => undefined });
@@ -71,96 +120,39 @@ describe('LoopGuard halt + SQL detectors on the same session', () => {
   });
 
   it('token budget: each tool call is charged with the LLM call before it (a real OpenAI client), the guard halts the session past the budget, and SQL finds the same', async () => {
-    // every turn the model asks for a file and reports 400k tokens
-    const api = await fakeApi(() => ({ json: {
-      id: 'c', object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18',
-      choices: [{ index: 0, finish_reason: 'tool_calls', message: { role: 'assistant', content: null, tool_calls: [
-        { id: 'call_1', type: 'function', function: { name: 'read_file', arguments: '{"path":"a.ts"}' } }] } }],
-      usage: { prompt_tokens: 300_000, completion_tokens: 100_000, total_tokens: 400_000 },
-    } }));
-    const client = instrumentOpenAI(new OpenAI({ apiKey: 'test-key', baseURL: `${api.url}/v1`, maxRetries: 0 }));
-    const guard = enableLoopGuard({ policy: 'halt', params: { budgetMaxTokens: 1_000_000 }, log: () => undefined });
-    let turn = 0;
-    let halted: LoopDetectedError | undefined;
-    // a different file each turn, a different text back: no loop but the spending
-    const readFile = traceTool('read_file', async (a: { path: string }) => ({ text: `contents of ${a.path}` }));
-    try {
-      await withSession({ sessionId: 'guard-e2e-budget', agent: 'spender' }, async () => {
-        for (turn = 1; turn <= 6; turn++) {
-          await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'next file' }] });
-          await readFile({ path: `src/${turn}.ts` });
-        }
-      });
-    } catch (err) {
-      if (err instanceof LoopDetectedError) halted = err;
-      else throw err;
-    } finally {
-      guard.disable();
-      await api.close();
-    }
+    // every turn the model asks for a file and reports 400k tokens; a different file each turn,
+    // a different text back: no loop but the spending
+    const run = await underTokenBudget('guard-e2e-budget', () => completion(true, 300_000, 100_000), async (ask, readFile, n) => {
+      await ask('next file');
+      await readFile({ path: `src/${n}.ts` });
+    });
     // 400k tokens a turn: 1.2M after the third tool call, so the fourth does not run
-    expect(turn).toBe(4);
-    expect(halted?.finding.kind).toBe('runaway');
-    expect(halted?.finding.message).toMatch(/^Runaway session: tokens \(\d+ calls wasted; used 1200000 tokens of 1000000\)\.$/);
-    const live = guard.guard.findings('guard-e2e-budget').find((f) => f.kind === 'runaway')!;
-
-    await provider.forceFlush();
-    await tc.collector.flush();
-    const r = await runDetectors(tc.collector.store.client, { params: { budgetMaxTokens: 1_000_000 } });
-    expect(r.errors).toEqual({});
-    const [sql] = await tc.rows<{ details: string; wasted_calls: number; wasted_tokens: number; first_span_id: string; message: string }>(
-      `SELECT details, wasted_calls, wasted_tokens, first_span_id, message FROM agent_findings FINAL WHERE session_id = 'guard-e2e-budget' AND detector = 'runaway'`);
-    expect(JSON.parse(sql!.details)).toMatchObject({ reasons: 'tokens', session_tokens: '1200000', session_calls: '3' });
-    expect(sql!.message).toMatch(/^Runaway session: tokens \(\d+ calls wasted since .*; used 1200000 tokens of 1000000\)\.$/);
-    expect(Number(sql!.wasted_calls)).toBe(live.wastedCalls);
-    expect(Number(sql!.wasted_tokens)).toBe(live.wastedTokens);
+    expect(run.steps).toBe(4);
+    expect(run.halted?.finding.kind).toBe('runaway');
+    expect(run.halted?.finding.message).toMatch(/^Runaway session: tokens \(\d+ calls wasted; used 1200000 tokens of 1000000\)\.$/);
+    expect(JSON.parse(run.sql.details)).toMatchObject({ reasons: 'tokens', session_tokens: '1200000', session_calls: '3' });
+    expect(run.sql.message).toMatch(/^Runaway session: tokens \(\d+ calls wasted since .*; used 1200000 tokens of 1000000\)\.$/);
+    expect(Number(run.sql.wasted_calls)).toBe(run.live.wastedCalls);
+    expect(Number(run.sql.wasted_tokens)).toBe(run.live.wastedTokens);
   });
 
   it('token budget: the planning calls before each step count too (live and in SQL), not only the call that asked for the tool', async () => {
     // each step: a long planning call (300k tokens, no tool asked for), then a short one that asks for the file (10k)
-    const api = await fakeApi((req) => {
-      const plan = JSON.stringify(req.body).includes('plan the next step');
-      return { json: {
-        id: 'c', object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18',
-        choices: [{ index: 0, finish_reason: plan ? 'stop' : 'tool_calls', message: plan
-          ? { role: 'assistant', content: 'a long plan' }
-          : { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'read_file', arguments: '{"path":"a.ts"}' } }] } }],
-        usage: plan ? { prompt_tokens: 250_000, completion_tokens: 50_000, total_tokens: 300_000 } : { prompt_tokens: 9_000, completion_tokens: 1_000, total_tokens: 10_000 },
-      } };
-    });
-    const client = instrumentOpenAI(new OpenAI({ apiKey: 'test-key', baseURL: `${api.url}/v1`, maxRetries: 0 }));
-    const guard = enableLoopGuard({ policy: 'halt', params: { budgetMaxTokens: 1_000_000 }, log: () => undefined });
-    let step = 0;
-    let halted: LoopDetectedError | undefined;
-    const readFile = traceTool('read_file', async (a: { path: string }) => ({ text: `contents of ${a.path}` }));
-    try {
-      await withSession({ sessionId: 'guard-e2e-planning', agent: 'planner' }, async () => {
-        for (step = 1; step <= 6; step++) {
-          await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'plan the next step' }] });
-          await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'next file' }] });
-          await readFile({ path: `src/${step}.ts` });
-        }
-      });
-    } catch (err) {
-      if (err instanceof LoopDetectedError) halted = err;
-      else throw err;
-    } finally {
-      guard.disable();
-      await api.close();
-    }
+    const run = await underTokenBudget(
+      'guard-e2e-planning',
+      (body) => (body.includes('plan the next step') ? completion(false, 250_000, 50_000) : completion(true, 9_000, 1_000)),
+      async (ask, readFile, n) => {
+        await ask('plan the next step');
+        await ask('next file');
+        await readFile({ path: `src/${n}.ts` });
+      },
+    );
     // 310k tokens a step: 1.24M after the fourth tool call, so the fifth does not run (charged
     // only the 10k that asked for each file, it never would)
-    expect(step).toBe(5);
-    expect(halted?.finding.message).toMatch(/^Runaway session: tokens \(\d+ calls wasted; used 1240000 tokens of 1000000\)\.$/);
-
-    await provider.forceFlush();
-    await tc.collector.flush();
-    const r = await runDetectors(tc.collector.store.client, { params: { budgetMaxTokens: 1_000_000 } });
-    expect(r.errors).toEqual({});
-    const [sql] = await tc.rows<{ details: string; wasted_tokens: number }>(
-      `SELECT details, wasted_tokens FROM agent_findings FINAL WHERE session_id = 'guard-e2e-planning' AND detector = 'runaway'`);
-    expect(JSON.parse(sql!.details)).toMatchObject({ reasons: 'tokens', session_tokens: '1240000', session_calls: '4' });
-    expect(Number(sql!.wasted_tokens)).toBe(guard.guard.findings('guard-e2e-planning').find((f) => f.kind === 'runaway')!.wastedTokens);
+    expect(run.steps).toBe(5);
+    expect(run.halted?.finding.message).toMatch(/^Runaway session: tokens \(\d+ calls wasted; used 1240000 tokens of 1000000\)\.$/);
+    expect(JSON.parse(run.sql.details)).toMatchObject({ reasons: 'tokens', session_tokens: '1240000', session_calls: '4' });
+    expect(Number(run.sql.wasted_tokens)).toBe(run.live.wastedTokens);
   });
 
   it('an LLM call a tool makes is charged to that tool call (live and in SQL), not to the next tool call', async () => {
