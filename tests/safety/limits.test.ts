@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollector, type Collector } from '../../collector/src/collector.js';
 import { loadConfig } from '../../collector/src/config.js';
 import { decodeRpcStatus, encodeTraceRequest } from '../../collector/src/ingest/otlp-proto.js';
+import { prescanJson, prescanProtobuf } from '../../collector/src/ingest/prescan.js';
 import { TRUNCATED } from '../../collector/src/ingest/span-rows.js';
 import { queryRows } from '../../collector/src/store/client.js';
 import { valueHash } from '../../instrumentation/src/canonical.js';
@@ -161,6 +162,26 @@ describe('request limits', () => {
     // strings in JSON are heap objects too: 6,000 of them under a key OTLP does not have
     const strings = JSON.stringify({ resourceSpans: [], padding: Array.from({ length: 6000 }, () => 'a') });
     await expectStatus(await fetch(`${url}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: strings }), 413, /more than 5000 objects/);
+  });
+
+  it('the prescan counts a JSON batch about as its protobuf form, and the values a JSON body packs densely', () => {
+    // 2,000 spans of 15 attributes, as the OTLP/JSON exporters write them
+    const spans = Array.from({ length: 2000 }, (_, i) => ({
+      ...span(), name: `execute_tool t${i}`, kind: 1, status: { code: 0 },
+      attributes: Array.from({ length: 15 }, (_, k) => attr(`attr.${k}`, { stringValue: `value ${i} ${k}` })),
+    }));
+    const request = { resourceSpans: [{ resource: { attributes: [attr('service.name', { stringValue: 'agent' })] }, scopeSpans: [{ scope: { name: 'x' }, spans }] }] };
+    const json = new TextEncoder().encode(JSON.stringify({ resourceSpans: [{ ...request.resourceSpans[0], scopeSpans: [{ scope: { name: 'x' }, spans: spans.map((s) => ({ ...s, traceId: s.traceId.toString('hex'), spanId: s.spanId.toString('hex') })) }] }] }));
+    const limits = { maxObjects: 10_000_000, maxDepth: 64 };
+    const asJson = prescanJson(json, limits);
+    const asProto = prescanProtobuf(encodeTraceRequest(request), limits);
+    expect(asJson.ok && asProto.ok).toBe(true);
+    if (asJson.ok && asProto.ok) expect(asJson.objects).toBeLessThan(1.3 * asProto.objects);
+    // a million values in an array, or as an object's keys: counted
+    const strings = prescanJson(new TextEncoder().encode(JSON.stringify({ x: Array.from({ length: 100_000 }, () => 'a') })), limits);
+    const keys = prescanJson(new TextEncoder().encode(JSON.stringify({ x: Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`k${i}`, 0])) })), limits);
+    expect(strings.ok && strings.objects).toBeGreaterThan(99_000);
+    expect(keys.ok && keys.objects).toBeGreaterThan(99_000);
   });
 
   it('429 + Retry-After past maxConcurrentRequests and maxInFlightBytes; served again once they finish', async () => {
