@@ -3,9 +3,9 @@
 -- had not seen from that tool, or is an action that returns nothing not made before; failed
 -- calls are never progress, unknown results always are) or
 -- blows a budget: calls {budget_max_calls}, tokens {budget_max_tokens}, cost {budget_max_cost_usd},
--- wall time {budget_max_wall_time_s} s (first call's start to this call's end, less the gaps
--- between calls longer than {budget_idle_gap_s} s: a conversation resumed hours later has not
--- been running all that time), nesting depth of tool calls inside tool calls
+-- wall time {budget_max_wall_time_s} s (first call's start to this call's end, less the pauses
+-- longer than {budget_idle_gap_s} s between calls and their turns' LLM calls: a person's turn or a
+-- conversation resumed hours later has not been running all that time; a long LLM call has), nesting depth of tool calls inside tool calls
 -- {budget_max_tool_depth} (followed through parent_span_id, across non-tool spans). 0 disables
 -- a budget. Anchored on the session's first call so it stays one finding as the session grows;
 -- details.trigger_span_id is where it first crossed. Wasted: calls in no-progress runs and calls
@@ -83,17 +83,27 @@ WITH RECURSIVE
                anyIf(model, model != '') OVER (PARTITION BY session_id) AS any_model
         FROM c
     ),
+    -- the pauses before each call longer than the idle gap: from the calls before to its turn's
+    -- LLM calls, and from those to the call (without a turn: from the calls before to the call).
+    -- The LLM calls ran: a long one is not a pause.
+    paused AS (
+        SELECT *,
+               toUnixTimestamp64Nano(turn_start) > 0 AS has_turn,
+               if(has_turn, toUnixTimestamp64Nano(turn_start), toUnixTimestamp64Nano(ts)) - toUnixTimestamp64Nano(prev_end) AS before_turn_ns,
+               if(has_turn, toUnixTimestamp64Nano(ts) - greatest(toUnixTimestamp64Nano(prev_end), toUnixTimestamp64Nano(turn_end)), 0) AS after_turn_ns,
+               if(before_turn_ns > {budget_idle_gap_s:Float64} * 1e9, before_turn_ns, 0)
+                 + if(after_turn_ns > {budget_idle_gap_s:Float64} * 1e9, after_turn_ns, 0) AS idle_ns
+        FROM firsts
+    ),
     cumulative AS (
         SELECT f.*, d.depth AS depth,
                sum(is_new) OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS grp,
                sum(tokens) OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS cum_tokens,
                sum(cost_usd) OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS cum_cost,
-               sum(if(seq > 1 AND {budget_idle_gap_s:Float64} > 0
-                      AND toUnixTimestamp64Nano(ts) - toUnixTimestamp64Nano(prev_end) > {budget_idle_gap_s:Float64} * 1e9,
-                      toUnixTimestamp64Nano(ts) - toUnixTimestamp64Nano(prev_end), 0))
+               sum(if(seq > 1 AND {budget_idle_gap_s:Float64} > 0, idle_ns, 0))
                    OVER (PARTITION BY session_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS cum_idle_ns,
                min(ts) OVER (PARTITION BY session_id) AS session_start
-        FROM firsts AS f LEFT JOIN depths AS d ON d.leaf = f.span_id
+        FROM paused AS f LEFT JOIN depths AS d ON d.leaf = f.span_id
     ),
     flagged AS (
         SELECT *,

@@ -27,6 +27,8 @@
 --             call's own duration. By start, not end: a streamed LLM call runs the tool calls it
 --             requests before it ends. Cost: reported_cost_usd when
 --             > 0, else tokens x model_prices (loopwatch_llm_cost, queries/schema/007_llm_cost.sql).
+--   turn_start, turn_end  when the LLM calls of the call's turn ran (first start, last end; 1970
+--             without a turn): the runaway wall time counts them as running, not as a pause
 --   occurrence  for a call with a non-empty result ('R'), how many calls of the session so far
 --             (this one included) made the same call and got the same result; 0 otherwise. The
 --             redundant detector then reads the few calls that repeat instead of counting every
@@ -101,14 +103,16 @@ WITH
     -- call before it, which requested it; the calls of a turn share its sums.
     turns AS (
         SELECT l.session_id AS session_id, c.ts AS turn_ts, argMax(l.model, l.ts) AS model,
-               sum(l.total_tokens) AS tokens, sum(l.cost_usd) AS cost_usd, sum(l.duration_ns) AS duration_ns
+               sum(l.total_tokens) AS tokens, sum(l.cost_usd) AS cost_usd, sum(l.duration_ns) AS duration_ns,
+               min(l.ts) AS turn_start, max(l.ts + toIntervalNanosecond(l.duration_ns)) AS turn_end
         FROM (SELECT * FROM llm_cost WHERE NOT inside) AS l
         ASOF INNER JOIN (SELECT session_id, ts FROM calls) AS c ON l.session_id = c.session_id AND l.ts <= c.ts
         GROUP BY l.session_id, c.ts
     ),
     requested AS (
         SELECT c.span_id AS span_id, t.model AS llm_model, t.tokens AS llm_tokens, t.cost_usd AS llm_cost_usd,
-               t.duration_ns AS llm_duration_ns, count() OVER (PARTITION BY c.session_id, t.turn_ts) AS llm_share
+               t.duration_ns AS llm_duration_ns, count() OVER (PARTITION BY c.session_id, t.turn_ts) AS llm_share,
+               t.turn_start AS turn_start, t.turn_end AS turn_end
         FROM (SELECT session_id, ts, span_id FROM calls) AS c
         ASOF INNER JOIN turns AS t ON c.session_id = t.session_id AND c.ts >= t.turn_ts
     ),
@@ -137,7 +141,9 @@ SELECT
     if(r.llm_share = 0, 0., r.llm_tokens / r.llm_share) + i.tokens AS tokens,
     if(r.llm_share = 0, 0., r.llm_cost_usd / r.llm_share) + i.cost_usd AS cost_usd,
     w.duration_ns + if(r.llm_share = 0, 0., r.llm_duration_ns / r.llm_share) AS time_ns,
-    if(w.outcome_kind = 'R' AND NOT w.result_empty, w.nth_same, 0) AS occurrence
+    if(w.outcome_kind = 'R' AND NOT w.result_empty, w.nth_same, 0) AS occurrence,
+    r.turn_start AS turn_start,
+    r.turn_end AS turn_end
 FROM windowed AS w
 ANY LEFT JOIN requested AS r ON r.span_id = w.span_id
 ANY LEFT JOIN spent_inside AS i ON i.span_id = w.span_id

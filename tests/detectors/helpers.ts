@@ -27,6 +27,8 @@ export interface CallSpec {
   innerLlmTokens?: number;
   /** Time without calls before this one (its LLM call included), ms. */
   pauseMs?: number;
+  /** Duration of the LLM call before it, ms (default 20). */
+  llmMs?: number;
 }
 
 export interface BuiltSession {
@@ -95,11 +97,15 @@ export function buildSession(sessionId: string, calls: CallSpec[], opts: { start
         attrs: { ...base, 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': model, 'gen_ai.provider.name': 'openai',
           'gen_ai.usage.input_tokens': String(tokensIn), 'gen_ai.usage.output_tokens': String(tokensOut) },
       });
+    let turnStart: number | undefined;
+    let turnEnd: number | undefined;
     if (tin + tout > 0) {
-      const llmDur = 20n * 1_000_000n;
+      const llmDur = BigInt(c.llmMs ?? 20) * 1_000_000n;
       // streamed: the model's turn ends after the tool call it asked for
       const turn = c.streamed ? llmDur + gap + BigInt(c.durMs ?? 50) * 1_000_000n + gap : llmDur;
       rows.push(llmSpan(t, turn, rootSpanId, tin, tout));
+      turnStart = Number(t / 1_000_000n);
+      turnEnd = Number((t + turn) / 1_000_000n);
       t += llmDur + gap;
     }
     const spanId = hexId(sessionId, 8);
@@ -120,6 +126,7 @@ export function buildSession(sessionId: string, calls: CallSpec[], opts: { start
       status: c.error ? 'error' : 'ok', errorType: c.error?.type, errorMessage: c.error?.message,
       ts: Number(t / 1_000_000n), endTs: Number((t + dur) / 1_000_000n), spanId, parentSpanId: parent,
       tokens: tin + tout, costUsd: (tin * 2.5 + tout * 10) / 1e6,
+      ...(turnStart !== undefined ? { turnStart, turnEnd } : {}),
     });
     lastStart = t;
     t = c.parallel && resume > t + dur + gap ? resume : t + dur + gap;

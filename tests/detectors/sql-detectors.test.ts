@@ -210,6 +210,21 @@ describe('runaway reasons', () => {
     expect(guard.findings()).toEqual([]);
   });
 
+  it('a session busy in long LLM calls (a reasoning model, 12 minutes a step) runs past the wall-time budget: they are not pauses', async () => {
+    const client = tc.collector.store.client;
+    const calls = Array.from({ length: 20 }, (_, i) => ({ tool: 'run_step', args: { i }, result: `r${i}`, durMs: 5000, llmMs: 12 * 60_000 }));
+    const s = await insertSession(client, buildSession('sql-long-llm', calls, { startMs: Date.now() - 6 * 3600_000 }));
+    const r = await runDetectors(client, { params: { ...PARAMS, budgetMaxCalls: 0, watermarkOverlapS: 0 } });
+    expect(r.errors).toEqual({});
+    const [sql] = await tc.rows<{ message: string }>(`SELECT message FROM agent_findings FINAL WHERE session_id = 'sql-long-llm' AND detector = 'runaway'`);
+    expect(sql?.message).toMatch(/^Runaway session: wall_time \(\d+ calls wasted since .*; used \d+ s of 7200 s\)\.$/);
+    const guard = new LoopGuard({ params: { ...PARAMS, budgetMaxCalls: 0 } });
+    for (const row of s.guardRows) guard.observe(row);
+    expect(guard.findings().map((f) => f.kind)).toEqual(['runaway']);
+    // the same seconds on both sides
+    expect(/used (\d+) s/.exec(guard.findings()[0]!.message)?.[1]).toBe(/used (\d+) s/.exec(sql!.message)?.[1]);
+  });
+
   it('token, cost and wall-time budgets', async () => {
     const client = tc.collector.store.client;
     await insertSession(client, buildSession('sql-budget-tokens', Array.from({ length: 6 }, (_, i) => ({ tool: 't', args: { i }, result: i, tokensIn: 3000 }))));

@@ -213,6 +213,8 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
         if (sessionId === undefined) return;
         let turnTokens = 0;
         let turnCost = 0;
+        let turnStart = Infinity;
+        let turnEnd = -Infinity;
         const turn = unchargedLlm.get(sessionId);
         if (turn) {
           let kept = 0;
@@ -220,6 +222,8 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
             if (llm.startedAt <= call.startedAt) {
               turnTokens += llm.tokens;
               turnCost += llm.costUsd;
+              turnStart = Math.min(turnStart, llm.startedAt);
+              turnEnd = Math.max(turnEnd, llm.endedAt);
             } else {
               turn[kept++] = llm; // started after this call: the next call's turn
             }
@@ -233,6 +237,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
           sessionId,
           tokens: turnTokens + (inside?.tokens ?? 0),
           costUsd: turnCost + (inside?.costUsd ?? 0),
+          ...(turnEnd >= turnStart ? { turnStart, turnEnd } : {}),
           tool: call.tool,
           argsHash: call.argsHash,
           resultHash: call.resultHash,

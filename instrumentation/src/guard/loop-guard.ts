@@ -61,9 +61,16 @@ export interface ObservedCall {
    * start order (a nested call ends, and is observed, before the call it is nested in).
    */
   depth?: number | undefined;
-  /** Tokens / cost attributed to this call (the LLM call that requested it). */
+  /** Tokens / cost attributed to this call (its turn: the LLM calls since the call before). */
   tokens?: number | undefined;
   costUsd?: number | undefined;
+  /**
+   * When its turn's LLM calls ran (first start, last end; epoch ms or Date): the runaway wall
+   * time counts them as running, and only the pauses around them longer than budgetIdleGapS as
+   * not (a 12-minute LLM call is not a person's pause).
+   */
+  turnStart?: number | Date | undefined;
+  turnEnd?: number | Date | undefined;
   /** The call succeeded and returned nothing; default: resultHash is the hash of ''. */
   resultEmpty?: boolean | undefined;
 }
@@ -1464,8 +1471,19 @@ export class LoopGuard {
     if (s.calls === 0) {
       s.start = startMs;
       s.firstSpan = spanId;
-    } else if (p.budgetIdleGapS > 0 && startMs - s.lastEnd > p.budgetIdleGapS * 1000) {
-      s.idle += startMs - s.lastEnd; // a conversation resumed later: not wall time (as runaway.sql)
+    } else if (p.budgetIdleGapS > 0) {
+      // pauses (a person's turn, a conversation resumed later) are not wall time, the LLM calls
+      // between are (as runaway.sql): before the turn's LLM calls, and from them to the call
+      const gap = p.budgetIdleGapS * 1000;
+      const turnStart = call.turnStart === undefined ? NaN : toMs(call.turnStart);
+      const turnEnd = call.turnEnd === undefined ? NaN : toMs(call.turnEnd);
+      if (Number.isFinite(turnStart) && Number.isFinite(turnEnd)) {
+        if (turnStart - s.lastEnd > gap) s.idle += turnStart - s.lastEnd;
+        const after = startMs - Math.max(s.lastEnd, turnEnd);
+        if (after > gap) s.idle += after;
+      } else if (startMs - s.lastEnd > gap) {
+        s.idle += startMs - s.lastEnd;
+      }
     }
     s.calls++;
     s.tokens += tokens;
