@@ -27,4 +27,11 @@ describe('alert rules on loops that began before the rule’s window', () => {
     // and is quiet 10 minutes after the pass that found them
     expect(firing(await evaluateRule(old, rules['loopwatch-loop-detected']!, new Date(Date.now() + 10 * 60_000)))).toEqual([]);
   });
+
+  it('loop detected: loops whose last call is over an hour old, found now (a backfill, the first pass after an upgrade), do not page', async () => {
+    const before = await evaluateRule(old, rules['loopwatch-loop-detected']!);
+    await seedLoops(old, new Date(Date.now() - 3 * 3600_000));
+    const after = await evaluateRule(old, rules['loopwatch-loop-detected']!);
+    expect(after.map((i) => [i.labels.agent, i.value])).toEqual(before.map((i) => [i.labels.agent, i.value]));
+  });
 });

@@ -129,6 +129,18 @@ describe('schema migrations', () => {
     expect(priced.map((r) => r.cost)).toEqual([3, 3]);
   });
 
+  it('refuses a store a newer release migrated (going back would run the old rules on the new data without a word)', async () => {
+    const newest = Math.max(...loadMigrations({ retentionDays: 30 }).map((m) => m.version));
+    await client.insert({ table: 'loopwatch_schema_migrations', values: [{ version: 999, name: 'from_the_future' }], format: 'JSONEachRow' });
+    try {
+      await expect(migrate(client, { retentionDays: 30 })).rejects.toThrow(
+        `the store was migrated by a newer Loopwatch (schema version 999; this release knows up to ${newest}): run that release or a later one; going back is not supported`);
+    } finally {
+      await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version = 999' });
+    }
+    expect(await migrate(client, { retentionDays: 30 })).toEqual([]);
+  });
+
   it('makes again, as the migrations left them, the views and functions a migrated store lacks (a dropped view, a lost function), and reports a missing table', async () => {
     const definition = async (name: string) =>
       (await queryRows<{ q: string }>(client, 'SELECT create_table_query AS q FROM system.tables WHERE database = currentDatabase() AND name = {name:String}', { name }))[0]?.q;

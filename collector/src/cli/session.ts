@@ -75,9 +75,10 @@ export function renderSession(d: SessionDetail): string {
   }
   out.push('', c.bold('timeline:'));
   // times from the session's start, also when the calls shown start further on (--offset)
+  // (a collector before 2026-12-05 gave started_at without a zone, in its own: used only when it fits the calls)
   const first = d.calls[0] ? isoMs(d.calls[0].ts) : 0;
-  const started = s?.started_at ? isoMs(s.started_at) : NaN;
-  const t0 = Number.isFinite(started) ? Math.min(started, first || started) : first;
+  const started = s?.started_at ? isoMs(s.started_at.endsWith('Z') ? s.started_at : `${s.started_at.replace(' ', 'T')}Z`) : NaN;
+  const t0 = Number.isFinite(started) && started <= first && first - started <= s!.wall_time_s * 1000 + 1000 ? started : first;
   if (d.calls.length === 0 && d.offset > 0) out.push(c.dim(`  no calls from --offset ${d.offset}: the session has ${plural(d.total_calls, 'call')}`));
   d.calls.forEach((call, i) => {
     const loops = loopsOf(call, d.findings, d.calls);

@@ -4,6 +4,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
+import { StartError } from '../config.js';
 import { queriesDir } from '../paths.js';
 import { queryRows } from './client.js';
 
@@ -47,8 +48,18 @@ export async function migrate(client: ClickHouseClient, params: MigrationParams)
   const done = new Set(
     (await queryRows<{ version: number }>(client, 'SELECT version FROM loopwatch_schema_migrations FINAL')).map((r) => Number(r.version)),
   );
+  const migrations = loadMigrations(params);
+  // a store a newer release migrated: its rules and kept data are not this release's (an older
+  // collector on it ran without a word, its passes flipping findings between the two rule sets)
+  const newest = Math.max(0, ...migrations.map((m) => m.version));
+  const ahead = [...done].filter((v) => v > newest);
+  if (ahead.length > 0) {
+    throw new StartError(
+      `the store was migrated by a newer Loopwatch (schema version ${Math.max(...ahead)}; this release knows up to ${newest}): run that release or a later one; going back is not supported`,
+    );
+  }
   const applied: Migration[] = [];
-  for (const m of loadMigrations(params)) {
+  for (const m of migrations) {
     if (done.has(m.version)) continue;
     for (const statement of m.statements) await client.command({ query: statement });
     await client.insert({ table: 'loopwatch_schema_migrations', values: [{ version: m.version, name: m.name }], format: 'JSONEachRow' });

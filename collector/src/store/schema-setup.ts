@@ -3,6 +3,7 @@
 // anyway, acknowledges into the spool, and retries here in the background. The loader starts
 // only once `ready` resolves, so no segment is inserted before its tables exist. On the
 // embedded engine a failure is a bug, not an outage, and is thrown.
+import { StartError } from '../config.js';
 import type { Logger } from '../logger.js';
 
 export interface SchemaSetupOptions {
@@ -37,7 +38,8 @@ export class SchemaSetup {
     try {
       await this.attempt();
     } catch (err) {
-      if (!this.opts.retryInBackground) throw err;
+      // a store that is there but will not do (a newer release's schema) is not an outage
+      if (!this.opts.retryInBackground || err instanceof StartError) throw err;
       this.log.warn({ err: (err as Error).message }, 'store unreachable at start: accepting into the spool, retrying schema set-up in the background');
       void this.retry();
     }
