@@ -199,4 +199,23 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     const json = await cli(['findings', '--json', '--url', tc.url, '--session', hostile]);
     expect((JSON.parse(json.stdout) as { findings: Array<{ session_id: string }> }).findings[0]!.session_id).toBe(hostile);
   });
+
+  it('status against a collector of another release (camelCase status keys): says so, exit 1, instead of printing undefined', async () => {
+    const old = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json', 'loopwatch-version': '0.1.0' }).end(JSON.stringify({
+      healthy: true, problems: [], store: { mode: 'embedded', location: '/x', schema: 'ready' }, retentionDays: 30, uptimeS: 5,
+      listening: { otlpHttp: 'http://x/v1/traces', otlpGrpc: null, auth: false, tls: false, clientCertificates: false, tlsNotAfter: null },
+      spool: { bytes: 0, segments: 0 }, spans: { received: { http: 0, grpc: 0 }, accepted: { http: 0, grpc: 0 }, rejected: { http: 0, grpc: 0 }, duplicate: { http: 0, grpc: 0 }, inserted: 0, dropped: 0 },
+      detectors: { enabled: true, intervalMs: 5000, passes: 1, failedPasses: 0, newFindings: 0, lastPass: null },
+    })));
+    await new Promise<void>((r) => old.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(old.address() as { port: number }).port}`;
+      const r = await cli(['status', '--url', url]);
+      expect(r.code).toBe(1);
+      expect(r.stdout).not.toContain('undefined');
+      expect(r.stderr).toContain(`the collector at ${url} answered its status in another release's format`);
+    } finally {
+      await new Promise((r) => old.close(r));
+    }
+  });
 });

@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import type { CollectorStatus } from '../status.js';
 import { apiFor, withCommon, type CommonOpts } from './common.js';
+import { resolveUrl } from './http-api.js';
 import { c, plural, writeJson } from './format.js';
 
 const sum = (t: Record<string, number>) => Object.values(t).reduce((a, b) => a + b, 0);
@@ -16,6 +17,12 @@ export function registerStatusCommand(program: Command): void {
       const s = await apiFor(opts).get<CollectorStatus>('/api/v1/status');
       if (!s.healthy) process.exitCode = 1;
       if (opts.json) return writeJson(s);
+      if (typeof s.uptime_s !== 'number') {
+        // a collector of another release (before 2026-12-05 its status keys were camelCase)
+        process.stderr.write(`loopwatch: the collector at ${resolveUrl(opts.url)} answered its status in another release's format: use the CLI of its release (--json shows what it sent)\n`);
+        process.exitCode = 1;
+        return;
+      }
       const d = s.detectors;
       const last = d.last_pass;
       process.stdout.write(
