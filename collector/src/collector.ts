@@ -145,8 +145,8 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     collectorStatus({
       metrics, detectors, store: { mode: store.mode, location: store.location }, schemaReady: () => schema.isReady,
       spool: spoolDepth,
-      listening: () => ({ otlpHttp: collector.url ? `${collector.url}/v1/traces` : '', otlpGrpc: collector.grpcAddress || null, auth: auth.enabled, tls: tls !== null, clientCertificates: auth.clientCertificates,
-        tlsNotAfter: tls ? (tlsWatch?.current() ?? tls).notAfter.toISOString() : null }),
+      listening: () => ({ otlp_http: collector.url ? `${collector.url}/v1/traces` : '', otlp_grpc: collector.grpcAddress || null, auth: auth.enabled, tls: tls !== null,
+        client_certificates: auth.clientCertificates, tls_not_after: tls ? (tlsWatch?.current() ?? tls).notAfter.toISOString() : null }),
       retentionDays: config.retentionDays, detect: { enabled: config.detect.enabled, intervalMs: config.detect.intervalMs }, startedAt,
     });
   registerApiRoutes(app, { client: store.client, log, status }); // read API for the CLI: /api/v1/*

@@ -35,7 +35,7 @@ export interface StatusSources {
   store: { mode: 'embedded' | 'server'; location: string };
   schemaReady: () => boolean;
   spool: () => { bytes: number; segments: number };
-  listening: () => { otlpHttp: string; otlpGrpc: string | null; auth: boolean; tls: boolean; clientCertificates: boolean; tlsNotAfter: string | null };
+  listening: () => CollectorStatus['listening'];
   retentionDays: number;
   detect: { enabled: boolean; intervalMs: number };
   startedAt: number;
@@ -84,10 +84,10 @@ export async function collectorStatus(s: StatusSources): Promise<CollectorStatus
   }
   if (spool.segments > BACKLOG_SEGMENTS) problems.push(`${spool.segments} spool segments (${spool.bytes} bytes) are waiting for the store: it is slower than ingest, or failing`);
   const listening = s.listening();
-  if (listening.tlsNotAfter) {
-    const daysLeft = (Date.parse(listening.tlsNotAfter) - Date.now()) / 86_400_000;
-    if (daysLeft <= 0) problems.push(`the TLS certificate expired at ${listening.tlsNotAfter}: clients refuse it (renew the files: the collector reloads them within a minute of a change)`);
-    else if (daysLeft < CERT_WARN_DAYS) problems.push(`the TLS certificate expires at ${listening.tlsNotAfter}, in ${Math.floor(daysLeft)} days: renew it (the collector reloads the files within a minute of a change)`);
+  if (listening.tls_not_after) {
+    const daysLeft = (Date.parse(listening.tls_not_after) - Date.now()) / 86_400_000;
+    if (daysLeft <= 0) problems.push(`the TLS certificate expired at ${listening.tls_not_after}: clients refuse it (renew the files: the collector reloads them within a minute of a change)`);
+    else if (daysLeft < CERT_WARN_DAYS) problems.push(`the TLS certificate expires at ${listening.tls_not_after}, in ${Math.floor(daysLeft)} days: renew it (the collector reloads the files within a minute of a change)`);
   }
   const passError = s.detectors.passError();
   if (passError) problems.push(`the last detector pass failed: ${passError.slice(0, 200)}`);
@@ -98,14 +98,7 @@ export async function collectorStatus(s: StatusSources): Promise<CollectorStatus
     healthy: problems.length === 0,
     problems,
     store: { ...s.store, schema },
-    listening: {
-      otlp_http: listening.otlpHttp,
-      otlp_grpc: listening.otlpGrpc,
-      auth: listening.auth,
-      tls: listening.tls,
-      client_certificates: listening.clientCertificates,
-      tls_not_after: listening.tlsNotAfter,
-    },
+    listening,
     retention_days: s.retentionDays,
     spool,
     spans,

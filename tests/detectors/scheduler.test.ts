@@ -78,7 +78,7 @@ describe('detector scheduler, failing', () => {
       // and the collector's status names it
       const status = () => collectorStatus({
         metrics, detectors: scheduler, store: { mode: 'embedded', location: dir }, schemaReady: () => true, spool: () => ({ bytes: 0, segments: 0 }),
-        listening: () => ({ otlpHttp: '', otlpGrpc: null, auth: false, tls: false, tlsNotAfter: null }), retentionDays: 30, detect: { enabled: true, intervalMs: 20 }, startedAt: Date.now(),
+        listening: () => ({ otlp_http: '', otlp_grpc: null, auth: false, tls: false, client_certificates: false, tls_not_after: null }), retentionDays: 30, detect: { enabled: true, intervalMs: 20 }, startedAt: Date.now(),
       });
       const failing = await status();
       expect(failing.healthy).toBe(false);

@@ -131,7 +131,7 @@ describe('a renewed certificate', () => {
       collectorStatus({
         metrics: tc.collector.metrics, detectors: tc.collector.detectors, store: { mode: 'embedded', location: tc.dataDir }, schemaReady: () => true,
         spool: () => ({ bytes: 0, segments: 0 }), retentionDays: 30, detect: { enabled: false, intervalMs: 5000 }, startedAt: Date.now(),
-        listening: () => ({ otlpHttp: `${tc.url}/v1/traces`, otlpGrpc: null, auth: false, tls: true, clientCertificates: false, tlsNotAfter: notAfter.toISOString() }),
+        listening: () => ({ otlp_http: `${tc.url}/v1/traces`, otlp_grpc: null, auth: false, tls: true, client_certificates: false, tls_not_after: notAfter.toISOString() }),
       });
     expect((await statusWith(new Date(Date.now() + 90 * 86_400_000))).problems).toEqual([]);
     expect((await statusWith(new Date(Date.now() + 5.5 * 86_400_000))).problems).toEqual([expect.stringMatching(/^the TLS certificate expires at .*, in 5 days: renew it/)]);
