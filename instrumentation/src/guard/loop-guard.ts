@@ -1315,7 +1315,7 @@ export class LoopGuard {
       r.announced = true;
     } else if (r.len > 1 && s.findingCount > 0) {
       // the run turned out to make progress
-      if (s.findings[K_REPEAT]?.delete(r.first)) s.findingCount--;
+      takeBack(s, K_REPEAT, r.first);
     }
   }
 
@@ -1452,7 +1452,7 @@ export class LoopGuard {
     const count = et.count(e);
     if (count < this.params.errorLoopMinCount) {
       // the wall was got past after all: no error loop (the SQL pass, seeing the retry, reports none)
-      if (s.findings[K_ERROR_LOOP]?.delete(f.firstSpanId)) s.findingCount--;
+      takeBack(s, K_ERROR_LOOP, f.firstSpanId);
       et.clearFinding(e);
     } else {
       f.repeats = count;
@@ -1562,7 +1562,6 @@ export class LoopGuard {
     return raised;
   }
 
-  /** The last `period` calls, this one included, are all different calls (tool and arguments). */
   /**
    * The last 4 calls, this one included, are a cycle of 4: each differs from the next (tool and
    * arguments; the last from the first, which comes next), and it is not a cycle of 2 twice (each
@@ -1579,6 +1578,7 @@ export class LoopGuard {
     return !(t0 === t2 && a0 === a2 && r[c0 + RING_OUTCOME] === r[c2 + RING_OUTCOME] && t1 === tool && a1 === args && r[c1 + RING_OUTCOME] === outcome);
   }
 
+  /** The last `period` calls, this one included, are all different calls (tool and arguments). */
   private cycleDistinct(s: SessionState, period: number, tool: string, args: string): boolean {
     for (let i = 1; i < period; i++) {
       const a = back(s, i);
@@ -1648,7 +1648,6 @@ function errorOutcome(type: string, norm: string): Outcome {
   return ERROR_PREFIX + type + OUTCOME_TAG + norm;
 }
 
-/** A copy of the session's finding of that kind and first span id, if any. */
 /** The session's runaway finding while it stops every call: a budget blown, or still no progress. */
 function stoppingRunaway(s: SessionState): KeptFinding | undefined {
   const rw = s.runaway;
@@ -1656,6 +1655,12 @@ function stoppingRunaway(s: SessionState): KeptFinding | undefined {
   return s.findings[K_RUNAWAY]?.get(s.firstSpan);
 }
 
+/** Drops the session's finding of that kind and first span id: the loop turned out not to be one. */
+function takeBack(s: SessionState, k: number, firstSpanId: string): void {
+  if (s.findings[k]?.delete(firstSpanId)) s.findingCount--;
+}
+
+/** A copy of the session's finding of that kind and first span id, if any. */
 function active(s: SessionState, k: number, firstSpanId: string): GuardFinding | undefined {
   const f = s.findings[k]?.get(firstSpanId);
   return f ? toFinding(f, false) : undefined;
