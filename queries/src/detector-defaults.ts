@@ -205,9 +205,14 @@ export function resolveDetectorParams(overrides: Partial<DetectorParams> = {}): 
  * its query parameter (`repeatMinRun=4, budget_max_cost_usd=2.5`). Checked like
  * resolveDetectorParams(); throws DetectorSettingsError naming the first bad pair.
  */
+/** The `name=value` pairs of a settings text (separated by commas or spaces). */
+export function detectorSettingPairs(text: string): string[] {
+  return text.split(/[\s,]+/).filter((p) => p.length > 0);
+}
+
 export function parseDetectorSettings(text: string): Partial<DetectorParams> {
   const out: Partial<DetectorParams> = {};
-  for (const pair of text.split(/[\s,]+/).filter((p) => p.length > 0)) {
+  for (const pair of detectorSettingPairs(text)) {
     const eq = pair.indexOf('=');
     const key = settingKey(eq < 0 ? pair : pair.slice(0, eq));
     const raw = eq < 0 ? '' : pair.slice(eq + 1);

@@ -4,7 +4,7 @@
 // call that would continue a detected loop throws LoopDetectedError before it runs (the agent
 // can catch it, e.g. to re-plan); the stopped call's span records the error.
 import { isSpanContextValid, type Span } from '@opentelemetry/api';
-import { parseDetectorSettings, type DetectorParams } from '../../../queries/src/detector-defaults.js';
+import { detectorSettingPairs, parseDetectorSettings, type DetectorParams } from '../../../queries/src/detector-defaults.js';
 import { beforeToolCall, onToolCall } from '../api.js';
 import { onLlmCall, type LlmCallRecord } from '../llm-calls.js';
 import { warn } from '../warn.js';
@@ -54,9 +54,9 @@ export function detectorSettingsFromEnv(
   try {
     return parseDetectorSettings(text);
   } catch {
-    // setting by setting (as parseDetectorSettings splits them; a ';' typed for ',' too)
+    // setting by setting (a ';' typed for ',' too)
     const kept: string[] = [];
-    for (const pair of text.split(/[\s,;]+/).filter((p) => p.length > 0)) {
+    for (const pair of detectorSettingPairs(text.replaceAll(';', ','))) {
       try {
         parseDetectorSettings(pair);
         kept.push(pair);
