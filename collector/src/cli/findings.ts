@@ -1,8 +1,6 @@
 // `loopwatch findings`: loop and waste findings, newest first; with --follow, as they are found.
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { Option, type Command } from 'commander';
-import { queriesDir } from '../paths.js';
+import { detectorFileNames } from '../paths.js';
 import type { FindingRow } from '../api/queries.js';
 import { apiFor, positiveInt, withCommon, type CommonOpts } from './common.js';
 import { CliError, type ApiClient } from './http-api.js';
@@ -17,16 +15,13 @@ interface FindingsOpts extends CommonOpts {
   interval: number;
 }
 
-function detectorNames(): string[] {
-  return readdirSync(join(queriesDir, 'detectors')).filter((f) => f.endsWith('.sql')).map((f) => f.slice(0, -4)).sort();
-}
 
 export function registerFindingsCommand(program: Command): void {
   withCommon(program.command('findings'))
     .description('list loop and waste findings (repeat, stuck, oscillation, retry storm, error loop, runaway, …)')
     .option('--session <id>', 'only this session')
     // the detectors this package runs (queries/detectors/*.sql): a misspelt one is refused, not "no findings"
-    .addOption(new Option('--detector <name>', 'only this detector').choices(detectorNames()))
+    .addOption(new Option('--detector <name>', 'only this detector').choices(detectorFileNames().map((f) => f.slice(0, -4))))
     .option('--since <time>', 'findings whose loop ran since (ISO time, epoch ms, or an age: 30m, 24h, 7d)', '7d')
     .option('-n, --limit <n>', 'at most this many', positiveInt, 50)
     .option('-f, --follow', 'keep watching: print each finding when it is stored, and again when its loop grows (--json: one JSON object per line with "event": existing, new or grew), until Ctrl-C')

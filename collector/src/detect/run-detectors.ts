@@ -32,7 +32,7 @@
 // A finding is stored as a new version when repeats, wasted_calls or last_span_id change, or its
 // waste figures (tokens, cost, time: LLM spans that arrived after the tool spans).
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClickHouseClient, ClickHouseSettings } from '@clickhouse/client';
 import {
@@ -42,7 +42,7 @@ import {
   sqlParamName,
   type DetectorParams,
 } from '../../../queries/src/detector-defaults.js';
-import { queriesDir } from '../paths.js';
+import { detectorFileNames, detectorsDir, queriesDir } from '../paths.js';
 import { queryRows } from '../store/client.js';
 
 export interface DetectorFile {
@@ -332,10 +332,8 @@ async function dropStalePassTables(client: ClickHouseClient): Promise<void> {
 
 const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_]*):([^{}]+)\}/g;
 
-export function loadDetectorFiles(dir = join(queriesDir, 'detectors')): DetectorFile[] {
-  return readdirSync(dir)
-    .filter((f) => /^[a-z0-9][a-z0-9_]*\.sql$/.test(f))
-    .sort()
+export function loadDetectorFiles(dir = detectorsDir): DetectorFile[] {
+  return detectorFileNames(dir)
     .map((f) => {
       const sql = readFileSync(join(dir, f), 'utf8');
       const params = [...new Set([...stripComments(sql).matchAll(PLACEHOLDER)].map((m) => m[1]!))];
