@@ -108,8 +108,9 @@ SELECT
     s.agent AS agent,
     s.service AS service,
     l.model AS model,
-    -- ISO-8601 in UTC, as every time of the read API (toString alone is in the server's zone)
-    concat(replaceOne(toString(if(l.llm_calls > 0, least(s.first_tool_ts, l.first_llm_ts), s.first_tool_ts), 'UTC'), ' ', 'T'), 'Z') AS started_at,
+    -- ISO-8601 in UTC, as every time of the read API (toString alone is in the server's zone); the
+    -- session's start named inside the expression (not a column) for the wall time and the order
+    concat(replaceOne(toString((if(l.llm_calls > 0, least(s.first_tool_ts, l.first_llm_ts), s.first_tool_ts) AS start_ts), 'UTC'), ' ', 'T'), 'Z') AS started_at,
     s.calls AS calls,
     l.llm_calls AS llm_calls,
     s.errors AS errors,
@@ -127,12 +128,12 @@ SELECT
     l.tokens AS tokens,
     round(l.cost_usd, 6) AS cost_usd,
     round((toUnixTimestamp64Nano(if(l.llm_calls > 0, greatest(s.last_tool_end, l.last_llm_end), s.last_tool_end))
-           - toUnixTimestamp64Nano(if(l.llm_calls > 0, least(s.first_tool_ts, l.first_llm_ts), s.first_tool_ts))) / 1e9, 3) AS wall_time_s,
+           - toUnixTimestamp64Nano(start_ts)) / 1e9, 3) AS wall_time_s,
     least(f.wasted_calls, s.calls) AS wasted_calls,
     round(least(f.wasted_calls, s.calls) / s.calls, 4) AS waste_ratio
 FROM per_session AS s
 LEFT JOIN recovery AS r ON r.session_id = s.session_id
 LEFT JOIN findings AS f ON f.session_id = s.session_id
 LEFT JOIN llm_session AS l ON l.session_id = s.session_id
-ORDER BY if({newest_first:UInt8} = 1, -1, 1) * toUnixTimestamp64Nano(if(l.llm_calls > 0, least(s.first_tool_ts, l.first_llm_ts), s.first_tool_ts)), session_id
+ORDER BY if({newest_first:UInt8} = 1, -1, 1) * toUnixTimestamp64Nano(start_ts), session_id
 LIMIT {limit:UInt32}
