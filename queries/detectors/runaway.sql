@@ -5,8 +5,9 @@
 -- blows a budget: calls {budget_max_calls}, tokens {budget_max_tokens}, cost {budget_max_cost_usd},
 -- wall time {budget_max_wall_time_s} s (first call's start to this call's end, less the pauses
 -- longer than {budget_idle_gap_s} s between calls and their turns' LLM calls: a person's turn or a
--- conversation resumed hours later has not been running all that time; a long LLM call has), nesting depth of tool calls inside tool calls
--- {budget_max_tool_depth} (followed through parent_span_id, across non-tool spans). 0 disables
+-- conversation resumed hours later has not been running all that time; a long LLM call has),
+-- nesting depth of tool calls inside tool calls {budget_max_tool_depth} (followed through
+-- parent_span_id, across non-tool spans). 0 disables
 -- a budget. Anchored on the session's first call so it stays one finding as the session grows;
 -- details.trigger_span_id is where it first crossed. Wasted: calls in no-progress runs and calls
 -- past a budget. Tokens and cost are those attributed to tool calls (see queries/features/detector-calls.sql).
