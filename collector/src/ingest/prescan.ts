@@ -95,11 +95,10 @@ const OTLP_OBJECT_MEMBERS = 32;
 /**
  * Counts the objects and arrays of a JSON text (UTF-8), outside strings, the other elements of
  * arrays (strings, numbers: after the first, by their commas), and the members of an object past
- * OTLP_OBJECT_MEMBERS: an
- * array of a million short strings, or an object of a million keys, decodes to as many heap
- * values, which counting containers alone let through. An OTLP object's own few members are not
- * counted, so that a JSON batch costs about what its protobuf form does (counting every member,
- * a batch of 30,000 spans the old count took was refused).
+ * OTLP_OBJECT_MEMBERS: an array of a million short strings, or an object of a million keys,
+ * decodes to as many heap values, which counting containers alone let through. An OTLP object's
+ * own few members are not counted, so that a JSON batch costs about what its protobuf form does
+ * (counting every member, a batch of 30,000 spans the old count took was refused).
  */
 export function prescanJson(buf: Uint8Array, limits: PrescanLimits): PrescanResult {
   let objects = 0;
@@ -118,11 +117,15 @@ export function prescanJson(buf: Uint8Array, limits: PrescanLimits): PrescanResu
     if (b === 0x22) inString = true;
     else if (b === 0x2c) {
       if (depth === 0) continue;
-      // an array's next element: counted here unless it is a container (counted when it opens)
-      let next = i + 1;
-      while (next < buf.length && (buf[next] === 0x20 || buf[next] === 0x0a || buf[next] === 0x0d || buf[next] === 0x09)) next++;
-      const container = buf[next] === 0x7b || buf[next] === 0x5b;
-      const counts = isArray[depth - 1] ? !container : ++members[depth - 1]! >= OTLP_OBJECT_MEMBERS;
+      let counts: boolean;
+      if (isArray[depth - 1]) {
+        // an array's next element: counted here unless it is a container (counted when it opens)
+        let next = i + 1;
+        while (next < buf.length && (buf[next] === 0x20 || buf[next] === 0x0a || buf[next] === 0x0d || buf[next] === 0x09)) next++;
+        counts = buf[next] !== 0x7b && buf[next] !== 0x5b;
+      } else {
+        counts = ++members[depth - 1]! >= OTLP_OBJECT_MEMBERS;
+      }
       if (counts && ++objects > limits.maxObjects) return { ok: false, reason: 'objects' };
     } else if (b === 0x7b || b === 0x5b) {
       if (++objects > limits.maxObjects) return { ok: false, reason: 'objects' };
