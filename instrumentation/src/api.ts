@@ -552,13 +552,19 @@ export function wrapTools<T extends Record<string, ToolLike>>(tools: T): T {
   return out as T;
 }
 
+// A tool set's tool takes its input first; what a framework passes after it is context (the
+// OpenAI SDK's runTools runner, LangChain's run manager and config, the AI SDK's options), not
+// the call: hashed, it made every call new (a runner holds the whole conversation) and, with
+// capture on, recorded the conversation as the tool's arguments.
+const toolInput = (args: unknown[]): unknown => args[0];
+
 function wrapTool(name: string, tool: unknown): unknown {
-  if (typeof tool === 'function') return traceTool(name, tool as (...args: unknown[]) => unknown);
+  if (typeof tool === 'function') return traceTool(name, tool as (...args: unknown[]) => unknown, { argsOf: toolInput });
   const execute = tool !== null && typeof tool === 'object' ? (tool as { execute?: unknown }).execute : undefined;
   if (typeof execute !== 'function') return tool;
   const traced = traceTool(name, execute as (...args: unknown[]) => unknown, {
     callId: (args) => (args[1] as { toolCallId?: string } | undefined)?.toolCallId,
-    argsOf: (args) => args[0],
+    argsOf: toolInput,
   });
   // a new object: a frozen tool's properties are copied as they are, with execute replaced
   const props = Object.getOwnPropertyDescriptors(tool) as PropertyDescriptorMap;

@@ -3,7 +3,7 @@
 import OpenAI from 'openai';
 import OpenAI7 from 'openai-v7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { withSession } from '../../instrumentation/src/api.js';
+import { withSession, wrapTools } from '../../instrumentation/src/api.js';
 import { costUsd } from '../../instrumentation/src/cost.js';
 import { instrumentOpenAI } from '../../instrumentation/src/integrations/openai.js';
 import { fakeApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
@@ -29,6 +29,33 @@ beforeAll(async () => {
   api = await fakeApi((req) => {
     const body = req.body as { model: string; stream?: boolean };
     if (body.model === 'gpt-broken') return { status: 400, json: { error: { message: 'bad model', type: 'invalid_request_error' } } };
+    if (body.model === 'gpt-4o-runner') {
+      // runTools: read_file of the same file three times, then an answer
+      const turns = (req.body as { messages: unknown[] }).messages.length;
+      const message = turns < 7
+        ? { role: 'assistant', content: null, refusal: null, tool_calls: [{ id: `call_${turns}`, type: 'function', function: { name: 'read_file', arguments: '{"path":"a.ts"}' } }] }
+        : { role: 'assistant', content: 'done', refusal: null };
+      return { json: {
+        id: `chatcmpl-r${turns}`, object: 'chat.completion', created: 1, model: 'gpt-4o-runner',
+        choices: [{ index: 0, finish_reason: turns < 7 ? 'tool_calls' : 'stop', logprobs: null, message }],
+        usage: { prompt_tokens: 100, completion_tokens: 5, total_tokens: 105 },
+      } };
+    }
+    if (body.model === 'gpt-4o-structured') {
+      // structured output, as parse() asks for it: the answer is JSON text
+      if (req.path.endsWith('/responses')) {
+        return { json: {
+          id: 'resp_s', object: 'response', created_at: 1, model: 'gpt-4o-structured', status: 'completed',
+          output: [{ type: 'message', id: 'msg_s', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: '{"ok":true}', annotations: [] }] }],
+          usage: { input_tokens: 300, output_tokens: 7, total_tokens: 307, input_tokens_details: { cached_tokens: 0 }, output_tokens_details: { reasoning_tokens: 0 } },
+        } };
+      }
+      return { json: {
+        id: 'chatcmpl-s', object: 'chat.completion', created: 1, model: 'gpt-4o-structured',
+        choices: [{ index: 0, finish_reason: 'stop', logprobs: null, message: { role: 'assistant', content: '{"ok":true}', refusal: null } }],
+        usage: { prompt_tokens: 200, completion_tokens: 6, total_tokens: 206 },
+      } };
+    }
     if (req.path.endsWith('/responses') && body.stream) {
       // a streamed response that fails after the request succeeded
       return { sse: [
@@ -159,9 +186,51 @@ describe.each(['openai 6', 'openai 7'])('instrumentOpenAI (%s)', (version) => {
     expect(spans).toEqual([{ name: 'chat gpt-4o-mini', tools: '["write_file"]' }, { name: 'chat gpt-4o', tools: '["read_file","run_tests"]' }]);
   });
 
+  it('the structured-output helpers (chat.completions.parse, responses.parse) are one call each, with their tokens', async () => {
+    const client = clients[version]!;
+    const session = `openai-parse-${version.replace(' ', '')}-${Date.now()}`;
+    const schema = { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'], additionalProperties: false };
+    await withSession(session, async () => {
+      const chat = await client.chat.completions.parse({
+        model: 'gpt-4o-structured', messages: [{ role: 'user', content: 'x' }],
+        response_format: { type: 'json_schema', json_schema: { name: 'answer', schema, strict: true } },
+      });
+      expect(chat.choices[0]!.message.parsed).toEqual({ ok: true }); // the caller's parsed output is untouched
+      const resp = await client.responses.parse({ model: 'gpt-4o-structured', input: 'x', text: { format: { type: 'json_schema', name: 'answer', schema, strict: true } } });
+      expect(resp.output_parsed).toEqual({ ok: true });
+    });
+    await p.landed();
+    const rows = await p.tc.rows<{ input_tokens: string; output_tokens: string; status: string }>(
+      `SELECT toString(input_tokens) AS input_tokens, toString(output_tokens) AS output_tokens, status FROM agent_llm_calls FINAL WHERE session_id = {s:String} ORDER BY ts`, { s: session });
+    expect(rows).toEqual([{ input_tokens: '200', output_tokens: '6', status: 'ok' }, { input_tokens: '300', output_tokens: '7', status: 'ok' }]);
+  });
+
   it('wraps a client once', () => {
     const client = clients[version]!;
     const again = instrumentOpenAI(client);
     expect(again).toBe(client);
+  });
+});
+
+describe('runTools with wrapTools', () => {
+  it('a tool called by the runner is identified by its input, not by the runner passed after it', async () => {
+    const client = clients['openai 6']!;
+    const session = `openai-runtools-${Date.now()}`;
+    const tools = wrapTools({ read_file: async ({ path }: { path: string }) => `contents of ${path}` });
+    await withSession(session, async () => {
+      const runner = client.chat.completions.runTools({
+        model: 'gpt-4o-runner', messages: [{ role: 'user', content: 'read a.ts' }],
+        tools: [{ type: 'function', function: { name: 'read_file', function: tools.read_file, parse: JSON.parse, parameters: { type: 'object', properties: { path: { type: 'string' } } } } }],
+      });
+      expect(await runner.finalContent()).toBe('done');
+    });
+    await p.landed();
+    const rows = await p.tc.rows<{ args_hash: string; result_hash: string }>(
+      `SELECT toString(args_hash) AS args_hash, toString(result_hash) AS result_hash
+       FROM agent_tool_calls FINAL WHERE session_id = {s:String} ORDER BY ts`, { s: session });
+    expect(rows).toHaveLength(3);
+    // the runner (the conversation so far) grows with each call: hashed with it, every call was new
+    expect(new Set(rows.map((r) => r.args_hash)).size).toBe(1);
+    expect(new Set(rows.map((r) => r.result_hash)).size).toBe(1);
   });
 });

@@ -158,36 +158,59 @@ export function observeCall<R>(
     }
   };
   const onError = (err: unknown): void => chat.fail(err);
-  const api = out as unknown as { parse?: () => Promise<unknown>; asResponse?: () => Promise<unknown> };
-  if (typeof api.parse === 'function' && typeof api.asResponse === 'function') {
+  if (isApiPromise(out)) {
     // The SDKs' APIPromise reads the response body in parse(), which then/catch/finally and
     // withResponse() go through, while asResponse() hands the caller the body unread. Observed
     // at its first use rather than with a then() of ours at once, which read the body and left
     // the caller's asResponse() a used one ("Body is unusable"). After asResponse() the span
     // ends when the response arrives, its usage unknown (the caller reads the body).
-    const parse = api.parse;
-    const asResponse = api.asResponse;
+    // _thenUnwrap() makes another APIPromise on the same response, what the SDKs' parse()
+    // helpers (structured output: chat.completions.parse, responses.parse) return: observed too,
+    // as the same call (its value is the completion, with the parsed output added).
     let observed = false;
-    api.parse = function (this: unknown) {
-      const r = parse.call(this);
-      if (!observed) {
-        observed = true;
-        r.then(onValue, onError);
+    const watch = (api: ApiPromise): void => {
+      const { parse, asResponse, _thenUnwrap: thenUnwrap } = api;
+      api.parse = function (this: unknown) {
+        const r = parse.call(this);
+        if (!observed) {
+          observed = true;
+          r.then(onValue, onError);
+        }
+        return r;
+      };
+      api.asResponse = function (this: unknown) {
+        const r = asResponse.call(this);
+        if (!observed) {
+          observed = true;
+          r.then(() => chat.end({}), onError);
+        }
+        return r;
+      };
+      if (typeof thenUnwrap === 'function') {
+        api._thenUnwrap = function (this: unknown, ...args: unknown[]) {
+          const next = thenUnwrap.apply(this, args);
+          if (isApiPromise(next)) watch(next);
+          return next;
+        };
       }
-      return r;
     };
-    api.asResponse = function (this: unknown) {
-      const r = asResponse.call(this);
-      if (!observed) {
-        observed = true;
-        r.then(() => chat.end({}), onError);
-      }
-      return r;
-    };
+    watch(out);
     return out;
   }
   out.then(onValue, onError);
   return out;
+}
+
+/** The SDKs' (OpenAI's, Anthropic's) APIPromise, as far as observeCall uses it. */
+interface ApiPromise {
+  parse: () => Promise<unknown>;
+  asResponse: () => Promise<unknown>;
+  _thenUnwrap?: (...args: unknown[]) => unknown;
+}
+
+function isApiPromise(v: unknown): v is ApiPromise {
+  const p = v as Partial<ApiPromise> | null;
+  return !!p && typeof p.parse === 'function' && typeof p.asResponse === 'function';
 }
 
 function observeStream(chat: ChatSpan, stream: AsyncIterableObject, chunk: (acc: ChatOutcome, c: unknown) => void): void {
