@@ -136,6 +136,9 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     const since = await cli(['sessions', '--url', tc.url, '--since', 'bogus']);
     expect(since.code).toBe(2);
     expect(since.stderr).toMatch(/^loopwatch: --since: not a time: bogus/);
+    const order = await cli(['models', '--url', tc.url, '--since', '1d', '--until', '7d']);
+    expect(order.code).toBe(2);
+    expect(order.stderr).toMatch(/^loopwatch: --since \(.*\) is after --until \(/);
     const limit = await cli(['sessions', '--url', tc.url, '-n', '5000']);
     expect(limit.code).toBe(2);
     expect(limit.stderr).toMatch(/^loopwatch: --limit: /);
@@ -151,6 +154,11 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     expect(up.code).toBe(1);
     expect(up.stderr).toMatch(/^loopwatch: cannot use the data directory .*a-file \((EEXIST|ENOTDIR): a file is in the way, not a directory\)/);
     noStack(up.stderr);
+    // a ClickHouse URL the client refuses (a parameter it does not know): said, not a stack trace
+    const url = await cli(['up', '--port', '0', '--grpc-port', 'off', '--data-dir', tempDir('lw-cli-churl-'), '--clickhouse-url', 'http://127.0.0.1:9/?password=x']);
+    expect(url.code).toBe(1);
+    expect(url.stderr).toMatch(/^loopwatch: the ClickHouse URL is not usable: Unknown URL parameters: password/);
+    noStack(url.stderr);
   });
 
   it('a spool directory it cannot write: refuses to start (it would refuse every export)', async (ctx) => {

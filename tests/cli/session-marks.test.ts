@@ -45,4 +45,31 @@ describe('loopwatch session: loop marks', () => {
     expect(past.code).toBe(0);
     expect(past.stdout).toContain('no calls from --offset 100: the session has 6 calls');
   }, 90_000);
+
+  it('an error loop is marked on the failures of its error only, not on other failures of the tool', async () => {
+    const session = `marks-err-${Date.now()}`;
+    let round = 0;
+    const dbQuery = traceTool('db_query', async (args: { sql: string }) => {
+      if (args.sql.startsWith('select')) throw new Error('permission denied for table users');
+      throw new Error(`syntax error at or near "updat${round}"`);
+    });
+    const listDir = traceTool('list_dir', async (args: { path: string }) => [`${args.path}/a`]);
+    await withSession(session, async () => {
+      for (round = 0; round < 4; round++) {
+        await dbQuery({ sql: `select * from users where id = ${round}` }).catch(() => undefined);
+        await dbQuery({ sql: `updat${round} users` }).catch(() => undefined);
+        await listDir({ path: `dir${round}` });
+      }
+    });
+    await lw.flush();
+    await tc.collector.flush();
+    const api = `${tc.url}/api/v1/findings?session=${encodeURIComponent(session)}`;
+    await until(async () => ((await (await fetch(api)).json()) as { findings: Array<{ detector: string }> }).findings.some((f) => f.detector === 'error_loop'));
+    const r = await cli(['session', session, '--json', '--url', tc.url]);
+    expect(r.code, r.stderr).toBe(0);
+    const d = JSON.parse(r.stdout) as { calls: Array<{ kind: string; loops: string[] }> };
+    const marks = d.calls.filter((c) => c.kind === 'tool').map((c) => c.loops.includes('error_loop'));
+    expect(marks).toEqual([true, false, false, true, false, false, true, false, false, true, false, false]);
+  }, 90_000);
 });
+

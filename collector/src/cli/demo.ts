@@ -123,8 +123,11 @@ export function registerDemoCommand(program: Command): void {
         if (!existsSync(agent) || !existsSync(register)) throw new CliError(`sample agent not built (${agent}): run \`npm run build\``);
         const session = `demo-${new Date().toISOString().replace(/[:.]/g, '-')}`;
         say(`running the sample agent (session ${session}): it rewrites one file, bounces between tests and edits, retries a command that cannot work`);
+        // what the instrumentation said (spans the collector refused: a collector with keys, no ingest key)
+        let agentSaid = '';
         try {
-          await run(process.execPath, ['--import', pathToFileURL(register).href, agent, session], { cwd: packageRoot, env: sampleAgentEnv(api.url) });
+          const { stderr } = await run(process.execPath, ['--import', pathToFileURL(register).href, agent, session], { cwd: packageRoot, env: sampleAgentEnv(api.url) });
+          agentSaid = stderr.split('\n').filter((l) => l.startsWith('[loopwatch]')).slice(0, 6).join('\n');
         } catch (err) {
           const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim().split('\n').slice(0, 6).join('\n');
           throw new CliError(`the sample agent failed (${(err as { code?: unknown }).code ?? 'no exit code'}):\n${stderr || (err as Error).message}`);
@@ -146,7 +149,17 @@ export function registerDemoCommand(program: Command): void {
           await new Promise((r) => setTimeout(r, 500));
         }
         bar.stop();
-        const detail = await api.get<SessionDetail>(`/api/v1/sessions/${encodeURIComponent(session)}`, { limit: 500 });
+        if (!findings.length && agentSaid) process.stderr.write(`the sample agent's instrumentation said:\n${agentSaid}\n`);
+        let detail: SessionDetail;
+        try {
+          detail = await api.get<SessionDetail>(`/api/v1/sessions/${encodeURIComponent(session)}`, { limit: 500 });
+        } catch (err) {
+          // none of its calls reached the store: said as that, not as an unknown session the user asked for
+          if (err instanceof CliError && err.exitCode === 5) {
+            throw new CliError(`none of the sample agent's calls reached the collector at ${api.url}${agentSaid ? ' (see above)' : ''}`, 1);
+          }
+          throw err;
+        }
         if (opts.json) {
           writeJson({
             session_id: session,
@@ -170,13 +183,22 @@ export function registerDemoCommand(program: Command): void {
         }
         if (!detail.findings.length) process.exitCode = 1;
         if (own && opts.keep) {
-          say(`collector running on ${api.url} (Ctrl-C to stop)`);
-          const kept = own; // `own` is cleared below: the handler keeps its own reference
-          const stop = () => void kept.close().then(() => process.exit(0), () => process.exit(1));
+          const kept = own; // `own` and `tempDir` are cleared below: the handler keeps its own references
+          const keptDir = tempDir;
+          const stop = () => void kept.close().then(
+            () => {
+              if (keptDir) rmSync(keptDir, { recursive: true, force: true }); // as without --keep
+              process.exit(0);
+            },
+            () => process.exit(1),
+          );
           process.once('SIGINT', stop);
           process.once('SIGTERM', stop);
           own = null; // the signal handler closes it
           tempDir = null;
+          // said once Ctrl-C is handled: a signal right after the line would otherwise kill the
+          // process with the collector open (seen in the tests on a loaded machine)
+          say(`collector running on ${api.url} (Ctrl-C to stop)`);
         }
       } finally {
         if (own) await own.close();

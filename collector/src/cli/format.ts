@@ -48,7 +48,10 @@ export function plural(n: number, word: string, words = `${word}s`): string {
 
 export function usd(v: number | null | undefined): string {
   if (v === null || v === undefined || !Number.isFinite(v)) return '-';
-  return v === 0 ? '$0' : v < 0.01 ? `$${v.toFixed(4)}` : `$${v.toFixed(2)}`;
+  if (v === 0) return '$0';
+  if (v >= 0.01) return `$${v.toFixed(2)}`;
+  // a cheap model's call costs a few millionths: not $0.0000
+  return v >= 0.0001 ? `$${v.toFixed(4)}` : v >= 0.000001 ? `$${v.toFixed(6)}` : '<$0.000001';
 }
 
 export function pct(v: number | null | undefined): string {
@@ -58,8 +61,9 @@ export function pct(v: number | null | undefined): string {
 export function ms(v: number): string {
   if (v < 1) return `${(v * 1000).toFixed(0)}µs`;
   if (v < 1000) return `${v.toFixed(v < 10 ? 1 : 0)}ms`;
-  if (v < 60_000) return `${(v / 1000).toFixed(1)}s`;
-  return `${Math.floor(v / 60_000)}m${Math.round((v % 60_000) / 1000)}s`;
+  if (v < 59_950) return `${(v / 1000).toFixed(1)}s`; // from 59.95 s it would print as 60.0s
+  const s = Math.round(v / 1000); // rounded once, then split: 119.7 s is 2m0s, not 1m60s
+  return `${Math.floor(s / 60)}m${s % 60}s`;
 }
 
 export function short(s: string, n: number): string {

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import type { SessionScorecardRow } from '../../../queries/src/reports.js';
 import type { CallRow, FindingRow } from '../api/queries.js';
+import { normalizeErrorMessage } from '../../../queries/src/detector-defaults.js';
 import { apiFor, nonNegativeInt, positiveInt, withCommon, type CommonOpts } from './common.js';
 import { c, forTerminal, ms, pct, plural, short, usd, writeJson } from './format.js';
 
@@ -30,7 +31,9 @@ export function loopsOf(call: CallRow, findings: FindingRow[], calls: readonly C
       case 'redundant':
         return call.args_hash === first.args_hash && call.result_hash === first.result_hash;
       case 'error_loop':
-        return call.status === 'error' && call.error_type === first.error_type;
+        // the detector's identity of an error: tool, type and message with its ids and times left out
+        return call.status === 'error' && call.name === first.name && call.error_type === first.error_type
+          && normalizeErrorMessage(call.error_message ?? '') === normalizeErrorMessage(first.error_message ?? '');
       case 'retry_storm':
         return call.status === 'error';
       default:
@@ -39,7 +42,8 @@ export function loopsOf(call: CallRow, findings: FindingRow[], calls: readonly C
   });
 }
 
-const MARKS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
+// a mark per finding: 62 before they repeat (a session with more is rare, and its lines wide)
+const MARKS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
 /** Epoch ms of an ISO time with up to nanosecond digits (Date.parse keeps only milliseconds). */
 export function isoMs(iso: string): number {

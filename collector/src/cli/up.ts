@@ -52,6 +52,22 @@ export function registerUpCommand(program: Command): void {
         await collector.close().catch(() => undefined); // the store and the listener that did start
         throw err;
       }
+      // handled before the banner says it is up: a signal right after it must close the store
+      let closing = false;
+      const shutdown = (signal: string) => {
+        if (closing) return;
+        closing = true;
+        log.info({ signal }, 'shutting down: stop accepting, flush spool to store');
+        collector.close().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            log.error({ err }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
+      process.on('SIGINT', () => shutdown('SIGINT'));
       const tls = config.tls.certFile ?? null;
       const tlsClientCa = config.tls.clientCaFile ?? null;
       // snake_case keys, as every --json output and answer of the read API
@@ -83,20 +99,5 @@ export function registerUpCommand(program: Command): void {
           ].join('\n'),
         );
       }
-      let closing = false;
-      const shutdown = (signal: string) => {
-        if (closing) return;
-        closing = true;
-        log.info({ signal }, 'shutting down: stop accepting, flush spool to store');
-        collector.close().then(
-          () => process.exit(0),
-          (err: unknown) => {
-            log.error({ err }, 'shutdown failed');
-            process.exit(1);
-          },
-        );
-      };
-      process.on('SIGTERM', () => shutdown('SIGTERM'));
-      process.on('SIGINT', () => shutdown('SIGINT'));
     });
 }

@@ -1,0 +1,34 @@
+// What the CLI's text output shows of times, costs and findings: pure functions of what the
+// read API answers (the commands that print them run in the other CLI tests).
+import { describe, expect, it } from 'vitest';
+import { ms, usd } from '../../collector/src/cli/format.js';
+import { renderSession, type SessionDetail } from '../../collector/src/cli/session.js';
+
+describe('text output', () => {
+  it('durations round once: no 1m60s, no 60.0s', () => {
+    expect(ms(119_700)).toBe('2m0s');
+    expect(ms(59_960)).toBe('1m0s');
+    expect(ms(59_940)).toBe('59.9s');
+    expect(ms(90_400)).toBe('1m30s');
+    expect(ms(3_599_600)).toBe('60m0s');
+  });
+
+  it('a cheap call costs something: not $0.0000', () => {
+    expect(usd(0.000021)).toBe('$0.000021');
+    expect(usd(0.0004)).toBe('$0.0004');
+    expect(usd(0.0000004)).toBe('<$0.000001');
+    expect(usd(0)).toBe('$0');
+    expect(usd(1.234)).toBe('$1.23');
+  });
+
+  it('each finding has its own mark past 26 findings', () => {
+    const findings = Array.from({ length: 30 }, (_, i) => ({
+      finding_id: `f${i}`, detector: 'stuck', tools: [`tool_${i}`], repeats: 5, wasted_calls: 4, wasted_tokens: 0, wasted_cost_usd: 0, wasted_time_ms: 0,
+      first_span_id: `s${i}`, last_span_id: `s${i}`, first_ts: '2026-12-05T10:00:00Z', last_ts: '2026-12-05T10:00:00Z', message: '',
+    }));
+    const text = renderSession({ session_id: 's', scorecard: null, total_calls: 0, offset: 0, calls: [], findings } as unknown as SessionDetail);
+    const marks = text.split('\n').filter((l) => / stuck /.test(l)).map((l) => l.trim().split(' ')[0]);
+    expect(marks).toHaveLength(30);
+    expect(new Set(marks).size).toBe(30);
+  });
+});
