@@ -247,7 +247,7 @@ export class Spool {
       while (this.pending.length > 0) {
         const batch = this.pending;
         this.pending = [];
-        let seg: OpenSegment;
+        let seg: OpenSegment | undefined;
         try {
           seg = await this.segment();
           // one gathered write (no copy into a joined buffer), one fdatasync for the whole batch
@@ -261,6 +261,12 @@ export class Spool {
           for (const p of batch) p.resolve();
           if (first) this.wake(); // a loader waiting for work starts the segment's min-age clock
         } catch (err) {
+          // The batch is refused (its requests get a 503), so none of it may stay in the file: a
+          // short write (a full disk) or a failed datasync leaves some or all of its records there,
+          // which the next write, at seg.bytes, overwrote only in part. Left, the loader loaded
+          // the refused spans (stored twice once the exporter retried) and reported the rest as
+          // corruption. Cutting a file back needs no space.
+          if (seg) await seg.fh.truncate(seg.bytes).catch(() => {});
           for (const p of batch) {
             this.bytesHeld -= HEADER + p.payload.length;
             p.reject(err as Error);
@@ -268,7 +274,7 @@ export class Spool {
           continue;
         }
         // Between two writes: seal when full or when someone asked for it (never mid-write).
-        if (seg.bytes >= this.opts.segmentMaxBytes || this.sealRequests.length > 0) await this.sealNow().catch(() => {});
+        if (seg!.bytes >= this.opts.segmentMaxBytes || this.sealRequests.length > 0) await this.sealNow().catch(() => {});
       }
       if (this.sealRequests.length > 0) await this.sealNow().catch(() => {});
     } finally {

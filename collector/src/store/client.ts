@@ -63,17 +63,23 @@ export function restoreFatalSignals(): void {
 export function openStore(config: Pick<CollectorConfig, 'dataDir' | 'clickhouse'>): Store {
   const ch = config.clickhouse;
   if (ch.url) {
-    const client = createClient({
-      url: ch.url,
-      username: ch.user,
-      password: ch.password,
-      database: ch.database,
-      request_timeout: 60_000,
-      clickhouse_settings: { date_time_input_format: 'best_effort' },
-      // the client's own log is plain text (17 lines per failed request) between the collector's
-      // JSON lines; the collector logs the failures it sees itself (loader, schema set-up)
-      log: { level: ClickHouseLogLevel.OFF },
-    });
+    let client: ClickHouseClient;
+    try {
+      client = createClient({
+        url: ch.url,
+        username: ch.user,
+        password: ch.password,
+        database: ch.database,
+        request_timeout: 60_000,
+        clickhouse_settings: { date_time_input_format: 'best_effort' },
+        // the client's own log is plain text (17 lines per failed request) between the collector's
+        // JSON lines; the collector logs the failures it sees itself (loader, schema set-up)
+        log: { level: ClickHouseLogLevel.OFF },
+      });
+    } catch (err) {
+      // a URL the client refuses (an unknown parameter such as ?password=): said, not a stack trace
+      throw new StartError(`the ClickHouse URL is not usable: ${(err as Error).message} (a user and password go in LOOPWATCH_CLICKHOUSE_USER and LOOPWATCH_CLICKHOUSE_PASSWORD)`);
+    }
     const u = new URL(ch.url);
     return { client, mode: 'server', location: `${u.protocol}//${u.host}/${ch.database}`, close: () => client.close() };
   }
