@@ -232,30 +232,60 @@ export const VARIABLES: Json[] = [
 // ---------------------------------------------------------------------------------------
 // Shared SQL. Definitions follow queries/reports/session-scorecard.sql and
 // model-reliability.sql (Grafana needs the SQL inline, so it is repeated here):
-// - detectors overlap (a stuck run is also a repeat and redundant), so a session's waste is,
-//   per measure, the largest of the per-detector sums of its findings, never their total;
+// - a loop is a finding of any detector but degradation that is not info (redundant calls are
+//   waste, not a loop), as the loop alert has it;
+// - detectors overlap (a stuck run is also a repeat and redundant calls), so a session's waste
+//   is, per measure and per cluster of its findings that overlap in time, the largest of the
+//   per-detector sums, and the clusters (separate loops) add up;
 // - LLM cost is the reported cost when > 0, else tokens x model_prices;
 // - a tool call belongs to the model of the session's latest LLM call that started before it (a
 //   streamed LLM call runs the tool calls it requests before it ends).
 
-/** Per session (findings active in the range, degradation apart): loops entered and waste. */
-const SESSION_WASTE = `
-  sw AS (
-    SELECT session_id, any(d_agent) AS agent, any(d_model) AS model, any(d_service) AS service, any(d_trace) AS trace_id,
-           max(d_last) AS last_ts, sum(n) AS loops, arraySort(groupArray(detector)) AS kinds,
-           max(d_calls) AS wasted_calls, max(d_tokens) AS wasted_tokens, max(d_cost) AS wasted_cost_usd, max(d_time) AS wasted_time_ns,
-           -- per measure, the detector whose sum is the session's waste: waste split by tool then
-           -- adds up to the same totals as waste by agent or model
+/**
+ * `lf`: the findings matching `where` (degradation apart), each with its cluster: findings that
+ * overlap in time form one, a finding that starts after every earlier one ended starts the next.
+ * `cw`: per cluster and measure, the largest of its detectors' sums, and that detector.
+ */
+const clusteredFindings = (where: string) => `
+  lf AS (
+    SELECT *, sum(starts) OVER (PARTITION BY session_id ORDER BY first_ts, last_ts, finding_id ROWS UNBOUNDED PRECEDING) AS cluster
+    FROM (
+      SELECT finding_id, session_id, detector, severity, agent, model, service, trace_id, tools, first_ts, last_ts,
+             wasted_calls, wasted_tokens, wasted_cost_usd, wasted_time_ns,
+             first_ts > max(last_ts) OVER (PARTITION BY session_id ORDER BY first_ts, last_ts, finding_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS starts
+      FROM agent_findings FINAL
+      WHERE detector != 'degradation' AND ${where}
+    )
+  ),
+  cw AS (
+    SELECT session_id, cluster, max(d_calls) AS c_calls, max(d_tokens) AS c_tokens, max(d_cost) AS c_cost, max(d_time) AS c_time,
            argMax(detector, d_calls) AS top_calls, argMax(detector, d_tokens) AS top_tokens, argMax(detector, d_cost) AS top_cost
     FROM (
-      SELECT session_id, detector, any(agent) AS d_agent, any(model) AS d_model, any(service) AS d_service, any(trace_id) AS d_trace,
-             max(last_ts) AS d_last, count() AS n, sum(wasted_calls) AS d_calls, sum(wasted_tokens) AS d_tokens,
+      SELECT session_id, cluster, detector, sum(wasted_calls) AS d_calls, sum(wasted_tokens) AS d_tokens,
              sum(wasted_cost_usd) AS d_cost, sum(wasted_time_ns) AS d_time
-      FROM agent_findings FINAL
-      WHERE detector != 'degradation' AND $__timeFilter(last_ts) AND ${F_DIRECT}
-      GROUP BY session_id, detector
+      FROM lf
+      GROUP BY session_id, cluster, detector
     )
-    GROUP BY session_id
+    GROUP BY session_id, cluster
+  )`;
+
+/** Per session (findings active in the range, degradation apart): findings, loops and waste. */
+const SESSION_WASTE = `${clusteredFindings(`$__timeFilter(last_ts) AND ${F_DIRECT}`)},
+  sw AS (
+    SELECT f.session_id AS session_id, f.agent AS agent, f.model AS model, f.service AS service, f.trace_id AS trace_id,
+           f.last_ts AS last_ts, f.findings AS findings, f.loops AS loops, f.kinds AS kinds,
+           w.wasted_calls AS wasted_calls, w.wasted_tokens AS wasted_tokens, w.wasted_cost_usd AS wasted_cost_usd, w.wasted_time_ns AS wasted_time_ns
+    FROM (
+      SELECT session_id, any(agent) AS agent, any(model) AS model, any(service) AS service, any(trace_id) AS trace_id,
+             max(last_ts) AS last_ts, count() AS findings, countIf(severity != 'info') AS loops, arraySort(groupUniqArray(detector)) AS kinds
+      FROM lf
+      GROUP BY session_id
+    ) AS f
+    INNER JOIN (
+      SELECT session_id, sum(c_calls) AS wasted_calls, sum(c_tokens) AS wasted_tokens, sum(c_cost) AS wasted_cost_usd, sum(c_time) AS wasted_time_ns
+      FROM cw
+      GROUP BY session_id
+    ) AS w ON w.session_id = f.session_id
   )`;
 
 /** LLM calls in the range (with the variables' filters) and their price key (join loopwatch_model_key_prices on it). */
@@ -325,17 +355,17 @@ WITH
       FROM calls GROUP BY session_id, tool
     )
     GROUP BY session_id
-  ),
+  ),${clusteredFindings('session_id IN (SELECT session_id FROM scope)')},
   findings AS (
-    SELECT session_id, sum(n) AS loops, max(wasted) AS wasted_calls, max(cost) AS wasted_cost, max(last_end) AS last_finding_end,
-           arrayStringConcat(arraySort(groupArray(detector)), ', ') AS kinds
+    SELECT f.session_id AS session_id, f.loops AS loops, w.wasted_calls AS wasted_calls, w.wasted_cost AS wasted_cost,
+           f.last_finding_end AS last_finding_end, f.kinds AS kinds
     FROM (
-      SELECT session_id, detector, count() AS n, sum(wasted_calls) AS wasted, sum(wasted_cost_usd) AS cost, max(last_ts) AS last_end
-      FROM agent_findings FINAL
-      WHERE session_id IN (SELECT session_id FROM scope) AND detector != 'degradation'
-      GROUP BY session_id, detector
-    )
-    GROUP BY session_id
+      SELECT session_id, countIf(severity != 'info') AS loops, maxIf(last_ts, severity != 'info') AS last_finding_end,
+             arrayStringConcat(arraySort(groupUniqArray(detector)), ', ') AS kinds
+      FROM lf
+      GROUP BY session_id
+    ) AS f
+    INNER JOIN (SELECT session_id, sum(c_calls) AS wasted_calls, sum(c_cost) AS wasted_cost FROM cw GROUP BY session_id) AS w ON w.session_id = f.session_id
   ),
   llm AS (
     SELECT session_id, model, ts, end_ts, input_tokens, output_tokens, cache_read_tokens, total_tokens, reported_cost_usd,
@@ -435,7 +465,8 @@ const overview = dashboard(
       },
       {
         title: 'Loop findings', type: 'stat', w: 4, h: 4,
-        sql: `SELECT countIf(detector != 'degradation') AS findings FROM agent_findings FINAL WHERE $__timeFilter(last_ts) AND ${F_DIRECT}`,
+        description: 'Findings of every detector but degradation and redundant calls (info: waste, not a loop), as the loop alert counts them.',
+        sql: `SELECT countIf(detector != 'degradation' AND severity != 'info') AS findings FROM agent_findings FINAL WHERE $__timeFilter(last_ts) AND ${F_DIRECT}`,
       },
       {
         title: 'Wasted tokens', type: 'stat', w: 4, h: 4, unit: 'short',
@@ -462,7 +493,7 @@ ORDER BY time`,
       {
         title: 'Waste over time (tokens, cost)', type: 'timeseries', w: 12, h: 8, unit: 'short',
         overrides: [rightAxis('wasted_cost_usd', 'currencyUSD')],
-        description: 'A session’s waste is placed at its last loop’s end; overlapping detectors are not added up.',
+        description: 'A session’s waste is placed at its last loop’s end; detectors on the same calls are not added up, separate loops are.',
         sql: `
 WITH${SESSION_WASTE}
 SELECT $__timeInterval(last_ts) AS time, sum(wasted_tokens) AS wasted_tokens, sum(wasted_cost_usd) AS wasted_cost_usd
@@ -496,7 +527,7 @@ ORDER BY findings DESC`,
       {
         title: 'Top looping agents', type: 'table', w: 12, h: 8,
         overrides: [unitOverride('wasted_cost_usd', 'currencyUSD')],
-        description: 'loops: loop findings; waste per session is the largest detector’s (detectors overlap).',
+        description: 'loops: loop findings (redundant calls apart); waste per session: per loop the largest detector’s (detectors overlap on the same calls), separate loops added up.',
         sql: `
 WITH${SESSION_WASTE}
 SELECT agent, sum(loops) AS loops, count() AS sessions, sum(wasted_calls) AS wasted_calls, sum(wasted_tokens) AS wasted_tokens,
@@ -508,16 +539,15 @@ LIMIT 10`,
       },
       {
         title: 'Top looping tools', type: 'table', w: 12, h: 8,
-        description: 'loops: loop findings naming the tool. Waste: for each measure, each session’s largest detector (as in the session waste), a finding over several tools (an oscillation) split evenly between them.',
+        description: 'loops: loop findings naming the tool (redundant calls apart). Waste: for each measure, each loop’s largest detector (as in the session waste), a finding over several tools (an oscillation) split evenly between them.',
         overrides: [unitOverride('wasted_cost_usd', 'currencyUSD')],
         sql: `
 WITH${SESSION_WASTE}
-SELECT tool, count() AS loops, uniqExact(session_id) AS sessions, groupUniqArray(agent) AS agents,
-       round(sumIf(wasted_calls / length(tools), (session_id, detector) IN (SELECT session_id, top_calls FROM sw)), 1) AS wasted_calls,
-       round(sumIf(wasted_cost_usd / length(tools), (session_id, detector) IN (SELECT session_id, top_cost FROM sw)), 6) AS wasted_cost_usd
-FROM agent_findings FINAL
+SELECT tool, countIf(severity != 'info') AS loops, uniqExact(session_id) AS sessions, groupUniqArray(agent) AS agents,
+       round(sumIf(wasted_calls / length(tools), (session_id, cluster, detector) IN (SELECT session_id, cluster, top_calls FROM cw)), 1) AS wasted_calls,
+       round(sumIf(wasted_cost_usd / length(tools), (session_id, cluster, detector) IN (SELECT session_id, cluster, top_cost FROM cw)), 6) AS wasted_cost_usd
+FROM lf
 ARRAY JOIN tools AS tool
-WHERE $__timeFilter(last_ts) AND detector != 'degradation' AND ${F_DIRECT}
 GROUP BY tool
 ORDER BY loops DESC, wasted_cost_usd DESC
 LIMIT 10`,
@@ -538,7 +568,7 @@ const sessions = dashboard(
 SELECT $__timeInterval(started) AS time, count() AS sessions, countIf(looped) AS looping_sessions
 FROM (
   SELECT session_id, min(ts) AS started,
-         session_id IN (SELECT session_id FROM agent_findings FINAL WHERE detector != 'degradation') AS looped
+         session_id IN (SELECT session_id FROM agent_findings FINAL WHERE detector != 'degradation' AND severity != 'info') AS looped
   FROM agent_tool_calls FINAL
   WHERE $__timeFilter(ts) AND ${F_TOOLS}
   GROUP BY session_id
@@ -578,7 +608,11 @@ SELECT * EXCEPT (version, finding_id) FROM (
          SpanAttributes['loop.session_id'] AS session_id, StatusMessage AS message,
          toUInt32OrZero(SpanAttributes['loop.version']) AS version, SpanAttributes['loop.finding_id'] AS finding_id
   FROM otel_traces
-  WHERE $__timeFilter(Timestamp) AND SpanName = 'loopwatch.loop' AND SpanAttributes['loop.detector'] != 'degradation' AND ${F_LOOP_SPANS}
+  -- a loop whose last call is in the range (as the other loop panels: by its end), also one
+  -- that began before it; loops of over a day start further back than this reads
+  WHERE Timestamp <= $__toTime AND Timestamp >= $__fromTime - INTERVAL 1 DAY
+    AND Timestamp + toIntervalNanosecond(Duration) >= $__fromTime
+    AND SpanName = 'loopwatch.loop' AND SpanAttributes['loop.detector'] != 'degradation' AND ${F_LOOP_SPANS}
   ORDER BY version DESC
   LIMIT 1 BY finding_id
 )
@@ -614,7 +648,7 @@ LIMIT 1000`,
         overrides: [unitOverride('wasted_cost_usd', 'currencyUSD'), unitOverride('wasted_time_s', 's')],
         sql: `
 WITH${SESSION_WASTE}
-SELECT agent, sum(loops) AS findings, count() AS sessions, sum(wasted_calls) AS wasted_calls, sum(wasted_tokens) AS wasted_tokens,
+SELECT agent, sum(findings) AS findings, count() AS sessions, sum(wasted_calls) AS wasted_calls, sum(wasted_tokens) AS wasted_tokens,
        round(sum(wasted_cost_usd), 6) AS wasted_cost_usd, round(sum(wasted_time_ns) / 1e9, 3) AS wasted_time_s
 FROM sw
 GROUP BY agent
@@ -625,7 +659,7 @@ ORDER BY wasted_cost_usd DESC`,
         overrides: [unitOverride('wasted_cost_usd', 'currencyUSD'), unitOverride('wasted_time_s', 's')],
         sql: `
 WITH${SESSION_WASTE}
-SELECT model, sum(loops) AS findings, count() AS sessions, sum(wasted_calls) AS wasted_calls, sum(wasted_tokens) AS wasted_tokens,
+SELECT model, sum(findings) AS findings, count() AS sessions, sum(wasted_calls) AS wasted_calls, sum(wasted_tokens) AS wasted_tokens,
        round(sum(wasted_cost_usd), 6) AS wasted_cost_usd, round(sum(wasted_time_ns) / 1e9, 3) AS wasted_time_s
 FROM sw
 GROUP BY model
@@ -633,17 +667,16 @@ ORDER BY wasted_cost_usd DESC`,
       },
       {
         title: 'Waste by tool', type: 'table', w: 8, h: 9,
-        description: 'For each measure, the waste of each session’s largest detector (so the column totals equal Waste by agent’s); a finding over several tools splits its waste evenly between them.',
+        description: 'For each measure, the waste of each loop’s largest detector (so the column totals equal Waste by agent’s); a finding over several tools splits its waste evenly between them.',
         overrides: [unitOverride('wasted_cost_usd', 'currencyUSD')],
         sql: `
 WITH${SESSION_WASTE}
 SELECT tool, count() AS findings,
-       round(sumIf(wasted_calls / length(tools), (session_id, detector) IN (SELECT session_id, top_calls FROM sw)), 1) AS wasted_calls,
-       round(sumIf(wasted_tokens / length(tools), (session_id, detector) IN (SELECT session_id, top_tokens FROM sw))) AS wasted_tokens,
-       round(sumIf(wasted_cost_usd / length(tools), (session_id, detector) IN (SELECT session_id, top_cost FROM sw)), 6) AS wasted_cost_usd
-FROM agent_findings FINAL
+       round(sumIf(wasted_calls / length(tools), (session_id, cluster, detector) IN (SELECT session_id, cluster, top_calls FROM cw)), 1) AS wasted_calls,
+       round(sumIf(wasted_tokens / length(tools), (session_id, cluster, detector) IN (SELECT session_id, cluster, top_tokens FROM cw))) AS wasted_tokens,
+       round(sumIf(wasted_cost_usd / length(tools), (session_id, cluster, detector) IN (SELECT session_id, cluster, top_cost FROM cw)), 6) AS wasted_cost_usd
+FROM lf
 ARRAY JOIN tools AS tool
-WHERE $__timeFilter(last_ts) AND detector != 'degradation' AND ${F_DIRECT}
 GROUP BY tool
 ORDER BY wasted_cost_usd DESC`,
       },
@@ -790,7 +823,7 @@ ${TOOLS_BY_MODEL},
   loop_model AS (
     SELECT model, uniqExact(session_id) AS loop_sessions
     FROM llm
-    WHERE session_id IN (SELECT session_id FROM agent_findings FINAL WHERE detector != 'degradation')
+    WHERE session_id IN (SELECT session_id FROM agent_findings FINAL WHERE detector != 'degradation' AND severity != 'info')
     GROUP BY model
   )
 SELECT

@@ -47,10 +47,11 @@ WITH
           AND ts >= toDateTime64(judged_from - {degradation_baseline_days:UInt32}, 3) AND ts < toDateTime64(judged_to, 3)
           AND model != ''
     ),
-    -- sessions with a loop, by 64-bit hash (two sessions colliding is negligible)
+    -- sessions with a loop (redundant calls, info, are waste, not a loop), by 64-bit hash (two
+    -- sessions colliding is negligible)
     looped AS (
         SELECT DISTINCT cityHash64(session_id) FROM agent_findings FINAL
-        WHERE (full_pass OR hour_crossed) AND detector != 'degradation'
+        WHERE (full_pass OR hour_crossed) AND detector != 'degradation' AND severity != 'info'
     ),
     -- per model, day and session first: the loop test then runs once per session-day, not per call
     tool_sessions AS (

@@ -6,7 +6,7 @@
 -- requests before it ends), a session to every model it called that day.
 --   sessions           sessions with LLM calls of the model that day
 --   tool_error_rate    failed tool calls / tool calls requested by the model
---   loop_rate          sessions with a loop finding (any detector but degradation) / sessions
+--   loop_rate          sessions with a loop finding (any detector but degradation, redundant calls apart) / sessions
 --   recovery_rate      of the sessions whose calls (by this model) failed, those where the failed
 --                      tool later succeeded; NULL when nothing failed
 --   cost_per_session   LLM cost (reported when > 0, else tokens x model_prices) / sessions
@@ -61,7 +61,7 @@ WITH
         FROM (SELECT DISTINCT model, toDate(ts) AS day, session_id FROM llm) AS m
         WHERE m.session_id IN (
             SELECT session_id FROM agent_findings FINAL
-            WHERE detector != 'degradation' AND session_id IN (SELECT session_id FROM llm)
+            WHERE detector != 'degradation' AND severity != 'info' AND session_id IN (SELECT session_id FROM llm)
         )
         GROUP BY model, day
     )

@@ -6,7 +6,8 @@
 -- queries/src/reports.ts runReport().
 --   calls            tool calls
 --   retries          calls that repeat the session's previous call (same tool and arguments) after it failed
---   loops_entered    loop findings of the session (agent_findings, any detector but degradation)
+--   loops_entered    loop findings of the session (agent_findings, any detector but degradation; redundant calls
+--                    are waste, not a loop: info findings apart, as the loop alert has it)
 --   failed_tools     tools that failed at least once; recovered_tools: of those, the ones that later succeeded
 --   recovered        1 when some failure was followed later by a success of the same tool
 --   ended_cleanly    the last call succeeded and no loop was still open at the end (a finding reaching the last call)
@@ -14,8 +15,8 @@
 --                    (from captured arguments: gen_ai.tool.call.arguments and equivalents)
 --   tokens, cost_usd LLM calls of the session; cost = reported cost when > 0, else tokens x model_prices
 --   wall_time_s      first call start to last call end (tool and LLM calls)
---   waste_ratio      wasted calls / calls; wasted calls: the largest of the per-detector sums of
---                    findings' wasted_calls (detectors overlap: a stuck run is also a repeat), at most calls
+--   waste_ratio      wasted calls / calls; wasted calls: per loop (findings that overlap in time: a stuck
+--                    run is also a repeat) the largest of its detectors' sums, separate loops added up, at most calls
 WITH
     scope AS (
         SELECT session_id FROM agent_tool_calls
@@ -73,18 +74,38 @@ WITH
         )
         GROUP BY session_id
     ),
-    -- wasted calls: per detector the sum over its findings, then the largest detector (findings
-    -- of different detectors often cover the same calls: a stuck run is also a repeat)
-    findings AS (
-        SELECT session_id, sum(n) AS loops, max(wasted) AS wasted_calls, max(last_end) AS last_finding_end,
-               arraySort(groupArray(detector)) AS detectors
+    -- loops: findings of any detector but degradation, redundant calls apart (info: waste, not a
+    -- loop), as the loop alert counts them. Wasted calls: findings that overlap in time are one
+    -- loop seen by several detectors (a stuck run is also a repeat and redundant calls), so per
+    -- such cluster the largest of its detectors' sums, and separate loops add up.
+    clustered AS (
+        SELECT *, sum(starts) OVER (PARTITION BY session_id ORDER BY first_ts, last_ts, finding_id ROWS UNBOUNDED PRECEDING) AS cluster
         FROM (
-            SELECT session_id, detector, count() AS n, sum(wasted_calls) AS wasted, max(last_ts) AS last_end
+            SELECT finding_id, session_id, detector, severity, first_ts, last_ts, wasted_calls,
+                   first_ts > max(last_ts) OVER (PARTITION BY session_id ORDER BY first_ts, last_ts, finding_id
+                                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS starts
             FROM agent_findings FINAL
             WHERE session_id IN (SELECT session_id FROM scope) AND detector != 'degradation'
-            GROUP BY session_id, detector
         )
-        GROUP BY session_id
+    ),
+    findings AS (
+        SELECT f.session_id AS session_id, f.loops AS loops, f.last_finding_end AS last_finding_end, f.detectors AS detectors,
+               w.wasted_calls AS wasted_calls
+        FROM (
+            SELECT session_id, countIf(severity != 'info') AS loops, maxIf(last_ts, severity != 'info') AS last_finding_end,
+                   arraySort(groupUniqArray(detector)) AS detectors
+            FROM clustered
+            GROUP BY session_id
+        ) AS f
+        INNER JOIN (
+            SELECT session_id, sum(c_calls) AS wasted_calls
+            FROM (
+                SELECT session_id, cluster, max(d_calls) AS c_calls
+                FROM (SELECT session_id, cluster, detector, sum(wasted_calls) AS d_calls FROM clustered GROUP BY session_id, cluster, detector)
+                GROUP BY session_id, cluster
+            )
+            GROUP BY session_id
+        ) AS w ON w.session_id = f.session_id
     ),
     llm AS (
         SELECT session_id, model, duration_ns, ts, end_ts, input_tokens, output_tokens, cache_read_tokens, total_tokens,

@@ -59,6 +59,27 @@ describe('alert rules on looping agents', () => {
     expect(firing(instances)).toEqual([]); // 7.2 USD in all, about 3.6 in this hour: under the 5 USD budget
   });
 
+  it('waste over budget: separate loops of one session add up (3 + 3 USD is over the 5 USD budget)', async () => {
+    const finding = (id: string, detector: string, fromMin: number, toMin: number) =>
+      tc.collector.store.client.command({
+        query: `INSERT INTO agent_findings SELECT * REPLACE ('${id}' AS finding_id, toUInt32(1) AS version, '${detector}' AS detector, 'warning' AS severity,
+                  'two-loops' AS session_id, 'two-looper' AS agent, now64(9) - toIntervalMinute(${fromMin}) AS first_ts,
+                  now64(9) - toIntervalMinute(${toMin}) AS last_ts, toFloat64(3) AS wasted_cost_usd)
+                FROM (SELECT * FROM agent_findings FINAL WHERE detector != 'degradation' LIMIT 1)`,
+        clickhouse_settings: { insert_deduplication_token: `${id}-${Date.now()}` },
+      });
+    await finding('two-osc', 'oscillation', 40, 30);
+    await finding('two-storm', 'retry_storm', 20, 10);
+    try {
+      const instances = await evaluateRule(tc, rules['loopwatch-waste-over-budget']!);
+      const mine = instances.find((i) => i.labels.agent === 'two-looper');
+      expect(mine?.firing).toBe(true);
+      expect(mine!.value).toBeCloseTo(6, 4);
+    } finally {
+      await tc.collector.store.client.command({ query: "DELETE FROM agent_findings WHERE session_id = 'two-loops'" });
+    }
+  });
+
   it('waste over budget: the budget is the profile setting, 5 USD when unset', async () => {
     const rs = await tc.collector.store.client.query({
       query: "SELECT toFloat64OrZero(toString(getSettingOrDefault('custom_loopwatch_waste_budget_usd_per_hour', '5'))) AS budget",

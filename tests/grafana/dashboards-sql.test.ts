@@ -265,4 +265,37 @@ describe('what the panels show on the seeded data', () => {
       expect(Math.abs(other.cost - byAgent.cost)).toBeLessThanOrEqual(1e-6 * byTool.n);
     }
   });
+
+  it('separate loops of a session add up; redundant calls are waste but not a loop', async () => {
+    // one session, an oscillation and later a runaway that do not overlap, redundant calls inside
+    // the oscillation; another agent's session with redundant calls only
+    const finding = (id: string, session: string, agent: string, detector: string, severity: string, fromMin: number, toMin: number, calls: number, cost: number) =>
+      tc.collector.store.client.command({
+        query: `INSERT INTO agent_findings SELECT * REPLACE ('${id}' AS finding_id, toUInt32(1) AS version, '${detector}' AS detector, '${severity}' AS severity,
+                  '${session}' AS session_id, '${agent}' AS agent, now64(9) - toIntervalMinute(${fromMin}) AS first_ts, now64(9) - toIntervalMinute(${toMin}) AS last_ts,
+                  toUInt32(${calls}) AS wasted_calls, toUInt64(${calls * 1000}) AS wasted_tokens, toFloat64(${cost}) AS wasted_cost_usd, toUInt64(0) AS wasted_time_ns)
+                FROM (SELECT * FROM agent_findings FINAL LIMIT 1)`,
+        clickhouse_settings: { insert_deduplication_token: `${id}-${Date.now()}` },
+      });
+    await finding('mix-osc', 'mix-1', 'mixer', 'oscillation', 'warning', 60, 50, 6, 6);
+    await finding('mix-red', 'mix-1', 'mixer', 'redundant', 'info', 58, 52, 6, 6);
+    await finding('mix-run', 'mix-1', 'mixer', 'runaway', 'critical', 45, 30, 8, 8);
+    await finding('cfg-red', 'cfg-1', 'config-reader', 'redundant', 'info', 20, 10, 3, 0.5);
+    const rows = async (file: string, title: string) => (await run(sql(file, title))).rows;
+    const mixer = (await rows('loops-and-waste.json', 'Waste by agent')).find((r) => r.agent === 'mixer')!;
+    expect(mixer).toMatchObject({ findings: 3, sessions: 1 });
+    expect(Number(mixer.wasted_calls)).toBe(14); // 6 + 8, not the largest detector's 8
+    expect(Number(mixer.wasted_cost_usd)).toBeCloseTo(14, 6);
+    const top = await rows('overview.json', 'Top looping agents');
+    expect(top.find((r) => r.agent === 'mixer')).toMatchObject({ loops: 2 });
+    const cfg = top.find((r) => r.agent === 'config-reader');
+    expect(cfg === undefined || Number(cfg.loops) === 0).toBe(true);
+    const cfgWaste = (await rows('loops-and-waste.json', 'Waste by agent')).find((r) => r.agent === 'config-reader')!;
+    expect(Number(cfgWaste.wasted_calls)).toBe(3); // waste all the same
+    // by tool: the same totals as by agent
+    const byTool = (await rows('loops-and-waste.json', 'Waste by tool')).reduce((a, r) => a + Number(r.wasted_calls), 0);
+    const byAgent = (await rows('loops-and-waste.json', 'Waste by agent')).reduce((a, r) => a + Number(r.wasted_calls), 0);
+    expect(Math.abs(byTool - byAgent)).toBeLessThan(1);
+  });
 });
+

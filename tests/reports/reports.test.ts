@@ -14,8 +14,8 @@ const DAY = 86_400_000;
 const firstDay = Math.floor(Date.now() / DAY) * DAY - 8 * DAY;
 const handStart = firstDay + 7 * DAY + 20 * 3600_000; // yesterday 20:00 UTC
 
-function hand(id: string, agent: 'coder' | 'support' | 'research', at: number, fill: (b: SessionBuilder) => void): Session {
-  const b = new SessionBuilder(new Rng(id.length * 31 + at), id, agent, 'hand', at, 'gpt-4o');
+function hand(id: string, agent: 'coder' | 'support' | 'research', at: number, fill: (b: SessionBuilder) => void, model = 'gpt-4o'): Session {
+  const b = new SessionBuilder(new Rng(id.length * 31 + at), id, agent, 'hand', at, model);
   fill(b);
   return b.build();
 }
@@ -42,7 +42,22 @@ const failedEnd = hand('rep-failed-end', 'support', handStart + 1_800_000, (b) =
   b.tool('lookup_customer', { email: 'a@example.com' }, { result: { id: 'cus_1' } });
   b.tool('refund', { order_id: 'ORD-1', amount: 10 }, { error: ['RefundWindowExpired', 'order is older than 30 days'] });
 });
-const handMade = [clean, openLoop, closedLoop, failedEnd];
+// two loops one after the other: the same read four times, then a fetch failing six times (a
+// model of its own: the per-model-day figures below are the generated sessions')
+const twoLoops = hand('rep-two-loops', 'coder', handStart + 700_000, (b) => {
+  for (let i = 0; i < 4; i++) b.tool('read_file', { path: 'src/loop.ts' }, { result: { content: 'same' } });
+  b.tool('web_search', { query: 'why' }, { result: { results: [] } });
+  for (let i = 0; i < 6; i++) b.tool('fetch_url', { url: `https://example.com/${i}` }, { error: ['HTTPError', `503 unavailable (${i})`] });
+  b.tool('summarize', { topic: 'gave up' }, { result: { summary: 'done' } });
+}, 'gpt-4o-mini');
+// the config read again before each edit: redundant calls (waste), not a loop
+const rereads = hand('rep-rereads', 'coder', handStart + 800_000, (b) => {
+  for (let i = 0; i < 3; i++) {
+    b.tool('read_file', { path: 'config.json' }, { result: { content: '{}' } });
+    b.tool('edit_file', { path: `src/f${i}.ts`, old: 'a', new: 'b' }, { result: { ok: true } });
+  }
+}, 'gpt-4o-mini');
+const handMade = [clean, openLoop, twoLoops, rereads, closedLoop, failedEnd];
 
 const daily = generateDailySessions({
   firstDayMs: firstDay, days: 8, sessionsPerDay: 30, models: ['gpt-4o', 'claude-sonnet-4-5'],
@@ -102,6 +117,20 @@ describe('session-scorecard', () => {
     expect(r.wasted_calls).toBe(4); // 5 identical reads: 4 wasted, whichever detectors saw it
     expect(r.waste_ratio).toBeCloseTo(4 / 6, 4);
     expect(r.files).toEqual(['src/config.ts']);
+  });
+
+  it('separate loops of a session add up: each is counted once, by its largest detector', () => {
+    const r = rows.get('rep-two-loops')!;
+    expect(r.loop_kinds).toEqual(expect.arrayContaining(['stuck', 'retry_storm']));
+    expect(r.wasted_calls).toBe(8); // 3 repeated reads + 5 retried fetches, not the larger of the two
+  });
+
+  it('redundant calls are waste, not a loop', () => {
+    const r = rows.get('rep-rereads')!;
+    expect(r.loop_kinds).toEqual(['redundant']);
+    expect(r.loops_entered).toBe(0);
+    expect(r.wasted_calls).toBe(2);
+    expect(r.ended_cleanly).toBe(1);
   });
 
   it('a loop the agent got out of: ended cleanly', () => {
