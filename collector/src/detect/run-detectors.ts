@@ -21,6 +21,10 @@
 //   every setting of queries/src/detector-defaults.ts in snake_case, e.g.
 //       {repeat_min_run:UInt32}, {budget_max_cost_usd:Float64} (types: DETECTOR_PARAM_TYPES).
 //
+// `-- loopwatch: judged <expression>` (a detector that reads other tables): which of its stored
+// findings a run judged again, over agent_findings' columns with the file's parameters; those
+// it did not report are withdrawn (degradation: a model-day that got better).
+//
 // Columns, one row per finding (required: session_id, first_span_id, last_span_id, repeats):
 //   session_id String, first_span_id String (with detector and session: the finding's identity,
 //   so it must not move as the loop grows), last_span_id String, repeats UInt,
@@ -65,6 +69,14 @@ export interface DetectorFile {
   when: string | null;
   /** Placeholder names the `when` condition uses. */
   whenParams: string[];
+  /**
+   * `-- loopwatch: judged <expression>` in a file that reads other tables: which of its stored
+   * findings a pass that ran it judged again (an expression over agent_findings' columns, with
+   * the file's parameters). Those it did not report again are withdrawn, as the per-call
+   * detectors' are for the sessions they examined: a model-day that got better is no longer
+   * reported as degraded.
+   */
+  judged: string | null;
 }
 
 export interface RunDetectorsOptions {
@@ -359,6 +371,7 @@ export function loadDetectorFiles(dir = detectorsDir): DetectorFile[] {
         params,
         hourly: /^--\s*loopwatch:\s*hourly\s*$/m.test(sql),
         when,
+        judged: /^--\s*loopwatch:\s*judged\s+(.+)$/m.exec(sql)?.[1]!.trim() ?? null,
         whenParams: [...new Set(whenParams)],
       };
     });
@@ -579,13 +592,21 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
     }
     // then detectors over other tables, once per pass (an hourly one only when an hour is due),
     // after this pass's loop findings are stored: degradation's loop rate counts them
-    stored = await storeFindings(client, candidates.splice(0));
+    const storedIds = candidates.splice(0);
+    stored = await storeFindings(client, storedIds);
     for (const file of files.filter((f) => !f.params.includes('calls'))) {
       if (file.hourly && !hourDue(sinceOf(file.name))) {
         skipped.push(file.name);
         continue;
       }
       await run(file, {});
+      if (file.judged && !failed.has(file.name)) {
+        // what it reported in this pass (stored above or still waiting in candidates)
+        const reportedHere = [...storedIds.filter((c) => c.detector === file.name), ...candidates.filter((c) => c.detector === file.name)].map((c) => c.finding_id);
+        const values: Record<string, unknown> = { since: epochSeconds(sinceOf(file.name)), until: bound.until };
+        for (const p of file.params) if (p in bound) values[p] = bound[p];
+        withdrawn += await withdrawFindings(client, { where: file.judged, params: values }, [file.name], reportedHere, settings);
+      }
     }
     for (const f of files) if (!failed.has(f.name)) done.push(f.name);
   }
@@ -653,20 +674,29 @@ function toFinding(detector: string, r: Record<string, unknown>, detectedAt: str
 
 /**
  * Deletes the stored findings of `detectors` for the sessions of the pass table (all sessions when
- * null) that this pass no longer reports (`reported`: the finding ids it does), and their loop
- * spans; returns how many. The pass sees each of these sessions' whole history, so a finding it
+ * null; or those a detector's `judged` expression selects) that this pass no longer reports
+ * (`reported`: the finding ids it does), and their loop spans; returns how many. The pass sees each of these sessions' whole history, so a finding it
  * does not report again is one that history no longer holds: a call that arrived late came before
  * the loop's first call (the loop is now reported from that call, under another identity) or broke
  * its run. Kept, it would be a duplicate, or a loop that no longer exists.
  */
-async function withdrawFindings(client: ClickHouseClient, table: string | null, detectors: string[], reported: string[], settings: ClickHouseSettings): Promise<number> {
+async function withdrawFindings(
+  client: ClickHouseClient,
+  scope: string | { where: string; params: Record<string, unknown> } | null,
+  detectors: string[],
+  reported: string[],
+  settings: ClickHouseSettings,
+): Promise<number> {
   if (detectors.length === 0) return 0;
+  // the sessions of a pass table, the findings a detector judged (its `judged` expression), or all
+  const where = scope === null ? '' : typeof scope === 'string' ? 'session_id IN (SELECT session_id FROM {calls:Identifier}) AND ' : `(${scope.where}) AND `;
+  const params = scope === null ? {} : typeof scope === 'string' ? { calls: scope } : scope.params;
   const stale = await queryRows<{ finding_id: string }>(
     client,
     `SELECT finding_id FROM agent_findings FINAL
-     WHERE ${table === null ? '' : 'session_id IN (SELECT session_id FROM {calls:Identifier}) AND '}detector IN {detectors:Array(String)}
+     WHERE ${where}detector IN {detectors:Array(String)}
        AND finding_id NOT IN (SELECT arrayJoin({reported:Array(String)}))`,
-    { ...(table === null ? {} : { calls: table }), detectors, reported },
+    { ...params, detectors, reported },
     settings,
   );
   if (stale.length === 0) return 0;
