@@ -1,5 +1,7 @@
--- session-scorecard: one row per session active in [from, to) (any tool call started in the
--- range; the whole history of those sessions is scored), optionally one agent, service or session.
+-- session-scorecard: one row per session active in [from, to) (any tool or LLM call started in
+-- the range; the whole history of those sessions is scored), optionally one agent, service or
+-- session. A session of LLM calls only (a chat, an agent that answered without tools) has no
+-- tool figures; it ended cleanly when its last LLM call succeeded.
 -- Parameters: {from:DateTime64(3)}, {to:DateTime64(3)}, {agent:String}, {service:String},
 -- {session_id:String} ('' = any), {limit:UInt32}, {newest_first:UInt8} (1: the {limit} sessions
 -- whose calls in the range start latest, newest first; 0: oldest first). Run with
@@ -19,9 +21,15 @@
 --                    run is also a repeat) the largest of its detectors' sums, separate loops added up, at most calls
 WITH
     scope AS (
-        SELECT session_id FROM agent_tool_calls
-        WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)}
-          AND ({agent:String} = '' OR agent = {agent:String})
+        SELECT session_id
+        FROM (
+            SELECT session_id, ts, agent, service FROM agent_tool_calls
+            WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)}
+            UNION ALL
+            SELECT session_id, ts, agent, service FROM agent_llm_calls
+            WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)}
+        )
+        WHERE ({agent:String} = '' OR agent = {agent:String})
           AND ({service:String} = '' OR service = {service:String})
           AND ({session_id:String} = '' OR session_id = {session_id:String})
         GROUP BY session_id
@@ -109,7 +117,7 @@ WITH
     ),
     llm AS (
         SELECT session_id, model, duration_ns, ts, end_ts, input_tokens, output_tokens, cache_read_tokens, total_tokens,
-               reported_cost_usd, loopwatch_model_key(model) AS model_key
+               reported_cost_usd, loopwatch_model_key(model) AS model_key, agent, service, status
         FROM agent_llm_calls FINAL
         WHERE session_id IN (SELECT session_id FROM scope)
     ),
@@ -120,18 +128,21 @@ WITH
                sum(loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price)) AS cost_usd,
                topKWeighted(1)(l.model, l.total_tokens)[1] AS model,
                min(l.ts) AS first_llm_ts,
-               max(l.end_ts) AS last_llm_end
+               max(l.end_ts) AS last_llm_end,
+               any(l.agent) AS agent,
+               any(l.service) AS service,
+               argMax(l.status, l.ts) AS last_status
         FROM llm AS l LEFT JOIN loopwatch_model_key_prices AS pr ON l.model_key = pr.model_key
         GROUP BY l.session_id
     )
 SELECT
-    s.session_id AS session_id,
-    s.agent AS agent,
-    s.service AS service,
+    sc.session_id AS session_id,
+    if(s.calls > 0, s.agent, l.agent) AS agent,
+    if(s.calls > 0, s.service, l.service) AS service,
     l.model AS model,
     -- ISO-8601 in UTC, as every time of the read API (toString alone is in the server's zone); the
     -- session's start named inside the expression (not a column) for the wall time and the order
-    concat(replaceOne(toString((if(l.llm_calls > 0, least(s.first_tool_ts, l.first_llm_ts), s.first_tool_ts) AS start_ts), 'UTC'), ' ', 'T'), 'Z') AS started_at,
+    concat(replaceOne(toString((multiIf(s.calls = 0, l.first_llm_ts, l.llm_calls > 0, least(s.first_tool_ts, l.first_llm_ts), s.first_tool_ts) AS start_ts), 'UTC'), ' ', 'T'), 'Z') AS started_at,
     s.calls AS calls,
     l.llm_calls AS llm_calls,
     s.errors AS errors,
@@ -141,20 +152,21 @@ SELECT
     r.failed_tools AS failed_tools,
     r.recovered_tools AS recovered_tools,
     toUInt8(r.recovered_tools > 0) AS recovered,
-    toUInt8(s.last_status = 'ok' AND NOT (f.loops > 0 AND f.last_finding_end >= s.last_call_ts)) AS ended_cleanly,
+    toUInt8(if(s.calls > 0, toString(s.last_status), toString(l.last_status)) = 'ok'
+            AND NOT (f.loops > 0 AND f.last_finding_end >= if(s.calls > 0, s.last_call_ts, l.last_llm_end))) AS ended_cleanly,
     length(s.files) AS files_touched,
     length(s.commands) AS commands_run,
     arraySlice(s.files, 1, 50) AS files,
     arraySlice(s.commands, 1, 50) AS commands,
     l.tokens AS tokens,
     round(l.cost_usd, 6) AS cost_usd,
-    round((toUnixTimestamp64Nano(if(l.llm_calls > 0, greatest(s.last_tool_end, l.last_llm_end), s.last_tool_end))
-           - toUnixTimestamp64Nano(start_ts)) / 1e9, 3) AS wall_time_s,
+    round((toUnixTimestamp64Nano(greatest(s.last_tool_end, l.last_llm_end)) - toUnixTimestamp64Nano(start_ts)) / 1e9, 3) AS wall_time_s,
     least(f.wasted_calls, s.calls) AS wasted_calls,
-    round(least(f.wasted_calls, s.calls) / s.calls, 4) AS waste_ratio
-FROM per_session AS s
-LEFT JOIN recovery AS r ON r.session_id = s.session_id
-LEFT JOIN findings AS f ON f.session_id = s.session_id
-LEFT JOIN llm_session AS l ON l.session_id = s.session_id
-ORDER BY if({newest_first:UInt8} = 1, -1, 1) * toUnixTimestamp64Nano(start_ts), session_id
+    if(s.calls = 0, 0, round(least(f.wasted_calls, s.calls) / s.calls, 4)) AS waste_ratio
+FROM scope AS sc
+LEFT JOIN per_session AS s ON s.session_id = sc.session_id
+LEFT JOIN recovery AS r ON r.session_id = sc.session_id
+LEFT JOIN findings AS f ON f.session_id = sc.session_id
+LEFT JOIN llm_session AS l ON l.session_id = sc.session_id
+ORDER BY if({newest_first:UInt8} = 1, -1, 1) * toUnixTimestamp64Nano(start_ts), sc.session_id
 LIMIT {limit:UInt32}

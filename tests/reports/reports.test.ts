@@ -57,7 +57,12 @@ const rereads = hand('rep-rereads', 'coder', handStart + 800_000, (b) => {
     b.tool('edit_file', { path: `src/f${i}.ts`, old: 'a', new: 'b' }, { result: { ok: true } });
   }
 }, 'gpt-4o-mini');
-const handMade = [clean, openLoop, twoLoops, rereads, closedLoop, failedEnd];
+// a chat: three LLM calls, no tool (the builder makes an LLM call before each tool call)
+const chatOnly = hand('rep-chat', 'coder', handStart + 900_000, (b) => {
+  for (let i = 0; i < 3; i++) b.tool('unused', { i }, { result: i });
+}, 'gpt-4o-mini');
+chatOnly.calls = chatOnly.calls.filter((c) => c.type === 'llm');
+const handMade = [clean, openLoop, twoLoops, rereads, chatOnly, closedLoop, failedEnd];
 
 const daily = generateDailySessions({
   firstDayMs: firstDay, days: 8, sessionsPerDay: 30, models: ['gpt-4o', 'claude-sonnet-4-5'],
@@ -131,6 +136,14 @@ describe('session-scorecard', () => {
     expect(r.loops_entered).toBe(0);
     expect(r.wasted_calls).toBe(2);
     expect(r.ended_cleanly).toBe(1);
+  });
+
+  it('a session of LLM calls only is scored too', () => {
+    const r = rows.get('rep-chat')!;
+    expect(r).toMatchObject({ agent: 'coder', calls: 0, llm_calls: 3, errors: 0, loops_entered: 0, wasted_calls: 0, waste_ratio: 0, ended_cleanly: 1 });
+    const sent = llms(chatOnly);
+    expect(r.tokens).toBe(sent.reduce((a, c) => a + c.inputTokens + c.outputTokens, 0));
+    expect(r.wall_time_s).toBeCloseTo((sent.at(-1)!.endMs - sent[0]!.startMs) / 1000, 2);
   });
 
   it('a loop the agent got out of: ended cleanly', () => {
