@@ -320,13 +320,14 @@ const TOOLS_BY_MODEL = `
     WHERE ${cond('model', 'model')}
   )`;
 
-/** One row per session with a tool call in the range: the scorecard of
+/** One row per session with a tool or LLM call in the range: the scorecard of
  * queries/reports/session-scorecard.sql (whole history of those sessions), plus its trace. */
 const SESSION_SCORECARD = `
 WITH
   scope AS (
-    SELECT DISTINCT session_id FROM agent_tool_calls
-    WHERE $__timeFilter(ts) AND ${F_TOOLS}
+    SELECT session_id FROM agent_tool_calls WHERE $__timeFilter(ts) AND ${F_TOOLS}
+    UNION DISTINCT
+    SELECT session_id FROM agent_llm_calls WHERE $__timeFilter(ts) AND ${F_DIRECT}
   ),
   calls AS (
     SELECT session_id, ts, end_ts, span_id, trace_id, tool, args_hash, status, agent, service,
@@ -369,32 +370,34 @@ WITH
   ),
   llm AS (
     SELECT session_id, model, ts, end_ts, input_tokens, output_tokens, cache_read_tokens, total_tokens, reported_cost_usd,
-           loopwatch_model_key(model) AS model_key
+           loopwatch_model_key(model) AS model_key, agent, service, trace_id, status
     FROM agent_llm_calls FINAL
     WHERE session_id IN (SELECT session_id FROM scope)
   ),
   llm_session AS (
     SELECT l.session_id AS session_id, count() AS llm_calls, sum(l.total_tokens) AS tokens,
            sum(${LLM_COST}) AS cost_usd,
-           topKWeighted(1)(l.model, l.total_tokens)[1] AS model, min(l.ts) AS first_llm_ts, max(l.end_ts) AS last_llm_end
+           topKWeighted(1)(l.model, l.total_tokens)[1] AS model, min(l.ts) AS first_llm_ts, max(l.end_ts) AS last_llm_end,
+           any(l.agent) AS agent, any(l.service) AS service, argMin(l.trace_id, l.ts) AS trace_id, toString(argMax(l.status, l.ts)) AS last_status
     FROM llm AS l LEFT JOIN loopwatch_model_key_prices AS pr ON l.model_key = pr.model_key
     GROUP BY l.session_id
   )
 SELECT
-  s.session_id AS session_id,
-  s.s_trace AS trace_id,
-  s.s_agent AS agent,
-  s.s_service AS service,
+  sc.session_id AS session_id,
+  if(s.calls > 0, s.s_trace, l.trace_id) AS trace_id,
+  if(s.calls > 0, s.s_agent, l.agent) AS agent,
+  if(s.calls > 0, s.s_service, l.service) AS service,
   l.model AS model,
-  if(l.llm_calls > 0, least(s.first_tool_ts, l.first_llm_ts), s.first_tool_ts) AS started,
-  round((toUnixTimestamp64Nano(if(l.llm_calls > 0, greatest(s.last_tool_end, l.last_llm_end), s.last_tool_end))
-         - toUnixTimestamp64Nano(started)) / 1e9, 3) AS wall_time_s,
+  multiIf(s.calls = 0, l.first_llm_ts, l.llm_calls > 0, least(s.first_tool_ts, l.first_llm_ts), s.first_tool_ts) AS started,
+  round((toUnixTimestamp64Nano(greatest(s.last_tool_end, l.last_llm_end)) - toUnixTimestamp64Nano(started)) / 1e9, 3) AS wall_time_s,
   s.calls AS tool_calls,
   s.errors AS tool_errors,
-  round(s.errors / s.calls, 4) AS error_rate,
+  if(s.calls = 0, 0, round(s.errors / s.calls, 4)) AS error_rate,
   s.retries AS retries,
   toUInt8(r.recovered_tools > 0) AS recovered,
-  toUInt8(s.last_status = 'ok' AND NOT (f.loops > 0 AND f.last_finding_end >= s.last_call_ts)) AS ended_cleanly,
+  -- a session of LLM calls only ended cleanly when its last LLM call succeeded
+  toUInt8(if(s.calls > 0, toString(s.last_status), l.last_status) = 'ok'
+          AND NOT (f.loops > 0 AND f.last_finding_end >= if(s.calls > 0, s.last_call_ts, l.last_llm_end))) AS ended_cleanly,
   l.llm_calls AS llm_calls,
   l.tokens AS tokens,
   round(l.cost_usd, 6) AS cost_usd,
@@ -402,11 +405,12 @@ SELECT
   f.kinds AS loop_kinds,
   least(f.wasted_calls, s.calls) AS wasted_calls,
   round(f.wasted_cost, 6) AS wasted_cost_usd,
-  round(least(f.wasted_calls, s.calls) / s.calls, 4) AS waste_ratio
-FROM per_session AS s
-LEFT JOIN recovery AS r ON r.session_id = s.session_id
-LEFT JOIN findings AS f ON f.session_id = s.session_id
-LEFT JOIN llm_session AS l ON l.session_id = s.session_id
+  if(s.calls = 0, 0, round(least(f.wasted_calls, s.calls) / s.calls, 4)) AS waste_ratio
+FROM scope AS sc
+LEFT JOIN per_session AS s ON s.session_id = sc.session_id
+LEFT JOIN recovery AS r ON r.session_id = sc.session_id
+LEFT JOIN findings AS f ON f.session_id = sc.session_id
+LEFT JOIN llm_session AS l ON l.session_id = sc.session_id
 ORDER BY started DESC
 LIMIT 500`;
 
@@ -457,7 +461,14 @@ const overview = dashboard(
   'Sessions, tool calls, loop findings by kind, waste over time, the agents and tools that loop most.',
   layout([
     [
-      { title: 'Sessions', type: 'stat', w: 4, h: 4, sql: `SELECT uniqExact(session_id) AS sessions FROM agent_tool_calls FINAL WHERE $__timeFilter(ts) AND ${F_TOOLS}` },
+      {
+        title: 'Sessions', type: 'stat', w: 4, h: 4, description: 'Sessions with a tool or an LLM call in the range.',
+        sql: `SELECT uniqExact(session_id) AS sessions FROM (
+  SELECT session_id FROM agent_tool_calls WHERE $__timeFilter(ts) AND ${F_TOOLS}
+  UNION ALL
+  SELECT session_id FROM agent_llm_calls WHERE $__timeFilter(ts) AND ${F_DIRECT}
+)`,
+      },
       { title: 'Tool calls', type: 'stat', w: 4, h: 4, sql: `SELECT count() AS tool_calls FROM agent_tool_calls FINAL WHERE ts >= $__fromTime AND ts <= $__toTime AND ${F_TOOLS}` },
       {
         title: 'Tool error rate', type: 'stat', w: 4, h: 4, unit: 'percentunit', decimals: 1,

@@ -297,5 +297,20 @@ describe('what the panels show on the seeded data', () => {
     const byAgent = (await rows('loops-and-waste.json', 'Waste by agent')).reduce((a, r) => a + Number(r.wasted_calls), 0);
     expect(Math.abs(byTool - byAgent)).toBeLessThan(1);
   });
+
+  it('a session of LLM calls only is counted and scored', async () => {
+    for (let i = 0; i < 3; i++) {
+      await tc.collector.store.client.command({
+        query: `INSERT INTO agent_llm_calls (session_id, trace_id, span_id, ts, end_ts, agent, service, model, status, input_tokens, output_tokens, total_tokens)
+                VALUES ('chat-only-1', 'c0ffee', 'chat${i}', now64(9) - toIntervalMinute(${10 - i}), now64(9) - toIntervalMinute(${9 - i}), 'chatter', 'chat-svc', 'gpt-4o', '${i === 1 ? 'error' : 'ok'}', 100, 10, 110)`,
+      });
+    }
+    const vars = { ...allSelected(), agent: { current: ['chatter'], options: [...(options.agent ?? []), 'chatter'] } };
+    const [sessions] = (await run(sql('overview.json', 'Sessions', vars))).rows;
+    expect(Number(sessions!.sessions)).toBe(1);
+    const row = (await run(sql('sessions.json', 'Session scorecard'))).rows.find((r) => r.session_id === 'chat-only-1')!;
+    expect(row).toMatchObject({ agent: 'chatter', service: 'chat-svc', trace_id: 'c0ffee', tool_calls: 0, llm_calls: 3, error_rate: 0, waste_ratio: 0, ended_cleanly: 1 });
+    expect(Number(row.tokens)).toBe(330);
+  });
 });
 
