@@ -31,19 +31,19 @@ describe('loopwatch demo (own collector)', () => {
       // its collector stopped and its temporary data went: no commands that would find nothing
       expect(text.stdout).toContain("The demo's collector has stopped, and its temporary data is removed.");
       expect(text.stdout).toContain(`loopwatch demo --keep --url ${textUrl}`); // at the address given
-      expect(text.stdout).toContain(`loopwatch up --port ${new URL(textUrl).port}`);
+      expect(text.stdout).toContain(`loopwatch up --port ${new URL(textUrl).port} --grpc-port off`); // 4317 is likely the default collector's
       expect(text.stdout).not.toContain('loopwatch session demo-');
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }
   }, 150_000);
 
-  it('--keep: the user\'s loop guard and trace exporter settings do not reach the sample agent; Ctrl-C stops the collector cleanly', async () => {
+  it('--keep: the user\'s loop guard and trace exporter settings do not reach the sample agent; Ctrl-C stops the collector cleanly and removes its temporary directory', async () => {
     assertBuilt();
-    const dataDir = mkdtempSync(join(tmpdir(), 'lw-demo-keep-'));
+    let dataDir = '';
     try {
       const url = `http://127.0.0.1:${await freePort()}`;
-      const child = spawn(process.execPath, [CLI, 'demo', '--keep', '--url', url, '--data-dir', dataDir, '--timeout', '60'], {
+      const child = spawn(process.execPath, [CLI, 'demo', '--keep', '--url', url, '--timeout', '60'], {
         cwd: packageRoot,
         // what an agent developer may have set in the shell: a halting guard, spans sent elsewhere
         env: { ...process.env, NO_COLOR: '1', LOOPWATCH_URL: undefined, LOOPWATCH_GUARD: 'halt', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:9/v1/traces' },
@@ -58,15 +58,17 @@ describe('loopwatch demo (own collector)', () => {
       }));
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       await Promise.race([running, exited]);
+      dataDir = /data in (\S+)\)/.exec(stderr)?.[1] ?? '';
+      expect(dataDir, stderr).toMatch(/loopwatch-demo-/);
       expect(stdout).toContain('loops and waste found:');
       expect(stdout).toContain(`npx loopwatch findings --url ${url}`);
       expect(existsSync(join(dataDir, 'collector.pid'))).toBe(true);
       child.kill('SIGINT');
       expect(await exited, stderr).toBe(0);
       expect(stderr).not.toMatch(/TypeError|at .*\.js:\d+/);
-      expect(existsSync(join(dataDir, 'collector.pid'))).toBe(false); // closed as a collector closes
+      expect(existsSync(dataDir)).toBe(false); // closed as a collector closes, and its temporary data removed
     } finally {
-      rmSync(dataDir, { recursive: true, force: true });
+      if (dataDir) rmSync(dataDir, { recursive: true, force: true });
     }
   }, 150_000);
 });

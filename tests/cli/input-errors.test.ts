@@ -97,6 +97,10 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
       expect(r.stderr).toMatch(/is not a Loopwatch collector .*check --url/);
       noStack(r.stderr);
     }
+    // the OTLP endpoint copied as --url: a collector answers, at the wrong path
+    const path = await cli(['sessions', '--url', `${tc.url}/v1/traces`]);
+    expect(path.code).toBe(2);
+    expect(path.stderr).toMatch(/is a path of a Loopwatch collector, not its address: --url is the collector's base URL/);
   });
 
   it('a server that takes the connection and never answers: said within seconds, not after the read timeout', async () => {

@@ -52,7 +52,8 @@ function nextSteps(url: string, session: string, stillUp: boolean, keptDataDir: 
   // the address given, in the commands suggested (a newcomer copies them as they are)
   const atUrl = url === DEFAULT_URL ? '' : ` --url ${url}`;
   const u = new URL(url);
-  const onPort = u.port && u.port !== '4318' ? ` --port ${u.port}` : '';
+  // on another port than the default, gRPC's default (4317) is likely taken too (by the collector on 4318)
+  const onPort = u.port && u.port !== '4318' ? ` --port ${u.port} --grpc-port off` : '';
   if (stillUp) {
     return [
       'Next:',

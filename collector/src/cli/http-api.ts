@@ -78,6 +78,8 @@ export class ApiClient {
     return (this.contacted ??= this.fetchOrExplain(new URL(`${this.url}/healthz`), 10_000, async (res) => {
       await res.body?.cancel();
       if (!res.headers.has(COLLECTOR_HEADER)) throw this.notACollector('/healthz', res);
+      // a collector, but not at this path: the OTLP endpoint copied as --url (…/v1/traces)
+      if (res.status === 404) throw new CliError(`${this.url} is a path of a Loopwatch collector, not its address: --url is the collector's base URL (e.g. ${DEFAULT_URL}), without /v1/traces or another path`, 2);
     }).catch((err: unknown) => {
       this.contacted = null; // asked again next time (findings --follow waits for a collector to come back)
       throw err;
