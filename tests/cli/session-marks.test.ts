@@ -19,6 +19,18 @@ afterAll(async () => {
   await tc?.close();
 });
 
+/** Once the detectors found `detector` in the session: per tool call, whether `loopwatch session --json` marks it part of it. */
+async function marksOf(session: string, detector: string): Promise<boolean[]> {
+  await lw.flush();
+  await tc.collector.flush();
+  const api = `${tc.url}/api/v1/findings?session=${encodeURIComponent(session)}`;
+  await until(async () => ((await (await fetch(api)).json()) as { findings: Array<{ detector: string }> }).findings.some((f) => f.detector === detector));
+  const r = await cli(['session', session, '--json', '--url', tc.url]);
+  expect(r.code, r.stderr).toBe(0);
+  const d = JSON.parse(r.stdout) as { calls: Array<{ kind: string; loops: string[] }> };
+  return d.calls.filter((c) => c.kind === 'tool').map((c) => c.loops.includes(detector));
+}
+
 describe('loopwatch session: loop marks', () => {
   it('a redundant read is marked on the calls that repeat it, not on reads of other files in between', async () => {
     const session = `marks-${Date.now()}`;
@@ -26,15 +38,7 @@ describe('loopwatch session: loop marks', () => {
     await withSession(session, async () => {
       for (const path of ['a.ts', 'b.ts', 'a.ts', 'c.ts', 'a.ts', 'd.ts']) await readFile({ path });
     });
-    await lw.flush();
-    await tc.collector.flush();
-    const api = `${tc.url}/api/v1/findings?session=${encodeURIComponent(session)}`;
-    await until(async () => ((await (await fetch(api)).json()) as { findings: Array<{ detector: string }> }).findings.some((f) => f.detector === 'redundant'));
-    const r = await cli(['session', session, '--json', '--url', tc.url]);
-    expect(r.code, r.stderr).toBe(0);
-    const d = JSON.parse(r.stdout) as { calls: Array<{ kind: string; loops: string[] }> };
-    const marks = d.calls.filter((c) => c.kind === 'tool').map((c) => c.loops.includes('redundant'));
-    expect(marks).toEqual([true, false, true, false, true, false]);
+    expect(await marksOf(session, 'redundant')).toEqual([true, false, true, false, true, false]);
 
     // further on in the session: times still from its start; past its end, said
     const later = await cli(['session', session, '--url', tc.url, '--offset', '3']);
@@ -61,15 +65,7 @@ describe('loopwatch session: loop marks', () => {
         await listDir({ path: `dir${round}` });
       }
     });
-    await lw.flush();
-    await tc.collector.flush();
-    const api = `${tc.url}/api/v1/findings?session=${encodeURIComponent(session)}`;
-    await until(async () => ((await (await fetch(api)).json()) as { findings: Array<{ detector: string }> }).findings.some((f) => f.detector === 'error_loop'));
-    const r = await cli(['session', session, '--json', '--url', tc.url]);
-    expect(r.code, r.stderr).toBe(0);
-    const d = JSON.parse(r.stdout) as { calls: Array<{ kind: string; loops: string[] }> };
-    const marks = d.calls.filter((c) => c.kind === 'tool').map((c) => c.loops.includes('error_loop'));
-    expect(marks).toEqual([true, false, false, true, false, false, true, false, false, true, false, false]);
+    expect(await marksOf(session, 'error_loop')).toEqual([true, false, false, true, false, false, true, false, false, true, false, false]);
   }, 90_000);
 });
 
