@@ -578,10 +578,14 @@ const sessions = dashboard(
         sql: `
 SELECT $__timeInterval(started) AS time, count() AS sessions, countIf(looped) AS looping_sessions
 FROM (
+  -- sessions with a tool or an LLM call in the range, at their first
   SELECT session_id, min(ts) AS started,
          session_id IN (SELECT session_id FROM agent_findings FINAL WHERE detector != 'degradation' AND severity != 'info') AS looped
-  FROM agent_tool_calls FINAL
-  WHERE $__timeFilter(ts) AND ${F_TOOLS}
+  FROM (
+    SELECT session_id, ts FROM agent_tool_calls FINAL WHERE $__timeFilter(ts) AND ${F_TOOLS}
+    UNION ALL
+    SELECT session_id, ts FROM agent_llm_calls FINAL WHERE $__timeFilter(ts) AND ${F_DIRECT}
+  )
   GROUP BY session_id
 )
 GROUP BY time

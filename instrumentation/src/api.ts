@@ -552,14 +552,21 @@ export function wrapTools<T extends Record<string, ToolLike>>(tools: T): T {
   return out as T;
 }
 
-// A tool set's tool takes its input first; what a framework passes after it is context (the
-// OpenAI SDK's runTools runner, LangChain's run manager and config, the AI SDK's options), not
-// the call: hashed, it made every call new (a runner holds the whole conversation) and, with
-// capture on, recorded the conversation as the tool's arguments.
+// A tool set's tool is identified by the arguments it declares: what a framework passes after
+// them is context (the OpenAI SDK's runTools runner, LangChain's run manager and config, the AI
+// SDK's options), not the call. Hashed, it made every call new (a runner holds the whole
+// conversation) and, with capture on, recorded the conversation as the tool's arguments.
 const toolInput = (args: unknown[]): unknown => args[0];
+function declaredArgs(fn: (...args: unknown[]) => unknown): (args: unknown[]) => unknown {
+  const n = fn.length; // parameters before the first default or rest one
+  return n <= 1 ? toolInput : (args) => args.slice(0, n);
+}
 
 function wrapTool(name: string, tool: unknown): unknown {
-  if (typeof tool === 'function') return traceTool(name, tool as (...args: unknown[]) => unknown, { argsOf: toolInput });
+  if (typeof tool === 'function') {
+    const fn = tool as (...args: unknown[]) => unknown;
+    return traceTool(name, fn, { argsOf: declaredArgs(fn) });
+  }
   const execute = tool !== null && typeof tool === 'object' ? (tool as { execute?: unknown }).execute : undefined;
   if (typeof execute !== 'function') return tool;
   const traced = traceTool(name, execute as (...args: unknown[]) => unknown, {

@@ -5,12 +5,16 @@ import { ms, usd } from '../../collector/src/cli/format.js';
 import { renderSession, type SessionDetail } from '../../collector/src/cli/session.js';
 
 describe('text output', () => {
-  it('durations round once: no 1m60s, no 60.0s', () => {
+  it('durations round once: no 1m60s, 60.0s, 1000ms or 1000µs', () => {
     expect(ms(119_700)).toBe('2m0s');
     expect(ms(59_960)).toBe('1m0s');
     expect(ms(59_940)).toBe('59.9s');
     expect(ms(90_400)).toBe('1m30s');
-    expect(ms(3_599_600)).toBe('60m0s');
+    expect(ms(999.6)).toBe('1.0s');
+    expect(ms(0.9996)).toBe('1.0ms');
+    expect(ms(0.5)).toBe('500µs');
+    expect(ms(3_599_600)).toBe('1h0m');
+    expect(ms(86_400_000)).toBe('24h0m');
   });
 
   it('a cheap call costs something: not $0.0000', () => {
@@ -19,6 +23,7 @@ describe('text output', () => {
     expect(usd(0.0000004)).toBe('<$0.000001');
     expect(usd(0)).toBe('$0');
     expect(usd(1.234)).toBe('$1.23');
+    expect(usd(-0.5)).toBe('-$0.50'); // a refund or a correction, not a tiny cost
   });
 
   it('each finding has its own mark past 26 findings', () => {

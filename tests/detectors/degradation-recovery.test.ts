@@ -43,6 +43,14 @@ describe('degradation', () => {
     expect(r.withdrawnFindings).toBeGreaterThanOrEqual(1);
     expect(await degraded()).toEqual([]);
     expect(await loopSpans()).toBe(0);
+
+    // and worse again: found again (version 1 again, the same loop span id), with its loop span
+    // (an insert token of the span ids alone had the new span dropped as the deleted one's duplicate)
+    await sendSessions(tc.url, generateDailySessions({ firstDayMs: firstDay + 7 * DAY, days: 1, sessionsPerDay: 600, models: ['gpt-4o'], errorRate: () => 0.6, seed: 98 }));
+    await tc.collector.flush();
+    expect((await runDetectors(tc.collector.store.client, { full: true })).errors).toEqual({});
+    expect((await degraded()).length).toBe(1);
+    expect(await loopSpans()).toBe(1);
   }, 180_000);
 
   it('withdraws only the days a run judged: none within an hour, yesterday and today across one, every day on a full pass', async () => {

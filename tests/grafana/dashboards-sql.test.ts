@@ -308,6 +308,8 @@ describe('what the panels show on the seeded data', () => {
     const vars = { ...allSelected(), agent: { current: ['chatter'], options: [...(options.agent ?? []), 'chatter'] } };
     const [sessions] = (await run(sql('overview.json', 'Sessions', vars))).rows;
     expect(Number(sessions!.sessions)).toBe(1);
+    const overTime = (await run(sql('sessions.json', 'Sessions over time', vars))).rows;
+    expect(overTime.reduce((a, r) => a + Number(r.sessions), 0)).toBe(1);
     const row = (await run(sql('sessions.json', 'Session scorecard'))).rows.find((r) => r.session_id === 'chat-only-1')!;
     expect(row).toMatchObject({ agent: 'chatter', service: 'chat-svc', trace_id: 'c0ffee', tool_calls: 0, llm_calls: 3, error_rate: 0, waste_ratio: 0, ended_cleanly: 1 });
     expect(Number(row.tokens)).toBe(330);

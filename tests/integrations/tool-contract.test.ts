@@ -211,6 +211,22 @@ describe('wrapTools', () => {
 });
 
 describe('withSession', () => {
+  it('wrapTools identifies a call by the arguments the tool declares, not the context a framework passes after them', async () => {
+    const tools = wrapTools({
+      write_file: async (path: string, content: string) => `${path}: ${content.length}`,
+      read_file: async (input: { path: string }) => `contents of ${input.path}`,
+    });
+    await withSession('contract-declared', async () => {
+      for (let i = 0; i < 3; i++) await tools.write_file('notes.txt', `draft ${i}`);
+      // a runner or run manager after the input, new each time
+      for (let i = 0; i < 3; i++) await (tools.read_file as (...a: unknown[]) => Promise<string>)({ path: 'a.ts' }, { conversation: [i] }, { runId: `r${i}` });
+    });
+    const rows = await rowsOf('contract-declared');
+    const hashes = (tool: string) => new Set(rows.filter((r) => r.tool === tool).map((r) => r.args_hash));
+    expect(hashes('write_file').size).toBe(3); // different contents: different calls
+    expect(hashes('read_file').size).toBe(1); // the same input: the same call
+  });
+
   it('takes a number as the id', async () => {
     const t = traceTool('numbered', () => 1);
     withSession(42 as unknown as string, () => t());

@@ -49,6 +49,7 @@ export function plural(n: number, word: string, words = `${word}s`): string {
 export function usd(v: number | null | undefined): string {
   if (v === null || v === undefined || !Number.isFinite(v)) return '-';
   if (v === 0) return '$0';
+  if (v < 0) return `-${usd(-v)}`;
   if (v >= 0.01) return `$${v.toFixed(2)}`;
   // a cheap model's call costs a few millionths: not $0.0000
   return v >= 0.0001 ? `$${v.toFixed(4)}` : v >= 0.000001 ? `$${v.toFixed(6)}` : '<$0.000001';
@@ -59,11 +60,14 @@ export function pct(v: number | null | undefined): string {
 }
 
 export function ms(v: number): string {
-  if (v < 1) return `${(v * 1000).toFixed(0)}µs`;
-  if (v < 1000) return `${v.toFixed(v < 10 ? 1 : 0)}ms`;
-  if (v < 59_950) return `${(v / 1000).toFixed(1)}s`; // from 59.95 s it would print as 60.0s
+  // each unit up to where rounding would print the next one's first value (1000ms, 60.0s, 60m)
+  if (v < 0.9995) return `${(v * 1000).toFixed(0)}µs`;
+  if (v < 999.5) return `${v.toFixed(v < 9.995 ? 1 : 0)}ms`;
+  if (v < 59_950) return `${(v / 1000).toFixed(1)}s`;
   const s = Math.round(v / 1000); // rounded once, then split: 119.7 s is 2m0s, not 1m60s
-  return `${Math.floor(s / 60)}m${s % 60}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60}s`;
+  const m = Math.round(s / 60);
+  return `${Math.floor(m / 60)}h${m % 60}m`;
 }
 
 export function short(s: string, n: number): string {

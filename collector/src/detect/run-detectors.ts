@@ -593,7 +593,7 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
     // then detectors over other tables, once per pass (an hourly one only when an hour is due),
     // after this pass's loop findings are stored: degradation's loop rate counts them
     const storedIds = candidates.splice(0);
-    stored = await storeFindings(client, storedIds);
+    stored = await storeFindings(client, storedIds, detectedAt);
     for (const file of files.filter((f) => !f.params.includes('calls'))) {
       if (file.hourly && !hourDue(sinceOf(file.name))) {
         skipped.push(file.name);
@@ -611,7 +611,7 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
     for (const f of files) if (!failed.has(f.name)) done.push(f.name);
   }
 
-  const late = await storeFindings(client, candidates);
+  const late = await storeFindings(client, candidates, detectedAt);
   const fresh = stored.fresh + late.fresh;
   const grown = stored.grown + late.grown;
 
@@ -723,7 +723,7 @@ function wasteMoved(k: Pick<FindingRow, 'wasted_tokens' | 'wasted_cost_usd' | 'w
 }
 
 /** Stores findings that are new or grew (version + 1) and their loop spans; returns counts. */
-async function storeFindings(client: ClickHouseClient, candidates: Candidate[]): Promise<{ stored: number; fresh: number; grown: number }> {
+async function storeFindings(client: ClickHouseClient, candidates: Candidate[], passClock: string): Promise<{ stored: number; fresh: number; grown: number }> {
   if (candidates.length === 0) return { stored: 0, fresh: 0, grown: 0 };
   type Known = Pick<FindingRow, 'version' | 'repeats' | 'wasted_calls' | 'last_span_id' | 'wasted_tokens' | 'wasted_cost_usd' | 'wasted_time_ns' | 'detected_at'>;
   const known = new Map<string, Known>();
@@ -770,9 +770,11 @@ async function storeFindings(client: ClickHouseClient, candidates: Candidate[]):
   // agent_findings does not have, and the next pass stores those versions again, under the same
   // span ids. Its set of findings differs (calls arrived meanwhile), so the insert token does not
   // drop them: the first pass of a process (or after a pass failed in between) deletes such
-  // spans first, and inserts with a token of its own (the deleted spans' token would drop it).
+  // spans first. The token is the pass's own (its clock with the span ids): a finding withdrawn
+  // and later found again is version 1 again, under the same span id, and a token of the span
+  // ids alone dropped its new loop span as a duplicate of the deleted one.
   const spans = toStore.map(loopSpanRow);
-  let token = createHash('sha256').update(spans.map((s) => s.SpanId).join(',')).digest('hex');
+  let token = createHash('sha256').update(`${passClock}\n`).update(spans.map((s) => s.SpanId).join(',')).digest('hex');
   if (!spansSettled.has(client)) {
     const orphans = await queryRows<{ id: string }>(
       client,
