@@ -242,35 +242,66 @@ export const VARIABLES: Json[] = [
 //   streamed LLM call runs the tool calls it requests before it ends).
 
 /**
- * `lf`: the findings matching `where` (degradation apart), each with its cluster: findings that
- * overlap in time form one, a finding that starts after every earlier one ended starts the next.
- * `cw`: per cluster and measure, the largest of its detectors' sums, and that detector.
+ * The findings matching `where` (degradation apart) that make up each session's waste, `cf`
+ * (lf's columns, one row per finding chosen). Detectors overlap: a stuck run is also a repeat and
+ * redundant calls, a runaway's calls may hold a retry storm. The run detectors (repeat, stuck,
+ * oscillation, retry_storm: a contiguous run of calls each) form clusters of findings that overlap
+ * in time; a cluster counts by its largest detector (by wasted calls), separate clusters add up.
+ * Any other detector (redundant calls, error_loop, runaway: calls spread over the session) counts
+ * as a whole per session, together with the clusters outside its span of time. The session's
+ * waste is the largest of these choices (the clusters alone, or one such detector with the
+ * clusters outside it), so a finding added never lowers it. One choice per session, by wasted
+ * calls, for every measure: waste by tool then adds up to waste by agent.
  */
-const clusteredFindings = (where: string) => `
+const chosenFindings = (where: string) => `
   lf AS (
-    SELECT *, sum(starts) OVER (PARTITION BY session_id ORDER BY first_ts, last_ts, finding_id ROWS UNBOUNDED PRECEDING) AS cluster
+    SELECT *, if(is_run, sum(starts) OVER (PARTITION BY session_id, is_run ORDER BY first_ts, last_ts, finding_id ROWS UNBOUNDED PRECEDING), 0) AS cluster
     FROM (
-      SELECT finding_id, session_id, detector, severity, agent, model, service, trace_id, tools, first_ts, last_ts,
-             wasted_calls, wasted_tokens, wasted_cost_usd, wasted_time_ns,
-             first_ts > max(last_ts) OVER (PARTITION BY session_id ORDER BY first_ts, last_ts, finding_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS starts
-      FROM agent_findings FINAL
-      WHERE detector != 'degradation' AND ${where}
+      SELECT *, first_ts >= max(last_ts) OVER (PARTITION BY session_id, is_run ORDER BY first_ts, last_ts, finding_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS starts
+      FROM (
+        SELECT finding_id, session_id, detector, severity, agent, model, service, trace_id, tools, first_ts, last_ts,
+               wasted_calls, wasted_tokens, wasted_cost_usd, wasted_time_ns,
+               detector IN ('repeat', 'stuck', 'oscillation', 'retry_storm') AS is_run
+        FROM agent_findings FINAL
+        WHERE detector != 'degradation' AND ${where}
+      )
     )
   ),
-  cw AS (
-    SELECT session_id, cluster, max(d_calls) AS c_calls, max(d_tokens) AS c_tokens, max(d_cost) AS c_cost, max(d_time) AS c_time,
-           argMax(detector, d_calls) AS top_calls, argMax(detector, d_tokens) AS top_tokens, argMax(detector, d_cost) AS top_cost
-    FROM (
-      SELECT session_id, cluster, detector, sum(wasted_calls) AS d_calls, sum(wasted_tokens) AS d_tokens,
-             sum(wasted_cost_usd) AS d_cost, sum(wasted_time_ns) AS d_time
-      FROM lf
-      GROUP BY session_id, cluster, detector
-    )
+  runs AS (
+    SELECT session_id, cluster, min(d_first) AS c_first, max(d_last) AS c_last, max(d_calls) AS c_calls, argMax(detector, d_calls) AS top
+    FROM (SELECT session_id, cluster, detector, min(first_ts) AS d_first, max(last_ts) AS d_last, sum(wasted_calls) AS d_calls FROM lf WHERE cluster > 0 GROUP BY session_id, cluster, detector)
     GROUP BY session_id, cluster
+  ),
+  wide AS (
+    SELECT session_id, detector, min(first_ts) AS w_first, max(last_ts) AS w_last, sum(wasted_calls) AS w_calls
+    FROM lf WHERE cluster = 0 GROUP BY session_id, detector
+  ),
+  win AS (
+    -- per session the choice with the most wasted calls ('' = the clusters alone; on a tie, them)
+    -- and, for a detector, its span of time
+    SELECT session_id, argMax((detector, w_first, w_last), (calls, detector = '')) AS choice,
+           choice.1 AS winner, choice.2 AS win_first, choice.3 AS win_last
+    FROM (
+      SELECT session_id, '' AS detector, toDateTime64(0, 9) AS w_first, toDateTime64(0, 9) AS w_last, sum(c_calls) AS calls
+      FROM runs GROUP BY session_id
+      UNION ALL
+      SELECT w.session_id AS session_id, w.detector AS detector, any(w.w_first) AS w_first, any(w.w_last) AS w_last,
+             any(w.w_calls) + sumIf(r.c_calls, NOT (r.c_first < w.w_last AND r.c_last > w.w_first)) AS calls
+      FROM wide AS w LEFT JOIN runs AS r ON r.session_id = w.session_id
+      GROUP BY w.session_id, w.detector
+    )
+    GROUP BY session_id
+  ),
+  cf AS (
+    SELECT f.* FROM lf AS f
+    INNER JOIN win AS v ON v.session_id = f.session_id
+    LEFT JOIN runs AS r ON r.session_id = f.session_id AND r.cluster = f.cluster
+    WHERE if(f.cluster = 0, f.detector = v.winner,
+             f.detector = r.top AND (v.winner = '' OR NOT (r.c_first < v.win_last AND r.c_last > v.win_first)))
   )`;
 
 /** Per session (findings active in the range, degradation apart): findings, loops and waste. */
-const SESSION_WASTE = `${clusteredFindings(`$__timeFilter(last_ts) AND ${F_DIRECT}`)},
+const SESSION_WASTE = `${chosenFindings(`$__timeFilter(last_ts) AND ${F_DIRECT}`)},
   sw AS (
     SELECT f.session_id AS session_id, f.agent AS agent, f.model AS model, f.service AS service, f.trace_id AS trace_id,
            f.last_ts AS last_ts, f.findings AS findings, f.loops AS loops, f.kinds AS kinds,
@@ -281,9 +312,9 @@ const SESSION_WASTE = `${clusteredFindings(`$__timeFilter(last_ts) AND ${F_DIREC
       FROM lf
       GROUP BY session_id
     ) AS f
-    INNER JOIN (
-      SELECT session_id, sum(c_calls) AS wasted_calls, sum(c_tokens) AS wasted_tokens, sum(c_cost) AS wasted_cost_usd, sum(c_time) AS wasted_time_ns
-      FROM cw
+    LEFT JOIN (
+      SELECT session_id, sum(wasted_calls) AS wasted_calls, sum(wasted_tokens) AS wasted_tokens, sum(wasted_cost_usd) AS wasted_cost_usd, sum(wasted_time_ns) AS wasted_time_ns
+      FROM cf
       GROUP BY session_id
     ) AS w ON w.session_id = f.session_id
   )`;
@@ -356,7 +387,7 @@ WITH
       FROM calls GROUP BY session_id, tool
     )
     GROUP BY session_id
-  ),${clusteredFindings('session_id IN (SELECT session_id FROM scope)')},
+  ),${chosenFindings('session_id IN (SELECT session_id FROM scope)')},
   findings AS (
     SELECT f.session_id AS session_id, f.loops AS loops, w.wasted_calls AS wasted_calls, w.wasted_cost AS wasted_cost,
            f.last_finding_end AS last_finding_end, f.kinds AS kinds
@@ -366,7 +397,7 @@ WITH
       FROM lf
       GROUP BY session_id
     ) AS f
-    INNER JOIN (SELECT session_id, sum(c_calls) AS wasted_calls, sum(c_cost) AS wasted_cost FROM cw GROUP BY session_id) AS w ON w.session_id = f.session_id
+    LEFT JOIN (SELECT session_id, sum(wasted_calls) AS wasted_calls, sum(wasted_cost_usd) AS wasted_cost FROM cf GROUP BY session_id) AS w ON w.session_id = f.session_id
   ),
   llm AS (
     SELECT session_id, model, ts, end_ts, input_tokens, output_tokens, cache_read_tokens, total_tokens, reported_cost_usd,
@@ -555,9 +586,9 @@ LIMIT 10`,
         sql: `
 WITH${SESSION_WASTE}
 SELECT tool, countIf(severity != 'info') AS loops, uniqExact(session_id) AS sessions, groupUniqArray(agent) AS agents,
-       round(sumIf(wasted_calls / length(tools), (session_id, cluster, detector) IN (SELECT session_id, cluster, top_calls FROM cw)), 1) AS wasted_calls,
-       round(sumIf(wasted_cost_usd / length(tools), (session_id, cluster, detector) IN (SELECT session_id, cluster, top_cost FROM cw)), 6) AS wasted_cost_usd
-FROM lf
+       round(sumIf(wasted_calls / length(tools), chosen), 1) AS wasted_calls,
+       round(sumIf(wasted_cost_usd / length(tools), chosen), 6) AS wasted_cost_usd
+FROM (SELECT *, finding_id IN (SELECT finding_id FROM cf) AS chosen FROM lf)
 ARRAY JOIN tools AS tool
 GROUP BY tool
 ORDER BY loops DESC, wasted_cost_usd DESC
@@ -687,10 +718,10 @@ ORDER BY wasted_cost_usd DESC`,
         sql: `
 WITH${SESSION_WASTE}
 SELECT tool, count() AS findings,
-       round(sumIf(wasted_calls / length(tools), (session_id, cluster, detector) IN (SELECT session_id, cluster, top_calls FROM cw)), 1) AS wasted_calls,
-       round(sumIf(wasted_tokens / length(tools), (session_id, cluster, detector) IN (SELECT session_id, cluster, top_tokens FROM cw))) AS wasted_tokens,
-       round(sumIf(wasted_cost_usd / length(tools), (session_id, cluster, detector) IN (SELECT session_id, cluster, top_cost FROM cw)), 6) AS wasted_cost_usd
-FROM lf
+       round(sumIf(wasted_calls / length(tools), chosen), 1) AS wasted_calls,
+       round(sumIf(wasted_tokens / length(tools), chosen)) AS wasted_tokens,
+       round(sumIf(wasted_cost_usd / length(tools), chosen), 6) AS wasted_cost_usd
+FROM (SELECT *, finding_id IN (SELECT finding_id FROM cf) AS chosen FROM lf)
 ARRAY JOIN tools AS tool
 GROUP BY tool
 ORDER BY wasted_cost_usd DESC`,

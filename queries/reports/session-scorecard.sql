@@ -17,8 +17,8 @@
 --                    (from captured arguments: gen_ai.tool.call.arguments and equivalents)
 --   tokens, cost_usd LLM calls of the session; cost = reported cost when > 0, else tokens x model_prices
 --   wall_time_s      first call start to last call end (tool and LLM calls)
---   waste_ratio      wasted calls / calls; wasted calls: per loop (findings that overlap in time: a stuck
---                    run is also a repeat) the largest of its detectors' sums, separate loops added up, at most calls
+--   waste_ratio      wasted calls / calls; wasted calls: see the findings CTEs (overlapping detectors counted
+--                    once, separate loops added up, a finding added never lowers it), at most calls
 WITH
     scope AS (
         SELECT session_id
@@ -83,18 +83,47 @@ WITH
         GROUP BY session_id
     ),
     -- loops: findings of any detector but degradation, redundant calls apart (info: waste, not a
-    -- loop), as the loop alert counts them. Wasted calls: findings that overlap in time are one
-    -- loop seen by several detectors (a stuck run is also a repeat and redundant calls), so per
-    -- such cluster the largest of its detectors' sums, and separate loops add up.
-    clustered AS (
-        SELECT *, sum(starts) OVER (PARTITION BY session_id ORDER BY first_ts, last_ts, finding_id ROWS UNBOUNDED PRECEDING) AS cluster
+    -- loop), as the loop alert counts them. Wasted calls: detectors overlap (a stuck run is also a
+    -- repeat and redundant calls; a runaway's calls may hold a retry storm). The run detectors
+    -- (repeat, stuck, oscillation, retry_storm: a contiguous run of calls each) form clusters of
+    -- findings that overlap in time, each counted by its largest detector, separate clusters
+    -- added up; any other detector (redundant calls, error_loop, runaway: calls spread over the
+    -- session) counts whole, with the clusters outside its span of time. The session's waste is
+    -- the largest of these choices, so a finding added never lowers it (grafana/build-dashboards.ts
+    -- chosenFindings is the same).
+    lf AS (
+        SELECT *, if(is_run, sum(starts) OVER (PARTITION BY session_id, is_run ORDER BY first_ts, last_ts, finding_id ROWS UNBOUNDED PRECEDING), 0) AS cluster
         FROM (
-            SELECT finding_id, session_id, detector, severity, first_ts, last_ts, wasted_calls,
-                   first_ts > max(last_ts) OVER (PARTITION BY session_id ORDER BY first_ts, last_ts, finding_id
-                                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS starts
-            FROM agent_findings FINAL
-            WHERE session_id IN (SELECT session_id FROM scope) AND detector != 'degradation'
+            SELECT *, first_ts >= max(last_ts) OVER (PARTITION BY session_id, is_run ORDER BY first_ts, last_ts, finding_id
+                                                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS starts
+            FROM (
+                SELECT finding_id, session_id, detector, severity, first_ts, last_ts, wasted_calls,
+                       detector IN ('repeat', 'stuck', 'oscillation', 'retry_storm') AS is_run
+                FROM agent_findings FINAL
+                WHERE session_id IN (SELECT session_id FROM scope) AND detector != 'degradation'
+            )
         )
+    ),
+    runs AS (
+        SELECT session_id, cluster, min(d_first) AS c_first, max(d_last) AS c_last, max(d_calls) AS c_calls
+        FROM (SELECT session_id, cluster, detector, min(first_ts) AS d_first, max(last_ts) AS d_last, sum(wasted_calls) AS d_calls
+              FROM lf WHERE cluster > 0 GROUP BY session_id, cluster, detector)
+        GROUP BY session_id, cluster
+    ),
+    wide AS (
+        SELECT session_id, detector, min(first_ts) AS w_first, max(last_ts) AS w_last, sum(wasted_calls) AS w_calls
+        FROM lf WHERE cluster = 0 GROUP BY session_id, detector
+    ),
+    waste AS (
+        SELECT session_id, max(calls) AS wasted_calls
+        FROM (
+            SELECT session_id, sum(c_calls) AS calls FROM runs GROUP BY session_id
+            UNION ALL
+            SELECT w.session_id AS session_id, any(w.w_calls) + sumIf(r.c_calls, NOT (r.c_first < w.w_last AND r.c_last > w.w_first)) AS calls
+            FROM wide AS w LEFT JOIN runs AS r ON r.session_id = w.session_id
+            GROUP BY w.session_id, w.detector
+        )
+        GROUP BY session_id
     ),
     findings AS (
         SELECT f.session_id AS session_id, f.loops AS loops, f.last_finding_end AS last_finding_end, f.detectors AS detectors,
@@ -102,18 +131,10 @@ WITH
         FROM (
             SELECT session_id, countIf(severity != 'info') AS loops, maxIf(last_ts, severity != 'info') AS last_finding_end,
                    arraySort(groupUniqArray(detector)) AS detectors
-            FROM clustered
+            FROM lf
             GROUP BY session_id
         ) AS f
-        INNER JOIN (
-            SELECT session_id, sum(c_calls) AS wasted_calls
-            FROM (
-                SELECT session_id, cluster, max(d_calls) AS c_calls
-                FROM (SELECT session_id, cluster, detector, sum(wasted_calls) AS d_calls FROM clustered GROUP BY session_id, cluster, detector)
-                GROUP BY session_id, cluster
-            )
-            GROUP BY session_id
-        ) AS w ON w.session_id = f.session_id
+        LEFT JOIN waste AS w ON w.session_id = f.session_id
     ),
     llm AS (
         SELECT session_id, model, duration_ns, ts, end_ts, input_tokens, output_tokens, cache_read_tokens, total_tokens,
