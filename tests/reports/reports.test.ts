@@ -44,11 +44,14 @@ const failedEnd = hand('rep-failed-end', 'support', handStart + 1_800_000, (b) =
 });
 // two loops one after the other: the same read four times, then a fetch failing six times (a
 // model of its own: the per-model-day figures below are the generated sessions')
+// The config read at the start, between and at the end: redundant calls whose span holds both
+// loops, which must not merge them into one (the waste then fell to the larger loop's)
 const twoLoops = hand('rep-two-loops', 'coder', handStart + 700_000, (b) => {
+  b.tool('read_file', { path: 'config.json' }, { result: { content: '{}' } });
   for (let i = 0; i < 4; i++) b.tool('read_file', { path: 'src/loop.ts' }, { result: { content: 'same' } });
-  b.tool('web_search', { query: 'why' }, { result: { results: [] } });
+  b.tool('read_file', { path: 'config.json' }, { result: { content: '{}' } });
   for (let i = 0; i < 6; i++) b.tool('fetch_url', { url: `https://example.com/${i}` }, { error: ['HTTPError', `503 unavailable (${i})`] });
-  b.tool('summarize', { topic: 'gave up' }, { result: { summary: 'done' } });
+  b.tool('read_file', { path: 'config.json' }, { result: { content: '{}' } });
 }, 'gpt-4o-mini');
 // the config read again before each edit: redundant calls (waste), not a loop
 const rereads = hand('rep-rereads', 'coder', handStart + 800_000, (b) => {
@@ -126,7 +129,7 @@ describe('session-scorecard', () => {
 
   it('separate loops of a session add up: each is counted once, by its largest detector', () => {
     const r = rows.get('rep-two-loops')!;
-    expect(r.loop_kinds).toEqual(expect.arrayContaining(['stuck', 'retry_storm']));
+    expect(r.loop_kinds).toEqual(expect.arrayContaining(['stuck', 'retry_storm', 'redundant']));
     expect(r.wasted_calls).toBe(8); // 3 repeated reads + 5 retried fetches, not the larger of the two
   });
 
