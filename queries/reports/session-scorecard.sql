@@ -23,16 +23,19 @@ WITH
     scope AS (
         SELECT session_id
         FROM (
-            SELECT session_id, ts, agent, service FROM agent_tool_calls
+            SELECT session_id, ts, agent, service, 1 AS is_tool FROM agent_tool_calls
             WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)}
             UNION ALL
-            SELECT session_id, ts, agent, service FROM agent_llm_calls
+            SELECT session_id, ts, agent, service, 0 AS is_tool FROM agent_llm_calls
             WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)}
         )
-        WHERE ({agent:String} = '' OR agent = {agent:String})
-          AND ({service:String} = '' OR service = {service:String})
-          AND ({session_id:String} = '' OR session_id = {session_id:String})
+        WHERE {session_id:String} = '' OR session_id = {session_id:String}
         GROUP BY session_id
+        -- the agent and service shown are the tool calls' when there are any: filtered the same way
+        HAVING ({agent:String} = '' OR countIf(agent = {agent:String} AND is_tool = 1) > 0
+                OR (countIf(is_tool = 1) = 0 AND countIf(agent = {agent:String}) > 0))
+           AND ({service:String} = '' OR countIf(service = {service:String} AND is_tool = 1) > 0
+                OR (countIf(is_tool = 1) = 0 AND countIf(service = {service:String}) > 0))
         -- newest first: only the sessions to show are scored (a week may hold 100,000s)
         ORDER BY if({newest_first:UInt8} = 1, -toUnixTimestamp64Nano(min(ts)), 0)
         LIMIT if({newest_first:UInt8} = 1, {limit:UInt32}, 4294967295)

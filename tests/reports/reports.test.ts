@@ -149,6 +149,24 @@ describe('session-scorecard', () => {
     expect(r.wall_time_s).toBeCloseTo((sent.at(-1)!.endMs - sent[0]!.startMs) / 1000, 2);
   });
 
+  it('filters a session by the agent it is shown with: its tool calls\', not an LLM call\'s of another agent', async () => {
+    const c = tc.collector.store.client;
+    const at = handStart + 950_000;
+    await c.command({ query: `INSERT INTO agent_tool_calls (session_id, ts, end_ts, span_id, agent, service, tool, status)
+                              VALUES ('rep-multi', fromUnixTimestamp64Milli(${at}), fromUnixTimestamp64Milli(${at + 100}), 'm1', 'coder', 'coder-svc', 'read_file', 'ok')` });
+    await c.command({ query: `INSERT INTO agent_llm_calls (session_id, ts, end_ts, span_id, agent, service, model, status)
+                              VALUES ('rep-multi', fromUnixTimestamp64Milli(${at + 200}), fromUnixTimestamp64Milli(${at + 300}), 'm2', 'planner', 'planner-svc', 'gpt-4o-mini', 'ok')` });
+    try {
+      const range = { from: at - 1000, to: at + 1000 };
+      expect((await runReport(c, 'session-scorecard', { ...range, agent: 'planner' })).map((r) => r.session_id)).toEqual([]);
+      expect((await runReport(c, 'session-scorecard', { ...range, agent: 'coder' })).map((r) => [r.session_id, r.agent])).toEqual([['rep-multi', 'coder']]);
+      expect((await runReport(c, 'session-scorecard', { ...range, service: 'planner-svc' })).map((r) => r.session_id)).toEqual([]);
+    } finally {
+      await c.command({ query: "DELETE FROM agent_tool_calls WHERE session_id = 'rep-multi'" });
+      await c.command({ query: "DELETE FROM agent_llm_calls WHERE session_id = 'rep-multi'" });
+    }
+  });
+
   it('a loop the agent got out of: ended cleanly', () => {
     const r = rows.get('rep-closed-loop')!;
     expect(r.loops_entered).toBeGreaterThanOrEqual(1);
