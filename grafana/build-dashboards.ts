@@ -588,7 +588,7 @@ WITH${SESSION_WASTE}
 SELECT tool, countIf(severity != 'info') AS loops, uniqExact(session_id) AS sessions, groupUniqArray(agent) AS agents,
        round(sumIf(wasted_calls / length(tools), chosen), 1) AS wasted_calls,
        round(sumIf(wasted_cost_usd / length(tools), chosen), 6) AS wasted_cost_usd
-FROM (SELECT *, finding_id IN (SELECT finding_id FROM cf) AS chosen FROM lf)
+FROM (SELECT *, (finding_id, detector) IN (SELECT finding_id, detector FROM cf) AS chosen FROM lf)
 ARRAY JOIN tools AS tool
 GROUP BY tool
 ORDER BY loops DESC, wasted_cost_usd DESC
@@ -721,7 +721,7 @@ SELECT tool, count() AS findings,
        round(sumIf(wasted_calls / length(tools), chosen), 1) AS wasted_calls,
        round(sumIf(wasted_tokens / length(tools), chosen)) AS wasted_tokens,
        round(sumIf(wasted_cost_usd / length(tools), chosen), 6) AS wasted_cost_usd
-FROM (SELECT *, finding_id IN (SELECT finding_id FROM cf) AS chosen FROM lf)
+FROM (SELECT *, (finding_id, detector) IN (SELECT finding_id, detector FROM cf) AS chosen FROM lf)
 ARRAY JOIN tools AS tool
 GROUP BY tool
 ORDER BY wasted_cost_usd DESC`,

@@ -21,7 +21,7 @@
 -- Contract: see collector/src/detect/run-detectors.ts.
 -- loopwatch: hourly
 -- A pass that judged a model-day and did not report it withdraws its finding (the day got better):
--- loopwatch: judged {since:DateTime64(3)} < toDateTime64('1971-01-01 00:00:00', 3) OR (toStartOfHour({since:DateTime64(3)}) < toStartOfHour({until:DateTime64(3)}) AND toDate(arrayElement(splitByChar('@', session_id), -1)) >= toDate({until:DateTime64(3)}) - 1)
+-- loopwatch: judged {since:DateTime64(3)} < toDateTime64('1971-01-01 00:00:00', 3) OR (toStartOfHour({since:DateTime64(3)}) < toStartOfHour({until:DateTime64(3)}) AND toDateOrZero(arrayElement(splitByChar('@', session_id), -1)) >= toDate({until:DateTime64(3)}) - 1)
 WITH
     -- Which days to judge: a full pass (since = epoch) every day with LLM calls; otherwise only
     -- when the pass window crosses an hour boundary (insertion time), yesterday and today. A

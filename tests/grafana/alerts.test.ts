@@ -3,6 +3,7 @@
 // plugin's macros expanded over each rule's time range, on the embedded ClickHouse of a real
 // collector fed over OTLP.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runDetectors } from '../../collector/src/detect/run-detectors.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 import { evaluateRule } from './alerts.js';
 import { alertRules } from './files.js';
@@ -91,5 +92,11 @@ describe('alert rules on looping agents', () => {
   it('model degradation: fires for the degraded model (a finding is the model\'s day, whatever agents ran it)', async () => {
     const instances = await evaluateRule(tc, rules['loopwatch-model-degradation']!);
     expect(firing(instances)).toEqual([{ model: 'gpt-4o' }]);
+  });
+
+  it('model degradation: the seeded finding is the one the detector reports (a pass judging the day keeps it)', async () => {
+    // the collector's scheduled passes judge the day too: a finding they do not report is withdrawn
+    expect((await runDetectors(tc.collector.store.client, { full: true })).errors).toEqual({});
+    expect(firing(await evaluateRule(tc, rules['loopwatch-model-degradation']!))).toEqual([{ model: 'gpt-4o' }]);
   });
 });

@@ -243,6 +243,15 @@ export async function writeLoopSpans(tc: TestCollector): Promise<void> {
 // Data sets
 
 const minutesAgo = (now: Date, m: number) => new Date(now.getTime() - m * 60_000);
+/**
+ * The k-th of n starts spread over the last `minutes` minutes, within the current UTC day (the
+ * degradation case is today's: in the first hour of a day, the last hour was mostly yesterday).
+ */
+const todaySpread = (now: Date, minutes: number, k: number, n: number) => {
+  const dayStart = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
+  const span = Math.max(0, Math.min(minutes * 60_000, now.getTime() - dayStart - 30_000));
+  return new Date(now.getTime() - span + (k * span) / n);
+};
 const daysAgo = (now: Date, d: number, hour = 10) => {
   const x = new Date(now.getTime() - d * 86_400_000);
   x.setUTCHours(hour, 0, 0, 0);
@@ -329,9 +338,9 @@ export function loopingSessions(now = new Date()): SessionSpec[] {
       findings: [{ detector: 'oscillation', severity: 'warning', from: 0, to: 7, message: 'open_page, go_back repeated 4 times' }],
     },
     // today's gpt-4o sessions fail far more often than its trailing week (>= 50 calls today):
-    // the degradation case
+    // the degradation case, spread over the last hour or, early in a UTC day, its minutes so far
     ...Array.from({ length: 10 }, (_, k): SessionSpec => ({
-      service: 'coder-svc', agent: 'coder', model: 'gpt-4o', provider: 'openai', start: minutesAgo(now, 58 - k * 5), llmMs: 1900,
+      service: 'coder-svc', agent: 'coder', model: 'gpt-4o', provider: 'openai', start: todaySpread(now, 58, k, 11), llmMs: 1900,
       steps: [
         { tool: 'read_file', args: { path: `src/x${k}.ts` }, result: `x${k}` },
         { tool: 'apply_patch', args: { file: `src/x${k}.ts` }, error: 'PatchConflict' },
