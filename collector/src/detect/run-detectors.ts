@@ -509,17 +509,21 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
 
   if (sessions > 0) {
     const failed = new Set<string>();
+    // the values of a file's placeholders (its SELECT's, or its `judged` expression's)
+    const bind = (file: DetectorFile, names: Iterable<string>, extra: Record<string, unknown> = {}) => {
+      const values: Record<string, unknown> = {};
+      for (const p of names) {
+        if (p === 'since') values.since = epochSeconds(sinceOf(file.name));
+        else if (p in extra) values[p] = extra[p];
+        else if (p in bound) values[p] = bound[p];
+        else throw new Error(`unknown parameter {${p}} (known: calls, since, until, ${Object.keys(DETECTOR_PARAM_TYPES).map(sqlParamName).join(', ')})`);
+      }
+      return values;
+    };
     const run = async (file: DetectorFile, extra: Record<string, unknown>) => {
       if (failed.has(file.name)) return;
       try {
-        const values: Record<string, unknown> = {};
-        for (const p of file.params) {
-          if (p === 'since') values.since = epochSeconds(sinceOf(file.name));
-          else if (p in extra) values[p] = extra[p];
-          else if (p in bound) values[p] = bound[p];
-          else throw new Error(`unknown parameter {${p}} (known: calls, since, until, ${Object.keys(DETECTOR_PARAM_TYPES).map(sqlParamName).join(', ')})`);
-        }
-        const rows = await queryRows<Record<string, unknown>>(client, file.sql, values, settings);
+        const rows = await queryRows<Record<string, unknown>>(client, file.sql, bind(file, file.params, extra), settings);
         perDetector[file.name] = (perDetector[file.name] ?? 0) + rows.length;
         reported += rows.length;
         for (const r of rows) candidates.push(toFinding(file.name, r, detectedAt));
@@ -592,8 +596,7 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
     }
     // then detectors over other tables, once per pass (an hourly one only when an hour is due),
     // after this pass's loop findings are stored: degradation's loop rate counts them
-    const storedIds = candidates.splice(0);
-    stored = await storeFindings(client, storedIds, detectedAt);
+    stored = await storeFindings(client, candidates.splice(0), detectedAt);
     for (const file of files.filter((f) => !f.params.includes('calls'))) {
       if (file.hourly && !hourDue(sinceOf(file.name))) {
         skipped.push(file.name);
@@ -601,11 +604,10 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
       }
       await run(file, {});
       if (file.judged && !failed.has(file.name)) {
-        // what it reported in this pass (stored above or still waiting in candidates)
-        const reportedHere = [...storedIds.filter((c) => c.detector === file.name), ...candidates.filter((c) => c.detector === file.name)].map((c) => c.finding_id);
-        const values: Record<string, unknown> = { since: epochSeconds(sinceOf(file.name)), until: bound.until };
-        for (const p of file.params) if (p in bound) values[p] = bound[p];
-        withdrawn += await withdrawFindings(client, { where: file.judged, params: values }, [file.name], reportedHere, settings);
+        // what it reported in this pass: still waiting in candidates (the stored ones are the call detectors')
+        const reportedHere = candidates.filter((c) => c.detector === file.name).map((c) => c.finding_id);
+        const params = bind(file, new Set([...file.judged.matchAll(PLACEHOLDER)].map((m) => m[1]!)));
+        withdrawn += await withdrawFindings(client, { where: file.judged, params }, [file.name], reportedHere, settings);
       }
     }
     for (const f of files) if (!failed.has(f.name)) done.push(f.name);
@@ -675,10 +677,11 @@ function toFinding(detector: string, r: Record<string, unknown>, detectedAt: str
 /**
  * Deletes the stored findings of `detectors` for the sessions of the pass table (all sessions when
  * null; or those a detector's `judged` expression selects) that this pass no longer reports
- * (`reported`: the finding ids it does), and their loop spans; returns how many. The pass sees each of these sessions' whole history, so a finding it
- * does not report again is one that history no longer holds: a call that arrived late came before
- * the loop's first call (the loop is now reported from that call, under another identity) or broke
- * its run. Kept, it would be a duplicate, or a loop that no longer exists.
+ * (`reported`: the finding ids it does), and their loop spans; returns how many. The pass sees
+ * each of these sessions' whole history, so a finding it does not report again is one that
+ * history no longer holds: a call that arrived late came before the loop's first call (the loop
+ * is now reported from that call, under another identity) or broke its run. Kept, it would be a
+ * duplicate, or a loop that no longer exists.
  */
 async function withdrawFindings(
   client: ClickHouseClient,
@@ -768,13 +771,12 @@ async function storeFindings(client: ClickHouseClient, candidates: Candidate[], 
   if (toStore.length === 0) return { stored: 0, fresh, grown };
   // Spans first, then the findings: a pass that dies in between stored loop spans of versions
   // agent_findings does not have, and the next pass stores those versions again, under the same
-  // span ids. Its set of findings differs (calls arrived meanwhile), so the insert token does not
-  // drop them: the first pass of a process (or after a pass failed in between) deletes such
-  // spans first. The token is the pass's own (its clock with the span ids): a finding withdrawn
-  // and later found again is version 1 again, under the same span id, and a token of the span
-  // ids alone dropped its new loop span as a duplicate of the deleted one.
+  // span ids, so the first pass of a process (or after a pass failed in between) deletes such
+  // spans first. The insert token is the pass's own (its clock with the span ids): a finding
+  // withdrawn and later found again is version 1 again, under the same span id, and a token of
+  // the span ids alone dropped its new loop span as a duplicate of the deleted one.
   const spans = toStore.map(loopSpanRow);
-  let token = createHash('sha256').update(`${passClock}\n`).update(spans.map((s) => s.SpanId).join(',')).digest('hex');
+  const token = createHash('sha256').update(`${passClock}\n`).update(spans.map((s) => s.SpanId).join(',')).digest('hex');
   if (!spansSettled.has(client)) {
     const orphans = await queryRows<{ id: string }>(
       client,
@@ -787,7 +789,6 @@ async function storeFindings(client: ClickHouseClient, candidates: Candidate[], 
         query: `DELETE FROM otel_traces WHERE SpanName = 'loopwatch.loop' AND SpanId IN {ids:Array(String)}`,
         query_params: { ids: orphans.map((o) => o.id) },
       });
-      token = `${token}:${randomBytes(8).toString('hex')}`;
     }
   }
   spansSettled.delete(client); // until the findings are stored too
