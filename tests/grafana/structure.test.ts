@@ -1,7 +1,8 @@
 // Structure of the Grafana files and the compose stack (no Grafana, no Docker needed):
 // YAML parses, uids are unique, every datasource reference resolves to the provisioned
 // datasource, every template variable a query uses exists, the dashboards JSON matches its
-// source, and docker-compose.yml mounts files that exist.
+// source, the alert rules shown in docs/grafana.md are the provisioned ones, and
+// docker-compose.yml mounts files that exist.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -219,6 +220,17 @@ describe('alert rules', () => {
     ]);
     // Grafana does not expand annotations, so a runbook_url could only be relative: useless in a mail or a webhook
     for (const r of rules) expect(Object.keys(r.rule.annotations as Json)).not.toContain('runbook_url');
+  });
+
+  it('are shown in docs/grafana.md as provisioned: each rule’s SQL is the first sql block after its uid', () => {
+    const md = readFileSync(join(repoRoot, 'docs', 'grafana.md'), 'utf8');
+    const lines = (s: string) => s.split('\n').map((l) => l.trimEnd());
+    for (const r of rules) {
+      const at = md.indexOf(`(\`${r.uid}\`)`);
+      expect(at, `${r.uid} in docs/grafana.md`).toBeGreaterThan(0);
+      const block = /```sql\n([\s\S]*?)\n```/.exec(md.slice(at))?.[1];
+      expect(lines(block ?? ''), r.uid).toEqual(lines(r.rawSql.trim()));
+    }
   });
 
   it('route to a contact point whose settings come from the environment', () => {
