@@ -161,6 +161,37 @@ describe('bad input', () => {
     expect(Object.entries(row!.a).sort()).toEqual([['__proto__', 'p'], ['constructor', 'c'], ['nested', '{"__proto__":1}']]);
   });
 
+  it('invalid UTF-8 in a protobuf string becomes U+FFFD: the span and the request\'s others are stored', async () => {
+    // a Latin-1 é (one byte 0xE9: not UTF-8) in a tool result, as a Rust SDK has sent
+    const spanOf = (id: string, result: string) => ({
+      traceId: Buffer.from('4af7651916cd43dd8448eb211c80319c', 'hex'), spanId: Buffer.from(id, 'hex'), name: 'execute_tool x',
+      startTimeUnixNano: String(T0), endTimeUnixNano: String(T0 + 100_000_000n),
+      attributes: [{ key: 'gen_ai.tool.call.result', value: { stringValue: result } }],
+    });
+    const body = Buffer.from(encodeTraceRequest({ resourceSpans: [{ scopeSpans: [{ spans: [spanOf('f7ad6b7169203331', 'good'), spanOf('f7ad6b7169203332', 'caf#-au-lait')] }] }] }));
+    const at = body.indexOf('caf#');
+    expect(at).toBeGreaterThan(0);
+    body[at + 3] = 0xe9;
+    const r = await post(body, PROTO);
+    expect(r.status).toBe(200);
+    await tc.collector.flush();
+    const rows = await tc.rows<{ id: string; v: string }>(`SELECT SpanId AS id, SpanAttributes['gen_ai.tool.call.result'] AS v FROM otel_traces WHERE TraceId = '4af7651916cd43dd8448eb211c80319c' ORDER BY id`);
+    expect(rows).toEqual([{ id: 'f7ad6b7169203331', v: 'good' }, { id: 'f7ad6b7169203332', v: 'caf\ufffd-au-lait' }]);
+  });
+
+  it('JSON numbers as the proto3 mapping has them: an int64 number past 2^53 exactly, a double as a string', async () => {
+    // 2^60 is a double exactly: String() printed 1152921504606847000
+    const r = await post(`{"resourceSpans":[{"scopeSpans":[{"spans":[${JSON.stringify({ ...jsonSpan('5af7651916cd43dd8448eb211c80319c', 'a8ad6b7169203331'), attributes: [] }).replace('"attributes":[]',
+      '"attributes":[{"key":"big","value":{"intValue":1152921504606846976}},{"key":"d","value":{"doubleValue":"1.5"}},{"key":"e","value":{"doubleValue":"-2e3"}}]')}]}]}]}`, JSON_TYPE);
+    expect(r.status).toBe(200);
+    await tc.collector.flush();
+    const [row] = await tc.rows<{ a: Record<string, string> }>(`SELECT SpanAttributes AS a FROM otel_traces WHERE SpanId = 'a8ad6b7169203331'`);
+    expect(row!.a).toEqual({ big: '1152921504606846976', d: '1.5', e: '-2000' });
+    const bad = await post(jsonRequest([{ ...jsonSpan('5af7651916cd43dd8448eb211c80319c', 'a8ad6b7169203332'), attributes: [{ key: 'd', value: { doubleValue: 'one' } }] }]), JSON_TYPE);
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(new TextDecoder().decode(bad.body)).message).toMatch(/doubleValue/);
+  });
+
   it('stays up after all of it', async () => {
     const res = await fetch(`${tc.url}/healthz`);
     expect(res.status).toBe(200);

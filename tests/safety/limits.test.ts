@@ -111,6 +111,23 @@ describe('request limits', () => {
     expect(cut.k).toBe('x'.repeat(100 - TRUNCATED.length) + TRUNCATED);
   });
 
+  it('the length limit counts control characters as stored (a 6-character JSON escape): they cannot grow a request 6x past it', async () => {
+    const spool = async () => Number(/^loopwatch_spool_written_bytes_total\{transport="http"\} (\d+)/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? NaN);
+    const before = await spool();
+    // 95 characters each: under the limit of 100 as characters, 570 as stored
+    const ctl = '\u0001'.repeat(95);
+    const s = span({ attributes: [attr('k', { stringValue: ctl }), attr('n', { stringValue: 'line\n'.repeat(19) })], status: { code: 2, message: 'm'.repeat(150) }, events: [{ timeUnixNano: String(T0), name: ctl }] });
+    expect((await postProto(url, proto([s]))).status).toBe(200);
+    await collector.flush();
+    const [row] = await queryRows<{ k: string; n: string; msg: string; ev: string[] }>(collector.store.client,
+      "SELECT SpanAttributes['k'] AS k, SpanAttributes['n'] AS n, StatusMessage AS msg, Events.Name AS ev FROM otel_traces WHERE SpanId = {id:String}", { id: s.spanId.toString('hex') });
+    const cut = '\u0001'.repeat(Math.floor((100 - TRUNCATED.length) / 6)) + TRUNCATED;
+    expect(row).toEqual({ k: cut, n: 'line\n'.repeat(14) + 'line' + TRUNCATED, msg: 'm'.repeat(100 - TRUNCATED.length) + TRUNCATED, ev: [cut] });
+    // the span's row: a few hundred bytes, not the ~1,500 of its values escaped whole
+    expect((await spool()) - before).toBeLessThan(1200);
+    await expectStatus(await postProto(url, proto([span({ attributes: [attr('\u0002'.repeat(20), { stringValue: 'v' })] })])), 400, /attribute key .* longer than 100/);
+  });
+
   it('arguments and results cut to the limit keep their identity: hashed whole, as the instrumentation hashes them', async () => {
     // five writes of different contents that differ only past the cut, from an instrumentation that sends the arguments
     const write = (i: number) => span({ name: 'execute_tool write_file', attributes: [

@@ -10,6 +10,12 @@ const integer = z.number().refine(Number.isInteger, 'must be an integer');
 const u64 = z.union([z.string().regex(/^\d{1,20}$/, 'must be an unsigned integer'), integer.refine((n) => n >= 0, 'must be unsigned')]);
 const i64 = z.union([z.string().regex(/^-?\d{1,20}$/, 'must be an integer'), integer]);
 const enumValue = z.union([z.number().int(), z.string()]);
+// the proto3 JSON mapping takes a double as a number or a string ("1.5", "1e3", "NaN", "Infinity")
+const double = z.union([
+  z.number(),
+  z.enum(['NaN', 'Infinity', '-Infinity']),
+  z.string().regex(/^-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/, 'must be a number').transform(Number),
+]);
 const text = z.string().nullish();
 
 type AnyValueJson = {
@@ -28,7 +34,7 @@ const anyValue: z.ZodType<AnyValueJson> = z.lazy(() =>
     stringValue: text,
     boolValue: z.boolean().nullish(),
     intValue: i64.nullish(),
-    doubleValue: z.union([z.number(), z.enum(['NaN', 'Infinity', '-Infinity'])]).nullish(),
+    doubleValue: double.nullish(),
     arrayValue: z.object({ values: z.array(anyValue).nullish() }).nullish(),
     kvlistValue: z.object({ values: z.array(keyValue).nullish() }).nullish(),
     bytesValue: z.string().nullish(),

@@ -1,5 +1,4 @@
 // OTLP protobuf encoding and decoding with protobufjs, from the upstream .proto definitions.
-import { isUtf8 } from 'node:buffer';
 import { join } from 'node:path';
 import Long from 'long';
 import protobuf from 'protobufjs';
@@ -17,11 +16,12 @@ const RpcStatus = root.lookupType('loopwatch.otlp.RpcStatus');
 
 // protobufjs reads proto3 strings with `stringVerify`, which decodes UTF-8 in JavaScript (short
 // strings by concatenating String.fromCharCode chunks into rope strings that every later use has to
-// flatten) and rejects invalid UTF-8. This reader keeps that contract (the same strings for valid
-// UTF-8, the same TypeError from a fatal TextDecoder for invalid) with Node's native validator and
-// decoder: flat strings, no intermediate garbage. As a BufferReader it also hands `bytes` fields
-// over as views into the body instead of copies.
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+// flatten) and rejects invalid UTF-8: one bad byte in one span refused the whole request with a 400
+// (never retried), its good spans too. This reader decodes with Node's native decoder (flat
+// strings, no intermediate garbage) and replaces invalid UTF-8 with U+FFFD, as the OTLP
+// specification recommends to a receiver (opentelemetry-proto #845) and as the collector does for
+// lone surrogates in JSON. As a BufferReader it also hands `bytes` fields over as views into the
+// body instead of copies.
 type ReaderState = { buf: Buffer; pos: number; len: number; uint32(): number };
 const BufferReader = (protobuf as unknown as { BufferReader: new (buf: Buffer) => protobuf.Reader }).BufferReader;
 class OtlpReader extends BufferReader {
@@ -32,9 +32,7 @@ class OtlpReader extends BufferReader {
     if (end > this.len) throw new RangeError(`index out of range: ${this.pos} + ${length} > ${this.len}`);
     this.pos = end;
     if (length === 0) return '';
-    const view = this.buf.subarray(start, end);
-    if (!isUtf8(view)) strictUtf8.decode(view); // throws the decoder's own error
-    return this.buf.toString('utf8', start, end);
+    return this.buf.toString('utf8', start, end); // invalid sequences become U+FFFD
   }
 }
 

@@ -110,7 +110,9 @@ let scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
 
 /** Writes `line` and a newline at `off` in the scratch buffer (growing it); returns the new end. */
 function writeLine(line: string, off: number): number {
-  const need = off + line.length * 3 + 1; // UTF-8 takes at most 3 bytes per UTF-16 unit
+  let need = off + line.length * 3 + 1; // UTF-8 takes at most 3 bytes per UTF-16 unit
+  // past the buffer by that bound, the exact size: a large ASCII request grew it to 3x its rows
+  if (need > scratch.length) need = off + Buffer.byteLength(line, 'utf8') + 1;
   if (need > scratch.length) {
     const grown = Buffer.allocUnsafe(Math.max(need, scratch.length * 2));
     scratch.copy(grown, 0, 0, off);
@@ -144,7 +146,11 @@ export const TRUNCATED = '…[truncated]';
 export interface IngestLimits {
   /** Most attributes one span, event, link or resource may carry. */
   maxAttributes: number;
-  /** Longest attribute key (longer: 400) or value and span name (longer: cut, see TRUNCATED), in characters, after conversion to text. */
+  /**
+   * Longest attribute key (longer: 400) or value, span name, status message and event name
+   * (longer: cut, see TRUNCATED), in characters after conversion to text, as stored: a control
+   * character counts as its JSON escape (6 characters; \n, \t and the like 2).
+   */
   maxAttributeLength: number;
   /** Deepest nesting of array / key-value-list attribute values. */
   maxValueDepth: number;
@@ -243,6 +249,9 @@ export function nanosToDateTime64(ns: bigint): string {
 function int64Text(v: U64): string {
   if (v === null || v === undefined) return '0';
   if (typeof v === 'object') return v.toString(); // Long knows its own sign
+  // a JSON number past 2^53: String() prints the shortest text that reads back as the same double
+  // (2^60 as 1152921504606847000), not the integer it is (the protobuf path stores it exactly)
+  if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v).toString();
   return String(v);
 }
 
@@ -252,6 +261,35 @@ function bytesText(v: Bytes): string {
 }
 
 const DAY_MS = 86_400_000;
+
+// Rows are stored as JSON (the spool's and the insert's format), which writes a control character
+// as a 6-character escape (\u0001; \n and the like as 2): a value of them grew 6x once
+// serialized, past every limit (a 77 KiB gzip request took 3.6 GB). The length limit counts the
+// characters stored, so it bounds the stored rows as it bounds plain text.
+const CONTROL = /[\u0000-\u001f]/;
+const SHORT_ESCAPES = new Set([8, 9, 10, 12, 13]); // \b \t \n \f \r
+
+/** Whether `text` is at most `max` characters once stored (control characters as their escapes). */
+function fitsStored(text: string, max: number): boolean {
+  if (text.length > max) return false;
+  return text.length * 6 <= max || !CONTROL.test(text) || storedPrefix(text, max) === text.length;
+}
+
+/** The longest start of `text` that is at most `max` characters stored. */
+function cutStored(text: string, max: number): string {
+  return text.slice(0, storedPrefix(text, max));
+}
+
+/** How many characters of `text` fit in `max` stored characters. */
+function storedPrefix(text: string, max: number): number {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    n += c >= 0x20 ? 1 : SHORT_ESCAPES.has(c) ? 2 : 6;
+    if (n > max) return i;
+  }
+  return text.length;
+}
 
 class Converter {
   /** Spans that started before this (nanoseconds) are outside the retention. */
@@ -271,7 +309,7 @@ class Converter {
    */
   private fit(text: string): string {
     const max = this.limits.maxAttributeLength;
-    return text.length <= max ? text : text.slice(0, Math.max(0, max - TRUNCATED.length)) + TRUNCATED;
+    return fitsStored(text, max) ? text : cutStored(text, Math.max(0, max - TRUNCATED.length)) + TRUNCATED;
   }
 
   /** An attribute value as the ClickHouse exporter stores it: scalars as text, arrays and maps as JSON. */
@@ -319,9 +357,9 @@ class Converter {
     let cutContent: [hashKey: string, value: string][] | undefined;
     for (const kv of kvs) {
       const key = kv.key ?? '';
-      if (key.length > max) this.tooLong(`attribute key on ${where}`);
+      if (!fitsStored(key, max)) this.tooLong(`attribute key on ${where}`);
       const value = this.valueText(kv.value);
-      if (value.length <= max) {
+      if (fitsStored(value, max)) {
         out[key] = value;
         continue;
       }
@@ -416,9 +454,9 @@ class Converter {
       this.attributes(span.attributes, `span '${spanName}'`),
       (end > start ? end - start : 0n).toString(),
       status,
-      span.status?.message ?? '',
+      this.fit(span.status?.message ?? ''),
       events.map((e) => nanosToDateTime64(u64(e.timeUnixNano) ?? 0n)),
-      events.map((e) => e.name ?? ''),
+      events.map((e) => this.fit(e.name ?? '')),
       events.map((e) => this.attributes(e.attributes, `event '${e.name ?? ''}'`)),
       links.map((l) => idToHex(l.traceId, 16) ?? ''),
       links.map((l) => idToHex(l.spanId, 8) ?? ''),
