@@ -85,15 +85,18 @@ WITH RECURSIVE
         FROM c
     ),
     -- the pauses before each call longer than the idle gap: from the calls before to its turn's
-    -- LLM calls, and from those to the call (without a turn: from the calls before to the call).
-    -- The LLM calls ran: a long one is not a pause.
+    -- LLM calls, between those (a chat: the answer, the person's reply, the next planning call),
+    -- and from them to the call (without a turn: from the calls before to the call). The LLM
+    -- calls ran: a long one is not a pause.
     paused AS (
         SELECT *,
                toUnixTimestamp64Nano(turn_start) > 0 AS has_turn,
                if(has_turn, toUnixTimestamp64Nano(turn_start), toUnixTimestamp64Nano(ts)) - toUnixTimestamp64Nano(prev_end) AS before_turn_ns,
                if(has_turn, toUnixTimestamp64Nano(ts) - greatest(toUnixTimestamp64Nano(prev_end), toUnixTimestamp64Nano(turn_end)), 0) AS after_turn_ns,
+               arraySum(arrayMap(p -> if(p.2 - greatest(p.1, toUnixTimestamp64Nano(prev_end)) > {budget_idle_gap_s:Float64} * 1e9,
+                                         p.2 - greatest(p.1, toUnixTimestamp64Nano(prev_end)), 0), turn_pauses)) AS within_turn_ns,
                if(before_turn_ns > {budget_idle_gap_s:Float64} * 1e9, before_turn_ns, 0)
-                 + if(after_turn_ns > {budget_idle_gap_s:Float64} * 1e9, after_turn_ns, 0) AS idle_ns
+                 + if(after_turn_ns > {budget_idle_gap_s:Float64} * 1e9, after_turn_ns, 0) + within_turn_ns AS idle_ns
         FROM firsts
     ),
     cumulative AS (
@@ -113,8 +116,10 @@ WITH RECURSIVE
                arrayFilter(x -> x != '', [
                    if(no_progress, 'no_progress', ''),
                    if({budget_max_calls:UInt32} > 0 AND seq > {budget_max_calls:UInt32}, 'calls', ''),
-                   if({budget_max_tokens:Float64} > 0 AND cum_tokens > {budget_max_tokens:Float64}, 'tokens', ''),
-                   if({budget_max_cost_usd:Float64} > 0 AND cum_cost > {budget_max_cost_usd:Float64}, 'cost', ''),
+                   -- over the budget, not at it: sums of shares and prices are not exact (twenty
+                   -- calls of 0.1 USD sum to 2.0000000000000004)
+                   if({budget_max_tokens:Float64} > 0 AND cum_tokens > {budget_max_tokens:Float64} * (1 + 1e-9), 'tokens', ''),
+                   if({budget_max_cost_usd:Float64} > 0 AND cum_cost > {budget_max_cost_usd:Float64} * (1 + 1e-9), 'cost', ''),
                    if({budget_max_wall_time_s:Float64} > 0 AND wall_s > {budget_max_wall_time_s:Float64}, 'wall_time', ''),
                    if({budget_max_tool_depth:UInt32} > 0 AND depth > {budget_max_tool_depth:UInt32}, 'depth', '')
                ]) AS reasons

@@ -16,7 +16,9 @@
 --   error_key     tool + error type + normalized message (0 for a successful call)
 --   same_call_prev/next, same_outcome_prev/next  the neighbouring call (seq -+ 1) has the same
 --             call_key / outcome: runs of repeats are found from these without another sort
---   fail_run_prev/next  this call and its neighbour both failed, on the same tool
+--   fail_run_prev/next  this call and its neighbour both failed, on the same tool, one after the
+--             other (the later started once the earlier had ended): calls run side by side (one
+--             step's parallel fetches failing together) are not retries of each other
 --   cycle2..cycle4  same call_key and outcome as the call 2..4 places earlier (oscillation)
 --   has_children  some span in the trace has this call as its parent (nesting depth)
 --   tokens, cost_usd, time_ns  the share of the turn that requested it (the session's latest
@@ -24,11 +26,15 @@
 --             call before: planning, reflection; split evenly among the calls that LLM call
 --             requested) plus what the LLM calls it made itself spent (children of its span: a
 --             summarizer the tool runs did not request the next tool call), and for time, the
---             call's own duration. By start, not end: a streamed LLM call runs the tool calls it
+--             call's own duration. A call made by another tool call (its parent span is a tool
+--             call: a build running compile and link) was not requested by the model: no share. By start, not end: a streamed LLM call runs the tool calls it
 --             requests before it ends. Cost: reported_cost_usd when
 --             > 0, else tokens x model_prices (loopwatch_llm_cost, queries/schema/007_llm_cost.sql).
 --   turn_start, turn_end  when the LLM calls of the call's turn ran (first start, last end; 1970
 --             without a turn): the runaway wall time counts them as running, not as a pause
+--   turn_pauses   the pauses between them: (from, to) in ns since the epoch for each LLM call of
+--             the turn that started after the ones before it had ended (a chat: the answer, the
+--             person's reply, the next planning call; added by queries/schema/013_turn_pauses.sql)
 --   occurrence  for a call with a non-empty result ('R'), how many calls of the session so far
 --             (this one included) made the same call and got the same result; 0 otherwise. The
 --             redundant detector then reads the few calls that repeat instead of counting every
@@ -67,6 +73,8 @@ WITH
         WHERE TraceId IN (SELECT DISTINCT trace_id FROM calls)
           AND Timestamp >= (SELECT min(ts) - INTERVAL 1 HOUR FROM calls)
     ),
+    -- the calls the model requested: not those another tool call made (its span their parent)
+    top AS (SELECT session_id, ts, span_id FROM calls WHERE parent_span_id NOT IN (SELECT span_id FROM calls)),
     keyed AS (
         SELECT session_id, ts, end_ts, duration_ns, trace_id, span_id, parent_span_id, service, agent, model, tool,
                CAST(status, 'String') AS status, error_type, error_message, has_result,
@@ -87,6 +95,7 @@ WITH
             lagInFrame(outcome, 1, 0) OVER w AS o1, leadInFrame(outcome, 1, 0) OVER w AS on,
             lagInFrame(tool, 1, '') OVER w AS t1, leadInFrame(tool, 1, '') OVER w AS tn,
             lagInFrame(status, 1, '') OVER w AS s1, leadInFrame(status, 1, '') OVER w AS sn,
+            lagInFrame(end_ts, 1) OVER w AS e1, leadInFrame(ts, 1) OVER w AS tsn,
             lagInFrame(call_key, 2, 0) OVER w AS k2, lagInFrame(outcome, 2, 0) OVER w AS o2,
             lagInFrame(call_key, 3, 0) OVER w AS k3, lagInFrame(outcome, 3, 0) OVER w AS o3,
             lagInFrame(call_key, 4, 0) OVER w AS k4, lagInFrame(outcome, 4, 0) OVER w AS o4,
@@ -104,16 +113,20 @@ WITH
     turns AS (
         SELECT l.session_id AS session_id, c.ts AS turn_ts, argMax(l.model, l.ts) AS model,
                sum(l.total_tokens) AS tokens, sum(l.cost_usd) AS cost_usd, sum(l.duration_ns) AS duration_ns,
-               min(l.ts) AS turn_start, max(l.ts + toIntervalNanosecond(l.duration_ns)) AS turn_end
+               min(l.ts) AS turn_start, max(l.ts + toIntervalNanosecond(l.duration_ns)) AS turn_end,
+               arraySort(groupArray((toUnixTimestamp64Nano(l.ts), toUnixTimestamp64Nano(l.ts) + toInt64(l.duration_ns)))) AS runs,
+               arrayFilter(p -> p.1 > 0 AND p.2 > p.1,
+                           arrayMap(i -> (if(i = 1, toInt64(0), arrayMax(arrayMap(x -> x.2, arraySlice(runs, 1, i - 1)))), runs[i].1),
+                                    arrayEnumerate(runs))) AS turn_pauses
         FROM (SELECT * FROM llm_cost WHERE NOT inside) AS l
-        ASOF INNER JOIN (SELECT session_id, ts FROM calls) AS c ON l.session_id = c.session_id AND l.ts <= c.ts
+        ASOF INNER JOIN top AS c ON l.session_id = c.session_id AND l.ts <= c.ts
         GROUP BY l.session_id, c.ts
     ),
     requested AS (
         SELECT c.span_id AS span_id, t.model AS llm_model, t.tokens AS llm_tokens, t.cost_usd AS llm_cost_usd,
                t.duration_ns AS llm_duration_ns, count() OVER (PARTITION BY c.session_id, t.turn_ts) AS llm_share,
-               t.turn_start AS turn_start, t.turn_end AS turn_end
-        FROM (SELECT session_id, ts, span_id FROM calls) AS c
+               t.turn_start AS turn_start, t.turn_end AS turn_end, t.turn_pauses AS turn_pauses
+        FROM top AS c
         ASOF INNER JOIN turns AS t ON c.session_id = t.session_id AND c.ts >= t.turn_ts
     ),
     -- what the LLM calls a tool call made itself spent (their time is within its duration)
@@ -132,8 +145,8 @@ SELECT
     w.kn != 0 AND w.call_key = w.kn AS same_call_next,
     w.seq > 1 AND w.outcome = w.o1 AS same_outcome_prev,
     w.on != 0 AND w.outcome = w.on AS same_outcome_next,
-    w.status = 'error' AND w.s1 = 'error' AND w.tool = w.t1 AS fail_run_prev,
-    w.status = 'error' AND w.sn = 'error' AND w.tool = w.tn AS fail_run_next,
+    w.status = 'error' AND w.s1 = 'error' AND w.tool = w.t1 AND w.ts >= w.e1 AS fail_run_prev,
+    w.status = 'error' AND w.sn = 'error' AND w.tool = w.tn AND w.tsn >= w.end_ts AS fail_run_next,
     w.seq > 2 AND w.call_key = w.k2 AND w.outcome = w.o2 AS cycle2,
     w.seq > 3 AND w.call_key = w.k3 AND w.outcome = w.o3 AS cycle3,
     w.seq > 4 AND w.call_key = w.k4 AND w.outcome = w.o4 AS cycle4,
@@ -143,7 +156,8 @@ SELECT
     w.duration_ns + if(r.llm_share = 0, 0., r.llm_duration_ns / r.llm_share) AS time_ns,
     if(w.outcome_kind = 'R' AND NOT w.result_empty, w.nth_same, 0) AS occurrence,
     r.turn_start AS turn_start,
-    r.turn_end AS turn_end
+    r.turn_end AS turn_end,
+    r.turn_pauses AS turn_pauses
 FROM windowed AS w
 ANY LEFT JOIN requested AS r ON r.span_id = w.span_id
 ANY LEFT JOIN spent_inside AS i ON i.span_id = w.span_id

@@ -18,6 +18,7 @@ import { startTestCollector, type TestCollector } from '../helpers/collector.js'
 
 let tc: TestCollector;
 let provider: NodeTracerProvider;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
   tc = await startTestCollector({ detect: { enabled: false } });
@@ -199,6 +200,36 @@ describe('LoopGuard halt + SQL detectors on the same session', () => {
     const sql = await tc.rows<{ tools: string[]; wasted_tokens: number }>(
       `SELECT tools, wasted_tokens FROM agent_findings FINAL WHERE session_id = 'guard-e2e-inner-llm' AND detector = 'redundant'`);
     expect(Object.fromEntries(sql.map((x) => [x.tools.join(), Number(x.wasted_tokens)]))).toEqual({ summarize: 2 * 60_500, fetch_page: 2 * 500 });
+  });
+
+  it('live: a nested tool call takes no share of the turn (build does, not the compile it runs), and a chat\'s pause within a turn is not wall time', async () => {
+    const tracer = provider.getTracer('guard-e2e');
+    // an LLM call of a GenAI instrumentation, as its span records it
+    const llm = (tokens: number, ms: number) => {
+      const span = tracer.startSpan('chat gpt-4o', { attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.usage.input_tokens': tokens, 'gen_ai.usage.output_tokens': 0 } });
+      return sleep(ms).then(() => span.end());
+    };
+    // wall time 1 s, idle gap 0.15 s: an exchange is ~0.1 s of work, the person's reply 0.3 s
+    const guard = enableLoopGuard({ policy: 'warn', log: () => undefined, params: { budgetMaxWallTimeS: 1, budgetIdleGapS: 0.15, budgetMaxCalls: 0 } });
+    const compile = traceTool('compile', async () => 'compiled');
+    const build = traceTool('build', async () => `${await compile()} and linked`);
+    try {
+      await withSession({ sessionId: 'guard-e2e-chat-nested', agent: 'chat' }, async () => {
+        for (let exchange = 0; exchange < 5; exchange++) {
+          await llm(1_000, 10); // plans
+          await build();
+          await llm(500, 10); // answers
+          await sleep(300); // the person replies
+        }
+      });
+    } finally {
+      guard.disable();
+    }
+    const findings = guard.guard.findings('guard-e2e-chat-nested');
+    // the turn after the first (answer, reply, planning) went to build, the call the model asked for
+    expect(Object.fromEntries(findings.filter((f) => f.kind === 'redundant').map((f) => [f.tools.join(), f.wastedTokens]))).toEqual({ build: 4 * 1_500, compile: 0 });
+    // 5 x 0.3 s of replies would blow the 1 s: they are pauses
+    expect(findings.filter((f) => f.kind === 'runaway')).toEqual([]);
   });
 
   it('a recursive tool chain: the live guard sees its depth (children end before their parents) and agrees with SQL', async () => {

@@ -29,6 +29,8 @@ export interface CallSpec {
   pauseMs?: number;
   /** Duration of the LLM call before it, ms (default 20). */
   llmMs?: number;
+  /** After it, an LLM call of this many ms (the agent's answer, 500 + 200 tokens), before the next call's pause: the next call's turn. */
+  answerMs?: number;
 }
 
 export interface BuiltSession {
@@ -84,6 +86,8 @@ export function buildSession(sessionId: string, calls: CallSpec[], opts: { start
   const guardRows: ObservedCall[] = [];
   const base = { 'gen_ai.conversation.id': sessionId, 'gen_ai.agent.name': agent };
   let lastStart = t;
+  // the answer LLM call after the call before: [start, end] ms
+  let answer: [number, number] | undefined;
   for (const c of calls) {
     const model = c.model ?? 'gpt-4o';
     const tin = c.parallel ? 0 : (c.tokensIn ?? 1000);
@@ -108,6 +112,15 @@ export function buildSession(sessionId: string, calls: CallSpec[], opts: { start
       turnEnd = Number((t + turn) / 1_000_000n);
       t += llmDur + gap;
     }
+    const turnPauses: [number, number][] = [];
+    let answerTokens = 0;
+    if (answer) {
+      if (turnStart !== undefined && turnStart > answer[1]) turnPauses.push([answer[1], turnStart]);
+      turnStart = answer[0];
+      turnEnd ??= answer[1];
+      answerTokens = 700;
+      answer = undefined;
+    }
     const spanId = hexId(sessionId, 8);
     const dur = BigInt(c.durMs ?? 50) * 1_000_000n;
     const attrs: Record<string, string> = {
@@ -125,11 +138,17 @@ export function buildSession(sessionId: string, calls: CallSpec[], opts: { start
       sessionId, tool: c.tool, argsHash: attrs['loopwatch.tool.args_hash']!, resultHash: attrs['loopwatch.tool.result_hash'],
       status: c.error ? 'error' : 'ok', errorType: c.error?.type, errorMessage: c.error?.message,
       ts: Number(t / 1_000_000n), endTs: Number((t + dur) / 1_000_000n), spanId, parentSpanId: parent,
-      tokens: tin + tout, costUsd: (tin * 2.5 + tout * 10) / 1e6,
-      ...(turnStart !== undefined ? { turnStart, turnEnd } : {}),
+      tokens: tin + tout + answerTokens, costUsd: (tin * 2.5 + tout * 10 + 500 * 2.5 * (answerTokens / 700) + 200 * 10 * (answerTokens / 700)) / 1e6,
+      ...(turnStart !== undefined ? { turnStart, turnEnd, ...(turnPauses.length ? { turnPauses } : {}) } : {}),
     });
     lastStart = t;
     t = c.parallel && resume > t + dur + gap ? resume : t + dur + gap;
+    if (c.answerMs) {
+      const d = BigInt(c.answerMs) * 1_000_000n;
+      rows.push(llmSpan(t, d, rootSpanId, 500, 200));
+      answer = [Number(t / 1_000_000n), Number((t + d) / 1_000_000n)];
+      t += d + gap;
+    }
   }
   rows.push(span({ start: t0 - 1_000_000n, durNs: t - t0 + 2_000_000n, traceId, spanId: rootSpanId, parent: '', name: `invoke_agent ${agent}`, service,
     attrs: { ...base, 'gen_ai.operation.name': 'invoke_agent' } }));

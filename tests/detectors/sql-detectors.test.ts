@@ -210,6 +210,47 @@ describe('runaway reasons', () => {
     expect(guard.findings()).toEqual([]);
   });
 
+  it('a chat (the agent answers, the person replies 20 minutes later, the agent plans again) is not a runaway: the pause within the turn is not wall time', async () => {
+    const client = tc.collector.store.client;
+    // ten exchanges: three lookups of 1 s, an answer; the answer, the reply's pause and the next
+    // planning call are one turn (every LLM call since the call before)
+    const calls = Array.from({ length: 30 }, (_, i) => ({
+      tool: 'lookup', args: { i }, result: `r${i}`, durMs: 1000, pauseMs: i > 0 && i % 3 === 0 ? 20 * 60_000 : 0, ...(i % 3 === 2 ? { answerMs: 3000 } : {}),
+    }));
+    const s = await insertSession(client, buildSession('sql-chat-answers', calls, { startMs: Date.now() - 5 * 3600_000 }));
+    const r = await runDetectors(client, { params: { ...PARAMS, budgetMaxCalls: 0, watermarkOverlapS: 0 } });
+    expect(r.errors).toEqual({});
+    expect(await tc.rows(`SELECT message FROM agent_findings FINAL WHERE session_id = 'sql-chat-answers'`)).toEqual([]);
+    const guard = new LoopGuard({ params: { ...PARAMS, budgetMaxCalls: 0 } });
+    for (const row of s.guardRows) guard.observe(row);
+    expect(guard.findings()).toEqual([]);
+    // the pauses are what kept it under: counted (an idle gap longer than them), both find it
+    const strict = new LoopGuard({ params: { ...PARAMS, budgetMaxCalls: 0, budgetIdleGapS: 3600 } });
+    for (const row of s.guardRows) strict.observe(row);
+    expect(strict.findings().map((f) => f.kind)).toEqual(['runaway']);
+  });
+
+  it('one step\'s parallel calls failing together are not a retry storm (live and in SQL); retries one after the other are', async () => {
+    const client = tc.collector.store.client;
+    const down = (i: number) => ({ tool: 'fetch_url', args: { url: `https://example.com/${i}` }, error: fail('connect ECONNREFUSED 10.0.0.1:443', 'Error') });
+    const parallel = [down(0), ...[1, 2, 3, 4].map((i) => ({ ...down(i), parallel: true })), { tool: 'fetch_url', args: { url: 'https://example.com/0' }, result: 'page' }];
+    const p = await insertSession(client, buildSession('sql-parallel-fail', parallel));
+    const q = await insertSession(client, buildSession('sql-sequential-fail', [0, 1, 2, 3, 4].map(down)));
+    const r = await runDetectors(client, { params: PARAMS });
+    expect(r.errors).toEqual({});
+    const storms = await tc.rows<{ session_id: string; repeats: number }>(
+      `SELECT session_id, repeats FROM agent_findings FINAL WHERE detector = 'retry_storm' AND session_id IN ('sql-parallel-fail', 'sql-sequential-fail')`);
+    expect(storms.map((x) => [x.session_id, Number(x.repeats)])).toEqual([['sql-sequential-fail', 5]]);
+    // the guard sees calls as they end: the parallel ones, each started before the one before it ended
+    const live = (rows: typeof p.guardRows) => {
+      const g = new LoopGuard({ params: PARAMS });
+      for (const row of [...rows].sort((a, b) => Number(a.endTs) - Number(b.endTs))) g.observe(row);
+      return g.findings().filter((f) => f.kind === 'retry_storm').map((f) => f.repeats);
+    };
+    expect(live(p.guardRows)).toEqual([]);
+    expect(live(q.guardRows)).toEqual([5]);
+  });
+
   it('a session busy in long LLM calls (a reasoning model, 12 minutes a step) runs past the wall-time budget: they are not pauses', async () => {
     const client = tc.collector.store.client;
     const calls = Array.from({ length: 20 }, (_, i) => ({ tool: 'run_step', args: { i }, result: `r${i}`, durMs: 5000, llmMs: 12 * 60_000 }));
@@ -332,6 +373,38 @@ describe('waste accounting', () => {
     // each turn's 1000 tokens split between its two calls; summarize also spent its own 50k each time
     expect(rows.map((x) => [x.tools.join(), Number(x.wasted_tokens)])).toEqual([['fetch', 2 * 500], ['summarize', 2 * (500 + 50_000)]]);
   });
+  it('tokens: a tool call another tool call made (build runs compile and link) takes no share of the turn: the model asked for build', async () => {
+    const client = tc.collector.store.client;
+    const step = (k: number) => [
+      { tool: 'build', args: {}, result: 'built' },
+      { tool: 'compile', args: {}, result: 'compiled', parentCall: 3 * k, tokensIn: 0, tokensOut: 0 },
+      { tool: 'link', args: {}, result: 'linked', parentCall: 3 * k, tokensIn: 0, tokensOut: 0 },
+    ];
+    await insertSession(client, buildSession('sql-nested-share', [0, 1, 2, 3].flatMap(step)));
+    const r = await runDetectors(client, { params: { ...PARAMS, budgetMaxToolDepth: 0 } });
+    expect(r.errors).toEqual({});
+    const rows = await tc.rows<{ tools: string[]; wasted_tokens: number }>(
+      `SELECT tools, wasted_tokens FROM agent_findings FINAL WHERE session_id = 'sql-nested-share' AND detector = 'redundant' ORDER BY tools`);
+    expect(rows.map((x) => [x.tools.join(), Number(x.wasted_tokens)])).toEqual([['build', 3 * 1100], ['compile', 0], ['link', 0]]);
+  });
+
+  it('a cost budget spent exactly is not blown (twenty calls of 0.1 USD sum to 2.0000000000000004), one cent more is', async () => {
+    const client = tc.collector.store.client;
+    // 0.1 USD per call: gpt-4o at 2.5 USD per Mtok input is 40,000 tokens
+    const calls = (extra: number) => Array.from({ length: 20 }, (_, i) => ({ tool: 'step', args: { i }, result: `r${i}`, tokensIn: i === 19 ? 40_000 + extra : 40_000, tokensOut: 0 }));
+    const at = await insertSession(client, buildSession('sql-cost-at-budget', calls(0)));
+    await insertSession(client, buildSession('sql-cost-over-budget', calls(4000)));
+    const params = { ...PARAMS, budgetMaxCalls: 0, budgetMaxCostUsd: 2 };
+    const r = await runDetectors(client, { params });
+    expect(r.errors).toEqual({});
+    const rows = await tc.rows<{ session_id: string }>(`SELECT session_id FROM agent_findings FINAL WHERE detector = 'runaway' AND session_id LIKE 'sql-cost-%-budget'`);
+    expect(rows.map((x) => x.session_id)).toEqual(['sql-cost-over-budget']);
+    expect(at.guardRows.reduce((a, x) => a + x.costUsd!, 0)).toBeGreaterThan(2); // the float sum the guard adds up
+    const guard = new LoopGuard({ params });
+    for (const row of at.guardRows) guard.observe(row);
+    expect(guard.findings()).toEqual([]);
+  });
+
   it('time: calls run at once waste the time they ran together, not the sum of their durations', async () => {
     const client = tc.collector.store.client;
     const fetch = { tool: 'fetch_url', args: { url: 'https://example.com/a' }, result: 'same page', durMs: 2000 };

@@ -157,6 +157,25 @@ let current: LoopGuardHandle | null = null;
 /** LLM calls kept apart per session until a tool call takes them; past this, the oldest are summed. */
 const MAX_UNCHARGED_LLM_CALLS = 32;
 
+/** An LLM call not charged to a tool call yet; several merged into one keep the pauses between them. */
+type TurnLlmCall = LlmCallRecord & { pauses?: [number, number][] };
+
+/**
+ * The pauses between a turn's LLM calls ([from, to], epoch ms): before each that started after
+ * the ones before it had ended (as turn_pauses in queries/features/detector-calls.sql).
+ */
+function pausesBetween(calls: TurnLlmCall[]): [number, number][] | undefined {
+  calls.sort((a, b) => a.startedAt - b.startedAt);
+  const out: [number, number][] = [];
+  let end = -Infinity;
+  for (const c of calls) {
+    if (c.startedAt > end && end > -Infinity) out.push([end, c.startedAt]);
+    if (c.pauses) out.push(...c.pauses);
+    end = Math.max(end, c.endedAt);
+  }
+  return out.length ? out : undefined;
+}
+
 /** Starts the guard (replacing one started before); returns it with a disable function. */
 export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHandle {
   current?.disable();
@@ -181,7 +200,10 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
     // LLM call requested; live, their number is not known yet, so the first one seen after the
     // LLM calls ended takes it all (a streamed LLM call ends after the tool calls it requested:
     // the next one then). A session's total, which the budgets compare, is the same.
-    const unchargedLlm = new Map<string, LlmCallRecord[]>();
+    // A call another tool call made (depth > 1: a build running compile and link) was not
+    // requested by the model: it takes no share, and leaves the turn to the call that was.
+    const unchargedLlm = new Map<string, TurnLlmCall[]>();
+    const idleGapMs = guard.params.budgetIdleGapS * 1000;
     // by the span id of the tool call they were made in, until it ends
     const spentInside = new Map<string, { tokens: number; costUsd: number }>();
     let saidCrowded = false;
@@ -192,8 +214,14 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
           turn.push(llm);
           // a session that only talks (no tool call for a long while): its oldest calls summed, the total kept
           if (turn.length > MAX_UNCHARGED_LLM_CALLS) {
-            const [a, b] = turn.splice(0, 2) as [LlmCallRecord, LlmCallRecord];
-            turn.unshift({ ...b, tokens: a.tokens + b.tokens, costUsd: a.costUsd + b.costUsd, startedAt: Math.min(a.startedAt, b.startedAt) });
+            const [a, b] = turn.splice(0, 2) as [TurnLlmCall, TurnLlmCall];
+            // the pauses between them that could count (longer than the idle gap) kept with them
+            const pauses = [...(a.pauses ?? []), ...(b.pauses ?? [])];
+            if (b.startedAt - a.endedAt > idleGapMs) pauses.push([a.endedAt, b.startedAt]);
+            turn.unshift({
+              ...b, tokens: a.tokens + b.tokens, costUsd: a.costUsd + b.costUsd, startedAt: Math.min(a.startedAt, b.startedAt),
+              endedAt: Math.max(a.endedAt, b.endedAt), ...(pauses.length ? { pauses } : {}),
+            });
           }
           return touch(unchargedLlm, llm.sessionId, turn, maxSessions);
         }
@@ -215,21 +243,30 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
         let turnCost = 0;
         let turnStart = Infinity;
         let turnEnd = -Infinity;
+        let turnPauses: [number, number][] | undefined;
         const turn = unchargedLlm.get(sessionId);
         if (turn) {
+          const requested = call.depth <= 1;
           let kept = 0;
+          let ran: TurnLlmCall[] | undefined;
           for (const llm of turn) {
             if (llm.startedAt <= call.startedAt) {
-              turnTokens += llm.tokens;
-              turnCost += llm.costUsd;
               turnStart = Math.min(turnStart, llm.startedAt);
               turnEnd = Math.max(turnEnd, llm.endedAt);
+              if (turn.length > 1 || llm.pauses) (ran ??= []).push(llm);
+              if (!requested) {
+                turn[kept++] = llm; // the requested call's, when it ends
+                continue;
+              }
+              turnTokens += llm.tokens;
+              turnCost += llm.costUsd;
             } else {
               turn[kept++] = llm; // started after this call: the next call's turn
             }
           }
           turn.length = kept;
           if (kept === 0) unchargedLlm.delete(sessionId);
+          if (ran) turnPauses = pausesBetween(ran);
         }
         const inside = spentInside.get(ids.spanId);
         if (inside) spentInside.delete(ids.spanId);
@@ -237,7 +274,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
           sessionId,
           tokens: turnTokens + (inside?.tokens ?? 0),
           costUsd: turnCost + (inside?.costUsd ?? 0),
-          ...(turnEnd >= turnStart ? { turnStart, turnEnd } : {}),
+          ...(turnEnd >= turnStart ? { turnStart, turnEnd, turnPauses } : {}),
           tool: call.tool,
           argsHash: call.argsHash,
           resultHash: call.resultHash,

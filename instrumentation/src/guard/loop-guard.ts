@@ -71,6 +71,12 @@ export interface ObservedCall {
    */
   turnStart?: number | Date | undefined;
   turnEnd?: number | Date | undefined;
+  /**
+   * The pauses between the turn's LLM calls, [from, to] in epoch ms: one for each LLM call that
+   * started after the ones before it had ended. In a chat the answer, the person's reply and the
+   * next planning call are one turn; those longer than budgetIdleGapS are not wall time either.
+   */
+  turnPauses?: readonly (readonly [number, number])[] | undefined;
   /** The call succeeded and returned nothing; default: resultHash is the hash of ''. */
   resultEmpty?: boolean | undefined;
 }
@@ -1231,7 +1237,9 @@ export class LoopGuard {
     this.trackRepeat(s, tool, args, outcome, spanId, tokens, cost);
     this.trackStuck(s, tool, args, outcome, spanId, tokens, cost, hasResult);
     this.trackOscillation(s, seq, tool, args, outcome, spanId, tokens, cost);
-    this.trackRetryStorm(s, failed, tool, spanId, tokens, cost, call.errorType);
+    // one after the other: started once every call seen before had ended (calls run side by side,
+    // a step's parallel fetches failing together, are not retries of each other)
+    this.trackRetryStorm(s, failed, !failed || toMs(call.ts) >= s.lastEnd, tool, spanId, tokens, cost, call.errorType);
     if (s.pendingFailures !== null && s.pendingFailures.size > 0) {
       const ofTool = s.pendingFailures.get(tool);
       const pending = ofTool?.get(args);
@@ -1371,11 +1379,11 @@ export class LoopGuard {
 
   /** retry_storm: the same tool failing in a row. */
   private trackRetryStorm(
-    s: SessionState, failed: boolean, tool: string, spanId: string, tokens: number, cost: number, errorType: string | undefined,
+    s: SessionState, failed: boolean, sequential: boolean, tool: string, spanId: string, tokens: number, cost: number, errorType: string | undefined,
   ): void {
     const p = this.params;
     const prev = back(s, 1);
-    const prevFailed = prev >= 0 && s.ring[prev + RING_OUTCOME]!.startsWith(ERROR_PREFIX) && s.ring[prev + RING_TOOL] === tool;
+    const prevFailed = sequential && prev >= 0 && s.ring[prev + RING_OUTCOME]!.startsWith(ERROR_PREFIX) && s.ring[prev + RING_TOOL] === tool;
     const rs = s.storm;
     if (failed && rs.len > 0 && rs.tool === tool && prevFailed) rs.extend(spanId, tokens, cost);
     else if (failed) rs.start(tool, '', '', spanId);
@@ -1479,6 +1487,12 @@ export class LoopGuard {
       const turnEnd = call.turnEnd === undefined ? NaN : toMs(call.turnEnd);
       if (Number.isFinite(turnStart) && Number.isFinite(turnEnd)) {
         if (turnStart - s.lastEnd > gap) s.idle += turnStart - s.lastEnd;
+        if (call.turnPauses !== undefined) {
+          for (const [from, to] of call.turnPauses) {
+            const d = to - Math.max(from, s.lastEnd);
+            if (d > gap) s.idle += d;
+          }
+        }
         const after = startMs - Math.max(s.lastEnd, turnEnd);
         if (after > gap) s.idle += after;
       } else if (startMs - s.lastEnd > gap) {
@@ -1503,8 +1517,10 @@ export class LoopGuard {
     if (s.calls === 1 || endMs > s.lastEnd) s.lastEnd = endMs;
     const wallMs = endMs - s.start - s.idle;
     if (p.budgetMaxCalls > 0 && s.calls > p.budgetMaxCalls) reasons |= R_CALLS;
-    if (p.budgetMaxTokens > 0 && s.tokens > p.budgetMaxTokens) reasons |= R_TOKENS;
-    if (p.budgetMaxCostUsd > 0 && s.cost > p.budgetMaxCostUsd) reasons |= R_COST;
+    // over the budget, not at it: sums of shares and prices are not exact (twenty calls of 0.1 USD
+    // sum to 2.0000000000000004); as runaway.sql
+    if (p.budgetMaxTokens > 0 && s.tokens > p.budgetMaxTokens * (1 + 1e-9)) reasons |= R_TOKENS;
+    if (p.budgetMaxCostUsd > 0 && s.cost > p.budgetMaxCostUsd * (1 + 1e-9)) reasons |= R_COST;
     if (p.budgetMaxWallTimeS > 0 && wallMs / 1000 > p.budgetMaxWallTimeS) reasons |= R_WALL_TIME;
     if (p.budgetMaxToolDepth > 0 && depth > p.budgetMaxToolDepth) reasons |= R_DEPTH;
     if (s.runaway) s.runaway.stillNoProgress = (reasons & R_NO_PROGRESS) !== 0;
