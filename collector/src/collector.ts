@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
-import { StartError, type CollectorConfig } from './config.js';
+import { ConfigError, StartError, type CollectorConfig } from './config.js';
 import { registerApiRoutes } from './api/routes.js';
 import { TraceExport } from './ingest/export-request.js';
 import { registerOtlpRoutes } from './ingest/otlp-http.js';
@@ -16,7 +16,7 @@ import { createAuth, isLoopbackHost, registerAuth } from './auth.js';
 import { InFlight } from './ingest/inflight.js';
 import { atMostEvery, createLogger, type Logger } from './logger.js';
 import { DetectorScheduler } from './detect/scheduler.js';
-import { loadModelPrices } from './detect/prices.js';
+import { loadModelPrices, mergedPrices } from './detect/prices.js';
 import { Metrics } from './metrics.js';
 import { Loader } from './spool/loader.js';
 import { checkSpoolWritable, Spool } from './spool/spool.js';
@@ -52,6 +52,16 @@ export interface Collector {
 }
 
 export async function createCollector(config: CollectorConfig, log: Logger = createLogger(config.logLevel)): Promise<Collector> {
+  // an operator's price file is read when the schema is set up: a bad one said at start, in one
+  // line, not a stack trace from the set-up (or, with a server, retried as if the store were down)
+  const pricesFile = process.env.LOOPWATCH_MODEL_PRICES || undefined;
+  if (pricesFile) {
+    try {
+      mergedPrices(pricesFile);
+    } catch (err) {
+      throw new ConfigError(`LOOPWATCH_MODEL_PRICES: ${(err as Error).message}`);
+    }
+  }
   const auth = createAuth(config); // refuses to listen beyond loopback without keys
   const tls = loadTls(config); // a certificate or key that cannot be used fails here, before the store opens
   const grpcCredentials = tls ? new ReloadableServerCredentials(tls) : null;

@@ -124,7 +124,16 @@ export type ConfigInput = z.input<typeof configSchema>;
 
 function envNumber(env: NodeJS.ProcessEnv, name: string): string | undefined {
   const v = env[name];
-  return v === undefined || v === '' ? undefined : v;
+  // blank is unset (a template's empty variable): " " coerced to port 0, a random port
+  return v === undefined || v.trim() === '' ? undefined : v;
+}
+
+/** A yes/no variable: anything else is kept as text for the schema to refuse ("flase" left detectors on). */
+function flag(v: string | undefined): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (/^(1|true|yes|on)$/i.test(v.trim())) return true;
+  if (/^(0|false|no|off)$/i.test(v.trim())) return false;
+  return v as unknown as boolean;
 }
 
 function list(v: string | undefined): string[] | undefined {
@@ -156,7 +165,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ConfigInput
     }),
     detect: drop({
       intervalMs: pick('LOOPWATCH_DETECT_INTERVAL_MS') as unknown as number,
-      enabled: pick('LOOPWATCH_DETECT_ENABLED') === undefined ? undefined : !/^(0|false|no|off)$/i.test(pick('LOOPWATCH_DETECT_ENABLED')!),
+      enabled: flag(pick('LOOPWATCH_DETECT_ENABLED')),
       settings: pick('LOOPWATCH_DETECTORS'),
     }),
     spool: drop({

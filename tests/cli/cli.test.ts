@@ -274,5 +274,12 @@ describe('loopwatch CLI', () => {
     const badSetting = await cli(['up', '--port', '0', '--data-dir', tempDir('loopwatch-cli-'), '--detectors', 'repeatMinRun=1']);
     expect(badSetting.code).toBe(2);
     expect(badSetting.stderr).toContain('invalid configuration detect.settings (LOOPWATCH_DETECTORS): detector setting repeatMinRun must be an integer from 2');
+    // a typo is not a default, a blank port not a random one, a bad price file one line (exit 2 each)
+    const typo = await cli(['up', '--port', '0', '--data-dir', tempDir('loopwatch-cli-')], { LOOPWATCH_DETECT_ENABLED: 'flase' });
+    expect({ code: typo.code, stderr: typo.stderr }).toEqual({ code: 2, stderr: expect.stringContaining('detect.enabled (LOOPWATCH_DETECT_ENABLED)') });
+    expect((await cli(['up', '--port', '', '--data-dir', tempDir('loopwatch-cli-')])).code).toBe(2);
+    const prices = await cli(['up', '--port', '0', '--data-dir', tempDir('loopwatch-cli-')], { LOOPWATCH_MODEL_PRICES: join(tempDir('loopwatch-cli-'), 'missing.json') });
+    expect(prices.code).toBe(2);
+    expect(prices.stderr).toMatch(/^loopwatch: LOOPWATCH_MODEL_PRICES: cannot read model price file .*missing\.json: ENOENT\n$/);
   });
 });

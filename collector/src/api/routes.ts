@@ -40,7 +40,10 @@ export function parseTime(text: string, now = Date.now()): Date {
     // Date would read "0" or "12345" as a year
     throw new Error(`not a time: ${text} ${what}: a number is epoch milliseconds, 10 digits or more`);
   } else {
-    d = new Date(t);
+    // a date and time without a zone is UTC, as every time Loopwatch prints (Date reads it in the
+    // process's zone: the same command gave other windows on a collector under another TZ)
+    const zoneless = /^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d(?::\d\d(?:\.\d+)?)?)$/.exec(t);
+    d = new Date(zoneless ? `${zoneless[1]}T${zoneless[2]}Z` : t);
   }
   if (Number.isNaN(d.getTime())) throw new Error(`not a time: ${text} ${what}`);
   if (d.getTime() < EARLIEST || d.getTime() > LATEST) throw new Error(`out of range: ${text} (times from 1970 to 2262-04-11)`);
@@ -55,7 +58,8 @@ const time = z.string().transform((s, ctx) => {
     return z.NEVER;
   }
 });
-const name = z.string().max(512);
+// as long as ingest takes them (maxAttributeLength): an id listed must be one that can be opened
+const name = z.string().max(65_536);
 const limit = (max: number, dflt: number) => z.coerce.number().int().min(1).max(max).default(dflt);
 
 const sessionsQuery = z.object({ since: time.optional(), until: time.optional(), agent: name.default(''), limit: limit(1000, 50) });
@@ -63,7 +67,7 @@ const sessionsQuery = z.object({ since: time.optional(), until: time.optional(),
 const callsQuery = z.object({ offset: z.coerce.number().int().min(0).max(0xffff_ffff).default(0), limit: limit(10_000, 1000) });
 const findingsParams = z.object({ session: name.default(''), detector: name.default(''), since: time.optional(), limit: limit(10_000, 100) });
 const modelsQuery = z.object({ since: time.optional(), until: time.optional(), model: name.default(''), agent: name.default('') });
-const sessionId = z.string().min(1, 'a session id is required').max(512, 'a session id is at most 512 characters');
+const sessionId = z.string().min(1, 'a session id is required').max(65_536, 'a session id is at most 65,536 characters');
 
 class BadRequest extends Error {}
 

@@ -6,7 +6,8 @@ import { createLogger } from '../logger.js';
 
 function int(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError('must be an integer');
+  // Number("") is 0: --port "" listened on a random port
+  if (value.trim() === '' || !Number.isInteger(n)) throw new InvalidArgumentError('must be an integer');
   return n;
 }
 

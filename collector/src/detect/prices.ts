@@ -8,7 +8,8 @@ import { z } from 'zod';
 import { queriesDir } from '../paths.js';
 
 const priceFileSchema = z.object({
-  updated: z.string().regex(/^\d{4}-\d{2}-\d{2}$/),
+  // optional, as the instrumentation's loader (instrumentation/src/cost.ts) has it
+  updated: z.string().regex(/^\d{4}-\d{2}-\d{2}$/).optional(),
   models: z.array(
     z.object({
       model: z.string().min(1),
@@ -25,7 +26,13 @@ export type ModelPrice = z.infer<typeof priceFileSchema>['models'][number];
 export const DEFAULT_PRICES_PATH = join(queriesDir, 'prices', 'model-prices.json');
 
 export function readPriceFile(path: string): ModelPrice[] {
-  const parsed = priceFileSchema.safeParse(JSON.parse(readFileSync(path, 'utf8')));
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new Error(`cannot read model price file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const parsed = priceFileSchema.safeParse(json);
   if (!parsed.success) throw new Error(`invalid model price file ${path}: ${parsed.error.issues[0]?.path.join('.')} ${parsed.error.issues[0]?.message}`);
   // Lookup keys are lower case (loopwatch_model_key lowercases the model id too).
   return parsed.data.models.map((m) => ({ ...m, model: m.model.toLowerCase() }));
