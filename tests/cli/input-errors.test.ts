@@ -107,6 +107,11 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     }
     const fromEnv = await cli(['sessions'], { LOOPWATCH_URL: 'nope' });
     expect(fromEnv.stderr).toMatch(/LOOPWATCH_URL "nope" is not an http/);
+    // a user and password in the URL: refused by name, the password never printed (it was, twice, with exit 3)
+    const creds = await cli(['sessions'], { LOOPWATCH_URL: `http://admin:hunter2@127.0.0.1:${new URL(tc.url).port}` });
+    expect(creds.code).toBe(2);
+    expect(creds.stderr).toMatch(/^loopwatch: LOOPWATCH_URL carries a user and password \(http:\/\/127\.0\.0\.1:\d+\): send a read key as LOOPWATCH_API_KEY/);
+    expect(creds.stderr).not.toContain('hunter2');
     for (const cmd of [['status'], ['sessions'], ['findings'], ['models'], ['export', 's1']]) {
       const r = await cli([...cmd, '--url', webUrl]);
       expect(r.code, cmd[0]).toBe(3);

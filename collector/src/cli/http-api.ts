@@ -25,6 +25,11 @@ export function resolveUrl(url?: string): string {
   if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
     throw new CliError(`${from ?? 'the URL'} ${JSON.stringify(text)} is not an http:// or https:// URL (e.g. ${DEFAULT_URL})`, 2);
   }
+  if (parsed.username || parsed.password) {
+    // fetch refuses such a URL, and the message would print the password: named without it
+    parsed.username = parsed.password = '';
+    throw new CliError(`${from ?? 'the URL'} carries a user and password (${parsed.origin}): send a read key as LOOPWATCH_API_KEY instead; a proxy's basic auth is not supported`, 2);
+  }
   return text;
 }
 
