@@ -29,11 +29,17 @@ describe('reading a session file', () => {
       [file(header(), tool(1, 'x', { tool: '' })), /line 2: tool /],
       [file(header(), JSON.stringify({ type: 'span' })), /line 2: type must be "tool_call" or "llm_call", got "span"/],
       [file(header(3), tool(1, 'x'), tool(2, 'x')), /the header declares 3 calls, the file has 2 \(cut short\?\)/],
+      // a call twice would be judged as a repeat the agent never made
+      [file(header(2), tool(1, 'x', { span_id: 'dddddddddddddddd' }), tool(2, 'x', { span_id: 'dddddddddddddddd' })), /line 3: span dddddddddddddddd is in the file twice/],
     ];
     for (const [text, message] of cases) {
       expect(() => parseSessionFile(text), text).toThrow(SessionFileError);
       expect(() => parseSessionFile(text), text).toThrow(message);
     }
+  });
+
+  it('takes more calls than the header declares: a session that received calls while it was exported', () => {
+    expect(parseSessionFile(file(header(1), tool(1, 'x'), tool(2, 'y'))).toolCalls).toHaveLength(2);
   });
 
   it('reads times to the nanosecond and orders calls by start', () => {

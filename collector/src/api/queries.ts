@@ -67,8 +67,13 @@ const callsUnion = `
            provider, input_tokens, output_tokens, cache_read_tokens, total_tokens, reported_cost_usd AS cost_usd
     FROM agent_llm_calls FINAL WHERE session_id = {session:String}`;
 
+// Paged by offset, or after a call (its ts and span id: a cursor): a session still receiving
+// calls shifts offsets (a late span that starts inside an earlier page repeated one call and
+// dropped another from an export), never the calls after a cursor. t is the ts text (the alias
+// ts is the ISO text, nanoseconds always: it sorts as the times do), compared as text.
 export const sessionCallsQuery = `
 SELECT * EXCEPT (t, sid) FROM (${callsUnion})
+WHERE {after_span:String} = '' OR (t, sid) > ({after_ts:String}, {after_span:String})
 ORDER BY t, sid
 LIMIT {limit:UInt32} OFFSET {offset:UInt32}`;
 

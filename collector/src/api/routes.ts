@@ -4,7 +4,7 @@
 //
 //   GET /api/v1/sessions?since=&until=&agent=&limit=        latest sessions, scored (session-scorecard report)
 //   GET /api/v1/sessions/:id                                 one session: scorecard, findings, first calls
-//   GET /api/v1/sessions/:id/calls?offset=&limit=            its tool and LLM calls in start order (paged)
+//   GET /api/v1/sessions/:id/calls?offset=&limit=&after_ts=&after_span=  its tool and LLM calls in start order (paged; after a call: a cursor)
 //   GET /api/v1/sessions/:id/export                          the same as JSON Lines (application/x-ndjson)
 //   GET /api/v1/findings?session=&detector=&since=&limit=   loop and waste findings, newest first
 //   GET /api/v1/models?since=&until=&model=&agent=          per-model, per-day reliability (model-reliability report)
@@ -64,7 +64,15 @@ const limit = (max: number, dflt: number) => z.coerce.number().int().min(1).max(
 
 const sessionsQuery = z.object({ since: time.optional(), until: time.optional(), agent: name.default(''), limit: limit(1000, 50) });
 // offset binds as UInt32 in SQL: beyond it the number would wrap around, not page
-const callsQuery = z.object({ offset: z.coerce.number().int().min(0).max(0xffff_ffff).default(0), limit: limit(10_000, 1000) });
+const callsQuery = z
+  .object({
+    offset: z.coerce.number().int().min(0).max(0xffff_ffff).default(0),
+    limit: limit(10_000, 1000),
+    // a cursor: the calls after this one (its ts, as the API gives it, and span id)
+    after_ts: z.string().regex(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/, 'a call\'s ts as the API gives it (ISO-8601 UTC, nanoseconds)').optional(),
+    after_span: z.string().min(1).max(64).optional(),
+  })
+  .refine((q) => (q.after_ts === undefined) === (q.after_span === undefined), { message: 'after_ts and after_span go together (a call\'s ts and span_id)' });
 const findingsParams = z.object({ session: name.default(''), detector: name.default(''), since: time.optional(), limit: limit(10_000, 100) });
 const modelsQuery = z.object({ since: time.optional(), until: time.optional(), model: name.default(''), agent: name.default('') });
 const sessionId = z.string().min(1, 'a session id is required').max(65_536, 'a session id is at most 65,536 characters');
@@ -117,7 +125,8 @@ export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
       }
     };
 
-  const calls = (id: string, offset: number, lim: number) => rows<CallRow>(client, sessionCallsQuery, { session: id, offset, limit: lim });
+  const calls = (id: string, offset: number, lim: number, after?: { ts: string; span: string }) =>
+    rows<CallRow>(client, sessionCallsQuery, { session: id, offset, limit: lim, after_ts: after?.ts ?? '', after_span: after?.span ?? '' });
   const callCount = async (id: string) => Number((await rows<{ n: number }>(client, sessionCallCountQuery, { session: id }))[0]?.n ?? 0);
   const findings = (p: { session: string; detector: string; since: Date; limit: number }) =>
     rows<FindingRow>(client, findingsQuery, { session: p.session, detector: p.detector, since: (p.since.getTime() / 1000).toFixed(3), limit: p.limit });
@@ -145,7 +154,8 @@ export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
   app.get(`${API_PREFIX}/sessions/:id/calls`, handle(async (c) => {
     const id = parse(sessionId, c.req.param('id'), 'session id');
     const q = parse(callsQuery, c.req.query());
-    const [total, page] = await Promise.all([callCount(id), calls(id, q.offset, q.limit)]);
+    const after = q.after_span !== undefined ? { ts: q.after_ts!, span: q.after_span } : undefined;
+    const [total, page] = await Promise.all([callCount(id), calls(id, q.offset, q.limit, after)]);
     return c.json({ session_id: id, total, offset: q.offset, calls: page });
   }));
 
@@ -154,7 +164,12 @@ export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
     const total = await callCount(id);
     if (total === 0) return c.json({ error: 'not_found', message: `no calls in session ${id}` }, 404);
     const lines: string[] = [JSON.stringify(exportHeader(id, total))];
-    for (let offset = 0; offset < total; offset += 5000) for (const call of await calls(id, offset, 5000)) lines.push(JSON.stringify(exportLine(call)));
+    // after a cursor, not by offset: calls stored meanwhile neither repeat nor drop one
+    for (let page = await calls(id, 0, 5000); page.length > 0; ) {
+      for (const call of page) lines.push(JSON.stringify(exportLine(call)));
+      const last = page[page.length - 1]!;
+      page = page.length < 5000 ? [] : await calls(id, 0, 5000, { ts: last.ts, span: last.span_id });
+    }
     c.header('Content-Type', 'application/x-ndjson; charset=utf-8');
     c.header('Content-Disposition', `attachment; filename="loopwatch-session.jsonl"`);
     return c.body(lines.join('\n') + '\n');

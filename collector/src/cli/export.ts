@@ -45,9 +45,12 @@ export function registerExportCommand(program: Command): void {
       for (;;) {
         await write(page.map(exportLine)); // a page at a time: one write, its errors waited for
         done += page.length;
-        bar.update(done, { stage: 'calls' });
-        if (done >= first.total || page.length === 0) break;
-        page = (await api.get<{ calls: CallRow[] }>(path, { offset: done, limit: PAGE })).calls;
+        bar.update(Math.min(done, first.total), { stage: 'calls' });
+        if (page.length < PAGE) break;
+        // the calls after the page's last, not an offset: a session still receiving calls (a late
+        // span starting inside an earlier page) repeated one call and dropped another
+        const last = page[page.length - 1]!;
+        page = (await api.get<{ calls: CallRow[] }>(path, { after_ts: last.ts, after_span: last.span_id, limit: PAGE })).calls;
       }
       bar.stop();
       if (opts.output) {

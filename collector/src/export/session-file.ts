@@ -117,6 +117,12 @@ export function parseSessionFile(text: string): SessionFile {
   let declared: number | undefined;
   const toolCalls: SessionFileToolCall[] = [];
   const llmCalls: SessionFileLlmCall[] = [];
+  // a call twice would be judged twice: a repeat the agent never made
+  const seen = new Set<string>();
+  const once = (spanId: string, n: number) => {
+    if (seen.has(spanId)) fail(n, `span ${spanId} is in the file twice`);
+    seen.add(spanId);
+  };
   const fail = (n: number, message: string): never => {
     throw new SessionFileError(`line ${n}: ${message}`);
   };
@@ -146,16 +152,20 @@ export function parseSessionFile(text: string): SessionFile {
       declared = h.calls;
     } else if (type === 'tool_call') {
       const c = check(toolSchema, value, n);
+      once(c.span_id, n);
       toolCalls.push({ ...c, tsNs: isoToNs(c.ts)!, endNs: isoToNs(c.end_ts)! });
     } else if (type === 'llm_call') {
       const c = check(llmSchema, value, n);
+      once(c.span_id, n);
       llmCalls.push({ ...c, tsNs: isoToNs(c.ts)!, endNs: isoToNs(c.end_ts)! });
     } else {
       fail(n, `type must be "tool_call" or "llm_call", got ${JSON.stringify(type)}`);
     }
   }
   if (sessionId === undefined) throw new SessionFileError('empty file: no header line');
-  if (declared !== undefined && declared !== toolCalls.length + llmCalls.length) {
+  // more than declared: calls the session received while it was exported (they come after the
+  // header's count was taken)
+  if (declared !== undefined && declared > toolCalls.length + llmCalls.length) {
     throw new SessionFileError(`the header declares ${declared} calls, the file has ${toolCalls.length + llmCalls.length} (cut short?)`);
   }
   toolCalls.sort(byStart);
