@@ -107,6 +107,12 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     }
     const fromEnv = await cli(['sessions'], { LOOPWATCH_URL: 'nope' });
     expect(fromEnv.stderr).toMatch(/LOOPWATCH_URL "nope" is not an http/);
+    // session ids "." and "..": a URL takes them for a directory (export . wrote the session "calls")
+    for (const cmd of [['session', '..'], ['export', '.']]) {
+      const r = await cli([...cmd, '--url', webUrl]);
+      expect(r.code, cmd.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(/cannot be read through the API's URLs/);
+    }
     // a user and password in the URL: refused by name, the password never printed (it was, twice, with exit 3)
     const creds = await cli(['sessions'], { LOOPWATCH_URL: `http://admin:hunter2@127.0.0.1:${new URL(tc.url).port}` });
     expect(creds.code).toBe(2);

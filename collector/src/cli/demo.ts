@@ -15,7 +15,7 @@ import { packageRoot } from '../paths.js';
 import type { FindingRow } from '../api/queries.js';
 import { apiFor, positiveInt, withCommon, type CommonOpts } from './common.js';
 import { c, forTerminal, progress, writeJson } from './format.js';
-import { CliError, DEFAULT_URL } from './http-api.js';
+import { CliError, DEFAULT_URL, sessionPath } from './http-api.js';
 import { loopsOf, renderSession, type SessionDetail } from './session.js';
 
 const run = promisify(execFile);
@@ -153,7 +153,7 @@ export function registerDemoCommand(program: Command): void {
         if (!findings.length && agentSaid) process.stderr.write(`the sample agent's instrumentation said:\n${agentSaid}\n`);
         let detail: SessionDetail;
         try {
-          detail = await api.get<SessionDetail>(`/api/v1/sessions/${encodeURIComponent(session)}`, { limit: 500 });
+          detail = await api.get<SessionDetail>(sessionPath(session), { limit: 500 });
         } catch (err) {
           // none of its calls reached the store: said as that, not as an unknown session the user asked for
           if (err instanceof CliError && err.exitCode === 5) {

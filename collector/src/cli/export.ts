@@ -8,7 +8,7 @@ import type { CallRow } from '../api/queries.js';
 import { exportHeader, exportLine } from '../export/session-file.js';
 import { apiFor, withCommon, type CommonOpts } from './common.js';
 import { progress, writeJson } from './format.js';
-import { CliError } from './http-api.js';
+import { CliError, sessionPath } from './http-api.js';
 
 const PAGE = 2000;
 
@@ -30,7 +30,7 @@ export function registerExportCommand(program: Command): void {
     .option('-o, --output <file>', 'write to this file instead of stdout')
     .action(async (session: string, opts: CommonOpts & { output?: string }) => {
       const api = apiFor(opts);
-      const path = `/api/v1/sessions/${encodeURIComponent(session)}/calls`;
+      const path = sessionPath(session, '/calls');
       const first = await api.get<{ total: number; calls: CallRow[] }>(path, { offset: 0, limit: PAGE });
       if (first.total === 0) throw new CliError(`no calls in session ${session}`, 5);
       const out = opts.output ? await openOutput(opts.output) : process.stdout;

@@ -33,6 +33,15 @@ export function resolveUrl(url?: string): string {
   return text;
 }
 
+/**
+ * The read API path of a session: /api/v1/sessions/<id> plus `rest`. URLs take the ids "." and
+ * ".." (also percent-encoded) for a directory: `export .` exported the session "calls". Refused.
+ */
+export function sessionPath(id: string, rest = ''): string {
+  if (id === '.' || id === '..') throw new CliError(`a session id of "${id}" cannot be read through the API's URLs (they take it for a directory); list it with \`loopwatch sessions\``, 2);
+  return `/api/v1/sessions/${encodeURIComponent(id)}${rest}`;
+}
+
 /** The header every answer of a collector carries (collector.ts). */
 const COLLECTOR_HEADER = 'loopwatch-version';
 

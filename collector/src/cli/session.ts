@@ -5,6 +5,7 @@ import type { CallRow, FindingRow } from '../api/queries.js';
 import { normalizeErrorMessage } from '../../../queries/src/detector-defaults.js';
 import { apiFor, nonNegativeInt, positiveInt, withCommon, type CommonOpts } from './common.js';
 import { c, forTerminal, ms, pct, plural, short, usd, writeJson } from './format.js';
+import { sessionPath } from './http-api.js';
 
 export interface SessionDetail {
   session_id: string;
@@ -112,7 +113,7 @@ export function registerSessionCommand(program: Command): void {
     .option('--offset <n>', 'start at this call (0-based)', nonNegativeInt, 0)
     .option('-n, --limit <n>', 'show at most this many calls', positiveInt, 500)
     .action(async (id: string, opts: CommonOpts & { offset: number; limit: number }) => {
-      const d = await apiFor(opts).get<SessionDetail>(`/api/v1/sessions/${encodeURIComponent(id)}`, { offset: opts.offset, limit: opts.limit });
+      const d = await apiFor(opts).get<SessionDetail>(sessionPath(id), { offset: opts.offset, limit: opts.limit });
       if (opts.json) {
         const calls = d.calls.map((call) => ({ ...call, loops: loopsOf(call, d.findings, d.calls).map((f) => f.detector) }));
         return writeJson({ ...d, calls });
