@@ -43,6 +43,8 @@ export interface Collector {
   url: string;
   /** Where OTLP/gRPC is taken (host:port), once listening; empty when config.grpcPort is off. */
   grpcAddress: string;
+  /** Requests must carry an API key (keys are configured). */
+  keysRequired: boolean;
   listen(): Promise<string>;
   /** Reads the TLS certificate and key files again now (they are also watched); the error when they cannot be used (the old pair stays). */
   reloadTls(): Error | null;
@@ -204,6 +206,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   };
   const collector: Collector = {
     app, config, store, spool, loader, metrics, log, detectors,
+    keysRequired: auth.enabled,
     url: '',
     grpcAddress: '',
     async listen() {

@@ -1,7 +1,8 @@
 // (6) API keys: ingest keys for POST /v1/traces, read keys for /api/* and /metrics, /healthz
 // open; configured only as SHA-256 hashes; never in the logs (trace level); and no start beyond
 // loopback without keys. A real collector process on loopback.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -78,6 +79,21 @@ describe('auth', () => {
     expect(r.status).toBe(4);
     expect(r.stderr).toMatch(/set LOOPWATCH_API_KEY to a read key/);
     expect(r.stderr).not.toMatch(/running the sample agent/);
+  });
+
+  it('the up banner says how to send the keys when keys are on (run as it said, the agent and the commands got 401)', async () => {
+    const child = spawn(process.execPath, [CLI, 'up', '--port', '0', '--grpc-port', 'off', '-d', join(dataDir, 'banner')], {
+      env: { ...process.env, LOOPWATCH_INGEST_KEY_HASHES: hashKey(INGEST_KEY), LOOPWATCH_READ_KEY_HASHES: hashKey(READ_KEY), LOOPWATCH_KEYS_FILE: '' },
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = once(child, 'exit');
+    for (let i = 0; i < 600 && !out.includes('Then:'); i++) await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGTERM');
+    await exited;
+    expect(out).toContain('OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer <ingest key>"');
+    expect(out).toMatch(/Then: LOOPWATCH_API_KEY=<read key> npx loopwatch findings -f/);
+    for (const key of [INGEST_KEY, READ_KEY]) expect(out).not.toContain(key);
   });
 
   it('refuses to start beyond loopback without keys, with a clear message', () => {

@@ -93,9 +93,11 @@ export function registerUpCommand(program: Command): void {
             // a certificate the agents do not already trust (self-signed, a private CA): the standard variable names its CA
             ...(tls ? ['  (a self-signed certificate or a private CA: add OTEL_EXPORTER_OTLP_CERTIFICATE=<the CA certificate file>)'] : []),
             ...(tlsClientCa ? ['  (and its client certificate: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE=<file> OTEL_EXPORTER_OTLP_CLIENT_KEY=<file>)'] : []),
+            // keys configured: without one, the agent's spans and the commands below get 401
+            ...(collector.keysRequired ? ['  (API keys are on: add OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer <ingest key>")'] : []),
             "  or add `import 'loopwatch/instrumentation'` as the first import of your agent.",
             '',
-            `Then: npx loopwatch findings -f --url ${url}   (loops as they are found; npx loopwatch status --url ${url}: is it healthy)`,
+            `Then: ${collector.keysRequired ? 'LOOPWATCH_API_KEY=<read key> ' : ''}npx loopwatch findings -f --url ${url}   (loops as they are found; npx loopwatch status --url ${url}: is it healthy)`,
             '',
           ].join('\n'),
         );
