@@ -64,12 +64,29 @@ export function openStore(config: Pick<CollectorConfig, 'dataDir' | 'clickhouse'
   const ch = config.clickhouse;
   if (ch.url) {
     let client: ClickHouseClient;
+    // The client reads a database from the URL's path and a user from its user info, over the
+    // options and with a plain-text warning each (between the JSON log lines), while the banner
+    // and status named the option's database: taken from the URL here, and the URL passed bare.
+    const server = new URL(ch.url);
+    const pathDb = decodeURIComponent(server.pathname.replace(/^\/+|\/+$/g, ''));
+    let database = ch.database;
+    if (pathDb) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(pathDb)) throw new StartError(`the ClickHouse URL's path names the database ${JSON.stringify(pathDb)}: it must be a plain identifier`);
+      if (ch.database !== 'default' && ch.database !== pathDb) {
+        throw new StartError(`the ClickHouse URL names the database ${pathDb} and LOOPWATCH_CLICKHOUSE_DATABASE ${ch.database}: name it once`);
+      }
+      database = pathDb;
+    }
+    const user = server.username ? decodeURIComponent(server.username) : ch.user;
+    const password = server.password ? decodeURIComponent(server.password) : ch.password;
+    server.pathname = '/';
+    server.username = server.password = '';
     try {
       client = createClient({
-        url: ch.url,
-        username: ch.user,
-        password: ch.password,
-        database: ch.database,
+        url: server.toString().replace(/\/$/, ''),
+        username: user,
+        password,
+        database,
         request_timeout: 60_000,
         clickhouse_settings: { date_time_input_format: 'best_effort' },
         // the client's own log is plain text (17 lines per failed request) between the collector's
@@ -80,8 +97,7 @@ export function openStore(config: Pick<CollectorConfig, 'dataDir' | 'clickhouse'
       // a URL the client refuses (an unknown parameter such as ?password=): said, not a stack trace
       throw new StartError(`the ClickHouse URL is not usable: ${(err as Error).message} (a user and password go in LOOPWATCH_CLICKHOUSE_USER and LOOPWATCH_CLICKHOUSE_PASSWORD)`);
     }
-    const u = new URL(ch.url);
-    return { client, mode: 'server', location: `${u.protocol}//${u.host}/${ch.database}`, close: () => client.close() };
+    return { client, mode: 'server', location: `${server.protocol}//${server.host}/${database}`, close: () => client.close() };
   }
   const dir = resolve(join(config.dataDir, 'chdb'));
   mkdirSync(dir, { recursive: true });
