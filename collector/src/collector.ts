@@ -53,10 +53,14 @@ export interface Collector {
   close(): Promise<void>;
 }
 
+// Node's default (16 KiB) answered 431 to the URL of a session id of a few thousand characters,
+// which the read API takes (4,096, up to 9 bytes each in a URL)
+const MAX_HEADER_BYTES = 64 * 1024;
+
 export async function createCollector(config: CollectorConfig, log: Logger = createLogger(config.logLevel)): Promise<Collector> {
   // an operator's price file is read when the schema is set up: a bad one said at start, in one
   // line, not a stack trace from the set-up (or, with a server, retried as if the store were down)
-  const pricesFile = process.env.LOOPWATCH_MODEL_PRICES || undefined;
+  const pricesFile = process.env.LOOPWATCH_MODEL_PRICES?.trim() || undefined; // blank is unset, as for every variable
   if (pricesFile) {
     try {
       mergedPrices(pricesFile);
@@ -226,8 +230,8 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
           resolveUrl(collector.url);
         };
         const s = tls
-          ? serve({ ...listenOn, createServer: createHttpsServer, serverOptions: httpsServerOptions(tls) }, onListening)
-          : serve(listenOn, onListening);
+          ? serve({ ...listenOn, createServer: createHttpsServer, serverOptions: { ...httpsServerOptions(tls), maxHeaderSize: MAX_HEADER_BYTES } }, onListening)
+          : serve({ ...listenOn, serverOptions: { maxHeaderSize: MAX_HEADER_BYTES } }, onListening);
         if (tls) {
           s.on('tlsClientError', onTlsClientError);
           // a renewed certificate: new connections on both listeners get it

@@ -1,5 +1,8 @@
 -- retry_storm: the same tool failing {retry_storm_min_run} or more times in a row, whatever the
--- arguments. A retry that succeeds before the threshold ends the run and is not flagged.
+-- arguments, tried again: some call of the run started after another had ended. One step's
+-- parallel calls failing together (five fetches at once with the network down) are not retries
+-- of each other; the same step failing again, batch after batch, is. A retry that succeeds
+-- before the threshold ends the run and is not flagged.
 -- Wasted: every failed call of the run after the first.
 -- Contract: see collector/src/detect/run-detectors.ts.
 -- loopwatch: when countIf(status = 'error') > 0 AND ({retry_storm_min_run:UInt32} <= 1 OR countIf(fail_run_prev) > 0)
@@ -37,4 +40,4 @@ SELECT
     toJSONString(map('distinct_args', toString(uniqExact(call_key)), 'last_error', argMax(error_message, seq))) AS details
 FROM runs
 GROUP BY session_id, run_id
-HAVING count() >= {retry_storm_min_run:UInt32}
+HAVING count() >= {retry_storm_min_run:UInt32} AND max(ts) >= min(end_ts)

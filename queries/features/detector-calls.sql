@@ -16,9 +16,7 @@
 --   error_key     tool + error type + normalized message (0 for a successful call)
 --   same_call_prev/next, same_outcome_prev/next  the neighbouring call (seq -+ 1) has the same
 --             call_key / outcome: runs of repeats are found from these without another sort
---   fail_run_prev/next  this call and its neighbour both failed, on the same tool, one after the
---             other (the later started once the earlier had ended): calls run side by side (one
---             step's parallel fetches failing together) are not retries of each other
+--   fail_run_prev/next  this call and its neighbour both failed, on the same tool
 --   cycle2..cycle4  same call_key and outcome as the call 2..4 places earlier (oscillation)
 --   has_children  some span in the trace has this call as its parent (nesting depth)
 --   tokens, cost_usd, time_ns  the share of the turn that requested it (the session's latest
@@ -73,8 +71,13 @@ WITH
         WHERE TraceId IN (SELECT DISTINCT trace_id FROM calls)
           AND Timestamp >= (SELECT min(ts) - INTERVAL 1 HOUR FROM calls)
     ),
-    -- the calls the model requested: not those another tool call made (its span their parent)
-    top AS (SELECT session_id, ts, span_id FROM calls WHERE parent_span_id NOT IN (SELECT span_id FROM calls)),
+    -- the calls the model requested: not those another tool call of the session made (its span
+    -- their parent). Of the session, so that a call's features do not depend on which other
+    -- sessions a pass holds (a sub-agent's session under another session's call).
+    top AS (
+        SELECT session_id, ts, span_id FROM calls
+        WHERE (session_id, parent_span_id) NOT IN (SELECT session_id, span_id FROM calls)
+    ),
     keyed AS (
         SELECT session_id, ts, end_ts, duration_ns, trace_id, span_id, parent_span_id, service, agent, model, tool,
                CAST(status, 'String') AS status, error_type, error_message, has_result,
@@ -95,7 +98,6 @@ WITH
             lagInFrame(outcome, 1, 0) OVER w AS o1, leadInFrame(outcome, 1, 0) OVER w AS on,
             lagInFrame(tool, 1, '') OVER w AS t1, leadInFrame(tool, 1, '') OVER w AS tn,
             lagInFrame(status, 1, '') OVER w AS s1, leadInFrame(status, 1, '') OVER w AS sn,
-            lagInFrame(end_ts, 1) OVER w AS e1, leadInFrame(ts, 1) OVER w AS tsn,
             lagInFrame(call_key, 2, 0) OVER w AS k2, lagInFrame(outcome, 2, 0) OVER w AS o2,
             lagInFrame(call_key, 3, 0) OVER w AS k3, lagInFrame(outcome, 3, 0) OVER w AS o3,
             lagInFrame(call_key, 4, 0) OVER w AS k4, lagInFrame(outcome, 4, 0) OVER w AS o4,
@@ -110,17 +112,25 @@ WITH
     -- or after it (turn_ts; none after the session's last tool call: its final answer). A tool
     -- call's turn is the latest that began at or before it started: the turn of the latest LLM
     -- call before it, which requested it; the calls of a turn share its sums.
-    turns AS (
-        SELECT l.session_id AS session_id, c.ts AS turn_ts, argMax(l.model, l.ts) AS model,
-               sum(l.total_tokens) AS tokens, sum(l.cost_usd) AS cost_usd, sum(l.duration_ns) AS duration_ns,
-               min(l.ts) AS turn_start, max(l.ts + toIntervalNanosecond(l.duration_ns)) AS turn_end,
-               arraySort(groupArray((toUnixTimestamp64Nano(l.ts), toUnixTimestamp64Nano(l.ts) + toInt64(l.duration_ns)))) AS runs,
-               arrayFilter(p -> p.1 > 0 AND p.2 > p.1,
-                           arrayMap(i -> (if(i = 1, toInt64(0), arrayMax(arrayMap(x -> x.2, arraySlice(runs, 1, i - 1)))), runs[i].1),
-                                    arrayEnumerate(runs))) AS turn_pauses
+    turn_llm AS (
+        SELECT l.*, c.ts AS turn_ts
         FROM (SELECT * FROM llm_cost WHERE NOT inside) AS l
         ASOF INNER JOIN top AS c ON l.session_id = c.session_id AND l.ts <= c.ts
-        GROUP BY l.session_id, c.ts
+    ),
+    turns AS (
+        SELECT g.session_id AS session_id, g.turn_ts AS turn_ts, argMax(g.model, g.ts) AS model,
+               sum(g.total_tokens) AS tokens, sum(g.cost_usd) AS cost_usd, sum(g.duration_ns) AS duration_ns,
+               min(g.ts) AS turn_start, max(g.ts + toIntervalNanosecond(g.duration_ns)) AS turn_end,
+               -- a pause before each LLM call that started after the turn's earlier ones had all
+               -- ended: (their latest end, its start); one window, not a pairwise walk (a turn
+               -- can hold thousands of LLM calls: a chat without tools)
+               groupArrayIf((g.prior_end, toUnixTimestamp64Nano(g.ts)), g.prior_end > 0 AND toUnixTimestamp64Nano(g.ts) > g.prior_end) AS turn_pauses
+        FROM (
+            SELECT *, max(toUnixTimestamp64Nano(ts) + toInt64(duration_ns))
+                          OVER (PARTITION BY session_id, turn_ts ORDER BY ts, span_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prior_end
+            FROM turn_llm
+        ) AS g
+        GROUP BY g.session_id, g.turn_ts
     ),
     requested AS (
         SELECT c.span_id AS span_id, t.model AS llm_model, t.tokens AS llm_tokens, t.cost_usd AS llm_cost_usd,
@@ -145,8 +155,8 @@ SELECT
     w.kn != 0 AND w.call_key = w.kn AS same_call_next,
     w.seq > 1 AND w.outcome = w.o1 AS same_outcome_prev,
     w.on != 0 AND w.outcome = w.on AS same_outcome_next,
-    w.status = 'error' AND w.s1 = 'error' AND w.tool = w.t1 AND w.ts >= w.e1 AS fail_run_prev,
-    w.status = 'error' AND w.sn = 'error' AND w.tool = w.tn AND w.tsn >= w.end_ts AS fail_run_next,
+    w.status = 'error' AND w.s1 = 'error' AND w.tool = w.t1 AS fail_run_prev,
+    w.status = 'error' AND w.sn = 'error' AND w.tool = w.tn AS fail_run_next,
     w.seq > 2 AND w.call_key = w.k2 AND w.outcome = w.o2 AS cycle2,
     w.seq > 3 AND w.call_key = w.k3 AND w.outcome = w.o3 AS cycle3,
     w.seq > 4 AND w.call_key = w.k4 AND w.outcome = w.o4 AS cycle4,

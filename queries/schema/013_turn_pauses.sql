@@ -2,10 +2,8 @@
 -- the LLM calls of a call's turn. A turn is every LLM call since the tool call before, so in a
 -- chat the answer, the person's reply 20 minutes later and the next planning call were one turn,
 -- and the runaway wall time counted the reply's 20 minutes as running: any chat blew the budget.
--- The same features also change meaning: fail_run_prev/next only for calls one after the other
--- (a step's parallel calls failing together are not a retry storm), and a call another tool call
--- made gets no share of the turn. The kept features hold the old values: dropped, the next pass
--- recomputes them (see 005).
+-- The turn shares also change: a call another tool call of its session made gets none. The
+-- kept features hold the old values: dropped, the next pass recomputes them (see 005).
 ALTER TABLE agent_call_features ADD COLUMN IF NOT EXISTS turn_pauses Array(Tuple(Int64, Int64)) AFTER turn_end;
 
 CREATE OR REPLACE VIEW loopwatch_call_features AS

@@ -76,15 +76,20 @@ describe('read API: bad input is a 400 or 404 that says what is wrong', () => {
     }
   });
 
-  it('an offset past what the query binds, a session id as long as ingest takes (600 characters)', async () => {
+  it('an offset past what the query binds, session ids up to 4,096 characters (in a URL)', async () => {
     const id = encodeURIComponent(hostile);
     const far = await api(`/api/v1/sessions/${id}/calls?offset=4294967296&limit=2`);
     expect(far.status).toBe(400);
     expect(far.body.message).toMatch(/^offset: /);
     expect((await api(`/api/v1/sessions/${id}/calls?offset=4294967295&limit=2`)).status).toBe(200);
-    // listed, so it can be opened: a 600-character id is an unknown session here, not a bad request
+    // listed, so it can be opened: a 600-character id is an unknown session here, not a bad request;
+    // 4,096 characters of CJK (36 KB in the URL) too; past 4,096 a clear 400, not a 431
     expect((await api(`/api/v1/sessions/${'x'.repeat(600)}`)).status).toBe(404);
     expect((await api(`/api/v1/findings?session=${'x'.repeat(600)}`)).status).toBe(200);
+    expect((await api(`/api/v1/sessions/${encodeURIComponent('会'.repeat(4096))}`)).status).toBe(404);
+    const long = await api(`/api/v1/sessions/${'x'.repeat(4097)}`);
+    expect(long.status).toBe(400);
+    expect(long.body.message).toBe('session id: a session id is at most 4,096 characters (it goes in a URL)');
   });
 
   it('unknown routes and other methods: JSON 404; every answer names the collector', async () => {

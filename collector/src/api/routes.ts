@@ -58,8 +58,9 @@ const time = z.string().transform((s, ctx) => {
     return z.NEVER;
   }
 });
-// as long as ingest takes them (maxAttributeLength): an id listed must be one that can be opened
-const name = z.string().max(65_536);
+// longer than ingest used to cap them (512: an id listed could not be opened), as long as a URL
+// holds (4,096 characters, up to 9 bytes each encoded, within the server's 64 KiB of headers)
+const name = z.string().max(4096);
 const limit = (max: number, dflt: number) => z.coerce.number().int().min(1).max(max).default(dflt);
 
 const sessionsQuery = z.object({ since: time.optional(), until: time.optional(), agent: name.default(''), limit: limit(1000, 50) });
@@ -75,7 +76,7 @@ const callsQuery = z
   .refine((q) => (q.after_ts === undefined) === (q.after_span === undefined), { message: 'after_ts and after_span go together (a call\'s ts and span_id)' });
 const findingsParams = z.object({ session: name.default(''), detector: name.default(''), since: time.optional(), limit: limit(10_000, 100) });
 const modelsQuery = z.object({ since: time.optional(), until: time.optional(), model: name.default(''), agent: name.default('') });
-const sessionId = z.string().min(1, 'a session id is required').max(65_536, 'a session id is at most 65,536 characters');
+const sessionId = z.string().min(1, 'a session id is required').max(4096, 'a session id is at most 4,096 characters (it goes in a URL)');
 
 class BadRequest extends Error {}
 

@@ -47,7 +47,7 @@ export function mergedPrices(overridePath?: string): ModelPrice[] {
 }
 
 /** Replaces the model_prices table's contents; returns how many prices were loaded. */
-export async function loadModelPrices(client: ClickHouseClient, overridePath = process.env.LOOPWATCH_MODEL_PRICES || undefined): Promise<number> {
+export async function loadModelPrices(client: ClickHouseClient, overridePath = process.env.LOOPWATCH_MODEL_PRICES?.trim() || undefined): Promise<number> {
   const prices = mergedPrices(overridePath);
   await client.command({ query: 'TRUNCATE TABLE IF EXISTS model_prices' });
   await client.insert({ table: 'model_prices', values: prices, format: 'JSONEachRow' });

@@ -27,13 +27,39 @@ function llmTokens(l: SessionFileLlmCall): number {
   return l.total_tokens ?? l.input_tokens + l.output_tokens;
 }
 
+interface Turn {
+  tokens: number;
+  cost: number;
+  llms: SessionFileLlmCall[];
+  /** The top-level calls that share it. */
+  share: number;
+}
+
+const byTsThenSpan = (a: { tsNs: bigint; span_id: string }, b: { tsNs: bigint; span_id: string }) =>
+  a.tsNs < b.tsNs ? -1 : a.tsNs > b.tsNs ? 1 : a.span_id < b.span_id ? -1 : a.span_id > b.span_id ? 1 : 0;
+
+/** When a turn's LLM calls ran, and the pauses between them (as turn_pauses in queries/features/detector-calls.sql). */
+function turnTimes(turn: Turn): { turnStart: number; turnEnd: number; turnPauses?: [number, number][] } {
+  const llms = [...turn.llms].sort(byTsThenSpan);
+  const pauses: [number, number][] = [];
+  let priorEnd = -1n;
+  let end = -1n;
+  for (const l of llms) {
+    if (priorEnd >= 0n && l.tsNs > priorEnd) pauses.push([Number(priorEnd) / 1e6, Number(l.tsNs) / 1e6]);
+    if (l.endNs > priorEnd) priorEnd = l.endNs;
+    if (l.endNs > end) end = l.endNs;
+  }
+  return { turnStart: Number(llms[0]!.tsNs) / 1e6, turnEnd: Number(end) / 1e6, ...(pauses.length ? { turnPauses: pauses } : {}) };
+}
+
 export function replaySession(file: SessionFile, params: Partial<DetectorParams> = {}): ReplayResult {
   const guard = new LoopGuard({ params });
   const calls = file.toolCalls.filter((c) => c.error_type !== 'LoopDetectedError');
-  // as the detector pass (queries/features/detector-calls.sql): the LLM call that requested each
-  // tool call is the latest one that started at or before the call started, its tokens and cost
-  // split evenly among the calls it requested; an LLM call made inside a tool call (a child of
-  // its span) is charged to that tool call instead
+  // as the detector pass (queries/features/detector-calls.sql): a turn is the LLM calls from one
+  // tool call the model requested to the next (planning, reflection, the call that asks for
+  // tools); a requested call takes the latest turn that began at or before it, split evenly
+  // among the calls that share it. A call another tool call made (its parent span) takes none;
+  // an LLM call made inside a tool call (a child of its span) is charged to that tool call.
   const toolSpans = new Set(calls.map((c) => c.span_id));
   const spentInside = new Map<string, { tokens: number; cost: number }>();
   for (const l of file.llmCalls) {
@@ -43,20 +69,32 @@ export function replaySession(file: SessionFile, params: Partial<DetectorParams>
     spent.cost += llmCost(l);
     spentInside.set(l.parent_span_id, spent);
   }
-  const byStart = file.llmCalls.filter((l) => !toolSpans.has(l.parent_span_id)).sort((a, b) => (a.tsNs < b.tsNs ? -1 : a.tsNs > b.tsNs ? 1 : 0));
-  const requester: (SessionFileLlmCall | undefined)[] = [];
-  const share = new Map<SessionFileLlmCall, number>();
-  let j = -1;
-  for (const c of calls) {
-    while (j + 1 < byStart.length && byStart[j + 1]!.tsNs <= c.tsNs) j++;
-    const l = j >= 0 ? byStart[j] : undefined;
-    requester.push(l);
-    if (l) share.set(l, (share.get(l) ?? 0) + 1);
+  const requested = calls.filter((c) => !toolSpans.has(c.parent_span_id)); // in start order (parseSessionFile)
+  const turned = file.llmCalls.filter((l) => !toolSpans.has(l.parent_span_id)).sort((a, b) => (a.tsNs < b.tsNs ? -1 : a.tsNs > b.tsNs ? 1 : 0));
+  // each LLM call to the first requested call that started at or after it (none after the last: the final answer)
+  const owned = new Map<(typeof calls)[number], Turn>();
+  let k = 0;
+  for (const l of turned) {
+    while (k < requested.length && requested[k]!.tsNs < l.tsNs) k++;
+    if (k === requested.length) break;
+    const owner = requested[k]!;
+    const t = owned.get(owner) ?? { tokens: 0, cost: 0, llms: [], share: 0 };
+    t.tokens += llmTokens(l);
+    t.cost += llmCost(l);
+    t.llms.push(l);
+    owned.set(owner, t);
   }
-  for (let i = 0; i < calls.length; i++) {
-    const c = calls[i]!;
-    const l = requester[i];
-    const n = l ? share.get(l)! : 0;
+  // each requested call to the latest turn begun at or before it
+  const turnOf = new Map<(typeof calls)[number], Turn>();
+  let current: Turn | undefined;
+  for (const c of requested) {
+    current = owned.get(c) ?? current;
+    if (!current) continue;
+    current.share++;
+    turnOf.set(c, current);
+  }
+  for (const c of calls) {
+    const t = turnOf.get(c);
     const inside = spentInside.get(c.span_id);
     guard.observe({
       sessionId: file.sessionId,
@@ -70,8 +108,9 @@ export function replaySession(file: SessionFile, params: Partial<DetectorParams>
       endTs: Number(c.endNs) / 1e6,
       spanId: c.span_id,
       parentSpanId: c.parent_span_id || undefined,
-      tokens: (l ? llmTokens(l) / n : 0) + (inside?.tokens ?? 0),
-      costUsd: (l ? llmCost(l) / n : 0) + (inside?.cost ?? 0),
+      tokens: (t ? t.tokens / t.share : 0) + (inside?.tokens ?? 0),
+      costUsd: (t ? t.cost / t.share : 0) + (inside?.cost ?? 0),
+      ...(t ? turnTimes(t) : {}),
     });
   }
   return {

@@ -729,6 +729,9 @@ class Run {
   cost = 0;
   /** repeat: this run's finding was raised (and may have been taken back since). */
   announced = false;
+  /** retry storm: the latest start and the earliest end among the run's calls (epoch ms). */
+  maxStart = -Infinity;
+  minEnd = Infinity;
 
   start(tool: string, args: string, outcome: Outcome, spanId: string): void {
     this.tool = tool;
@@ -741,6 +744,8 @@ class Run {
     this.last = spanId;
     this.tokens = 0;
     this.cost = 0;
+    this.maxStart = -Infinity;
+    this.minEnd = Infinity;
   }
 
   extend(spanId: string, tokens: number, cost: number): void {
@@ -1237,9 +1242,7 @@ export class LoopGuard {
     this.trackRepeat(s, tool, args, outcome, spanId, tokens, cost);
     this.trackStuck(s, tool, args, outcome, spanId, tokens, cost, hasResult);
     this.trackOscillation(s, seq, tool, args, outcome, spanId, tokens, cost);
-    // one after the other: started once every call seen before had ended (calls run side by side,
-    // a step's parallel fetches failing together, are not retries of each other)
-    this.trackRetryStorm(s, failed, !failed || toMs(call.ts) >= s.lastEnd, tool, spanId, tokens, cost, call.errorType);
+    this.trackRetryStorm(s, call, failed, tool, spanId, tokens, cost);
     if (s.pendingFailures !== null && s.pendingFailures.size > 0) {
       const ofTool = s.pendingFailures.get(tool);
       const pending = ofTool?.get(args);
@@ -1379,18 +1382,25 @@ export class LoopGuard {
 
   /** retry_storm: the same tool failing in a row. */
   private trackRetryStorm(
-    s: SessionState, failed: boolean, sequential: boolean, tool: string, spanId: string, tokens: number, cost: number, errorType: string | undefined,
+    s: SessionState, call: ObservedCall, failed: boolean, tool: string, spanId: string, tokens: number, cost: number,
   ): void {
     const p = this.params;
     const prev = back(s, 1);
-    const prevFailed = sequential && prev >= 0 && s.ring[prev + RING_OUTCOME]!.startsWith(ERROR_PREFIX) && s.ring[prev + RING_TOOL] === tool;
+    const prevFailed = prev >= 0 && s.ring[prev + RING_OUTCOME]!.startsWith(ERROR_PREFIX) && s.ring[prev + RING_TOOL] === tool;
     const rs = s.storm;
     if (failed && rs.len > 0 && rs.tool === tool && prevFailed) rs.extend(spanId, tokens, cost);
     else if (failed) rs.start(tool, '', '', spanId);
     else rs.len = 0;
-    if (rs.len > 0 && rs.len >= p.retryStormMinRun) {
+    if (rs.len === 0) return;
+    // tried again: some call of the run started after another had ended (as retry_storm.sql). One
+    // step's parallel calls failing together are not retries of each other; batch after batch are.
+    const startMs = toMs(call.ts);
+    const endMs = call.endTs === undefined ? startMs : toMs(call.endTs);
+    if (startMs > rs.maxStart) rs.maxStart = startMs;
+    if (endMs < rs.minEnd) rs.minEnd = endMs;
+    if (rs.len >= p.retryStormMinRun && rs.maxStart >= rs.minEnd) {
       this.emit(s, K_RETRY_STORM, rs.first, rs.last, rs.len, rs.len - 1, rs.tokens, rs.cost, [tool], severity(rs.len, p.retryStormMinRun),
-        `Tool ${tool} failed ${rs.len} times in a row (last error: ${errorType ?? 'error'}).`);
+        `Tool ${tool} failed ${rs.len} times in a row (last error: ${call.errorType ?? 'error'}).`);
     }
   }
 
