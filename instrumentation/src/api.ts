@@ -165,6 +165,12 @@ export interface ToolCallRecord {
    * 0 when unknown (the call started before anything observed calls).
    */
   depth: number;
+  /**
+   * Another traced tool call of the same session made it (it runs inside that call): the model
+   * did not request it, so it takes no share of the turn. A sub-agent with a session of its own
+   * run by a tool call is not nested in this sense.
+   */
+  nested: boolean;
   span: Span;
 }
 
@@ -215,6 +221,8 @@ interface TracedCall {
   argsHash: string;
   startedAt: number;
   depth: number;
+  /** The traced call it runs inside (its wrapper's, for a call that takes a wrapper's place); kept only while something observes calls. */
+  outer: TracedCall | undefined;
   /** The traced function (a call inside its own function is recursion, never a wrapper). */
   fn: unknown;
   /** Set when a call of the same tool with the same arguments runs inside (wrapsCall). */
@@ -296,6 +304,7 @@ function notify(c: TracedCall, resultHash: string | undefined, status: 'ok' | 'e
   const record: ToolCallRecord = {
     sessionId: session?.sessionId, agent: session?.agent, tool: c.tool, argsHash: c.argsHash, resultHash, status, errorType, errorMessage,
     startedAt: c.startedAt, endedAt, depth: c.depth, span: c.span,
+    nested: c.outer !== undefined && sessionFrom(c.outer.parent)?.sessionId === session?.sessionId,
   };
   for (const o of observers) {
     try {
@@ -515,10 +524,14 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     const span = tracer().startSpan(spanName, { kind: SpanKind.INTERNAL, attributes, startTime: startedAt }, parent);
     // the depth is kept only while something observes calls (the loop guard): a context value per
     // call costs. A call inside a wrapper takes the wrapper's place: the same depth.
-    const depth = observers.size > 0 ? ((parent.getValue(TOOL_DEPTH) as number | undefined) ?? 0) + (wrapped === undefined ? 1 : 0) : 0;
-    const c: TracedCall = { tool: name, opts, parent, span, argsHash, startedAt, depth, fn, wrapper: false, callId };
+    // The context holds the call (its depth, and the session of the call it runs in: a nested call of
+    // the same session was not requested by the model).
+    const around = observers.size > 0 ? (parent.getValue(TOOL_DEPTH) as TracedCall | undefined) : undefined;
+    const depth = observers.size > 0 ? (around?.depth ?? 0) + (wrapped === undefined ? 1 : 0) : 0;
+    const outer = wrapped !== undefined ? wrapped.outer : around;
+    const c: TracedCall = { tool: name, opts, parent, span, argsHash, startedAt, depth, outer, fn, wrapper: false, callId };
     (span as SpanOfCall)[CALL] = c;
-    const inner = depth > 0 ? trace.setSpan(parent, span).setValue(TOOL_DEPTH, depth) : trace.setSpan(parent, span);
+    const inner = depth > 0 ? trace.setSpan(parent, span).setValue(TOOL_DEPTH, c) : trace.setSpan(parent, span);
     // what startActiveSpan does, with the call's state passed in rather than captured by a closure
     return context.with(inner, runInSpan, undefined, c, call, this, args as unknown[]) as R;
   };

@@ -106,19 +106,25 @@ export function llmCallOf(span: ReadableSpan): LlmCallRecord | undefined {
  * while nothing observes.
  */
 export class LlmCallTap implements SpanProcessor {
-  /** Spans started with a tool call's span as their parent, and its span id (only while something observes). */
-  private readonly insideTool = new WeakMap<object, string>();
+  /** Spans started with a tool call's span as their parent: its span id and session (only while something observes). */
+  private readonly insideTool = new WeakMap<object, { spanId: string; sessionId: string }>();
   onStart(span: Span, parentContext: Context): void {
     if (observers.size === 0) return;
     const parent = trace.getSpan(parentContext);
     const attributes = (parent as unknown as { attributes?: Record<string, unknown> } | undefined)?.attributes;
-    if (parent && attributes?.[ATTR.operationName] === 'execute_tool') this.insideTool.set(span, parent.spanContext().spanId);
+    if (parent && attributes?.[ATTR.operationName] === 'execute_tool') {
+      const ctx = parent.spanContext();
+      this.insideTool.set(span, { spanId: ctx.spanId, sessionId: String(attributes[ATTR.conversationId] || ctx.traceId) });
+    }
   }
   onEnd(span: ReadableSpan): void {
     if (observers.size === 0) return;
     const call = llmCallOf(span);
     if (!call) return;
-    call.insideTool = this.insideTool.get(span);
+    // made inside a tool call of its own session: a sub-agent with a session of its own, run by
+    // another session's tool call, keeps its LLM calls for its own turns (as the detector pass)
+    const inside = this.insideTool.get(span);
+    call.insideTool = inside && inside.sessionId === call.sessionId ? inside.spanId : undefined;
     for (const o of observers) o(call);
   }
   forceFlush(): Promise<void> {

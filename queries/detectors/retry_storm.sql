@@ -1,5 +1,5 @@
 -- retry_storm: the same tool failing {retry_storm_min_run} or more times in a row, whatever the
--- arguments, tried again: some call of the run started after another had ended. One step's
+-- arguments, tried again: some call of the run started after another one had ended. One step's
 -- parallel calls failing together (five fetches at once with the network down) are not retries
 -- of each other; the same step failing again, batch after batch, is. A retry that succeeds
 -- before the threshold ends the run and is not flagged.
@@ -40,4 +40,6 @@ SELECT
     toJSONString(map('distinct_args', toString(uniqExact(call_key)), 'last_error', argMax(error_message, seq))) AS details
 FROM runs
 GROUP BY session_id, run_id
-HAVING count() >= {retry_storm_min_run:UInt32} AND max(ts) >= min(end_ts)
+-- tried again: a call started after another had ended (strictly: the same call cannot, and calls
+-- of no duration, or timed by a clock in milliseconds, at one instant are a batch)
+HAVING count() >= {retry_storm_min_run:UInt32} AND max(ts) > min(end_ts)

@@ -23,7 +23,8 @@
 --             LLM call started at or before the call started, with the LLM calls since the tool
 --             call before: planning, reflection; split evenly among the calls that LLM call
 --             requested) plus what the LLM calls it made itself spent (children of its span: a
---             summarizer the tool runs did not request the next tool call), and for time, the
+--             summarizer the tool runs did not request the next tool call; a tool call of the LLM
+--             call's own session), and for time, the
 --             call's own duration. A call made by another tool call (its parent span is a tool
 --             call: a build running compile and link) was not requested by the model: no share. By start, not end: a streamed LLM call runs the tool calls it
 --             requests before it ends. Cost: reported_cost_usd when
@@ -42,7 +43,9 @@ WITH
     llm AS (
         SELECT session_id, span_id, parent_span_id, ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens,
                total_tokens, reported_cost_usd, loopwatch_model_key(model) AS model_key,
-               parent_span_id IN (SELECT span_id FROM calls) AS inside
+               -- made inside a tool call of its own session (a sub-agent's session under another
+               -- session's call keeps its LLM calls: the same features whatever the pass holds)
+               (session_id, parent_span_id) IN (SELECT session_id, span_id FROM calls) AS inside
         FROM agent_llm_calls FINAL WHERE session_id IN (SELECT DISTINCT session_id FROM calls)
     ),
     -- the view loopwatch_model_key_prices (queries/schema/007_llm_cost.sql), inlined: behind the

@@ -26,7 +26,8 @@ describe('features independent of the pass, and of a turn\'s size', () => {
     const client = tc.collector.store.client;
     const a = buildSession('parent-session', [{ tool: 'delegate', args: {}, result: 'done', durMs: 5000 }], { startMs: Date.now() - 120_000 });
     const b = buildSession('sub-session', [0, 1, 2].map((i) => ({ tool: 'search', args: { i }, result: `r${i}` })), { startMs: Date.now() - 119_000 });
-    for (const i of b.toolRowIndex) b.rows[i]!.ParentSpanId = a.spanIds[0]!;
+    // its tool calls and its LLM calls (its own session's, spans under the delegate)
+    for (const r of b.rows) if (!String(r.SpanName).startsWith('invoke_agent')) r.ParentSpanId = a.spanIds[0]!;
     await insertSpans(client, [...a.rows, ...b.rows]);
     const params = { watermarkOverlapS: 0 };
     expect((await runDetectors(client, { params })).errors).toEqual({});
@@ -39,6 +40,9 @@ describe('features independent of the pass, and of a turn\'s size', () => {
     expect((await runDetectors(client, { params })).errors).toEqual({});
     const withoutA = await tokens();
     expect(withA).toEqual([1100, 1100, 1100]);
+    // and the sub-agent's LLM calls under the delegate are its own, not the delegate's spend
+    const [delegate] = await tc.rows<{ t: number }>(`SELECT tokens AS t FROM loopwatch_call_features WHERE session_id = 'parent-session'`);
+    expect(Number(delegate!.t)).toBe(1100);
     // the third call's turn is now shared with the fourth (no LLM call before it)
     expect(withoutA).toEqual([1100, 1100, 550, 550]);
   });

@@ -232,6 +232,26 @@ describe('LoopGuard halt + SQL detectors on the same session', () => {
     expect(findings.filter((f) => f.kind === 'runaway')).toEqual([]);
   });
 
+  it('live: a sub-agent with a session of its own, run by another session\'s tool call, keeps its LLM calls (the delegate is not charged with them)', async () => {
+    const tracer = provider.getTracer('guard-e2e');
+    const guard = enableLoopGuard({ policy: 'warn', log: () => undefined, params: { budgetMaxTokens: 10_000 } });
+    const search = traceTool('search', async (q: string) => `results for ${q}`);
+    const delegate = traceTool('delegate', async (task: string) =>
+      withSession({ sessionId: 'guard-e2e-sub-agent', agent: 'researcher' }, async () => {
+        const span = tracer.startSpan('chat gpt-4o', { attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.usage.input_tokens': 20_000, 'gen_ai.usage.output_tokens': 0 } });
+        span.end();
+        return search(task);
+      }));
+    try {
+      await withSession({ sessionId: 'guard-e2e-parent', agent: 'planner' }, () => delegate('find it'));
+    } finally {
+      guard.disable();
+    }
+    const runaway = (session: string) => guard.guard.findings(session).filter((f) => f.kind === 'runaway').map((f) => f.wastedTokens);
+    // the sub-agent's 20,000 tokens are its search call's: over its budget; the planner's delegate spent nothing of its own
+    expect({ sub: runaway('guard-e2e-sub-agent').length, parent: runaway('guard-e2e-parent') }).toEqual({ sub: 1, parent: [] });
+  });
+
   it('a recursive tool chain: the live guard sees its depth (children end before their parents) and agrees with SQL', async () => {
     const seen: string[] = [];
     const guard = enableLoopGuard({ policy: 'warn', params: { budgetMaxToolDepth: 3 }, log: () => undefined, onLoop: (f) => seen.push(`${f.kind}:${f.message}`) });

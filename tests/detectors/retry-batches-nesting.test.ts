@@ -41,6 +41,31 @@ describe('retry storms and nested calls: SQL, live and replay agree', () => {
     expect({ sql, live: liveStorms }).toEqual({ sql: [15], live: [15] });
   });
 
+  it('A2: one batch is no storm when a call of it took no time, or the clock counts milliseconds (a call ends as it starts)', async () => {
+    const batch = (session: string, dur: (i: number) => number) => buildSession(session, [0, 1, 2, 3, 4].map((i) => down(i, { ...(i > 0 ? { parallel: true } : {}), durMs: dur(i) })));
+    const lastZero = await insertSession(tc.collector.store.client, batch('storm-batch-zero', (i) => (i === 4 ? 0 : 50)));
+    const allZero = batch('storm-batch-ms', () => 0);
+    // a millisecond clock: the five at the same millisecond
+    const first = allZero.rows.find((r) => String(r.SpanName).startsWith('execute_tool'))!.Timestamp;
+    for (const row of allZero.rows) if (String(row.SpanName).startsWith('execute_tool')) row.Timestamp = first;
+    await insertSession(tc.collector.store.client, allZero);
+    const r = await runDetectors(tc.collector.store.client, { params: {} });
+    expect(r.errors).toEqual({});
+    for (const s of [lastZero, allZero]) {
+      const live = new LoopGuard();
+      // the rows' times to the microsecond, as the spans have them (guardRows are whole milliseconds)
+      const t0 = Number(s.guardRows[0]!.ts);
+      const rows = s.guardRows.map((row, i) => {
+        const ts = s === allZero ? t0 : t0 + i * 0.001;
+        return { ...row, ts, endTs: s === allZero || i === 4 ? ts : ts + 50 };
+      });
+      for (const row of rows.sort((a, b) => a.endTs - b.endTs)) live.observe(row);
+      const res = await fetch(`${tc.url}/api/v1/sessions/${s.sessionId}/export`);
+      const replay = replaySession(parseSessionFile(await res.text())).findings.filter((f) => f.kind === 'retry_storm');
+      expect({ sql: await sqlStorms(s.sessionId), replay, live: live.findings().filter((f) => f.kind === 'retry_storm') }, s.sessionId).toEqual({ sql: [], replay: [], live: [] });
+    }
+  });
+
   it('B: a retry storm of a sub-agent\'s fetches inside a long delegate tool call: SQL vs the guard fed in start order (replay)', async () => {
     // delegate (a tool call, 10 s) runs fetch_url 6 times, each failing, one after the other
     const calls: CallSpec[] = [{ tool: 'delegate', args: { task: 't' }, result: 'gave up', durMs: 50 }];

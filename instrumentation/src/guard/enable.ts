@@ -200,7 +200,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
     // LLM call requested; live, their number is not known yet, so the first one seen after the
     // LLM calls ended takes it all (a streamed LLM call ends after the tool calls it requested:
     // the next one then). A session's total, which the budgets compare, is the same.
-    // A call another tool call made (depth > 1: a build running compile and link) was not
+    // A call another tool call of its session made (a build running compile and link) was not
     // requested by the model: it takes no share, and leaves the turn to the call that was.
     const unchargedLlm = new Map<string, TurnLlmCall[]>();
     const idleGapMs = guard.params.budgetIdleGapS * 1000;
@@ -246,7 +246,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
         let turnPauses: [number, number][] | undefined;
         const turn = unchargedLlm.get(sessionId);
         if (turn) {
-          const requested = call.depth <= 1;
+          const requested = !call.nested;
           let kept = 0;
           let ran: TurnLlmCall[] | undefined;
           for (const llm of turn) {

@@ -729,7 +729,7 @@ class Run {
   cost = 0;
   /** repeat: this run's finding was raised (and may have been taken back since). */
   announced = false;
-  /** retry storm: the latest start and the earliest end among the run's calls (epoch ms). */
+  /** retry storm: the latest start and the earliest end among the run's calls seen (epoch ms). */
   maxStart = -Infinity;
   minEnd = Infinity;
 
@@ -1392,13 +1392,14 @@ export class LoopGuard {
     else if (failed) rs.start(tool, '', '', spanId);
     else rs.len = 0;
     if (rs.len === 0) return;
-    // tried again: some call of the run started after another had ended (as retry_storm.sql). One
-    // step's parallel calls failing together are not retries of each other; batch after batch are.
+    // tried again: a call of the run started after another had ended (as retry_storm.sql; strictly,
+    // so never the same call). One step's parallel calls failing together are not retries of each
+    // other; batch after batch are.
     const startMs = toMs(call.ts);
     const endMs = call.endTs === undefined ? startMs : toMs(call.endTs);
     if (startMs > rs.maxStart) rs.maxStart = startMs;
     if (endMs < rs.minEnd) rs.minEnd = endMs;
-    if (rs.len >= p.retryStormMinRun && rs.maxStart >= rs.minEnd) {
+    if (rs.len >= p.retryStormMinRun && rs.maxStart > rs.minEnd) {
       this.emit(s, K_RETRY_STORM, rs.first, rs.last, rs.len, rs.len - 1, rs.tokens, rs.cost, [tool], severity(rs.len, p.retryStormMinRun),
         `Tool ${tool} failed ${rs.len} times in a row (last error: ${call.errorType ?? 'error'}).`);
     }
