@@ -212,6 +212,12 @@ function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
 }
 
 /** One traced call in flight. */
+/** A traced call as the calls made inside it see it. */
+interface EnclosingCall {
+  depth: number;
+  sessionId: string | undefined;
+}
+
 interface TracedCall {
   tool: string;
   opts: TraceToolOptions;
@@ -221,8 +227,10 @@ interface TracedCall {
   argsHash: string;
   startedAt: number;
   depth: number;
-  /** The traced call it runs inside (its wrapper's, for a call that takes a wrapper's place); kept only while something observes calls. */
-  outer: TracedCall | undefined;
+  /** The traced call it runs inside (its wrapper's, for a call that takes a wrapper's place), while something observes calls. */
+  outer: EnclosingCall | undefined;
+  /** What a call made inside this one sees of it (its context value), while something observes calls. */
+  self: EnclosingCall | undefined;
   /** The traced function (a call inside its own function is recursion, never a wrapper). */
   fn: unknown;
   /** Set when a call of the same tool with the same arguments runs inside (wrapsCall). */
@@ -304,7 +312,7 @@ function notify(c: TracedCall, resultHash: string | undefined, status: 'ok' | 'e
   const record: ToolCallRecord = {
     sessionId: session?.sessionId, agent: session?.agent, tool: c.tool, argsHash: c.argsHash, resultHash, status, errorType, errorMessage,
     startedAt: c.startedAt, endedAt, depth: c.depth, span: c.span,
-    nested: c.outer !== undefined && sessionFrom(c.outer.parent)?.sessionId === session?.sessionId,
+    nested: c.outer !== undefined && c.outer.sessionId === session?.sessionId,
   };
   for (const o of observers) {
     try {
@@ -524,14 +532,16 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     const span = tracer().startSpan(spanName, { kind: SpanKind.INTERNAL, attributes, startTime: startedAt }, parent);
     // the depth is kept only while something observes calls (the loop guard): a context value per
     // call costs. A call inside a wrapper takes the wrapper's place: the same depth.
-    // The context holds the call (its depth, and the session of the call it runs in: a nested call of
-    // the same session was not requested by the model).
-    const around = observers.size > 0 ? (parent.getValue(TOOL_DEPTH) as TracedCall | undefined) : undefined;
+    // The context holds the call's depth and session (a nested call of the same session was not
+    // requested by the model): values, not the call, which a context kept by something the call
+    // made (a timer, a client) would keep alive with every call around it.
+    const around = observers.size > 0 ? (parent.getValue(TOOL_DEPTH) as EnclosingCall | undefined) : undefined;
     const depth = observers.size > 0 ? (around?.depth ?? 0) + (wrapped === undefined ? 1 : 0) : 0;
     const outer = wrapped !== undefined ? wrapped.outer : around;
-    const c: TracedCall = { tool: name, opts, parent, span, argsHash, startedAt, depth, outer, fn, wrapper: false, callId };
+    const self = depth > 0 ? (wrapped !== undefined ? wrapped.self : { depth, sessionId: sessionFrom(parent)?.sessionId }) : undefined;
+    const c: TracedCall = { tool: name, opts, parent, span, argsHash, startedAt, depth, outer, self, fn, wrapper: false, callId };
     (span as SpanOfCall)[CALL] = c;
-    const inner = depth > 0 ? trace.setSpan(parent, span).setValue(TOOL_DEPTH, c) : trace.setSpan(parent, span);
+    const inner = self !== undefined ? trace.setSpan(parent, span).setValue(TOOL_DEPTH, self) : trace.setSpan(parent, span);
     // what startActiveSpan does, with the call's state passed in rather than captured by a closure
     return context.with(inner, runInSpan, undefined, c, call, this, args as unknown[]) as R;
   };

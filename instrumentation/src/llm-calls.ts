@@ -106,15 +106,16 @@ export function llmCallOf(span: ReadableSpan): LlmCallRecord | undefined {
  * while nothing observes.
  */
 export class LlmCallTap implements SpanProcessor {
-  /** Spans started with a tool call's span as their parent: its span id and session (only while something observes). */
-  private readonly insideTool = new WeakMap<object, { spanId: string; sessionId: string }>();
+  /** Spans started with a tool call's span as their parent: its span id and the session it names, if any (only while something observes). */
+  private readonly insideTool = new WeakMap<object, { spanId: string; sessionId: string | undefined }>();
   onStart(span: Span, parentContext: Context): void {
     if (observers.size === 0) return;
     const parent = trace.getSpan(parentContext);
     const attributes = (parent as unknown as { attributes?: Record<string, unknown> } | undefined)?.attributes;
     if (parent && attributes?.[ATTR.operationName] === 'execute_tool') {
       const ctx = parent.spanContext();
-      this.insideTool.set(span, { spanId: ctx.spanId, sessionId: String(attributes[ATTR.conversationId] || ctx.traceId) });
+      const named = attributes[ATTR.conversationId];
+      this.insideTool.set(span, { spanId: ctx.spanId, sessionId: named ? String(named) : undefined });
     }
   }
   onEnd(span: ReadableSpan): void {
@@ -122,9 +123,11 @@ export class LlmCallTap implements SpanProcessor {
     const call = llmCallOf(span);
     if (!call) return;
     // made inside a tool call of its own session: a sub-agent with a session of its own, run by
-    // another session's tool call, keeps its LLM calls for its own turns (as the detector pass)
+    // another session's tool call, keeps its LLM calls for its own turns (as the detector pass). A
+    // tool span that names no session is the LLM call's (the GenAI conventions put the
+    // conversation on model calls; the collector gives the tool span its trace's).
     const inside = this.insideTool.get(span);
-    call.insideTool = inside && inside.sessionId === call.sessionId ? inside.spanId : undefined;
+    call.insideTool = inside && (inside.sessionId === undefined || inside.sessionId === call.sessionId) ? inside.spanId : undefined;
     for (const o of observers) o(call);
   }
   forceFlush(): Promise<void> {

@@ -942,10 +942,12 @@ function back(s: SessionState, k: number): number {
 function toMs(t: number | bigint | string | Date | undefined): number {
   if (t === undefined) return NaN;
   if (typeof t === 'number') return t;
-  if (typeof t === 'bigint') return Number(t / 1_000_000n);
+  // below the millisecond kept (as a fraction): calls inside one millisecond keep their order and
+  // their gaps (a retry storm needs a call that started after another ended)
+  if (typeof t === 'bigint') return Number(t / 1_000_000n) + Number(t % 1_000_000n) / 1e6;
   if (t instanceof Date) return t.getTime();
   const m = /^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)(\.\d+)?Z?$/.exec(t);
-  if (m) return Date.parse(`${m[1]}T${m[2]}${(m[3] ?? '').slice(0, 4)}Z`);
+  if (m) return Date.parse(`${m[1]}T${m[2]}Z`) + (m[3] ? Number(`0${m[3]}`) * 1000 : 0);
   return Date.parse(t);
 }
 
