@@ -2,7 +2,7 @@
 // rules, checked to agree with them on the labeled corpus) over the file's tool calls in start
 // order, with tokens and cost attributed as the detector pass attributes them. Offline: no
 // collector, no store. What it answers: which loops would these settings find in this session?
-import { LoopGuard, type GuardFinding } from '../../../instrumentation/src/guard/loop-guard.js';
+import { LoopGuard, pausesBetween, type GuardFinding } from '../../../instrumentation/src/guard/loop-guard.js';
 import { costUsd } from '../../../instrumentation/src/cost.js';
 import type { DetectorParams } from '../../../queries/src/detector-defaults.js';
 import type { SessionFile, SessionFileLlmCall } from './session-file.js';
@@ -35,21 +35,11 @@ interface Turn {
   share: number;
 }
 
-const byTsThenSpan = (a: { tsNs: bigint; span_id: string }, b: { tsNs: bigint; span_id: string }) =>
-  a.tsNs < b.tsNs ? -1 : a.tsNs > b.tsNs ? 1 : a.span_id < b.span_id ? -1 : a.span_id > b.span_id ? 1 : 0;
-
-/** When a turn's LLM calls ran, and the pauses between them (as turn_pauses in queries/features/detector-calls.sql). */
+/** When a turn's LLM calls ran (epoch ms), and the pauses between them, as the live guard has them. */
 function turnTimes(turn: Turn): { turnStart: number; turnEnd: number; turnPauses?: [number, number][] } {
-  const llms = [...turn.llms].sort(byTsThenSpan);
-  const pauses: [number, number][] = [];
-  let priorEnd = -1n;
-  let end = -1n;
-  for (const l of llms) {
-    if (priorEnd >= 0n && l.tsNs > priorEnd) pauses.push([Number(priorEnd) / 1e6, Number(l.tsNs) / 1e6]);
-    if (l.endNs > priorEnd) priorEnd = l.endNs;
-    if (l.endNs > end) end = l.endNs;
-  }
-  return { turnStart: Number(llms[0]!.tsNs) / 1e6, turnEnd: Number(end) / 1e6, ...(pauses.length ? { turnPauses: pauses } : {}) };
+  const runs = turn.llms.map((l) => ({ startedAt: Number(l.tsNs) / 1e6, endedAt: Number(l.endNs) / 1e6 }));
+  const pauses = pausesBetween(runs); // sorts runs by start
+  return { turnStart: runs[0]!.startedAt, turnEnd: runs.reduce((end, r) => Math.max(end, r.endedAt), -Infinity), ...(pauses.length ? { turnPauses: pauses } : {}) };
 }
 
 export function replaySession(file: SessionFile, params: Partial<DetectorParams> = {}): ReplayResult {
@@ -69,8 +59,9 @@ export function replaySession(file: SessionFile, params: Partial<DetectorParams>
     spent.cost += llmCost(l);
     spentInside.set(l.parent_span_id, spent);
   }
-  const requested = calls.filter((c) => !toolSpans.has(c.parent_span_id)); // in start order (parseSessionFile)
-  const turned = file.llmCalls.filter((l) => !toolSpans.has(l.parent_span_id)).sort((a, b) => (a.tsNs < b.tsNs ? -1 : a.tsNs > b.tsNs ? 1 : 0));
+  // both in start order, as parseSessionFile sorts them
+  const requested = calls.filter((c) => !toolSpans.has(c.parent_span_id));
+  const turned = file.llmCalls.filter((l) => !toolSpans.has(l.parent_span_id));
   // each LLM call to the first requested call that started at or after it (none after the last: the final answer)
   const owned = new Map<(typeof calls)[number], Turn>();
   let k = 0;

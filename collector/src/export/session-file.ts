@@ -98,6 +98,7 @@ export interface SessionFile {
   sessionId: string;
   /** In start order (then span id), as the SQL detectors order calls. */
   toolCalls: SessionFileToolCall[];
+  /** In start order (then span id) too. */
   llmCalls: SessionFileLlmCall[];
 }
 

@@ -8,7 +8,7 @@ import { detectorSettingPairs, parseDetectorSettings, type DetectorParams } from
 import { beforeToolCall, onToolCall } from '../api.js';
 import { onLlmCall, type LlmCallRecord } from '../llm-calls.js';
 import { warn } from '../warn.js';
-import { LoopDetectedError, LoopGuard, touch, type GuardFinding } from './loop-guard.js';
+import { LoopDetectedError, LoopGuard, pausesBetween, touch, type GuardFinding } from './loop-guard.js';
 
 export type GuardPolicy = 'warn' | 'halt' | 'off';
 
@@ -160,21 +160,6 @@ const MAX_UNCHARGED_LLM_CALLS = 32;
 /** An LLM call not charged to a tool call yet; several merged into one keep the pauses between them. */
 type TurnLlmCall = LlmCallRecord & { pauses?: [number, number][] };
 
-/**
- * The pauses between a turn's LLM calls ([from, to], epoch ms): before each that started after
- * the ones before it had ended (as turn_pauses in queries/features/detector-calls.sql).
- */
-function pausesBetween(calls: TurnLlmCall[]): [number, number][] | undefined {
-  calls.sort((a, b) => a.startedAt - b.startedAt);
-  const out: [number, number][] = [];
-  let end = -Infinity;
-  for (const c of calls) {
-    if (c.startedAt > end && end > -Infinity) out.push([end, c.startedAt]);
-    if (c.pauses) out.push(...c.pauses);
-    end = Math.max(end, c.endedAt);
-  }
-  return out.length ? out : undefined;
-}
 
 /** Starts the guard (replacing one started before); returns it with a disable function. */
 export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHandle {
@@ -266,7 +251,11 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
           }
           turn.length = kept;
           if (kept === 0) unchargedLlm.delete(sessionId);
-          if (ran) turnPauses = pausesBetween(ran);
+          if (ran) {
+            const pauses = pausesBetween(ran);
+            for (const llm of ran) if (llm.pauses) pauses.push(...llm.pauses); // those kept when calls were merged
+            if (pauses.length) turnPauses = pauses;
+          }
         }
         const inside = spentInside.get(ids.spanId);
         if (inside) spentInside.delete(ids.spanId);

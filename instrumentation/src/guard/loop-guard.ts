@@ -951,6 +951,23 @@ function toMs(t: number | bigint | string | Date | undefined): number {
   return Date.parse(t);
 }
 
+/**
+ * The pauses between a turn's LLM calls, for ObservedCall.turnPauses ([from, to], epoch ms): one
+ * before each call that started after the ones before it had all ended (as turn_pauses in
+ * queries/features/detector-calls.sql). The live guard and `loopwatch replay` both use it. Sorts
+ * `calls` by start.
+ */
+export function pausesBetween(calls: { startedAt: number; endedAt: number }[]): [number, number][] {
+  calls.sort((a, b) => a.startedAt - b.startedAt);
+  const out: [number, number][] = [];
+  let end = -Infinity;
+  for (const c of calls) {
+    if (c.startedAt > end && end > -Infinity) out.push([end, c.startedAt]);
+    end = Math.max(end, c.endedAt);
+  }
+  return out;
+}
+
 /** Bounded map: refreshes on touch, drops the least recently touched entry past the limit. */
 export function touch<K, V>(map: Map<K, V>, key: K, value: V, limit: number): void {
   map.delete(key);
