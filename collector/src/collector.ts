@@ -16,7 +16,7 @@ import { createAuth, isLoopbackHost, registerAuth } from './auth.js';
 import { InFlight } from './ingest/inflight.js';
 import { atMostEvery, createLogger, type Logger } from './logger.js';
 import { DetectorScheduler } from './detect/scheduler.js';
-import { loadModelPrices, mergedPrices } from './detect/prices.js';
+import { loadModelPrices, mergedPrices, pricesOverridePath } from './detect/prices.js';
 import { Metrics } from './metrics.js';
 import { Loader } from './spool/loader.js';
 import { checkSpoolWritable, Spool } from './spool/spool.js';
@@ -60,7 +60,7 @@ const MAX_HEADER_BYTES = 64 * 1024;
 export async function createCollector(config: CollectorConfig, log: Logger = createLogger(config.logLevel)): Promise<Collector> {
   // an operator's price file is read when the schema is set up: a bad one said at start, in one
   // line, not a stack trace from the set-up (or, with a server, retried as if the store were down)
-  const pricesFile = process.env.LOOPWATCH_MODEL_PRICES?.trim() || undefined; // blank is unset, as for every variable
+  const pricesFile = pricesOverridePath();
   if (pricesFile) {
     try {
       mergedPrices(pricesFile);

@@ -211,13 +211,13 @@ function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
   return !!v && typeof (v as { then?: unknown }).then === 'function';
 }
 
-/** One traced call in flight. */
 /** A traced call as the calls made inside it see it. */
 interface EnclosingCall {
   depth: number;
   sessionId: string | undefined;
 }
 
+/** One traced call in flight. */
 interface TracedCall {
   tool: string;
   opts: TraceToolOptions;

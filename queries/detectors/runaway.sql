@@ -93,8 +93,8 @@ WITH RECURSIVE
                toUnixTimestamp64Nano(turn_start) > 0 AS has_turn,
                if(has_turn, toUnixTimestamp64Nano(turn_start), toUnixTimestamp64Nano(ts)) - toUnixTimestamp64Nano(prev_end) AS before_turn_ns,
                if(has_turn, toUnixTimestamp64Nano(ts) - greatest(toUnixTimestamp64Nano(prev_end), toUnixTimestamp64Nano(turn_end)), 0) AS after_turn_ns,
-               arraySum(arrayMap(p -> if(p.2 - greatest(p.1, toUnixTimestamp64Nano(prev_end)) > {budget_idle_gap_s:Float64} * 1e9,
-                                         p.2 - greatest(p.1, toUnixTimestamp64Nano(prev_end)), 0), turn_pauses)) AS within_turn_ns,
+               arraySum(arrayFilter(d -> d > {budget_idle_gap_s:Float64} * 1e9,
+                                    arrayMap(p -> p.2 - greatest(p.1, toUnixTimestamp64Nano(prev_end)), turn_pauses))) AS within_turn_ns,
                if(before_turn_ns > {budget_idle_gap_s:Float64} * 1e9, before_turn_ns, 0)
                  + if(after_turn_ns > {budget_idle_gap_s:Float64} * 1e9, after_turn_ns, 0) + within_turn_ns AS idle_ns
         FROM firsts

@@ -24,11 +24,11 @@
 --             call before: planning, reflection; split evenly among the calls that LLM call
 --             requested) plus what the LLM calls it made itself spent (children of its span: a
 --             summarizer the tool runs did not request the next tool call; a tool call of the LLM
---             call's own session), and for time, the
---             call's own duration. A call made by another tool call (its parent span is a tool
---             call: a build running compile and link) was not requested by the model: no share. By start, not end: a streamed LLM call runs the tool calls it
---             requests before it ends. Cost: reported_cost_usd when
---             > 0, else tokens x model_prices (loopwatch_llm_cost, queries/schema/007_llm_cost.sql).
+--             call's own session), and for time, the call's own duration. A call made by another
+--             tool call of its session (its parent span: a build running compile and link) was
+--             not requested by the model: no share. By start, not end: a streamed LLM call runs
+--             the tool calls it requests before it ends. Cost: reported_cost_usd when > 0, else
+--             tokens x model_prices (loopwatch_llm_cost, queries/schema/007_llm_cost.sql).
 --   turn_start, turn_end  when the LLM calls of the call's turn ran (first start, last end; 1970
 --             without a turn): the runaway wall time counts them as running, not as a pause
 --   turn_pauses   the pauses between them: (from, to) in ns since the epoch for each LLM call of

@@ -46,8 +46,13 @@ export function mergedPrices(overridePath?: string): ModelPrice[] {
   return [...byKey.values()];
 }
 
+/** The operator's price file, LOOPWATCH_MODEL_PRICES (blank is unset, as for every variable). */
+export function pricesOverridePath(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.LOOPWATCH_MODEL_PRICES?.trim() || undefined;
+}
+
 /** Replaces the model_prices table's contents; returns how many prices were loaded. */
-export async function loadModelPrices(client: ClickHouseClient, overridePath = process.env.LOOPWATCH_MODEL_PRICES?.trim() || undefined): Promise<number> {
+export async function loadModelPrices(client: ClickHouseClient, overridePath = pricesOverridePath()): Promise<number> {
   const prices = mergedPrices(overridePath);
   await client.command({ query: 'TRUNCATE TABLE IF EXISTS model_prices' });
   await client.insert({ table: 'model_prices', values: prices, format: 'JSONEachRow' });
