@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ClickHouseClient } from '@clickhouse/client';
+import { loadDetectorFiles, runDetectors } from '../../collector/src/detect/run-detectors.js';
 import { DetectorScheduler } from '../../collector/src/detect/scheduler.js';
 import { Metrics } from '../../collector/src/metrics.js';
 import { collectorStatus } from '../../collector/src/status.js';
@@ -93,5 +95,60 @@ describe('detector scheduler, failing', () => {
       await scheduler.stop();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('detector scheduler, stopped during a pass', () => {
+  it('stops the pass before its next query (a shutdown does not wait for the whole pass), moves no watermark, and the next pass finds what it would have', async () => {
+    await tc.collector.detectors.stop(); // the collector's own schedule: this test runs the passes
+    const s = buildSession('sched-stopped', times(4, { tool: 'read_file', args: { path: 'y' }, result: 'same' }));
+    await post(otlpJson(s.rows));
+    for (const t0 = Date.now(); Date.now() - t0 < 20_000;) {
+      const [r] = await tc.rows<{ n: string }>(`SELECT count() AS n FROM agent_tool_calls WHERE session_id = 'sched-stopped'`);
+      if (Number(r!.n) === 4) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const [before] = await tc.rows<{ marks: string }>(`SELECT toString(groupArray((detector, watermark))) AS marks FROM loopwatch_detector_state FINAL`);
+
+    // the real client, seen through a proxy that stops the schedule when the first call detector's
+    // query starts, and records every detector query after that
+    const client = tc.collector.store.client;
+    const detectorSql = new Set(loadDetectorFiles().filter((f) => f.params.includes('calls')).map((f) => f.sql));
+    let scheduler: DetectorScheduler | undefined;
+    let stopped: Promise<void> | undefined;
+    const afterStop: string[] = [];
+    const watched = new Proxy(client, {
+      get(target, key, receiver) {
+        if (key !== 'query') return Reflect.get(target, key, receiver) as unknown;
+        return (args: { query: string }) => {
+          if (detectorSql.has(args.query)) {
+            if (stopped) afterStop.push(args.query);
+            else stopped = scheduler!.stop();
+          }
+          return target.query(args as Parameters<ClickHouseClient['query']>[0]);
+        };
+      },
+    });
+    const lines: { msg: string }[] = [];
+    const log = pino({ level: 'info' }, new Writable({ write: (c: Buffer, _e, done) => (lines.push(JSON.parse(c.toString())), done()) }));
+    const metrics = new Metrics();
+    scheduler = new DetectorScheduler(watched, log, metrics, { intervalMs: 10 });
+    scheduler.start();
+    for (const t0 = Date.now(); Date.now() - t0 < 30_000 && !stopped;) await new Promise((r) => setTimeout(r, 10));
+    expect(stopped).toBeDefined();
+    await stopped;
+    expect(afterStop).toEqual([]); // no detector query after the stop
+    expect(lines.map((l) => l.msg)).toContain('detector pass stopped for shutdown; the next start examines its sessions again');
+    expect(await metrics.value('loopwatch_detector_errors_total')).toBe(0);
+    expect(await metrics.value('loopwatch_detector_runs_total')).toBe(0);
+    const [after] = await tc.rows<{ marks: string }>(`SELECT toString(groupArray((detector, watermark))) AS marks FROM loopwatch_detector_state FINAL`);
+    expect(after!.marks).toBe(before!.marks);
+    const found = async () => Number((await tc.rows<{ n: string }>(`SELECT count() AS n FROM agent_findings FINAL WHERE session_id = 'sched-stopped' AND detector = 'stuck'`))[0]!.n);
+    expect(await found()).toBe(0);
+
+    // the next pass examines the session again
+    const r = await runDetectors(client);
+    expect(r.errors).toEqual({});
+    expect(await found()).toBe(1);
   });
 });

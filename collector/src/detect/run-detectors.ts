@@ -89,6 +89,19 @@ export interface RunDetectorsOptions {
   dir?: string;
   /** Calls per bucket of sessions in one pass (default 1M); smaller buckets use less memory. */
   callsPerBucket?: number;
+  /**
+   * Stops the pass before its next query (a shutdown): it then rejects with PassStopped, having
+   * moved no watermark, so the next pass examines its sessions again. A query under way finishes.
+   */
+  signal?: AbortSignal;
+}
+
+/** A pass stopped by its signal before it ended (see RunDetectorsOptions.signal). */
+export class PassStopped extends Error {
+  constructor() {
+    super('detector pass stopped before it ended; the next pass examines its sessions again');
+    this.name = 'PassStopped';
+  }
 }
 
 export interface RunDetectorsResult {
@@ -448,6 +461,11 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
      FROM (SELECT if({ms:Int64} > 0, fromUnixTimestamp64Milli({ms:Int64}), now64(3)) AS t)`,
     { ms: opts.now ? opts.now.getTime() : 0 },
   );
+  // checked before each query of the pass: a shutdown waits for one query, not the whole pass
+  const stopIfAsked = () => {
+    if (opts.signal?.aborted) throw new PassStopped();
+  };
+  stopIfAsked();
   const untilMs = num(clock?.ms);
   const watermarks = new Map((clock?.marks ?? []).map(([detector, ms]) => [detector, num(ms)]));
   // an hourly detector is due when its window reaches back past the start of the current hour
@@ -496,6 +514,7 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
   let featuresKept = true;
   // runs a write of the kept features; a failure (of the write or of what it reads) is recorded, not thrown
   const keep = async (write: () => Promise<unknown>) => {
+    stopIfAsked();
     try {
       await write();
     } catch (err) {
@@ -522,6 +541,7 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
     };
     const run = async (file: DetectorFile, extra: Record<string, unknown>) => {
       if (failed.has(file.name)) return;
+      stopIfAsked();
       try {
         const rows = await queryRows<Record<string, unknown>>(client, file.sql, bind(file, file.params, extra), settings);
         perDetector[file.name] = (perDetector[file.name] ?? 0) + rows.length;
@@ -564,15 +584,18 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
       const { calls } = await scannedIn(stale);
       const staleBuckets = bucketsFor(calls);
       for (let bucket = 0; bucket < staleBuckets && calls > 0; bucket++) {
+        stopIfAsked();
         await keep(() => withSessionCalls(client, { ...stale, buckets: staleBuckets, bucket },
           (calls) => keepFeatures(client, `(${detectorCallsSql()})`, { session_calls: calls }, settings), settings));
       }
       if (callFiles.length > 0) {
         const [kept] = await queryRows<{ n: number }>(client, 'SELECT count() AS n FROM agent_call_features');
         for (const range of await sessionRanges(client, bucketsFor(num(kept?.n)))) {
+          stopIfAsked();
           try {
             await withFeaturesTable(client, range, detect);
           } catch (err) {
+            if (err instanceof PassStopped) throw err;
             buildFailed(err);
           }
         }
@@ -580,12 +603,14 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
     } else {
       const buckets = bucketsFor(scanned.calls);
       for (let bucket = 0; bucket < buckets; bucket++) {
+        stopIfAsked();
         try {
           await withCallsTable(client, { ...window, buckets, bucket }, async (table) => {
             await keep(() => keepFeatures(client, table, {}, settings));
             if (callFiles.length > 0) await detect(table);
           }, settings);
         } catch (err) {
+          if (err instanceof PassStopped) throw err;
           featuresKept = false;
           buildFailed(err);
         }

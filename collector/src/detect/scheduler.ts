@@ -4,11 +4,13 @@
 // counted every time and the schedule goes on. It is logged when it starts failing, then at most
 // once a minute while the same error repeats (with how many times it did), and once when it
 // passes again: a store that is down, or a broken detector file, would otherwise write the same
-// error every few seconds.
+// error every few seconds. Stopping (shutdown) ends a pass in progress before its next query:
+// a first pass over a large store takes minutes, which a SIGTERM should not wait for (the pass
+// moves no watermark, so the next start examines its sessions again).
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import { runDetectors, type RunDetectorsOptions, type RunDetectorsResult } from './run-detectors.js';
+import { PassStopped, runDetectors, type RunDetectorsOptions, type RunDetectorsResult } from './run-detectors.js';
 
 export interface DetectorSchedulerOptions {
   intervalMs: number;
@@ -31,6 +33,8 @@ export class DetectorScheduler {
   private readonly failing = new Map<string, Failing>();
   private timer: NodeJS.Timeout | null = null;
   private current: Promise<void> | null = null;
+  /** Stops the pass in progress (stop()). */
+  private stopping = new AbortController();
   private stopped = true;
   /** Last completed pass's result and when it ended (for the status and tests). */
   last: RunDetectorsResult | null = null;
@@ -49,14 +53,16 @@ export class DetectorScheduler {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
+    this.stopping = new AbortController();
     this.schedule(this.opts.intervalMs);
   }
 
-  /** Stops the schedule and waits for a pass in progress. */
+  /** Stops the schedule, and a pass in progress before its next query, and waits for it. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.stopping.abort();
     await this.current;
   }
 
@@ -75,7 +81,7 @@ export class DetectorScheduler {
 
   private async pass(): Promise<void> {
     try {
-      const r = await runDetectors(this.client, this.opts.run);
+      const r = await runDetectors(this.client, { ...this.opts.run, signal: this.stopping.signal });
       this.last = r;
       this.lastAt = new Date();
       this.metrics.inc('loopwatch_detector_runs_total');
@@ -92,6 +98,10 @@ export class DetectorScheduler {
         this.log.info({ newFindings: r.newFindings, grownFindings: r.grownFindings, withdrawnFindings: r.withdrawnFindings, perDetector: r.perDetector, ms: Math.round(r.durationMs) }, 'loop findings stored');
       }
     } catch (err) {
+      if (err instanceof PassStopped) {
+        this.log.info('detector pass stopped for shutdown; the next start examines its sessions again');
+        return;
+      }
       this.errors++;
       this.failedPasses++;
       this.metrics.inc('loopwatch_detector_runs_total');
