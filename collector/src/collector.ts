@@ -16,7 +16,7 @@ import { createAuth, isLoopbackHost, registerAuth } from './auth.js';
 import { InFlight } from './ingest/inflight.js';
 import { atMostEvery, createLogger, type Logger } from './logger.js';
 import { DetectorScheduler } from './detect/scheduler.js';
-import { loadModelPrices, mergedPrices, pricesOverridePath } from './detect/prices.js';
+import { checkPricesOverride, loadModelPrices } from './detect/prices.js';
 import { Metrics } from './metrics.js';
 import { Loader } from './spool/loader.js';
 import { checkSpoolWritable, Spool } from './spool/spool.js';
@@ -60,13 +60,10 @@ const MAX_HEADER_BYTES = 64 * 1024;
 export async function createCollector(config: CollectorConfig, log: Logger = createLogger(config.logLevel)): Promise<Collector> {
   // an operator's price file is read when the schema is set up: a bad one said at start, in one
   // line, not a stack trace from the set-up (or, with a server, retried as if the store were down)
-  const pricesFile = pricesOverridePath();
-  if (pricesFile) {
-    try {
-      mergedPrices(pricesFile);
-    } catch (err) {
-      throw new ConfigError(`LOOPWATCH_MODEL_PRICES: ${(err as Error).message}`);
-    }
+  try {
+    checkPricesOverride();
+  } catch (err) {
+    throw new ConfigError(`LOOPWATCH_MODEL_PRICES: ${(err as Error).message}`);
   }
   const auth = createAuth(config); // refuses to listen beyond loopback without keys
   const tls = loadTls(config); // a certificate or key that cannot be used fails here, before the store opens
@@ -150,7 +147,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   registerAuth(app, auth, { log, metrics }); // before any route
   const spoolDepth = () => ({ bytes: spool.heldBytes, segments: spool.sealedCount });
   app.get('/healthz', (c) =>
-    c.json({ status: 'ok', store: store.mode, schema: schema.isReady ? 'ready' : 'pending', auth: auth.enabled, tls: tls !== null, clientCertificates: auth.clientCertificates, grpc: collector.grpcAddress || null, spool: spoolDepth() }),
+    c.json({ status: 'ok', store: store.mode, schema: schema.isReady ? 'ready' : 'pending', auth: auth.enabled, tls: tls !== null, client_certificates: auth.clientCertificates, grpc: collector.grpcAddress || null, spool: spoolDepth() }),
   );
   app.get('/metrics', async (c) => {
     c.header('Content-Type', metrics.registry.contentType);

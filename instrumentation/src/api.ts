@@ -168,7 +168,7 @@ export interface ToolCallRecord {
   /**
    * Another traced tool call of the same session made it (it runs inside that call): the model
    * did not request it, so it takes no share of the turn. A sub-agent with a session of its own
-   * run by a tool call is not nested in this sense.
+   * (outside withSession: a trace of its own) run by a tool call is not nested in this sense.
    */
   nested: boolean;
   span: Span;
@@ -214,7 +214,13 @@ function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
 /** A traced call as the calls made inside it see it. */
 interface EnclosingCall {
   depth: number;
-  sessionId: string | undefined;
+  /** The session the call is judged in: its own, else its trace's (as the loop guard and the collector take it). */
+  session: string;
+}
+
+/** The session a call is judged in: the context's, else the trace's (a sub-agent in a trace of its own is another session). */
+function judgedSession(parent: Context, span: Span): string {
+  return sessionFrom(parent)?.sessionId ?? span.spanContext().traceId;
 }
 
 /** One traced call in flight. */
@@ -312,7 +318,7 @@ function notify(c: TracedCall, resultHash: string | undefined, status: 'ok' | 'e
   const record: ToolCallRecord = {
     sessionId: session?.sessionId, agent: session?.agent, tool: c.tool, argsHash: c.argsHash, resultHash, status, errorType, errorMessage,
     startedAt: c.startedAt, endedAt, depth: c.depth, span: c.span,
-    nested: c.outer !== undefined && c.outer.sessionId === session?.sessionId,
+    nested: c.outer !== undefined && c.outer.session === (session?.sessionId ?? c.span.spanContext().traceId),
   };
   for (const o of observers) {
     try {
@@ -538,7 +544,7 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     const around = observers.size > 0 ? (parent.getValue(TOOL_DEPTH) as EnclosingCall | undefined) : undefined;
     const depth = observers.size > 0 ? (around?.depth ?? 0) + (wrapped === undefined ? 1 : 0) : 0;
     const outer = wrapped !== undefined ? wrapped.outer : around;
-    const self = depth > 0 ? (wrapped !== undefined ? wrapped.self : { depth, sessionId: sessionFrom(parent)?.sessionId }) : undefined;
+    const self = depth > 0 ? (wrapped !== undefined ? wrapped.self : { depth, session: judgedSession(parent, span) }) : undefined;
     const c: TracedCall = { tool: name, opts, parent, span, argsHash, startedAt, depth, outer, self, fn, wrapper: false, callId };
     (span as SpanOfCall)[CALL] = c;
     const inner = self !== undefined ? trace.setSpan(parent, span).setValue(TOOL_DEPTH, self) : trace.setSpan(parent, span);

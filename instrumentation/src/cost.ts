@@ -4,6 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { warn } from './warn.js';
 
 export interface ModelPrice {
   /** Model id or prefix, compared lower case after the provider path (openai/gpt-4o -> gpt-4o). */
@@ -73,9 +74,22 @@ function prices(): Map<string, ModelPrice> {
   table = new Map();
   const bundled = findPriceFile();
   if (bundled) put(table, readEntries(bundled));
-  const override = process.env.LOOPWATCH_MODEL_PRICES;
-  if (override) put(table, readEntries(override));
+  const override = pricesOverridePath();
+  if (override) {
+    // read when the first LLM call ends, inside the span's end(): a bad file must not fail the
+    // agent's call (the collector and `replay` refuse it at start)
+    try {
+      put(table, readEntries(override));
+    } catch (err) {
+      warn(`LOOPWATCH_MODEL_PRICES: ${(err as Error).message}; LLM calls are priced from the bundled table`);
+    }
+  }
   return table;
+}
+
+/** The operator's price file, LOOPWATCH_MODEL_PRICES (blank is unset, as for every variable); the collector reads it here too. */
+export function pricesOverridePath(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.LOOPWATCH_MODEL_PRICES?.trim() || undefined;
 }
 
 /**

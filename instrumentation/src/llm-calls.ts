@@ -105,11 +105,19 @@ export function llmCallOf(span: ReadableSpan): LlmCallRecord | undefined {
  * application with its own tracer provider adds it the same way. Costs one Set size check per span
  * while nothing observes.
  */
+// A trace whose spans name more than one conversation (not a conversation id: it holds a NUL).
+const MANY = '\u0000many';
+// Traces whose conversation the tap remembers: the latest, enough for the calls in flight.
+const MAX_TRACES = 4096;
+
 export class LlmCallTap implements SpanProcessor {
   /** Spans started with a tool call's span as their parent: its span id and the session it names, if any (only while something observes). */
   private readonly insideTool = new WeakMap<object, { spanId: string; sessionId: string | undefined }>();
+  /** The conversation the spans of a trace seen so far name, or MANY when they name more than one (the latest traces only). */
+  private readonly traceConversation = new Map<string, string>();
   onStart(span: Span, parentContext: Context): void {
     if (observers.size === 0) return;
+    this.noteConversation(span.spanContext().traceId, (span as unknown as { attributes?: Attributes }).attributes?.[ATTR.conversationId]);
     const parent = trace.getSpan(parentContext);
     const attributes = (parent as unknown as { attributes?: Record<string, unknown> } | undefined)?.attributes;
     if (parent && attributes?.[ATTR.operationName] === 'execute_tool') {
@@ -120,15 +128,28 @@ export class LlmCallTap implements SpanProcessor {
   }
   onEnd(span: ReadableSpan): void {
     if (observers.size === 0) return;
+    const traceId = span.spanContext().traceId;
+    this.noteConversation(traceId, span.attributes[ATTR.conversationId]);
     const call = llmCallOf(span);
     if (!call) return;
     // made inside a tool call of its own session: a sub-agent with a session of its own, run by
     // another session's tool call, keeps its LLM calls for its own turns (as the detector pass). A
-    // tool span that names no session is the LLM call's (the GenAI conventions put the
-    // conversation on model calls; the collector gives the tool span its trace's).
+    // tool span that names no session takes its trace's conversation when the trace names only
+    // one (the GenAI conventions put the conversation on model calls; the collector fills the tool
+    // span in so), else it is in the trace's session.
     const inside = this.insideTool.get(span);
-    call.insideTool = inside && (inside.sessionId === undefined || inside.sessionId === call.sessionId) ? inside.spanId : undefined;
+    const toolSession = inside === undefined ? undefined : (inside.sessionId ?? this.traceConversation.get(traceId) ?? traceId);
+    call.insideTool = inside !== undefined && toolSession === call.sessionId ? inside.spanId : undefined;
     for (const o of observers) o(call);
+  }
+
+  private noteConversation(traceId: string, named: unknown): void {
+    if (!named) return;
+    const conversation = String(named);
+    const known = this.traceConversation.get(traceId);
+    if (known === conversation || known === MANY) return;
+    if (known === undefined && this.traceConversation.size >= MAX_TRACES) this.traceConversation.delete(this.traceConversation.keys().next().value!);
+    this.traceConversation.set(traceId, known === undefined ? conversation : MANY);
   }
   forceFlush(): Promise<void> {
     return Promise.resolve();

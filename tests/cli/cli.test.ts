@@ -281,5 +281,11 @@ describe('loopwatch CLI', () => {
     const prices = await cli(['up', '--port', '0', '--data-dir', tempDir('loopwatch-cli-')], { LOOPWATCH_MODEL_PRICES: join(tempDir('loopwatch-cli-'), 'missing.json') });
     expect(prices.code).toBe(2);
     expect(prices.stderr).toMatch(/^loopwatch: LOOPWATCH_MODEL_PRICES: cannot read model price file .*missing\.json: ENOENT\n$/);
+    // replay prices LLM calls too: the same refusal, before it reads the session; a blank value is unset
+    const missingPrices = { LOOPWATCH_MODEL_PRICES: join(tempDir('loopwatch-cli-'), 'missing.json') };
+    const replayPrices = await cli(['replay', join(tempDir('loopwatch-cli-'), 'session.jsonl')], missingPrices);
+    expect({ code: replayPrices.code, stderr: replayPrices.stderr }).toEqual({ code: 2, stderr: expect.stringMatching(/^loopwatch: LOOPWATCH_MODEL_PRICES: cannot read model price file .*missing\.json: ENOENT\n$/) });
+    const replayBlank = await cli(['replay', join(tempDir('loopwatch-cli-'), 'session.jsonl')], { LOOPWATCH_MODEL_PRICES: ' ' });
+    expect({ code: replayBlank.code, stderr: replayBlank.stderr }).toEqual({ code: 1, stderr: expect.stringContaining('cannot read') });
   });
 });

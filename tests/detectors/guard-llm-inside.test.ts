@@ -2,8 +2,10 @@
 // names the conversation on the model-call span only (the GenAI conventions put
 // gen_ai.conversation.id on inference spans, not on execute_tool spans): the collector gives the
 // tool span the trace's conversation, so SQL charges the LLM call to the tool call, and the live
-// guard does the same (a tool span that names no session is the LLM call's). Spans exported in one
-// request, as the batch processor startLoopwatch installs sends them.
+// guard does the same (a tool span that names no session takes the conversation its trace names,
+// when it names one only). Spans exported in one request, as the batch processor startLoopwatch
+// installs sends them.
+import { context, trace } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
@@ -58,4 +60,67 @@ it('the LLM spend of a tool call whose model-call span names the conversation: l
   expect(sqlRunaway.length).toBe(1);
   // live: the same budget blown
   expect(liveRunaway.length).toBe(1);
+});
+
+/** The runaway sessions live and in SQL (the sessions given only), after a pass with the test's budget. */
+async function runaways(guard: ReturnType<typeof enableLoopGuard>, sessions: string[]) {
+  const live = guard.guard.findings().filter((f) => f.kind === 'runaway' && sessions.includes(f.sessionId)).map((f) => f.sessionId);
+  await provider.forceFlush();
+  await tc.collector.flush();
+  const r = await runDetectors(tc.collector.store.client, { params: { budgetMaxTokens: 10_000 } });
+  expect(r.errors).toEqual({});
+  const sql = await tc.rows<{ session_id: string }>(`SELECT session_id FROM agent_findings FINAL WHERE detector = 'runaway' AND session_id IN {s:Array(String)}`, { s: sessions });
+  return { live: live.sort(), sql: sql.map((x) => x.session_id).sort() };
+}
+
+it('a trace naming two conversations (an agent and the sub-agent its tool call runs), the tool span naming none: the sub-agent keeps its LLM spend, live as in SQL', async () => {
+  const tracer = provider.getTracer('other-genai-instrumentation');
+  const model = (conversation: string, tokens: number) =>
+    tracer.startSpan('chat gpt-4o', { attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.conversation.id': conversation, 'gen_ai.usage.input_tokens': tokens, 'gen_ai.usage.output_tokens': 0 } }).end();
+  const guard = enableLoopGuard({ policy: 'warn', log: () => undefined, params: { budgetMaxTokens: 10_000 } });
+  const delegate = traceTool('delegate', async (task: string) => {
+    model('sub-r2', 20_000); // the sub-agent's model call, in its own conversation
+    return `done: ${task}`;
+  });
+  let traceId = '';
+  try {
+    await tracer.startActiveSpan('invoke_agent main', async (root) => {
+      traceId = root.spanContext().traceId;
+      model('main-r2', 100);
+      await delegate('research');
+      root.end();
+    });
+  } finally {
+    guard.disable();
+  }
+  const { live, sql } = await runaways(guard, [traceId, 'main-r2', 'sub-r2']);
+  // SQL: the tool span is in the trace's session (two conversations: none is filled in), the
+  // sub-agent's 20,000 tokens stay in sub-r2, whose turns hold no tool call: no runaway anywhere
+  expect(sql).toEqual([]);
+  expect(live).toEqual(sql);
+});
+
+it('a sub-agent in a trace of its own, run by a tool call outside withSession: its tool call is not nested in the delegate, and is charged its turn, live as in SQL', async () => {
+  const tracer = provider.getTracer('agent');
+  const guard = enableLoopGuard({ policy: 'warn', log: () => undefined, params: { budgetMaxTokens: 10_000 } });
+  const search = traceTool('search', async (q: string) => `hits for ${q}`);
+  let subTrace = '';
+  const delegate = traceTool('delegate', async (task: string) => {
+    const root = tracer.startSpan('invoke_agent sub', { root: true }); // the sub-agent: a trace, a session, of its own
+    subTrace = root.spanContext().traceId;
+    await context.with(trace.setSpan(context.active(), root), async () => {
+      tracer.startSpan('chat gpt-4o', { attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.usage.input_tokens': 20_000, 'gen_ai.usage.output_tokens': 0 } }).end();
+      await search(task); // requested by the sub-agent's model
+    });
+    root.end();
+    return 'done';
+  });
+  try {
+    await delegate('research');
+  } finally {
+    guard.disable();
+  }
+  const { live, sql } = await runaways(guard, [subTrace]);
+  expect(sql).toEqual([subTrace]); // search took the 20,000-token turn: over the budget
+  expect(live).toEqual(sql);
 });

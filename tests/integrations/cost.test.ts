@@ -61,4 +61,29 @@ describe('costUsd', () => {
     expect(cost.costUsd('only-this', { inputTokens: 1_000_000 })).toBe(1);
     expect(() => cost.configurePrices([{ model: 'bad' } as never])).toThrow(/input_per_mtok/);
   });
+
+  it('a blank LOOPWATCH_MODEL_PRICES is unset, and a file that cannot be used is said once and never fails the call being priced', async () => {
+    const warned = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    try {
+      vi.resetModules();
+      process.env.LOOPWATCH_MODEL_PRICES = ' ';
+      const blank = await import('../../instrumentation/src/cost.js');
+      expect(blank.costUsd('gpt-4o', { inputTokens: 1_000_000 })).toBeGreaterThan(0);
+      expect(warned).not.toHaveBeenCalled();
+
+      vi.resetModules();
+      const dir = tempDir('lw-prices-');
+      writeFileSync(join(dir, 'bad.json'), '{"models": [{"model": "x"}]}');
+      process.env.LOOPWATCH_MODEL_PRICES = ` ${join(dir, 'bad.json')} `; // padded, as a blank is trimmed
+      const bad = await import('../../instrumentation/src/cost.js');
+      // priced from the bundled table (the LLM span's end() calls this: it must not throw into the agent)
+      expect(bad.costUsd('gpt-4o', { inputTokens: 1_000_000 })).toBe(blank.costUsd('gpt-4o', { inputTokens: 1_000_000 }));
+      expect(bad.costUsd('gpt-4o-mini', { inputTokens: 1_000_000 })).toBeGreaterThan(0);
+      expect(warned).toHaveBeenCalledTimes(1);
+      expect(String(warned.mock.calls[0]![0])).toMatch(/^\[loopwatch\] LOOPWATCH_MODEL_PRICES: model price file .*bad\.json: models\[0\] needs model, input_per_mtok, output_per_mtok; LLM calls are priced from the bundled table$/);
+    } finally {
+      delete process.env.LOOPWATCH_MODEL_PRICES;
+      warned.mockRestore();
+    }
+  });
 });

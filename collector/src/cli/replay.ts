@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { DetectorSettingsError, parseDetectorSettings, type DetectorParams } from '../../../queries/src/detector-defaults.js';
+import { checkPricesOverride } from '../detect/prices.js';
 import { replaySession } from '../export/replay.js';
 import { parseSessionFile, SessionFileError } from '../export/session-file.js';
 import { c, forTerminal, short, table, usd, writeJson } from './format.js';
@@ -25,6 +26,13 @@ export function registerReplayCommand(program: Command): void {
       } catch (err) {
         if (err instanceof DetectorSettingsError) throw new CliError(`${opts.detectors !== undefined ? '--detectors' : 'LOOPWATCH_DETECTORS'}: ${err.message}`, 2);
         throw err;
+      }
+      // LLM calls without a reported cost are priced from it: a file that cannot be used is said
+      // here, in one line, as `up` says it
+      try {
+        checkPricesOverride();
+      } catch (err) {
+        throw new CliError(`LOOPWATCH_MODEL_PRICES: ${(err as Error).message}`, 2);
       }
       let content: string;
       try {

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
+import { pricesOverridePath } from '../../../instrumentation/src/cost.js';
 import { queriesDir } from '../paths.js';
 
 const priceFileSchema = z.object({
@@ -38,6 +39,12 @@ export function readPriceFile(path: string): ModelPrice[] {
   return parsed.data.models.map((m) => ({ ...m, model: m.model.toLowerCase() }));
 }
 
+/** Refuses a LOOPWATCH_MODEL_PRICES that cannot be used, in one line (a ConfigError-worthy message), before anything reads it. */
+export function checkPricesOverride(): void {
+  const path = pricesOverridePath();
+  if (path) mergedPrices(path);
+}
+
 /** Defaults with the override file's entries replacing same (model, match) ones. */
 export function mergedPrices(overridePath?: string): ModelPrice[] {
   const byKey = new Map<string, ModelPrice>();
@@ -46,10 +53,7 @@ export function mergedPrices(overridePath?: string): ModelPrice[] {
   return [...byKey.values()];
 }
 
-/** The operator's price file, LOOPWATCH_MODEL_PRICES (blank is unset, as for every variable). */
-export function pricesOverridePath(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  return env.LOOPWATCH_MODEL_PRICES?.trim() || undefined;
-}
+export { pricesOverridePath };
 
 /** Replaces the model_prices table's contents; returns how many prices were loaded. */
 export async function loadModelPrices(client: ClickHouseClient, overridePath = pricesOverridePath()): Promise<number> {
