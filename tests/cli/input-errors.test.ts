@@ -90,6 +90,9 @@ describe('read API: bad input is a 400 or 404 that says what is wrong', () => {
     const long = await api(`/api/v1/sessions/${'x'.repeat(4097)}`);
     expect(long.status).toBe(400);
     expect(long.body.message).toBe('session id: a session id is at most 4,096 characters (it goes in a URL)');
+    // the CLI names the argument it was given, not a --session flag
+    const cliLong = await cli(['session', 'x'.repeat(4097), '--url', tc.url]);
+    expect({ code: cliLong.code, stderr: cliLong.stderr }).toEqual({ code: 2, stderr: 'loopwatch: session id: a session id is at most 4,096 characters (it goes in a URL)\n' });
   });
 
   it('unknown routes and other methods: JSON 404; every answer names the collector', async () => {

@@ -86,7 +86,8 @@ function rawExport(address: string, body: Uint8Array, metadata = withKey(), opts
 describe('OTLP/gRPC', () => {
   it('the OpenTelemetry gRPC exporter: tool calls land in agent_tool_calls, plain and gzip', async () => {
     // where gRPC listens is in /healthz, beside the spool
-    expect(((await (await fetch(`${tc.url}/healthz`)).json()) as { grpc: string }).grpc).toBe(tc.collector.grpcAddress);
+    // snake_case, as every answer of the collector
+    expect(await (await fetch(`${tc.url}/healthz`)).json()).toMatchObject({ grpc: tc.collector.grpcAddress, tls: false, client_certificates: false });
     expect(tc.collector.grpcAddress).toMatch(/^127\.0\.0\.1:\d+$/);
     await exportWithSdk('grpc-plain', 7, CompressionAlgorithm.NONE);
     await exportWithSdk('grpc-gzip', 5, CompressionAlgorithm.GZIP);

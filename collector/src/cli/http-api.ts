@@ -145,7 +145,7 @@ export class ApiClient {
       if (res.status === 401 || res.status === 403) throw new CliError(`${res.status} from ${u.pathname}: ${message} (set LOOPWATCH_API_KEY to a read key)`, 4);
       if (res.status === 404) throw new CliError(message || `not found: ${u.pathname}`, 5);
       // a value the collector refused is one of the command's flags (they carry the API's names): a bad flag value, exit 2
-      if (res.status === 400) throw new CliError(message.replace(/(^|\bafter |\bbefore )(since|until|limit|offset|session|detector|agent|model)\b/g, '$1--$2'), 2);
+      if (res.status === 400) throw new CliError(message.replace(/(^|\bafter |\bbefore )(since|until|limit|offset|session|detector|agent|model)\b(?! id)/g, '$1--$2'), 2);
       throw new CliError(`${res.status} from ${u.pathname}: ${message}`);
     }
     return JSON.parse(text) as T;
