@@ -216,6 +216,8 @@ interface EnclosingCall {
   depth: number;
   /** The session the call is judged in: its own, else its trace's (as the loop guard and the collector take it). */
   session: string;
+  /** Its span: a call nested in it has it for parent (through an agent span, a sub-agent's call was requested by its model). */
+  spanId: string;
 }
 
 /** The session a call is judged in: the context's, else the trace's (a sub-agent in a trace of its own is another session). */
@@ -235,8 +237,6 @@ interface TracedCall {
   depth: number;
   /** The traced call it runs inside (its wrapper's, for a call that takes a wrapper's place), while something observes calls. */
   outer: EnclosingCall | undefined;
-  /** What a call made inside this one sees of it (its context value), while something observes calls. */
-  self: EnclosingCall | undefined;
   /** The traced function (a call inside its own function is recursion, never a wrapper). */
   fn: unknown;
   /** Set when a call of the same tool with the same arguments runs inside (wrapsCall). */
@@ -318,7 +318,8 @@ function notify(c: TracedCall, resultHash: string | undefined, status: 'ok' | 'e
   const record: ToolCallRecord = {
     sessionId: session?.sessionId, agent: session?.agent, tool: c.tool, argsHash: c.argsHash, resultHash, status, errorType, errorMessage,
     startedAt: c.startedAt, endedAt, depth: c.depth, span: c.span,
-    nested: c.outer !== undefined && c.outer.session === (session?.sessionId ?? c.span.spanContext().traceId),
+    // as the detector pass: its parent span is a tool call of its session (a wrapper is not one)
+    nested: c.outer !== undefined && c.outer.spanId === trace.getSpan(c.parent)?.spanContext().spanId && c.outer.session === (session?.sessionId ?? c.span.spanContext().traceId),
   };
   for (const o of observers) {
     try {
@@ -544,8 +545,8 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     const around = observers.size > 0 ? (parent.getValue(TOOL_DEPTH) as EnclosingCall | undefined) : undefined;
     const depth = observers.size > 0 ? (around?.depth ?? 0) + (wrapped === undefined ? 1 : 0) : 0;
     const outer = wrapped !== undefined ? wrapped.outer : around;
-    const self = depth > 0 ? (wrapped !== undefined ? wrapped.self : { depth, session: judgedSession(parent, span) }) : undefined;
-    const c: TracedCall = { tool: name, opts, parent, span, argsHash, startedAt, depth, outer, self, fn, wrapper: false, callId };
+    const self = depth > 0 ? { depth, session: judgedSession(parent, span), spanId: span.spanContext().spanId } : undefined;
+    const c: TracedCall = { tool: name, opts, parent, span, argsHash, startedAt, depth, outer, fn, wrapper: false, callId };
     (span as SpanOfCall)[CALL] = c;
     const inner = self !== undefined ? trace.setSpan(parent, span).setValue(TOOL_DEPTH, self) : trace.setSpan(parent, span);
     // what startActiveSpan does, with the call's state passed in rather than captured by a closure

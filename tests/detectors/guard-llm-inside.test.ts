@@ -11,7 +11,7 @@ import { BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runDetectors } from '../../collector/src/detect/run-detectors.js';
-import { traceTool } from '../../instrumentation/src/api.js';
+import { traceTool, withSession } from '../../instrumentation/src/api.js';
 import { enableLoopGuard } from '../../instrumentation/src/guard/enable.js';
 import { SessionSpanProcessor } from '../../instrumentation/src/sdk.js';
 import { LlmCallTap, onLlmCall, type LlmCallRecord } from '../../instrumentation/src/llm-calls.js';
@@ -122,5 +122,28 @@ it('a sub-agent in a trace of its own, run by a tool call outside withSession: i
   }
   const { live, sql } = await runaways(guard, [subTrace]);
   expect(sql).toEqual([subTrace]); // search took the 20,000-token turn: over the budget
+  expect(live).toEqual(sql);
+});
+
+it('a sub-agent of the same session behind an invoke_agent span in a tool call: its tool call was requested by its model and takes the turn, live as in SQL', async () => {
+  const tracer = provider.getTracer('agent');
+  const guard = enableLoopGuard({ policy: 'warn', log: () => undefined, params: { budgetMaxTokens: 10_000 } });
+  const search = traceTool('search', async (q: string) => `hits for ${q}`);
+  const delegate = traceTool('delegate', async (task: string) =>
+    tracer.startActiveSpan('invoke_agent researcher', async (agent) => {
+      tracer.startSpan('chat gpt-4o', { attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.usage.input_tokens': 20_000, 'gen_ai.usage.output_tokens': 0 } }).end();
+      await search(task); // the sub-agent's model asked for it: not a call the delegate made
+      agent.end();
+      return 'done';
+    }));
+  try {
+    await withSession({ sessionId: 'same-session-r4' }, () => delegate('research'));
+  } finally {
+    guard.disable();
+  }
+  const { live, sql } = await runaways(guard, ['same-session-r4']);
+  const [row] = await tc.rows<{ tokens: number }>(`SELECT tokens FROM loopwatch_call_features WHERE session_id = 'same-session-r4' AND tool = 'search'`);
+  expect(Number(row!.tokens)).toBe(20_000);
+  expect(sql).toEqual(['same-session-r4']);
   expect(live).toEqual(sql);
 });
