@@ -61,6 +61,10 @@ describe('detector scheduler', () => {
     expect(await m.value('loopwatch_detector_errors_total')).toBe(0);
     const text = await (await fetch(`${tc.url}/metrics`)).text();
     expect(text).toMatch(/loopwatch_detector_duration_seconds_count [1-9]/);
+    // and the process's own: memory, heap, event loop
+    expect(text).toMatch(/^process_resident_memory_bytes [1-9]\d*$/m);
+    expect(text).toMatch(/^nodejs_heap_size_used_bytes [1-9]\d*$/m);
+    expect(text).toMatch(/^nodejs_eventloop_lag_seconds \d/m);
   });
 });
 
