@@ -331,6 +331,11 @@ const LLM_CALLS = `
 /** An LLM call's cost, in a query over `llm AS l LEFT JOIN loopwatch_model_key_prices AS pr` (queries/schema/007_llm_cost.sql). */
 const LLM_COST = 'loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price)';
 
+// The sessions of the LLM calls the agent and service variables keep. With both All it keeps every
+// session with a model call in the range, which the ASOF INNER JOIN below keeps anyway: left out
+// then (the check read the LLM calls twice more, over a second at a week of 1M calls).
+const IN_LLM_SESSIONS = ['agent', 'service'].map((v) => `$__conditionalAll(session_id IN (SELECT session_id FROM llm), $${v})`).join(' AND ');
+
 /** Tool calls in the range attributed to the model that requested them (needs LLM_CALLS). The
  * attribution reads the sessions' LLM calls of every model, and the model variable filters what it
  * attributes: filtered first, a call another model requested went to the chosen model's latest
@@ -341,11 +346,11 @@ const TOOLS_BY_MODEL = `
       SELECT t.session_id AS session_id, t.ts AS ts, t.tool AS tool, t.status AS status, l.model AS model
       FROM (
         SELECT session_id, ts, tool, status FROM agent_tool_calls FINAL
-        WHERE $__timeFilter(ts) AND session_id IN (SELECT session_id FROM llm)
+        WHERE $__timeFilter(ts) AND ${IN_LLM_SESSIONS}
       ) AS t
       ASOF INNER JOIN (
         SELECT session_id, ts, model FROM agent_llm_calls FINAL
-        WHERE $__timeFilter(ts) AND model != '' AND session_id IN (SELECT session_id FROM llm)
+        WHERE $__timeFilter(ts) AND model != '' AND ${IN_LLM_SESSIONS}
       ) AS l ON t.session_id = l.session_id AND t.ts >= l.ts
     )
     WHERE ${cond('model', 'model')}
@@ -355,10 +360,17 @@ const TOOLS_BY_MODEL = `
  * queries/reports/session-scorecard.sql (whole history of those sessions), plus its trace. */
 const SESSION_SCORECARD = `
 WITH
+  -- the 500 sessions shown, newest first call in the range first (as the report's scope): only
+  -- they are scored (a week may hold 100,000s; scoring all and keeping 500 took seconds and GBs)
   scope AS (
-    SELECT session_id FROM agent_tool_calls WHERE $__timeFilter(ts) AND ${F_TOOLS}
-    UNION DISTINCT
-    SELECT session_id FROM agent_llm_calls WHERE $__timeFilter(ts) AND ${F_DIRECT}
+    SELECT session_id FROM (
+      SELECT session_id, ts FROM agent_tool_calls WHERE $__timeFilter(ts) AND ${F_TOOLS}
+      UNION ALL
+      SELECT session_id, ts FROM agent_llm_calls WHERE $__timeFilter(ts) AND ${F_DIRECT}
+    )
+    GROUP BY session_id
+    ORDER BY min(ts) DESC
+    LIMIT 500
   ),
   calls AS (
     SELECT session_id, ts, end_ts, span_id, trace_id, tool, args_hash, status, agent, service,

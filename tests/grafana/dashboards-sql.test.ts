@@ -322,5 +322,18 @@ describe('what the panels show on the seeded data', () => {
     expect(row).toMatchObject({ agent: 'chatter', service: 'chat-svc', trace_id: 'c0ffee', tool_calls: 0, llm_calls: 3, error_rate: 0, waste_ratio: 0, ended_cleanly: 1 });
     expect(Number(row.tokens)).toBe(330);
   });
-});
 
+  it('Session scorecard: of more sessions than it shows, the 500 whose first call in the range is newest, newest first', async () => {
+    // 520 sessions newer than every seeded one: 50 ms apart, within the range's last minute
+    await tc.collector.store.client.command({
+      query: `INSERT INTO agent_llm_calls (session_id, trace_id, span_id, ts, end_ts, agent, service, model, status, input_tokens, output_tokens, total_tokens)
+              SELECT concat('many-', toString(number)), 'feed', concat('m', toString(number)),
+                     fromUnixTimestamp64Milli({newest:Int64}) - toIntervalMillisecond(50 * number) AS t, t + toIntervalMillisecond(10),
+                     'many', 'many-svc', 'gpt-4o', 'ok', 10, 1, 11
+              FROM numbers(520)`,
+      query_params: { newest: range.to.getTime() - 5_000 },
+    });
+    const rows = (await run(sql('sessions.json', 'Session scorecard'))).rows;
+    expect(rows.map((r) => r.session_id)).toEqual(Array.from({ length: 500 }, (_, i) => `many-${i}`));
+  });
+});
