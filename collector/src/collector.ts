@@ -6,7 +6,6 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
-import { collectDefaultMetrics } from 'prom-client';
 import { ConfigError, StartError, type CollectorConfig } from './config.js';
 import { registerApiRoutes } from './api/routes.js';
 import { TraceExport } from './ingest/export-request.js';
@@ -126,8 +125,6 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     loopwatch_inflight_bytes: { help: 'request bytes held by ingest requests in flight', get: () => inflight.bytes },
     loopwatch_schema_ready: { help: '1 once migrations are applied (the loader waits for it)', get: () => (schema.isReady ? 1 : 0) },
   });
-  // the process's own: memory, heap, CPU, event loop delay, open files (a leak or a stall shows here)
-  collectDefaultMetrics({ register: metrics.registry });
   const loader = new Loader(spool, store.client, log, metrics);
   let closing = false;
   void schema.ready.then(() => {

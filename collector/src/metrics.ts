@@ -1,5 +1,5 @@
 // Collector self-metrics (Prometheus text format on GET /metrics), on prom-client.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 const COUNTERS = {
   loopwatch_requests_received_total: 'OTLP export requests received',
@@ -42,6 +42,21 @@ const BY_TRANSPORT = [
 export type TransportCounter = (typeof BY_TRANSPORT)[number];
 type PlainCounter = Exclude<CounterName, TransportCounter>;
 const isByTransport = (name: CounterName): name is TransportCounter => (BY_TRANSPORT as readonly string[]).includes(name);
+
+let processMetrics: Registry | undefined;
+
+/**
+ * The process's own metrics (resident memory, heap, CPU, event loop delay, open files: a leak or a
+ * stall shows here), registered once per process: prom-client never stops what collects them, so a
+ * registration per collector kept every closed collector reachable.
+ */
+function processRegistry(): Registry {
+  if (!processMetrics) {
+    processMetrics = new Registry();
+    collectDefaultMetrics({ register: processMetrics });
+  }
+  return processMetrics;
+}
 
 export class Metrics {
   readonly registry = new Registry();
@@ -109,7 +124,8 @@ export class Metrics {
     return this.wentUp.get(name);
   }
 
+  /** The collector's metrics, and the process's own. */
   text(): Promise<string> {
-    return this.registry.metrics();
+    return Registry.merge([this.registry, processRegistry()]).metrics();
   }
 }

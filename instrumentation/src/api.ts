@@ -6,6 +6,7 @@ import { ATTR, TOOL_WRAPPER_OPERATION } from './attributes.js';
 import { randomBytes } from 'node:crypto';
 import { canonicalJson, hash64Hex, valueHash } from './canonical.js';
 import { runInSession, sessionFrom, type SessionInfo } from './context.js';
+import { traceConversation } from './llm-calls.js';
 import { capturedText, captureOptions } from './options.js';
 import { warn } from './warn.js';
 
@@ -220,9 +221,13 @@ interface EnclosingCall {
   spanId: string;
 }
 
-/** The session a call is judged in: the context's, else the trace's (a sub-agent in a trace of its own is another session). */
+/**
+ * The session a call is judged in (as the loop guard's sessionOf): the context's, else the one
+ * conversation its trace names, else the trace's (a sub-agent in a trace of its own is another session).
+ */
 function judgedSession(parent: Context, span: Span): string {
-  return sessionFrom(parent)?.sessionId ?? span.spanContext().traceId;
+  const traceId = span.spanContext().traceId;
+  return sessionFrom(parent)?.sessionId ?? traceConversation(traceId) ?? traceId;
 }
 
 /** One traced call in flight. */
@@ -319,7 +324,7 @@ function notify(c: TracedCall, resultHash: string | undefined, status: 'ok' | 'e
     sessionId: session?.sessionId, agent: session?.agent, tool: c.tool, argsHash: c.argsHash, resultHash, status, errorType, errorMessage,
     startedAt: c.startedAt, endedAt, depth: c.depth, span: c.span,
     // as the detector pass: its parent span is a tool call of its session (a wrapper is not one)
-    nested: c.outer !== undefined && c.outer.spanId === trace.getSpan(c.parent)?.spanContext().spanId && c.outer.session === (session?.sessionId ?? c.span.spanContext().traceId),
+    nested: c.outer !== undefined && c.outer.spanId === trace.getSpan(c.parent)?.spanContext().spanId && c.outer.session === judgedSession(c.parent, c.span),
   };
   for (const o of observers) {
     try {

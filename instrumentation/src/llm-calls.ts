@@ -109,15 +109,33 @@ export function llmCallOf(span: ReadableSpan): LlmCallRecord | undefined {
 const MANY = '\u0000many';
 // Traces whose conversation the tap remembers: the latest, enough for the calls in flight.
 const MAX_TRACES = 4096;
+const conversations = new Map<string, string>();
+
+/**
+ * The conversation the spans of a trace seen so far name, when they name one only: the session
+ * of the trace's spans that name none, as the collector gives it to them (from the other spans of
+ * the trace in the same export). Known while LlmCallTap watches spans for an observer (the loop guard).
+ */
+export function traceConversation(traceId: string): string | undefined {
+  const c = conversations.get(traceId);
+  return c === MANY ? undefined : c;
+}
+
+function noteConversation(traceId: string, named: unknown): void {
+  if (!named) return;
+  const conversation = String(named);
+  const known = conversations.get(traceId);
+  if (known === conversation || known === MANY) return;
+  if (known === undefined && conversations.size >= MAX_TRACES) conversations.delete(conversations.keys().next().value!);
+  conversations.set(traceId, known === undefined ? conversation : MANY);
+}
 
 export class LlmCallTap implements SpanProcessor {
   /** Spans started with a tool call's span as their parent: its span id and the session it names, if any (only while something observes). */
   private readonly insideTool = new WeakMap<object, { spanId: string; sessionId: string | undefined }>();
-  /** The conversation the spans of a trace seen so far name, or MANY when they name more than one (the latest traces only). */
-  private readonly traceConversation = new Map<string, string>();
   onStart(span: Span, parentContext: Context): void {
     if (observers.size === 0) return;
-    this.noteConversation(span.spanContext().traceId, (span as unknown as { attributes?: Attributes }).attributes?.[ATTR.conversationId]);
+    noteConversation(span.spanContext().traceId, (span as unknown as { attributes?: Attributes }).attributes?.[ATTR.conversationId]);
     const parent = trace.getSpan(parentContext);
     const attributes = (parent as unknown as { attributes?: Record<string, unknown> } | undefined)?.attributes;
     if (parent && attributes?.[ATTR.operationName] === 'execute_tool') {
@@ -129,27 +147,20 @@ export class LlmCallTap implements SpanProcessor {
   onEnd(span: ReadableSpan): void {
     if (observers.size === 0) return;
     const traceId = span.spanContext().traceId;
-    this.noteConversation(traceId, span.attributes[ATTR.conversationId]);
+    const named = span.attributes[ATTR.conversationId];
+    noteConversation(traceId, named);
     const call = llmCallOf(span);
     if (!call) return;
+    // a span that names no session is in its trace's conversation when the trace names one only
+    // (the GenAI conventions put the conversation on model calls), else in the trace's session:
+    // the LLM call as the tool span around it, as the collector fills them in
+    if (!named) call.sessionId = traceConversation(traceId) ?? traceId;
     // made inside a tool call of its own session: a sub-agent with a session of its own, run by
-    // another session's tool call, keeps its LLM calls for its own turns (as the detector pass). A
-    // tool span that names no session takes its trace's conversation when the trace names only
-    // one (the GenAI conventions put the conversation on model calls; the collector fills the tool
-    // span in so), else it is in the trace's session.
+    // another session's tool call, keeps its LLM calls for its own turns (as the detector pass)
     const inside = this.insideTool.get(span);
-    const toolSession = inside === undefined ? undefined : (inside.sessionId ?? this.traceConversation.get(traceId) ?? traceId);
+    const toolSession = inside === undefined ? undefined : (inside.sessionId ?? traceConversation(traceId) ?? traceId);
     call.insideTool = inside !== undefined && toolSession === call.sessionId ? inside.spanId : undefined;
     for (const o of observers) o(call);
-  }
-
-  private noteConversation(traceId: string, named: unknown): void {
-    if (!named) return;
-    const conversation = String(named);
-    const known = this.traceConversation.get(traceId);
-    if (known === conversation || known === MANY) return;
-    if (known === undefined && this.traceConversation.size >= MAX_TRACES) this.traceConversation.delete(this.traceConversation.keys().next().value!);
-    this.traceConversation.set(traceId, known === undefined ? conversation : MANY);
   }
   forceFlush(): Promise<void> {
     return Promise.resolve();

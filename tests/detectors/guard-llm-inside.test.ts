@@ -2,8 +2,8 @@
 // names the conversation on the model-call span only (the GenAI conventions put
 // gen_ai.conversation.id on inference spans, not on execute_tool spans): the collector gives the
 // tool span the trace's conversation, so SQL charges the LLM call to the tool call, and the live
-// guard does the same (a tool span that names no session takes the conversation its trace names,
-// when it names one only). Spans exported in one request, as the batch processor startLoopwatch
+// guard does the same (a span that names no session takes the conversation its trace names, when
+// it names one only, else the trace's session). Spans exported in one request, as the batch processor startLoopwatch
 // installs sends them.
 import { context, trace } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
@@ -145,5 +145,39 @@ it('a sub-agent of the same session behind an invoke_agent span in a tool call: 
   const [row] = await tc.rows<{ tokens: number }>(`SELECT tokens FROM loopwatch_call_features WHERE session_id = 'same-session-r4' AND tool = 'search'`);
   expect(Number(row!.tokens)).toBe(20_000);
   expect(sql).toEqual(['same-session-r4']);
+  expect(live).toEqual(sql);
+});
+
+/** A model call span of another instrumentation, naming the conversation or not. */
+const chat = (tokens: number, conversation?: string) =>
+  provider.getTracer('other-genai-instrumentation').startSpan('chat gpt-4o', {
+    attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'gpt-4o', ...(conversation ? { 'gen_ai.conversation.id': conversation } : {}), 'gen_ai.usage.input_tokens': tokens, 'gen_ai.usage.output_tokens': 0 },
+  }).end();
+
+it('spans that name no conversation, in a trace whose other spans name one, or two: in that conversation, or in the trace, live as the collector fills them in', async () => {
+  const tracer = provider.getTracer('agent');
+  const guard = enableLoopGuard({ policy: 'warn', log: () => undefined, params: { budgetMaxTokens: 10_000 } });
+  // the tool's own model call names no conversation
+  const work = traceTool('work_r5', async (task: string) => {
+    await new Promise((r) => setTimeout(r, 3));
+    chat(20_000);
+    return `done: ${task}`;
+  });
+  const traces: string[] = [];
+  try {
+    for (const names of [['conv-r5'], ['conv-r5a', 'conv-r5b']]) {
+      await tracer.startActiveSpan('invoke_agent main', async (root) => {
+        traces.push(root.spanContext().traceId);
+        for (const n of names) chat(10, n); // earlier model calls of the trace name the conversation(s)
+        await work('x');
+        root.end();
+      });
+    }
+  } finally {
+    guard.disable();
+  }
+  const { live, sql } = await runaways(guard, ['conv-r5', 'conv-r5a', 'conv-r5b', ...traces]);
+  // one conversation: everything in it; two: the unnamed spans in the trace's session
+  expect(sql).toEqual(['conv-r5', traces[1]!].sort());
   expect(live).toEqual(sql);
 });

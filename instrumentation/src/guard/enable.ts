@@ -6,7 +6,7 @@
 import { isSpanContextValid, type Span } from '@opentelemetry/api';
 import { detectorSettingPairs, parseDetectorSettings, type DetectorParams } from '../../../queries/src/detector-defaults.js';
 import { beforeToolCall, onToolCall } from '../api.js';
-import { onLlmCall, type LlmCallRecord } from '../llm-calls.js';
+import { onLlmCall, traceConversation, type LlmCallRecord } from '../llm-calls.js';
 import { warn } from '../warn.js';
 import { LoopDetectedError, LoopGuard, pausesBetween, touch, type GuardFinding } from './loop-guard.js';
 
@@ -81,14 +81,15 @@ function spanIds(span: Span): { spanId: string; traceId: string; parentSpanId: s
 }
 
 /**
- * The session a call is judged in: its own, else its trace. A call with neither (no withSession,
+ * The session a call is judged in: its own, else the one conversation its trace names (as the
+ * collector fills it in; known through LlmCallTap), else its trace. A call with neither (no withSession,
  * and no SDK to start a real span: the trace id is all zeros) belongs to no session the guard can
  * tell apart from others: it is not judged (said once), rather than lumped with every other such call.
  */
 function sessionOf(sessionId: string | undefined, span: Span): string | undefined {
   if (sessionId !== undefined) return sessionId;
   const ctx = span.spanContext();
-  if (isSpanContextValid(ctx)) return ctx.traceId;
+  if (isSpanContextValid(ctx)) return traceConversation(ctx.traceId) ?? ctx.traceId;
   if (!saidNoSession) {
     saidNoSession = true;
     warn('the loop guard skips tool calls outside withSession when no OpenTelemetry SDK runs (no trace to tell agents apart): run each agent in withSession({ sessionId })');
