@@ -256,6 +256,20 @@ describe('LoopGuard without OpenTelemetry', () => {
     expect(g.check({ sessionId: 's', tool: 'deploy', argsHash: 'staging' })).toBeUndefined();
   });
 
+  it('an error loop\'s message quotes a long error\'s first 120 characters, whole ones (a character outside the BMP is not cut in two)', () => {
+    const g = new LoopGuard({ params: { errorLoopMinCount: 3 } });
+    const message = '🚫'.repeat(130); // 260 UTF-16 code units
+    const found: GuardFinding[] = [];
+    for (let i = 1; i <= 5; i++) {
+      found.push(...g.observe(row(i, i % 2 === 1
+        ? { tool: 'deploy', argsHash: `env${i}`, status: 'error', errorType: 'Error', errorMessage: message, resultHash: '' }
+        : { tool: 'read_file', argsHash: `f${i}`, resultHash: `r${i}` })));
+    }
+    expect(found.filter((f) => f.kind === 'error_loop').map((f) => f.message)).toEqual([
+      `Tool deploy hit the same error 3 times in this session (Error: ${'🚫'.repeat(120)}): the task may be impossible as attempted.`,
+    ]);
+  });
+
   it('LogLimit: a line per session, kind and tools a minute, the next saying how many were left out', () => {
     let t = 0;
     const limit = new LogLimit(100, 60_000, () => t);

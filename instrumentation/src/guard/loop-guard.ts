@@ -991,6 +991,8 @@ const severity = (n: number, min: number): 'warning' | 'critical' => (n >= 2 * m
  */
 interface ErrorMemo {
   norm: string;
+  /** The message as a finding quotes it: its first 120 characters (made once per message, not per failed call). */
+  quoted: string;
   type: string;
   outcome: Outcome;
   tool: string;
@@ -1151,7 +1153,7 @@ export class LoopGuard {
     if (m === undefined) {
       if (this.errorMemo.size >= ERROR_MEMO_SIZE) this.errorMemo.clear();
       const norm = message === '' ? '' : normalizeErrorMessage(message);
-      m = { norm, type, outcome: errorOutcome(type, norm), tool: '', key: '', keyHash: 0 };
+      m = { norm, quoted: message.length <= 120 ? message : [...message].slice(0, 120).join(''), type, outcome: errorOutcome(type, norm), tool: '', key: '', keyHash: 0 };
       this.errorMemo.set(message, m);
     } else if (m.type !== type) {
       m.type = type;
@@ -1271,7 +1273,7 @@ export class LoopGuard {
         if (!failed) this.recovered(s, pending);
       }
     }
-    if (error) this.trackErrorLoop(s, seq, error, tool, args, spanId, tokens, cost, call.errorType, call.errorMessage);
+    if (error) this.trackErrorLoop(s, seq, error, tool, args, spanId, tokens, cost, call.errorType);
     else if (s.lastErrorByTool !== null && s.lastErrorByTool.size > 0) s.lastErrorByTool.delete(tool);
 
     // redundant: the same call with the same non-empty result earlier in the session (calls with
@@ -1427,7 +1429,6 @@ export class LoopGuard {
   /** error_loop: the same error again across the session, other calls in between. */
   private trackErrorLoop(
     s: SessionState, seq: number, error: ErrorMemo, tool: string, args: string, spanId: string, tokens: number, cost: number, errorType: string | undefined,
-    errorMessage: string | undefined,
   ): void {
     const et = this.errors;
     const k = this.kOther.setText(error.key, error.keyHash); // never hex digits: it holds OUTCOME_TAG
@@ -1461,7 +1462,7 @@ export class LoopGuard {
       const known = et.finding(e);
       const f = this.emit(s, K_ERROR_LOOP, known ? known.firstSpanId : et.first(e), spanId, count, count - 1, et.num(e, E_TOKENS), et.num(e, E_COST), [tool], 'critical',
         // with the error's text, as SQL's message (SQL quotes the first occurrence's, this the latest's: the same error, its ids aside)
-        `Tool ${tool} hit the same error ${count} times in this session (${errorType ?? 'error'}: ${[...(errorMessage ?? '')].slice(0, 120).join('')}): the task may be impossible as attempted.`, known);
+        `Tool ${tool} hit the same error ${count} times in this session (${errorType ?? 'error'}: ${error.quoted}): the task may be impossible as attempted.`, known);
       if (!known) et.setFinding(e, f);
     }
   }
