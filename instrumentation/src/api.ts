@@ -215,7 +215,7 @@ function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
 /** A traced call as the calls made inside it see it. */
 interface EnclosingCall {
   depth: number;
-  /** The session the call is judged in: its own, else its trace's (as the loop guard and the collector take it). */
+  /** The session the call is judged in (judgedSession), as the loop guard and the collector take it. */
   session: string;
   /** Its span: a call nested in it has it for parent (through an agent span, a sub-agent's call was requested by its model). */
   spanId: string;
