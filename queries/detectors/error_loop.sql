@@ -1,10 +1,11 @@
 -- error_loop (impossible task): the same error, identified by tool + error type + normalized
 -- message (loopwatch_error_norm: ids, times and long numbers ignored), {error_loop_min_count} or
 -- more times in a session, with other calls in between at least once (the agent tried something
--- else and came back to the same wall; an uninterrupted burst of failures is a retry_storm). A
--- failure that the same call (tool and arguments), tried again, got past does not count: a
--- passing error (a 503, a timeout) is not a wall, also when the retry came after a backoff or
--- after the other calls of its turn (its next call of the same call succeeded).
+-- else and came back to the same wall; an uninterrupted burst of failures is a retry_storm).
+-- Failures that the same call (tool and arguments), tried again, got past do not count: a passing
+-- error (a 503, a timeout) is not a wall, also when the retry came after a backoff or after the
+-- other calls of its turn, and neither is a problem the agent fixed (`npm test` failing alike
+-- after each edit, then passing): a later call of the same call succeeded.
 -- Wasted: every occurrence after the first.
 -- Contract: see collector/src/detect/run-detectors.ts.
 -- loopwatch: when countIf(status = 'error') >= {error_loop_min_count:UInt32}
@@ -16,16 +17,16 @@ WITH
         WHERE status = 'error' GROUP BY h HAVING count() >= {error_loop_min_count:UInt32}
     ),
     -- the failures not got past: no later call of the same call (tool and arguments) succeeded.
-    -- The next call of each failed call key is read only for the keys of those errors.
+    -- The later calls of each failed call key are read only for the keys of those errors.
     counted AS (
         SELECT * FROM (
-            SELECT *, leadInFrame(status, 1, '') OVER (PARTITION BY session_id, call_key ORDER BY seq
-                                                       ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS next_status
+            SELECT *, max(status != 'error') OVER (PARTITION BY session_id, call_key ORDER BY seq
+                                                   ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS got_past
             FROM {calls:Identifier}
             WHERE call_key IN (SELECT call_key FROM {calls:Identifier} WHERE status = 'error' AND cityHash64(session_id, error_key) IN (SELECT h FROM recurring))
         )
         -- (a failure of another error on one of those keys is grouped apart and left out by the count)
-        WHERE status = 'error' AND NOT (next_status != '' AND next_status != 'error')
+        WHERE status = 'error' AND got_past = 0
     )
 SELECT
     session_id,

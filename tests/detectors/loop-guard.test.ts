@@ -256,6 +256,24 @@ describe('LoopGuard without OpenTelemetry', () => {
     expect(g.check({ sessionId: 's', tool: 'deploy', argsHash: 'staging' })).toBeUndefined();
   });
 
+  it('failures the same call got past later, after other calls (tests passing after fixes), are all taken out of the error loop, and its message says what is left', () => {
+    const g = new LoopGuard({ params: { errorLoopMinCount: 3 } });
+    const failing = (i: number, command: string) => row(i, { tool: 'run_shell', argsHash: command, status: 'error', errorType: 'Error', errorMessage: 'Command failed with exit code 1', resultHash: '' });
+    let i = 0;
+    // another command fails alike three times, never got past: a loop of its own calls
+    for (const command of ['deploy', 'npm test', 'deploy', 'npm test', 'deploy', 'npm test', 'npm test']) {
+      g.observe(failing(++i, command));
+      g.observe(row(++i, { tool: 'edit_file', argsHash: `e${i}`, resultHash: `r${i}` }));
+    }
+    expect(g.findings().filter((f) => f.kind === 'error_loop').map((f) => f.repeats)).toEqual([7]);
+    g.observe(row(++i, { tool: 'run_shell', argsHash: 'npm test', resultHash: 'passed' })); // npm test passes at last
+    const left = g.findings().filter((f) => f.kind === 'error_loop');
+    expect(left.map((f) => [f.repeats, f.wastedCalls, f.message])).toEqual([
+      [3, 2, 'Tool run_shell hit the same error 3 times in this session (Error: Command failed with exit code 1): the task may be impossible as attempted.'],
+    ]);
+    expect(g.check({ sessionId: 's', tool: 'run_shell', argsHash: 'npm test' })).toBeUndefined();
+  });
+
   it('an error loop\'s message quotes a long error\'s first 120 characters, whole ones (a character outside the BMP is not cut in two)', () => {
     const g = new LoopGuard({ params: { errorLoopMinCount: 3 } });
     const message = '🚫'.repeat(130); // 260 UTF-16 code units

@@ -93,6 +93,16 @@ const CASES: Record<string, CallSpec[]> = {
     { tool: 'fetch', args: { url: '/c' }, result: 'page c' },
     { tool: 'fetch', args: { url: '/d' }, result: 'page d', parallel: true },
   ],
+  // the test command fails with the same generic message after each edit (an exec error carries
+  // only the command), then passes: every failure of that call was got past, no impossible task
+  neg_fixed_generic_error: [
+    ...[0, 1, 2, 3].flatMap((i) => [
+      { tool: 'run_shell', args: { command: 'npm test' }, error: fail('Command failed with exit code 1: npm test', 'Error') },
+      { tool: 'edit_file', args: { path: `src/f${i}.ts` }, result: `patched src/f${i}.ts` },
+    ]),
+    { tool: 'run_shell', args: { command: 'npm test' }, error: fail('Command failed with exit code 1: npm test', 'Error') },
+    { tool: 'run_shell', args: { command: 'npm test' }, result: 'Tests: 42 passed' },
+  ],
   neg_status_codes: [401, 404, 400, 422].flatMap((code, i) => [
     { tool: 'http_request', args: { url: `/v${i}` }, error: fail(`Request failed with status code ${code}`, 'AxiosError') }, { tool: 'read_docs', args: { page: i }, result: `doc ${i}` },
   ]),

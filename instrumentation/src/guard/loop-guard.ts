@@ -846,6 +846,11 @@ interface KeptFinding {
   order: number;
 }
 
+/** error_loop's message, as SQL's: with the error's text. */
+function errorLoopMessage(tool: string, count: number, errorType: string | undefined, quoted: string): string {
+  return `Tool ${tool} hit the same error ${count} times in this session (${errorType ?? 'error'}: ${quoted}): the task may be impossible as attempted.`;
+}
+
 /** A finding as plain data (the fields in the order they have always had). */
 function toFinding(f: KeptFinding, isNew: boolean): GuardFinding {
   return {
@@ -893,11 +898,11 @@ class SessionState {
   /** The tool last touched in lastErrorByTool (its newest entry if still there). */
   lastErrorTool = '';
   /**
-   * Per call (tool and arguments), its latest failure as error_loop counted it, until the next
-   * call of the same call, which may recover from it (a retry after a backoff, or after the other
-   * calls of its turn, as error_loop.sql).
+   * Per call (tool and arguments), its failures as error_loop counted them (by error), until the
+   * same call succeeds, which got past them all (a retry after a backoff, or tests run again after
+   * fixes, as error_loop.sql).
    */
-  pendingFailures: Map<string, Map<string, Failure>> | null = null; // tool -> arguments -> failure (no key built per call)
+  pendingFailures: Map<string, Map<string, Failure[]>> | null = null; // tool -> arguments -> failures by error (no key built per call)
   /** Calls in a row that returned nothing new. */
   noProgressLen = 0;
   /**
@@ -1006,9 +1011,17 @@ const ERROR_MEMO_SIZE = 256;
 interface Failure {
   key: string;
   keyHash: number;
+  /** Failures of the call with this error, and their waste. */
+  count: number;
   tokens: number;
   cost: number;
+  /** The error as a finding quotes it. */
+  type: string | undefined;
+  quoted: string;
 }
+
+/** Distinct errors kept per failing call (tool and arguments): a call fails with one or two. */
+const MAX_FAILURES_PER_CALL = 8;
 
 export class LoopGuard {
   readonly params: DetectorParams;
@@ -1264,13 +1277,13 @@ export class LoopGuard {
     this.trackStuck(s, tool, args, outcome, spanId, tokens, cost, hasResult);
     this.trackOscillation(s, seq, tool, args, outcome, spanId, tokens, cost);
     this.trackRetryStorm(s, call, failed, tool, spanId, tokens, cost);
-    if (s.pendingFailures !== null && s.pendingFailures.size > 0) {
+    if (!failed && s.pendingFailures !== null && s.pendingFailures.size > 0) {
       const ofTool = s.pendingFailures.get(tool);
       const pending = ofTool?.get(args);
       if (pending !== undefined) {
         ofTool!.delete(args);
         if (ofTool!.size === 0) s.pendingFailures.delete(tool);
-        if (!failed) this.recovered(s, pending);
+        for (const f of pending) this.recovered(s, f);
       }
     }
     if (error) this.trackErrorLoop(s, seq, error, tool, args, spanId, tokens, cost, call.errorType);
@@ -1454,41 +1467,52 @@ export class LoopGuard {
     // (the memo is shared: its key changes with the tool)
     const pending = (s.pendingFailures ??= new Map());
     let ofTool = pending.get(tool);
-    if (ofTool === undefined) touch(pending, tool, (ofTool = new Map()), MAX_ERROR_KEYS);
-    touch(ofTool, args, { key: error.key, keyHash: error.keyHash, tokens, cost }, MAX_ERROR_KEYS);
+    if (ofTool === undefined) touch(pending, tool, (ofTool = new Map<string, Failure[]>()), MAX_ERROR_KEYS);
+    const failures: Failure[] = ofTool.get(args) ?? [];
+    touch(ofTool, args, failures, MAX_ERROR_KEYS);
+    const same = failures.find((f) => f.key === error.key);
+    if (same !== undefined) {
+      same.count++;
+      same.tokens += tokens;
+      same.cost += cost;
+    } else {
+      if (failures.length >= MAX_FAILURES_PER_CALL) failures.shift();
+      failures.push({ key: error.key, keyHash: error.keyHash, count: 1, tokens, cost, type: errorType, quoted: error.quoted });
+    }
     const count = et.count(e);
     // other calls in between: the tally spans more calls than it counts (this call is its last)
     if (count >= this.params.errorLoopMinCount && seq - et.num(e, E_FIRST_SEQ) + 1 > count) {
       const known = et.finding(e);
       const f = this.emit(s, K_ERROR_LOOP, known ? known.firstSpanId : et.first(e), spanId, count, count - 1, et.num(e, E_TOKENS), et.num(e, E_COST), [tool], 'critical',
         // with the error's text, as SQL's message (SQL quotes the first occurrence's, this the latest's: the same error, its ids aside)
-        `Tool ${tool} hit the same error ${count} times in this session (${errorType ?? 'error'}: ${error.quoted}): the task may be impossible as attempted.`, known);
+        errorLoopMessage(tool, count, errorType, error.quoted), known);
       if (!known) et.setFinding(e, f);
     }
   }
 
   /**
-   * error_loop: a failure that the same call, tried again, got past was a passing error (a 503, a
-   * timeout), not a wall: it is not counted (as error_loop.sql). Undoing it is taking back its
-   * count (and the key, when it was the only one). When other calls failed with the same error
-   * since, the error's first occurrence stays where it was even if it was this one (SQL would
-   * anchor a finding on the next): a failure got past after others failed alike is rare.
+   * error_loop: failures that the same call, tried again, got past were passing errors (a 503, a
+   * timeout) or a problem the agent fixed (tests run again after its edits pass), not a wall: they
+   * are not counted (as error_loop.sql). Undoing them is taking back their count (and the key, when
+   * they were all of it). When other calls failed with the same error since, the error's first
+   * occurrence stays where it was even if it was one of these (SQL would anchor a finding on the
+   * next): a failure got past after others failed alike is rare.
    */
   private recovered(s: SessionState, failure: Failure): void {
     const et = this.errors;
     const k = this.kOther.setText(failure.key, failure.keyHash);
     const e = et.find(s.no, k.hash, k, k, k);
     if (e < 0) return;
-    if (et.count(e) <= 1 && et.finding(e) === undefined) {
+    const count = Math.max(0, et.count(e) - failure.count);
+    if (count === 0 && et.finding(e) === undefined) {
       et.forget(e);
       return;
     }
-    et.setCount(e, et.count(e) - 1);
+    et.setCount(e, count);
     et.addNum(e, E_TOKENS, -failure.tokens);
     et.addNum(e, E_COST, -failure.cost);
     const f = et.finding(e);
     if (f === undefined) return;
-    const count = et.count(e);
     if (count < this.params.errorLoopMinCount) {
       // the wall was got past after all: no error loop (the SQL pass, seeing the retry, reports none)
       takeBack(s, K_ERROR_LOOP, f.firstSpanId);
@@ -1498,6 +1522,7 @@ export class LoopGuard {
       f.wastedCalls = count - 1;
       f.wastedTokens = et.num(e, E_TOKENS);
       f.wastedCostUsd = et.num(e, E_COST);
+      f.message = errorLoopMessage(f.tools[0] ?? '', count, failure.type, failure.quoted);
     }
   }
 
