@@ -316,6 +316,10 @@ export function exportFailure(error: (Error & { code?: unknown; data?: unknown; 
     }
     return `the collector refused spans${to}: ${error.code} ${error.message}${why}`;
   }
+  // OTLP/HTTP sent to an HTTP/2-only port: the collector's OTLP/gRPC port
+  if (error && /Expected HTTP\/|HTTP\/1\.1 protocol/i.test(error.message)) {
+    return `cannot export spans${to}: the server does not answer HTTP/1.1 (${error.message}): is it the OTLP/gRPC port? OTLP/HTTP goes to the collector's HTTP port (4318 by default; OTEL_EXPORTER_OTLP_ENDPOINT)`;
+  }
   return `cannot export spans${to}: ${error?.message ?? 'export failed'} (is the collector running? OTEL_EXPORTER_OTLP_ENDPOINT sets where it is)`;
 }
 

@@ -73,6 +73,7 @@ describe('server mode, server unreachable', () => {
     expect(Date.now() - t0).toBeLessThan(30_000);
     expect(readdirSync(join(dataDir, 'spool')).filter((n) => n.endsWith('.sealed')).length).toBeGreaterThan(0);
     expect(p.output()).toMatch(/store unreachable at start/);
+    expect(p.output()).toMatch(/"segments":[1-9]\d*.*"msg":"stopped: spool segments not yet in the store wait in the spool for the next start"/); // and says so
 
     // Recovery: the same spool, a store that works.
     const q = await startProcess(dataDir);

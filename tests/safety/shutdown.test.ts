@@ -49,6 +49,7 @@ describe('SIGTERM', () => {
     expect(exit.code).toBe(0);
     expect(Date.now() - termAt).toBeLessThan(30_000);
     expect(p.output()).toMatch(/shutting down: stop accepting, flush spool to store/);
+    expect(p.output()).toMatch(/stopped: every acknowledged span is in the store/); // and says so
     // stdout is the CLI's: one JSON document, the logs on stderr
     expect(p.stdout().trim().split('\n').map((l) => Object.keys(JSON.parse(l) as object))).toEqual([['url', 'otlp_traces_endpoint', 'otlp_grpc', 'tls', 'tls_client_ca', 'store', 'store_location']]);
     expect(readdirSync(join(dataDir, 'spool')).filter((n) => n.startsWith('seg-'))).toEqual([]);

@@ -118,6 +118,15 @@ export class ApiClient {
         throw new CliError(`no answer from ${this.url} to ${u.pathname} within ${timeoutMs / 1000} s: not a Loopwatch collector, or one that is stuck`, 3);
       }
       const cause = (err as Error).cause instanceof Error ? ((err as Error).cause as Error) : (err as Error);
+      const code = (cause as NodeJS.ErrnoException).code ?? '';
+      // https:// to a server that answers plain HTTP
+      if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number/i.test(cause.message)) {
+        throw new CliError(`the server at ${this.url} does not speak TLS: use http:// (the collector serves HTTPS only with --tls-cert and --tls-key)`, 3);
+      }
+      // HTTP/1.1 to an HTTP/2-only server: the OTLP/gRPC port (4317 by default)
+      if (/^HPE_/.test(code) && /HTTP\/1\.1 protocol|Expected HTTP/i.test(cause.message)) {
+        throw new CliError(`the server at ${this.url} does not answer HTTP/1.1: is it the OTLP/gRPC port? The CLI talks to the collector's HTTP port (4318 by default)`, 3);
+      }
       // a collector that answers with TLS this process does not trust (self-signed, a private CA)
       if (/certificate|CERT_|SSL/i.test(`${(cause as NodeJS.ErrnoException).code ?? ''} ${cause.message}`)) {
         throw new CliError(`cannot trust the collector at ${this.url} (${cause.message}): set NODE_EXTRA_CA_CERTS to the file of the CA that signed its certificate`, 3);

@@ -60,7 +60,13 @@ export function registerUpCommand(program: Command): void {
         closing = true;
         log.info({ signal }, 'shutting down: stop accepting, flush spool to store');
         collector.close().then(
-          () => process.exit(0),
+          () => {
+            // what the close left: nothing, or what the next start loads (the store was down or slow)
+            const left = { segments: collector.spool.sealedCount, bytes: collector.spool.heldBytes };
+            if (left.segments === 0 && left.bytes === 0) log.info('stopped: every acknowledged span is in the store');
+            else log.warn(left, 'stopped: spool segments not yet in the store wait in the spool for the next start');
+            process.exit(0);
+          },
           (err: unknown) => {
             log.error({ err }, 'shutdown failed');
             process.exit(1);
