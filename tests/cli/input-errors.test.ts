@@ -136,6 +136,12 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     const path = await cli(['sessions', '--url', `${tc.url}/v1/traces`]);
     expect(path.code).toBe(2);
     expect(path.stderr).toMatch(/is a path of a Loopwatch collector, not its address: --url is the collector's base URL/);
+    // https:// to the plain collector, and its gRPC port: said as such, not as TLS or parser errors
+    const https = await cli(['sessions', '--url', tc.url.replace('http://', 'https://')]);
+    expect({ code: https.code, stderr: https.stderr }).toEqual({ code: 3, stderr: `loopwatch: the server at ${tc.url.replace('http://', 'https://')} does not speak TLS: use http:// (the collector serves HTTPS only with --tls-cert and --tls-key)\n` });
+    const grpc = await cli(['sessions', '--url', `http://${tc.collector.grpcAddress}`]);
+    expect(grpc.code).toBe(3);
+    expect(grpc.stderr).toMatch(/does not answer HTTP\/1\.1: is it the OTLP\/gRPC port\? The CLI talks to the collector's HTTP port/);
   });
 
   it('a server that takes the connection and never answers: said within seconds, not after the read timeout', async () => {

@@ -156,6 +156,12 @@ describe('an instrumented agent that ends abruptly', () => {
     expect(r.stderr).not.toContain('Unhandled');
   });
 
+  it('an endpoint that is the collector\'s OTLP/gRPC port: the agent is told to use the HTTP port', async () => {
+    const r = await runAgent('exit-grpc-port', 'flush', 3, { LOOPWATCH_EXIT_FLUSH_MS: '500' }, `http://${tc.collector.grpcAddress}`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/\[loopwatch\] cannot export spans to http:\/\/[^ ]+\/v1\/traces: the server does not answer HTTP\/1\.1 \(.*\): is it the OTLP\/gRPC port\? OTLP\/HTTP goes to the collector's HTTP port/);
+  });
+
   it('a collector that refuses the first attempt: the exporter retries and delivers within the wait at the end, nothing is reported', async () => {
     // the first connection is reset (a collector restarting), the next ones reach the collector
     const target = new URL(tc.url);
