@@ -53,6 +53,18 @@ describe('reading a session file', () => {
 });
 
 describe('replaying a session file', () => {
+  it('a wall time exactly at the budget is not over it, whatever the start time (times to the nanosecond, as SQL)', () => {
+    // for many start times: nanoseconds since the epoch are past 2^53, and as a Number the end
+    // minus the start came out 256 ns over 500 ms for some of them
+    for (let ms = 0; ms < 40; ms++) {
+      const t = (offset: number) => new Date(Date.UTC(2026, 11, 1, 10, 0, 0) + ms * 1013 + offset).toISOString().replace('Z', '000000Z').replace(/\.(\d{3})000000Z$/, '.$1000000Z');
+      const call = (i: number, from: number, to: number) =>
+        JSON.stringify({ type: 'tool_call', ts: t(from), end_ts: t(to), span_id: `c${ms}${i}`.padEnd(16, '0'), tool: 'read', args_hash: `${i}`.padStart(16, 'a'), result_hash: `${i}`.padStart(16, 'b'), status: 'ok' });
+      const r = replaySession(parseSessionFile(file(header(), call(1, 2, 7), call(2, 17, 502))), { budgetMaxWallTimeS: 0.5 });
+      expect(r.findings.filter((f) => f.kind === 'runaway'), t(0)).toEqual([]);
+    }
+  });
+
   it('finds a stuck run, with the waste of the LLM calls that requested it', () => {
     // one LLM call requests calls 1-2, another 3-4: 1000 tokens and $0.01 each, split in two
     const f = parseSessionFile(file(header(), llm(0), tool(1, 'read'), tool(2, 'read'), llm(3), tool(4, 'read'), tool(5, 'read')));

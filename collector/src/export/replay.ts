@@ -2,7 +2,7 @@
 // rules, checked to agree with them on the labeled corpus) over the file's tool calls in start
 // order, with tokens and cost attributed as the detector pass attributes them. Offline: no
 // collector, no store. What it answers: which loops would these settings find in this session?
-import { LoopGuard, pausesBetween, type GuardFinding } from '../../../instrumentation/src/guard/loop-guard.js';
+import { LoopGuard, nsToMs, pausesBetween, type GuardFinding } from '../../../instrumentation/src/guard/loop-guard.js';
 import { costUsd } from '../../../instrumentation/src/cost.js';
 import type { DetectorParams } from '../../../queries/src/detector-defaults.js';
 import type { SessionFile, SessionFileLlmCall } from './session-file.js';
@@ -37,7 +37,7 @@ interface Turn {
 
 /** When a turn's LLM calls ran (epoch ms), and the pauses between them, as the live guard has them. */
 function turnTimes(turn: Turn): { turnStart: number; turnEnd: number; turnPauses?: [number, number][] } {
-  const runs = turn.llms.map((l) => ({ startedAt: Number(l.tsNs) / 1e6, endedAt: Number(l.endNs) / 1e6 }));
+  const runs = turn.llms.map((l) => ({ startedAt: nsToMs(l.tsNs), endedAt: nsToMs(l.endNs) }));
   const pauses = pausesBetween(runs); // sorts runs by start
   return { turnStart: runs[0]!.startedAt, turnEnd: runs.reduce((end, r) => Math.max(end, r.endedAt), -Infinity), ...(pauses.length ? { turnPauses: pauses } : {}) };
 }
@@ -95,8 +95,8 @@ export function replaySession(file: SessionFile, params: Partial<DetectorParams>
       status: c.status,
       errorType: c.error_type,
       errorMessage: c.error_message,
-      ts: Number(c.tsNs) / 1e6,
-      endTs: Number(c.endNs) / 1e6,
+      ts: nsToMs(c.tsNs),
+      endTs: nsToMs(c.endNs),
       spanId: c.span_id,
       parentSpanId: c.parent_span_id || undefined,
       tokens: (t ? t.tokens / t.share : 0) + (inside?.tokens ?? 0),

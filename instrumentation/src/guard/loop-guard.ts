@@ -947,13 +947,21 @@ function back(s: SessionState, k: number): number {
 function toMs(t: number | bigint | string | Date | undefined): number {
   if (t === undefined) return NaN;
   if (typeof t === 'number') return t;
-  // below the millisecond kept (as a fraction): calls inside one millisecond keep their order and
-  // their gaps (a retry storm needs a call that started after another ended)
-  if (typeof t === 'bigint') return Number(t / 1_000_000n) + Number(t % 1_000_000n) / 1e6;
+  if (typeof t === 'bigint') return nsToMs(t);
   if (t instanceof Date) return t.getTime();
   const m = /^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)(\.\d+)?Z?$/.exec(t);
   if (m) return Date.parse(`${m[1]}T${m[2]}Z`) + (m[3] ? Number(`0${m[3]}`) * 1000 : 0);
   return Date.parse(t);
+}
+
+/**
+ * Epoch nanoseconds as epoch milliseconds. Below the millisecond kept as a fraction: calls inside
+ * one millisecond keep their order and their gaps (a retry storm needs a call that started after
+ * another ended). Whole milliseconds stay exact: Number() of the nanoseconds (past 2^53) would
+ * round them to 256 ns, and a call ending exactly at a budget would be over it.
+ */
+export function nsToMs(ns: bigint): number {
+  return Number(ns / 1_000_000n) + Number(ns % 1_000_000n) / 1e6;
 }
 
 /**
