@@ -274,6 +274,51 @@ describe('LoopGuard without OpenTelemetry', () => {
     expect(g.check({ sessionId: 's', tool: 'run_shell', argsHash: 'npm test' })).toBeUndefined();
   });
 
+  it('an error whose failures were all got past starts again: a burst of it afterwards is no error loop (as SQL), nor does it stop the next call', () => {
+    const g = new LoopGuard();
+    const shell = (i: number, command: string, fails: boolean) =>
+      row(i, fails ? { tool: 'run_shell', argsHash: command, status: 'error', errorType: 'Error', errorMessage: 'Command failed with exit code 1', resultHash: '' } : { tool: 'run_shell', argsHash: command, resultHash: `ok${i}` });
+    let i = 0;
+    const raised: GuardFinding[] = [];
+    for (let k = 0; k < 4; k++) {
+      raised.push(...g.observe(shell(++i, 'npm test', true)));
+      raised.push(...g.observe(row(++i, { tool: 'edit_file', argsHash: `e${k}`, resultHash: `r${k}` })));
+    }
+    expect(raised.filter((f) => f.kind === 'error_loop' && f.isNew)).toHaveLength(1); // live, at the 4th failure
+    g.observe(shell(++i, 'npm test', false)); // passes: every failure got past, the finding taken back
+    for (let k = 0; k < 4; k++) raised.push(...g.observe(shell(++i, 'npm run build', true))); // a burst: a retry storm's, not an error loop
+    expect(g.findings().filter((f) => f.kind === 'error_loop')).toEqual([]);
+    expect(raised.filter((f) => f.kind === 'error_loop' && f.isNew)).toHaveLength(1);
+    expect(g.check({ sessionId: 's', tool: 'run_shell', argsHash: 'npm run build' })?.kind).not.toBe('error_loop');
+  });
+
+  it('a call failing with more distinct errors than are kept per call, then passing: the error that made the loop is still taken back; waste never below nothing', () => {
+    const g = new LoopGuard({ params: { errorLoopMinCount: 3 } });
+    let i = 0;
+    const test = (message: string | null, tokens = 10) =>
+      g.observe(row(++i, message === null ? { tool: 'run_tests', argsHash: 'all', resultHash: 'passed', tokens } : { tool: 'run_tests', argsHash: 'all', status: 'error', errorType: 'TestFailure', errorMessage: message, resultHash: '', tokens }));
+    const edit = () => g.observe(row(++i, { tool: 'edit_file', argsHash: `e${i}`, resultHash: `r${i}` }));
+    for (let k = 0; k < 3; k++) (test('FAIL src/a.test.ts'), edit());
+    expect(g.findings().filter((f) => f.kind === 'error_loop')).toHaveLength(1);
+    for (const t of 'bcdefghi') (test(`FAIL src/${t}.test.ts`), edit()); // 8 other errors of the same call
+    test(null);
+    expect(g.findings().filter((f) => f.kind === 'error_loop')).toEqual([]);
+
+    // a first failure with a large turn, got past; the error goes on with another call
+    const h = new LoopGuard({ params: { errorLoopMinCount: 2 } });
+    let j = 0;
+    const shell = (command: string, fails: boolean, tokens: number) =>
+      h.observe(row(++j, fails ? { tool: 'run_shell', argsHash: command, status: 'error', errorType: 'Error', errorMessage: 'Command failed with exit code 1', resultHash: '', tokens } : { tool: 'run_shell', argsHash: command, resultHash: `ok${j}`, tokens }));
+    shell('npm test', true, 50_000);
+    shell('npm run build', true, 10);
+    shell('npm test', false, 10);
+    h.observe(row(++j, { tool: 'edit_file', argsHash: 'x', resultHash: 'y' }));
+    shell('npm run build', true, 100);
+    h.observe(row(++j, { tool: 'edit_file', argsHash: 'x2', resultHash: 'y2' }));
+    shell('npm run build', true, 100);
+    for (const f of h.findings()) expect(f.wastedTokens, f.kind).toBeGreaterThanOrEqual(0);
+  });
+
   it('an error loop\'s message quotes a long error\'s first 120 characters, whole ones (a character outside the BMP is not cut in two)', () => {
     const g = new LoopGuard({ params: { errorLoopMinCount: 3 } });
     const message = '🚫'.repeat(130); // 260 UTF-16 code units

@@ -75,6 +75,10 @@ describe('TLS on the OTLP/HTTP port', () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/certificate/i);
     expect(r.stderr).toMatch(/NODE_EXTRA_CA_CERTS/);
+    // the gRPC port over TLS refuses HTTP/1.1 in the handshake: said as the gRPC port, not as trust
+    const grpc = await cli(['status', '--url', `https://${tc.collector.grpcAddress}`], { NODE_EXTRA_CA_CERTS: CERT });
+    expect(grpc.code).toBe(3);
+    expect(grpc.stderr).toMatch(/does not answer HTTP\/1\.1: is it the OTLP\/gRPC port\?/);
   });
 });
 

@@ -123,8 +123,9 @@ export class ApiClient {
       if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number/i.test(cause.message)) {
         throw new CliError(`the server at ${this.url} does not speak TLS: use http:// (the collector serves HTTPS only with --tls-cert and --tls-key)`, 3);
       }
-      // HTTP/1.1 to an HTTP/2-only server: the OTLP/gRPC port (4317 by default)
-      if (/^HPE_/.test(code) && /HTTP\/1\.1 protocol|Expected HTTP/i.test(cause.message)) {
+      // HTTP/1.1 to an HTTP/2-only server: the OTLP/gRPC port (4317 by default); over TLS, its
+      // protocol negotiation refuses HTTP/1.1
+      if ((/^HPE_/.test(code) && /HTTP\/1\.1 protocol|Expected HTTP/i.test(cause.message)) || /no application protocol/i.test(cause.message)) {
         throw new CliError(`the server at ${this.url} does not answer HTTP/1.1: is it the OTLP/gRPC port? The CLI talks to the collector's HTTP port (4318 by default)`, 3);
       }
       // a collector that answers with TLS this process does not trust (self-signed, a private CA)

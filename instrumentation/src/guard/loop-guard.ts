@@ -1484,7 +1484,12 @@ export class LoopGuard {
       same.tokens += tokens;
       same.cost += cost;
     } else {
-      if (failures.length >= MAX_FAILURES_PER_CALL) failures.shift();
+      // full: the error failed least often makes room (the one a finding holds is kept, to be taken back)
+      if (failures.length >= MAX_FAILURES_PER_CALL) {
+        let least = 0;
+        for (let i = 1; i < failures.length; i++) if (failures[i]!.count < failures[least]!.count) least = i;
+        failures.splice(least, 1);
+      }
       failures.push({ key: error.key, keyHash: error.keyHash, count: 1, tokens, cost, type: errorType, quoted: error.quoted });
     }
     const count = et.count(e);
@@ -1502,9 +1507,10 @@ export class LoopGuard {
    * error_loop: failures that the same call, tried again, got past were passing errors (a 503, a
    * timeout) or a problem the agent fixed (tests run again after its edits pass), not a wall: they
    * are not counted (as error_loop.sql). Undoing them is taking back their count (and the key, when
-   * they were all of it). When other calls failed with the same error since, the error's first
-   * occurrence stays where it was even if it was one of these (SQL would anchor a finding on the
-   * next): a failure got past after others failed alike is rare.
+   * they were all of it: the error starts again from its next failure). When other calls failed
+   * with the same error since, the error's first occurrence stays where it was even if it was one
+   * of these (SQL would anchor a finding on the next), and so does the waste (SQL's leaves out the
+   * new first occurrence's): not re-judged.
    */
   private recovered(s: SessionState, failure: Failure): void {
     const et = this.errors;
@@ -1512,26 +1518,28 @@ export class LoopGuard {
     const e = et.find(s.no, k.hash, k, k, k);
     if (e < 0) return;
     const count = Math.max(0, et.count(e) - failure.count);
-    if (count === 0 && et.finding(e) === undefined) {
+    const f = et.finding(e);
+    if (f !== undefined && count < this.params.errorLoopMinCount) {
+      // the wall was got past after all: no error loop (the SQL pass, seeing the retry, reports none)
+      takeBack(s, K_ERROR_LOOP, f.firstSpanId);
+      et.clearFinding(e);
+    }
+    if (count === 0) {
+      // every failure of the error was got past: it starts again from its next failure (its first
+      // span and first call were the ones taken out)
       et.forget(e);
       return;
     }
     et.setCount(e, count);
-    et.addNum(e, E_TOKENS, -failure.tokens);
-    et.addNum(e, E_COST, -failure.cost);
-    const f = et.finding(e);
-    if (f === undefined) return;
-    if (count < this.params.errorLoopMinCount) {
-      // the wall was got past after all: no error loop (the SQL pass, seeing the retry, reports none)
-      takeBack(s, K_ERROR_LOOP, f.firstSpanId);
-      et.clearFinding(e);
-    } else {
-      f.repeats = count;
-      f.wastedCalls = count - 1;
-      f.wastedTokens = et.num(e, E_TOKENS);
-      f.wastedCostUsd = et.num(e, E_COST);
-      f.message = errorLoopMessage(f.tools[0] ?? '', count, failure.type, failure.quoted);
-    }
+    // (the waste never held the first failure's: kept from going below nothing, not re-judged)
+    et.setNum(e, E_TOKENS, Math.max(0, et.num(e, E_TOKENS) - failure.tokens));
+    et.setNum(e, E_COST, Math.max(0, et.num(e, E_COST) - failure.cost));
+    if (f === undefined || count < this.params.errorLoopMinCount) return;
+    f.repeats = count;
+    f.wastedCalls = count - 1;
+    f.wastedTokens = et.num(e, E_TOKENS);
+    f.wastedCostUsd = et.num(e, E_COST);
+    f.message = errorLoopMessage(f.tools[0] ?? '', count, failure.type, failure.quoted);
   }
 
   /** runaway: no new result for a long run, or a budget blown; also the session's totals. */
