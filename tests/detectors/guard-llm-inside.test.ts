@@ -13,7 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runDetectors } from '../../collector/src/detect/run-detectors.js';
 import { traceTool, withSession } from '../../instrumentation/src/api.js';
 import { enableLoopGuard } from '../../instrumentation/src/guard/enable.js';
-import { SessionSpanProcessor } from '../../instrumentation/src/sdk.js';
+import { PreciseStartProcessor, SessionSpanProcessor } from '../../instrumentation/src/sdk.js';
 import { LlmCallTap, onLlmCall, type LlmCallRecord } from '../../instrumentation/src/llm-calls.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 
@@ -22,7 +22,8 @@ let provider: NodeTracerProvider;
 beforeAll(async () => {
   tc = await startTestCollector({ detect: { enabled: false } });
   provider = new NodeTracerProvider({
-    spanProcessors: [new SessionSpanProcessor(() => undefined), new LlmCallTap(), new BatchSpanProcessor(new OTLPTraceExporter({ url: `${tc.url}/v1/traces` }))],
+    // as startLoopwatch installs them: spans the SDK starts get the clock of traceTool's
+    spanProcessors: [new PreciseStartProcessor(), new SessionSpanProcessor(() => undefined), new LlmCallTap(), new BatchSpanProcessor(new OTLPTraceExporter({ url: `${tc.url}/v1/traces` }))],
   });
   provider.register();
 });
