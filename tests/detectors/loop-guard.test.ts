@@ -319,6 +319,30 @@ describe('LoopGuard without OpenTelemetry', () => {
     for (const f of h.findings()) expect(f.wastedTokens, f.kind).toBeGreaterThanOrEqual(0);
   });
 
+  it('an error loop taken back and found again is announced once; failures are taken back only from the record that counted them', () => {
+    // A/B: run_shell calls failing with one error; lower case: the same call succeeding; x: other work
+    const play = (g: LoopGuard, script: string, messageOf: (k: number) => string = () => 'Command failed with exit code 1') => {
+      const out: GuardFinding[] = [];
+      [...script].forEach((ch, i) => {
+        const call = ch === 'x' ? { tool: 'edit_file', argsHash: `x${i}`, resultHash: `x${i}` }
+          : ch === ch.toUpperCase() ? { tool: 'run_shell', argsHash: ch, status: 'error' as const, errorType: 'Error', errorMessage: messageOf(i), resultHash: '' }
+            : { tool: 'run_shell', argsHash: ch.toUpperCase(), resultHash: `ok${i}` };
+        out.push(...g.observe(row(i, call)).filter((f) => f.kind === 'error_loop'));
+      });
+      return out;
+    };
+    const announced = play(new LoopGuard({ params: { errorLoopMinCount: 3 } }), 'BxBAxAaxB').filter((f) => f.isNew);
+    expect(announced.map((f) => f.firstSpanId)).toEqual([row(0).spanId]); // once, not again at the last B
+
+    // past the 256 errors kept per session, A's failure is dropped with its record; A's success
+    // later must not take B's failures of the same error back from the new record
+    const g = new LoopGuard({ params: { errorLoopMinCount: 3 } });
+    const probes = Array.from({ length: 256 }, () => 'P').join('');
+    const letters = 'abcdefghijklmnopqrstuvwxyz';
+    play(g, `AxA${probes}BxBxaxBxB`, (i) => (i >= 3 && i < 3 + 256 ? `probe ${letters[i % 26]}${letters[Math.floor(i / 26) % 26]} failed` : 'Command failed with exit code 1'));
+    expect(g.findings().filter((f) => f.kind === 'error_loop').map((f) => f.repeats)).toEqual([4]);
+  });
+
   it('an error loop\'s message quotes a long error\'s first 120 characters, whole ones (a character outside the BMP is not cut in two)', () => {
     const g = new LoopGuard({ params: { errorLoopMinCount: 3 } });
     const message = '🚫'.repeat(130); // 260 UTF-16 code units

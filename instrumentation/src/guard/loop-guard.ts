@@ -870,6 +870,8 @@ const RING_SPAN = 3;
 const E_TOKENS = 0;
 const E_COST = 1;
 const E_FIRST_SEQ = 2;
+// 1 once a loop of the error was announced (a loop taken back and found again is not new)
+const E_ANNOUNCED = 3;
 // columns of the redundant tallies' numbers (waste)
 const W_TOKENS = 0;
 const W_COST = 1;
@@ -1021,6 +1023,8 @@ interface Failure {
   keyHash: number;
   /** Failures of the call with this error, and their waste. */
   count: number;
+  /** The first one's place in the session: a record of the error newer than it did not count it. */
+  firstSeq: number;
   tokens: number;
   cost: number;
   /** The error as a finding quotes it. */
@@ -1042,7 +1046,7 @@ export class LoopGuard {
   // per session (see KeyTable): error key (tool, type, normalized message) -> calls, first call,
   // waste, first call's sequence number; (tool, arguments, result) -> calls, first call, waste;
   // (tool, result) of successful calls; span id -> nesting depth (in the count column)
-  private readonly errors = new KeyTable(MAX_ERROR_KEYS, 1, true, 3);
+  private readonly errors = new KeyTable(MAX_ERROR_KEYS, 1, true, 4);
   private readonly redundant = new KeyTable(MAX_KEYS, 3, true, 2);
   private readonly seen = new KeyTable(MAX_SEEN, 2, false, 0);
   private readonly depths = new KeyTable(MAX_KEYS, 1, false, 0);
@@ -1484,13 +1488,9 @@ export class LoopGuard {
       same.tokens += tokens;
       same.cost += cost;
     } else {
-      // full: the error failed least often makes room (the one a finding holds is kept, to be taken back)
-      if (failures.length >= MAX_FAILURES_PER_CALL) {
-        let least = 0;
-        for (let i = 1; i < failures.length; i++) if (failures[i]!.count < failures[least]!.count) least = i;
-        failures.splice(least, 1);
-      }
-      failures.push({ key: error.key, keyHash: error.keyHash, count: 1, tokens, cost, type: errorType, quoted: error.quoted });
+      // full: a further error of the call stays counted (the earlier ones, which a finding may
+      // hold, are kept to be taken back)
+      if (failures.length < MAX_FAILURES_PER_CALL) failures.push({ key: error.key, keyHash: error.keyHash, count: 1, firstSeq: seq, tokens, cost, type: errorType, quoted: error.quoted });
     }
     const count = et.count(e);
     // other calls in between: the tally spans more calls than it counts (this call is its last)
@@ -1498,8 +1498,11 @@ export class LoopGuard {
       const known = et.finding(e);
       const f = this.emit(s, K_ERROR_LOOP, known ? known.firstSpanId : et.first(e), spanId, count, count - 1, et.num(e, E_TOKENS), et.num(e, E_COST), [tool], 'critical',
         // with the error's text, as SQL's message (SQL quotes the first occurrence's, this the latest's: the same error, its ids aside)
-        errorLoopMessage(tool, count, errorType, error.quoted), known);
-      if (!known) et.setFinding(e, f);
+        errorLoopMessage(tool, count, errorType, error.quoted), known, et.num(e, E_ANNOUNCED) === 1);
+      if (!known) {
+        et.setFinding(e, f);
+        et.setNum(e, E_ANNOUNCED, 1);
+      }
     }
   }
 
@@ -1516,7 +1519,8 @@ export class LoopGuard {
     const et = this.errors;
     const k = this.kOther.setText(failure.key, failure.keyHash);
     const e = et.find(s.no, k.hash, k, k, k);
-    if (e < 0) return;
+    // (a record newer than the failures: theirs was dropped for other errors, and this one is another call's)
+    if (e < 0 || et.num(e, E_FIRST_SEQ) > failure.firstSeq) return;
     const count = Math.max(0, et.count(e) - failure.count);
     const f = et.finding(e);
     if (f !== undefined && count < this.params.errorLoopMinCount) {
