@@ -6,7 +6,7 @@ import { ATTR, TOOL_WRAPPER_OPERATION } from './attributes.js';
 import { randomBytes } from 'node:crypto';
 import { canonicalJson, hash64Hex, valueHash } from './canonical.js';
 import { runInSession, sessionFrom, type SessionInfo } from './context.js';
-import { traceConversation } from './llm-calls.js';
+import { traceSession } from './llm-calls.js';
 import { capturedText, captureOptions } from './options.js';
 import { warn } from './warn.js';
 
@@ -226,8 +226,7 @@ interface EnclosingCall {
  * conversation its trace names, else the trace's (a sub-agent in a trace of its own is another session).
  */
 function judgedSession(parent: Context, span: Span): string {
-  const traceId = span.spanContext().traceId;
-  return sessionFrom(parent)?.sessionId ?? traceConversation(traceId) ?? traceId;
+  return sessionFrom(parent)?.sessionId ?? traceSession(span.spanContext().traceId);
 }
 
 /** One traced call in flight. */

@@ -99,12 +99,6 @@ export function llmCallOf(span: ReadableSpan): LlmCallRecord | undefined {
   };
 }
 
-/**
- * The span processor that reports ended LLM spans to onLlmCall's observers. startLoopwatch()
- * installs it after the session stamper and the AI SDK processor (whose attributes it reads); an
- * application with its own tracer provider adds it the same way. Costs one Set size check per span
- * while nothing observes.
- */
 // A trace whose spans name more than one conversation (not a conversation id: it holds a NUL).
 const MANY = '\u0000many';
 // Traces whose conversation the tap remembers: the latest, enough for the calls in flight.
@@ -112,13 +106,14 @@ const MAX_TRACES = 4096;
 const conversations = new Map<string, string>();
 
 /**
- * The conversation the spans of a trace seen so far name, when they name one only: the session
- * of the trace's spans that name none, as the collector gives it to them (from the other spans of
- * the trace in the same export). Known while LlmCallTap watches spans for an observer (the loop guard).
+ * The session of a trace's spans that name none: the conversation the spans of the trace seen so
+ * far name, when they name one only, else the trace, as the collector gives it to them (from the
+ * other spans of the trace in the same export). Conversations are known while LlmCallTap watches
+ * spans for an observer (the loop guard).
  */
-export function traceConversation(traceId: string): string | undefined {
+export function traceSession(traceId: string): string {
   const c = conversations.get(traceId);
-  return c === MANY ? undefined : c;
+  return c === undefined || c === MANY ? traceId : c;
 }
 
 function noteConversation(traceId: string, named: unknown): void {
@@ -130,6 +125,12 @@ function noteConversation(traceId: string, named: unknown): void {
   conversations.set(traceId, known === undefined ? conversation : MANY);
 }
 
+/**
+ * The span processor that reports ended LLM spans to onLlmCall's observers. startLoopwatch()
+ * installs it after the session stamper and the AI SDK processor (whose attributes it reads); an
+ * application with its own tracer provider adds it the same way. Costs one Set size check per span
+ * while nothing observes.
+ */
 export class LlmCallTap implements SpanProcessor {
   /** Spans started with a tool call's span as their parent: its span id and the session it names, if any (only while something observes). */
   private readonly insideTool = new WeakMap<object, { spanId: string; sessionId: string | undefined }>();
@@ -154,11 +155,12 @@ export class LlmCallTap implements SpanProcessor {
     // a span that names no session is in its trace's conversation when the trace names one only
     // (the GenAI conventions put the conversation on model calls), else in the trace's session:
     // the LLM call as the tool span around it, as the collector fills them in
-    if (!named) call.sessionId = traceConversation(traceId) ?? traceId;
+    const unnamed = traceSession(traceId);
+    if (!named) call.sessionId = unnamed;
     // made inside a tool call of its own session: a sub-agent with a session of its own, run by
     // another session's tool call, keeps its LLM calls for its own turns (as the detector pass)
     const inside = this.insideTool.get(span);
-    const toolSession = inside === undefined ? undefined : (inside.sessionId ?? traceConversation(traceId) ?? traceId);
+    const toolSession = inside === undefined ? undefined : (inside.sessionId ?? unnamed);
     call.insideTool = inside !== undefined && toolSession === call.sessionId ? inside.spanId : undefined;
     for (const o of observers) o(call);
   }

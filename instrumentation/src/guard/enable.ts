@@ -6,7 +6,7 @@
 import { isSpanContextValid, type Span } from '@opentelemetry/api';
 import { detectorSettingPairs, parseDetectorSettings, type DetectorParams } from '../../../queries/src/detector-defaults.js';
 import { beforeToolCall, onToolCall } from '../api.js';
-import { onLlmCall, traceConversation, type LlmCallRecord } from '../llm-calls.js';
+import { onLlmCall, traceSession, type LlmCallRecord } from '../llm-calls.js';
 import { warn } from '../warn.js';
 import { LoopDetectedError, LoopGuard, pausesBetween, touch, type GuardFinding } from './loop-guard.js';
 
@@ -89,7 +89,7 @@ function spanIds(span: Span): { spanId: string; traceId: string; parentSpanId: s
 function sessionOf(sessionId: string | undefined, span: Span): string | undefined {
   if (sessionId !== undefined) return sessionId;
   const ctx = span.spanContext();
-  if (isSpanContextValid(ctx)) return traceConversation(ctx.traceId) ?? ctx.traceId;
+  if (isSpanContextValid(ctx)) return traceSession(ctx.traceId);
   if (!saidNoSession) {
     saidNoSession = true;
     warn('the loop guard skips tool calls outside withSession when no OpenTelemetry SDK runs (no trace to tell agents apart): run each agent in withSession({ sessionId })');
@@ -160,7 +160,6 @@ const MAX_UNCHARGED_LLM_CALLS = 32;
 
 /** An LLM call not charged to a tool call yet; several merged into one keep the pauses between them. */
 type TurnLlmCall = LlmCallRecord & { pauses?: [number, number][] };
-
 
 /** Starts the guard (replacing one started before); returns it with a disable function. */
 export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHandle {
