@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runDetectors } from '../../collector/src/detect/run-detectors.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
-import { buildSession, insertSpans } from '../detectors/helpers.js';
+import { buildSession, dt64, insertSpans } from '../detectors/helpers.js';
 
 let tc: TestCollector;
 beforeAll(async () => {
@@ -15,11 +15,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await tc?.close();
 });
-
-function tsText(ns: bigint): string {
-  const d = new Date(Number(ns / 1_000_000n)).toISOString().replace('T', ' ').replace('Z', '');
-  return `${d.slice(0, 19)}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}`;
-}
 
 describe('features independent of the pass, and of a turn\'s size', () => {
   it('the sub-agent session takes its turns\' tokens, with or without the other session in the pass', async () => {
@@ -55,7 +50,7 @@ describe('features independent of the pass, and of a turn\'s size', () => {
     const llm = s.rows.find((r) => String(r.SpanName).startsWith('chat'))!;
     const rows: Record<string, unknown>[] = [...s.rows];
     for (let i = 0; i < n; i++) {
-      rows.push({ ...llm, SpanId: (0x1000000n + BigInt(i)).toString(16).padStart(16, '0'), Timestamp: tsText(BigInt(start + i * 20) * 1_000_000n), Duration: String(10_000_000) });
+      rows.push({ ...llm, SpanId: (0x1000000n + BigInt(i)).toString(16).padStart(16, '0'), Timestamp: dt64(BigInt(start + i * 20) * 1_000_000n), Duration: String(10_000_000) });
     }
     await insertSpans(client, rows);
     const other = buildSession('beside-long-chat', Array.from({ length: 6 }, () => ({ tool: 'read_file', args: { p: 'a' }, result: 'same' })));

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runDetectors } from '../../collector/src/detect/run-detectors.js';
 import { LoopGuard, type ObservedCall } from '../../instrumentation/src/guard/loop-guard.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
-import { buildSession, insertSession } from './helpers.js';
+import { buildSession, dt64, insertSession } from './helpers.js';
 
 let tc: TestCollector;
 beforeAll(async () => {
@@ -15,11 +15,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await tc?.close();
 });
-
-function dt64(ns: bigint): string {
-  const d = new Date(Number(ns / 1_000_000n)).toISOString().replace('T', ' ').replace('Z', '');
-  return `${d.slice(0, 19)}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}`;
-}
 
 it('sequential failures within one millisecond: SQL, and the guard fed agent_tool_calls rows, agree', async () => {
   const session = 'storm-one-ms';

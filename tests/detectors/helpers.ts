@@ -51,7 +51,8 @@ function hexId(seed: string, bytes: number): string {
   return createHash('sha256').update(`${seed}:${counter++}`).digest('hex').slice(0, bytes * 2);
 }
 
-function ts(ns: bigint): string {
+/** Epoch nanoseconds as ClickHouse DateTime64(9) text (UTC). */
+export function dt64(ns: bigint): string {
   const ms = ns / 1_000_000n;
   const d = new Date(Number(ms)).toISOString().replace('T', ' ').replace('Z', '');
   return `${d.slice(0, 19)}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}`;
@@ -62,7 +63,7 @@ function span(p: {
   attrs: Record<string, string>; error?: string;
 }): Record<string, unknown> {
   return {
-    Timestamp: ts(p.start), TraceId: p.traceId, SpanId: p.spanId, ParentSpanId: p.parent, TraceState: '',
+    Timestamp: dt64(p.start), TraceId: p.traceId, SpanId: p.spanId, ParentSpanId: p.parent, TraceState: '',
     SpanName: p.name, SpanKind: 'Internal', ServiceName: p.service, ResourceAttributes: { 'service.name': p.service },
     ScopeName: 'test', ScopeVersion: '', SpanAttributes: p.attrs, Duration: String(p.durNs),
     StatusCode: p.error !== undefined ? 'Error' : 'Unset', StatusMessage: p.error ?? '',
