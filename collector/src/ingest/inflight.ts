@@ -62,6 +62,11 @@ export class Ticket {
     private held: number,
   ) {}
 
+  /** The bytes this request is counted for. */
+  get bytes(): number {
+    return this.held;
+  }
+
   /** Accounts for `n` more bytes held by this request; false (nothing added) when over the bound. */
   grow(n: number): boolean {
     if (n <= 0) return true;

@@ -8,7 +8,6 @@ import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import type { HttpBindings } from '@hono/node-server';
 import type { Context, Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import type { CollectorConfig } from '../config.js';
 import { atMostEvery, type Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -88,27 +87,58 @@ function answer(c: Context, enc: Encoding, outcome: ExportOutcome): Response {
 }
 
 /**
- * The request body, or why there is none: its client went away mid-upload, or it did not all
- * arrive within `timeoutMs` (the connection is then cut: a slow upload must not hold an ingest
- * slot). Other failures (the body limit's) are thrown.
+ * The request body, or why there is none: its client went away mid-upload, it did not all arrive
+ * within `timeoutMs` (the connection is then cut: a slow upload must not hold an ingest slot), it
+ * is over the body limit, or it no longer fits beside the bytes other requests hold. Read here
+ * rather than by a body-limit middleware, so that a body sent without Content-Length (chunked: an
+ * exporter that gzips as it sends) is counted against the in-flight bound as it arrives, not
+ * buffered whole first with nothing counted.
  */
-async function readBody(c: Context, timeoutMs: number): Promise<Uint8Array | 'timeout' | 'aborted'> {
+async function readBody(c: Context, ticket: Ticket, maxBytes: number, timeoutMs: number): Promise<Uint8Array | 'timeout' | 'aborted' | 'too-large' | 'busy'> {
   const incoming = (c.env as HttpBindings | undefined)?.incoming;
+  const stream = c.req.raw.body;
+  if (!stream) return new Uint8Array(0);
+  const reader = stream.getReader();
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<'timeout'>((resolve) => {
     timer = setTimeout(() => resolve('timeout'), timeoutMs);
   });
-  const body = c.req.arrayBuffer().then(
-    (b) => new Uint8Array(b),
-    (err: unknown) => {
-      if (incoming?.destroyed || (err as Error).message === 'aborted') return 'aborted' as const;
-      throw err;
-    },
-  );
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const stop = <T>(why: T): T => {
+    reader.cancel().catch(() => undefined);
+    return why;
+  };
+  const read = async (): Promise<Uint8Array | 'aborted' | 'too-large' | 'busy'> => {
+    for (;;) {
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await reader.read();
+      } catch (err) {
+        if (incoming?.destroyed || (err as Error).message === 'aborted') return 'aborted';
+        throw err;
+      }
+      if (r.done) break;
+      size += r.value.length;
+      if (size > maxBytes) return stop('too-large');
+      if (size > ticket.bytes && !ticket.grow(size - ticket.bytes)) return stop('busy');
+      chunks.push(r.value);
+    }
+    if (chunks.length === 1) return chunks[0]!;
+    const body = new Uint8Array(size);
+    let at = 0;
+    for (const chunk of chunks) {
+      body.set(chunk, at);
+      at += chunk.length;
+    }
+    return body;
+  };
+  const body = read();
   try {
     const got = await Promise.race([body, late]);
     if (got === 'timeout') {
       body.catch(() => undefined);
+      stop(undefined);
       incoming?.destroy();
     }
     return got;
@@ -119,6 +149,10 @@ async function readBody(c: Context, timeoutMs: number): Promise<Uint8Array | 'ti
 
 export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
   const { config, metrics, exports, inflight, log } = deps;
+  const tooLarge = (c: Context, enc: Encoding) => {
+    metrics.inc('loopwatch_requests_rejected_total', 'http');
+    return reply(c, enc, 413, { code: RESOURCE_EXHAUSTED, message: `request body larger than ${config.limits.maxBodyBytes} bytes` });
+  };
 
   for (const { path, signal, off } of OTHER_SIGNALS) {
     const warnDue = atMostEvery(SIGNAL_WARN_EVERY_MS);
@@ -141,8 +175,10 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
         return c.json({ code: INVALID_ARGUMENT, message: `unsupported content type '${c.req.header('content-type') ?? ''}': use application/x-protobuf or application/json` }, 415);
       }
       c.set('encoding' as never, enc as never);
-      // Admission before the body is read: a request past the bound costs a short answer.
-      const declared = Math.min(Number(c.req.header('content-length')) || 0, config.limits.maxBodyBytes);
+      // Admission before the body is read: a request past the bound costs a short answer. One
+      // without Content-Length is counted as its body arrives (readBody).
+      const declared = Number(c.req.header('content-length')) || 0;
+      if (declared > config.limits.maxBodyBytes) return tooLarge(c, enc);
       const ticket = inflight.enter(declared);
       if (!ticket) {
         metrics.inc('loopwatch_requests_rejected_total', 'http');
@@ -156,14 +192,6 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
         ticket.release();
       }
     },
-    bodyLimit({
-      maxSize: config.limits.maxBodyBytes,
-      onError: (c) => {
-        metrics.inc('loopwatch_requests_rejected_total', 'http');
-        const enc = c.get('encoding' as never) as Encoding;
-        return reply(c, enc, 413, { code: RESOURCE_EXHAUSTED, message: `request body larger than ${config.limits.maxBodyBytes} bytes` });
-      },
-    }),
     async (c) => {
       const enc = c.get('encoding' as never) as Encoding;
       const ticket = c.get('ticket' as never) as Ticket;
@@ -171,7 +199,12 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
         metrics.inc('loopwatch_requests_rejected_total', 'http');
         return reply(c, enc, status, { code, message }, headers);
       };
-      const read = await readBody(c, config.limits.bodyTimeoutMs);
+      const read = await readBody(c, ticket, config.limits.maxBodyBytes, config.limits.bodyTimeoutMs);
+      if (read === 'too-large') return tooLarge(c, enc);
+      if (read === 'busy') {
+        metrics.inc('loopwatch_requests_throttled_total', 'http');
+        return fail(429, RESOURCE_EXHAUSTED, inflight.busyMessage(), throttleAfter);
+      }
       if (read === 'timeout') {
         metrics.inc('loopwatch_requests_rejected_total', 'http');
         return c.body(null, 408);
