@@ -126,6 +126,11 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     expect(creds.code).toBe(2);
     expect(creds.stderr).toMatch(/^loopwatch: LOOPWATCH_URL carries a user and password \(http:\/\/127\.0\.0\.1:\d+\): send a read key as LOOPWATCH_API_KEY/);
     expect(creds.stderr).not.toContain('hunter2');
+    // a key a header cannot carry: said without the key (fetch's own error quoted it), exit 2
+    const badKey = await cli(['sessions', '--url', tc.url], { LOOPWATCH_API_KEY: 'lw_secret\nX-Injected: 1' });
+    expect(badKey.code).toBe(2);
+    expect(badKey.stderr).toMatch(/^loopwatch: LOOPWATCH_API_KEY is not a valid key/);
+    expect(badKey.stderr).not.toContain('lw_secret');
     for (const cmd of [['status'], ['sessions'], ['findings'], ['models'], ['export', 's1']]) {
       const r = await cli([...cmd, '--url', webUrl]);
       expect(r.code, cmd[0]).toBe(3);
@@ -204,6 +209,12 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     expect(url.code).toBe(1);
     expect(url.stderr).toMatch(/^loopwatch: the ClickHouse URL is not usable: Unknown URL parameters: password/);
     noStack(url.stderr);
+    // a password that is not valid percent-encoding: one line naming the part, not a URIError stack, and not the password
+    const badPw = await cli(['up', '--port', '0', '--grpc-port', 'off', '--data-dir', tempDir('lw-cli-churl-'), '--clickhouse-url', 'http://u:SECRET%PW8@127.0.0.1:9/']);
+    expect(badPw.code).toBe(1);
+    expect(badPw.stderr).toMatch(/^loopwatch: the ClickHouse URL's password is not valid percent-encoding/);
+    expect(badPw.stderr).not.toContain('SECRET');
+    noStack(badPw.stderr);
   });
 
   it('a spool directory it cannot write: refuses to start (it would refuse every export)', async (ctx) => {

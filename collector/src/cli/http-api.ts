@@ -63,7 +63,12 @@ export class ApiClient {
   ) {}
 
   private headers(): Record<string, string> {
-    return this.key ? { authorization: `Bearer ${this.key}` } : {};
+    if (!this.key) return {};
+    // fetch's own error quotes the header, key and all
+    if (!/^[\x21-\x7e]+$/.test(this.key)) {
+      throw new CliError('LOOPWATCH_API_KEY is not a valid key: it holds a space, a line break or another character a header cannot carry (set it to the key alone)', 2);
+    }
+    return { authorization: `Bearer ${this.key}` };
   }
 
   /** Whether a collector answers /healthz at the URL. */

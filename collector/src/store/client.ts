@@ -68,7 +68,15 @@ export function openStore(config: Pick<CollectorConfig, 'dataDir' | 'clickhouse'
     // options and with a plain-text warning each (between the JSON log lines), while the banner
     // and status named the option's database: taken from the URL here, and the URL passed bare.
     const server = new URL(ch.url);
-    const pathDb = decodeURIComponent(server.pathname.replace(/^\/+|\/+$/g, ''));
+    // percent-decoded; a bad escape is named without the text around it (the user info holds a password)
+    const decoded = (text: string, what: string): string => {
+      try {
+        return decodeURIComponent(text);
+      } catch {
+        throw new StartError(`the ClickHouse URL's ${what} is not valid percent-encoding (a % not followed by two hex digits; write a literal % as %25)`);
+      }
+    };
+    const pathDb = decoded(server.pathname.replace(/^\/+|\/+$/g, ''), 'path');
     let database = ch.database;
     if (pathDb) {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(pathDb)) throw new StartError(`the ClickHouse URL's path names the database ${JSON.stringify(pathDb)}: it must be a plain identifier`);
@@ -77,8 +85,8 @@ export function openStore(config: Pick<CollectorConfig, 'dataDir' | 'clickhouse'
       }
       database = pathDb;
     }
-    const user = server.username ? decodeURIComponent(server.username) : ch.user;
-    const password = server.password ? decodeURIComponent(server.password) : ch.password;
+    const user = server.username ? decoded(server.username, 'user name') : ch.user;
+    const password = server.password ? decoded(server.password, 'password') : ch.password;
     server.pathname = '/';
     server.username = server.password = '';
     try {
