@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { canonicalJson, hash64Hex, valueHash } from './canonical.js';
 import { runInSession, sessionFrom, type SessionInfo } from './context.js';
 import { traceSession } from './llm-calls.js';
-import { capturedText, captureOptions } from './options.js';
-import { warn } from './warn.js';
+import { capturedText, captureOptions, sentErrorText } from './options.js';
+import { warnOnce } from './warn.js';
 
 export { canonicalJson, hash64Hex, valueHash } from './canonical.js';
 export { configureCapture, type CaptureOptions } from './options.js';
@@ -50,18 +50,10 @@ export function withSession<T>(session: string | SessionInfo, fn: () => T): T {
   let id: unknown = info.sessionId;
   if (typeof id === 'number' || typeof id === 'bigint') id = String(id);
   if (typeof id !== 'string' || id.trim() === '') {
-    problemOnce('session', `withSession got no usable session id (${typeof id === 'string' ? 'an empty string' : typeof id}): these calls get no session`);
+    warnOnce('session', `withSession got no usable session id (${typeof id === 'string' ? 'an empty string' : typeof id}): these calls get no session`);
     return fn();
   }
   return runInSession(id === info.sessionId ? info : { ...info, sessionId: id }, fn);
-}
-
-// What went wrong inside the instrumentation, said once per kind: it never fails the agent's call.
-const said = new Set<string>();
-function problemOnce(kind: string, message: string): void {
-  if (said.has(kind)) return;
-  said.add(kind);
-  warn(message);
 }
 
 /**
@@ -70,7 +62,7 @@ function problemOnce(kind: string, message: string): void {
  * for a loop, and the tool runs as it would without Loopwatch.
  */
 function unreadable(err: unknown, what: string): string {
-  problemOnce(`hash:${what}`, `a tool's ${what} could not be read for its hash (${errorText(err)}): such calls are traced without one, and never counted as repeats`);
+  warnOnce(`hash:${what}`, `a tool's ${what} could not be read for its hash (${errorText(err)}): such calls are traced without one, and never counted as repeats`);
   return randomBytes(8).toString('hex');
 }
 
@@ -265,16 +257,6 @@ function identify(pick: ((input: never) => unknown) | undefined, input: unknown,
   }
 }
 
-/** The captured (redacted, size-limited) text; a redact hook that throws leaves it out. */
-function captured(text: string, kind: 'arguments' | 'result', tool: string): string | undefined {
-  try {
-    return capturedText(text, kind, tool);
-  } catch (err) {
-    problemOnce('redact', `the redact hook failed (${errorText(err)}): content it fails on is not recorded`);
-    return undefined;
-  }
-}
-
 /** Ends the call's span as a success; `resultKnown` false (a stream read elsewhere, a generator stopped early) sets no result hash. */
 function finishOk(c: TracedCall, result: unknown, resultKnown = true): void {
   let resultHash: string | undefined;
@@ -283,7 +265,7 @@ function finishOk(c: TracedCall, result: unknown, resultKnown = true): void {
     resultHash = hash;
     c.span.setAttribute(ATTR.resultHash, hash);
     if (resultText !== undefined) {
-      const capturedResult = captured(resultText, 'result', c.tool);
+      const capturedResult = capturedText(resultText, 'result', c.tool);
       if (capturedResult !== undefined) c.span.setAttribute(ATTR.toolCallResult, capturedResult);
     }
   }
@@ -292,14 +274,18 @@ function finishOk(c: TracedCall, result: unknown, resultKnown = true): void {
   endCall(c, endedAt);
 }
 
-/** Ends the call's span as failed. Reads the thrown value only through errorTypeOf and errorText, which cannot throw. */
+/**
+ * Ends the call's span as failed. Reads the thrown value only through errorTypeOf and errorText,
+ * which cannot throw. Its message and stack leave the process redacted and cut (sentErrorText),
+ * and the loop guard is given the message as sent: the error the detectors see.
+ */
 function finishError(c: TracedCall, err: unknown): void {
   const errorType = errorTypeOf(err);
-  const message = errorText(err);
+  const message = sentErrorText(errorText(err), c.tool);
   c.span.setAttribute(ATTR.errorType, errorType);
   let stack: string | undefined;
   try {
-    stack = err instanceof Error && typeof err.stack === 'string' ? err.stack : undefined;
+    stack = err instanceof Error && typeof err.stack === 'string' ? sentErrorText(err.stack, c.tool) : undefined;
   } catch {
     // a stack getter that throws
   }
@@ -329,7 +315,7 @@ function notify(c: TracedCall, resultHash: string | undefined, status: 'ok' | 'e
     try {
       o(record);
     } catch (err) {
-      problemOnce('observer', `an onToolCall observer failed (${errorText(err)}): the tool call goes on`);
+      warnOnce('observer', `an onToolCall observer failed (${errorText(err)}): the tool call goes on`);
     }
   }
 }
@@ -420,7 +406,7 @@ function settleQuietly(c: TracedCall, value: unknown, resultKnown: boolean): voi
   try {
     finishOk(c, value, resultKnown);
   } catch (err) {
-    problemOnce('settle', `a tool call's span could not be ended (${errorText(err)})`);
+    warnOnce('settle', `a tool call's span could not be ended (${errorText(err)})`);
   }
 }
 
@@ -525,7 +511,7 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     try {
       callId = typeof callIdOpt === 'function' ? callIdOpt(args) : callIdOpt;
     } catch (err) {
-      problemOnce('callId', `a callId option failed (${errorText(err)}): calls are traced without an id`);
+      warnOnce('callId', `a callId option failed (${errorText(err)}): calls are traced without an id`);
     }
     const toolType = opts.type ?? 'function';
     const attributes: Attributes = opts.attributes
@@ -536,7 +522,7 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     if (!callId && wrapped) callId = wrapped.callId;
     if (callId) attributes[ATTR.toolCallId] = callId;
     if (argsText !== undefined) {
-      const capturedArgs = captured(argsText, 'arguments', name);
+      const capturedArgs = capturedText(argsText, 'arguments', name);
       if (capturedArgs !== undefined) attributes[ATTR.toolCallArguments] = capturedArgs;
     }
     const startedAt = preciseNow();

@@ -1,22 +1,50 @@
 // Process-wide instrumentation options. Privacy by default: arguments and results leave the
-// process only as hashes unless capture is switched on, and then bounded and redactable.
+// process only as hashes unless capture is switched on, and then bounded and redactable. Error
+// messages always leave it (they name the error: loop detection tells errors apart by them), but
+// through the same redact hook and length limit.
+import { thrownKind, warnOnce } from './warn.js';
+
+/** What a text sent out is: a tool's (or requested tool call's) arguments, its result, or an error's message or stack. */
+export type ContentKind = 'arguments' | 'result' | 'error';
+
 export interface CaptureOptions {
   /** Send raw tool arguments and results as span attributes (default false: hashes only). */
   captureContent: boolean;
-  /** Longest captured text, in characters; longer text is cut and marked. */
+  /** Longest text sent (captured content, an error's message or stack), in UTF-16 code units; longer text is cut and marked. */
   maxContentLength: number;
-  /** Called on every captured text before it leaves the process; return what may be sent. */
-  redact?: (text: string, info: { kind: 'arguments' | 'result'; tool: string }) => string;
+  /**
+   * Called on every text before it leaves the process (captured content, and error messages and
+   * stacks whether capture is on or not); return what may be sent. If it throws, the text is not sent.
+   */
+  redact?: (text: string, info: { kind: ContentKind; tool: string }) => string;
 }
 
+const DEFAULT_MAX_CONTENT_LENGTH = 4096;
 const envCapture = process.env.LOOPWATCH_CAPTURE_CONTENT;
+
+const positiveWhole = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n > 0;
+
+function envMaxContentLength(): number {
+  const raw = process.env.LOOPWATCH_MAX_CONTENT_LENGTH;
+  if (raw === undefined || raw.trim() === '') return DEFAULT_MAX_CONTENT_LENGTH;
+  const n = Number(raw);
+  if (positiveWhole(n)) return n;
+  warnOnce('max-content-length', `LOOPWATCH_MAX_CONTENT_LENGTH=${raw} is not a positive whole number of characters: ${DEFAULT_MAX_CONTENT_LENGTH} is used`);
+  return DEFAULT_MAX_CONTENT_LENGTH;
+}
 
 const current: CaptureOptions = {
   captureContent: envCapture === '1' || envCapture === 'true',
-  maxContentLength: Number(process.env.LOOPWATCH_MAX_CONTENT_LENGTH) || 4096,
+  maxContentLength: envMaxContentLength(),
 };
 
 export function configureCapture(opts: Partial<CaptureOptions>): void {
+  if (opts.maxContentLength !== undefined && !positiveWhole(opts.maxContentLength)) {
+    throw new RangeError(`configureCapture: maxContentLength must be a positive whole number of characters, got ${String(opts.maxContentLength)}`);
+  }
+  if (opts.redact !== undefined && typeof opts.redact !== 'function') {
+    throw new TypeError(`configureCapture: redact must be a function (text, { kind, tool }) => text, got ${typeof opts.redact}`);
+  }
   Object.assign(current, opts);
 }
 
@@ -24,9 +52,48 @@ export function captureOptions(): Readonly<CaptureOptions> {
   return current;
 }
 
-/** The text that may be attached to a span, or undefined when capture is off. */
+/** Text cut at the length limit, and marked; a surrogate pair at the cut is kept whole or dropped whole. */
+function cut(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}…[truncated]`;
+}
+
+/** Redacted, then cut; undefined when the hook throws or returns something other than text (said once, without its message). */
+function prepared(text: string, kind: ContentKind, tool: string): string | undefined {
+  let out: unknown = text;
+  if (current.redact) {
+    try {
+      out = current.redact(text, { kind, tool });
+    } catch (err) {
+      // not its message: it can quote the text the hook was given
+      warnOnce('redact', `the redact hook threw (${thrownKind(err)}): the text it failed on is not sent`);
+      return undefined;
+    }
+    if (typeof out !== 'string') {
+      warnOnce('redact-type', `the redact hook returned ${out === null ? 'null' : typeof out}, not text: the text it was given is not sent`);
+      return undefined;
+    }
+  }
+  return cut(out as string, current.maxContentLength);
+}
+
+/** The text that may be attached to a span, or undefined when capture is off (or the redact hook failed on it). Never throws. */
 export function capturedText(text: string, kind: 'arguments' | 'result', tool: string): string | undefined {
   if (!current.captureContent) return undefined;
-  const redacted = current.redact ? current.redact(text, { kind, tool }) : text;
-  return redacted.length > current.maxContentLength ? `${redacted.slice(0, current.maxContentLength)}…[truncated]` : redacted;
+  return prepared(text, kind, tool);
+}
+
+/** Sent in place of an error's text that the redact hook failed on. */
+export const WITHHELD_ERROR_TEXT = '[error text withheld: the redact hook failed on it]';
+
+/**
+ * An error's message (or stack) as it may leave the process, capture on or off: redacted and cut
+ * like captured content. Never throws.
+ */
+export function sentErrorText(text: string, tool: string): string {
+  if (text === '') return text;
+  return prepared(text, 'error', tool) ?? WITHHELD_ERROR_TEXT;
 }

@@ -300,11 +300,30 @@ function unrefRetryTimers(exporter: OTLPTraceExporter, failedAttempt: (error: Er
 }
 
 /**
+ * A URL as messages may show it: without user info or query (either can hold a password or a
+ * token), which are marked as left out.
+ */
+export function shownUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    const hidden = u.username !== '' || u.password !== '' || u.search !== '' || u.hash !== '';
+    u.username = '';
+    u.password = '';
+    u.search = '';
+    u.hash = '';
+    return hidden ? `${u.href} (credentials and query not shown)` : u.href;
+  } catch {
+    // not a URL the exporter could use either; what is before any @ or ? could still be a secret's
+    return url.replace(/[?#].*$/s, '').replace(/^[^/]*\/\/[^/@]*@/, '');
+  }
+}
+
+/**
  * What the first failed export says: a collector that answered and refused (an HTTP status: its
  * message, which says why) is told apart from one that could not be reached.
  */
 export function exportFailure(error: (Error & { code?: unknown; data?: unknown; busy?: boolean }) | undefined, target: string | undefined): string {
-  const to = target ? ` to ${target}` : '';
+  const to = target ? ` to ${shownUrl(target)}` : '';
   if (error?.busy) return `the collector did not take spans${to}: it is busy (it answered 429 or 503, retry later)`;
   if (typeof error?.code === 'number') {
     let why = '';

@@ -141,6 +141,47 @@ describe('instrumentAnthropic', () => {
     }
   });
 
+  it('the tool runner in content mode: arguments and results recorded as its tool spans end are hashed, then removed (capture off)', async () => {
+    // read_file a.ts twice, then b.ts, then done
+    const runnerApi = await fakeApi((req) => {
+      const body = req.body as { messages: Array<{ content: unknown }> };
+      const results = body.messages.filter((m) => Array.isArray(m.content) && (m.content as Array<{ type: string }>).some((b) => b.type === 'tool_result')).length;
+      const usage = { input_tokens: 100, output_tokens: 20, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 };
+      const content = results < 3 ? [{ type: 'tool_use', id: `toolu_${results}`, name: 'read_file', input: { path: results < 2 ? 'a.ts' : 'b.ts' } }] : [{ type: 'text', text: 'done' }];
+      return { json: { id: `msg_${results}`, type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', stop_reason: results < 3 ? 'tool_use' : 'end_turn', stop_sequence: null, content, usage } };
+    });
+    try {
+      const session = `anthropic-runner-content-${Date.now()}`;
+      const c = instrumentAnthropic(new Anthropic({ apiKey: 'test-key', baseURL: runnerApi.url, maxRetries: 0, openTelemetry: { traces: { contentMode: 'content' } } }));
+      const readFile = betaTool({
+        name: 'read_file', description: 'read a file', inputSchema: { type: 'object', properties: { path: { type: 'string' } }, required: ['path'] },
+        run: async (input: { path: string }) => `RESULT-TEXT of ${input.path}`,
+      });
+      await withSession(session, () => c.beta.messages.toolRunner({ model: 'claude-sonnet-4-5', max_tokens: 100, messages: [{ role: 'user', content: 'go' }], tools: [readFile], thread: false }).runUntilDone());
+      await p.landed();
+      // stored as the number whose little-endian bytes the hash's hex digits are
+      const stored = (hex: string) => Buffer.from(hex, 'hex').readBigUInt64LE().toString();
+      const calls = await p.tc.rows<{ args_hash: string; result_hash: string }>(
+        `SELECT toString(args_hash) AS args_hash, toString(result_hash) AS result_hash FROM agent_tool_calls FINAL WHERE session_id = {s:String} ORDER BY ts`, { s: session });
+      expect(calls).toHaveLength(3);
+      // the same call twice, then another: told apart by their arguments, and the results known
+      expect(calls[0]!.args_hash).toBe(stored(valueHash({ path: 'a.ts' })));
+      expect(calls[1]!.args_hash).toBe(calls[0]!.args_hash);
+      expect(calls[2]!.args_hash).toBe(stored(valueHash({ path: 'b.ts' })));
+      expect(calls[0]!.result_hash).not.toBe('0');
+      expect(calls[1]!.result_hash).toBe(calls[0]!.result_hash);
+      expect(calls[2]!.result_hash).not.toBe(calls[0]!.result_hash);
+      // and the content itself did not leave the process
+      const [raw] = await p.tc.rows<{ attrs: string }>(
+        `SELECT arrayStringConcat(groupArray(toJSONString(SpanAttributes)), '\n') AS attrs FROM otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] = {s:String}`, { s: session });
+      expect(raw!.attrs).toContain('loopwatch.tool.args_hash');
+      expect(raw!.attrs).not.toContain('RESULT-TEXT');
+      expect(raw!.attrs).not.toContain('b.ts');
+    } finally {
+      await runnerApi.close();
+    }
+  });
+
   it('asResponse(): the raw response\'s body is left for the caller to read', async () => {
     const session = `anthropic-raw-${Date.now()}`;
     const raw = await withSession(session, () => client.messages.create({ model: 'claude-sonnet-4-5-20250929', max_tokens: 8, messages: [{ role: 'user', content: 'x' }] }).asResponse());

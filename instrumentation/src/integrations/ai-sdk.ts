@@ -14,8 +14,9 @@
 // - aiSdkTelemetry(): the experimental_telemetry settings with the current session in metadata.
 // - AiSdkSpanProcessor (installed by startLoopwatch): on tool spans (ai.toolCall, and execute_tool
 //   spans of other instrumentations than Loopwatch's own) it adds the argument and result hashes
-//   and, with capture off (the default), removes the raw arguments, results, prompts, messages and
-//   responses recorded on those spans and on the model-call spans, so they never leave the process
+//   (also those recorded only as the span ends) and, with capture off (the default), removes the
+//   raw arguments, results, prompts, messages and responses that any other instrumentation
+//   recorded, in attributes and gen_ai.* events (CONTENT_PREFIXES), so they never leave the process
 //   (capture on: kept, truncated and redacted like any captured text); on model-call spans it adds
 //   loopwatch.cost_usd from the price table. A tool span whose execute is also traced by
 //   wrapTools()/traceTool (a Loopwatch execute_tool child span) is renamed a wrapper (operation
@@ -85,15 +86,26 @@ export function aiSdkTelemetry(opts: AiSdkTelemetryOptions = {}): AiSdkTelemetry
 }
 
 
-/** Attributes that carry content: prompts, messages, responses, tool definitions, arguments and results (ai.* and GenAI semconv). */
+/**
+ * Attributes that carry content: prompts, messages, responses, tool definitions, arguments and
+ * results: the AI SDK's ai.*, GenAI semconv (and its older indexed gen_ai.prompt.N.* form, as
+ * OpenLLMetry writes it), the Anthropic SDK's own spans, OpenInference's and Traceloop's.
+ */
 const CONTENT_PREFIXES = [
   'ai.prompt', 'ai.response.text', 'ai.response.toolCalls', 'ai.response.object', 'ai.response.reasoning', 'ai.toolCall.args', 'ai.toolCall.result',
   'ai.toolCall.output', 'ai.value', 'ai.values', 'ai.embedding', 'ai.documents', 'gen_ai.prompt', 'gen_ai.completion', 'gen_ai.input.messages', 'gen_ai.output.messages',
   'gen_ai.system_instructions', 'gen_ai.tool.definitions', 'gen_ai.tool.call.arguments', 'gen_ai.tool.call.result',
+  'anthropic.tool_result.content',
+  'input.value', 'output.value', 'llm.input_messages', 'llm.output_messages', 'llm.prompts', 'llm.prompt_template', 'llm.completions', 'llm.tools',
+  'tool.parameters', 'retrieval.documents', 'reranker.input_documents', 'reranker.output_documents', 'reranker.query', 'embedding.embeddings', 'message.content',
+  'traceloop.entity.input', 'traceloop.entity.output',
 ];
+/** Attributes of a `gen_ai.*` span event (the older GenAI conventions' message events) that carry content. */
+const EVENT_CONTENT = new Set(['content', 'message', 'tool_calls', 'body']);
 const REQUEST_HEADERS = 'ai.request.headers.';
 /** Of those, what goes into the model (redact hooks see it as kind 'arguments'). */
-const INPUT_CONTENT = /^(ai\.prompt|gen_ai\.prompt|gen_ai\.input\.|gen_ai\.system_instructions|gen_ai\.tool\.definitions)|args|arguments/;
+const INPUT_CONTENT = /^(ai\.prompt|gen_ai\.prompt|gen_ai\.input\.|gen_ai\.system_instructions|gen_ai\.tool\.definitions|input\.|llm\.input_messages|llm\.prompt|llm\.tools|tool\.parameters|traceloop\.entity\.input)|args|arguments/;
+const isContent = (key: string): boolean => CONTENT_PREFIXES.some((p) => key.startsWith(p));
 /** The tracer of Loopwatch's own spans (api.ts, llm-span.ts): they follow the capture options already. */
 const LOOPWATCH_SCOPE = 'loopwatch';
 const scopeOf = (span: Span | ReadableSpan): string => (span as { instrumentationScope?: { name?: string } }).instrumentationScope?.name ?? '';
@@ -105,7 +117,10 @@ function opOf(a: Attrs): string {
   return typeof a['ai.operationId'] === 'string' ? (a['ai.operationId'] as string) : '';
 }
 
-/** Applies the capture options to the span's content attributes: removed, or truncated and redacted. */
+/**
+ * Applies the capture options to the span's content, in its attributes and in its `gen_ai.*`
+ * events: removed, or truncated and redacted.
+ */
 function scrubContent(span: Span, tool: string): void {
   const a = attrsOf(span);
   const capture = captureOptions().captureContent;
@@ -115,13 +130,26 @@ function scrubContent(span: Span, tool: string): void {
       delete a[key];
       continue;
     }
-    if (!CONTENT_PREFIXES.some((p) => key.startsWith(p))) continue;
-    const v = a[key];
-    if (capture && typeof v === 'string') {
-      span.setAttribute(key, capturedText(v, INPUT_CONTENT.test(key) ? 'arguments' : 'result', tool) ?? '');
-    } else if (!capture) {
-      delete a[key];
+    if (!isContent(key)) continue;
+    scrubValue(a, key, capture, INPUT_CONTENT.test(key) ? 'arguments' : 'result', tool);
+  }
+  for (const event of (span as { events?: { name: string; attributes?: Attrs }[] }).events ?? []) {
+    if (!event.name.startsWith('gen_ai.') || !event.attributes) continue;
+    const kind = /prompt|user|system|input/.test(event.name) ? 'arguments' : 'result';
+    for (const key of Object.keys(event.attributes)) {
+      if (EVENT_CONTENT.has(key) || isContent(key)) scrubValue(event.attributes, key, capture, kind, tool);
     }
+  }
+}
+
+/** Capture off: the value removed; on: text redacted and cut (other values, and text the redact hook failed on, removed). */
+function scrubValue(attrs: Attrs, key: string, capture: boolean, kind: 'arguments' | 'result', tool: string): void {
+  const v = attrs[key];
+  const kept = capture && typeof v === 'string' ? capturedText(v, kind, tool) : undefined;
+  if (kept === undefined) {
+    if (!capture || typeof v === 'string') delete attrs[key];
+  } else {
+    attrs[key] = kept;
   }
 }
 
@@ -163,7 +191,10 @@ export class AiSdkSpanProcessor implements SpanProcessor {
       const t = this.toolSpans.get(id);
       this.toolSpans.delete(id);
       const legacy = op === 'ai.toolCall';
-      const result = legacy ? (a['ai.toolCall.result'] ?? a['ai.toolCall.output']) : a['gen_ai.tool.call.result'];
+      // arguments recorded only as the span ends (the Anthropic SDK's tool runner) are hashed here, before they are removed
+      const args = legacy ? a['ai.toolCall.args'] : a['gen_ai.tool.call.arguments'];
+      if (typeof args === 'string' && a[ATTR.argsHash] === undefined) span.setAttribute(ATTR.argsHash, hash64Hex(canonicalJson(args)));
+      const result = legacy ? (a['ai.toolCall.result'] ?? a['ai.toolCall.output']) : (a['gen_ai.tool.call.result'] ?? a['anthropic.tool_result.content']);
       if (typeof result === 'string' && a[ATTR.resultHash] === undefined) span.setAttribute(ATTR.resultHash, hash64Hex(canonicalJson(result)));
       const tool = String((legacy ? a['ai.toolCall.name'] : a[ATTR.toolName]) ?? '');
       scrubContent(span, tool);
@@ -180,7 +211,6 @@ export class AiSdkSpanProcessor implements SpanProcessor {
       }
       return;
     }
-    if (!op.startsWith('ai.') && genAiOp === '') return;
     if ((AI_SDK_MODEL_CALL_OPERATIONS.has(op) || GENAI_MODEL_CALL_OPERATIONS.has(genAiOp)) && a['loopwatch.cost_usd'] === undefined) {
       const { model, input, output, cacheRead } = llmUsageOf(a);
       const cost = costUsd(model, { inputTokens: input, outputTokens: output, cacheReadTokens: cacheRead });

@@ -8,7 +8,8 @@ import { context, SpanKind, SpanStatusCode, trace, type Context, type Span } fro
 import { preciseNow } from '../api.js';
 import { canonicalJson, hash64Hex } from '../canonical.js';
 import { costUsd, type TokenUsage } from '../cost.js';
-import { capturedText } from '../options.js';
+import { capturedText, sentErrorText } from '../options.js';
+import { thrownKind, warnOnce } from '../warn.js';
 
 export const LLM_ATTR = {
   operationName: 'gen_ai.operation.name',
@@ -75,47 +76,68 @@ export function startChatSpan(req: { provider: string; model: string | undefined
     end(o) {
       if (done) return;
       done = true;
-      if (o.responseModel) span.setAttribute(LLM_ATTR.responseModel, o.responseModel);
-      if (o.responseId) span.setAttribute(LLM_ATTR.responseId, o.responseId);
-      if (o.finishReasons?.length) span.setAttribute(LLM_ATTR.finishReasons, o.finishReasons);
-      const u = o.usage;
-      if (u) {
-        if (u.inputTokens !== undefined) span.setAttribute(LLM_ATTR.inputTokens, u.inputTokens);
-        if (u.outputTokens !== undefined) span.setAttribute(LLM_ATTR.outputTokens, u.outputTokens);
-        if (u.cacheReadTokens) span.setAttribute(LLM_ATTR.cacheReadTokens, u.cacheReadTokens);
-        if (u.cacheCreationTokens) span.setAttribute(LLM_ATTR.cacheCreationTokens, u.cacheCreationTokens);
-        const cost = costUsd(o.responseModel ?? req.model, u);
-        if (cost !== undefined) span.setAttribute(LLM_ATTR.costUsd, cost);
-      }
-      const calls = o.toolCalls ?? [];
-      if (calls.length) {
-        span.setAttribute(LLM_ATTR.toolCallIds, calls.map((c) => c.id));
-        span.setAttribute(LLM_ATTR.toolCallNames, calls.map((c) => c.name));
-        for (const c of calls) {
-          const argsText = canonicalJson(c.arguments);
-          const event: Record<string, string> = { 'gen_ai.tool.call.id': c.id, 'gen_ai.tool.name': c.name, 'loopwatch.tool.args_hash': hash64Hex(argsText) };
-          const captured = capturedText(argsText, 'arguments', c.name);
-          if (captured !== undefined) event['gen_ai.tool.call.arguments'] = captured;
-          span.addEvent(LLM_ATTR.toolCallRequested, event);
+      recording(() => {
+        if (o.responseModel) span.setAttribute(LLM_ATTR.responseModel, o.responseModel);
+        if (o.responseId) span.setAttribute(LLM_ATTR.responseId, o.responseId);
+        if (o.finishReasons?.length) span.setAttribute(LLM_ATTR.finishReasons, o.finishReasons);
+        const u = o.usage;
+        if (u) {
+          if (u.inputTokens !== undefined) span.setAttribute(LLM_ATTR.inputTokens, u.inputTokens);
+          if (u.outputTokens !== undefined) span.setAttribute(LLM_ATTR.outputTokens, u.outputTokens);
+          if (u.cacheReadTokens) span.setAttribute(LLM_ATTR.cacheReadTokens, u.cacheReadTokens);
+          if (u.cacheCreationTokens) span.setAttribute(LLM_ATTR.cacheCreationTokens, u.cacheCreationTokens);
+          const cost = costUsd(o.responseModel ?? req.model, u);
+          if (cost !== undefined) span.setAttribute(LLM_ATTR.costUsd, cost);
         }
-      }
-      if (o.error) {
-        span.setAttribute('error.type', o.error.type);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: o.error.message });
-      }
+        const calls = o.toolCalls ?? [];
+        if (calls.length) {
+          span.setAttribute(LLM_ATTR.toolCallIds, calls.map((c) => c.id));
+          span.setAttribute(LLM_ATTR.toolCallNames, calls.map((c) => c.name));
+          for (const c of calls) {
+            const argsText = canonicalJson(c.arguments);
+            const event: Record<string, string> = { 'gen_ai.tool.call.id': c.id, 'gen_ai.tool.name': c.name, 'loopwatch.tool.args_hash': hash64Hex(argsText) };
+            const captured = capturedText(argsText, 'arguments', c.name);
+            if (captured !== undefined) event['gen_ai.tool.call.arguments'] = captured;
+            span.addEvent(LLM_ATTR.toolCallRequested, event);
+          }
+        }
+        if (o.error) {
+          span.setAttribute('error.type', o.error.type);
+          span.setStatus({ code: SpanStatusCode.ERROR, message: sentErrorText(o.error.message, '') });
+        }
+      });
       span.end(preciseNow());
     },
     fail(err) {
       if (done) return;
       done = true;
-      const e = err instanceof Error ? err : new Error(String(err));
-      const status = (err as { status?: unknown })?.status;
-      span.setAttribute('error.type', typeof status === 'number' ? String(status) : e.name && e.name !== 'Error' ? e.name : (e.constructor?.name ?? 'Error'));
-      span.recordException(e);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
+      recording(() => {
+        const e = err instanceof Error ? err : new Error(String(err));
+        const status = (err as { status?: unknown })?.status;
+        const type = typeof status === 'number' ? String(status) : e.name && e.name !== 'Error' ? e.name : (e.constructor?.name ?? 'Error');
+        span.setAttribute('error.type', type);
+        // a provider's error can quote the prompt: the message and stack leave redacted and cut
+        const message = sentErrorText(String(e.message ?? ''), '');
+        span.recordException(typeof e.stack === 'string' ? { name: type, message, stack: sentErrorText(e.stack, '') } : { name: type, message });
+        span.setStatus({ code: SpanStatusCode.ERROR, message });
+      });
       span.end(preciseNow());
     },
   };
+}
+
+/**
+ * Runs the recording of an LLM call's outcome: a failure there (a response of a shape not
+ * foreseen) is said once and the span still ends, never thrown into the agent's call.
+ */
+function recording(fn: () => void): boolean {
+  try {
+    fn();
+    return true;
+  } catch (err) {
+    warnOnce('llm-span', `an LLM call's outcome could not be recorded (${thrownKind(err)}): its span ends without it`);
+    return false;
+  }
 }
 
 function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
@@ -142,19 +164,23 @@ export function observeCall<R>(
     chat.fail(err);
     throw err;
   }
+  // a response not understood ends the span without its outcome: the call itself succeeded
+  const outcomeOf = (value: unknown): ChatOutcome => {
+    let o: ChatOutcome = {};
+    recording(() => {
+      o = handlers.outcome(value);
+    });
+    return o;
+  };
   if (!isPromiseLike(out)) {
-    chat.end(handlers.outcome(out));
+    chat.end(outcomeOf(out));
     return out;
   }
   const onValue = (value: unknown): void => {
     if (handlers.streaming && value && typeof (value as Partial<AsyncIterableObject>)[Symbol.asyncIterator] === 'function') {
-      observeStream(chat, value as AsyncIterableObject, handlers.chunk);
+      if (!recording(() => observeStream(chat, value as AsyncIterableObject, handlers.chunk))) chat.end({});
     } else {
-      try {
-        chat.end(handlers.outcome(value));
-      } catch (err) {
-        chat.fail(err);
-      }
+      chat.end(outcomeOf(value));
     }
   };
   const onError = (err: unknown): void => chat.fail(err);
@@ -228,15 +254,16 @@ function observeStream(chat: ChatSpan, stream: AsyncIterableObject, chunk: (acc:
       const it = original();
       return {
         async next(...args: [] | [unknown]) {
+          let r: IteratorResult<unknown>;
           try {
-            const r = await it.next(...args);
-            if (r.done) chat.end(acc);
-            else chunk(acc, r.value);
-            return r;
+            r = await it.next(...args);
           } catch (err) {
             chat.fail(err);
             throw err;
           }
+          if (r.done) chat.end(acc);
+          else recording(() => chunk(acc, r.value)); // a chunk not understood is not the caller's error
+          return r;
         },
         async return(value?: unknown) {
           chat.end(acc);
