@@ -2,7 +2,7 @@
 // real sample agent over OTLP: sessions, session timeline, findings, models, export, demo
 // (against the running collector), --help and --json everywhere, errors and exit codes.
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -123,6 +123,10 @@ describe('loopwatch CLI', () => {
     expect(lines.find((l) => l.type === 'llm_call')).toMatchObject({ input_tokens: 1900, output_tokens: 60, total_tokens: 1960, cache_read_tokens: 0 });
     const stdout = await cli(['export', session, '--url', tc.url]);
     expect(stdout.stdout.trimEnd().split('\n')).toHaveLength(36);
+    // `-o -` is stdout too (it wrote a file named "-")
+    const dash = await cli(['export', session, '-o', '-', '--url', tc.url]);
+    expect(dash.stdout.trimEnd().split('\n').slice(1)).toEqual(stdout.stdout.trimEnd().split('\n').slice(1)); // the header line has the time of export
+    expect(existsSync(join(packageRoot, '-'))).toBe(false);
     // into a pipe whose reader has gone (`| head -1`; `true` has exited before the first line):
     // a quiet stop, no EPIPE stack trace
     // (not spawnSync: the collector answering runs in this process)

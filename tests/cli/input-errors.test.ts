@@ -70,6 +70,11 @@ describe('read API: bad input is a 400 or 404 that says what is wrong', () => {
         expect(parseTime(t).toISOString(), t).toBe('2026-12-06T01:00:00.000Z');
       }
       expect(parseTime('2026-12-06T01:00:00-05:00').toISOString()).toBe('2026-12-06T06:00:00.000Z');
+      expect(parseTime('2026-12-06T01:00:00.123456789+0100').toISOString()).toBe('2026-12-06T00:00:00.123Z');
+      expect(parseTime('2024-02-29').toISOString()).toBe('2024-02-29T00:00:00.000Z');
+      // only ISO 8601: Date read these in the process's zone, and rolled impossible days over
+      for (const t of ['Dec 1 2026', '02/03/2026', 'Sun Dec 06 2026', '2026-12-06T01:00:00 EST']) expect(() => parseTime(t), t).toThrow(/not a time/);
+      for (const t of ['2026-02-30', '2025-02-29', '2026-13-01', '2026-12-06T24:00']) expect(() => parseTime(t), t).toThrow(/not a date: .* \(no such day or time\)/);
     } finally {
       if (tz === undefined) delete process.env.TZ;
       else process.env.TZ = tz;
@@ -116,6 +121,11 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     const fromEnv = await cli(['sessions'], { LOOPWATCH_URL: 'nope' });
     expect(fromEnv.stderr).toMatch(/LOOPWATCH_URL "nope" is not an http/);
     // session ids "." and "..": a URL takes them for a directory (export . wrote the session "calls")
+    for (const cmd of [['session', ''], ['export', '']]) {
+      const r = await cli([...cmd, '--url', webUrl]);
+      expect(r.code, cmd.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(/^loopwatch: the session id is empty/);
+    }
     for (const cmd of [['session', '..'], ['export', '.']]) {
       const r = await cli([...cmd, '--url', webUrl]);
       expect(r.code, cmd.join(' ')).toBe(2);
@@ -147,6 +157,27 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     const grpc = await cli(['sessions', '--url', `http://${tc.collector.grpcAddress}`]);
     expect(grpc.code).toBe(3);
     expect(grpc.stderr).toMatch(/does not answer HTTP\/1\.1: is it the OTLP\/gRPC port\? The CLI talks to the collector's HTTP port/);
+  });
+
+  it('a collector whose store is down: reads fail as the store\'s (503), not as if the CLI could not connect; demo does not take a server that is not a collector for a free address', async () => {
+    // a port nothing listens on, for the ClickHouse server URL
+    const free = createNetServer().listen(0, '127.0.0.1');
+    await new Promise((r) => free.once('listening', r));
+    const port = (free.address() as { port: number }).port;
+    await new Promise((r) => free.close(r));
+    const down = await startTestCollector({ clickhouse: { url: `http://127.0.0.1:${port}` }, detect: { enabled: false } });
+    try {
+      const r = await cli(['sessions', '--url', down.url]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^loopwatch: 503 from \/api\/v1\/sessions: the collector's store did not answer the query \(.*ECONNREFUSED.*\): see the collector's log and \/healthz/);
+    } finally {
+      await down.close();
+    }
+    // it said "no collector: starting one", then failed to listen (exit 1)
+    const demo = await cli(['demo', '--url', webUrl, '--timeout', '5']);
+    expect(demo.code).toBe(3);
+    expect(demo.stderr).toMatch(/is not a Loopwatch collector/);
+    expect(demo.stderr).not.toMatch(/starting one/);
   });
 
   it('a server that takes the connection and never answers: said within seconds, not after the read timeout', async () => {
@@ -189,6 +220,15 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     const order = await cli(['models', '--url', tc.url, '--since', '1d', '--until', '7d']);
     expect(order.code).toBe(2);
     expect(order.stderr).toMatch(/^loopwatch: --since \(.*\) is after --until \(/);
+    // a since past a day from now can hold nothing, in every list (findings answered "no findings")
+    for (const cmd of ['sessions', 'models', 'findings']) {
+      const future = await cli([cmd, '--url', tc.url, '--since', '2030-01-01']);
+      expect(future.code, cmd).toBe(2);
+      expect(future.stderr, cmd).toMatch(/^loopwatch: --since \(2030-01-01T00:00:00.000Z\) is more than a day in the future/);
+    }
+    const impossible = await cli(['sessions', '--url', tc.url, '--since', '2026-02-30']);
+    expect(impossible.code).toBe(2);
+    expect(impossible.stderr).toMatch(/^loopwatch: --since: not a date: 2026-02-30/);
     const limit = await cli(['sessions', '--url', tc.url, '-n', '5000']);
     expect(limit.code).toBe(2);
     expect(limit.stderr).toMatch(/^loopwatch: --limit: /);

@@ -40,10 +40,18 @@ export function parseTime(text: string, now = Date.now()): Date {
     // Date would read "0" or "12345" as a year
     throw new Error(`not a time: ${text} ${what}: a number is epoch milliseconds, 10 digits or more`);
   } else {
-    // a date and time without a zone is UTC, as every time Loopwatch prints (Date reads it in the
-    // process's zone: the same command gave other windows on a collector under another TZ)
-    const zoneless = /^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d(?::\d\d(?:\.\d+)?)?)$/.exec(t);
-    d = new Date(zoneless ? `${zoneless[1]}T${zoneless[2]}Z` : t);
+    // ISO 8601 only (Date also reads "Dec 1 2026" and "02/03/2026", in the process's zone, and
+    // rolls 2026-02-30 over to March 2). A date and time without a zone is UTC, as every time
+    // Loopwatch prints.
+    const iso = /^(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(\.\d+)?)?)?(Z|[+-]\d\d:?\d\d)?$/i.exec(t);
+    if (!iso) throw new Error(`not a time: ${text} ${what}`);
+    const [, y, mo, da, h = '00', mi = '00', se = '00', frac = '', zone = 'Z'] = iso;
+    const daysInMonth = new Date(Date.UTC(Number(y), Number(mo), 0)).getUTCDate();
+    if (Number(mo) < 1 || Number(mo) > 12 || Number(da) < 1 || Number(da) > daysInMonth || Number(h) > 23 || Number(mi) > 59 || Number(se) > 59) {
+      throw new Error(`not a date: ${text} (no such day or time)`);
+    }
+    const offset = zone.toUpperCase() === 'Z' ? 'Z' : `${zone.slice(0, 3)}:${zone.slice(-2)}`;
+    d = new Date(`${y}-${mo}-${da}T${h}:${mi}:${se}${frac}${offset}`);
   }
   if (Number.isNaN(d.getTime())) throw new Error(`not a time: ${text} ${what}`);
   if (d.getTime() < EARLIEST || d.getTime() > LATEST) throw new Error(`out of range: ${text} (times from 1970 to 2262-04-11)`);
@@ -94,7 +102,9 @@ function parse<T extends z.ZodType>(schema: T, input: unknown, what = 'query'): 
 function window(q: { since?: Date; until?: Date }, sinceDefaultMs: number): { since: Date; until: Date } {
   const until = q.until ?? new Date(Date.now() + DAY);
   const since = q.since ?? new Date(Date.now() - sinceDefaultMs);
-  if (since.getTime() > until.getTime()) throw new BadRequest(`since (${since.toISOString()}) is after until (${until.toISOString()})`);
+  if (since.getTime() > until.getTime()) {
+    throw new BadRequest(q.until ? `since (${since.toISOString()}) is after until (${until.toISOString()})` : `since (${since.toISOString()}) is more than a day in the future`);
+  }
   return { since, until };
 }
 
@@ -122,7 +132,8 @@ export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
       } catch (err) {
         if (err instanceof BadRequest) return c.json({ error: 'bad_request', message: err.message }, 400);
         deps.log?.error({ err }, 'read API query failed');
-        return c.json({ error: 'query_failed', message: (err as Error).message.split('\n')[0] }, 503);
+        // the store's own error (a server that is down: its connection error) said as the store's, not the caller's
+        return c.json({ error: 'query_failed', message: `the collector's store did not answer the query (${(err as Error).message.split('\n')[0]}): see the collector's log and /healthz` }, 503);
       }
     };
 
@@ -178,7 +189,9 @@ export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
 
   app.get(`${API_PREFIX}/findings`, handle(async (c) => {
     const q = parse(findingsParams, c.req.query());
-    const found = await findings({ session: q.session, detector: q.detector, since: q.since ?? new Date(0), limit: q.limit });
+    // as the other lists' windows, which end a day from now: a later since can hold nothing
+    const { since } = window({ since: q.since ?? new Date(0) }, 0);
+    const found = await findings({ session: q.session, detector: q.detector, since, limit: q.limit });
     return c.json({ findings: found });
   }));
 

@@ -27,8 +27,10 @@ export function registerExportCommand(program: Command): void {
   withCommon(program.command('export'))
     .description('write a session as JSON Lines (header line, then one line per call): replay it or attach it to a bug report')
     .argument('<session>', 'session id')
-    .option('-o, --output <file>', 'write to this file instead of stdout')
+    .option('-o, --output <file>', 'write to this file instead of stdout (- is stdout)')
     .action(async (session: string, opts: CommonOpts & { output?: string }) => {
+      // `-o -` is stdout, as replay reads `-` as stdin (it wrote a file named "-")
+      if (opts.output === '-') opts.output = undefined;
       const api = apiFor(opts);
       const path = sessionPath(session, '/calls');
       const first = await api.get<{ total: number; calls: CallRow[] }>(path, { offset: 0, limit: PAGE });

@@ -12,6 +12,13 @@ export class CliError extends Error {
   }
 }
 
+/** No server at the URL at all (the connection refused, the host unknown): exit 3. */
+class NothingListening extends CliError {
+  constructor(message: string) {
+    super(message, 3);
+  }
+}
+
 /** --url, else LOOPWATCH_URL, else the default: an http(s) URL, or a CliError (exit 2) that names where it came from. */
 export function resolveUrl(url?: string): string {
   const from = url?.trim() ? '--url' : process.env.LOOPWATCH_URL?.trim() ? 'LOOPWATCH_URL' : null;
@@ -38,6 +45,7 @@ export function resolveUrl(url?: string): string {
  * ".." (also percent-encoded) for a directory: `export .` exported the session "calls". Refused.
  */
 export function sessionPath(id: string, rest = ''): string {
+  if (id === '') throw new CliError('the session id is empty: give one (`loopwatch sessions` lists them)', 2);
   if (id === '.' || id === '..') throw new CliError(`a session id of "${id}" cannot be read through the API's URLs (they take it for a directory); list it with \`loopwatch sessions\``, 2);
   return `/api/v1/sessions/${encodeURIComponent(id)}${rest}`;
 }
@@ -71,19 +79,18 @@ export class ApiClient {
     return { authorization: `Bearer ${this.key}` };
   }
 
-  /** Whether a collector answers /healthz at the URL. */
-  async reachable(timeoutMs = 1500): Promise<boolean> {
-    const d = deadline(timeoutMs);
+  /**
+   * Whether a collector answers at the URL (true), or nothing listens there (false). Anything else
+   * there (a server that is not a collector, the gRPC port, TLS it does not trust) is a CliError,
+   * as for any command: `demo` must not take it for a free address and start a collector on it.
+   */
+  async reachable(): Promise<boolean> {
     try {
-      const r = await fetch(`${this.url}/healthz`, { signal: d.signal });
-      await r.body?.cancel();
-      const ok = r.ok && r.headers.has(COLLECTOR_HEADER);
-      if (ok) this.contacted ??= Promise.resolve(); // the first get() need not ask /healthz again
-      return ok;
-    } catch {
-      return false;
-    } finally {
-      d.clear();
+      await this.contact();
+      return true;
+    } catch (err) {
+      if (err instanceof NothingListening) return false;
+      throw err;
     }
   }
 
@@ -137,7 +144,7 @@ export class ApiClient {
       if (/certificate|CERT_|SSL/i.test(`${(cause as NodeJS.ErrnoException).code ?? ''} ${cause.message}`)) {
         throw new CliError(`cannot trust the collector at ${this.url} (${cause.message}): set NODE_EXTRA_CA_CERTS to the file of the CA that signed its certificate`, 3);
       }
-      throw new CliError(`no collector at ${this.url} (${cause.message}); start one with \`npx loopwatch up\` or pass --url`, 3);
+      throw new NothingListening(`no collector at ${this.url} (${cause.message}); start one with \`npx loopwatch up\` or pass --url`);
     } finally {
       d.clear();
     }
