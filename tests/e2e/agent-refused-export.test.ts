@@ -30,8 +30,8 @@ describe('an export the collector refuses mid-request', () => {
     const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
       const child = execFile(process.execPath, ['--input-type=module', '-e', AGENT], {
         cwd: packageRoot,
-        // the span's 2 MB message kept whole (the default limit would cut it to 32 KiB), so the batch is over 64 KiB
-        env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: tc.url, OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: '10000000', LOOPWATCH_SESSION_ID: undefined },
+        // the span's 2 MB message kept whole (the default limits would cut it to 4,096 characters), so the batch is over 64 KiB
+        env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: tc.url, OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: '10000000', LOOPWATCH_MAX_CONTENT_LENGTH: '10000000', LOOPWATCH_SESSION_ID: undefined },
         timeout: 30_000,
       }, (_err, stdout, stderr) => resolve({ code: child.exitCode, stdout, stderr }));
     });
