@@ -70,6 +70,14 @@ beforeAll(async () => {
         usage: { input_tokens: 100, output_tokens: 10, total_tokens: 110, input_tokens_details: { cached_tokens: 0 }, output_tokens_details: { reasoning_tokens: 0 } },
       } };
     }
+    if (body.stream && body.model === 'compat-index0') {
+      // an OpenAI-compatible server that sends each parallel call at index 0, told apart by id
+      return { sse: [
+        { data: { id: 'c3', object: 'chat.completion.chunk', created: 1, model: 'compat-index0', choices: [{ index: 0, delta: { role: 'assistant', tool_calls: [{ index: 0, id: 'call_x', type: 'function', function: { name: 'read_file', arguments: '{"path":"a.ts"}' } }] }, finish_reason: null }] } },
+        { data: { id: 'c3', object: 'chat.completion.chunk', created: 1, model: 'compat-index0', choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'call_y', type: 'function', function: { name: 'read_file', arguments: '{"path":"b.ts"}' } }] }, finish_reason: 'tool_calls' }] } },
+        { data: '[DONE]' },
+      ] };
+    }
     if (body.stream) {
       return { sse: [
         { data: { id: 'c2', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { role: 'assistant', tool_calls: [{ index: 0, id: 'call_s', type: 'function', function: { name: 'write_file', arguments: '{"path":' } }] }, finish_reason: null }] } },
@@ -232,5 +240,22 @@ describe('runTools with wrapTools', () => {
     // the runner (the conversation so far) grows with each call: hashed with it, every call was new
     expect(new Set(rows.map((r) => r.args_hash)).size).toBe(1);
     expect(new Set(rows.map((r) => r.result_hash)).size).toBe(1);
+  });
+});
+
+describe('streamed tool calls of OpenAI-compatible servers', () => {
+  it('two calls sent at the same index with different ids are two requested calls, not one with both arguments', async () => {
+    const session = `openai-index0-${Date.now()}`;
+    await withSession(session, async () => {
+      const stream = await clients['openai 6']!.chat.completions.create({ model: 'compat-index0', stream: true, messages: [{ role: 'user', content: 'go' }] });
+      for await (const _c of stream) void _c;
+    });
+    await p.landed();
+    const [row] = await p.tc.rows<{ ids: string[]; names: string[]; events: number }>(
+      `SELECT SpanAttributes['loopwatch.response.tool_call.ids'] AS ids_text, JSONExtract(ids_text, 'Array(String)') AS ids,
+              JSONExtract(SpanAttributes['loopwatch.response.tool_call.names'], 'Array(String)') AS names,
+              countEqual(\`Events.Name\`, 'loopwatch.tool_call.requested') AS events
+       FROM otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] = {s:String} AND SpanName = 'chat compat-index0'`, { s: session });
+    expect(row).toMatchObject({ ids: ['call_x', 'call_y'], names: ['read_file', 'read_file'], events: 2 });
   });
 });

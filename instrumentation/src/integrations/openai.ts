@@ -55,7 +55,8 @@ function chatChunk(acc: ChatOutcome & { partial?: Map<number, RequestedToolCall>
     for (const d of choice.delta?.tool_calls ?? []) {
       acc.partial ??= new Map();
       let tc = acc.partial.get(d.index);
-      if (!tc) {
+      // some OpenAI-compatible servers send every parallel call at index 0: a new id is a new call
+      if (!tc || (d.id && tc.id && d.id !== tc.id)) {
         tc = { id: d.id ?? '', name: d.function?.name ?? '', arguments: '' };
         acc.partial.set(d.index, tc);
         (acc.toolCalls ??= []).push(tc);
