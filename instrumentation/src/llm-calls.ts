@@ -120,9 +120,11 @@ function noteConversation(traceId: string, named: unknown): void {
   if (!named) return;
   const conversation = String(named);
   const known = conversations.get(traceId);
-  if (known === conversation || known === MANY) return;
-  if (known === undefined && conversations.size >= MAX_TRACES) conversations.delete(conversations.keys().next().value!);
-  conversations.set(traceId, known === undefined ? conversation : MANY);
+  // the least recently named trace is forgotten first: a trace still at work is named again and
+  // moves to the end (a Map keeps insertion order)
+  if (known !== undefined) conversations.delete(traceId);
+  else if (conversations.size >= MAX_TRACES) conversations.delete(conversations.keys().next().value!);
+  conversations.set(traceId, known === undefined || known === conversation ? conversation : MANY);
 }
 
 /**

@@ -1,11 +1,11 @@
 // LLM calls read from ended spans (what the loop guard's budgets count), with the collector's
 // mapping: the three conventions, the token and cost fallbacks, the session. Spans from the real
 // OpenTelemetry SDK through LlmCallTap.
-import { context } from '@opentelemetry/api';
+import { context, trace } from '@opentelemetry/api';
 import { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
 import { afterAll, describe, expect, it } from 'vitest';
 import { costUsd } from '../../instrumentation/src/cost.js';
-import { LlmCallTap, onLlmCall, type LlmCallRecord } from '../../instrumentation/src/llm-calls.js';
+import { LlmCallTap, onLlmCall, traceSession, type LlmCallRecord } from '../../instrumentation/src/llm-calls.js';
 import { SessionSpanProcessor } from '../../instrumentation/src/sdk.js';
 import { contextWithSession } from '../../instrumentation/src/context.js';
 
@@ -45,5 +45,26 @@ describe('LLM calls from spans', () => {
     expect(c).toMatchObject({ model: 'claude-sonnet-4', tokens: 20, costUsd: 0.5 });
     expect(ended('execute_tool read_file', { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'read_file' })).toEqual([]);
     expect(ended('ai.toolCall', { 'ai.operationId': 'ai.toolCall' })).toEqual([]);
+  });
+});
+
+describe("a trace's conversation", () => {
+  it('is forgotten least recently named first: a trace still at work keeps it past 4,096 newer traces', () => {
+    const off = onLlmCall(() => undefined);
+    try {
+      const root = tracer.startSpan('invoke_agent', { attributes: { 'gen_ai.conversation.id': 'conv-busy' } });
+      const busy = root.spanContext().traceId;
+      const other = (n: number) => {
+        for (let i = 0; i < n; i++) tracer.startSpan('chat', { root: true, attributes: { 'gen_ai.conversation.id': `conv-${i}` } }).end();
+      };
+      other(4000);
+      // the busy trace's next model call names its conversation again
+      tracer.startSpan('chat', { attributes: { 'gen_ai.conversation.id': 'conv-busy' } }, trace.setSpan(context.active(), root)).end();
+      other(200);
+      expect(traceSession(busy)).toBe('conv-busy');
+      root.end();
+    } finally {
+      off();
+    }
   });
 });
