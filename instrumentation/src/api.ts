@@ -497,6 +497,41 @@ function observeGenerator(c: TracedCall, ctx: Context, gen: Generator | AsyncGen
   return observedGen;
 }
 
+/**
+ * Runs fn as an agent: an `invoke_agent {name}` span (GenAI semconv) whose spans carry the agent's
+ * name, in the current session. For a sub-agent run inside a tool call of the same session (a
+ * `delegate` tool that runs another agent loop): its tool calls were requested by its own model
+ * and take their turns' tokens, cost and time, in the detectors and the loop guard alike. Without
+ * the span, the sub-agent's LLM calls are charged to the delegating tool call and its tool calls
+ * to none (a call made by another tool call was not requested by the model). Returns what fn
+ * returns (a promise: the span ends when it settles).
+ */
+export function traceAgent<T>(name: string, fn: () => T): T {
+  const parent = context.active();
+  const session = sessionFrom(parent);
+  const attributes: Attributes = { 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': name };
+  const span = tracer().startSpan(`invoke_agent ${name}`, { kind: SpanKind.INTERNAL, attributes, startTime: preciseNow() }, parent);
+  const failed = (err: unknown) => {
+    span.setAttribute(ATTR.errorType, errorTypeOf(err));
+    span.setStatus({ code: SpanStatusCode.ERROR, message: sentErrorText(errorText(err), '') });
+    span.end(preciseNow());
+  };
+  const inSpan = trace.setSpan(parent, span);
+  let out: T;
+  try {
+    out = context.with(inSpan, () => (session ? runInSession({ ...session, agent: name }, fn) : fn()));
+  } catch (err) {
+    failed(err);
+    throw err;
+  }
+  if (isPromiseLike(out)) {
+    out.then(() => span.end(preciseNow()), failed);
+  } else {
+    span.end(preciseNow());
+  }
+  return out;
+}
+
 /** Wraps a tool function so each call is an `execute_tool {name}` span with argument/result hashes. */
 export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A) => R, opts: TraceToolOptions = {}): (...args: A) => R {
   const spanName = `execute_tool ${name}`;

@@ -11,7 +11,7 @@ import { BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runDetectors } from '../../collector/src/detect/run-detectors.js';
-import { traceTool, withSession } from '../../instrumentation/src/api.js';
+import { traceAgent, traceTool, withSession } from '../../instrumentation/src/api.js';
 import { enableLoopGuard } from '../../instrumentation/src/guard/enable.js';
 import { PreciseStartProcessor, SessionSpanProcessor } from '../../instrumentation/src/sdk.js';
 import { LlmCallTap, onLlmCall, type LlmCallRecord } from '../../instrumentation/src/llm-calls.js';
@@ -146,6 +146,39 @@ it('a sub-agent of the same session behind an invoke_agent span in a tool call: 
   const [row] = await tc.rows<{ tokens: number }>(`SELECT tokens FROM loopwatch_call_features WHERE session_id = 'same-session-r4' AND tool = 'search'`);
   expect(Number(row!.tokens)).toBe(20_000);
   expect(sql).toEqual(['same-session-r4']);
+  expect(live).toEqual(sql);
+});
+
+it('traceAgent: a same-session sub-agent run in a tool call gets its invoke_agent span and its name, and its tool calls take their turns, live as in SQL; without it they take none', async () => {
+  const tracer = provider.getTracer('agent');
+  const guard = enableLoopGuard({ policy: 'warn', log: () => undefined, params: { budgetMaxTokens: 10_000 } });
+  const search = traceTool('search', async (q: string) => `hits for ${q}`);
+  const researcher = async (task: string) => {
+    tracer.startSpan('chat gpt-4o', { attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.usage.input_tokens': 20_000, 'gen_ai.usage.output_tokens': 0 } }).end();
+    await search(task);
+    return 'done';
+  };
+  const delegate = traceTool('delegate', (task: string) => traceAgent('researcher', () => researcher(task)));
+  const delegatePlain = traceTool('delegate', (task: string) => researcher(task));
+  try {
+    await withSession({ sessionId: 'same-session-r6', agent: 'planner' }, () => delegate('research'));
+    await withSession({ sessionId: 'same-session-r6-plain', agent: 'planner' }, () => delegatePlain('research'));
+  } finally {
+    guard.disable();
+  }
+  const { live, sql } = await runaways(guard, ['same-session-r6', 'same-session-r6-plain']);
+  const rows = await tc.rows<{ session_id: string; tool: string; agent: string; tokens: number }>(
+    `SELECT session_id, tool, agent, tokens FROM loopwatch_call_features WHERE session_id LIKE 'same-session-r6%' ORDER BY session_id, ts`);
+  expect(rows.map((r) => [r.session_id, r.tool, r.agent, Number(r.tokens)])).toEqual([
+    ['same-session-r6', 'delegate', 'planner', 0],
+    ['same-session-r6', 'search', 'researcher', 20_000], // requested by the sub-agent's model
+    ['same-session-r6-plain', 'delegate', 'planner', 20_000], // the sub-agent's spend charged to the delegate
+    ['same-session-r6-plain', 'search', 'planner', 0], // made by the delegate: no share
+  ]);
+  const [agentSpan] = await tc.rows<{ name: string; op: string }>(
+    `SELECT SpanName AS name, SpanAttributes['gen_ai.operation.name'] AS op FROM otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] = 'same-session-r6' AND SpanName LIKE 'invoke_agent%'`);
+  expect(agentSpan).toEqual({ name: 'invoke_agent researcher', op: 'invoke_agent' });
+  expect(sql).toEqual(['same-session-r6', 'same-session-r6-plain']);
   expect(live).toEqual(sql);
 });
 
