@@ -26,6 +26,11 @@ import { warn } from './warn.js';
  * tool or model call with neither a session nor a parent span is a trace of its own, and the
  * trace is then the session: no loop across calls can be seen. That is said once, on stderr.
  */
+const namesAgent = (span: Span): boolean => {
+  const a = (span as { attributes?: Record<string, unknown> }).attributes ?? {};
+  return !!a[ATTR.agentName] || !!a['ai.telemetry.functionId'];
+};
+
 export class SessionSpanProcessor implements SpanProcessor {
   private warned = false;
   constructor(private readonly report: (message: string) => void = warn) {}
@@ -42,7 +47,8 @@ export class SessionSpanProcessor implements SpanProcessor {
       return;
     }
     span.setAttribute(ATTR.conversationId, s.sessionId);
-    if (s.agent) span.setAttribute(ATTR.agentName, s.agent);
+    // a span that names its own agent keeps it (an AI SDK call's functionId, a sub-agent's invoke_agent span)
+    if (s.agent && !namesAgent(span)) span.setAttribute(ATTR.agentName, s.agent);
   }
   onEnd(_span: ReadableSpan): void {}
   forceFlush(): Promise<void> {

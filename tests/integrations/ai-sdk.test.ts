@@ -91,6 +91,20 @@ describe('Vercel AI SDK telemetry', () => {
     expect(Number(wrappers!.n)).toBe(2);
   });
 
+  it('a functionId inside withSession names the agent of the call\'s spans (a sub-agent), wrapped tools included; withSession\'s agent stays on the rest', async () => {
+    const session = `aisdk-subagent-${Date.now()}`;
+    await withSession({ sessionId: session, agent: 'planner' }, async () => {
+      await agentTurn(aiSdkTelemetry({ functionId: 'researcher' }), { read_file: readFile('x') });
+      await agentTurn(aiSdkTelemetry({ functionId: 'researcher' }), wrapTools({ read_file: readFile('x') }));
+      await agentTurn(aiSdkTelemetry(), { read_file: readFile('x') });
+    });
+    await p.landed();
+    const tools = await toolRows(session);
+    expect(tools.map((t) => t.agent)).toEqual(['researcher', 'researcher', 'researcher', 'researcher', 'planner', 'planner']);
+    const llm = await p.tc.rows<{ agent: string }>(`SELECT agent FROM agent_llm_calls FINAL WHERE session_id = {s:String} ORDER BY ts`, { s: session });
+    expect(llm.map((r) => r.agent)).toEqual(['researcher', 'researcher', 'researcher', 'researcher', 'researcher', 'researcher', 'planner', 'planner', 'planner']);
+  });
+
   it('session only in telemetry metadata: traced calls inside the tools (an MCP-like client, wrapTools) join it, with the model\'s call ids', async () => {
     const session = `aisdk-meta-nested-${Date.now()}`;
     // what instrumentMcpClient makes of a client's callTool: a traced function of its own

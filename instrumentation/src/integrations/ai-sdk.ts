@@ -155,7 +155,7 @@ function scrubValue(attrs: Attrs, key: string, capture: boolean, kind: 'argument
 
 export class AiSdkSpanProcessor implements SpanProcessor {
   /** Tool spans of the AI SDK (or another instrumentation) in flight, by span id: whether a Loopwatch execute_tool ran inside, and the model's call id. */
-  private readonly toolSpans = new Map<string, { traced: boolean; callId: string | undefined }>();
+  private readonly toolSpans = new Map<string, { traced: boolean; callId: string | undefined; agent: string | undefined }>();
 
   onStart(span: Span, _parentContext: Context): void {
     const a = attrsOf(span);
@@ -169,6 +169,8 @@ export class AiSdkSpanProcessor implements SpanProcessor {
         t.traced = true;
         // the counted call keeps the model's id for it (an MCP call inside the tool has none of its own)
         if (t.callId !== undefined && a[ATTR.toolCallId] === undefined) span.setAttribute(ATTR.toolCallId, t.callId);
+        // and its agent: the AI SDK call's functionId, which the wrapper span names
+        if (t.agent !== undefined) span.setAttribute(ATTR.agentName, t.agent);
       }
       return;
     }
@@ -177,7 +179,8 @@ export class AiSdkSpanProcessor implements SpanProcessor {
     const args = op === 'ai.toolCall' ? a['ai.toolCall.args'] : a['gen_ai.tool.call.arguments'];
     if (typeof args === 'string' && a[ATTR.argsHash] === undefined) span.setAttribute(ATTR.argsHash, hash64Hex(canonicalJson(args)));
     const callId = op === 'ai.toolCall' ? a['ai.toolCall.id'] : a[ATTR.toolCallId];
-    this.toolSpans.set(span.spanContext().spanId, { traced: false, callId: typeof callId === 'string' && callId !== '' ? callId : undefined });
+    const fn = a['ai.telemetry.functionId'];
+    this.toolSpans.set(span.spanContext().spanId, { traced: false, callId: typeof callId === 'string' && callId !== '' ? callId : undefined, agent: typeof fn === 'string' && fn !== '' ? fn : undefined });
     if (this.toolSpans.size > 10_000) this.toolSpans.clear(); // spans never ended: do not grow without bound
   }
 
