@@ -93,7 +93,7 @@ function sampleAgentEnv(url: string): NodeJS.ProcessEnv {
 
 export function registerDemoCommand(program: Command): void {
   withCommon(program.command('demo'))
-    .description('see a loop detected within a minute: runs the bundled sample agent against a collector (started here unless one answers at --url)')
+    .description('see a loop detected within a minute: runs the bundled sample agent against a collector (started here unless one answers at --url); exit 1 if no loop is found in time')
     .option('-d, --data-dir <dir>', 'data directory for the collector started here (default: a temporary one, removed afterwards)')
     .option('--timeout <seconds>', 'wait at most this long for findings', positiveInt, 60)
     .option('--keep', 'keep the collector started here running afterwards (Ctrl-C stops it)')

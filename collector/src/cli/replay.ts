@@ -68,7 +68,7 @@ export function registerReplayCommand(program: Command): void {
               result.findings.map((f) => [
                 c.yellow(f.kind),
                 f.severity === 'critical' ? c.red(f.severity) : f.severity,
-                short(f.tools.join(' → '), 32),
+                short(f.tools.join(', '), 32),
                 f.repeats,
                 `${f.wastedCalls} calls`,
                 Math.round(f.wastedTokens),

@@ -70,7 +70,7 @@ export function renderSession(d: SessionDetail): string {
       const mark = MARKS[i % MARKS.length]!;
       detectorMark.set(f.finding_id, mark);
       out.push(
-        `  ${c.yellow(mark)} ${c.yellow(f.detector.padEnd(12))} ${f.tools.join(' → ')}  ×${f.repeats}  wasted ${f.wasted_calls} calls` +
+        `  ${c.yellow(mark)} ${c.yellow(f.detector.padEnd(12))} ${f.tools.join(', ')}  ×${f.repeats}  wasted ${f.wasted_calls} calls` +
           `${f.wasted_tokens ? `, ${f.wasted_tokens} tokens` : ''}${f.wasted_cost_usd ? `, ${usd(f.wasted_cost_usd)}` : ''}${f.wasted_time_ms ? `, ${ms(f.wasted_time_ms)}` : ''}`,
       );
       if (f.message) out.push(`    ${c.dim(f.message)}`);
