@@ -203,6 +203,19 @@ describe('LoopGuard without OpenTelemetry', () => {
     expect(fourth.find((f) => f.kind === 'stuck')).toMatchObject({ isNew: false, repeats: 4, lastSpanId: 'span4' });
   });
 
+  it('a retry storm\'s message says, as retry_storm.sql does, whether the retries had the same arguments', () => {
+    const storm = (args: (i: number) => string) => {
+      const g = new LoopGuard();
+      for (let i = 0; i < DETECTOR_DEFAULTS.retryStormMinRun; i++) {
+        g.observe(row(i, { tool: 'fetch', argsHash: args(i), resultHash: undefined, status: 'error', errorType: 'TimeoutError', errorMessage: `timeout ${i}` }));
+      }
+      return g.findings('s').find((f) => f.kind === 'retry_storm')?.message;
+    };
+    const n = DETECTOR_DEFAULTS.retryStormMinRun;
+    expect(storm(() => 'a')).toBe(`Tool fetch failed ${n} times in a row (the same arguments; last error: TimeoutError).`);
+    expect(storm((i) => (i % 2 ? 'a' : 'b'))).toBe(`Tool fetch failed ${n} times in a row (2 distinct argument sets; last error: TimeoutError).`);
+  });
+
   it('oscillation A B C A B C A B C with identical args and results', () => {
     const g = new LoopGuard();
     const keys = ['e', 'b', 'r'];

@@ -732,6 +732,8 @@ class Run {
   /** retry storm: the latest start and the earliest end among the run's calls seen (epoch ms). */
   maxStart = -Infinity;
   minEnd = Infinity;
+  /** retry storm: the run's distinct arguments once there are two (the message says how many). */
+  argsSeen: Set<string> | null = null;
 
   start(tool: string, args: string, outcome: Outcome, spanId: string): void {
     this.tool = tool;
@@ -746,6 +748,7 @@ class Run {
     this.cost = 0;
     this.maxStart = -Infinity;
     this.minEnd = Infinity;
+    this.argsSeen = null;
   }
 
   extend(spanId: string, tokens: number, cost: number): void {
@@ -891,7 +894,7 @@ class SessionState {
   ringNext = 0;
   readonly repeat = new Run();
   readonly stuck = new Run();
-  /** retry storm: only tool and the run's ends and waste are used. */
+  /** retry storm: tool, first arguments (and argsSeen), the run's ends and waste. */
   readonly storm = new Run();
   /** oscillation period -> its island (insertion order matters to check()). */
   islands: Map<number, Island> | null = null;
@@ -1288,7 +1291,7 @@ export class LoopGuard {
     this.trackRepeat(s, tool, args, outcome, spanId, tokens, cost);
     this.trackStuck(s, tool, args, outcome, spanId, tokens, cost, hasResult);
     this.trackOscillation(s, seq, tool, args, outcome, spanId, tokens, cost);
-    this.trackRetryStorm(s, call, failed, tool, spanId, tokens, cost);
+    this.trackRetryStorm(s, call, failed, tool, args, spanId, tokens, cost);
     if (!failed && s.pendingFailures !== null && s.pendingFailures.size > 0) {
       const ofTool = s.pendingFailures.get(tool);
       const pending = ofTool?.get(args);
@@ -1428,14 +1431,17 @@ export class LoopGuard {
 
   /** retry_storm: the same tool failing in a row. */
   private trackRetryStorm(
-    s: SessionState, call: ObservedCall, failed: boolean, tool: string, spanId: string, tokens: number, cost: number,
+    s: SessionState, call: ObservedCall, failed: boolean, tool: string, args: string, spanId: string, tokens: number, cost: number,
   ): void {
     const p = this.params;
     const prev = back(s, 1);
     const prevFailed = prev >= 0 && s.ring[prev + RING_OUTCOME]!.startsWith(ERROR_PREFIX) && s.ring[prev + RING_TOOL] === tool;
     const rs = s.storm;
-    if (failed && rs.len > 0 && rs.tool === tool && prevFailed) rs.extend(spanId, tokens, cost);
-    else if (failed) rs.start(tool, '', '', spanId);
+    if (failed && rs.len > 0 && rs.tool === tool && prevFailed) {
+      rs.extend(spanId, tokens, cost);
+      if (rs.argsSeen !== null) rs.argsSeen.add(args);
+      else if (args !== rs.args) rs.argsSeen = new Set([rs.args, args]);
+    } else if (failed) rs.start(tool, args, '', spanId);
     else rs.len = 0;
     if (rs.len === 0) return;
     // tried again: a call of the run started after another had ended (as retry_storm.sql; strictly,
@@ -1447,7 +1453,7 @@ export class LoopGuard {
     if (endMs < rs.minEnd) rs.minEnd = endMs;
     if (rs.len >= p.retryStormMinRun && rs.maxStart > rs.minEnd) {
       this.emit(s, K_RETRY_STORM, rs.first, rs.last, rs.len, rs.len - 1, rs.tokens, rs.cost, [tool], severity(rs.len, p.retryStormMinRun),
-        `Tool ${tool} failed ${rs.len} times in a row (last error: ${call.errorType ?? 'error'}).`);
+        `Tool ${tool} failed ${rs.len} times in a row (${rs.argsSeen === null ? 'the same arguments' : `${rs.argsSeen.size} distinct argument sets`}; last error: ${call.errorType ?? 'error'}).`);
     }
   }
 
