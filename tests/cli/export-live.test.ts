@@ -68,3 +68,19 @@ describe('paging a session that receives calls meanwhile', () => {
     }
   });
 });
+
+describe('the read API\'s session export', () => {
+  it('streams a session of several pages, every call once in order, and ends whole', async () => {
+    const n = 6000; // 12,000 calls with their LLM calls: three pages of 5,000
+    const s = buildSession('big-export', Array.from({ length: n }, (_, i) => ({ tool: 'read_file', args: { i }, result: `r${i}` })), { startMs: Date.now() - 3_600_000 });
+    await insertSpans(tc.collector.store.client, s.rows);
+    const res = await fetch(`${tc.url}/api/v1/sessions/big-export/export`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^application\/x-ndjson/);
+    const f = parseSessionFile(await res.text());
+    expect(f.toolCalls).toHaveLength(n);
+    expect(f.llmCalls).toHaveLength(n);
+    const ids = f.toolCalls.map((c) => c.span_id);
+    expect(new Set(ids)).toEqual(new Set(s.rows.filter((r) => String(r.SpanName).startsWith('execute_tool')).map((r) => r.SpanId as string)));
+  }, 120_000);
+});

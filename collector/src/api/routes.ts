@@ -19,6 +19,8 @@ import { findingsQuery, sessionCallsQuery, sessionCallCountQuery, type CallRow, 
 import { exportHeader, exportLine } from '../export/session-file.js';
 
 export const API_PREFIX = '/api/v1';
+// calls per query of a session export
+const EXPORT_PAGE = 5000;
 
 // The times the store's nanosecond DateTime64(9) columns hold (to 2262-04-11, where 2^63 ns ends);
 // a time past it overflows in the comparison and fails the query. The API asks for 1970 on.
@@ -176,16 +178,39 @@ export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
     const id = parse(sessionId, c.req.param('id'), 'session id');
     const total = await callCount(id);
     if (total === 0) return c.json({ error: 'not_found', message: `no calls in session ${id}` }, 404);
-    const lines: string[] = [JSON.stringify(exportHeader(id, total))];
+    // the first page before the answer starts: a store that cannot answer is still a 503
+    const first = await calls(id, 0, EXPORT_PAGE);
+    // then page by page as the client reads (a session of millions of calls is not held whole),
     // after a cursor, not by offset: calls stored meanwhile neither repeat nor drop one
-    for (let page = await calls(id, 0, 5000); page.length > 0; ) {
-      for (const call of page) lines.push(JSON.stringify(exportLine(call)));
-      const last = page[page.length - 1]!;
-      page = page.length < 5000 ? [] : await calls(id, 0, 5000, { ts: last.ts, span: last.span_id });
+    async function* text(): AsyncGenerator<string> {
+      yield JSON.stringify(exportHeader(id, total)) + '\n';
+      for (let page = first; page.length > 0; ) {
+        yield page.map((call) => JSON.stringify(exportLine(call)) + '\n').join('');
+        const last = page[page.length - 1]!;
+        page = page.length < EXPORT_PAGE ? [] : await calls(id, 0, EXPORT_PAGE, { ts: last.ts, span: last.span_id });
+      }
     }
+    const parts = text();
+    const utf8 = new TextEncoder();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(out) {
+        try {
+          const next = await parts.next();
+          if (next.done) out.close();
+          else out.enqueue(utf8.encode(next.value));
+        } catch (err) {
+          // the status is sent: the answer is cut off (an error to the client), not ended as if whole
+          deps.log?.error({ err }, 'session export failed part-way');
+          out.error(err);
+        }
+      },
+      async cancel() {
+        await parts.return(undefined);
+      },
+    });
     c.header('Content-Type', 'application/x-ndjson; charset=utf-8');
     c.header('Content-Disposition', `attachment; filename="loopwatch-session.jsonl"`);
-    return c.body(lines.join('\n') + '\n');
+    return c.body(body);
   }));
 
   app.get(`${API_PREFIX}/findings`, handle(async (c) => {
