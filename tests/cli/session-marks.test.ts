@@ -40,6 +40,10 @@ describe('loopwatch session: loop marks', () => {
     });
     expect(await marksOf(session, 'redundant')).toEqual([true, false, true, false, true, false]);
 
+    // a page that starts after the finding's first call: still only the reads of a.ts
+    const paged = await cli(['session', session, '--json', '--url', tc.url, '--offset', '3']);
+    const pagedCalls = (JSON.parse(paged.stdout) as { calls: Array<{ kind: string; loops: string[] }> }).calls.filter((c) => c.kind === 'tool');
+    expect(pagedCalls.map((c) => c.loops.includes('redundant'))).toEqual([false, true, false]); // c.ts, a.ts, d.ts
     // further on in the session: times still from its start; past its end, said
     const later = await cli(['session', session, '--url', tc.url, '--offset', '3']);
     const firstShown = later.stdout.split('\n').find((l) => /^\S*\s+4 /.test(l) || /^\s+4 /.test(l))!;

@@ -53,7 +53,11 @@ export function isoMs(iso: string): number {
   return Date.parse(`${m[1]}Z`) + (m[2] ? Number(`0.${m[2]}`) * 1000 : 0);
 }
 
-export function renderSession(d: SessionDetail): string {
+/** The detectors whose calls share something with the finding's first call (loopsOf). */
+const NEEDS_FIRST_CALL = new Set(['repeat', 'stuck', 'redundant', 'error_loop']);
+
+export function renderSession(d: SessionDetail, anchors: readonly CallRow[] = []): string {
+  const known = anchors.length ? [...d.calls, ...anchors] : d.calls;
   const out: string[] = [];
   const s = d.scorecard;
   out.push(c.bold(`session ${d.session_id}`) + (s ? c.dim(`  agent ${s.agent}  service ${s.service}${s.model ? `  model ${s.model}` : ''}`) : ''));
@@ -86,7 +90,7 @@ export function renderSession(d: SessionDetail): string {
   const t0 = Number.isFinite(started) && started <= first && first - started <= s!.wall_time_s * 1000 + 1000 ? started : first;
   if (d.calls.length === 0 && d.offset > 0) out.push(c.dim(`  no calls from --offset ${d.offset}: the session has ${plural(d.total_calls, 'call')}`));
   d.calls.forEach((call, i) => {
-    const loops = loopsOf(call, d.findings, d.calls);
+    const loops = loopsOf(call, d.findings, known);
     const marks = d.findings.map((f) => (loops.includes(f) ? detectorMark.get(f.finding_id)! : ' ')).join('');
     const at = `+${ms(Math.max(0, isoMs(call.ts) - t0))}`.padStart(8);
     const n = String(d.offset + i + 1).padStart(4);
@@ -113,11 +117,27 @@ export function registerSessionCommand(program: Command): void {
     .option('--offset <n>', 'start at this call (0-based)', nonNegativeInt, 0)
     .option('-n, --limit <n>', 'show at most this many calls', positiveInt, 500)
     .action(async (id: string, opts: CommonOpts & { offset: number; limit: number }) => {
-      const d = await apiFor(opts).get<SessionDetail>(sessionPath(id), { offset: opts.offset, limit: opts.limit });
+      const api = apiFor(opts);
+      const d = await api.get<SessionDetail>(sessionPath(id), { offset: opts.offset, limit: opts.limit });
+      // the first calls of the findings on this page that start before it (--offset): what the
+      // finding's calls share is read from its first call
+      const shown = new Set(d.calls.map((x) => x.span_id));
+      const pageFirst = d.calls[0]?.ts ?? '';
+      const pageLast = d.calls[d.calls.length - 1]?.ts ?? '';
+      const anchors: CallRow[] = [];
+      for (const f of d.findings) {
+        if (shown.has(f.first_span_id) || !NEEDS_FIRST_CALL.has(f.detector) || f.first_ts > pageLast || f.last_ts < pageFirst) continue;
+        // the calls from the finding's start: a cursor just before it (' ' sorts before any span id)
+        const got = await api.get<{ calls: CallRow[] }>(sessionPath(id, '/calls'), { after_ts: f.first_ts, after_span: ' ', limit: 100 });
+        const first = got.calls.find((x) => x.span_id === f.first_span_id);
+        if (first) anchors.push(first);
+      }
+      const known = [...d.calls, ...anchors];
       if (opts.json) {
-        const calls = d.calls.map((call) => ({ ...call, loops: loopsOf(call, d.findings, d.calls).map((f) => f.detector) }));
+        const calls = d.calls.map((call) => ({ ...call, loops: loopsOf(call, d.findings, known).map((f) => f.detector) }));
         return writeJson({ ...d, calls });
       }
-      process.stdout.write(renderSession(forTerminal(d)));
+      // anchors made printable as the page's calls are, so that their texts compare alike
+      process.stdout.write(renderSession(forTerminal(d), forTerminal({ ...d, calls: anchors }).calls));
     });
 }
