@@ -262,13 +262,15 @@ describe('request limits', () => {
       const status = new Promise<number>((resolve) => {
         resolveStatus = resolve;
       });
+      let connection: string | undefined;
       const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/x-protobuf', 'transfer-encoding': 'chunked' } }, (r) => {
         r.on('error', () => undefined);
         r.resume();
+        connection = r.headers.connection;
         resolveStatus(r.statusCode ?? 0);
       });
       req.on('error', () => resolveStatus(-1)); // cut by the collector after its answer
-      return { req, status };
+      return { req, status, connection: () => connection };
     };
     const inFlightBytes = async () => Number(/loopwatch_inflight_bytes (\d+)/.exec(await (await fetch(`${url}/metrics`)).text())?.[1]);
     // alone, a chunked body over the body limit: 413 once it passes it
@@ -276,6 +278,7 @@ describe('request limits', () => {
     big.req.write(Buffer.alloc(40 * 1024));
     big.req.end(Buffer.alloc(40 * 1024));
     expect(await big.status).toBe(413);
+    expect(big.connection()).toBe('close'); // the rest of the body is not read: the connection is not reused
     // 60 KB arrived and stalled: counted while it waits
     const a = chunked();
     a.req.write(Buffer.concat([Buffer.from(body), Buffer.alloc(60 * 1024 - body.length)]));
@@ -285,6 +288,7 @@ describe('request limits', () => {
     const b = chunked();
     b.req.end(Buffer.alloc(60 * 1024));
     expect(await b.status).toBe(429);
+    expect(b.connection()).toBe('close');
     a.req.end();
     expect(await a.status).toBe(400); // padded with zeros: not valid protobuf past the spans; still answered
     for (let i = 0; i < 200 && (await inFlightBytes()) > 0; i++) await new Promise((r) => setTimeout(r, 25));
