@@ -2,6 +2,8 @@
 // process only as hashes unless capture is switched on, and then bounded and redactable. Error
 // messages always leave it (they name the error: loop detection tells errors apart by them), but
 // through the same redact hook and length limit.
+import { normalizeErrorMessage } from '../../queries/src/detector-defaults.js';
+import { hash64Hex } from './canonical.js';
 import { thrownKind, warnOnce } from './warn.js';
 
 /** What a text sent out is: a tool's (or requested tool call's) arguments, its result, or an error's message or stack. */
@@ -52,13 +54,28 @@ export function captureOptions(): Readonly<CaptureOptions> {
   return current;
 }
 
-/** Text cut at the length limit, and marked; a surrogate pair at the cut is kept whole or dropped whole. */
-function cut(text: string, max: number): string {
+/**
+ * Text cut at the length limit, and marked; a surrogate pair at the cut is kept whole or dropped
+ * whole. An error's text also keeps its identity in the mark (errorTag): errors that differ only
+ * past the cut are still other errors to error_loop.
+ */
+function cut(text: string, max: number, kind: ContentKind): string {
   if (text.length <= max) return text;
   let end = max;
   const last = text.charCodeAt(end - 1);
   if (last >= 0xd800 && last <= 0xdbff) end--;
-  return `${text.slice(0, end)}…[truncated]`;
+  return `${text.slice(0, end)}…[truncated${kind === 'error' ? ` ~${errorTag(text)}` : ''}]`;
+}
+
+/**
+ * What error_loop tells an error by (its message as normalizeErrorMessage leaves it) as ten
+ * letters g-v: a hash, written so that the same normalization (here, in the guard, and in SQL)
+ * keeps it whole, having no digits and no run of hex letters.
+ */
+function errorTag(text: string): string {
+  let tag = '';
+  for (const digit of hash64Hex(normalizeErrorMessage(text)).slice(0, 10)) tag += String.fromCharCode(103 + parseInt(digit, 16));
+  return tag;
 }
 
 /** Redacted, then cut; undefined when the hook throws or returns something other than text (said once, without its message). */
@@ -77,7 +94,7 @@ function prepared(text: string, kind: ContentKind, tool: string): string | undef
       return undefined;
     }
   }
-  return cut(out as string, current.maxContentLength);
+  return cut(out as string, current.maxContentLength, kind);
 }
 
 /** The text that may be attached to a span, or undefined when capture is off (or the redact hook failed on it). Never throws. */
@@ -86,14 +103,15 @@ export function capturedText(text: string, kind: 'arguments' | 'result', tool: s
   return prepared(text, kind, tool);
 }
 
-/** Sent in place of an error's text that the redact hook failed on. */
+/** Sent in place of an error's text that the redact hook failed on, with the error's identity (errorTag). */
 export const WITHHELD_ERROR_TEXT = '[error text withheld: the redact hook failed on it]';
 
 /**
  * An error's message (or stack) as it may leave the process, capture on or off: redacted and cut
- * like captured content. Never throws.
+ * like captured content. Never throws. Text the hook failed on is withheld but keeps its identity
+ * (a hash of it): two different errors are not one error repeating.
  */
 export function sentErrorText(text: string, tool: string): string {
   if (text === '') return text;
-  return prepared(text, 'error', tool) ?? WITHHELD_ERROR_TEXT;
+  return prepared(text, 'error', tool) ?? `${WITHHELD_ERROR_TEXT} ~${errorTag(text)}`;
 }

@@ -141,6 +141,8 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     expect(badKey.code).toBe(2);
     expect(badKey.stderr).toMatch(/^loopwatch: LOOPWATCH_API_KEY is not a valid key/);
     expect(badKey.stderr).not.toContain('lw_secret');
+    // surrounding white space is trimmed, as fetch trims a header value (a key pasted with its line break)
+    expect((await cli(['sessions', '--url', tc.url], { LOOPWATCH_API_KEY: ' lw_key\n' })).code).toBe(0);
     for (const cmd of [['status'], ['sessions'], ['findings'], ['models'], ['export', 's1']]) {
       const r = await cli([...cmd, '--url', webUrl]);
       expect(r.code, cmd[0]).toBe(3);
@@ -169,7 +171,7 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     try {
       const r = await cli(['sessions', '--url', down.url]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/^loopwatch: 503 from \/api\/v1\/sessions: the collector's store did not answer the query \(.*ECONNREFUSED.*\): see the collector's log and \/healthz/);
+      expect(r.stderr).toMatch(/^loopwatch: 503 from \/api\/v1\/sessions: the collector could not answer \(.*ECONNREFUSED.*\): see the collector's log, and \/healthz for its store/);
     } finally {
       await down.close();
     }
@@ -178,6 +180,10 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     expect(demo.code).toBe(3);
     expect(demo.stderr).toMatch(/is not a Loopwatch collector/);
     expect(demo.stderr).not.toMatch(/starting one/);
+    // https:// with nothing there: the demo's own collector serves plain HTTP, so it says so instead of starting one
+    const tls = await cli(['demo', '--url', `https://127.0.0.1:${port}`, '--timeout', '5']);
+    expect(tls.code).toBe(2);
+    expect(tls.stderr).toMatch(/^loopwatch: no collector at https:\/\/127\.0\.0\.1:\d+, and the demo starts one only on an http:\/\/ URL/);
   });
 
   it('a server that takes the connection and never answers: said within seconds, not after the read timeout', async () => {

@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { configureCapture, traceTool, withSession } from '../../instrumentation/src/api.js';
 import { instrumentOpenAI } from '../../instrumentation/src/integrations/openai.js';
 import { WITHHELD_ERROR_TEXT } from '../../instrumentation/src/options.js';
+import { normalizeErrorMessage } from '../../queries/src/detector-defaults.js';
 import { exportFailure, shownUrl } from '../../instrumentation/src/sdk.js';
 import { fakeApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
 
@@ -57,6 +58,8 @@ async function exported(session: string): Promise<{ text: string; status: string
   return { text: rows.map((r) => `${r.attrs}\n${r.status}\n${r.events}`).join('\n'), status: rows.map((r) => r.status) };
 }
 
+const escape = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 const readFile = traceTool('read_file', async (args: { path: string }) => {
   throw new Error(`ENOENT: no such file or directory, open '${args.path}' ${'x'.repeat(200)}`);
 });
@@ -70,7 +73,8 @@ describe('error text', () => {
     const { text, status } = await exported(session);
     expect(kinds).toEqual(new Set(['error']));
     expect(text).not.toContain('ARGSECRET');
-    expect(status[0]).toBe(`${`ENOENT: no such file or directory, open '[path]' ${'x'.repeat(200)}`.slice(0, 80)}…[truncated]`);
+    // cut, with the error's identity kept in the mark
+    expect(status[0]).toMatch(new RegExp(`^${escape(`${`ENOENT: no such file or directory, open '[path]' ${'x'.repeat(200)}`.slice(0, 80)}`)}…\\[truncated ~[g-v]{10}\\]$`));
     expect(text).toContain('exception.stacktrace');
     // the detectors see the error as sent
     const [call] = await p.tc.rows<{ error_message: string }>(`SELECT error_message FROM agent_tool_calls FINAL WHERE session_id = {s:String}`, { s: session });
@@ -83,7 +87,7 @@ describe('error text', () => {
     const session = `priv-err-throw-${Date.now()}`;
     await expect(withSession(session, () => readFile({ path: 'ARGSECRET_x' }))).rejects.toThrow(/ENOENT/);
     const { text, status } = await exported(session);
-    expect(status[0]).toBe(WITHHELD_ERROR_TEXT);
+    expect(status[0]).toMatch(new RegExp(`^${escape(WITHHELD_ERROR_TEXT)} ~[g-v]{10}$`));
     expect(text).not.toContain('ARGSECRET');
     const said = warned.mock.calls.map((c) => String(c[0])).join('\n');
     expect(said).toMatch(/the redact hook threw \(SyntaxError\)/);
@@ -97,6 +101,32 @@ describe('error text', () => {
     const { text, status } = await exported(session);
     expect(text).not.toContain('PROMPTSECRET');
     expect(status.some((s) => s.includes('prompt rejected: [prompt]'))).toBe(true);
+  });
+});
+
+describe('error identity through redaction and cutting', () => {
+  it('errors a hook withholds, or that differ only past the cut, stay different errors (in SQL and the guard alike)', async () => {
+    const fails = traceTool('deploy', async (args: { env: string }) => {
+      throw new Error(`deployment to the cluster refused: quota exceeded in ${args.env}`);
+    });
+    const identities = async (opts: Parameters<typeof configureCapture>[0]) => {
+      configureCapture(opts);
+      const session = `priv-ident-${Date.now()}-${Math.random()}`;
+      for (const env of ['staging', 'production']) await withSession(session, () => fails({ env }).catch(() => undefined));
+      await p.landed();
+      const rows = await p.tc.rows<{ msg: string; sql: string }>(
+        `SELECT error_message AS msg, loopwatch_error_norm(error_message) AS sql FROM agent_tool_calls FINAL WHERE session_id = {s:String} ORDER BY ts`, { s: session });
+      configureCapture({ redact: undefined, maxContentLength: 4096 });
+      return rows.map((r) => ({ sql: r.sql, guard: normalizeErrorMessage(r.msg) }));
+    };
+    vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    // a hook written for arguments only: it throws on error text
+    for (const ids of [await identities({ redact: (t) => JSON.stringify(JSON.parse(t)) }), await identities({ maxContentLength: 20 })]) {
+      expect(ids).toHaveLength(2);
+      expect(ids[0]!.sql).not.toBe(ids[1]!.sql);
+      expect(ids[0]!.guard).toBe(ids[0]!.sql);
+      expect(ids[1]!.guard).toBe(ids[1]!.sql);
+    }
   });
 });
 
@@ -141,6 +171,24 @@ describe("other instrumentations' content, capture off", () => {
     expect(text).toContain('llm.model_name');
     expect(text).toContain('gen_ai.system');
   });
+
+  it('attributes that only begin like content names stay on spans that are not GenAI spans', async () => {
+    const session = `priv-unrelated-${Date.now()}`;
+    const kept = { 'message.content_type': 'application/json', 'message.content_length': 12, 'input.value_count': 3, 'tool.parameters_count': 2, 'llm.tools_enabled': true, 'gen_ai.prompt_tokens': 7 };
+    withSession(session, () => trace.getTracer('http-instrumentation').startSpan('POST /upload', { attributes: { ...kept, 'input.value': 'OTHERSECRET_8' } }).end());
+    const { text } = await exported(session);
+    for (const key of Object.keys(kept)) expect(text, key).toContain(key);
+    expect(text).not.toContain('OTHERSECRET');
+  });
+
+  it('capture on: each text of an array of texts is redacted too', async () => {
+    configureCapture({ captureContent: true, redact: (t) => t.replace(/sk-[A-Z0-9]+/g, '[key]') });
+    const session = `priv-array-${Date.now()}`;
+    withSession(session, () => trace.getTracer('other-instrumentation').startSpan('llm', { attributes: { 'openinference.span.kind': 'LLM', 'llm.prompts': ['my key is sk-SECRET123', 'fine'] } }).end());
+    const { text } = await exported(session);
+    expect(text).not.toContain('sk-SECRET123');
+    expect(text).toContain('[key]');
+  });
 });
 
 describe('options and messages', () => {
@@ -154,7 +202,7 @@ describe('options and messages', () => {
     });
     await withSession(session, () => failing().catch(() => undefined));
     const { status } = await exported(session);
-    expect(status[0]).toBe('abcd…[truncated]');
+    expect(status[0]).toMatch(/^abcd…\[truncated ~[g-v]{10}\]$/);
   });
 
   it('an exporter URL is shown without its user info or query', () => {

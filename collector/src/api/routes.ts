@@ -135,8 +135,8 @@ export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
       } catch (err) {
         if (err instanceof BadRequest) return c.json({ error: 'bad_request', message: err.message }, 400);
         deps.log?.error({ err }, 'read API query failed');
-        // the store's own error (a server that is down: its connection error) said as the store's, not the caller's
-        return c.json({ error: 'query_failed', message: `the collector's store did not answer the query (${(err as Error).message.split('\n')[0]}): see the collector's log and /healthz` }, 503);
+        // said as the collector's failure (a store that is down: its connection error), not the caller's
+        return c.json({ error: 'query_failed', message: `the collector could not answer (${(err as Error).message.split('\n')[0]}): see the collector's log, and /healthz for its store` }, 503);
       }
     };
 

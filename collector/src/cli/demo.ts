@@ -109,6 +109,10 @@ export function registerDemoCommand(program: Command): void {
         // a collector with keys: a read key that will not do is said now, before the sample agent runs
         await api.get('/api/v1/status');
       } else {
+        // the demo's own collector serves plain HTTP: it would start, and then not answer the https:// asked for
+        if (new URL(api.url).protocol === 'https:') {
+          throw new CliError(`no collector at ${api.url}, and the demo starts one only on an http:// URL (start yours with \`loopwatch up --tls-cert … --tls-key …\` first, or give --url http://…)`, 2);
+        }
         const dataDir = opts.dataDir ?? (tempDir = mkdtempSync(join(tmpdir(), 'loopwatch-demo-')));
         say(`no collector at ${api.url}: starting one (data in ${dataDir})`);
         try {

@@ -67,7 +67,8 @@ function deadline(ms: number): { signal: AbortSignal; clear(): void } {
 export class ApiClient {
   constructor(
     readonly url: string,
-    private readonly key = process.env.LOOPWATCH_API_KEY || undefined,
+    // trimmed as fetch trims a header's value (a key pasted with a line break worked, and must go on working)
+    private readonly key = process.env.LOOPWATCH_API_KEY?.trim() || undefined,
   ) {}
 
   private headers(): Record<string, string> {

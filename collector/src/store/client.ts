@@ -73,7 +73,7 @@ export function openStore(config: Pick<CollectorConfig, 'dataDir' | 'clickhouse'
       try {
         return decodeURIComponent(text);
       } catch {
-        throw new StartError(`the ClickHouse URL's ${what} is not valid percent-encoding (a % not followed by two hex digits; write a literal % as %25)`);
+        throw new StartError(`the ClickHouse URL's ${what} is not valid percent-encoding (each % must be followed by two hex digits, and the bytes they make must be UTF-8; write a literal % as %25)`);
       }
     };
     const pathDb = decoded(server.pathname.replace(/^\/+|\/+$/g, ''), 'path');

@@ -105,7 +105,22 @@ const EVENT_CONTENT = new Set(['content', 'message', 'tool_calls', 'body']);
 const REQUEST_HEADERS = 'ai.request.headers.';
 /** Of those, what goes into the model (redact hooks see it as kind 'arguments'). */
 const INPUT_CONTENT = /^(ai\.prompt|gen_ai\.prompt|gen_ai\.input\.|gen_ai\.system_instructions|gen_ai\.tool\.definitions|input\.|llm\.input_messages|llm\.prompt|llm\.tools|tool\.parameters|traceloop\.entity\.input)|args|arguments/;
-const isContent = (key: string): boolean => CONTENT_PREFIXES.some((p) => key.startsWith(p));
+/** The first segments of those names: a span none of whose attributes starts with one (HTTP, a database) is passed over at once. */
+const CONTENT_ROOTS = new Set(CONTENT_PREFIXES.map((p) => p.slice(0, p.indexOf('.'))));
+/**
+ * Whether an attribute carries content. On AI SDK and GenAI spans by prefix (`ai.prompt.messages`,
+ * `ai.response.reasoningDetails`); on other spans by whole segments only (`input.value`,
+ * `llm.input_messages.0.message.content`), so that an HTTP span's `message.content_length` or
+ * a count like `gen_ai.prompt_tokens` stays.
+ */
+function isContent(key: string, byPrefix: boolean): boolean {
+  const dot = key.indexOf('.');
+  if (dot < 0 || !CONTENT_ROOTS.has(key.slice(0, dot))) return false;
+  for (const p of CONTENT_PREFIXES) {
+    if (key.startsWith(p) && (byPrefix || key.length === p.length || key.charCodeAt(p.length) === 46 /* . */)) return true;
+  }
+  return false;
+}
 /** The tracer of Loopwatch's own spans (api.ts, llm-span.ts): they follow the capture options already. */
 const LOOPWATCH_SCOPE = 'loopwatch';
 const scopeOf = (span: Span | ReadableSpan): string => (span as { instrumentationScope?: { name?: string } }).instrumentationScope?.name ?? '';
@@ -119,9 +134,9 @@ function opOf(a: Attrs): string {
 
 /**
  * Applies the capture options to the span's content, in its attributes and in its `gen_ai.*`
- * events: removed, or truncated and redacted.
+ * events: removed, or truncated and redacted. `byPrefix`: an AI SDK or GenAI span (isContent).
  */
-function scrubContent(span: Span, tool: string): void {
+function scrubContent(span: Span, tool: string, byPrefix: boolean): void {
   const a = attrsOf(span);
   const capture = captureOptions().captureContent;
   for (const key of Object.keys(a)) {
@@ -130,26 +145,38 @@ function scrubContent(span: Span, tool: string): void {
       delete a[key];
       continue;
     }
-    if (!isContent(key)) continue;
+    if (!isContent(key, byPrefix)) continue;
     scrubValue(a, key, capture, INPUT_CONTENT.test(key) ? 'arguments' : 'result', tool);
   }
-  for (const event of (span as { events?: { name: string; attributes?: Attrs }[] }).events ?? []) {
+  const events = (span as { events?: { name: string; attributes?: Attrs }[] }).events;
+  if (!events?.length) return;
+  for (const event of events) {
     if (!event.name.startsWith('gen_ai.') || !event.attributes) continue;
     const kind = /prompt|user|system|input/.test(event.name) ? 'arguments' : 'result';
     for (const key of Object.keys(event.attributes)) {
-      if (EVENT_CONTENT.has(key) || isContent(key)) scrubValue(event.attributes, key, capture, kind, tool);
+      if (EVENT_CONTENT.has(key) || isContent(key, true)) scrubValue(event.attributes, key, capture, kind, tool);
     }
   }
 }
 
-/** Capture off: the value removed; on: text redacted and cut (other values, and text the redact hook failed on, removed). */
+/**
+ * Capture off: the value removed. On: text (or each text of an array of texts) redacted and cut;
+ * removed if the redact hook failed on any of it. Other values (numbers, flags) stay.
+ */
 function scrubValue(attrs: Attrs, key: string, capture: boolean, kind: 'arguments' | 'result', tool: string): void {
   const v = attrs[key];
-  const kept = capture && typeof v === 'string' ? capturedText(v, kind, tool) : undefined;
-  if (kept === undefined) {
-    if (!capture || typeof v === 'string') delete attrs[key];
-  } else {
-    attrs[key] = kept;
+  if (!capture) {
+    delete attrs[key];
+    return;
+  }
+  if (typeof v === 'string') {
+    const kept = capturedText(v, kind, tool);
+    if (kept === undefined) delete attrs[key];
+    else attrs[key] = kept;
+  } else if (Array.isArray(v) && v.some((x) => typeof x === 'string')) {
+    const kept = v.map((x) => (typeof x === 'string' ? capturedText(x, kind, tool) : x));
+    if (kept.includes(undefined)) delete attrs[key];
+    else attrs[key] = kept;
   }
 }
 
@@ -200,7 +227,7 @@ export class AiSdkSpanProcessor implements SpanProcessor {
       const result = legacy ? (a['ai.toolCall.result'] ?? a['ai.toolCall.output']) : (a['gen_ai.tool.call.result'] ?? a['anthropic.tool_result.content']);
       if (typeof result === 'string' && a[ATTR.resultHash] === undefined) span.setAttribute(ATTR.resultHash, hash64Hex(canonicalJson(result)));
       const tool = String((legacy ? a['ai.toolCall.name'] : a[ATTR.toolName]) ?? '');
-      scrubContent(span, tool);
+      scrubContent(span, tool, true);
       if (t?.traced) {
         if (legacy) {
           span.updateName('ai.toolCall.wrapper');
@@ -219,7 +246,7 @@ export class AiSdkSpanProcessor implements SpanProcessor {
       const cost = costUsd(model, { inputTokens: input, outputTokens: output, cacheReadTokens: cacheRead });
       if (cost !== undefined) span.setAttribute('loopwatch.cost_usd', cost);
     }
-    scrubContent(span, '');
+    scrubContent(span, '', op.startsWith('ai.') || genAiOp !== '');
   }
 
   onEnd(_span: ReadableSpan): void {}

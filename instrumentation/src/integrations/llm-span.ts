@@ -114,11 +114,11 @@ export function startChatSpan(req: { provider: string; model: string | undefined
       recording(() => {
         const e = err instanceof Error ? err : new Error(String(err));
         const status = (err as { status?: unknown })?.status;
-        const type = typeof status === 'number' ? String(status) : e.name && e.name !== 'Error' ? e.name : (e.constructor?.name ?? 'Error');
-        span.setAttribute('error.type', type);
+        const errorClass = e.name && e.name !== 'Error' ? e.name : (e.constructor?.name ?? 'Error');
+        span.setAttribute('error.type', typeof status === 'number' ? String(status) : errorClass);
         // a provider's error can quote the prompt: the message and stack leave redacted and cut
         const message = sentErrorText(String(e.message ?? ''), '');
-        span.recordException(typeof e.stack === 'string' ? { name: type, message, stack: sentErrorText(e.stack, '') } : { name: type, message });
+        span.recordException(typeof e.stack === 'string' ? { name: errorClass, message, stack: sentErrorText(e.stack, '') } : { name: errorClass, message });
         span.setStatus({ code: SpanStatusCode.ERROR, message });
       });
       span.end(preciseNow());
