@@ -420,7 +420,7 @@ WITH
   llm_session AS (
     SELECT l.session_id AS session_id, count() AS llm_calls, sum(l.total_tokens) AS tokens,
            sum(${LLM_COST}) AS cost_usd,
-           topKWeighted(1)(l.model, l.total_tokens)[1] AS model, min(l.ts) AS first_llm_ts, max(l.end_ts) AS last_llm_end,
+           topKWeighted(1)(l.model, l.total_tokens)[1] AS model, min(l.ts) AS first_llm_ts, max(l.end_ts) AS last_llm_end, max(l.ts) AS last_llm_ts,
            any(l.agent) AS agent, any(l.service) AS service, argMin(l.trace_id, l.ts) AS trace_id, toString(argMax(l.status, l.ts)) AS last_status
     FROM llm AS l LEFT JOIN loopwatch_model_key_prices AS pr ON l.model_key = pr.model_key
     GROUP BY l.session_id
@@ -438,8 +438,9 @@ SELECT
   if(s.calls = 0, 0, round(s.errors / s.calls, 4)) AS error_rate,
   s.retries AS retries,
   toUInt8(r.recovered_tools > 0) AS recovered,
-  -- a session of LLM calls only ended cleanly when its last LLM call succeeded
-  toUInt8(if(s.calls > 0, toString(s.last_status), l.last_status) = 'ok'
+  -- the last tool call succeeded, and so did the LLM calls after it (a final answer that failed is not a clean end)
+  toUInt8((s.calls = 0 OR toString(s.last_status) = 'ok')
+          AND (l.llm_calls = 0 OR (s.calls > 0 AND s.last_call_ts > l.last_llm_ts) OR l.last_status = 'ok')
           AND NOT (f.loops > 0 AND f.last_finding_end >= if(s.calls > 0, s.last_call_ts, l.last_llm_end))) AS ended_cleanly,
   l.llm_calls AS llm_calls,
   l.tokens AS tokens,
@@ -911,7 +912,7 @@ ORDER BY sessions DESC, model`,
 WITH
 ${LLM_CALLS},
 ${TOOLS_BY_MODEL}
-SELECT toDateTime(toStartOfDay(ts)) AS time, model, countIf(status = 'error') / count() AS tool_error_rate
+SELECT toDateTime(toStartOfDay(ts, 'UTC')) AS time, model, countIf(status = 'error') / count() AS tool_error_rate
 FROM tools
 GROUP BY time, model
 ORDER BY time`,
@@ -919,7 +920,7 @@ ORDER BY time`,
       {
         title: 'LLM latency p95 by model, daily', type: 'timeseries', w: 12, h: 8, unit: 'ms',
         sql: `
-SELECT toDateTime(toStartOfDay(ts)) AS time, model, quantileExact(0.95)(duration_ns) / 1e6 AS p95_ms
+SELECT toDateTime(toStartOfDay(ts, 'UTC')) AS time, model, quantileExact(0.95)(duration_ns) / 1e6 AS p95_ms
 FROM agent_llm_calls FINAL
 WHERE $__timeFilter(ts) AND model != '' AND ${F_DIRECT}
 GROUP BY time, model
@@ -932,7 +933,7 @@ ORDER BY time`,
         sql: `
 WITH
 ${LLM_CALLS}
-SELECT toDateTime(toStartOfDay(l.ts)) AS time, l.model AS model, sum(${LLM_COST}) / uniqExact(l.session_id) AS cost_per_session_usd
+SELECT toDateTime(toStartOfDay(l.ts, 'UTC')) AS time, l.model AS model, sum(${LLM_COST}) / uniqExact(l.session_id) AS cost_per_session_usd
 FROM llm AS l LEFT JOIN loopwatch_model_key_prices AS pr ON l.model_key = pr.model_key
 GROUP BY time, model
 ORDER BY time`,

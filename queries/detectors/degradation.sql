@@ -31,13 +31,14 @@ WITH
     -- and the model-days judged come from that aggregate: no separate read to find them.
     {since:DateTime64(3)} < toDateTime64('1971-01-01 00:00:00', 3) AS full_pass,
     toStartOfHour({since:DateTime64(3)}) < toStartOfHour({until:DateTime64(3)}) AS hour_crossed,
-    if(full_pass, toDate('1971-01-01'), toDate({until:DateTime64(3)}) - 1) AS judged_from,
-    toDate({until:DateTime64(3)}) + 1 AS judged_to,
+    -- UTC days, whatever the store's time zone
+    if(full_pass, toDate('1971-01-01'), toDate({until:DateTime64(3)}, 'UTC') - 1) AS judged_from,
+    toDate({until:DateTime64(3)}, 'UTC') + 1 AS judged_to,
     llm AS (
         SELECT session_id, ts, end_ts, duration_ns, model
         FROM agent_llm_calls FINAL
         WHERE (full_pass OR hour_crossed)
-          AND ts >= toDateTime64(judged_from - {degradation_baseline_days:UInt32}, 3) AND ts < toDateTime64(judged_to, 3)
+          AND ts >= toDateTime64(judged_from - {degradation_baseline_days:UInt32}, 3, 'UTC') AND ts < toDateTime64(judged_to, 3, 'UTC')
           AND model != ''
     ),
     -- tool calls with the model that requested them, as the detector passes keep them (the
@@ -46,7 +47,7 @@ WITH
         SELECT session_id, ts, end_ts, status, model
         FROM loopwatch_call_features
         WHERE (full_pass OR hour_crossed)
-          AND ts >= toDateTime64(judged_from - {degradation_baseline_days:UInt32}, 3) AND ts < toDateTime64(judged_to, 3)
+          AND ts >= toDateTime64(judged_from - {degradation_baseline_days:UInt32}, 3, 'UTC') AND ts < toDateTime64(judged_to, 3, 'UTC')
           AND model != ''
     ),
     -- sessions with a loop (redundant calls, info, are waste, not a loop), by 64-bit hash (two
@@ -57,7 +58,7 @@ WITH
     ),
     -- per model, day and session first: the loop test then runs once per session-day, not per call
     tool_sessions AS (
-        SELECT model, toDate(ts) AS day, cityHash64(session_id) AS sh, count() AS n, countIf(status = 'error') AS e,
+        SELECT model, toDate(ts, 'UTC') AS day, cityHash64(session_id) AS sh, count() AS n, countIf(status = 'error') AS e,
                max(end_ts) AS last_end
         FROM tools GROUP BY model, day, sh
     ),
@@ -66,13 +67,14 @@ WITH
         FROM tool_sessions GROUP BY model, day
     ),
     llm_daily AS (
-        SELECT model, toDate(ts) AS day, count() AS ln, quantileExact(0.5)(duration_ns) / 1e6 AS p50_ms
+        SELECT model, toDate(ts, 'UTC') AS day, count() AS ln, quantileExact(0.5)(duration_ns) / 1e6 AS p50_ms, max(end_ts) AS llm_last_end
         FROM llm GROUP BY model, day
     ),
+    -- every model-day with LLM calls or tool calls: a model used without tools (a chat) is judged
+    -- on its latency (its tool and loop figures are 0: never worse)
     daily AS (
-        SELECT d.model AS model, d.day AS day, d.n AS n, d.e AS e, d.s AS s, d.ls AS ls, d.last_end AS last_end,
-               l.ln AS ln, l.p50_ms AS p50_ms
-        FROM tool_daily AS d LEFT JOIN llm_daily AS l ON l.model = d.model AND l.day = d.day
+        SELECT model, day, n, e, s, ls, greatest(last_end, llm_last_end) AS last_end, ln, p50_ms
+        FROM tool_daily FULL OUTER JOIN llm_daily USING (model, day)
     ),
     -- each model-day with its baseline, the days before it in a window frame: the daily figures
     -- computed once (a join of the days judged with the daily figures made the engine compute
@@ -103,7 +105,7 @@ WITH
                    AND bp50_ms > 0 AND p50_ms >= {degradation_latency_ratio:Float64} * bp50_ms AS latency_worse
         FROM compared
         -- the model-days judged: those with LLM calls (a day without has ln = 0)
-        WHERE day >= judged_from AND ln > 0 AND n > 0 AND bn > 0
+        WHERE day >= judged_from AND ln > 0
     )
 SELECT
     concat('model:', model, '@', toString(day)) AS session_id,
@@ -111,7 +113,8 @@ SELECT
     '' AS parent_span_id,
     lower(hex(substring(SHA256(concat('degradation|', model, '|', toString(day))), 1, 8))) AS first_span_id,
     lower(hex(substring(SHA256(concat('degradation|', model, '|', toString(day))), 1, 8))) AS last_span_id,
-    toString(toDateTime64(day, 9)) AS first_ts,
+    -- the UTC day's start, written in the store's zone as every detector's times are
+    toString(toTimeZone(toDateTime64(day, 9, 'UTC'), timezone())) AS first_ts,
     toString(last_end) AS last_ts,
     -- a model's day, whatever agents and services ran it: none named (one of them would be arbitrary)
     '' AS service,
@@ -119,11 +122,11 @@ SELECT
     model,
     arrayFilter(x -> x != '', [if(err_worse, 'tool_error_rate', ''), if(loop_worse, 'loop_rate', ''), if(latency_worse, 'latency_p50', '')]) AS tools,
     toUInt32(err_worse + loop_worse + latency_worse) AS repeats,
-    toUInt32(greatest(e - round(n * base_rate), 0)) AS wasted_calls,
+    toUInt32(if(n > 0 AND bn > 0, greatest(e - round(n * base_rate), 0), 0)) AS wasted_calls,
     0 AS wasted_tokens,
     0. AS wasted_cost_usd,
     0 AS wasted_time_ns,
-    if(err_worse + loop_worse + latency_worse >= 2 OR rate >= 3 * base_rate, 'critical', 'warning') AS severity,
+    if(err_worse + loop_worse + latency_worse >= 2 OR (err_worse AND rate >= 3 * base_rate), 'critical', 'warning') AS severity,
     concat(model, ' on ', toString(day), ' is worse than its previous ', toString({degradation_baseline_days:UInt32}), ' days:',
            if(err_worse, concat(' tool error rate ', toString(round(100 * rate, 1)), '% vs ', toString(round(100 * base_rate, 1)), '% (z=', toString(round(z_err, 1)), ');'), ''),
            if(loop_worse, concat(' loop rate ', toString(round(100 * loop_rate, 1)), '% vs ', toString(round(100 * base_loop_rate, 1)), '% (z=', toString(round(z_loop, 1)), ');'), ''),

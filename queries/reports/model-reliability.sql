@@ -3,7 +3,9 @@
 -- Run with queries/src/reports.ts runReport().
 -- A tool call belongs to the model of the LLM call that requested it (the session's latest LLM
 -- call started at or before the tool call started: a streamed LLM call runs the tool calls it
--- requests before it ends), a session to every model it called that day.
+-- requests before it ends), and to that LLM call's day (a tool call just past midnight requested
+-- before it counts with its request); a session to every model it called that day. Days are UTC
+-- days, whatever the store's time zone.
 --   sessions           sessions with LLM calls of the model that day
 --   tool_error_rate    failed tool calls / tool calls requested by the model
 --   loop_rate          sessions with a loop finding (any detector but degradation, redundant calls apart) / sessions
@@ -21,7 +23,7 @@ WITH
           AND ({agent:String} = '' OR agent = {agent:String})
     ),
     llm_day AS (
-        SELECT l.model AS model, toDate(l.ts) AS day,
+        SELECT l.model AS model, toDate(l.ts, 'UTC') AS day,
                uniqExact(l.session_id) AS sessions,
                count() AS llm_calls,
                countIf(l.status = 'error') AS llm_errors,
@@ -31,18 +33,26 @@ WITH
         FROM llm AS l LEFT JOIN loopwatch_model_key_prices AS pr ON l.model_key = pr.model_key
         GROUP BY model, day
     ),
+    -- the requesting LLM call is found among the session's LLM calls of every model (then kept if
+    -- its model is the one asked for: a tool call another model requested is not this model's),
+    -- from a day before the range (a tool call in it requested just before)
     tools AS (
-        SELECT t.session_id AS session_id, t.ts AS ts, t.tool AS tool, t.status AS status, l.model AS model
+        SELECT t.session_id AS session_id, t.ts AS ts, t.tool AS tool, t.status AS status, l.model AS model, l.day AS day
         FROM (
             SELECT session_id, ts, tool, status FROM agent_tool_calls FINAL
             WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)}
               AND ({agent:String} = '' OR agent = {agent:String})
         ) AS t
-        ASOF INNER JOIN (SELECT session_id, ts, model FROM llm) AS l ON t.session_id = l.session_id AND t.ts >= l.ts
+        ASOF INNER JOIN (
+            SELECT session_id, ts, model, toDate(ts, 'UTC') AS day FROM agent_llm_calls FINAL
+            WHERE ts >= {from:DateTime64(3)} - INTERVAL 1 DAY AND ts < {to:DateTime64(3)}
+              AND ({agent:String} = '' OR agent = {agent:String})
+        ) AS l ON t.session_id = l.session_id AND t.ts >= l.ts
+        WHERE {model:String} = '' OR l.model = {model:String}
     ),
     -- per session, model, day and tool: did it fail, and did it succeed after its first failure
     tool_slices AS (
-        SELECT model, toDate(ts) AS day, session_id, tool, count() AS calls, countIf(status = 'error') AS errors,
+        SELECT model, day, session_id, tool, count() AS calls, countIf(status = 'error') AS errors,
                minIf(ts, status = 'error') AS first_error, maxIf(ts, status = 'ok') AS last_ok
         FROM tools GROUP BY model, day, session_id, tool
     ),
@@ -58,7 +68,7 @@ WITH
     ),
     loop_day AS (
         SELECT m.model AS model, m.day AS day, count() AS loop_sessions
-        FROM (SELECT DISTINCT model, toDate(ts) AS day, session_id FROM llm) AS m
+        FROM (SELECT DISTINCT model, toDate(ts, 'UTC') AS day, session_id FROM llm) AS m
         WHERE m.session_id IN (
             SELECT session_id FROM agent_findings FINAL
             WHERE detector != 'degradation' AND severity != 'info' AND session_id IN (SELECT session_id FROM llm)

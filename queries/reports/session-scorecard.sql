@@ -12,9 +12,13 @@
 --                    are waste, not a loop: info findings apart, as the loop alert has it)
 --   failed_tools     tools that failed at least once; recovered_tools: of those, the ones that later succeeded
 --   recovered        1 when some failure was followed later by a success of the same tool
---   ended_cleanly    the last call succeeded and no loop was still open at the end (a finding reaching the last call)
---   files / commands distinct path-like arguments of read/write/edit tools, distinct commands of shell tools
---                    (from captured arguments: gen_ai.tool.call.arguments and equivalents)
+--   ended_cleanly    the last tool call succeeded, and the last LLM call if it came after, and no loop was
+--                    still open at the end (a finding reaching the last tool call)
+--   files / commands distinct path-like arguments of read/write/edit tools (path, file_path, file, filename,
+--                    target_file, or lists in paths / files; read from the text when the arguments were cut at
+--                    the length limit and are no longer JSON), distinct commands of shell tools (command or
+--                    cmd; a list such as ["bash", "-lc", "npm test"] joined with spaces) (from captured
+--                    arguments: gen_ai.tool.call.arguments and equivalents)
 --   tokens, cost_usd LLM calls of the session; cost = reported cost when > 0, else tokens x model_prices
 --   wall_time_s      first call start to last call end (tool and LLM calls)
 --   waste_ratio      wasted calls / calls; wasted calls: see the findings CTEs (overlapping detectors counted
@@ -50,13 +54,18 @@ WITH
         SELECT *,
                lagInFrame(tool, 1, '') OVER w = tool AND lagInFrame(args_hash, 1, 0) OVER w = args_hash
                    AND lagInFrame(status, 1, '') OVER w = 'error' AS is_retry,
-               multiIf(match(tool, '(?i)(read|write|edit|create|delete|patch|open|view|file)'),
-                       coalesce(nullIf(JSONExtractString(arguments, 'path'), ''), nullIf(JSONExtractString(arguments, 'file_path'), ''),
-                                nullIf(JSONExtractString(arguments, 'file'), ''), nullIf(JSONExtractString(arguments, 'filename'), ''),
-                                nullIf(JSONExtractString(arguments, 'target_file'), ''), ''),
-                       '') AS file,
+               if(match(tool, '(?i)(read|write|edit|create|delete|patch|open|view|file)'),
+                  arrayFilter(x -> x != '', if(isValidJSON(arguments),
+                      arrayConcat([coalesce(nullIf(JSONExtractString(arguments, 'path'), ''), nullIf(JSONExtractString(arguments, 'file_path'), ''),
+                                            nullIf(JSONExtractString(arguments, 'file'), ''), nullIf(JSONExtractString(arguments, 'filename'), ''),
+                                            nullIf(JSONExtractString(arguments, 'target_file'), ''), '')],
+                                  JSONExtract(arguments, 'paths', 'Array(String)'), JSONExtract(arguments, 'files', 'Array(String)')),
+                      -- cut at the length limit (a large write's content): the first path-like member, from the text
+                      [extract(arguments, '"(?:path|file_path|file|filename|target_file)"\\s*:\\s*"((?:[^"\\\\]|\\\\.)*)"')])),
+                  []) AS files_of_call,
                multiIf(match(tool, '(?i)(shell|bash|terminal|exec|cmd|command|run_tests?)'),
-                       coalesce(nullIf(JSONExtractString(arguments, 'command'), ''), nullIf(JSONExtractString(arguments, 'cmd'), ''), ''),
+                       coalesce(nullIf(arrayStringConcat(JSONExtract(arguments, 'command', 'Array(String)'), ' '), ''),
+                                nullIf(JSONExtractString(arguments, 'command'), ''), nullIf(JSONExtractString(arguments, 'cmd'), ''), ''),
                        '') AS command
         FROM calls
         WINDOW w AS (PARTITION BY session_id ORDER BY seq ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
@@ -72,7 +81,7 @@ WITH
                max(ts) AS last_call_ts,
                min(ts) AS first_tool_ts,
                max(end_ts) AS last_tool_end,
-               arraySort(groupUniqArrayIf(file, file != '')) AS files,
+               arraySort(groupUniqArrayArray(files_of_call)) AS files,
                arraySort(groupUniqArrayIf(command, command != '')) AS commands
         FROM marked
         GROUP BY session_id
@@ -153,6 +162,7 @@ WITH
                topKWeighted(1)(l.model, l.total_tokens)[1] AS model,
                min(l.ts) AS first_llm_ts,
                max(l.end_ts) AS last_llm_end,
+               max(l.ts) AS last_llm_ts,
                any(l.agent) AS agent,
                any(l.service) AS service,
                argMax(l.status, l.ts) AS last_status
@@ -176,7 +186,10 @@ SELECT
     r.failed_tools AS failed_tools,
     r.recovered_tools AS recovered_tools,
     toUInt8(r.recovered_tools > 0) AS recovered,
-    toUInt8(if(s.calls > 0, toString(s.last_status), toString(l.last_status)) = 'ok'
+    -- the last tool call succeeded, and so did the LLM calls after it (a final answer that failed is
+    -- not a clean end; nor is one given after the last tool call failed)
+    toUInt8((s.calls = 0 OR toString(s.last_status) = 'ok')
+            AND (l.llm_calls = 0 OR (s.calls > 0 AND s.last_call_ts > l.last_llm_ts) OR toString(l.last_status) = 'ok')
             AND NOT (f.loops > 0 AND f.last_finding_end >= if(s.calls > 0, s.last_call_ts, l.last_llm_end))) AS ended_cleanly,
     length(s.files) AS files_touched,
     length(s.commands) AS commands_run,
