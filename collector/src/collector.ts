@@ -114,7 +114,18 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     log,
     { retryInBackground: store.mode === 'server' },
   );
-  await schema.start();
+  try {
+    await schema.start();
+  } catch (err) {
+    // the embedded store cannot be set up (a server that is down is retried in the background):
+    // one line that says what to do, and the data directory let go
+    await store.close().catch(() => undefined);
+    dataDirLock.release();
+    if (err instanceof StartError) throw err;
+    const first = String((err as Error).message ?? err).split('\n')[0]!;
+    const full = /not enough space|no space left|ENOSPC|cannot reserve/i.test(first);
+    throw new StartError(`the store in ${resolve(config.dataDir)} could not be set up (${first})${full ? ': the disk of the data directory is full; free space on it (or choose another --data-dir) and start again' : ''}`);
+  }
   const spool = new Spool({ dir: spoolDir, ...config.spool });
   spool.start();
   const inflight = new InFlight({ maxRequests: config.limits.maxConcurrentRequests, maxBytes: config.limits.maxInFlightBytes });

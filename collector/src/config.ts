@@ -4,6 +4,21 @@ import { z } from 'zod';
 import { parseDetectorSettings, resolveDetectorParams, type DetectorParams } from '../../queries/src/detector-defaults.js';
 
 const MiB = 1024 * 1024;
+// Node's timers hold at most this many ms; past it a timer fires after 1 ms (a detector interval
+// of 1e11 ran the detectors back to back)
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * A whole number: a number, or text of decimal digits (`0x10`, `1e3` and `12abc` are refused,
+ * which Number() would read as 16, 1000 and NaN).
+ */
+const whole = () =>
+  z.preprocess(
+    (v) => (typeof v === 'string' && /^\s*[-+]?\d+\s*$/.test(v) ? Number(v) : v),
+    z.number({ error: 'expected a whole number in decimal digits' }).int({ error: 'expected a whole number' }),
+  );
+/** A duration in ms that a timer can hold. */
+const timerMs = (min: number) => whole().pipe(z.number().min(min).max(MAX_TIMER_MS, `at most ${MAX_TIMER_MS} ms (about 24.8 days: the longest timer Node has)`));
 
 /** A key's SHA-256 as 64 hex digits (optionally `sha256:`-prefixed); a clear-text key is refused. */
 export const keyHash = z
@@ -14,13 +29,13 @@ export const keyHash = z
 
 export const configSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
-  port: z.coerce.number().int().min(0).max(65535).default(4318),
+  port: whole().pipe(z.number().min(0).max(65535)).default(4318),
   /**
    * OTLP/gRPC port on the same host; null (`off`) = no gRPC listener. Unset while `port` is 0
    * (any free port: a throwaway instance), it is 0 too rather than the fixed 4317.
    */
   grpcPort: z
-    .union([z.literal('off').transform(() => null), z.null(), z.coerce.number().int().min(0).max(65535)], { error: 'expected a port (0-65535) or "off"' })
+    .union([z.literal('off').transform(() => null), z.null(), whole().pipe(z.number().min(0).max(65535))], { error: 'expected a port (0-65535) or "off"' })
     .default(4317),
   /** Embedded database, spool and other state live here. */
   dataDir: z.string().min(1).default('.loopwatch'),
@@ -33,7 +48,7 @@ export const configSchema = z.object({
       database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('default'),
     })
     .default({ user: 'default', password: '', database: 'default' }),
-  retentionDays: z.coerce.number().int().min(1).max(36500).default(30),
+  retentionDays: whole().pipe(z.number().min(1).max(36500)).default(30),
   /** TLS on both listeners: a PEM certificate chain and its private key, both or neither (see tls.ts). */
   tls: z
     .object({
@@ -45,7 +60,7 @@ export const configSchema = z.object({
        */
       clientCaFile: z.string().min(1).optional(),
       /** How often the files are checked for a renewed certificate (tls.ts). */
-      watchIntervalMs: z.coerce.number().int().min(100).default(60_000),
+      watchIntervalMs: timerMs(100).default(60_000),
     })
     .prefault({})
     .refine((t) => !t.certFile === !t.keyFile, 'set both --tls-cert and --tls-key (LOOPWATCH_TLS_CERT_FILE, LOOPWATCH_TLS_KEY_FILE), or neither')
@@ -53,32 +68,32 @@ export const configSchema = z.object({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   limits: z
     .object({
-      maxBodyBytes: z.coerce.number().int().positive().default(16 * MiB),
-      maxDecompressedBytes: z.coerce.number().int().positive().default(64 * MiB),
-      maxSpansPerRequest: z.coerce.number().int().positive().default(100_000),
-      maxAttributes: z.coerce.number().int().positive().default(256),
-      maxAttributeLength: z.coerce.number().int().positive().default(64 * 1024),
-      maxValueDepth: z.coerce.number().int().positive().default(16),
+      maxBodyBytes: whole().pipe(z.number().positive()).default(16 * MiB),
+      maxDecompressedBytes: whole().pipe(z.number().positive()).default(64 * MiB),
+      maxSpansPerRequest: whole().pipe(z.number().positive()).default(100_000),
+      maxAttributes: whole().pipe(z.number().positive()).default(256),
+      maxAttributeLength: whole().pipe(z.number().positive()).default(64 * 1024),
+      maxValueDepth: whole().pipe(z.number().positive()).default(16),
       /** Protobuf messages / JSON objects and arrays in one request (decoded heap ~100 B each). */
-      maxObjectsPerRequest: z.coerce.number().int().positive().default(2_000_000),
+      maxObjectsPerRequest: whole().pipe(z.number().positive()).default(2_000_000),
       /** Ingest requests being read, decompressed and decoded at once; past it ingest answers 429. */
-      maxConcurrentRequests: z.coerce.number().int().positive().default(64),
+      maxConcurrentRequests: whole().pipe(z.number().positive()).default(64),
       /** Request bytes (received plus decompressed) held by those requests at once; past it 429. */
-      maxInFlightBytes: z.coerce.number().int().positive().default(128 * MiB),
+      maxInFlightBytes: whole().pipe(z.number().positive()).default(128 * MiB),
       /**
        * An ingest request whose body has not all arrived this long after its headers is cut off
        * (408, connection closed): 64 uploads trickling a byte at a time held every ingest slot.
        */
-      bodyTimeoutMs: z.coerce.number().int().positive().default(30_000),
+      bodyTimeoutMs: timerMs(1).default(30_000),
     })
     .prefault({}),
   spool: z
     .object({
       /** Acknowledged data not yet in the store, at most; past it ingest answers 503. */
-      maxBytes: z.coerce.number().int().positive().default(1024 * MiB),
+      maxBytes: whole().pipe(z.number().positive()).default(1024 * MiB),
       /** A segment is sealed and handed to the loader at this size or age. */
-      segmentMaxBytes: z.coerce.number().int().positive().default(32 * MiB),
-      segmentMaxAgeMs: z.coerce.number().int().positive().default(1000),
+      segmentMaxBytes: whole().pipe(z.number().positive()).default(32 * MiB),
+      segmentMaxAgeMs: timerMs(1).default(1000),
     })
     .prefault({}),
   /**
@@ -96,7 +111,7 @@ export const configSchema = z.object({
   detect: z
     .object({
       enabled: z.boolean().default(true),
-      intervalMs: z.coerce.number().int().min(100).default(5000),
+      intervalMs: timerMs(100).default(5000),
       /**
        * Detector thresholds and budgets that differ from DETECTOR_DEFAULTS: an object, or text of
        * `name=value` pairs (LOOPWATCH_DETECTORS, `loopwatch up --detectors`), checked against
@@ -117,6 +132,16 @@ export const configSchema = z.object({
         }),
     })
     .prefault({}),
+}).superRefine((c, ctx) => {
+  // settings each valid alone that cannot work together
+  if (c.grpcPort !== null && c.grpcPort !== 0 && c.grpcPort === c.port) {
+    ctx.addIssue({ code: 'custom', path: ['grpcPort'], message: `the OTLP/gRPC port is the HTTP port (${c.port}): give them different ports, or turn gRPC off` });
+  }
+  // a spool that cannot hold one segment would refuse exports with nothing in it (an export
+  // larger than the whole spool is refused 413 at ingest)
+  if (c.spool.maxBytes < c.spool.segmentMaxBytes) {
+    ctx.addIssue({ code: 'custom', path: ['spool', 'maxBytes'], message: `must be at least one spool segment (spool.segmentMaxBytes, LOOPWATCH_SPOOL_SEGMENT_MAX_BYTES: ${c.spool.segmentMaxBytes} bytes)` });
+  }
 });
 
 export type CollectorConfig = z.infer<typeof configSchema>;

@@ -81,6 +81,15 @@ describe('collector configuration', () => {
     expect(() => loadConfig({}, { LOOPWATCH_PORT: 'abc' })).toThrow(/^invalid configuration port \(LOOPWATCH_PORT\): .* \(given "abc"\)$/);
     expect(() => loadConfig({ retentionDays: -5 }, {})).toThrow(/^invalid configuration retentionDays \(LOOPWATCH_RETENTION_DAYS\): Too small.* \(given -5\)$/);
     expect(() => loadConfig({}, { LOOPWATCH_TLS_WATCH_INTERVAL_MS: 'soon' })).toThrow(/^invalid configuration tls\.watchIntervalMs \(LOOPWATCH_TLS_WATCH_INTERVAL_MS\)/);
+    // numbers in decimal digits only (Number() read 0x10 as port 16, 1e3 as 1000)
+    for (const v of ['0x10', '1e3', '12abc', '4.5']) expect(() => loadConfig({}, { LOOPWATCH_PORT: v }), v).toThrow(/^invalid configuration port \(LOOPWATCH_PORT\): expected a whole number/);
+    expect(loadConfig({}, { LOOPWATCH_PORT: ' 4319 ' }).port).toBe(4319);
+    // timers hold at most 2^31-1 ms: past it a timer fires after 1 ms (a detector interval of 1e11 ran passes back to back)
+    expect(() => loadConfig({}, { LOOPWATCH_DETECT_INTERVAL_MS: '100000000000' })).toThrow(/^invalid configuration detect\.intervalMs \(LOOPWATCH_DETECT_INTERVAL_MS\): at most 2147483647 ms/);
+    expect(() => loadConfig({}, { LOOPWATCH_BODY_TIMEOUT_MS: '3000000000' })).toThrow(/limits\.bodyTimeoutMs \(LOOPWATCH_BODY_TIMEOUT_MS\): at most/);
+    // settings valid alone that cannot work together
+    expect(() => loadConfig({}, { LOOPWATCH_PORT: '4400', LOOPWATCH_GRPC_PORT: '4400' })).toThrow(/^invalid configuration grpcPort \(LOOPWATCH_GRPC_PORT\): the OTLP\/gRPC port is the HTTP port \(4400\)/);
+    expect(() => loadConfig({}, { LOOPWATCH_SPOOL_MAX_BYTES: '1000' })).toThrow(/^invalid configuration spool\.maxBytes \(LOOPWATCH_SPOOL_MAX_BYTES\): must be at least one spool segment/);
     // never the value of what can hold a credential
     for (const env of [{ LOOPWATCH_CLICKHOUSE_URL: 'http://u:s3cret@host:port' }, { LOOPWATCH_INGEST_KEY_HASHES: 'lw_s3cret' }]) {
       expect(() => loadConfig({}, env)).toThrow(/\((LOOPWATCH_CLICKHOUSE_URL|LOOPWATCH_INGEST_KEY_HASHES)\)/);

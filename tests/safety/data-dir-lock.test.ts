@@ -3,7 +3,7 @@
 // saying why; after the first is killed (kill -9: its pid file stays), the next starts at once.
 // Real `loopwatch up` processes.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -62,6 +62,21 @@ describe('a data directory in use', () => {
       expect(existsSync(pidFile)).toBe(false);
     } finally {
       await stopProcess(first);
+    }
+  }, 120_000);
+
+  it('a copy of a running collector\'s directory (its pid file with it) is not "in use": a collector starts on it', async () => {
+    const first = await startProcess(dataDir);
+    const copy = mkdtempSync(join(tmpdir(), 'lw-dir-copy-'));
+    try {
+      cpSync(dataDir, copy, { recursive: true });
+      expect(readFileSync(join(copy, 'collector.pid'), 'utf8').split(' ')[0]).toBe(String(first.pid));
+      const onCopy = await startProcess(copy);
+      expect(readFileSync(join(copy, 'collector.pid'), 'utf8').split(' ')[0]).toBe(String(onCopy.pid));
+      await stopProcess(onCopy);
+    } finally {
+      await stopProcess(first);
+      rmSync(copy, { recursive: true, force: true });
     }
   }, 120_000);
 });

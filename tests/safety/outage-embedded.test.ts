@@ -2,6 +2,8 @@
 // fails in the engine. The collector keeps acknowledging into the bounded spool, answers 503
 // with Retry-After once the spool is full, and after ATTACH drains it: nothing acknowledged lost.
 import { mkdtempSync, rmSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +17,7 @@ let dataDir: string;
 let collector: Collector;
 let url: string;
 const SPOOL_MAX = 1024 * 1024;
+const logged: string[] = [];
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'lw-safety-outage-'));
@@ -22,7 +25,7 @@ beforeAll(async () => {
     { port: 0, dataDir, logLevel: 'silent', detect: { enabled: false }, spool: { maxBytes: SPOOL_MAX, segmentMaxBytes: 128 * 1024, segmentMaxAgeMs: 100 } },
     {},
   );
-  collector = await createCollector(config);
+  collector = await createCollector(config, pino({ level: 'info' }, new Writable({ write: (chunk: Buffer, _enc, done) => (logged.push(chunk.toString()), done()) })));
   url = await collector.listen();
 });
 afterAll(async () => {
@@ -70,6 +73,10 @@ describe('embedded store outage', () => {
     await collector.store.client.command({ query: 'ATTACH TABLE otel_traces' });
     await collector.flush();
     expect((await health()).spool.bytes).toBe(0);
+    // the operator is told: the spool full (once), the inserts failing, then working again
+    expect(logged.filter((l) => /the spool is full: exports are answered 503/.test(l))).toHaveLength(1);
+    expect(logged.some((l) => /insert into store failed; will retry/.test(l))).toBe(true);
+    expect(logged.some((l) => /inserts into the store work again/.test(l))).toBe(true);
     // accepting again
     const after = toolSpansRequest(range(10, next, 100));
     expect((await postProto(url, after.body)).status).toBe(200);
@@ -84,4 +91,13 @@ describe('embedded store outage', () => {
     expect(acked.filter((id) => tools.get(id) !== 1)).toEqual([]);
     expect(traces.size).toBe(acked.length);
   }, 120_000);
+
+  it('an export larger than the whole spool is refused 413 (it can never fit), not 503 forever', async () => {
+    const { body } = toolSpansRequest(range(12, 0, 8000)); // its rows are several MB: more than the 1 MiB spool
+    const res = await postProto(url, body);
+    expect(res.status).toBe(413);
+    expect(decodeRpcStatus(new Uint8Array(await res.arrayBuffer())).message).toMatch(/larger than the spool .*: send smaller batches, or raise the collector's LOOPWATCH_SPOOL_MAX_BYTES/);
+    // a batch that fits is taken as ever
+    expect((await postProto(url, toolSpansRequest(range(12, 10_000, 50)).body)).status).toBe(200);
+  });
 });

@@ -31,15 +31,21 @@ afterAll(async () => {
 });
 
 /** Headers and one byte of a 1,000-byte body; the rest never comes. Resolves when the collector closes it. */
-function trickle(): { closed: Promise<void>; abandon: () => void } {
+function trickle(): { closed: Promise<void>; abandon: () => void; answer: () => { status?: number; connection?: string } } {
   const u = new URL(`${url}/v1/traces`);
-  const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/x-protobuf', 'content-length': 1000 } });
+  const answer: { status?: number; connection?: string } = {};
+  const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/x-protobuf', 'content-length': 1000 } }, (res) => {
+    answer.status = res.statusCode;
+    answer.connection = res.headers.connection;
+    res.on('error', () => undefined);
+    res.resume();
+  });
   const closed = new Promise<void>((resolve) => {
     req.on('error', () => resolve());
     req.on('close', () => resolve());
   });
   req.write(Buffer.alloc(1));
-  return { closed, abandon: () => req.destroy() };
+  return { closed, abandon: () => req.destroy(), answer: () => answer };
 }
 
 const metric = async (name: string) => Number(new RegExp(`^${name}\\{transport="http"\\} (\\d+)$`, 'm').exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? NaN);
@@ -61,6 +67,8 @@ describe('slow and abandoned uploads', () => {
     const started = Date.now();
     await Promise.all(slow.map((s) => s.closed)); // cut off by the collector
     expect(Date.now() - started).toBeLessThan(20_000);
+    // told why: 408, and the connection closed (it was destroyed before the answer went out)
+    expect(slow.map((s) => s.answer())).toEqual([{ status: 408, connection: 'close' }, { status: 408, connection: 'close' }]);
     await until(async () => (await inFlight()) === 0, '0 in flight');
     expect((await postProto(url, body)).status).toBe(200);
   });

@@ -38,6 +38,8 @@ export class TraceExport {
   private readonly prescanLimits: { maxObjects: number; maxDepth: number };
   // a full disk fails every request: said at most once a minute (the metric counts each), not a stack per request
   private readonly writeFailureDue = atMostEvery(60_000);
+  private readonly spoolFullDue = atMostEvery(60_000);
+  private readonly spoolTooSmallDue = atMostEvery(60_000);
 
   constructor(private readonly deps: ExportDeps) {
     this.limits = { ...deps.config.limits, retentionDays: deps.config.retentionDays };
@@ -94,6 +96,11 @@ export class TraceExport {
     } catch (err) {
       if (err instanceof SpoolFullError) {
         metrics.inc('loopwatch_requests_spool_full_total', transport);
+        if (err.never) {
+          if (this.spoolTooSmallDue()) log.warn({ err: err.message }, 'an export larger than the whole spool was refused (413): raise spool.maxBytes (LOOPWATCH_SPOOL_MAX_BYTES) or send smaller batches (said at most once a minute)');
+          return { kind: 'too_large', message: `${err.message}: send smaller batches, or raise the collector's LOOPWATCH_SPOOL_MAX_BYTES` };
+        }
+        if (this.spoolFullDue()) log.warn({ spoolBytes: this.deps.spool.heldBytes }, 'the spool is full: exports are answered 503 until the store takes in what it holds (is the store down or slower than ingest? said at most once a minute, loopwatch_requests_spool_full_total counts each)');
         return { kind: 'unavailable', message: 'collector is over capacity (spool full); retry later' };
       }
       metrics.inc('loopwatch_spool_write_failures_total');

@@ -88,7 +88,7 @@ function answer(c: Context, enc: Encoding, outcome: ExportOutcome): Response {
 
 /**
  * The request body, or why there is none: its client went away mid-upload, it did not all arrive
- * within `timeoutMs` (the connection is then cut: a slow upload must not hold an ingest slot), it
+ * within `timeoutMs` (answered 408 and the connection closed: a slow upload must not hold an ingest slot), it
  * is over the body limit, or it no longer fits beside the bytes other requests hold. Read here
  * rather than by a body-limit middleware, so that a body sent without Content-Length (chunked: an
  * exporter that gzips as it sends) is counted against the in-flight bound as it arrives, not
@@ -107,10 +107,8 @@ function readBody(c: Context, ticket: Ticket, maxBytes: number, timeoutMs: numbe
       incoming.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
       resolve(why);
     };
-    const timer = setTimeout(() => {
-      done('timeout');
-      incoming.destroy();
-    }, timeoutMs);
+    // the rest of a late body is not read: the 408 closes the connection (closeAfter)
+    const timer = setTimeout(() => done('timeout'), timeoutMs);
     const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > maxBytes) return done('too-large');
@@ -194,7 +192,7 @@ export function registerOtlpRoutes(app: Hono, deps: IngestDeps): void {
       }
       if (read === 'timeout') {
         metrics.inc('loopwatch_requests_rejected_total', 'http');
-        return c.body(null, 408);
+        return c.body(null, 408, closeAfter);
       }
       if (read === 'aborted') {
         // the client went away mid-upload: nothing to answer, nobody to tell (not an error of the collector's)

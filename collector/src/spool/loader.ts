@@ -79,11 +79,15 @@ export class Loader {
   private async loop(): Promise<void> {
     let backoff = 100;
     let dataFailures = 0;
+    // inserts failed in a row: the first that works again after them is said (the warnings stop)
+    let failing = 0;
     for (;;) {
       const seg = await this.spool.next(this.abort.signal);
       if (!seg) return;
       try {
         await this.load(seg);
+        if (failing > 0) this.log.info({ failedAttempts: failing, segmentsLeft: this.spool.sealedCount }, 'inserts into the store work again: loading the spool');
+        failing = 0;
         backoff = 100;
         dataFailures = 0;
         if (this.spool.sealedCount === 0) for (const w of this.idleWaiters.splice(0)) w();
@@ -100,8 +104,13 @@ export class Loader {
           continue;
         }
         seg.mayBePartial = true; // the failed INSERT may have reached some tables
+        failing++;
         this.metrics.inc('loopwatch_insert_failures_total');
-        this.log.warn({ err: (err as Error).message, retryInMs: backoff }, 'insert into store failed; will retry');
+        const message = (err as Error).message;
+        this.log.warn({ err: message, retryInMs: backoff },
+          /not enough space|no space left|ENOSPC|cannot reserve/i.test(message)
+            ? 'insert into store failed: the disk of the store is full; free space on it (the spool keeps what was acknowledged); will retry'
+            : 'insert into store failed; will retry');
         await new Promise((r) => setTimeout(r, backoff));
         backoff = Math.min(backoff * 2, this.opts.maxBackoffMs ?? 10_000);
       }

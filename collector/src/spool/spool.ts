@@ -43,6 +43,12 @@ export interface SealedSegment {
 
 export class SpoolFullError extends Error {
   override readonly name = 'SpoolFullError';
+  /** The payload is larger than the whole spool: it never fits, however long the client waits. */
+  readonly never: boolean;
+  constructor(message: string, never = false) {
+    super(message);
+    this.never = never;
+  }
 }
 
 interface Pending {
@@ -231,6 +237,7 @@ export class Spool {
   append(payload: Buffer): Promise<void> {
     if (this.closed) return Promise.reject(new Error('spool is closed'));
     const size = HEADER + payload.length;
+    if (size > this.opts.maxBytes) return Promise.reject(new SpoolFullError(`a request of ${size} bytes is larger than the spool (${this.opts.maxBytes} bytes)`, true));
     if (this.bytesHeld + size > this.opts.maxBytes) {
       return Promise.reject(new SpoolFullError(`spool holds ${this.bytesHeld} bytes, limit ${this.opts.maxBytes}`));
     }
@@ -254,7 +261,7 @@ export class Spool {
           const bufs = batch.flatMap((p) => [p.header, p.payload]);
           const size = batch.reduce((n, p) => n + HEADER + p.payload.length, 0);
           const { bytesWritten } = await seg.fh.writev(bufs, seg.bytes);
-          if (bytesWritten !== size) throw new Error(`short write to spool segment (${bytesWritten} of ${size} bytes)`);
+          if (bytesWritten !== size) throw new Error(`short write to spool segment (${bytesWritten} of ${size} bytes: is the disk of the data directory full?)`);
           await seg.fh.datasync();
           const first = seg.bytes === 0;
           seg.bytes += size;

@@ -6,7 +6,7 @@
 //
 // "Gone" on Linux: no such process, a zombie (killed, not yet reaped by its parent), another boot,
 // or another process that got the same pid (its start time differs). Elsewhere: no such process.
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { StartError } from '../config.js';
 
@@ -34,16 +34,32 @@ function procStat(pid: number): { state: string; start: string } | undefined {
 const hasProc = () => readText('/proc/self/stat') !== undefined;
 const bootId = () => readText('/proc/sys/kernel/random/boot_id')?.trim() ?? '';
 
-/** What the pid file says: "pid start boot" (start and boot empty where there is no /proc). */
-function ownerLine(): string {
-  const self = procStat(process.pid);
-  return `${process.pid} ${self?.start ?? ''} ${self ? bootId() : ''}`.trim() + '\n';
+/** The directory's identity (device and inode): a copy of it (cp -a of a running collector's) has another. */
+function dirId(dir: string): string {
+  try {
+    const st = statSync(dir);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return '-';
+  }
 }
 
-function ownerRuns(line: string): number | undefined {
-  const [pidText, start, boot] = line.trim().split(/\s+/);
+/**
+ * What the pid file says: "pid start boot dir" ("-" for what is unknown: start and boot where
+ * there is no /proc). Files of earlier releases have the first fields only.
+ */
+function ownerLine(dir: string): string {
+  const self = procStat(process.pid);
+  return `${process.pid} ${self?.start || '-'} ${(self && bootId()) || '-'} ${dirId(dir)}\n`;
+}
+
+function ownerRuns(line: string, dir: string): number | undefined {
+  const [pidText, ...rest] = line.trim().split(/\s+/);
+  const [start, boot, ownDir] = rest.map((f) => (f === '-' ? '' : f));
   const pid = Number(pidText);
   if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
+  // the file was copied with the directory: its collector runs on the original, not here
+  if (ownDir && ownDir !== dirId(dir)) return undefined;
   if (hasProc()) {
     const p = procStat(pid);
     if (!p || p.state === 'Z') return undefined;
@@ -79,7 +95,7 @@ export function lockDataDir(dataDir: string): DataDirLock {
     throw cannotUse(dir, err, 'create it');
   }
   const file = join(dir, 'collector.pid');
-  const line = ownerLine();
+  const line = ownerLine(dir);
   for (let attempt = 0; ; attempt++) {
     try {
       const fd = openSync(file, 'wx');
@@ -89,7 +105,7 @@ export function lockDataDir(dataDir: string): DataDirLock {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw cannotUse(dir, err, 'write in it');
       if (attempt > 0) throw err;
-      const pid = ownerRuns(readText(file) ?? '');
+      const pid = ownerRuns(readText(file) ?? '', dir);
       if (pid !== undefined) {
         throw new StartError(`data directory ${dir} is in use by another Loopwatch collector (pid ${pid}): stop it, or choose another with --data-dir (LOOPWATCH_DATA_DIR)`);
       }
