@@ -343,7 +343,7 @@ const IN_LLM_SESSIONS = ['agent', 'service'].map((v) => `$__conditionalAll(sessi
 const TOOLS_BY_MODEL = `
   tools AS (
     SELECT * FROM (
-      SELECT t.session_id AS session_id, t.ts AS ts, t.tool AS tool, t.status AS status, l.model AS model
+      SELECT t.session_id AS session_id, t.ts AS ts, t.tool AS tool, t.status AS status, l.model AS model, l.ts AS llm_ts
       FROM (
         SELECT session_id, ts, tool, status FROM agent_tool_calls FINAL
         WHERE $__timeFilter(ts) AND ${IN_LLM_SESSIONS}
@@ -413,15 +413,17 @@ WITH
   ),
   llm AS (
     SELECT session_id, model, ts, end_ts, input_tokens, output_tokens, cache_read_tokens, total_tokens, reported_cost_usd,
-           loopwatch_model_key(model) AS model_key, agent, service, trace_id, status
+           loopwatch_model_key(model) AS model_key, agent, service, trace_id, status,
+           (session_id, parent_span_id) IN (SELECT session_id, span_id FROM calls) AS inside
     FROM agent_llm_calls FINAL
     WHERE session_id IN (SELECT session_id FROM scope)
   ),
   llm_session AS (
     SELECT l.session_id AS session_id, count() AS llm_calls, sum(l.total_tokens) AS tokens,
            sum(${LLM_COST}) AS cost_usd,
-           topKWeighted(1)(l.model, l.total_tokens)[1] AS model, min(l.ts) AS first_llm_ts, max(l.end_ts) AS last_llm_end, max(l.ts) AS last_llm_ts,
-           any(l.agent) AS agent, any(l.service) AS service, argMin(l.trace_id, l.ts) AS trace_id, toString(argMax(l.status, l.ts)) AS last_status
+           topKWeighted(1)(l.model, l.total_tokens)[1] AS model, min(l.ts) AS first_llm_ts, max(l.end_ts) AS last_llm_end,
+           countIf(NOT l.inside) AS own_llm_calls, maxIf(l.end_ts, NOT l.inside) AS last_own_llm_end, toString(argMaxIf(l.status, l.end_ts, NOT l.inside)) AS last_own_status,
+           any(l.agent) AS agent, any(l.service) AS service, argMin(l.trace_id, l.ts) AS trace_id
     FROM llm AS l LEFT JOIN loopwatch_model_key_prices AS pr ON l.model_key = pr.model_key
     GROUP BY l.session_id
   )
@@ -438,9 +440,9 @@ SELECT
   if(s.calls = 0, 0, round(s.errors / s.calls, 4)) AS error_rate,
   s.retries AS retries,
   toUInt8(r.recovered_tools > 0) AS recovered,
-  -- the last tool call succeeded, and so did the LLM calls after it (a final answer that failed is not a clean end)
+  -- the last tool call succeeded, and so did the agent's last LLM call if it ended after it (a final answer that failed)
   toUInt8((s.calls = 0 OR toString(s.last_status) = 'ok')
-          AND (l.llm_calls = 0 OR (s.calls > 0 AND s.last_call_ts > l.last_llm_ts) OR l.last_status = 'ok')
+          AND (l.own_llm_calls = 0 OR (s.calls > 0 AND s.last_tool_end >= l.last_own_llm_end) OR l.last_own_status = 'ok')
           AND NOT (f.loops > 0 AND f.last_finding_end >= if(s.calls > 0, s.last_call_ts, l.last_llm_end))) AS ended_cleanly,
   l.llm_calls AS llm_calls,
   l.tokens AS tokens,
@@ -912,7 +914,7 @@ ORDER BY sessions DESC, model`,
 WITH
 ${LLM_CALLS},
 ${TOOLS_BY_MODEL}
-SELECT toDateTime(toStartOfDay(ts, 'UTC')) AS time, model, countIf(status = 'error') / count() AS tool_error_rate
+SELECT toDateTime(toStartOfDay(llm_ts, 'UTC')) AS time, model, countIf(status = 'error') / count() AS tool_error_rate
 FROM tools
 GROUP BY time, model
 ORDER BY time`,

@@ -9,12 +9,18 @@ const MiB = 1024 * 1024;
 const MAX_TIMER_MS = 2_147_483_647;
 
 /**
- * A whole number: a number, or text of decimal digits (`0x10`, `1e3` and `12abc` are refused,
- * which Number() would read as 16, 1000 and NaN).
+ * Text of decimal digits (a sign and blanks around allowed) as its number; undefined for anything
+ * else: `0x10`, `1e3`, `4.5`, `12abc`, '' (which Number() reads as 16, 1000, 4.5, NaN and 0).
+ * The one rule for whole numbers in settings and flags.
  */
+export function decimalInteger(text: string): number | undefined {
+  return /^\s*[-+]?\d+\s*$/.test(text) ? Number(text) : undefined;
+}
+
+/** A whole number: a number, or text that decimalInteger reads. */
 const whole = () =>
   z.preprocess(
-    (v) => (typeof v === 'string' && /^\s*[-+]?\d+\s*$/.test(v) ? Number(v) : v),
+    (v) => (typeof v === 'string' ? (decimalInteger(v) ?? v) : v),
     z.number({ error: 'expected a whole number in decimal digits' }).int({ error: 'expected a whole number' }),
   );
 /** A duration in ms that a timer can hold. */
@@ -136,11 +142,6 @@ export const configSchema = z.object({
   // settings each valid alone that cannot work together
   if (c.grpcPort !== null && c.grpcPort !== 0 && c.grpcPort === c.port) {
     ctx.addIssue({ code: 'custom', path: ['grpcPort'], message: `the OTLP/gRPC port is the HTTP port (${c.port}): give them different ports, or turn gRPC off` });
-  }
-  // a spool that cannot hold one segment would refuse exports with nothing in it (an export
-  // larger than the whole spool is refused 413 at ingest)
-  if (c.spool.maxBytes < c.spool.segmentMaxBytes) {
-    ctx.addIssue({ code: 'custom', path: ['spool', 'maxBytes'], message: `must be at least one spool segment (spool.segmentMaxBytes, LOOPWATCH_SPOOL_SEGMENT_MAX_BYTES: ${c.spool.segmentMaxBytes} bytes)` });
   }
 });
 

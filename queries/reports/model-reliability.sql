@@ -4,8 +4,9 @@
 -- A tool call belongs to the model of the LLM call that requested it (the session's latest LLM
 -- call started at or before the tool call started: a streamed LLM call runs the tool calls it
 -- requests before it ends), and to that LLM call's day (a tool call just past midnight requested
--- before it counts with its request); a session to every model it called that day. Days are UTC
--- days, whatever the store's time zone.
+-- before it counts with its request, in a range that holds its request); a session to every model
+-- it called that day. Days are UTC days, whatever the store's time zone. LLM calls that name no
+-- model are left out, as the dashboards and degradation leave them out.
 --   sessions           sessions with LLM calls of the model that day
 --   tool_error_rate    failed tool calls / tool calls requested by the model
 --   loop_rate          sessions with a loop finding (any detector but degradation, redundant calls apart) / sessions
@@ -18,7 +19,7 @@ WITH
         SELECT session_id, ts, end_ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens, total_tokens,
                reported_cost_usd, status, loopwatch_model_key(model) AS model_key
         FROM agent_llm_calls FINAL
-        WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)}
+        WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)} AND model != ''
           AND ({model:String} = '' OR model = {model:String})
           AND ({agent:String} = '' OR agent = {agent:String})
     ),
@@ -34,21 +35,22 @@ WITH
         GROUP BY model, day
     ),
     -- the requesting LLM call is found among the session's LLM calls of every model (then kept if
-    -- its model is the one asked for: a tool call another model requested is not this model's),
-    -- from a day before the range (a tool call in it requested just before)
+    -- its model is the one asked for: a tool call another model requested is not this model's), and
+    -- the tool calls are those whose requesting call is in the range: read a day past both ends (a
+    -- call in the range requested just before it, one requested in it that started after it)
     tools AS (
         SELECT t.session_id AS session_id, t.ts AS ts, t.tool AS tool, t.status AS status, l.model AS model, l.day AS day
         FROM (
             SELECT session_id, ts, tool, status FROM agent_tool_calls FINAL
-            WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)}
+            WHERE ts >= {from:DateTime64(3)} - INTERVAL 1 DAY AND ts < {to:DateTime64(3)} + INTERVAL 1 DAY
               AND ({agent:String} = '' OR agent = {agent:String})
         ) AS t
         ASOF INNER JOIN (
             SELECT session_id, ts, model, toDate(ts, 'UTC') AS day FROM agent_llm_calls FINAL
-            WHERE ts >= {from:DateTime64(3)} - INTERVAL 1 DAY AND ts < {to:DateTime64(3)}
-              AND ({agent:String} = '' OR agent = {agent:String})
+            WHERE ts >= {from:DateTime64(3)} - INTERVAL 1 DAY AND ts < {to:DateTime64(3)} + INTERVAL 1 DAY
+              AND model != '' AND ({agent:String} = '' OR agent = {agent:String})
         ) AS l ON t.session_id = l.session_id AND t.ts >= l.ts
-        WHERE {model:String} = '' OR l.model = {model:String}
+        WHERE l.ts >= {from:DateTime64(3)} AND l.ts < {to:DateTime64(3)} AND ({model:String} = '' OR l.model = {model:String})
     ),
     -- per session, model, day and tool: did it fail, and did it succeed after its first failure
     tool_slices AS (

@@ -12,8 +12,9 @@
 --                    are waste, not a loop: info findings apart, as the loop alert has it)
 --   failed_tools     tools that failed at least once; recovered_tools: of those, the ones that later succeeded
 --   recovered        1 when some failure was followed later by a success of the same tool
---   ended_cleanly    the last tool call succeeded, and the last LLM call if it came after, and no loop was
---                    still open at the end (a finding reaching the last tool call)
+--   ended_cleanly    the last tool call succeeded, and the agent's last LLM call if it ended after it (not one
+--                    made inside a tool call), and no loop was still open at the end (a finding reaching the
+--                    last tool call)
 --   files / commands distinct path-like arguments of read/write/edit tools (path, file_path, file, filename,
 --                    target_file, or lists in paths / files; read from the text when the arguments were cut at
 --                    the length limit and are no longer JSON), distinct commands of shell tools (command or
@@ -150,7 +151,9 @@ WITH
     ),
     llm AS (
         SELECT session_id, model, duration_ns, ts, end_ts, input_tokens, output_tokens, cache_read_tokens, total_tokens,
-               reported_cost_usd, loopwatch_model_key(model) AS model_key, agent, service, status
+               reported_cost_usd, loopwatch_model_key(model) AS model_key, agent, service, status,
+               -- made inside a tool call (a summarizer the tool runs): not the agent's own turn
+               (session_id, parent_span_id) IN (SELECT session_id, span_id FROM calls) AS inside
         FROM agent_llm_calls FINAL
         WHERE session_id IN (SELECT session_id FROM scope)
     ),
@@ -162,10 +165,12 @@ WITH
                topKWeighted(1)(l.model, l.total_tokens)[1] AS model,
                min(l.ts) AS first_llm_ts,
                max(l.end_ts) AS last_llm_end,
-               max(l.ts) AS last_llm_ts,
+               -- the agent's own LLM calls (not those made inside a tool call): the last to end
+               countIf(NOT l.inside) AS own_llm_calls,
+               maxIf(l.end_ts, NOT l.inside) AS last_own_llm_end,
+               argMaxIf(l.status, l.end_ts, NOT l.inside) AS last_own_status,
                any(l.agent) AS agent,
-               any(l.service) AS service,
-               argMax(l.status, l.ts) AS last_status
+               any(l.service) AS service
         FROM llm AS l LEFT JOIN loopwatch_model_key_prices AS pr ON l.model_key = pr.model_key
         GROUP BY l.session_id
     )
@@ -186,10 +191,11 @@ SELECT
     r.failed_tools AS failed_tools,
     r.recovered_tools AS recovered_tools,
     toUInt8(r.recovered_tools > 0) AS recovered,
-    -- the last tool call succeeded, and so did the LLM calls after it (a final answer that failed is
+    -- the last tool call succeeded, and so did the agent's last LLM call if it ended after the last
+    -- tool call (a final answer that failed, also a streamed one that ran the last tool call, is
     -- not a clean end; nor is one given after the last tool call failed)
     toUInt8((s.calls = 0 OR toString(s.last_status) = 'ok')
-            AND (l.llm_calls = 0 OR (s.calls > 0 AND s.last_call_ts > l.last_llm_ts) OR toString(l.last_status) = 'ok')
+            AND (l.own_llm_calls = 0 OR (s.calls > 0 AND s.last_tool_end >= l.last_own_llm_end) OR toString(l.last_own_status) = 'ok')
             AND NOT (f.loops > 0 AND f.last_finding_end >= if(s.calls > 0, s.last_call_ts, l.last_llm_end))) AS ended_cleanly,
     length(s.files) AS files_touched,
     length(s.commands) AS commands_run,

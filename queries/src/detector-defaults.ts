@@ -216,7 +216,8 @@ export function parseDetectorSettings(text: string): Partial<DetectorParams> {
     const eq = pair.indexOf('=');
     const key = settingKey(eq < 0 ? pair : pair.slice(0, eq));
     const raw = eq < 0 ? '' : pair.slice(eq + 1);
-    const value = raw.trim() === '' ? NaN : Number(raw);
+    // decimal notation only: Number() reads 0x10 as 16 and 1e3 as 1000
+    const value = /^\s*[-+]?(\d+(\.\d*)?|\.\d+)\s*$/.test(raw) ? Number(raw) : NaN;
     const why = misfit(key, value, JSON.stringify(raw));
     if (why) throw new DetectorSettingsError(why);
     out[key] = value;

@@ -215,7 +215,7 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
       expect(r.code, offset).toBe(2);
       expect(r.stderr).toMatch(/--offset .* must be a whole number, 0 or more/);
     }
-    for (const args of [['up', '--port', 'abc'], ['sessions', '--bogus'], ['no-such-command']]) {
+    for (const args of [['up', '--port', 'abc'], ['up', '--port', '0x10'], ['up', '--retention-days', '1e3'], ['sessions', '-n', '0x10'], ['sessions', '--bogus'], ['no-such-command']]) {
       expect((await cli(args)).code, args.join(' ')).toBe(2);
     }
     expect(await cli(['--version'])).toMatchObject({ code: 0, stdout: `${JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).version}\n` });

@@ -89,7 +89,11 @@ describe('collector configuration', () => {
     expect(() => loadConfig({}, { LOOPWATCH_BODY_TIMEOUT_MS: '3000000000' })).toThrow(/limits\.bodyTimeoutMs \(LOOPWATCH_BODY_TIMEOUT_MS\): at most/);
     // settings valid alone that cannot work together
     expect(() => loadConfig({}, { LOOPWATCH_PORT: '4400', LOOPWATCH_GRPC_PORT: '4400' })).toThrow(/^invalid configuration grpcPort \(LOOPWATCH_GRPC_PORT\): the OTLP\/gRPC port is the HTTP port \(4400\)/);
-    expect(() => loadConfig({}, { LOOPWATCH_SPOOL_MAX_BYTES: '1000' })).toThrow(/^invalid configuration spool\.maxBytes \(LOOPWATCH_SPOOL_MAX_BYTES\): must be at least one spool segment/);
+    // a spool smaller than a segment works (segments are also sealed by age): not refused
+    expect(loadConfig({}, { LOOPWATCH_SPOOL_MAX_BYTES: '1000000' }).spool.maxBytes).toBe(1_000_000);
+    // detector settings in decimal notation too
+    expect(() => loadConfig({}, { LOOPWATCH_DETECTORS: 'repeatMinRun=0x10' })).toThrow(/repeatMinRun must be an integer/);
+    expect(loadConfig({}, { LOOPWATCH_DETECTORS: 'budgetMaxCostUsd=2.5' }).detect.settings).toEqual({ budgetMaxCostUsd: 2.5 });
     // never the value of what can hold a credential
     for (const env of [{ LOOPWATCH_CLICKHOUSE_URL: 'http://u:s3cret@host:port' }, { LOOPWATCH_INGEST_KEY_HASHES: 'lw_s3cret' }]) {
       expect(() => loadConfig({}, env)).toThrow(/\((LOOPWATCH_CLICKHOUSE_URL|LOOPWATCH_INGEST_KEY_HASHES)\)/);

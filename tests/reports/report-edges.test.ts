@@ -69,6 +69,9 @@ describe('model-reliability', () => {
     });
     const tokyo = await rs.json<{ day: string; tool_calls: string | number }>();
     expect(tokyo.map((r) => [r.day, Number(r.tool_calls)])).toEqual([[utcDay(midnight), 2]]);
+    // a range of that day alone holds them too (its tool calls start after it), and the next day's none
+    expect(await runReport(tc.collector.store.client, 'model-reliability', { from: midnight, to: midnight + DAY, model: 'edge-night' })).toMatchObject(expected);
+    expect(await runReport(tc.collector.store.client, 'model-reliability', { from: midnight + DAY, to: midnight + 2 * DAY, model: 'edge-night' })).toEqual([]);
   });
 });
 
@@ -106,11 +109,26 @@ describe('session-scorecard', () => {
     expect(r).toMatchObject({ files: ['a.ts', 'big.ts', 'd.ts', 'e.ts'], files_touched: 4, commands: ['bash -lc npm test'] });
   });
 
-  it('a session whose final LLM call failed did not end cleanly', async () => {
-    const s = buildSession('edge-final-llm', [{ tool: 'read_file', args: { path: 'a.ts' } }], { startMs: midnight + 12 * 3600_000 });
-    const end = midnight + 12 * 3600_000 + 10_000;
-    await insertSpans(tc.collector.store.client, [...s.rows, llmSpan(s, end, 50, { error: 'overloaded', id: 'ffffffff00000001' })]);
-    const [r] = await runReport(tc.collector.store.client, 'session-scorecard', { from: midnight, to: midnight + DAY, session_id: 'edge-final-llm' });
-    expect(r).toMatchObject({ calls: 1, errors: 0, ended_cleanly: 0 });
+  it('a session whose final LLM call failed did not end cleanly, also a streamed one that ran the last tool call; a tool\'s own LLM call that failed is not the agent\'s', async () => {
+    const at = midnight + 12 * 3600_000;
+    const scorecard = async (id: string) =>
+      (await runReport(tc.collector.store.client, 'session-scorecard', { from: midnight, to: midnight + DAY, session_id: id }))[0];
+    const final = buildSession('edge-final-llm', [{ tool: 'read_file', args: { path: 'a.ts' } }], { startMs: at });
+    await insertSpans(tc.collector.store.client, [...final.rows, llmSpan(final, at + 10_000, 50, { error: 'overloaded', id: 'ffffffff00000001' })]);
+    expect(await scorecard('edge-final-llm')).toMatchObject({ calls: 1, errors: 0, ended_cleanly: 0 });
+    // the streamed LLM call that asked for the last tool call failed after it
+    const streamed = buildSession('edge-streamed-llm', [{ tool: 'read_file', args: { path: 'a.ts' }, streamed: true }], { startMs: at });
+    const chat = streamed.rows.find((r) => String(r.SpanName).startsWith('chat'))! as { StatusCode: string; StatusMessage: string };
+    chat.StatusCode = 'Error';
+    chat.StatusMessage = 'stream broke';
+    await insertSpans(tc.collector.store.client, streamed.rows);
+    expect(await scorecard('edge-streamed-llm')).toMatchObject({ calls: 1, errors: 0, ended_cleanly: 0 });
+    // a summarizer the tool ran (its child span) failed; the tool call and the session went on fine
+    const inner = buildSession('edge-inner-llm', [{ tool: 'summarize', args: { doc: 'a' }, innerLlmTokens: 100, durMs: 80 }], { startMs: at });
+    const innerChat = inner.rows.find((r) => r.ParentSpanId === inner.spanIds[0])! as { StatusCode: string; StatusMessage: string };
+    innerChat.StatusCode = 'Error';
+    innerChat.StatusMessage = 'summarizer overloaded';
+    await insertSpans(tc.collector.store.client, inner.rows);
+    expect(await scorecard('edge-inner-llm')).toMatchObject({ calls: 1, errors: 0, ended_cleanly: 1 });
   });
 });

@@ -3,7 +3,7 @@
 // saying why; after the first is killed (kill -9: its pid file stays), the next starts at once.
 // Real `loopwatch up` processes.
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -77,6 +77,23 @@ describe('a data directory in use', () => {
     } finally {
       await stopProcess(first);
       rmSync(copy, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('a directory moved away from under a running collector and copied back to its place is still in use', async () => {
+    const place = mkdtempSync(join(tmpdir(), 'lw-dir-moved-'));
+    const dir = join(place, 'd');
+    const first = await startProcess(dir);
+    try {
+      renameSync(dir, `${dir}.old`);
+      cpSync(`${dir}.old`, dir, { recursive: true });
+      // the collector goes on writing by its path: a second one there would share the files
+      const second = await upOnce(dir);
+      expect(second.code).not.toBe(0);
+      expect(second.stderr).toMatch(/is in use by another Loopwatch collector/);
+    } finally {
+      await stopProcess(first);
+      rmSync(place, { recursive: true, force: true });
     }
   }, 120_000);
 });

@@ -1,6 +1,7 @@
 // Options every read command shares: --url and --json.
 import { InvalidArgumentError, type Command } from 'commander';
 import { ApiClient, resolveUrl } from './http-api.js';
+import { decimalInteger } from '../config.js';
 
 export interface CommonOpts {
   url?: string;
@@ -18,13 +19,13 @@ export function apiFor(opts: CommonOpts): ApiClient {
 }
 
 export function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  const n = decimalInteger(value);
+  if (n === undefined || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive whole number in decimal digits');
   return n;
 }
 
 export function nonNegativeInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('must be a whole number, 0 or more');
+  const n = decimalInteger(value);
+  if (n === undefined || !Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('must be a whole number, 0 or more, in decimal digits');
   return n;
 }

@@ -1,13 +1,13 @@
 // `loopwatch up`: start the collector.
 import { InvalidArgumentError, type Command } from 'commander';
 import { createCollector } from '../collector.js';
-import { loadConfig, type ConfigInput } from '../config.js';
+import { decimalInteger, loadConfig, type ConfigInput } from '../config.js';
 import { createLogger } from '../logger.js';
 
 function int(value: string): number {
-  const n = Number(value);
-  // Number("") is 0: --port "" listened on a random port
-  if (value.trim() === '' || !Number.isInteger(n)) throw new InvalidArgumentError('must be an integer');
+  // decimal digits, as the variables (Number("") is 0: --port "" listened on a random port; 0x10 was 16)
+  const n = decimalInteger(value);
+  if (n === undefined) throw new InvalidArgumentError('must be a whole number in decimal digits');
   return n;
 }
 

@@ -95,7 +95,7 @@ export class TraceExport {
       await stored;
     } catch (err) {
       if (err instanceof SpoolFullError) {
-        metrics.inc('loopwatch_requests_spool_full_total', transport);
+        if (!err.never) metrics.inc('loopwatch_requests_spool_full_total', transport);
         if (err.never) {
           if (this.spoolTooSmallDue()) log.warn({ err: err.message }, 'an export larger than the whole spool was refused (413): raise spool.maxBytes (LOOPWATCH_SPOOL_MAX_BYTES) or send smaller batches (said at most once a minute)');
           return { kind: 'too_large', message: `${err.message}: send smaller batches, or raise the collector's LOOPWATCH_SPOOL_MAX_BYTES` };

@@ -45,21 +45,32 @@ function dirId(dir: string): string {
 }
 
 /**
- * What the pid file says: "pid start boot dir" ("-" for what is unknown: start and boot where
- * there is no /proc). Files of earlier releases have the first fields only.
+ * What the pid file says: "pid start boot dirId path" ("-" for what is unknown: start and boot
+ * where there is no /proc; the path URI-encoded). Files of earlier releases have the first fields only.
  */
 function ownerLine(dir: string): string {
   const self = procStat(process.pid);
-  return `${process.pid} ${self?.start || '-'} ${(self && bootId()) || '-'} ${dirId(dir)}\n`;
+  return `${process.pid} ${self?.start || '-'} ${(self && bootId()) || '-'} ${dirId(dir)} ${encodeURIComponent(dir)}\n`;
 }
+
+const decoded = (text: string): string => {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+};
 
 function ownerRuns(line: string, dir: string): number | undefined {
   const [pidText, ...rest] = line.trim().split(/\s+/);
-  const [start, boot, ownDir] = rest.map((f) => (f === '-' ? '' : f));
+  const [start, boot, ownId, ownPath] = rest.map((f) => (f === '-' ? '' : f));
   const pid = Number(pidText);
   if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
-  // the file was copied with the directory: its collector runs on the original, not here
-  if (ownDir && ownDir !== dirId(dir)) return undefined;
+  // The file was copied with the directory to another place (cp -a of a running collector's): its
+  // collector runs on the original, not here. Only when both the place and the directory differ: a
+  // collector whose directory was moved away and copied back goes on writing by its path, and one
+  // reached by another path (a symbolic link) is the same directory.
+  if (ownId && ownPath && ownId !== dirId(dir) && decoded(ownPath) !== dir) return undefined;
   if (hasProc()) {
     const p = procStat(pid);
     if (!p || p.state === 'Z') return undefined;
