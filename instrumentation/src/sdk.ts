@@ -70,11 +70,15 @@ export class SessionSpanProcessor implements SpanProcessor {
  */
 export class PreciseStartProcessor implements SpanProcessor {
   onStart(span: Span): void {
-    const s = span as unknown as { startTime: [number, number]; _startTimeProvided?: boolean };
+    const s = span as unknown as { startTime: [number, number]; _startTimeProvided?: boolean; _performanceStartTime?: unknown };
     if (s._startTimeProvided !== false) return;
     // the clock of Loopwatch's own spans (traceTool, LLM calls): Date.now() and the monotonic
-    // clock drift apart, so a comparison with the SDK's whole millisecond would skip some
-    const now = preciseNow();
+    // clock drift apart, so a comparison with the SDK's whole millisecond would skip some. The
+    // instant is the one the SDK measures the span's duration from (taken as it made the span):
+    // the time since, up to this call, is not added to its end (a pause there, a garbage
+    // collection under load, ended a model call after the tool call it asked for had started)
+    const perfStart = s._performanceStartTime;
+    const now = typeof perfStart === 'number' ? performance.timeOrigin + perfStart : preciseNow();
     const secs = Math.floor(now / 1000);
     s.startTime = [secs, Math.min(Math.round((now - secs * 1000) * 1e6), 999_999_999)];
   }
