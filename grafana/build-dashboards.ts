@@ -346,14 +346,15 @@ const TOOLS_BY_MODEL = `
       SELECT t.session_id AS session_id, t.ts AS ts, t.tool AS tool, t.status AS status, l.model AS model, l.ts AS llm_ts
       FROM (
         SELECT session_id, ts, tool, status FROM agent_tool_calls FINAL
-        WHERE $__timeFilter(ts) AND ${IN_LLM_SESSIONS}
+        WHERE ts >= $__fromTime AND ts <= $__toTime + INTERVAL 1 HOUR AND ${IN_LLM_SESSIONS}
       ) AS t
       ASOF INNER JOIN (
         SELECT session_id, ts, model FROM agent_llm_calls FINAL
-        WHERE $__timeFilter(ts) AND model != '' AND ${IN_LLM_SESSIONS}
+        WHERE ts >= $__fromTime AND ts <= $__toTime + INTERVAL 1 HOUR AND ${IN_LLM_SESSIONS}
       ) AS l ON t.session_id = l.session_id AND t.ts >= l.ts
     )
-    WHERE ${cond('model', 'model')}
+    -- as model-reliability.sql: the tool calls whose requesting LLM call is in the range, of a named model
+    WHERE llm_ts <= $__toTime AND model != '' AND ${cond('model', 'model')}
   )`;
 
 /** One row per session with a tool or LLM call in the range: the scorecard of

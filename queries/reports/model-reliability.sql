@@ -34,23 +34,24 @@ WITH
         FROM llm AS l LEFT JOIN loopwatch_model_key_prices AS pr ON l.model_key = pr.model_key
         GROUP BY model, day
     ),
-    -- the requesting LLM call is found among the session's LLM calls of every model (then kept if
-    -- its model is the one asked for: a tool call another model requested is not this model's), and
-    -- the tool calls are those whose requesting call is in the range: read a day past both ends (a
-    -- call in the range requested just before it, one requested in it that started after it)
+    -- the tool calls whose requesting LLM call is in the range: it is found among the session's LLM
+    -- calls of every model, named or not (then kept if its model is the one asked for, and named: a
+    -- tool call another model requested is not this model's). Read an hour past the range's end: a
+    -- tool call requested in the range may start after it (its requester's successors read too, so
+    -- that a later call is not taken for its requester). A call before the range was not requested in it.
     tools AS (
         SELECT t.session_id AS session_id, t.ts AS ts, t.tool AS tool, t.status AS status, l.model AS model, l.day AS day
         FROM (
             SELECT session_id, ts, tool, status FROM agent_tool_calls FINAL
-            WHERE ts >= {from:DateTime64(3)} - INTERVAL 1 DAY AND ts < {to:DateTime64(3)} + INTERVAL 1 DAY
+            WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)} + INTERVAL 1 HOUR
               AND ({agent:String} = '' OR agent = {agent:String})
         ) AS t
         ASOF INNER JOIN (
             SELECT session_id, ts, model, toDate(ts, 'UTC') AS day FROM agent_llm_calls FINAL
-            WHERE ts >= {from:DateTime64(3)} - INTERVAL 1 DAY AND ts < {to:DateTime64(3)} + INTERVAL 1 DAY
-              AND model != '' AND ({agent:String} = '' OR agent = {agent:String})
+            WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)} + INTERVAL 1 HOUR
+              AND ({agent:String} = '' OR agent = {agent:String})
         ) AS l ON t.session_id = l.session_id AND t.ts >= l.ts
-        WHERE l.ts >= {from:DateTime64(3)} AND l.ts < {to:DateTime64(3)} AND ({model:String} = '' OR l.model = {model:String})
+        WHERE l.ts < {to:DateTime64(3)} AND l.model != '' AND ({model:String} = '' OR l.model = {model:String})
     ),
     -- per session, model, day and tool: did it fail, and did it succeed after its first failure
     tool_slices AS (

@@ -51,6 +51,17 @@ describe('model-reliability', () => {
     expect(haiku).toMatchObject({ tool_calls: 2, tool_errors: 1, recovery_rate: 1 });
   });
 
+  it('a tool call an LLM call without a model requested is no model\'s, not the named model\'s before it', async () => {
+    const s = buildSession('edge-no-model', [
+      { tool: 'fetch', model: 'edge-named' },
+      { tool: 'deploy', model: '', error: { type: 'DeployError', message: 'quota' } },
+    ], { startMs: midnight + 13 * 3600_000 });
+    await insertSpans(tc.collector.store.client, s.rows);
+    const rows = await runReport(tc.collector.store.client, 'model-reliability', { from: midnight, to: midnight + DAY });
+    expect(rows.filter((r) => r.model === 'edge-named')).toMatchObject([{ tool_calls: 1, tool_errors: 0 }]);
+    expect(rows.filter((r) => r.model === '')).toEqual([]);
+  });
+
   it('tool calls just past UTC midnight count with the LLM call that requested them, on its day, whatever the store\'s zone', async () => {
     // the LLM call at 23:59:50 runs 15 s: its tool call starts after midnight, and so does the retry it needs no LLM call for
     const s = buildSession('edge-midnight', [

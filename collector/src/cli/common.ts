@@ -18,14 +18,12 @@ export function apiFor(opts: CommonOpts): ApiClient {
   return new ApiClient(resolveUrl(opts.url));
 }
 
-export function positiveInt(value: string): number {
+function wholeAtLeast(value: string, min: number, what: string): number {
   const n = decimalInteger(value);
-  if (n === undefined || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive whole number in decimal digits');
+  if (n === undefined || n < min) throw new InvalidArgumentError(`must be ${what} in decimal digits`);
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`must be at most ${Number.MAX_SAFE_INTEGER}`);
   return n;
 }
 
-export function nonNegativeInt(value: string): number {
-  const n = decimalInteger(value);
-  if (n === undefined || !Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('must be a whole number, 0 or more, in decimal digits');
-  return n;
-}
+export const positiveInt = (value: string): number => wholeAtLeast(value, 1, 'a positive whole number');
+export const nonNegativeInt = (value: string): number => wholeAtLeast(value, 0, 'a whole number, 0 or more,');
