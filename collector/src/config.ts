@@ -41,7 +41,7 @@ export const configSchema = z.object({
    * (any free port: a throwaway instance), it is 0 too rather than the fixed 4317.
    */
   grpcPort: z
-    .union([z.literal('off').transform(() => null), z.null(), whole().pipe(z.number().min(0).max(65535))], { error: 'expected a port (0-65535) or "off"' })
+    .union([z.string().trim().toLowerCase().pipe(z.literal('off')).transform(() => null), z.null(), whole().pipe(z.number().min(0).max(65535))], { error: 'expected a port (0-65535) or "off"' })
     .default(4317),
   /** Embedded database, spool and other state live here. */
   dataDir: z.string().min(1).default('.loopwatch'),

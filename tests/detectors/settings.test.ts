@@ -84,6 +84,9 @@ describe('collector configuration', () => {
     // numbers in decimal digits only (Number() read 0x10 as port 16, 1e3 as 1000)
     for (const v of ['0x10', '1e3', '12abc', '4.5']) expect(() => loadConfig({}, { LOOPWATCH_PORT: v }), v).toThrow(/^invalid configuration port \(LOOPWATCH_PORT\): expected a whole number/);
     expect(loadConfig({}, { LOOPWATCH_PORT: ' 4319 ' }).port).toBe(4319);
+    // "off" in any case, as the flag takes it
+    expect(loadConfig({}, { LOOPWATCH_GRPC_PORT: 'OFF' }).grpcPort).toBeNull();
+    expect(() => loadConfig({}, { LOOPWATCH_GRPC_PORT: 'of' })).toThrow(/expected a port \(0-65535\) or "off"/);
     // timers hold at most 2^31-1 ms: past it a timer fires after 1 ms (a detector interval of 1e11 ran passes back to back)
     expect(() => loadConfig({}, { LOOPWATCH_DETECT_INTERVAL_MS: '100000000000' })).toThrow(/^invalid configuration detect\.intervalMs \(LOOPWATCH_DETECT_INTERVAL_MS\): at most 2147483647 ms/);
     expect(() => loadConfig({}, { LOOPWATCH_BODY_TIMEOUT_MS: '3000000000' })).toThrow(/limits\.bodyTimeoutMs \(LOOPWATCH_BODY_TIMEOUT_MS\): at most/);
