@@ -8,6 +8,7 @@ import { canonicalJson, hash64Hex, valueHash } from './canonical.js';
 import { runInSession, sessionFrom, type SessionInfo } from './context.js';
 import { traceSession } from './llm-calls.js';
 import { capturedText, captureOptions, sentErrorText } from './options.js';
+import { errorText, errorTypeOf } from './thrown.js';
 import { warnOnce } from './warn.js';
 
 export { canonicalJson, hash64Hex, valueHash } from './canonical.js';
@@ -64,35 +65,6 @@ export function withSession<T>(session: string | SessionInfo, fn: () => T): T {
 function unreadable(err: unknown, what: string): string {
   warnOnce(`hash:${what}`, `a tool's ${what} could not be read for its hash (${errorText(err)}): such calls are traced without one, and never counted as repeats`);
   return randomBytes(8).toString('hex');
-}
-
-/** A thrown value's message, without running code that could throw again. */
-function errorText(err: unknown): string {
-  try {
-    if (typeof err === 'string') return err;
-    const m = (err as { message?: unknown } | null)?.message;
-    if (typeof m === 'string') return m;
-    if (err === null || err === undefined || typeof err !== 'object') return String(err);
-    const json = JSON.stringify(err);
-    return json === undefined ? Object.prototype.toString.call(err) : json.length > 1000 ? `${json.slice(0, 1000)}…` : json;
-  } catch {
-    return Object.prototype.toString.call(err);
-  }
-}
-
-/** A thrown value's type: its name (an Error's, or a class's), else what kind of value it is. */
-function errorTypeOf(err: unknown): string {
-  try {
-    if (err instanceof Error) return err.name && err.name !== 'Error' ? String(err.name) : (err.constructor?.name ?? 'Error');
-    if (err === null) return 'null';
-    if (typeof err !== 'object') return typeof err;
-    const name = (err as { name?: unknown }).name;
-    if (typeof name === 'string' && name) return name;
-    const ctor = Object.getPrototypeOf(err)?.constructor?.name;
-    return typeof ctor === 'string' && ctor && ctor !== 'Object' ? ctor : 'object';
-  } catch {
-    return 'Error';
-  }
 }
 
 export interface TraceToolOptions {

@@ -4,7 +4,8 @@
 // through the same redact hook and length limit.
 import { normalizeErrorMessage } from '../../queries/src/detector-defaults.js';
 import { hash64Hex } from './canonical.js';
-import { thrownKind, warnOnce } from './warn.js';
+import { errorTypeOf } from './thrown.js';
+import { warnOnce } from './warn.js';
 
 /** What a text sent out is: a tool's (or requested tool call's) arguments, its result, or an error's message or stack. */
 export type ContentKind = 'arguments' | 'result' | 'error';
@@ -86,7 +87,7 @@ function prepared(text: string, kind: ContentKind, tool: string): string | undef
       out = current.redact(text, { kind, tool });
     } catch (err) {
       // not its message: it can quote the text the hook was given
-      warnOnce('redact', `the redact hook threw (${thrownKind(err)}): the text it failed on is not sent`);
+      warnOnce('redact', `the redact hook threw (${errorTypeOf(err)}): the text it failed on is not sent`);
       return undefined;
     }
     if (typeof out !== 'string') {

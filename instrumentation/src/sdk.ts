@@ -21,16 +21,17 @@ import { AiSdkSpanProcessor } from './integrations/ai-sdk.js';
 import { LlmCallTap } from './llm-calls.js';
 import { warn } from './warn.js';
 
-/**
- * Stamps session and agent from the context on every span, whichever library started it. A
- * tool or model call with neither a session nor a parent span is a trace of its own, and the
- * trace is then the session: no loop across calls can be seen. That is said once, on stderr.
- */
+/** Whether a span names its own agent (a sub-agent's invoke_agent span, an AI SDK call's functionId). */
 const namesAgent = (span: Span): boolean => {
   const a = (span as { attributes?: Record<string, unknown> }).attributes ?? {};
   return !!a[ATTR.agentName] || !!a['ai.telemetry.functionId'];
 };
 
+/**
+ * Stamps session and agent from the context on every span, whichever library started it. A
+ * tool or model call with neither a session nor a parent span is a trace of its own, and the
+ * trace is then the session: no loop across calls can be seen. That is said once, on stderr.
+ */
 export class SessionSpanProcessor implements SpanProcessor {
   private warned = false;
   constructor(private readonly report: (message: string) => void = warn) {}

@@ -11,16 +11,3 @@ export function warnOnce(kind: string, message: string): void {
   said.add(kind);
   warn(message);
 }
-
-/**
- * What a thrown value is, without its message (a message can quote the very text a redact hook
- * was given, or a tool's arguments): its name, else its kind.
- */
-export function thrownKind(err: unknown): string {
-  try {
-    if (err instanceof Error) return err.name || 'Error';
-    return err === null ? 'null' : typeof err;
-  } catch {
-    return 'a value';
-  }
-}

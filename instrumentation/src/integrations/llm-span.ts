@@ -9,7 +9,8 @@ import { preciseNow } from '../api.js';
 import { canonicalJson, hash64Hex } from '../canonical.js';
 import { costUsd, type TokenUsage } from '../cost.js';
 import { capturedText, sentErrorText } from '../options.js';
-import { thrownKind, warnOnce } from '../warn.js';
+import { errorTypeOf } from '../thrown.js';
+import { warnOnce } from '../warn.js';
 
 export const LLM_ATTR = {
   operationName: 'gen_ai.operation.name',
@@ -114,7 +115,7 @@ export function startChatSpan(req: { provider: string; model: string | undefined
       recording(() => {
         const e = err instanceof Error ? err : new Error(String(err));
         const status = (err as { status?: unknown })?.status;
-        const errorClass = e.name && e.name !== 'Error' ? e.name : (e.constructor?.name ?? 'Error');
+        const errorClass = errorTypeOf(e);
         span.setAttribute('error.type', typeof status === 'number' ? String(status) : errorClass);
         // a provider's error can quote the prompt: the message and stack leave redacted and cut
         const message = sentErrorText(String(e.message ?? ''), '');
@@ -135,7 +136,7 @@ function recording(fn: () => void): boolean {
     fn();
     return true;
   } catch (err) {
-    warnOnce('llm-span', `an LLM call's outcome could not be recorded (${thrownKind(err)}): its span ends without it`);
+    warnOnce('llm-span', `an LLM call's outcome could not be recorded (${errorTypeOf(err)}): its span ends without it`);
     return false;
   }
 }
