@@ -336,10 +336,10 @@ const LLM_COST = 'loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cach
 // then (the check read the LLM calls twice more, over a second at a week of 1M calls).
 const IN_LLM_SESSIONS = ['agent', 'service'].map((v) => `$__conditionalAll(session_id IN (SELECT session_id FROM llm), $${v})`).join(' AND ');
 
-/** Tool calls in the range attributed to the model that requested them (needs LLM_CALLS). The
- * attribution reads the sessions' LLM calls of every model, and the model variable filters what it
- * attributes: filtered first, a call another model requested went to the chosen model's latest
- * call before it. */
+/** The tool calls whose requesting LLM call is in the range, attributed to its model (needs
+ * LLM_CALLS), as model-reliability.sql. The attribution reads the sessions' LLM calls of every
+ * model, named or not, and the model variable filters what it attributes: filtered first, a call
+ * another model requested went to the chosen model's latest call before it. */
 const TOOLS_BY_MODEL = `
   tools AS (
     SELECT * FROM (

@@ -20,7 +20,7 @@ import { checkPricesOverride, loadModelPrices } from './detect/prices.js';
 import { Metrics } from './metrics.js';
 import { Loader } from './spool/loader.js';
 import { checkSpoolWritable, Spool } from './spool/spool.js';
-import { openStore, type Store } from './store/client.js';
+import { isDiskFull, openStore, type Store } from './store/client.js';
 import { migrate, restoreMissingObjects } from './store/migrate.js';
 import { applyRetention } from './store/retention.js';
 import { lockDataDir } from './store/data-dir-lock.js';
@@ -123,7 +123,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     dataDirLock.release();
     if (err instanceof StartError) throw err;
     const first = String((err as Error).message ?? err).split('\n')[0]!;
-    const full = /not enough space|no space left|ENOSPC|cannot reserve/i.test(first);
+    const full = isDiskFull(first);
     throw new StartError(`the store in ${resolve(config.dataDir)} could not be set up (${first})${full ? ': the disk of the data directory is full; free space on it (or choose another --data-dir) and start again' : ''}`);
   }
   const spool = new Spool({ dir: spoolDir, ...config.spool });

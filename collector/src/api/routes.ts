@@ -71,14 +71,16 @@ const time = z.string().transform((s, ctx) => {
 // longer than ingest used to cap them (512: an id listed could not be opened), as long as a URL
 // holds (4,096 characters, up to 9 bytes each encoded, within the server's 64 KiB of headers)
 const name = z.string().max(4096);
-const limit = (max: number, dflt: number) =>
-  z.coerce.number({ message: 'not a number' }).int({ message: 'a whole number' }).min(1, { message: 'at least 1' }).max(max, { message: `at most ${max.toLocaleString('en-US')}` }).default(dflt);
+/** A whole number from min to max, refused in plain words. */
+const wholeIn = (min: number, max: number) =>
+  z.coerce.number({ message: 'not a number' }).int({ message: 'a whole number' }).min(min, { message: `at least ${min}` }).max(max, { message: `at most ${max.toLocaleString('en-US')}` });
+const limit = (max: number, dflt: number) => wholeIn(1, max).default(dflt);
 
 const sessionsQuery = z.object({ since: time.optional(), until: time.optional(), agent: name.default(''), limit: limit(1000, 50) });
 // offset binds as UInt32 in SQL: beyond it the number would wrap around, not page
 const callsQuery = z
   .object({
-    offset: z.coerce.number({ message: 'not a number' }).int({ message: 'a whole number' }).min(0, { message: 'at least 0' }).max(0xffff_ffff, { message: 'at most 4,294,967,295' }).default(0),
+    offset: wholeIn(0, 0xffff_ffff).default(0),
     limit: limit(10_000, 1000),
     // a cursor: the calls after this one (its ts, as the API gives it, and span id)
     after_ts: z.string().regex(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/, 'a call\'s ts as the API gives it (ISO-8601 UTC, nanoseconds)').optional(),

@@ -94,12 +94,12 @@ export class TraceExport {
     try {
       await stored;
     } catch (err) {
+      if (err instanceof SpoolFullError && err.never) {
+        if (this.spoolTooSmallDue()) log.warn({ err: err.message }, 'an export larger than the whole spool was refused (413): raise spool.maxBytes (LOOPWATCH_SPOOL_MAX_BYTES) or send smaller batches (said at most once a minute)');
+        return { kind: 'too_large', message: `${err.message}: send smaller batches, or raise the collector's LOOPWATCH_SPOOL_MAX_BYTES` };
+      }
       if (err instanceof SpoolFullError) {
-        if (!err.never) metrics.inc('loopwatch_requests_spool_full_total', transport);
-        if (err.never) {
-          if (this.spoolTooSmallDue()) log.warn({ err: err.message }, 'an export larger than the whole spool was refused (413): raise spool.maxBytes (LOOPWATCH_SPOOL_MAX_BYTES) or send smaller batches (said at most once a minute)');
-          return { kind: 'too_large', message: `${err.message}: send smaller batches, or raise the collector's LOOPWATCH_SPOOL_MAX_BYTES` };
-        }
+        metrics.inc('loopwatch_requests_spool_full_total', transport);
         if (this.spoolFullDue()) log.warn({ spoolBytes: this.deps.spool.heldBytes }, 'the spool is full: exports are answered 503 until the store takes in what it holds (is the store down or slower than ingest? said at most once a minute, loopwatch_requests_spool_full_total counts each)');
         return { kind: 'unavailable', message: 'collector is over capacity (spool full); retry later' };
       }

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import { insertSpanRows, type InsertSettings } from '../store/client.js';
+import { insertSpanRows, isDiskFull, type InsertSettings } from '../store/client.js';
 import { repairSegment } from './repair.js';
 import { readRecords, type SealedSegment, type Spool } from './spool.js';
 
@@ -108,7 +108,7 @@ export class Loader {
         this.metrics.inc('loopwatch_insert_failures_total');
         const message = (err as Error).message;
         this.log.warn({ err: message, retryInMs: backoff },
-          /not enough space|no space left|ENOSPC|cannot reserve/i.test(message)
+          isDiskFull(message)
             ? 'insert into store failed: the disk of the store is full; free space on it (the spool keeps what was acknowledged); will retry'
             : 'insert into store failed; will retry');
         await new Promise((r) => setTimeout(r, backoff));

@@ -135,6 +135,11 @@ export function openStore(config: Pick<CollectorConfig, 'dataDir' | 'clickhouse'
   return { client, mode: 'embedded', location: dir, close: () => client.close() };
 }
 
+/** Whether a store's error says its disk is full (the embedded engine's "Cannot reserve … not enough space", ENOSPC). */
+export function isDiskFull(message: string): boolean {
+  return /not enough space|no space left|ENOSPC|cannot reserve/i.test(message);
+}
+
 /** Runs a query and returns its rows (JSONEachRow), with bound parameters only. */
 export async function queryRows<T>(
   client: ClickHouseClient,
