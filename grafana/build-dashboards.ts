@@ -347,6 +347,7 @@ const TOOLS_BY_MODEL = `
       FROM (
         SELECT session_id, ts, tool, status FROM agent_tool_calls FINAL
         WHERE ts >= $__fromTime AND ts <= $__toTime + INTERVAL 1 HOUR AND ${IN_LLM_SESSIONS}
+          AND error_type != 'LoopDetectedError'
       ) AS t
       ASOF INNER JOIN (
         SELECT session_id, ts, model FROM agent_llm_calls FINAL

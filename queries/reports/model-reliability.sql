@@ -8,7 +8,8 @@
 -- it called that day. Days are UTC days, whatever the store's time zone. LLM calls that name no
 -- model are left out, as the dashboards and degradation leave them out.
 --   sessions           sessions with LLM calls of the model that day
---   tool_error_rate    failed tool calls / tool calls requested by the model
+--   tool_error_rate    failed tool calls / tool calls requested by the model (calls the
+--                      LoopGuard halted before they ran left out)
 --   loop_rate          sessions with a loop finding (any detector but degradation, redundant calls apart) / sessions
 --   recovery_rate      of the sessions whose calls (by this model) failed, those where the failed
 --                      tool later succeeded; NULL when nothing failed
@@ -45,6 +46,8 @@ WITH
             SELECT session_id, ts, tool, status FROM agent_tool_calls FINAL
             WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)} + INTERVAL 1 HOUR
               AND ({agent:String} = '' OR agent = {agent:String})
+              -- a call the LoopGuard halted before it ran is no tool's failure (degradation leaves it out too)
+              AND error_type != 'LoopDetectedError'
         ) AS t
         ASOF INNER JOIN (
             SELECT session_id, ts, model, toDate(ts, 'UTC') AS day FROM agent_llm_calls FINAL

@@ -336,4 +336,20 @@ describe('what the panels show on the seeded data', () => {
     const rows = (await run(sql('sessions.json', 'Session scorecard'))).rows;
     expect(rows.map((r) => r.session_id)).toEqual(Array.from({ length: 500 }, (_, i) => `many-${i}`));
   });
+
+  // last: it adds a tool call to the seeded data
+  it('Models: a call the LoopGuard halted before it ran is no tool call of the model, as in the report', async () => {
+    const figures = async () => Object.fromEntries((await run(sql('models.json', 'Model reliability'))).rows.map((r) => [r.model, [Number(r.tool_calls), Number(r.tool_error_rate)]]));
+    const before = await figures();
+    const [s] = await tc.rows<{ session_id: string }>(
+      "SELECT session_id FROM agent_llm_calls FINAL WHERE model = 'gpt-4o-mini' GROUP BY session_id ORDER BY session_id LIMIT 1");
+    await tc.collector.store.client.command({
+      query: `INSERT INTO agent_tool_calls (session_id, span_id, ts, end_ts, tool, agent, service, status, error_type)
+              SELECT session_id, 'halted-call', max(ts) + INTERVAL 1 SECOND, max(ts) + INTERVAL 1 SECOND, any(tool), any(agent), any(service), 'error', 'LoopDetectedError'
+              FROM agent_tool_calls WHERE session_id = {s:String} GROUP BY session_id`,
+      query_params: { s: s!.session_id },
+    });
+    expect(await tc.rows("SELECT toUInt32(count()) AS n FROM agent_tool_calls WHERE span_id = 'halted-call'")).toEqual([{ n: 1 }]);
+    expect(await figures()).toEqual(before);
+  });
 });

@@ -62,6 +62,17 @@ describe('model-reliability', () => {
     expect(rows.filter((r) => r.model === '')).toEqual([]);
   });
 
+  it('a call the LoopGuard halted before it ran is no tool call of the model, nor a failure', async () => {
+    const s = buildSession('edge-halted', [
+      { tool: 'deploy', model: 'edge-halt', error: { type: 'DeployError', message: 'quota' } },
+      { tool: 'deploy', model: 'edge-halt', error: { type: 'LoopDetectedError', message: 'Loopwatch halted a looping tool call: error_loop' } },
+      { tool: 'fetch', model: 'edge-halt' },
+    ], { startMs: midnight + 14 * 3600_000 });
+    await insertSpans(tc.collector.store.client, s.rows);
+    const rows = await runReport(tc.collector.store.client, 'model-reliability', { from: midnight, to: midnight + DAY, model: 'edge-halt' });
+    expect(rows).toMatchObject([{ model: 'edge-halt', tool_calls: 2, tool_errors: 1, tool_error_rate: 0.5, recovery_rate: 0 }]);
+  });
+
   it('tool calls just past UTC midnight count with the LLM call that requested them, on its day, whatever the store\'s zone', async () => {
     // the LLM call at 23:59:50 runs 15 s: its tool call starts after midnight, and so does the retry it needs no LLM call for
     const s = buildSession('edge-midnight', [
