@@ -1,21 +1,13 @@
 // Collector configuration: defaults, then LOOPWATCH_* environment variables, then explicit
 // overrides (CLI flags), validated by one zod schema so a bad value fails at start with its name.
 import { z } from 'zod';
+import { decimalInteger } from '../../instrumentation/src/decimal.js';
 import { parseDetectorSettings, resolveDetectorParams, type DetectorParams } from '../../queries/src/detector-defaults.js';
 
 const MiB = 1024 * 1024;
 // Node's timers hold at most this many ms; past it a timer fires after 1 ms (a detector interval
 // of 1e11 ran the detectors back to back)
 const MAX_TIMER_MS = 2_147_483_647;
-
-/**
- * Text of decimal digits (a sign and blanks around allowed) as its number; undefined for anything
- * else: `0x10`, `1e3`, `4.5`, `12abc`, '' (which Number() reads as 16, 1000, 4.5, NaN and 0).
- * The one rule for whole numbers in settings and flags.
- */
-export function decimalInteger(text: string): number | undefined {
-  return /^\s*[-+]?\d+\s*$/.test(text) ? Number(text) : undefined;
-}
 
 /** A whole number: a number, or text that decimalInteger reads. */
 const whole = () =>

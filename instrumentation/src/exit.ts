@@ -17,6 +17,7 @@
 // as the OpenTelemetry SDK does, with no limit (index.ts).
 import { inspect } from 'node:util';
 import { stopToolCalls } from './api.js';
+import { decimalInteger } from './decimal.js';
 import { warn } from './warn.js';
 
 /** What the exit handlers flush, and how many ended spans the exporter has not finished with. */
@@ -41,8 +42,8 @@ export function exitFlushMsFromEnv(
 ): number {
   const text = env.LOOPWATCH_EXIT_FLUSH_MS?.trim();
   if (text === undefined || text === '') return DEFAULT_EXIT_FLUSH_MS;
-  const ms = Number(text);
-  if (!Number.isInteger(ms) || ms < 0 || ms > 60_000) {
+  const ms = decimalInteger(text);
+  if (ms === undefined || ms < 0 || ms > 60_000) {
     report(`LOOPWATCH_EXIT_FLUSH_MS=${JSON.stringify(text)} ignored (an integer from 0 to 60000 milliseconds): using ${DEFAULT_EXIT_FLUSH_MS}`);
     return DEFAULT_EXIT_FLUSH_MS;
   }

@@ -4,6 +4,7 @@
 // through the same redact hook and length limit.
 import { normalizeErrorMessage } from '../../queries/src/detector-defaults.js';
 import { hash64Hex } from './canonical.js';
+import { decimalInteger } from './decimal.js';
 import { errorTypeOf } from './thrown.js';
 import { warnOnce } from './warn.js';
 
@@ -22,23 +23,24 @@ export interface CaptureOptions {
   redact?: (text: string, info: { kind: ContentKind; tool: string }) => string;
 }
 
-const DEFAULT_MAX_CONTENT_LENGTH = 4096;
+export const DEFAULT_MAX_CONTENT_LENGTH = 4096;
 const envCapture = process.env.LOOPWATCH_CAPTURE_CONTENT;
 
 const positiveWhole = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n > 0;
 
-function envMaxContentLength(): number {
-  const raw = process.env.LOOPWATCH_MAX_CONTENT_LENGTH;
+/** LOOPWATCH_MAX_CONTENT_LENGTH: a positive whole number in decimal digits; anything else is reported and the default used. */
+export function maxContentLengthFromEnv(env: NodeJS.ProcessEnv = process.env, report: (message: string) => void = (m) => warnOnce('max-content-length', m)): number {
+  const raw = env.LOOPWATCH_MAX_CONTENT_LENGTH;
   if (raw === undefined || raw.trim() === '') return DEFAULT_MAX_CONTENT_LENGTH;
-  const n = Number(raw);
-  if (positiveWhole(n)) return n;
-  warnOnce('max-content-length', `LOOPWATCH_MAX_CONTENT_LENGTH=${raw} is not a positive whole number of characters: ${DEFAULT_MAX_CONTENT_LENGTH} is used`);
+  const n = decimalInteger(raw);
+  if (n !== undefined && n > 0) return n;
+  report(`LOOPWATCH_MAX_CONTENT_LENGTH=${JSON.stringify(raw)} ignored (a positive whole number of characters, in decimal digits): using ${DEFAULT_MAX_CONTENT_LENGTH}`);
   return DEFAULT_MAX_CONTENT_LENGTH;
 }
 
 const current: CaptureOptions = {
   captureContent: envCapture === '1' || envCapture === 'true',
-  maxContentLength: envMaxContentLength(),
+  maxContentLength: maxContentLengthFromEnv(),
 };
 
 export function configureCapture(opts: Partial<CaptureOptions>): void {

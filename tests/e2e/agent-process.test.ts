@@ -225,8 +225,9 @@ describe('LOOPWATCH_EXIT_FLUSH_MS', () => {
     expect(exitFlushMsFromEnv({ LOOPWATCH_EXIT_FLUSH_MS: ' 500 ' }, warn)).toBe(500);
     expect(exitFlushMsFromEnv({ LOOPWATCH_EXIT_FLUSH_MS: '0' }, warn)).toBe(0);
     expect(warned).toEqual([]);
-    for (const bad of ['-1', '2.5', 'soon', '60001']) expect(exitFlushMsFromEnv({ LOOPWATCH_EXIT_FLUSH_MS: bad }, warn)).toBe(DEFAULT_EXIT_FLUSH_MS);
-    expect(warned).toHaveLength(4);
+    // decimal digits only (Number() read 0x10 as 16 and 1e3 as 1000)
+    for (const bad of ['-1', '2.5', 'soon', '60001', '0x10', '1e3']) expect(exitFlushMsFromEnv({ LOOPWATCH_EXIT_FLUSH_MS: bad }, warn)).toBe(DEFAULT_EXIT_FLUSH_MS);
+    expect(warned).toHaveLength(6);
     expect(warned[2]).toBe('LOOPWATCH_EXIT_FLUSH_MS="soon" ignored (an integer from 0 to 60000 milliseconds): using 2000');
   });
 });

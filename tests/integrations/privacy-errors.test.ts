@@ -8,7 +8,7 @@ import OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { configureCapture, traceTool, withSession } from '../../instrumentation/src/api.js';
 import { instrumentOpenAI } from '../../instrumentation/src/integrations/openai.js';
-import { WITHHELD_ERROR_TEXT } from '../../instrumentation/src/options.js';
+import { DEFAULT_MAX_CONTENT_LENGTH, maxContentLengthFromEnv, WITHHELD_ERROR_TEXT } from '../../instrumentation/src/options.js';
 import { normalizeErrorMessage } from '../../queries/src/detector-defaults.js';
 import { exportFailure, shownUrl } from '../../instrumentation/src/sdk.js';
 import { fakeApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
@@ -203,6 +203,18 @@ describe('options and messages', () => {
     await withSession(session, () => failing().catch(() => undefined));
     const { status } = await exported(session);
     expect(status[0]).toMatch(/^abcd…\[truncated ~[g-v]{10}\]$/);
+  });
+
+  it('LOOPWATCH_MAX_CONTENT_LENGTH: a positive whole number in decimal digits, else reported and the default used', () => {
+    const said: string[] = [];
+    const report = (m: string) => said.push(m);
+    expect(maxContentLengthFromEnv({}, report)).toBe(DEFAULT_MAX_CONTENT_LENGTH);
+    expect(maxContentLengthFromEnv({ LOOPWATCH_MAX_CONTENT_LENGTH: ' 200 ' }, report)).toBe(200);
+    expect(said).toEqual([]);
+    // Number() read 0x10 as 16 and 1e3 as 1000
+    for (const bad of ['0x10', '1e3', '0', '-5', '2.5', 'lots']) expect(maxContentLengthFromEnv({ LOOPWATCH_MAX_CONTENT_LENGTH: bad }, report)).toBe(DEFAULT_MAX_CONTENT_LENGTH);
+    expect(said).toHaveLength(6);
+    expect(said[0]).toBe('LOOPWATCH_MAX_CONTENT_LENGTH="0x10" ignored (a positive whole number of characters, in decimal digits): using 4096');
   });
 
   it('an exporter URL is shown without its user info or query', () => {

@@ -1,7 +1,7 @@
 // Options every read command shares: --url and --json.
 import { InvalidArgumentError, type Command } from 'commander';
 import { ApiClient, resolveUrl } from './http-api.js';
-import { decimalInteger } from '../config.js';
+import { decimalInteger } from '../../../instrumentation/src/decimal.js';
 
 export interface CommonOpts {
   url?: string;

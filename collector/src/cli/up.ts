@@ -1,7 +1,8 @@
 // `loopwatch up`: start the collector.
 import { InvalidArgumentError, type Command } from 'commander';
 import { createCollector } from '../collector.js';
-import { decimalInteger, loadConfig, type ConfigInput } from '../config.js';
+import { decimalInteger } from '../../../instrumentation/src/decimal.js';
+import { loadConfig, type ConfigInput } from '../config.js';
 import { createLogger } from '../logger.js';
 
 function int(value: string): number {
