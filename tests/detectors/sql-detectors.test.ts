@@ -300,14 +300,39 @@ describe('error identity', () => {
       'connect ECONNREFUSED 10.0.0.42:443', 'request 550e8400-e29b-41d4-a716-446655440000 failed', 'at 2026-12-05T14:03:22.123Z: timeout',
       'took 1234ms', 'timed out after 30s', 'Time: 1.5 s', 'order ORD-123456 not found', 'trace 4bf92f3577b34da6a3ce929d0e0e4736',
       'line 12, col 5', 'Ünïcödé   FEHLER\n\t 7', 'x'.repeat(300),
+      '503 Service Unavailable (request id: req_8KzQ3vHtPlMn7)', 'open /tmp/tmpk3j9_xq2/out.json: ENOENT', 'took 734 ms', 'retry in 5 minutes',
+      'worker (pid 812) exited', 'sha256 mismatch in python3', 'Error [ERR_HTTP2_STREAM_CANCEL]: canceled', '0x7fff5fbff8c8 not mapped',
     ];
     const [row] = await tc.rows<{ norm: string[] }>('SELECT arrayMap(m -> loopwatch_error_norm(m), {m:Array(String)}) AS norm', { m: messages });
     expect(row!.norm).toEqual(messages.map(normalizeErrorMessage));
     expect(row!.norm.slice(0, 13)).toEqual([
       '5 tests failed', '1 tests failed', 'request failed with status code 401', 'request failed with status code 404',
-      'connect econnrefused #', 'request # failed', 'at #t#z: timeout', 'took #', 'timed out after #', 'time: # s', 'order ord-# not found',
+      'connect econnrefused #', 'request # failed', 'at #t#z: timeout', 'took #', 'timed out after #', 'time: #', 'order ord-# not found',
       'trace #', '#, #',
     ]);
+    // ids that mix letters and digits (8+ characters), durations with a space or in words, process ids;
+    // short words with digits stay (sha256, python3)
+    expect(row!.norm.slice(15)).toEqual([
+      '503 service unavailable (request id: #)', 'open /tmp/#/out.json: enoent', 'took #', 'retry in #', 'worker (#) exited',
+      'sha256 mismatch in python3', 'error [#]: canceled', '# not mapped',
+    ]);
+  });
+
+  it('a call retried with backoff that fails with another request id each time is one error: SQL and the guard find the error loop', async () => {
+    const client = tc.collector.store.client;
+    const ids = ['8KzQ3vHtPlMn', 'Tq7RwXzYpLmK', 'uVx9QrTzPwMk', 'Lm3NbVcXzAsD', 'Qw2ErTyUiOpA'];
+    const calls = ids.flatMap((id, i) => [
+      { tool: 'http_get', args: { url: '/v1/report' }, error: fail(`503 Service Unavailable (request id: req_${id}${i})`, 'HttpError') },
+      ...(i < ids.length - 1 ? [{ tool: 'sleep', args: { s: 2 ** i }, result: '' }] : []),
+    ]);
+    const s = await insertSession(client, buildSession('sql-error-ids', calls));
+    const r = await runDetectors(client, { params: PARAMS });
+    expect(r.errors).toEqual({});
+    const sql = await tc.rows<{ detector: string; repeats: number }>(`SELECT detector, repeats FROM agent_findings FINAL WHERE session_id = 'sql-error-ids' ORDER BY detector`);
+    expect(sql.map((f) => [f.detector, Number(f.repeats)])).toEqual([['error_loop', 5]]);
+    const guard = new LoopGuard({ params: PARAMS });
+    for (const row of s.guardRows) guard.observe(row);
+    expect(guard.findings().map((f) => [f.kind, f.repeats])).toEqual([['error_loop', 5]]);
   });
 });
 
