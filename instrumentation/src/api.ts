@@ -140,7 +140,23 @@ export interface ToolCallRecord {
 }
 
 type Observer = (call: ToolCallRecord) => void;
-const observers = new Set<Observer>();
+type BeforeObserver = (call: { sessionId: string | undefined; agent: string | undefined; tool: string; argsHash: string; span: Span; depth: number }) => void;
+
+// Shared by every copy of this module in the process: an application and a dependency that
+// traces its own tools may each install the package, and the loop guard the first copy enabled,
+// and the process's end, must reach the calls either traces (a second copy's calls ran unguarded
+// under LOOPWATCH_GUARD=halt). The key names the shape of what observers receive.
+interface ToolCallHooks {
+  observers: Set<Observer>;
+  beforeObservers: Set<BeforeObserver>;
+  /** Set when the process is ending: see stopToolCalls. */
+  ending: string | null;
+}
+const hooks: ToolCallHooks = ((globalThis as { [k: symbol]: ToolCallHooks })[Symbol.for('loopwatch.tool_call_hooks.v1')] ??= {
+  observers: new Set(), beforeObservers: new Set(), ending: null,
+});
+const observers = hooks.observers;
+const beforeObservers = hooks.beforeObservers;
 
 /** Subscribes to completed tool calls; returns the unsubscribe function. */
 export function onToolCall(observer: Observer): () => void {
@@ -148,25 +164,23 @@ export function onToolCall(observer: Observer): () => void {
   return () => observers.delete(observer);
 }
 
-// Set when the process is ending (exit.ts: Ctrl-C or an uncaught error, nothing of the
-// application's deciding otherwise) while the last spans are sent: without Loopwatch the process
-// would already be gone, so no traced tool call starts (its timers may still run meanwhile).
-let ending: string | null = null;
-
-/** From now on traced tool calls do not run: they throw (an async tool: reject) an Error saying why. */
+/**
+ * From now on traced tool calls do not run: they throw (an async tool: reject) an Error saying
+ * why. Called when the process is ending (exit.ts: Ctrl-C or an uncaught error, nothing of the
+ * application's deciding otherwise) while the last spans are sent: without Loopwatch the process
+ * would already be gone, so no traced tool call starts (its timers may still run meanwhile).
+ */
 export function stopToolCalls(why: string): void {
-  ending = why;
+  hooks.ending = why;
 }
 
 function endingError(): Error {
-  const err = new Error(`tool call not started: the process is ending (${ending}); Loopwatch is sending its last spans`);
+  const err = new Error(`tool call not started: the process is ending (${hooks.ending}); Loopwatch is sending its last spans`);
   err.name = 'ProcessEndingError';
   return err;
 }
 
 /** Subscribes to tool calls about to run; may throw to stop the call (the loop guard's halt). */
-type BeforeObserver = (call: { sessionId: string | undefined; agent: string | undefined; tool: string; argsHash: string; span: Span; depth: number }) => void;
-const beforeObservers = new Set<BeforeObserver>();
 export function beforeToolCall(observer: BeforeObserver): () => void {
   beforeObservers.add(observer);
   return () => beforeObservers.delete(observer);
@@ -510,7 +524,7 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
   const call = fn as unknown as (...args: unknown[]) => unknown;
   const argsOf = opts.argsOf;
   const traced = function (this: unknown, ...args: A): R {
-    if (ending !== null) return failAsTheToolWould(fn, endingError());
+    if (hooks.ending !== null) return failAsTheToolWould(fn, endingError());
     const parent = context.active();
     const [argsHash, argsText] = identify(argsOf, argsOf || args.length !== 1 ? args : args[0], captureOptions().captureContent, 'arguments');
     const callIdOpt = opts.callId;

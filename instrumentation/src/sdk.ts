@@ -3,7 +3,7 @@
 // an agent would pay for nothing) with an OTLP/HTTP protobuf exporter pointed at the
 // collector. Standard variables apply (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
 // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES); the default endpoint is a local collector on 4318.
-import { createNoopMeter, diag, DiagConsoleLogger, trace, TraceFlags, type Context, type Meter, type MeterProvider } from '@opentelemetry/api';
+import { createNoopMeter, diag, DiagConsoleLogger, DiagLogLevel, trace, TraceFlags, type Context, type DiagLogger, type Meter, type MeterProvider } from '@opentelemetry/api';
 import { diagLogLevelFromString, ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import type { Agent as HttpAgent } from 'node:http';
 import { basename } from 'node:path';
@@ -19,7 +19,7 @@ import { preciseNow } from './api.js';
 import { sessionFrom } from './context.js';
 import { AiSdkSpanProcessor } from './integrations/ai-sdk.js';
 import { LlmCallTap } from './llm-calls.js';
-import { warn } from './warn.js';
+import { warn, warnOnce } from './warn.js';
 
 /** Whether a span names its own agent (a sub-agent's invoke_agent span, an AI SDK call's functionId). */
 const namesAgent = (span: Span): boolean => {
@@ -250,11 +250,41 @@ function tracesUrl(endpoint: string): string {
   return endpoint.replace(/\/+$/, '') + '/v1/traces';
 }
 
-/** Where the OTLP exporter sends traces, by the standard variables (for messages). */
-function exportUrlFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+const DEFAULT_TRACES_URL = 'http://localhost:4318/v1/traces';
+
+function isUrl(text: string): boolean {
+  try {
+    new URL(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Where the OTLP exporter sends traces, by the standard variables, as the exporter reads them: a
+ * variable that is not a URL is passed over (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, then
+ * OTEL_EXPORTER_OTLP_ENDPOINT, then localhost:4318), and said, since the exporter says it only
+ * through OpenTelemetry's diagnostics (`127.0.0.1:4318` without http:// sent every span to
+ * localhost:4318, and messages named the address that was never used).
+ */
+export function exportUrlFromEnv(env: NodeJS.ProcessEnv = process.env, report: (message: string) => void = warn): string {
+  const passedOver: string[] = [];
   const traces = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim();
-  if (traces) return traces;
-  return tracesUrl(env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || 'http://localhost:4318');
+  let url: string | undefined;
+  if (traces) {
+    if (isUrl(traces)) url = traces;
+    else passedOver.push(`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=${JSON.stringify(shownUrl(traces))}`);
+  }
+  const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
+  if (url === undefined && base) {
+    if (isUrl(tracesUrl(base))) url = tracesUrl(base);
+    else passedOver.push(`OTEL_EXPORTER_OTLP_ENDPOINT=${JSON.stringify(shownUrl(base))}`);
+  }
+  url ??= DEFAULT_TRACES_URL;
+  if (passedOver.length > 0) report(`${passedOver.join(' and ')} not used: not a URL (such as http://127.0.0.1:4318); spans go to ${shownUrl(url)}`);
+  else if (!/^https?:$/.test(new URL(url).protocol)) report(`spans cannot be exported to ${shownUrl(url)}: not an http:// or https:// URL (such as http://127.0.0.1:4318)`);
+  return url;
 }
 
 /**
@@ -330,6 +360,24 @@ export function shownUrl(url: string): string {
 }
 
 /**
+ * The message of the google.rpc.Status a collector answers with (OTLP/HTTP: in the request's
+ * encoding, so protobuf for this exporter, JSON for others), from the body as the exporter hands
+ * it over: decoded as UTF-8. Protobuf: field 1 the code (a small varint), field 2 the message;
+ * a length of 128 bytes or more decodes as U+FFFD and one more byte, and the text is read to
+ * the end or to the next field's tag. Undefined for anything else (a proxy's page).
+ */
+export function statusMessage(body: string): string | undefined {
+  try {
+    const message = (JSON.parse(body) as { message?: unknown }).message;
+    return typeof message === 'string' && message ? message : undefined;
+  } catch {
+    // not JSON
+  }
+  const m = /^(?:\x08[\x00-\x7f])?\x12(?:\ufffd)?[\x00-\x7f]([^\x00-\x08\x0e-\x1f]+)/.exec(body);
+  return m ? m[1] : undefined;
+}
+
+/**
  * What the first failed export says: a collector that answered and refused (an HTTP status: its
  * message, which says why) is told apart from one that could not be reached.
  */
@@ -337,14 +385,8 @@ export function exportFailure(error: (Error & { code?: unknown; data?: unknown; 
   const to = target ? ` to ${shownUrl(target)}` : '';
   if (error?.busy) return `the collector did not take spans${to}: it is busy (it answered 429 or 503, retry later)`;
   if (typeof error?.code === 'number') {
-    let why = '';
-    try {
-      const data = typeof error.data === 'string' ? (JSON.parse(error.data) as { message?: unknown }).message : undefined;
-      if (typeof data === 'string' && data) why = `: ${data}`;
-    } catch {
-      // not the collector's JSON (a protobuf Status, or a proxy's page)
-    }
-    return `the collector refused spans${to}: ${error.code} ${error.message}${why}`;
+    const said = typeof error.data === 'string' ? statusMessage(error.data) : undefined;
+    return `the collector refused spans${to}: ${error.code} ${error.message}${said ? `: ${said}` : ''}`;
   }
   // OTLP/HTTP sent to an HTTP/2-only port: the collector's OTLP/gRPC port
   if (error && /Expected HTTP\/|HTTP\/1\.1 protocol/i.test(error.message)) {
@@ -373,14 +415,29 @@ function agentResource(serviceName: string | undefined): Resource {
   return serviceName ? detected.merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName })) : detected;
 }
 
+const OWN_SETUP = "To keep the application's own setup, set LOOPWATCH_INSTRUMENTATION=off and add Loopwatch's span processors and an exporter to the Loopwatch collector to it (docs/instrumentation.md)";
+
+/**
+ * OpenTelemetry's diagnostics while nobody else reads them (OTEL_LOG_LEVEL unset): says a tracer
+ * provider registered after Loopwatch's (refused by the API), and drops the rest, as the API
+ * does without a logger.
+ */
+function lateProviderLogger(): DiagLogger {
+  const drop = (): void => {};
+  return {
+    error: (message: string) => {
+      if (/duplicate registration of API: trace/.test(message)) {
+        warnOnce('provider-late', `an OpenTelemetry tracer provider registered after Loopwatch's was refused: its spans go to the Loopwatch collector, and its own exporters get none. ${OWN_SETUP}`);
+      }
+    },
+    warn: drop, info: drop, debug: drop, verbose: drop,
+  };
+}
+
 /** Characters an attribute value keeps (OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT overrides it). */
 export const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT = 32 * 1024;
 
 export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
-  // Loopwatch collects traces; without these the SDK would also push metrics and logs
-  // to endpoints the collector does not serve. An application's own choice wins.
-  process.env.OTEL_METRICS_EXPORTER ??= 'none';
-  process.env.OTEL_LOGS_EXPORTER ??= 'none';
   const target = opts.endpoint ? tracesUrl(opts.endpoint) : exportUrlFromEnv();
   let exporter = opts.exporter;
   let lastAttempt: { error: Error | undefined } | undefined;
@@ -438,6 +495,15 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
     // the async-local-storage context manager and the W3C trace-context and baggage propagators;
     // OTEL_PROPAGATORS=none registers no propagator
     provider.register(/(^|,)\s*none\s*(,|$)/.test(process.env.OTEL_PROPAGATORS ?? '') ? { propagator: null } : {});
+    // The API takes the first tracer provider registered and refuses the others, saying so only
+    // through its diagnostics: an application's own OpenTelemetry setup (or Sentry's, Datadog's…)
+    // made before this import took every span and Loopwatch exported none; one made after it
+    // exported none of its own. Either is said once, here or when it happens.
+    if ((trace.getTracerProvider() as { getDelegate?: () => unknown }).getDelegate?.() !== provider) {
+      warnOnce('provider-taken', `an OpenTelemetry tracer provider was registered before Loopwatch's: it gets the spans, and Loopwatch exports none. ${OWN_SETUP}`);
+    } else if (!level) {
+      diag.setLogger(lateProviderLogger(), { logLevel: DiagLogLevel.ERROR, suppressOverrideMessage: true });
+    }
   }
   // Flushes run one after another: the batch processor's forceFlush resolves at once when its
   // queue is empty, also while the spans it took are still on their way to the exporter (its
