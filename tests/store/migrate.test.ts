@@ -2,10 +2,11 @@
 // no-op, and a store migrated before 005 (a first version of the features as the view
 // loopwatch_detector_calls, no kept features) is upgraded in place, as is one from before the one
 // price lookup (007). Objects a migrated store lacks are made again, as the migrations left them.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { packageRoot } from '../../collector/src/paths.js';
 import { openStore, queryRows } from '../../collector/src/store/client.js';
 import { loadMigrations, migrate, restoreMissingObjects, schemaObjects } from '../../collector/src/store/migrate.js';
 import { withCallsTable } from '../../collector/src/detect/run-detectors.js';
@@ -127,6 +128,23 @@ describe('schema migrations', () => {
        WHERE l.session_id = 'b-1' ORDER BY l.span_id`,
     );
     expect(priced.map((r) => r.cost)).toEqual([3, 3]);
+  });
+
+  it('upgrades the error identity to ids that mix letters and digits: the features kept under the old rule dropped for the next pass to recompute', async () => {
+    // the store as version 13 left it: 008's function, features and their watermark kept
+    const v8 = readFileSync(join(packageRoot, 'queries/schema/008_error_identity_llm_attribution.sql'), 'utf8');
+    await client.command({ query: /CREATE OR REPLACE FUNCTION loopwatch_error_norm[^;]*/.exec(v8)![0] });
+    await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version >= 14' });
+    await client.command({ query: "INSERT INTO agent_call_features (session_id, span_id, ts, end_ts, version) VALUES ('i-1', 's1', now64(9), now64(9), 1)" });
+    await client.command({ query: "INSERT INTO loopwatch_detector_state (detector, watermark) VALUES ('_features', now64(3)), ('error_loop', now64(3))" });
+    const norm = async () => (await queryRows<{ n: string }>(client, "SELECT loopwatch_error_norm('503 (request id: req_8KzQ3vHtPlMn7)') AS n"))[0]!.n;
+    expect(await norm()).toBe('503 (request id: req_8kzq3vhtplmn7)');
+
+    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['error_identity_ids']);
+    expect(await norm()).toBe('503 (request id: #)');
+    expect(await queryRows(client, "SELECT session_id FROM agent_call_features WHERE session_id = 'i-1'")).toEqual([]);
+    const marks = await queryRows<{ detector: string }>(client, "SELECT detector FROM loopwatch_detector_state FINAL WHERE detector IN ('_features', 'error_loop') ORDER BY detector");
+    expect(marks.map((m) => m.detector)).toEqual(['error_loop']);
   });
 
   it('refuses a store a newer release migrated (going back would run the old rules on the new data without a word)', async () => {
