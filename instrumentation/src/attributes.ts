@@ -20,7 +20,7 @@ export const ATTR = {
  */
 export const SESSION_ATTRIBUTES = [
   'gen_ai.conversation.id', 'session.id', 'ai.telemetry.metadata.sessionId', 'ai.telemetry.metadata.session_id',
-  'ai.telemetry.metadata.conversationId', 'traceloop.association.properties.session_id',
+  'ai.telemetry.metadata.conversationId', 'traceloop.association.properties.session_id', 'gcp.vertex.agent.session_id',
 ] as const;
 export const AGENT_ATTRIBUTES = ['gen_ai.agent.name', 'agent.name', 'ai.telemetry.functionId'] as const;
 
@@ -35,5 +35,5 @@ export const TOOL_WRAPPER_OPERATION = 'loopwatch.tool_wrapper';
  * (queries/schema/002_agent_calls.sql): gen_ai.operation.name in GenAI semconv, ai.operationId
  * in the Vercel AI SDK's legacy spans.
  */
-export const GENAI_MODEL_CALL_OPERATIONS: ReadonlySet<string> = new Set(['chat', 'generate_content', 'text_completion']);
+export const GENAI_MODEL_CALL_OPERATIONS: ReadonlySet<string> = new Set(['chat', 'generate_content', 'text_completion', 'chat.completions', 'text.completions']);
 export const AI_SDK_MODEL_CALL_OPERATIONS: ReadonlySet<string> = new Set(['ai.generateText.doGenerate', 'ai.streamText.doStream', 'ai.generateObject.doGenerate', 'ai.streamObject.doStream']);

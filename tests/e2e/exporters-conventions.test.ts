@@ -270,6 +270,80 @@ describe('more conventions (schema 010)', () => {
     expect(tool).toMatchObject({ tool: 'read_file', convention: 'genai', has_args: 1, has_result: 1, args_hash: stored(valueHash({ path: 'a.ts' })) });
   });
 
+  // other languages' instrumentations, as their source emits them (schema 015)
+  it('pydantic-ai tool spans that name no operation (execute_tool {tool}; running tool with tool_arguments, version 2) are tool calls; its operation.cost is the cost', async () => {
+    const session = `pydantic-ai-${Date.now()}`;
+    const conv = { 'gen_ai.conversation.id': session };
+    const calls: Call[] = [{
+      name: 'chat gpt-4o',
+      attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.system': 'openai', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.usage.input_tokens': 500, 'gen_ai.usage.output_tokens': 30, 'operation.cost': 0.0042, ...conv },
+    }];
+    for (let i = 0; i < 3; i++) {
+      calls.push({ name: 'execute_tool get_weather', attributes: { 'gen_ai.tool.name': 'get_weather', 'gen_ai.tool.call.id': `call_${i}`, 'gen_ai.tool.call.arguments': '{"city":"Paris"}', 'gen_ai.tool.call.result': 'Sunny', 'logfire.msg': 'running tool: get_weather', ...conv } });
+      calls.push({ name: 'running tool', attributes: { 'gen_ai.tool.name': 'get_weather', 'tool_arguments': '{"city":"Paris"}', 'tool_response': 'Sunny', 'logfire.msg': 'running tool: get_weather', ...conv } });
+    }
+    await emit(proto(tc.url), calls);
+    await tc.collector.flush();
+    const tools = await toolRows(session);
+    expect(tools).toHaveLength(6);
+    expect(tools.every((t) => t.tool === 'get_weather' && t.convention === 'genai' && t.has_args === 1 && t.has_result === 1)).toBe(true);
+    expect(new Set(tools.map((t) => t.args_hash))).toEqual(new Set([stored(valueHash({ city: 'Paris' }))]));
+    const [cost] = await tc.rows<{ c: number }>('SELECT reported_cost_usd AS c FROM agent_llm_calls FINAL WHERE session_id = {s:String}', { s: session });
+    expect(cost!.c).toBeCloseTo(0.0042, 9);
+  });
+
+  it('Google ADK: tool arguments and results on gcp.vertex.agent.*, its LLM calls (no operation name) in the session of gcp.vertex.agent.session_id; a loop is found', async () => {
+    const session = `adk-session-${Date.now()}`;
+    const exporter = proto(tc.url);
+    const provider = new BasicTracerProvider({ resource: resourceFromAttributes({ 'service.name': 'adk-agent' }), spanProcessors: [new BatchSpanProcessor(exporter)] });
+    const tracer = provider.getTracer('gcp.vertex.agent');
+    const agentSpan = tracer.startSpan('invoke_agent weather_agent', { attributes: { 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': 'weather_agent', 'gen_ai.conversation.id': session } });
+    const inAgent = trace.setSpan(ROOT_CONTEXT, agentSpan);
+    let t = Date.now() - 60_000;
+    for (let i = 0; i < 5; i++) {
+      const llm = tracer.startSpan('call_llm', { startTime: t, attributes: {
+        'gen_ai.system': 'gcp.vertex.agent', 'gen_ai.request.model': 'gemini-2.5-flash', 'gcp.vertex.agent.session_id': session, 'gcp.vertex.agent.invocation_id': 'e-1',
+        'gen_ai.usage.input_tokens': 400, 'gen_ai.usage.output_tokens': 20, 'gen_ai.response.finish_reasons': ['stop'],
+      } }, inAgent);
+      llm.end(t + 400);
+      const tool = tracer.startSpan('execute_tool get_weather', { startTime: t + 500, attributes: {
+        'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': 'get_weather', 'gen_ai.tool.type': 'FunctionTool', 'gen_ai.tool.call.id': `adk-${i}`,
+        'gcp.vertex.agent.llm_request': '{}', 'gcp.vertex.agent.llm_response': '{}',
+        'gcp.vertex.agent.tool_call_args': '{"city": "Paris"}', 'gcp.vertex.agent.tool_response': '{"result": "Sunny"}',
+      } }, inAgent);
+      tool.end(t + 600);
+      t += 1000;
+    }
+    agentSpan.end(t);
+    await provider.forceFlush();
+    await provider.shutdown();
+    await tc.collector.flush();
+    const tools = await toolRows(session);
+    expect(tools).toHaveLength(5);
+    expect(tools.every((t) => t.has_args === 1 && t.has_result === 1)).toBe(true);
+    expect(new Set(tools.map((t) => t.args_hash))).toEqual(new Set([stored(valueHash({ city: 'Paris' }))]));
+    const llm = await llmRows('session_id = {s:String}', { s: session });
+    expect(llm).toHaveLength(5);
+    expect(llm[0]).toMatchObject({ convention: 'genai', operation: 'chat', model: 'gemini-2.5-flash', input_tokens: '400' });
+    expect((await runDetectors(tc.collector.store.client)).errors).toEqual({});
+    const found = await tc.rows<{ detector: string; wasted_tokens: string }>(
+      `SELECT detector, toString(wasted_tokens) AS wasted_tokens FROM agent_findings FINAL WHERE session_id = {s:String} AND detector IN ('repeat', 'stuck') ORDER BY detector`, { s: session });
+    expect(found.map((f) => f.detector)).toEqual(['repeat', 'stuck']);
+    expect(Number(found[0]!.wasted_tokens)).toBeGreaterThan(0); // the LLM calls are the same session's: the loop is charged their tokens
+  });
+
+  it('Semantic Kernel (.NET): LLM spans of operation chat.completions and text.completions are LLM calls', async () => {
+    const session = `sk-${Date.now()}`;
+    await emit(proto(tc.url), ['chat.completions', 'text.completions'].map((op) => ({
+      name: `${op} gpt-4o`,
+      attributes: { 'gen_ai.operation.name': op, 'gen_ai.system': 'openai', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.usage.input_tokens': 500, 'gen_ai.usage.output_tokens': 30, 'gen_ai.conversation.id': session },
+    })));
+    await tc.collector.flush();
+    expect((await llmRows('session_id = {s:String}', { s: session })).map((r) => [r.operation, r.model, r.input_tokens]).sort()).toEqual([
+      ['chat', 'gpt-4o', '500'], ['text_completion', 'gpt-4o', '500'],
+    ]);
+  });
+
   it('a failed LLM call\'s error type comes from its exception event when it has no error.type', async () => {
     const session = `llm-error-${Date.now()}`;
     const provider = new BasicTracerProvider({ resource: resourceFromAttributes({ 'service.name': 'conventions-test' }), spanProcessors: [new SimpleSpanProcessor(proto(tc.url))] });

@@ -47,7 +47,7 @@ describe('schema migrations', () => {
     expect(await hasView('loopwatch_detector_calls')).toBe(true);
 
     const applied = await migrate(client, { retentionDays: 30 });
-    expect(applied.map((m) => m.name)).toEqual(['call_features', 'detector_calls_file', 'llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids']);
+    expect(applied.map((m) => m.name)).toEqual(['call_features', 'detector_calls_file', 'llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages']);
     expect(await hasView('loopwatch_detector_calls')).toBe(false);
     expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
   });
@@ -62,7 +62,7 @@ describe('schema migrations', () => {
     const llmCall = (model: string, span: string) =>
       client.command({ query: `INSERT INTO agent_llm_calls (session_id, span_id, ts, end_ts, model, input_tokens, output_tokens, cache_read_tokens, total_tokens) VALUES ('m-1', '${span}', now64(9), now64(9), '${model}', 1000000, 100000, 200000, 1100000)` });
     await llmCall('openai/gpt-4o-2024-08-06', 'a1');
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids']);
+    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages']);
     await llmCall('gpt-4o-mini', 'a2'); // after: its key arrives through the view on agent_llm_calls
     const priced = await queryRows<{ model: string; cost: number }>(
       client,
@@ -85,7 +85,7 @@ describe('schema migrations', () => {
     const norm = async () => (await queryRows<{ n: string }>(client, "SELECT loopwatch_error_norm('5 tests failed') AS n"))[0]!.n;
     expect(await norm()).toBe('# tests failed');
 
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids']);
+    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages']);
     expect(await norm()).toBe('5 tests failed');
     expect(await queryRows(client, 'SELECT session_id FROM agent_call_features')).toEqual([]);
     const marks = await queryRows<{ detector: string }>(client, 'SELECT detector FROM loopwatch_detector_state FINAL ORDER BY detector');
@@ -100,7 +100,7 @@ describe('schema migrations', () => {
     await client.command({ query: "INSERT INTO agent_call_features (session_id, span_id, ts, end_ts, version) VALUES ('o-1', 's1', now64(9), now64(9), 1)" });
     await client.command({ query: "INSERT INTO loopwatch_detector_state (detector, watermark) VALUES ('_features', now64(3)), ('redundant', now64(3))" });
 
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids']);
+    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages']);
     expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
     expect(await queryRows(client, 'SELECT session_id FROM agent_call_features')).toEqual([]);
     const view = await queryRows<{ name: string }>(client, 'DESCRIBE TABLE loopwatch_call_features');
@@ -119,7 +119,7 @@ describe('schema migrations', () => {
     await llmCall('global.anthropic.claude-sonnet-4-5-20250929-v1:0', 'b1');
     expect((await queryRows<{ k: string }>(client, "SELECT loopwatch_model_key('global.anthropic.claude-sonnet-4-5-20250929-v1:0') AS k"))[0]!.k).toBe('global.anthropic.claude-sonnet-4-5-20250929-v1:0');
 
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids']);
+    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages']);
     await llmCall('apac.anthropic.claude-sonnet-4-5-20250929-v1:0', 'b2'); // after: its key through the view on agent_llm_calls
     const priced = await queryRows<{ cost: number }>(
       client,
@@ -140,7 +140,7 @@ describe('schema migrations', () => {
     const norm = async () => (await queryRows<{ n: string }>(client, "SELECT loopwatch_error_norm('503 (request id: req_8KzQ3vHtPlMn7)') AS n"))[0]!.n;
     expect(await norm()).toBe('503 (request id: req_8kzq3vhtplmn7)');
 
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['error_identity_ids']);
+    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['error_identity_ids', 'other_languages']);
     expect(await norm()).toBe('503 (request id: #)');
     expect(await queryRows(client, "SELECT session_id FROM agent_call_features WHERE session_id = 'i-1'")).toEqual([]);
     const marks = await queryRows<{ detector: string }>(client, "SELECT detector FROM loopwatch_detector_state FINAL WHERE detector IN ('_features', 'error_loop') ORDER BY detector");

@@ -138,6 +138,8 @@ const HASH_OF_CONTENT: Record<string, string> = {
   'gen_ai.tool.call.result': 'loopwatch.tool.result_hash', 'output.value': 'loopwatch.tool.result_hash',
   'ai.toolCall.result': 'loopwatch.tool.result_hash', 'ai.toolCall.output': 'loopwatch.tool.result_hash',
   'traceloop.entity.input': 'loopwatch.tool.args_hash', 'traceloop.entity.output': 'loopwatch.tool.result_hash',
+  'tool_arguments': 'loopwatch.tool.args_hash', 'tool_response': 'loopwatch.tool.result_hash',
+  'gcp.vertex.agent.tool_call_args': 'loopwatch.tool.args_hash', 'gcp.vertex.agent.tool_response': 'loopwatch.tool.result_hash',
 };
 
 /** What a value cut to the attribute length limit ends with. */
@@ -494,7 +496,9 @@ function fillTraceConversation(rows: SpanRow[]): void {
   if (!conversation && !agent) return;
   for (const r of rows) {
     const a = r[11];
-    if (!a['gen_ai.operation.name']) continue;
+    // GenAI spans: named operations, and those that name none but their tool or provider
+    // (pydantic-ai's older tool spans, Google ADK's LLM calls), which the views take too
+    if (!a['gen_ai.operation.name'] && !a['gen_ai.tool.name'] && !a['gen_ai.system'] && !a['gen_ai.provider.name']) continue;
     const c = conversation?.get(r[1]);
     if (c && !SESSION_ATTRIBUTES.some((k) => a[k])) {
       a['gen_ai.conversation.id'] = c;
