@@ -226,16 +226,16 @@ export function parseDetectorSettings(text: string): Partial<DetectorParams> {
   return out;
 }
 
-// What varies between occurrences of one error: UUIDs, ids (a word of 8+ letters, digits and
-// underscores with a digit in it: base62 request ids such as req_8KzQ3vHtPlMn0, temporary
-// names such as tmpk3j9_xq2), hex ids, positions (line 12: an edit moves them; pid 812),
+// What varies between occurrences of one error: UUIDs, ids (a word of letters, digits and
+// underscores that goes from letters to digits or back three times or more, such as the
+// request id req_8KzQ3vHtPlMn7 or the temporary directory tmpk3j9_xq2; names such as
+// HTTP_401_UNAUTHORIZED, ERR_HTTP2_STREAM_CANCEL, OAUTH2_CLIENT_ID or sha256sum go from one to
+// the other at most twice and stay), hex ids, positions (line 12: an edit moves them; pid 812),
 // durations (30s, 734 ms, 5 minutes), numbers joined by . : / - (addresses, times, dates,
-// versions), numbers of 4+ digits (ids, ports, timestamps). The id rule spells "8+ characters
-// with a digit" as one alternative per place of the first digit: RE2 (the SQL side) has no
-// lookahead.
+// versions), numbers of 4+ digits (ids, ports, timestamps).
 // Small numbers stay: "5 tests failed" and "1 tests failed", or 401 and 404, are other errors.
 const VARYING_IN_ERRORS =
-  /[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|\b(?:[0-9][a-z0-9_]{7,}|[a-z0-9_][0-9][a-z0-9_]{6,}|[a-z0-9_]{2}[0-9][a-z0-9_]{5,}|[a-z0-9_]{3}[0-9][a-z0-9_]{4,}|[a-z0-9_]{4}[0-9][a-z0-9_]{3,}|[a-z0-9_]{5}[0-9][a-z0-9_]{2,}|[a-z0-9_]{6}[0-9][a-z0-9_]+|[a-z0-9_]{7,}[0-9][a-z0-9_]*)\b|[0-9a-f]{8,}|\b(?:line|col|column|row|offset|position|pos|pid)[ =:]?[0-9]+|[0-9]+(?:\.[0-9]+)? ?(?:ms|us|ns|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b|[0-9]+(?:[.:/-][0-9]+)+|[0-9]{4,}/g;
+  /[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|\b(?:[a-z_]+[0-9]+[a-z_]+[0-9]+|[0-9]+[a-z_]+[0-9]+[a-z_]+)[a-z0-9_]*\b|[0-9a-f]{8,}|\b(?:line|col|column|row|offset|position|pos|pid)[ =:]?[0-9]+|[0-9]+(?:\.[0-9]+)? ?(?:ms|us|ns|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b|[0-9]+(?:[.:/-][0-9]+)+|[0-9]{4,}/g;
 
 /**
  * Normalized error message, identical to the SQL side (queries/schema/008_error_identity_llm_attribution.sql,
@@ -243,6 +243,7 @@ const VARYING_IN_ERRORS =
  * collapsed, cut at 200 characters. Ids and timestamps in a message must not make errors differ.
  */
 export function normalizeErrorMessage(message: string): string {
-  const norm = message.toLowerCase().replace(VARYING_IN_ERRORS, '#').replace(/[ \t\r\n]+/g, ' ').trim();
+  // trimmed of spaces only, as trimBoth (String.trim also takes no-break and other Unicode spaces)
+  const norm = message.toLowerCase().replace(VARYING_IN_ERRORS, '#').replace(/[ \t\r\n]+/g, ' ').replace(/^ +| +$/g, '');
   return Array.from(norm).slice(0, 200).join('');
 }

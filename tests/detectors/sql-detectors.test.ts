@@ -301,7 +301,8 @@ describe('error identity', () => {
       'took 1234ms', 'timed out after 30s', 'Time: 1.5 s', 'order ORD-123456 not found', 'trace 4bf92f3577b34da6a3ce929d0e0e4736',
       'line 12, col 5', 'Ünïcödé   FEHLER\n\t 7', 'x'.repeat(300),
       '503 Service Unavailable (request id: req_8KzQ3vHtPlMn7)', 'open /tmp/tmpk3j9_xq2/out.json: ENOENT', 'took 734 ms', 'retry in 5 minutes',
-      'worker (pid 812) exited', 'sha256 mismatch in python3', 'Error [ERR_HTTP2_STREAM_CANCEL]: canceled', '0x7fff5fbff8c8 not mapped',
+      'worker (pid 812) exited', 'sha256sum mismatch in python3', 'Error [ERR_HTTP2_STREAM_CANCEL]: canceled', '0x7fff5fbff8c8 not mapped',
+      'request failed: HTTP_401_UNAUTHORIZED', 'missing OAUTH2_CLIENT_ID', 'apps/v1beta1 not served', 'timeout\u00a0', '\ufeffboom\u3000',
     ];
     const [row] = await tc.rows<{ norm: string[] }>('SELECT arrayMap(m -> loopwatch_error_norm(m), {m:Array(String)}) AS norm', { m: messages });
     expect(row!.norm).toEqual(messages.map(normalizeErrorMessage));
@@ -310,12 +311,30 @@ describe('error identity', () => {
       'connect econnrefused #', 'request # failed', 'at #t#z: timeout', 'took #', 'timed out after #', 'time: #', 'order ord-# not found',
       'trace #', '#, #',
     ]);
-    // ids that mix letters and digits (8+ characters), durations with a space or in words, process ids;
-    // short words with digits stay (sha256, python3)
+    // ids (words that go from letters to digits or back three times or more), durations with a space or
+    // in words, process ids; names with digits stay (sha256sum, ERR_HTTP2_*, HTTP_401_*, OAUTH2_*); only
+    // spaces are trimmed, as trimBoth trims them (not a no-break space or U+3000)
     expect(row!.norm.slice(15)).toEqual([
       '503 service unavailable (request id: #)', 'open /tmp/#/out.json: enoent', 'took #', 'retry in #', 'worker (#) exited',
-      'sha256 mismatch in python3', 'error [#]: canceled', '# not mapped',
+      'sha256sum mismatch in python3', 'error [err_http2_stream_cancel]: canceled', '# not mapped',
+      'request failed: http_401_unauthorized', 'missing oauth2_client_id', 'apps/# not served', 'timeout\u00a0', '\ufeffboom\u3000',
     ]);
+  });
+
+  it('errors named with digits (HTTP_401_UNAUTHORIZED, OAUTH2_CLIENT_ID) stay different errors: no error loop, in SQL or the guard', async () => {
+    const client = tc.collector.store.client;
+    const named = ['HTTP_401_UNAUTHORIZED', 'HTTP_403_FORBIDDEN', 'HTTP_404_NOT_FOUND', 'HTTP_422_UNPROCESSABLE_ENTITY'];
+    const envs = ['AWS_S3_BUCKET', 'OAUTH2_CLIENT_ID', 'REDIS_URL_V2', 'SMTP_HOST_2'];
+    const calls = named.flatMap((code, i) => [
+      { tool: 'api_call', args: { endpoint: `/v${i}` }, error: fail(`request failed: ${code}`, 'HttpError') }, { tool: 'read_docs', args: { page: i }, result: `doc ${i}` },
+      { tool: 'run_app', args: { n: i }, error: fail(`missing environment variable ${envs[i]}`, 'ConfigError') },
+    ]);
+    const s = await insertSession(client, buildSession('sql-error-names', calls));
+    expect((await runDetectors(client, { params: PARAMS })).errors).toEqual({});
+    expect(await tc.rows(`SELECT detector FROM agent_findings FINAL WHERE session_id = 'sql-error-names' AND detector = 'error_loop'`)).toEqual([]);
+    const guard = new LoopGuard({ params: PARAMS });
+    for (const row of s.guardRows) guard.observe(row);
+    expect(guard.findings().filter((f) => f.kind === 'error_loop')).toEqual([]);
   });
 
   it('a call retried with backoff that fails with another request id each time is one error: SQL and the guard find the error loop', async () => {
