@@ -3,7 +3,7 @@
 // an agent would pay for nothing) with an OTLP/HTTP protobuf exporter pointed at the
 // collector. Standard variables apply (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
 // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES); the default endpoint is a local collector on 4318.
-import { createNoopMeter, diag, DiagConsoleLogger, DiagLogLevel, trace, TraceFlags, type Context, type DiagLogger, type Meter, type MeterProvider } from '@opentelemetry/api';
+import { createNoopMeter, diag, DiagConsoleLogger, trace, TraceFlags, type Context, type Meter, type MeterProvider } from '@opentelemetry/api';
 import { diagLogLevelFromString, ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import type { Agent as HttpAgent } from 'node:http';
 import { basename } from 'node:path';
@@ -262,11 +262,11 @@ function isUrl(text: string): boolean {
 }
 
 /**
- * Where the OTLP exporter sends traces, by the standard variables, as the exporter reads them: a
- * variable that is not a URL is passed over (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, then
- * OTEL_EXPORTER_OTLP_ENDPOINT, then localhost:4318), and said, since the exporter says it only
- * through OpenTelemetry's diagnostics (`127.0.0.1:4318` without http:// sent every span to
- * localhost:4318, and messages named the address that was never used).
+ * Where spans are exported, by the standard variables (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, then
+ * OTEL_EXPORTER_OTLP_ENDPOINT plus /v1/traces, then localhost:4318), given to the exporter as
+ * its URL. A variable that is not a URL is passed over, as the exporter passes it over, and
+ * said: the exporter says it only through OpenTelemetry's diagnostics (`127.0.0.1:4318` without
+ * http:// sent every span to localhost:4318, and messages named the address never used).
  */
 export function exportUrlFromEnv(env: NodeJS.ProcessEnv = process.env, report: (message: string) => void = warn): string {
   const passedOver: string[] = [];
@@ -418,19 +418,19 @@ function agentResource(serviceName: string | undefined): Resource {
 const OWN_SETUP = "To keep the application's own setup, set LOOPWATCH_INSTRUMENTATION=off and add Loopwatch's span processors and an exporter to the Loopwatch collector to it (docs/instrumentation.md)";
 
 /**
- * OpenTelemetry's diagnostics while nobody else reads them (OTEL_LOG_LEVEL unset): says a tracer
- * provider registered after Loopwatch's (refused by the API), and drops the rest, as the API
- * does without a logger.
+ * Says a tracer provider registered after Loopwatch's, which the API refuses (it keeps the first)
+ * and reports only through its diagnostics: the API's registration is wrapped, its answer kept.
+ * Not a diagnostics logger of Loopwatch's, which would take the place of the application's.
  */
-function lateProviderLogger(): DiagLogger {
-  const drop = (): void => {};
-  return {
-    error: (message: string) => {
-      if (/duplicate registration of API: trace/.test(message)) {
-        warnOnce('provider-late', `an OpenTelemetry tracer provider registered after Loopwatch's was refused: its spans go to the Loopwatch collector, and its own exporters get none. ${OWN_SETUP}`);
-      }
-    },
-    warn: drop, info: drop, debug: drop, verbose: drop,
+function sayLateProviders(): void {
+  const api = trace as unknown as { setGlobalTracerProvider: (p: unknown) => boolean };
+  const register = api.setGlobalTracerProvider.bind(trace);
+  api.setGlobalTracerProvider = (p: unknown) => {
+    const taken = register(p);
+    if (!taken) {
+      warnOnce('provider-late', `an OpenTelemetry tracer provider registered after Loopwatch's was refused: its spans go to the Loopwatch collector, and its own exporters get none. ${OWN_SETUP}`);
+    }
+    return taken;
   };
 }
 
@@ -452,7 +452,8 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
     if (traces && traces !== 'otlp') {
       warn(`OTEL_TRACES_EXPORTER=${traces} is not used: Loopwatch exports OTLP/HTTP protobuf to the collector (OTEL_SDK_DISABLED=true turns tracing off; LOOPWATCH_INSTRUMENTATION=off leaves the SDK to you)`);
     }
-    const otlp = new OTLPTraceExporter({ ...(opts.endpoint ? { url: tracesUrl(opts.endpoint) } : {}), httpAgentOptions: quietSocketAgents(opts.letProcessEnd === true) });
+    // the URL as computed here, so that where spans go and what messages name cannot differ
+    const otlp = new OTLPTraceExporter({ url: target, httpAgentOptions: quietSocketAgents(opts.letProcessEnd === true) });
     // an attempt could not reach the collector and a retry waits on its timer: the batch processor
     // stops waiting for that export (tally.abandon()), or its own timer for it would keep the
     // process up meanwhile. Not when the collector answered busy (429, 503): the batch processor
@@ -501,8 +502,8 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
     // exported none of its own. Either is said once, here or when it happens.
     if ((trace.getTracerProvider() as { getDelegate?: () => unknown }).getDelegate?.() !== provider) {
       warnOnce('provider-taken', `an OpenTelemetry tracer provider was registered before Loopwatch's: it gets the spans, and Loopwatch exports none. ${OWN_SETUP}`);
-    } else if (!level) {
-      diag.setLogger(lateProviderLogger(), { logLevel: DiagLogLevel.ERROR, suppressOverrideMessage: true });
+    } else {
+      sayLateProviders();
     }
   }
   // Flushes run one after another: the batch processor's forceFlush resolves at once when its

@@ -84,6 +84,28 @@ process.stdout.write(memory.getFinishedSpans().length + ' spans in the own provi
     expect(await storedCalls('coexist-after')).toBe(1);
   });
 
+  it('the application\'s diagnostics logger stays its own, before and after the import; a late provider is said whatever OTEL_LOG_LEVEL', async () => {
+    const r = await run(`${OWN_PROVIDER}
+import { diag, DiagLogLevel } from '@opentelemetry/api';
+const got = [];
+diag.setLogger({ error: (m) => got.push('error ' + m), warn: (m) => got.push('warn ' + m), info() {}, debug() {}, verbose() {} }, DiagLogLevel.WARN);
+const { loopwatch } = await import('loopwatch/instrumentation');
+diag.warn('after the import');
+registerOwn();
+process.stdout.write(got.filter((m) => !m.includes('duplicate registration')).join('|') + '\\n');
+`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('warn after the import\n');
+    expect(r.stderr).toContain("[loopwatch] an OpenTelemetry tracer provider registered after Loopwatch's was refused");
+    expect(r.stderr).not.toContain('overwrite');
+    // with OTEL_LOG_LEVEL=none (the diagnostics silenced, as the Node SDK silences them), it is still said
+    const quiet = await run(`${OWN_PROVIDER}
+await import('loopwatch/instrumentation');
+registerOwn();
+`, { OTEL_LOG_LEVEL: 'none' });
+    expect(quiet.stderr).toContain("[loopwatch] an OpenTelemetry tracer provider registered after Loopwatch's was refused");
+  });
+
   it('alone, nothing is said, and the OTEL_* variables child processes inherit are left as they were', async () => {
     const r = await run(`
 const { loopwatch, traceTool, withSession } = await import('loopwatch/instrumentation');
@@ -124,6 +146,7 @@ describe('where spans go, and why the collector refused them', () => {
     const said: string[] = [];
     const report = (m: string) => said.push(m);
     expect(exportUrlFromEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4400/' }, report)).toBe('http://127.0.0.1:4400/v1/traces');
+    expect(exportUrlFromEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4400 ' }, report)).toBe('http://127.0.0.1:4400/v1/traces');
     expect(exportUrlFromEnv({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:1/v1/traces', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4400' }, report)).toBe('http://c:1/v1/traces');
     expect(said).toEqual([]);
     expect(exportUrlFromEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: '127.0.0.1:4400' }, report)).toBe('http://localhost:4318/v1/traces');
@@ -143,6 +166,18 @@ describe('where spans go, and why the collector refused them', () => {
     expect(statusMessage(asExporterHasIt(8, long))).toBe(long);
     expect(statusMessage('{"code":16,"message":"from JSON"}')).toBe('from JSON');
     expect(statusMessage('<html>bad gateway</html>')).toBeUndefined();
+  });
+
+  it('spans go where the message says: an endpoint with a space around it is the endpoint (the exporter is given the URL)', async () => {
+    const r = await run(`
+const { loopwatch, traceTool, withSession } = await import('loopwatch/instrumentation');
+const read = traceTool('read_file', () => 'x');
+withSession('coexist-space', () => read({ path: 'a' }));
+await loopwatch().flush();
+`, { OTEL_EXPORTER_OTLP_ENDPOINT: ` ${tc.url} ` });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(await storedCalls('coexist-space')).toBe(1);
   });
 
   it('an agent without the ingest key is told why the collector refused its spans', async () => {
