@@ -661,7 +661,7 @@ ORDER BY time`,
         description: 'The span each finding writes into the looping session’s trace; click a trace id to see it in place.',
         overrides: [traceIdOverride('trace_id'), unitOverride('wasted_cost_usd', 'currencyUSD')],
         sql: `
--- each version of a finding wrote a span: its latest only
+-- a finding writes spans as it grows: its latest only
 SELECT * EXCEPT (version, finding_id) FROM (
   SELECT Timestamp AS time, TraceId AS trace_id, ServiceName AS service,
          SpanAttributes['loop.agent'] AS agent, SpanAttributes['loop.detector'] AS detector,
