@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { loadDetectorFiles, runDetectors } from '../../collector/src/detect/run-detectors.js';
-import { DetectorScheduler } from '../../collector/src/detect/scheduler.js';
+import { DetectorScheduler, findingsLogLevel } from '../../collector/src/detect/scheduler.js';
 import { Metrics } from '../../collector/src/metrics.js';
 import { collectorStatus } from '../../collector/src/status.js';
 import { queriesDir } from '../../collector/src/paths.js';
@@ -65,6 +65,15 @@ describe('detector scheduler', () => {
     expect(text).toMatch(/^process_resident_memory_bytes [1-9]\d*$/m);
     expect(text).toMatch(/^nodejs_heap_size_used_bytes [1-9]\d*$/m);
     expect(text).toMatch(/^nodejs_eventloop_lag_seconds \d/m);
+  });
+});
+
+describe('detector scheduler, its log', () => {
+  it('new or withdrawn findings at info; findings that only grew (a loop going on, every pass) at debug', () => {
+    expect(findingsLogLevel({ newFindings: 1, grownFindings: 3, withdrawnFindings: 0 })).toBe('info');
+    expect(findingsLogLevel({ newFindings: 0, grownFindings: 0, withdrawnFindings: 2 })).toBe('info');
+    expect(findingsLogLevel({ newFindings: 0, grownFindings: 3, withdrawnFindings: 0 })).toBe('debug');
+    expect(findingsLogLevel({ newFindings: 0, grownFindings: 0, withdrawnFindings: 0 })).toBeUndefined();
   });
 });
 

@@ -94,8 +94,9 @@ export class DetectorScheduler {
         this.failed(detector, message, (repeated) => this.log.error({ detector, err: message, ...repeated }, 'detector failed; its sessions are examined again next pass'));
       }
       for (const detector of [...this.failing.keys()]) if (detector !== '' && !(detector in r.errors)) this.recovered(detector, 'detector runs again');
-      if (r.newFindings > 0 || r.grownFindings > 0 || r.withdrawnFindings > 0) {
-        this.log.info({ newFindings: r.newFindings, grownFindings: r.grownFindings, withdrawnFindings: r.withdrawnFindings, perDetector: r.perDetector, ms: Math.round(r.durationMs) }, 'loop findings stored');
+      const level = findingsLogLevel(r);
+      if (level) {
+        this.log[level]({ newFindings: r.newFindings, grownFindings: r.grownFindings, withdrawnFindings: r.withdrawnFindings, perDetector: r.perDetector, ms: Math.round(r.durationMs) }, 'loop findings stored');
       }
     } catch (err) {
       if (err instanceof PassStopped) {
@@ -131,4 +132,13 @@ export class DetectorScheduler {
     if (!this.failing.delete(key)) return;
     this.log.info(key ? { detector: key } : {}, what);
   }
+}
+
+/**
+ * How a pass's findings are logged: new or withdrawn findings at info; findings that only grew
+ * at debug (a loop that goes on grows every pass: a line every 5 s for as long as it lasts).
+ */
+export function findingsLogLevel(r: Pick<RunDetectorsResult, 'newFindings' | 'grownFindings' | 'withdrawnFindings'>): 'info' | 'debug' | undefined {
+  if (r.newFindings > 0 || r.withdrawnFindings > 0) return 'info';
+  return r.grownFindings > 0 ? 'debug' : undefined;
 }
