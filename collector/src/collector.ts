@@ -56,6 +56,8 @@ export interface Collector {
 // Node's default (16 KiB) answered 431 to the URL of a session id of a few thousand characters,
 // which the read API takes (4,096, up to 9 bytes each in a URL)
 const MAX_HEADER_BYTES = 64 * 1024;
+/** How long an idle keep-alive connection is kept: past the idle timeouts of the exporters that reuse connections. */
+export const KEEP_ALIVE_MS = 65_000;
 
 export async function createCollector(config: CollectorConfig, log: Logger = createLogger(config.logLevel)): Promise<Collector> {
   // an operator's price file is read when the schema is set up: a bad one said at start, in one
@@ -254,6 +256,14 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
           reject(new StartError(`cannot listen on ${config.host}:${config.port} (${why}): choose another with --port (LOOPWATCH_PORT)`));
         });
         s.on('clientError', onClientError);
+        // Idle keep-alive connections are kept past the exporters' own idle timeouts (Go 90 s,
+        // Python's requests none, a batch every 5 s): with Node's 5 s, an exporter reusing a
+        // connection just as the collector closed it failed that export (Python: RemoteDisconnected;
+        // an overload test under load: "other side closed"). The client then closes idle ones
+        // first, as behind a load balancer. Shutdown closes idle connections at once.
+        const http = s as unknown as { keepAliveTimeout: number; headersTimeout: number };
+        http.keepAliveTimeout = KEEP_ALIVE_MS;
+        http.headersTimeout = KEEP_ALIVE_MS + 1000; // past the keep-alive wait, as Node advises
         server = s;
       });
     },
