@@ -183,7 +183,7 @@ describe('loopwatch CLI', () => {
     const missing = await cli(['replay', join(tmpdir(), 'no-such-export.jsonl')]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('cannot read');
-  });
+  }, 240_000); // CLI processes one after another: minutes on a loaded machine
 
   it('demo: uses the running collector, runs the sample agent, shows a finding', async () => {
     const r = await cli(['demo', '--json', '--url', tc.url, '--timeout', '60']);
@@ -291,5 +291,5 @@ describe('loopwatch CLI', () => {
     expect({ code: replayPrices.code, stderr: replayPrices.stderr }).toEqual({ code: 2, stderr: expect.stringMatching(/^loopwatch: LOOPWATCH_MODEL_PRICES: cannot read model price file .*missing\.json: ENOENT\n$/) });
     const replayBlank = await cli(['replay', join(tempDir('loopwatch-cli-'), 'session.jsonl')], { LOOPWATCH_MODEL_PRICES: ' ' });
     expect({ code: replayBlank.code, stderr: replayBlank.stderr }).toEqual({ code: 1, stderr: expect.stringContaining('cannot read') });
-  });
+  }, 240_000); // CLI processes one after another: minutes on a loaded machine
 });

@@ -159,7 +159,7 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     const grpc = await cli(['sessions', '--url', `http://${tc.collector.grpcAddress}`]);
     expect(grpc.code).toBe(3);
     expect(grpc.stderr).toMatch(/does not answer HTTP\/1\.1: is it the OTLP\/gRPC port\? The CLI talks to the collector's HTTP port/);
-  });
+  }, 240_000); // dozens of CLI processes one after another: minutes on a loaded machine
 
   it('a collector whose store is down: reads fail as the store\'s (503), not as if the CLI could not connect; demo does not take a server that is not a collector for a free address', async () => {
     // a port nothing listens on, for the ClickHouse server URL
@@ -261,7 +261,7 @@ describe('CLI: one line and an exit code, never a stack trace', () => {
     expect(badPw.stderr).toMatch(/^loopwatch: the ClickHouse URL's password is not valid percent-encoding/);
     expect(badPw.stderr).not.toContain('SECRET');
     noStack(badPw.stderr);
-  });
+  }, 240_000); // dozens of CLI processes one after another: minutes on a loaded machine
 
   it('a spool directory it cannot write: refuses to start (it would refuse every export)', async (ctx) => {
     const dataDir = tempDir('lw-cli-spool-');
