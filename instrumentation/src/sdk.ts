@@ -422,12 +422,13 @@ const OWN_SETUP = "To keep the application's own setup, set LOOPWATCH_INSTRUMENT
  * and reports only through its diagnostics: the API's registration is wrapped, its answer kept.
  * Not a diagnostics logger of Loopwatch's, which would take the place of the application's.
  */
-function sayLateProviders(): void {
+function sayLateProviders(ours: NodeTracerProvider): void {
   const api = trace as unknown as { setGlobalTracerProvider: (p: unknown) => boolean };
   const register = api.setGlobalTracerProvider.bind(trace);
   api.setGlobalTracerProvider = (p: unknown) => {
     const taken = register(p);
-    if (!taken) {
+    // refused in favour of Loopwatch's, not of one the application put in its place (trace.disable())
+    if (!taken && (trace.getTracerProvider() as { getDelegate?: () => unknown }).getDelegate?.() === ours) {
       warnOnce('provider-late', `an OpenTelemetry tracer provider registered after Loopwatch's was refused: its spans go to the Loopwatch collector, and its own exporters get none. ${OWN_SETUP}`);
     }
     return taken;
@@ -503,7 +504,7 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
     if ((trace.getTracerProvider() as { getDelegate?: () => unknown }).getDelegate?.() !== provider) {
       warnOnce('provider-taken', `an OpenTelemetry tracer provider was registered before Loopwatch's: it gets the spans, and Loopwatch exports none. ${OWN_SETUP}`);
     } else {
-      sayLateProviders();
+      sayLateProviders(provider);
     }
   }
   // Flushes run one after another: the batch processor's forceFlush resolves at once when its

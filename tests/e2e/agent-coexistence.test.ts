@@ -106,6 +106,18 @@ registerOwn();
     expect(quiet.stderr).toContain("[loopwatch] an OpenTelemetry tracer provider registered after Loopwatch's was refused");
   });
 
+  it('an application that puts its own provider in Loopwatch\'s place (trace.disable()) is not told a later one went to Loopwatch', async () => {
+    const r = await run(`${OWN_PROVIDER}
+import { trace } from '@opentelemetry/api';
+await import('loopwatch/instrumentation');
+trace.disable();
+registerOwn(); // taken: the application's provider is the one in place now
+registerOwn(); // refused, in favour of the application's
+`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toContain('[loopwatch]');
+  });
+
   it('alone, nothing is said, and the OTEL_* variables child processes inherit are left as they were', async () => {
     const r = await run(`
 const { loopwatch, traceTool, withSession } = await import('loopwatch/instrumentation');

@@ -362,6 +362,38 @@ describe('more conventions (schema 010)', () => {
 });
 
 describe('GenAI spans as the conventions place the session and the agent', () => {
+  it('AI SDK and OpenLLMetry spans in a trace that names a conversation: their LLM and tool calls stay in one session (the LLM spans carry gen_ai.system, the tool spans do not)', async () => {
+    const conversation = `conv-mixed-${Date.now()}`;
+    const exporter = exporters['exporter-trace-otlp-proto']!(tc.url);
+    const provider = new BasicTracerProvider({ resource: resourceFromAttributes({ 'service.name': 'mixed-svc' }), spanProcessors: [new BatchSpanProcessor(exporter)] });
+    const tracer = provider.getTracer('mixed');
+    const traces: string[] = [];
+    for (const kind of ['ai_sdk', 'traceloop'] as const) {
+      const root = tracer.startSpan('invoke_agent helper', { attributes: { 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': 'helper', 'gen_ai.conversation.id': conversation } });
+      traces.push(root.spanContext().traceId);
+      const inRoot = trace.setSpan(ROOT_CONTEXT, root);
+      const llm = kind === 'ai_sdk'
+        ? { 'ai.operationId': 'ai.generateText.doGenerate', 'operation.name': 'ai.generateText.doGenerate', 'gen_ai.system': 'openai.chat', 'ai.model.id': 'gpt-4o', 'ai.usage.promptTokens': 100, 'ai.usage.completionTokens': 10 }
+        : { 'llm.request.type': 'chat', 'gen_ai.system': 'openai', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.usage.prompt_tokens': 100, 'gen_ai.usage.completion_tokens': 10 };
+      const tool = kind === 'ai_sdk'
+        ? { 'ai.operationId': 'ai.toolCall', 'operation.name': 'ai.toolCall', 'ai.toolCall.name': 'read_file', 'ai.toolCall.args': '{"path":"a"}' }
+        : { 'traceloop.span.kind': 'tool', 'traceloop.entity.name': 'read_file', 'traceloop.entity.input': '{"path":"a"}' };
+      tracer.startSpan(kind === 'ai_sdk' ? 'ai.generateText.doGenerate' : 'openai.chat', { attributes: llm }, inRoot).end();
+      tracer.startSpan(kind === 'ai_sdk' ? 'ai.toolCall' : 'read_file.tool', { attributes: tool }, inRoot).end();
+      root.end();
+    }
+    await provider.forceFlush();
+    await provider.shutdown();
+    await tc.collector.flush();
+    for (const t of traces) {
+      const sessions = await tc.rows<{ s: string }>(
+        `SELECT session_id AS s FROM agent_tool_calls FINAL WHERE trace_id = {t:String} UNION ALL SELECT session_id AS s FROM agent_llm_calls FINAL WHERE trace_id = {t:String}`, { t });
+      expect(sessions).toHaveLength(2);
+      expect(new Set(sessions.map((r) => r.s)).size).toBe(1);
+    }
+  });
+
+
   it('tool spans without gen_ai.conversation.id take their trace\'s conversation and agent (sent in one batch), so a loop in them is charged its tokens', async () => {
     const session = `conv-on-chat-${Date.now()}`;
     const exporter = exporters['exporter-trace-otlp-proto']!(tc.url);

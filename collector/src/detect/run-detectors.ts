@@ -621,7 +621,7 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
     }
     // then detectors over other tables, once per pass (an hourly one only when an hour is due),
     // after this pass's loop findings are stored: degradation's loop rate counts them
-    stored = await storeFindings(client, candidates.splice(0), detectedAt);
+    stored = await storeFindings(client, candidates.splice(0), detectedAt, untilMs);
     for (const file of files.filter((f) => !f.params.includes('calls'))) {
       if (file.hourly && !hourDue(sinceOf(file.name))) {
         skipped.push(file.name);
@@ -638,7 +638,7 @@ async function runOnce(client: ClickHouseClient, opts: RunDetectorsOptions): Pro
     for (const f of files) if (!failed.has(f.name)) done.push(f.name);
   }
 
-  const late = await storeFindings(client, candidates, detectedAt);
+  const late = await storeFindings(client, candidates, detectedAt, untilMs);
   const fresh = stored.fresh + late.fresh;
   const grown = stored.grown + late.grown;
 
@@ -750,33 +750,41 @@ function wasteMoved(k: Pick<FindingRow, 'wasted_tokens' | 'wasted_cost_usd' | 'w
     || Math.abs(k.wasted_time_ns - c.wasted_time_ns) >= 1000;
 }
 
-/** The loop alert reads the loop spans found in its last 5 minutes: a growing loop writes one at least this often. */
-export const LOOP_SPAN_EVERY_MS = 4 * 60_000;
+/**
+ * A growing loop writes a span at its first growth this long after its last span: under the
+ * loop alert's 5-minute window for any loop that grows at least every 3 minutes (2 + 3), and a
+ * slower loop writes one at each growth.
+ */
+export const LOOP_SPAN_EVERY_MS = 2 * 60_000;
 
-type SpanFigures = Pick<FindingRow, 'repeats' | 'wasted_tokens' | 'wasted_cost_usd' | 'severity' | 'detected_at'>;
+type SpanFigures = Pick<FindingRow, 'repeats' | 'wasted_tokens' | 'wasted_cost_usd' | 'severity'>;
 
 /**
- * Whether a finding's new version (`next`, stored by the pass at `passClock`) also writes a loop
- * span, after the version before (`prev`). Every version did: a loop that went on for an hour at
+ * Whether a finding's new version (`next`, stored by a pass at `passMs` of the store's clock)
+ * also writes a loop span, after the version before (`prev`) and the finding's last span
+ * (`lastSpanMs`, unknown after a restart). Every version did: a loop that went on for an hour at
  * a call a second left some 720 spans per detector in its trace (a soak measured loop spans at
  * 13.5% of all rows, from loops of 20 to 40 calls). Now: when its severity changes, its repeats
- * reach the next power of two, its waste is first known (LLM spans that came late), or the pass
- * is in another LOOP_SPAN_EVERY_MS slot of the store's clock than the version before (so the
- * loop alert keeps firing while the loop grows). agent_findings keeps every version; a span
- * shows its finding as of that version.
+ * reach the next power of two, its waste is first known (LLM spans that came late), or its last
+ * span is LOOP_SPAN_EVERY_MS old or unknown (so the loop alert keeps firing while the loop grows).
+ * agent_findings keeps every version; a span shows its finding as of that version.
  */
-export function writesLoopSpan(prev: SpanFigures, next: SpanFigures, passClock: string): boolean {
-  const slot = (text: string) => Math.floor(Date.parse(`${text.replace(' ', 'T')}Z`) / LOOP_SPAN_EVERY_MS);
+export function writesLoopSpan(prev: SpanFigures, next: SpanFigures, passMs: number, lastSpanMs: number | undefined): boolean {
   const power = (n: number) => (n > 0 ? Math.floor(Math.log2(n)) : -1);
   return next.severity !== prev.severity
     || power(next.repeats) !== power(prev.repeats)
     || (prev.wasted_tokens === 0 && next.wasted_tokens > 0)
     || (prev.wasted_cost_usd === 0 && next.wasted_cost_usd > 0)
-    || slot(passClock) !== slot(prev.detected_at);
+    || lastSpanMs === undefined || passMs - lastSpanMs >= LOOP_SPAN_EVERY_MS;
 }
 
+// When each finding last wrote a loop span, per store, as this process wrote them (after a
+// restart none is known: a growing finding's next version writes one). Cleared past 100k
+// findings: the cost is a span each for the findings still growing.
+const lastSpans = new WeakMap<ClickHouseClient, Map<string, number>>();
+
 /** Stores findings that are new or grew (version + 1) and their loop spans (writesLoopSpan); returns counts. */
-async function storeFindings(client: ClickHouseClient, candidates: Candidate[], passClock: string): Promise<{ stored: number; fresh: number; grown: number }> {
+async function storeFindings(client: ClickHouseClient, candidates: Candidate[], passClock: string, passMs: number): Promise<{ stored: number; fresh: number; grown: number }> {
   if (candidates.length === 0) return { stored: 0, fresh: 0, grown: 0 };
   type Known = Pick<FindingRow, 'version' | 'repeats' | 'wasted_calls' | 'last_span_id' | 'wasted_tokens' | 'wasted_cost_usd' | 'wasted_time_ns' | 'detected_at' | 'severity'>;
   const known = new Map<string, Known>();
@@ -797,6 +805,7 @@ async function storeFindings(client: ClickHouseClient, candidates: Candidate[], 
       });
     }
   }
+  const spannedAt = lastSpans.get(client);
   const toStore: Candidate[] = [];
   const spanned: Candidate[] = [];
   let fresh = 0;
@@ -821,7 +830,7 @@ async function storeFindings(client: ClickHouseClient, candidates: Candidate[], 
     if (k && version) {
       grown++;
       toStore.push(version);
-      if (writesLoopSpan(k, version, passClock)) spanned.push(version);
+      if (writesLoopSpan(k, version, passMs, spannedAt?.get(c.finding_id))) spanned.push(version);
     }
   }
   if (toStore.length === 0) return { stored: 0, fresh, grown };
@@ -868,6 +877,9 @@ async function storeFindings(client: ClickHouseClient, candidates: Candidate[], 
     format: 'JSONEachRow',
   });
   if (spans.length > 0) spansSettled.add(client);
+  let written = spannedAt;
+  if (!written || written.size > 100_000) lastSpans.set(client, (written = new Map()));
+  for (const f of spanned) written.set(f.finding_id, passMs);
   return { stored: toStore.length, fresh, grown };
 }
 

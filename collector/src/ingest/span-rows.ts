@@ -479,6 +479,12 @@ class Converter {
  * only: a retried export is the same rows (no state carried between requests), and spans of a
  * trace exported in other batches keep the trace as their session.
  */
+/** A GenAI span that names no operation but its tool or provider, and no other convention's kind. */
+function isBareGenAi(a: Record<string, string>): boolean {
+  return !!(a['gen_ai.tool.name'] || a['gen_ai.system'] || a['gen_ai.provider.name'])
+    && !a['ai.operationId'] && !a['llm.request.type'] && !a['traceloop.span.kind'] && !a['openinference.span.kind'];
+}
+
 function fillTraceConversation(rows: SpanRow[]): void {
   let conversation: Map<string, string | null> | undefined;
   let agent: Map<string, string | null> | undefined;
@@ -497,8 +503,10 @@ function fillTraceConversation(rows: SpanRow[]): void {
   for (const r of rows) {
     const a = r[11];
     // GenAI spans: named operations, and those that name none but their tool or provider
-    // (pydantic-ai's older tool spans, Google ADK's LLM calls), which the views take too
-    if (!a['gen_ai.operation.name'] && !a['gen_ai.tool.name'] && !a['gen_ai.system'] && !a['gen_ai.provider.name']) continue;
+    // (pydantic-ai's older tool spans, Google ADK's LLM calls), which the views take as GenAI
+    // calls; not the AI SDK's, OpenLLMetry's or OpenInference's spans that carry gen_ai.system
+    // beside their own kind (their tool spans are not filled: the LLM calls would leave them)
+    if (!a['gen_ai.operation.name'] && !isBareGenAi(a)) continue;
     const c = conversation?.get(r[1]);
     if (c && !SESSION_ATTRIBUTES.some((k) => a[k])) {
       a['gen_ai.conversation.id'] = c;
