@@ -64,16 +64,15 @@ export function isLlmSpan(a: Attributes): boolean {
 
 /**
  * The model and token counts of an LLM span, in the order of the agent_llm_calls view's multiIf
- * chains (queries/schema/002_agent_calls.sql). One mapping for the LLM call tap and for the cost
- * the AI SDK processor stamps. The AI SDK 6 name of cache reads comes last: the view does not read
- * it, and the stamped cost is what the view takes for those spans.
+ * chains (queries/schema/002_agent_calls.sql, cache tokens as 015_other_languages.sql has them).
+ * One mapping for the LLM call tap and for the cost the AI SDK processor stamps.
  */
 export function llmUsageOf(a: Attributes): { model: string; input: number; output: number; cacheRead: number; total: number } {
   return {
     model: String(first(a, ['gen_ai.response.model', 'ai.response.model']) ?? first(a, ['gen_ai.request.model', 'llm.model_name', 'ai.model.id']) ?? ''),
     input: count(first(a, ['gen_ai.usage.input_tokens', 'gen_ai.usage.prompt_tokens', 'llm.token_count.prompt', 'ai.usage.inputTokens', 'ai.usage.promptTokens'])),
     output: count(first(a, ['gen_ai.usage.output_tokens', 'gen_ai.usage.completion_tokens', 'llm.token_count.completion', 'ai.usage.outputTokens', 'ai.usage.completionTokens'])),
-    cacheRead: count(first(a, ['gen_ai.usage.cache_read.input_tokens', 'llm.token_count.prompt_details.cache_read', 'ai.usage.cachedInputTokens', 'ai.usage.inputTokenDetails.cacheReadTokens'])),
+    cacheRead: count(first(a, ['gen_ai.usage.cache_read.input_tokens', 'gen_ai.usage.cache_read_input_tokens', 'llm.token_count.prompt_details.cache_read', 'ai.usage.cachedInputTokens', 'ai.usage.inputTokenDetails.cacheReadTokens'])),
     total: count(a['llm.token_count.total']),
   };
 }

@@ -9,6 +9,9 @@
 --   calls in the conversation).
 -- - Semantic Kernel (.NET): LLM spans of operation chat.completions / text.completions made no
 --   LLM call.
+-- - Cache tokens by their other names: OpenLLMetry's gen_ai.usage.cache_read_input_tokens (its
+--   cache reads were priced at the full input price) and cache_creation_input_tokens, the AI SDK
+--   6's inputTokenDetails, gen_ai.usage.cache_write.input_tokens.
 -- The views are made again, as in 010 (spans inserted by another collector between the DROP and
 -- the CREATE make no calls; the embedded store migrates before it ingests). Calls stored before
 -- are not made again.
@@ -145,11 +148,18 @@ SELECT
     if(response_model != '', response_model, request_model) AS model,
     tin AS input_tokens,
     tout AS output_tokens,
+    -- cache tokens by their other names too: OpenLLMetry's (gen_ai.usage.cache_read_input_tokens:
+    -- its cache reads were priced as input), the AI SDK 6's, Anthropic's cache writes
     n(multiIf(a['gen_ai.usage.cache_read.input_tokens'] != '', a['gen_ai.usage.cache_read.input_tokens'],
+              a['gen_ai.usage.cache_read_input_tokens'] != '', a['gen_ai.usage.cache_read_input_tokens'],
               a['llm.token_count.prompt_details.cache_read'] != '', a['llm.token_count.prompt_details.cache_read'],
-              a['ai.usage.cachedInputTokens'])) AS cache_read_tokens,
+              a['ai.usage.cachedInputTokens'] != '', a['ai.usage.cachedInputTokens'],
+              a['ai.usage.inputTokenDetails.cacheReadTokens'])) AS cache_read_tokens,
     n(multiIf(a['gen_ai.usage.cache_creation.input_tokens'] != '', a['gen_ai.usage.cache_creation.input_tokens'],
-              a['llm.token_count.prompt_details.cache_write'])) AS cache_creation_tokens,
+              a['gen_ai.usage.cache_creation_input_tokens'] != '', a['gen_ai.usage.cache_creation_input_tokens'],
+              a['gen_ai.usage.cache_write.input_tokens'] != '', a['gen_ai.usage.cache_write.input_tokens'],
+              a['llm.token_count.prompt_details.cache_write'] != '', a['llm.token_count.prompt_details.cache_write'],
+              a['ai.usage.inputTokenDetails.cacheWriteTokens'])) AS cache_creation_tokens,
     if(n(a['llm.token_count.total']) > 0, n(a['llm.token_count.total']), tin + tout) AS total_tokens,
     -- operation.cost: pydantic-ai's (Logfire's) cost of the call
     toFloat64OrZero(multiIf(a['llm.cost.total'] != '', a['llm.cost.total'], a['operation.cost'] != '', a['operation.cost'], a['loopwatch.cost_usd'])) AS reported_cost_usd,

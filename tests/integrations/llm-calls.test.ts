@@ -40,6 +40,12 @@ describe('LLM calls from spans', () => {
     expect(c!.sessionId).toBe(c!.traceId);
   });
 
+  it('cache reads by OpenLLMetry\'s name are priced at the cached price, as the collector prices them', () => {
+    const [c] = ended('chat gpt-4o', { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.usage.input_tokens': 1_000_000, 'gen_ai.usage.output_tokens': 0,
+      'gen_ai.usage.cache_read_input_tokens': 800_000 });
+    expect(c!.costUsd).toBeCloseTo(0.2 * 2.5 + 0.8 * 1.25, 9);
+  });
+
   it('OpenInference: llm.token_count.total and llm.cost.total win; other spans are not LLM calls', () => {
     const [c] = ended('llm', { 'openinference.span.kind': 'LLM', 'llm.model_name': 'claude-sonnet-4', 'llm.token_count.prompt': 10, 'llm.token_count.completion': 5, 'llm.token_count.total': 20, 'llm.cost.total': 0.5 });
     expect(c).toMatchObject({ model: 'claude-sonnet-4', tokens: 20, costUsd: 0.5 });
