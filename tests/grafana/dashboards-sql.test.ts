@@ -337,6 +337,19 @@ describe('what the panels show on the seeded data', () => {
     expect(rows.map((r) => r.session_id)).toEqual(Array.from({ length: 500 }, (_, i) => `many-${i}`));
   });
 
+  it('Loop spans: each loop with its latest figures, also a version that wrote no span (a loop that stopped growing)', async () => {
+    const before = (await run(sql('sessions.json', 'Loop spans (loopwatch.loop)'))).rows.find((r) => r.detector === 'stuck')!;
+    await tc.collector.store.client.command({
+      query: `INSERT INTO agent_findings SELECT * REPLACE (version + 1 AS version, repeats + 5 AS repeats) FROM agent_findings FINAL
+              WHERE detector = 'stuck' AND session_id = {s:String}`,
+      query_params: { s: String(before.session_id) },
+      clickhouse_settings: { insert_deduplication_token: `newer-version-${Date.now()}` },
+    });
+    const after = (await run(sql('sessions.json', 'Loop spans (loopwatch.loop)'))).rows.find((r) => r.detector === 'stuck' && r.session_id === before.session_id)!;
+    expect(Number(after.repeats)).toBe(Number(before.repeats) + 5);
+    expect(after.trace_id).toBe(before.trace_id);
+  });
+
   // last: it adds a tool call to the seeded data
   it('Models: a call the LoopGuard halted before it ran is no tool call of the model, as in the report', async () => {
     const figures = async () => Object.fromEntries((await run(sql('models.json', 'Model reliability'))).rows.map((r) => [r.model, [Number(r.tool_calls), Number(r.tool_error_rate)]]));

@@ -479,10 +479,9 @@ class Converter {
  * only: a retried export is the same rows (no state carried between requests), and spans of a
  * trace exported in other batches keep the trace as their session.
  */
-/** A GenAI span that names no operation but its tool or provider, and no other convention's kind. */
-function isBareGenAi(a: Record<string, string>): boolean {
-  return !!(a['gen_ai.tool.name'] || a['gen_ai.system'] || a['gen_ai.provider.name'])
-    && !a['ai.operationId'] && !a['llm.request.type'] && !a['traceloop.span.kind'] && !a['openinference.span.kind'];
+/** A tool span that names no operation, as queries/schema/015 takes it (pydantic-ai's older spans). */
+function isUnnamedGenAiTool(a: Record<string, string>, spanName: string): boolean {
+  return !!a['gen_ai.tool.name'] && (spanName.startsWith('execute_tool ') || spanName === 'running tool');
 }
 
 function fillTraceConversation(rows: SpanRow[]): void {
@@ -502,11 +501,12 @@ function fillTraceConversation(rows: SpanRow[]): void {
   if (!conversation && !agent) return;
   for (const r of rows) {
     const a = r[11];
-    // GenAI spans: named operations, and those that name none but their tool or provider
-    // (pydantic-ai's older tool spans, Google ADK's LLM calls), which the views take as GenAI
-    // calls; not the AI SDK's, OpenLLMetry's or OpenInference's spans that carry gen_ai.system
-    // beside their own kind (their tool spans are not filled: the LLM calls would leave them)
-    if (!a['gen_ai.operation.name'] && !isBareGenAi(a)) continue;
+    // GenAI spans: named operations, and pydantic-ai's older tool spans, which name none (the
+    // tool view takes them by their name). Not spans that only carry gen_ai.system: the AI SDK's,
+    // OpenLLMetry's (its Responses API spans have nothing else) and OpenInference's LLM spans do,
+    // and their tool spans are not filled: the LLM calls would leave them (Google ADK's LLM spans,
+    // which name no operation either, carry their session)
+    if (!a['gen_ai.operation.name'] && !isUnnamedGenAiTool(a, r[5])) continue;
     const c = conversation?.get(r[1]);
     if (c && !SESSION_ATTRIBUTES.some((k) => a[k])) {
       a['gen_ai.conversation.id'] = c;
