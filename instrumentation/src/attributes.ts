@@ -32,7 +32,7 @@ export const TOOL_WRAPPER_OPERATION = 'loopwatch.tool_wrapper';
 
 /**
  * Which spans are model calls, as the collector's agent_llm_calls view has it
- * (queries/schema/002_agent_calls.sql): gen_ai.operation.name in GenAI semconv, ai.operationId
+ * (queries/schema/002_agent_calls.sql, 015_other_languages.sql): gen_ai.operation.name in GenAI semconv, ai.operationId
  * in the Vercel AI SDK's legacy spans.
  */
 export const GENAI_MODEL_CALL_OPERATIONS: ReadonlySet<string> = new Set(['chat', 'generate_content', 'text_completion', 'chat.completions', 'text.completions']);

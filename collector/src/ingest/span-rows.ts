@@ -468,22 +468,22 @@ class Converter {
   }
 }
 
-/**
- * The GenAI conventions put gen_ai.conversation.id on inference and agent spans, not on
- * execute_tool spans, and gen_ai.agent.name on invoke_agent spans: an instrumentation that
- * follows them to the letter left its tool calls in the trace's session (the model calls in the
- * conversation's), without their tokens and cost, and a conversation over several traces split.
- * A GenAI span (gen_ai.operation.name) that names no session takes the conversation, and the
- * agent, that the other spans of its trace in the same request name, when they name one only;
- * `loopwatch.conversation_from` / `loopwatch.agent_from` = trace say so. Within one request
- * only: a retried export is the same rows (no state carried between requests), and spans of a
- * trace exported in other batches keep the trace as their session.
- */
 /** A tool span that names no operation, as queries/schema/015 takes it (pydantic-ai's older spans). */
 function isUnnamedGenAiTool(a: Record<string, string>, spanName: string): boolean {
   return !!a['gen_ai.tool.name'] && (spanName.startsWith('execute_tool ') || spanName === 'running tool');
 }
 
+/**
+ * The GenAI conventions put gen_ai.conversation.id on inference and agent spans, not on
+ * execute_tool spans, and gen_ai.agent.name on invoke_agent spans: an instrumentation that
+ * follows them to the letter left its tool calls in the trace's session (the model calls in the
+ * conversation's), without their tokens and cost, and a conversation over several traces split.
+ * A GenAI span (gen_ai.operation.name, or an unnamed tool span) that names no session takes the conversation, and the
+ * agent, that the other spans of its trace in the same request name, when they name one only;
+ * `loopwatch.conversation_from` / `loopwatch.agent_from` = trace say so. Within one request
+ * only: a retried export is the same rows (no state carried between requests), and spans of a
+ * trace exported in other batches keep the trace as their session.
+ */
 function fillTraceConversation(rows: SpanRow[]): void {
   let conversation: Map<string, string | null> | undefined;
   let agent: Map<string, string | null> | undefined;
