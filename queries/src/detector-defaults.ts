@@ -238,7 +238,7 @@ const VARYING_IN_ERRORS =
   /[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|\b(?:[a-z_]+[0-9]+[a-z_]+[0-9]+|[0-9]+[a-z_]+[0-9]+[a-z_]+)[a-z0-9_]*\b|[0-9a-f]{8,}|\b(?:line|col|column|row|offset|position|pos|pid)[ =:]?[0-9]+|[0-9]+(?:\.[0-9]+)? ?(?:ms|us|ns|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b|[0-9]+(?:[.:/-][0-9]+)+|[0-9]{4,}/g;
 
 /**
- * Normalized error message, identical to the SQL side (queries/schema/008_error_identity_llm_attribution.sql,
+ * Normalized error message, identical to the SQL side (queries/schema/014_error_identity_ids.sql,
  * loopwatch_error_norm): lower case, ids, durations and long numbers replaced by '#', whitespace
  * collapsed, cut at 200 characters. Ids and timestamps in a message must not make errors differ.
  */
