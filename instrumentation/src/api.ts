@@ -15,14 +15,21 @@ export { canonicalJson, hash64Hex, valueHash } from './canonical.js';
 export { configureCapture, type CaptureOptions } from './options.js';
 export { sessionFrom, type SessionInfo } from './context.js';
 
-// The tracer, looked up again only when the global provider changes (trace.getTracer builds a
-// cache key and searches the provider's map on every call). The global ProxyTracerProvider keeps
-// its identity when an SDK registers, so the identity checked is its delegate's.
+/**
+ * The tracer provider registered with the API: the delegate of its global ProxyTracerProvider,
+ * which keeps its own identity when an SDK registers.
+ */
+export function registeredProvider(): TracerProvider {
+  const global = trace.getTracerProvider();
+  return (global as { getDelegate?: () => TracerProvider }).getDelegate?.() ?? global;
+}
+
+// The tracer, looked up again only when the registered provider changes (trace.getTracer builds
+// a cache key and searches the provider's map on every call).
 let tracerOf: TracerProvider | undefined;
 let cachedTracer: Tracer | undefined;
 function tracer(): Tracer {
-  const global = trace.getTracerProvider();
-  const provider = (global as { getDelegate?: () => TracerProvider }).getDelegate?.() ?? global;
+  const provider = registeredProvider();
   if (provider !== tracerOf || !cachedTracer) {
     cachedTracer = trace.getTracer('loopwatch', '0.1.0');
     tracerOf = provider;

@@ -15,7 +15,7 @@ import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import { BatchSpanProcessor, type BufferConfig, type ReadableSpan, type Span, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ATTR, GENAI_MODEL_CALL_OPERATIONS } from './attributes.js';
-import { preciseNow } from './api.js';
+import { preciseNow, registeredProvider } from './api.js';
 import { sessionFrom } from './context.js';
 import { AiSdkSpanProcessor } from './integrations/ai-sdk.js';
 import { LlmCallTap } from './llm-calls.js';
@@ -278,7 +278,8 @@ export function exportUrlFromEnv(env: NodeJS.ProcessEnv = process.env, report: (
   }
   const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
   if (url === undefined && base) {
-    if (isUrl(tracesUrl(base))) url = tracesUrl(base);
+    const joined = tracesUrl(base);
+    if (isUrl(joined)) url = joined;
     else passedOver.push(`OTEL_EXPORTER_OTLP_ENDPOINT=${JSON.stringify(shownUrl(base))}`);
   }
   url ??= DEFAULT_TRACES_URL;
@@ -428,7 +429,7 @@ function sayLateProviders(ours: NodeTracerProvider): void {
   api.setGlobalTracerProvider = (p: unknown) => {
     const taken = register(p);
     // refused in favour of Loopwatch's, not of one the application put in its place (trace.disable())
-    if (!taken && (trace.getTracerProvider() as { getDelegate?: () => unknown }).getDelegate?.() === ours) {
+    if (!taken && registeredProvider() === ours) {
       warnOnce('provider-late', `an OpenTelemetry tracer provider registered after Loopwatch's was refused: its spans go to the Loopwatch collector, and its own exporters get none. ${OWN_SETUP}`);
     }
     return taken;
@@ -501,7 +502,7 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
     // through its diagnostics: an application's own OpenTelemetry setup (or Sentry's, Datadog's…)
     // made before this import took every span and Loopwatch exported none; one made after it
     // exported none of its own. Either is said once, here or when it happens.
-    if ((trace.getTracerProvider() as { getDelegate?: () => unknown }).getDelegate?.() !== provider) {
+    if (registeredProvider() !== provider) {
       warnOnce('provider-taken', `an OpenTelemetry tracer provider was registered before Loopwatch's: it gets the spans, and Loopwatch exports none. ${OWN_SETUP}`);
     } else {
       sayLateProviders(provider);
