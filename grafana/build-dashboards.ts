@@ -315,14 +315,14 @@ const SESSION_WASTE = `${chosenFindings(`$__timeFilter(last_ts) AND ${F_DIRECT}`
 /** LLM calls in the range (with the variables' filters) and their price key (join loopwatch_model_key_prices on it). */
 const LLM_CALLS = `
   llm AS (
-    SELECT session_id, ts, end_ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens, total_tokens,
+    SELECT session_id, ts, end_ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, total_tokens,
            reported_cost_usd, status, loopwatch_model_key(model) AS model_key
     FROM agent_llm_calls FINAL
     WHERE $__timeFilter(ts) AND model != '' AND ${F_DIRECT}
   )`;
 
 /** An LLM call's cost, in a query over `llm AS l LEFT JOIN loopwatch_model_key_prices AS pr` (queries/schema/007_llm_cost.sql). */
-const LLM_COST = 'loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price)';
+const LLM_COST = 'loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.cache_creation_tokens, l.output_tokens, pr.price)';
 
 // The sessions of the LLM calls the agent and service variables keep. With both All it keeps every
 // session with a model call in the range, which the ASOF INNER JOIN below keeps anyway: left out
@@ -407,7 +407,7 @@ WITH
     LEFT JOIN (SELECT session_id, sum(wasted_calls) AS wasted_calls, sum(wasted_cost_usd) AS wasted_cost FROM cf GROUP BY session_id) AS w ON w.session_id = f.session_id
   ),
   llm AS (
-    SELECT session_id, model, ts, end_ts, input_tokens, output_tokens, cache_read_tokens, total_tokens, reported_cost_usd,
+    SELECT session_id, model, ts, end_ts, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, total_tokens, reported_cost_usd,
            loopwatch_model_key(model) AS model_key, agent, service, trace_id, status,
            (session_id, parent_span_id) IN (SELECT session_id, span_id FROM calls) AS inside
     FROM agent_llm_calls FINAL

@@ -15,6 +15,8 @@ export interface ModelPrice {
   output_per_mtok: number;
   /** USD per million cache-read input tokens; 0 = priced as ordinary input. */
   cached_input_per_mtok?: number;
+  /** USD per million cache-write input tokens (Anthropic: 1.25x input); 0 = priced as ordinary input. */
+  cache_write_per_mtok?: number;
 }
 
 export interface PriceFile {
@@ -54,6 +56,7 @@ function validEntries(data: unknown, source: string): ModelPrice[] {
       input_per_mtok: m.input_per_mtok,
       output_per_mtok: m.output_per_mtok,
       cached_input_per_mtok: typeof m.cached_input_per_mtok === 'number' ? m.cached_input_per_mtok : 0,
+      cache_write_per_mtok: typeof m.cache_write_per_mtok === 'number' ? m.cache_write_per_mtok : 0,
     };
   });
 }
@@ -129,8 +132,9 @@ export function priceFor(model: string): ModelPrice | undefined {
 
 /**
  * USD cost of one call, or undefined for a model without a price. Cache reads are priced at
- * cached_input_per_mtok (input price when 0), other input tokens (cache writes included) at the
- * input price: the formula the collector's reports use.
+ * cached_input_per_mtok and cache writes at cache_write_per_mtok (each the input price when 0),
+ * other input tokens at the input price: the formula the collector's reports use
+ * (loopwatch_llm_cost, queries/schema/016_cache_write_price.sql).
  */
 export function costUsd(model: string | undefined, usage: TokenUsage): number | undefined {
   if (!model) return undefined;
@@ -138,7 +142,13 @@ export function costUsd(model: string | undefined, usage: TokenUsage): number | 
   if (!p) return undefined;
   const input = usage.inputTokens ?? 0;
   const cacheRead = usage.cacheReadTokens ?? 0;
-  const cachedPrice = p.cached_input_per_mtok && p.cached_input_per_mtok > 0 ? p.cached_input_per_mtok : p.input_per_mtok;
-  const usd = (Math.max(input - cacheRead, 0) * p.input_per_mtok + cacheRead * cachedPrice + (usage.outputTokens ?? 0) * p.output_per_mtok) / 1e6;
+  const cacheWrite = usage.cacheCreationTokens ?? 0;
+  const orInput = (price: number | undefined) => (price && price > 0 ? price : p.input_per_mtok);
+  const usd =
+    (Math.max(input - cacheRead - cacheWrite, 0) * p.input_per_mtok +
+      cacheRead * orInput(p.cached_input_per_mtok) +
+      cacheWrite * orInput(p.cache_write_per_mtok) +
+      (usage.outputTokens ?? 0) * p.output_per_mtok) /
+    1e6;
   return Math.round(usd * 1e9) / 1e9;
 }

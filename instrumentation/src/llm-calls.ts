@@ -67,12 +67,13 @@ export function isLlmSpan(a: Attributes): boolean {
  * chains (queries/schema/002_agent_calls.sql, cache tokens as 015_other_languages.sql has them).
  * One mapping for the LLM call tap and for the cost the AI SDK processor stamps.
  */
-export function llmUsageOf(a: Attributes): { model: string; input: number; output: number; cacheRead: number; total: number } {
+export function llmUsageOf(a: Attributes): { model: string; input: number; output: number; cacheRead: number; cacheWrite: number; total: number } {
   return {
     model: String(first(a, ['gen_ai.response.model', 'ai.response.model']) ?? first(a, ['gen_ai.request.model', 'llm.model_name', 'ai.model.id']) ?? ''),
     input: count(first(a, ['gen_ai.usage.input_tokens', 'gen_ai.usage.prompt_tokens', 'llm.token_count.prompt', 'ai.usage.inputTokens', 'ai.usage.promptTokens'])),
     output: count(first(a, ['gen_ai.usage.output_tokens', 'gen_ai.usage.completion_tokens', 'llm.token_count.completion', 'ai.usage.outputTokens', 'ai.usage.completionTokens'])),
     cacheRead: count(first(a, ['gen_ai.usage.cache_read.input_tokens', 'gen_ai.usage.cache_read_input_tokens', 'llm.token_count.prompt_details.cache_read', 'ai.usage.cachedInputTokens', 'ai.usage.inputTokenDetails.cacheReadTokens'])),
+    cacheWrite: count(first(a, ['gen_ai.usage.cache_creation.input_tokens', 'gen_ai.usage.cache_creation_input_tokens', 'gen_ai.usage.cache_write.input_tokens', 'llm.token_count.prompt_details.cache_write', 'ai.usage.inputTokenDetails.cacheWriteTokens'])),
     total: count(a['llm.token_count.total']),
   };
 }
@@ -81,7 +82,7 @@ export function llmUsageOf(a: Attributes): { model: string; input: number; outpu
 export function llmCallOf(span: ReadableSpan): LlmCallRecord | undefined {
   const a = span.attributes;
   if (!isLlmSpan(a)) return undefined;
-  const { model, input, output, cacheRead, total } = llmUsageOf(a);
+  const { model, input, output, cacheRead, cacheWrite, total } = llmUsageOf(a);
   const reported = count(first(a, ['llm.cost.total', 'loopwatch.cost_usd']));
   const ctx = span.spanContext();
   const [s, ns] = span.endTime;
@@ -92,7 +93,7 @@ export function llmCallOf(span: ReadableSpan): LlmCallRecord | undefined {
     spanId: ctx.spanId,
     model,
     tokens: total > 0 ? total : input + output,
-    costUsd: reported > 0 ? reported : (costUsd(model, { inputTokens: input, outputTokens: output, cacheReadTokens: cacheRead }) ?? 0),
+    costUsd: reported > 0 ? reported : (costUsd(model, { inputTokens: input, outputTokens: output, cacheReadTokens: cacheRead, cacheCreationTokens: cacheWrite }) ?? 0),
     startedAt: s0 * 1000 + ns0 / 1e6,
     endedAt: s * 1000 + ns / 1e6,
   };

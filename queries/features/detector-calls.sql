@@ -41,7 +41,7 @@
 WITH
     calls AS (SELECT * FROM {session_calls:Identifier}),
     llm AS (
-        SELECT session_id, span_id, parent_span_id, ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens,
+        SELECT session_id, span_id, parent_span_id, ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
                total_tokens, reported_cost_usd, loopwatch_model_key(model) AS model_key,
                -- made inside a tool call of its own session (a sub-agent's session under another
                -- session's call keeps its LLM calls: the same features whatever the pass holds)
@@ -53,7 +53,7 @@ WITH
     -- dashboards use the view. tests/detectors/sql-detectors.test.ts checks that both price alike.
     prices AS (
         SELECT k.model_key AS model_key,
-               argMax(tuple(p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok), tuple(p.match = 'exact', length(p.model))) AS price
+               argMax(tuple(p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok, p.cache_write_per_mtok), tuple(p.match = 'exact', length(p.model))) AS price
         FROM (SELECT DISTINCT model_key FROM loopwatch_model_keys) AS k CROSS JOIN (SELECT * FROM model_prices FINAL) AS p
         WHERE (p.match = 'exact' AND k.model_key = p.model) OR (p.match = 'prefix' AND startsWith(k.model_key, p.model))
         GROUP BY k.model_key
@@ -61,7 +61,7 @@ WITH
     llm_cost AS (
         SELECT l.session_id AS session_id, l.span_id AS span_id, l.parent_span_id AS parent_span_id, l.inside AS inside,
                l.ts AS ts, l.duration_ns AS duration_ns, l.model AS model, l.total_tokens AS total_tokens,
-               loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price) AS cost_usd
+               loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.cache_creation_tokens, l.output_tokens, pr.price) AS cost_usd
         FROM llm AS l LEFT JOIN prices AS pr ON l.model_key = pr.model_key
     ),
     -- the spans that are some span's parent, for has_children: those of the calls' traces (the

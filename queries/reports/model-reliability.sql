@@ -17,7 +17,7 @@
 --   latency_*_ms       LLM call duration quantiles (exact)
 WITH
     llm AS (
-        SELECT session_id, ts, end_ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens, total_tokens,
+        SELECT session_id, ts, end_ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, total_tokens,
                reported_cost_usd, status, loopwatch_model_key(model) AS model_key
         FROM agent_llm_calls FINAL
         WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)} AND model != ''
@@ -30,7 +30,7 @@ WITH
                count() AS llm_calls,
                countIf(l.status = 'error') AS llm_errors,
                sum(l.total_tokens) AS tokens,
-               sum(loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price)) AS cost_usd,
+               sum(loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.cache_creation_tokens, l.output_tokens, pr.price)) AS cost_usd,
                quantilesExact(0.5, 0.95, 0.99)(l.duration_ns / 1e6) AS latency_ms
         FROM llm AS l LEFT JOIN loopwatch_model_key_prices AS pr ON l.model_key = pr.model_key
         GROUP BY model, day

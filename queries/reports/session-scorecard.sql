@@ -150,7 +150,7 @@ WITH
         LEFT JOIN waste AS w ON w.session_id = f.session_id
     ),
     llm AS (
-        SELECT session_id, model, duration_ns, ts, end_ts, input_tokens, output_tokens, cache_read_tokens, total_tokens,
+        SELECT session_id, model, duration_ns, ts, end_ts, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, total_tokens,
                reported_cost_usd, loopwatch_model_key(model) AS model_key, agent, service, status,
                -- made inside a tool call (a summarizer the tool runs): not the agent's own turn
                (session_id, parent_span_id) IN (SELECT session_id, span_id FROM calls) AS inside
@@ -161,7 +161,7 @@ WITH
         SELECT l.session_id AS session_id,
                count() AS llm_calls,
                sum(l.total_tokens) AS tokens,
-               sum(loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price)) AS cost_usd,
+               sum(loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.cache_creation_tokens, l.output_tokens, pr.price)) AS cost_usd,
                topKWeighted(1)(l.model, l.total_tokens)[1] AS model,
                min(l.ts) AS first_llm_ts,
                max(l.end_ts) AS last_llm_end,

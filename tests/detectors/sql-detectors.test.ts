@@ -507,7 +507,7 @@ describe('waste accounting', () => {
       `SELECT sum(cost_usd) AS cost, countIf(cost_usd > 0) AS priced FROM loopwatch_call_features WHERE session_id = 'sql-price-agree'`,
     );
     const [view] = await tc.rows<{ cost: number }>(
-      `SELECT sum(loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price)) AS cost
+      `SELECT sum(loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.cache_creation_tokens, l.output_tokens, pr.price)) AS cost
        FROM agent_llm_calls AS l FINAL LEFT JOIN loopwatch_model_key_prices AS pr ON loopwatch_model_key(l.model) = pr.model_key
        WHERE l.session_id = 'sql-price-agree'`,
     );

@@ -332,23 +332,26 @@ describe('more conventions (schema 010)', () => {
     expect(Number(found[0]!.wasted_tokens)).toBeGreaterThan(0); // the LLM calls are the same session's: the loop is charged their tokens
   });
 
-  it('cache tokens by their other names (OpenLLMetry, AI SDK 6, cache writes): cache reads priced at the cached price', async () => {
+  it('cache tokens by their other names (OpenLLMetry, AI SDK 6, cache writes): cache reads and writes priced at their prices', async () => {
     const session = `cache-names-${Date.now()}`;
     const base = { 'gen_ai.operation.name': 'chat', 'gen_ai.system': 'openai', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.usage.input_tokens': 1_000_000, 'gen_ai.usage.output_tokens': 0, 'gen_ai.conversation.id': session };
     await emit(proto(tc.url), [
       { name: 'chat a', attributes: { ...base, 'gen_ai.usage.cache_read_input_tokens': 800_000, 'gen_ai.usage.cache_creation_input_tokens': 100_000 } },
       { name: 'chat b', attributes: { ...base, 'ai.usage.inputTokenDetails.cacheReadTokens': 800_000, 'ai.usage.inputTokenDetails.cacheWriteTokens': 100_000 } },
       { name: 'chat c', attributes: { ...base, 'gen_ai.usage.cache_read.input_tokens': 800_000, 'gen_ai.usage.cache_write.input_tokens': 100_000 } },
+      { name: 'chat d', attributes: { ...base, 'gen_ai.system': 'anthropic', 'gen_ai.request.model': 'claude-sonnet-4-5', 'gen_ai.usage.cache_read_input_tokens': 800_000, 'gen_ai.usage.cache_creation_input_tokens': 100_000 } },
     ]);
     await tc.collector.flush();
     const rows = await tc.rows<{ r: string; w: string; cost: number }>(
-      `SELECT toString(l.cache_read_tokens) AS r, toString(l.cache_creation_tokens) AS w,
-              loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price) AS cost
+      `SELECT l.model AS model, toString(l.cache_read_tokens) AS r, toString(l.cache_creation_tokens) AS w,
+              loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.cache_creation_tokens, l.output_tokens, pr.price) AS cost
        FROM agent_llm_calls AS l FINAL LEFT JOIN loopwatch_model_key_prices AS pr ON loopwatch_model_key(l.model) = pr.model_key
-       WHERE l.session_id = {s:String}`, { s: session });
-    expect(rows.map((r) => [r.r, r.w])).toEqual([['800000', '100000'], ['800000', '100000'], ['800000', '100000']]);
-    // gpt-4o: 200k input at 2.50, 800k cache reads at 1.25 (per million)
-    for (const r of rows) expect(r.cost).toBeCloseTo(0.2 * 2.5 + 0.8 * 1.25, 9);
+       WHERE l.session_id = {s:String} ORDER BY l.model = 'claude-sonnet-4-5', l.ts`, { s: session });
+    expect(rows.map((r) => [r.r, r.w])).toEqual([['800000', '100000'], ['800000', '100000'], ['800000', '100000'], ['800000', '100000']]);
+    // gpt-4o: 200k input (cache writes included: no write price) at 2.50, 800k cache reads at 1.25 (per million)
+    for (const r of rows.slice(0, 3)) expect(r.cost).toBeCloseTo(0.2 * 2.5 + 0.8 * 1.25, 9);
+    // claude-sonnet-4-5: 100k input at 3, 800k cache reads at 0.30, 100k cache writes at 3.75
+    expect(rows[3]!.cost).toBeCloseTo(0.1 * 3 + 0.8 * 0.3 + 0.1 * 3.75, 9);
   });
 
   it('Semantic Kernel (.NET): LLM spans of operation chat.completions and text.completions are LLM calls', async () => {

@@ -76,7 +76,8 @@ describe('instrumentAnthropic', () => {
     // input tokens count cache reads and writes (GenAI semconv), the parts are kept separately too
     expect(plain).toMatchObject({ provider: 'anthropic', response_model: 'claude-sonnet-4-5-20250929', input_tokens: '2600', output_tokens: '20', cache_read_tokens: '2000', cache_creation_tokens: '500', status: 'ok' });
     const expected = costUsd('claude-sonnet-4-5-20250929', { inputTokens: 2600, outputTokens: 20, cacheReadTokens: 2000, cacheCreationTokens: 500 })!;
-    expect(expected).toBeGreaterThan(0);
+    // the bill: 100 input tokens at $3, 2,000 cache reads at $0.30, 500 cache writes at $3.75, 20 output at $15 per million
+    expect(expected).toBeCloseTo((100 * 3 + 2000 * 0.3 + 500 * 3.75 + 20 * 15) / 1e6, 12);
     expect(plain.reported_cost_usd).toBeCloseTo(expected, 9);
     expect(streamed).toMatchObject({ response_model: 'claude-haiku-4-5', input_tokens: '30', output_tokens: '12', status: 'ok' });
     expect(failed).toMatchObject({ status: 'error', error_type: '529' });

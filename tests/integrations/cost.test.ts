@@ -17,7 +17,7 @@ afterAll(async () => {
 });
 
 describe('costUsd', () => {
-  it('prices like the collector: exact over longest prefix, provider path dropped, cache reads at the cached price', async () => {
+  it('prices like the collector: exact over longest prefix, provider path dropped, cache reads and writes at their prices', async () => {
     const { costUsd, priceFor, modelKey } = await import('../../instrumentation/src/cost.js');
     expect(modelKey('openai/GPT-4o-2024-08-06')).toBe('gpt-4o-2024-08-06');
     expect(modelKey('us.anthropic.claude-sonnet-4-5-20250929-v1:0')).toBe('claude-sonnet-4-5-20250929-v1:0');
@@ -26,20 +26,31 @@ describe('costUsd', () => {
     expect(costUsd('no-such-model', { inputTokens: 10 })).toBeUndefined();
 
     const cases = [
-      { model: 'gpt-4o-2024-08-06', input: 1200, cached: 1000, output: 40 },
-      { model: 'openai/gpt-4.1-mini', input: 5000, cached: 0, output: 700 },
-      { model: 'claude-sonnet-4-5-20250929', input: 2600, cached: 2000, output: 20 },
-      { model: 'gemini-2.5-flash', input: 100, cached: 0, output: 1 },
+      { model: 'gpt-4o-2024-08-06', input: 1200, cached: 1000, written: 0, output: 40 },
+      { model: 'openai/gpt-4.1-mini', input: 5000, cached: 0, written: 0, output: 700 },
+      { model: 'claude-sonnet-4-5-20250929', input: 2600, cached: 2000, written: 0, output: 20 },
+      { model: 'gemini-2.5-flash', input: 100, cached: 0, written: 0, output: 1 },
+      // cache writes: Anthropic's at 1.25x the input price, a model with no write price at the input price
+      { model: 'claude-sonnet-4-5-20250929', input: 12_600, cached: 2000, written: 10_000, output: 20 },
+      { model: 'gpt-4o-2024-08-06', input: 1200, cached: 0, written: 1000, output: 40 },
+      // an instrumentation whose input leaves the cache out: writes are still priced in full
+      { model: 'claude-haiku-4-5', input: 50, cached: 0, written: 4000, output: 10 },
     ];
     for (const c of cases) {
+      // the store's own function and price lookup (queries/schema/016_cache_write_price.sql)
       const [row] = await tc.rows<{ cost: number }>(
         `WITH loopwatch_model_key({m:String}) AS k,
-              (SELECT argMax(tuple(input_per_mtok, output_per_mtok, cached_input_per_mtok), tuple(match = 'exact', length(model)))
+              (SELECT argMax(tuple(input_per_mtok, output_per_mtok, cached_input_per_mtok, cache_write_per_mtok), tuple(match = 'exact', length(model)))
                FROM model_prices FINAL WHERE (match = 'exact' AND k = model) OR (match = 'prefix' AND startsWith(k, model))) AS pr
-         SELECT (greatest({i:Int64} - {c:Int64}, 0) * pr.1 + {c:Int64} * if(pr.3 > 0, pr.3, pr.1) + {o:Int64} * pr.2) / 1e6 AS cost`,
-        { m: c.model, i: c.input, c: c.cached, o: c.output });
-      expect(costUsd(c.model, { inputTokens: c.input, cacheReadTokens: c.cached, outputTokens: c.output })).toBeCloseTo(row!.cost, 9);
+         SELECT loopwatch_llm_cost(0, {i:UInt64}, {c:UInt64}, {w:UInt64}, {o:UInt64}, pr) AS cost`,
+        { m: c.model, i: c.input, c: c.cached, w: c.written, o: c.output });
+      expect(costUsd(c.model, { inputTokens: c.input, cacheReadTokens: c.cached, cacheCreationTokens: c.written, outputTokens: c.output })).toBeCloseTo(row!.cost, 9);
     }
+    // Claude Sonnet 4.5: 600 input tokens at $3, 2,000 cache reads at $0.30, 10,000 cache writes at $3.75, 20 output at $15 per million
+    expect(costUsd('claude-sonnet-4-5-20250929', { inputTokens: 12_600, cacheReadTokens: 2000, cacheCreationTokens: 10_000, outputTokens: 20 })).toBeCloseTo(
+      (600 * 3 + 2000 * 0.3 + 10_000 * 3.75 + 20 * 15) / 1e6,
+      12,
+    );
   });
 
   it('configurePrices and LOOPWATCH_MODEL_PRICES override entries of the bundled table', async () => {

@@ -46,6 +46,14 @@ describe('LLM calls from spans', () => {
     expect(c!.costUsd).toBeCloseTo(0.2 * 2.5 + 0.8 * 1.25, 9);
   });
 
+  it('cache writes, by each name the collector reads, are priced at the cache-write price (Anthropic: 1.25x input), as the collector prices them', () => {
+    for (const name of ['gen_ai.usage.cache_creation.input_tokens', 'gen_ai.usage.cache_creation_input_tokens', 'gen_ai.usage.cache_write.input_tokens', 'llm.token_count.prompt_details.cache_write', 'ai.usage.inputTokenDetails.cacheWriteTokens']) {
+      const [c] = ended('chat claude-sonnet-4-5', { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'claude-sonnet-4-5', 'gen_ai.usage.input_tokens': 1_000_000, 'gen_ai.usage.output_tokens': 0, [name]: 400_000 });
+      // 600k input at $3, 400k cache writes at $3.75 per million
+      expect(c!.costUsd, name).toBeCloseTo(0.6 * 3 + 0.4 * 3.75, 9);
+    }
+  });
+
   it('OpenInference: llm.token_count.total and llm.cost.total win; other spans are not LLM calls', () => {
     const [c] = ended('llm', { 'openinference.span.kind': 'LLM', 'llm.model_name': 'claude-sonnet-4', 'llm.token_count.prompt': 10, 'llm.token_count.completion': 5, 'llm.token_count.total': 20, 'llm.cost.total': 0.5 });
     expect(c).toMatchObject({ model: 'claude-sonnet-4', tokens: 20, costUsd: 0.5 });

@@ -27,6 +27,7 @@ export interface CallRow {
   input_tokens: number;
   output_tokens: number;
   cache_read_tokens: number;
+  cache_creation_tokens: number;
   total_tokens: number;
   cost_usd: number;
 }
@@ -57,14 +58,14 @@ const callsUnion = `
     SELECT 'tool' AS kind, ts AS t, span_id AS sid, ${iso('ts')} AS ts, ${iso('end_ts')} AS end_ts, round(duration_ns / 1e6, 3) AS duration_ms,
            trace_id, span_id, parent_span_id, agent, service, tool AS name, call_id,
            ${hex64('args_hash')} AS args_hash, if(has_result = 1, ${hex64('result_hash')}, '') AS result_hash, status, error_type, error_message, arguments, result,
-           '' AS provider, toUInt64(0) AS input_tokens, toUInt64(0) AS output_tokens, toUInt64(0) AS cache_read_tokens, toUInt64(0) AS total_tokens,
+           '' AS provider, toUInt64(0) AS input_tokens, toUInt64(0) AS output_tokens, toUInt64(0) AS cache_read_tokens, toUInt64(0) AS cache_creation_tokens, toUInt64(0) AS total_tokens,
            toFloat64(0) AS cost_usd
     FROM agent_tool_calls FINAL WHERE session_id = {session:String}
     UNION ALL
     SELECT 'llm' AS kind, ts AS t, span_id AS sid, ${iso('ts')} AS ts, ${iso('end_ts')} AS end_ts, round(duration_ns / 1e6, 3) AS duration_ms,
            trace_id, span_id, parent_span_id, agent, service, model AS name, '' AS call_id,
            '' AS args_hash, '' AS result_hash, status, error_type, '' AS error_message, '' AS arguments, '' AS result,
-           provider, input_tokens, output_tokens, cache_read_tokens, total_tokens, reported_cost_usd AS cost_usd
+           provider, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, total_tokens, reported_cost_usd AS cost_usd
     FROM agent_llm_calls FINAL WHERE session_id = {session:String}`;
 
 // Paged by offset, or after a call (its ts and span id: a cursor): a session still receiving

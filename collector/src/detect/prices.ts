@@ -18,6 +18,7 @@ const priceFileSchema = z.object({
       input_per_mtok: z.number().nonnegative(),
       output_per_mtok: z.number().nonnegative(),
       cached_input_per_mtok: z.number().nonnegative().default(0),
+      cache_write_per_mtok: z.number().nonnegative().default(0),
     }),
   ),
 });

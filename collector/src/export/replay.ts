@@ -20,7 +20,7 @@ export interface ReplayResult {
 /** An LLM call's cost: reported when > 0, else its tokens at the model's list price (the shipped table, LOOPWATCH_MODEL_PRICES over it). */
 function llmCost(l: SessionFileLlmCall): number {
   if (l.cost_usd > 0) return l.cost_usd;
-  return costUsd(l.model, { inputTokens: l.input_tokens, outputTokens: l.output_tokens, cacheReadTokens: l.cache_read_tokens }) ?? 0;
+  return costUsd(l.model, { inputTokens: l.input_tokens, outputTokens: l.output_tokens, cacheReadTokens: l.cache_read_tokens, cacheCreationTokens: l.cache_creation_tokens }) ?? 0;
 }
 
 function llmTokens(l: SessionFileLlmCall): number {

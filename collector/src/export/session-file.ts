@@ -22,7 +22,7 @@ export function exportLine(c: CallRow): Record<string, unknown> {
   if (c.kind === 'llm') {
     return {
       type: 'llm_call', ...common, model: c.name, provider: c.provider, input_tokens: c.input_tokens, output_tokens: c.output_tokens,
-      cache_read_tokens: c.cache_read_tokens, total_tokens: c.total_tokens, cost_usd: c.cost_usd,
+      cache_read_tokens: c.cache_read_tokens, cache_creation_tokens: c.cache_creation_tokens, total_tokens: c.total_tokens, cost_usd: c.cost_usd,
     };
   }
   const parse = (s: string): unknown => {
@@ -86,6 +86,8 @@ const llmSchema = z.looseObject({
   input_tokens: count.default(0),
   output_tokens: count.default(0),
   cache_read_tokens: count.default(0),
+  /** Cache writes (files written before 2026-12-06 have none: priced as input, as then). */
+  cache_creation_tokens: count.default(0),
   /** Files written before it was exported: input + output. */
   total_tokens: count.optional(),
   cost_usd: z.number().nonnegative().default(0),

@@ -242,8 +242,8 @@ export class AiSdkSpanProcessor implements SpanProcessor {
       return;
     }
     if ((AI_SDK_MODEL_CALL_OPERATIONS.has(op) || GENAI_MODEL_CALL_OPERATIONS.has(genAiOp)) && a['loopwatch.cost_usd'] === undefined) {
-      const { model, input, output, cacheRead } = llmUsageOf(a);
-      const cost = costUsd(model, { inputTokens: input, outputTokens: output, cacheReadTokens: cacheRead });
+      const { model, input, output, cacheRead, cacheWrite } = llmUsageOf(a);
+      const cost = costUsd(model, { inputTokens: input, outputTokens: output, cacheReadTokens: cacheRead, cacheCreationTokens: cacheWrite });
       if (cost !== undefined) span.setAttribute('loopwatch.cost_usd', cost);
     }
     scrubContent(span, '', op.startsWith('ai.') || genAiOp !== '');
