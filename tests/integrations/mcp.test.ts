@@ -3,8 +3,13 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BasicTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { runDetectors } from '../../collector/src/detect/run-detectors.js';
 import { onToolCall, traceTool, valueHash, withSession, wrapTools, type ToolCallRecord } from '../../instrumentation/src/api.js';
 import { instrumentMcpClient } from '../../instrumentation/src/integrations/mcp.js';
 import { startPipeline, type Pipeline } from './helpers.js';
@@ -122,5 +127,76 @@ describe('instrumentMcpClient', () => {
       ...Array.from({ length: 3 }, () => ({ name: 'execute_tool.wrapper read_file', op: 'loopwatch.tool_wrapper', parent_of_mcp: 1 })),
       { name: 'execute_tool.wrapper files-server_deploy', op: 'loopwatch.tool_wrapper', parent_of_mcp: 1 },
     ]);
+  });
+});
+
+// An MCP server traced to the OpenTelemetry MCP conventions: each tools/call it serves is a span
+// of kind SERVER, `tools/call {tool}`, gen_ai.operation.name execute_tool, mcp.method.name
+// tools/call (as the conventions have it: no npm instrumentation emitted it when this was written,
+// 2026-12-06, so the server makes it by hand, with the real SDK and tracer).
+describe('an MCP server traced too', () => {
+  const serverSpan = <T extends { isError?: boolean; content: Array<{ type: 'text'; text: string }> }>(tool: string, fn: () => T) =>
+    trace.getTracer('mcp-server-semconv').startActiveSpan(`tools/call ${tool}`, {
+      kind: SpanKind.SERVER,
+      attributes: { 'mcp.method.name': 'tools/call', 'gen_ai.tool.name': tool, 'gen_ai.operation.name': 'execute_tool', 'network.transport': 'pipe' },
+    }, (span) => {
+      const r = fn();
+      if (r.isError) {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: r.content[0]!.text });
+        span.setAttribute('error.type', 'tool_error');
+      }
+      span.end();
+      return r;
+    });
+
+  it("counts each call once, from the agent's span: in the agent's process no doubled calls and no false loop, from another process no session per trace", async () => {
+    const traced = new McpServer({ name: 'traced-server', version: '1.0.0' });
+    traced.registerTool('deploy', { inputSchema: { env: z.string() } }, async ({ env }) => serverSpan('deploy', () => ({ isError: true, content: [{ type: 'text' as const, text: `permission denied for ${env}` }] })));
+    traced.registerTool('search', { inputSchema: { q: z.string() } }, async ({ q }) => serverSpan('search', () => ({ content: [{ type: 'text' as const, text: `hits for ${q}` }] })));
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    await traced.connect(serverSide);
+    const agentClient = instrumentMcpClient(new Client({ name: 'coder', version: '1.0.0' }));
+    await agentClient.connect(clientSide);
+    const session = `mcp-both-${Date.now()}`;
+    try {
+      await withSession({ sessionId: session, agent: 'coder' }, async () => {
+        for (let i = 0; i < 3; i++) await agentClient.callTool({ name: 'deploy', arguments: { env: 'prod' } }); // below the retry storm's 5
+        await agentClient.callTool({ name: 'search', arguments: { q: 'why' } });
+      });
+    } finally {
+      await agentClient.close();
+      await traced.close();
+    }
+    await p.landed();
+    const spans = await p.tc.rows<{ SpanName: string; SpanKind: string; parent_is_call: number }>(
+      `SELECT SpanName, SpanKind, ParentSpanId IN (SELECT SpanId FROM otel_traces WHERE SpanName LIKE 'execute_tool %') AS parent_is_call
+       FROM otel_traces WHERE TraceId IN (SELECT trace_id FROM agent_tool_calls WHERE session_id = {s:String}) AND SpanKind = 'Server'`, { s: session });
+    expect(spans).toHaveLength(4); // the server's spans are stored, children of the agent's calls
+    expect(spans.every((r) => r.SpanKind === 'Server' && Number(r.parent_is_call) === 1)).toBe(true);
+    const calls = await p.tc.rows<{ tool: string; status: string }>(`SELECT tool, status FROM agent_tool_calls FINAL WHERE session_id = {s:String} ORDER BY ts`, { s: session });
+    expect(calls).toEqual([...Array.from({ length: 3 }, () => ({ tool: 'deploy', status: 'error' })), { tool: 'search', status: 'ok' }]);
+
+    // the server in a process of its own: its spans arrive in an export of their own, under the
+    // agent's call (the propagated context), knowing no session
+    const [first] = await p.tc.rows<{ trace_id: string; span_id: string }>(`SELECT trace_id, span_id FROM agent_tool_calls FINAL WHERE session_id = {s:String} ORDER BY ts LIMIT 1`, { s: session });
+    const serverProcess = new BasicTracerProvider({
+      resource: resourceFromAttributes({ 'service.name': 'files-mcp-server' }),
+      spanProcessors: [new SimpleSpanProcessor(new OTLPTraceExporter({ url: `${p.tc.url}/v1/traces` }))],
+    });
+    const parent = trace.setSpanContext(context.active(), { traceId: first!.trace_id, spanId: first!.span_id, traceFlags: 1, isRemote: true });
+    serverProcess.getTracer('mcp-server-semconv').startSpan('tools/call deploy', {
+      kind: SpanKind.SERVER,
+      attributes: { 'mcp.method.name': 'tools/call', 'gen_ai.tool.name': 'deploy', 'gen_ai.operation.name': 'execute_tool', 'error.type': 'tool_error' },
+    }, parent).end();
+    await serverProcess.forceFlush();
+    await serverProcess.shutdown();
+    await p.tc.collector.flush();
+    const inTrace = await p.tc.rows<{ n: string; sessions: string[] }>(`SELECT toString(count()) AS n, groupUniqArray(session_id) AS sessions FROM agent_tool_calls FINAL WHERE trace_id = {t:String}`, { t: first!.trace_id });
+    expect(inTrace).toEqual([{ n: '1', sessions: [session] }]); // the agent's call only (each call is a trace of its own here)
+    expect(Number((await p.tc.rows<{ n: string }>(`SELECT toString(count()) AS n FROM otel_traces WHERE TraceId = {t:String} AND ServiceName = 'files-mcp-server'`, { t: first!.trace_id }))[0]!.n)).toBe(1);
+
+    // and no loop: three failures of one call are not a retry storm of six
+    expect((await runDetectors(p.tc.collector.store.client)).errors).toEqual({});
+    expect(await p.tc.rows(`SELECT detector FROM agent_findings FINAL WHERE session_id = {s:String} OR trace_id = {t:String}`, { s: session, t: first!.trace_id })).toEqual([]);
   });
 });

@@ -47,7 +47,7 @@ describe('schema migrations', () => {
     expect(await hasView('loopwatch_detector_calls')).toBe(true);
 
     const applied = await migrate(client, { retentionDays: 30 });
-    expect(applied.map((m) => m.name)).toEqual(['call_features', 'detector_calls_file', 'llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages']);
+    expect(applied.map((m) => m.name)).toEqual(['call_features', 'detector_calls_file', 'llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
     expect(await hasView('loopwatch_detector_calls')).toBe(false);
     expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
   });
@@ -58,15 +58,15 @@ describe('schema migrations', () => {
     await client.command({ query: 'DROP VIEW IF EXISTS loopwatch_model_keys_mv' });
     await client.command({ query: 'DROP TABLE IF EXISTS loopwatch_model_keys' });
     await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version >= 7' });
-    await client.command({ query: "INSERT INTO model_prices VALUES ('gpt-4o', 'prefix', 2.5, 10, 1.25), ('gpt-4o-mini', 'prefix', 0.15, 0.6, 0.075)" });
+    await client.command({ query: "INSERT INTO model_prices (model, match, input_per_mtok, output_per_mtok, cached_input_per_mtok) VALUES ('gpt-4o', 'prefix', 2.5, 10, 1.25), ('gpt-4o-mini', 'prefix', 0.15, 0.6, 0.075)" });
     const llmCall = (model: string, span: string) =>
       client.command({ query: `INSERT INTO agent_llm_calls (session_id, span_id, ts, end_ts, model, input_tokens, output_tokens, cache_read_tokens, total_tokens) VALUES ('m-1', '${span}', now64(9), now64(9), '${model}', 1000000, 100000, 200000, 1100000)` });
     await llmCall('openai/gpt-4o-2024-08-06', 'a1');
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages']);
+    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
     await llmCall('gpt-4o-mini', 'a2'); // after: its key arrives through the view on agent_llm_calls
     const priced = await queryRows<{ model: string; cost: number }>(
       client,
-      `SELECT l.model AS model, loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price) AS cost
+      `SELECT l.model AS model, loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.cache_creation_tokens, l.output_tokens, pr.price) AS cost
        FROM agent_llm_calls AS l LEFT JOIN loopwatch_model_key_prices AS pr ON loopwatch_model_key(l.model) = pr.model_key
        WHERE l.session_id = 'm-1' ORDER BY l.span_id`,
     );
@@ -85,7 +85,7 @@ describe('schema migrations', () => {
     const norm = async () => (await queryRows<{ n: string }>(client, "SELECT loopwatch_error_norm('5 tests failed') AS n"))[0]!.n;
     expect(await norm()).toBe('# tests failed');
 
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages']);
+    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
     expect(await norm()).toBe('5 tests failed');
     expect(await queryRows(client, 'SELECT session_id FROM agent_call_features')).toEqual([]);
     const marks = await queryRows<{ detector: string }>(client, 'SELECT detector FROM loopwatch_detector_state FINAL ORDER BY detector');
@@ -100,7 +100,7 @@ describe('schema migrations', () => {
     await client.command({ query: "INSERT INTO agent_call_features (session_id, span_id, ts, end_ts, version) VALUES ('o-1', 's1', now64(9), now64(9), 1)" });
     await client.command({ query: "INSERT INTO loopwatch_detector_state (detector, watermark) VALUES ('_features', now64(3)), ('redundant', now64(3))" });
 
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages']);
+    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
     expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
     expect(await queryRows(client, 'SELECT session_id FROM agent_call_features')).toEqual([]);
     const view = await queryRows<{ name: string }>(client, 'DESCRIBE TABLE loopwatch_call_features');
@@ -113,17 +113,17 @@ describe('schema migrations', () => {
     // the store as version 10 left it: the old key function, an LLM call of a global. profile stored under its old key
     await client.command({ query: "CREATE OR REPLACE FUNCTION loopwatch_model_key AS (m) -> replaceRegexpOne(lowerUTF8(arrayElement(splitByChar('/', m), -1)), '^([a-z]{2}\\.)?anthropic\\.', '')" });
     await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version >= 11' });
-    await client.command({ query: "INSERT INTO model_prices VALUES ('claude-sonnet-4-5', 'prefix', 3, 15, 0.3)" });
+    await client.command({ query: "INSERT INTO model_prices (model, match, input_per_mtok, output_per_mtok, cached_input_per_mtok) VALUES ('claude-sonnet-4-5', 'prefix', 3, 15, 0.3)" });
     const llmCall = (model: string, span: string) =>
       client.command({ query: `INSERT INTO agent_llm_calls (session_id, span_id, ts, end_ts, model, input_tokens, output_tokens, total_tokens) VALUES ('b-1', '${span}', now64(9), now64(9), '${model}', 1000000, 0, 1000000)` });
     await llmCall('global.anthropic.claude-sonnet-4-5-20250929-v1:0', 'b1');
     expect((await queryRows<{ k: string }>(client, "SELECT loopwatch_model_key('global.anthropic.claude-sonnet-4-5-20250929-v1:0') AS k"))[0]!.k).toBe('global.anthropic.claude-sonnet-4-5-20250929-v1:0');
 
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages']);
+    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
     await llmCall('apac.anthropic.claude-sonnet-4-5-20250929-v1:0', 'b2'); // after: its key through the view on agent_llm_calls
     const priced = await queryRows<{ cost: number }>(
       client,
-      `SELECT loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.output_tokens, pr.price) AS cost
+      `SELECT loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.cache_creation_tokens, l.output_tokens, pr.price) AS cost
        FROM agent_llm_calls AS l LEFT JOIN loopwatch_model_key_prices AS pr ON loopwatch_model_key(l.model) = pr.model_key
        WHERE l.session_id = 'b-1' ORDER BY l.span_id`,
     );
@@ -140,11 +140,39 @@ describe('schema migrations', () => {
     const norm = async () => (await queryRows<{ n: string }>(client, "SELECT loopwatch_error_norm('503 (request id: req_8KzQ3vHtPlMn7)') AS n"))[0]!.n;
     expect(await norm()).toBe('503 (request id: req_8kzq3vhtplmn7)');
 
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['error_identity_ids', 'other_languages']);
+    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
     expect(await norm()).toBe('503 (request id: #)');
     expect(await queryRows(client, "SELECT session_id FROM agent_call_features WHERE session_id = 'i-1'")).toEqual([]);
     const marks = await queryRows<{ detector: string }>(client, "SELECT detector FROM loopwatch_detector_state FINAL WHERE detector IN ('_features', 'error_loop') ORDER BY detector");
     expect(marks.map((m) => m.detector)).toEqual(['error_loop']);
+  });
+
+  it('upgrades the prices to cache writes of their own: the column added, the old 5-argument cost replaced, kept features dropped for the next pass to reprice', async () => {
+    // the store as version 15 left it: model_prices without the column, 007's view and function, features and their watermark kept
+    const v7 = readFileSync(join(packageRoot, 'queries/schema/007_llm_cost.sql'), 'utf8');
+    await client.command({ query: /CREATE VIEW IF NOT EXISTS loopwatch_model_key_prices[^;]*/.exec(v7)![0].replace('CREATE VIEW IF NOT EXISTS', 'CREATE OR REPLACE VIEW') });
+    await client.command({ query: /CREATE FUNCTION IF NOT EXISTS loopwatch_llm_cost[^;]*/.exec(v7)![0].replace('CREATE FUNCTION IF NOT EXISTS', 'CREATE OR REPLACE FUNCTION') });
+    await client.command({ query: 'ALTER TABLE model_prices DROP COLUMN IF EXISTS cache_write_per_mtok' });
+    await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version >= 16' });
+    await client.command({ query: "INSERT INTO model_prices (model, match, input_per_mtok, output_per_mtok, cached_input_per_mtok) VALUES ('claude-opus-4-5', 'prefix', 5, 25, 0.5)" });
+    await client.command({ query: "INSERT INTO agent_llm_calls (session_id, span_id, ts, end_ts, model, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, total_tokens) VALUES ('w-1', 'w1', now64(9), now64(9), 'claude-opus-4-5-20251101', 1000000, 0, 0, 400000, 1000000)" });
+    await client.command({ query: "INSERT INTO agent_call_features (session_id, span_id, ts, end_ts, version) VALUES ('w-1', 's1', now64(9), now64(9), 1)" });
+    await client.command({ query: "INSERT INTO loopwatch_detector_state (detector, watermark) VALUES ('_features', now64(3)), ('runaway', now64(3))" });
+
+    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['cache_write_price', 'mcp_server_spans']);
+    // the price file's entry, as the collector loads it at start: Anthropic's writes at 1.25x input
+    await client.command({ query: "INSERT INTO model_prices (model, match, input_per_mtok, output_per_mtok, cached_input_per_mtok, cache_write_per_mtok) VALUES ('claude-opus-4-5', 'prefix', 5, 25, 0.5, 6.25)" });
+    const [priced] = await queryRows<{ cost: number }>(
+      client,
+      `SELECT loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.cache_creation_tokens, l.output_tokens, pr.price) AS cost
+       FROM agent_llm_calls AS l LEFT JOIN loopwatch_model_key_prices AS pr ON loopwatch_model_key(l.model) = pr.model_key
+       WHERE l.session_id = 'w-1'`,
+    );
+    // 600k input at $5, 400k cache writes at $6.25 per million (before: all 1M at $5)
+    expect(priced!.cost).toBeCloseTo(0.6 * 5 + 0.4 * 6.25, 9);
+    expect(await queryRows(client, "SELECT session_id FROM agent_call_features WHERE session_id = 'w-1'")).toEqual([]);
+    const marks = await queryRows<{ detector: string }>(client, "SELECT detector FROM loopwatch_detector_state FINAL WHERE detector IN ('_features', 'runaway') ORDER BY detector");
+    expect(marks.map((m) => m.detector)).toEqual(['runaway']);
   });
 
   it('refuses a store a newer release migrated (going back would run the old rules on the new data without a word)', async () => {
