@@ -277,3 +277,52 @@ describe('LoopGuard halt + SQL detectors on the same session', () => {
     expect(Number(sql!.wasted_calls)).toBe(runaway[0]!.wastedCalls);
   });
 });
+
+describe('the guard names the agent that looped', () => {
+  it('in a session sub-agents share: the log line, the span event, onLoop and the halt error name the looping agent', async () => {
+    const lines: string[] = [];
+    const seen: (string | undefined)[] = [];
+    const session = `shared-${Date.now()}`;
+    const search = traceTool('search', async (a: { q: string }) => ({ hits: [`about ${a.q}`] }));
+    const read = traceTool('read_file', async (a: { path: string }) => ({ text: `contents of ${a.path}` }));
+    const warnGuard = enableLoopGuard({ policy: 'warn', log: (m) => lines.push(m), onLoop: (f) => seen.push(f.agent) });
+    try {
+      await withSession({ sessionId: session, agent: 'reader' }, async () => {
+        for (const path of ['a.ts', 'b.ts']) await read({ path });
+      });
+      await withSession({ sessionId: session, agent: 'looper' }, async () => {
+        for (let i = 0; i < 3; i++) await search({ q: 'config loader' });
+      });
+    } finally {
+      warnGuard.disable();
+    }
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((a) => a === 'looper')).toBe(true);
+    expect(lines[0]).toMatch(new RegExp(`^stuck loop in session ${session} \\(agent looper\\): `));
+
+    const haltGuard = enableLoopGuard({ policy: 'halt', log: () => undefined });
+    try {
+      const halted = await withSession({ sessionId: `${session}-halt`, agent: 'looper' }, async () => {
+        for (let i = 0; i < 5; i++) {
+          try {
+            await search({ q: 'config loader' });
+          } catch (err) {
+            return err;
+          }
+        }
+        return undefined;
+      });
+      expect(halted).toBeInstanceOf(LoopDetectedError);
+      expect((halted as LoopDetectedError).finding.agent).toBe('looper');
+    } finally {
+      haltGuard.disable();
+    }
+    await provider.forceFlush();
+    await tc.collector.flush();
+    const events = await tc.rows<{ agent: string }>(
+      `SELECT Events.Attributes[indexOf(Events.Name, 'loopwatch.loop_detected')]['loop.agent'] AS agent FROM otel_traces
+       WHERE SpanAttributes['gen_ai.conversation.id'] IN ({s:String}, {h:String}) AND has(Events.Name, 'loopwatch.loop_detected')`, { s: session, h: `${session}-halt` });
+    expect(events.length).toBeGreaterThan(0);
+    expect(new Set(events.map((e) => e.agent))).toEqual(new Set(['looper']));
+  });
+});

@@ -111,10 +111,14 @@ function depthFinding(sessionId: string, tool: string, spanId: string, depth: nu
   };
 }
 
+/** The finding with the agent of the call it came with (the guard keeps no agents: one per session is not a given). */
+const ofAgent = (f: GuardFinding, agent: string | undefined): GuardFinding => (agent ? { ...f, agent } : f);
+
 function eventAttributes(f: GuardFinding, action: 'warn' | 'halt'): Record<string, string | number> {
   return {
     'loop.detector': f.kind,
     'loop.session_id': f.sessionId,
+    ...(f.agent ? { 'loop.agent': f.agent } : {}),
     'loop.first_span_id': f.firstSpanId,
     'loop.last_span_id': f.lastSpanId,
     'loop.repeats': f.repeats,
@@ -173,7 +177,8 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
   const announce = (span: Span, f: GuardFinding, action: 'warn' | 'halt'): void => {
     span.addEvent('loopwatch.loop_detected', eventAttributes(f, action));
     const line = logLimit.admit(f);
-    if (line !== null) log(`${f.kind === 'redundant' ? 'redundant calls' : `${f.kind} loop`} in session ${f.sessionId}: ${f.message}${line}`, f);
+    const where = f.agent ? `session ${f.sessionId} (agent ${f.agent})` : `session ${f.sessionId}`;
+    if (line !== null) log(`${f.kind === 'redundant' ? 'redundant calls' : `${f.kind} loop`} in ${where}: ${f.message}${line}`, f);
     opts.onLoop?.(f);
   };
   const unsubscribe: (() => void)[] = [];
@@ -280,7 +285,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
           saidCrowded = true;
           warn(`the loop guard keeps ${maxSessions} sessions and more are active at once: sessions are forgotten between their calls, and their loops go unseen; raise maxSessions (enableLoopGuard({ maxSessions }))`);
         }
-        for (const f of raised) if (f.isNew) announce(call.span, f, 'warn');
+        for (const f of raised) if (f.isNew) announce(call.span, ofAgent(f, call.agent), 'warn');
       }),
     );
   }
@@ -293,12 +298,13 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
         // in a recursion the deepest call ends first: a recursion that does not end was never stopped.
         const maxDepth = guard.params.budgetMaxToolDepth;
         if (maxDepth > 0 && call.depth > maxDepth) {
-          const f = depthFinding(sessionId, call.tool, spanIds(call.span).spanId, call.depth, maxDepth);
+          const f = ofAgent(depthFinding(sessionId, call.tool, spanIds(call.span).spanId, call.depth, maxDepth), call.agent);
           announce(call.span, f, 'halt');
           throw new LoopDetectedError(f);
         }
-        const f = guard.check({ sessionId, tool: call.tool, argsHash: call.argsHash });
-        if (!f || f.kind === 'redundant') return;
+        const checked = guard.check({ sessionId, tool: call.tool, argsHash: call.argsHash });
+        if (!checked || checked.kind === 'redundant') return;
+        const f = ofAgent(checked, call.agent);
         call.span.addEvent('loopwatch.loop_detected', eventAttributes(f, 'halt'));
         throw new LoopDetectedError(f);
       }),

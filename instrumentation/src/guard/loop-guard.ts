@@ -95,6 +95,11 @@ export interface GuardFinding {
   message: string;
   /** True when this observe() call raised it; false when it grew. */
   isNew: boolean;
+  /**
+   * The agent of the call that raised it or was halted (withSession's or traceAgent's), when
+   * enableLoopGuard knows one: in a session that sub-agents share, which of them looped.
+   */
+  agent?: string;
 }
 
 export class LoopDetectedError extends Error {
