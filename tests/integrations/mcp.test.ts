@@ -30,6 +30,8 @@ beforeAll(async () => {
     content: [{ type: 'text', text: `permission denied for ${env}` }],
   }));
   server.registerTool('poll', { description: 'poll a job' }, async () => ({ content: [{ type: 'text', text: `status ${++polls}` }] }));
+  // what the server got in the request's _meta: the trace context a server extracts to trace its side
+  server.registerTool('meta', { description: 'echo the request _meta' }, async (extra) => ({ content: [{ type: 'text', text: JSON.stringify(extra._meta ?? {}) }] }));
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   await server.connect(serverSide);
   client = instrumentMcpClient(new Client({ name: 'test-agent', version: '1.0.0' }));
@@ -127,6 +129,21 @@ describe('instrumentMcpClient', () => {
       ...Array.from({ length: 3 }, () => ({ name: 'execute_tool.wrapper read_file', op: 'loopwatch.tool_wrapper', parent_of_mcp: 1 })),
       { name: 'execute_tool.wrapper files-server_deploy', op: 'loopwatch.tool_wrapper', parent_of_mcp: 1 },
     ]);
+  });
+});
+
+describe('trace context to the server', () => {
+  it("sends the call's trace context in params._meta (OpenTelemetry MCP conventions), keeping the caller's own _meta and params as they were", async () => {
+    const session = `mcp-meta-${Date.now()}`;
+    const params = { name: 'meta', arguments: {}, _meta: { progressToken: 7 } };
+    const r = await withSession({ sessionId: session, agent: 'mcp-agent' }, () => client.callTool(params));
+    const got = JSON.parse((r.content as Array<{ text: string }>)[0]!.text) as Record<string, unknown>;
+    expect(params._meta).toEqual({ progressToken: 7 }); // the caller's object is not changed
+    expect(got.progressToken).toBe(7);
+    await p.landed();
+    const [call] = await p.tc.rows<{ trace_id: string; span_id: string }>(`SELECT trace_id, span_id FROM agent_tool_calls FINAL WHERE session_id = {s:String}`, { s: session });
+    // W3C traceparent: version, the trace, the parent span (the agent's call), sampled
+    expect(got.traceparent).toBe(`00-${call!.trace_id}-${call!.span_id}-01`);
   });
 });
 

@@ -1,7 +1,11 @@
 // Model Context Protocol client: instrumentMcpClient(client) makes every callTool an
 // `execute_tool {name}` span through traceTool (argument/result hashes, capture options, loop
 // guard hooks). A result with isError: true is a failed call (span status ERROR, error.type
-// McpToolError) while the caller still gets the result. Types only from @modelcontextprotocol/sdk.
+// McpToolError) while the caller still gets the result. The call's trace context goes to the
+// server in the request's params._meta (traceparent, tracestate, baggage), as the OpenTelemetry
+// MCP conventions have it: a server that traces its side puts its spans under the agent's call.
+// Types only from @modelcontextprotocol/sdk.
+import { context, propagation } from '@opentelemetry/api';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { traceTool } from '../api.js';
 import { markOnce } from './llm-span.js';
@@ -33,7 +37,7 @@ export function instrumentMcpClient<T extends object>(client: T, opts: Instrumen
       fn = traceTool(
         name,
         async (...args: Parameters<CallTool>) => {
-          const result = await original.apply(self, args);
+          const result = await original.apply(self, withTraceContext(args));
           if (result && (result as { isError?: unknown }).isError === true) {
             const text = contentText((result as { content?: unknown }).content) || `MCP tool ${name} returned isError`;
             throw new ToolResultError(text, result, 'McpToolError');
@@ -59,4 +63,19 @@ export function instrumentMcpClient<T extends object>(client: T, opts: Instrumen
     return unwrapToolResult(forTool(name, this ?? client)(...args));
   } as CallTool;
   return client;
+}
+
+/**
+ * The call's arguments with its trace context added to params._meta: a copy (the caller's params
+ * are left as they were; a _meta of theirs is kept, their own trace keys win). Nothing is added
+ * when no propagator is registered (OTEL_PROPAGATORS=none) or the call is not traced.
+ */
+function withTraceContext(args: Parameters<CallTool>): Parameters<CallTool> {
+  const [params, ...rest] = args;
+  if (params === null || typeof params !== 'object') return args;
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  if (Object.keys(carrier).length === 0) return args;
+  const meta = params._meta;
+  return [{ ...params, _meta: { ...carrier, ...(meta !== null && typeof meta === 'object' ? meta : {}) } }, ...rest] as Parameters<CallTool>;
 }
