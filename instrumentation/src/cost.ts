@@ -50,13 +50,19 @@ function validEntries(data: unknown, source: string): ModelPrice[] {
     if (typeof m?.model !== 'string' || !m.model || typeof m.input_per_mtok !== 'number' || typeof m.output_per_mtok !== 'number') {
       throw new Error(`model price file ${source}: models[${i}] needs model, input_per_mtok, output_per_mtok`);
     }
+    // the optional prices as the collector's schema has them (collector/src/detect/prices.ts): a
+    // number of 0 or more, or absent (0: the input price); anything else is refused, not priced as input
+    for (const key of ['input_per_mtok', 'output_per_mtok', 'cached_input_per_mtok', 'cache_write_per_mtok'] as const) {
+      const v = m[key];
+      if (v !== undefined && (typeof v !== 'number' || !(v >= 0))) throw new Error(`model price file ${source}: models[${i}].${key} must be a number of 0 or more`);
+    }
     return {
       model: m.model.toLowerCase(),
       match: m.match === 'exact' ? 'exact' : 'prefix',
       input_per_mtok: m.input_per_mtok,
       output_per_mtok: m.output_per_mtok,
-      cached_input_per_mtok: typeof m.cached_input_per_mtok === 'number' ? m.cached_input_per_mtok : 0,
-      cache_write_per_mtok: typeof m.cache_write_per_mtok === 'number' ? m.cache_write_per_mtok : 0,
+      cached_input_per_mtok: m.cached_input_per_mtok ?? 0,
+      cache_write_per_mtok: m.cache_write_per_mtok ?? 0,
     };
   });
 }

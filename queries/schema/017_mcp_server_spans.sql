@@ -16,7 +16,7 @@ WITH
     SpanAttributes AS a,
     multiIf(
         -- an MCP server's side of a call: not a call (see above)
-        SpanKind = 'Server' AND a['mcp.method.name'] = 'tools/call', '',
+        SpanKind IN ('Server', 'SPAN_KIND_SERVER') AND a['mcp.method.name'] = 'tools/call', '',
         a['gen_ai.operation.name'] = 'execute_tool', 'genai',
         -- pydantic-ai's tool spans before they named the operation: `execute_tool {tool}`, or
         -- `running tool` (its instrumentation version 2), with gen_ai.tool.name

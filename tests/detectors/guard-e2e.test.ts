@@ -300,6 +300,40 @@ describe('the guard names the agent that looped', () => {
     expect(seen.every((a) => a === 'looper')).toBe(true);
     expect(lines[0]).toMatch(new RegExp(`^stuck loop in session ${session} \\(agent looper\\): `));
 
+    // two sub-agents of one session looping alike within a minute: each gets its line
+    const twoLines: string[] = [];
+    const twoGuard = enableLoopGuard({ policy: 'warn', log: (m) => twoLines.push(m) });
+    try {
+      for (const agent of ['alpha', 'beta']) {
+        await withSession({ sessionId: `${session}-two`, agent }, async () => {
+          for (let i = 0; i < 3; i++) await search({ q: `x-${agent}` });
+        });
+      }
+    } finally {
+      twoGuard.disable();
+    }
+    expect(twoLines.filter((l) => l.startsWith('stuck loop')).map((l) => /\(agent (\w+)\)/.exec(l)?.[1])).toEqual(['alpha', 'beta']);
+
+    // halted in a shared session: the line names the agent stopped, not the one whose calls raised the loop
+    const haltLines: string[] = [];
+    const sharedHalt = enableLoopGuard({ policy: 'halt', log: (m) => haltLines.push(m) });
+    const stopped: (string | undefined)[] = [];
+    try {
+      for (const agent of ['sub-a', 'sub-b', 'sub-c', 'sub-d']) {
+        await withSession({ sessionId: `${session}-shared-halt`, agent }, async () => {
+          try {
+            await read({ path: 'package.json' });
+          } catch (err) {
+            stopped.push((err as LoopDetectedError).finding.agent);
+          }
+        });
+      }
+    } finally {
+      sharedHalt.disable();
+    }
+    expect(stopped).toEqual(['sub-d']);
+    expect(haltLines.at(-1)).toMatch(new RegExp(`^halted a read_file call in session ${session}-shared-halt \\(agent sub-d\\) for its stuck loop: `));
+
     const haltGuard = enableLoopGuard({ policy: 'halt', log: () => undefined });
     try {
       const halted = await withSession({ sessionId: `${session}-halt`, agent: 'looper' }, async () => {

@@ -380,6 +380,8 @@ describe('LoopGuard without OpenTelemetry', () => {
     expect(limit.admit(f('a'))).toBeNull();
     expect(limit.admit(f('b'))).toBe(''); // another session
     expect(limit.admit(f('a', 'repeat'))).toBe(''); // another kind
+    expect(limit.admit({ ...f('a'), agent: 'beta' })).toBe(''); // another agent of the session
+    expect(limit.admit(f('a'), 'halt')).toBe(''); // a halt is said apart from the finding
     t = 61_000;
     expect(limit.admit(f('a'))).toBe(' (and 2 more like it in the minute before, not logged)');
     expect(limit.admit(f('a'))).toBeNull();

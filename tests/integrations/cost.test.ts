@@ -71,6 +71,9 @@ describe('costUsd', () => {
     expect(cost.costUsd('gpt-4o', { inputTokens: 1 })).toBeUndefined();
     expect(cost.costUsd('only-this', { inputTokens: 1_000_000 })).toBe(1);
     expect(() => cost.configurePrices([{ model: 'bad' } as never])).toThrow(/input_per_mtok/);
+    // the optional prices as the collector takes them: a number of 0 or more (a text or a negative was priced as input without a word)
+    expect(() => cost.configurePrices([{ model: 'w', match: 'prefix', input_per_mtok: 1, output_per_mtok: 1, cache_write_per_mtok: '3.75' as never }])).toThrow(/models\[0\]\.cache_write_per_mtok must be a number of 0 or more/);
+    expect(() => cost.configurePrices([{ model: 'w', match: 'prefix', input_per_mtok: 1, output_per_mtok: 1, cached_input_per_mtok: -1 }])).toThrow(/cached_input_per_mtok/);
   });
 
   it('a blank LOOPWATCH_MODEL_PRICES is unset, and a file that cannot be used is said once and never fails the call being priced', async () => {

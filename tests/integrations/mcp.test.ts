@@ -212,6 +212,15 @@ describe('an MCP server traced too', () => {
     expect(inTrace).toEqual([{ n: '1', sessions: [session] }]); // the agent's call only (each call is a trace of its own here)
     expect(Number((await p.tc.rows<{ n: string }>(`SELECT toString(count()) AS n FROM otel_traces WHERE TraceId = {t:String} AND ServiceName = 'files-mcp-server'`, { t: first!.trace_id }))[0]!.n)).toBe(1);
 
+    // a store another pipeline wrote (an older ClickHouse exporter spells kinds SPAN_KIND_SERVER): the same rule
+    await p.tc.collector.store.client.command({
+      query: `INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind, ServiceName, SpanAttributes, Duration, StatusCode)
+              VALUES (now64(9), {t:String}, 'ee00000000000001', {p:String}, 'tools/call deploy', 'SPAN_KIND_SERVER', 'files-mcp-server',
+                      map('mcp.method.name', 'tools/call', 'gen_ai.tool.name', 'deploy', 'gen_ai.operation.name', 'execute_tool'), 1000, 'STATUS_CODE_ERROR')`,
+      query_params: { t: first!.trace_id, p: first!.span_id },
+    });
+    expect(await p.tc.rows(`SELECT span_id FROM agent_tool_calls WHERE span_id = 'ee00000000000001'`)).toEqual([]);
+
     // and no loop: three failures of one call are not a retry storm of six
     expect((await runDetectors(p.tc.collector.store.client)).errors).toEqual({});
     expect(await p.tc.rows(`SELECT detector FROM agent_findings FINAL WHERE session_id = {s:String} OR trace_id = {t:String}`, { s: session, t: first!.trace_id })).toEqual([]);

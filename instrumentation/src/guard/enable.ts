@@ -111,6 +111,8 @@ function depthFinding(sessionId: string, tool: string, spanId: string, depth: nu
   };
 }
 
+const whereOf = (f: GuardFinding): string => (f.agent ? `session ${f.sessionId} (agent ${f.agent})` : `session ${f.sessionId}`);
+
 /** The finding with the agent of the call it came with (the guard keeps no agents: one per session is not a given). */
 const ofAgent = (f: GuardFinding, agent: string | undefined): GuardFinding => (agent ? { ...f, agent } : f);
 
@@ -130,9 +132,11 @@ function eventAttributes(f: GuardFinding, action: 'warn' | 'halt'): Record<strin
 }
 
 /**
- * One log line per (session, kind, tools) a minute: a poller that sees the same answer three times
- * between other calls raises a new stuck finding each time (300 lines in 1,200 calls). The next
- * line after a quiet minute says how many were left out; span events and onLoop get every one.
+ * One log line per (session, agent, kind, tools, action) a minute: a poller that sees the same
+ * answer three times between other calls raises a new stuck finding each time (300 lines in 1,200
+ * calls). The next line after a quiet minute says how many were left out; span events and onLoop
+ * get every one. The agent is in the key: two sub-agents of one session looping alike each get
+ * their line.
  */
 export class LogLimit {
   private readonly last = new Map<string, { at: number; skipped: number }>();
@@ -143,8 +147,8 @@ export class LogLimit {
   ) {}
 
   /** null: leave the line out; else what to add to it (the lines left out before it). */
-  admit(f: GuardFinding): string | null {
-    const key = `${f.sessionId}\u0000${f.kind}\u0000${f.tools.join(',')}`;
+  admit(f: GuardFinding, action: 'warn' | 'halt' = 'warn'): string | null {
+    const key = `${f.sessionId}\u0000${f.agent ?? ''}\u0000${f.kind}\u0000${f.tools.join(',')}\u0000${action}`;
     const t = this.now();
     const seen = this.last.get(key);
     if (seen && t - seen.at < this.everyMs) {
@@ -177,9 +181,17 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
   const announce = (span: Span, f: GuardFinding, action: 'warn' | 'halt'): void => {
     span.addEvent('loopwatch.loop_detected', eventAttributes(f, action));
     const line = logLimit.admit(f);
-    const where = f.agent ? `session ${f.sessionId} (agent ${f.agent})` : `session ${f.sessionId}`;
-    if (line !== null) log(`${f.kind === 'redundant' ? 'redundant calls' : `${f.kind} loop`} in ${where}: ${f.message}${line}`, f);
+    if (line !== null) log(`${f.kind === 'redundant' ? 'redundant calls' : `${f.kind} loop`} in ${whereOf(f)}: ${f.message}${line}`, f);
     opts.onLoop?.(f);
+  };
+  /**
+   * A call stopped for a loop raised before (by this agent's calls or, in a shared session,
+   * another's): its own line, naming the agent stopped, limited as the findings' lines are.
+   */
+  const sayHalted = (span: Span, tool: string, f: GuardFinding): void => {
+    span.addEvent('loopwatch.loop_detected', eventAttributes(f, 'halt'));
+    const line = logLimit.admit(f, 'halt');
+    if (line !== null) log(`halted a ${tool} call in ${whereOf(f)} for its ${f.kind === 'runaway' ? 'runaway session' : `${f.kind} loop`}: ${f.message}${line}`, f);
   };
   const unsubscribe: (() => void)[] = [];
   if (policy !== 'off') {
@@ -305,7 +317,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
         const checked = guard.check({ sessionId, tool: call.tool, argsHash: call.argsHash });
         if (!checked || checked.kind === 'redundant') return;
         const f = ofAgent(checked, call.agent);
-        call.span.addEvent('loopwatch.loop_detected', eventAttributes(f, 'halt'));
+        sayHalted(call.span, call.tool, f);
         throw new LoopDetectedError(f);
       }),
     );
