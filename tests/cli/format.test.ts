@@ -36,4 +36,22 @@ describe('text output', () => {
     expect(marks).toHaveLength(30);
     expect(new Set(marks).size).toBe(30);
   });
+
+  it('a session several agents share: the header lists them, each call and finding says whose it is; one agent: no column', () => {
+    const call = (i: number, agent: string) => ({
+      kind: 'tool', ts: `2026-12-05T10:00:0${i}Z`, end_ts: `2026-12-05T10:00:0${i}Z`, duration_ms: 5, span_id: `s${i}`, name: 'read_file', agent,
+      args_hash: 'aaaaaaaaaaaaaaaa', result_hash: 'bbbbbbbbbbbbbbbb', status: 'ok', error_type: '', error_message: '', arguments: '', result: '',
+    });
+    const finding = { finding_id: 'f', detector: 'stuck', agent: 'looper', tools: ['read_file'], repeats: 3, wasted_calls: 2, wasted_tokens: 0, wasted_cost_usd: 0, wasted_time_ms: 0,
+      first_span_id: 's1', last_span_id: 's3', first_ts: '2026-12-05T10:00:01Z', last_ts: '2026-12-05T10:00:03Z', message: '' };
+    const scorecard = { agent: 'reader', service: 'svc', model: '', calls: 4, llm_calls: 0, errors: 0, loops_entered: 1, tokens: 0, cost_usd: 0, wall_time_s: 3, waste_ratio: 0.5, ended_cleanly: 1, started_at: '2026-12-05T10:00:00Z' };
+    const shared = renderSession({ session_id: 's', scorecard, total_calls: 4, offset: 0, calls: [call(0, 'reader'), call(1, 'looper'), call(2, 'looper'), call(3, 'looper')], findings: [finding] } as unknown as SessionDetail);
+    expect(shared).toContain('agents reader, looper');
+    expect(shared).toMatch(/stuck\s+looper: read_file/);
+    const timeline = shared.split('\n').filter((l) => /args#/.test(l));
+    expect(timeline.map((l) => /(reader|looper)\s+tool/.exec(l)?.[1])).toEqual(['reader', 'looper', 'looper', 'looper']);
+    const alone = renderSession({ session_id: 's', scorecard: { ...scorecard, agent: 'looper' }, total_calls: 1, offset: 0, calls: [call(1, 'looper')], findings: [finding] } as unknown as SessionDetail);
+    expect(alone).toContain('agent looper  service svc');
+    expect(alone).not.toMatch(/looper\s+tool/);
+  });
 });

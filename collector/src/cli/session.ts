@@ -60,7 +60,11 @@ export function renderSession(d: SessionDetail, anchors: readonly CallRow[] = []
   const known = anchors.length ? [...d.calls, ...anchors] : d.calls;
   const out: string[] = [];
   const s = d.scorecard;
-  out.push(c.bold(`session ${d.session_id}`) + (s ? c.dim(`  agent ${s.agent}  service ${s.service}${s.model ? `  model ${s.model}` : ''}`) : ''));
+  // a session several agents share (sub-agents, handoffs): each call and finding says whose it is
+  const agents = [...new Set([...d.calls.map((x) => x.agent), ...d.findings.map((f) => f.agent)].filter((a) => a))];
+  const shared = agents.length > 1;
+  const who = shared ? `agents ${agents.join(', ')}` : `agent ${s?.agent ?? ''}`;
+  out.push(c.bold(`session ${d.session_id}`) + (s ? c.dim(`  ${who}  service ${s.service}${s.model ? `  model ${s.model}` : ''}`) : ''));
   if (s) {
     out.push(
       `  ${plural(s.calls, 'tool call')}, ${plural(s.llm_calls, 'LLM call')}, ${plural(s.errors, 'error')}, ${plural(s.loops_entered, 'loop')} entered, ` +
@@ -74,7 +78,7 @@ export function renderSession(d: SessionDetail, anchors: readonly CallRow[] = []
       const mark = MARKS[i % MARKS.length]!;
       detectorMark.set(f.finding_id, mark);
       out.push(
-        `  ${c.yellow(mark)} ${c.yellow(f.detector.padEnd(12))} ${f.tools.join(', ')}  ×${f.repeats}  wasted ${f.wasted_calls} calls` +
+        `  ${c.yellow(mark)} ${c.yellow(f.detector.padEnd(12))} ${shared ? `${f.agent || '?'}: ` : ''}${f.tools.join(', ')}  ×${f.repeats}  wasted ${f.wasted_calls} calls` +
           `${f.wasted_tokens ? `, ${f.wasted_tokens} tokens` : ''}${f.wasted_cost_usd ? `, ${usd(f.wasted_cost_usd)}` : ''}${f.wasted_time_ms ? `, ${ms(f.wasted_time_ms)}` : ''}`,
       );
       if (f.message) out.push(`    ${c.dim(f.message)}`);
@@ -102,7 +106,8 @@ export function renderSession(d: SessionDetail, anchors: readonly CallRow[] = []
       const result = call.status === 'error' ? c.red(short(`${call.error_type}: ${call.error_message}`, 50)) : call.result ? short(call.result.replace(/\s+/g, ' '), 30) : call.result_hash ? c.dim(`result#${call.result_hash.slice(0, 8)}`) : c.dim('result unknown');
       what = `${'tool'} ${short(call.name, 28).padEnd(28)} ${args}  → ${result}`;
     }
-    const line = `${c.yellow(marks || '')} ${n} ${at} ${ms(call.duration_ms).padStart(7)}  ${what}`;
+    const agent = shared ? `${short(call.agent || '?', 16).padEnd(16)} ` : '';
+    const line = `${c.yellow(marks || '')} ${n} ${at} ${ms(call.duration_ms).padStart(7)}  ${agent}${what}`;
     const tag = loops.length ? `  ${c.yellow(`⟲ ${[...new Set(loops.map((f) => f.detector))].join(', ')}`)}` : '';
     out.push(loops.length ? c.bold(line) + tag : line);
   });
