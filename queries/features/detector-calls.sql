@@ -40,13 +40,27 @@
 --             (session, call, result) of the pass (added by queries/schema/009_call_occurrence.sql).
 WITH
     calls AS (SELECT * FROM {session_calls:Identifier}),
+    -- spans of kind SERVER right under a call: the far side of a tool the call reached over the
+    -- network (an MCP server's `tools/call`, which schema 017 does not count as a call). An LLM
+    -- call under one is the tool's own work, made inside that call; read from the calls' traces
+    -- as `parents` below is.
+    served AS (
+        SELECT SpanId AS span_id, any(ParentSpanId) AS call_span_id FROM otel_traces
+        WHERE TraceId IN (SELECT DISTINCT trace_id FROM calls)
+          AND Timestamp >= (SELECT min(ts) - INTERVAL 1 HOUR FROM calls)
+          AND SpanKind IN ('Server', 'SPAN_KIND_SERVER') AND ParentSpanId IN (SELECT span_id FROM calls)
+        GROUP BY SpanId
+    ),
     llm AS (
-        SELECT session_id, span_id, parent_span_id, ts, duration_ns, model, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
-               total_tokens, reported_cost_usd, loopwatch_model_key(model) AS model_key,
+        SELECT l.session_id AS session_id, l.span_id AS span_id, if(s.span_id != '', s.call_span_id, l.parent_span_id) AS parent_span_id,
+               l.ts AS ts, l.duration_ns AS duration_ns, l.model AS model, l.input_tokens AS input_tokens, l.output_tokens AS output_tokens,
+               l.cache_read_tokens AS cache_read_tokens, l.cache_creation_tokens AS cache_creation_tokens,
+               l.total_tokens AS total_tokens, l.reported_cost_usd AS reported_cost_usd, loopwatch_model_key(l.model) AS model_key,
                -- made inside a tool call of its own session (a sub-agent's session under another
                -- session's call keeps its LLM calls: the same features whatever the pass holds)
-               (session_id, parent_span_id) IN (SELECT session_id, span_id FROM calls) AS inside
-        FROM agent_llm_calls FINAL WHERE session_id IN (SELECT DISTINCT session_id FROM calls)
+               (l.session_id, if(s.span_id != '', s.call_span_id, l.parent_span_id)) IN (SELECT session_id, span_id FROM calls) AS inside
+        FROM (SELECT * FROM agent_llm_calls FINAL WHERE session_id IN (SELECT DISTINCT session_id FROM calls)) AS l
+        LEFT JOIN served AS s ON s.span_id = l.parent_span_id
     ),
     -- the view loopwatch_model_key_prices (queries/schema/007_llm_cost.sql), inlined: behind the
     -- view the copy of an incremental pass measured 77 against 69 ms (planning); the reports and

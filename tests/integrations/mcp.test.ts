@@ -225,4 +225,39 @@ describe('an MCP server traced too', () => {
     expect((await runDetectors(p.tc.collector.store.client)).errors).toEqual({});
     expect(await p.tc.rows(`SELECT detector FROM agent_findings FINAL WHERE session_id = {s:String} OR trace_id = {t:String}`, { s: session, t: first!.trace_id })).toEqual([]);
   });
+
+  it("an LLM call the server's tool makes is charged to the agent's call it served, not to the agent's next call", async () => {
+    const tracer = trace.getTracer('llm-semconv');
+    const chat = (tokens: number) =>
+      tracer.startSpan('chat gpt-4o', { attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': 'openai', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.usage.input_tokens': tokens, 'gen_ai.usage.output_tokens': 0 } }).end();
+    const served = new McpServer({ name: 'summarizer', version: '1.0.0' });
+    served.registerTool('summarize', { inputSchema: { doc: z.string() } }, async ({ doc }) =>
+      serverSpan('summarize', () => {
+        chat(500_000); // the tool's own model call, under the server's span
+        return { content: [{ type: 'text' as const, text: `summary of ${doc}` }] };
+      }));
+    served.registerTool('search', { inputSchema: { q: z.string() } }, async ({ q }) => serverSpan('search', () => ({ content: [{ type: 'text' as const, text: `hits for ${q}` }] })));
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    await served.connect(serverSide);
+    const agentClient = instrumentMcpClient(new Client({ name: 'coder', version: '1.0.0' }));
+    await agentClient.connect(clientSide);
+    const session = `mcp-served-llm-${Date.now()}`;
+    try {
+      await withSession({ sessionId: session, agent: 'coder' }, async () => {
+        chat(1000); // the agent's turn that asks for summarize
+        await agentClient.callTool({ name: 'summarize', arguments: { doc: 'design.md' } });
+        chat(2000); // the agent's turn that asks for search
+        await agentClient.callTool({ name: 'search', arguments: { q: 'loops' } });
+      });
+    } finally {
+      await agentClient.close();
+      await served.close();
+    }
+    await p.landed();
+    expect((await runDetectors(p.tc.collector.store.client)).errors).toEqual({});
+    const features = await p.tc.rows<{ tool: string; tokens: number }>(
+      `SELECT c.tool AS tool, f.tokens AS tokens FROM loopwatch_call_features AS f INNER JOIN agent_tool_calls AS c ON c.span_id = f.span_id
+       WHERE f.session_id = {s:String} ORDER BY f.ts`, { s: session });
+    expect(features).toEqual([{ tool: 'summarize', tokens: 501_000 }, { tool: 'search', tokens: 2000 }]);
+  });
 });
