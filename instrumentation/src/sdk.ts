@@ -20,6 +20,7 @@ import { sessionFrom } from './context.js';
 import { AiSdkSpanProcessor } from './integrations/ai-sdk.js';
 import { LlmCallTap } from './llm-calls.js';
 import { warn, warnOnce } from './warn.js';
+import { splitOnTooLarge } from './split-export.js';
 
 /** Whether a span names its own agent (a sub-agent's invoke_agent span, an AI SDK call's functionId). */
 const namesAgent = (span: Span): boolean => {
@@ -480,12 +481,12 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
       warn(`dropping spans: the export queue is full (${maxQueueSize()} spans waiting: the collector is slow or unreachable, or the agent ends spans faster than they are sent; OTEL_BSP_MAX_QUEUE_SIZE sets its size)`),
   );
   const batchConfig = { scheduledDelayMillis: 500, selfObsMeterProvider: queueDropMeter((n) => tally.onDrop(n)) } as BufferConfig;
-  const batch = new BatchSpanProcessor(tally.wrap(exporter), batchConfig);
+  const batch = new BatchSpanProcessor(tally.wrap(splitOnTooLarge(exporter)), batchConfig);
   const provider = new NodeTracerProvider({
     resource: agentResource(opts.serviceName ?? process.env.OTEL_SERVICE_NAME),
     // attribute values (an error message with a long stack, captured content) cut at 32 KiB unless
-    // the standard variables say otherwise: under the collector's 64 KiB, and no batch of spans
-    // grows past its 16 MiB request limit (a 413 loses the batch)
+    // the standard variables say otherwise: under the collector's 64 KiB (a batch of such spans
+    // past its 16 MiB request limit is sent again in halves: splitOnTooLarge)
     ...(process.env.OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT || process.env.OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT
       ? {}
       : { spanLimits: { attributeValueLengthLimit: DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT } }),

@@ -1,0 +1,40 @@
+// A batch of spans larger than the collector's request body limit (content capture on, large
+// arguments and results) is sent again in halves by the instrumentation's exporter, not lost.
+// The real SDK and OTLP exporter against a real collector whose limit is set low (512 KiB) so
+// that a few hundred calls cross it.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configureCapture, traceTool, withSession } from '../../instrumentation/src/api.js';
+import { startLoopwatch, type LoopwatchHandle } from '../../instrumentation/src/sdk.js';
+import { startTestCollector, type TestCollector } from '../helpers/collector.js';
+
+let tc: TestCollector;
+let lw: LoopwatchHandle;
+beforeAll(async () => {
+  tc = await startTestCollector({ detect: { enabled: false }, limits: { maxBodyBytes: 512 * 1024 } });
+  lw = startLoopwatch({ endpoint: tc.url, serviceName: 'large-batches' });
+});
+afterAll(async () => {
+  configureCapture({ captureContent: false });
+  await lw?.shutdown();
+  await tc?.close();
+});
+
+describe('export batches over the collector limit', () => {
+  it('are sent again in halves: every call is stored, none twice', async () => {
+    configureCapture({ captureContent: true, maxContentLength: 4000 });
+    const fetchPage = traceTool('fetch_page', async (a: { url: string; body: string }) => ({ html: `<p>${a.url}</p>${'y'.repeat(3990)}` }));
+    const session = `large-${Date.now()}`;
+    await withSession({ sessionId: session, agent: 'reader' }, async () => {
+      for (let i = 0; i < 200; i++) await fetchPage({ url: `https://example.com/${i}`, body: 'x'.repeat(3990) }); // ~8 KB a span: 1.6 MB a batch
+    });
+    await lw.flush();
+    await tc.collector.flush();
+    const [stored] = await tc.rows<{ n: string; distinct_spans: string }>(
+      `SELECT toString(count()) AS n, toString(uniqExact(span_id)) AS distinct_spans FROM agent_tool_calls FINAL WHERE session_id = {s:String}`, { s: session });
+    expect(stored).toEqual({ n: '200', distinct_spans: '200' });
+    expect(lw.droppedSpans()).toBe(0);
+    // the collector did refuse the whole batch first: the halves are what got through
+    const metrics = await (await fetch(`${tc.url}/metrics`)).text();
+    expect(Number(/^loopwatch_requests_rejected_total\{[^}]*\} (\d+)/m.exec(metrics)?.[1] ?? 0)).toBeGreaterThan(0);
+  });
+});
