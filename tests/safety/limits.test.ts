@@ -8,7 +8,7 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollector, type Collector } from '../../collector/src/collector.js';
 import { loadConfig } from '../../collector/src/config.js';
-import { decodeRpcStatus, encodeTraceRequest } from '../../collector/src/ingest/otlp-proto.js';
+import { decodeRpcStatus, decodeTraceResponse, encodeTraceRequest } from '../../collector/src/ingest/otlp-proto.js';
 import { prescanJson, prescanProtobuf } from '../../collector/src/ingest/prescan.js';
 import { TRUNCATED } from '../../collector/src/ingest/span-rows.js';
 import { queryRows } from '../../collector/src/store/client.js';
@@ -77,15 +77,23 @@ describe('request limits', () => {
     await expectStatus(await postProto(url, proto([span()]), { 'content-encoding': 'br' }), 415, /unsupported content encoding/);
   });
 
-  it('400 for too many attributes, too long keys, too deep values, too many spans', async () => {
+  it('a span with too many attributes (on it, an event or a link) is rejected alone: partial success, the request\'s other spans stored', async () => {
     const many = Array.from({ length: 9 }, (_, i) => attr(`k${i}`, { stringValue: 'v' }));
-    await expectStatus(await postProto(url, proto([span({ attributes: many })])), 400, /9 attributes, more than the limit of 8/);
+    for (const bad of [span({ attributes: many }), span({ events: [{ name: 'e', timeUnixNano: String(T0), attributes: many }] }), span({ links: [{ traceId: TRACE, spanId: Buffer.alloc(8, 1), attributes: many }] })]) {
+      const good = span();
+      const res = await postProto(url, proto([bad, good]));
+      expect(res.status).toBe(200);
+      const answer = decodeTraceResponse(new Uint8Array(await res.arrayBuffer())).partialSuccess;
+      expect(Number(answer?.rejectedSpans)).toBe(1);
+      expect(answer?.errorMessage).toMatch(/with 9 attributes on it or one of its events or links, more than the limit of 8/);
+    }
+  });
+
+  it('400 for too many resource attributes, too long keys, too deep values, too many spans', async () => {
     await expectStatus(await postProto(url, proto([span({ attributes: [attr('k'.repeat(101), { stringValue: 'v' })] })])), 400, /attribute key .* longer than 100/);
     let deep: object = { stringValue: 'leaf' };
     for (let i = 0; i < 6; i++) deep = { arrayValue: { values: [deep] } };
     await expectStatus(await postProto(url, proto([span({ attributes: [attr('deep', deep)] })])), 400, /nested deeper than 4 levels/);
-    const events = Array.from({ length: 3 }, () => ({ name: 'e', attributes: many }));
-    await expectStatus(await postProto(url, proto([span({ events })])), 400, /event 'e' has 9 attributes/);
     await expectStatus(await postProto(url, proto(Array.from({ length: 101 }, () => span()))), 400, /more than 100 spans/);
     const res = await fetch(`${url}/v1/traces`, {
       method: 'POST', headers: { 'content-type': 'application/json' },

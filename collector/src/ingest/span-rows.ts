@@ -1,7 +1,7 @@
 // Turns decoded OTLP trace data (from protobuf or JSON; both decoders hand over the same
 // shape) into rows of `otel_traces`, the OpenTelemetry Collector ClickHouse exporter's layout.
-// Spans that are malformed in themselves (bad ids) are rejected one by one and reported as
-// OTLP partial success; limits that protect the collector reject the whole request.
+// Spans that are malformed in themselves (bad ids, too many attributes) are rejected one by one
+// and reported as OTLP partial success; limits that protect the collector reject the whole request.
 import type Long from 'long';
 import { AGENT_ATTRIBUTES, SESSION_ATTRIBUTES } from '../../../instrumentation/src/attributes.js';
 import { canonicalJson, hash64Hex } from '../../../instrumentation/src/canonical.js';
@@ -441,6 +441,12 @@ class Converter {
     }
     const links = span.links ?? [];
     const spanName = this.fit(span.name ?? '');
+    // too many attributes on a span, an event or a link: that span rejected (partial success), not
+    // the request's other spans with it (exporters do not retry a 400: they were lost too)
+    const max = this.limits.maxAttributes;
+    let most = span.attributes?.length ?? 0;
+    for (const x of [...events, ...links]) most = Math.max(most, x.attributes?.length ?? 0);
+    if (most > max) return `span '${spanName}' with ${most} attributes on it or one of its events or links, more than the limit of ${max}`;
     return [
       nanosToDateTime64(start),
       traceId,
