@@ -54,4 +54,23 @@ describe('text output', () => {
     expect(alone).toContain('agent looper  service svc');
     expect(alone).not.toMatch(/looper\s+tool/);
   });
+
+  it('a session with many findings: only those of the calls shown are listed and get a margin column, the rest counted', () => {
+    const call = (i: number, name: string) => ({
+      kind: 'tool', ts: `2026-12-05T10:00:0${i}Z`, end_ts: `2026-12-05T10:00:0${i}Z`, duration_ms: 5, span_id: `c${i}`, name, agent: 'a',
+      args_hash: 'aaaaaaaaaaaaaaaa', result_hash: 'bbbbbbbbbbbbbbbb', status: 'ok', error_type: '', error_message: '', arguments: '', result: '',
+    });
+    const finding = (i: number, tool: string, day: string) => ({
+      finding_id: `f${i}`, detector: 'runaway', agent: 'a', tools: [tool], repeats: 3, wasted_calls: 2, wasted_tokens: 0, wasted_cost_usd: 0, wasted_time_ms: 0,
+      first_span_id: `x${i}`, last_span_id: `y${i}`, first_ts: `${day}T10:00:00Z`, last_ts: `${day}T10:00:09Z`, message: '',
+    });
+    // 2 findings on the calls shown, 300 on other calls of the session (another day)
+    const findings = [finding(0, 'read_file', '2026-12-05'), ...Array.from({ length: 300 }, (_, i) => finding(i + 1, 'read_file', '2026-12-04')), finding(301, 'write_file', '2026-12-05')];
+    const text = renderSession({ session_id: 'big', scorecard: null, total_calls: 9000, offset: 0, calls: [call(1, 'read_file'), call(2, 'write_file'), call(3, 'search')], findings } as unknown as SessionDetail);
+    const listed = text.split('\n').filter((l) => / runaway /.test(l));
+    expect(listed).toHaveLength(2);
+    expect(text).toContain('… 300 more findings not on the calls shown (`npx loopwatch findings --session big`)');
+    const timeline = text.split('\n').filter((l) => /args#/.test(l));
+    expect(timeline.map((l) => l.slice(0, 3))).toEqual(['A  ', ' B ', '   ']); // two margin columns and a space, not 302
+  });
 });

@@ -71,11 +71,17 @@ export function renderSession(d: SessionDetail, anchors: readonly CallRow[] = []
         `${plural(s.tokens, 'token')}, ${usd(s.cost_usd)}, wall ${ms(s.wall_time_s * 1000)}, waste ${pct(s.waste_ratio)}, ${s.ended_cleanly ? c.green('ended cleanly') : c.red('did not end cleanly')}`,
     );
   }
+  // the findings listed, each with a margin column: those of the calls shown (all when none are),
+  // up to a mark each. A session with hundreds of findings made lines of hundreds of columns
+  // and thousands of lines before its first call.
+  const loopsByCall = d.calls.map((call) => loopsOf(call, d.findings, known));
+  const onPage = new Set(loopsByCall.flat());
+  const listed = (d.calls.length ? d.findings.filter((f) => onPage.has(f)) : d.findings).slice(0, MARKS.length);
   const detectorMark = new Map<string, string>();
   if (d.findings.length) {
     out.push('', c.bold('loops and waste found:'));
-    d.findings.forEach((f, i) => {
-      const mark = MARKS[i % MARKS.length]!;
+    listed.forEach((f, i) => {
+      const mark = MARKS[i]!;
       detectorMark.set(f.finding_id, mark);
       out.push(
         `  ${c.yellow(mark)} ${c.yellow(f.detector.padEnd(12))} ${shared ? `${f.agent || '?'}: ` : ''}${f.tools.join(', ')}  ×${f.repeats}  wasted ${f.wasted_calls} calls` +
@@ -83,6 +89,9 @@ export function renderSession(d: SessionDetail, anchors: readonly CallRow[] = []
       );
       if (f.message) out.push(`    ${c.dim(f.message)}`);
     });
+    const unlisted = d.findings.length - listed.length;
+    const where = d.calls.length ? ' not on the calls shown' : '';
+    if (unlisted > 0) out.push(c.dim(`  … ${plural(unlisted, 'more finding')}${where} (\`npx loopwatch findings --session ${d.session_id}\`)`));
   } else {
     out.push('', c.green('no loops found (yet: detectors run every few seconds)'));
   }
@@ -94,8 +103,8 @@ export function renderSession(d: SessionDetail, anchors: readonly CallRow[] = []
   const t0 = Number.isFinite(started) && started <= first && first - started <= s!.wall_time_s * 1000 + 1000 ? started : first;
   if (d.calls.length === 0 && d.offset > 0) out.push(c.dim(`  no calls from --offset ${d.offset}: the session has ${plural(d.total_calls, 'call')}`));
   d.calls.forEach((call, i) => {
-    const loops = loopsOf(call, d.findings, known);
-    const marks = d.findings.map((f) => (loops.includes(f) ? detectorMark.get(f.finding_id)! : ' ')).join('');
+    const loops = loopsByCall[i]!;
+    const marks = listed.map((f) => (loops.includes(f) ? detectorMark.get(f.finding_id)! : ' ')).join('');
     const at = `+${ms(Math.max(0, isoMs(call.ts) - t0))}`.padStart(8);
     const n = String(d.offset + i + 1).padStart(4);
     let what: string;
