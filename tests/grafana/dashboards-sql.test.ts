@@ -73,9 +73,9 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
   },
   'tools.json': {
     Tools: ['tool', 'calls', 'errors', 'error_rate', 'sessions', 'calls_per_session', 'p50_ms', 'p95_ms', 'p99_ms'],
-    'Calls per tool': ['time', 'tool', 'calls'],
-    'Error rate per tool': ['time', 'tool', 'error_rate'],
-    'Latency p95 per tool': ['time', 'tool', 'p95_ms'],
+    'Calls per tool (10 most called)': ['time', 'tool', 'calls'],
+    'Error rate per tool (10 most called)': ['time', 'tool', 'error_rate'],
+    'Latency p95 per tool (10 most called)': ['time', 'tool', 'p95_ms'],
     'Top tool errors': ['tool', 'error_type', 'example_message', 'errors', 'sessions', 'last_seen'],
   },
   'models.json': {
@@ -364,5 +364,27 @@ describe('what the panels show on the seeded data', () => {
     });
     expect(await tc.rows("SELECT toUInt32(count()) AS n FROM agent_tool_calls WHERE span_id = 'halted-call'")).toEqual([{ n: 1 }]);
     expect(await figures()).toEqual(before);
+  });
+});
+
+describe('the per-tool series with many tools', () => {
+  it('show the 10 most called tools of the range, not a series per tool; the table lists them all', async () => {
+    const client = tc.collector.store.client;
+    // 30 more tools, tool k called k + 200 times (more than any seeded tool): the 10 busiest are the last ten
+    const { buildSession, insertSession } = await import('../detectors/helpers.js');
+    const calls = Array.from({ length: 30 }, (_, k) => Array.from({ length: k + 200 }, (_, i) => ({ tool: `many_tool_${String(k).padStart(2, '0')}`, args: { i }, result: `r${i}`, tokensIn: 0 }))).flat();
+    await insertSession(client, buildSession('grafana-many-tools', calls, { startMs: now.getTime() - 3_600_000, gapMs: 1 }));
+    const p = (title: string) => {
+      const panel = panelsOf(boards.find((b) => b.file === 'tools.json')!.json).find((x) => x.title === title)!;
+      return expandPanelQuery((panel.targets as Json[])[0]!.rawSql as string, { ...range, variables: allSelected() });
+    };
+    const busiest = Array.from({ length: 10 }, (_, j) => `many_tool_${29 - j}`).sort();
+    for (const title of ['Calls per tool (10 most called)', 'Error rate per tool (10 most called)', 'Latency p95 per tool (10 most called)']) {
+      const shown = [...new Set((await run(p(title))).rows.map((r) => r.tool as string))].sort();
+      expect(shown, title).toEqual(busiest);
+    }
+    const table = (await run(p('Tools'))).rows.map((r) => r.tool as string);
+    expect(table.filter((t) => t.startsWith('many_tool_'))).toHaveLength(30);
+    expect(table[0]).toBe('many_tool_29');
   });
 });
