@@ -182,6 +182,17 @@ describe('LoopGuard policy halt', () => {
     const stopped = toolSpans().find((x) => x.events.some((e) => e.name === 'loopwatch.loop_detected'))!;
     expect(stopped.events.find((e) => e.name === 'loopwatch.loop_detected')!.attributes).toMatchObject({ 'loop.detector': 'runaway', 'loop.action': 'halt' });
   });
+
+  it('the levels a depth stop unwinds through are not stopped calls: 25 of them raise no no-progress run after it (as SQL leaves them out)', async () => {
+    const logged: string[] = [];
+    const raised: string[] = [];
+    handle = enableLoopGuard({ policy: 'halt', params: { budgetMaxToolDepth: 25 }, log: (m) => logged.push(m), onLoop: (f) => raised.push(f.message) });
+    const solve: (n: number) => Promise<number> = traceTool('solve', async (n: number) => (n >= 1000 ? n : await solve(n + 1)));
+    const err = await withSession('guard-depth-unwind', () => solve(1)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LoopDetectedError);
+    expect(raised).toEqual([expect.stringMatching(/solve would run at tool depth 26, over the budget of 25/)]);
+    expect(logged).toHaveLength(1);
+  });
 });
 
 describe('LoopGuard without OpenTelemetry', () => {

@@ -194,6 +194,11 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
     if (line !== null) log(`halted a ${tool} call in ${whereOf(f)} for its ${f.kind === 'runaway' ? 'runaway session' : `${f.kind} loop`}: ${f.message}${line}`, f);
   };
   const unsubscribe: (() => void)[] = [];
+  // the calls a halt stopped before they ran. A call whose error is a LoopDetectedError but is not
+  // one of them ran, and failed because a call inside it was stopped (each level of a recursion
+  // stopped for its depth): it is left out, as the SQL pass leaves it out, and not counted as a
+  // stopped call (30 such levels were a no-progress run after the depth stop)
+  const stopped = new WeakSet<Span>();
   if (policy !== 'off') {
     // Tokens and cost, for the budgets and the waste: as in the detector pass, a tool call is
     // charged with its turn, the session's LLM calls that started before it did since the tool
@@ -238,6 +243,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
     );
     unsubscribe.push(
       onToolCall((call) => {
+        if (call.errorType === 'LoopDetectedError' && !stopped.has(call.span)) return;
         const ids = spanIds(call.span);
         const sessionId = sessionOf(call.sessionId, call.span);
         if (sessionId === undefined) return;
@@ -312,12 +318,14 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
         if (maxDepth > 0 && call.depth > maxDepth) {
           const f = ofAgent(depthFinding(sessionId, call.tool, spanIds(call.span).spanId, call.depth, maxDepth), call.agent);
           announce(call.span, f, 'halt');
+          stopped.add(call.span);
           throw new LoopDetectedError(f);
         }
         const checked = guard.check({ sessionId, tool: call.tool, argsHash: call.argsHash });
         if (!checked || checked.kind === 'redundant') return;
         const f = ofAgent(checked, call.agent);
         sayHalted(call.span, call.tool, f);
+        stopped.add(call.span);
         throw new LoopDetectedError(f);
       }),
     );
