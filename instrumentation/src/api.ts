@@ -1,8 +1,9 @@
 // The instrumentation API: put work in a session, trace tool calls as GenAI-semconv
 // `execute_tool` spans. Uses only @opentelemetry/api, so it works under any SDK setup
 // (Loopwatch's own, or one the application configured).
-import { context, createContextKey, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer, type TracerProvider } from '@opentelemetry/api';
+import { context, createContextKey, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer, type TracerProvider } from '@opentelemetry/api';
 import { ATTR, TOOL_WRAPPER_OPERATION } from './attributes.js';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { canonicalJson, hash64Hex, valueHash } from './canonical.js';
 import { runInSession, sessionFrom, type SessionInfo } from './context.js';
@@ -91,6 +92,11 @@ export interface TraceToolOptions {
 // to itself, an agent as a tool) nests them, and the depth budget needs it when a call starts,
 // since nested calls end (and are reported) before the call they are nested in.
 const TOOL_DEPTH = createContextKey('loopwatch.tool_depth');
+// Without an OpenTelemetry SDK (the loop guard alone) the API's context is a no-op and every call
+// starts in the root context: the depth is carried here instead (as context.ts carries the
+// session), or no depth budget ever fired there and a recursion ran until the stack overflowed.
+// Only calls that start in the root context read and set it: with an SDK, those outside any span.
+const depthStore = new AsyncLocalStorage<EnclosingCall>();
 
 // The traced call a span belongs to, on the span object itself (no attribute, no context value):
 // a call starting inside it finds it through the active span.
@@ -560,7 +566,8 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     // The context holds the call's depth and session (a nested call of the same session was not
     // requested by the model): values, not the call, which a context kept by something the call
     // made (a timer, a client) would keep alive with every call around it.
-    const around = observers.size > 0 ? (parent.getValue(TOOL_DEPTH) as EnclosingCall | undefined) : undefined;
+    const atRoot = parent === ROOT_CONTEXT;
+    const around = observers.size > 0 ? ((parent.getValue(TOOL_DEPTH) as EnclosingCall | undefined) ?? (atRoot ? depthStore.getStore() : undefined)) : undefined;
     const depth = observers.size > 0 ? (around?.depth ?? 0) + (wrapped === undefined ? 1 : 0) : 0;
     const outer = wrapped !== undefined ? wrapped.outer : around;
     const self = depth > 0 ? { depth, session: judgedSession(parent, span), spanId: span.spanContext().spanId } : undefined;
@@ -568,6 +575,7 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     (span as SpanOfCall)[CALL] = c;
     const inner = self !== undefined ? trace.setSpan(parent, span).setValue(TOOL_DEPTH, self) : trace.setSpan(parent, span);
     // what startActiveSpan does, with the call's state passed in rather than captured by a closure
+    if (atRoot && self !== undefined) return depthStore.run(self, () => context.with(inner, runInSpan, undefined, c, call, this, args as unknown[])) as R;
     return context.with(inner, runInSpan, undefined, c, call, this, args as unknown[]) as R;
   };
   // what the tool function carries (a description or schema a framework reads, its arity)

@@ -34,4 +34,25 @@ describe('loop guard without an OpenTelemetry SDK', () => {
     const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: packageRoot, encoding: 'utf8', env: { ...process.env, LOOPWATCH_GUARD: '', LOOPWATCH_DETECTORS: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
     expect(JSON.parse(out)).toEqual({ a: 'ok ok ok ok', b: 'ok ok ok ok', outside: 'ok ok ok ok ok ok', findings: 0 });
   });
+
+  it('stops a recursion at the depth budget (the depth is carried without the OpenTelemetry context), and sibling calls are not nested', () => {
+    assertBuilt();
+    const script = `
+      import { traceTool, withSession } from ${dist('api.js')};
+      import { enableLoopGuard, loopDetectedIn } from ${dist('guard/index.js')};
+      enableLoopGuard({ policy: 'halt', params: { budgetMaxToolDepth: 5 }, log: () => {} });
+      let deepest = 0;
+      const solve = traceTool('solve', async (n) => { deepest = Math.max(deepest, n); return n >= 1000 ? n : await solve(n + 1); });
+      let stopped;
+      try { await withSession('deep', () => solve(1)); } catch (e) { stopped = loopDetectedIn(e)?.finding.message; }
+      // ten calls one after another, each at depth 1: none stopped
+      const read = traceTool('read_file', async (p) => 'contents of ' + p);
+      const flat = await withSession('flat', async () => { for (let i = 0; i < 10; i++) await read('f' + i); return 'ok'; });
+      process.stdout.write(JSON.stringify({ deepest, stopped, flat }));`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: packageRoot, encoding: 'utf8', env: { ...process.env, LOOPWATCH_GUARD: '', LOOPWATCH_DETECTORS: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const got = JSON.parse(out) as { deepest: number; stopped: string; flat: string };
+    expect(got.deepest).toBe(5);
+    expect(got.stopped).toMatch(/solve would run at tool depth 6, over the budget of 5/);
+    expect(got.flat).toBe('ok');
+  });
 });
