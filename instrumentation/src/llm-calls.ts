@@ -3,7 +3,7 @@
 // Anthropic wrappers, the Vercel AI SDK's own spans, any GenAI-semconv instrumentation. So the
 // calls are read from ended spans, with the mapping the collector's agent_llm_calls view applies
 // (queries/schema/002_agent_calls.sql): which spans are LLM calls, their tokens, their cost.
-import { trace, type Context } from '@opentelemetry/api';
+import { SpanKind, trace, type Context, type SpanContext } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { AI_SDK_MODEL_CALL_OPERATIONS, ATTR, GENAI_MODEL_CALL_OPERATIONS } from './attributes.js';
 import { costUsd } from './cost.js';
@@ -142,9 +142,11 @@ export class LlmCallTap implements SpanProcessor {
     const parent = trace.getSpan(parentContext);
     const attributes = (parent as unknown as { attributes?: Record<string, unknown> } | undefined)?.attributes;
     if (parent && attributes?.[ATTR.operationName] === 'execute_tool') {
-      const ctx = parent.spanContext();
+      // an MCP server's span of the call (kind SERVER, traced in this process): not a call (schema
+      // 017), its own work is the agent's call's, its parent's (as queries/features/detector-calls.sql)
+      const served = (parent as { kind?: SpanKind }).kind === SpanKind.SERVER ? (parent as { parentSpanContext?: SpanContext }).parentSpanContext?.spanId : undefined;
       const named = attributes[ATTR.conversationId];
-      this.insideTool.set(span, { spanId: ctx.spanId, sessionId: named ? String(named) : undefined });
+      this.insideTool.set(span, { spanId: served ?? parent.spanContext().spanId, sessionId: named ? String(named) : undefined });
     }
   }
   onEnd(span: ReadableSpan): void {

@@ -12,6 +12,8 @@ import { z } from 'zod';
 import { runDetectors } from '../../collector/src/detect/run-detectors.js';
 import { onToolCall, traceTool, valueHash, withSession, wrapTools, type ToolCallRecord } from '../../instrumentation/src/api.js';
 import { instrumentMcpClient } from '../../instrumentation/src/integrations/mcp.js';
+import { enableLoopGuard } from '../../instrumentation/src/guard/enable.js';
+import type { GuardFinding } from '../../instrumentation/src/guard/loop-guard.js';
 import { startPipeline, type Pipeline } from './helpers.js';
 
 let p: Pipeline;
@@ -226,7 +228,7 @@ describe('an MCP server traced too', () => {
     expect(await p.tc.rows(`SELECT detector FROM agent_findings FINAL WHERE session_id = {s:String} OR trace_id = {t:String}`, { s: session, t: first!.trace_id })).toEqual([]);
   });
 
-  it("an LLM call the server's tool makes is charged to the agent's call it served, not to the agent's next call", async () => {
+  it("an LLM call the server's tool makes is charged to the agent's call it served, not to the agent's next call (SQL and the live guard)", async () => {
     const tracer = trace.getTracer('llm-semconv');
     const chat = (tokens: number) =>
       tracer.startSpan('chat gpt-4o', { attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': 'openai', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.usage.input_tokens': tokens, 'gen_ai.usage.output_tokens': 0 } }).end();
@@ -242,6 +244,9 @@ describe('an MCP server traced too', () => {
     const agentClient = instrumentMcpClient(new Client({ name: 'coder', version: '1.0.0' }));
     await agentClient.connect(clientSide);
     const session = `mcp-served-llm-${Date.now()}`;
+    // the live guard counts the server's model call in the session's tokens too
+    const live: GuardFinding[] = [];
+    const guard = enableLoopGuard({ policy: 'warn', params: { budgetMaxTokens: 400_000 }, log: () => undefined, onLoop: (f) => live.push(f) });
     try {
       await withSession({ sessionId: session, agent: 'coder' }, async () => {
         chat(1000); // the agent's turn that asks for summarize
@@ -250,9 +255,12 @@ describe('an MCP server traced too', () => {
         await agentClient.callTool({ name: 'search', arguments: { q: 'loops' } });
       });
     } finally {
+      guard.disable();
       await agentClient.close();
       await served.close();
     }
+    expect(live.map((f) => [f.kind, f.sessionId])).toEqual([['runaway', session]]);
+    expect(live[0]!.message).toMatch(/used 501000 tokens of 400000/); // raised as summarize ended: its turn and its server's model call
     await p.landed();
     expect((await runDetectors(p.tc.collector.store.client)).errors).toEqual({});
     const features = await p.tc.rows<{ tool: string; tokens: number }>(
