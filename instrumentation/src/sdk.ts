@@ -3,8 +3,8 @@
 // an agent would pay for nothing) with an OTLP/HTTP protobuf exporter pointed at the
 // collector. Standard variables apply (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
 // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES); the default endpoint is a local collector on 4318.
-import { createNoopMeter, diag, DiagConsoleLogger, trace, TraceFlags, type Context, type Meter, type MeterProvider } from '@opentelemetry/api';
-import { diagLogLevelFromString, ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import { createNoopMeter, diag, DiagConsoleLogger, trace, TraceFlags, type Context, type Meter, type MeterProvider, type TextMapPropagator } from '@opentelemetry/api';
+import { CompositePropagator, diagLogLevelFromString, ExportResultCode, W3CBaggagePropagator, W3CTraceContextPropagator, type ExportResult } from '@opentelemetry/core';
 import type { Agent as HttpAgent } from 'node:http';
 import { basename } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -440,6 +440,27 @@ function sayLateProviders(ours: NodeTracerProvider): void {
 /** Characters an attribute value keeps (OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT overrides it). */
 export const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT = 32 * 1024;
 
+const PROPAGATORS: Record<string, () => TextMapPropagator> = {
+  tracecontext: () => new W3CTraceContextPropagator(),
+  baggage: () => new W3CBaggagePropagator(),
+};
+
+/**
+ * The propagators OTEL_PROPAGATORS names, of those this SDK carries (tracecontext, baggage; the
+ * B3 and Jaeger ones are not loaded: said once, and left out): undefined for the default (both),
+ * null for none. They matter since Loopwatch itself sends the context on (an MCP call's
+ * params._meta): `tracecontext` alone keeps the application's baggage in the process.
+ */
+export function propagatorFromEnv(env: NodeJS.ProcessEnv = process.env): TextMapPropagator | null | undefined {
+  const names = (env.OTEL_PROPAGATORS ?? '').split(',').map((n) => n.trim().toLowerCase()).filter((n) => n !== '');
+  if (names.length === 0) return undefined;
+  if (names.includes('none')) return null;
+  const unknown = names.filter((n) => !Object.hasOwn(PROPAGATORS, n));
+  if (unknown.length) warn(`OTEL_PROPAGATORS: ${unknown.join(', ')} not available with Loopwatch's SDK (tracecontext and baggage are), left out; for others, set up your own SDK with LOOPWATCH_INSTRUMENTATION=off`);
+  const known = [...new Set(names.filter((n) => Object.hasOwn(PROPAGATORS, n)))];
+  return known.length === 0 ? null : new CompositePropagator({ propagators: known.map((n) => PROPAGATORS[n]!()) });
+}
+
 export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
   const target = opts.endpoint ? tracesUrl(opts.endpoint) : exportUrlFromEnv();
   let exporter = opts.exporter;
@@ -496,9 +517,9 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
   if (level) diag.setLogger(new DiagConsoleLogger(), { logLevel: diagLogLevelFromString(level) }); // as the Node SDK does
   // OTEL_SDK_DISABLED: nothing registered (the API's no-op tracer), as the Node SDK does
   if (!/^true$/i.test(process.env.OTEL_SDK_DISABLED?.trim() ?? '')) {
-    // the async-local-storage context manager and the W3C trace-context and baggage propagators;
-    // OTEL_PROPAGATORS=none registers no propagator
-    provider.register(/(^|,)\s*none\s*(,|$)/.test(process.env.OTEL_PROPAGATORS ?? '') ? { propagator: null } : {});
+    // the async-local-storage context manager and the propagators OTEL_PROPAGATORS names (default:
+    // the W3C trace context and baggage)
+    provider.register({ propagator: propagatorFromEnv() });
     // The API takes the first tracer provider registered and refuses the others, saying so only
     // through its diagnostics: an application's own OpenTelemetry setup (or Sentry's, Datadog's…)
     // made before this import took every span and Loopwatch exported none; one made after it

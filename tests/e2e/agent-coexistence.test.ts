@@ -9,11 +9,12 @@
 import { execFile } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { propagation, ROOT_CONTEXT, trace, TraceFlags } from '@opentelemetry/api';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { hashKey } from '../../collector/src/auth.js';
 import { encodeRpcStatus } from '../../collector/src/ingest/otlp-proto.js';
 import { packageRoot } from '../../collector/src/paths.js';
-import { exportUrlFromEnv, statusMessage } from '../../instrumentation/src/sdk.js';
+import { exportUrlFromEnv, propagatorFromEnv, statusMessage } from '../../instrumentation/src/sdk.js';
 import { assertBuilt } from '../cli/helpers.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 
@@ -169,6 +170,30 @@ describe('where spans go, and why the collector refused them', () => {
       'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="not a url" not used: not a URL (such as http://127.0.0.1:4318); spans go to http://127.0.0.1:4400/v1/traces',
       'spans cannot be exported to localhost:4318/v1/traces: not an http:// or https:// URL (such as http://127.0.0.1:4318)',
     ]);
+  });
+
+  it('OTEL_PROPAGATORS: tracecontext alone sends no baggage on (Loopwatch sends the context to MCP servers); none, the default, and names it does not carry', () => {
+    const ctx = propagation.setBaggage(
+      trace.setSpanContext(ROOT_CONTEXT, { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: TraceFlags.SAMPLED }),
+      propagation.createBaggage({ 'user.email': { value: 'a@b.c' } }),
+    );
+    const sent = (p: ReturnType<typeof propagatorFromEnv>) => {
+      const carrier: Record<string, string> = {};
+      p?.inject(ctx, carrier, { set: (c, k, v) => { (c as Record<string, string>)[k] = v; } });
+      return Object.keys(carrier).sort();
+    };
+    const warned = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    try {
+      expect(propagatorFromEnv({})).toBeUndefined(); // the SDK's default: trace context and baggage
+      expect(propagatorFromEnv({ OTEL_PROPAGATORS: 'none' })).toBeNull();
+      expect(sent(propagatorFromEnv({ OTEL_PROPAGATORS: 'tracecontext' }))).toEqual(['traceparent']);
+      expect(sent(propagatorFromEnv({ OTEL_PROPAGATORS: ' tracecontext , baggage ' }))).toEqual(['baggage', 'traceparent']);
+      expect(warned).not.toHaveBeenCalled();
+      expect(sent(propagatorFromEnv({ OTEL_PROPAGATORS: 'b3,tracecontext' }))).toEqual(['traceparent']);
+      expect(warned).toHaveBeenCalledWith(expect.stringMatching(/OTEL_PROPAGATORS: b3 not available with Loopwatch's SDK/));
+    } finally {
+      warned.mockRestore();
+    }
   });
 
   it('the message of a protobuf or JSON Status, whatever its length', () => {
