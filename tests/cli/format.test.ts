@@ -53,6 +53,10 @@ describe('text output', () => {
     const alone = renderSession({ session_id: 's', scorecard: { ...scorecard, agent: 'looper' }, total_calls: 1, offset: 0, calls: [call(1, 'looper')], findings: [finding] } as unknown as SessionDetail);
     expect(alone).toContain('agent looper  service svc');
     expect(alone).not.toMatch(/looper\s+tool/);
+    // a later page of a shared session with one agent's calls only: the scorecard's agent is another, so the agents are named
+    const page = renderSession({ session_id: 's', scorecard, total_calls: 4, offset: 3, calls: [call(3, 'looper')], findings: [] } as unknown as SessionDetail);
+    expect(page).toContain('agents reader, looper');
+    expect(page).toMatch(/looper\s+tool read_file/);
   });
 
   it('a session with many findings: only those of the calls shown are listed and get a margin column, the rest counted', () => {

@@ -332,7 +332,7 @@ describe('the guard names the agent that looped', () => {
       sharedHalt.disable();
     }
     expect(stopped).toEqual(['sub-d']);
-    expect(haltLines.at(-1)).toMatch(new RegExp(`^halted a read_file call in session ${session}-shared-halt \\(agent sub-d\\) for its stuck loop: `));
+    expect(haltLines.at(-1)).toMatch(new RegExp(`^halted a read_file call in session ${session}-shared-halt \\(agent sub-d\\): it would continue a stuck loop of the session: `));
 
     const haltGuard = enableLoopGuard({ policy: 'halt', log: () => undefined });
     try {

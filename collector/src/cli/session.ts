@@ -60,8 +60,10 @@ export function renderSession(d: SessionDetail, anchors: readonly CallRow[] = []
   const known = anchors.length ? [...d.calls, ...anchors] : d.calls;
   const out: string[] = [];
   const s = d.scorecard;
-  // a session several agents share (sub-agents, handoffs): each call and finding says whose it is
-  const agents = [...new Set([...d.calls.map((x) => x.agent), ...d.findings.map((f) => f.agent)].filter((a) => a))];
+  // a session several agents share (sub-agents, handoffs): each call and finding says whose it is.
+  // Known from the page, its findings and the scorecard's agent (one of the session's): a page of
+  // one sub-agent's calls in a shared session still names them
+  const agents = [...new Set([s?.agent ?? '', ...d.calls.map((x) => x.agent), ...d.findings.map((f) => f.agent)].filter((a) => a))];
   const shared = agents.length > 1;
   const who = shared ? `agents ${agents.join(', ')}` : `agent ${s?.agent ?? ''}`;
   out.push(c.bold(`session ${d.session_id}`) + (s ? c.dim(`  ${who}  service ${s.service}${s.model ? `  model ${s.model}` : ''}`) : ''));

@@ -191,7 +191,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
   const sayHalted = (span: Span, tool: string, f: GuardFinding): void => {
     span.addEvent('loopwatch.loop_detected', eventAttributes(f, 'halt'));
     const line = logLimit.admit(f, 'halt');
-    if (line !== null) log(`halted a ${tool} call in ${whereOf(f)} for its ${f.kind === 'runaway' ? 'runaway session' : `${f.kind} loop`}: ${f.message}${line}`, f);
+    if (line !== null) log(`halted a ${tool} call in ${whereOf(f)}: it would continue ${f.kind === 'runaway' ? 'a runaway session' : `a ${f.kind} loop`} of the session: ${f.message}${line}`, f);
   };
   const unsubscribe: (() => void)[] = [];
   // the calls a halt stopped before they ran. A call whose error is a LoopDetectedError but is not
