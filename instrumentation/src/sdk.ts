@@ -167,13 +167,24 @@ class ExportTally implements SpanProcessor {
   }
 
   /**
-   * Resolves once every export started so far has completed: the batch processor's forceFlush
-   * does not wait for an export its timer started, and a process that exits then loses that batch.
+   * Resolves once every span ended so far (less those dropped) has been through the exporter: the
+   * batch processor's forceFlush does not wait for an export its timer started, nor for a full
+   * batch it took from its queue that waits for the resource's detected attributes before it
+   * reaches the exporter (counting only what had been handed, a flush after exactly 512 calls
+   * resolved at once and the process exited without them). At most the batch processor's export
+   * timeout: a span that never reaches the exporter must not hold an await forever.
    */
   exportsDone(): Promise<void> {
-    const upTo = this.handed;
+    const upTo = Math.max(this.handed, this.ended - this.dropped);
     if (this.settled >= upTo) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ upTo, resolve }));
+    return new Promise((resolve) => {
+      const waiter = { upTo, resolve };
+      this.waiters.push(waiter);
+      setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        resolve();
+      }, exportTimeoutMs()).unref();
+    });
   }
 }
 
@@ -192,6 +203,12 @@ function queueDropMeter(onDrop: (n: number) => void): MeterProvider {
       ? { add: (n, attributes) => (attributes?.['error.type'] === 'queue_full' ? onDrop(n) : undefined) }
       : noop.createCounter(name, options);
   return { getMeter: () => meter };
+}
+
+/** The batch processor's export timeout (OTEL_BSP_EXPORT_TIMEOUT, 30 s). */
+function exportTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  const n = Number(env.OTEL_BSP_EXPORT_TIMEOUT);
+  return Number.isInteger(n) && n > 0 ? n : 30_000;
 }
 
 function maxQueueSize(env: NodeJS.ProcessEnv = process.env): number {

@@ -2,7 +2,12 @@
 // arguments and results) is sent again in halves by the instrumentation's exporter, not lost.
 // The real SDK and OTLP exporter against a real collector whose limit is set low (512 KiB) so
 // that a few hundred calls cross it.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packageRoot } from '../../collector/src/paths.js';
+import { assertBuilt } from '../cli/helpers.js';
 import { configureCapture, traceTool, withSession } from '../../instrumentation/src/api.js';
 import { startLoopwatch, type LoopwatchHandle } from '../../instrumentation/src/sdk.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
@@ -36,5 +41,24 @@ describe('export batches over the collector limit', () => {
     // the collector did refuse the whole batch first: the halves are what got through
     const metrics = await (await fetch(`${tc.url}/metrics`)).text();
     expect(Number(/^loopwatch_requests_rejected_total\{[^}]*\} (\d+)/m.exec(metrics)?.[1] ?? 0)).toBeGreaterThan(0);
+  });
+
+  it('flush() waits for a full first batch still waiting on the resource: an agent that flushes after exactly 512 calls and exits loses none', async () => {
+    assertBuilt();
+    const index = JSON.stringify(join(packageRoot, 'dist', 'instrumentation', 'src', 'index.js'));
+    const script = `
+      const lw = await import(${index});
+      const read = lw.traceTool('read_file', async (p) => 'contents of ' + p);
+      await lw.withSession('flush-512', async () => { for (let i = 0; i < 512; i++) await read('f' + i); });
+      await lw.loopwatch().flush();
+      process.stdout.write(JSON.stringify({ pending: lw.loopwatch().pendingSpans(), failed: lw.loopwatch().failedSpans() }));
+      process.exit(0);`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: packageRoot,
+      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: tc.url, OTEL_SERVICE_NAME: 'flush-512', LOOPWATCH_GUARD: 'off', LOOPWATCH_SESSION_ID: '', LOOPWATCH_EXIT_FLUSH_MS: '0' },
+    });
+    expect(JSON.parse(stdout)).toEqual({ pending: 0, failed: 0 });
+    await tc.collector.flush();
+    expect(await tc.rows(`SELECT toUInt32(count()) AS n FROM agent_tool_calls FINAL WHERE session_id = 'flush-512'`)).toEqual([{ n: 512 }]);
   });
 });
