@@ -20,7 +20,7 @@ import { sessionFrom } from './context.js';
 import { AiSdkSpanProcessor } from './integrations/ai-sdk.js';
 import { LlmCallTap } from './llm-calls.js';
 import { warn, warnOnce } from './warn.js';
-import { splitOnTooLarge } from './split-export.js';
+import { failedSpansOf, splitOnTooLarge } from './split-export.js';
 
 /** Whether a span names its own agent (a sub-agent's invoke_agent span, an AI SDK call's functionId). */
 const namesAgent = (span: Span): boolean => {
@@ -138,9 +138,10 @@ class ExportTally implements SpanProcessor {
         this.inFlight.add(entry);
         exporter.export(spans, (result) => {
           this.settled += spans.length;
-          if (result.code !== ExportResultCode.SUCCESS) {
+          const failed = failedSpansOf(result, spans.length);
+          if (failed > 0) {
             if (this.failed === 0) this.onFirstFailure(result.error);
-            this.failed += spans.length;
+            this.failed += failed;
           }
           this.waiters = this.waiters.filter((w) => (this.settled >= w.upTo ? (w.resolve(), false) : true));
           if (this.inFlight.delete(entry)) done(result);

@@ -13,16 +13,33 @@ function statusOf(error: Error | undefined): unknown {
   return (error as { code?: unknown } | undefined)?.code;
 }
 
-/** The exporter, with a batch refused as too large sent again in halves (both halves are sent: a failure of one fails the batch). */
+/** An export's result, with how many of its spans failed when that is not all of them (a batch sent in halves). */
+export type SplitExportResult = ExportResult & { failedSpans?: number };
+
+/** How many of an export's spans its result says failed. */
+export function failedSpansOf(result: SplitExportResult, spans: number): number {
+  return result.code === ExportResultCode.SUCCESS ? 0 : (result.failedSpans ?? spans);
+}
+
+/**
+ * The exporter, with a batch refused as too large sent again in halves. Both halves are sent; a
+ * failure of either fails the batch, and the result says how many spans failed (a span alone over
+ * the limit fails alone: the others were stored).
+ */
 export function splitOnTooLarge(exporter: SpanExporter): SpanExporter {
-  const send = (spans: ReadableSpan[], done: (result: ExportResult) => void): void => {
+  const send = (spans: ReadableSpan[], done: (result: SplitExportResult) => void): void => {
     exporter.export(spans, (result) => {
       if (result.code === ExportResultCode.SUCCESS || spans.length < 2 || statusOf(result.error) !== TOO_LARGE) {
         done(result);
         return;
       }
       const half = Math.ceil(spans.length / 2);
-      send(spans.slice(0, half), (first) => send(spans.slice(half), (second) => done(first.code === ExportResultCode.SUCCESS ? second : first)));
+      send(spans.slice(0, half), (first) =>
+        send(spans.slice(half), (second) => {
+          const failedSpans = failedSpansOf(first, half) + failedSpansOf(second, spans.length - half);
+          const failed = first.code === ExportResultCode.SUCCESS ? second : first;
+          done(failedSpans === 0 ? { code: ExportResultCode.SUCCESS } : { code: ExportResultCode.FAILED, error: failed.error, failedSpans });
+        }));
     });
   };
   return {

@@ -61,4 +61,28 @@ describe('export batches over the collector limit', () => {
     await tc.collector.flush();
     expect(await tc.rows(`SELECT toUInt32(count()) AS n FROM agent_tool_calls FINAL WHERE session_id = 'flush-512'`)).toEqual([{ n: 512 }]);
   });
+
+  it('a span alone over the limit fails alone: the others of its batch are stored, and only it is counted as failed', async () => {
+    assertBuilt();
+    const index = JSON.stringify(join(packageRoot, 'dist', 'instrumentation', 'src', 'index.js'));
+    const script = `
+      const lw = await import(${index});
+      const fetchPage = lw.traceTool('fetch_page', async (a) => ({ html: a.big ? 'y'.repeat(300000) : 'small' }));
+      await lw.withSession('one-too-large', async () => {
+        for (let i = 0; i < 100; i++) await fetchPage({ url: 'u' + i, big: i === 50 ? 'x'.repeat(300000) : '' });
+      });
+      await lw.loopwatch().flush();
+      process.stdout.write(JSON.stringify({ pending: lw.loopwatch().pendingSpans(), failed: lw.loopwatch().failedSpans() }));
+      process.exit(0);`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: packageRoot,
+      env: {
+        ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: tc.url, OTEL_SERVICE_NAME: 'one-too-large', LOOPWATCH_GUARD: 'off', LOOPWATCH_SESSION_ID: '', LOOPWATCH_EXIT_FLUSH_MS: '0',
+        LOOPWATCH_CAPTURE_CONTENT: '1', LOOPWATCH_MAX_CONTENT_LENGTH: '300000', OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: '400000',
+      },
+    });
+    expect(JSON.parse(stdout)).toEqual({ pending: 0, failed: 1 });
+    await tc.collector.flush();
+    expect(await tc.rows(`SELECT toUInt32(count()) AS n FROM agent_tool_calls FINAL WHERE session_id = 'one-too-large'`)).toEqual([{ n: 99 }]);
+  });
 });
