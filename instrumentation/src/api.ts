@@ -6,7 +6,7 @@ import { ATTR, TOOL_WRAPPER_OPERATION } from './attributes.js';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { canonicalJson, hash64Hex, valueHash } from './canonical.js';
-import { runInSession, sessionFrom, type SessionInfo } from './context.js';
+import { contextCarries, runInSession, sessionFrom, type SessionInfo } from './context.js';
 import { traceSession } from './llm-calls.js';
 import { capturedText, captureOptions, sentErrorText } from './options.js';
 import { errorText, errorTypeOf } from './thrown.js';
@@ -95,7 +95,8 @@ const TOOL_DEPTH = createContextKey('loopwatch.tool_depth');
 // Without an OpenTelemetry SDK (the loop guard alone) the API's context is a no-op and every call
 // starts in the root context: the depth is carried here instead (as context.ts carries the
 // session), or no depth budget ever fired there and a recursion ran until the stack overflowed.
-// Only calls that start in the root context read and set it: with an SDK, those outside any span.
+// Only there: with an SDK a call started in the root context on purpose (work handed to a trace
+// of its own) starts at depth 1, as the SQL pass sees it.
 const depthStore = new AsyncLocalStorage<EnclosingCall>();
 
 // The traced call a span belongs to, on the span object itself (no attribute, no context value):
@@ -566,7 +567,7 @@ export function traceTool<A extends unknown[], R>(name: string, fn: (...args: A)
     // The context holds the call's depth and session (a nested call of the same session was not
     // requested by the model): values, not the call, which a context kept by something the call
     // made (a timer, a client) would keep alive with every call around it.
-    const atRoot = parent === ROOT_CONTEXT;
+    const atRoot = parent === ROOT_CONTEXT && observers.size > 0 && !contextCarries();
     const around = observers.size > 0 ? ((parent.getValue(TOOL_DEPTH) as EnclosingCall | undefined) ?? (atRoot ? depthStore.getStore() : undefined)) : undefined;
     const depth = observers.size > 0 ? (around?.depth ?? 0) + (wrapped === undefined ? 1 : 0) : 0;
     const outer = wrapped !== undefined ? wrapped.outer : around;

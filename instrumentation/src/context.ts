@@ -56,7 +56,7 @@ const sessionStore = new AsyncLocalStorage<SessionInfo>();
 const PROBE = ROOT_CONTEXT.setValue(createContextKey('loopwatch.context_probe'), true);
 
 /** Whether the registered context manager carries a context into a callback. */
-function contextCarries(): boolean {
+export function contextCarries(): boolean {
   return context.with(PROBE, () => context.active() === PROBE);
 }
 

@@ -2,6 +2,7 @@
 // loopwatch.loop_detected event to the tool span that completed a loop; halt throws a typed
 // LoopDetectedError before the next looping call runs. The InMemorySpanExporter only reads
 // what the SDK produced.
+import { context, ROOT_CONTEXT } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -192,6 +193,12 @@ describe('LoopGuard policy halt', () => {
     expect(err).toBeInstanceOf(LoopDetectedError);
     expect(raised).toEqual([expect.stringMatching(/solve would run at tool depth 26, over the budget of 25/)]);
     expect(logged).toHaveLength(1);
+  });
+
+  it('a call a tool starts in the root context on purpose (work handed to a trace of its own) starts at depth 1, as SQL sees it', async () => {
+    handle = enableLoopGuard({ policy: 'halt', params: { budgetMaxToolDepth: 3 }, log: () => undefined });
+    const job: (n: number) => Promise<number> = traceTool('job', async (n: number) => (n >= 6 ? n : await context.with(ROOT_CONTEXT, () => job(n + 1))));
+    await expect(withSession('guard-detached', () => job(1))).resolves.toBe(6);
   });
 });
 
