@@ -465,18 +465,22 @@ const PROPAGATORS: Record<string, () => TextMapPropagator> = {
 
 /**
  * The propagators OTEL_PROPAGATORS names, of those this SDK carries (tracecontext, baggage; the
- * B3 and Jaeger ones are not loaded: said once, and left out): undefined for the default (both),
- * null for none. They matter since Loopwatch itself sends the context on (an MCP call's
+ * B3 and Jaeger ones are not loaded: said, and left out): undefined for the default (both, also
+ * when none named is carried), null for none. They matter since Loopwatch itself sends the context on (an MCP call's
  * params._meta): `tracecontext` alone keeps the application's baggage in the process.
  */
 export function propagatorFromEnv(env: NodeJS.ProcessEnv = process.env): TextMapPropagator | null | undefined {
   const names = (env.OTEL_PROPAGATORS ?? '').split(',').map((n) => n.trim().toLowerCase()).filter((n) => n !== '');
   if (names.length === 0) return undefined;
   if (names.includes('none')) return null;
-  const unknown = names.filter((n) => !Object.hasOwn(PROPAGATORS, n));
-  if (unknown.length) warn(`OTEL_PROPAGATORS: ${unknown.join(', ')} not available with Loopwatch's SDK (tracecontext and baggage are), left out; for others, set up your own SDK with LOOPWATCH_INSTRUMENTATION=off`);
+  const unknown = [...new Set(names.filter((n) => !Object.hasOwn(PROPAGATORS, n)))];
   const known = [...new Set(names.filter((n) => Object.hasOwn(PROPAGATORS, n)))];
-  return known.length === 0 ? null : new CompositePropagator({ propagators: known.map((n) => PROPAGATORS[n]!()) });
+  if (unknown.length) {
+    const instead = known.length ? `using ${known.join(', ')}` : 'using the default, tracecontext and baggage';
+    warn(`OTEL_PROPAGATORS: ${unknown.join(', ')} not available with Loopwatch's SDK, ${instead}; for others, set up your own SDK with LOOPWATCH_INSTRUMENTATION=off`);
+  }
+  // none known: the default, as before this variable was read (not no propagation at all)
+  return known.length === 0 ? undefined : new CompositePropagator({ propagators: known.map((n) => PROPAGATORS[n]!()) });
 }
 
 export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {

@@ -189,8 +189,10 @@ describe('where spans go, and why the collector refused them', () => {
       expect(sent(propagatorFromEnv({ OTEL_PROPAGATORS: 'tracecontext' }))).toEqual(['traceparent']);
       expect(sent(propagatorFromEnv({ OTEL_PROPAGATORS: ' tracecontext , baggage ' }))).toEqual(['baggage', 'traceparent']);
       expect(warned).not.toHaveBeenCalled();
-      expect(sent(propagatorFromEnv({ OTEL_PROPAGATORS: 'b3,tracecontext' }))).toEqual(['traceparent']);
-      expect(warned).toHaveBeenCalledWith(expect.stringMatching(/OTEL_PROPAGATORS: b3 not available with Loopwatch's SDK/));
+      expect(sent(propagatorFromEnv({ OTEL_PROPAGATORS: 'b3,tracecontext,b3' }))).toEqual(['traceparent']);
+      expect(warned).toHaveBeenLastCalledWith("[loopwatch] OTEL_PROPAGATORS: b3 not available with Loopwatch's SDK, using tracecontext; for others, set up your own SDK with LOOPWATCH_INSTRUMENTATION=off");
+      expect(propagatorFromEnv({ OTEL_PROPAGATORS: 'b3,jaeger' })).toBeUndefined(); // none carried: the default, as before the variable was read
+      expect(warned).toHaveBeenLastCalledWith(expect.stringMatching(/b3, jaeger not available with Loopwatch's SDK, using the default, tracecontext and baggage/));
     } finally {
       warned.mockRestore();
     }
