@@ -1,7 +1,7 @@
 // Turns decoded OTLP trace data (from protobuf or JSON; both decoders hand over the same
 // shape) into rows of `otel_traces`, the OpenTelemetry Collector ClickHouse exporter's layout.
-// Spans that are malformed in themselves (bad ids, too many attributes) are rejected one by one
-// and reported as OTLP partial success; limits that protect the collector reject the whole request.
+// Spans that are malformed in themselves (bad ids, attributes over a limit) are rejected one by
+// one and reported as OTLP partial success; limits that protect the collector reject the whole request.
 import type Long from 'long';
 import { AGENT_ATTRIBUTES, SESSION_ATTRIBUTES } from '../../../instrumentation/src/attributes.js';
 import { canonicalJson, hash64Hex } from '../../../instrumentation/src/canonical.js';
@@ -441,12 +441,21 @@ class Converter {
     }
     const links = span.links ?? [];
     const spanName = this.fit(span.name ?? '');
-    // too many attributes on a span, an event or a link: that span rejected (partial success), not
-    // the request's other spans with it (exporters do not retry a 400: they were lost too)
-    const max = this.limits.maxAttributes;
-    let most = span.attributes?.length ?? 0;
-    for (const x of [...events, ...links]) most = Math.max(most, x.attributes?.length ?? 0);
-    if (most > max) return `span '${spanName}' with ${most} attributes on it or one of its events or links, more than the limit of ${max}`;
+    // attributes of the span's own over a limit (too many on it, an event or a link; a key too
+    // long; a value nested too deep): that span rejected (partial success), not the request's
+    // other spans with it (exporters do not retry a 400: they were lost too). Only the resource's,
+    // shared by its spans, refuse the request.
+    let attributes: Record<string, string>;
+    let eventAttributes: Record<string, string>[];
+    let linkAttributes: Record<string, string>[];
+    try {
+      attributes = this.attributes(span.attributes, `span '${spanName}'`);
+      eventAttributes = events.map((e) => this.attributes(e.attributes, `event '${e.name ?? ''}'`));
+      linkAttributes = links.map((l) => this.attributes(l.attributes, 'link'));
+    } catch (err) {
+      if (err instanceof BadRequestError) return err.message.startsWith(`span '${spanName}'`) ? err.message : `span '${spanName}': ${err.message}`;
+      throw err;
+    }
     return [
       nanosToDateTime64(start),
       traceId,
@@ -459,17 +468,17 @@ class Converter {
       resourceAttributes,
       scopeName,
       scopeVersion,
-      this.attributes(span.attributes, `span '${spanName}'`),
+      attributes,
       (end > start ? end - start : 0n).toString(),
       status,
       this.fit(span.status?.message ?? ''),
       events.map((e) => nanosToDateTime64(u64(e.timeUnixNano) ?? 0n)),
       events.map((e) => this.fit(e.name ?? '')),
-      events.map((e) => this.attributes(e.attributes, `event '${e.name ?? ''}'`)),
+      eventAttributes,
       links.map((l) => idToHex(l.traceId, 16) ?? ''),
       links.map((l) => idToHex(l.spanId, 8) ?? ''),
       links.map((l) => l.traceState ?? ''),
-      links.map((l) => this.attributes(l.attributes, 'link')),
+      linkAttributes,
     ];
   }
 }
