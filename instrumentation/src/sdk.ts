@@ -466,8 +466,9 @@ const PROPAGATORS: Record<string, () => TextMapPropagator> = {
 /**
  * The propagators OTEL_PROPAGATORS names, of those this SDK carries (tracecontext, baggage; the
  * B3 and Jaeger ones are not loaded: said, and left out): undefined for the default (both, also
- * when none named is carried), null for none. They matter since Loopwatch itself sends the context on (an MCP call's
- * params._meta): `tracecontext` alone keeps the application's baggage in the process.
+ * when none named is carried), null for none. They matter since Loopwatch itself sends the
+ * context on (an MCP call's params._meta): `tracecontext` alone keeps the application's baggage
+ * in the process.
  */
 export function propagatorFromEnv(env: NodeJS.ProcessEnv = process.env): TextMapPropagator | null | undefined {
   const names = (env.OTEL_PROPAGATORS ?? '').split(',').map((n) => n.trim().toLowerCase()).filter((n) => n !== '');
