@@ -60,9 +60,10 @@ WITH RECURSIVE
     ),
     -- walk up from every tool call; each tool span passed adds one level. Up to 64 steps, and on
     -- while the chain is within the budget (a budget over 64 can fire: deeper chains report a
-    -- depth of at least what 64 steps found), at most 16 steps a level of the budget and 960 in
-    -- all (spans whose parents form a cycle never reach a root; the engine refuses a recursion of
-    -- more than 1,000 steps, and the whole detector failed with it)
+    -- depth of at least what 64 steps found), at most 32 steps a level of the budget (an agent
+    -- framework's spans between two levels) and 9,000 in all (spans whose parents form a cycle
+    -- never reach a root; the runner allows the engine 10,000 recursion steps, its default of
+    -- 1,000 failed the whole detector)
     walk AS (
         SELECT span_id AS leaf, parent_span_id AS cur, toUInt32(1) AS depth, toUInt32(0) AS steps
         FROM scoped
@@ -70,7 +71,7 @@ WITH RECURSIVE
         UNION ALL
         SELECT w.leaf AS leaf, s.parent_span_id AS cur, w.depth + s.is_tool AS depth, w.steps + 1 AS steps
         FROM walk AS w INNER JOIN spans AS s ON s.span_id = w.cur
-        WHERE w.cur != '' AND (w.steps < 64 OR w.depth <= {budget_max_tool_depth:UInt32}) AND w.steps < least(greatest(64, 16 * {budget_max_tool_depth:UInt32}), 960)
+        WHERE w.cur != '' AND (w.steps < 64 OR w.depth <= {budget_max_tool_depth:UInt32}) AND w.steps < least(greatest(64, 32 * {budget_max_tool_depth:UInt32}), 9000)
     ),
     depths AS (SELECT leaf, max(depth) AS depth FROM walk GROUP BY leaf),
     firsts AS (

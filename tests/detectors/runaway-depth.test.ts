@@ -1,7 +1,8 @@
 // The depth budget in SQL past the walk's first 64 steps: a chain deeper than a budget of 100 is
 // found (the walk stopped at 64 steps, so no budget above 64 could fire), and a walk that never
-// reaches a root (spans whose parents form a cycle) still ends, within the engine's 1,000
-// recursion steps (past them the whole detector failed).
+// reaches a root (spans whose parents form a cycle) still ends; a chain with spans between its
+// levels is walked past the engine's default of 1,000 recursion steps (which failed the whole
+// detector, and a cap under it hid the chain).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runDetectors } from '../../collector/src/detect/run-detectors.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
@@ -42,7 +43,7 @@ describe('runaway depth, deep chains', () => {
     expect(Number(d.max_tool_depth)).toBeGreaterThan(100);
   });
 
-  it('a chain with 10 spans between its levels, over a budget of 100: the walk stays within the engine\'s 1,000 recursion steps, the detector runs, other sessions are judged', async () => {
+  it('a chain with 10 spans between its levels, over a budget of 100 (1,100 spans up: past the engine\'s default of 1,000 recursion steps): found, and the other sessions of the pass judged', async () => {
     const client = tc.collector.store.client;
     const chain = buildSession('depth-inter', Array.from({ length: 101 }, (_, i) => ({ tool: 'solve', args: { level: i }, result: `r${i}`, ...(i > 0 ? { parentCall: i - 1 } : {}) })));
     // between each call and the one it runs, 10 plain spans (an agent framework's steps)
@@ -67,6 +68,7 @@ describe('runaway depth, deep chains', () => {
     expect(r.errors).toEqual({});
     const found = await tc.rows<{ session_id: string; details: string }>(
       "SELECT session_id, details FROM agent_findings FINAL WHERE detector = 'runaway' AND session_id IN ('depth-inter', 'depth-flat-calls') ORDER BY session_id");
-    expect(found.map((f) => [f.session_id, (JSON.parse(f.details) as { reasons: string }).reasons])).toEqual([['depth-flat-calls', 'calls'], ['depth-inter', 'calls']]);
+    expect(found.map((f) => [f.session_id, (JSON.parse(f.details) as { reasons: string }).reasons])).toEqual([['depth-flat-calls', 'calls'], ['depth-inter', 'calls,depth']]);
+    expect(Number((JSON.parse(found[1]!.details) as { max_tool_depth: string }).max_tool_depth)).toBe(101);
   });
 });
