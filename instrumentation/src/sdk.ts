@@ -117,14 +117,17 @@ class ExportTally implements SpanProcessor {
     if (this.dropped === 0) this.onFirstDrop();
     this.dropped += n;
   }
+  /** Shut down with the provider: the batch processor takes no span after that, so none is counted (a flush would wait for it). */
+  private closed = false;
   onStart(): void {}
   onEnd(span: ReadableSpan): void {
-    if (span.spanContext().traceFlags & TraceFlags.SAMPLED) this.ended++;
+    if (!this.closed && span.spanContext().traceFlags & TraceFlags.SAMPLED) this.ended++;
   }
   forceFlush(): Promise<void> {
     return Promise.resolve();
   }
   shutdown(): Promise<void> {
+    this.closed = true;
     return Promise.resolve();
   }
   /** Exports under way, with the batch processor's callback (see abandon()). */

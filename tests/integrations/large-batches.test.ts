@@ -85,4 +85,24 @@ describe('export batches over the collector limit', () => {
     await tc.collector.flush();
     expect(await tc.rows(`SELECT toUInt32(count()) AS n FROM agent_tool_calls FINAL WHERE session_id = 'one-too-large'`)).toEqual([{ n: 99 }]);
   });
+
+  it('a span that ends after shutdown is not waited for: the batch processor takes none then, and flush() resolves', async () => {
+    assertBuilt();
+    const index = JSON.stringify(join(packageRoot, 'dist', 'instrumentation', 'src', 'index.js'));
+    const script = `
+      const lw = await import(${index});
+      const read = lw.traceTool('read_file', async (p) => 'contents of ' + p);
+      await lw.withSession('late-span', () => read('a'));
+      await lw.loopwatch().flush();
+      await lw.loopwatch().shutdown();
+      await lw.withSession('late-span', () => read('b'));
+      const pending = lw.loopwatch().pendingSpans();
+      await lw.loopwatch().flush();
+      process.stdout.write(JSON.stringify({ pending, flushed: true }));`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: packageRoot,
+      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: tc.url, OTEL_SERVICE_NAME: 'late-span', LOOPWATCH_GUARD: 'off', LOOPWATCH_SESSION_ID: '', LOOPWATCH_EXIT_FLUSH_MS: '0' },
+    });
+    expect(JSON.parse(stdout)).toEqual({ pending: 0, flushed: true });
+  });
 });
