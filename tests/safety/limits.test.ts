@@ -83,10 +83,13 @@ describe('request limits', () => {
     for (let i = 0; i < 6; i++) deep = { arrayValue: { values: [deep] } };
     const cases: [object, RegExp][] = [
       [span({ attributes: many }), /^span 'execute_tool x' has 9 attributes, more than the limit of 8$/],
-      [span({ events: [{ name: 'e', timeUnixNano: String(T0), attributes: many }] }), /^span 'execute_tool x': event 'e' has 9 attributes, more than the limit of 8$/],
-      [span({ links: [{ traceId: TRACE, spanId: Buffer.alloc(8, 1), attributes: many }] }), /^span 'execute_tool x': link has 9 attributes/],
-      [span({ attributes: [attr('k'.repeat(101), { stringValue: 'v' })] }), /^span 'execute_tool x': attribute key on span 'execute_tool x' is longer than 100 characters$/],
+      [span({ events: [{ name: 'e', timeUnixNano: String(T0), attributes: many }] }), /^event 'e' of span 'execute_tool x' has 9 attributes, more than the limit of 8$/],
+      [span({ links: [{ traceId: TRACE, spanId: Buffer.alloc(8, 1), attributes: many }] }), /^a link of span 'execute_tool x' has 9 attributes, more than the limit of 8$/],
+      [span({ attributes: [attr('k'.repeat(101), { stringValue: 'v' })] }), /^attribute key on span 'execute_tool x' is longer than 100 characters$/],
       [span({ attributes: [attr('deep', deep)] }), /^span 'execute_tool x': attribute value nested deeper than 4 levels$/],
+      [span({ events: [{ name: 'e', timeUnixNano: String(T0), attributes: [attr('deep', deep)] }] }), /^event 'e' of span 'execute_tool x': attribute value nested deeper than 4 levels$/],
+      // a long name is named as stored, cut (here to this collector's limit of 100), and at most its first 100 characters
+      [span({ name: 'n'.repeat(150), attributes: many }), /^span 'n{1,99}…(\[truncated\])?' has 9 attributes/],
     ];
     for (const [bad, message] of cases) {
       const good = span();

@@ -360,7 +360,13 @@ class Converter {
     for (const kv of kvs) {
       const key = kv.key ?? '';
       if (!fitsStored(key, max)) this.tooLong(`attribute key on ${where}`);
-      const value = this.valueText(kv.value);
+      let value: string;
+      try {
+        value = this.valueText(kv.value);
+      } catch (err) {
+        if (err instanceof BadRequestError) throw new BadRequestError(`${where}: ${err.message}`);
+        throw err;
+      }
       if (fitsStored(value, max)) {
         out[key] = value;
         continue;
@@ -448,12 +454,14 @@ class Converter {
     let attributes: Record<string, string>;
     let eventAttributes: Record<string, string>[];
     let linkAttributes: Record<string, string>[];
+    // named in the message by at most 100 characters (a name near the limit made a 130,000-character answer)
+    const named = `span '${spanName.length > 100 ? `${spanName.slice(0, 100)}…` : spanName}'`;
     try {
-      attributes = this.attributes(span.attributes, `span '${spanName}'`);
-      eventAttributes = events.map((e) => this.attributes(e.attributes, `event '${e.name ?? ''}'`));
-      linkAttributes = links.map((l) => this.attributes(l.attributes, 'link'));
+      attributes = this.attributes(span.attributes, named);
+      eventAttributes = events.map((e) => this.attributes(e.attributes, `event '${(e.name ?? '').slice(0, 100)}' of ${named}`));
+      linkAttributes = links.map((l) => this.attributes(l.attributes, `a link of ${named}`));
     } catch (err) {
-      if (err instanceof BadRequestError) return err.message.startsWith(`span '${spanName}'`) ? err.message : `span '${spanName}': ${err.message}`;
+      if (err instanceof BadRequestError) return err.message;
       throw err;
     }
     return [
