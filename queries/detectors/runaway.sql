@@ -61,17 +61,21 @@ WITH RECURSIVE
     -- walk up from every tool call; each tool span passed adds one level. Up to 64 steps, and on
     -- while the chain is within the budget (a budget over 64 can fire: deeper chains report a
     -- depth of at least what 64 steps found), at most 32 steps a level of the budget (an agent
-    -- framework's spans between two levels) and 9,000 in all (spans whose parents form a cycle
-    -- never reach a root; the runner allows the engine 10,000 recursion steps, its default of
-    -- 1,000 failed the whole detector)
+    -- framework's spans between two levels) and 9,000 in all (the runner allows the engine
+    -- 10,000 recursion steps, its default of 1,000 failed the whole detector). Spans whose
+    -- parents form a cycle never reach a root: a walk ends when it comes back to the span it
+    -- passed at its last power-of-two step (`mark`, Brent's cycle test), within about twice the
+    -- cycle and its lead-in, not at the cap (walked to the cap on every pass, one bad trace made
+    -- a pass 10x slower)
     walk AS (
-        SELECT span_id AS leaf, parent_span_id AS cur, toUInt32(1) AS depth, toUInt32(0) AS steps
+        SELECT span_id AS leaf, parent_span_id AS cur, toUInt32(1) AS depth, toUInt32(0) AS steps, '' AS mark
         FROM scoped
         WHERE parent_span_id != ''
         UNION ALL
-        SELECT w.leaf AS leaf, s.parent_span_id AS cur, w.depth + s.is_tool AS depth, w.steps + 1 AS steps
+        SELECT w.leaf AS leaf, s.parent_span_id AS cur, w.depth + s.is_tool AS depth, w.steps + 1 AS steps,
+               if(bitAnd(w.steps + 1, w.steps) = 0, w.cur, w.mark) AS mark
         FROM walk AS w INNER JOIN spans AS s ON s.span_id = w.cur
-        WHERE w.cur != '' AND (w.steps < 64 OR w.depth <= {budget_max_tool_depth:UInt32}) AND w.steps < least(greatest(64, 32 * {budget_max_tool_depth:UInt32}), 9000)
+        WHERE w.cur != '' AND w.cur != w.mark AND (w.steps < 64 OR w.depth <= {budget_max_tool_depth:UInt32}) AND w.steps < least(greatest(64, 32 * {budget_max_tool_depth:UInt32}), 9000)
     ),
     depths AS (SELECT leaf, max(depth) AS depth FROM walk GROUP BY leaf),
     firsts AS (
