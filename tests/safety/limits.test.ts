@@ -90,6 +90,9 @@ describe('request limits', () => {
       [span({ events: [{ name: 'e', timeUnixNano: String(T0), attributes: [attr('deep', deep)] }] }), /^event 'e' of span 'execute_tool x': attribute value nested deeper than 4 levels$/],
       // a long name is named as stored, cut (here to this collector's limit of 100), and at most its first 100 characters
       [span({ name: 'n'.repeat(150), attributes: many }), /^span 'n{1,99}…(\[truncated\])?' has 9 attributes/],
+      // cut at a whole character: an emoji is never split into half a surrogate pair
+      [span({ name: 'a' + '\u{1F600}'.repeat(40), events: [{ name: 'b' + '\u{1F600}'.repeat(60), timeUnixNano: String(T0), attributes: many }] }),
+        new RegExp(`^event 'b${'\u{1F600}'.repeat(49)}…' of span 'a${'\u{1F600}'.repeat(40)}[^']*' has 9 attributes`, 'u')],
     ];
     for (const [bad, message] of cases) {
       const good = span();

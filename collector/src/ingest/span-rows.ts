@@ -455,10 +455,10 @@ class Converter {
     let eventAttributes: Record<string, string>[];
     let linkAttributes: Record<string, string>[];
     // named in the message by at most 100 characters (a name near the limit made a 130,000-character answer)
-    const named = `span '${spanName.length > 100 ? `${spanName.slice(0, 100)}…` : spanName}'`;
+    const named = `span '${nameHead(spanName)}'`;
     try {
       attributes = this.attributes(span.attributes, named);
-      eventAttributes = events.map((e) => this.attributes(e.attributes, `event '${(e.name ?? '').slice(0, 100)}' of ${named}`));
+      eventAttributes = events.map((e) => this.attributes(e.attributes, `event '${nameHead(e.name ?? '')}' of ${named}`));
       linkAttributes = links.map((l) => this.attributes(l.attributes, `a link of ${named}`));
     } catch (err) {
       if (err instanceof BadRequestError) return err.message;
@@ -489,6 +489,13 @@ class Converter {
       linkAttributes,
     ];
   }
+}
+
+/** A name as a message shows it: its first 100 UTF-16 units, not ending in half a surrogate pair, and a mark when cut. */
+function nameHead(name: string): string {
+  if (name.length <= 100) return name;
+  const cut = name.charCodeAt(99) >= 0xd800 && name.charCodeAt(99) <= 0xdbff ? 99 : 100;
+  return `${name.slice(0, cut)}…`;
 }
 
 /** A tool span that names no operation, as queries/schema/015 takes it (pydantic-ai's older spans). */
