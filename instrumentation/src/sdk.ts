@@ -121,7 +121,9 @@ class ExportTally implements SpanProcessor {
   private closed = false;
   onStart(): void {}
   onEnd(span: ReadableSpan): void {
-    if (!this.closed && span.spanContext().traceFlags & TraceFlags.SAMPLED) this.ended++;
+    if ((span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return;
+    if (!this.closed) this.ended++;
+    else warnOnce('ended-after-shutdown', `a span ended after Loopwatch shut down ('${span.name}'): it is not exported (end spans before loopwatch()?.shutdown())`);
   }
   forceFlush(): Promise<void> {
     return Promise.resolve();

@@ -86,7 +86,7 @@ describe('export batches over the collector limit', () => {
     expect(await tc.rows(`SELECT toUInt32(count()) AS n FROM agent_tool_calls FINAL WHERE session_id = 'one-too-large'`)).toEqual([{ n: 99 }]);
   });
 
-  it('a span that ends after shutdown is not waited for: the batch processor takes none then, and flush() resolves', async () => {
+  it('a span that ends after shutdown is not waited for (the batch processor takes none then, and flush() resolves), and is said on stderr', async () => {
     assertBuilt();
     const index = JSON.stringify(join(packageRoot, 'dist', 'instrumentation', 'src', 'index.js'));
     const script = `
@@ -99,10 +99,11 @@ describe('export batches over the collector limit', () => {
       const pending = lw.loopwatch().pendingSpans();
       await lw.loopwatch().flush();
       process.stdout.write(JSON.stringify({ pending, flushed: true }));`;
-    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
       cwd: packageRoot,
       env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: tc.url, OTEL_SERVICE_NAME: 'late-span', LOOPWATCH_GUARD: 'off', LOOPWATCH_SESSION_ID: '', LOOPWATCH_EXIT_FLUSH_MS: '0' },
     });
     expect(JSON.parse(stdout)).toEqual({ pending: 0, flushed: true });
+    expect(stderr).toContain("[loopwatch] a span ended after Loopwatch shut down ('execute_tool read_file'): it is not exported"); 
   });
 });
