@@ -41,7 +41,7 @@ describe('runaway depth, deep chains', () => {
     const d = JSON.parse(found[0]!.details) as Record<string, string>;
     expect(d.reasons).toBe('depth');
     expect(Number(d.max_tool_depth)).toBeGreaterThan(100);
-  });
+  }, 240_000);
 
   it('a chain with 10 spans between its levels, over a budget of 100 (1,100 spans up: past the engine\'s default of 1,000 recursion steps): found, and the other sessions of the pass judged', async () => {
     const client = tc.collector.store.client;
@@ -70,5 +70,5 @@ describe('runaway depth, deep chains', () => {
       "SELECT session_id, details FROM agent_findings FINAL WHERE detector = 'runaway' AND session_id IN ('depth-inter', 'depth-flat-calls') ORDER BY session_id");
     expect(found.map((f) => [f.session_id, (JSON.parse(f.details) as { reasons: string }).reasons])).toEqual([['depth-flat-calls', 'calls'], ['depth-inter', 'calls,depth']]);
     expect(Number((JSON.parse(found[1]!.details) as { max_tool_depth: string }).max_tool_depth)).toBe(101);
-  });
+  }, 240_000); // a walk of 1,100 steps, one query step each: tens of seconds on a loaded machine
 });
