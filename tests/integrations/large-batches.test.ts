@@ -24,6 +24,20 @@ afterAll(async () => {
   await tc?.close();
 });
 
+/**
+ * Runs an agent script (after `const lw = await import(<the built instrumentation>)`) in a process
+ * of its own, exporting to the test collector: the OpenTelemetry globals and the resource's
+ * detection start fresh, as in an agent. Returns its stdout and stderr.
+ */
+async function runAgent(service: string, body: string, env: Record<string, string> = {}): Promise<{ stdout: string; stderr: string }> {
+  assertBuilt();
+  const index = JSON.stringify(join(packageRoot, 'dist', 'instrumentation', 'src', 'index.js'));
+  return promisify(execFile)(process.execPath, ['--input-type=module', '-e', `const lw = await import(${index});\n${body}`], {
+    cwd: packageRoot,
+    env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: tc.url, OTEL_SERVICE_NAME: service, LOOPWATCH_GUARD: 'off', LOOPWATCH_SESSION_ID: '', LOOPWATCH_EXIT_FLUSH_MS: '0', ...env },
+  });
+}
+
 describe('export batches over the collector limit', () => {
   it('are sent again in halves: every call is stored, none twice', async () => {
     configureCapture({ captureContent: true, maxContentLength: 4000 });
@@ -44,53 +58,33 @@ describe('export batches over the collector limit', () => {
   });
 
   it('flush() waits for a full first batch still waiting on the resource: an agent that flushes after exactly 512 calls and exits loses none', async () => {
-    assertBuilt();
-    const index = JSON.stringify(join(packageRoot, 'dist', 'instrumentation', 'src', 'index.js'));
-    const script = `
-      const lw = await import(${index});
+    const { stdout } = await runAgent('flush-512', `
       const read = lw.traceTool('read_file', async (p) => 'contents of ' + p);
       await lw.withSession('flush-512', async () => { for (let i = 0; i < 512; i++) await read('f' + i); });
       await lw.loopwatch().flush();
       process.stdout.write(JSON.stringify({ pending: lw.loopwatch().pendingSpans(), failed: lw.loopwatch().failedSpans() }));
-      process.exit(0);`;
-    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
-      cwd: packageRoot,
-      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: tc.url, OTEL_SERVICE_NAME: 'flush-512', LOOPWATCH_GUARD: 'off', LOOPWATCH_SESSION_ID: '', LOOPWATCH_EXIT_FLUSH_MS: '0' },
-    });
+      process.exit(0);`);
     expect(JSON.parse(stdout)).toEqual({ pending: 0, failed: 0 });
     await tc.collector.flush();
     expect(await tc.rows(`SELECT toUInt32(count()) AS n FROM agent_tool_calls FINAL WHERE session_id = 'flush-512'`)).toEqual([{ n: 512 }]);
   });
 
   it('a span alone over the limit fails alone: the others of its batch are stored, and only it is counted as failed', async () => {
-    assertBuilt();
-    const index = JSON.stringify(join(packageRoot, 'dist', 'instrumentation', 'src', 'index.js'));
-    const script = `
-      const lw = await import(${index});
+    const { stdout } = await runAgent('one-too-large', `
       const fetchPage = lw.traceTool('fetch_page', async (a) => ({ html: a.big ? 'y'.repeat(300000) : 'small' }));
       await lw.withSession('one-too-large', async () => {
         for (let i = 0; i < 100; i++) await fetchPage({ url: 'u' + i, big: i === 50 ? 'x'.repeat(300000) : '' });
       });
       await lw.loopwatch().flush();
       process.stdout.write(JSON.stringify({ pending: lw.loopwatch().pendingSpans(), failed: lw.loopwatch().failedSpans() }));
-      process.exit(0);`;
-    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
-      cwd: packageRoot,
-      env: {
-        ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: tc.url, OTEL_SERVICE_NAME: 'one-too-large', LOOPWATCH_GUARD: 'off', LOOPWATCH_SESSION_ID: '', LOOPWATCH_EXIT_FLUSH_MS: '0',
-        LOOPWATCH_CAPTURE_CONTENT: '1', LOOPWATCH_MAX_CONTENT_LENGTH: '300000', OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: '400000',
-      },
-    });
+      process.exit(0);`, { LOOPWATCH_CAPTURE_CONTENT: '1', LOOPWATCH_MAX_CONTENT_LENGTH: '300000', OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: '400000' });
     expect(JSON.parse(stdout)).toEqual({ pending: 0, failed: 1 });
     await tc.collector.flush();
     expect(await tc.rows(`SELECT toUInt32(count()) AS n FROM agent_tool_calls FINAL WHERE session_id = 'one-too-large'`)).toEqual([{ n: 99 }]);
   });
 
   it('a span that ends after shutdown is not waited for (the batch processor takes none then, and flush() resolves), and is said on stderr', async () => {
-    assertBuilt();
-    const index = JSON.stringify(join(packageRoot, 'dist', 'instrumentation', 'src', 'index.js'));
-    const script = `
-      const lw = await import(${index});
+    const { stdout, stderr } = await runAgent('late-span', `
       const read = lw.traceTool('read_file', async (p) => 'contents of ' + p);
       await lw.withSession('late-span', () => read('a'));
       await lw.loopwatch().flush();
@@ -98,12 +92,8 @@ describe('export batches over the collector limit', () => {
       await lw.withSession('late-span', () => read('b'));
       const pending = lw.loopwatch().pendingSpans();
       await lw.loopwatch().flush();
-      process.stdout.write(JSON.stringify({ pending, flushed: true }));`;
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
-      cwd: packageRoot,
-      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: tc.url, OTEL_SERVICE_NAME: 'late-span', LOOPWATCH_GUARD: 'off', LOOPWATCH_SESSION_ID: '', LOOPWATCH_EXIT_FLUSH_MS: '0' },
-    });
+      process.stdout.write(JSON.stringify({ pending, flushed: true }));`);
     expect(JSON.parse(stdout)).toEqual({ pending: 0, flushed: true });
-    expect(stderr).toContain("[loopwatch] a span ended after Loopwatch shut down ('execute_tool read_file'): it is not exported"); 
+    expect(stderr).toContain("[loopwatch] a span ended after Loopwatch shut down ('execute_tool read_file'): it is not exported");
   });
 });
