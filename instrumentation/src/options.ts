@@ -5,6 +5,7 @@
 import { normalizeErrorMessage } from '../../queries/src/detector-defaults.js';
 import { hash64Hex } from './canonical.js';
 import { decimalInteger } from './decimal.js';
+import { wholeHead } from './text.js';
 import { errorTypeOf } from './thrown.js';
 import { warnOnce } from './warn.js';
 
@@ -64,10 +65,7 @@ export function captureOptions(): Readonly<CaptureOptions> {
  */
 function cut(text: string, max: number, kind: ContentKind): string {
   if (text.length <= max) return text;
-  let end = max;
-  const last = text.charCodeAt(end - 1);
-  if (last >= 0xd800 && last <= 0xdbff) end--;
-  return `${text.slice(0, end)}…[truncated${kind === 'error' ? ` ~${errorTag(text)}` : ''}]`;
+  return `${wholeHead(text, max)}…[truncated${kind === 'error' ? ` ~${errorTag(text)}` : ''}]`;
 }
 
 /**

@@ -5,6 +5,7 @@
 import type Long from 'long';
 import { AGENT_ATTRIBUTES, SESSION_ATTRIBUTES } from '../../../instrumentation/src/attributes.js';
 import { canonicalJson, hash64Hex } from '../../../instrumentation/src/canonical.js';
+import { wholeHead } from '../../../instrumentation/src/text.js';
 
 /** A 64-bit unsigned value as either decoder delivers it. */
 export type U64 = Long | string | number | bigint | null | undefined;
@@ -493,9 +494,7 @@ class Converter {
 
 /** A name as a message shows it: its first 100 UTF-16 units, not ending in half a surrogate pair, and a mark when cut. */
 function nameHead(name: string): string {
-  if (name.length <= 100) return name;
-  const cut = name.charCodeAt(99) >= 0xd800 && name.charCodeAt(99) <= 0xdbff ? 99 : 100;
-  return `${name.slice(0, cut)}…`;
+  return name.length <= 100 ? name : `${wholeHead(name, 100)}…`;
 }
 
 /** A tool span that names no operation, as queries/schema/015 takes it (pydantic-ai's older spans). */
