@@ -4,7 +4,7 @@
 // collector. Standard variables apply (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
 // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES); the default endpoint is a local collector on 4318.
 import { createNoopMeter, diag, DiagConsoleLogger, trace, TraceFlags, type Context, type Meter, type MeterProvider, type TextMapPropagator } from '@opentelemetry/api';
-import { CompositePropagator, diagLogLevelFromString, ExportResultCode, W3CBaggagePropagator, W3CTraceContextPropagator, type ExportResult } from '@opentelemetry/core';
+import { CompositePropagator, diagLogLevelFromString, ExportResultCode, getNumberFromEnv, W3CBaggagePropagator, W3CTraceContextPropagator, type ExportResult } from '@opentelemetry/core';
 import type { Agent as HttpAgent } from 'node:http';
 import { basename } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -211,16 +211,15 @@ function queueDropMeter(onDrop: (n: number) => void): MeterProvider {
   return { getMeter: () => meter };
 }
 
-/** The batch processor's export timeout (OTEL_BSP_EXPORT_TIMEOUT, 30 s). */
-function exportTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
-  const n = Number(env.OTEL_BSP_EXPORT_TIMEOUT);
-  return Number.isInteger(n) && n > 0 ? n : 30_000;
+/** A batch processor setting as the processor reads it (the SDK's getNumberFromEnv), a whole number above 0, else its default. */
+function batchSetting(name: 'OTEL_BSP_EXPORT_TIMEOUT' | 'OTEL_BSP_MAX_QUEUE_SIZE', fallback: number): number {
+  const n = getNumberFromEnv(name);
+  return n !== undefined && Number.isInteger(n) && n > 0 ? n : fallback;
 }
 
-function maxQueueSize(env: NodeJS.ProcessEnv = process.env): number {
-  const n = Number(env.OTEL_BSP_MAX_QUEUE_SIZE);
-  return Number.isInteger(n) && n > 0 ? n : 2048;
-}
+/** The batch processor's export timeout (OTEL_BSP_EXPORT_TIMEOUT, 30 s). */
+const exportTimeoutMs = (): number => batchSetting('OTEL_BSP_EXPORT_TIMEOUT', 30_000);
+const maxQueueSize = (): number => batchSetting('OTEL_BSP_MAX_QUEUE_SIZE', 2048);
 
 /** A GenAI tool or model call (gen_ai.operation.name set when it started) with no parent span. */
 function isLoneAgentCall(span: Span, parentContext: Context): boolean {
