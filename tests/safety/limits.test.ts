@@ -130,6 +130,16 @@ describe('request limits', () => {
     expect(cut.k).toBe('x'.repeat(100 - TRUNCATED.length) + TRUNCATED);
   });
 
+  it('a cut never ends between the halves of a surrogate pair (an emoji at the limit is left out whole)', async () => {
+    // 87 letters, then an emoji whose two halves are characters 88 and 89: the cut to 88 fell between them
+    const s = span({ attributes: [attr('k', { stringValue: `${'x'.repeat(87)}😀${'y'.repeat(20)}` })] });
+    expect((await postProto(url, proto([s]))).status).toBe(200);
+    await collector.flush();
+    const [row] = await queryRows<{ k: string; valid: number }>(collector.store.client,
+      "SELECT SpanAttributes['k'] AS k, isValidUTF8(SpanAttributes['k']) AS valid FROM otel_traces WHERE SpanId = {id:String}", { id: s.spanId.toString('hex') });
+    expect(row).toEqual({ k: 'x'.repeat(87) + TRUNCATED, valid: 1 });
+  });
+
   it('the length limit counts control characters as stored (a 6-character JSON escape): they cannot grow a request 6x past it', async () => {
     const spool = async () => Number(/^loopwatch_spool_written_bytes_total\{transport="http"\} (\d+)/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? NaN);
     const before = await spool();

@@ -283,13 +283,16 @@ function cutStored(text: string, max: number): string {
   return text.slice(0, storedPrefix(text, max));
 }
 
-/** How many characters of `text` fit in `max` stored characters. */
+/**
+ * How many characters of `text` fit in `max` stored characters, never ending between the halves
+ * of a surrogate pair: the store keeps a lone half as U+FFFD, a character the value never had.
+ */
 function storedPrefix(text: string, max: number): number {
   let n = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     n += c >= 0x20 ? 1 : SHORT_ESCAPES.has(c) ? 2 : 6;
-    if (n > max) return i;
+    if (n > max) return wholeHead(text, i).length;
   }
   return text.length;
 }
