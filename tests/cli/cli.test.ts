@@ -108,6 +108,27 @@ describe('loopwatch CLI', () => {
     expect((await cli(['models', '--url', tc.url])).stdout).toContain('gpt-4o-mini-2024-07-18');
   });
 
+  it('models --limit: the newest rows, and how many more there are (500 models over 30 days are 15,000 rows)', async () => {
+    // two more models' LLM calls, a day ago and two days ago: three rows, the sample agent's the newest
+    const now = Date.now();
+    const llm = (model: string, daysAgo: number, n: number) => ({
+      traceId: (n.toString(16) + 'a'.repeat(32)).slice(0, 32), spanId: (n.toString(16) + 'b'.repeat(16)).slice(0, 16), name: `chat ${model}`, kind: 3,
+      startTimeUnixNano: String(BigInt(now - daysAgo * 86_400_000) * 1_000_000n), endTimeUnixNano: String(BigInt(now - daysAgo * 86_400_000 + 500) * 1_000_000n),
+      attributes: [['gen_ai.operation.name', 'chat'], ['gen_ai.provider.name', 'openai'], ['gen_ai.request.model', model], ['gen_ai.usage.input_tokens', '10'], ['gen_ai.usage.output_tokens', '5'], ['gen_ai.conversation.id', `cli-models-${n}`]]
+        .map(([key, v]) => ({ key, value: { stringValue: v } })),
+    });
+    const body = { resourceSpans: [{ scopeSpans: [{ spans: [llm('model-two-days-ago', 2, 1), llm('model-a-day-ago', 1, 2)] }] }] };
+    expect((await fetch(`${tc.url}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).status).toBe(200);
+    await tc.collector.flush();
+    const got = JSON.parse((await cli(['models', '--json', '--limit', '2', '--url', tc.url])).stdout) as { total: number; models: Array<{ model: string }> };
+    expect(got.total).toBe(3);
+    expect(got.models.map((m) => m.model)).toEqual(['model-a-day-ago', 'gpt-4o-mini-2024-07-18']);
+    const text = await cli(['models', '-n', '1', '--url', tc.url]);
+    expect(text.stdout).toContain('gpt-4o-mini-2024-07-18');
+    expect(text.stdout).not.toContain('model-a-day-ago');
+    expect(text.stdout).toContain('… 2 earlier rows');
+  });
+
   it('export: JSON Lines of the session, to a file and to stdout', async () => {
     const file = (exported = join(tempDir('lw-export-'), 's.jsonl'));
     const r = await cli(['export', session, '-o', file, '--json', '--url', tc.url]);

@@ -7,7 +7,7 @@
 //   GET /api/v1/sessions/:id/calls?offset=&limit=&after_ts=&after_span=  its tool and LLM calls in start order (paged; after a call: a cursor)
 //   GET /api/v1/sessions/:id/export                          the same as JSON Lines (application/x-ndjson)
 //   GET /api/v1/findings?session=&detector=&since=&limit=   loop and waste findings, newest first
-//   GET /api/v1/models?since=&until=&model=&agent=          per-model, per-day reliability (model-reliability report)
+//   GET /api/v1/models?since=&until=&model=&agent=&limit=   per-model, per-day reliability (model-reliability report), the newest rows
 //   GET /api/v1/status                                       the collector's health: spans in and stored, spool, detectors, problems
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Context, Hono } from 'hono';
@@ -88,7 +88,7 @@ const callsQuery = z
   })
   .refine((q) => (q.after_ts === undefined) === (q.after_span === undefined), { message: 'after_ts and after_span go together (a call\'s ts and span_id)' });
 const findingsParams = z.object({ session: name.default(''), detector: name.default(''), since: time.optional(), limit: limit(10_000, 100) });
-const modelsQuery = z.object({ since: time.optional(), until: time.optional(), model: name.default(''), agent: name.default('') });
+const modelsQuery = z.object({ since: time.optional(), until: time.optional(), model: name.default(''), agent: name.default(''), limit: limit(100_000, 1000) });
 const sessionId = z.string().min(1, 'a session id is required').max(4096, 'a session id is at most 4,096 characters (it goes in a URL)');
 
 class BadRequest extends Error {}
@@ -227,7 +227,9 @@ export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
     const q = parse(modelsQuery, c.req.query());
     const { since, until } = window(q, 30 * DAY);
     const models = await runReport(client, 'model-reliability', { from: since, to: until, model: q.model, agent: q.agent });
-    return c.json({ since: since.toISOString(), until: until.toISOString(), models });
+    // a row per model and day: 500 models over 30 days are 15,000 rows. The newest are kept (the
+    // report is ordered by day), and `total` says how many there were.
+    return c.json({ since: since.toISOString(), until: until.toISOString(), total: models.length, models: models.slice(-q.limit) });
   }));
 
   const status = deps.status;

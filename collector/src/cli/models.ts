@@ -1,7 +1,7 @@
 // `loopwatch models`: per-model reliability by day (queries/reports/model-reliability.sql).
 import type { Command } from 'commander';
 import type { ModelReliabilityRow } from '../../../queries/src/reports.js';
-import { apiFor, withCommon, type CommonOpts } from './common.js';
+import { apiFor, positiveInt, withCommon, type CommonOpts } from './common.js';
 import { c, forTerminal, pct, table, usd, writeJson } from './format.js';
 
 export function registerModelsCommand(program: Command): void {
@@ -11,8 +11,9 @@ export function registerModelsCommand(program: Command): void {
     .option('--until <time>', 'to (default: a day from now, so that no call of today is left out)')
     .option('--model <name>', 'only this model')
     .option('--agent <name>', 'only this agent')
-    .action(async (opts: CommonOpts & { since: string; until?: string; model?: string; agent?: string }) => {
-      const got = await apiFor(opts).get<{ since: string; until: string; models: ModelReliabilityRow[] }>('/api/v1/models', { since: opts.since, until: opts.until, model: opts.model, agent: opts.agent });
+    .option('-n, --limit <n>', 'at most this many rows, the newest', positiveInt, 100)
+    .action(async (opts: CommonOpts & { since: string; until?: string; model?: string; agent?: string; limit: number }) => {
+      const got = await apiFor(opts).get<{ since: string; until: string; total: number; models: ModelReliabilityRow[] }>('/api/v1/models', { since: opts.since, until: opts.until, model: opts.model, agent: opts.agent, limit: opts.limit });
       if (opts.json) return writeJson(got);
       const r = forTerminal(got);
       if (!r.models.length) {
@@ -29,5 +30,7 @@ export function registerModelsCommand(program: Command): void {
           ]),
         ),
       );
+      const earlier = r.total - r.models.length;
+      if (earlier > 0) process.stdout.write(c.dim(`  … ${earlier} earlier rows (--since, --model, --agent, --limit)\n`));
     });
 }
