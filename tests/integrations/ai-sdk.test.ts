@@ -10,6 +10,7 @@ import { configureCapture, traceTool, valueHash, withSession, wrapTools } from '
 import { costUsd } from '../../instrumentation/src/cost.js';
 import { aiSdkTelemetry, stopWhenHalted } from '../../instrumentation/src/integrations/ai-sdk.js';
 import { enableLoopGuard } from '../../instrumentation/src/guard/enable.js';
+import { haltSignal } from '../../instrumentation/src/guard/halt-signal.js';
 import { loopDetectedIn } from '../../instrumentation/src/guard/loop-guard.js';
 import { fakeApi, readFileTwiceApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
 
@@ -144,21 +145,64 @@ describe('Vercel AI SDK telemetry', () => {
     expect(calls.every((c) => Number(c.requester_ended_before) === 1)).toBe(true);
   });
 
-  it('halt: a model that keeps asking for a halted call runs away on its token budget, and stopWhenHalted() ends the run', async () => {
-    // a model that asks for the same search on every step, 1,000 tokens a step
+  // a model that asks for the same search on every step, 1,000 tokens a step
+  const stubbornApi = () => {
     let n = 0;
-    const stubborn = await fakeApi(() => ({ json: {
+    return fakeApi(() => ({ json: {
       id: `c${n}`, object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18',
       choices: [{ index: 0, finish_reason: 'tool_calls', message: { role: 'assistant', content: null, tool_calls: [
         { id: `call_${n++}`, type: 'function', function: { name: 'search_docs', arguments: '{"q":"exit vim"}' } }] } }],
       usage: { prompt_tokens: 900, completion_tokens: 100, total_tokens: 1000 },
     } }));
+  };
+  const searchTools = () => wrapTools({ search_docs: tool({ description: 'search', inputSchema: z.object({ q: z.string() }), execute: async ({ q }) => `no results for ${q}` }) });
+  const haltKinds = (steps: ReadonlyArray<{ content: ReadonlyArray<unknown> }>) =>
+    steps.flatMap((step) => step.content).filter((c) => (c as { type: string }).type === 'tool-error').map((c) => loopDetectedIn((c as { error: unknown }).error)?.finding.kind);
+
+  it('halt: stopWhenHalted() ends the run when the model asks for a stopped call again (the second stop), not at the step limit', async () => {
+    const stubborn = await stubbornApi();
+    const guard = enableLoopGuard({ policy: 'halt', log: () => undefined });
+    try {
+      const model = createOpenAI({ apiKey: 'k', baseURL: `${stubborn.url}/v1` }).chat('gpt-4o-mini');
+      const r = await withSession(`aisdk-second-stop-${Date.now()}`, () =>
+        generateText({ model, prompt: 'q', tools: searchTools(), stopWhen: [stepCountIs(20), stopWhenHalted()], experimental_telemetry: aiSdkTelemetry() }));
+      // 3 searches ran (stuck); the 4th was stopped and the model read why; the 5th stopped too: the end
+      expect(haltKinds(r.steps)).toEqual(['stuck', 'stuck']);
+      expect(stubborn.requests.length).toBe(5); // 20 before: the default waited for a runaway
+    } finally {
+      guard.disable();
+      await stubborn.close();
+    }
+  });
+
+  it('halt: haltSignal() as the abortSignal ends the run at the second stop, its reason the LoopDetectedError', async () => {
+    const stubborn = await stubbornApi();
+    const guard = enableLoopGuard({ policy: 'halt', log: () => undefined });
+    try {
+      const model = createOpenAI({ apiKey: 'k', baseURL: `${stubborn.url}/v1` }).chat('gpt-4o-mini');
+      let signal: AbortSignal | undefined;
+      const err = await withSession(`aisdk-signal-${Date.now()}`, () => {
+        signal = haltSignal();
+        return generateText({ model, prompt: 'q', tools: searchTools(), stopWhen: stepCountIs(20), abortSignal: signal, experimental_telemetry: aiSdkTelemetry() });
+      }).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeDefined();
+      expect((loopDetectedIn(err) ?? loopDetectedIn(signal!.reason))?.finding.kind).toBe('stuck');
+      expect(stubborn.requests.length).toBe(5);
+    } finally {
+      guard.disable();
+      await stubborn.close();
+    }
+  });
+
+  it('halt: a model that keeps asking for a halted call runs away on its token budget, and stopWhenHalted() ends the run', async () => {
+    const stubborn = await stubbornApi();
     const guard = enableLoopGuard({ policy: 'halt', params: { budgetMaxTokens: 5000 }, log: () => undefined });
     try {
       const model = createOpenAI({ apiKey: 'k', baseURL: `${stubborn.url}/v1` }).chat('gpt-4o-mini');
-      const tools = wrapTools({ search_docs: tool({ description: 'search', inputSchema: z.object({ q: z.string() }), execute: async ({ q }) => `no results for ${q}` }) });
+      const tools = searchTools();
+      // stops: 10, so that only the runaway ends the run
       const r = await withSession('aisdk-stubborn', () =>
-        generateText({ model, prompt: 'q', tools, stopWhen: [stepCountIs(30), stopWhenHalted()], experimental_telemetry: aiSdkTelemetry() }));
+        generateText({ model, prompt: 'q', tools, stopWhen: [stepCountIs(30), stopWhenHalted({ stops: 10 })], experimental_telemetry: aiSdkTelemetry() }));
       const errors = r.steps.flatMap((step) => step.content).filter((c) => c.type === 'tool-error').map((c) => loopDetectedIn((c as { error: unknown }).error)?.finding.kind);
       // 3 searches ran (stuck), then halts; the halted calls' steps still spent: over 5,000 tokens the session ran away
       expect(errors.slice(0, 3)).toEqual(['stuck', 'stuck', 'stuck']);

@@ -3,7 +3,10 @@
 import Anthropic from '@anthropic-ai/sdk';
 import { betaTool } from '@anthropic-ai/sdk/helpers/beta/json-schema';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { valueHash, withSession } from '../../instrumentation/src/api.js';
+import { valueHash, withSession, wrapTools } from '../../instrumentation/src/api.js';
+import { enableLoopGuard } from '../../instrumentation/src/guard/enable.js';
+import { haltSignal } from '../../instrumentation/src/guard/halt-signal.js';
+import { loopDetectedIn } from '../../instrumentation/src/guard/loop-guard.js';
 import { costUsd } from '../../instrumentation/src/cost.js';
 import { instrumentAnthropic } from '../../instrumentation/src/integrations/anthropic.js';
 import { fakeApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
@@ -139,6 +142,47 @@ describe('instrumentAnthropic', () => {
       expect(llm!.n).toBe('4');
     } finally {
       await runnerApi.close();
+    }
+  });
+
+  it('halt: the tool runner hands a stopped call back to the model as is_error and never ends; haltSignal() as its signal ends it at the second stop', async () => {
+    // a model that asks for the same search on every turn (the runner has no step limit of its own)
+    let n = 0;
+    const stubborn = await fakeApi(() => ({ json: {
+      id: `msg_${n}`, type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', stop_reason: 'tool_use', stop_sequence: null,
+      content: [{ type: 'tool_use', id: `toolu_${n++}`, name: 'search_docs', input: { q: 'exit vim' } }],
+      usage: { input_tokens: 900, output_tokens: 100, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 },
+    } }));
+    const guard = enableLoopGuard({ policy: 'halt', log: () => undefined });
+    try {
+      const c = instrumentAnthropic(new Anthropic({ apiKey: 'test-key', baseURL: stubborn.url, maxRetries: 0 }));
+      let ran = 0;
+      const traced = wrapTools({ search_docs: async (input: { q: string }) => { ran++; return `no results for ${input.q}`; } });
+      const searchDocs = betaTool({ name: 'search_docs', description: 'search', inputSchema: { type: 'object', properties: { q: { type: 'string' } }, required: ['q'] }, run: traced.search_docs });
+      const params = { model: 'claude-sonnet-4-5', max_tokens: 100, messages: [{ role: 'user' as const, content: 'how do I exit vim' }], tools: [searchDocs], thread: false as const };
+      // without the signal: 12 turns read (the test's own limit), every stopped call answered is_error
+      await withSession(`anthropic-no-signal-${Date.now()}`, async () => {
+        for await (const _ of c.beta.messages.toolRunner(params)) if (stubborn.requests.length >= 12) break;
+      });
+      expect(stubborn.requests.length).toBe(12);
+      const last = (stubborn.requests.at(-1)!.body as { messages: Array<{ content: unknown }> }).messages.at(-1)!.content as Array<{ is_error?: boolean; content: string }>;
+      expect(last[0]).toMatchObject({ is_error: true, content: expect.stringContaining('Loopwatch halted a looping tool call') });
+      stubborn.requests.length = 0;
+      ran = 0;
+      let signal: AbortSignal | undefined;
+      const err = await withSession(`anthropic-signal-${Date.now()}`, async () => {
+        signal = haltSignal();
+        for await (const _ of c.beta.messages.toolRunner(params, { signal })) if (stubborn.requests.length >= 12) break;
+      }).then(() => undefined, (e: unknown) => e);
+      // 3 searches ran (stuck), the 4th and 5th were stopped: the run ends before the 6th turn
+      expect(ran).toBe(3);
+      expect(stubborn.requests.length).toBe(5);
+      expect((err as Error).name).toBe('APIUserAbortError');
+      // the SDK's abort error does not carry the reason: the signal does
+      expect(loopDetectedIn(err) ?? loopDetectedIn(signal!.reason)).toMatchObject({ finding: { kind: 'stuck', tools: ['search_docs'] } });
+    } finally {
+      guard.disable();
+      await stubborn.close();
     }
   });
 

@@ -8,6 +8,7 @@ import { detectorSettingPairs, parseDetectorSettings, type DetectorParams } from
 import { beforeToolCall, onToolCall } from '../api.js';
 import { onLlmCall, traceSession, type LlmCallRecord } from '../llm-calls.js';
 import { warn } from '../warn.js';
+import { noteHalt } from './halt-signal.js';
 import { LoopDetectedError, LoopGuard, pausesBetween, touch, type GuardFinding } from './loop-guard.js';
 
 export type GuardPolicy = 'warn' | 'halt' | 'off';
@@ -169,6 +170,14 @@ const MAX_UNCHARGED_LLM_CALLS = 32;
 /** An LLM call not charged to a tool call yet; several merged into one keep the pauses between them. */
 type TurnLlmCall = LlmCallRecord & { pauses?: [number, number][] };
 
+/**
+ * The running guard (enableLoopGuard's, or the one LOOPWATCH_GUARD started at the import), to
+ * read its findings or end a session: `loopGuard()?.guard.end(sessionId)`.
+ */
+export function loopGuard(): LoopGuardHandle | undefined {
+  return current ?? (globalThis as { __loopwatchGuard?: LoopGuardHandle }).__loopwatchGuard ?? undefined;
+}
+
 /** Starts the guard (replacing one started before); returns it with a disable function. */
 export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHandle {
   current?.disable();
@@ -192,6 +201,12 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
     span.addEvent('loopwatch.loop_detected', eventAttributes(f, 'halt'));
     const line = logLimit.admit(f, 'halt');
     if (line !== null) log(`halted a ${tool} call in ${whereOf(f)}: it would continue ${f.kind === 'runaway' ? 'a runaway session' : `a ${f.kind} loop`} of the session: ${f.message}${line}`, f);
+  };
+  /** The error a stopped call throws; the run's haltSignal()s count it first. */
+  const halted = (sessionId: string, f: GuardFinding): LoopDetectedError => {
+    const err = new LoopDetectedError(f);
+    noteHalt(sessionId, err);
+    return err;
   };
   const unsubscribe: (() => void)[] = [];
   // the calls a halt stopped before they ran. A call whose error is a LoopDetectedError but is not
@@ -319,14 +334,14 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
           const f = ofAgent(depthFinding(sessionId, call.tool, spanIds(call.span).spanId, call.depth, maxDepth), call.agent);
           announce(call.span, f, 'halt');
           stopped.add(call.span);
-          throw new LoopDetectedError(f);
+          throw halted(sessionId, f);
         }
         const checked = guard.check({ sessionId, tool: call.tool, argsHash: call.argsHash });
         if (!checked || checked.kind === 'redundant') return;
         const f = ofAgent(checked, call.agent);
         sayHalted(call.span, call.tool, f);
         stopped.add(call.span);
-        throw new LoopDetectedError(f);
+        throw halted(sessionId, f);
       }),
     );
   }

@@ -56,22 +56,32 @@ void fits;
 
 /**
  * A `stopWhen` condition for generateText/streamText: the run stops after a step in which the
- * loop guard stopped a tool call (halt) for one of `kinds` (default: runaway, a budget blown or no
- * progress). The AI SDK hands a halted call back to the model as a tool error; a model that asks
- * for it again and again would otherwise go on until the step limit, paying for every step. Use
- * it beside a step limit: `stopWhen: [stepCountIs(20), stopWhenHalted()]`. A loop of another kind
- * (stuck, repeat) is left to the model, which reads why its call was stopped and can re-plan.
+ * loop guard stopped a tool call (halt) as one of `kinds` (default: runaway, a budget blown or no
+ * progress), or stopped its `stops`-th call of the run (default 2). The AI SDK hands a halted
+ * call back to the model as a tool error: the model reads why and can re-plan, but one that asks
+ * for a stopped call again would otherwise go on until the step limit, paying for every step.
+ * Use it beside a step limit: `stopWhen: [stepCountIs(20), stopWhenHalted()]`. (A review measured
+ * the earlier default, runaway only: a model asking for the same stopped call every step ran 18
+ * paid steps before the session's no-progress run made it a runaway.)
  */
-export function stopWhenHalted(opts: { kinds?: readonly LoopKind[] } = {}): (options: { steps: ReadonlyArray<{ content: ReadonlyArray<unknown> }> }) => boolean {
+export function stopWhenHalted(opts: { kinds?: readonly LoopKind[]; stops?: number } = {}): (options: { steps: ReadonlyArray<{ content: ReadonlyArray<unknown> }> }) => boolean {
   const kinds = new Set<LoopKind>(opts.kinds ?? ['runaway']);
+  const stops = opts.stops ?? 2;
+  if (!Number.isInteger(stops) || stops < 1) throw new TypeError(`stopWhenHalted: stops must be a whole number from 1, not ${String(opts.stops)}`);
+  const haltsIn = (step: { content: ReadonlyArray<unknown> }) =>
+    step.content.flatMap((part) => {
+      const p = part as { type?: unknown; error?: unknown };
+      const halt = p.type === 'tool-error' ? loopDetectedIn(p.error) : undefined;
+      return halt ? [halt] : [];
+    });
   return ({ steps }) => {
     const last = steps[steps.length - 1];
-    return !!last && last.content.some((part) => {
-      const p = part as { type?: unknown; error?: unknown };
-      if (p.type !== 'tool-error') return false;
-      const halt = loopDetectedIn(p.error);
-      return halt !== undefined && kinds.has(halt.finding.kind);
-    });
+    const now = last ? haltsIn(last) : [];
+    if (!now.length) return false;
+    if (now.some((h) => kinds.has(h.finding.kind))) return true;
+    let seen = 0;
+    for (const step of steps) seen += haltsIn(step).length;
+    return seen >= stops;
   };
 }
 

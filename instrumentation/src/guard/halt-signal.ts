@@ -1,0 +1,89 @@
+// haltSignal(): an AbortSignal that ends an agent's run when the loop guard's halts do not.
+// Frameworks that run tools for the model (Anthropic's tool runner, the AI SDK, LangGraph's tool
+// node) hand a halted call back to the model as a tool error; a model that asks for it again and
+// again then runs until the framework's own step limit (the tool runner has none), every step
+// paid for. The frameworks all take an AbortSignal for their requests: this one aborts, with the
+// LoopDetectedError as its reason, once the model asked for a stopped call again.
+import { sessionFrom } from '../context.js';
+import { warn } from '../warn.js';
+import type { LoopDetectedError, LoopKind } from './loop-guard.js';
+
+export interface HaltSignalOptions {
+  /** The session whose stopped calls count (default: the enclosing withSession's; without one, every session's). */
+  sessionId?: string;
+  /** Stops that end the run at once (default: runaway, a budget blown or no progress). */
+  kinds?: readonly LoopKind[];
+  /**
+   * Stops of any kind that end the run (default 2: the model read why its first call was stopped
+   * and could re-plan, and asked for a stopped call again).
+   */
+  stops?: number;
+}
+
+interface Watch {
+  controller: AbortController;
+  kinds: ReadonlySet<LoopKind>;
+  stops: number;
+  seen: number;
+}
+
+/** Sessions watched at once (the least recently watched dropped first); '' is "every session". */
+const MAX_SESSIONS = 1000;
+// by session: the signals made for it, held weakly (a run that ends without a stop leaves its
+// signal to the garbage collector); the signal holds its watch
+const watched = new Map<string, Set<WeakRef<AbortSignal>>>();
+const watchOf = new WeakMap<AbortSignal, Watch>();
+let saidNoSession = false;
+
+/**
+ * An AbortSignal for a run of the agent: pass it where the framework takes one (Anthropic's
+ * `toolRunner(params, { signal })`, the AI SDK's `abortSignal`, the OpenAI SDK's `signal`). It
+ * aborts when the loop guard (policy `halt`) stops a call of the session as one of `kinds`, or
+ * for the `stops`-th time since the signal was made; its reason is that call's LoopDetectedError,
+ * which `loopDetectedIn` finds in what the framework then throws.
+ */
+export function haltSignal(opts: HaltSignalOptions = {}): AbortSignal {
+  const stops = opts.stops ?? 2;
+  if (!Number.isInteger(stops) || stops < 1) throw new TypeError(`haltSignal: stops must be a whole number from 1, not ${String(opts.stops)}`);
+  const session = opts.sessionId ?? sessionFrom()?.sessionId;
+  if (session === undefined && !saidNoSession) {
+    saidNoSession = true;
+    warn('haltSignal() outside withSession: it counts the calls the loop guard stops in every session of the process (pass { sessionId })');
+  }
+  const controller = new AbortController();
+  const watch: Watch = { controller, kinds: new Set(opts.kinds ?? ['runaway']), stops, seen: 0 };
+  watchOf.set(controller.signal, watch);
+  const key = session ?? '';
+  const set = watched.get(key) ?? new Set();
+  for (const ref of set) if (ref.deref() === undefined) set.delete(ref);
+  set.add(new WeakRef(controller.signal));
+  watched.delete(key);
+  watched.set(key, set);
+  if (watched.size > MAX_SESSIONS) for (const k of watched.keys()) {
+    watched.delete(k);
+    break;
+  }
+  return controller.signal;
+}
+
+/** The guard stopped a call of `sessionId` with `err`: the signals watching it count it. */
+export function noteHalt(sessionId: string, err: LoopDetectedError): void {
+  for (const key of [sessionId, '']) {
+    const set = watched.get(key);
+    if (!set) continue;
+    for (const ref of set) {
+      const signal = ref.deref();
+      const watch = signal && watchOf.get(signal);
+      if (!watch) {
+        set.delete(ref);
+        continue;
+      }
+      watch.seen++;
+      if (watch.kinds.has(err.finding.kind) || watch.seen >= watch.stops) {
+        set.delete(ref);
+        watch.controller.abort(err);
+      }
+    }
+    if (set.size === 0) watched.delete(key);
+  }
+}
