@@ -21,7 +21,7 @@ import { Metrics } from './metrics.js';
 import { Loader } from './spool/loader.js';
 import { checkSpoolWritable, Spool } from './spool/spool.js';
 import { isDiskFull, openStore, type Store } from './store/client.js';
-import { migrate, restoreMissingObjects } from './store/migrate.js';
+import { migrate, restoreMissingObjects, schemaVersion } from './store/migrate.js';
 import { applyRetention } from './store/retention.js';
 import { lockDataDir } from './store/data-dir-lock.js';
 import { SchemaSetup } from './store/schema-setup.js';
@@ -92,9 +92,20 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
     throw err;
   }
   // A server that is down must not stop ingest: the spool takes it, the schema follows later.
+  let storeSchemaVersion: number | null = null;
   const schema = new SchemaSetup(
     async () => {
-      await migrate(store.client, { retentionDays: config.retentionDays });
+      const { applied, remade } = await migrate(store.client, { retentionDays: config.retentionDays });
+      if (applied.length > 0) {
+        const last = applied[applied.length - 1]!;
+        log.info({ migrations: applied.map((m) => `${String(m.version).padStart(3, '0')}_${m.name}`) },
+          `store schema migrated to version ${last.version} (${applied.length} migration${applied.length === 1 ? '' : 's'} applied)`);
+      }
+      storeSchemaVersion = await schemaVersion(store.client);
+      if (remade.length > 0) {
+        log.info({ objects: remade },
+          `views and functions made again to this release's definitions: ${remade.join(', ')} (a materialized view made again applies to spans from now on)`);
+      }
       // a check, not a migration: when it cannot run (a user without rights on system tables) the start goes on
       await restoreMissingObjects(store.client, { retentionDays: config.retentionDays }).then(
         ({ restored, failed }) => {
@@ -169,7 +180,7 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   const startedAt = Date.now();
   const status = () =>
     collectorStatus({
-      metrics, detectors, store: { mode: store.mode, location: store.location }, schemaReady: () => schema.isReady,
+      metrics, detectors, store: { mode: store.mode, location: store.location }, schemaReady: () => schema.isReady, schemaVersion: () => storeSchemaVersion,
       spool: spoolDepth,
       listening: () => ({ otlp_http: collector.url ? `${collector.url}/v1/traces` : '', otlp_grpc: collector.grpcAddress || null, auth: auth.enabled, tls: tls !== null,
         client_certificates: auth.clientCertificates, tls_not_after: tls ? (tlsWatch?.current() ?? tls).notAfter.toISOString() : null }),

@@ -9,7 +9,8 @@ import type { CounterName, Metrics, Transport, TransportCounter } from './metric
 export interface CollectorStatus {
   healthy: boolean;
   problems: string[];
-  store: { mode: 'embedded' | 'server'; location: string; schema: 'ready' | 'pending' };
+  /** schema_version: the store's newest applied migration, once the schema is set up (null before). */
+  store: { mode: 'embedded' | 'server'; location: string; schema: 'ready' | 'pending'; schema_version: number | null };
   listening: { otlp_http: string; otlp_grpc: string | null; auth: boolean; tls: boolean; client_certificates: boolean; tls_not_after: string | null };
   retention_days: number;
   spool: { bytes: number; segments: number };
@@ -34,6 +35,8 @@ export interface StatusSources {
   detectors: DetectorScheduler;
   store: { mode: 'embedded' | 'server'; location: string };
   schemaReady: () => boolean;
+  /** The schema version the migrations left the store at (null until they ran). */
+  schemaVersion: () => number | null;
   spool: () => { bytes: number; segments: number };
   listening: () => CollectorStatus['listening'];
   retentionDays: number;
@@ -97,7 +100,7 @@ export async function collectorStatus(s: StatusSources): Promise<CollectorStatus
   return {
     healthy: problems.length === 0,
     problems,
-    store: { ...s.store, schema },
+    store: { ...s.store, schema, schema_version: s.schemaVersion() },
     listening,
     retention_days: s.retentionDays,
     spool,

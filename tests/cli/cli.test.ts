@@ -11,6 +11,7 @@ import { startTestCollector, type TestCollector } from '../helpers/collector.js'
 import { tempDirs } from '../helpers/temp-dirs.js';
 import { assertBuilt, CLI, cli, freePort, runSampleAgent, until } from './helpers.js';
 import { packageRoot } from '../../collector/src/paths.js';
+import { loadMigrations } from '../../collector/src/store/migrate.js';
 
 let tc: TestCollector;
 const tempDir = tempDirs();
@@ -249,8 +250,11 @@ describe('loopwatch CLI', () => {
   it('status: spans received and stored, detector passes, healthy (exit 0)', async () => {
     const r = await cli(['status', '--json', '--url', tc.url]);
     expect(r.code, r.stderr).toBe(0);
-    const s = JSON.parse(r.stdout) as { healthy: boolean; problems: string[]; store: { mode: string; schema: string }; spans: { accepted: { http: number; grpc: number }; inserted: number; dropped: number }; detectors: { passes: number; new_findings: number; last_pass: { sessions: number } | null } };
-    expect(s).toMatchObject({ healthy: true, problems: [], store: { mode: 'embedded', schema: 'ready' } });
+    const s = JSON.parse(r.stdout) as { healthy: boolean; problems: string[]; store: { mode: string; schema: string; schema_version: number }; spans: { accepted: { http: number; grpc: number }; inserted: number; dropped: number }; detectors: { passes: number; new_findings: number; last_pass: { sessions: number } | null } };
+    // the schema version: the newest migration, which the text says too
+    const newest = Math.max(...loadMigrations({ retentionDays: 30 }).map((m) => m.version));
+    expect(s).toMatchObject({ healthy: true, problems: [], store: { mode: 'embedded', schema: 'ready', schema_version: newest } });
+    expect((await cli(['status', '--url', tc.url])).stdout).toContain(`schema ready (version ${newest})`);
     expect(s.spans.accepted.http).toBeGreaterThanOrEqual(35); // the sample agent's 17 tool and 18 model calls, over OTLP/HTTP
     expect(s.spans.inserted).toBe(s.spans.accepted.http + s.spans.accepted.grpc);
     expect(s.spans.dropped).toBe(0);

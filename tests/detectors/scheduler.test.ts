@@ -92,7 +92,7 @@ describe('detector scheduler, failing', () => {
       expect(lines.filter((l) => l.msg === 'detector pass failed')).toHaveLength(1);
       // and the collector's status names it
       const status = () => collectorStatus({
-        metrics, detectors: scheduler, store: { mode: 'embedded', location: dir }, schemaReady: () => true, spool: () => ({ bytes: 0, segments: 0 }),
+        metrics, detectors: scheduler, store: { mode: 'embedded', location: dir }, schemaReady: () => true, schemaVersion: () => null, spool: () => ({ bytes: 0, segments: 0 }),
         listening: () => ({ otlp_http: '', otlp_grpc: null, auth: false, tls: false, client_certificates: false, tls_not_after: null }), retentionDays: 30, detect: { enabled: true, intervalMs: 20 }, startedAt: Date.now(),
       });
       const failing = await status();

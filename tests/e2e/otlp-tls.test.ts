@@ -133,7 +133,7 @@ describe('a renewed certificate', () => {
   it('names a certificate close to its end, or past it, as a problem in the status', async () => {
     const statusWith = (notAfter: Date) =>
       collectorStatus({
-        metrics: tc.collector.metrics, detectors: tc.collector.detectors, store: { mode: 'embedded', location: tc.dataDir }, schemaReady: () => true,
+        metrics: tc.collector.metrics, detectors: tc.collector.detectors, store: { mode: 'embedded', location: tc.dataDir }, schemaReady: () => true, schemaVersion: () => null,
         spool: () => ({ bytes: 0, segments: 0 }), retentionDays: 30, detect: { enabled: false, intervalMs: 5000 }, startedAt: Date.now(),
         listening: () => ({ otlp_http: `${tc.url}/v1/traces`, otlp_grpc: null, auth: false, tls: true, client_certificates: false, tls_not_after: notAfter.toISOString() }),
       });

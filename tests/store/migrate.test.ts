@@ -31,8 +31,11 @@ const featureColumns = async () =>
 describe('schema migrations', () => {
   it('applies every version once on a fresh store, and nothing on a second run', async () => {
     const all = loadMigrations({ retentionDays: 30 }).map((m) => m.version);
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.version)).toEqual(all);
-    expect(await migrate(client, { retentionDays: 30 })).toEqual([]);
+    const first = await migrate(client, { retentionDays: 30 });
+    expect(first.applied.map((m) => m.version)).toEqual(all);
+    // a store made from nothing has the release's views and functions: none made again
+    expect(first.remade).toEqual([]);
+    expect(await migrate(client, { retentionDays: 30 })).toEqual({ applied: [], remade: [] });
     // the kept features are the SELECT's columns, in its order, plus the version
     expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
     expect(await hasView('loopwatch_detector_calls')).toBe(false);
@@ -46,7 +49,7 @@ describe('schema migrations', () => {
     await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version >= 5' });
     expect(await hasView('loopwatch_detector_calls')).toBe(true);
 
-    const applied = await migrate(client, { retentionDays: 30 });
+    const { applied } = await migrate(client, { retentionDays: 30 });
     expect(applied.map((m) => m.name)).toEqual(['call_features', 'detector_calls_file', 'llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
     expect(await hasView('loopwatch_detector_calls')).toBe(false);
     expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
@@ -62,7 +65,7 @@ describe('schema migrations', () => {
     const llmCall = (model: string, span: string) =>
       client.command({ query: `INSERT INTO agent_llm_calls (session_id, span_id, ts, end_ts, model, input_tokens, output_tokens, cache_read_tokens, total_tokens) VALUES ('m-1', '${span}', now64(9), now64(9), '${model}', 1000000, 100000, 200000, 1100000)` });
     await llmCall('openai/gpt-4o-2024-08-06', 'a1');
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
     await llmCall('gpt-4o-mini', 'a2'); // after: its key arrives through the view on agent_llm_calls
     const priced = await queryRows<{ model: string; cost: number }>(
       client,
@@ -85,7 +88,7 @@ describe('schema migrations', () => {
     const norm = async () => (await queryRows<{ n: string }>(client, "SELECT loopwatch_error_norm('5 tests failed') AS n"))[0]!.n;
     expect(await norm()).toBe('# tests failed');
 
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
     expect(await norm()).toBe('5 tests failed');
     expect(await queryRows(client, 'SELECT session_id FROM agent_call_features')).toEqual([]);
     const marks = await queryRows<{ detector: string }>(client, 'SELECT detector FROM loopwatch_detector_state FINAL ORDER BY detector');
@@ -100,7 +103,7 @@ describe('schema migrations', () => {
     await client.command({ query: "INSERT INTO agent_call_features (session_id, span_id, ts, end_ts, version) VALUES ('o-1', 's1', now64(9), now64(9), 1)" });
     await client.command({ query: "INSERT INTO loopwatch_detector_state (detector, watermark) VALUES ('_features', now64(3)), ('redundant', now64(3))" });
 
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
     expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
     expect(await queryRows(client, 'SELECT session_id FROM agent_call_features')).toEqual([]);
     const view = await queryRows<{ name: string }>(client, 'DESCRIBE TABLE loopwatch_call_features');
@@ -119,7 +122,7 @@ describe('schema migrations', () => {
     await llmCall('global.anthropic.claude-sonnet-4-5-20250929-v1:0', 'b1');
     expect((await queryRows<{ k: string }>(client, "SELECT loopwatch_model_key('global.anthropic.claude-sonnet-4-5-20250929-v1:0') AS k"))[0]!.k).toBe('global.anthropic.claude-sonnet-4-5-20250929-v1:0');
 
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
     await llmCall('apac.anthropic.claude-sonnet-4-5-20250929-v1:0', 'b2'); // after: its key through the view on agent_llm_calls
     const priced = await queryRows<{ cost: number }>(
       client,
@@ -140,7 +143,7 @@ describe('schema migrations', () => {
     const norm = async () => (await queryRows<{ n: string }>(client, "SELECT loopwatch_error_norm('503 (request id: req_8KzQ3vHtPlMn7)') AS n"))[0]!.n;
     expect(await norm()).toBe('503 (request id: req_8kzq3vhtplmn7)');
 
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
     expect(await norm()).toBe('503 (request id: #)');
     expect(await queryRows(client, "SELECT session_id FROM agent_call_features WHERE session_id = 'i-1'")).toEqual([]);
     const marks = await queryRows<{ detector: string }>(client, "SELECT detector FROM loopwatch_detector_state FINAL WHERE detector IN ('_features', 'error_loop') ORDER BY detector");
@@ -159,7 +162,7 @@ describe('schema migrations', () => {
     await client.command({ query: "INSERT INTO agent_call_features (session_id, span_id, ts, end_ts, version) VALUES ('w-1', 's1', now64(9), now64(9), 1)" });
     await client.command({ query: "INSERT INTO loopwatch_detector_state (detector, watermark) VALUES ('_features', now64(3)), ('runaway', now64(3))" });
 
-    expect((await migrate(client, { retentionDays: 30 })).map((m) => m.name)).toEqual(['cache_write_price', 'mcp_server_spans']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['cache_write_price', 'mcp_server_spans']);
     // the price file's entry, as the collector loads it at start: Anthropic's writes at 1.25x input
     await client.command({ query: "INSERT INTO model_prices (model, match, input_per_mtok, output_per_mtok, cached_input_per_mtok, cache_write_per_mtok) VALUES ('claude-opus-4-5', 'prefix', 5, 25, 0.5, 6.25)" });
     const [priced] = await queryRows<{ cost: number }>(
@@ -184,7 +187,7 @@ describe('schema migrations', () => {
     } finally {
       await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version = 999' });
     }
-    expect(await migrate(client, { retentionDays: 30 })).toEqual([]);
+    expect((await migrate(client, { retentionDays: 30 })).applied).toEqual([]);
   });
 
   it('makes again, as the migrations left them, the views and functions a migrated store lacks (a dropped view, a lost function), and reports a missing table', async () => {
@@ -218,6 +221,45 @@ describe('schema migrations', () => {
     } finally {
       await client.command({ query: 'ATTACH TABLE model_prices' });
     }
+  });
+
+  it('upgrades a store that applied the first version of 012 (without turn_start and turn_end), which 013 could not follow', async () => {
+    await client.command({ query: 'ALTER TABLE agent_call_features DROP COLUMN IF EXISTS turn_pauses, DROP COLUMN IF EXISTS turn_end, DROP COLUMN IF EXISTS turn_start' });
+    await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version >= 13' });
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.version)).toEqual([13, 14, 15, 16, 17]);
+    expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
+  });
+
+  it('makes again the views and functions a store made from other statements than the release ends with (migrations changed after it applied them), once', async () => {
+    const norm = async () => (await queryRows<{ n: string }>(client, "SELECT loopwatch_error_norm('request failed: HTTP_401_UNAUTHORIZED') AS n"))[0]!.n;
+    const toolCalls = async (span: string) =>
+      (await queryRows<{ n: number }>(client, 'SELECT count() AS n FROM agent_tool_calls WHERE span_id = {span:String}', { span }))[0]!.n;
+    // an MCP server's span as the OpenTelemetry Collector's exporter writes it: not a call
+    const serverSpan = async (span: string) => client.command({ query: `INSERT INTO otel_traces (Timestamp, TraceId, SpanId, SpanName, SpanKind, ServiceName, SpanAttributes, Duration)
+      VALUES (now64(9), 't-${span}', '${span}', 'tools/call read_file', 'SPAN_KIND_SERVER', 'mcp-server',
+              map('gen_ai.operation.name', 'execute_tool', 'gen_ai.tool.name', 'read_file', 'mcp.method.name', 'tools/call', 'gen_ai.conversation.id', 's-${span}'), 1000)` });
+    const expected = await norm();
+    expect(expected).toBe('request failed: http_401_unauthorized');
+    await serverSpan('mcp-now');
+    expect(await toolCalls('mcp-now')).toBe(0);
+    // the store as the first versions of 014 and 017 left it: the old error rule, the view without the exporter's kind name
+    const mv = schemaObjects(loadMigrations({ retentionDays: 30 })).find((o) => o.name === 'agent_tool_calls_mv')!.statements[0]!;
+    await client.command({ query: 'DROP VIEW agent_tool_calls_mv' });
+    await client.command({ query: mv.replace("SpanKind IN ('Server', 'SPAN_KIND_SERVER')", "SpanKind IN ('Server')") });
+    await client.command({ query: "CREATE OR REPLACE FUNCTION loopwatch_error_norm AS (m) -> replaceRegexpAll(m, '[A-Z0-9_]+', '#')" });
+    await serverSpan('mcp-old');
+    expect(await toolCalls('mcp-old')).toBe(1);
+    expect(await norm()).toBe('request failed: #');
+    // a store from before the definitions were recorded
+    await client.command({ query: 'TRUNCATE TABLE loopwatch_schema_definitions' });
+    const first = await migrate(client, { retentionDays: 30 });
+    expect(first.applied).toEqual([]);
+    expect(first.remade).toEqual(expect.arrayContaining(['loopwatch_error_norm', 'agent_tool_calls_mv', 'agent_llm_calls_mv']));
+    expect(await norm()).toBe(expected);
+    await serverSpan('mcp-new');
+    expect(await toolCalls('mcp-new')).toBe(0);
+    // recorded: the next start makes nothing again
+    expect(await migrate(client, { retentionDays: 30 })).toEqual({ applied: [], remade: [] });
   });
 
   it('knows each object by its last definition: made again later, altered after, dropped', () => {

@@ -27,7 +27,7 @@ export function registerStatusCommand(program: Command): void {
       const last = d.last_pass;
       process.stdout.write(
         [
-          `${s.healthy ? c.green('healthy') : c.red('problems')}  up ${s.uptime_s}s  store ${s.store.mode} (${s.store.location}), schema ${s.store.schema}, retention ${s.retention_days} days`,
+          `${s.healthy ? c.green('healthy') : c.red('problems')}  up ${s.uptime_s}s  store ${s.store.mode} (${s.store.location}), schema ${s.store.schema}${s.store.schema_version === null || s.store.schema_version === undefined ? '' : ` (version ${s.store.schema_version})`}, retention ${s.retention_days} days`,
           `listening  ${s.listening.otlp_http}${s.listening.otlp_grpc ? `, gRPC ${s.listening.otlp_grpc}` : ''}${s.listening.tls_not_after ? `, TLS (certificate valid until ${s.listening.tls_not_after})` : ''}${s.listening.client_certificates ? ', client certificates required to export' : ''}${s.listening.auth ? ', API keys required' : ''}`,
           `spans      received ${byTransport(s.spans.received)}, accepted ${byTransport(s.spans.accepted)}, rejected ${sum(s.spans.rejected)}, retries ${sum(s.spans.duplicate)}; stored ${s.spans.inserted}, lost ${s.spans.dropped ? c.red(String(s.spans.dropped)) : '0'}`,
           `spool      ${s.spool.segments} segments, ${s.spool.bytes} bytes waiting for the store`,

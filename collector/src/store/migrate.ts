@@ -1,6 +1,9 @@
 // Versioned, idempotent schema migrations from queries/schema/NNN_name.sql. Every statement
 // is itself idempotent (IF NOT EXISTS), and applied versions are recorded, so running the
-// migrator on every start is safe on both the embedded engine and a server.
+// migrator on every start is safe on both the embedded engine and a server. Views and functions
+// then follow the release: each is made again when the statements that made it in the store are
+// not the ones the migrations end with (see syncDefinitions).
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
@@ -39,7 +42,13 @@ export function loadMigrations(params: MigrationParams, dir = join(queriesDir, '
     });
 }
 
-export async function migrate(client: ClickHouseClient, params: MigrationParams): Promise<Migration[]> {
+/** What a start did to the store: the migrations applied, the views and functions made again. */
+export interface MigrationResult {
+  applied: Migration[];
+  remade: string[];
+}
+
+export async function migrate(client: ClickHouseClient, params: MigrationParams): Promise<MigrationResult> {
   await client.command({
     query: `CREATE TABLE IF NOT EXISTS loopwatch_schema_migrations
             (version UInt32, name String, applied_at DateTime DEFAULT now())
@@ -65,7 +74,55 @@ export async function migrate(client: ClickHouseClient, params: MigrationParams)
     await client.insert({ table: 'loopwatch_schema_migrations', values: [{ version: m.version, name: m.name }], format: 'JSONEachRow' });
     applied.push(m);
   }
-  return applied;
+  const remade = await syncDefinitions(client, migrations, done.size === 0);
+  return { applied, remade };
+}
+
+/** The schema version a store is at: its newest applied migration (0 for none). */
+export async function schemaVersion(client: ClickHouseClient): Promise<number> {
+  const [row] = await queryRows<{ v: number }>(client, 'SELECT max(version) AS v FROM loopwatch_schema_migrations FINAL');
+  return Number(row?.v ?? 0);
+}
+
+const definitionChecksum = (o: SchemaObject): string => createHash('sha256').update(o.statements.join('\n;\n')).digest('hex').slice(0, 32);
+
+/**
+ * Makes again each view and function whose statements in the store are not the ones the
+ * migrations end with (recorded by checksum in loopwatch_schema_definitions), and returns their
+ * names. Migrations that were changed after a store applied them left it with the older
+ * definitions under the same version, and nothing said so: a review found a store upgraded past
+ * an earlier 014 that kept the error rule which made false critical error_loops, and one past an
+ * earlier 015 that priced OpenLLMetry's cache reads as input. Views and functions hold no data;
+ * a materialized view made again carries what arrives from then on (rows it made before stay as
+ * they were). A store the migrations just made from nothing has the release's definitions: they
+ * are recorded, not made again. A store from before this record has each made again once.
+ */
+export async function syncDefinitions(client: ClickHouseClient, migrations: Migration[], fresh: boolean): Promise<string[]> {
+  await client.command({
+    query: `CREATE TABLE IF NOT EXISTS loopwatch_schema_definitions
+            (name String, checksum String, applied_at DateTime64(3) DEFAULT now64(3))
+            ENGINE = ReplacingMergeTree(applied_at) ORDER BY name`,
+  });
+  const recorded = new Map(
+    (await queryRows<{ name: string; checksum: string }>(client, 'SELECT name, checksum FROM loopwatch_schema_definitions FINAL')).map((r) => [r.name, r.checksum]),
+  );
+  // functions first: the views' statements call them
+  const objects = schemaObjects(migrations).filter((o) => o.kind !== 'table');
+  const ordered = [...objects.filter((o) => o.kind === 'function'), ...objects.filter((o) => o.kind === 'view')];
+  const remade: string[] = [];
+  const record: { name: string; checksum: string }[] = [];
+  for (const o of ordered) {
+    const checksum = definitionChecksum(o);
+    if (recorded.get(o.name) === checksum) continue;
+    if (!fresh) {
+      await client.command({ query: `DROP ${o.kind === 'function' ? 'FUNCTION' : 'VIEW'} IF EXISTS ${o.name}` });
+      for (const statement of o.statements) await client.command({ query: statement });
+      remade.push(o.name);
+    }
+    record.push({ name: o.name, checksum });
+  }
+  if (record.length > 0) await client.insert({ table: 'loopwatch_schema_definitions', values: record, format: 'JSONEachRow' });
+  return remade;
 }
 
 const CREATE = /^CREATE\s+(?:OR\s+REPLACE\s+)?(TABLE|VIEW|MATERIALIZED\s+VIEW|FUNCTION)\s+(?:IF\s+NOT\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_]*)/i;
