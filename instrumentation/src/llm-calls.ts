@@ -39,6 +39,41 @@ export function onLlmCall(observer: Observer): () => void {
   return () => observers.delete(observer);
 }
 
+/** A tool call another library traced (the AI SDK's, a tool runner's) with no Loopwatch-traced call in or around it. */
+export interface UntracedToolCall {
+  tool: string;
+  /** Who traced it: 'AI SDK', or the tracer's name. */
+  tracer: string;
+}
+type UntracedObserver = (call: UntracedToolCall) => void;
+const untracedObservers = new Set<UntracedObserver>();
+
+/**
+ * Tool calls the loop guard cannot see: spans of other libraries' tool calls (`ai.toolCall`, an
+ * `execute_tool` span of another tracer, OpenInference's and Traceloop's tool spans) with no
+ * Loopwatch-traced call inside them or around them. Reported by LlmCallTap while something
+ * observes LLM calls (the guard does).
+ */
+export function onUntracedToolCall(observer: UntracedObserver): () => void {
+  untracedObservers.add(observer);
+  return () => untracedObservers.delete(observer);
+}
+
+const OWN_TRACER = 'loopwatch';
+const scopeOf = (span: unknown): string | undefined => {
+  const s = span as { instrumentationScope?: { name?: string }; instrumentationLibrary?: { name?: string } };
+  return (s.instrumentationScope ?? s.instrumentationLibrary)?.name;
+};
+/** A tool call's span of another library (not an MCP server's side of a call: kind SERVER). */
+function foreignToolSpan(span: unknown): boolean {
+  const a = (span as { attributes?: Record<string, unknown> }).attributes;
+  if (!a || (span as { kind?: SpanKind }).kind === SpanKind.SERVER) return false;
+  return (a['ai.operationId'] === 'ai.toolCall' || a[ATTR.operationName] === 'execute_tool' || a['openinference.span.kind'] === 'TOOL' || a['traceloop.span.kind'] === 'tool')
+    && scopeOf(span) !== OWN_TRACER;
+}
+const ownToolSpan = (span: unknown): boolean =>
+  scopeOf(span) === OWN_TRACER && (span as { attributes?: Record<string, unknown> }).attributes?.[ATTR.operationName] === 'execute_tool';
+
 
 // also the attributes of a span still ending (the AI SDK processor reads them in onEnding)
 type Attributes = Readonly<Record<string, unknown>>;
@@ -136,10 +171,16 @@ function noteConversation(traceId: string, named: unknown): void {
 export class LlmCallTap implements SpanProcessor {
   /** Spans started with a tool call's span as their parent: its span id and the session it names, if any (only while something observes). */
   private readonly insideTool = new WeakMap<object, { spanId: string; sessionId: string | undefined }>();
+  /** Other libraries' tool spans with a Loopwatch-traced call inside or around them: the guard saw the call. */
+  private readonly guarded = new WeakSet<object>();
   onStart(span: Span, parentContext: Context): void {
     if (observers.size === 0) return;
     noteConversation(span.spanContext().traceId, (span as unknown as { attributes?: Attributes }).attributes?.[ATTR.conversationId]);
     const parent = trace.getSpan(parentContext);
+    if (untracedObservers.size > 0 && parent) {
+      if (ownToolSpan(span) && foreignToolSpan(parent)) this.guarded.add(parent);
+      else if (ownToolSpan(parent) && foreignToolSpan(span)) this.guarded.add(span);
+    }
     const attributes = (parent as unknown as { attributes?: Record<string, unknown> } | undefined)?.attributes;
     if (parent && attributes?.[ATTR.operationName] === 'execute_tool') {
       // an MCP server's span of the call (kind SERVER, traced in this process): not a call (schema
@@ -154,6 +195,12 @@ export class LlmCallTap implements SpanProcessor {
     const traceId = span.spanContext().traceId;
     const named = span.attributes[ATTR.conversationId];
     noteConversation(traceId, named);
+    if (untracedObservers.size > 0 && foreignToolSpan(span) && !this.guarded.has(span)) {
+      const a = span.attributes;
+      const tool = String(a['ai.toolCall.name'] ?? a[ATTR.toolName] ?? a['tool.name'] ?? a['traceloop.entity.name'] ?? span.name);
+      const untraced = { tool, tracer: a['ai.operationId'] === 'ai.toolCall' ? 'AI SDK' : (scopeOf(span) ?? 'another library') };
+      for (const o of untracedObservers) o(untraced);
+    }
     const call = llmCallOf(span);
     if (!call) return;
     // a span that names no session is in its trace's conversation when the trace names one only

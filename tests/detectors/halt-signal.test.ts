@@ -53,11 +53,13 @@ describe('haltSignal', () => {
     expect((await run(`hs-one-${Date.now()}`, 5, { stops: 1 })).abortedAt).toBe(4);
     expect((await run(`hs-kind-${Date.now()}`, 5, { kinds: ['stuck'] })).abortedAt).toBe(4);
     handle.disable();
-    handle = enableLoopGuard({ policy: 'halt', params: { budgetMaxCalls: 2 }, log: () => undefined });
+    const lines: string[] = [];
+    handle = enableLoopGuard({ policy: 'halt', params: { budgetMaxCalls: 2 }, log: (line) => lines.push(line) });
     // three calls, over the budget of 2: the session runs away, and its next call is stopped
     const r = await run(`hs-runaway-${Date.now()}`, 5);
     expect(r.outcomes).toEqual(['ran', 'ran', 'ran', 'runaway', 'runaway']);
     expect(r.abortedAt).toBe(4);
+    expect(lines.find((l) => l.startsWith('halted'))).toMatch(/^halted a search_docs call in session hs-runaway-\d+: it would continue the runaway session: Runaway session: /);
   });
 
   it('never aborts without stops (warn: nothing is stopped), and refuses a stops that is not a whole number from 1', async () => {

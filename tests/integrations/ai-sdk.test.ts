@@ -4,7 +4,7 @@
 import { createOpenAI } from '@ai-sdk/openai';
 import { generateText, rerank, stepCountIs, tool } from 'ai';
 import { MockRerankingModelV3 } from 'ai/test';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { configureCapture, traceTool, valueHash, withSession, wrapTools } from '../../instrumentation/src/api.js';
 import { costUsd } from '../../instrumentation/src/cost.js';
@@ -190,6 +190,28 @@ describe('Vercel AI SDK telemetry', () => {
       expect(stubborn.requests.length).toBe(5);
     } finally {
       guard.disable();
+      await stubborn.close();
+    }
+  });
+
+  it('the guard says once that it does not see tool calls only the AI SDK traced (tools not wrapped), and nothing when they are', async () => {
+    const stubborn = await stubbornApi();
+    const warned = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    const untraced = () => warned.mock.calls.map((c) => String(c[0])).filter((m) => m.includes('does not see tool calls'));
+    try {
+      const model = createOpenAI({ apiKey: 'k', baseURL: `${stubborn.url}/v1` }).chat('gpt-4o-mini');
+      const plain = { search_docs: tool({ description: 'search', inputSchema: z.object({ q: z.string() }), execute: async ({ q }: { q: string }) => `no results for ${q}` }) };
+      let guard = enableLoopGuard({ policy: 'halt', log: () => undefined });
+      await withSession(`aisdk-unwrapped-${Date.now()}`, () => generateText({ model, prompt: 'q', tools: plain, stopWhen: stepCountIs(6), experimental_telemetry: aiSdkTelemetry() }));
+      guard.disable();
+      expect(untraced()).toEqual(['[loopwatch] the loop guard (halt) does not see tool calls that only the AI SDK traced (search_docs): wrap the tools with wrapTools() or traceTool() for it to judge and stop them']);
+      warned.mockClear();
+      guard = enableLoopGuard({ policy: 'warn', log: () => undefined });
+      await withSession(`aisdk-wrapped-${Date.now()}`, () => generateText({ model, prompt: 'q', tools: searchTools(), stopWhen: stepCountIs(3), experimental_telemetry: aiSdkTelemetry() }));
+      guard.disable();
+      expect(untraced()).toEqual([]);
+    } finally {
+      warned.mockRestore();
       await stubborn.close();
     }
   });

@@ -6,7 +6,7 @@
 import { isSpanContextValid, type Span } from '@opentelemetry/api';
 import { detectorSettingPairs, parseDetectorSettings, type DetectorParams } from '../../../queries/src/detector-defaults.js';
 import { beforeToolCall, onToolCall } from '../api.js';
-import { onLlmCall, traceSession, type LlmCallRecord } from '../llm-calls.js';
+import { onLlmCall, onUntracedToolCall, traceSession, type LlmCallRecord } from '../llm-calls.js';
 import { warn } from '../warn.js';
 import { noteHalt } from './halt-signal.js';
 import { LoopDetectedError, LoopGuard, pausesBetween, touch, type GuardFinding } from './loop-guard.js';
@@ -200,7 +200,8 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
   const sayHalted = (span: Span, tool: string, f: GuardFinding): void => {
     span.addEvent('loopwatch.loop_detected', eventAttributes(f, 'halt'));
     const line = logLimit.admit(f, 'halt');
-    if (line !== null) log(`halted a ${tool} call in ${whereOf(f)}: it would continue ${f.kind === 'runaway' ? 'a runaway session' : `a ${f.kind} loop`} of the session: ${f.message}${line}`, f);
+    const loop = f.kind === 'runaway' ? 'the runaway session' : `${/^[aeiou]/.test(f.kind) ? 'an' : 'a'} ${f.kind} loop of the session`;
+    if (line !== null) log(`halted a ${tool} call in ${whereOf(f)}: it would continue ${loop}: ${f.message}${line}`, f);
   };
   /** The error a stopped call throws; the run's haltSignal()s count it first. */
   const halted = (sessionId: string, f: GuardFinding): LoopDetectedError => {
@@ -229,6 +230,17 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
     // by the span id of the tool call they were made in, until it ends
     const spentInside = new Map<string, { tokens: number; costUsd: number }>();
     let saidCrowded = false;
+    let saidUntraced = false;
+    unsubscribe.push(
+      // the guard sees only the calls Loopwatch traces: an agent whose tools only the framework
+      // traced was not guarded, and nothing said so (a review: 30 identical AI SDK tool calls under
+      // halt, none stopped, not a word, while the collector found the loop)
+      onUntracedToolCall(({ tool, tracer }) => {
+        if (saidUntraced) return;
+        saidUntraced = true;
+        warn(`the loop guard (${policy}) does not see tool calls that only the ${tracer} traced (${tool}): wrap the tools with wrapTools() or traceTool() for it to judge${policy === 'halt' ? ' and stop' : ''} them`);
+      }),
+    );
     unsubscribe.push(
       onLlmCall((llm) => {
         if (llm.insideTool === undefined) {
