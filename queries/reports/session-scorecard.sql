@@ -6,7 +6,11 @@
 -- {session_id:String} ('' = any), {limit:UInt32}, {newest_first:UInt8} (1: the {limit} sessions
 -- whose calls in the range start latest, newest first; 0: oldest first). Run with
 -- queries/src/reports.ts runReport().
---   calls            tool calls
+--   calls            tool calls (halted ones too)
+--   errors           failed tool calls, not those the LoopGuard halted (no tool failed: the agent asked to continue a loop)
+--   halted           calls the in-process LoopGuard halted before they ran (error_type LoopDetectedError): the
+--                    model asked for a call that would continue a loop. The SQL detectors leave them out
+--                    (they are in no finding's waste): a session that keeps asking after a halt shows here
 --   retries          calls that repeat the session's previous call (same tool and arguments) after it failed
 --   loops_entered    loop findings of the session (agent_findings, any detector but degradation; redundant calls
 --                    are waste, not a loop: info findings apart, as the loop alert has it)
@@ -46,7 +50,7 @@ WITH
         LIMIT if({newest_first:UInt8} = 1, {limit:UInt32}, 4294967295)
     ),
     calls AS (
-        SELECT session_id, ts, end_ts, span_id, tool, args_hash, status, arguments, agent, service,
+        SELECT session_id, ts, end_ts, span_id, tool, args_hash, status, error_type = 'LoopDetectedError' AS is_halted, arguments, agent, service,
                row_number() OVER (PARTITION BY session_id ORDER BY ts, span_id) AS seq
         FROM agent_tool_calls FINAL
         WHERE session_id IN (SELECT session_id FROM scope)
@@ -76,7 +80,8 @@ WITH
                any(agent) AS agent,
                any(service) AS service,
                count() AS calls,
-               countIf(status = 'error') AS errors,
+               countIf(status = 'error' AND NOT is_halted) AS errors,
+               countIf(is_halted) AS halted,
                countIf(is_retry) AS retries,
                argMax(status, seq) AS last_status,
                max(ts) AS last_call_ts,
@@ -90,7 +95,7 @@ WITH
     recovery AS (
         SELECT session_id, countIf(first_error > 0) AS failed_tools, countIf(first_error > 0 AND last_ok > first_error) AS recovered_tools
         FROM (
-            SELECT session_id, tool, minIf(seq, status = 'error') AS first_error, maxIf(seq, status = 'ok') AS last_ok
+            SELECT session_id, tool, minIf(seq, status = 'error' AND NOT is_halted) AS first_error, maxIf(seq, status = 'ok') AS last_ok
             FROM calls GROUP BY session_id, tool
         )
         GROUP BY session_id
@@ -185,6 +190,7 @@ SELECT
     s.calls AS calls,
     l.llm_calls AS llm_calls,
     s.errors AS errors,
+    s.halted AS halted,
     s.retries AS retries,
     f.loops AS loops_entered,
     f.detectors AS loop_kinds,

@@ -18,6 +18,8 @@ export interface SessionScorecardRow {
   calls: number;
   llm_calls: number;
   errors: number;
+  /** Calls the in-process LoopGuard halted before they ran (not in errors). */
+  halted: number;
   retries: number;
   loops_entered: number;
   loop_kinds: string[];
@@ -98,7 +100,7 @@ function timeParam(v: TimeValue): string {
   return v;
 }
 
-const NUMERIC = new Set(['calls', 'llm_calls', 'errors', 'retries', 'loops_entered', 'failed_tools', 'recovered_tools', 'recovered', 'ended_cleanly',
+const NUMERIC = new Set(['calls', 'llm_calls', 'errors', 'halted', 'retries', 'loops_entered', 'failed_tools', 'recovered_tools', 'recovered', 'ended_cleanly',
   'files_touched', 'commands_run', 'tokens', 'cost_usd', 'wall_time_s', 'wasted_calls', 'waste_ratio', 'sessions', 'llm_errors', 'tool_calls',
   'tool_errors', 'tool_error_rate', 'loop_sessions', 'loop_rate', 'error_sessions', 'recovered_sessions', 'cost_per_session',
   'latency_p50_ms', 'latency_p95_ms', 'latency_p99_ms']);

@@ -71,6 +71,9 @@ describe('model-reliability', () => {
     await insertSpans(tc.collector.store.client, s.rows);
     const rows = await runReport(tc.collector.store.client, 'model-reliability', { from: midnight, to: midnight + DAY, model: 'edge-halt' });
     expect(rows).toMatchObject([{ model: 'edge-halt', tool_calls: 2, tool_errors: 1, tool_error_rate: 0.5, recovery_rate: 0 }]);
+    // the session's scorecard: a call, but no error; counted apart as halted
+    const [card] = await runReport(tc.collector.store.client, 'session-scorecard', { from: midnight, to: midnight + DAY, session_id: 'edge-halted', limit: 1 });
+    expect(card).toMatchObject({ calls: 3, errors: 1, halted: 1, failed_tools: 1 });
   });
 
   it('tool calls just past UTC midnight count with the LLM call that requested them, on its day, whatever the store\'s zone', async () => {

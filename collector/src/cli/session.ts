@@ -69,7 +69,7 @@ export function renderSession(d: SessionDetail, anchors: readonly CallRow[] = []
   out.push(c.bold(`session ${d.session_id}`) + (s ? c.dim(`  ${who}  service ${s.service}${s.model ? `  model ${s.model}` : ''}`) : ''));
   if (s) {
     out.push(
-      `  ${plural(s.calls, 'tool call')}, ${plural(s.llm_calls, 'LLM call')}, ${plural(s.errors, 'error')}, ${plural(s.loops_entered, 'loop')} entered, ` +
+      `  ${plural(s.calls, 'tool call')}, ${plural(s.llm_calls, 'LLM call')}, ${plural(s.errors, 'error')}, ${s.halted ? c.yellow(`${s.halted} halted by the loop guard, `) : ''}${plural(s.loops_entered, 'loop')} entered, ` +
         `${plural(s.tokens, 'token')}, ${usd(s.cost_usd)}, wall ${ms(s.wall_time_s * 1000)}, waste ${pct(s.waste_ratio)}, ${s.ended_cleanly ? c.green('ended cleanly') : c.red('did not end cleanly')}`,
     );
   }

@@ -26,7 +26,8 @@ export function registerSessionsCommand(program: Command): void {
             short(s.agent, 20),
             s.started_at.slice(0, 19).replace('T', ' '),
             s.calls,
-            s.errors ? c.red(String(s.errors)) : '0',
+            // calls the loop guard halted, apart: no tool failed, the model asked to continue a loop
+            `${s.errors ? c.red(String(s.errors)) : '0'}${s.halted ? c.yellow(` +${s.halted} halted`) : ''}`,
             s.loops_entered ? c.yellow(`${s.loops_entered} (${s.loop_kinds.join(',')})`) : '0',
             s.tokens,
             usd(s.cost_usd),
