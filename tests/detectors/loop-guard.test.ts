@@ -252,7 +252,7 @@ describe('LoopGuard without OpenTelemetry', () => {
     const raised = [4, 5].flatMap((i) => ask(i, true)); // 5000 tokens: at the budget, not over
     expect(raised.filter((f) => f.kind === 'runaway')).toEqual([]);
     const over = ask(6, true);
-    expect(over.find((f) => f.kind === 'runaway')).toMatchObject({ isNew: true, severity: 'critical', message: expect.stringMatching(/tokens.*6000 tokens of 5000/) });
+    expect(over.find((f) => f.kind === 'runaway')).toMatchObject({ isNew: true, severity: 'critical', message: expect.stringMatching(/tokens \(0 calls wasted, 3 stopped by the guard; used 6000 tokens of 5000\)/) });
     // a runaway session: any call is stopped now, not only the looping one
     expect(g.check({ sessionId: 's', tool: 'read_file', argsHash: 'new' })?.kind).toBe('runaway');
     // and the halted calls were in no loop rule: the stuck run is still 3

@@ -915,6 +915,8 @@ class SessionState {
   pendingFailures: Map<string, Map<string, Failure[]>> | null = null; // tool -> arguments -> failures by error (no key built per call)
   /** Calls in a row that returned nothing new. */
   noProgressLen = 0;
+  /** Calls the guard stopped (halt): they spend against the budgets, and the runaway message says how many. */
+  stopped = 0;
   /**
    * The calls of that run not counted as runaway waste yet (tool, tokens, cost): counted all at
    * once when the run reaches runawayNoProgressRun, in order.
@@ -1563,6 +1565,7 @@ export class LoopGuard {
   ): void {
     const p = this.params;
     const startMs = toMs(call.ts);
+    if (halted) s.stopped++;
     if (s.calls === 0) {
       s.start = startMs;
       s.firstSpan = spanId;
@@ -1639,7 +1642,7 @@ export class LoopGuard {
     if (rw.reasons & R_TOKENS) used.push(`${Math.round(s.tokens)} tokens of ${p.budgetMaxTokens}`);
     if (rw.reasons & R_WALL_TIME) used.push(`${Math.round(wallMs / 1000)} s of ${p.budgetMaxWallTimeS} s`);
     this.emit(s, K_RUNAWAY, s.firstSpan, spanId, rw.wasted, rw.wasted, rw.tokens, rw.cost, rw.sortedTools(), 'critical',
-      `Runaway session: ${rw.why()} (${rw.wasted} calls wasted${used.length ? `; used ${used.join(', ')}` : ''}).`);
+      `Runaway session: ${rw.why()} (${rw.wasted} calls wasted${s.stopped ? `, ${s.stopped} stopped by the guard` : ''}${used.length ? `; used ${used.join(', ')}` : ''}).`);
   }
 
   /**
