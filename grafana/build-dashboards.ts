@@ -329,6 +329,9 @@ const LLM_COST = 'loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cach
 // then (the check read the LLM calls twice more, over a second at a week of 1M calls).
 const IN_LLM_SESSIONS = ['agent', 'service'].map((v) => `$__conditionalAll(session_id IN (SELECT session_id FROM llm), $${v})`).join(' AND ');
 
+/** Calls the tool ran: not those the in-process LoopGuard halted before they ran (no tool's failure). */
+const RAN = "error_type != 'LoopDetectedError'";
+
 /** The tool calls whose requesting LLM call is in the range, attributed to its model (needs
  * LLM_CALLS), as model-reliability.sql. The attribution reads the sessions' LLM calls of every
  * model, named or not, and the model variable filters what it attributes: filtered first, a call
@@ -368,7 +371,7 @@ WITH
     LIMIT 500
   ),
   calls AS (
-    SELECT session_id, ts, end_ts, span_id, trace_id, tool, args_hash, status, agent, service,
+    SELECT session_id, ts, end_ts, span_id, trace_id, tool, args_hash, status, error_type = 'LoopDetectedError' AS is_halted, agent, service,
            row_number() OVER (PARTITION BY session_id ORDER BY ts, span_id) AS seq
     FROM agent_tool_calls FINAL
     WHERE session_id IN (SELECT session_id FROM scope)
@@ -376,13 +379,13 @@ WITH
   marked AS (
     SELECT *,
            lagInFrame(tool, 1, '') OVER w = tool AND lagInFrame(args_hash, 1, 0) OVER w = args_hash
-               AND lagInFrame(status, 1, '') OVER w = 'error' AS is_retry
+               AND lagInFrame(status, 1, '') OVER w = 'error' AND lagInFrame(toUInt8(is_halted), 1, 1) OVER w = 0 AND NOT is_halted AS is_retry
     FROM calls
     WINDOW w AS (PARTITION BY session_id ORDER BY seq ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
   ),
   per_session AS (
     SELECT session_id, any(agent) AS s_agent, any(service) AS s_service, argMin(trace_id, seq) AS s_trace,
-           count() AS calls, countIf(status = 'error') AS errors, countIf(is_retry) AS retries,
+           count() AS calls, countIf(status = 'error' AND NOT is_halted) AS errors, countIf(is_halted) AS halted, countIf(is_retry) AS retries,
            argMax(status, seq) AS last_status, max(ts) AS last_call_ts, min(ts) AS first_tool_ts, max(end_ts) AS last_tool_end
     FROM marked
     GROUP BY session_id
@@ -390,7 +393,7 @@ WITH
   recovery AS (
     SELECT session_id, countIf(first_error > 0) AS failed_tools, countIf(first_error > 0 AND last_ok > first_error) AS recovered_tools
     FROM (
-      SELECT session_id, tool, minIf(seq, status = 'error') AS first_error, maxIf(seq, status = 'ok') AS last_ok
+      SELECT session_id, tool, minIf(seq, status = 'error' AND NOT is_halted) AS first_error, maxIf(seq, status = 'ok') AS last_ok
       FROM calls GROUP BY session_id, tool
     )
     GROUP BY session_id
@@ -433,6 +436,7 @@ SELECT
   s.calls AS tool_calls,
   s.errors AS tool_errors,
   if(s.calls = 0, 0, round(s.errors / s.calls, 4)) AS error_rate,
+  s.halted AS halted,
   s.retries AS retries,
   toUInt8(r.recovered_tools > 0) AS recovered,
   -- the last tool call succeeded, and so did the agent's last LLM call if it ended after it (a final answer that failed)
@@ -513,7 +517,7 @@ const overview = dashboard(
       { title: 'Tool calls', type: 'stat', w: 4, h: 4, sql: `SELECT count() AS tool_calls FROM agent_tool_calls FINAL WHERE ts >= $__fromTime AND ts <= $__toTime AND ${F_TOOLS}` },
       {
         title: 'Tool error rate', type: 'stat', w: 4, h: 4, unit: 'percentunit', decimals: 1,
-        sql: `SELECT countIf(status = 'error') / greatest(count(), 1) AS error_rate FROM agent_tool_calls FINAL WHERE $__timeFilter(ts) AND ${F_TOOLS}`,
+        sql: `SELECT countIf(status = 'error') / greatest(count(), 1) AS error_rate FROM agent_tool_calls FINAL WHERE $__timeFilter(ts) AND ${F_TOOLS} AND ${RAN}`,
       },
       {
         title: 'Loop findings', type: 'stat', w: 4, h: 4,
@@ -776,7 +780,7 @@ SELECT tool, count() AS calls, countIf(status = 'error') AS errors, round(errors
        round(quantileExact(0.95)(duration_ns) / 1e6, 3) AS p95_ms,
        round(quantileExact(0.99)(duration_ns) / 1e6, 3) AS p99_ms
 FROM agent_tool_calls FINAL
-WHERE $__timeFilter(ts) AND ${F_TOOLS}
+WHERE $__timeFilter(ts) AND ${F_TOOLS} AND ${RAN}
 GROUP BY tool
 ORDER BY calls DESC
 LIMIT 1000`,
@@ -797,7 +801,7 @@ ORDER BY time`,
         sql: `
 SELECT $__timeInterval(ts) AS time, tool, countIf(status = 'error') / count() AS error_rate
 FROM agent_tool_calls FINAL
-WHERE $__timeFilter(ts) AND ${F_TOOLS} AND ${TOP_TOOLS}
+WHERE $__timeFilter(ts) AND ${F_TOOLS} AND ${TOP_TOOLS} AND ${RAN}
 GROUP BY time, tool
 ORDER BY time`,
       },
@@ -818,7 +822,7 @@ ORDER BY time`,
 SELECT tool, error_type, any(error_message) AS example_message, count() AS errors,
        uniqExact(session_id) AS sessions, max(ts) AS last_seen
 FROM agent_tool_calls FINAL
-WHERE $__timeFilter(ts) AND status = 'error' AND ${F_TOOLS}
+WHERE $__timeFilter(ts) AND status = 'error' AND ${F_TOOLS} AND ${RAN}
 GROUP BY tool, error_type
 ORDER BY errors DESC
 LIMIT 50`,

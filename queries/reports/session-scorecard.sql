@@ -57,8 +57,9 @@ WITH
     ),
     marked AS (
         SELECT *,
+               -- a halted call neither failed nor ran: it is no retry, nor a failure to retry
                lagInFrame(tool, 1, '') OVER w = tool AND lagInFrame(args_hash, 1, 0) OVER w = args_hash
-                   AND lagInFrame(status, 1, '') OVER w = 'error' AS is_retry,
+                   AND lagInFrame(status, 1, '') OVER w = 'error' AND lagInFrame(toUInt8(is_halted), 1, 1) OVER w = 0 AND NOT is_halted AS is_retry,
                if(match(tool, '(?i)(read|write|edit|create|delete|patch|open|view|file)'),
                   arrayFilter(x -> x != '', if(isValidJSON(arguments),
                       arrayConcat([coalesce(nullIf(JSONExtractString(arguments, 'path'), ''), nullIf(JSONExtractString(arguments, 'file_path'), ''),

@@ -3,6 +3,7 @@
 // collector seeded over OTLP with looping and clean sessions, and returns the expected
 // columns and rows.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runReport } from '../../queries/src/reports.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 import { dashboards, panelsOf, type Json } from './files.js';
 import { expandPanelQuery, type VariableValue } from './macros.js';
@@ -58,7 +59,7 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
     'Sessions over time': ['time', 'sessions', 'looping_sessions'],
     'Session scorecard': [
       'session_id', 'trace_id', 'agent', 'service', 'model', 'started', 'wall_time_s', 'tool_calls', 'tool_errors', 'error_rate',
-      'retries', 'recovered', 'ended_cleanly', 'llm_calls', 'tokens', 'cost_usd', 'loops', 'loop_kinds', 'wasted_calls',
+      'halted', 'retries', 'recovered', 'ended_cleanly', 'llm_calls', 'tokens', 'cost_usd', 'loops', 'loop_kinds', 'wasted_calls',
       'wasted_cost_usd', 'waste_ratio',
     ],
     'Loop spans (loopwatch.loop)': ['time', 'trace_id', 'service', 'agent', 'detector', 'severity', 'tools', 'repeats', 'wasted_cost_usd', 'session_id', 'message'],
@@ -351,8 +352,13 @@ describe('what the panels show on the seeded data', () => {
   });
 
   // last: it adds a tool call to the seeded data
-  it('Models: a call the LoopGuard halted before it ran is no tool call of the model, as in the report', async () => {
-    const figures = async () => Object.fromEntries((await run(sql('models.json', 'Model reliability'))).rows.map((r) => [r.model, [Number(r.tool_calls), Number(r.tool_error_rate)]]));
+  it('Models, Overview, Tools: a call the LoopGuard halted before it ran is no tool call nor a failure, as in the report; Sessions counts it apart, as the scorecard', async () => {
+    const figures = async () => ({
+      models: Object.fromEntries((await run(sql('models.json', 'Model reliability'))).rows.map((r) => [r.model, [Number(r.tool_calls), Number(r.tool_error_rate)]])),
+      errorRate: (await run(sql('overview.json', 'Tool error rate'))).rows,
+      tools: (await run(sql('tools.json', 'Tools'))).rows.map((r) => [r.tool, Number(r.calls), Number(r.errors)]),
+      topErrors: (await run(sql('tools.json', 'Top tool errors'))).rows.map((r) => [r.tool, r.error_type, Number(r.errors)]),
+    });
     const before = await figures();
     const [s] = await tc.rows<{ session_id: string }>(
       "SELECT session_id FROM agent_llm_calls FINAL WHERE model = 'gpt-4o-mini' GROUP BY session_id ORDER BY session_id LIMIT 1");
@@ -364,6 +370,14 @@ describe('what the panels show on the seeded data', () => {
     });
     expect(await tc.rows("SELECT toUInt32(count()) AS n FROM agent_tool_calls WHERE span_id = 'halted-call'")).toEqual([{ n: 1 }]);
     expect(await figures()).toEqual(before);
+    // the Sessions scorecard (the 500 newest sessions of the agent): the same errors, halted and retries as the report's
+    const shown = s!.session_id;
+    const [{ agent }] = await tc.rows<{ agent: string }>('SELECT any(agent) AS agent FROM agent_tool_calls WHERE session_id = {s:String}', { s: shown }) as [{ agent: string }];
+    const ofAgent = { ...allSelected(), agent: { current: [agent], options: options.agent } };
+    const panel = (await run(sql('sessions.json', 'Session scorecard', ofAgent))).rows.find((r) => r.session_id === shown)!;
+    const [card] = await runReport(tc.collector.store.client, 'session-scorecard', { from: 0, to: new Date(Date.now() + 86_400_000), session_id: shown, limit: 1 });
+    expect({ errors: Number(panel.tool_errors), halted: Number(panel.halted), retries: Number(panel.retries), calls: Number(panel.tool_calls) })
+      .toEqual({ errors: card!.errors, halted: 1, retries: card!.retries, calls: card!.calls });
   });
 });
 

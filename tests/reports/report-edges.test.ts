@@ -73,7 +73,7 @@ describe('model-reliability', () => {
     expect(rows).toMatchObject([{ model: 'edge-halt', tool_calls: 2, tool_errors: 1, tool_error_rate: 0.5, recovery_rate: 0 }]);
     // the session's scorecard: a call, but no error; counted apart as halted
     const [card] = await runReport(tc.collector.store.client, 'session-scorecard', { from: midnight, to: midnight + DAY, session_id: 'edge-halted', limit: 1 });
-    expect(card).toMatchObject({ calls: 3, errors: 1, halted: 1, failed_tools: 1 });
+    expect(card).toMatchObject({ calls: 3, errors: 1, halted: 1, failed_tools: 1, retries: 0 });
   });
 
   it('tool calls just past UTC midnight count with the LLM call that requested them, on its day, whatever the store\'s zone', async () => {
