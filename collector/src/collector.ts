@@ -20,7 +20,7 @@ import { checkPricesOverride, loadModelPrices } from './detect/prices.js';
 import { Metrics } from './metrics.js';
 import { Loader } from './spool/loader.js';
 import { checkSpoolWritable, Spool } from './spool/spool.js';
-import { isDiskFull, openStore, type Store } from './store/client.js';
+import { isDiskFull, openStore, queryRows, type Store } from './store/client.js';
 import { migrate, restoreMissingObjects, schemaVersion } from './store/migrate.js';
 import { applyRetention } from './store/retention.js';
 import { lockDataDir } from './store/data-dir-lock.js';
@@ -102,6 +102,14 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
           `store schema migrated to version ${last.version} (${applied.length} migration${applied.length === 1 ? '' : 's'} applied)`);
       }
       storeSchemaVersion = await schemaVersion(store.client);
+      // the embedded store keeps UTC (store/client.ts); a server keeps its own zone, which the
+      // findings' times and the degradation days read as UTC
+      if (store.mode === 'server') {
+        const [zone] = await queryRows<{ tz: string }>(store.client, 'SELECT timezone() AS tz');
+        if (zone && !['UTC', 'Etc/UTC', 'GMT', 'Etc/GMT', 'Universal', 'Zulu'].includes(zone.tz)) {
+          log.warn({ timezone: zone.tz }, `the ClickHouse server's time zone is ${zone.tz}, not UTC: the loop spans written into traces are placed by the offset off (their times are read as UTC); run the server in UTC (<timezone>UTC</timezone>)`);
+        }
+      }
       if (remade.length > 0) {
         log.info({ objects: remade },
           `views and functions made again to this release's definitions: ${remade.join(', ')} (a materialized view made again applies to spans from now on)`);

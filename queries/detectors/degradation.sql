@@ -21,7 +21,7 @@
 -- Contract: see collector/src/detect/run-detectors.ts.
 -- loopwatch: hourly
 -- A pass that judged a model-day and did not report it withdraws its finding (the day got better):
--- loopwatch: judged {since:DateTime64(3)} < toDateTime64('1971-01-01 00:00:00', 3) OR (toStartOfHour({since:DateTime64(3)}) < toStartOfHour({until:DateTime64(3)}) AND toDateOrZero(arrayElement(splitByChar('@', session_id), -1)) >= toDate({until:DateTime64(3)}) - 1)
+-- loopwatch: judged {since:DateTime64(3)} < toDateTime64('1971-01-01 00:00:00', 3, 'UTC') OR (toStartOfHour({since:DateTime64(3)}, 'UTC') < toStartOfHour({until:DateTime64(3)}, 'UTC') AND toDateOrZero(arrayElement(splitByChar('@', session_id), -1)) >= toDate({until:DateTime64(3)}, 'UTC') - 1)
 WITH
     -- Which days to judge: a full pass (since = epoch) every day with LLM calls; otherwise only
     -- when the pass window crosses an hour boundary (insertion time), yesterday and today. A
@@ -29,8 +29,8 @@ WITH
     -- for once an hour, not on every incremental pass. The days judged are known from the
     -- parameters alone, so the calls are read once (judged days and their baselines together)
     -- and the model-days judged come from that aggregate: no separate read to find them.
-    {since:DateTime64(3)} < toDateTime64('1971-01-01 00:00:00', 3) AS full_pass,
-    toStartOfHour({since:DateTime64(3)}) < toStartOfHour({until:DateTime64(3)}) AS hour_crossed,
+    {since:DateTime64(3)} < toDateTime64('1971-01-01 00:00:00', 3, 'UTC') AS full_pass,
+    toStartOfHour({since:DateTime64(3)}, 'UTC') < toStartOfHour({until:DateTime64(3)}, 'UTC') AS hour_crossed,
     -- UTC days, whatever the store's time zone
     if(full_pass, toDate('1971-01-01'), toDate({until:DateTime64(3)}, 'UTC') - 1) AS judged_from,
     toDate({until:DateTime64(3)}, 'UTC') + 1 AS judged_to,

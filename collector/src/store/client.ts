@@ -109,6 +109,13 @@ export function openStore(config: Pick<CollectorConfig, 'dataDir' | 'clickhouse'
   }
   const dir = resolve(join(config.dataDir, 'chdb'));
   mkdirSync(dir, { recursive: true });
+  // The embedded engine takes the process's time zone, and a DateTime column without one is read
+  // and written in it: under TZ=America/Los_Angeles a loop's times came back as local text that
+  // the findings read as UTC, an hour off or ending before they began around a DST change, and
+  // degradation withdrew findings of days it had not judged. The store keeps UTC whatever the
+  // machine's zone (set before the engine starts: it reads the zone once); every time the
+  // collector shows is UTC (ISO-8601, Z) anyway.
+  process.env.TZ = 'UTC';
   // chdb types its Connection against @clickhouse/client-common, the client bundles its own
   // copy of the same interface; the shapes are identical.
   let chdb: ReturnType<typeof createChdbConnection>;
