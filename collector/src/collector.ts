@@ -95,11 +95,12 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   let storeSchemaVersion: number | null = null;
   const schema = new SchemaSetup(
     async () => {
-      const { applied, remade } = await migrate(store.client, { retentionDays: config.retentionDays });
+      const { applied, remade, fresh } = await migrate(store.client, { retentionDays: config.retentionDays });
       if (applied.length > 0) {
+        // an upgrade is said; a new store's first start is not news
         const last = applied[applied.length - 1]!;
-        log.info({ migrations: applied.map((m) => `${String(m.version).padStart(3, '0')}_${m.name}`) },
-          `store schema migrated to version ${last.version} (${applied.length} migration${applied.length === 1 ? '' : 's'} applied)`);
+        log[fresh ? 'debug' : 'info']({ migrations: applied.map((m) => `${String(m.version).padStart(3, '0')}_${m.name}`) },
+          fresh ? `store created at schema version ${last.version}` : `store schema migrated to version ${last.version} (${applied.length} migration${applied.length === 1 ? '' : 's'} applied)`);
       }
       storeSchemaVersion = await schemaVersion(store.client);
       // the embedded store keeps UTC (store/client.ts); a server keeps its own zone, which the

@@ -46,6 +46,8 @@ export function loadMigrations(params: MigrationParams, dir = join(queriesDir, '
 export interface MigrationResult {
   applied: Migration[];
   remade: string[];
+  /** The store had no migrations before: made from nothing now. */
+  fresh: boolean;
 }
 
 export async function migrate(client: ClickHouseClient, params: MigrationParams): Promise<MigrationResult> {
@@ -75,7 +77,7 @@ export async function migrate(client: ClickHouseClient, params: MigrationParams)
     applied.push(m);
   }
   const remade = await syncDefinitions(client, migrations, done.size === 0);
-  return { applied, remade };
+  return { applied, remade, fresh: done.size === 0 };
 }
 
 /** The schema version a store is at: its newest applied migration (0 for none). */
