@@ -48,6 +48,27 @@ describe('haltSignal', () => {
     expect((r.signal.reason as LoopDetectedError).finding).toMatchObject({ kind: 'stuck', tools: ['search_docs'] });
   });
 
+  it('a long run\'s signal keeps working while thousands of other runs make theirs (none is dropped for newer ones)', async () => {
+    handle = enableLoopGuard({ policy: 'halt', maxSessions: 5000, log: () => undefined });
+    const outcomes: string[] = [];
+    const signal = await withSession(`hs-long-${Date.now()}`, async () => {
+      const mine = haltSignal();
+      for (let i = 0; i < 6; i++) {
+        // 300 short runs between each of its calls, each with a signal of its own
+        for (let k = 0; k < 300; k++) await withSession(`hs-short-${i}-${k}`, async () => void haltSignal());
+        try {
+          await search('exit vim');
+          outcomes.push('ran');
+        } catch (err) {
+          outcomes.push((err as LoopDetectedError).finding.kind);
+        }
+      }
+      return mine;
+    });
+    expect(outcomes).toEqual(['ran', 'ran', 'ran', 'stuck', 'stuck', 'stuck']);
+    expect(signal.aborted).toBe(true);
+  });
+
   it('stops: 1 aborts at the first stop; kinds abort at once; a runaway stop aborts at once by default', async () => {
     handle = enableLoopGuard({ policy: 'halt', log: () => undefined });
     expect((await run(`hs-one-${Date.now()}`, 5, { stops: 1 })).abortedAt).toBe(4);

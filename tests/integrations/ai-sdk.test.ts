@@ -145,13 +145,13 @@ describe('Vercel AI SDK telemetry', () => {
     expect(calls.every((c) => Number(c.requester_ended_before) === 1)).toBe(true);
   });
 
-  // a model that asks for the same search on every step, 1,000 tokens a step
-  const stubbornApi = () => {
+  // a model that asks for the same search on every step (`parallel` times at once), 1,000 tokens a step
+  const stubbornApi = (parallel = 1) => {
     let n = 0;
     return fakeApi(() => ({ json: {
       id: `c${n}`, object: 'chat.completion', created: 1, model: 'gpt-4o-mini-2024-07-18',
-      choices: [{ index: 0, finish_reason: 'tool_calls', message: { role: 'assistant', content: null, tool_calls: [
-        { id: `call_${n++}`, type: 'function', function: { name: 'search_docs', arguments: '{"q":"exit vim"}' } }] } }],
+      choices: [{ index: 0, finish_reason: 'tool_calls', message: { role: 'assistant', content: null, tool_calls: Array.from({ length: parallel }, () =>
+        ({ id: `call_${n++}`, type: 'function', function: { name: 'search_docs', arguments: '{"q":"exit vim"}' } })) } }],
       usage: { prompt_tokens: 900, completion_tokens: 100, total_tokens: 1000 },
     } }));
   };
@@ -169,6 +169,31 @@ describe('Vercel AI SDK telemetry', () => {
       // 3 searches ran (stuck); the 4th was stopped and the model read why; the 5th stopped too: the end
       expect(haltKinds(r.steps)).toEqual(['stuck', 'stuck']);
       expect(stubborn.requests.length).toBe(5); // 20 before: the default waited for a runaway
+    } finally {
+      guard.disable();
+      await stubborn.close();
+    }
+  });
+
+  it('halt: parallel tool calls stopped in one step are one stop: stopWhenHalted() and haltSignal() end the run a step later, after the model read it', async () => {
+    const stubborn = await stubbornApi(2);
+    const guard = enableLoopGuard({ policy: 'halt', log: () => undefined });
+    try {
+      const model = createOpenAI({ apiKey: 'k', baseURL: `${stubborn.url}/v1` }).chat('gpt-4o-mini');
+      // steps 1 and 2 run their two searches (stuck after the third); step 3's two are stopped, then step 4's: the end
+      const r = await withSession(`aisdk-parallel-${Date.now()}`, () =>
+        generateText({ model, prompt: 'q', tools: searchTools(), stopWhen: [stepCountIs(20), stopWhenHalted()], experimental_telemetry: aiSdkTelemetry() }));
+      expect(r.steps.map((step) => haltKinds([step]).length)).toEqual([0, 0, 2, 2]);
+      expect(stubborn.requests.length).toBe(4);
+      stubborn.requests.length = 0;
+      let signal: AbortSignal | undefined;
+      const err = await withSession(`aisdk-parallel-signal-${Date.now()}`, () => {
+        signal = haltSignal();
+        return generateText({ model, prompt: 'q', tools: searchTools(), stopWhen: stepCountIs(20), abortSignal: signal, experimental_telemetry: aiSdkTelemetry() });
+      }).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeDefined();
+      expect(loopDetectedIn(signal!.reason)?.finding.kind).toBe('stuck');
+      expect(stubborn.requests.length).toBe(4); // the fifth request is not sent
     } finally {
       guard.disable();
       await stubborn.close();

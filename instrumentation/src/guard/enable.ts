@@ -203,10 +203,13 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
     const loop = f.kind === 'runaway' ? 'the runaway session' : `${/^[aeiou]/.test(f.kind) ? 'an' : 'a'} ${f.kind} loop of the session`;
     if (line !== null) log(`halted a ${tool} call in ${whereOf(f)}: it would continue ${loop}: ${f.message}${line}`, f);
   };
+  // each session's latest LLM call: the model turn a stopped call belongs to (the parallel tool
+  // calls of one turn were two stops, and haltSignal() ended a run before the model had read one)
+  const lastLlm = new Map<string, LlmCallRecord>();
   /** The error a stopped call throws; the run's haltSignal()s count it first. */
   const halted = (sessionId: string, f: GuardFinding): LoopDetectedError => {
     const err = new LoopDetectedError(f);
-    noteHalt(sessionId, err);
+    noteHalt(sessionId, err, lastLlm.get(sessionId));
     return err;
   };
   const unsubscribe: (() => void)[] = [];
@@ -244,6 +247,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
     unsubscribe.push(
       onLlmCall((llm) => {
         if (llm.insideTool === undefined) {
+          touch(lastLlm, llm.sessionId, llm, maxSessions);
           const turn = unchargedLlm.get(llm.sessionId) ?? [];
           turn.push(llm);
           // a session that only talks (no tool call for a long while): its oldest calls summed, the total kept

@@ -25,21 +25,33 @@ interface Watch {
   kinds: ReadonlySet<LoopKind>;
   stops: number;
   seen: number;
+  /** The model turn of the last stop counted: calls stopped in one turn (parallel tool calls) count once. */
+  lastTurn: unknown;
 }
 
-/** Sessions watched at once (the least recently watched dropped first); '' is "every session". */
-const MAX_SESSIONS = 1000;
-// by session: the signals made for it, held weakly (a run that ends without a stop leaves its
-// signal to the garbage collector); the signal holds its watch
+// by session ('' for "every session"): the signals made for it, held weakly (a run that ends
+// without a stop leaves its signal to the garbage collector); the signal holds its watch. Never
+// cut to a number of sessions: a long run's signal dropped for 1,000 newer ones stopped working
+// without a word (a review). Sessions whose signals are all gone are swept as the map grows.
 const watched = new Map<string, Set<WeakRef<AbortSignal>>>();
 const watchOf = new WeakMap<AbortSignal, Watch>();
+let sweepAt = 1024;
 let saidNoSession = false;
+
+function sweep(): void {
+  for (const [key, set] of watched) {
+    for (const ref of set) if (ref.deref() === undefined) set.delete(ref);
+    if (set.size === 0) watched.delete(key);
+  }
+  sweepAt = Math.max(1024, 2 * watched.size);
+}
 
 /**
  * An AbortSignal for a run of the agent: pass it where the framework takes one (Anthropic's
  * `toolRunner(params, { signal })`, the AI SDK's `abortSignal`, the OpenAI SDK's `signal`). It
  * aborts when the loop guard (policy `halt`) stops a call of the session as one of `kinds`, or
- * for the `stops`-th time since the signal was made; its reason is that call's LoopDetectedError,
+ * in the `stops`-th model turn with a stop since the signal was made (calls stopped together, the
+ * parallel tool calls of one turn, count once); its reason is that call's LoopDetectedError,
  * which `loopDetectedIn` finds in what the framework then throws.
  */
 export function haltSignal(opts: HaltSignalOptions = {}): AbortSignal {
@@ -51,23 +63,22 @@ export function haltSignal(opts: HaltSignalOptions = {}): AbortSignal {
     warn('haltSignal() outside withSession: it counts the calls the loop guard stops in every session of the process (pass { sessionId })');
   }
   const controller = new AbortController();
-  const watch: Watch = { controller, kinds: new Set(opts.kinds ?? ['runaway']), stops, seen: 0 };
+  const watch: Watch = { controller, kinds: new Set(opts.kinds ?? ['runaway']), stops, seen: 0, lastTurn: undefined };
   watchOf.set(controller.signal, watch);
   const key = session ?? '';
-  const set = watched.get(key) ?? new Set();
+  let set = watched.get(key);
+  if (!set) watched.set(key, (set = new Set()));
   for (const ref of set) if (ref.deref() === undefined) set.delete(ref);
   set.add(new WeakRef(controller.signal));
-  watched.delete(key);
-  watched.set(key, set);
-  if (watched.size > MAX_SESSIONS) for (const k of watched.keys()) {
-    watched.delete(k);
-    break;
-  }
+  if (watched.size > sweepAt) sweep();
   return controller.signal;
 }
 
-/** The guard stopped a call of `sessionId` with `err`: the signals watching it count it. */
-export function noteHalt(sessionId: string, err: LoopDetectedError): void {
+/**
+ * The guard stopped a call of `sessionId` with `err`, in the model turn `turn` (the LLM call that
+ * asked for it, when known): the signals watching the session count it, once per turn.
+ */
+export function noteHalt(sessionId: string, err: LoopDetectedError, turn?: unknown): void {
   for (const key of [sessionId, '']) {
     const set = watched.get(key);
     if (!set) continue;
@@ -78,7 +89,8 @@ export function noteHalt(sessionId: string, err: LoopDetectedError): void {
         set.delete(ref);
         continue;
       }
-      watch.seen++;
+      if (turn === undefined || turn !== watch.lastTurn) watch.seen++;
+      watch.lastTurn = turn;
       if (watch.kinds.has(err.finding.kind) || watch.seen >= watch.stops) {
         set.delete(ref);
         watch.controller.abort(err);

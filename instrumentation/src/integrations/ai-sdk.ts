@@ -57,7 +57,7 @@ void fits;
 /**
  * A `stopWhen` condition for generateText/streamText: the run stops after a step in which the
  * loop guard stopped a tool call (halt) as one of `kinds` (default: runaway, a budget blown or no
- * progress), or stopped its `stops`-th call of the run (default 2). The AI SDK hands a halted
+ * progress), or the `stops`-th step of the run with a stopped call (default 2). The AI SDK hands a halted
  * call back to the model as a tool error: the model reads why and can re-plan, but one that asks
  * for a stopped call again would otherwise go on until the step limit, paying for every step.
  * Use it beside a step limit: `stopWhen: [stepCountIs(20), stopWhenHalted()]`. (A review measured
@@ -79,8 +79,9 @@ export function stopWhenHalted(opts: { kinds?: readonly LoopKind[]; stops?: numb
     const now = last ? haltsIn(last) : [];
     if (!now.length) return false;
     if (now.some((h) => kinds.has(h.finding.kind))) return true;
+    // steps with a stop, not stopped calls: the parallel calls of one step are one answer the model reads
     let seen = 0;
-    for (const step of steps) seen += haltsIn(step).length;
+    for (const step of steps) if (haltsIn(step).length > 0) seen++;
     return seen >= stops;
   };
 }
