@@ -173,14 +173,17 @@ export class LlmCallTap implements SpanProcessor {
   private readonly insideTool = new WeakMap<object, { spanId: string; sessionId: string | undefined }>();
   /** Other libraries' tool spans with a Loopwatch-traced call inside or around them: the guard saw the call. */
   private readonly guarded = new WeakSet<object>();
+  /**
+   * Spans open while the untraced-call check runs, by span id: their parent's id and, for a tool
+   * span, the span. A Loopwatch call is often a grandchild of the framework's tool span (an
+   * application span between them), so the check walks up through these.
+   */
+  private readonly open = new Map<string, { parent: string | undefined; foreign?: object; own?: boolean }>();
   onStart(span: Span, parentContext: Context): void {
     if (observers.size === 0) return;
     noteConversation(span.spanContext().traceId, (span as unknown as { attributes?: Attributes }).attributes?.[ATTR.conversationId]);
     const parent = trace.getSpan(parentContext);
-    if (untracedObservers.size > 0 && parent) {
-      if (ownToolSpan(span) && foreignToolSpan(parent)) this.guarded.add(parent);
-      else if (ownToolSpan(parent) && foreignToolSpan(span)) this.guarded.add(span);
-    }
+    if (untracedObservers.size > 0) this.noteToolNesting(span, parent?.spanContext().spanId);
     const attributes = (parent as unknown as { attributes?: Record<string, unknown> } | undefined)?.attributes;
     if (parent && attributes?.[ATTR.operationName] === 'execute_tool') {
       // an MCP server's span of the call (kind SERVER, traced in this process): not a call (schema
@@ -190,7 +193,26 @@ export class LlmCallTap implements SpanProcessor {
       this.insideTool.set(span, { spanId: served ?? parent.spanContext().spanId, sessionId: named ? String(named) : undefined });
     }
   }
+  /** Marks another library's tool span guarded when a Loopwatch-traced call runs inside it or it inside one. */
+  private noteToolNesting(span: Span, parentId: string | undefined): void {
+    const own = ownToolSpan(span);
+    const foreign = !own && foreignToolSpan(span);
+    if (this.open.size >= 100_000) this.open.clear(); // spans never ended: the check is a courtesy, not worth the memory
+    this.open.set(span.spanContext().spanId, { parent: parentId, ...(foreign ? { foreign: span } : {}), ...(own ? { own } : {}) });
+    if (!own && !foreign) return;
+    // up the open ancestors (at most 64): a foreign tool span above an own call, or an own call above a foreign span
+    let id = parentId;
+    for (let i = 0; i < 64 && id !== undefined; i++) {
+      const up = this.open.get(id);
+      if (!up) return;
+      if (own && up.foreign) return void this.guarded.add(up.foreign);
+      if (foreign && up.own) return void this.guarded.add(span);
+      id = up.parent;
+    }
+  }
+
   onEnd(span: ReadableSpan): void {
+    if (untracedObservers.size > 0) this.open.delete(span.spanContext().spanId);
     if (observers.size === 0) return;
     const traceId = span.spanContext().traceId;
     const named = span.attributes[ATTR.conversationId];

@@ -2,6 +2,7 @@
 // (@ai-sdk/openai) pointed at a loopback server standing in for the API; Loopwatch's SDK
 // (with its AI SDK span processor) exports over OTLP to a real collector.
 import { createOpenAI } from '@ai-sdk/openai';
+import { trace } from '@opentelemetry/api';
 import { generateText, rerank, stepCountIs, tool } from 'ai';
 import { MockRerankingModelV3 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -233,6 +234,11 @@ describe('Vercel AI SDK telemetry', () => {
       warned.mockClear();
       guard = enableLoopGuard({ policy: 'warn', log: () => undefined });
       await withSession(`aisdk-wrapped-${Date.now()}`, () => generateText({ model, prompt: 'q', tools: searchTools(), stopWhen: stepCountIs(3), experimental_telemetry: aiSdkTelemetry() }));
+      // a traced call a level further down: the tool opens a span of the application's, and calls a traced function in it
+      const search = traceTool('search_docs', async (q: string) => `no results for ${q}`);
+      const nested = { search_docs: tool({ description: 'search', inputSchema: z.object({ q: z.string() }),
+        execute: ({ q }: { q: string }) => trace.getTracer('my-app').startActiveSpan('lookup', async (span) => { try { return await search(q); } finally { span.end(); } }) }) };
+      await withSession(`aisdk-nested-${Date.now()}`, () => generateText({ model, prompt: 'q', tools: nested, stopWhen: stepCountIs(3), experimental_telemetry: aiSdkTelemetry() }));
       guard.disable();
       expect(untraced()).toEqual([]);
     } finally {
