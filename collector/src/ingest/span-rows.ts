@@ -230,6 +230,13 @@ const TWO_32 = 4294967296n;
 /** The latest instant DateTime64(9) holds (2262-04-11T23:47:16.854775807Z); later ones make the store refuse the whole insert. */
 export const MAX_NANOS = 2n ** 63n - 1n;
 
+/**
+ * The latest start the store's retention can hold: 2106-02-07T06:28:15Z. The tables' TTL reads a
+ * time as 32-bit seconds (toDateTime), so a later one wrapped around to the 1970s and the row
+ * was deleted as long expired: acknowledged, then lost without a word.
+ */
+export const MAX_START_NANOS = (2n ** 32n - 1n) * 1_000_000_000n;
+
 /** A u64 as bigint; null when it is not a non-negative integer. */
 export function u64(v: U64): bigint | null {
   if (v === null || v === undefined) return 0n;
@@ -264,6 +271,12 @@ function bytesText(v: Bytes): string {
 }
 
 const DAY_MS = 86_400_000;
+
+/** Nanoseconds as ISO-8601 (to the millisecond; years past 9999 as JavaScript writes them). */
+function nanosIso(ns: bigint): string {
+  const d = new Date(Number(ns / 1_000_000n));
+  return Number.isNaN(d.getTime()) ? `${ns} ns` : d.toISOString();
+}
 
 // Rows are stored as JSON (the spool's and the insert's format), which writes a control character
 // as a 6-character escape (\u0001; \n and the like as 2): a value of them grew 6x once
@@ -437,6 +450,9 @@ class Converter {
     if (start === null || end === null) return 'span with invalid start/end time (unsigned 64-bit nanoseconds)';
     if (start > MAX_NANOS || end > MAX_NANOS) return 'span with start/end time past 2262-04-11 (the store keeps nanoseconds as a signed 64-bit number)';
     if (start === 0n) return 'span without a start time (start_time_unix_nano is 0)';
+    if (start > MAX_START_NANOS) {
+      return `span that starts ${nanosIso(start)}, after 2106-02-07T06:28:15Z, the latest time the store's retention can hold: the sender's clock is wrong`;
+    }
     if (start < this.oldestStart) {
       return `span that started ${new Date(Number(start / 1_000_000n)).toISOString()}, before the retention window (${this.limits.retentionDays} days): the store would delete it at once`;
     }
