@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../collector/src/paths.js';
 import { traceTool, withSession } from '../../instrumentation/src/api.js';
-import { enableLoopGuard, loopGuard, type LoopGuardHandle } from '../../instrumentation/src/guard/enable.js';
+import { enableLoopGuard, loopGuard, warnOnlyFromEnv, type LoopGuardHandle } from '../../instrumentation/src/guard/enable.js';
 import { haltSignal } from '../../instrumentation/src/guard/halt-signal.js';
 import { LoopDetectedError } from '../../instrumentation/src/guard/loop-guard.js';
 import { assertBuilt } from '../cli/helpers.js';
@@ -89,6 +89,36 @@ describe('haltSignal', () => {
     expect(r.outcomes.every((o) => o === 'ran')).toBe(true);
     expect(r.signal.aborted).toBe(false);
     expect(() => haltSignal({ stops: 0 })).toThrow(/stops must be a whole number from 1/);
+  });
+});
+
+describe('warnOnly', () => {
+  it('a poll the guard only warns about keeps running (it may yet see the answer change); a blown budget still stops it', async () => {
+    const lines: string[] = [];
+    handle = enableLoopGuard({ policy: 'halt', warnOnly: ['check_ci'], params: { budgetMaxCalls: 8 }, log: (line) => lines.push(line) });
+    let polls = 0;
+    const checkCi = traceTool('check_ci', async (_job: string) => (++polls < 6 ? 'running' : 'passed'));
+    const outcomes = await withSession(`wo-${Date.now()}`, async () => {
+      const out: string[] = [];
+      for (let i = 0; i < 10; i++) {
+        try {
+          out.push(await checkCi('job-1'));
+        } catch (err) {
+          out.push((err as LoopDetectedError).finding.kind);
+        }
+      }
+      return out;
+    });
+    // stuck after three 'running', reported, not stopped: the sixth poll sees 'passed'; past 8 calls the budget stops it
+    expect(outcomes).toEqual(['running', 'running', 'running', 'running', 'running', 'passed', 'passed', 'passed', 'passed', 'runaway']);
+    expect(lines.some((l) => l.startsWith('stuck loop in session'))).toBe(true);
+    // other tools are stopped as before
+    expect((await run(`wo-other-${Date.now()}`, 4)).outcomes).toEqual(['ran', 'ran', 'ran', 'stuck']);
+  });
+
+  it('comes from LOOPWATCH_GUARD_WARN_ONLY', () => {
+    expect(warnOnlyFromEnv({ LOOPWATCH_GUARD_WARN_ONLY: ' check_ci, wait_for_job ,' })).toEqual(['check_ci', 'wait_for_job']);
+    expect(warnOnlyFromEnv({})).toEqual([]);
   });
 });
 

@@ -23,6 +23,13 @@ export interface EnableLoopGuardOptions {
   /** Called for every new finding, whatever the policy. */
   onLoop?: (finding: GuardFinding) => void;
   maxSessions?: number;
+  /**
+   * Tools whose calls `halt` never stops for a loop (their loops are still reported): a poll that
+   * keeps seeing the same answer is `stuck` after three calls, and stopped from then on it would
+   * never see the answer change. A blown budget (`runaway`) still stops them. Default:
+   * LOOPWATCH_GUARD_WARN_ONLY, tool names separated by commas.
+   */
+  warnOnly?: readonly string[];
 }
 
 export interface LoopGuardHandle {
@@ -37,6 +44,11 @@ export function guardPolicyFromEnv(env: NodeJS.ProcessEnv = process.env, report:
   if (v === 'warn' || v === 'halt' || v === 'off') return v;
   if (v) report(`LOOPWATCH_GUARD=${JSON.stringify(env.LOOPWATCH_GUARD)} ignored: use warn, halt or off`);
   return undefined;
+}
+
+/** LOOPWATCH_GUARD_WARN_ONLY: tool names, separated by commas (spaces around them ignored). */
+export function warnOnlyFromEnv(env: NodeJS.ProcessEnv = process.env): string[] {
+  return (env.LOOPWATCH_GUARD_WARN_ONLY ?? '').split(',').map((t) => t.trim()).filter((t) => t !== '');
 }
 
 /**
@@ -185,6 +197,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
   const log = opts.log ?? warn;
   const guard = new LoopGuard({ params: { ...detectorSettingsFromEnv(), ...opts.params }, maxSessions: opts.maxSessions });
   const maxSessions = opts.maxSessions ?? 1000;
+  const warnOnly = new Set(opts.warnOnly ?? warnOnlyFromEnv());
   const logLimit = new LogLimit(maxSessions);
   /** A new finding: an event on the span of the call it came with, a log line (limited), onLoop. */
   const announce = (span: Span, f: GuardFinding, action: 'warn' | 'halt'): void => {
@@ -354,6 +367,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
         }
         const checked = guard.check({ sessionId, tool: call.tool, argsHash: call.argsHash });
         if (!checked || checked.kind === 'redundant') return;
+        if (checked.kind !== 'runaway' && warnOnly.has(call.tool)) return;
         const f = ofAgent(checked, call.agent);
         sayHalted(call.span, call.tool, f);
         stopped.add(call.span);
