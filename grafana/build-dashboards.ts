@@ -358,16 +358,16 @@ const TOOLS_BY_MODEL = `
  * queries/reports/session-scorecard.sql (whole history of those sessions), plus its trace. */
 const SESSION_SCORECARD = `
 WITH
-  -- the 500 sessions shown, newest first call in the range first (as the report's scope): only
-  -- they are scored (a week may hold 100,000s; scoring all and keeping 500 took seconds and GBs)
+  -- the 500 sessions shown, most recently active first (as the report's scope): only they are
+  -- scored (a week may hold 100,000s; scoring all and keeping 500 took seconds and GBs)
   scope AS (
-    SELECT session_id FROM (
+    SELECT session_id, max(ts) AS last_active FROM (
       SELECT session_id, ts FROM agent_tool_calls WHERE $__timeFilter(ts) AND ${F_TOOLS}
       UNION ALL
       SELECT session_id, ts FROM agent_llm_calls WHERE $__timeFilter(ts) AND ${F_DIRECT}
     )
     GROUP BY session_id
-    ORDER BY min(ts) DESC
+    ORDER BY last_active DESC
     LIMIT 500
   ),
   calls AS (
@@ -456,7 +456,7 @@ LEFT JOIN per_session AS s ON s.session_id = sc.session_id
 LEFT JOIN recovery AS r ON r.session_id = sc.session_id
 LEFT JOIN findings AS f ON f.session_id = sc.session_id
 LEFT JOIN llm_session AS l ON l.session_id = sc.session_id
-ORDER BY started DESC
+ORDER BY sc.last_active DESC
 LIMIT 500`;
 
 // ---------------------------------------------------------------------------------------

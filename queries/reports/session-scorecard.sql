@@ -4,7 +4,9 @@
 -- tool figures; it ended cleanly when its last LLM call succeeded.
 -- Parameters: {from:DateTime64(3)}, {to:DateTime64(3)}, {agent:String}, {service:String},
 -- {session_id:String} ('' = any), {limit:UInt32}, {newest_first:UInt8} (1: the {limit} sessions
--- whose calls in the range start latest, newest first; 0: oldest first). Run with
+-- whose latest call in the range is latest, most recently active first: a session running for
+-- days is at the top while it runs, not under those that started after it; 0: by start, oldest
+-- first). Run with
 -- queries/src/reports.ts runReport().
 --   calls            tool calls (halted ones too)
 --   errors           failed tool calls, not those the LoopGuard halted (no tool failed: the agent asked to continue a loop)
@@ -30,7 +32,7 @@
 --                    once, separate loops added up, a finding added never lowers it), at most calls
 WITH
     scope AS (
-        SELECT session_id
+        SELECT session_id, max(ts) AS last_active
         FROM (
             SELECT session_id, ts, agent, service, 1 AS is_tool FROM agent_tool_calls
             WHERE ts >= {from:DateTime64(3)} AND ts < {to:DateTime64(3)}
@@ -45,8 +47,8 @@ WITH
                 OR (countIf(is_tool = 1) = 0 AND countIf(agent = {agent:String}) > 0))
            AND ({service:String} = '' OR countIf(service = {service:String} AND is_tool = 1) > 0
                 OR (countIf(is_tool = 1) = 0 AND countIf(service = {service:String}) > 0))
-        -- newest first: only the sessions to show are scored (a week may hold 100,000s)
-        ORDER BY if({newest_first:UInt8} = 1, -toUnixTimestamp64Nano(min(ts)), 0)
+        -- most recently active first: only the sessions to show are scored (a week may hold 100,000s)
+        ORDER BY if({newest_first:UInt8} = 1, -toUnixTimestamp64Nano(last_active), 0)
         LIMIT if({newest_first:UInt8} = 1, {limit:UInt32}, 4294967295)
     ),
     calls AS (
@@ -218,5 +220,5 @@ LEFT JOIN per_session AS s ON s.session_id = sc.session_id
 LEFT JOIN recovery AS r ON r.session_id = sc.session_id
 LEFT JOIN findings AS f ON f.session_id = sc.session_id
 LEFT JOIN llm_session AS l ON l.session_id = sc.session_id
-ORDER BY if({newest_first:UInt8} = 1, -1, 1) * toUnixTimestamp64Nano(start_ts), sc.session_id
+ORDER BY if({newest_first:UInt8} = 1, -toUnixTimestamp64Nano(sc.last_active), toUnixTimestamp64Nano(start_ts)), sc.session_id
 LIMIT {limit:UInt32}

@@ -119,6 +119,19 @@ describe('degradation', () => {
 });
 
 describe('session-scorecard', () => {
+  it('newest first is the most recently active first: a session that started first and is still going leads', async () => {
+    const t = midnight + 5 * 3600_000;
+    // A starts first and calls again two hours later; B starts an hour after A and stops
+    const a = buildSession('edge-order-a', [{ tool: 'poll', model: 'edge-order' }, { tool: 'poll', model: 'edge-order', args: { n: 2 } }], { startMs: t, gapMs: 2 * 3600_000, agent: 'edge-order' });
+    const b = buildSession('edge-order-b', [{ tool: 'poll', model: 'edge-order' }], { startMs: t + 3600_000, agent: 'edge-order' });
+    await insertSpans(tc.collector.store.client, [...a.rows, ...b.rows]);
+    const range = { from: t - 1000, to: t + 4 * 3600_000, agent: 'edge-order' };
+    expect((await runReport(tc.collector.store.client, 'session-scorecard', { ...range, limit: 2, newest_first: 1 })).map((r) => r.session_id)).toEqual(['edge-order-a', 'edge-order-b']);
+    expect((await runReport(tc.collector.store.client, 'session-scorecard', { ...range, limit: 1, newest_first: 1 })).map((r) => r.session_id)).toEqual(['edge-order-a']);
+    // by start, oldest first, when not newest first
+    expect((await runReport(tc.collector.store.client, 'session-scorecard', range)).map((r) => r.session_id)).toEqual(['edge-order-a', 'edge-order-b']);
+  });
+
   it('files from lists and from arguments cut at the length limit; a command given as a list', async () => {
     const s = buildSession('edge-files', [
       { tool: 'read_file', args: { path: 'a.ts' } },
