@@ -329,7 +329,9 @@ const LLM_COST = 'loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cach
 // then (the check read the LLM calls twice more, over a second at a week of 1M calls).
 const IN_LLM_SESSIONS = ['agent', 'service'].map((v) => `$__conditionalAll(session_id IN (SELECT session_id FROM llm), $${v})`).join(' AND ');
 
-/** Calls the tool ran: not those the in-process LoopGuard halted before they ran (no tool's failure). */
+/** Calls the tool ran: not those the in-process LoopGuard halted before they ran (no tool's failure).
+ * They are calls (the model asked for them), counted as the Sessions scorecard counts them: in
+ * the calls, not in the errors, nor in latencies. */
 const RAN = "error_type != 'LoopDetectedError'";
 
 /** The tool calls whose requesting LLM call is in the range, attributed to its model (needs
@@ -517,7 +519,7 @@ const overview = dashboard(
       { title: 'Tool calls', type: 'stat', w: 4, h: 4, sql: `SELECT count() AS tool_calls FROM agent_tool_calls FINAL WHERE ts >= $__fromTime AND ts <= $__toTime AND ${F_TOOLS}` },
       {
         title: 'Tool error rate', type: 'stat', w: 4, h: 4, unit: 'percentunit', decimals: 1,
-        sql: `SELECT countIf(status = 'error') / greatest(count(), 1) AS error_rate FROM agent_tool_calls FINAL WHERE $__timeFilter(ts) AND ${F_TOOLS} AND ${RAN}`,
+        sql: `SELECT countIf(status = 'error' AND ${RAN}) / greatest(count(), 1) AS error_rate FROM agent_tool_calls FINAL WHERE $__timeFilter(ts) AND ${F_TOOLS}`,
       },
       {
         title: 'Loop findings', type: 'stat', w: 4, h: 4,
@@ -563,7 +565,7 @@ ORDER BY time`,
         title: 'Tool calls over time by status', type: 'timeseries', w: 12, h: 8,
         custom: { stacking: { mode: 'normal', group: 'A' } },
         sql: `
-SELECT $__timeInterval(ts) AS time, status, count() AS calls
+SELECT $__timeInterval(ts) AS time, if(${RAN}, toString(status), 'halted') AS status, count() AS calls
 FROM agent_tool_calls FINAL
 WHERE $__timeFilter(ts) AND ${F_TOOLS}
 GROUP BY time, status
@@ -774,13 +776,13 @@ const tools = dashboard(
         title: 'Tools', type: 'table', w: 24, h: 10,
         overrides: [unitOverride('error_rate', 'percentunit'), unitOverride('p50_ms', 'ms'), unitOverride('p95_ms', 'ms'), unitOverride('p99_ms', 'ms')],
         sql: `
-SELECT tool, count() AS calls, countIf(status = 'error') AS errors, round(errors / calls, 4) AS error_rate,
+SELECT tool, count() AS calls, countIf(status = 'error' AND ${RAN}) AS errors, round(errors / calls, 4) AS error_rate,
        uniqExact(session_id) AS sessions, round(calls / sessions, 2) AS calls_per_session,
-       round(quantileExact(0.5)(duration_ns) / 1e6, 3) AS p50_ms,
-       round(quantileExact(0.95)(duration_ns) / 1e6, 3) AS p95_ms,
-       round(quantileExact(0.99)(duration_ns) / 1e6, 3) AS p99_ms
+       round(quantileExactIf(0.5)(duration_ns, ${RAN}) / 1e6, 3) AS p50_ms,
+       round(quantileExactIf(0.95)(duration_ns, ${RAN}) / 1e6, 3) AS p95_ms,
+       round(quantileExactIf(0.99)(duration_ns, ${RAN}) / 1e6, 3) AS p99_ms
 FROM agent_tool_calls FINAL
-WHERE $__timeFilter(ts) AND ${F_TOOLS} AND ${RAN}
+WHERE $__timeFilter(ts) AND ${F_TOOLS}
 GROUP BY tool
 ORDER BY calls DESC
 LIMIT 1000`,
@@ -799,9 +801,9 @@ ORDER BY time`,
       {
         title: 'Error rate per tool (10 most called)', type: 'timeseries', w: 8, h: 8, unit: 'percentunit',
         sql: `
-SELECT $__timeInterval(ts) AS time, tool, countIf(status = 'error') / count() AS error_rate
+SELECT $__timeInterval(ts) AS time, tool, countIf(status = 'error' AND ${RAN}) / count() AS error_rate
 FROM agent_tool_calls FINAL
-WHERE $__timeFilter(ts) AND ${F_TOOLS} AND ${TOP_TOOLS} AND ${RAN}
+WHERE $__timeFilter(ts) AND ${F_TOOLS} AND ${TOP_TOOLS}
 GROUP BY time, tool
 ORDER BY time`,
       },

@@ -355,8 +355,8 @@ describe('what the panels show on the seeded data', () => {
   it('Models, Overview, Tools: a call the LoopGuard halted before it ran is no tool call nor a failure, as in the report; Sessions counts it apart, as the scorecard', async () => {
     const figures = async () => ({
       models: Object.fromEntries((await run(sql('models.json', 'Model reliability'))).rows.map((r) => [r.model, [Number(r.tool_calls), Number(r.tool_error_rate)]])),
-      errorRate: (await run(sql('overview.json', 'Tool error rate'))).rows,
-      tools: (await run(sql('tools.json', 'Tools'))).rows.map((r) => [r.tool, Number(r.calls), Number(r.errors)]),
+      errors: (await run(sql('overview.json', 'Tool calls over time by status'))).rows.filter((r) => r.status === 'error').reduce((n, r) => n + Number(r.calls), 0),
+      tools: Object.fromEntries((await run(sql('tools.json', 'Tools'))).rows.map((r) => [r.tool, [Number(r.errors), Number(r.p50_ms)]])),
       topErrors: (await run(sql('tools.json', 'Top tool errors'))).rows.map((r) => [r.tool, r.error_type, Number(r.errors)]),
     });
     const before = await figures();
@@ -370,6 +370,9 @@ describe('what the panels show on the seeded data', () => {
     });
     expect(await tc.rows("SELECT toUInt32(count()) AS n FROM agent_tool_calls WHERE span_id = 'halted-call'")).toEqual([{ n: 1 }]);
     expect(await figures()).toEqual(before);
+    // a call, as everywhere: one more in the Tools table, shown as halted over time
+    const halted = (await run(sql('overview.json', 'Tool calls over time by status'))).rows.filter((r) => r.status === 'halted');
+    expect(halted.reduce((n, r) => n + Number(r.calls), 0)).toBe(1);
     // the Sessions scorecard (the 500 newest sessions of the agent): the same errors, halted and retries as the report's
     const shown = s!.session_id;
     const [{ agent }] = await tc.rows<{ agent: string }>('SELECT any(agent) AS agent FROM agent_tool_calls WHERE session_id = {s:String}', { s: shown }) as [{ agent: string }];
