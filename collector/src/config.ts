@@ -46,7 +46,10 @@ export const configSchema = z.object({
       database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('default'),
     })
     .default({ user: 'default', password: '', database: 'default' }),
-  retentionDays: whole().pipe(z.number().min(1).max(36500)).default(30),
+  // at most 25,000 days (68 years): a span's TTL, its start plus the retention, must end by
+  // 2106-02-07, the latest time the store's TTL holds; over about 29,000 days a span of today
+  // expired at once
+  retentionDays: whole().pipe(z.number().min(1).max(25_000)).default(30),
   /** TLS on both listeners: a PEM certificate chain and its private key, both or neither (see tls.ts). */
   tls: z
     .object({

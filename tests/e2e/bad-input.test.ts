@@ -70,7 +70,7 @@ describe('bad input', () => {
     expect(Number(decodeTraceResponse(p.body).partialSuccess?.rejectedSpans)).toBe(1);
   });
 
-  it('partial success: a span without a start time, one older than the retention or starting past 2106 (the TTL wraps), is refused rather than stored and deleted', async () => {
+  it('partial success: a span without a start time, one older than the retention or starting so late that its TTL passes 2106 (it wraps), is refused rather than stored and deleted', async () => {
     const fresh = jsonSpan('2af7651916cd43dd8448eb211c80319c', 'd7ad6b7169203331');
     const zero = { ...jsonSpan('2af7651916cd43dd8448eb211c80319c', 'd7ad6b7169203332'), startTimeUnixNano: '0' };
     const startOld = T0 - 40n * 86_400_000_000_000n; // the test collector keeps 30 days
@@ -78,12 +78,13 @@ describe('bad input', () => {
     const a = await post(jsonRequest([fresh, zero]), JSON_TYPE);
     expect(a.status).toBe(200);
     expect(JSON.parse(new TextDecoder().decode(a.body)).partialSuccess).toEqual({ rejectedSpans: '1', errorMessage: 'span without a start time (start_time_unix_nano is 0)' });
-    // past 2106: the retention's TTL wrapped it around to the 1970s, and it was deleted once stored
-    const start2110 = BigInt(Date.UTC(2110, 0, 1)) * 1_000_000n;
-    const far = { ...jsonSpan('2af7651916cd43dd8448eb211c80319c', 'd7ad6b7169203334'), startTimeUnixNano: String(start2110), endTimeUnixNano: String(start2110 + 1_000_000n) };
+    // its start plus the retention past 2106: the TTL wrapped it around to the 1970s, and it was deleted once stored
+    const start2106 = BigInt(Date.UTC(2106, 0, 20)) * 1_000_000n;
+    const far = { ...jsonSpan('2af7651916cd43dd8448eb211c80319c', 'd7ad6b7169203334'), startTimeUnixNano: String(start2106), endTimeUnixNano: String(start2106 + 1_000_000n) };
     const f = await post(jsonRequest([far]), JSON_TYPE);
     expect(JSON.parse(new TextDecoder().decode(f.body)).partialSuccess).toEqual({
-      rejectedSpans: '1', errorMessage: "span that starts 2110-01-01T00:00:00.000Z, after 2106-02-07T06:28:15Z, the latest time the store's retention can hold: the sender's clock is wrong",
+      rejectedSpans: '1',
+      errorMessage: "span that starts 2106-01-20T00:00:00.000Z, after 2106-01-08T06:28:15.000Z, the latest start whose retention of 30 days ends by 2106-02-07 (the store's TTL holds times to then): the sender's clock is wrong",
     });
     const b = await post(jsonRequest([old]), JSON_TYPE);
     expect(b.status).toBe(200);

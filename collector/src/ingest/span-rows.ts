@@ -231,11 +231,12 @@ const TWO_32 = 4294967296n;
 export const MAX_NANOS = 2n ** 63n - 1n;
 
 /**
- * The latest start the store's retention can hold: 2106-02-07T06:28:15Z. The tables' TTL reads a
- * time as 32-bit seconds (toDateTime), so a later one wrapped around to the 1970s and the row
- * was deleted as long expired: acknowledged, then lost without a word.
+ * The latest time the store's TTL can hold: 2106-02-07T06:28:15Z. The tables' TTL is the start
+ * as 32-bit seconds (toDateTime) plus the retention, so a start later than this less the
+ * retention wrapped around to the 1970s and the row was deleted as long expired: acknowledged,
+ * then lost without a word.
  */
-export const MAX_START_NANOS = (2n ** 32n - 1n) * 1_000_000_000n;
+const MAX_TTL_SECONDS = 2n ** 32n - 1n;
 
 /** A u64 as bigint; null when it is not a non-negative integer. */
 export function u64(v: U64): bigint | null {
@@ -313,8 +314,11 @@ function storedPrefix(text: string, max: number): number {
 class Converter {
   /** Spans that started before this (nanoseconds) are outside the retention. */
   private readonly oldestStart: bigint;
+  /** Spans that start after this (nanoseconds) would expire at once: their TTL wraps past 2106. */
+  private readonly latestStart: bigint;
   constructor(private readonly limits: IngestLimits) {
     this.oldestStart = limits.retentionDays ? BigInt(Date.now() - limits.retentionDays * DAY_MS) * 1_000_000n : 1n;
+    this.latestStart = (MAX_TTL_SECONDS - BigInt(Math.trunc(limits.retentionDays ?? 0)) * 86_400n) * 1_000_000_000n;
   }
 
   private tooLong(what: string): never {
@@ -450,8 +454,8 @@ class Converter {
     if (start === null || end === null) return 'span with invalid start/end time (unsigned 64-bit nanoseconds)';
     if (start > MAX_NANOS || end > MAX_NANOS) return 'span with start/end time past 2262-04-11 (the store keeps nanoseconds as a signed 64-bit number)';
     if (start === 0n) return 'span without a start time (start_time_unix_nano is 0)';
-    if (start > MAX_START_NANOS) {
-      return `span that starts ${nanosIso(start)}, after 2106-02-07T06:28:15Z, the latest time the store's retention can hold: the sender's clock is wrong`;
+    if (start > this.latestStart) {
+      return `span that starts ${nanosIso(start)}, after ${nanosIso(this.latestStart)}, the latest start whose retention of ${this.limits.retentionDays} days ends by 2106-02-07 (the store's TTL holds times to then): the sender's clock is wrong`;
     }
     if (start < this.oldestStart) {
       return `span that started ${new Date(Number(start / 1_000_000n)).toISOString()}, before the retention window (${this.limits.retentionDays} days): the store would delete it at once`;
