@@ -80,6 +80,9 @@ describe('collector configuration', () => {
   it('names a bad collector setting by its variable, with the value given', () => {
     expect(() => loadConfig({}, { LOOPWATCH_PORT: 'abc' })).toThrow(/^invalid configuration port \(LOOPWATCH_PORT\): .* \(given "abc"\)$/);
     expect(() => loadConfig({ retentionDays: -5 }, {})).toThrow(/^invalid configuration retentionDays \(LOOPWATCH_RETENTION_DAYS\): Too small.* \(given -5\)$/);
+    // a span's TTL (start plus retention) must end by 2106, where the store's TTL times end
+    expect(() => loadConfig({}, { LOOPWATCH_RETENTION_DAYS: '29000' })).toThrow(/^invalid configuration retentionDays \(LOOPWATCH_RETENTION_DAYS\): Too big.*25000/);
+    expect(loadConfig({}, { LOOPWATCH_RETENTION_DAYS: '25000' }).retentionDays).toBe(25_000);
     expect(() => loadConfig({}, { LOOPWATCH_TLS_WATCH_INTERVAL_MS: 'soon' })).toThrow(/^invalid configuration tls\.watchIntervalMs \(LOOPWATCH_TLS_WATCH_INTERVAL_MS\)/);
     // numbers in decimal digits only (Number() read 0x10 as port 16, 1e3 as 1000)
     for (const v of ['0x10', '1e3', '12abc', '4.5']) expect(() => loadConfig({}, { LOOPWATCH_PORT: v }), v).toThrow(/^invalid configuration port \(LOOPWATCH_PORT\): expected a whole number/);
