@@ -135,7 +135,9 @@ describe('Vercel AI SDK telemetry', () => {
       `SELECT toString(count()) AS n, toString(countIf(toUnixTimestamp64Nano(Timestamp) % 1000000 = 0)) AS whole
        FROM otel_traces WHERE SpanName LIKE 'ai.%' AND SpanAttributes['gen_ai.conversation.id'] = {s:String}`, { s: session });
     expect(Number(starts!.n)).toBe(10 * 6);
-    expect(starts!.whole).toBe('0');
+    // times to the microsecond land on a whole millisecond one time in a thousand (a run of 60
+    // spans had one now and then): not every time, as the AI SDK's own start times did
+    expect(Number(starts!.whole)).toBeLessThan(6);
     // the latest model call started before each tool call (what waste attribution charges) ended before it
     const calls = await p.tc.rows<{ requester_ended_before: number }>(
       `SELECT toUInt8(l.end_ts <= t.ts) AS requester_ended_before

@@ -25,9 +25,21 @@ interface Watch {
   kinds: ReadonlySet<LoopKind>;
   stops: number;
   seen: number;
-  /** The model turn of the last stop counted: calls stopped in one turn (parallel tool calls) count once. */
-  lastTurn: unknown;
+  /**
+   * Per session, the model turn of its last stop and the stops in it: calls stopped in one turn
+   * (parallel tool calls) count once.
+   */
+  turns: Map<string, { turn: unknown; stops: number }>;
 }
+
+/**
+ * Stops one turn holds at most. A turn is known by the session's latest traced LLM call: when
+ * the later ones are not traced, every stop looks like the same turn, and the signal never
+ * aborted (a review); past this many, a stop counts as a turn of its own.
+ */
+const MAX_STOPS_PER_TURN = 4;
+/** Sessions an every-session signal remembers turns for. */
+const MAX_TURN_SESSIONS = 1000;
 
 // by session ('' for "every session"): the signals made for it, held weakly (a run that ends
 // without a stop leaves its signal to the garbage collector); the signal holds its watch. Never
@@ -63,7 +75,7 @@ export function haltSignal(opts: HaltSignalOptions = {}): AbortSignal {
     warn('haltSignal() outside withSession: it counts the calls the loop guard stops in every session of the process (pass { sessionId })');
   }
   const controller = new AbortController();
-  const watch: Watch = { controller, kinds: new Set(opts.kinds ?? ['runaway']), stops, seen: 0, lastTurn: undefined };
+  const watch: Watch = { controller, kinds: new Set(opts.kinds ?? ['runaway']), stops, seen: 0, turns: new Map() };
   watchOf.set(controller.signal, watch);
   const key = session ?? '';
   let set = watched.get(key);
@@ -89,8 +101,15 @@ export function noteHalt(sessionId: string, err: LoopDetectedError, turn?: unkno
         set.delete(ref);
         continue;
       }
-      if (turn === undefined || turn !== watch.lastTurn) watch.seen++;
-      watch.lastTurn = turn;
+      const last = watch.turns.get(sessionId);
+      if (turn !== undefined && last?.turn === turn && last.stops < MAX_STOPS_PER_TURN) {
+        last.stops++;
+      } else {
+        watch.seen++;
+        watch.turns.delete(sessionId);
+        watch.turns.set(sessionId, { turn, stops: 1 });
+        if (watch.turns.size > MAX_TURN_SESSIONS) watch.turns.delete(watch.turns.keys().next().value!);
+      }
       if (watch.kinds.has(err.finding.kind) || watch.seen >= watch.stops) {
         set.delete(ref);
         watch.controller.abort(err);
