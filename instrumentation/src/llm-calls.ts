@@ -171,14 +171,14 @@ function noteConversation(traceId: string, named: unknown): void {
 export class LlmCallTap implements SpanProcessor {
   /** Spans started with a tool call's span as their parent: its span id and the session it names, if any (only while something observes). */
   private readonly insideTool = new WeakMap<object, { spanId: string; sessionId: string | undefined }>();
-  /** Other libraries' tool spans with a Loopwatch-traced call inside or around them: the guard saw the call. */
-  private readonly guarded = new WeakSet<object>();
   /**
-   * Spans open while the untraced-call check runs, by span id: their parent's id and, for a tool
-   * span, the span. A Loopwatch call is often a grandchild of the framework's tool span (an
-   * application span between them), so the check walks up through these.
+   * Spans open while the untraced-call check runs, by span id: their parent's id, what kind of
+   * tool span they are, and for another library's, whether a Loopwatch-traced call ran inside or
+   * around it (the guard saw the call). A Loopwatch call is often a grandchild of the framework's
+   * tool span (an application span between them), so the check walks up through these. Ids and
+   * flags only: spans that never end would otherwise be kept whole.
    */
-  private readonly open = new Map<string, { parent: string | undefined; foreign?: object; own?: boolean }>();
+  private readonly open = new Map<string, { parent: string | undefined; foreign: boolean; own: boolean; guarded: boolean }>();
   onStart(span: Span, parentContext: Context): void {
     if (observers.size === 0) return;
     noteConversation(span.spanContext().traceId, (span as unknown as { attributes?: Attributes }).attributes?.[ATTR.conversationId]);
@@ -198,26 +198,29 @@ export class LlmCallTap implements SpanProcessor {
     const own = ownToolSpan(span);
     const foreign = !own && foreignToolSpan(span);
     if (this.open.size >= 100_000) this.open.clear(); // spans never ended: the check is a courtesy, not worth the memory
-    this.open.set(span.spanContext().spanId, { parent: parentId, ...(foreign ? { foreign: span } : {}), ...(own ? { own } : {}) });
+    const entry = { parent: parentId, foreign, own, guarded: false };
+    this.open.set(span.spanContext().spanId, entry);
     if (!own && !foreign) return;
     // up the open ancestors (at most 64): a foreign tool span above an own call, or an own call above a foreign span
     let id = parentId;
     for (let i = 0; i < 64 && id !== undefined; i++) {
       const up = this.open.get(id);
       if (!up) return;
-      if (own && up.foreign) return void this.guarded.add(up.foreign);
-      if (foreign && up.own) return void this.guarded.add(span);
+      if (own && up.foreign) return void (up.guarded = true);
+      if (foreign && up.own) return void (entry.guarded = true);
       id = up.parent;
     }
   }
 
   onEnd(span: ReadableSpan): void {
-    if (untracedObservers.size > 0) this.open.delete(span.spanContext().spanId);
+    const spanId = span.spanContext().spanId;
+    const open = this.open.get(spanId);
+    if (open) this.open.delete(spanId);
     if (observers.size === 0) return;
     const traceId = span.spanContext().traceId;
     const named = span.attributes[ATTR.conversationId];
     noteConversation(traceId, named);
-    if (untracedObservers.size > 0 && foreignToolSpan(span) && !this.guarded.has(span)) {
+    if (untracedObservers.size > 0 && open?.foreign && !open.guarded) {
       const a = span.attributes;
       const tool = String(a['ai.toolCall.name'] ?? a[ATTR.toolName] ?? a['tool.name'] ?? a['traceloop.entity.name'] ?? span.name);
       const untraced = { tool, tracer: a['ai.operationId'] === 'ai.toolCall' ? 'AI SDK' : (scopeOf(span) ?? 'another library') };
