@@ -30,21 +30,34 @@ const attempt = async (): Promise<string> => {
 };
 
 describe('haltSignal turns', () => {
-  it('a session whose later model calls are not traced still ends: a turn holds at most 4 stops', async () => {
+  it('a session whose later model calls are not traced still ends: a turn holds at most 8 stops', async () => {
     handle = enableLoopGuard({ policy: 'halt', log: () => undefined });
     const session = `turns-untraced-${Date.now()}`;
     const r = await withSession(session, async () => {
       llmCall(session); // a planning call, traced; the calls after it are not
       const signal = haltSignal();
       let abortedAt = 0;
-      for (let i = 1; i <= 10 && !abortedAt; i++) {
+      for (let i = 1; i <= 16 && !abortedAt; i++) {
         await attempt();
         if (signal.aborted) abortedAt = i;
       }
       return abortedAt;
     });
-    // 3 ran (stuck), stops 4-7 look like one turn, the 8th a second: it ends there (it never did)
-    expect(r).toBe(8);
+    // 3 ran (stuck), stops 4-11 look like one turn, the 12th a second: it ends there (it never did)
+    expect(r).toBe(12);
+  });
+
+  it('a turn of five parallel calls, all stopped, is one turn: not aborted before the model read a stop', async () => {
+    handle = enableLoopGuard({ policy: 'halt', log: () => undefined });
+    const session = `turns-wide-${Date.now()}`;
+    const kinds = await withSession(session, async () => {
+      for (let i = 0; i < 3; i++) await attempt();
+      const signal = haltSignal();
+      llmCall(session);
+      const out = await Promise.all(Array.from({ length: 5 }, attempt));
+      return { out, aborted: signal.aborted };
+    });
+    expect(kinds).toEqual({ out: ['stuck', 'stuck', 'stuck', 'stuck', 'stuck'], aborted: false });
   });
 
   it('a signal of every session keeps each session\'s turns apart: two sessions, a turn of two stops each, interleaved, are two turns', async () => {

@@ -84,7 +84,7 @@ describe('bad input', () => {
     const f = await post(jsonRequest([far]), JSON_TYPE);
     expect(JSON.parse(new TextDecoder().decode(f.body)).partialSuccess).toEqual({
       rejectedSpans: '1',
-      errorMessage: "span that starts 2106-01-20T00:00:00.000Z, after 2106-01-08T06:28:15.000Z, the latest start whose retention of 30 days ends by 2106-02-07 (the store's TTL holds times to then): the sender's clock is wrong",
+      errorMessage: "span that starts 2106-01-20T00:00:00.000Z, after 2106-01-07T06:28:15.000Z, the latest start whose retention of 30 days ends by 2106-02-07 (the store's TTL holds times to then): the sender's clock is wrong",
     });
     const b = await post(jsonRequest([old]), JSON_TYPE);
     expect(b.status).toBe(200);

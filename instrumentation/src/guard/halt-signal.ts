@@ -35,9 +35,10 @@ interface Watch {
 /**
  * Stops one turn holds at most. A turn is known by the session's latest traced LLM call: when
  * the later ones are not traced, every stop looks like the same turn, and the signal never
- * aborted (a review); past this many, a stop counts as a turn of its own.
+ * aborted (a review); past this many, a stop counts as a turn of its own. Eight: a turn of five
+ * parallel calls, all stopped, was taken for two at four.
  */
-const MAX_STOPS_PER_TURN = 4;
+const MAX_STOPS_PER_TURN = 8;
 /** Sessions an every-session signal remembers turns for. */
 const MAX_TURN_SESSIONS = 1000;
 
