@@ -14,8 +14,8 @@ export interface HaltSignalOptions {
   /** Stops that end the run at once (default: runaway, a budget blown or no progress). */
   kinds?: readonly LoopKind[];
   /**
-   * Stops of any kind that end the run (default 2: the model read why its first call was stopped
-   * and could re-plan, and asked for a stopped call again).
+   * Model turns with a stop, of any kind, that end the run (default 2: the model read why its
+   * first call was stopped and could re-plan, and asked for a stopped call again).
    */
   stops?: number;
 }
