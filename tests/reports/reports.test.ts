@@ -7,7 +7,7 @@ import { loadDetectorFiles, runDetectors } from '../../collector/src/detect/run-
 import { DETECTOR_DEFAULTS, resolveDetectorParams, sqlParamName, type DetectorParams } from '../../queries/src/detector-defaults.js';
 import { generateDailySessions, MODEL_PRICES, Rng, SessionBuilder, type LlmCall, type Session, type ToolCall } from '../../corpus/generate.js';
 import { sendSessions } from '../../corpus/otlp.js';
-import { runReport, type ModelReliabilityRow, type SessionScorecardRow } from '../../queries/src/reports.js';
+import { modelReliabilityByDays, runReport, type ModelReliabilityRow, type SessionScorecardRow } from '../../queries/src/reports.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 
 const DAY = 86_400_000;
@@ -196,6 +196,16 @@ describe('model-reliability', () => {
   beforeAll(async () => {
     // the daily sessions only: the hand-made ones start at 20:00 on the last day
     rows = await runReport(tc.collector.store.client, 'model-reliability', { from: firstDay, to: firstDay + 7 * DAY + 19 * 3600_000 });
+  });
+
+  it('over a long range, a few days per query (as the read API runs it) gives the same rows as one query', async () => {
+    // from a time inside the first day, to the end of everything sent (the hand-made sessions too)
+    const range = { from: firstDay + 5 * 3600_000, to: firstDay + 9 * DAY };
+    // sums of prices in another order differ in the last of the 6 decimals shown
+    const rounded = (rows: ModelReliabilityRow[]) => rows.map((r) => ({ ...r, cost_usd: r.cost_usd.toFixed(4), cost_per_session: r.cost_per_session.toFixed(4) }));
+    const whole = await runReport(tc.collector.store.client, 'model-reliability', range);
+    expect(whole.length).toBeGreaterThan(16);
+    for (const days of [1, 3]) expect(rounded(await modelReliabilityByDays(tc.collector.store.client, range, days)), `${days} a query`).toEqual(rounded(whole));
   });
 
   it('one row per model and day, with the sessions, calls and errors that were sent', () => {

@@ -12,7 +12,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Context, Hono } from 'hono';
 import { z } from 'zod';
-import { runReport } from '../../../queries/src/reports.js';
+import { modelReliabilityByDays, runReport } from '../../../queries/src/reports.js';
 import type { Logger } from '../logger.js';
 import type { CollectorStatus } from '../status.js';
 import { findingsQuery, sessionCallsQuery, sessionCallCountQuery, type CallRow, type FindingRow } from './queries.js';
@@ -226,7 +226,7 @@ export function registerApiRoutes(app: Hono, deps: ApiDeps): void {
   app.get(`${API_PREFIX}/models`, handle(async (c) => {
     const q = parse(modelsQuery, c.req.query());
     const { since, until } = window(q, 30 * DAY);
-    const models = await runReport(client, 'model-reliability', { from: since, to: until, model: q.model, agent: q.agent });
+    const models = await modelReliabilityByDays(client, { from: since, to: until, model: q.model, agent: q.agent });
     // a row per model and day: 500 models over 30 days are 15,000 rows. The newest are kept (the
     // report is ordered by day), and `total` says how many there were.
     return c.json({ since: since.toISOString(), until: until.toISOString(), total: models.length, models: models.slice(-q.limit) });
