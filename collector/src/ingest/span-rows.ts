@@ -460,7 +460,7 @@ class Converter {
       return `span that starts ${nanosIso(start)}, after ${nanosIso(this.latestStart)}, the latest start whose retention of ${this.limits.retentionDays} days ends by 2106-02-07 (the store's TTL holds times to then): the sender's clock is wrong`;
     }
     if (start < this.oldestStart) {
-      return `span that started ${new Date(Number(start / 1_000_000n)).toISOString()}, before the retention window (${this.limits.retentionDays} days): the store would delete it at once`;
+      return `span that started ${nanosIso(start)}, before the retention window (${this.limits.retentionDays} days): the store would delete it at once`;
     }
     const kind = SPAN_KINDS[enumIndex(span.kind, SPAN_KIND_NAMES)];
     if (kind === undefined) return `span with unknown kind ${String(span.kind)}`;
