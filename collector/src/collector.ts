@@ -21,7 +21,7 @@ import { Metrics } from './metrics.js';
 import { Loader } from './spool/loader.js';
 import { checkSpoolWritable, Spool } from './spool/spool.js';
 import { isDiskFull, openStore, queryRows, type Store } from './store/client.js';
-import { migrate, restoreMissingObjects, schemaVersion } from './store/migrate.js';
+import { migrate, restoreMissingObjects } from './store/migrate.js';
 import { applyRetention } from './store/retention.js';
 import { lockDataDir } from './store/data-dir-lock.js';
 import { SchemaSetup } from './store/schema-setup.js';
@@ -95,14 +95,14 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
   let storeSchemaVersion: number | null = null;
   const schema = new SchemaSetup(
     async () => {
-      const { applied, remade, fresh } = await migrate(store.client, { retentionDays: config.retentionDays });
+      const { applied, remade, fresh, version } = await migrate(store.client, { retentionDays: config.retentionDays });
       if (applied.length > 0) {
         // an upgrade is said; a new store's first start is not news
         const last = applied[applied.length - 1]!;
         log[fresh ? 'debug' : 'info']({ migrations: applied.map((m) => `${String(m.version).padStart(3, '0')}_${m.name}`) },
           fresh ? `store created at schema version ${last.version}` : `store schema migrated to version ${last.version} (${applied.length} migration${applied.length === 1 ? '' : 's'} applied)`);
       }
-      storeSchemaVersion = await schemaVersion(store.client);
+      storeSchemaVersion = version;
       // the embedded store keeps UTC (store/client.ts); a server keeps its own zone, which the
       // findings' times and the degradation days read as UTC
       if (store.mode === 'server') {

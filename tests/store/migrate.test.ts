@@ -35,7 +35,8 @@ describe('schema migrations', () => {
     expect(first.applied.map((m) => m.version)).toEqual(all);
     // a store made from nothing has the release's views and functions: none made again
     expect(first.remade).toEqual([]);
-    expect(await migrate(client, { retentionDays: 30 })).toEqual({ applied: [], remade: [], fresh: false });
+    expect(first.version).toBe(Math.max(...all));
+    expect(await migrate(client, { retentionDays: 30 })).toEqual({ applied: [], remade: [], fresh: false, version: Math.max(...all) });
     // the kept features are the SELECT's columns, in its order, plus the version
     expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
     expect(await hasView('loopwatch_detector_calls')).toBe(false);
@@ -259,7 +260,7 @@ describe('schema migrations', () => {
     await serverSpan('mcp-new');
     expect(await toolCalls('mcp-new')).toBe(0);
     // recorded: the next start makes nothing again
-    expect(await migrate(client, { retentionDays: 30 })).toEqual({ applied: [], remade: [], fresh: false });
+    expect(await migrate(client, { retentionDays: 30 })).toEqual({ applied: [], remade: [], fresh: false, version: Math.max(...loadMigrations({ retentionDays: 30 }).map((m) => m.version)) });
   });
 
   it('knows each object by its last definition: made again later, altered after, dropped', () => {

@@ -48,6 +48,8 @@ export interface MigrationResult {
   remade: string[];
   /** The store had no migrations before: made from nothing now. */
   fresh: boolean;
+  /** The schema version the store is at now: its newest applied migration (0 for none). */
+  version: number;
 }
 
 export async function migrate(client: ClickHouseClient, params: MigrationParams): Promise<MigrationResult> {
@@ -77,13 +79,7 @@ export async function migrate(client: ClickHouseClient, params: MigrationParams)
     applied.push(m);
   }
   const remade = await syncDefinitions(client, migrations, done.size === 0);
-  return { applied, remade, fresh: done.size === 0 };
-}
-
-/** The schema version a store is at: its newest applied migration (0 for none). */
-export async function schemaVersion(client: ClickHouseClient): Promise<number> {
-  const [row] = await queryRows<{ v: number }>(client, 'SELECT max(version) AS v FROM loopwatch_schema_migrations FINAL');
-  return Number(row?.v ?? 0);
+  return { applied, remade, fresh: done.size === 0, version: Math.max(0, ...done, ...applied.map((m) => m.version)) };
 }
 
 const definitionChecksum = (o: SchemaObject): string => createHash('sha256').update(o.statements.join('\n;\n')).digest('hex').slice(0, 32);
