@@ -345,7 +345,7 @@ const TOOLS_BY_MODEL = `
       FROM (
         SELECT session_id, ts, tool, status FROM agent_tool_calls FINAL
         WHERE ts >= $__fromTime AND ts <= $__toTime + INTERVAL 1 HOUR AND ${IN_LLM_SESSIONS}
-          AND error_type != 'LoopDetectedError'
+          AND ${RAN}
       ) AS t
       ASOF INNER JOIN (
         SELECT session_id, ts, model FROM agent_llm_calls FINAL
@@ -373,7 +373,7 @@ WITH
     LIMIT 500
   ),
   calls AS (
-    SELECT session_id, ts, end_ts, span_id, trace_id, tool, args_hash, status, error_type = 'LoopDetectedError' AS is_halted, agent, service,
+    SELECT session_id, ts, end_ts, span_id, trace_id, tool, args_hash, status, NOT (${RAN}) AS is_halted, agent, service,
            row_number() OVER (PARTITION BY session_id ORDER BY ts, span_id) AS seq
     FROM agent_tool_calls FINAL
     WHERE session_id IN (SELECT session_id FROM scope)
