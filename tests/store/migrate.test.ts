@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../collector/src/paths.js';
 import { openStore, queryRows } from '../../collector/src/store/client.js';
-import { loadMigrations, migrate, restoreMissingObjects, schemaObjects } from '../../collector/src/store/migrate.js';
+import { loadMigrations, migrate, restoreMissingObjects, schemaObjects, syncDefinitions } from '../../collector/src/store/migrate.js';
 import { withCallsTable } from '../../collector/src/detect/run-detectors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lw-migrate-'));
@@ -51,7 +51,7 @@ describe('schema migrations', () => {
     expect(await hasView('loopwatch_detector_calls')).toBe(true);
 
     const { applied } = await migrate(client, { retentionDays: 30 });
-    expect(applied.map((m) => m.name)).toEqual(['call_features', 'detector_calls_file', 'llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
+    expect(applied.map((m) => m.name)).toEqual(['call_features', 'detector_calls_file', 'llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans', 'utf8_cuts']);
     expect(await hasView('loopwatch_detector_calls')).toBe(false);
     expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
   });
@@ -66,7 +66,7 @@ describe('schema migrations', () => {
     const llmCall = (model: string, span: string) =>
       client.command({ query: `INSERT INTO agent_llm_calls (session_id, span_id, ts, end_ts, model, input_tokens, output_tokens, cache_read_tokens, total_tokens) VALUES ('m-1', '${span}', now64(9), now64(9), '${model}', 1000000, 100000, 200000, 1100000)` });
     await llmCall('openai/gpt-4o-2024-08-06', 'a1');
-    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans', 'utf8_cuts']);
     await llmCall('gpt-4o-mini', 'a2'); // after: its key arrives through the view on agent_llm_calls
     const priced = await queryRows<{ model: string; cost: number }>(
       client,
@@ -89,7 +89,7 @@ describe('schema migrations', () => {
     const norm = async () => (await queryRows<{ n: string }>(client, "SELECT loopwatch_error_norm('5 tests failed') AS n"))[0]!.n;
     expect(await norm()).toBe('# tests failed');
 
-    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans', 'utf8_cuts']);
     expect(await norm()).toBe('5 tests failed');
     expect(await queryRows(client, 'SELECT session_id FROM agent_call_features')).toEqual([]);
     const marks = await queryRows<{ detector: string }>(client, 'SELECT detector FROM loopwatch_detector_state FINAL ORDER BY detector');
@@ -104,7 +104,7 @@ describe('schema migrations', () => {
     await client.command({ query: "INSERT INTO agent_call_features (session_id, span_id, ts, end_ts, version) VALUES ('o-1', 's1', now64(9), now64(9), 1)" });
     await client.command({ query: "INSERT INTO loopwatch_detector_state (detector, watermark) VALUES ('_features', now64(3)), ('redundant', now64(3))" });
 
-    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans', 'utf8_cuts']);
     expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
     expect(await queryRows(client, 'SELECT session_id FROM agent_call_features')).toEqual([]);
     const view = await queryRows<{ name: string }>(client, 'DESCRIBE TABLE loopwatch_call_features');
@@ -123,7 +123,7 @@ describe('schema migrations', () => {
     await llmCall('global.anthropic.claude-sonnet-4-5-20250929-v1:0', 'b1');
     expect((await queryRows<{ k: string }>(client, "SELECT loopwatch_model_key('global.anthropic.claude-sonnet-4-5-20250929-v1:0') AS k"))[0]!.k).toBe('global.anthropic.claude-sonnet-4-5-20250929-v1:0');
 
-    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans', 'utf8_cuts']);
     await llmCall('apac.anthropic.claude-sonnet-4-5-20250929-v1:0', 'b2'); // after: its key through the view on agent_llm_calls
     const priced = await queryRows<{ cost: number }>(
       client,
@@ -144,7 +144,7 @@ describe('schema migrations', () => {
     const norm = async () => (await queryRows<{ n: string }>(client, "SELECT loopwatch_error_norm('503 (request id: req_8KzQ3vHtPlMn7)') AS n"))[0]!.n;
     expect(await norm()).toBe('503 (request id: req_8kzq3vhtplmn7)');
 
-    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans', 'utf8_cuts']);
     expect(await norm()).toBe('503 (request id: #)');
     expect(await queryRows(client, "SELECT session_id FROM agent_call_features WHERE session_id = 'i-1'")).toEqual([]);
     const marks = await queryRows<{ detector: string }>(client, "SELECT detector FROM loopwatch_detector_state FINAL WHERE detector IN ('_features', 'error_loop') ORDER BY detector");
@@ -163,7 +163,7 @@ describe('schema migrations', () => {
     await client.command({ query: "INSERT INTO agent_call_features (session_id, span_id, ts, end_ts, version) VALUES ('w-1', 's1', now64(9), now64(9), 1)" });
     await client.command({ query: "INSERT INTO loopwatch_detector_state (detector, watermark) VALUES ('_features', now64(3)), ('runaway', now64(3))" });
 
-    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['cache_write_price', 'mcp_server_spans']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['cache_write_price', 'mcp_server_spans', 'utf8_cuts']);
     // the price file's entry, as the collector loads it at start: Anthropic's writes at 1.25x input
     await client.command({ query: "INSERT INTO model_prices (model, match, input_per_mtok, output_per_mtok, cached_input_per_mtok, cache_write_per_mtok) VALUES ('claude-opus-4-5', 'prefix', 5, 25, 0.5, 6.25)" });
     const [priced] = await queryRows<{ cost: number }>(
@@ -177,6 +177,50 @@ describe('schema migrations', () => {
     expect(await queryRows(client, "SELECT session_id FROM agent_call_features WHERE session_id = 'w-1'")).toEqual([]);
     const marks = await queryRows<{ detector: string }>(client, "SELECT detector FROM loopwatch_detector_state FINAL WHERE detector IN ('_features', 'runaway') ORDER BY detector");
     expect(marks.map((m) => m.detector)).toEqual(['runaway']);
+  });
+
+  it('upgrades the tool view to cuts that end on a whole character: a store at 017 gets 018\'s view and function, once', async () => {
+    // a tool call whose arguments have a 3-byte character across the 8,192-byte limit
+    const toolSpan = (span: string) => client.command({
+      query: `INSERT INTO otel_traces (Timestamp, TraceId, SpanId, SpanName, SpanKind, ServiceName, SpanAttributes, Duration)
+              VALUES (now64(9), 't-${span}', '${span}', 'execute_tool search', 'Internal', 'agent',
+                      map('gen_ai.operation.name', 'execute_tool', 'gen_ai.tool.name', 'search', 'gen_ai.conversation.id', 'u-${span}',
+                          'gen_ai.tool.call.arguments', {args:String}), 1000)`,
+      query_params: { args: `${'x'.repeat(8191)}€ and more` },
+    });
+    const stored = async (span: string) =>
+      (await queryRows<{ valid: number; bytes: number }>(client, 'SELECT isValidUTF8(arguments) AS valid, length(arguments) AS bytes FROM agent_tool_calls WHERE span_id = {span:String}', { span }))[0];
+    const mvDefinition = async () =>
+      (await queryRows<{ q: string }>(client, "SELECT create_table_query AS q FROM system.tables WHERE database = currentDatabase() AND name = 'agent_tool_calls_mv'"))[0]!.q;
+    const hasFunction = async () =>
+      (await queryRows<{ n: number }>(client, "SELECT count() AS n FROM system.functions WHERE name = 'loopwatch_utf8_left'"))[0]!.n > 0;
+    const migrations = loadMigrations({ retentionDays: 30 });
+    const newest = Math.max(...migrations.map((m) => m.version));
+    // the view as the release makes it (the store is at the newest version here); the engine keeps
+    // a view with the SQL functions it calls written out
+    const release = await mvDefinition();
+    expect(release).toContain('substring(args_raw, 1, greatest(8192 - multiIf(bitAnd(reinterpretAsUInt8(substring(args_raw, 8192 + 1, 1)), 192) != 128, 0');
+    // the store as version 17 left it: 017's view and the definitions it recorded, no cut function
+    await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version >= 18' });
+    await client.command({ query: "DELETE FROM loopwatch_schema_definitions WHERE name = 'loopwatch_utf8_left'" });
+    expect(await syncDefinitions(client, migrations.filter((m) => m.version <= 17), false)).toEqual(['agent_tool_calls_mv']);
+    await client.command({ query: 'DROP FUNCTION loopwatch_utf8_left' });
+    expect(await hasFunction()).toBe(false);
+    expect(await mvDefinition()).toContain('substring(args_raw, 1, 8192) AS arguments');
+    await toolSpan('u8-old');
+    expect(await stored('u8-old')).toEqual({ valid: 0, bytes: 8192 }); // two bytes of the euro sign's three
+
+    const upgrade = await migrate(client, { retentionDays: 30 });
+    expect(upgrade.applied.map((m) => m.name)).toEqual(['utf8_cuts']);
+    expect(upgrade.version).toBe(newest);
+    // its definition differs from the one 017 recorded: made again at the upgrade's end, as 018 has it
+    expect([...upgrade.remade].sort()).toEqual(['agent_tool_calls_mv', 'loopwatch_utf8_left']);
+    expect(await hasFunction()).toBe(true);
+    expect(await mvDefinition()).toBe(release);
+    await toolSpan('u8-new');
+    expect(await stored('u8-new')).toEqual({ valid: 1, bytes: 8191 });
+    // recorded: the next start makes nothing again
+    expect(await migrate(client, { retentionDays: 30 })).toEqual({ applied: [], remade: [], fresh: false, version: newest });
   });
 
   it('refuses a store a newer release migrated (going back would run the old rules on the new data without a word)', async () => {
@@ -227,7 +271,7 @@ describe('schema migrations', () => {
   it('upgrades a store that applied the first version of 012 (without turn_start and turn_end), which 013 could not follow', async () => {
     await client.command({ query: 'ALTER TABLE agent_call_features DROP COLUMN IF EXISTS turn_pauses, DROP COLUMN IF EXISTS turn_end, DROP COLUMN IF EXISTS turn_start' });
     await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version >= 13' });
-    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.version)).toEqual([13, 14, 15, 16, 17]);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.version)).toEqual([13, 14, 15, 16, 17, 18]);
     expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
   });
 
