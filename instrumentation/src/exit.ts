@@ -11,8 +11,8 @@
 //  - an uncaught exception or unhandled rejection: when nothing else listens, print it as Node
 //    would, flush, exit 1. Otherwise flush only.
 //  - process.exit() cannot wait for a flush: spans still pending then are reported on stderr
-//    (call `await loopwatch()?.flush()` before process.exit()), as are spans whose export failed
-//    and spans the batch processor dropped with its queue full.
+//    (call `await loopwatch()?.flush()` before process.exit()), as are spans whose export failed,
+//    spans the batch processor dropped with its queue full, and spans the collector rejected.
 // Without these (LOOPWATCH_EXIT_FLUSH_MS=0), a process that runs out of work shuts the SDK down
 // as the OpenTelemetry SDK does, with no limit (index.ts).
 import { inspect } from 'node:util';
@@ -26,6 +26,8 @@ export interface ExitFlushTarget {
   pendingSpans(): number;
   failedSpans?(): number;
   droppedSpans?(): number;
+  /** Spans the collector rejected in exports it took (OTLP partial success). */
+  rejectedSpans?(): number;
   /** Lets flushes under way resolve: the process is ending and waits no longer. */
   stopWaiting?(): void;
 }
@@ -119,6 +121,8 @@ export function flushOnExit(target: ExitFlushTarget, timeoutMs: number = DEFAULT
     if (failed > 0) warn(`${spans(failed)} could not be exported`);
     const dropped = target.droppedSpans?.() ?? 0;
     if (dropped > 0) warn(`${spans(dropped)} dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE)`);
+    const rejected = target.rejectedSpans?.() ?? 0;
+    if (rejected > 0) warn(`${spans(rejected)} rejected by the collector (the first rejection's reason is said above)`);
   };
 
   for (const s of SIGNALS) process.on(s, onSignal);

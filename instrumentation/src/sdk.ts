@@ -8,8 +8,9 @@ import { CompositePropagator, diagLogLevelFromString, ExportResultCode, getNumbe
 import type { Agent as HttpAgent } from 'node:http';
 import { basename } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { convertLegacyHttpOptions } from '@opentelemetry/otlp-exporter-base/node-http';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
+import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
+import { ProtobufTraceSerializer, TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer';
 import { defaultResource, detectResources, envDetector, hostDetector, processDetector, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
@@ -21,6 +22,7 @@ import { AiSdkSpanProcessor } from './integrations/ai-sdk.js';
 import { LlmCallTap } from './llm-calls.js';
 import { warn, warnOnce } from './warn.js';
 import { failedSpansOf, splitOnTooLarge } from './split-export.js';
+import { headerSecrets, reportingRejections, shownReason } from './partial-success.js';
 
 /** Whether a span names its own agent (a sub-agent's invoke_agent span, an AI SDK call's functionId). */
 const namesAgent = (span: Span): boolean => {
@@ -108,6 +110,8 @@ class ExportTally implements SpanProcessor {
   failed = 0;
   /** Spans the batch processor dropped because its queue was full. */
   dropped = 0;
+  /** Spans of exports the collector took that it rejected (OTLP partial success). */
+  rejected = 0;
   private waiters: { upTo: number; resolve: () => void }[] = [];
   constructor(
     private readonly onFirstFailure: (error: Error | undefined) => void,
@@ -232,7 +236,11 @@ export interface StartOptions {
   /** Collector base URL (…/v1/traces is appended); default from OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318. */
   endpoint?: string;
   serviceName?: string;
-  /** Replace the exporter (e.g. the OTLP/JSON one). */
+  /**
+   * Replace the exporter (e.g. the OTLP/JSON one). Spans a collector rejects in an export it took
+   * (OTLP partial success) are then said only as that exporter says them (OpenTelemetry's: through
+   * its diagnostics).
+   */
   exporter?: SpanExporter;
   /** Extra span processors, after the session stamper (and the AI SDK span processor) and before the exporter. */
   spanProcessors?: SpanProcessor[];
@@ -261,6 +269,12 @@ export interface LoopwatchHandle {
   failedSpans(): number;
   /** Spans dropped before export because the export queue was full. */
   droppedSpans(): number;
+  /**
+   * Spans of exports the collector took that it rejected (an OTLP partial success: more
+   * attributes than its limit, a start outside the retention); not in failedSpans(). Counted for
+   * the exporter Loopwatch makes, not for one given as `exporter`.
+   */
+  rejectedSpans(): number;
   /**
    * Resolves the flushes under way without waiting for their exports any longer: the process is
    * ending (exit.ts gave up on an unreachable collector), and an application awaiting flush()
@@ -337,6 +351,23 @@ function quietSocketAgents(unref: boolean): (protocol: string) => Promise<HttpAg
 }
 
 /**
+ * The OTLP/HTTP protobuf span exporter, made as @opentelemetry/exporter-trace-otlp-proto's
+ * OTLPTraceExporter makes itself (its public factory, with the same options, content type and
+ * serializer: the standard OTEL_EXPORTER_OTLP_* variables apply as before), except that the
+ * serializer also tells `onRejected` the spans a collector rejected in an export it took (an OTLP
+ * partial success, which the exporter says only through its diagnostics: partial-success.ts).
+ * `secrets` gets the values of the headers the exporter sends (an API key), which no message shows.
+ */
+function otlpProtoExporter(url: string, letProcessEnd: boolean, onRejected: (spans: number, message: string) => void, secrets: string[]): OTLPExporterBase<ReadableSpan[]> {
+  const options = convertLegacyHttpOptions({ url, httpAgentOptions: quietSocketAgents(letProcessEnd) }, 'TRACES', 'v1/traces', { 'Content-Type': 'application/x-protobuf' });
+  // what the exporter sends with the first export (it waits for them too), read once
+  options.headers().then((headers) => void secrets.push(...headerSecrets(headers)), () => {});
+  return new OTLPExporterBase(
+    createOtlpHttpExportDelegate(options, reportingRejections(ProtobufTraceSerializer, onRejected), 'otlp_http_span_exporter', TraceExporterMetricsHelper, undefined),
+  );
+}
+
+/**
  * The exporter's retries (after a refused connection, a 429 or a 503) wait on timers that keep
  * the process alive; these wait the same time but do not (StartOptions.letProcessEnd). The retry
  * is the exporter's own (@opentelemetry/otlp-exporter-base's RetryingTransport, reached through
@@ -345,7 +376,7 @@ function quietSocketAgents(unref: boolean): (protocol: string) => Promise<HttpAg
  * answered busy (429, 503) rather than could not be reached. If that shape is not found, retries
  * hold the process as before (tests/e2e/agent-process.test.ts notices).
  */
-function unrefRetryTimers(exporter: OTLPTraceExporter, failedAttempt: (error: Error, busy: boolean) => void): void {
+function unrefRetryTimers(exporter: SpanExporter, failedAttempt: (error: Error, busy: boolean) => void): void {
   type Attempt = { status?: string; error?: Error };
   type Send = (data: Uint8Array, timeoutMillis: number) => Promise<Attempt>;
   const retrying = (exporter as unknown as { _delegate?: { _transport?: { retry?: unknown; _transport?: { send?: Send } } } })._delegate?._transport;
@@ -503,8 +534,18 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
     if (traces && traces !== 'otlp') {
       warn(`OTEL_TRACES_EXPORTER=${traces} is not used: Loopwatch exports OTLP/HTTP protobuf to the collector (OTEL_SDK_DISABLED=true turns tracing off; LOOPWATCH_INSTRUMENTATION=off leaves the SDK to you)`);
     }
-    // the URL as computed here, so that where spans go and what messages name cannot differ
-    const otlp = new OTLPTraceExporter({ url: target, httpAgentOptions: quietSocketAgents(opts.letProcessEnd === true) });
+    // the URL as computed here, so that where spans go and what messages name cannot differ. A
+    // collector's rejection of some spans of an export it took is said once, with its reason,
+    // and counted (said at exit): the exporter counts such an export a success
+    const secrets: string[] = [];
+    const otlp = otlpProtoExporter(target, opts.letProcessEnd === true, (spans, message) => {
+      tally.rejected += spans;
+      warnOnce(
+        'spans-rejected',
+        `the collector rejected ${spans === 1 ? '1 span' : `${spans} spans`} of an export to ${shownUrl(target)}: ${shownReason(message, secrets) || 'it gave no reason'} ` +
+          '(only those spans are lost; later rejections are counted, and said at exit)',
+      );
+    }, secrets);
     // an attempt could not reach the collector and a retry waits on its timer: the batch processor
     // stops waiting for that export (tally.abandon()), or its own timer for it would keep the
     // process up meanwhile. Not when the collector answered busy (429, 503): the batch processor
@@ -583,5 +624,6 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
     pendingSpans: () => tally.pending(),
     failedSpans: () => tally.failed,
     droppedSpans: () => tally.dropped,
+    rejectedSpans: () => tally.rejected,
   };
 }
