@@ -3,12 +3,23 @@
 // key from LOOPWATCH_API_KEY goes in `Authorization: Bearer`.
 export const DEFAULT_URL = 'http://127.0.0.1:4318';
 
+/**
+ * What a failure is, for scripts (`--json` writes it as `error.code`): one per exit code, but exit
+ * 1's error status of the collector (server_error) apart from the command's other failures.
+ */
+export type ErrorCode = 'usage' | 'bad_input' | 'unreachable' | 'unauthorized' | 'not_found' | 'server_error' | 'error' | 'internal';
+
+const CODE_OF_EXIT: Record<number, ErrorCode> = { 2: 'bad_input', 3: 'unreachable', 4: 'unauthorized', 5: 'not_found' };
+
 export class CliError extends Error {
+  readonly code: ErrorCode;
   constructor(
     message: string,
     readonly exitCode = 1,
+    code?: ErrorCode,
   ) {
     super(message);
+    this.code = code ?? CODE_OF_EXIT[exitCode] ?? 'error';
   }
 }
 
@@ -169,7 +180,7 @@ export class ApiClient {
       if (res.status === 404) throw new CliError(message || `not found: ${u.pathname}`, 5);
       // a value the collector refused is one of the command's flags (they carry the API's names): a bad flag value, exit 2
       if (res.status === 400) throw new CliError(message.replace(/(^|\bafter |\bbefore )(since|until|limit|offset|session|detector|agent|model)\b(?! id)/g, '$1--$2'), 2);
-      throw new CliError(`${res.status} from ${u.pathname}: ${message}`);
+      throw new CliError(`${res.status} from ${u.pathname}: ${message}`, 1, res.status >= 500 ? 'server_error' : 'error');
     }
     return JSON.parse(text) as T;
   }

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // The `loopwatch` command: one file per command (up.ts, keys.ts, demo.ts, sessions.ts, …).
-import { Command, CommanderError } from 'commander';
-import { ConfigError, StartError } from '../config.js';
+import { Command } from 'commander';
 import { packageVersion } from '../paths.js';
-import { CliError, registerReadCommands } from './register.js';
+import { fail, jsonInArgv } from './common.js';
+import { registerReadCommands } from './register.js';
 import { registerKeysCommand } from './keys.js';
 import { registerReplayCommand } from './replay.js';
 import { registerUpCommand } from './up.js';
@@ -33,16 +33,11 @@ registerReadCommands(program);
 
 registerReplayCommand(program);
 
-program.parseAsync(process.argv).catch((err: unknown) => {
-  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2); // commander has said what is wrong
-  if (err instanceof CliError || err instanceof StartError) {
-    process.stderr.write(`loopwatch: ${err.message}\n`);
-    process.exit(err instanceof CliError ? err.exitCode : 1);
-  }
-  if (err instanceof ConfigError) {
-    process.stderr.write(`loopwatch: ${err.message}\n`);
-    process.exit(2);
-  }
-  process.stderr.write(`loopwatch: ${(err as Error).stack ?? String(err)}\n`);
-  process.exit(1);
+// the --json of the command that runs, once commander has parsed its options; a usage error comes
+// before that, and then --json in argv asks for the error in JSON
+let json: boolean | undefined;
+program.hook('preAction', (_program, command) => {
+  json = command.opts().json === true;
 });
+
+program.parseAsync(process.argv).catch((err: unknown) => fail(err, json ?? jsonInArgv(process.argv.slice(2))));

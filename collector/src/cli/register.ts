@@ -8,8 +8,6 @@ import { registerSessionCommand } from './session.js';
 import { registerSessionsCommand } from './sessions.js';
 import { registerStatusCommand } from './status.js';
 
-export { CliError } from './http-api.js';
-
 export function registerReadCommands(program: Command): void {
   registerDemoCommand(program);
   registerSessionsCommand(program);
