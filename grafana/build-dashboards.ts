@@ -321,7 +321,7 @@ const LLM_CALLS = `
     WHERE $__timeFilter(ts) AND model != '' AND ${F_DIRECT}
   )`;
 
-/** An LLM call's cost, in a query over `llm AS l LEFT JOIN loopwatch_model_key_prices AS pr` (queries/schema/007_llm_cost.sql). */
+/** An LLM call's cost, in a query over `llm AS l LEFT JOIN loopwatch_model_key_prices AS pr` (queries/schema/020_operator_prices.sql). */
 const LLM_COST = 'loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.cache_creation_tokens, l.output_tokens, pr.price)';
 
 // The sessions of the LLM calls the agent and service variables keep. With both All it keeps every

@@ -17,6 +17,11 @@ export interface ModelPrice {
   cached_input_per_mtok?: number;
   /** USD per million cache-write input tokens (Anthropic: 1.25x input); 0 = priced as ordinary input. */
   cache_write_per_mtok?: number;
+  /**
+   * Set on entries from LOOPWATCH_MODEL_PRICES or configurePrices(): the operator's price wins
+   * over a cost a span reported (callCost; the collector's rule for its own override, schema 020).
+   */
+  overridden?: boolean;
 }
 
 export interface PriceFile {
@@ -43,7 +48,7 @@ function findPriceFile(): string | undefined {
   }
 }
 
-function validEntries(data: unknown, source: string): ModelPrice[] {
+function validEntries(data: unknown, source: string, overridden = true): ModelPrice[] {
   const models = (data as { models?: unknown })?.models;
   if (!Array.isArray(models)) throw new Error(`model price file ${source}: "models" must be an array`);
   return models.map((m: Partial<ModelPrice>, i) => {
@@ -63,16 +68,18 @@ function validEntries(data: unknown, source: string): ModelPrice[] {
       output_per_mtok: m.output_per_mtok,
       cached_input_per_mtok: m.cached_input_per_mtok ?? 0,
       cache_write_per_mtok: m.cache_write_per_mtok ?? 0,
+      overridden,
     };
   });
 }
 
-function readEntries(path: string): ModelPrice[] {
-  return validEntries(JSON.parse(readFileSync(path, 'utf8')) as unknown, path);
+function readEntries(path: string, overridden = true): ModelPrice[] {
+  return validEntries(JSON.parse(readFileSync(path, 'utf8')) as unknown, path, overridden);
 }
 
 let table: Map<string, ModelPrice> | undefined;
 const cache = new Map<string, ModelPrice | null>();
+const MAX_CACHED_KEYS = 4096;
 
 function put(into: Map<string, ModelPrice>, entries: ModelPrice[]): void {
   for (const e of entries) into.set(`${e.match}:${e.model}`, e);
@@ -82,7 +89,7 @@ function prices(): Map<string, ModelPrice> {
   if (table) return table;
   table = new Map();
   const bundled = findPriceFile();
-  if (bundled) put(table, readEntries(bundled));
+  if (bundled) put(table, readEntries(bundled, false));
   const override = pricesOverridePath();
   if (override) {
     // read when the first LLM call ends, inside the span's end(): a bad file must not fail the
@@ -114,11 +121,15 @@ export function configurePrices(source: ModelPrice[] | PriceFile | { path: strin
 
 /**
  * Lookup key of a model id: lower case, provider path dropped, Bedrock's [geography.]anthropic.
- * dropped (us., eu., apac., global., us-gov.; as loopwatch_model_key in SQL, queries/schema/011).
+ * dropped (us., eu., apac., global., us-gov.; as loopwatch_model_key in SQL, queries/schema/011),
+ * a Claude id's dots between digits as dashes (schema 020).
  */
 export function modelKey(model: string): string {
   const last = model.split('/').pop() ?? model;
-  return last.toLowerCase().replace(/^([a-z][a-z-]*\.)?anthropic\./, '');
+  const key = last.toLowerCase().replace(/^([a-z][a-z-]*\.)?anthropic\./, '');
+  // Claude ids written with dots (OpenRouter's claude-opus-4.5) are Anthropic's dashed ones; only
+  // Claude's: gpt-4.1 with a dash would meet gpt-4-1106-preview's prefix (loopwatch_claude_dashes, schema 020)
+  return key.startsWith('claude-') ? key.replace(/(\d)\.(\d)/g, '$1-$2') : key;
 }
 
 /** The price entry for a model: an exact match wins, then the longest prefix. */
@@ -132,6 +143,8 @@ export function priceFor(model: string): ModelPrice | undefined {
       if (!best || (p.match === 'exact' && best.match !== 'exact') || (p.match === best.match && p.model.length > best.model.length)) best = p;
     }
   }
+  // model ids can come from tenants or a gateway: a bounded memo, not one entry per id ever seen
+  if (cache.size >= MAX_CACHED_KEYS) cache.clear();
   cache.set(key, best ?? null);
   return best;
 }
@@ -157,4 +170,14 @@ export function costUsd(model: string | undefined, usage: TokenUsage): number | 
       (usage.outputTokens ?? 0) * p.output_per_mtok) /
     1e6;
   return Math.round(usd * 1e9) / 1e9;
+}
+
+/**
+ * An LLM call's cost: the cost it reported when > 0, unless the operator set the model's price
+ * (LOOPWATCH_MODEL_PRICES, configurePrices()), else its tokens at the price; 0 for a model without
+ * one. The collector's loopwatch_llm_cost is the same rule (queries/schema/020_operator_prices.sql).
+ */
+export function callCost(reported: number, model: string | undefined, usage: TokenUsage): number {
+  if (reported > 0 && !(model && priceFor(model)?.overridden)) return reported;
+  return costUsd(model, usage) ?? 0;
 }

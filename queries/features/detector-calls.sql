@@ -28,7 +28,7 @@
 --             tool call of its session (its parent span: a build running compile and link) was
 --             not requested by the model: no share. By start, not end: a streamed LLM call runs
 --             the tool calls it requests before it ends. Cost: reported_cost_usd when > 0, else
---             tokens x model_prices (loopwatch_llm_cost, queries/schema/007_llm_cost.sql).
+--             tokens x model_prices (loopwatch_llm_cost, queries/schema/020_operator_prices.sql).
 --   turn_start, turn_end  when the LLM calls of the call's turn ran (first start, last end; 1970
 --             without a turn): the runaway wall time counts them as running, not as a pause
 --   turn_pauses   the pauses between them: (from, to) in ns since the epoch for each LLM call of
@@ -62,12 +62,12 @@ WITH
         FROM (SELECT * FROM agent_llm_calls FINAL WHERE session_id IN (SELECT DISTINCT session_id FROM calls)) AS l
         LEFT JOIN served AS s ON s.span_id = l.parent_span_id
     ),
-    -- the view loopwatch_model_key_prices (queries/schema/007_llm_cost.sql), inlined: behind the
+    -- the view loopwatch_model_key_prices (queries/schema/020_operator_prices.sql), inlined: behind the
     -- view the copy of an incremental pass measured 77 against 69 ms (planning); the reports and
     -- dashboards use the view. tests/detectors/sql-detectors.test.ts checks that both price alike.
     prices AS (
         SELECT k.model_key AS model_key,
-               argMax(tuple(p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok, p.cache_write_per_mtok), tuple(p.match = 'exact', length(p.model))) AS price
+               argMax(tuple(p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok, p.cache_write_per_mtok, p.overridden), tuple(p.match = 'exact', length(p.model))) AS price
         FROM (SELECT DISTINCT model_key FROM loopwatch_model_keys) AS k CROSS JOIN (SELECT * FROM model_prices FINAL) AS p
         WHERE (p.match = 'exact' AND k.model_key = p.model) OR (p.match = 'prefix' AND startsWith(k.model_key, p.model))
         GROUP BY k.model_key

@@ -37,10 +37,10 @@ describe('costUsd', () => {
       { model: 'claude-haiku-4-5', input: 50, cached: 0, written: 4000, output: 10 },
     ];
     for (const c of cases) {
-      // the store's own function and price lookup (queries/schema/016_cache_write_price.sql)
+      // the store's own function and price lookup (queries/schema/020_operator_prices.sql)
       const [row] = await tc.rows<{ cost: number }>(
         `WITH loopwatch_model_key({m:String}) AS k,
-              (SELECT argMax(tuple(input_per_mtok, output_per_mtok, cached_input_per_mtok, cache_write_per_mtok), tuple(match = 'exact', length(model)))
+              (SELECT argMax(tuple(input_per_mtok, output_per_mtok, cached_input_per_mtok, cache_write_per_mtok, overridden), tuple(match = 'exact', length(model)))
                FROM model_prices FINAL WHERE (match = 'exact' AND k = model) OR (match = 'prefix' AND startsWith(k, model))) AS pr
          SELECT loopwatch_llm_cost(0, {i:UInt64}, {c:UInt64}, {w:UInt64}, {o:UInt64}, pr) AS cost`,
         { m: c.model, i: c.input, c: c.cached, w: c.written, o: c.output });

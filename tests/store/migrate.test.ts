@@ -25,6 +25,9 @@ const callColumns = () =>
     (await queryRows<{ name: string }>(client, 'DESCRIBE TABLE {table:Identifier}', { table })).map((r) => r.name));
 const hasView = async (name: string) =>
   (await queryRows<{ n: number }>(client, 'SELECT count() AS n FROM system.tables WHERE database = currentDatabase() AND name = {name:String}', { name }))[0]!.n > 0;
+// the migrations from a version on, in order: what an upgrade from the version before applies
+const versionsFrom = (v: number) => loadMigrations({ retentionDays: 30 }).map((m) => m.version).filter((x) => x >= v);
+const namesFrom = (v: number) => loadMigrations({ retentionDays: 30 }).filter((m) => m.version >= v).map((m) => m.name);
 const featureColumns = async () =>
   (await queryRows<{ name: string }>(client, "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'agent_call_features' ORDER BY position")).map((r) => r.name);
 
@@ -33,8 +36,10 @@ describe('schema migrations', () => {
     const all = loadMigrations({ retentionDays: 30 }).map((m) => m.version);
     const first = await migrate(client, { retentionDays: 30 });
     expect(first.applied.map((m) => m.version)).toEqual(all);
-    // a store made from nothing has the release's views and functions: none made again
-    expect(first.remade).toEqual([]);
+    // a store made from nothing has the release's views and functions, but for a view made before
+    // a function it calls was made again (the engine wrote the older body into it): 007's view of
+    // the model keys calls loopwatch_model_key, which 011 and 020 made again
+    expect(first.remade).toEqual(['loopwatch_model_keys_mv']);
     expect(first.version).toBe(Math.max(...all));
     expect(await migrate(client, { retentionDays: 30 })).toEqual({ applied: [], remade: [], fresh: false, version: Math.max(...all) });
     // the kept features are the SELECT's columns, in its order, plus the version
@@ -51,7 +56,7 @@ describe('schema migrations', () => {
     expect(await hasView('loopwatch_detector_calls')).toBe(true);
 
     const { applied } = await migrate(client, { retentionDays: 30 });
-    expect(applied.map((m) => m.name)).toEqual(['call_features', 'detector_calls_file', 'llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans', 'utf8_cuts']);
+    expect(applied.map((m) => m.name)).toEqual(namesFrom(5));
     expect(await hasView('loopwatch_detector_calls')).toBe(false);
     expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
   });
@@ -66,7 +71,7 @@ describe('schema migrations', () => {
     const llmCall = (model: string, span: string) =>
       client.command({ query: `INSERT INTO agent_llm_calls (session_id, span_id, ts, end_ts, model, input_tokens, output_tokens, cache_read_tokens, total_tokens) VALUES ('m-1', '${span}', now64(9), now64(9), '${model}', 1000000, 100000, 200000, 1100000)` });
     await llmCall('openai/gpt-4o-2024-08-06', 'a1');
-    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['llm_cost', 'error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans', 'utf8_cuts']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(namesFrom(7));
     await llmCall('gpt-4o-mini', 'a2'); // after: its key arrives through the view on agent_llm_calls
     const priced = await queryRows<{ model: string; cost: number }>(
       client,
@@ -89,7 +94,7 @@ describe('schema migrations', () => {
     const norm = async () => (await queryRows<{ n: string }>(client, "SELECT loopwatch_error_norm('5 tests failed') AS n"))[0]!.n;
     expect(await norm()).toBe('# tests failed');
 
-    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['error_identity_llm_attribution', 'call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans', 'utf8_cuts']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(namesFrom(8));
     expect(await norm()).toBe('5 tests failed');
     expect(await queryRows(client, 'SELECT session_id FROM agent_call_features')).toEqual([]);
     const marks = await queryRows<{ detector: string }>(client, 'SELECT detector FROM loopwatch_detector_state FINAL ORDER BY detector');
@@ -104,7 +109,7 @@ describe('schema migrations', () => {
     await client.command({ query: "INSERT INTO agent_call_features (session_id, span_id, ts, end_ts, version) VALUES ('o-1', 's1', now64(9), now64(9), 1)" });
     await client.command({ query: "INSERT INTO loopwatch_detector_state (detector, watermark) VALUES ('_features', now64(3)), ('redundant', now64(3))" });
 
-    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['call_occurrence', 'more_conventions', 'bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans', 'utf8_cuts']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(namesFrom(9));
     expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
     expect(await queryRows(client, 'SELECT session_id FROM agent_call_features')).toEqual([]);
     const view = await queryRows<{ name: string }>(client, 'DESCRIBE TABLE loopwatch_call_features');
@@ -123,7 +128,7 @@ describe('schema migrations', () => {
     await llmCall('global.anthropic.claude-sonnet-4-5-20250929-v1:0', 'b1');
     expect((await queryRows<{ k: string }>(client, "SELECT loopwatch_model_key('global.anthropic.claude-sonnet-4-5-20250929-v1:0') AS k"))[0]!.k).toBe('global.anthropic.claude-sonnet-4-5-20250929-v1:0');
 
-    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['bedrock_model_keys', 'llm_turns', 'turn_pauses', 'error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans', 'utf8_cuts']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(namesFrom(11));
     await llmCall('apac.anthropic.claude-sonnet-4-5-20250929-v1:0', 'b2'); // after: its key through the view on agent_llm_calls
     const priced = await queryRows<{ cost: number }>(
       client,
@@ -144,7 +149,7 @@ describe('schema migrations', () => {
     const norm = async () => (await queryRows<{ n: string }>(client, "SELECT loopwatch_error_norm('503 (request id: req_8KzQ3vHtPlMn7)') AS n"))[0]!.n;
     expect(await norm()).toBe('503 (request id: req_8kzq3vhtplmn7)');
 
-    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['error_identity_ids', 'other_languages', 'cache_write_price', 'mcp_server_spans', 'utf8_cuts']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(namesFrom(14));
     expect(await norm()).toBe('503 (request id: #)');
     expect(await queryRows(client, "SELECT session_id FROM agent_call_features WHERE session_id = 'i-1'")).toEqual([]);
     const marks = await queryRows<{ detector: string }>(client, "SELECT detector FROM loopwatch_detector_state FINAL WHERE detector IN ('_features', 'error_loop') ORDER BY detector");
@@ -163,7 +168,7 @@ describe('schema migrations', () => {
     await client.command({ query: "INSERT INTO agent_call_features (session_id, span_id, ts, end_ts, version) VALUES ('w-1', 's1', now64(9), now64(9), 1)" });
     await client.command({ query: "INSERT INTO loopwatch_detector_state (detector, watermark) VALUES ('_features', now64(3)), ('runaway', now64(3))" });
 
-    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(['cache_write_price', 'mcp_server_spans', 'utf8_cuts']);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.name)).toEqual(namesFrom(16));
     // the price file's entry, as the collector loads it at start: Anthropic's writes at 1.25x input
     await client.command({ query: "INSERT INTO model_prices (model, match, input_per_mtok, output_per_mtok, cached_input_per_mtok, cache_write_per_mtok) VALUES ('claude-opus-4-5', 'prefix', 5, 25, 0.5, 6.25)" });
     const [priced] = await queryRows<{ cost: number }>(
@@ -201,9 +206,10 @@ describe('schema migrations', () => {
     const release = await mvDefinition();
     expect(release).toContain('substring(args_raw, 1, greatest(8192 - multiIf(bitAnd(reinterpretAsUInt8(substring(args_raw, 8192 + 1, 1)), 192) != 128, 0');
     // the store as version 17 left it: 017's view and the definitions it recorded, no cut function
-    await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version >= 18' });
+    // (the migrations after 018 stay applied: this upgrade is 018's alone)
+    await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version = 18' });
     await client.command({ query: "DELETE FROM loopwatch_schema_definitions WHERE name = 'loopwatch_utf8_left'" });
-    expect(await syncDefinitions(client, migrations.filter((m) => m.version <= 17), false)).toEqual(['agent_tool_calls_mv']);
+    expect(await syncDefinitions(client, migrations.filter((m) => m.version !== 18), false)).toEqual(['agent_tool_calls_mv']);
     await client.command({ query: 'DROP FUNCTION loopwatch_utf8_left' });
     expect(await hasFunction()).toBe(false);
     expect(await mvDefinition()).toContain('substring(args_raw, 1, 8192) AS arguments');
@@ -221,6 +227,37 @@ describe('schema migrations', () => {
     expect(await stored('u8-new')).toEqual({ valid: 1, bytes: 8191 });
     // recorded: the next start makes nothing again
     expect(await migrate(client, { retentionDays: 30 })).toEqual({ applied: [], remade: [], fresh: false, version: newest });
+  });
+
+  it('upgrades the model keys and prices to 020: the view registering keys as calls arrive made again with the new key (it holds the function\'s body), Claude ids with dots priced before and after', async () => {
+    const migrations = loadMigrations({ retentionDays: 30 });
+    const keysView = async () =>
+      (await queryRows<{ q: string }>(client, "SELECT create_table_query AS q FROM system.tables WHERE database = currentDatabase() AND name = 'loopwatch_model_keys_mv'"))[0]!.q;
+    const release = await keysView();
+    expect(release).toContain("startsWith(");
+    // the store as 018 left it: its definitions made and recorded, 020 not applied
+    await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version = 20' });
+    await syncDefinitions(client, migrations.filter((m) => m.version <= 18), false);
+    expect(await keysView()).not.toContain("startsWith(");
+    await client.command({ query: "INSERT INTO model_prices (model, match, input_per_mtok, output_per_mtok) VALUES ('claude-opus-4-5', 'prefix', 5, 25), ('claude-opus-4', 'prefix', 15, 75)" });
+    const llmCall = (model: string, span: string) =>
+      client.command({ query: `INSERT INTO agent_llm_calls (session_id, span_id, ts, end_ts, model, input_tokens, output_tokens, total_tokens) VALUES ('o-1', '${span}', now64(9), now64(9), '${model}', 1000000, 0, 1000000)` });
+    const costs = async () => (await queryRows<{ cost: number }>(
+      client,
+      `SELECT loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.cache_creation_tokens, l.output_tokens, pr.price) AS cost
+       FROM agent_llm_calls AS l LEFT JOIN loopwatch_model_key_prices AS pr ON loopwatch_model_key(l.model) = pr.model_key
+       WHERE l.session_id = 'o-1' ORDER BY l.span_id`,
+    )).map((r) => r.cost);
+    await llmCall('anthropic/claude-opus-4.5', 'o1');
+    expect(await costs()).toEqual([15]); // claude-opus-4's price: 3x
+
+    const upgrade = await migrate(client, { retentionDays: 30 });
+    expect(upgrade.applied.map((m) => m.name)).toEqual(['operator_prices']);
+    expect(upgrade.remade).toEqual(expect.arrayContaining(['loopwatch_model_key', 'loopwatch_llm_cost', 'loopwatch_model_key_prices', 'loopwatch_model_keys_mv']));
+    expect(await keysView()).toBe(release);
+    await llmCall('openrouter/anthropic/claude-opus-4.5', 'o2'); // after: registered by the view made again
+    expect(await costs()).toEqual([5, 5]);
+    expect(await migrate(client, { retentionDays: 30 })).toEqual({ applied: [], remade: [], fresh: false, version: Math.max(...migrations.map((m) => m.version)) });
   });
 
   it('refuses a store a newer release migrated (going back would run the old rules on the new data without a word)', async () => {
@@ -271,7 +308,7 @@ describe('schema migrations', () => {
   it('upgrades a store that applied the first version of 012 (without turn_start and turn_end), which 013 could not follow', async () => {
     await client.command({ query: 'ALTER TABLE agent_call_features DROP COLUMN IF EXISTS turn_pauses, DROP COLUMN IF EXISTS turn_end, DROP COLUMN IF EXISTS turn_start' });
     await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version >= 13' });
-    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.version)).toEqual([13, 14, 15, 16, 17, 18]);
+    expect((await migrate(client, { retentionDays: 30 })).applied.map((m) => m.version)).toEqual(versionsFrom(13));
     expect(await featureColumns()).toEqual([...(await callColumns()), 'version']);
   });
 

@@ -1,6 +1,7 @@
 // Model list prices for waste cost: queries/prices/model-prices.json, with an operator's file
 // (LOOPWATCH_MODEL_PRICES) merged over it entry by entry (same model + match replaces), loaded
-// into the model_prices table that the detectors' view prices LLM calls with.
+// into the model_prices table that the detectors' view prices LLM calls with. The operator's
+// prices also win over a cost a span reported (the agent's own table's, most often).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
@@ -46,11 +47,14 @@ export function checkPricesOverride(): void {
   if (path) mergedPrices(path);
 }
 
-/** Defaults with the override file's entries replacing same (model, match) ones. */
-export function mergedPrices(overridePath?: string): ModelPrice[] {
-  const byKey = new Map<string, ModelPrice>();
-  for (const m of readPriceFile(DEFAULT_PRICES_PATH)) byKey.set(`${m.match}:${m.model}`, m);
-  if (overridePath) for (const m of readPriceFile(overridePath)) byKey.set(`${m.match}:${m.model}`, m);
+/**
+ * Defaults with the override file's entries replacing same (model, match) ones. The override's
+ * entries are marked: their price wins over a cost a span reported (loopwatch_llm_cost, schema 020).
+ */
+export function mergedPrices(overridePath?: string): (ModelPrice & { overridden: 0 | 1 })[] {
+  const byKey = new Map<string, ModelPrice & { overridden: 0 | 1 }>();
+  for (const m of readPriceFile(DEFAULT_PRICES_PATH)) byKey.set(`${m.match}:${m.model}`, { ...m, overridden: 0 });
+  if (overridePath) for (const m of readPriceFile(overridePath)) byKey.set(`${m.match}:${m.model}`, { ...m, overridden: 1 });
   return [...byKey.values()];
 }
 

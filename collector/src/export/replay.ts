@@ -3,7 +3,7 @@
 // order, with tokens and cost attributed as the detector pass attributes them. Offline: no
 // collector, no store. What it answers: which loops would these settings find in this session?
 import { LoopGuard, nsToMs, pausesBetween, type GuardFinding } from '../../../instrumentation/src/guard/loop-guard.js';
-import { costUsd } from '../../../instrumentation/src/cost.js';
+import { callCost } from '../../../instrumentation/src/cost.js';
 import type { DetectorParams } from '../../../queries/src/detector-defaults.js';
 import type { SessionFile, SessionFileLlmCall } from './session-file.js';
 
@@ -17,10 +17,9 @@ export interface ReplayResult {
   findings: Omit<GuardFinding, 'isNew'>[];
 }
 
-/** An LLM call's cost: reported when > 0, else its tokens at the model's list price (the shipped table, LOOPWATCH_MODEL_PRICES over it). */
+/** An LLM call's cost: reported when > 0 (unless LOOPWATCH_MODEL_PRICES prices the model), else its tokens at the model's list price (the shipped table, LOOPWATCH_MODEL_PRICES over it). */
 function llmCost(l: SessionFileLlmCall): number {
-  if (l.cost_usd > 0) return l.cost_usd;
-  return costUsd(l.model, { inputTokens: l.input_tokens, outputTokens: l.output_tokens, cacheReadTokens: l.cache_read_tokens, cacheCreationTokens: l.cache_creation_tokens }) ?? 0;
+  return callCost(l.cost_usd, l.model, { inputTokens: l.input_tokens, outputTokens: l.output_tokens, cacheReadTokens: l.cache_read_tokens, cacheCreationTokens: l.cache_creation_tokens });
 }
 
 function llmTokens(l: SessionFileLlmCall): number {

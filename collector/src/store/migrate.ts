@@ -82,7 +82,29 @@ export async function migrate(client: ClickHouseClient, params: MigrationParams)
   return { applied, remade, fresh: done.size === 0, version: Math.max(0, ...done, ...applied.map((m) => m.version)) };
 }
 
-const definitionChecksum = (o: SchemaObject): string => createHash('sha256').update(o.statements.join('\n;\n')).digest('hex').slice(0, 32);
+/**
+ * The functions a view calls, and those they call: the engine writes a SQL function's body into a
+ * view that calls it when the view is made, so a function made again later does not reach the
+ * view (a store kept 004's model key in loopwatch_model_keys_mv after 011 changed it, fresh stores
+ * too: Bedrock's global. models were registered under keys the price lookup never asked for).
+ */
+export function calledFunctions(o: SchemaObject, functions: ReadonlyMap<string, SchemaObject>): SchemaObject[] {
+  const found = new Map<string, SchemaObject>();
+  const scan = (statements: string[]) => {
+    const text = statements.join('\n');
+    for (const [name, f] of functions) {
+      if (found.has(name) || !new RegExp(`(?<![A-Za-z0-9_])${name}\\s*\\(`).test(text)) continue;
+      found.set(name, f);
+      scan(f.statements);
+    }
+  };
+  scan(o.statements);
+  return [...found.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+/** A view's checksum covers the functions it calls as well (see calledFunctions). */
+const definitionChecksum = (o: SchemaObject, called: SchemaObject[] = []): string =>
+  createHash('sha256').update([...o.statements, ...called.flatMap((f) => f.statements)].join('\n;\n')).digest('hex').slice(0, 32);
 
 /**
  * Makes again each view and function whose statements in the store are not the ones the
@@ -92,8 +114,10 @@ const definitionChecksum = (o: SchemaObject): string => createHash('sha256').upd
  * an earlier 014 that kept the error rule which made false critical error_loops, and one past an
  * earlier 015 that priced OpenLLMetry's cache reads as input. Views and functions hold no data;
  * a materialized view made again carries what arrives from then on (rows it made before stay as
- * they were). A store the migrations just made from nothing has the release's definitions: they
- * are recorded, not made again. A store from before this record has each made again once.
+ * they were). A view is made again too when a function it calls changed (see calledFunctions).
+ * A store the migrations just made from nothing has the release's definitions: they are recorded,
+ * not made again, but for views made before a function they call was made again. A store from
+ * before this record has each made again once.
  */
 export async function syncDefinitions(client: ClickHouseClient, migrations: Migration[], fresh: boolean): Promise<string[]> {
   await client.command({
@@ -106,13 +130,19 @@ export async function syncDefinitions(client: ClickHouseClient, migrations: Migr
   );
   // functions first: the views' statements call them
   const objects = schemaObjects(migrations).filter((o) => o.kind !== 'table');
-  const ordered = [...objects.filter((o) => o.kind === 'function'), ...objects.filter((o) => o.kind === 'view')];
+  const functions = new Map(objects.filter((o) => o.kind === 'function').map((o) => [o.name, o]));
+  const ordered = [...functions.values(), ...objects.filter((o) => o.kind === 'view')];
+  // objects come in the order the migrations last made them: a view made before a function it
+  // calls was made again holds the older body, also in a store the migrations just made
+  const madeAt = new Map(objects.map((o, i) => [o.name, i]));
   const remade: string[] = [];
   const record: { name: string; checksum: string }[] = [];
   for (const o of ordered) {
-    const checksum = definitionChecksum(o);
+    const called = o.kind === 'view' ? calledFunctions(o, functions) : [];
+    const checksum = definitionChecksum(o, called);
+    const stale = called.some((f) => madeAt.get(f.name)! > madeAt.get(o.name)!);
     if (recorded.get(o.name) === checksum) continue;
-    if (!fresh) {
+    if (!fresh || stale) {
       await client.command({ query: `DROP ${o.kind === 'function' ? 'FUNCTION' : 'VIEW'} IF EXISTS ${o.name}` });
       for (const statement of o.statements) await client.command({ query: statement });
       remade.push(o.name);

@@ -6,4 +6,4 @@ export { instrumentMcpClient, type InstrumentMcpOptions } from './mcp.js';
 export { instrumentLangChainTool, instrumentLangChainTools, type Invokable } from './langchain.js';
 export { aiSdkTelemetry, AiSdkSpanProcessor, stopWhenHalted, type AiSdkTelemetryOptions, type AiSdkTelemetrySettings } from './ai-sdk.js';
 export { startChatSpan, type ChatOutcome, type ChatSpan, type RequestedToolCall } from './llm-span.js';
-export { configurePrices, costUsd, modelKey, priceFor, type ModelPrice, type PriceFile, type TokenUsage } from '../cost.js';
+export { callCost, configurePrices, costUsd, modelKey, priceFor, type ModelPrice, type PriceFile, type TokenUsage } from '../cost.js';
