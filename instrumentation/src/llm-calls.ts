@@ -6,7 +6,9 @@
 import { SpanKind, trace, type Context, type SpanContext } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { AI_SDK_MODEL_CALL_OPERATIONS, ATTR, GENAI_MODEL_CALL_OPERATIONS } from './attributes.js';
-import { costUsd } from './cost.js';
+import { callCost } from './cost.js';
+import { errorText } from './thrown.js';
+import { warnOnce } from './warn.js';
 
 /** An LLM call that ended. */
 export interface LlmCallRecord {
@@ -128,7 +130,7 @@ export function llmCallOf(span: ReadableSpan): LlmCallRecord | undefined {
     spanId: ctx.spanId,
     model,
     tokens: total > 0 ? total : input + output,
-    costUsd: reported > 0 ? reported : (costUsd(model, { inputTokens: input, outputTokens: output, cacheReadTokens: cacheRead, cacheCreationTokens: cacheWrite }) ?? 0),
+    costUsd: callCost(reported, model, { inputTokens: input, outputTokens: output, cacheReadTokens: cacheRead, cacheCreationTokens: cacheWrite }),
     startedAt: s0 * 1000 + ns0 / 1e6,
     endedAt: s * 1000 + ns / 1e6,
   };
@@ -212,6 +214,8 @@ export class LlmCallTap implements SpanProcessor {
     }
   }
 
+  // An observer's failure stays here: thrown out of onEnd it skipped the processors after this one
+  // (the span's export among them) and came out of the span's end() in the agent's call.
   onEnd(span: ReadableSpan): void {
     const spanId = span.spanContext().spanId;
     const open = this.open.get(spanId);
@@ -224,7 +228,7 @@ export class LlmCallTap implements SpanProcessor {
       const a = span.attributes;
       const tool = String(a['ai.toolCall.name'] ?? a[ATTR.toolName] ?? a['tool.name'] ?? a['traceloop.entity.name'] ?? span.name);
       const untraced = { tool, tracer: a['ai.operationId'] === 'ai.toolCall' ? 'AI SDK' : (scopeOf(span) ?? 'another library') };
-      for (const o of untracedObservers) o(untraced);
+      for (const o of untracedObservers) tell(o, untraced);
     }
     const call = llmCallOf(span);
     if (!call) return;
@@ -238,12 +242,21 @@ export class LlmCallTap implements SpanProcessor {
     const inside = this.insideTool.get(span);
     const toolSession = inside === undefined ? undefined : (inside.sessionId ?? unnamed);
     call.insideTool = inside !== undefined && toolSession === call.sessionId ? inside.spanId : undefined;
-    for (const o of observers) o(call);
+    for (const o of observers) tell(o, call);
   }
   forceFlush(): Promise<void> {
     return Promise.resolve();
   }
   shutdown(): Promise<void> {
     return Promise.resolve();
+  }
+}
+
+/** Gives an observer what it observes; a failure is said once, and the span goes on. */
+function tell<T>(observer: (v: T) => void, value: T): void {
+  try {
+    observer(value);
+  } catch (err) {
+    warnOnce('llm-observer', `an LLM call observer failed (${errorText(err)}): the call and its span go on`);
   }
 }

@@ -2,8 +2,8 @@
 // mapping: the three conventions, the token and cost fallbacks, the session. Spans from the real
 // OpenTelemetry SDK through LlmCallTap.
 import { context, trace } from '@opentelemetry/api';
-import { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
-import { afterAll, describe, expect, it } from 'vitest';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { costUsd } from '../../instrumentation/src/cost.js';
 import { LlmCallTap, onLlmCall, traceSession, type LlmCallRecord } from '../../instrumentation/src/llm-calls.js';
 import { SessionSpanProcessor } from '../../instrumentation/src/sdk.js';
@@ -79,6 +79,31 @@ describe("a trace's conversation", () => {
       root.end();
     } finally {
       off();
+    }
+  });
+
+  it('an observer that throws fails neither the span nor the processors after the tap (its export) nor the other observers; said once', async () => {
+    const exported = new InMemorySpanExporter();
+    const p = new BasicTracerProvider({ spanProcessors: [new SessionSpanProcessor(), new LlmCallTap(), new SimpleSpanProcessor(exported)] });
+    const warned = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    const seen: string[] = [];
+    const offBad = onLlmCall(() => {
+      throw new Error('meter down');
+    });
+    const offGood = onLlmCall((c) => seen.push(c.model));
+    try {
+      for (const model of ['gpt-4o', 'gpt-4o-mini']) {
+        const span = p.getTracer('test').startSpan(`chat ${model}`, { attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': model, 'gen_ai.usage.input_tokens': 10 } }, contextWithSession({ sessionId: 's-observers' }));
+        expect(() => span.end()).not.toThrow();
+      }
+      expect(exported.getFinishedSpans().map((x) => x.name)).toEqual(['chat gpt-4o', 'chat gpt-4o-mini']);
+      expect(seen).toEqual(['gpt-4o', 'gpt-4o-mini']);
+      expect(warned.mock.calls.map((c) => String(c[0]))).toEqual(['[loopwatch] an LLM call observer failed (meter down): the call and its span go on']);
+    } finally {
+      offBad();
+      offGood();
+      warned.mockRestore();
+      await p.shutdown();
     }
   });
 });
