@@ -25,8 +25,9 @@
 // given (the live instrumentation gives it), else it follows only tool->tool parent links the
 // guard has seen; per-session state is bounded (1024 call keys and span ids,
 // 256 error keys, 4096 seen results, least recently used dropped first; fewer than
-// runawayNoProgressRun calls of a no-progress run waiting to be counted), which only matters in
-// very long sessions. Per guard: 256 memoized error messages, 4096 tool numbers; the shared
+// runawayNoProgressRun calls of a no-progress run waiting to be counted; findings: those of loops
+// under way, and the latest MAX_ENDED_FINDINGS to twice as many of those that ended), which only
+// matters in very long sessions. Per guard: 256 memoized error messages, 4096 tool numbers; the shared
 // tables keep the size of the most keys held at once (freed records are reused, not returned).
 import { createHash } from 'node:crypto';
 import {
@@ -142,6 +143,12 @@ const MAX_ERROR_KEYS = 256;
 const MAX_STOPPED = 10_000;
 const MAX_SEEN = 4096;
 const MAX_TOOL_IDS = 4096;
+/**
+ * Findings of loops that ended a session keeps, at least (the latest): past twice as many, the
+ * oldest of them are dropped down to this many, all at once (a polling agent raises a stuck and a
+ * redundant finding every few calls: kept all, one session held 400,000 after 800,000 calls).
+ */
+export const MAX_ENDED_FINDINGS = 256;
 
 // FNV-1a over UTF-16 code units, finished so the last characters reach the low bits (the slot):
 // where a key goes in a KeyTable. A hit is checked against the stored key, so a collision
@@ -852,6 +859,8 @@ interface KeptFinding {
   message: string;
   /** When it was raised in its session: findings() lists them in that order. */
   order: number;
+  /** redundant, error_loop: the record of the key in its table (the finding is under way while the record holds it), else -1. */
+  rec: number;
 }
 
 /** error_loop's message, as SQL's: with the error's text. */
@@ -939,6 +948,8 @@ class SessionState {
   readonly findings: (Map<string, KeptFinding> | null)[] = [null, null, null, null, null, null, null];
   findingCount = 0;
   findingOrder = 0;
+  /** Past this many findings, the oldest of those whose loops ended are dropped (see pruneFindings). */
+  pruneAt = 2 * MAX_ENDED_FINDINGS;
 
   /** Forgotten while its call was being observed (maxSessions < 1): its keys go once the call is done. */
   forgotten = false;
@@ -1097,7 +1108,7 @@ export class LoopGuard {
     this.maxSessions = max;
   }
 
-  /** Current findings of a session (or of all sessions). */
+  /** Current findings of a session (or of all sessions): those under way, and the latest of those that ended (MAX_ENDED_FINDINGS). */
   findings(sessionId?: string): GuardFinding[] {
     const states: SessionState[] = [];
     if (sessionId === undefined) for (let s = this.oldest; s; s = s.newer) states.push(s); // least recently active first
@@ -1216,10 +1227,10 @@ export class LoopGuard {
     if (f === undefined) {
       f = {
         kind: KINDS[k]!, sessionId: s.id, firstSpanId, lastSpanId, repeats, wastedCalls, wastedTokens, wastedCostUsd, tools, severity: sev, message,
-        order: s.findingOrder++,
+        order: s.findingOrder++, rec: -1,
       };
       byFirst.set(firstSpanId, f);
-      s.findingCount++;
+      if (++s.findingCount > s.pruneAt) this.pruneFindings(s, f);
     } else {
       f.lastSpanId = lastSpanId;
       f.repeats = repeats;
@@ -1234,6 +1245,57 @@ export class LoopGuard {
     if (this.raised === null) this.raised = [toFinding(f, isNew)];
     else this.raised.push(toFinding(f, isNew));
     return f;
+  }
+
+  /**
+   * Drops the oldest findings of the session whose loops ended, down to MAX_ENDED_FINDINGS of
+   * them: a finding stays while anything could still grow it, report it to check() or take it
+   * back (a run under way that it starts, an oscillation island, a call of the last RING that
+   * an island could start from, a key's record holding it, the session's runaway), and `just`,
+   * raised by the call under way. Runs once per MAX_ENDED_FINDINGS new findings at most.
+   */
+  private pruneFindings(s: SessionState, just: KeptFinding): void {
+    const ended: KeptFinding[] = [];
+    let live = 0;
+    for (let k = 0; k < KINDS.length; k++) {
+      const byFirst = s.findings[k];
+      if (!byFirst) continue;
+      for (const [first, f] of byFirst) {
+        if (f === just || this.findingLive(s, k, first, f)) live++;
+        else ended.push(f);
+      }
+    }
+    if (ended.length > MAX_ENDED_FINDINGS) {
+      ended.sort((a, b) => a.order - b.order);
+      for (let i = 0; i < ended.length - MAX_ENDED_FINDINGS; i++) {
+        const f = ended[i]!;
+        if (s.findings[KINDS.indexOf(f.kind)]!.delete(f.firstSpanId)) s.findingCount--;
+      }
+    }
+    s.pruneAt = live + 2 * MAX_ENDED_FINDINGS;
+  }
+
+  /** Whether the session's finding (of kind k, under first span id `first`) is of a loop that may still grow. */
+  private findingLive(s: SessionState, k: number, first: string, f: KeptFinding): boolean {
+    switch (k) {
+      case K_REPEAT:
+        return s.repeat.len > 0 && s.repeat.first === first;
+      case K_STUCK:
+        return s.stuck.len > 0 && s.stuck.first === first;
+      case K_RETRY_STORM:
+        return s.storm.len > 0 && s.storm.first === first;
+      case K_RUNAWAY:
+        return true;
+      case K_REDUNDANT:
+        return f.rec >= 0 && this.redundant.finding(f.rec) === f;
+      case K_ERROR_LOOP:
+        return f.rec >= 0 && this.errors.finding(f.rec) === f;
+      default: {
+        if (s.islands) for (const island of s.islands.values()) if (island.first === first) return true;
+        for (let i = 1; i <= s.ringLen; i++) if (s.ring[back(s, i) + RING_SPAN] === first) return true;
+        return false;
+      }
+    }
   }
 
   /** Takes one completed call; returns the findings it raised (isNew) or grew. */
@@ -1328,7 +1390,10 @@ export class LoopGuard {
         const known = rt.finding(e);
         const f = this.emit(s, K_REDUNDANT, known ? known.firstSpanId : rt.first(e), spanId, n, n - 1, rt.num(e, W_TOKENS), rt.num(e, W_COST), [tool], 'info',
           `Tool ${tool} was called ${n} times with the same arguments and got the same result: ${n - 1} redundant calls.`, known);
-        if (!known) rt.setFinding(e, f);
+        if (!known) {
+          rt.setFinding(e, f);
+          f.rec = e;
+        }
       }
     }
 
@@ -1514,6 +1579,7 @@ export class LoopGuard {
         errorLoopMessage(tool, count, errorType, error.quoted), known, et.num(e, E_ANNOUNCED) === 1);
       if (!known) {
         et.setFinding(e, f);
+        f.rec = e;
         et.setNum(e, E_ANNOUNCED, 1);
       }
     }
