@@ -28,8 +28,10 @@ export interface ExitFlushTarget {
   droppedSpans?(): number;
   /** Spans the collector rejected in exports it took (OTLP partial success). */
   rejectedSpans?(): number;
-  /** Lets flushes under way resolve: the process is ending and waits no longer. */
+  /** Lets flushes (and shutdowns) under way resolve: the process is ending and waits no longer. */
   stopWaiting?(): void;
+  /** Whether a flush or shutdown is under way that stopWaiting() would let resolve. */
+  awaited?(): boolean;
 }
 
 export const DEFAULT_EXIT_FLUSH_MS = 2000;
@@ -92,10 +94,17 @@ export function flushOnExit(target: ExitFlushTarget, timeoutMs: number = DEFAULT
 
   // Out of work with spans not yet exported: wait for them, at most timeoutMs (this timer is what
   // keeps the process up meanwhile), once for as many spans; then stop waiting, so that an
-  // application's `await flush()` goes on and the process ends.
+  // application's `await flush()` or `await shutdown()` goes on and the process ends. Out of
+  // work again with one awaited and nothing more to wait for (its spans given up on already: a
+  // drained server's flush() then shutdown() with the collector down), it goes on at once: nothing
+  // else would settle it, and the process would end at the await, its last steps never run.
   const onBeforeExit = (): void => {
+    if (waiting) return;
     const pending = target.pendingSpans();
-    if (pending === 0 || pending === gaveUpAt || waiting) return;
+    if (pending === 0 || pending === gaveUpAt) {
+      if (target.awaited?.()) target.stopWaiting?.();
+      return;
+    }
     waiting = true;
     const limit = setTimeout(() => {
       gaveUpAt = target.pendingSpans();

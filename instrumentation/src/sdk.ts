@@ -261,7 +261,7 @@ export interface LoopwatchHandle {
    * and counted in failedSpans(), so telemetry cannot fail the agent.
    */
   flush(): Promise<void>;
-  /** Flushes and stops the SDK; never rejects either. */
+  /** Flushes and stops the SDK; never rejects either, and stopWaiting() lets it resolve as it does flush(). */
   shutdown(): Promise<void>;
   /** Spans ended and not yet through the exporter (exported or failed). */
   pendingSpans(): number;
@@ -276,12 +276,12 @@ export interface LoopwatchHandle {
    */
   rejectedSpans(): number;
   /**
-   * Resolves the flushes under way without waiting for their exports any longer: the process is
-   * ending (exit.ts gave up on an unreachable collector), and an application awaiting flush()
-   * then goes on to its end instead of stopping at an unsettled await.
+   * Resolves the flushes and shutdowns under way without waiting for their exports any longer:
+   * the process is ending (exit.ts gave up on an unreachable collector), and an application
+   * awaiting flush() or shutdown() then goes on to its end instead of stopping at an unsettled await.
    */
   stopWaiting(): void;
-  /** Whether a flush() is under way that stopWaiting() would let resolve. */
+  /** Whether a flush() or shutdown() is under way that stopWaiting() would let resolve. */
   awaited(): boolean;
 }
 
@@ -605,7 +605,7 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
   // first export waits for the resource's detected attributes), so a second flush started then
   // (an application's, beside the signal handler's) would resolve before they are sent.
   let flushing: Promise<void> = Promise.resolve();
-  // The flushes under way, each by what resolves it (stopWaiting() calls them all),
+  // The flushes and shutdowns under way, each by what resolves it (stopWaiting() calls them all),
   // taken out when it resolves. Not a race with one promise that stopWaiting() resolves: each
   // race left a reaction on that promise, pending for the life of the process, and a server that
   // flushes per request kept 300 to 450 bytes a flush (60 MB after 200,000; a soak review).
@@ -626,13 +626,16 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
     },
     stopWaiting: () => {
       // the exports given up on are still being retried: say why, as a failed one would
-      if (lastAttempt) reportFailure(lastAttempt.error);
+      if (lastAttempt && tally.pending() > 0) reportFailure(lastAttempt.error);
       tally.abandon();
       for (const done of [...waits]) done();
       flushing = Promise.resolve();
     },
     awaited: () => waits.size > 0,
-    shutdown: () => provider.shutdown().catch(() => undefined),
+    // bounded as flush() is: at the end of the process (exit.ts) its exports are given up on as
+    // a flush's are (a drained server's `await shutdown()` with the collector down never settled,
+    // and the process exited without the application's last steps)
+    shutdown: () => releasable(provider.shutdown().catch(() => undefined)),
     pendingSpans: () => tally.pending(),
     failedSpans: () => tally.failed,
     droppedSpans: () => tally.dropped,

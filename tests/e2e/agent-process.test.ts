@@ -36,6 +36,9 @@ const run = () => {
 if (how === 'no-session') run();
 else withSession({ sessionId: session, agent: 'exit-test' }, run);
 if (how === 'flush') { await loopwatch().flush(); process.stdout.write('flushed\\n'); }
+// a drained server's last steps: flush, shut down, then its own (a final log line)
+if (how === 'drain') { await loopwatch().flush(); process.stdout.write('flushed\\n'); await loopwatch().shutdown(); process.stdout.write('shut down\\n'); }
+if (how === 'shutdown') { await loopwatch().shutdown(); process.stdout.write('shut down\\n'); }
 if (how === 'signal') process.kill(process.pid, 'SIGINT');
 if (how === 'app-handler') { process.kill(process.pid, 'SIGTERM'); setTimeout(() => {}, 10_000); }
 if (how === 'exit') process.exit(0);
@@ -154,6 +157,21 @@ describe('an instrumented agent that ends abruptly', () => {
     // the process ended while the exporter still retried: its last attempt never finished
     expect(r.stderr).not.toContain('could not be exported');
     expect(r.stderr).not.toContain('Unhandled');
+  });
+
+  it('no collector: a drained server\'s flush() then shutdown() both resolve, and its steps after them run (exit 0)', async () => {
+    const port = await freePort();
+    // the flush gives up on the spans at the end of the work; the shutdown, out of work again with
+    // the same spans given up on, is let go at once (it never settled: the process ended at the
+    // await, 13 under top-level await, the application's last steps never run)
+    const drained = await runAgent('exit-drain', 'drain', 20, { LOOPWATCH_EXIT_FLUSH_MS: '500', OTEL_EXPORTER_OTLP_TIMEOUT: '30000' }, `http://127.0.0.1:${port}`);
+    expect(drained.code, drained.stderr).toBe(0);
+    expect(drained.stdout).toBe('flushed\nshut down\n');
+    expect(drained.stderr).toContain('[loopwatch] 20 spans not exported: the collector did not take them within 500 ms of the end of the process (LOOPWATCH_EXIT_FLUSH_MS)');
+    // shutdown() alone, the same
+    const shut = await runAgent('exit-shutdown', 'shutdown', 20, { LOOPWATCH_EXIT_FLUSH_MS: '500', OTEL_EXPORTER_OTLP_TIMEOUT: '30000' }, `http://127.0.0.1:${port}`);
+    expect(shut.code, shut.stderr).toBe(0);
+    expect(shut.stdout).toBe('shut down\n');
   });
 
   it('an endpoint that is the collector\'s OTLP/gRPC port: the agent is told to use the HTTP port', async () => {
