@@ -182,6 +182,56 @@ const MAX_UNCHARGED_LLM_CALLS = 32;
 /** An LLM call not charged to a tool call yet; several merged into one keep the pauses between them. */
 type TurnLlmCall = LlmCallRecord & { pauses?: [number, number][] };
 
+/** Sessions named (withSession, a conversation id) whose LLM calls wait for a tool call, per session the guard keeps. */
+const NAMED_PER_SESSION = 4;
+
+/**
+ * What enableLoopGuard keeps per session between an LLM call and the tool call it is charged to:
+ * sessions named (withSession, a trace's conversation) apart from sessions that are only a trace,
+ * each bounded on its own, least recently touched dropped first. LLM calls outside any session
+ * (a server's moderation or title call per request: each a trace of its own, never followed by a
+ * tool call) took the slots of one bound of maxSessions shared with the named sessions, and
+ * crowded out a session's turn before its tool call was charged with it: its token budget never
+ * blown, silently (a soak review: 1,000 such calls between). They now crowd out only each other;
+ * named sessions get NAMED_PER_SESSION times as many slots as the guard keeps sessions (chat-only
+ * sessions, never drained, also take them), and a dropped entry is given to `dropped`.
+ */
+export class SessionMemory<V> {
+  private readonly named = new Map<string, V>();
+  private readonly traced = new Map<string, V>();
+  constructor(
+    readonly maxNamed: number,
+    readonly maxTraced: number,
+    private readonly dropped?: (sessionId: string, value: V, named: boolean) => void,
+  ) {}
+
+  get(sessionId: string): V | undefined {
+    return this.named.get(sessionId) ?? this.traced.get(sessionId);
+  }
+
+  /** Keeps the value as the most recently touched; `traced`: the session is only its trace (its id is the trace id). */
+  set(sessionId: string, value: V, traced: boolean): void {
+    const map = traced ? this.traced : this.named;
+    map.delete(sessionId);
+    map.set(sessionId, value);
+    if (map.size > (traced ? this.maxTraced : this.maxNamed)) {
+      for (const [oldest, was] of map) {
+        map.delete(oldest);
+        this.dropped?.(oldest, was, !traced);
+        break;
+      }
+    }
+  }
+
+  delete(sessionId: string): void {
+    if (!this.named.delete(sessionId)) this.traced.delete(sessionId);
+  }
+
+  get size(): number {
+    return this.named.size + this.traced.size;
+  }
+}
+
 /**
  * The running guard (enableLoopGuard's, or the one LOOPWATCH_GUARD started at the import), to
  * read its findings or end a session: `loopGuard()?.guard.end(sessionId)`.
@@ -218,7 +268,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
   };
   // each session's latest LLM call: the model turn a stopped call belongs to (the parallel tool
   // calls of one turn were two stops, and haltSignal() ended a run before the model had read one)
-  const lastLlm = new Map<string, LlmCallRecord>();
+  const lastLlm = new SessionMemory<LlmCallRecord>(NAMED_PER_SESSION * maxSessions, maxSessions);
   /** The error a stopped call throws; the run's haltSignal()s count it first. */
   const halted = (sessionId: string, f: GuardFinding): LoopDetectedError => {
     const err = new LoopDetectedError(f);
@@ -241,7 +291,16 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
     // the next one then). A session's total, which the budgets compare, is the same.
     // A call another tool call of its session made (a build running compile and link) was not
     // requested by the model: it takes no share, and leaves the turn to the call that was.
-    const unchargedLlm = new Map<string, TurnLlmCall[]>();
+    // a session's turn dropped before a tool call took it: its tokens and cost never reach the
+    // budgets. Said once for a named session's (a trace-only one's is most often an LLM call
+    // outside any session, which no tool call follows)
+    let saidDropped = false;
+    const unchargedLlm = new SessionMemory<TurnLlmCall[]>(NAMED_PER_SESSION * maxSessions, maxSessions, (sessionId, turn, named) => {
+      if (!named || saidDropped || !turn.some((llm) => llm.tokens > 0 || llm.costUsd > 0)) return;
+      saidDropped = true;
+      const tokens = turn.reduce((sum, llm) => sum + llm.tokens, 0);
+      warn(`the loop guard dropped the LLM calls of session ${sessionId} not yet charged to a tool call (${tokens} tokens): more than ${NAMED_PER_SESSION * maxSessions} sessions had LLM calls waiting for a tool call at once, and the token and cost budgets miss those dropped; raise maxSessions (enableLoopGuard({ maxSessions }))`);
+    });
     const idleGapMs = guard.params.budgetIdleGapS * 1000;
     // by the span id of the tool call they were made in, until it ends
     const spentInside = new Map<string, { tokens: number; costUsd: number }>();
@@ -260,7 +319,8 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
     unsubscribe.push(
       onLlmCall((llm) => {
         if (llm.insideTool === undefined) {
-          touch(lastLlm, llm.sessionId, llm, maxSessions);
+          const traced = llm.sessionId === llm.traceId;
+          lastLlm.set(llm.sessionId, llm, traced);
           const turn = unchargedLlm.get(llm.sessionId) ?? [];
           turn.push(llm);
           // a session that only talks (no tool call for a long while): its oldest calls summed, the total kept
@@ -274,7 +334,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
               endedAt: Math.max(a.endedAt, b.endedAt), ...(pauses.length ? { pauses } : {}),
             });
           }
-          return touch(unchargedLlm, llm.sessionId, turn, maxSessions);
+          return unchargedLlm.set(llm.sessionId, turn, traced);
         }
         const spent = spentInside.get(llm.insideTool);
         if (spent) {
