@@ -99,20 +99,70 @@ export function isLlmSpan(a: Attributes): boolean {
   return GENAI_MODEL_CALL_OPERATIONS.has(a[ATTR.operationName] as string) || a['openinference.span.kind'] === 'LLM' || AI_SDK_MODEL_CALL_OPERATIONS.has(a['ai.operationId'] as string);
 }
 
+/** A JSON attribute (the AI SDK's provider metadata, ADK's response) as an object, or undefined. */
+function json(v: unknown): Record<string, unknown> | undefined {
+  if (typeof v !== 'string' || v === '') return undefined;
+  try {
+    const o = JSON.parse(v) as unknown;
+    return o !== null && typeof o === 'object' ? (o as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+/** An object's member, when it is one (JSONExtractRaw's path). */
+const member = (o: unknown, key: string): Record<string, unknown> | undefined => {
+  const v = o !== null && typeof o === 'object' ? (o as Record<string, unknown>)[key] : undefined;
+  return v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : undefined;
+};
+const has = (o: Record<string, unknown> | undefined, key: string): boolean => o !== undefined && o[key] !== undefined;
+
 /**
  * The model and token counts of an LLM span, in the order of the agent_llm_calls view's multiIf
- * chains (queries/schema/002_agent_calls.sql, cache tokens as 015_other_languages.sql has them).
- * One mapping for the LLM call tap and for the cost the AI SDK processor stamps.
+ * chains (queries/schema/019_cache_tokens_by_source.sql, where each source's meaning is written
+ * out; docs/conventions.md). `input` is the call's whole input, the cache reads and writes among
+ * it (the GenAI conventions' meaning, as costUsd takes it): a source whose count leaves the cache
+ * out has it added (Anthropic's own usage, the AI SDK 4's and 5's Anthropic providers, Strands
+ * Agents, a count smaller than its cache). One mapping for the LLM call tap and for the cost the
+ * AI SDK processor stamps.
  */
 export function llmUsageOf(a: Attributes): { model: string; input: number; output: number; cacheRead: number; cacheWrite: number; total: number } {
-  return {
-    model: String(first(a, ['gen_ai.response.model', 'ai.response.model']) ?? first(a, ['gen_ai.request.model', 'llm.model_name', 'ai.model.id']) ?? ''),
-    input: count(first(a, ['gen_ai.usage.input_tokens', 'gen_ai.usage.prompt_tokens', 'llm.token_count.prompt', 'ai.usage.inputTokens', 'ai.usage.promptTokens'])),
-    output: count(first(a, ['gen_ai.usage.output_tokens', 'gen_ai.usage.completion_tokens', 'llm.token_count.completion', 'ai.usage.outputTokens', 'ai.usage.completionTokens'])),
-    cacheRead: count(first(a, ['gen_ai.usage.cache_read.input_tokens', 'gen_ai.usage.cache_read_input_tokens', 'llm.token_count.prompt_details.cache_read', 'ai.usage.cachedInputTokens', 'ai.usage.inputTokenDetails.cacheReadTokens'])),
-    cacheWrite: count(first(a, ['gen_ai.usage.cache_creation.input_tokens', 'gen_ai.usage.cache_creation_input_tokens', 'gen_ai.usage.cache_write.input_tokens', 'llm.token_count.prompt_details.cache_write', 'ai.usage.inputTokenDetails.cacheWriteTokens'])),
-    total: count(a['llm.token_count.total']),
-  };
+  const model = String(first(a, ['gen_ai.response.model', 'ai.response.model']) ?? first(a, ['gen_ai.request.model', 'llm.model_name', 'ai.model.id']) ?? '');
+  const op = a['ai.operationId'];
+  // the AI SDK's spans before 6 (no inputTokenDetails): their provider metadata, and Anthropic's own usage in it
+  const sdkLegacy = AI_SDK_MODEL_CALL_OPERATIONS.has(op as string) && !GENAI_MODEL_CALL_OPERATIONS.has(a[ATTR.operationName] as string) && a['openinference.span.kind'] !== 'LLM'
+    && first(a, ['ai.usage.inputTokenDetails.noCacheTokens', 'ai.usage.inputTokenDetails.cacheReadTokens', 'ai.usage.inputTokenDetails.cacheWriteTokens']) === undefined;
+  const pm = sdkLegacy ? json(a['ai.response.providerMetadata']) : undefined;
+  const anthropic = member(pm, 'anthropic');
+  const usage = member(anthropic, 'usage');
+  const pmUsage = has(usage, 'input_tokens');
+  // Google ADK's response usage (GenAI spans only, as the view)
+  const adk = isGenAi(a) ? member(json(a['gcp.vertex.agent.llm_response']), 'usage_metadata') : undefined;
+  const reportedIn = count(first(a, ['gen_ai.usage.input_tokens', 'gen_ai.usage.prompt_tokens', 'llm.token_count.prompt', 'ai.usage.inputTokens', 'ai.usage.promptTokens']));
+  const reportedOut = count(first(a, ['gen_ai.usage.output_tokens', 'gen_ai.usage.completion_tokens', 'llm.token_count.completion', 'ai.usage.outputTokens', 'ai.usage.completionTokens']));
+  const readAttr = first(a, ['gen_ai.usage.cache_read.input_tokens', 'gen_ai.usage.cache_read_input_tokens', 'llm.token_count.prompt_details.cache_read', 'ai.usage.cachedInputTokens', 'ai.usage.inputTokenDetails.cacheReadTokens']);
+  const cacheRead = pmUsage ? count(usage!.cache_read_input_tokens)
+    : readAttr !== undefined ? count(readAttr)
+    : has(anthropic, 'cacheReadInputTokens') ? count(anthropic!.cacheReadInputTokens)
+    : has(member(pm, 'openai'), 'cachedPromptTokens') ? count(member(pm, 'openai')!.cachedPromptTokens)
+    : count(adk?.cached_content_token_count);
+  const writeAttr = first(a, ['gen_ai.usage.cache_creation.input_tokens', 'gen_ai.usage.cache_creation_input_tokens', 'gen_ai.usage.cache_write.input_tokens', 'gen_ai.usage.cache_write_input_tokens', 'llm.token_count.prompt_details.cache_write', 'ai.usage.inputTokenDetails.cacheWriteTokens']);
+  const cacheWrite = pmUsage ? count(usage!.cache_creation_input_tokens) : writeAttr !== undefined ? count(writeAttr) : count(anthropic?.cacheCreationInputTokens);
+  const own = pmUsage ? count(usage!.input_tokens) : reportedIn > 0 ? reportedIn : count(adk?.prompt_token_count);
+  const provider = a['ai.model.provider'];
+  const system = 'strands-agents';
+  const cacheApart = pmUsage || (sdkLegacy && typeof provider === 'string' && provider.toLowerCase().includes('anthropic'))
+    || a['gen_ai.system'] === system || a['gen_ai.provider.name'] === system || cacheRead + cacheWrite > own;
+  // ADK: Gemini's thoughts are output (its output count is candidates_token_count without them)
+  const candidates = adk?.candidates_token_count;
+  const output = candidates !== undefined && (reportedOut === 0 || reportedOut === count(candidates)) ? count(candidates) + count(adk!.thoughts_token_count) : reportedOut;
+  return { model, input: cacheApart ? own + cacheRead + cacheWrite : own, output, cacheRead, cacheWrite, total: count(a['llm.token_count.total']) };
+}
+
+/** The view's convention 'genai' (its first and fourth multiIf branches): ADK's LLM spans name no operation. */
+function isGenAi(a: Attributes): boolean {
+  if (GENAI_MODEL_CALL_OPERATIONS.has(a[ATTR.operationName] as string)) return true;
+  return !a[ATTR.operationName] && !a['ai.operationId'] && !a['openinference.span.kind'] && !a['traceloop.span.kind'] && !a['llm.request.type']
+    && Boolean(a['gen_ai.system'] || a['gen_ai.provider.name']);
 }
 
 /** The LLM call a span records, or undefined when it is not one. */

@@ -7,6 +7,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, BatchSpanProcessor, SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { valueHash } from '../../instrumentation/src/canonical.js';
+import { llmUsageOf } from '../../instrumentation/src/llm-calls.js';
 import { runDetectors } from '../../collector/src/detect/run-detectors.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 
@@ -352,6 +353,77 @@ describe('more conventions (schema 010)', () => {
     for (const r of rows.slice(0, 3)) expect(r.cost).toBeCloseTo(0.2 * 2.5 + 0.8 * 1.25, 9);
     // claude-sonnet-4-5: 100k input at 3, 800k cache reads at 0.30, 100k cache writes at 3.75
     expect(rows[3]!.cost).toBeCloseTo(0.1 * 3 + 0.8 * 0.3 + 0.1 * 3.75, 9);
+  });
+
+  it('input counts that leave the cache out (Strands Agents, the AI SDK 5\'s Anthropic spans, a count below its cache) and Google ADK\'s thoughts: tokens and cost as billed', async () => {
+    const run = `cache-apart-${Date.now()}`;
+    const anthropicUsage = JSON.stringify({ anthropic: { usage: { input_tokens: 50, output_tokens: 400, cache_creation_input_tokens: 3000, cache_read_input_tokens: 20000 }, cacheCreationInputTokens: 3000, stopSequence: null } });
+    const sdk = (extra: Attributes): Attributes => ({ 'ai.model.provider': 'anthropic.messages', 'gen_ai.system': 'anthropic.messages', 'ai.model.id': 'claude-sonnet-4-5', 'ai.response.model': 'claude-sonnet-4-5-20250929', ...extra });
+    // name -> span attributes, and the bill: whole input (cache among it), reads, writes, output
+    const cases: Record<string, [string, Attributes, [number, number, number, number], number]> = {
+      // Strands Agents (tracer.py end_model_invoke_span): Bedrock Converse's inputTokens leaves the cache out
+      strands: ['chat', {
+        'gen_ai.operation.name': 'chat', 'gen_ai.system': 'strands-agents', 'gen_ai.request.model': 'us.anthropic.claude-sonnet-4-5-20250929-v1:0',
+        'gen_ai.usage.input_tokens': 50, 'gen_ai.usage.prompt_tokens': 50, 'gen_ai.usage.output_tokens': 400, 'gen_ai.usage.completion_tokens': 400,
+        'gen_ai.usage.total_tokens': 23450, 'gen_ai.usage.cache_read_input_tokens': 20000, 'gen_ai.usage.cache_write_input_tokens': 3000,
+      }, [23050, 20000, 3000, 400], 0.0234],
+      // Strands' count leaves the cache out also when it is larger than the cache
+      'strands-small-cache': ['chat', {
+        'gen_ai.operation.name': 'chat', 'gen_ai.system': 'strands-agents', 'gen_ai.request.model': 'us.anthropic.claude-sonnet-4-5-20250929-v1:0',
+        'gen_ai.usage.input_tokens': 5000, 'gen_ai.usage.output_tokens': 400, 'gen_ai.usage.cache_read_input_tokens': 2000,
+      }, [7000, 2000, 0, 400], (5000 * 3 + 2000 * 0.3 + 400 * 15) / 1e6],
+      // any source: reads and writes above the input count cannot be among it
+      'over-input': ['chat', {
+        'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': 'anthropic', 'gen_ai.request.model': 'claude-sonnet-4-5',
+        'gen_ai.usage.input_tokens': 50, 'gen_ai.usage.output_tokens': 400, 'gen_ai.usage.cache_read.input_tokens': 20000, 'gen_ai.usage.cache_creation.input_tokens': 3000,
+      }, [23050, 20000, 3000, 400], 0.0234],
+      // the AI SDK 5 (ai@5.0.277, @ai-sdk/anthropic 2.0.112): a doGenerate span as it ends, no cache count but Anthropic's usage in the metadata
+      'aisdk5-generate': ['ai.generateText.doGenerate', sdk({
+        'ai.operationId': 'ai.generateText.doGenerate', 'ai.usage.promptTokens': 50, 'ai.usage.completionTokens': 400,
+        'gen_ai.usage.input_tokens': 50, 'gen_ai.usage.output_tokens': 400, 'ai.response.providerMetadata': anthropicUsage,
+      }), [23050, 20000, 3000, 400], 0.0234],
+      // a doStream span of an @ai-sdk/anthropic 2 that gives only cacheCreationInputTokens: the reads are ai.usage.cachedInputTokens
+      'aisdk5-stream': ['ai.streamText.doStream', sdk({
+        'ai.operationId': 'ai.streamText.doStream', 'ai.usage.inputTokens': 50, 'ai.usage.outputTokens': 400, 'ai.usage.totalTokens': 450, 'ai.usage.cachedInputTokens': 20000,
+        'gen_ai.usage.input_tokens': 50, 'gen_ai.usage.output_tokens': 400, 'ai.response.providerMetadata': JSON.stringify({ anthropic: { cacheCreationInputTokens: 3000 } }),
+      }), [23050, 20000, 3000, 400], 0.0234],
+      // the AI SDK 5 and OpenAI: the input count includes the cache reads
+      'aisdk5-openai-stream': ['ai.streamText.doStream', {
+        'ai.operationId': 'ai.streamText.doStream', 'ai.model.provider': 'openai.chat', 'gen_ai.system': 'openai.chat', 'ai.model.id': 'gpt-4o', 'ai.response.model': 'gpt-4o-2024-08-06',
+        'ai.usage.inputTokens': 10000, 'ai.usage.outputTokens': 500, 'ai.usage.cachedInputTokens': 8000, 'gen_ai.usage.input_tokens': 10000, 'gen_ai.usage.output_tokens': 500,
+        'ai.response.providerMetadata': '{"openai":{}}',
+      }, [10000, 8000, 0, 500], 0.02],
+      // the AI SDK 6's generateObject: no inputTokenDetails, its count the whole input; Anthropic's usage says the same
+      'aisdk6-object': ['ai.generateObject.doGenerate', sdk({
+        'ai.operationId': 'ai.generateObject.doGenerate', 'ai.usage.promptTokens': 23050, 'ai.usage.completionTokens': 400,
+        'gen_ai.usage.input_tokens': 23050, 'gen_ai.usage.output_tokens': 400, 'ai.response.providerMetadata': anthropicUsage,
+      }), [23050, 20000, 3000, 400], 0.0234],
+      // Google ADK (trace_call_llm): output is candidates_token_count without the thoughts, billed as output
+      adk: ['call_llm', {
+        'gen_ai.system': 'gcp.vertex.agent', 'gen_ai.request.model': 'gemini-2.5-pro', 'gen_ai.usage.input_tokens': 10000, 'gen_ai.usage.output_tokens': 200,
+        'gcp.vertex.agent.llm_response': JSON.stringify({ content: { role: 'model', parts: [{ text: 'hi' }] }, usage_metadata: { prompt_token_count: 10000, cached_content_token_count: 8000, candidates_token_count: 200, thoughts_token_count: 3000, total_token_count: 13200 } }),
+      }, [10000, 8000, 0, 3200], 0.0355],
+    };
+    await emit(proto(tc.url), Object.entries(cases).map(([name, [span, attributes]]) => ({ name: span, attributes: { ...attributes, 'gen_ai.conversation.id': `${run}-${name}` } })));
+    await tc.collector.flush();
+    const rows = await tc.rows<{ s: string; i: string; r: string; w: string; o: string; t: string; cost: number }>(
+      `SELECT l.session_id AS s, toString(l.input_tokens) AS i, toString(l.cache_read_tokens) AS r, toString(l.cache_creation_tokens) AS w,
+              toString(l.output_tokens) AS o, toString(l.total_tokens) AS t,
+              loopwatch_llm_cost(l.reported_cost_usd, l.input_tokens, l.cache_read_tokens, l.cache_creation_tokens, l.output_tokens, pr.price) AS cost
+       FROM agent_llm_calls AS l FINAL LEFT JOIN loopwatch_model_key_prices AS pr ON loopwatch_model_key(l.model) = pr.model_key
+       WHERE startsWith(l.session_id, {run:String})`, { run: `${run}-` });
+    // all cases in one comparison (a failure shows each): tokens, and the cost to the nano-dollar
+    const round = (usd: number) => Math.round(usd * 1e9) / 1e9;
+    const got = Object.fromEntries(rows.map((r) => [r.s.slice(run.length + 1), { i: r.i, r: r.r, w: r.w, o: r.o, t: r.t, cost: round(r.cost) }]));
+    const want = Object.fromEntries(Object.entries(cases).map(([name, [, , [input, read, write, output], bill]]) =>
+      [name, { i: String(input), r: String(read), w: String(write), o: String(output), t: String(input + output), cost: round(bill) }]));
+    expect(got).toEqual(want);
+    // the same tokens in process (the loop guard's count, the cost the AI SDK processor stamps)
+    const inProcess = Object.fromEntries(Object.entries(cases).map(([name, [, attributes]]) => {
+      const u = llmUsageOf(attributes);
+      return [name, [u.input, u.cacheRead, u.cacheWrite, u.output]];
+    }));
+    expect(inProcess).toEqual(Object.fromEntries(Object.entries(cases).map(([name, [, , tokens]]) => [name, tokens])));
   });
 
   it('Semantic Kernel (.NET): LLM spans of operation chat.completions and text.completions are LLM calls', async () => {

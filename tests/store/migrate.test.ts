@@ -217,10 +217,10 @@ describe('schema migrations', () => {
     expect(await stored('u8-old')).toEqual({ valid: 0, bytes: 8192 }); // two bytes of the euro sign's three
 
     const upgrade = await migrate(client, { retentionDays: 30 });
-    expect(upgrade.applied.map((m) => m.name)).toEqual(['utf8_cuts']);
+    expect(upgrade.applied.map((m) => m.name)).toEqual(['utf8_cuts', 'cache_tokens_by_source']);
     expect(upgrade.version).toBe(newest);
     // its definition differs from the one 017 recorded: made again at the upgrade's end, as 018 has it
-    expect([...upgrade.remade].sort()).toEqual(['agent_tool_calls_mv', 'loopwatch_utf8_left']);
+    expect([...upgrade.remade].sort()).toEqual(['agent_llm_calls_mv', 'agent_tool_calls_mv', 'loopwatch_utf8_left']);
     expect(await hasFunction()).toBe(true);
     expect(await mvDefinition()).toBe(release);
     await toolSpan('u8-new');
@@ -235,9 +235,9 @@ describe('schema migrations', () => {
       (await queryRows<{ q: string }>(client, "SELECT create_table_query AS q FROM system.tables WHERE database = currentDatabase() AND name = 'loopwatch_model_keys_mv'"))[0]!.q;
     const release = await keysView();
     expect(release).toContain("startsWith(");
-    // the store as 018 left it: its definitions made and recorded, 020 not applied
+    // the store as 019 left it: its definitions made and recorded, 020 not applied
     await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version = 20' });
-    await syncDefinitions(client, migrations.filter((m) => m.version <= 18), false);
+    await syncDefinitions(client, migrations.filter((m) => m.version !== 20), false);
     expect(await keysView()).not.toContain("startsWith(");
     await client.command({ query: "INSERT INTO model_prices (model, match, input_per_mtok, output_per_mtok) VALUES ('claude-opus-4-5', 'prefix', 5, 25), ('claude-opus-4', 'prefix', 15, 75)" });
     const llmCall = (model: string, span: string) =>
@@ -258,6 +258,49 @@ describe('schema migrations', () => {
     await llmCall('openrouter/anthropic/claude-opus-4.5', 'o2'); // after: registered by the view made again
     expect(await costs()).toEqual([5, 5]);
     expect(await migrate(client, { retentionDays: 30 })).toEqual({ applied: [], remade: [], fresh: false, version: Math.max(...migrations.map((m) => m.version)) });
+  });
+
+  it('upgrades the LLM view to input counts that leave the cache out (019): a store at 018 gets the view once, kept features dropped for the next pass to reprice', async () => {
+    // a Strands Agents LLM call: Bedrock's input count, the cache left out
+    const llmSpan = (span: string) => client.command({
+      query: `INSERT INTO otel_traces (Timestamp, TraceId, SpanId, SpanName, SpanKind, ServiceName, SpanAttributes, Duration)
+              VALUES (now64(9), 't-${span}', '${span}', 'chat', 'Internal', 'agent',
+                      map('gen_ai.operation.name', 'chat', 'gen_ai.system', 'strands-agents', 'gen_ai.request.model', 'us.anthropic.claude-sonnet-4-5-20250929-v1:0',
+                          'gen_ai.conversation.id', 'c-${span}', 'gen_ai.usage.input_tokens', '50', 'gen_ai.usage.output_tokens', '400',
+                          'gen_ai.usage.cache_read_input_tokens', '20000', 'gen_ai.usage.cache_write_input_tokens', '3000'), 1000)`,
+    });
+    const stored = async (span: string) =>
+      (await queryRows<{ i: string; r: string; w: string }>(client,
+        'SELECT toString(input_tokens) AS i, toString(cache_read_tokens) AS r, toString(cache_creation_tokens) AS w FROM agent_llm_calls WHERE span_id = {span:String}', { span }))[0];
+    const mvDefinition = async () =>
+      (await queryRows<{ q: string }>(client, "SELECT create_table_query AS q FROM system.tables WHERE database = currentDatabase() AND name = 'agent_llm_calls_mv'"))[0]!.q;
+    const migrations = loadMigrations({ retentionDays: 30 });
+    const newest = Math.max(...migrations.map((m) => m.version));
+    const release = await mvDefinition();
+    // the store without 019: 015's LLM view and the definitions it recorded, features and their watermark kept
+    // (the migrations after 019 stay applied: this upgrade is 019's alone)
+    await client.command({ query: 'DELETE FROM loopwatch_schema_migrations WHERE version = 19' });
+    expect(await syncDefinitions(client, migrations.filter((m) => m.version !== 19), false)).toEqual(['agent_llm_calls_mv']);
+    expect(await mvDefinition()).not.toBe(release);
+    await llmSpan('c-old');
+    expect(await stored('c-old')).toEqual({ i: '50', r: '20000', w: '0' }); // the writes' name not read, the input cut at 0 when priced
+    await client.command({ query: "INSERT INTO agent_call_features (session_id, span_id, ts, end_ts, version) VALUES ('c-1', 's1', now64(9), now64(9), 1)" });
+    await client.command({ query: "INSERT INTO loopwatch_detector_state (detector, watermark) VALUES ('_features', now64(3)), ('runaway', now64(3))" });
+
+    const upgrade = await migrate(client, { retentionDays: 30 });
+    expect(upgrade.applied.map((m) => m.name)).toEqual(['cache_tokens_by_source']);
+    expect(upgrade.version).toBe(newest);
+    // its definition differs from the one 018 recorded: made again at the upgrade's end, as 019 has it
+    expect(upgrade.remade).toEqual(['agent_llm_calls_mv']);
+    expect(await mvDefinition()).toBe(release);
+    await llmSpan('c-new');
+    expect(await stored('c-new')).toEqual({ i: '23050', r: '20000', w: '3000' });
+    // the kept features held the old counts' shares: dropped, and the watermark of the pass that made them
+    expect(await queryRows(client, "SELECT session_id FROM agent_call_features WHERE session_id = 'c-1'")).toEqual([]);
+    const marks = await queryRows<{ detector: string }>(client, "SELECT detector FROM loopwatch_detector_state FINAL WHERE detector IN ('_features', 'runaway') ORDER BY detector");
+    expect(marks.map((m) => m.detector)).toEqual(['runaway']);
+    // recorded: the next start makes nothing again
+    expect(await migrate(client, { retentionDays: 30 })).toEqual({ applied: [], remade: [], fresh: false, version: newest });
   });
 
   it('refuses a store a newer release migrated (going back would run the old rules on the new data without a word)', async () => {

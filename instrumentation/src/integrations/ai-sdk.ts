@@ -22,7 +22,7 @@
 //   wrapTools()/traceTool (a Loopwatch execute_tool child span) is renamed a wrapper (operation
 //   ids too) so the collector counts the call once, from the Loopwatch span.
 // Types only from `ai` (an optional peer dependency).
-import type { Context } from '@opentelemetry/api';
+import { trace, type Context, type Span as ApiSpan, type Tracer } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { TelemetrySettings } from 'ai';
 import { AI_SDK_MODEL_CALL_OPERATIONS, ATTR, GENAI_MODEL_CALL_OPERATIONS, TOOL_WRAPPER_OPERATION } from '../attributes.js';
@@ -49,6 +49,8 @@ export interface AiSdkTelemetrySettings {
   isEnabled: boolean;
   functionId?: string;
   metadata: Record<string, string | number | boolean>;
+  /** aiSdkTracer(): the AI SDK's own tracer, with the cache reads of AI SDK 5's doGenerate spans. */
+  tracer: Tracer;
 }
 // compile-time check that the settings fit the AI SDK's own type
 const fits: (s: AiSdkTelemetrySettings) => TelemetrySettings = (s) => s;
@@ -93,7 +95,91 @@ export function aiSdkTelemetry(opts: AiSdkTelemetryOptions = {}): AiSdkTelemetry
   const metadata: Record<string, string | number | boolean> = { ...opts.metadata };
   if (sessionId) metadata.sessionId = sessionId;
   const functionId = opts.functionId ?? s?.agent;
-  return functionId ? { isEnabled: true, functionId, metadata } : { isEnabled: true, metadata };
+  const tracer = aiSdkTracer();
+  return functionId ? { isEnabled: true, functionId, metadata, tracer } : { isEnabled: true, metadata, tracer };
+}
+
+/** The spans of one model call that the AI SDK 5 ends without its cache reads. */
+const GENERATE_SPANS = new Set(['ai.generateText.doGenerate', 'ai.generateObject.doGenerate']);
+
+/**
+ * The tracer the AI SDK uses when given none (`trace.getTracer('ai')`, the same spans), which adds
+ * to AI SDK 5's doGenerate spans the cache reads the SDK leaves out: ai@5 records a non-streaming
+ * model call's usage as ai.usage.promptTokens / completionTokens only, while its doStream spans
+ * carry ai.usage.cachedInputTokens, so an OpenAI call's cached input would be priced as input (its
+ * provider metadata has no count of them either). The reads are the model's answer's
+ * (usage.cachedInputTokens), set as ai.usage.cachedInputTokens before the span ends, so that the
+ * cost stamped and the collector read them as for a stream. AI SDK 6 and later record them
+ * themselves (ai.usage.inputTokenDetails.*): nothing is added. aiSdkTelemetry() sets it; settings
+ * of an application's own can take it as `tracer: aiSdkTracer()`.
+ */
+export function aiSdkTracer(): Tracer {
+  const ai = () => trace.getTracer('ai');
+  return {
+    startSpan: (...args: Parameters<Tracer['startSpan']>) => ai().startSpan(...args),
+    startActiveSpan: (name: string, ...rest: unknown[]) => {
+      const fn = rest[rest.length - 1];
+      if (GENERATE_SPANS.has(name) && typeof fn === 'function') rest[rest.length - 1] = withCacheReads(fn as (span: ApiSpan) => unknown);
+      return (ai().startActiveSpan as (name: string, ...rest: unknown[]) => unknown)(name, ...rest);
+    },
+  } as Tracer;
+}
+
+/**
+ * The AI SDK's span function with the span's end held until the function's result is known: the
+ * SDK ends the span and then returns the model's answer (recordSpan); the reads are set from the
+ * answer, then the span ends, a few microtasks later than it would have.
+ */
+function withCacheReads(fn: (span: ApiSpan) => unknown): (span: ApiSpan) => unknown {
+  return (span) => {
+    let endArgs: Parameters<ApiSpan['end']> | undefined;
+    let settled = false;
+    const held = new Proxy(span, {
+      get(target, key) {
+        if (key === 'end') {
+          return (...args: Parameters<ApiSpan['end']>) => {
+            if (settled) target.end(...args);
+            else endArgs = args;
+          };
+        }
+        const v: unknown = Reflect.get(target, key, target);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const finish = () => {
+      settled = true;
+      if (endArgs) span.end(...endArgs);
+    };
+    let out: unknown;
+    try {
+      out = fn(held);
+    } catch (err) {
+      finish();
+      throw err;
+    }
+    if (!(out instanceof Promise)) {
+      finish();
+      return out;
+    }
+    return out.then(
+      (result: unknown) => {
+        try {
+          const reads = (result as { usage?: { cachedInputTokens?: unknown } } | undefined)?.usage?.cachedInputTokens;
+          const a = attrsOf(span as unknown as Span);
+          if (typeof reads === 'number' && span.isRecording() && a['ai.usage.cachedInputTokens'] === undefined && a['ai.usage.inputTokenDetails.cacheReadTokens'] === undefined) {
+            span.setAttribute('ai.usage.cachedInputTokens', reads);
+          }
+        } finally {
+          finish();
+        }
+        return result;
+      },
+      (err: unknown) => {
+        finish();
+        throw err;
+      },
+    );
+  };
 }
 
 

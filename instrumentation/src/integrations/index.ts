@@ -4,6 +4,6 @@ export { instrumentOpenAI, type InstrumentOpenAIOptions } from './openai.js';
 export { instrumentAnthropic, type InstrumentAnthropicOptions } from './anthropic.js';
 export { instrumentMcpClient, type InstrumentMcpOptions } from './mcp.js';
 export { instrumentLangChainTool, instrumentLangChainTools, type Invokable } from './langchain.js';
-export { aiSdkTelemetry, AiSdkSpanProcessor, stopWhenHalted, type AiSdkTelemetryOptions, type AiSdkTelemetrySettings } from './ai-sdk.js';
+export { aiSdkTelemetry, aiSdkTracer, AiSdkSpanProcessor, stopWhenHalted, type AiSdkTelemetryOptions, type AiSdkTelemetrySettings } from './ai-sdk.js';
 export { startChatSpan, type ChatOutcome, type ChatSpan, type RequestedToolCall } from './llm-span.js';
 export { callCost, configurePrices, costUsd, modelKey, priceFor, type ModelPrice, type PriceFile, type TokenUsage } from '../cost.js';
