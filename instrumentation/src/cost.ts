@@ -17,6 +17,8 @@ export interface ModelPrice {
   cached_input_per_mtok?: number;
   /** USD per million cache-write input tokens (Anthropic: 1.25x input); 0 = priced as ordinary input. */
   cache_write_per_mtok?: number;
+  /** USD per million cache-write tokens of a 1-hour cache (Anthropic: 2x input); 0 = the cache-write price. */
+  cache_write_1h_per_mtok?: number;
   /**
    * Set on entries from LOOPWATCH_MODEL_PRICES or configurePrices(): the operator's price wins
    * over a cost a span reported (callCost; the collector's rule for its own override, schema 020).
@@ -35,6 +37,8 @@ export interface TokenUsage {
   outputTokens?: number;
   cacheReadTokens?: number;
   cacheCreationTokens?: number;
+  /** Of cacheCreationTokens, those written to a 1-hour cache (Anthropic's usage.cache_creation.ephemeral_1h_input_tokens). */
+  cacheCreation1hTokens?: number;
 }
 
 function findPriceFile(): string | undefined {
@@ -57,7 +61,7 @@ function validEntries(data: unknown, source: string, overridden = true): ModelPr
     }
     // the optional prices as the collector's schema has them (collector/src/detect/prices.ts): a
     // number of 0 or more, or absent (0: the input price); anything else is refused, not priced as input
-    for (const key of ['input_per_mtok', 'output_per_mtok', 'cached_input_per_mtok', 'cache_write_per_mtok'] as const) {
+    for (const key of ['input_per_mtok', 'output_per_mtok', 'cached_input_per_mtok', 'cache_write_per_mtok', 'cache_write_1h_per_mtok'] as const) {
       const v = m[key];
       if (v !== undefined && (typeof v !== 'number' || !(v >= 0))) throw new Error(`model price file ${source}: models[${i}].${key} must be a number of 0 or more`);
     }
@@ -68,6 +72,7 @@ function validEntries(data: unknown, source: string, overridden = true): ModelPr
       output_per_mtok: m.output_per_mtok,
       cached_input_per_mtok: m.cached_input_per_mtok ?? 0,
       cache_write_per_mtok: m.cache_write_per_mtok ?? 0,
+      cache_write_1h_per_mtok: m.cache_write_1h_per_mtok ?? 0,
       overridden,
     };
   });
@@ -153,7 +158,9 @@ export function priceFor(model: string): ModelPrice | undefined {
  * USD cost of one call, or undefined for a model without a price. Cache reads are priced at
  * cached_input_per_mtok and cache writes at cache_write_per_mtok (each the input price when 0),
  * other input tokens at the input price: the formula the collector's reports use
- * (loopwatch_llm_cost, queries/schema/016_cache_write_price.sql).
+ * (loopwatch_llm_cost, queries/schema/016_cache_write_price.sql). Writes to a 1-hour cache, when
+ * the usage tells them apart, are priced at cache_write_1h_per_mtok (Anthropic bills them 2x
+ * input, 1.25x for the 5-minute cache); the collector cannot tell them apart in other spans.
  */
 export function costUsd(model: string | undefined, usage: TokenUsage): number | undefined {
   if (!model) return undefined;
@@ -162,11 +169,14 @@ export function costUsd(model: string | undefined, usage: TokenUsage): number | 
   const input = usage.inputTokens ?? 0;
   const cacheRead = usage.cacheReadTokens ?? 0;
   const cacheWrite = usage.cacheCreationTokens ?? 0;
+  const write1h = Math.min(Math.max(usage.cacheCreation1hTokens ?? 0, 0), cacheWrite);
   const orInput = (price: number | undefined) => (price && price > 0 ? price : p.input_per_mtok);
+  const writePrice = orInput(p.cache_write_per_mtok);
   const usd =
     (Math.max(input - cacheRead - cacheWrite, 0) * p.input_per_mtok +
       cacheRead * orInput(p.cached_input_per_mtok) +
-      cacheWrite * orInput(p.cache_write_per_mtok) +
+      (cacheWrite - write1h) * writePrice +
+      write1h * (p.cache_write_1h_per_mtok && p.cache_write_1h_per_mtok > 0 ? p.cache_write_1h_per_mtok : writePrice) +
       (usage.outputTokens ?? 0) * p.output_per_mtok) /
     1e6;
   return Math.round(usd * 1e9) / 1e9;

@@ -19,6 +19,17 @@ beforeAll(async () => {
   p = await startPipeline('anthropic-agent');
   api = await fakeApi((req) => {
     const body = req.body as { model: string; stream?: boolean };
+    if (body.model === 'claude-sonnet-4-5-1h') {
+      // writes to both caches: 1,000 tokens to the 5-minute one, 2,000 to the 1-hour one
+      const usage = { input_tokens: 100, output_tokens: 20, cache_read_input_tokens: 0, cache_creation_input_tokens: 3000, cache_creation: { ephemeral_5m_input_tokens: 1000, ephemeral_1h_input_tokens: 2000 } };
+      const message = { id: 'msg_h', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5-20250929', stop_reason: 'end_turn', stop_sequence: null, content: [{ type: 'text', text: 'ok' }], usage };
+      if (!body.stream) return { json: message };
+      return { sse: [
+        { event: 'message_start', data: { type: 'message_start', message: { ...message, content: [], stop_reason: null, usage: { ...usage, output_tokens: 1 } } } },
+        { event: 'message_delta', data: { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: 20 } } },
+        { event: 'message_stop', data: { type: 'message_stop' } },
+      ] };
+    }
     if (body.model === 'claude-overloaded') return { status: 529, json: { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } } };
     if (body.stream && body.model === 'claude-noargs') {
       // a tool_use without arguments: an empty input, and an empty JSON delta
@@ -97,6 +108,21 @@ describe('instrumentAnthropic', () => {
     // one span per call: the SDK's own call spans are switched off on the instrumented client
     expect(spans.map((s) => s.SpanName).filter((n) => n.startsWith('anthropic.'))).toEqual([]);
     expect(spans).toHaveLength(3);
+  });
+
+  it('writes to the 1-hour cache are priced at its price (2x input), those to the 5-minute cache at 1.25x: plain and streamed', async () => {
+    const session = `anthropic-1h-${Date.now()}`;
+    await withSession(session, async () => {
+      await client.messages.create({ model: 'claude-sonnet-4-5-1h', max_tokens: 64, messages: [{ role: 'user', content: 'x' }] });
+      const stream = await client.messages.create({ model: 'claude-sonnet-4-5-1h', max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'x' }] });
+      for await (const e of stream) void e;
+    });
+    await p.landed();
+    const rows = await p.tc.rows<{ c: string; cost: number }>(
+      'SELECT toString(cache_creation_tokens) AS c, reported_cost_usd AS cost FROM agent_llm_calls FINAL WHERE session_id = {s:String} ORDER BY ts', { s: session });
+    // the bill: 100 input at $3, 1,000 5-minute writes at $3.75, 2,000 1-hour writes at $6, 20 output at $15 per million
+    const bill = (100 * 3 + 1000 * 3.75 + 2000 * 6 + 20 * 15) / 1e6;
+    expect(rows).toEqual([{ c: '3000', cost: expect.closeTo(bill, 9) }, { c: '3000', cost: expect.closeTo(bill, 9) }]);
   });
 
   it("nativeSpans: 'keep' leaves the SDK's own span and adds none", async () => {

@@ -20,6 +20,9 @@ const priceFileSchema = z.object({
       output_per_mtok: z.number().nonnegative(),
       cached_input_per_mtok: z.number().nonnegative().default(0),
       cache_write_per_mtok: z.number().nonnegative().default(0),
+      // the instrumentation's price of a 1-hour cache write (instrumentation/src/cost.ts): checked
+      // as it checks it, not loaded (the store's spans do not tell 1-hour writes apart)
+      cache_write_1h_per_mtok: z.number().nonnegative().optional(),
     }),
   ),
 });
@@ -62,7 +65,7 @@ export { pricesOverridePath };
 
 /** Replaces the model_prices table's contents; returns how many prices were loaded. */
 export async function loadModelPrices(client: ClickHouseClient, overridePath = pricesOverridePath()): Promise<number> {
-  const prices = mergedPrices(overridePath);
+  const prices = mergedPrices(overridePath).map(({ cache_write_1h_per_mtok: _oneHour, ...columns }) => columns);
   await client.command({ query: 'TRUNCATE TABLE IF EXISTS model_prices' });
   await client.insert({ table: 'model_prices', values: prices, format: 'JSONEachRow' });
   return prices.length;

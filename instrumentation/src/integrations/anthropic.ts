@@ -18,17 +18,22 @@ interface AnthropicClientLike {
   messages?: { create: CreateFn };
 }
 
-type UsageLike = Partial<Pick<Usage, 'input_tokens' | 'output_tokens' | 'cache_read_input_tokens' | 'cache_creation_input_tokens'>>;
+type UsageLike = Partial<Pick<Usage, 'input_tokens' | 'output_tokens' | 'cache_read_input_tokens' | 'cache_creation_input_tokens'>> & {
+  /** The writes by cache lifetime (the 1-hour cache bills 2x input, the 5-minute one 1.25x). */
+  cache_creation?: { ephemeral_1h_input_tokens?: number | null } | null;
+};
 
 function usageOf(u: UsageLike | undefined | null): ChatOutcome['usage'] {
   if (!u) return undefined;
   const cacheRead = u.cache_read_input_tokens ?? 0;
   const cacheCreation = u.cache_creation_input_tokens ?? 0;
+  const creation1h = u.cache_creation?.ephemeral_1h_input_tokens ?? 0;
   return {
     inputTokens: (u.input_tokens ?? 0) + cacheRead + cacheCreation,
     outputTokens: u.output_tokens ?? 0,
     cacheReadTokens: cacheRead,
     cacheCreationTokens: cacheCreation,
+    ...(creation1h > 0 ? { cacheCreation1hTokens: creation1h } : {}),
   };
 }
 
