@@ -111,8 +111,9 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
           log.warn({ timezone: zone.tz }, `the ClickHouse server's time zone is ${zone.tz}, not UTC: the loop spans written into traces are placed by the offset off (their times are read as UTC); run the server in UTC (<timezone>UTC</timezone>)`);
         }
       }
+      // (in a new store, views made before a function they call was made again: part of making it)
       if (remade.length > 0) {
-        log.info({ objects: remade },
+        log[fresh ? 'debug' : 'info']({ objects: remade },
           `views and functions made again to this release's definitions: ${remade.join(', ')} (a materialized view made again applies to spans from now on)`);
       }
       // a check, not a migration: when it cannot run (a user without rights on system tables) the start goes on
