@@ -55,7 +55,7 @@ describe('a session turn waiting for its tool call', () => {
     }
   });
 
-  it('chat-only sessions crowd it out only past four times maxSessions, and that is said', async () => {
+  it('chat-only sessions crowd it out only past four times maxSessions, and that is said when its tool call comes; finished sessions\' answers dropped are not', async () => {
     const warned: string[] = [];
     const write = console.warn;
     console.warn = (...args: unknown[]) => void warned.push(args.join(' '));
@@ -75,8 +75,19 @@ describe('a session turn waiting for its tool call', () => {
         // past 40 the turn is dropped: not charged, and said once
         expect(await secondCall('uncharged-c', chat(45, 'c'))).toBe('ran');
         expect(warned.filter((w) => w.includes('dropped the LLM calls'))).toEqual([
-          '[loopwatch] the loop guard dropped the LLM calls of session uncharged-c not yet charged to a tool call (5000 tokens): more than 40 sessions had LLM calls waiting for a tool call at once, and the token and cost budgets miss those dropped; raise maxSessions (enableLoopGuard({ maxSessions }))',
+          '[loopwatch] the loop guard dropped the LLM calls of session uncharged-c before its next tool call (5000 tokens): more than 40 sessions had LLM calls waiting for a tool call at once, and the token and cost budgets missed them; raise maxSessions (enableLoopGuard({ maxSessions }))',
         ]);
+      } finally {
+        h.disable();
+      }
+      warned.length = 0;
+      h = guard();
+      try {
+        // a healthy server: sessions that end with the model's answer (an LLM call, its tool call, the
+        // answer), four times maxSessions and more; the answers' turns are dropped, nothing was missed
+        for (let i = 0; i < 60; i++) await withSession(`done-${i}`, async () => { llm(10); await step(i); llm(10); });
+        expect(await secondCall('uncharged-d', () => undefined)).toBe('halted (runaway)');
+        expect(warned.filter((w) => w.includes('dropped the LLM calls'))).toEqual([]);
       } finally {
         h.disable();
       }

@@ -292,15 +292,25 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
     // A call another tool call of its session made (a build running compile and link) was not
     // requested by the model: it takes no share, and leaves the turn to the call that was.
     // a session's turn dropped before a tool call took it: its tokens and cost never reach the
-    // budgets. Said once for a named session's (a trace-only one's is most often an LLM call
-    // outside any session, which no tool call follows)
+    // budgets. Said once, when the session's next tool call comes (a finished session's last turn,
+    // its answer, waits for a tool call that never comes: dropped, nothing was missed, and saying
+    // so on a busy, healthy server hid a real miss later). Named sessions only (a trace-only one is
+    // most often an LLM call outside any session, which no tool call follows)
     let saidDropped = false;
+    const droppedTurns = new Map<string, number>(); // session id -> tokens of the turn dropped
     const unchargedLlm = new SessionMemory<TurnLlmCall[]>(NAMED_PER_SESSION * maxSessions, maxSessions, (sessionId, turn, named) => {
       if (!named || saidDropped || !turn.some((llm) => llm.tokens > 0 || llm.costUsd > 0)) return;
-      saidDropped = true;
-      const tokens = turn.reduce((sum, llm) => sum + llm.tokens, 0);
-      warn(`the loop guard dropped the LLM calls of session ${sessionId} not yet charged to a tool call (${tokens} tokens): more than ${NAMED_PER_SESSION * maxSessions} sessions had LLM calls waiting for a tool call at once, and the token and cost budgets miss those dropped; raise maxSessions (enableLoopGuard({ maxSessions }))`);
+      touch(droppedTurns, sessionId, turn.reduce((sum, llm) => sum + llm.tokens, 0), NAMED_PER_SESSION * maxSessions);
     });
+    const sayDropped = (sessionId: string): void => {
+      const tokens = droppedTurns.get(sessionId);
+      if (tokens === undefined) return;
+      droppedTurns.delete(sessionId);
+      if (saidDropped) return;
+      saidDropped = true;
+      droppedTurns.clear();
+      warn(`the loop guard dropped the LLM calls of session ${sessionId} before its next tool call (${tokens} tokens): more than ${NAMED_PER_SESSION * maxSessions} sessions had LLM calls waiting for a tool call at once, and the token and cost budgets missed them; raise maxSessions (enableLoopGuard({ maxSessions }))`);
+    };
     const idleGapMs = guard.params.budgetIdleGapS * 1000;
     // by the span id of the tool call they were made in, until it ends
     const spentInside = new Map<string, { tokens: number; costUsd: number }>();
@@ -356,6 +366,7 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
         let turnStart = Infinity;
         let turnEnd = -Infinity;
         let turnPauses: [number, number][] | undefined;
+        if (droppedTurns.size > 0) sayDropped(sessionId);
         const turn = unchargedLlm.get(sessionId);
         if (turn) {
           const requested = !call.nested;
