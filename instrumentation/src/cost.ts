@@ -66,7 +66,7 @@ function validEntries(data: unknown, source: string, overridden = true): ModelPr
       if (v !== undefined && (typeof v !== 'number' || !(v >= 0))) throw new Error(`model price file ${source}: models[${i}].${key} must be a number of 0 or more`);
     }
     return {
-      model: m.model.toLowerCase(),
+      model: claudeDashes(m.model.toLowerCase()),
       match: m.match === 'exact' ? 'exact' : 'prefix',
       input_per_mtok: m.input_per_mtok,
       output_per_mtok: m.output_per_mtok,
@@ -131,9 +131,16 @@ export function configurePrices(source: ModelPrice[] | PriceFile | { path: strin
  */
 export function modelKey(model: string): string {
   const last = model.split('/').pop() ?? model;
-  const key = last.toLowerCase().replace(/^([a-z][a-z-]*\.)?anthropic\./, '');
-  // Claude ids written with dots (OpenRouter's claude-opus-4.5) are Anthropic's dashed ones; only
-  // Claude's: gpt-4.1 with a dash would meet gpt-4-1106-preview's prefix (loopwatch_claude_dashes, schema 020)
+  return claudeDashes(last.toLowerCase().replace(/^([a-z][a-z-]*\.)?anthropic\./, ''));
+}
+
+/**
+ * Claude ids written with dots (OpenRouter's claude-opus-4.5) are Anthropic's dashed ones; only
+ * Claude's: gpt-4.1 with a dash would meet gpt-4-1106-preview's prefix (loopwatch_claude_dashes,
+ * schema 020). Price entries are keyed by it too: an operator's `claude-3.5-sonnet` prices the
+ * calls it names.
+ */
+export function claudeDashes(key: string): string {
   return key.startsWith('claude-') ? key.replace(/(\d)\.(\d)/g, '$1-$2') : key;
 }
 

@@ -93,7 +93,11 @@ describe('model prices', () => {
   it("the operator's prices (LOOPWATCH_MODEL_PRICES) win over a cost the span reported; other models keep theirs", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'lw-operator-prices-'));
     const path = join(dir, 'prices.json');
-    writeFileSync(path, JSON.stringify({ models: [{ model: 'gpt-4o', match: 'prefix', input_per_mtok: 1.25, output_per_mtok: 5, cached_input_per_mtok: 0.625 }] }));
+    writeFileSync(path, JSON.stringify({ models: [
+      { model: 'gpt-4o', match: 'prefix', input_per_mtok: 1.25, output_per_mtok: 5, cached_input_per_mtok: 0.625 },
+      // written as OpenRouter writes the id: keyed as the calls are (claude-3-5-sonnet)
+      { model: 'Claude-3.5-Sonnet', match: 'prefix', input_per_mtok: 1, output_per_mtok: 1 },
+    ] }));
     await loadModelPrices(tc.collector.store.client, path);
     try {
       const session = `operator-${Date.now()}`;
@@ -102,12 +106,14 @@ describe('model prices', () => {
         { model: 'gpt-4o-2024-08-06', input: 4000, output: 1000, attributes: { 'loopwatch.cost_usd': 0.02 } },
         { model: 'claude-sonnet-4-5', input: 4000, output: 1000, attributes: { 'loopwatch.cost_usd': 0.5 } },
         { model: 'gpt-4o-mini', input: 4000, output: 1000, attributes: { 'llm.cost.total': 0.25 } },
+        { model: 'anthropic/claude-3.5-sonnet', input: 1_000_000, output: 100_000 },
       ]);
       const costs = await storedCosts(session);
       expect(Object.fromEntries(costs.map((c) => [c.model, c.cost]))).toEqual({
         'gpt-4o-2024-08-06': expect.closeTo((4000 * 1.25 + 1000 * 5) / 1e6, 12), // 0.01, not the 0.02 reported
         'claude-sonnet-4-5': 0.5, // no operator price: the reported cost
         'gpt-4o-mini': 0.25, // gpt-4o-mini's own (bundled) entry is the longer prefix: reported
+        'anthropic/claude-3.5-sonnet': expect.closeTo(1 + 0.1, 9), // the operator's, not the shipped $3/$15
       });
     } finally {
       await loadModelPrices(tc.collector.store.client, undefined);
@@ -122,7 +128,8 @@ describe('model prices', () => {
     expect(callCost(0, 'no-such-model', usage)).toBe(0);
     vi.resetModules(); // a module of its own: the prices configured here stay in it
     const own = await import('../../instrumentation/src/cost.js');
-    own.configurePrices([{ model: 'gpt-4o', match: 'prefix', input_per_mtok: 1.25, output_per_mtok: 5 }]);
+    own.configurePrices([{ model: 'gpt-4o', match: 'prefix', input_per_mtok: 1.25, output_per_mtok: 5 }, { model: 'claude-3.5-sonnet', match: 'prefix', input_per_mtok: 1, output_per_mtok: 1 }]);
+    expect(own.priceFor('anthropic/claude-3.5-sonnet-20241022')).toMatchObject({ model: 'claude-3-5-sonnet', input_per_mtok: 1, overridden: true });
     expect(own.callCost(0.5, 'gpt-4o-2024-08-06', usage)).toBeCloseTo(0.01, 12);
     expect(own.callCost(0.5, 'claude-sonnet-4-5', usage)).toBe(0.5);
   });

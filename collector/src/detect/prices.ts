@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
-import { pricesOverridePath } from '../../../instrumentation/src/cost.js';
+import { claudeDashes, pricesOverridePath } from '../../../instrumentation/src/cost.js';
 import { queriesDir } from '../paths.js';
 
 const priceFileSchema = z.object({
@@ -40,8 +40,9 @@ export function readPriceFile(path: string): ModelPrice[] {
   }
   const parsed = priceFileSchema.safeParse(json);
   if (!parsed.success) throw new Error(`invalid model price file ${path}: ${parsed.error.issues[0]?.path.join('.')} ${parsed.error.issues[0]?.message}`);
-  // Lookup keys are lower case (loopwatch_model_key lowercases the model id too).
-  return parsed.data.models.map((m) => ({ ...m, model: m.model.toLowerCase() }));
+  // Lookup keys as loopwatch_model_key makes the calls': lower case, a Claude id's dots as dashes
+  // (an operator's claude-3.5-sonnet prices the calls it names)
+  return parsed.data.models.map((m) => ({ ...m, model: claudeDashes(m.model.toLowerCase()) }));
 }
 
 /** Refuses a LOOPWATCH_MODEL_PRICES that cannot be used, in one line (a ConfigError-worthy message), before anything reads it. */
