@@ -10,7 +10,7 @@ import { contextCarries, runInSession, sessionFrom, type SessionInfo } from './c
 import { traceSession } from './llm-calls.js';
 import { capturedText, captureOptions, sentErrorText } from './options.js';
 import { errorText, errorTypeOf } from './thrown.js';
-import { warnOnce } from './warn.js';
+import { tellObserver, warnOnce } from './warn.js';
 
 export { canonicalJson, hash64Hex, valueHash } from './canonical.js';
 export { configureCapture, type CaptureOptions } from './options.js';
@@ -311,13 +311,7 @@ function notify(c: TracedCall, resultHash: string | undefined, status: 'ok' | 'e
     // as the detector pass: its parent span is a tool call of its session (a wrapper is not one)
     nested: c.outer !== undefined && c.outer.spanId === trace.getSpan(c.parent)?.spanContext().spanId && c.outer.session === judgedSession(c.parent, c.span),
   };
-  for (const o of observers) {
-    try {
-      o(record);
-    } catch (err) {
-      warnOnce('observer', `an onToolCall observer failed (${errorText(err)}): the tool call goes on`);
-    }
-  }
+  for (const o of observers) tellObserver(o, record, 'observer', (error) => `an onToolCall observer failed (${error}): the tool call goes on`);
 }
 
 /**

@@ -7,8 +7,7 @@ import { SpanKind, trace, type Context, type SpanContext } from '@opentelemetry/
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { AI_SDK_MODEL_CALL_OPERATIONS, ATTR, GENAI_MODEL_CALL_OPERATIONS } from './attributes.js';
 import { callCost } from './cost.js';
-import { errorText } from './thrown.js';
-import { warnOnce } from './warn.js';
+import { tellObserver } from './warn.js';
 
 /** An LLM call that ended. */
 export interface LlmCallRecord {
@@ -278,7 +277,7 @@ export class LlmCallTap implements SpanProcessor {
       const a = span.attributes;
       const tool = String(a['ai.toolCall.name'] ?? a[ATTR.toolName] ?? a['tool.name'] ?? a['traceloop.entity.name'] ?? span.name);
       const untraced = { tool, tracer: a['ai.operationId'] === 'ai.toolCall' ? 'AI SDK' : (scopeOf(span) ?? 'another library') };
-      for (const o of untracedObservers) tell(o, untraced);
+      for (const o of untracedObservers) tellObserver(o, untraced, 'llm-observer', llmObserverFailed);
     }
     const call = llmCallOf(span);
     if (!call) return;
@@ -292,7 +291,7 @@ export class LlmCallTap implements SpanProcessor {
     const inside = this.insideTool.get(span);
     const toolSession = inside === undefined ? undefined : (inside.sessionId ?? unnamed);
     call.insideTool = inside !== undefined && toolSession === call.sessionId ? inside.spanId : undefined;
-    for (const o of observers) tell(o, call);
+    for (const o of observers) tellObserver(o, call, 'llm-observer', llmObserverFailed);
   }
   forceFlush(): Promise<void> {
     return Promise.resolve();
@@ -302,11 +301,4 @@ export class LlmCallTap implements SpanProcessor {
   }
 }
 
-/** Gives an observer what it observes; a failure is said once, and the span goes on. */
-function tell<T>(observer: (v: T) => void, value: T): void {
-  try {
-    observer(value);
-  } catch (err) {
-    warnOnce('llm-observer', `an LLM call observer failed (${errorText(err)}): the call and its span go on`);
-  }
-}
+const llmObserverFailed = (error: string) => `an LLM call observer failed (${error}): the call and its span go on`;

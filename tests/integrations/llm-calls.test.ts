@@ -90,17 +90,23 @@ describe("a trace's conversation", () => {
     const offBad = onLlmCall(() => {
       throw new Error('meter down');
     });
+    // an async usage meter: its rejection was unhandled (it ended the process), now said as a throw is
+    const offAsync = onLlmCall(async () => {
+      throw new Error('async meter down');
+    });
     const offGood = onLlmCall((c) => seen.push(c.model));
     try {
       for (const model of ['gpt-4o', 'gpt-4o-mini']) {
         const span = p.getTracer('test').startSpan(`chat ${model}`, { attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': model, 'gen_ai.usage.input_tokens': 10 } }, contextWithSession({ sessionId: 's-observers' }));
         expect(() => span.end()).not.toThrow();
       }
+      await new Promise((resolve) => setImmediate(resolve)); // the async observer's rejections settle
       expect(exported.getFinishedSpans().map((x) => x.name)).toEqual(['chat gpt-4o', 'chat gpt-4o-mini']);
       expect(seen).toEqual(['gpt-4o', 'gpt-4o-mini']);
       expect(warned.mock.calls.map((c) => String(c[0]))).toEqual(['[loopwatch] an LLM call observer failed (meter down): the call and its span go on']);
     } finally {
       offBad();
+      offAsync();
       offGood();
       warned.mockRestore();
       await p.shutdown();

@@ -4,8 +4,8 @@
 // that cannot be hashed are traced without a hash instead of failing the call, a loop guard's
 // halt of an async tool is a rejected promise, and wrapTools keeps the tool set's shape. Real
 // SDK, real exporter, real collector (an exploratory pass found each of these broken).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { traceTool, withSession, wrapTools } from '../../instrumentation/src/api.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { onToolCall, traceTool, withSession, wrapTools } from '../../instrumentation/src/api.js';
 import { enableLoopGuard, LoopDetectedError } from '../../instrumentation/src/guard/index.js';
 import { startPipeline, type Pipeline } from './helpers.js';
 
@@ -231,5 +231,35 @@ describe('withSession', () => {
     const t = traceTool('numbered', () => 1);
     withSession(42 as unknown as string, () => t());
     expect((await rowsOf('42')).map((r) => r.tool)).toEqual(['numbered']);
+  });
+
+  it('an onToolCall observer that throws, or an async one that rejects, changes nothing for the call or the other observers; said once', async () => {
+    const warned = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    const seen: string[] = [];
+    const offs = [
+      onToolCall(() => {
+        throw new Error('meter down');
+      }),
+      onToolCall(async () => {
+        throw new Error('async meter down');
+      }),
+      onToolCall((c) => void seen.push(c.tool)),
+    ];
+    const before = unhandled.length;
+    try {
+      const read = traceTool('read_file', async (path: string) => `contents of ${path}`);
+      await withSession('observers-fail', async () => {
+        expect(await read('a.ts')).toBe('contents of a.ts');
+        expect(await read('b.ts')).toBe('contents of b.ts');
+      });
+      await new Promise((resolve) => setImmediate(resolve)); // the async observer's rejections settle
+      expect(seen).toEqual(['read_file', 'read_file']);
+      expect(unhandled.length).toBe(before);
+      expect(warned.mock.calls.map((c) => String(c[0])).filter((w) => w.includes('observer'))).toEqual(['[loopwatch] an onToolCall observer failed (meter down): the tool call goes on']);
+      expect((await rowsOf('observers-fail')).map((r) => r.status)).toEqual(['ok', 'ok']);
+    } finally {
+      for (const off of offs) off();
+      warned.mockRestore();
+    }
   });
 });
