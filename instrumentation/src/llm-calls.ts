@@ -120,11 +120,11 @@ const has = (o: Record<string, unknown> | undefined, key: string): boolean => o 
  * chains (queries/schema/019_cache_tokens_by_source.sql, where each source's meaning is written
  * out; docs/conventions.md). `input` is the call's whole input, the cache reads and writes among
  * it (the GenAI conventions' meaning, as costUsd takes it): a source whose count leaves the cache
- * out has it added (Anthropic's own usage, the AI SDK 4's and 5's Anthropic providers, Strands
- * Agents, a count smaller than its cache). One mapping for the LLM call tap and for the cost the
+ * out has it added (Anthropic's own usage, the AI SDK 4's and 5's Anthropic providers with their
+ * metadata, a count smaller than its cache). One mapping for the LLM call tap and for the cost the
  * AI SDK processor stamps.
  */
-export function llmUsageOf(a: Attributes): { model: string; input: number; output: number; cacheRead: number; cacheWrite: number; total: number } {
+export function llmUsageOf(a: Attributes): { model: string; input: number; output: number; cacheRead: number; cacheWrite: number; cacheWrite1h: number; total: number } {
   const model = String(first(a, ['gen_ai.response.model', 'ai.response.model']) ?? first(a, ['gen_ai.request.model', 'llm.model_name', 'ai.model.id']) ?? '');
   const op = a['ai.operationId'];
   // the AI SDK's spans before 6 (no inputTokenDetails): their provider metadata, and Anthropic's own usage in it
@@ -148,13 +148,14 @@ export function llmUsageOf(a: Attributes): { model: string; input: number; outpu
   const cacheWrite = pmUsage ? count(usage!.cache_creation_input_tokens) : writeAttr !== undefined ? count(writeAttr) : count(anthropic?.cacheCreationInputTokens);
   const own = pmUsage ? count(usage!.input_tokens) : reportedIn > 0 ? reportedIn : count(adk?.prompt_token_count);
   const provider = a['ai.model.provider'];
-  const system = 'strands-agents';
-  const cacheApart = pmUsage || (sdkLegacy && typeof provider === 'string' && provider.toLowerCase().includes('anthropic'))
-    || a['gen_ai.system'] === system || a['gen_ai.provider.name'] === system || cacheRead + cacheWrite > own;
+  const cacheApart = pmUsage || (sdkLegacy && typeof provider === 'string' && provider.toLowerCase().includes('anthropic') && anthropic !== undefined)
+    || cacheRead + cacheWrite > own;
   // ADK: Gemini's thoughts are output (its output count is candidates_token_count without them)
   const candidates = adk?.candidates_token_count;
   const output = candidates !== undefined && (reportedOut === 0 || reportedOut === count(candidates)) ? count(candidates) + count(adk!.thoughts_token_count) : reportedOut;
-  return { model, input: cacheApart ? own + cacheRead + cacheWrite : own, output, cacheRead, cacheWrite, total: count(a['llm.token_count.total']) };
+  // of the writes, those to Anthropic's 1-hour cache (instrumentAnthropic's; the store does not read them)
+  const cacheWrite1h = count(a['loopwatch.usage.cache_creation_1h.input_tokens']);
+  return { model, input: cacheApart ? own + cacheRead + cacheWrite : own, output, cacheRead, cacheWrite, cacheWrite1h, total: count(a['llm.token_count.total']) };
 }
 
 /** The view's convention 'genai' (its first and fourth multiIf branches): ADK's LLM spans name no operation. */
@@ -168,7 +169,7 @@ function isGenAi(a: Attributes): boolean {
 export function llmCallOf(span: ReadableSpan): LlmCallRecord | undefined {
   const a = span.attributes;
   if (!isLlmSpan(a)) return undefined;
-  const { model, input, output, cacheRead, cacheWrite, total } = llmUsageOf(a);
+  const { model, input, output, cacheRead, cacheWrite, cacheWrite1h, total } = llmUsageOf(a);
   const reported = count(first(a, ['llm.cost.total', 'loopwatch.cost_usd']));
   const ctx = span.spanContext();
   const [s, ns] = span.endTime;
@@ -179,7 +180,7 @@ export function llmCallOf(span: ReadableSpan): LlmCallRecord | undefined {
     spanId: ctx.spanId,
     model,
     tokens: total > 0 ? total : input + output,
-    costUsd: callCost(reported, model, { inputTokens: input, outputTokens: output, cacheReadTokens: cacheRead, cacheCreationTokens: cacheWrite }),
+    costUsd: callCost(reported, model, { inputTokens: input, outputTokens: output, cacheReadTokens: cacheRead, cacheCreationTokens: cacheWrite, cacheCreation1hTokens: cacheWrite1h }),
     startedAt: s0 * 1000 + ns0 / 1e6,
     endedAt: s * 1000 + ns / 1e6,
   };

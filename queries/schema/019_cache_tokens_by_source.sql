@@ -17,14 +17,21 @@
 --   before; the others are read as the provider means them: Anthropic's usage in the provider
 --   metadata when there (its input_tokens, cache_read_input_tokens, cache_creation_input_tokens,
 --   the same for any AI SDK version), else, for a provider named anthropic (ai.model.provider
---   'anthropic.messages', 'vertex.anthropic.messages', ...), the input count with the cache
---   added. (AI SDK 6's generateObject spans have no inputTokenDetails either: their input count
---   is the whole input, and Anthropic's usage in the metadata gives the same figure.) Loopwatch's
+--   'anthropic.messages', 'vertex.anthropic.messages', ...) whose metadata is there (Anthropic's
+--   entry: cacheCreationInputTokens, the earlier @ai-sdk/anthropic 2.0 versions and ai@4), the
+--   input count with the cache added. The AI SDK 4 and 5 record the metadata whether outputs are
+--   recorded or not; the AI SDK 6's generateObject and streamObject spans have no inputTokenDetails
+--   either, and no metadata when outputs are not recorded: their input count is the whole input
+--   (a regression review: a streamObject span without them counted its cache reads twice, 3.5x
+--   the bill), and Anthropic's usage in the metadata, when there, gives the same figure. Loopwatch's
 --   aiSdkTelemetry() stamps the reads a v5 doGenerate span lacks (ai.usage.cachedInputTokens,
 --   from the model's answer): OpenAI's non-streaming cache reads are in no attribute otherwise.
--- - Strands Agents (gen_ai.system 'strands-agents'): input_tokens is Bedrock Converse's, the cache
---   left out (against the conventions), its writes as gen_ai.usage.cache_write_input_tokens (a
---   name not read before; others use it too).
+-- - Strands Agents (gen_ai.system 'strands-agents'): its writes as
+--   gen_ai.usage.cache_write_input_tokens (a name not read before; others use it too). Its input
+--   count is its model provider's: Bedrock Converse's leaves the cache out, LiteLLM's prompt_tokens
+--   include it (a regression review: a rule for Strands counted LiteLLM's cache twice), so only
+--   the rule for any source below applies (an agent's cached prompt is most often larger than its
+--   new input, which that rule then tells apart).
 -- - Any source: cache reads and writes more than the input count cannot be among it: the input
 --   is taken as leaving them out (the call's input = input + reads + writes), not cut at 0.
 -- - Google ADK: output_tokens is Gemini's candidates_token_count, without thoughts_token_count,
@@ -93,9 +100,8 @@ WITH
             JSONExtractUInt(pm, 'anthropic', 'cacheCreationInputTokens')) AS cwrite,
     if(pm_usage, JSONExtractUInt(pm, 'anthropic', 'usage', 'input_tokens'), if(tin_reported > 0, tin_reported, JSONExtractUInt(adk, 'prompt_token_count'))) AS tin_own,
     -- the input count leaves the cache out: Anthropic's usage; the AI SDK 4's and 5's Anthropic
-    -- providers; Strands; any count smaller than its cache reads and writes
-    (pm_usage OR (sdk_legacy AND positionCaseInsensitive(a['ai.model.provider'], 'anthropic') > 0)
-        OR a['gen_ai.system'] = 'strands-agents' OR a['gen_ai.provider.name'] = 'strands-agents'
+    -- providers (their metadata there); any count smaller than its cache reads and writes
+    (pm_usage OR (sdk_legacy AND positionCaseInsensitive(a['ai.model.provider'], 'anthropic') > 0 AND JSONHas(pm, 'anthropic'))
         OR cread + cwrite > tin_own) AS cache_apart,
     if(cache_apart, tin_own + cread + cwrite, tin_own) AS tin,
     -- ADK: Gemini's thoughts are output (its output count is candidates_token_count without them)

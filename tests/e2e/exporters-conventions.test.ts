@@ -355,7 +355,7 @@ describe('more conventions (schema 010)', () => {
     expect(rows[3]!.cost).toBeCloseTo(0.1 * 3 + 0.8 * 0.3 + 0.1 * 3.75, 9);
   });
 
-  it('input counts that leave the cache out (Strands Agents, the AI SDK 5\'s Anthropic spans, a count below its cache) and Google ADK\'s thoughts: tokens and cost as billed', async () => {
+  it('input counts that leave the cache out (Strands Agents on Bedrock, the AI SDK 5\'s Anthropic spans, a count below its cache), those that do not (Strands over LiteLLM, the AI SDK 6\'s object spans) and Google ADK\'s thoughts: tokens and cost as billed', async () => {
     const run = `cache-apart-${Date.now()}`;
     const anthropicUsage = JSON.stringify({ anthropic: { usage: { input_tokens: 50, output_tokens: 400, cache_creation_input_tokens: 3000, cache_read_input_tokens: 20000 }, cacheCreationInputTokens: 3000, stopSequence: null } });
     const sdk = (extra: Attributes): Attributes => ({ 'ai.model.provider': 'anthropic.messages', 'gen_ai.system': 'anthropic.messages', 'ai.model.id': 'claude-sonnet-4-5', 'ai.response.model': 'claude-sonnet-4-5-20250929', ...extra });
@@ -367,11 +367,16 @@ describe('more conventions (schema 010)', () => {
         'gen_ai.usage.input_tokens': 50, 'gen_ai.usage.prompt_tokens': 50, 'gen_ai.usage.output_tokens': 400, 'gen_ai.usage.completion_tokens': 400,
         'gen_ai.usage.total_tokens': 23450, 'gen_ai.usage.cache_read_input_tokens': 20000, 'gen_ai.usage.cache_write_input_tokens': 3000,
       }, [23050, 20000, 3000, 400], 0.0234],
-      // Strands' count leaves the cache out also when it is larger than the cache
-      'strands-small-cache': ['chat', {
-        'gen_ai.operation.name': 'chat', 'gen_ai.system': 'strands-agents', 'gen_ai.request.model': 'us.anthropic.claude-sonnet-4-5-20250929-v1:0',
-        'gen_ai.usage.input_tokens': 5000, 'gen_ai.usage.output_tokens': 400, 'gen_ai.usage.cache_read_input_tokens': 2000,
-      }, [7000, 2000, 0, 400], (5000 * 3 + 2000 * 0.3 + 400 * 15) / 1e6],
+      // Strands over LiteLLM (models/litellm.py): its input count is LiteLLM's prompt_tokens, the
+      // cache among it (OpenAI's by definition, Anthropic's as LiteLLM maps it): not added again
+      'strands-litellm-openai': ['chat', {
+        'gen_ai.operation.name': 'chat', 'gen_ai.system': 'strands-agents', 'gen_ai.request.model': 'gpt-4o',
+        'gen_ai.usage.input_tokens': 10000, 'gen_ai.usage.output_tokens': 500, 'gen_ai.usage.cache_read_input_tokens': 8000,
+      }, [10000, 8000, 0, 500], 0.02],
+      'strands-litellm-anthropic': ['chat', {
+        'gen_ai.operation.name': 'chat', 'gen_ai.system': 'strands-agents', 'gen_ai.request.model': 'anthropic/claude-sonnet-4-5',
+        'gen_ai.usage.input_tokens': 23050, 'gen_ai.usage.output_tokens': 400, 'gen_ai.usage.cache_read_input_tokens': 20000, 'gen_ai.usage.cache_write_input_tokens': 3000,
+      }, [23050, 20000, 3000, 400], 0.0234],
       // any source: reads and writes above the input count cannot be among it
       'over-input': ['chat', {
         'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': 'anthropic', 'gen_ai.request.model': 'claude-sonnet-4-5',
@@ -393,6 +398,11 @@ describe('more conventions (schema 010)', () => {
         'ai.usage.inputTokens': 10000, 'ai.usage.outputTokens': 500, 'ai.usage.cachedInputTokens': 8000, 'gen_ai.usage.input_tokens': 10000, 'gen_ai.usage.output_tokens': 500,
         'ai.response.providerMetadata': '{"openai":{}}',
       }, [10000, 8000, 0, 500], 0.02],
+      // the AI SDK 6's streamObject without recorded outputs: no inputTokenDetails and no metadata, its count the whole input (its writes on no attribute)
+      'aisdk6-stream-object': ['ai.streamObject.doStream', sdk({
+        'ai.operationId': 'ai.streamObject.doStream', 'ai.usage.inputTokens': 23050, 'ai.usage.outputTokens': 400, 'ai.usage.totalTokens': 23450, 'ai.usage.cachedInputTokens': 20000,
+        'gen_ai.usage.input_tokens': 23050, 'gen_ai.usage.output_tokens': 400,
+      }), [23050, 20000, 0, 400], (3050 * 3 + 20000 * 0.3 + 400 * 15) / 1e6],
       // the AI SDK 6's generateObject: no inputTokenDetails, its count the whole input; Anthropic's usage says the same
       'aisdk6-object': ['ai.generateObject.doGenerate', sdk({
         'ai.operationId': 'ai.generateObject.doGenerate', 'ai.usage.promptTokens': 23050, 'ai.usage.completionTokens': 400,

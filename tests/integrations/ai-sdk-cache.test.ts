@@ -12,6 +12,7 @@ import * as aiV6 from 'ai';
 import { createAnthropic as createAnthropicV2 } from 'ai-sdk-anthropic-v2';
 import { createOpenAI as createOpenAIV2 } from 'ai-sdk-openai-v2';
 import * as aiV5 from 'ai-v5';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withSession } from '../../instrumentation/src/api.js';
 import { costUsd } from '../../instrumentation/src/cost.js';
@@ -45,7 +46,8 @@ function answer(req: FakeRequest): { json?: unknown; sse?: Array<{ event?: strin
         { data: '[DONE]' },
       ] };
     }
-    return { json: { id: 'c1', object: 'chat.completion', created: 1, model, choices: [{ index: 0, finish_reason: 'stop', logprobs: null, message: { role: 'assistant', content: 'hi', refusal: null } }], usage: chatUsage } };
+    const content = '{"a":1}'; // text for generateText, an object for generateObject
+    return { json: { id: 'c1', object: 'chat.completion', created: 1, model, choices: [{ index: 0, finish_reason: 'stop', logprobs: null, message: { role: 'assistant', content, refusal: null } }], usage: chatUsage } };
   }
   if (req.path.endsWith('/responses')) {
     const resp = { id: 'resp_1', object: 'response', created_at: 1, model: BILLS.responses.model, status: 'completed', output: [{ type: 'message', id: 'm1', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: 'hi', annotations: [] }] }], usage: respUsage };
@@ -59,18 +61,24 @@ function answer(req: FakeRequest): { json?: unknown; sse?: Array<{ event?: strin
   }
   if (req.path.endsWith('/messages')) {
     const model = BILLS.anthropic.model;
+    // an object asked for (generateObject, streamObject): as the AI SDK's json tool when it asks
+    // with one, else as text (the text of generateText's answers is not looked at)
+    const json = (body as { tools?: Array<{ name: string }> }).tools?.some((t) => t.name === 'json');
+    const text = '{"a":1}';
     if (body.stream) {
       const ev = (type: string, d: object) => ({ event: type, data: { type, ...d } });
       return { sse: [
         ev('message_start', { message: { id: 'msg_1', type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { ...anthUsage, output_tokens: 1 } } }),
-        ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
-        ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: 'hi' } }),
+        ...(json
+          ? [ev('content_block_start', { index: 0, content_block: { type: 'tool_use', id: 'tu1', name: 'json', input: {} } }), ev('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: text } })]
+          : [ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }), ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text } })]),
         ev('content_block_stop', { index: 0 }),
-        ev('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: 400 } }),
+        ev('message_delta', { delta: { stop_reason: json ? 'tool_use' : 'end_turn', stop_sequence: null }, usage: { output_tokens: 400 } }),
         ev('message_stop', {}),
       ] };
     }
-    return { json: { id: 'msg_1', type: 'message', role: 'assistant', model, content: [{ type: 'text', text: 'hi' }], stop_reason: 'end_turn', stop_sequence: null, usage: anthUsage } };
+    const content = json ? [{ type: 'tool_use', id: 'tu1', name: 'json', input: { a: 1 } }] : [{ type: 'text', text }];
+    return { json: { id: 'msg_1', type: 'message', role: 'assistant', model, content, stop_reason: json ? 'tool_use' : 'end_turn', stop_sequence: null, usage: anthUsage } };
   }
   return { status: 404, json: {} };
 }
@@ -173,5 +181,47 @@ describe('AI SDK 5 with telemetry settings of the application\'s own (not aiSdkT
     await call(sdks['AI SDK 5']!(), kind, id, stream, { isEnabled: true, metadata: { sessionId: session } });
     await p.landed();
     expectBill(await llmRows(session), bill);
+  });
+});
+
+describe('AI SDK 6 object calls (their spans carry no inputTokenDetails)', () => {
+  const objectCall = async (fn: 'generateObject' | 'streamObject', kind: 'anthropic' | 'chat', session: string, recordOutputs: boolean) => {
+    const anthropic = createAnthropicV3({ apiKey: 'k', baseURL: `${api.url}/v1` });
+    const openai = createOpenAIV3({ apiKey: 'k', baseURL: `${api.url}/v1` });
+    const model = kind === 'anthropic' ? anthropic('claude-sonnet-4-5') : openai.chat('gpt-4o');
+    const schema = aiV6.jsonSchema<{ a: number }>({ type: 'object', properties: { a: { type: 'number' } }, required: ['a'], additionalProperties: false });
+    const experimental_telemetry = { ...aiSdkTelemetry({ sessionId: session }), recordOutputs };
+    if (fn === 'generateObject') {
+      await aiV6.generateObject({ model, schema, prompt: 'x', experimental_telemetry });
+    } else {
+      const r = aiV6.streamObject({ model, schema, prompt: 'x', experimental_telemetry });
+      for await (const part of r.partialObjectStream) void part;
+      await r.usage;
+    }
+    await p.landed();
+    return llmRows(session);
+  };
+
+  it('generateObject: the cache counts of the answer set on the span (Anthropic without recorded outputs, OpenAI): the bill', async () => {
+    expectBill(await objectCall('generateObject', 'anthropic', `obj6-a-${Date.now()}`, false), BILLS.anthropic);
+    expectBill(await objectCall('generateObject', 'chat', `obj6-o-${Date.now()}`, true), BILLS.chat);
+  });
+
+  it('streamObject of Anthropic without recorded outputs: its input count is the whole input, its cache reads not added again', async () => {
+    // (its cache writes are on no attribute: priced as input, a few cents in a thousand less than the bill)
+    const [r] = await objectCall('streamObject', 'anthropic', `obj6-s-${Date.now()}`, false);
+    expect(r).toMatchObject({ input_tokens: '23050', cache_read_tokens: '20000', output_tokens: '400' });
+  });
+});
+
+describe('aiSdkTelemetry({ tracer }): an application\'s own tracer, wrapped', () => {
+  it('the AI SDK\'s spans go to the tracer given, with the cache reads the AI SDK 5 leaves out', async () => {
+    const exported = new InMemorySpanExporter();
+    const mine = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exported)] });
+    const openai = createOpenAIV2({ apiKey: 'k', baseURL: `${api.url}/v1` });
+    await aiV5.generateText({ model: openai.chat('gpt-4o'), prompt: 'x', experimental_telemetry: aiSdkTelemetry({ tracer: mine.getTracer('ai') }) });
+    const call = exported.getFinishedSpans().find((s) => s.name === 'ai.generateText.doGenerate');
+    expect(call?.attributes['ai.usage.cachedInputTokens']).toBe(8000);
+    await mine.shutdown();
   });
 });

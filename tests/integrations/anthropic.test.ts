@@ -7,7 +7,8 @@ import { valueHash, withSession, wrapTools } from '../../instrumentation/src/api
 import { enableLoopGuard } from '../../instrumentation/src/guard/enable.js';
 import { haltSignal } from '../../instrumentation/src/guard/halt-signal.js';
 import { loopDetectedIn } from '../../instrumentation/src/guard/loop-guard.js';
-import { costUsd } from '../../instrumentation/src/cost.js';
+import { configurePrices, costUsd } from '../../instrumentation/src/cost.js';
+import { onLlmCall, type LlmCallRecord } from '../../instrumentation/src/llm-calls.js';
 import { instrumentAnthropic } from '../../instrumentation/src/integrations/anthropic.js';
 import { fakeApi, startPipeline, type FakeApi, type Pipeline } from './helpers.js';
 
@@ -272,5 +273,20 @@ describe('instrumentAnthropic', () => {
     const [ev] = await p.tc.rows<{ hashes: string[] }>(
       `SELECT arrayMap(a -> a['loopwatch.tool.args_hash'], Events.Attributes) AS hashes FROM otel_traces WHERE SpanAttributes['gen_ai.conversation.id'] = {s:String}`, { s: session });
     expect(ev!.hashes).toEqual([valueHash({})]);
+  });
+
+  it('an operator price of the 1-hour cache reaches the loop guard\'s count too: the span carries its 1-hour writes', async () => {
+    const seen: LlmCallRecord[] = [];
+    const off = onLlmCall((c) => void seen.push(c));
+    configurePrices([{ model: 'claude-sonnet-4-5', match: 'prefix', input_per_mtok: 3, output_per_mtok: 15, cache_write_per_mtok: 3.75, cache_write_1h_per_mtok: 9 }]);
+    try {
+      await withSession(`anthropic-1h-op-${Date.now()}`, () => client.messages.create({ model: 'claude-sonnet-4-5-1h', max_tokens: 64, messages: [{ role: 'user', content: 'x' }] }));
+      // the operator's price wins over the cost stamped (callCost): repriced from the span, the 1-hour writes at $9
+      expect(seen).toHaveLength(1);
+      expect(seen[0]!.costUsd).toBeCloseTo((100 * 3 + 1000 * 3.75 + 2000 * 9 + 20 * 15) / 1e6, 9);
+    } finally {
+      off();
+      configurePrices({ path: new URL('../../queries/prices/model-prices.json', import.meta.url).pathname }, { replace: true });
+    }
   });
 });

@@ -42,6 +42,12 @@ export interface AiSdkTelemetryOptions {
    */
   sessionId?: string;
   metadata?: Record<string, string | number | boolean>;
+  /**
+   * The tracer the AI SDK is to use (an application's own provider's): it is wrapped as
+   * aiSdkTracer() wraps the global one. Telemetry settings that spread aiSdkTelemetry() after a
+   * tracer of their own replace it: pass it here instead.
+   */
+  tracer?: Tracer;
 }
 
 /** The AI SDK's TelemetrySettings fields this sets (declared here so `ai` stays optional for types too). */
@@ -49,7 +55,7 @@ export interface AiSdkTelemetrySettings {
   isEnabled: boolean;
   functionId?: string;
   metadata: Record<string, string | number | boolean>;
-  /** aiSdkTracer(): the AI SDK's own tracer, with the cache reads of AI SDK 5's doGenerate spans. */
+  /** aiSdkTracer(): the AI SDK's own tracer, with the cache counts doGenerate spans lack (AI SDK 5, and 6's generateObject). */
   tracer: Tracer;
 }
 // compile-time check that the settings fit the AI SDK's own type
@@ -95,26 +101,29 @@ export function aiSdkTelemetry(opts: AiSdkTelemetryOptions = {}): AiSdkTelemetry
   const metadata: Record<string, string | number | boolean> = { ...opts.metadata };
   if (sessionId) metadata.sessionId = sessionId;
   const functionId = opts.functionId ?? s?.agent;
-  const tracer = aiSdkTracer();
+  const tracer = aiSdkTracer(opts.tracer);
   return functionId ? { isEnabled: true, functionId, metadata, tracer } : { isEnabled: true, metadata, tracer };
 }
 
-/** The spans of one model call that the AI SDK 5 ends without its cache reads. */
+/** The spans of one model call that the AI SDK ends without their cache counts (5: all; 6: generateObject's). */
 const GENERATE_SPANS = new Set(['ai.generateText.doGenerate', 'ai.generateObject.doGenerate']);
 
 /**
- * The tracer the AI SDK uses when given none (`trace.getTracer('ai')`, the same spans), which adds
- * to AI SDK 5's doGenerate spans the cache reads the SDK leaves out: ai@5 records a non-streaming
- * model call's usage as ai.usage.promptTokens / completionTokens only, while its doStream spans
- * carry ai.usage.cachedInputTokens, so an OpenAI call's cached input would be priced as input (its
- * provider metadata has no count of them either). The reads are the model's answer's
- * (usage.cachedInputTokens), set as ai.usage.cachedInputTokens before the span ends, so that the
- * cost stamped and the collector read them as for a stream. AI SDK 6 and later record them
- * themselves (ai.usage.inputTokenDetails.*): nothing is added. aiSdkTelemetry() sets it; settings
- * of an application's own can take it as `tracer: aiSdkTracer()`.
+ * The tracer the AI SDK uses when given none (`trace.getTracer('ai')`, the same spans), or the one
+ * given, which adds to doGenerate spans the cache counts the SDK leaves out: ai@5 records a
+ * non-streaming model call's usage as ai.usage.promptTokens / completionTokens only (its doStream
+ * spans carry ai.usage.cachedInputTokens), so an OpenAI call's cached input would be priced as
+ * input (its provider metadata has no count of them either); the AI SDK 6 records them
+ * (ai.usage.inputTokenDetails.*) on generateText's spans but not on generateObject's. The counts
+ * are the model's answer's, set before the span ends, so that the cost stamped and the collector
+ * read them as for a stream: an AI SDK 5 answer's usage.cachedInputTokens as
+ * ai.usage.cachedInputTokens; an AI SDK 6 answer's usage.inputTokens.{noCache, cacheRead,
+ * cacheWrite} as ai.usage.inputTokenDetails.*. A span that has them is left as it is.
+ * aiSdkTelemetry() sets it; settings of an application's own can take it as
+ * `tracer: aiSdkTracer()` (or `aiSdkTracer(theirs)`).
  */
-export function aiSdkTracer(): Tracer {
-  const ai = () => trace.getTracer('ai');
+export function aiSdkTracer(base?: Tracer): Tracer {
+  const ai = () => base ?? trace.getTracer('ai');
   return {
     startSpan: (...args: Parameters<Tracer['startSpan']>) => ai().startSpan(...args),
     startActiveSpan: (name: string, ...rest: unknown[]) => {
@@ -123,6 +132,23 @@ export function aiSdkTracer(): Tracer {
       return (ai().startActiveSpan as (name: string, ...rest: unknown[]) => unknown)(name, ...rest);
     },
   } as Tracer;
+}
+
+/** Sets on a doGenerate span the cache counts of the model's answer that the SDK left out. */
+function setCacheCounts(span: ApiSpan, result: unknown): void {
+  const usage = (result as { usage?: { cachedInputTokens?: unknown; inputTokens?: unknown } } | undefined)?.usage;
+  if (!usage || !span.isRecording()) return;
+  const a = attrsOf(span as unknown as Span);
+  if (Object.keys(a).some((k) => k.startsWith('ai.usage.inputTokenDetails.')) || a['ai.usage.cachedInputTokens'] !== undefined) return;
+  // the AI SDK 6's (LanguageModelV3): the input's parts
+  const input = usage.inputTokens;
+  if (input !== null && typeof input === 'object') {
+    const parts = input as { noCache?: unknown; cacheRead?: unknown; cacheWrite?: unknown };
+    const named = { noCacheTokens: parts.noCache, cacheReadTokens: parts.cacheRead, cacheWriteTokens: parts.cacheWrite };
+    for (const [k, v] of Object.entries(named)) if (typeof v === 'number') span.setAttribute(`ai.usage.inputTokenDetails.${k}`, v);
+    return;
+  }
+  if (typeof usage.cachedInputTokens === 'number') span.setAttribute('ai.usage.cachedInputTokens', usage.cachedInputTokens);
 }
 
 /**
@@ -164,11 +190,7 @@ function withCacheReads(fn: (span: ApiSpan) => unknown): (span: ApiSpan) => unkn
     return out.then(
       (result: unknown) => {
         try {
-          const reads = (result as { usage?: { cachedInputTokens?: unknown } } | undefined)?.usage?.cachedInputTokens;
-          const a = attrsOf(span as unknown as Span);
-          if (typeof reads === 'number' && span.isRecording() && a['ai.usage.cachedInputTokens'] === undefined && a['ai.usage.inputTokenDetails.cacheReadTokens'] === undefined) {
-            span.setAttribute('ai.usage.cachedInputTokens', reads);
-          }
+          setCacheCounts(span, result);
         } finally {
           finish();
         }

@@ -25,6 +25,8 @@ export const LLM_ATTR = {
   outputTokens: 'gen_ai.usage.output_tokens',
   cacheReadTokens: 'gen_ai.usage.cache_read.input_tokens',
   cacheCreationTokens: 'gen_ai.usage.cache_creation.input_tokens',
+  // of the cache writes, those to Anthropic's 1-hour cache (priced apart; no convention names them)
+  cacheCreation1hTokens: 'loopwatch.usage.cache_creation_1h.input_tokens',
   costUsd: 'loopwatch.cost_usd',
   toolCallIds: 'loopwatch.response.tool_call.ids',
   toolCallNames: 'loopwatch.response.tool_call.names',
@@ -87,6 +89,7 @@ export function startChatSpan(req: { provider: string; model: string | undefined
           if (u.outputTokens !== undefined) span.setAttribute(LLM_ATTR.outputTokens, u.outputTokens);
           if (u.cacheReadTokens) span.setAttribute(LLM_ATTR.cacheReadTokens, u.cacheReadTokens);
           if (u.cacheCreationTokens) span.setAttribute(LLM_ATTR.cacheCreationTokens, u.cacheCreationTokens);
+          if (u.cacheCreation1hTokens) span.setAttribute(LLM_ATTR.cacheCreation1hTokens, u.cacheCreation1hTokens);
           const cost = costUsd(o.responseModel ?? req.model, u);
           if (cost !== undefined) span.setAttribute(LLM_ATTR.costUsd, cost);
         }
