@@ -184,6 +184,8 @@ type TurnLlmCall = LlmCallRecord & { pauses?: [number, number][] };
 
 /** Sessions named (withSession, a conversation id) whose LLM calls wait for a tool call, per session the guard keeps. */
 const NAMED_PER_SESSION = 4;
+/** Sessions whose waiting turn was dropped, remembered (ids only) until their next tool call says so, per session the guard keeps. */
+const DROPPED_PER_SESSION = 16;
 
 /**
  * What enableLoopGuard keeps per session between an LLM call and the tool call it is charged to:
@@ -297,10 +299,14 @@ export function enableLoopGuard(opts: EnableLoopGuardOptions = {}): LoopGuardHan
     // so on a busy, healthy server hid a real miss later). Named sessions only (a trace-only one is
     // most often an LLM call outside any session, which no tool call follows)
     let saidDropped = false;
-    const droppedTurns = new Map<string, number>(); // session id -> tokens of the turn dropped
+    // session id -> tokens of the turns dropped. Ids only, so more of them than the turns: the
+    // finished sessions dropped after one must not push it out before its tool call comes (a
+    // regression review: 85 chat sessions after the turn, maxSessions 10, and nothing was said)
+    const droppedTurns = new Map<string, number>();
     const unchargedLlm = new SessionMemory<TurnLlmCall[]>(NAMED_PER_SESSION * maxSessions, maxSessions, (sessionId, turn, named) => {
       if (!named || saidDropped || !turn.some((llm) => llm.tokens > 0 || llm.costUsd > 0)) return;
-      touch(droppedTurns, sessionId, turn.reduce((sum, llm) => sum + llm.tokens, 0), NAMED_PER_SESSION * maxSessions);
+      const tokens = turn.reduce((sum, llm) => sum + llm.tokens, 0) + (droppedTurns.get(sessionId) ?? 0);
+      touch(droppedTurns, sessionId, tokens, DROPPED_PER_SESSION * maxSessions);
     });
     const sayDropped = (sessionId: string): void => {
       const tokens = droppedTurns.get(sessionId);
