@@ -98,9 +98,9 @@ export async function createCollector(config: CollectorConfig, log: Logger = cre
       const { applied, remade, fresh, version } = await migrate(store.client, { retentionDays: config.retentionDays });
       if (applied.length > 0) {
         // an upgrade is said; a new store's first start is not news
-        const last = applied[applied.length - 1]!;
+        // (the version the store is at: a migration numbered below one applied before can come last)
         log[fresh ? 'debug' : 'info']({ migrations: applied.map((m) => `${String(m.version).padStart(3, '0')}_${m.name}`) },
-          fresh ? `store created at schema version ${last.version}` : `store schema migrated to version ${last.version} (${applied.length} migration${applied.length === 1 ? '' : 's'} applied)`);
+          fresh ? `store created at schema version ${version}` : `store schema migrated to version ${version} (${applied.length} migration${applied.length === 1 ? '' : 's'} applied)`);
       }
       storeSchemaVersion = version;
       // the embedded store keeps UTC (store/client.ts); a server keeps its own zone, which the
