@@ -185,8 +185,8 @@ describe('AI SDK 5 with telemetry settings of the application\'s own (not aiSdkT
 });
 
 describe('AI SDK 6 object calls (their spans carry no inputTokenDetails)', () => {
-  const objectCall = async (fn: 'generateObject' | 'streamObject', kind: 'anthropic' | 'chat', session: string, recordOutputs: boolean) => {
-    const anthropic = createAnthropicV3({ apiKey: 'k', baseURL: `${api.url}/v1` });
+  const objectCall = async (fn: 'generateObject' | 'streamObject', kind: 'anthropic' | 'chat', session: string, recordOutputs: boolean, provider: 'v3' | 'v2' = 'v3') => {
+    const anthropic = (provider === 'v3' ? createAnthropicV3 : createAnthropicV2)({ apiKey: 'k', baseURL: `${api.url}/v1` }) as (id: string) => never;
     const openai = createOpenAIV3({ apiKey: 'k', baseURL: `${api.url}/v1` });
     const model = kind === 'anthropic' ? anthropic('claude-sonnet-4-5') : openai.chat('gpt-4o');
     const schema = aiV6.jsonSchema<{ a: number }>({ type: 'object', properties: { a: { type: 'number' } }, required: ['a'], additionalProperties: false });
@@ -205,6 +205,14 @@ describe('AI SDK 6 object calls (their spans carry no inputTokenDetails)', () =>
   it('generateObject: the cache counts of the answer set on the span (Anthropic without recorded outputs, OpenAI): the bill', async () => {
     expectBill(await objectCall('generateObject', 'anthropic', `obj6-a-${Date.now()}`, false), BILLS.anthropic);
     expectBill(await objectCall('generateObject', 'chat', `obj6-o-${Date.now()}`, true), BILLS.chat);
+  });
+
+  it('generateObject with an AI SDK 5 provider (@ai-sdk/anthropic 2, through the 6\'s compatibility layer): read as the 5\'s spans are', async () => {
+    // its count is Anthropic's, the cache left out: with the outputs recorded, Anthropic's usage in the metadata gives the bill
+    expectBill(await objectCall('generateObject', 'anthropic', `obj6v2-${Date.now()}`, true, 'v2'), BILLS.anthropic);
+    // without them, the reads (set from the answer) exceed the count: added; the writes are on no attribute
+    const [r] = await objectCall('generateObject', 'anthropic', `obj6v2-nr-${Date.now()}`, false, 'v2');
+    expect(r).toMatchObject({ input_tokens: '20050', cache_read_tokens: '20000', cache_creation_tokens: '0' });
   });
 
   it('streamObject of Anthropic without recorded outputs: its input count is the whole input, its cache reads not added again', async () => {

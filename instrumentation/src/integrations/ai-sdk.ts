@@ -144,8 +144,18 @@ function setCacheCounts(span: ApiSpan, result: unknown): void {
   const input = usage.inputTokens;
   if (input !== null && typeof input === 'object') {
     const parts = input as { noCache?: unknown; cacheRead?: unknown; cacheWrite?: unknown };
-    const named = { noCacheTokens: parts.noCache, cacheReadTokens: parts.cacheRead, cacheWriteTokens: parts.cacheWrite };
-    for (const [k, v] of Object.entries(named)) if (typeof v === 'number') span.setAttribute(`ai.usage.inputTokenDetails.${k}`, v);
+    // A provider of the 6's own gives noCache among them, and its input count is the whole
+    // input: the parts as the 6 records them on its other spans. A provider of the 5's, through
+    // the 6's compatibility layer, gives its own count as the total and the reads alone (an
+    // Anthropic one's count leaves the cache out): set as the 5's reads, so that the span is read
+    // as the 5's (with Anthropic's usage in the metadata, when recorded; a regression review: the
+    // parts made it read as the 6's, and lost the writes)
+    if (typeof parts.noCache === 'number') {
+      const named = { noCacheTokens: parts.noCache, cacheReadTokens: parts.cacheRead, cacheWriteTokens: parts.cacheWrite };
+      for (const [k, v] of Object.entries(named)) if (typeof v === 'number') span.setAttribute(`ai.usage.inputTokenDetails.${k}`, v);
+    } else if (typeof parts.cacheRead === 'number') {
+      span.setAttribute('ai.usage.cachedInputTokens', parts.cacheRead);
+    }
     return;
   }
   if (typeof usage.cachedInputTokens === 'number') span.setAttribute('ai.usage.cachedInputTokens', usage.cachedInputTokens);
