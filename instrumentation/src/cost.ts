@@ -177,13 +177,14 @@ export function costUsd(model: string | undefined, usage: TokenUsage): number | 
   const cacheRead = usage.cacheReadTokens ?? 0;
   const cacheWrite = usage.cacheCreationTokens ?? 0;
   const write1h = Math.min(Math.max(usage.cacheCreation1hTokens ?? 0, 0), cacheWrite);
-  const orInput = (price: number | undefined) => (price && price > 0 ? price : p.input_per_mtok);
-  const writePrice = orInput(p.cache_write_per_mtok);
+  // a price of 0 (or none) is the one it falls back to
+  const or = (price: number | undefined, otherwise: number) => (price && price > 0 ? price : otherwise);
+  const writePrice = or(p.cache_write_per_mtok, p.input_per_mtok);
   const usd =
     (Math.max(input - cacheRead - cacheWrite, 0) * p.input_per_mtok +
-      cacheRead * orInput(p.cached_input_per_mtok) +
+      cacheRead * or(p.cached_input_per_mtok, p.input_per_mtok) +
       (cacheWrite - write1h) * writePrice +
-      write1h * (p.cache_write_1h_per_mtok && p.cache_write_1h_per_mtok > 0 ? p.cache_write_1h_per_mtok : writePrice) +
+      write1h * or(p.cache_write_1h_per_mtok, writePrice) +
       (usage.outputTokens ?? 0) * p.output_per_mtok) /
     1e6;
   return Math.round(usd * 1e9) / 1e9;
