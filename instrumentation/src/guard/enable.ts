@@ -201,11 +201,18 @@ const DROPPED_PER_SESSION = 16;
 export class SessionMemory<V> {
   private readonly named = new Map<string, V>();
   private readonly traced = new Map<string, V>();
+  private readonly droppedNamed?: (sessionId: string, value: V) => void;
+  private readonly droppedTraced?: (sessionId: string, value: V) => void;
   constructor(
     readonly maxNamed: number,
     readonly maxTraced: number,
-    private readonly dropped?: (sessionId: string, value: V, named: boolean) => void,
-  ) {}
+    dropped?: (sessionId: string, value: V, named: boolean) => void,
+  ) {
+    if (dropped) {
+      this.droppedNamed = (sessionId, value) => dropped(sessionId, value, true);
+      this.droppedTraced = (sessionId, value) => dropped(sessionId, value, false);
+    }
+  }
 
   get(sessionId: string): V | undefined {
     return this.named.get(sessionId) ?? this.traced.get(sessionId);
@@ -213,16 +220,8 @@ export class SessionMemory<V> {
 
   /** Keeps the value as the most recently touched; `traced`: the session is only its trace (its id is the trace id). */
   set(sessionId: string, value: V, traced: boolean): void {
-    const map = traced ? this.traced : this.named;
-    map.delete(sessionId);
-    map.set(sessionId, value);
-    if (map.size > (traced ? this.maxTraced : this.maxNamed)) {
-      for (const [oldest, was] of map) {
-        map.delete(oldest);
-        this.dropped?.(oldest, was, !traced);
-        break;
-      }
-    }
+    if (traced) touch(this.traced, sessionId, value, this.maxTraced, this.droppedTraced);
+    else touch(this.named, sessionId, value, this.maxNamed, this.droppedNamed);
   }
 
   delete(sessionId: string): void {

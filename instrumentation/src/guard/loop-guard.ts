@@ -1004,16 +1004,17 @@ export function pausesBetween(calls: { startedAt: number; endedAt: number }[]): 
   return out;
 }
 
-/** Bounded map: refreshes on touch, drops the least recently touched entry past the limit. */
-export function touch<K, V>(map: Map<K, V>, key: K, value: V, limit: number): void {
+/** Bounded map: refreshes on touch, drops the least recently touched entry past the limit (given to `dropped`). */
+export function touch<K, V>(map: Map<K, V>, key: K, value: V, limit: number, dropped?: (key: K, value: V) => void): void {
   map.delete(key);
   map.set(key, value);
-  if (map.size > limit) evictOldest(map);
+  if (map.size > limit) evictOldest(map, dropped);
 }
 
-function evictOldest<K, V>(map: Map<K, V>): void {
-  for (const k of map.keys()) {
+function evictOldest<K, V>(map: Map<K, V>, dropped?: (key: K, value: V) => void): void {
+  for (const [k, v] of map) {
     map.delete(k);
+    dropped?.(k, v);
     return;
   }
 }
