@@ -18,7 +18,7 @@
 import { inspect } from 'node:util';
 import { stopToolCalls } from './api.js';
 import { decimalInteger } from './decimal.js';
-import { warn } from './warn.js';
+import { spanCount, warn } from './warn.js';
 
 /** What the exit handlers flush, and how many ended spans the exporter has not finished with. */
 export interface ExitFlushTarget {
@@ -118,20 +118,19 @@ export function flushOnExit(target: ExitFlushTarget, timeoutMs: number = DEFAULT
     });
   };
 
-  const spans = (n: number) => `${n} span${n === 1 ? '' : 's'}`;
   const onExit = (): void => {
     const pending = target.pendingSpans();
     if (pending > 0 && gaveUpAt >= 0) {
-      warn(`${spans(pending)} not exported: the collector did not take them within ${timeoutMs} ms of the end of the process (LOOPWATCH_EXIT_FLUSH_MS)`);
+      warn(`${spanCount(pending)} not exported: the collector did not take them within ${timeoutMs} ms of the end of the process (LOOPWATCH_EXIT_FLUSH_MS)`);
     } else if (pending > 0) {
-      warn(`${spans(pending)} not exported: the process exited before they were sent (before a process.exit() of the application's, await loopwatch()?.flush())`);
+      warn(`${spanCount(pending)} not exported: the process exited before they were sent (before a process.exit() of the application's, await loopwatch()?.flush())`);
     }
     const failed = target.failedSpans?.() ?? 0;
-    if (failed > 0) warn(`${spans(failed)} could not be exported`);
+    if (failed > 0) warn(`${spanCount(failed)} could not be exported`);
     const dropped = target.droppedSpans?.() ?? 0;
-    if (dropped > 0) warn(`${spans(dropped)} dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE)`);
+    if (dropped > 0) warn(`${spanCount(dropped)} dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE)`);
     const rejected = target.rejectedSpans?.() ?? 0;
-    if (rejected > 0) warn(`${spans(rejected)} rejected by the collector (the first rejection's reason is said above)`);
+    if (rejected > 0) warn(`${spanCount(rejected)} rejected by the collector (the first rejection's reason is said above)`);
   };
 
   for (const s of SIGNALS) process.on(s, onSignal);

@@ -20,7 +20,7 @@ import { preciseNow, registeredProvider } from './api.js';
 import { sessionFrom } from './context.js';
 import { AiSdkSpanProcessor } from './integrations/ai-sdk.js';
 import { LlmCallTap } from './llm-calls.js';
-import { warn, warnOnce } from './warn.js';
+import { spanCount, warn, warnOnce } from './warn.js';
 import { failedSpansOf, splitOnTooLarge } from './split-export.js';
 import { headerSecrets, reportingRejections, shownReason } from './partial-success.js';
 
@@ -544,7 +544,7 @@ export function startLoopwatch(opts: StartOptions = {}): LoopwatchHandle {
       tally.rejected += spans;
       warnOnce(
         'spans-rejected',
-        `the collector rejected ${spans === 1 ? '1 span' : `${spans} spans`} of an export to ${shownUrl(target)}: ${shownReason(message, secrets) || 'it gave no reason'} ` +
+        `the collector rejected ${spanCount(spans)} of an export to ${shownUrl(target)}: ${shownReason(message, secrets) || 'it gave no reason'} ` +
           '(only those spans are lost; later rejections are counted, and said at exit)',
       );
     }, secrets);

@@ -22,6 +22,9 @@ export function tellObserver<T>(observer: (value: T) => unknown, value: T, kind:
     warnOnce(kind, what(errorText(err)));
   }
 }
+/** A count of spans as a message says it: `1 span`, `3 spans`. */
+export const spanCount = (n: number): string => `${n} span${n === 1 ? '' : 's'}`;
+
 /** warn(), once per kind of problem for the life of the process: a problem on every call would flood stderr. */
 export function warnOnce(kind: string, message: string): void {
   if (said.has(kind)) return;
