@@ -132,6 +132,7 @@ export function llmUsageOf(a: Attributes): { model: string; input: number; outpu
     && first(a, ['ai.usage.inputTokenDetails.noCacheTokens', 'ai.usage.inputTokenDetails.cacheReadTokens', 'ai.usage.inputTokenDetails.cacheWriteTokens']) === undefined;
   const pm = sdkLegacy ? json(a['ai.response.providerMetadata']) : undefined;
   const anthropic = member(pm, 'anthropic');
+  const openai = member(pm, 'openai');
   const usage = member(anthropic, 'usage');
   const pmUsage = has(usage, 'input_tokens');
   // Google ADK's response usage (GenAI spans only, as the view)
@@ -142,7 +143,7 @@ export function llmUsageOf(a: Attributes): { model: string; input: number; outpu
   const cacheRead = pmUsage ? count(usage!.cache_read_input_tokens)
     : readAttr !== undefined ? count(readAttr)
     : has(anthropic, 'cacheReadInputTokens') ? count(anthropic!.cacheReadInputTokens)
-    : has(member(pm, 'openai'), 'cachedPromptTokens') ? count(member(pm, 'openai')!.cachedPromptTokens)
+    : has(openai, 'cachedPromptTokens') ? count(openai!.cachedPromptTokens)
     : count(adk?.cached_content_token_count);
   const writeAttr = first(a, ['gen_ai.usage.cache_creation.input_tokens', 'gen_ai.usage.cache_creation_input_tokens', 'gen_ai.usage.cache_write.input_tokens', 'gen_ai.usage.cache_write_input_tokens', 'llm.token_count.prompt_details.cache_write', 'ai.usage.inputTokenDetails.cacheWriteTokens']);
   const cacheWrite = pmUsage ? count(usage!.cache_creation_input_tokens) : writeAttr !== undefined ? count(writeAttr) : count(anthropic?.cacheCreationInputTokens);
